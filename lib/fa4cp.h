@@ -1,0 +1,240 @@
+/*
+ * fa4cp.h - the public interface of libfa4cp.
+ *
+ * FlashAttention-4-style attention (THD varlen, causal, sliding window, GQA,
+ * LSE) and context-parallel attention over a transport.  Every fallible call
+ * returns fa4cp_status (FA4CP_OK == 0); the detail of the last failure on the
+ * calling thread is in fa4cp_last_error().
+ *
+ * Conventions (docs/api.md has the long form):
+ *   - THD layout: q [total_q, h, d], k/v [total_k, h_kv, d], row-major.
+ *   - cu_seqlens_q/k [b+1]: physical (padded) start of each sequence.
+ *   - seqused_q/k [b] (optional): real tokens of each sequence; they form a
+ *     prefix of the sequence's physical rows.
+ *   - causal and windows are aligned bottom-right: key j is visible to
+ *     query i iff j <= i + (sk - sq) (+ window_right), and
+ *     j >= i + (sk - sq) - window_left when window_left >= 0.
+ *   - lse [h, total_q], fp32, natural log.  A row that sees no key gets
+ *     out = 0 and lse = -inf.
+ *   - The forward writes no out/lse element of rows past seqused_q; the
+ *     backward writes exactly 0 to dq/dk/dv rows that are padding.
+ */
+#ifndef FA4CP_H
+#define FA4CP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FA4CP_VERSION_MAJOR 0
+#define FA4CP_VERSION_MINOR 1
+#define FA4CP_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum fa4cp_status {
+    FA4CP_OK = 0,
+    FA4CP_ERR_INVALID = 1,     /* a bad argument: shapes, sizes, pointers */
+    FA4CP_ERR_UNSUPPORTED = 2, /* well formed, but not supported here */
+    FA4CP_ERR_NOMEM = 3,       /* host or device allocation failed */
+    FA4CP_ERR_CUDA = 4,        /* a CUDA runtime call or launch failed */
+    FA4CP_ERR_NCCL = 5,        /* an NCCL call failed */
+    FA4CP_ERR_PMIX = 6,        /* a PMIx call failed */
+    FA4CP_ERR_TIMEOUT = 7,     /* a blocking call ran past its deadline */
+    FA4CP_ERR_IO = 8,          /* a file or stream could not be read/written */
+    FA4CP_ERR_LAUNCH = 9,      /* the process was started the wrong way */
+    FA4CP_ERR_PEER = 10,       /* another rank failed or vanished */
+    FA4CP_ERR_INTERNAL = 11    /* a bug in fa4cp */
+} fa4cp_status;
+
+/* Short name of a status ("invalid argument", ...); never NULL. */
+const char *fa4cp_strerror(fa4cp_status status);
+
+/* The message of the last failure on this thread ("" if none). */
+const char *fa4cp_last_error(void);
+
+/* Forget the last error of this thread. */
+void fa4cp_clear_error(void);
+
+/* "0.1.0" */
+const char *fa4cp_version(void);
+
+/* ------------------------------------------------------------------ logging */
+
+typedef enum fa4cp_log_level {
+    FA4CP_LOG_ERROR = 0,
+    FA4CP_LOG_WARN = 1,
+    FA4CP_LOG_INFO = 2,
+    FA4CP_LOG_DEBUG = 3
+} fa4cp_log_level;
+
+/* Lines go to stderr as "host:rank LEVEL message"; the level comes from
+ * FA4CP_LOG=error|warn|info|debug (default warn). */
+void fa4cp_log(fa4cp_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int fa4cp_log_enabled(fa4cp_log_level level);
+/* The rank shown in this thread's log prefix (-1 shows "-"). */
+void fa4cp_log_set_rank(int rank);
+int fa4cp_log_rank(void);
+
+/* ------------------------------------------------------------------ memory */
+
+/* 64-byte aligned host allocation; on failure NULL and the last error says
+ * how much was asked for and what for. */
+void *fa4cp_malloc(size_t bytes, const char *what);
+void *fa4cp_calloc(size_t count, size_t size, const char *what);
+void fa4cp_free(void *p);
+
+/* ------------------------------------------------------------------ dtypes */
+
+typedef enum fa4cp_dtype {
+    FA4CP_BF16 = 0,
+    FA4CP_FP16 = 1,
+    FA4CP_FP32 = 2,
+    FA4CP_FP64 = 3
+} fa4cp_dtype;
+
+size_t fa4cp_dtype_size(fa4cp_dtype dtype);
+const char *fa4cp_dtype_name(fa4cp_dtype dtype);
+/* "bf16"|"bfloat16", "fp16"|"float16", "fp32"|"float32", "fp64"|"float64". */
+fa4cp_status fa4cp_dtype_parse(const char *name, fa4cp_dtype *out);
+
+/* Element conversions (round to nearest even; NaN stays NaN). */
+double fa4cp_load(fa4cp_dtype dtype, const void *base, size_t index);
+void fa4cp_store(fa4cp_dtype dtype, void *base, size_t index, double value);
+uint16_t fa4cp_float_to_bf16(float f);
+float fa4cp_bf16_to_float(uint16_t h);
+uint16_t fa4cp_float_to_fp16(float f);
+float fa4cp_fp16_to_float(uint16_t h);
+
+/* ------------------------------------------------------------------ THD math
+ * Pure functions; the caller owns every array.  "padded" lengths are the
+ * physical lengths cu_padded[i+1]-cu_padded[i]; "len" the real ones.
+ * Context parallelism cuts each padded sequence into 2*cp chunks of
+ * padded/(2*cp) rows; CP rank r holds chunks r and 2*cp-1-r, stored in that
+ * order, so its local sequence i has padded/cp rows. */
+
+/* Checks cu_padded (non-decreasing, starts at 0), seqused (0 <= used <=
+ * padded; may be NULL) and, when cp > 0, that every padded length is
+ * divisible by 2*cp ("sequence 3 has padded length 1001, not divisible by
+ * 2*cp = 8: pad it to 1008 (7 more rows)"). */
+fa4cp_status fa4cp_thd_check(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp);
+
+/* Real tokens in chunk c (0 <= c < 2cp) of a sequence: clamp(len - c*chunk, 0, chunk). */
+int32_t fa4cp_thd_chunk_valid(int32_t len, int32_t padded, int cp, int chunk);
+
+/* Local physical cu_seqlens [batch+1] of any rank: cu_padded[i] / cp.
+ * half = -1: the whole local sequence; half = 0 or 1: one of the two chunks,
+ * as a tensor of its own (cu_padded[i] / (2*cp)). */
+void fa4cp_thd_local_cu(int batch, const int32_t *cu_padded, int cp, int half, int32_t *local_cu);
+
+/* Real tokens of each local sequence [batch] of rank r (half = -1 whole,
+ * 0 first chunk, 1 second chunk).  seqused NULL means no padding.  The real
+ * tokens of every local sequence and of each half form a prefix. */
+void fa4cp_thd_local_seqused(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp,
+                             int rank, int half, int32_t *local_used);
+
+/* Global physical row of local row `local_row` of rank r (-1 if out of range). */
+int64_t fa4cp_thd_local_to_global(int batch, const int32_t *cu_padded, int cp, int rank,
+                                  int64_t local_row);
+/* Inverse: which rank holds global row g and at which local row.
+ * Returns FA4CP_ERR_INVALID if g is out of range. */
+fa4cp_status fa4cp_thd_global_to_local(int batch, const int32_t *cu_padded, int cp, int64_t g,
+                                       int *rank, int64_t *local_row);
+/* Sequence that holds physical row `row` (binary search; -1 if none). */
+int fa4cp_thd_seq_of_row(int batch, const int32_t *cu, int64_t row);
+
+/* ------------------------------------------------------------------ attention */
+
+typedef enum fa4cp_backend {
+    FA4CP_BACKEND_CPU = 0, /* reference: float64 accumulation, the oracle */
+    FA4CP_BACKEND_CUDA = 1 /* kernels/: device pointers and a CUDA stream */
+} fa4cp_backend;
+
+const char *fa4cp_backend_name(fa4cp_backend backend);
+fa4cp_status fa4cp_backend_parse(const char *name, fa4cp_backend *out);
+/* 1 if this build has the backend and (for cuda) a usable device. */
+int fa4cp_backend_available(fa4cp_backend backend);
+
+/* The FA4-style raw call.  Host pointers for the cpu backend, device pointers
+ * for cuda (cu_seqlens/seqused too). */
+typedef struct fa4cp_attn_args {
+    size_t struct_size; /* sizeof(fa4cp_attn_args), set by the INIT macro */
+    fa4cp_dtype dtype;
+    int batch;
+    int heads, kv_heads, head_dim; /* heads % kv_heads == 0 */
+    int64_t total_q, total_k;      /* rows of q and of k/v */
+    const int32_t *cu_seqlens_q, *cu_seqlens_k; /* [batch+1] */
+    const int32_t *seqused_q, *seqused_k;       /* [batch] or NULL */
+    int max_seqlen_q, max_seqlen_k; /* upper bounds (cuda: 0 = read them) */
+    double softmax_scale;           /* 0 = 1/sqrt(head_dim) */
+    int causal;
+    int window_left, window_right; /* -1 = unbounded */
+    /* forward: q, k, v -> out, lse.  backward: also reads out and lse */
+    const void *q, *k, *v;
+    void *out;
+    float *lse;
+    /* backward: dout (+ optional dlse [h, total_q]) -> dq, dk, dv */
+    const void *dout;
+    const float *dlse;
+    void *dq, *dk, *dv;
+    int deterministic; /* cuda: same bits on every run */
+    void *stream;      /* cuda: cudaStream_t (NULL = default stream) */
+} fa4cp_attn_args;
+
+#define FA4CP_ATTN_ARGS_INIT                                                                       \
+    {                                                                                              \
+        .struct_size = sizeof(fa4cp_attn_args), .dtype = FA4CP_BF16, .window_left = -1,           \
+        .window_right = -1                                                                         \
+    }
+
+/* Argument checks shared by every backend (no pointer is dereferenced
+ * except cu_seqlens/seqused on the cpu backend). */
+fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
+
+fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+
+/* Is key j visible to query i of a sequence with sq queries and sk keys? */
+int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,
+                       int window_right);
+
+/* ------------------------------------------------------------------ comm (transports)
+ * Section owned by the CP work (lib/comm*.c). */
+
+/* (comm declarations go here) */
+
+
+
+/* ------------------------------------------------------------------ context parallelism
+ * Section owned by the CP work (lib/cp*.c). */
+
+/* (cp declarations go here) */
+
+
+
+/* ------------------------------------------------------------------ world and layout
+ * Section owned by the World work (lib/world*.c, lib/layout.c). */
+
+/* (world/layout declarations go here) */
+
+
+
+/* ------------------------------------------------------------------ workloads
+ * Section owned by the runner work (lib/workload*.c). */
+
+/* (workload declarations go here) */
+
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FA4CP_H */

@@ -14,8 +14,9 @@
  *   - causal and windows are aligned bottom-right: key j is visible to
  *     query i iff j <= i + (sk - sq) (+ window_right), and
  *     j >= i + (sk - sq) - window_left when window_left >= 0.
- *   - lse [h, total_q], fp32, natural log.  A row that sees no key gets
- *     out = 0 and lse = -inf.
+ *   - lse [h, total_q], natural log, fp32 (fp64 when the storage dtype is
+ *     FA4CP_FP64, so the float64 reference stays exact end to end).  A row
+ *     that sees no key gets out = 0 and lse = -inf.
  *   - The forward writes no out/lse element of rows past seqused_q; the
  *     backward writes exactly 0 to dq/dk/dv rows that are padding.
  */
@@ -179,10 +180,10 @@ typedef struct fa4cp_attn_args {
     /* forward: q, k, v -> out, lse.  backward: also reads out and lse */
     const void *q, *k, *v;
     void *out;
-    float *lse;
-    /* backward: dout (+ optional dlse [h, total_q]) -> dq, dk, dv */
+    void *lse; /* [h, total_q]: float, or double when dtype == FA4CP_FP64 */
+    /* backward: dout (+ optional dlse [h, total_q], same type as lse) -> dq, dk, dv */
     const void *dout;
-    const float *dlse;
+    const void *dlse;
     void *dq, *dk, *dv;
     int deterministic; /* cuda: same bits on every run */
     void *stream;      /* cuda: cudaStream_t (NULL = default stream) */
@@ -200,6 +201,9 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
 
 fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
 fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+
+/* Element type of lse/dlse for a storage dtype: FA4CP_FP64 for fp64, else FA4CP_FP32. */
+fa4cp_dtype fa4cp_lse_dtype(fa4cp_dtype dtype);
 
 /* Is key j visible to query i of a sequence with sq queries and sk keys? */
 int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,

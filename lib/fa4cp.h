@@ -212,7 +212,64 @@ int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal,
 /* ------------------------------------------------------------------ comm (transports)
  * Section owned by the CP work (lib/comm*.c). */
 
-/* (comm declarations go here) */
+/* A transport endpoint: this rank's view of a group of `size` ranks.  Two
+ * implementations: "local" (ranks are threads of one process, host or device
+ * memory) and "nccl" (one communicator per group).  Every operation is
+ * non-blocking and returns a request; fa4cp_comm_wait completes it (and frees
+ * it).  On device transports an operation is ordered after the work already
+ * queued on `stream` (a cudaStream_t, NULL = default) and wait makes `stream`
+ * wait for it (no host synchronisation); host transports ignore `stream` and
+ * wait blocks.  A mismatched post (sizes that disagree, a peer out of range)
+ * is an error, never a hang: every blocking wait has the comm's timeout. */
+typedef struct fa4cp_comm fa4cp_comm;
+typedef struct fa4cp_comm_req fa4cp_comm_req;
+
+typedef enum fa4cp_reduce_op { FA4CP_REDUCE_SUM = 0, FA4CP_REDUCE_MAX = 1 } fa4cp_reduce_op;
+
+/* One point-to-point transfer of a group (send to or receive from peer). */
+typedef struct fa4cp_p2p {
+    int peer;
+    int is_send;
+    void *buf; /* const for a send */
+    size_t bytes;
+} fa4cp_p2p;
+
+int fa4cp_comm_rank(const fa4cp_comm *c);
+int fa4cp_comm_size(const fa4cp_comm *c);
+const char *fa4cp_comm_name(const fa4cp_comm *c);
+/* 1 when buffers are device pointers */
+int fa4cp_comm_device_memory(const fa4cp_comm *c);
+
+/* All sends and receives of ops[] posted as one group (NCCL group semantics). */
+fa4cp_status fa4cp_comm_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+                                 fa4cp_comm_req **req);
+/* recv [size * bytes] = concatenation of every rank's send [bytes], in rank order. */
+fa4cp_status fa4cp_comm_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                   void *stream, fa4cp_comm_req **req);
+/* send [size * count] elements; recv [count] = sum over ranks of block `rank`. */
+fa4cp_status fa4cp_comm_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                       fa4cp_dtype dtype, void *stream, fa4cp_comm_req **req);
+/* send [size * bytes]: block p goes to rank p; recv [size * bytes]: block p came from rank p. */
+fa4cp_status fa4cp_comm_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                   void *stream, fa4cp_comm_req **req);
+fa4cp_status fa4cp_comm_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                   fa4cp_dtype dtype, fa4cp_reduce_op op, void *stream,
+                                   fa4cp_comm_req **req);
+/* Complete and free a request (NULL is a no-op). */
+fa4cp_status fa4cp_comm_wait(fa4cp_comm *c, fa4cp_comm_req *req, void *stream);
+fa4cp_status fa4cp_comm_barrier(fa4cp_comm *c);
+void fa4cp_comm_destroy(fa4cp_comm *c);
+
+/* The local transport: `nranks` ranks that are threads of this process.
+ * device_memory = 1: buffers are CUDA device pointers (copies go through
+ * cudaMemcpyAsync on the given streams).  timeout_s bounds every wait. */
+typedef struct fa4cp_local_world fa4cp_local_world;
+fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double timeout_s,
+                                      fa4cp_local_world **out);
+/* The endpoint of `rank` (call once per rank; each thread uses its own). */
+fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out);
+/* After every endpoint was destroyed. */
+void fa4cp_local_world_destroy(fa4cp_local_world *w);
 
 
 

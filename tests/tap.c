@@ -78,7 +78,7 @@ static int vok(int cond, const char *fmt, va_list ap)
     vsnprintf(buf, sizeof buf, fmt, ap);
     for (char *p = buf; *p; p++)
         if (*p == '\n' || *p == '#')
-            *p = *p == '#' ? 'N' : ' ';
+            *p = ' ';
     pthread_mutex_lock(&lock);
     run++;
     if (!cond)

@@ -134,8 +134,8 @@ int main(void)
                     exact = 0;
             }
         }
-        ok(exact, "TE#3331 case: per-half valid counts are exact for lengths 5,7,11,1 at cp=3");
-        ok(check_partition(batch, cu, used, cp, "TE#3331"), "TE#3331 case: partition properties hold");
+        ok(exact, "TE issue 3331 case: per-half valid counts are exact for lengths 5,7,11,1 at cp=3");
+        ok(check_partition(batch, cu, used, cp, "TE issue 3331"), "TE issue 3331 case: partition properties hold");
     }
 
     /* TE #2186: a rank whose second chunk is all padding */
@@ -145,13 +145,13 @@ int main(void)
         cu[1] = 16;
         used[0] = 5; /* chunks of 4: 4,1,0,0 */
         fa4cp_thd_local_seqused(1, cu, used, cp, 0, 1, out);
-        is_int(out[0], 0, "TE#2186 case: rank 0's second chunk (chunk 3) holds 0 real tokens");
+        is_int(out[0], 0, "TE issue 2186 case: rank 0's second chunk (chunk 3) holds 0 real tokens");
         fa4cp_thd_local_seqused(1, cu, used, cp, 1, 0, out);
-        is_int(out[0], 1, "TE#2186 case: rank 1's first chunk (chunk 1) holds 1 real token");
+        is_int(out[0], 1, "TE issue 2186 case: rank 1's first chunk (chunk 1) holds 1 real token");
         fa4cp_thd_local_seqused(1, cu, used, cp, 1, 1, out);
-        is_int(out[0], 0, "TE#2186 case: rank 1's second chunk (chunk 2) is all padding");
+        is_int(out[0], 0, "TE issue 2186 case: rank 1's second chunk (chunk 2) is all padding");
         fa4cp_thd_local_seqused(1, cu, used, cp, 0, -1, out);
-        is_int(out[0], 4, "TE#2186 case: rank 0 holds 4 real tokens");
+        is_int(out[0], 4, "TE issue 2186 case: rank 0 holds 4 real tokens");
     }
 
     /* TE #1930: the last real token of a packed sequence must not be dropped */
@@ -167,13 +167,13 @@ int main(void)
             fa4cp_thd_local_seqused(2, cu, used, cp, r, -1, out);
             held += out[0] + out[1];
         }
-        is_int(held, 15, "TE#1930 case: all 15 real tokens (7 + 8) are held by some rank");
+        is_int(held, 15, "TE issue 1930 case: all 15 real tokens (7 + 8) are held by some rank");
         int rank;
         int64_t local;
         fa4cp_thd_global_to_local(2, cu, cp, 6, &rank, &local);
         fa4cp_thd_local_seqused(2, cu, used, cp, rank, -1, out);
         int64_t off = local - cu[0] / cp;
-        ok(off < out[0], "TE#1930 case: the last real token (row 6) is inside its rank's real prefix");
+        ok(off < out[0], "TE issue 1930 case: the last real token (row 6) is inside its rank's real prefix");
     }
 
     /* errors */

@@ -1,6 +1,6 @@
 /* test_cp.c - context-parallel attention against the non-CP reference.
  *
- * usage: test_cp [quick]
+ * usage: test_cp [quick]   (FA4CP_TEST_ROUNDS=n: n draws per cell, default 2)
  *
  * The matrix: cp in {1,2,3,4} x comm in {p2p, all_gather, a2a} x mask in
  * {none, causal, window (64,0), window (32,32)} (windows not with p2p, which
@@ -388,7 +388,10 @@ int main(int argc, char **argv)
     static const int masks[][3] = {{0, -1, -1}, {1, -1, -1}, {0, 64, 0}, {0, 32, 32}};
     static const char *mask_names[] = {"no mask", "causal", "window (64,0)", "window (32,32)"};
     static const fa4cp_dtype dts[] = {FA4CP_FP64, FA4CP_FP32, FA4CP_BF16};
-    int idx = 0;
+    int idx = 0, rounds = 2;
+    const char *re = getenv("FA4CP_TEST_ROUNDS");
+    if (re && atoi(re) > 0)
+        rounds = atoi(re);
     plan(0);
     for (int cp = 1; cp <= 4; cp++)
         for (int comm = 0; comm < 3; comm++)
@@ -396,15 +399,15 @@ int main(int argc, char **argv)
                 if (comm == FA4CP_CP_P2P && mk >= 2)
                     continue; /* refused: see test_cp_plan */
                 int pass = 0, total = 0;
-                for (int f = 0; f < 3; f++, idx++) {
+                for (int f = 0; f < 3 * rounds; f++, idx++) {
                     tcase c;
                     memset(&c, 0, sizeof c);
                     fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
                     c.cfg = init;
                     c.cp = cp;
                     c.cfg.comm = (fa4cp_cp_comm_type)comm;
-                    c.cfg.format = f == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
-                    c.pad = f == 2;
+                    c.cfg.format = f % 3 == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
+                    c.pad = f % 3 == 2;
                     c.cfg.causal = masks[mk][0];
                     c.cfg.window_left = masks[mk][1];
                     c.cfg.window_right = masks[mk][2];

@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXB 4
+#define MAXB 6
 
 typedef struct tcase {
     fa4cp_cp_config cfg;
@@ -246,6 +246,9 @@ static cmp compare_lse(const tcase *c, const void *x, const void *ref)
     return k;
 }
 
+/* the largest error seen per storage dtype, as a fraction of its tolerance */
+static double worst[4];
+
 static double tol_of(const tcase *c)
 {
     switch (c->cfg.dtype) {
@@ -348,12 +351,15 @@ static int run_case(test_rng *rng, tcase *c)
     cmp v = compare(c, dt, g.cdv, g.dv, G, rowk(c), 1);
     cmp *cs[] = {&o, &l, &q, &k, &v};
     const char *names[] = {"out", "lse", "dq", "dk", "dv"};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
+        if (cs[i]->err / tol > worst[dt])
+            worst[dt] = cs[i]->err / tol;
         if (!(cs[i]->err <= tol) || cs[i]->nonfinite || cs[i]->pad_bad || cs[i]->masked_bad) {
             diag("%s: %s error %.3g (tol %g), non-finite %zu, padding rows wrong %zu, fully masked rows wrong %zu",
                  desc, names[i], cs[i]->err, tol, cs[i]->nonfinite, cs[i]->pad_bad, cs[i]->masked_bad);
             good = 0;
         }
+    }
 out:
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(*all[i]);
@@ -458,5 +464,42 @@ int main(int argc, char **argv)
         ok(pass == total, "%s: small windows across chunk borders, causal and not (%d/%d)",
            fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), pass, total);
     }
+    /* padding-only chunks and empty sequences (TE #2186, Megatron-LM #1764):
+     * cp 4, chunk of 4 rows; lengths 0, 1 (one real row on rank 0 only),
+     * 13 (rank 3's second chunk is all padding), 16 (full) and a sequence
+     * that is padding only; every shape, causal and not, bf16 and fp64 */
+    for (int comm = 0; comm < 3; comm++)
+        for (int causal = 0; causal < 2; causal++) {
+            int pass = 0, total = 0;
+            for (int k = 0; k < 2; k++, idx++) {
+                tcase c;
+                memset(&c, 0, sizeof c);
+                fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
+                c.cfg = init;
+                c.cp = 4;
+                c.cfg.comm = (fa4cp_cp_comm_type)comm;
+                c.cfg.format = FA4CP_CP_THD;
+                c.pad = 1;
+                c.cfg.causal = causal;
+                c.cfg.dtype = k ? FA4CP_BF16 : FA4CP_FP64;
+                c.cfg.head_dim = 32;
+                c.cfg.heads = 8;
+                c.cfg.kv_heads = 4;
+                c.with_dlse = k;
+                static const int lens[][2] = {{0, 0}, {1, 32}, {13, 32}, {16, 32}, {0, 8}};
+                c.B = 5;
+                c.cu[0] = 0;
+                for (int i = 0; i < c.B; i++) {
+                    c.used[i] = lens[i][0];
+                    c.cu[i + 1] = c.cu[i] + lens[i][1];
+                }
+                total++;
+                pass += run_case(&rng, &c);
+            }
+            ok(pass == total, "%s %s: empty sequences and padding-only chunks give no NaN (%d/%d)",
+               fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), causal ? "causal" : "no mask", pass, total);
+        }
+    diag("largest error / tolerance: fp64 %.3g, fp32 %.3g, bf16 %.3g", worst[FA4CP_FP64], worst[FA4CP_FP32],
+         worst[FA4CP_BF16]);
     return done_testing();
 }

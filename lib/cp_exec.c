@@ -427,7 +427,7 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
     fa4cp_status st = FA4CP_OK;
     const cp_ops *o = x->ops;
     const fa4cp_cp_plan *p = x->plan;
-    fa4cp_comm_req *req = NULL, *dreq = NULL;
+    fa4cp_comm_req *req = NULL;
     const size_t kvb = (size_t)x->T * x->rk * x->es;
     const size_t dkvb = 2 * (size_t)x->T * x->rk * x->as; /* dK then dV, accumulator type */
     const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
@@ -465,12 +465,16 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
     for (int s = 0; s < p->nbwd; s++) {
         const fa4cp_cp_step *sp = &p->bwd[s];
         void *cur = kv[s % 2];
-        /* one group, in the order the neighbour sends: the dK/dV of this block
-         * (sent after its previous step), then the next KV block */
-        fa4cp_p2p ops[3];
+        /* One symmetric group per step, so that it also matches on a
+         * rendezvous transport (NCCL): to r-1 the dK/dV finished in the
+         * previous step, then this KV block; from r+1 the dK/dV of the block
+         * used now, then the next KV block - the order the peer sends them. */
+        fa4cp_p2p ops[4];
         int nops = 0;
-        if (s > 0)
+        if (s > 0) {
+            ops[nops++] = (fa4cp_p2p){sp->send_to, 1, dkv_out, dkvb};
             ops[nops++] = (fa4cp_p2p){sp->recv_from, 0, dkv_in, dkvb};
+        }
         if (s + 1 < p->nbwd) {
             ops[nops++] = (fa4cp_p2p){sp->send_to, 1, cur, 2 * kvb};
             ops[nops++] = (fa4cp_p2p){sp->recv_from, 0, kv[(s + 1) % 2], 2 * kvb};
@@ -506,10 +510,8 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
         c.dk = pdkv;
         c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
         FA4CP_TRY(attn(x, &c, 1));
-        if (req)
-            FA4CP_TRY(wait_req(x, &req)); /* dkv_in has arrived */
-        if (dreq)
-            FA4CP_TRY(wait_req(x, &dreq)); /* dkv_out may be reused */
+        if (req) /* dkv_in has arrived, dkv_out has left */
+            FA4CP_TRY(wait_req(x, &req));
         if (s > 0)
             FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
         else
@@ -519,17 +521,13 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
         FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
         const map *mq = qhalf ? &h1_back_all : &all;
         FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
-        if (sp->send_to >= 0) {
-            fa4cp_p2p op = {sp->send_to, 1, dkv_out, dkvb};
-            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, &op, 1, x->stream, &dreq));
-        }
     }
     const void *final = dkv_out;
-    if (x->n > 1) { /* this rank's own dK/dV comes home from the last holder */
-        fa4cp_p2p op = {p->bwd[p->nbwd - 1].recv_from, 0, dkv_in, dkvb};
-        FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, &op, 1, x->stream, &req));
+    if (x->n > 1) { /* the last dK/dV goes to its owner; this rank's own comes home */
+        const fa4cp_cp_step *last = &p->bwd[p->nbwd - 1];
+        fa4cp_p2p ops[2] = {{last->send_to, 1, dkv_out, dkvb}, {last->recv_from, 0, dkv_in, dkvb}};
+        FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->stream, &req));
         FA4CP_TRY(wait_req(x, &req));
-        FA4CP_TRY(wait_req(x, &dreq));
         final = dkv_in;
     }
     /* every row: padding rows are exact zeros */
@@ -539,8 +537,6 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
 out:
     if (req)
         fa4cp_comm_wait(x->comm, req, x->stream);
-    if (dreq)
-        fa4cp_comm_wait(x->comm, dreq, x->stream);
     return st;
 }
 

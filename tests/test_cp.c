@@ -499,6 +499,28 @@ int main(int argc, char **argv)
             ok(pass == total, "%s %s: empty sequences and padding-only chunks give no NaN (%d/%d)",
                fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), causal ? "causal" : "no mask", pass, total);
         }
+    /* an empty batch, and a batch of empty sequences */
+    for (int comm = 0; comm < 3; comm++) {
+        int pass = 0;
+        for (int k = 0; k < 2; k++) {
+            tcase c;
+            memset(&c, 0, sizeof c);
+            fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
+            c.cfg = init;
+            c.cp = 2;
+            c.cfg.comm = (fa4cp_cp_comm_type)comm;
+            c.cfg.causal = 1;
+            c.cfg.dtype = FA4CP_FP32;
+            c.cfg.head_dim = 8;
+            c.cfg.heads = c.cfg.kv_heads = 2;
+            c.pad = k;
+            c.B = k ? 2 : 0;
+            c.cu[1] = k ? 4 : 0;
+            c.cu[2] = k ? 8 : 0;
+            pass += run_case(&rng, &c);
+        }
+        ok(pass == 2, "%s: an empty batch and a batch of empty sequences", fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm));
+    }
     diag("largest error / tolerance: fp64 %.3g, fp32 %.3g, bf16 %.3g", worst[FA4CP_FP64], worst[FA4CP_FP32],
          worst[FA4CP_BF16]);
     return done_testing();

@@ -7,6 +7,10 @@
 #include <string.h>
 #include <strings.h>
 
+#ifndef HAVE_CUDA
+const cp_ops *fa4cp_cp_ops_cuda(void) { return NULL; }
+#endif
+
 #define A2A_P2P_REFUSAL                                                                            \
     "cp.comm 'a2a+p2p' is disabled: the hierarchical a2a+p2p path is not validated; use p2p "      \
     "across nodes or a2a within a node"
@@ -192,13 +196,25 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
     cp->comm = comm;
     if (cfg->backend == FA4CP_BACKEND_CPU && !fa4cp_comm_device_memory(comm))
         cp->ops = fa4cp_cp_ops_host();
-    else
+    else if (cfg->backend == FA4CP_BACKEND_CUDA && fa4cp_comm_device_memory(comm))
+        cp->ops = fa4cp_cp_ops_cuda();
+    if (!cp->ops) {
+        if (cfg->backend == FA4CP_BACKEND_CUDA && fa4cp_comm_device_memory(comm))
+            FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                       "cp with backend cuda: this libfa4cp was built without CUDA (configure "
+                       "--with-cuda); use backend cpu over a host transport");
         FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "cp with backend %s over a %s transport in %s memory needs the device CP ops "
-                   "(reorders, LSE merge), which come with the GPU path; use backend cpu over a "
-                   "host transport",
+                   "cp with backend %s over a %s transport in %s memory: the tensors and the "
+                   "transport must live in the same memory - backend cpu with a host transport "
+                   "(local, device_memory = 0), backend cuda with a device transport (nccl, or "
+                   "local with device_memory = 1)",
                    fa4cp_backend_name(cfg->backend), fa4cp_comm_name(comm),
                    fa4cp_comm_device_memory(comm) ? "device" : "host");
+    }
+    if (cfg->dtype == FA4CP_FP64 && cfg->backend == FA4CP_BACKEND_CUDA)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "cp with backend cuda and dtype fp64: the cuda attention takes bf16 or fp16; "
+                   "use backend cpu for fp32/fp64");
     FA4CP_TRY(fa4cp_cp_plan_build(cfg, fa4cp_comm_size(comm), fa4cp_comm_rank(comm), &cp->plan));
     FA4CP_TRY(agree(cp));
     *out = cp;
@@ -212,8 +228,59 @@ void fa4cp_cp_destroy(fa4cp_cp *cp)
 {
     if (!cp)
         return;
+    if (cp->ops && cp->ops->event_destroy) {
+        for (int k = 0; k < CP_EV_KINDS; k++)
+            for (int s = 0; s < FA4CP_CP_MAX_TIMED_STEPS; s++)
+                cp->ops->event_destroy(cp->ev[k][s]);
+        cp->ops->event_destroy(cp->ev_call[0]);
+        cp->ops->event_destroy(cp->ev_call[1]);
+    }
+    if (cp->side && cp->ops && cp->ops->stream_destroy)
+        cp->ops->stream_destroy(cp->side);
     fa4cp_cp_plan_free(cp->plan);
     fa4cp_free(cp);
+}
+
+fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on)
+{
+    if (!cp)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_set_timing: the cp group is NULL");
+    if (on && !cp->ops->event_create)
+        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
+                               "cp timings come from CUDA events: backend %s has none",
+                               fa4cp_backend_name(cp->cfg.backend));
+    cp->timing = on != 0;
+    cp->timed_valid = 0;
+    return FA4CP_OK;
+}
+
+fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *t)
+{
+    fa4cp_status st = FA4CP_OK;
+    if (!cp || !t)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_last_timing: NULL argument");
+    if (t->struct_size != sizeof *t)
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "fa4cp_cp_timing.struct_size is %zu, expected %zu: initialise it "
+                               "with FA4CP_CP_TIMING_INIT",
+                               t->struct_size, sizeof *t);
+    if (!cp->timed_valid)
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "fa4cp_cp_last_timing: no timed call (turn timings on with "
+                               "fa4cp_cp_set_timing, then run a call that succeeds)");
+    size_t keep = t->struct_size;
+    memset(t, 0, sizeof *t);
+    t->struct_size = keep;
+    t->backward = cp->timed_backward;
+    t->nsteps = cp->cfg.comm == FA4CP_CP_P2P ? cp->timed_steps : 0;
+    FA4CP_TRY(cp->ops->event_ms(cp->ev_call[0], cp->ev_call[1], &t->call_ms));
+    for (int s = 0; s < t->nsteps; s++) {
+        FA4CP_TRY(cp->ops->event_ms(cp->ev[CP_EV_COMP0][s], cp->ev[CP_EV_COMP1][s], &t->compute_ms[s]));
+        if (cp->comm_step[s])
+            FA4CP_TRY(cp->ops->event_ms(cp->ev[CP_EV_COMM0][s], cp->ev[CP_EV_COMM1][s], &t->comm_ms[s]));
+    }
+out:
+    return st;
 }
 
 fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a)

@@ -5,11 +5,25 @@
 #include "comm.h"
 #include "cp_ops.h"
 
+/* Events per timed step: compute begin/end (call stream), communication
+ * begin/end (side stream). */
+enum { CP_EV_COMP0, CP_EV_COMP1, CP_EV_COMM0, CP_EV_COMM1, CP_EV_KINDS };
+
 struct fa4cp_cp {
     fa4cp_cp_config cfg;
     fa4cp_comm *comm; /* not owned */
     const cp_ops *ops;
     fa4cp_cp_plan *plan;
+    /* device ops: the stream that carries communication beside the compute
+     * (created on first use), and the timing events of the last call */
+    void *side;
+    int timing;
+    void *ev[CP_EV_KINDS][FA4CP_CP_MAX_TIMED_STEPS];
+    void *ev_call[2];
+    int timed_steps;      /* steps recorded in the last call */
+    char comm_step[FA4CP_CP_MAX_TIMED_STEPS]; /* which of them exchanged data */
+    int timed_backward;   /* what the last timed call was */
+    int timed_valid;
 };
 
 /* The refusal of the shape alone (comm, heads, window), without lengths. */

@@ -53,8 +53,22 @@ typedef struct cp_ops {
                           int head_dim, void *stream);
     /* wait for everything queued on stream (host: nothing to do) */
     fa4cp_status (*sync)(void *stream);
+    /* Streams and events, for the overlap of communication with compute and
+     * for the per-step timings.  NULL in the host table (everything there is
+     * synchronous); the executor then runs on `stream` alone. */
+    fa4cp_status (*stream_create)(void **out);
+    void (*stream_destroy)(void *s);
+    /* `waiter` waits for the work queued on `on` so far (no host wait) */
+    fa4cp_status (*stream_wait)(void *waiter, void *on);
+    fa4cp_status (*event_create)(void **out);
+    void (*event_destroy)(void *ev);
+    fa4cp_status (*event_record)(void *ev, void *stream);
+    /* milliseconds between two recorded events (waits for the later one) */
+    fa4cp_status (*event_ms)(void *from, void *to, float *ms);
 } cp_ops;
 
 const cp_ops *fa4cp_cp_ops_host(void);
+/* The CUDA table (lib/cp_ops_cuda.c), NULL in a build without CUDA. */
+const cp_ops *fa4cp_cp_ops_cuda(void);
 
 #endif

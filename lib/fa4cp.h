@@ -369,9 +369,31 @@ typedef struct fa4cp_cp_args {
 
 #define FA4CP_CP_ARGS_INIT { .struct_size = sizeof(fa4cp_cp_args) }
 
-/* Collective over the group: every rank calls with its own tensors. */
+/* Collective over the group: every rank calls with its own tensors.  On the
+ * cuda backend the call only queues work on args.stream (communication runs
+ * on a side stream of the handle, joined back before return): no host
+ * synchronisation; the outputs are ready when the stream has run. */
 fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
 fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+
+/* Per-step timings of the p2p ring from CUDA events (cuda backend only):
+ * turn them on once, run a call, then read them (this waits for the call's
+ * events).  compute: the attention call and merge/accumulation of the step
+ * on the call stream; comm: from posting the step's exchange to its
+ * completion on the side stream.  A step's exchange is hidden when it ends
+ * before the step's compute does.  call_ms: the whole CP call. */
+#define FA4CP_CP_MAX_TIMED_STEPS 64
+typedef struct fa4cp_cp_timing {
+    size_t struct_size; /* sizeof(fa4cp_cp_timing), set by the INIT macro */
+    int backward;       /* the timed call was a backward */
+    int nsteps;         /* ring steps (p2p); 0 for the other shapes */
+    float compute_ms[FA4CP_CP_MAX_TIMED_STEPS];
+    float comm_ms[FA4CP_CP_MAX_TIMED_STEPS]; /* 0 where the step exchanges nothing */
+    float call_ms;
+} fa4cp_cp_timing;
+#define FA4CP_CP_TIMING_INIT { .struct_size = sizeof(fa4cp_cp_timing) }
+fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
+fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
 
 /* ---- plans: what a rank does, as plain data */
 

@@ -17,6 +17,18 @@
  *
  * One mutex and one condition variable (CLOCK_MONOTONIC) per world: the
  * ranks of a test are few and the copies are short.
+ *
+ * Device memory (device_memory = 1, builds with CUDA): nothing is copied at
+ * post time.  A post records a "ready" event on the caller's stream and
+ * publishes the buffer pointer; the receiving side, in its wait, makes its
+ * stream wait for the sender's ready event (and its own post), queues the
+ * device-to-device copy (cudaMemcpyAsync, any two devices of the process)
+ * and records a "done" event; the sender's wait makes its stream wait for
+ * that done event, so a send buffer is reused only after the copy that read
+ * it.  The host threads meet only to exchange pointers and events: no wait
+ * for the GPU anywhere.  Collectives likewise: each rank pulls its output
+ * from the others' send buffers on its own stream, then waits (on the
+ * stream) for every rank's pulls before its send buffer may change.
  */
 #include "comm.h"
 
@@ -27,6 +39,11 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef HAVE_CUDA
+#include "../kernels/cp_ops.cuh"
+#include <cuda_runtime_api.h>
+#endif
+
 enum { K_ALL_GATHER, K_REDUCE_SCATTER, K_ALL_TO_ALL, K_ALL_REDUCE, K_BARRIER };
 static const char *kind_name[] = {"all_gather", "reduce_scatter", "all_to_all", "all_reduce",
                                   "barrier"};
@@ -36,6 +53,10 @@ typedef struct msg {
     int src, dst;
     uint64_t seq;
     size_t bytes;
+    /* device memory: the sender's buffer, its ready event, the receiver's done event */
+    const void *dptr;
+    void *ready, *done;
+    int copied, refs;
     unsigned char data[];
 } msg;
 
@@ -46,6 +67,10 @@ typedef struct contrib {
     fa4cp_dtype dtype;
     int op;
     void *data;
+    /* device memory: the send and receive buffers, ready and done events */
+    const void *dsend;
+    void *ready, *done;
+    int pulled;
 } contrib;
 
 typedef struct coll_rec {
@@ -57,6 +82,7 @@ typedef struct coll_rec {
 
 struct fa4cp_local_world {
     int n;
+    int device_memory;
     double timeout_s;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -76,6 +102,7 @@ typedef struct pending {
     void *buf;
     size_t bytes;
     uint64_t seq;
+    void *post; /* device memory: event recorded at the post */
 } pending;
 
 struct fa4cp_comm_req {
@@ -83,6 +110,8 @@ struct fa4cp_comm_req {
     /* point-to-point */
     int nrecv;
     pending *recvs;
+    int nsend;
+    msg **sends; /* device memory: the messages this request sent */
     /* collective */
     uint64_t gen;
     int kind;
@@ -123,9 +152,20 @@ static fa4cp_comm_req *new_req(const char *what)
 
 /* ------------------------------------------------------------------ point to point */
 
+#ifdef HAVE_CUDA
+static fa4cp_status dev_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+                                 fa4cp_comm_req **req);
+#endif
+
 static fa4cp_status local_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
                                    fa4cp_comm_req **req)
 {
+#ifdef HAVE_CUDA
+    if (c->device_memory)
+        return dev_sendrecv(c, ops, nops, stream, req);
+#else
+    FA4CP_UNUSED(stream);
+#endif
     endpoint *e = ep_of(c);
     fa4cp_local_world *w = e->w;
     fa4cp_status st = FA4CP_OK;
@@ -252,9 +292,21 @@ static size_t contrib_bytes(int kind, size_t size, fa4cp_dtype dtype, int n)
     }
 }
 
+#ifdef HAVE_CUDA
+static fa4cp_status dev_post_coll(fa4cp_comm *c, int kind, const void *send, void *recv,
+                                  size_t size, fa4cp_dtype dtype, int op, void *stream,
+                                  fa4cp_comm_req **req);
+#endif
+
 static fa4cp_status post_coll(fa4cp_comm *c, int kind, const void *send, void *recv, size_t size,
-                              fa4cp_dtype dtype, int op, fa4cp_comm_req **req)
+                              fa4cp_dtype dtype, int op, void *stream, fa4cp_comm_req **req)
 {
+#ifdef HAVE_CUDA
+    if (c->device_memory && kind != K_BARRIER)
+        return dev_post_coll(c, kind, send, recv, size, dtype, op, stream, req);
+#else
+    FA4CP_UNUSED(stream);
+#endif
     endpoint *e = ep_of(c);
     fa4cp_local_world *w = e->w;
     fa4cp_status st = FA4CP_OK;
@@ -307,10 +359,19 @@ out:
     return st;
 }
 
+#ifdef HAVE_CUDA
+static void drop_event(void *ev);
+#endif
+
 static void free_rec(coll_rec *rec, int n)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         fa4cp_free(rec->c[i].data);
+#ifdef HAVE_CUDA
+        drop_event(rec->c[i].ready);
+        drop_event(rec->c[i].done);
+#endif
+    }
     fa4cp_free(rec);
 }
 
@@ -434,34 +495,444 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
     return st;
 }
 
+/* ------------------------------------------------------------------ device memory */
+
+#ifdef HAVE_CUDA
+#define CU_TRY(call)                                                                               \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            st = fa4cp_set_error(FA4CP_ERR_CUDA, "local transport: %s:%d: %s failed: %s",         \
+                                 __FILE__, __LINE__, #call, cudaGetErrorString(e_));               \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+static fa4cp_status new_event(void **ev, void *stream)
+{
+    fa4cp_status st = FA4CP_OK;
+    cudaEvent_t e = NULL;
+    CU_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    if (stream != (void *)-1) {
+        cudaError_t r = cudaEventRecord(e, (cudaStream_t)stream);
+        if (r != cudaSuccess) {
+            cudaEventDestroy(e);
+            CU_TRY(r);
+        }
+    }
+    *ev = e;
+out:
+    return st;
+}
+
+static void drop_event(void *ev)
+{
+    if (ev)
+        (void)cudaEventDestroy((cudaEvent_t)ev); /* released once complete */
+}
+
+/* one reference less; the caller holds the lock */
+static void msg_unref(msg *m)
+{
+    if (--m->refs == 0) {
+        drop_event(m->ready);
+        drop_event(m->done);
+        fa4cp_free(m);
+    }
+}
+
+static fa4cp_status dev_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+                                 fa4cp_comm_req **req)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    int nrecv = 0, nsend = 0;
+    for (int i = 0; i < nops; i++)
+        nrecv += !ops[i].is_send;
+    nsend = nops - nrecv;
+    fa4cp_comm_req *r = new_req("local sendrecv request");
+    if (!r)
+        return FA4CP_ERR_NOMEM;
+    r->recvs = fa4cp_calloc((size_t)nrecv + 1, sizeof *r->recvs, "local sendrecv receives");
+    r->sends = fa4cp_calloc((size_t)nsend + 1, sizeof *r->sends, "local sendrecv sends");
+    if (!r->recvs || !r->sends) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    for (int i = 0; i < nops; i++) {
+        if (ops[i].is_send) {
+            msg *m = fa4cp_calloc(1, sizeof(msg), "local message");
+            if (!m) {
+                st = FA4CP_ERR_NOMEM;
+                goto out;
+            }
+            r->sends[r->nsend++] = m;
+            m->src = c->rank;
+            m->dst = ops[i].peer;
+            m->bytes = ops[i].bytes;
+            m->dptr = ops[i].buf;
+            m->refs = 2; /* the receiver, and this request */
+            FA4CP_TRY(new_event(&m->ready, stream));
+            FA4CP_TRY(new_event(&m->done, (void *)-1));
+        } else {
+            pending *p = &r->recvs[r->nrecv++];
+            p->peer = ops[i].peer;
+            p->buf = ops[i].buf;
+            p->bytes = ops[i].bytes;
+            FA4CP_TRY(new_event(&p->post, stream));
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0, k = 0, j = 0; i < nops; i++) {
+        if (ops[i].is_send) {
+            msg *m = r->sends[k++];
+            m->seq = e->sent[ops[i].peer]++;
+            m->next = w->msgs;
+            w->msgs = m;
+        } else {
+            r->recvs[j++].seq = e->received[ops[i].peer]++;
+        }
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    *req = r;
+    r = NULL;
+out:
+    if (r) {
+        for (int i = 0; i < r->nsend; i++) {
+            drop_event(r->sends[i]->ready);
+            drop_event(r->sends[i]->done);
+            fa4cp_free(r->sends[i]);
+        }
+        for (int i = 0; i < r->nrecv; i++)
+            drop_event(r->recvs[i].post);
+        fa4cp_free(r->sends);
+        fa4cp_free(r->recvs);
+        fa4cp_free(r);
+    }
+    return st;
+}
+
+static fa4cp_status dev_wait_p2p(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    struct timespec deadline;
+    deadline_of(c->timeout_s, &deadline);
+    /* receives first: they never wait for another rank's wait */
+    for (int i = 0; i < r->nrecv && st == FA4CP_OK; i++) {
+        pending *p = &r->recvs[i];
+        msg *m = NULL;
+        pthread_mutex_lock(&w->mu);
+        while (!(m = take_msg(w, p->peer, c->rank, p->seq)))
+            if (wait_until(w, &deadline) == ETIMEDOUT) {
+                m = take_msg(w, p->peer, c->rank, p->seq);
+                break;
+            }
+        pthread_mutex_unlock(&w->mu);
+        if (!m) {
+            st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                                 "local sendrecv: rank %d waited %.3g s for message number %llu from rank %d "
+                                 "(%zu bytes) and rank %d never sent it",
+                                 c->rank, c->timeout_s, (unsigned long long)p->seq, p->peer,
+                                 p->bytes, p->peer);
+            break;
+        }
+        cudaError_t ce = cudaSuccess;
+        if (m->bytes != p->bytes) {
+            st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                 "local sendrecv: rank %d sent %zu bytes to rank %d (message number %llu) "
+                                 "but rank %d posted a receive of %zu bytes",
+                                 p->peer, m->bytes, c->rank, (unsigned long long)p->seq, c->rank,
+                                 p->bytes);
+        } else {
+            ce = cudaStreamWaitEvent(s, (cudaEvent_t)m->ready, 0);
+            if (ce == cudaSuccess)
+                ce = cudaStreamWaitEvent(s, (cudaEvent_t)p->post, 0);
+            if (ce == cudaSuccess && m->bytes)
+                ce = cudaMemcpyAsync(p->buf, m->dptr, m->bytes, cudaMemcpyDefault, s);
+        }
+        /* the sender is released even on failure (its stream then waits on
+         * an event that was never recorded, which is a no-op) */
+        if (ce == cudaSuccess && st == FA4CP_OK)
+            ce = cudaEventRecord((cudaEvent_t)m->done, s);
+        if (ce != cudaSuccess && st == FA4CP_OK)
+            st = fa4cp_set_error(FA4CP_ERR_CUDA, "local sendrecv: rank %d receiving %zu bytes from rank %d: %s",
+                                 c->rank, p->bytes, p->peer, cudaGetErrorString(ce));
+        pthread_mutex_lock(&w->mu);
+        m->copied = 1;
+        msg_unref(m);
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    /* then the sends: this stream waits for the copies that read them */
+    for (int i = 0; i < r->nsend; i++) {
+        msg *m = r->sends[i];
+        int copied;
+        pthread_mutex_lock(&w->mu);
+        while (!(copied = m->copied) && st == FA4CP_OK)
+            if (wait_until(w, &deadline) == ETIMEDOUT) {
+                copied = m->copied;
+                break;
+            }
+        if (copied && st == FA4CP_OK) {
+            cudaError_t ce = cudaStreamWaitEvent(s, (cudaEvent_t)m->done, 0);
+            if (ce != cudaSuccess)
+                st = fa4cp_set_error(FA4CP_ERR_CUDA, "local sendrecv: rank %d: %s", c->rank,
+                                     cudaGetErrorString(ce));
+        } else if (st == FA4CP_OK) {
+            st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                                 "local sendrecv: rank %d waited %.3g s for rank %d to receive its "
+                                 "message number %llu (%zu bytes)",
+                                 c->rank, c->timeout_s, m->dst, (unsigned long long)m->seq, m->bytes);
+        }
+        if (copied) {
+            msg_unref(m);
+        } else {
+            /* still in the mailbox: the receiver may take it later */
+            m->refs--;
+        }
+        pthread_mutex_unlock(&w->mu);
+    }
+    for (int i = 0; i < r->nrecv; i++)
+        drop_event(r->recvs[i].post);
+    return st;
+}
+
+static fa4cp_status dev_post_coll(fa4cp_comm *c, int kind, const void *send, void *recv,
+                                  size_t size, fa4cp_dtype dtype, int op, void *stream,
+                                  fa4cp_comm_req **req)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    void *ready = NULL, *done = NULL;
+    fa4cp_comm_req *r = new_req("local collective request");
+    coll_rec *fresh = fa4cp_calloc(1, sizeof(coll_rec) + (size_t)w->n * sizeof(contrib),
+                                   "local collective record");
+    if (!r || !fresh) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    FA4CP_TRY(new_event(&ready, stream));
+    FA4CP_TRY(new_event(&done, (void *)-1));
+    r->is_coll = 1;
+    r->kind = kind;
+    r->recv = recv;
+    r->size = size;
+    r->dtype = dtype;
+    r->op = op;
+    pthread_mutex_lock(&w->mu);
+    r->gen = e->gen++;
+    coll_rec *rec = w->colls;
+    while (rec && rec->gen != r->gen)
+        rec = rec->next;
+    if (!rec) {
+        rec = fresh;
+        fresh = NULL;
+        rec->gen = r->gen;
+        rec->next = w->colls;
+        w->colls = rec;
+    }
+    contrib *k = &rec->c[c->rank];
+    k->posted = 1;
+    k->kind = kind;
+    k->size = size;
+    k->dtype = dtype;
+    k->op = op;
+    k->dsend = send;
+    k->ready = ready;
+    k->done = done;
+    ready = done = NULL;
+    rec->arrived++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    *req = r;
+    r = NULL;
+out:
+    drop_event(ready);
+    drop_event(done);
+    fa4cp_free(r);
+    fa4cp_free(fresh);
+    return st;
+}
+
+/* this rank's output of a device collective, queued on s */
+static fa4cp_status dev_pull(fa4cp_comm *c, const coll_rec *rec, const fa4cp_comm_req *r,
+                             cudaStream_t s)
+{
+    fa4cp_status st = FA4CP_OK;
+    const int n = c->size;
+    unsigned char *out = r->recv;
+    void *stage = NULL;
+    for (int p = 0; p < n; p++)
+        CU_TRY(cudaStreamWaitEvent(s, (cudaEvent_t)rec->c[p].ready, 0));
+    switch (r->kind) {
+    case K_ALL_GATHER:
+        for (int p = 0; p < n && r->size; p++)
+            CU_TRY(cudaMemcpyAsync(out + (size_t)p * r->size, rec->c[p].dsend, r->size,
+                                   cudaMemcpyDefault, s));
+        break;
+    case K_ALL_TO_ALL:
+        for (int p = 0; p < n && r->size; p++)
+            CU_TRY(cudaMemcpyAsync(out + (size_t)p * r->size,
+                                   (const unsigned char *)rec->c[p].dsend + (size_t)c->rank * r->size,
+                                   r->size, cudaMemcpyDefault, s));
+        break;
+    case K_REDUCE_SCATTER:
+    case K_ALL_REDUCE: {
+        /* stage every contribution on this device, then reduce */
+        const size_t es = fa4cp_dtype_size(r->dtype), bytes = r->size * es;
+        const size_t off = r->kind == K_REDUCE_SCATTER ? (size_t)c->rank * bytes : 0;
+        const void *srcs[16];
+        if (!r->size)
+            break;
+        if (n > 16)
+            FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "local transport: device reductions over %d ranks (at most 16)", n);
+        CU_TRY(cudaMallocAsync(&stage, (size_t)n * bytes, s));
+        for (int p = 0; p < n; p++) {
+            CU_TRY(cudaMemcpyAsync((unsigned char *)stage + (size_t)p * bytes,
+                                   (const unsigned char *)rec->c[p].dsend + off, bytes,
+                                   cudaMemcpyDefault, s));
+            srcs[p] = (const unsigned char *)stage + (size_t)p * bytes;
+        }
+        int ke = fa4cp_kcp_reduce((int)r->dtype, r->kind == K_ALL_REDUCE ? r->op : 0, out, srcs, n,
+                                  r->size, s);
+        if (ke)
+            FA4CP_FAIL(FA4CP_ERR_CUDA, "local transport: %s:%d: the reduction kernel: %s", __FILE__,
+                       __LINE__, cudaGetErrorString((cudaError_t)ke));
+        break;
+    }
+    default: break;
+    }
+out:
+    if (stage)
+        (void)cudaFreeAsync(stage, s);
+    return st;
+}
+
+static fa4cp_status dev_wait_coll(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    const int n = w->n;
+    fa4cp_status st = FA4CP_OK;
+    cudaStream_t s = (cudaStream_t)stream;
+    struct timespec deadline;
+    deadline_of(c->timeout_s, &deadline);
+    pthread_mutex_lock(&w->mu);
+    coll_rec *rec = w->colls;
+    while (rec && rec->gen != r->gen)
+        rec = rec->next;
+    while (rec->arrived < n)
+        if (wait_until(w, &deadline) == ETIMEDOUT)
+            break;
+    int arrived = rec->arrived;
+    pthread_mutex_unlock(&w->mu);
+    if (arrived < n) {
+        char missing[256] = "";
+        size_t at = 0;
+        pthread_mutex_lock(&w->mu);
+        for (int p = 0; p < n && at + 16 < sizeof missing; p++)
+            if (!rec->c[p].posted)
+                at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", at ? "," : "", p);
+        pthread_mutex_unlock(&w->mu);
+        /* the record stays: the others may still come and find it */
+        return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                               "local %s number %llu: rank %d waited %.3g s and rank(s) %s never posted it",
+                               kind_name[r->kind], (unsigned long long)r->gen, c->rank, c->timeout_s,
+                               missing);
+    }
+    for (int p = 0; p < n && st == FA4CP_OK; p++) {
+        const contrib *k = &rec->c[p];
+        if (k->kind != r->kind || k->size != r->size || k->dtype != r->dtype || k->op != r->op)
+            st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                 "local collective number %llu: rank %d posted %s of %zu, rank %d "
+                                 "posted %s of %zu",
+                                 (unsigned long long)r->gen, c->rank, kind_name[r->kind], r->size, p,
+                                 kind_name[k->kind], k->size);
+    }
+    if (st == FA4CP_OK)
+        st = dev_pull(c, rec, r, s);
+    if (st == FA4CP_OK) {
+        cudaError_t ce = cudaEventRecord((cudaEvent_t)rec->c[c->rank].done, s);
+        if (ce != cudaSuccess)
+            st = fa4cp_set_error(FA4CP_ERR_CUDA, "local collective: %s", cudaGetErrorString(ce));
+    }
+    /* every rank's pulls are queued before any send buffer may change */
+    pthread_mutex_lock(&w->mu);
+    rec->c[c->rank].pulled = 1;
+    pthread_cond_broadcast(&w->cv);
+    for (int p = 0; p < n; p++) {
+        while (!rec->c[p].pulled)
+            if (wait_until(w, &deadline) == ETIMEDOUT)
+                break;
+        if (!rec->c[p].pulled) {
+            if (st == FA4CP_OK)
+                st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                                     "local %s number %llu: rank %d waited %.3g s for rank %d to "
+                                     "take its part",
+                                     kind_name[r->kind], (unsigned long long)r->gen, c->rank,
+                                     c->timeout_s, p);
+            break;
+        }
+        if (st == FA4CP_OK) {
+            cudaError_t ce = cudaStreamWaitEvent(s, (cudaEvent_t)rec->c[p].done, 0);
+            if (ce != cudaSuccess)
+                st = fa4cp_set_error(FA4CP_ERR_CUDA, "local collective: %s", cudaGetErrorString(ce));
+        }
+    }
+    if (++rec->finished == n) {
+        for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
+            if (*pp == rec) {
+                *pp = rec->next;
+                break;
+            }
+        free_rec(rec, n);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return st;
+}
+#endif /* HAVE_CUDA */
+
 static fa4cp_status local_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
                                      void *stream, fa4cp_comm_req **req)
 {
-    return post_coll(c, K_ALL_GATHER, send, recv, bytes, FA4CP_FP32, 0, req);
+    return post_coll(c, K_ALL_GATHER, send, recv, bytes, FA4CP_FP32, 0, stream, req);
 }
 
 static fa4cp_status local_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
                                          fa4cp_dtype dtype, void *stream, fa4cp_comm_req **req)
 {
-    return post_coll(c, K_REDUCE_SCATTER, send, recv, count, dtype, FA4CP_REDUCE_SUM, req);
+    return post_coll(c, K_REDUCE_SCATTER, send, recv, count, dtype, FA4CP_REDUCE_SUM, stream, req);
 }
 
 static fa4cp_status local_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
                                      void *stream, fa4cp_comm_req **req)
 {
-    return post_coll(c, K_ALL_TO_ALL, send, recv, bytes, FA4CP_FP32, 0, req);
+    return post_coll(c, K_ALL_TO_ALL, send, recv, bytes, FA4CP_FP32, 0, stream, req);
 }
 
 static fa4cp_status local_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
                                      fa4cp_dtype dtype, fa4cp_reduce_op op, void *stream,
                                      fa4cp_comm_req **req)
 {
-    return post_coll(c, K_ALL_REDUCE, send, recv, count, dtype, (int)op, req);
+    return post_coll(c, K_ALL_REDUCE, send, recv, count, dtype, (int)op, stream, req);
 }
 
 static fa4cp_status local_wait(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
 {
-    fa4cp_status st = r->is_coll ? wait_coll(c, r) : wait_p2p(c, r);
+    fa4cp_status st;
+#ifdef HAVE_CUDA
+    if (c->device_memory && !(r->is_coll && r->kind == K_BARRIER))
+        st = r->is_coll ? dev_wait_coll(c, r, stream) : dev_wait_p2p(c, r, stream);
+    else
+#endif
+        st = r->is_coll ? wait_coll(c, r) : wait_p2p(c, r);
+    fa4cp_free(r->sends);
     fa4cp_free(r->recvs);
     fa4cp_free(r);
     return st;
@@ -470,7 +941,7 @@ static fa4cp_status local_wait(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
 static fa4cp_status local_barrier(fa4cp_comm *c)
 {
     fa4cp_comm_req *r = NULL;
-    fa4cp_status st = post_coll(c, K_BARRIER, NULL, NULL, 0, FA4CP_FP32, 0, &r);
+    fa4cp_status st = post_coll(c, K_BARRIER, NULL, NULL, 0, FA4CP_FP32, 0, NULL, &r);
     if (st != FA4CP_OK)
         return st;
     return local_wait(c, r, NULL);
@@ -512,10 +983,12 @@ fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double time
     *out = NULL;
     if (nranks < 1)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: %d ranks, need at least 1", nranks);
+#ifndef HAVE_CUDA
     if (device_memory)
         FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "local transport: device memory comes with the GPU path; use host buffers "
-                   "(device_memory = 0)");
+                   "local transport: device memory needs a build with CUDA (configure "
+                   "--with-cuda); use host buffers (device_memory = 0)");
+#endif
     if (!(timeout_s > 0) || !isfinite(timeout_s))
         FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: timeout %g s, it must be > 0", timeout_s);
     w = fa4cp_calloc(1, sizeof *w, "local world");
@@ -524,6 +997,7 @@ fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double time
         goto out;
     }
     w->n = nranks;
+    w->device_memory = device_memory != 0;
     w->timeout_s = timeout_s;
     w->taken = fa4cp_calloc((size_t)nranks, sizeof *w->taken, "local world endpoints");
     if (!w->taken) {
@@ -587,7 +1061,7 @@ fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out)
     c->name = "local";
     c->rank = rank;
     c->size = w->n;
-    c->device_memory = 0;
+    c->device_memory = w->device_memory;
     c->timeout_s = w->timeout_s;
     c->impl = e;
     *out = c;
@@ -610,6 +1084,10 @@ void fa4cp_local_world_destroy(fa4cp_local_world *w)
     while (w->msgs) {
         msg *m = w->msgs;
         w->msgs = m->next;
+#ifdef HAVE_CUDA
+        drop_event(m->ready);
+        drop_event(m->done);
+#endif
         fa4cp_free(m);
     }
     while (w->colls) {

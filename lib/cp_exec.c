@@ -28,7 +28,10 @@ typedef struct exec {
     fa4cp_comm *comm;
     const fa4cp_cp_plan *plan;
     void *stream;
+    void *cs; /* communication stream: the cp handle's side stream, or `stream` */
+    int timed; /* record the step events */
     int n, r, B;
+    int mx_g, mx_l, mx_h; /* longest padded global, local and half sequence */
     int H, Hk, D;
     fa4cp_dtype dt, ad; /* storage, accumulator (= lse) */
     size_t es, as;      /* their sizes */
@@ -258,7 +261,7 @@ static fa4cp_status setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd
                    "fa4cp_cp_args.struct_size is %zu, expected %zu: initialise it with "
                    "FA4CP_CP_ARGS_INIT and rebuild against this fa4cp.h",
                    a->struct_size, sizeof(fa4cp_cp_args));
-    x->stream = a->stream;
+    x->stream = x->cs = a->stream;
     x->B = a->batch;
     if (x->B < 0)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "batch is %d: it must be >= 0", x->B);
@@ -290,6 +293,19 @@ static fa4cp_status setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd
         fa4cp_thd_local_seqused(x->B, x->cu, x->used, x->n, s, 0, x->h0 + (size_t)s * x->B);
         fa4cp_thd_local_seqused(x->B, x->cu, x->used, x->n, s, 1, x->h1 + (size_t)s * x->B);
     }
+    for (int i = 0; i < x->B; i++) {
+        int g = x->cu[i + 1] - x->cu[i], l = x->lcu[i + 1] - x->lcu[i], h = x->hcu[i + 1] - x->hcu[i];
+        x->mx_g = g > x->mx_g ? g : x->mx_g;
+        x->mx_l = l > x->mx_l ? l : x->mx_l;
+        x->mx_h = h > x->mx_h ? h : x->mx_h;
+    }
+    x->cs = x->stream;
+    if (x->ops->stream_create && x->n > 1) {
+        if (!cp->side)
+            FA4CP_TRY(x->ops->stream_create(&cp->side));
+        x->cs = cp->side;
+    }
+    x->timed = cp->timing && x->ops->event_create;
     x->G = x->B > 0 ? x->cu[x->B] : 0;
     x->T = x->G / x->n;
     x->Th = x->T / 2;
@@ -327,13 +343,68 @@ static fa4cp_attn_args base_args(const exec *x)
     return b;
 }
 
-static fa4cp_status attn(const exec *x, const fa4cp_attn_args *a, int bwd)
+/* the longest padded sequence behind one of the executor's cu arrays */
+static int max_of(const exec *x, const int32_t *cu)
 {
+    return cu == x->d_cu ? x->mx_g : cu == x->d_lcu ? x->mx_l : x->mx_h;
+}
+
+static fa4cp_status attn(const exec *x, const fa4cp_attn_args *a0, int bwd)
+{
+    /* known bounds, so that the cuda backend need not read cu_seqlens back */
+    fa4cp_attn_args a[1] = {*a0};
+    a->max_seqlen_q = max_of(x, a->cu_seqlens_q);
+    a->max_seqlen_k = max_of(x, a->cu_seqlens_k);
     fa4cp_status st = bwd ? fa4cp_attn_bwd(x->cfg->backend, a) : fa4cp_attn_fwd(x->cfg->backend, a);
     if (st != FA4CP_OK)
         return fa4cp_error_context(st, "cp %s rank %d: attention %s", fa4cp_cp_comm_name(x->cfg->comm),
                                    x->r, bwd ? "backward" : "forward");
     return st;
+}
+
+static fa4cp_status wait_on(exec *x, fa4cp_comm_req **req, void *stream)
+{
+    fa4cp_comm_req *q = *req;
+    *req = NULL;
+    fa4cp_status st = fa4cp_comm_wait(x->comm, q, stream);
+    if (st != FA4CP_OK)
+        return fa4cp_error_context(st, "cp %s rank %d", fa4cp_cp_comm_name(x->cfg->comm), x->r);
+    return st;
+}
+
+/* The side stream takes over after the work queued so far (fork), and the
+ * call stream waits for the side stream (join); no-ops without one. */
+static fa4cp_status fork_comm(exec *x)
+{
+    return x->cs != x->stream && x->ops->stream_wait ? x->ops->stream_wait(x->cs, x->stream) : FA4CP_OK;
+}
+
+static fa4cp_status join_comm(exec *x)
+{
+    return x->cs != x->stream && x->ops->stream_wait ? x->ops->stream_wait(x->stream, x->cs) : FA4CP_OK;
+}
+
+/* a step event (timed calls only) */
+static fa4cp_status stamp(exec *x, int kind, int step, void *stream)
+{
+    fa4cp_cp *cp = x->cp;
+    if (!x->timed || step >= FA4CP_CP_MAX_TIMED_STEPS)
+        return FA4CP_OK;
+    fa4cp_status st = FA4CP_OK;
+    if (!cp->ev[kind][step])
+        FA4CP_TRY(x->ops->event_create(&cp->ev[kind][step]));
+    FA4CP_TRY(x->ops->event_record(cp->ev[kind][step], stream));
+out:
+    return st;
+}
+
+/* remember how many steps the timed call had and which exchanged data */
+static void note_step(exec *x, int step, int comm)
+{
+    if (!x->timed || step >= FA4CP_CP_MAX_TIMED_STEPS)
+        return;
+    x->cp->comm_step[step] = (char)comm;
+    x->cp->timed_steps = step + 1;
 }
 
 static fa4cp_status wait_req(exec *x, fa4cp_comm_req **req)
@@ -380,10 +451,17 @@ static fa4cp_status p2p_fwd(exec *x, const fa4cp_cp_args *a)
     for (int s = 0; s < p->nfwd; s++) {
         const fa4cp_cp_step *sp = &p->fwd[s];
         void *cur = kv[s % 2];
-        if (sp->send_to >= 0) { /* the next block travels while this one is used */
+        if (sp->send_to >= 0) {
+            /* The next block travels on the side stream while this one is
+             * used.  Its buffer kv[(s+1)%2] was last read by step s-1, whose
+             * compute is queued before the fork, so it is free. */
             fa4cp_p2p ops[2] = {{sp->send_to, 1, cur, 2 * kvb}, {sp->recv_from, 0, kv[(s + 1) % 2], 2 * kvb}};
-            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->stream, &req));
+            FA4CP_TRY(fork_comm(x));
+            FA4CP_TRY(stamp(x, CP_EV_COMM0, s, x->cs));
+            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
         }
+        note_step(x, s, sp->send_to >= 0);
+        FA4CP_TRY(stamp(x, CP_EV_COMP0, s, x->stream));
         fa4cp_attn_args c = base_args(x);
         int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
         size_t kvo = (size_t)x->B * (size_t)sp->kv_rank; /* offset of its counts */
@@ -410,15 +488,19 @@ static fa4cp_status p2p_fwd(exec *x, const fa4cp_cp_args *a)
         const map *m = qhalf ? &h1_back : &real;
         FA4CP_TRY(o->merge(x->ad, acc, alse, x->T, x->dt, pout, plse, c.total_q, m->p, m->n, x->H,
                            x->D, x->stream));
-        if (req)
-            FA4CP_TRY(wait_req(x, &req));
+        FA4CP_TRY(stamp(x, CP_EV_COMP1, s, x->stream));
+        if (req) { /* the next step reads the block that arrived */
+            FA4CP_TRY(wait_on(x, &req, x->cs));
+            FA4CP_TRY(stamp(x, CP_EV_COMM1, s, x->cs));
+            FA4CP_TRY(join_comm(x));
+        }
     }
     /* real rows only: padding rows of out and lse stay untouched */
     FA4CP_TRY(o->convert(x->dt, a->out, x->ad, acc, real.p, real.n, x->rq, x->stream));
     FA4CP_TRY(o->gather(a->lse, alse, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
 out:
     if (req)
-        fa4cp_comm_wait(x->comm, req, x->stream);
+        fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
 
@@ -479,8 +561,13 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
             ops[nops++] = (fa4cp_p2p){sp->send_to, 1, cur, 2 * kvb};
             ops[nops++] = (fa4cp_p2p){sp->recv_from, 0, kv[(s + 1) % 2], 2 * kvb};
         }
-        if (nops)
-            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, nops, x->stream, &req));
+        if (nops) { /* on the side stream, beside this step's compute */
+            FA4CP_TRY(fork_comm(x));
+            FA4CP_TRY(stamp(x, CP_EV_COMM0, s, x->cs));
+            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, nops, x->cs, &req));
+        }
+        note_step(x, s, nops > 0);
+        FA4CP_TRY(stamp(x, CP_EV_COMP0, s, x->stream));
 
         fa4cp_attn_args c = base_args(x);
         int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
@@ -510,8 +597,14 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
         c.dk = pdkv;
         c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
         FA4CP_TRY(attn(x, &c, 1));
-        if (req) /* dkv_in has arrived, dkv_out has left */
-            FA4CP_TRY(wait_req(x, &req));
+        const map *mq = qhalf ? &h1_back_all : &all;
+        FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
+        FA4CP_TRY(stamp(x, CP_EV_COMP1, s, x->stream));
+        if (req) { /* dkv_in has arrived, dkv_out has left */
+            FA4CP_TRY(wait_on(x, &req, x->cs));
+            FA4CP_TRY(stamp(x, CP_EV_COMM1, s, x->cs));
+            FA4CP_TRY(join_comm(x));
+        }
         if (s > 0)
             FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
         else
@@ -519,15 +612,15 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
         const map *mk = kvhalf ? &h0_back_all : &all;
         FA4CP_TRY(o->add(x->ad, dkv_out, x->dt, c.dk, mk->p, mk->n, x->rk, x->stream));
         FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
-        const map *mq = qhalf ? &h1_back_all : &all;
-        FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
     }
     const void *final = dkv_out;
     if (x->n > 1) { /* the last dK/dV goes to its owner; this rank's own comes home */
         const fa4cp_cp_step *last = &p->bwd[p->nbwd - 1];
         fa4cp_p2p ops[2] = {{last->send_to, 1, dkv_out, dkvb}, {last->recv_from, 0, dkv_in, dkvb}};
-        FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->stream, &req));
-        FA4CP_TRY(wait_req(x, &req));
+        FA4CP_TRY(fork_comm(x));
+        FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
+        FA4CP_TRY(wait_on(x, &req, x->cs));
+        FA4CP_TRY(join_comm(x));
         final = dkv_in;
     }
     /* every row: padding rows are exact zeros */
@@ -536,7 +629,7 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
     FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(final) + dkvb / 2, all.p, all.n, x->rk, x->stream));
 out:
     if (req)
-        fa4cp_comm_wait(x->comm, req, x->stream);
+        fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
 
@@ -904,12 +997,30 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
 {
     fa4cp_status st = FA4CP_OK;
     exec x;
+    cp->timed_valid = 0;
+    cp->timed_steps = 0;
     FA4CP_TRY(setup(&x, cp, a, bwd));
+    if (x.timed) {
+        for (int i = 0; i < 2; i++)
+            if (!cp->ev_call[i])
+                FA4CP_TRY(x.ops->event_create(&cp->ev_call[i]));
+        FA4CP_TRY(x.ops->event_record(cp->ev_call[0], x.stream));
+    }
     switch (cp->cfg.comm) {
     case FA4CP_CP_P2P: st = bwd ? p2p_bwd(&x, a) : p2p_fwd(&x, a); break;
     case FA4CP_CP_ALL_GATHER: st = bwd ? ag_bwd(&x, a) : ag_fwd(&x, a); break;
     case FA4CP_CP_A2A: st = a2a_run(&x, a, bwd); break;
     default: st = fa4cp_set_error(FA4CP_ERR_INTERNAL, "cp: no executor for comm %d", (int)cp->cfg.comm);
+    }
+    if (x.cs != x.stream) { /* nothing on the side stream outlives the call */
+        fa4cp_status sj = join_comm(&x);
+        if (st == FA4CP_OK)
+            st = sj;
+    }
+    if (st == FA4CP_OK && x.timed) {
+        st = x.ops->event_record(cp->ev_call[1], x.stream);
+        cp->timed_valid = st == FA4CP_OK;
+        cp->timed_backward = bwd;
     }
     if (st == FA4CP_OK)
         st = x.ops->sync(x.stream);

@@ -194,8 +194,8 @@ static void refusals(void)
     c.window_left = -1;
     c.backend = FA4CP_BACKEND_CUDA;
     ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_ERR_UNSUPPORTED && !cp,
-       "create refuses the cuda backend over a host transport for now");
-    like(fa4cp_last_error(), "come with the GPU path", "... saying why");
+       "create refuses the cuda backend over a host transport");
+    like(fa4cp_last_error(), "must live in the same memory", "... saying why");
     c.backend = FA4CP_BACKEND_CPU;
     ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_OK, "create p2p over 1 rank");
     fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;

@@ -373,6 +373,15 @@ fa4cp_status fa4cp_pmix_init(fa4cp_world *w)
             FA4CP_FAIL(FA4CP_ERR_PEER, "PMIx: rank %d sent the row of rank %d", r,
                        w->table[r].rank);
 out:
+    if ((st == FA4CP_ERR_PEER || st == FA4CP_ERR_TIMEOUT) && s->initialized) {
+        /* a peer is missing: end the whole job now, so that the missing rank (possibly
+         * hung) does not keep the step alive; the message names it */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "rank %d: %s", w->rank, fa4cp_last_error());
+        fprintf(stderr, "fa4cp: bootstrap failed: %s\n", msg);
+        fflush(stderr);
+        PMIx_Abort(3, msg, NULL, 0);
+    }
     return st;
 }
 

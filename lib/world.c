@@ -420,6 +420,13 @@ out:
 void fa4cp_world_test_exit_hook(int rank)
 {
     long r;
+    if (env_int("FA4CP_TEST_STALL_RANK", &r) && r == rank) {
+        fprintf(stderr, "fa4cp: FA4CP_TEST_STALL_RANK=%ld: rank %d hangs before the exchange\n", r,
+                rank);
+        fflush(stderr);
+        for (;;)
+            pause();
+    }
     if (env_int("FA4CP_TEST_EXIT_RANK", &r) && r == rank) {
         fprintf(stderr, "fa4cp: FA4CP_TEST_EXIT_RANK=%ld: rank %d exits before the exchange\n", r,
                 rank);

@@ -30,8 +30,9 @@ fa4cp_status fa4cp_pmix_bcast(fa4cp_world *w, void *buf, size_t bytes);
 fa4cp_status fa4cp_pmix_barrier(fa4cp_world *w);
 void fa4cp_pmix_abort(fa4cp_world *w, const char *msg);
 
-/* Test hook: FA4CP_TEST_EXIT_RANK=r makes rank r exit(1) just before the
- * first bootstrap exchange (the integration test of a vanished peer). */
+/* Test hooks for the integration test of a vanished or hung peer:
+ * FA4CP_TEST_EXIT_RANK=r makes rank r exit(1) just before the first bootstrap
+ * exchange; FA4CP_TEST_STALL_RANK=r makes it hang there. */
 void fa4cp_world_test_exit_hook(int rank);
 
 #endif

@@ -55,6 +55,8 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 export SLURM_2NODE_AUTH=none SLURM_LOCAL_AUTH=none
+# sanitizer builds: libpmix's own small leaks are not ours
+export LSAN_OPTIONS="suppressions=$srcdir/tests/slurm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 [ "${FA4CP_SLURM_NO_APT:-0}" = 1 ] && export SLURM_LOCAL_SKIP_APT=1 SLURM_2NODE_SKIP_APT=1
 
 # the libtool wrapper may relink on its first run: do it once, not in 4 tasks at a time

@@ -635,6 +635,13 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
         cp = NULL;
         goto out;
     }
+    /* non-blocking: the parent is busy until its part of the split is done too */
+    snprintf(tmp.label, sizeof tmp.label, "world");
+    st = settle(&tmp, world, ncclInProgress, "ncclCommSplit (parent)", cfg.timeout_s);
+    if (st != FA4CP_OK) {
+        world = NULL;
+        goto out;
+    }
     ncclConfig_t dc = NCCL_CONFIG_INITIALIZER;
     dc.blocking = nc.blocking;
     dc.commName = "fa4cp-dp";
@@ -646,6 +653,12 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
     st = settle(&tmp, dp, r, "ncclCommSplit", cfg.timeout_s);
     if (st != FA4CP_OK) {
         dp = NULL;
+        goto out;
+    }
+    snprintf(tmp.label, sizeof tmp.label, "world");
+    st = settle(&tmp, world, ncclInProgress, "ncclCommSplit (parent)", cfg.timeout_s);
+    if (st != FA4CP_OK) {
+        world = NULL;
         goto out;
     }
 

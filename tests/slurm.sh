@@ -146,8 +146,16 @@ C2=$DIR/cluster2
 export SLURM_2NODE_DIR=$C2 SLURM_2NODE_CTLD_PORT=6937 SLURM_2NODE_BRIDGE=f4w-br0 \
     SLURM_2NODE_NS=f4w SLURM_2NODE_NET=10.201.0 SLURM_2NODE_CPUS=4
 STOPS+=("$C2/stop.sh")
-if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null; then
-    echo "# SKIP two-node tests: iproute2/util-linux missing"
+netns_ok() {   # can this machine make network namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN)?
+    ip netns add f4w-probe 2>/dev/null || return 1
+    ip netns del f4w-probe 2>/dev/null
+    return 0
+}
+skip_one() { N=$((N + 1)); echo "ok $N # SKIP $*"; }
+if ! command -v ip >/dev/null || ! command -v nsenter >/dev/null || ! command -v unshare >/dev/null; then
+    skip_one "two emulated nodes: iproute2 or util-linux (nsenter, unshare) missing"
+elif ! netns_ok; then
+    skip_one "two emulated nodes: cannot create network namespaces here (ip netns add failed)"
 elif ! bash "$srcdir/tests/slurm/setup-2node-slurm.sh" >"$DIR/setup2.log" 2>&1; then
     tail -n 15 "$DIR/setup2.log" | diag
     ok 1 "two emulated nodes start (see $DIR/setup2.log)"

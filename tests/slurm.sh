@@ -192,6 +192,17 @@ else
     ok "$([ $RC = 0 ] && grep -q '"ring": \[0, 2\]' "$O" && grep -q '"host": "node2"' "$O" && echo 0 || echo 1)" \
         "the Slurm-environment fallback rebuilds the cyclic placement on 2 nodes (exit $RC)"
     [ $RC = 0 ] || diag < "$E"
+
+    # the example batch job (jobs/layout.sbatch), on this cluster without GPUs
+    J=$DIR/job
+    rm -rf "$J" && mkdir -p "$J"
+    (cd "$J" && PATH=$(dirname "$LAYOUT"):$PATH timeout -k 5 90 sbatch -W -N2 --ntasks-per-node=2 \
+        --gpus-per-node=0 "$srcdir/jobs/layout.sbatch" --cp 2 >"$J/sbatch.out" 2>&1)
+    RC=$?
+    ok "$([ $RC = 0 ] && grep -q 'from pmix' "$J"/fa4cp-layout-*.out && grep -q '"agree": true' "$J"/fa4cp-layout-*.out \
+        && grep -q '"world_size": 4' "$J"/fa4cp-layout-*.json && echo 0 || echo 1)" \
+        "jobs/layout.sbatch runs fa4cp-layout under sbatch (exit $RC)"
+    [ $RC = 0 ] || cat "$J"/* 2>/dev/null | diag
     bash "$C2/stop.sh" >/dev/null 2>&1
 fi
 

@@ -471,6 +471,8 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
 void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
 /* 1 when this build has NCCL. */
 int fa4cp_nccl_available(void);
+/* 1 when this build has the PMIx bootstrap. */
+int fa4cp_pmix_available(void);
 /* rank 0's ncclUniqueId (128 bytes) on every process of the world. */
 fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
 /* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",

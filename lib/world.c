@@ -417,6 +417,8 @@ out:
     return st;
 }
 
+int fa4cp_pmix_available(void) { return fa4cp_pmix_built(); }
+
 void fa4cp_world_test_exit_hook(int rank)
 {
     long r;

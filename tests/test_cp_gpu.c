@@ -3,6 +3,7 @@
  *
  * usage: test_cp_gpu [small]   (small: one case per shape, for compute-sanitizer)
  * env:   FA4CP_TEST_ROUNDS=n   draws per matrix cell (default 1)
+ *        FA4CP_TEST_CP=n       only the cells of cp = n (to run the sizes in parallel)
  *        FA4CP_TEST_GPUS=n     spread the simulated ranks over n GPUs (default 1:
  *                              every rank on the current GPU)
  *
@@ -534,7 +535,10 @@ int main(int argc, char **argv)
     test_rng rng = test_rng_init("test_cp_gpu");
     static const int masks[][3] = {{0, -1, -1}, {1, -1, -1}, {0, 64, 0}, {0, 32, 32}};
     static const char *mask_names[] = {"no mask", "causal", "window (64,0)", "window (32,32)"};
-    int idx = 0, rounds = 1;
+    int idx = 0, rounds = 1, only_cp = 0;
+    const char *oc = getenv("FA4CP_TEST_CP");
+    if (oc && atoi(oc) > 0)
+        only_cp = atoi(oc);
     const char *re = getenv("FA4CP_TEST_ROUNDS");
     if (re && atoi(re) > 0)
         rounds = atoi(re);
@@ -545,7 +549,7 @@ int main(int argc, char **argv)
             for (int mk = 0; mk < 4; mk++) {
                 if (comm == FA4CP_CP_P2P && mk >= 2)
                     continue; /* refused */
-                if (small && (cp != 2 || mk >= 2))
+                if ((small && (cp != 2 || mk >= 2)) || (only_cp && cp != only_cp))
                     continue;
                 int pass = 0, total = 0;
                 for (int f = 0; f < (small ? 2 : 6 * rounds); f++, idx++) {
@@ -566,7 +570,7 @@ int main(int argc, char **argv)
                     pick_heads(comm, cp, idx + cp, &c.cfg.heads, &c.cfg.kv_heads);
                     c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
                     c.with_dlse = idx % 2;
-                    fill_lengths(&rng, &c, small ? 96 : 320);
+                    fill_lengths(&rng, &c, small ? 96 : 192);
                     total++;
                     pass += run_case(&rng, &c);
                 }
@@ -576,7 +580,7 @@ int main(int argc, char **argv)
                    cp, fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), mask_names[mk], pass, total);
             }
     /* padding-only chunks and empty sequences, every shape, causal and not */
-    for (int comm = 0; comm < 3 && !small; comm++)
+    for (int comm = 0; comm < 3 && !small && (!only_cp || only_cp == 4); comm++)
         for (int causal = 0; causal < 2; causal++) {
             tcase c;
             memset(&c, 0, sizeof c);

@@ -1,0 +1,363 @@
+/* bench_cp.c - the cost of the CP decomposition on one GPU, and the ring's
+ * per-step compute and communication (not a test: prints a table).
+ *
+ * usage: bench_cp [--tokens 32768,65536,131072] [--cp 2,4,8] [--heads 16]
+ *                 [--dim 128] [--iters 3] [--warmup 1] [--gpus 1] [--no-causal]
+ *
+ * For each length S (one sequence, bf16, BSHD) and CP size n:
+ *   noncp     one cuda forward / backward on the whole sequence (CUDA events,
+ *             median of iters);
+ *   isolated  the attention calls of the p2p plan one at a time, with the
+ *             executor's shapes: the diagonal step (T x T causal, T = S/n),
+ *             a lower step (T x T/2) and an upper step (T/2 x T); summed over
+ *             every rank's steps (n diagonals, n(n-1)/2 lower and upper):
+ *             ratio_iso = that sum / noncp (the compute cost of the cut);
+ *   executor  the CP forward then backward with n ranks as threads over the
+ *             local device transport on `--gpus` GPUs (one GPU: every rank
+ *             shares it); wall = host time from a barrier to every stream
+ *             done; ratio_wall = wall / noncp on one GPU (everything the
+ *             decomposition adds: merges, reorders, copies, smaller calls);
+ *   steps     rank 0's per-step compute and communication from the CUDA
+ *             events of fa4cp_cp_last_timing (on one GPU the ranks' kernels
+ *             run side by side, so a rank's step takes longer than alone).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include "fa4cp.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "bench_cp: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,               \
+                    cudaGetErrorString(e_));                                                       \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+#define FK(call)                                                                                   \
+    do {                                                                                           \
+        if ((call) != FA4CP_OK) {                                                                  \
+            fprintf(stderr, "bench_cp: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,               \
+                    fa4cp_last_error());                                                           \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static int H = 16, D = 128, iters = 3, warmup = 1, gpus = 1, causal = 1;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmpd);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void *dalloc(size_t bytes)
+{
+    void *p = NULL;
+    CK(cudaMalloc(&p, bytes));
+    return p;
+}
+
+/* random bf16 in [-1, 1) (host generated once, uploaded) */
+static void fill(void *d, size_t n, unsigned seed)
+{
+    uint16_t *h = malloc(n * 2);
+    uint32_t s = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        h[i] = fa4cp_float_to_bf16(((float)(s >> 8) / (float)(1 << 24)) * 2.0f - 1.0f);
+    }
+    CK(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice));
+    free(h);
+}
+
+/* One attention shape: sq queries, sk keys, one sequence; median ms of fwd, bwd. */
+typedef struct shape_t {
+    double fwd, bwd;
+} shape_t;
+
+static shape_t time_attn(int sq, int sk, int is_causal)
+{
+    shape_t r = {0, 0};
+    size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D;
+    void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nk * 2), *o = dalloc(nq * 2);
+    void *dout = dalloc(nq * 2), *dq = dalloc(nq * 2), *dk = dalloc(nk * 2), *dv = dalloc(nk * 2);
+    void *lse = dalloc((size_t)sq * H * 4);
+    int32_t hcu[4] = {0, sq, 0, sk};
+    int32_t *cu = dalloc(sizeof hcu);
+    CK(cudaMemcpy(cu, hcu, sizeof hcu, cudaMemcpyHostToDevice));
+    fill(q, nq, 1);
+    fill(k, nk, 2);
+    fill(v, nk, 3);
+    fill(dout, nq, 4);
+    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+    a.dtype = FA4CP_BF16;
+    a.batch = 1;
+    a.heads = a.kv_heads = H;
+    a.head_dim = D;
+    a.total_q = sq;
+    a.total_k = sk;
+    a.cu_seqlens_q = cu;
+    a.cu_seqlens_k = cu + 2;
+    a.max_seqlen_q = sq;
+    a.max_seqlen_k = sk;
+    a.causal = is_causal;
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.out = o;
+    a.lse = lse;
+    a.dout = dout;
+    a.dq = dq;
+    a.dk = dk;
+    a.dv = dv;
+    cudaEvent_t e0, e1, e2;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaEventCreate(&e2));
+    double *tf = calloc((size_t)iters, sizeof *tf), *tb = calloc((size_t)iters, sizeof *tb);
+    for (int it = -warmup; it < iters; it++) {
+        float f, b;
+        CK(cudaEventRecord(e0, NULL));
+        FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
+        CK(cudaEventRecord(e1, NULL));
+        FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+        CK(cudaEventRecord(e2, NULL));
+        CK(cudaEventSynchronize(e2));
+        CK(cudaEventElapsedTime(&f, e0, e1));
+        CK(cudaEventElapsedTime(&b, e1, e2));
+        if (it >= 0) {
+            tf[it] = f;
+            tb[it] = b;
+        }
+    }
+    r.fwd = median(tf, iters);
+    r.bwd = median(tb, iters);
+    free(tf);
+    free(tb);
+    void *ps[] = {q, k, v, o, dout, dq, dk, dv, lse, cu};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        CK(cudaFree(ps[i]));
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    CK(cudaEventDestroy(e2));
+    return r;
+}
+
+/* ------------------------------------------------------------------ the executor */
+
+typedef struct rank_job {
+    int r, n, S;
+    fa4cp_comm *comm;
+    double *wall; /* [iters], rank 0 writes */
+    fa4cp_cp_timing tf, tb; /* last iteration */
+    double compute_sum;     /* this rank's compute over steps, fwd + bwd, last iteration */
+} rank_job;
+
+static void *rank_main(void *p)
+{
+    rank_job *j = p;
+    const int n = j->n, S = j->S;
+    const int64_t T = S / n;
+    CK(cudaSetDevice(j->r % gpus));
+    cudaStream_t s;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    size_t nq = (size_t)T * H * D;
+    void *q = dalloc(nq * 2), *k = dalloc(nq * 2), *v = dalloc(nq * 2), *o = dalloc(nq * 2);
+    void *dout = dalloc(nq * 2), *dq = dalloc(nq * 2), *dk = dalloc(nq * 2), *dv = dalloc(nq * 2);
+    void *lse = dalloc((size_t)T * H * 4);
+    fill(q, nq, 11u + (unsigned)j->r);
+    fill(k, nq, 21u + (unsigned)j->r);
+    fill(v, nq, 31u + (unsigned)j->r);
+    fill(dout, nq, 41u + (unsigned)j->r);
+    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
+    cfg.comm = FA4CP_CP_P2P;
+    cfg.backend = FA4CP_BACKEND_CUDA;
+    cfg.format = FA4CP_CP_BSHD;
+    cfg.dtype = FA4CP_BF16;
+    cfg.heads = cfg.kv_heads = H;
+    cfg.head_dim = D;
+    cfg.causal = causal;
+    fa4cp_cp *cp = NULL;
+    FK(fa4cp_cp_create(&cfg, j->comm, &cp));
+    FK(fa4cp_cp_set_timing(cp, 1));
+    fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
+    a.batch = 1;
+    a.seqlen = S;
+    a.q = q;
+    a.k = k;
+    a.v = v;
+    a.out = o;
+    a.lse = lse;
+    a.dout = dout;
+    a.dq = dq;
+    a.dk = dk;
+    a.dv = dv;
+    a.stream = s;
+    CK(cudaDeviceSynchronize());
+    for (int it = -warmup; it < iters; it++) {
+        FK(fa4cp_comm_barrier(j->comm));
+        double t0 = now_s();
+        FK(fa4cp_cp_fwd(cp, &a));
+        fa4cp_cp_timing tf = FA4CP_CP_TIMING_INIT, tb = FA4CP_CP_TIMING_INIT;
+        FK(fa4cp_cp_last_timing(cp, &tf)); /* waits for the forward's events */
+        FK(fa4cp_cp_bwd(cp, &a));
+        FK(fa4cp_cp_last_timing(cp, &tb));
+        CK(cudaStreamSynchronize(s));
+        FK(fa4cp_comm_barrier(j->comm));
+        double t1 = now_s();
+        if (it >= 0 && j->r == 0)
+            j->wall[it] = 1e3 * (t1 - t0);
+        j->tf = tf;
+        j->tb = tb;
+    }
+    j->compute_sum = 0;
+    for (int i = 0; i < j->tf.nsteps; i++)
+        j->compute_sum += j->tf.compute_ms[i];
+    for (int i = 0; i < j->tb.nsteps; i++)
+        j->compute_sum += j->tb.compute_ms[i];
+    fa4cp_cp_destroy(cp);
+    void *ps[] = {q, k, v, o, dout, dq, dk, dv, lse};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        CK(cudaFree(ps[i]));
+    CK(cudaStreamDestroy(s));
+    return NULL;
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    while (s && *s && n < max) {
+        out[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (s)
+            s++;
+    }
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    int tokens[8] = {32768, 65536, 131072}, ntok = 3, cps[8] = {2, 4, 8}, ncp = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(argv[i], "--tokens") && v)
+            ntok = parse_list(argv[++i], tokens, 8);
+        else if (!strcmp(argv[i], "--cp") && v)
+            ncp = parse_list(argv[++i], cps, 8);
+        else if (!strcmp(argv[i], "--heads") && v)
+            H = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dim") && v)
+            D = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--iters") && v)
+            iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup") && v)
+            warmup = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gpus") && v)
+            gpus = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-causal"))
+            causal = 0;
+        else {
+            fprintf(stderr, "usage: bench_cp [--tokens a,b] [--cp a,b] [--heads H] [--dim D] "
+                            "[--iters N] [--warmup N] [--gpus N] [--no-causal]\n");
+            return 1;
+        }
+    }
+    if (iters < 1 || H < 1 || gpus < 1)
+        return 1;
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < gpus) {
+        fprintf(stderr, "bench_cp: %d GPU(s) asked, %d here\n", gpus, ndev);
+        return 1;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("# bench_cp: %s, %d GPU(s) used, bf16, heads %d, d %d, %s, p2p, iters %d (median), "
+           "warmup %d\n",
+           prop.name, gpus, H, D, causal ? "causal" : "no mask", iters, warmup);
+    printf("# %7s %3s | %9s %9s | %8s %8s %8s %8s %8s %8s | %9s | %9s %9s | %9s\n", "tokens", "cp",
+           "noncp_f", "noncp_b", "diag_f", "diag_b", "low_f", "low_b", "up_f", "up_b", "ratio_iso",
+           "cp_wall", "ratio_wall", "sum_comp");
+    for (int ti = 0; ti < ntok; ti++) {
+        const int S = tokens[ti];
+        shape_t full = time_attn(S, S, causal);
+        double fl = 4.0 * H * (double)S * S * D * (causal ? 0.5 : 1.0);
+        printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s)\n", S,
+               full.fwd, fl / full.fwd * 1e-9, full.bwd, 2.5 * fl / full.bwd * 1e-9);
+        for (int ci = 0; ci < ncp; ci++) {
+            const int n = cps[ci];
+            if (S % (2 * n)) {
+                printf("# %d tokens not divisible by 2*%d\n", S, n);
+                continue;
+            }
+            const int T = S / n;
+            shape_t dg = time_attn(T, T, causal);
+            shape_t lo = time_attn(T, T / 2, 0), up = time_attn(T / 2, T, 0);
+            double pairs = 0.5 * n * (n - 1);
+            double iso = causal ? n * (dg.fwd + dg.bwd) + pairs * (lo.fwd + lo.bwd + up.fwd + up.bwd)
+                                : n * n * (dg.fwd + dg.bwd);
+            double ratio_iso = iso / (full.fwd + full.bwd);
+
+            fa4cp_local_world *w = NULL;
+            FK(fa4cp_local_world_create(n, 1, 600.0, &w));
+            rank_job *jobs = calloc((size_t)n, sizeof *jobs);
+            pthread_t *th = calloc((size_t)n, sizeof *th);
+            double *wall = calloc((size_t)iters, sizeof *wall);
+            for (int r = 0; r < n; r++) {
+                jobs[r].r = r;
+                jobs[r].n = n;
+                jobs[r].S = S;
+                jobs[r].wall = wall;
+                FK(fa4cp_local_comm(w, r, &jobs[r].comm));
+            }
+            for (int r = 0; r < n; r++)
+                pthread_create(&th[r], NULL, rank_main, &jobs[r]);
+            for (int r = 0; r < n; r++)
+                pthread_join(th[r], NULL);
+            double cw = median(wall, iters), sc = 0;
+            for (int r = 0; r < n; r++)
+                sc += jobs[r].compute_sum;
+            printf("  %7d %3d | %9.2f %9.2f | %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f | %9.3f | %9.2f "
+                   "%9.3f | %9.2f\n",
+                   S, n, full.fwd, full.bwd, dg.fwd, dg.bwd, lo.fwd, lo.bwd, up.fwd, up.bwd,
+                   ratio_iso, cw, gpus == 1 ? cw / (full.fwd + full.bwd) : NAN, sc);
+            for (int dir = 0; dir < 2; dir++) {
+                const fa4cp_cp_timing *t = dir ? &jobs[0].tb : &jobs[0].tf;
+                printf("    rank 0 %s steps (compute/comm ms):", dir ? "bwd" : "fwd");
+                for (int s2 = 0; s2 < t->nsteps; s2++)
+                    printf(" %.2f/%.2f", t->compute_ms[s2], t->comm_ms[s2]);
+                printf("  call %.2f\n", t->call_ms);
+            }
+            for (int r = 0; r < n; r++)
+                fa4cp_comm_destroy(jobs[r].comm);
+            fa4cp_local_world_destroy(w);
+            free(jobs);
+            free(th);
+            free(wall);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}

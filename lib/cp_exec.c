@@ -855,24 +855,47 @@ out:
 
 /* ------------------------------------------------------------------ a2a */
 
-/* local [T, heads, D] (sequence-sharded) -> [G, heads/n, D] of head group r, sequence order */
-static fa4cp_status to_heads(exec *x, const void *src, int heads, void **dst, const map *blocks,
-                             const map *to_seq)
+/* Several all-to-alls in a pipeline: every send block is reordered first
+ * (call stream), then the exchanges run one after another on the side
+ * stream, and the reorder of exchange i's result (call stream) waits only
+ * for exchange i, so it runs while exchange i+1 travels.  For each i:
+ * src[i] [.. units] -(out_map)-> send -all_to_all-> recv -(in_map)-> dst[i]
+ * (*dst[i] allocated here when alloc_rows[i] > 0, [alloc_rows[i] units]). */
+typedef struct a2a_item {
+    const void *src;
+    size_t unit;      /* bytes of one unit */
+    const map *out_map, *in_map;
+    void **dst;
+    int64_t alloc_rows;
+} a2a_item;
+
+static fa4cp_status a2a_pipeline(exec *x, a2a_item *it, int m)
 {
     fa4cp_status st = FA4CP_OK;
     fa4cp_comm_req *req = NULL;
-    size_t unit = (size_t)(heads / x->n) * (size_t)x->D * x->es;
-    void *send = xalloc(x, (size_t)x->T * x->n * unit, "a2a send blocks");
-    void *recv = xalloc(x, (size_t)x->T * x->n * unit, "a2a receive blocks");
-    *dst = xalloc(x, (size_t)x->G * unit, "a2a head-sharded tensor");
-    NOMEM_IF(send && recv && *dst);
-    FA4CP_TRY(x->ops->gather(send, src, blocks->p, blocks->n, unit, 1, 0, 0, x->stream));
-    FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, send, recv, (size_t)x->T * unit, x->stream, &req));
-    FA4CP_TRY(wait_req(x, &req));
-    FA4CP_TRY(x->ops->gather(*dst, recv, to_seq->p, to_seq->n, unit, 1, 0, 0, x->stream));
+    void *send[8], *recv[8];
+    for (int i = 0; i < m; i++) {
+        send[i] = xalloc(x, (size_t)x->T * x->n * it[i].unit, "a2a send blocks");
+        recv[i] = xalloc(x, (size_t)x->T * x->n * it[i].unit, "a2a receive blocks");
+        NOMEM_IF(send[i] && recv[i]);
+        if (it[i].alloc_rows > 0) {
+            *it[i].dst = xalloc(x, (size_t)it[i].alloc_rows * it[i].unit, "a2a head-sharded tensor");
+            NOMEM_IF(*it[i].dst);
+        }
+        FA4CP_TRY(x->ops->gather(send[i], it[i].src, it[i].out_map->p, it[i].out_map->n, it[i].unit,
+                                 1, 0, 0, x->stream));
+    }
+    FA4CP_TRY(fork_comm(x));
+    for (int i = 0; i < m; i++) {
+        FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, send[i], recv[i], (size_t)x->T * it[i].unit, x->cs, &req));
+        FA4CP_TRY(wait_on(x, &req, x->cs));
+        FA4CP_TRY(join_comm(x)); /* the call stream waits for exchanges 0..i only */
+        FA4CP_TRY(x->ops->gather(*it[i].dst, recv[i], it[i].in_map->p, it[i].in_map->n, it[i].unit,
+                                 1, 0, 0, x->stream));
+    }
 out:
     if (req)
-        fa4cp_comm_wait(x->comm, req, x->stream);
+        fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
 
@@ -932,9 +955,15 @@ static fa4cp_status a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     FA4CP_TRY(map_ranks(x, (int64_t)hq * x->T, 1, 0, &lse_to_seq));
     FA4CP_TRY(map_rows(x, x->r, -1, -1, 1, 0, &real));
 
-    FA4CP_TRY(to_heads(x, a->q, x->H, &q, &blocks, &to_seq));
-    FA4CP_TRY(to_heads(x, a->k, x->Hk, &k, &blocks, &to_seq));
-    FA4CP_TRY(to_heads(x, a->v, x->Hk, &v, &blocks, &to_seq));
+    {
+        const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
+        a2a_item its[5] = {{a->q, uq, &blocks, &to_seq, &q, x->G},
+                           {a->k, uk, &blocks, &to_seq, &k, x->G},
+                           {a->v, uk, &blocks, &to_seq, &v, x->G},
+                           {a->out, uq, &blocks, &to_seq, &out, x->G},
+                           {a->dout, uq, &blocks, &to_seq, &dout, x->G}};
+        FA4CP_TRY(a2a_pipeline(x, its, bwd ? 5 : 3));
+    }
     fa4cp_attn_args c = base_args(x);
     c.heads = hq;
     c.kv_heads = hkq;
@@ -968,8 +997,6 @@ static fa4cp_status a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     void *dk = xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dk");
     void *dv = xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dv");
     NOMEM_IF(dq && dk && dv);
-    FA4CP_TRY(to_heads(x, a->out, x->H, &out, &blocks, &to_seq));
-    FA4CP_TRY(to_heads(x, a->dout, x->H, &dout, &blocks, &to_seq));
     FA4CP_TRY(lse_to_heads(x, a->lse, &lse, &lse_to_seq));
     if (a->dlse)
         FA4CP_TRY(lse_to_heads(x, a->dlse, &dlse, &lse_to_seq));
@@ -982,9 +1009,14 @@ static fa4cp_status a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     c.dv = dv;
     FA4CP_TRY(attn(x, &c, 1));
     /* every row: padding rows come back as the exact zeros of the call */
-    FA4CP_TRY(from_heads(x, dq, x->H, a->dq, &to_ranks, &blocks_back_all));
-    FA4CP_TRY(from_heads(x, dk, x->Hk, a->dk, &to_ranks, &blocks_back_all));
-    FA4CP_TRY(from_heads(x, dv, x->Hk, a->dv, &to_ranks, &blocks_back_all));
+    {
+        const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
+        void *dqo = a->dq, *dko = a->dk, *dvo = a->dv;
+        a2a_item its[3] = {{dq, uq, &to_ranks, &blocks_back_all, &dqo, 0},
+                           {dk, uk, &to_ranks, &blocks_back_all, &dko, 0},
+                           {dv, uk, &to_ranks, &blocks_back_all, &dvo, 0}};
+        FA4CP_TRY(a2a_pipeline(x, its, 3));
+    }
 out:
     if (req)
         fa4cp_comm_wait(x->comm, req, x->stream);

@@ -860,7 +860,7 @@ out:
  * stream, and the reorder of exchange i's result (call stream) waits only
  * for exchange i, so it runs while exchange i+1 travels.  For each i:
  * src[i] [.. units] -(out_map)-> send -all_to_all-> recv -(in_map)-> dst[i]
- * (*dst[i] allocated here when alloc_rows[i] > 0, [alloc_rows[i] units]). */
+ * (*dst[i] allocated here, [alloc_rows[i] units], when alloc_rows[i] >= 0). */
 typedef struct a2a_item {
     const void *src;
     size_t unit;      /* bytes of one unit */
@@ -878,7 +878,7 @@ static fa4cp_status a2a_pipeline(exec *x, a2a_item *it, int m)
         send[i] = xalloc(x, (size_t)x->T * x->n * it[i].unit, "a2a send blocks");
         recv[i] = xalloc(x, (size_t)x->T * x->n * it[i].unit, "a2a receive blocks");
         NOMEM_IF(send[i] && recv[i]);
-        if (it[i].alloc_rows > 0) {
+        if (it[i].alloc_rows >= 0) {
             *it[i].dst = xalloc(x, (size_t)it[i].alloc_rows * it[i].unit, "a2a head-sharded tensor");
             NOMEM_IF(*it[i].dst);
         }
@@ -1012,9 +1012,9 @@ static fa4cp_status a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     {
         const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
         void *dqo = a->dq, *dko = a->dk, *dvo = a->dv;
-        a2a_item its[3] = {{dq, uq, &to_ranks, &blocks_back_all, &dqo, 0},
-                           {dk, uk, &to_ranks, &blocks_back_all, &dko, 0},
-                           {dv, uk, &to_ranks, &blocks_back_all, &dvo, 0}};
+        a2a_item its[3] = {{dq, uq, &to_ranks, &blocks_back_all, &dqo, -1},
+                           {dk, uk, &to_ranks, &blocks_back_all, &dko, -1},
+                           {dv, uk, &to_ranks, &blocks_back_all, &dvo, -1}};
         FA4CP_TRY(a2a_pipeline(x, its, 3));
     }
 out:

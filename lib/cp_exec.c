@@ -647,18 +647,22 @@ static fa4cp_status gather_kv(exec *x, const fa4cp_cp_args *a, void **kg, void *
     *vg = xalloc(x, (size_t)x->G * x->rk * x->es, "all_gather V");
     NOMEM_IF(rawk && rawv && *kg && *vg);
     map m;
-    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kvb, x->stream, &rk));
-    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, kvb, x->stream, &rv));
     FA4CP_TRY(map_ranks(x, x->T, 1, 0, &m));
-    FA4CP_TRY(wait_req(x, &rk));
+    /* on the side stream; the reorder of K (call stream) overlaps the gather of V */
+    FA4CP_TRY(fork_comm(x));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kvb, x->cs, &rk));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, kvb, x->cs, &rv));
+    FA4CP_TRY(wait_on(x, &rk, x->cs));
+    FA4CP_TRY(join_comm(x));
     FA4CP_TRY(x->ops->gather(*kg, rawk, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
-    FA4CP_TRY(wait_req(x, &rv));
+    FA4CP_TRY(wait_on(x, &rv, x->cs));
+    FA4CP_TRY(join_comm(x));
     FA4CP_TRY(x->ops->gather(*vg, rawv, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
 out:
     if (rk)
-        fa4cp_comm_wait(x->comm, rk, x->stream);
+        fa4cp_comm_wait(x->comm, rk, x->cs);
     if (rv)
-        fa4cp_comm_wait(x->comm, rv, x->stream);
+        fa4cp_comm_wait(x->comm, rv, x->cs);
     return st;
 }
 

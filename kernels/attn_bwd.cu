@@ -1,0 +1,527 @@
+// attn_bwd.cu - FlashAttention backward for THD varlen inputs (sm_90a build).
+//
+//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
+//   2. main kernel, one CTA of 8 warps per (64-row KV block, kv head, seq):
+//      K, V stay in shared memory; the CTA walks every query head of its GQA
+//      group and every visible 64-row query block (Q, dO double-buffered by
+//      cp.async), recomputes S = Q K^T and dP = dO V^T, forms P and
+//      dS = P (dP - Dsum) in shared memory, accumulates dV += P^T dO and
+//      dK += dS^T Q in registers (so GQA sums are fixed-order) and, unless
+//      deterministic, adds dQ = dS K into an fp32 dq_accum with atomics.
+//   3. deterministic only: a dQ kernel per 64-row query block walks its
+//      visible KV blocks in a fixed order (S, dP recomputed; 4 products).
+//   4. finish: dq = scale * dq_accum (non-deterministic) and exact zeros in
+//      every padding row of dq, dk, dv.
+#include "attn_common.cuh"
+
+namespace fa4cp {
+
+constexpr int BBM = 64, BBN = 64, BNW = 8, BNT = BNW * 32;
+
+// S and dP for a 64x64 (query, key) block; writes P (optional) and dS, as T,
+// into swizzled 64x64 tiles.  Warp w owns rows 16*(w&3), columns 32*(w>>2).
+template <typename T, int D>
+__device__ __forceinline__ void p_ds_block(const T *sQ, const T *sdO, const T *sK, const T *sV,
+                                           const float *sLse2, const float *sDsum, T *sP, T *sdS,
+                                           bool store_p, bool need_mask, const Mask &mk,
+                                           int64_t m0, int64_t n0, float sl2) {
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = warp & 3, wn = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
+
+    float s[4][4], dp[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            s[i][j] = dp[i][j] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t aq[4], ad[4];
+        ldmatrix_x4(aq, smem_u32(sQ + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
+        ldmatrix_x4(ad, smem_u32(sdO + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
+#pragma unroll
+        for (int np = 0; np < 2; ++np) {
+            uint32_t bk[4], bv[4];
+            ldmatrix_x4(bk, smem_u32(sK + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
+            ldmatrix_x4(bv, smem_u32(sV + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
+            mma16816<T>(s[2 * np], aq, bk[0], bk[1]);
+            mma16816<T>(s[2 * np + 1], aq, bk[2], bk[3]);
+            mma16816<T>(dp[2 * np], ad, bv[0], bv[1]);
+            mma16816<T>(dp[2 * np + 1], ad, bv[2], bv[3]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int rl = wm * 16 + g + 8 * r;
+        const float l2 = sLse2[rl], dsum = sDsum[rl];
+        const int64_t qi = m0 + rl;
+        int64_t lo = 0, hi = 0;
+        if (need_mask) {
+            lo = mk.lo(qi);
+            hi = mk.hi(qi);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int cl = wn * 32 + i * 8 + 2 * t;
+            float pv[2], dsv[2];
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                float pe = exp2f(s[i][2 * r + c] * sl2 - l2);
+                if (need_mask) {
+                    int64_t j = n0 + cl + c;
+                    if (j < lo || j > hi)
+                        pe = 0.f;
+                }
+                pv[c] = pe;
+                dsv[c] = pe * (dp[i][2 * r + c] - dsum);
+            }
+            if (store_p)
+                *reinterpret_cast<uint32_t *>(sP + swz<BBN>(rl, cl)) = pack2<T>(pv[0], pv[1]);
+            *reinterpret_cast<uint32_t *>(sdS + swz<BBN>(rl, cl)) = pack2<T>(dsv[0], dsv[1]);
+        }
+    }
+}
+
+// acc[D/16][4] (a 16 x D/2 slice; warp w: rows 16*(w&3), cols D/2*(w>>2))
+//   += A^T B with A a 64x64 tile [k][row] (transposed read) and B a 64xD tile [k][col].
+template <typename T, int D>
+__device__ __forceinline__ void gemm_at_b(float (*acc)[4], const T *sA, const T *sB) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4_trans(a, smem_u32(sA + swz<BBN>(kk * 16 + b_row, wr * 16 + b_col)));
+#pragma unroll
+        for (int dp = 0; dp < D / 32; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
+            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
+            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc[D/16][4] (same slice) += A B with A a 64x64 tile [row][k] and B a 64xD tile [k][col].
+template <typename T, int D>
+__device__ __forceinline__ void gemm_a_b(float (*acc)[4], const T *sA, const T *sB) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4(a, smem_u32(sA + swz<BBN>(wr * 16 + a_row, kk * 16 + a_col)));
+#pragma unroll
+        for (int dp = 0; dp < D / 32; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
+            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
+            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// LSE (log2 units; +inf for rows that must give P = 0) and Dsum of a query block.
+__device__ __forceinline__ void load_row_stats(float *sLse2, float *sDsum, const fa4cp_kparams &p,
+                                               int hq, const SeqInfo &si, int m0) {
+    const int r = threadIdx.x;
+    if (r < BBM) {
+        const int i = m0 + r;
+        float l2 = INFINITY, ds = 0.f;
+        if (i < si.sq) {
+            const int64_t idx = (int64_t)hq * p.total_q + si.q_off + i;
+            const float l = p.lse[idx];
+            l2 = (l == -INFINITY) ? INFINITY : l * kLog2e;
+            ds = p.dsum[idx];
+        }
+        sLse2[r] = l2;
+        sDsum[r] = ds;
+    }
+}
+
+template <typename T, int D> struct BwdCfg {
+    static constexpr int TILE = BBM * D; // elements of a 64 x D tile
+    static constexpr int PT = BBM * BBN;
+    // sK, sV, sQ[2], sdO[2], sP, sdS, lse2[2], dsum[2]
+    static constexpr int SMEM = (6 * TILE + 2 * PT) * (int)sizeof(T) + 4 * BBM * (int)sizeof(float);
+    // dq kernel: sQ, sdO, sK[2], sV[2], sdS, lse2, dsum
+    static constexpr int SMEM_DQ = (6 * TILE + PT) * (int)sizeof(T) + 2 * BBM * (int)sizeof(float);
+};
+
+__device__ __forceinline__ bool block_needs_mask(const Mask &mk, const fa4cp_kparams &p,
+                                                 int64_t m0, int64_t n0) {
+    return (n0 + BBN > mk.sk) || (p.window_right >= 0 && n0 + BBN - 1 > mk.hi(m0)) ||
+           (p.window_left >= 0 && n0 < mk.lo(m0 + BBM - 1));
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p) {
+    using C = BwdCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw);
+    T *sV = sK + C::TILE;
+    T *sQ = sV + C::TILE;       // [2]
+    T *sdO = sQ + 2 * C::TILE;  // [2]
+    T *sP = sdO + 2 * C::TILE;
+    T *sdS = sP + C::PT;
+    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT); // [2][BBM]
+    float *sDsum = sLse2 + 2 * BBM;                         // [2][BBM]
+
+    const int H = p.heads, HK = p.kv_heads, G = H / HK;
+    const int kvh = blockIdx.y % HK;
+    const int bi = blockIdx.y / HK;
+    const SeqInfo si = seq_info(p, bi);
+    const int nnb = (si.sk + BBN - 1) / BBN;
+    const int nb_rev = blockIdx.x;
+    if (nb_rev >= nnb)
+        return;
+    const int n_block = nnb - 1 - nb_rev;
+    const int n0 = n_block * BBN;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+
+    // query rows that see some key of this block
+    const int n_last = min(n0 + BBN, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    int mb_lo = 0, nmb = 0;
+    if (i_min <= i_max) {
+        mb_lo = (int)(i_min / BBM);
+        nmb = (int)(i_max / BBM) - mb_lo + 1;
+    }
+    const int iters = nmb * G;
+
+    float dv[D / 16][4], dk[D / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dv[i][j] = dk[i][j] = 0.f;
+
+    const float sl2 = p.scale * kLog2e;
+    const bool atomic_dq = !p.deterministic;
+
+    if (iters > 0) {
+        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n0, si.sk, tid);
+        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n0, si.sk, tid);
+        auto issue = [&](int it) {
+            const int st = it & 1;
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * BBM;
+            const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+            const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+            load_tile<T, BBM, D, BNT>(sQ + st * C::TILE, gq, q_stride, m0, si.sq, tid);
+            load_tile<T, BBM, D, BNT>(sdO + st * C::TILE, gdo, q_stride, m0, si.sq, tid);
+            load_row_stats(sLse2 + st * BBM, sDsum + st * BBM, p, hq, si, m0);
+        };
+        issue(0);
+        cp_async_commit();
+        for (int it = 0; it < iters; ++it) {
+            const int st = it & 1;
+            if (it + 1 < iters) {
+                issue(it + 1);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * BBM;
+            const T *cQ = sQ + st * C::TILE, *cdO = sdO + st * C::TILE;
+            p_ds_block<T, D>(cQ, cdO, sK, sV, sLse2 + st * BBM, sDsum + st * BBM, sP, sdS, true,
+                             block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
+            __syncthreads();
+            gemm_at_b<T, D>(dv, sP, cdO);
+            gemm_at_b<T, D>(dk, sdS, cQ);
+            if (atomic_dq) {
+                float dq[D / 16][4];
+#pragma unroll
+                for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        dq[i][j] = 0.f;
+                gemm_a_b<T, D>(dq, sdS, sK);
+                const int wr = warp & 3, wc = warp >> 2;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int i = m0 + wr * 16 + g + 8 * r;
+                    if (i >= si.sq)
+                        continue;
+                    float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wc * (D / 2);
+#pragma unroll
+                    for (int c = 0; c < D / 16; ++c)
+                        atomicAdd(reinterpret_cast<float2 *>(dst + c * 8 + 2 * t),
+                                  make_float2(dq[c][2 * r], dq[c][2 * r + 1]));
+                }
+            }
+            __syncthreads();
+        }
+    }
+
+    // write dK (scaled) and dV for the real rows of this block
+    {
+        const int wr = warp & 3, wc = warp >> 2;
+        T *dkp = reinterpret_cast<T *>(p.dk) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
+        T *dvp = reinterpret_cast<T *>(p.dv) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int j = n0 + wr * 16 + g + 8 * r;
+            if (j >= si.sk)
+                continue;
+#pragma unroll
+            for (int c = 0; c < D / 16; ++c) {
+                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(dk[c][2 * r] * p.scale, dk[c][2 * r + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
+            }
+        }
+    }
+}
+
+// Deterministic dQ: one CTA per (64-row query block, head, sequence).
+template <typename T, int D>
+__global__ void __launch_bounds__(BNT, 1) bwd_dq_kernel(const fa4cp_kparams p) {
+    using C = BwdCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *sQ = reinterpret_cast<T *>(smem_raw);
+    T *sdO = sQ + C::TILE;
+    T *sK = sdO + C::TILE; // [2]
+    T *sV = sK + 2 * C::TILE; // [2]
+    T *sdS = sV + 2 * C::TILE;
+    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT);
+    float *sDsum = sLse2 + BBM;
+
+    const int H = p.heads, HK = p.kv_heads;
+    const int tile = blockIdx.x;
+    const int hq = tile % H;
+    const int bi = (tile / H) % p.batch;
+    const int mb_rev = tile / (H * p.batch);
+    const SeqInfo si = seq_info(p, bi);
+    const int nmb = (si.sq + BBM - 1) / BBM;
+    if (mb_rev >= nmb)
+        return;
+    const int m0 = (nmb - 1 - mb_rev) * BBM;
+    const int kvh = hq / (H / HK);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int m_last = min(m0 + BBM, si.sq) - 1;
+    const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+
+    float dq[D / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dq[i][j] = 0.f;
+
+    if (si.sk > 0 && j_lo <= j_hi) {
+        const int n_lo = (int)(j_lo / BBN), n_hi = (int)(j_hi / BBN);
+        const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+        const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+        const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+        const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+        const float sl2 = p.scale * kLog2e;
+        load_tile<T, BBM, D, BNT>(sQ, gq, q_stride, m0, si.sq, tid);
+        load_tile<T, BBM, D, BNT>(sdO, gdo, q_stride, m0, si.sq, tid);
+        load_row_stats(sLse2, sDsum, p, hq, si, m0);
+        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n_hi * BBN, si.sk, tid);
+        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n_hi * BBN, si.sk, tid);
+        cp_async_commit();
+        for (int n = n_hi, it = 0; n >= n_lo; --n, ++it) {
+            const int st = it & 1;
+            if (n > n_lo) {
+                load_tile<T, BBN, D, BNT>(sK + (st ^ 1) * C::TILE, gk, k_stride, (n - 1) * BBN, si.sk, tid);
+                load_tile<T, BBN, D, BNT>(sV + (st ^ 1) * C::TILE, gv, k_stride, (n - 1) * BBN, si.sk, tid);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const int64_t n0 = (int64_t)n * BBN;
+            p_ds_block<T, D>(sQ, sdO, sK + st * C::TILE, sV + st * C::TILE, sLse2, sDsum, nullptr,
+                             sdS, false, block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
+            __syncthreads();
+            gemm_a_b<T, D>(dq, sdS, sK + st * C::TILE);
+            __syncthreads();
+        }
+    }
+    const int wr = warp & 3, wc = warp >> 2;
+    T *dqp = reinterpret_cast<T *>(p.dq) + si.q_off * q_stride + (int64_t)hq * D + wc * (D / 2);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int i = m0 + wr * 16 + g + 8 * r;
+        if (i >= si.sq)
+            continue;
+#pragma unroll
+        for (int c = 0; c < D / 16; ++c)
+            *reinterpret_cast<uint32_t *>(dqp + (int64_t)i * q_stride + c * 8 + 2 * t) =
+                pack2<T>(dq[c][2 * r] * p.scale, dq[c][2 * r + 1] * p.scale);
+    }
+}
+
+// Dsum[h, row] = sum_d dO * O - dLSE over real rows; 0 on padding rows.
+template <typename T, int D> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p) {
+    constexpr int L = D / 8; // lanes per (row, head)
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t pair = gid / L;
+    const int c = (int)(gid % L);
+    const int64_t npairs = p.total_q * p.heads;
+    const bool in = pair < npairs;
+    const int64_t row = in ? pair / p.heads : 0;
+    const int h = in ? (int)(pair % p.heads) : 0;
+    float acc = 0.f;
+    bool real = false;
+    if (in) {
+        real = row_is_real(p.cu_q, p.used_q, p.batch, row, nullptr, nullptr);
+        if (real) {
+            const int64_t off = (row * p.heads + h) * D + c * 8;
+            const uint4 o = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.out) + off);
+            const uint4 d = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.dout) + off);
+            const uint32_t ow[4] = {o.x, o.y, o.z, o.w}, dw[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                float2 a = unpack2<T>(ow[i]), b = unpack2<T>(dw[i]);
+                acc += a.x * b.x + a.y * b.y;
+            }
+        }
+    }
+#pragma unroll
+    for (int s = L / 2; s > 0; s >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, s);
+    if (in && c == 0) {
+        const int64_t idx = (int64_t)h * p.total_q + row;
+        p.dsum[idx] = real ? acc - (p.dlse ? p.dlse[idx] : 0.f) : 0.f;
+    }
+}
+
+// Rows of dq (which = 0) or dk/dv (which = 1): padding rows get exact zeros;
+// real dq rows get scale * dq_accum when the atomic path ran.
+template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kparams p, int which) {
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int hh = which == 0 ? p.heads : p.kv_heads;
+    const int64_t total = which == 0 ? p.total_q : p.total_k;
+    const int64_t per_row = (int64_t)hh * (D / 8);
+    if (gid >= total * per_row)
+        return;
+    const int64_t row = gid / per_row;
+    const int64_t off = gid * 8; // element offset (rows are contiguous)
+    const bool real = which == 0 ? row_is_real(p.cu_q, p.used_q, p.batch, row, nullptr, nullptr)
+                                 : row_is_real(p.cu_k, p.used_k, p.batch, row, nullptr, nullptr);
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    if (which == 1) {
+        if (!real) {
+            *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dk) + off) = zero;
+            *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dv) + off) = zero;
+        }
+        return;
+    }
+    T *dq = reinterpret_cast<T *>(p.dq) + off;
+    if (!real) {
+        *reinterpret_cast<uint4 *>(dq) = zero;
+    } else if (!p.deterministic) {
+        const float4 a = *reinterpret_cast<const float4 *>(p.dq_accum + off);
+        const float4 b = *reinterpret_cast<const float4 *>(p.dq_accum + off + 4);
+        const float s = p.scale;
+        uint4 v;
+        v.x = pack2<T>(a.x * s, a.y * s);
+        v.y = pack2<T>(a.z * s, a.w * s);
+        v.z = pack2<T>(b.x * s, b.y * s);
+        v.w = pack2<T>(b.z * s, b.w * s);
+        *reinterpret_cast<uint4 *>(dq) = v;
+    }
+}
+
+static unsigned blocks_for(int64_t threads, int per_block) {
+    return (unsigned)((threads + per_block - 1) / per_block);
+}
+
+template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &p) {
+    using C = BwdCfg<T, D>;
+    cudaStream_t s = (cudaStream_t)p.stream;
+    cudaError_t e;
+    const int64_t q_elems = p.total_q * p.heads * D;
+    if (!p.deterministic && q_elems > 0) {
+        e = cudaMemsetAsync(p.dq_accum, 0, (size_t)q_elems * sizeof(float), s);
+        if (e != cudaSuccess)
+            return e;
+    }
+    if (p.total_q > 0) {
+        const int64_t th = p.total_q * p.heads * (D / 8);
+        bwd_preprocess_kernel<T, D><<<blocks_for(th, 256), 256, 0, s>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    const int max_nb = (p.max_sk + BBN - 1) / BBN;
+    const long long ycount = (long long)p.batch * p.kv_heads;
+    if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
+        if (ycount > 65535)
+            return cudaErrorInvalidConfiguration;
+        if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+            cudaSuccess)
+            return e;
+        bwd_dkdv_kernel<T, D><<<dim3(max_nb, (unsigned)ycount), BNT, C::SMEM, s>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    if (p.deterministic) {
+        const long long tiles = (long long)((p.max_sq + BBM - 1) / BBM) * p.batch * p.heads;
+        if (tiles > 0x7fffffffLL)
+            return cudaErrorInvalidConfiguration;
+        if (tiles > 0) {
+            if ((e = cudaFuncSetAttribute(bwd_dq_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          C::SMEM_DQ)) != cudaSuccess)
+                return e;
+            bwd_dq_kernel<T, D><<<(unsigned)tiles, BNT, C::SMEM_DQ, s>>>(p);
+            if ((e = cudaGetLastError()) != cudaSuccess)
+                return e;
+        }
+    }
+    if (p.total_q > 0) {
+        bwd_finish_kernel<T, D><<<blocks_for(p.total_q * p.heads * (D / 8), 256), 256, 0, s>>>(p, 0);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    if (p.total_k > 0) {
+        bwd_finish_kernel<T, D><<<blocks_for(p.total_k * p.kv_heads * (D / 8), 256), 256, 0, s>>>(p, 1);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
+}
+
+} // namespace fa4cp
+
+extern "C" int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p) {
+    using namespace fa4cp;
+    cudaError_t e;
+    if (p->head_dim == 64)
+        e = p->is_fp16 ? launch_bwd<__half, 64>(*p) : launch_bwd<__nv_bfloat16, 64>(*p);
+    else if (p->head_dim == 128)
+        e = p->is_fp16 ? launch_bwd<__half, 128>(*p) : launch_bwd<__nv_bfloat16, 128>(*p);
+    else
+        e = cudaErrorInvalidValue;
+    return (int)e;
+}

@@ -13,6 +13,10 @@
 //   4. finish: dq = scale * dq_accum (non-deterministic) and exact zeros in
 //      every padding row of dq, dk, dv.
 #include "attn_common.cuh"
+#include "wgmma.cuh"
+
+#include <stdlib.h>
+#include <string.h>
 
 namespace fa4cp {
 
@@ -380,6 +384,233 @@ __global__ void __launch_bounds__(BNT, 1) bwd_dq_kernel(const fa4cp_kparams p) {
     }
 }
 
+
+__device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_kparams &p,
+                                                    int64_t m0, int64_t n0) {
+    return (n0 + 128 > mk.sk) || (p.window_right >= 0 && n0 + 128 - 1 > mk.hi(m0)) ||
+           (p.window_left >= 0 && n0 < mk.lo(m0 + 64 - 1));
+}
+
+// ---------------------------------------------------------------- wgmma version
+// One CTA of 2 warpgroups per (128-row KV block, kv head, sequence); warpgroup
+// w owns KV rows 64w..64w+63.  Per 64-row query block (Q, dO double-buffered):
+//   S^T = K Q^T, dP^T = V dO^T       (SS wgmma, K-major operands)
+//   P^T, dS^T in registers            (-> A operands, as in the forward)
+//   dV += P^T dO, dK += dS^T Q        (RS wgmma, dO/Q read MN-major)
+//   dQ  = dS K                        (SS wgmma, dS^T staged in smem, both MN-major)
+// dQ goes to dq_accum with fp32 atomics unless deterministic (then the dQ
+// kernel above runs after this one).
+constexpr int WBM = 64, WBN = 128;
+
+template <typename T, int D> struct BwdWgCfg {
+    static constexpr int TQ = WBM * D, TK = WBN * D;
+    // sK, sV, sQ[2], sdO[2], sdST, lse2[2], dsum[2]
+    static constexpr int SMEM =
+        (2 * TK + 4 * TQ + WBN * WBM) * (int)sizeof(T) + 4 * WBM * (int)sizeof(float) + 1024;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p) {
+    using C = BwdWgCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *base = reinterpret_cast<unsigned char *>(
+        (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+    T *sK = reinterpret_cast<T *>(base);
+    T *sV = sK + C::TK;
+    T *sQ = sV + C::TK;       // [2]
+    T *sdO = sQ + 2 * C::TQ;  // [2]
+    T *sdST = sdO + 2 * C::TQ; // [WBN kv rows][WBM query cols], one panel
+    float *sLse2 = reinterpret_cast<float *>(sdST + WBN * WBM); // [2][WBM]
+    float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
+
+    const int H = p.heads, HK = p.kv_heads, G = H / HK;
+    const int kvh = blockIdx.y % HK;
+    const int bi = blockIdx.y / HK;
+    const SeqInfo si = seq_info(p, bi);
+    const int nnb = (si.sk + WBN - 1) / WBN;
+    if ((int)blockIdx.x >= nnb)
+        return;
+    const int n_block = nnb - 1 - blockIdx.x;
+    const int n0 = n_block * WBN;
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+
+    const int n_last = min(n0 + WBN, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    int mb_lo = 0, nmb = 0;
+    if (i_min <= i_max) {
+        mb_lo = (int)(i_min / WBM);
+        nmb = (int)(i_max / WBM) - mb_lo + 1;
+    }
+    const int iters = nmb * G;
+
+    float dv[D / 8][4], dk[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dv[i][j] = dk[i][j] = 0.f;
+
+    const float sl2 = p.scale * kLog2e;
+    const bool atomic_dq = !p.deterministic;
+    // this thread's KV rows (block-relative): jr0, jr0 + 8
+    const int jr0 = wg * 64 + warp * 16 + g;
+
+    if (iters > 0) {
+        load_tile_pn<T, WBN, D, 256>(sK, gk, k_stride, n0, si.sk, tid);
+        load_tile_pn<T, WBN, D, 256>(sV, gv, k_stride, n0, si.sk, tid);
+        auto issue = [&](int it) {
+            const int st = it & 1;
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * WBM;
+            const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+            const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+            load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
+            load_tile_pn<T, WBM, D, 256>(sdO + st * C::TQ, gdo, q_stride, m0, si.sq, tid);
+            load_row_stats(sLse2 + st * WBM, sDsum + st * WBM, p, hq, si, m0);
+        };
+        issue(0);
+        cp_async_commit();
+        const uint32_t sKa = smem_u32(sK), sVa = smem_u32(sV), sdSa = smem_u32(sdST);
+        for (int it = 0; it < iters; ++it) {
+            const int st = it & 1;
+            cp_async_wait<0>();
+            fence_proxy_async();
+            __syncthreads();
+            if (it + 1 < iters) {
+                issue(it + 1);
+                cp_async_commit();
+            }
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * WBM;
+            const uint32_t sQa = smem_u32(sQ + st * C::TQ), sdOa = smem_u32(sdO + st * C::TQ);
+            const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
+
+            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t koff = (kk & 3) * 32;
+                const uint64_t ak = gmma_desc(sKa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
+                const uint64_t bq = gmma_desc(sQa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
+                wgmma_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
+            }
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t koff = (kk & 3) * 32;
+                const uint64_t av = gmma_desc(sVa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
+                const uint64_t bo = gmma_desc(sdOa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
+                wgmma_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
+            }
+            wgmma_commit();
+            wgmma_wait<0>();
+
+            const bool need_mask = block_needs_mask_wg(mk, p, m0, n0);
+            uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int jl = jr0 + 8 * r;
+                const int64_t j = n0 + jl;
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    float pv[2], dsv[2];
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int il = i * 8 + 2 * t + c;
+                        float pe = exp2f(sT[i][2 * r + c] * sl2 - lse2[il]);
+                        if (need_mask) {
+                            const int64_t qi = m0 + il;
+                            if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
+                                pe = 0.f;
+                        }
+                        pv[c] = pe;
+                        dsv[c] = pe * (dpT[i][2 * r + c] - dsm[il]);
+                    }
+                    const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
+                    // A fragments: tile i -> k-step i/2, registers (i&1)*2 + r
+                    pa[i >> 1][(i & 1) * 2 + r] = pp;
+                    da[i >> 1][(i & 1) * 2 + r] = dd;
+                    *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jl, i * 8 + 2 * t)) = dd;
+                }
+            }
+            fence_proxy_async();
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk) {
+                const uint64_t bo = gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024);
+                wgmma_rs_tb<T, D>(&dv[0][0], pa[kk], bo, 1);
+            }
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk) {
+                const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
+                wgmma_rs_tb<T, D>(&dk[0][0], da[kk], bq, 1);
+            }
+            wgmma_commit();
+            if (atomic_dq) {
+                __syncthreads(); // dS^T of both warpgroups is in shared memory
+                // warpgroup w: dQ[:, 64w .. 64w+63] (d = 128); d = 64: warpgroup 0 only
+                if (D == 128 || wg == 0) {
+                    float dq[8][4];
+                    wgmma_fence();
+#pragma unroll
+                    for (int kk = 0; kk < WBN / 16; ++kk) {
+                        const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
+                        const uint64_t b = gmma_desc(sKa + wg * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024);
+                        wgmma_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
+                    }
+                    wgmma_commit();
+                    wgmma_wait<0>();
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int i = m0 + warp * 16 + g + 8 * r;
+                        if (i >= si.sq)
+                            continue;
+                        float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wg * 64;
+#pragma unroll
+                        for (int c = 0; c < 8; ++c)
+                            atomicAdd(reinterpret_cast<float2 *>(dst + c * 8 + 2 * t),
+                                      make_float2(dq[c][2 * r], dq[c][2 * r + 1]));
+                    }
+                }
+            }
+            wgmma_wait<0>();
+        }
+    }
+
+    T *dkp = reinterpret_cast<T *>(p.dk) + si.k_off * k_stride + (int64_t)kvh * D;
+    T *dvp = reinterpret_cast<T *>(p.dv) + si.k_off * k_stride + (int64_t)kvh * D;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int j = n0 + jr0 + 8 * r;
+        if (j >= si.sk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c) {
+            *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                pack2<T>(dk[c][2 * r] * p.scale, dk[c][2 * r + 1] * p.scale);
+            *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
+        }
+    }
+}
+
+// FA4CP_CUDA_KERNEL=mma selects the mma.sync kernels (the first, simpler version).
+static bool use_mma_sync() {
+    const char *e = getenv("FA4CP_CUDA_KERNEL");
+    return e && strcmp(e, "mma") == 0;
+}
+
 // Dsum[h, row] = sum_d dO * O - dLSE over real rows; 0 on padding rows.
 template <typename T, int D> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p) {
     constexpr int L = D / 8; // lanes per (row, head)
@@ -477,11 +708,21 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
     if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
         if (ycount > 65535)
             return cudaErrorInvalidConfiguration;
-        if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
-            cudaSuccess)
-            return e;
-        bwd_dkdv_kernel<T, D><<<dim3(max_nb, (unsigned)ycount), BNT, C::SMEM, s>>>(p);
+        if (use_mma_sync()) {
+            if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+                cudaSuccess)
+                return e;
+            bwd_dkdv_kernel<T, D><<<dim3(max_nb, (unsigned)ycount), BNT, C::SMEM, s>>>(p);
+        } else {
+            using W = BwdWgCfg<T, D>;
+            const int nb = (p.max_sk + WBN - 1) / WBN;
+            if ((e = cudaFuncSetAttribute(bwd_dkdv_wg_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
+                cudaSuccess)
+                return e;
+            bwd_dkdv_wg_kernel<T, D><<<dim3(nb, (unsigned)ycount), 256, W::SMEM, s>>>(p);
+        }
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }

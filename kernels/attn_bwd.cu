@@ -470,6 +470,10 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     if (iters > 0) {
         load_tile_pn<T, WBN, D, 256>(sK, gk, k_stride, n0, si.sk, tid);
         load_tile_pn<T, WBN, D, 256>(sV, gv, k_stride, n0, si.sk, tid);
+        // Row statistics of the next query block are loaded into registers when
+        // its tiles are issued and stored to shared memory at the end of the
+        // iteration, so no warp waits on global memory before its wgmma.
+        float pf_l2 = INFINITY, pf_ds = 0.f;
         auto issue = [&](int it) {
             const int st = it & 1;
             const int hq = kvh * G + it / nmb;
@@ -478,10 +482,23 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
             load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
             load_tile_pn<T, WBM, D, 256>(sdO + st * C::TQ, gdo, q_stride, m0, si.sq, tid);
-            load_row_stats(sLse2 + st * WBM, sDsum + st * WBM, p, hq, si, m0);
+            pf_l2 = INFINITY;
+            pf_ds = 0.f;
+            if (tid < WBM && m0 + tid < si.sq) {
+                const int64_t idx = (int64_t)hq * p.total_q + si.q_off + m0 + tid;
+                pf_l2 = p.lse[idx];
+                pf_ds = p.dsum[idx];
+            }
+        };
+        auto store_stats = [&](int st) {
+            if (tid < WBM) {
+                sLse2[st * WBM + tid] = pf_l2 == -INFINITY ? INFINITY : pf_l2 * kLog2e;
+                sDsum[st * WBM + tid] = pf_ds;
+            }
         };
         issue(0);
         cp_async_commit();
+        store_stats(0);
         const uint32_t sKa = smem_u32(sK), sVa = smem_u32(sV), sdSa = smem_u32(sdST);
         for (int it = 0; it < iters; ++it) {
             const int st = it & 1;
@@ -506,6 +523,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 const uint64_t bq = gmma_desc(sQa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
                 wgmma_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
             }
+            wgmma_commit();
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
                 const uint32_t koff = (kk & 3) * 32;
@@ -514,17 +532,16 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 wgmma_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
             }
             wgmma_commit();
-            wgmma_wait<0>();
+            wgmma_wait<1>(); // S^T is ready; dP^T may still be running
 
             const bool need_mask = block_needs_mask_wg(mk, p, m0, n0);
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+            // P^T (in place of S^T) while dP^T runs on the tensor cores
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
-                const int jl = jr0 + 8 * r;
-                const int64_t j = n0 + jl;
+                const int64_t j = n0 + jr0 + 8 * r;
 #pragma unroll
-                for (int i = 0; i < WBM / 8; ++i) {
-                    float pv[2], dsv[2];
+                for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
                     for (int c = 0; c < 2; ++c) {
                         const int il = i * 8 + 2 * t + c;
@@ -534,8 +551,21 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                             if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
                                 pe = 0.f;
                         }
-                        pv[c] = pe;
-                        dsv[c] = pe * (dpT[i][2 * r + c] - dsm[il]);
+                        sT[i][2 * r + c] = pe;
+                    }
+            }
+            wgmma_wait<0>();
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int jl = jr0 + 8 * r;
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    float pv[2], dsv[2];
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int il = i * 8 + 2 * t + c;
+                        pv[c] = sT[i][2 * r + c];
+                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsm[il]);
                     }
                     const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
                     // A fragments: tile i -> k-step i/2, registers (i&1)*2 + r
@@ -585,6 +615,8 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 }
             }
             wgmma_wait<0>();
+            if (it + 1 < iters)
+                store_stats(st ^ 1);
         }
     }
 

@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -48,6 +49,42 @@ int fa4cp_attn_cuda_available(void) {
         return 0;
     }
     return device_ok() == FA4CP_OK;
+}
+
+
+/* Workspace (dq_accum, Dsum) comes from one stream-ordered memory pool per
+ * device, owned by fa4cp, that keeps what it has allocated (release threshold
+ * unlimited): repeated backward calls then reuse the memory instead of mapping
+ * it again each time, and the process's default pool is left alone. */
+#define MAX_DEVICES 64
+static cudaMemPool_t pools[MAX_DEVICES];
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static fa4cp_status workspace_pool(cudaMemPool_t *out_pool) {
+    fa4cp_status st = FA4CP_OK;
+    int dev = 0;
+    int locked = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= MAX_DEVICES)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: device %d >= %d", dev, MAX_DEVICES);
+    pthread_mutex_lock(&pool_lock);
+    locked = 1;
+    if (!pools[dev]) {
+        struct cudaMemPoolProps props = {0};
+        cudaMemPool_t pool;
+        uint64_t keep = UINT64_MAX;
+        props.allocType = cudaMemAllocationTypePinned;
+        props.location.type = cudaMemLocationTypeDevice;
+        props.location.id = dev;
+        CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+        CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+        pools[dev] = pool;
+    }
+    *out_pool = pools[dev];
+out:
+    if (locked)
+        pthread_mutex_unlock(&pool_lock);
+    return st;
 }
 
 static int misaligned(const void *p) { return ((uintptr_t)p & 15u) != 0; }
@@ -214,9 +251,12 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     s = (cudaStream_t)a->stream;
     if (a->total_q > 0) {
         size_t rows = (size_t)a->total_q * (size_t)a->heads;
-        CUDA_CHECK(cudaMallocAsync(&dsum, rows * sizeof(float), s));
+        cudaMemPool_t pool = NULL;
+        FA4CP_TRY(workspace_pool(&pool));
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dsum, rows * sizeof(float), pool, s));
         if (!p.deterministic)
-            CUDA_CHECK(cudaMallocAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float), s));
+            CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
+                                               pool, s));
     }
     p.dsum = dsum;
     p.dq_accum = dq_accum;

@@ -1,6 +1,6 @@
 /* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
  *
- * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke]
+ * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
@@ -279,8 +279,10 @@ int main(int argc, char **argv) {
             quick = 1;
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
+        else if (!strcmp(argv[i], "--profile"))
+            quick = 2;
         else {
-            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke]\n");
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]\n");
             return 2;
         }
     }
@@ -307,6 +309,10 @@ int main(int argc, char **argv) {
     static const shape fast[] = {{128, 4096, 0, 0}, {128, 16384, 1, 0}, {128, 0, 1, 1}};
     const shape *list = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
+    if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
+        n = 1;
+        iters = 1;
+    }
     printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
     for (size_t i = 0; i < n; ++i)
         run_shape(&b, &list[i], iters, peak, json);

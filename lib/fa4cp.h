@@ -14,8 +14,9 @@
  *   - causal and windows are aligned bottom-right: key j is visible to
  *     query i iff j <= i + (sk - sq) (+ window_right), and
  *     j >= i + (sk - sq) - window_left when window_left >= 0.
- *   - lse [h, total_q], fp32, natural log.  A row that sees no key gets
- *     out = 0 and lse = -inf.
+ *   - lse [h, total_q], natural log, fp32 (fp64 when the storage dtype is
+ *     FA4CP_FP64, so the float64 reference stays exact end to end).  A row
+ *     that sees no key gets out = 0 and lse = -inf.
  *   - The forward writes no out/lse element of rows past seqused_q; the
  *     backward writes exactly 0 to dq/dk/dv rows that are padding.
  */
@@ -179,10 +180,10 @@ typedef struct fa4cp_attn_args {
     /* forward: q, k, v -> out, lse.  backward: also reads out and lse */
     const void *q, *k, *v;
     void *out;
-    float *lse;
-    /* backward: dout (+ optional dlse [h, total_q]) -> dq, dk, dv */
+    void *lse; /* [h, total_q]: float, or double when dtype == FA4CP_FP64 */
+    /* backward: dout (+ optional dlse [h, total_q], same type as lse) -> dq, dk, dv */
     const void *dout;
-    const float *dlse;
+    const void *dlse;
     void *dq, *dk, *dv;
     int deterministic; /* cuda: same bits on every run */
     void *stream;      /* cuda: cudaStream_t (NULL = default stream) */
@@ -201,6 +202,9 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
 fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
 fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
 
+/* Element type of lse/dlse for a storage dtype: FA4CP_FP64 for fp64, else FA4CP_FP32. */
+fa4cp_dtype fa4cp_lse_dtype(fa4cp_dtype dtype);
+
 /* Is key j visible to query i of a sequence with sq queries and sk keys? */
 int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,
                        int window_right);
@@ -208,7 +212,64 @@ int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal,
 /* ------------------------------------------------------------------ comm (transports)
  * Section owned by the CP work (lib/comm*.c). */
 
-/* (comm declarations go here) */
+/* A transport endpoint: this rank's view of a group of `size` ranks.  Two
+ * implementations: "local" (ranks are threads of one process, host or device
+ * memory) and "nccl" (one communicator per group).  Every operation is
+ * non-blocking and returns a request; fa4cp_comm_wait completes it (and frees
+ * it).  On device transports an operation is ordered after the work already
+ * queued on `stream` (a cudaStream_t, NULL = default) and wait makes `stream`
+ * wait for it (no host synchronisation); host transports ignore `stream` and
+ * wait blocks.  A mismatched post (sizes that disagree, a peer out of range)
+ * is an error, never a hang: every blocking wait has the comm's timeout. */
+typedef struct fa4cp_comm fa4cp_comm;
+typedef struct fa4cp_comm_req fa4cp_comm_req;
+
+typedef enum fa4cp_reduce_op { FA4CP_REDUCE_SUM = 0, FA4CP_REDUCE_MAX = 1 } fa4cp_reduce_op;
+
+/* One point-to-point transfer of a group (send to or receive from peer). */
+typedef struct fa4cp_p2p {
+    int peer;
+    int is_send;
+    void *buf; /* const for a send */
+    size_t bytes;
+} fa4cp_p2p;
+
+int fa4cp_comm_rank(const fa4cp_comm *c);
+int fa4cp_comm_size(const fa4cp_comm *c);
+const char *fa4cp_comm_name(const fa4cp_comm *c);
+/* 1 when buffers are device pointers */
+int fa4cp_comm_device_memory(const fa4cp_comm *c);
+
+/* All sends and receives of ops[] posted as one group (NCCL group semantics). */
+fa4cp_status fa4cp_comm_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+                                 fa4cp_comm_req **req);
+/* recv [size * bytes] = concatenation of every rank's send [bytes], in rank order. */
+fa4cp_status fa4cp_comm_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                   void *stream, fa4cp_comm_req **req);
+/* send [size * count] elements; recv [count] = sum over ranks of block `rank`. */
+fa4cp_status fa4cp_comm_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                       fa4cp_dtype dtype, void *stream, fa4cp_comm_req **req);
+/* send [size * bytes]: block p goes to rank p; recv [size * bytes]: block p came from rank p. */
+fa4cp_status fa4cp_comm_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                   void *stream, fa4cp_comm_req **req);
+fa4cp_status fa4cp_comm_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                   fa4cp_dtype dtype, fa4cp_reduce_op op, void *stream,
+                                   fa4cp_comm_req **req);
+/* Complete and free a request (NULL is a no-op). */
+fa4cp_status fa4cp_comm_wait(fa4cp_comm *c, fa4cp_comm_req *req, void *stream);
+fa4cp_status fa4cp_comm_barrier(fa4cp_comm *c);
+void fa4cp_comm_destroy(fa4cp_comm *c);
+
+/* The local transport: `nranks` ranks that are threads of this process.
+ * device_memory = 1: buffers are CUDA device pointers (copies go through
+ * cudaMemcpyAsync on the given streams).  timeout_s bounds every wait. */
+typedef struct fa4cp_local_world fa4cp_local_world;
+fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double timeout_s,
+                                      fa4cp_local_world **out);
+/* The endpoint of `rank` (call once per rank; each thread uses its own). */
+fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out);
+/* After every endpoint was destroyed. */
+void fa4cp_local_world_destroy(fa4cp_local_world *w);
 
 
 

@@ -2,6 +2,9 @@
 #ifndef FA4CP_INTERNAL_H
 #define FA4CP_INTERNAL_H
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
 #include "fa4cp.h"
 
 #include <stdarg.h>

@@ -1,0 +1,588 @@
+/* test_attn.c - conformance of the raw attention call.
+ *
+ * usage: test_attn [cpu|cuda]
+ *
+ * Every case draws fresh random shapes and inputs, poisons the outputs, runs
+ * the backend and compares with a dense float64 implementation written here
+ * from the definition (materialised scores), independent of lib/attn_cpu.c:
+ * out, lse, dq, dk, dv; no NaN/Inf; rows past seqused_q untouched; padding
+ * gradients exactly 0; fully masked rows give out 0 and lse -inf.  On the cpu
+ * backend the gradients are also checked against central finite differences.
+ */
+#include "fa4cp.h"
+#include "tap.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXB 6
+
+typedef struct tcase {
+    fa4cp_dtype dtype;
+    int batch, H, Hk, d;
+    int causal, wl, wr;
+    int use_seqused;
+    int32_t cu_q[MAXB + 1], cu_k[MAXB + 1], used_q[MAXB], used_k[MAXB];
+    int64_t total_q, total_k; /* may exceed cu[batch]: rows in no sequence */
+    double scale;
+} tcase;
+
+typedef struct tensors {
+    void *q, *k, *v, *out, *lse, *dout, *dlse, *dq, *dk, *dv;
+    /* dense float64 results */
+    double *o_ref, *lse_ref, *dq_ref, *dk_ref, *dv_ref;
+} tensors;
+
+static fa4cp_backend backend = FA4CP_BACKEND_CPU;
+
+/* ------------------------------------------------------------------ shapes */
+
+static void random_case(test_rng *r, tcase *c, fa4cp_dtype dtype, int maxlen)
+{
+    memset(c, 0, sizeof *c);
+    c->dtype = dtype;
+    c->batch = test_rng_int(r, 1, MAXB);
+    static const int hk_opts[][2] = {{1, 1}, {2, 2}, {4, 2}, {6, 3}, {4, 1}, {3, 3}};
+    int o = test_rng_int(r, 0, 5);
+    c->H = hk_opts[o][0];
+    c->Hk = hk_opts[o][1];
+    c->d = backend == FA4CP_BACKEND_CUDA ? (test_rng_int(r, 0, 1) ? 64 : 128) : test_rng_int(r, 1, 3) * 8;
+    int mask = test_rng_int(r, 0, 4); /* none, causal, window L, window L+R, causal+window L */
+    c->causal = mask == 1 || mask == 4;
+    c->wl = (mask >= 2) ? test_rng_int(r, 0, 12) : -1;
+    c->wr = mask == 3 ? test_rng_int(r, 0, 12) : -1;
+    c->use_seqused = test_rng_int(r, 0, 1);
+    int self = test_rng_int(r, 0, 2) != 0; /* mostly self-attention lengths */
+    c->cu_q[0] = c->cu_k[0] = 0;
+    for (int b = 0; b < c->batch; b++) {
+        int lq = test_rng_int(r, 0, 5) == 0 ? 0 : test_rng_int(r, 1, maxlen);
+        int lk = self ? lq : (test_rng_int(r, 0, 5) == 0 ? 0 : test_rng_int(r, 1, maxlen));
+        int pq = lq, pk = lk;
+        if (c->use_seqused) {
+            pq += test_rng_int(r, 0, 5);
+            pk = self ? pq : pk + test_rng_int(r, 0, 5);
+            c->used_q[b] = lq;
+            c->used_k[b] = lk;
+        }
+        c->cu_q[b + 1] = c->cu_q[b] + pq;
+        c->cu_k[b + 1] = c->cu_k[b] + pk;
+    }
+    c->total_q = c->cu_q[c->batch] + test_rng_int(r, 0, 3);
+    c->total_k = c->cu_k[c->batch] + test_rng_int(r, 0, 3);
+    c->scale = test_rng_int(r, 0, 1) ? 0 : 0.05 + 0.3 * test_rng_unit(r);
+}
+
+static void describe(const tcase *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s b=%d h=%d/%d d=%d causal=%d window=(%d,%d) seqused=%d rows q/k=%lld/%lld",
+             fa4cp_dtype_name(c->dtype), c->batch, c->H, c->Hk, c->d, c->causal, c->wl, c->wr,
+             c->use_seqused, (long long)c->total_q, (long long)c->total_k);
+}
+
+static int64_t len_q(const tcase *c, int b) { return c->use_seqused ? c->used_q[b] : c->cu_q[b + 1] - c->cu_q[b]; }
+static int64_t len_k(const tcase *c, int b) { return c->use_seqused ? c->used_k[b] : c->cu_k[b + 1] - c->cu_k[b]; }
+
+/* mask from the definition (bottom-right aligned) */
+static int sees(const tcase *c, int64_t i, int64_t j, int64_t sq, int64_t sk)
+{
+    int64_t diag = i + sk - sq;
+    if ((c->causal || c->wr >= 0) && j > diag + (c->causal ? 0 : c->wr))
+        return 0;
+    if (c->wl >= 0 && j < diag - c->wl)
+        return 0;
+    return 1;
+}
+
+static double scale_of(const tcase *c) { return c->scale > 0 ? c->scale : 1.0 / sqrt((double)c->d); }
+
+static size_t nq(const tcase *c) { return (size_t)c->total_q * (size_t)c->H * (size_t)c->d; }
+static size_t nk(const tcase *c) { return (size_t)c->total_k * (size_t)c->Hk * (size_t)c->d; }
+static size_t nl(const tcase *c) { return (size_t)c->total_q * (size_t)c->H; }
+
+/* is physical q row a real token? */
+static int real_q(const tcase *c, int64_t row)
+{
+    for (int b = 0; b < c->batch; b++)
+        if (row >= c->cu_q[b] && row < c->cu_q[b] + len_q(c, b))
+            return 1;
+    return 0;
+}
+static int real_k(const tcase *c, int64_t row)
+{
+    for (int b = 0; b < c->batch; b++)
+        if (row >= c->cu_k[b] && row < c->cu_k[b] + len_k(c, b))
+            return 1;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ dense float64 reference */
+
+static void dense(const tcase *c, tensors *t, int with_bwd)
+{
+    const int d = c->d, H = c->H, Hk = c->Hk, g = H / Hk;
+    const fa4cp_dtype dt = c->dtype, ld = fa4cp_lse_dtype(dt);
+    const double sc = scale_of(c);
+    memset(t->o_ref, 0, nq(c) * sizeof(double));
+    memset(t->dq_ref, 0, nq(c) * sizeof(double));
+    memset(t->dk_ref, 0, nk(c) * sizeof(double));
+    memset(t->dv_ref, 0, nk(c) * sizeof(double));
+    for (size_t i = 0; i < nl(c); i++)
+        t->lse_ref[i] = -INFINITY;
+    for (int b = 0; b < c->batch; b++) {
+        int64_t sq = len_q(c, b), sk = len_k(c, b);
+        if (sq == 0)
+            continue;
+        double *S = calloc((size_t)(sq * (sk ? sk : 1)), sizeof(double));
+        double *dP = calloc((size_t)(sq * (sk ? sk : 1)), sizeof(double));
+        for (int h = 0; h < H; h++) {
+            int kh = h / g;
+#define QI(i, x) fa4cp_load(dt, t->q, ((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x))
+#define KJ(j, x) fa4cp_load(dt, t->k, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x))
+#define VJ(j, x) fa4cp_load(dt, t->v, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x))
+#define DOI(i, x) fa4cp_load(dt, t->dout, ((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x))
+            for (int64_t i = 0; i < sq; i++) {
+                double m = -INFINITY;
+                for (int64_t j = 0; j < sk; j++) {
+                    double s = -INFINITY;
+                    if (sees(c, i, j, sq, sk)) {
+                        s = 0;
+                        for (int x = 0; x < d; x++)
+                            s += QI(i, x) * KJ(j, x);
+                        s *= sc;
+                    }
+                    S[i * sk + j] = s;
+                    if (s > m)
+                        m = s;
+                }
+                size_t lrow = (size_t)h * (size_t)c->total_q + (size_t)(c->cu_q[b] + i);
+                if (m == -INFINITY)
+                    continue; /* fully masked: out 0, lse -inf */
+                double l = 0;
+                for (int64_t j = 0; j < sk; j++)
+                    l += exp(S[i * sk + j] - m);
+                t->lse_ref[lrow] = m + log(l);
+                for (int64_t j = 0; j < sk; j++) {
+                    double p = exp(S[i * sk + j] - t->lse_ref[lrow]);
+                    S[i * sk + j] = p; /* S now holds P */
+                    for (int x = 0; x < d; x++)
+                        t->o_ref[((size_t)(c->cu_q[b] + i) * H + h) * d + x] += p * VJ(j, x);
+                }
+            }
+            if (!with_bwd)
+                continue;
+            for (int64_t i = 0; i < sq; i++) {
+                size_t lrow = (size_t)h * (size_t)c->total_q + (size_t)(c->cu_q[b] + i);
+                if (t->lse_ref[lrow] == -INFINITY)
+                    continue;
+                double D = 0;
+                for (int x = 0; x < d; x++)
+                    D += DOI(i, x) * t->o_ref[((size_t)(c->cu_q[b] + i) * H + h) * d + x];
+                if (t->dlse)
+                    D -= fa4cp_load(ld, t->dlse, lrow);
+                for (int64_t j = 0; j < sk; j++) {
+                    double p = S[i * sk + j];
+                    double dp = 0;
+                    for (int x = 0; x < d; x++)
+                        dp += DOI(i, x) * VJ(j, x);
+                    double ds = p * (dp - D) * sc;
+                    for (int x = 0; x < d; x++) {
+                        t->dq_ref[((size_t)(c->cu_q[b] + i) * H + h) * d + x] += ds * KJ(j, x);
+                        t->dk_ref[((size_t)(c->cu_k[b] + j) * Hk + kh) * d + x] += ds * QI(i, x);
+                        t->dv_ref[((size_t)(c->cu_k[b] + j) * Hk + kh) * d + x] += p * DOI(i, x);
+                    }
+                }
+            }
+#undef QI
+#undef KJ
+#undef VJ
+#undef DOI
+        }
+        free(S);
+        free(dP);
+    }
+}
+
+/* ------------------------------------------------------------------ running the backend */
+
+static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
+{
+    fa4cp_attn_args init = FA4CP_ATTN_ARGS_INIT;
+    *a = init;
+    a->dtype = c->dtype;
+    a->batch = c->batch;
+    a->heads = c->H;
+    a->kv_heads = c->Hk;
+    a->head_dim = c->d;
+    a->total_q = c->total_q;
+    a->total_k = c->total_k;
+    a->cu_seqlens_q = c->cu_q;
+    a->cu_seqlens_k = c->cu_k;
+    a->seqused_q = c->use_seqused ? c->used_q : NULL;
+    a->seqused_k = c->use_seqused ? c->used_k : NULL;
+    a->softmax_scale = c->scale;
+    a->causal = c->causal;
+    a->window_left = c->wl;
+    a->window_right = c->wr;
+    a->q = t->q;
+    a->k = t->k;
+    a->v = t->v;
+    a->out = t->out;
+    a->lse = t->lse;
+    a->dout = t->dout;
+    a->dlse = t->dlse;
+    a->dq = t->dq;
+    a->dk = t->dk;
+    a->dv = t->dv;
+}
+
+/* Run the raw call on host tensors (the cuda backend stages them on the device). */
+static fa4cp_status run(int bwd, const fa4cp_attn_args *a)
+{
+    return bwd ? fa4cp_attn_bwd(backend, a) : fa4cp_attn_fwd(backend, a);
+}
+
+static void alloc_tensors(const tcase *c, tensors *t, test_rng *r, int with_dlse)
+{
+    size_t es = fa4cp_dtype_size(c->dtype), ls = fa4cp_dtype_size(fa4cp_lse_dtype(c->dtype));
+    memset(t, 0, sizeof *t);
+    t->q = malloc(nq(c) * es + 16);
+    t->k = malloc(nk(c) * es + 16);
+    t->v = malloc(nk(c) * es + 16);
+    t->out = malloc(nq(c) * es + 16);
+    t->dout = malloc(nq(c) * es + 16);
+    t->dq = malloc(nq(c) * es + 16);
+    t->dk = malloc(nk(c) * es + 16);
+    t->dv = malloc(nk(c) * es + 16);
+    t->lse = malloc(nl(c) * ls + 16);
+    t->dlse = with_dlse ? malloc(nl(c) * ls + 16) : NULL;
+    t->o_ref = malloc(nq(c) * 8 + 16);
+    t->dq_ref = malloc(nq(c) * 8 + 16);
+    t->dk_ref = malloc(nk(c) * 8 + 16);
+    t->dv_ref = malloc(nk(c) * 8 + 16);
+    t->lse_ref = malloc(nl(c) * 8 + 16);
+    test_fill(r, c->dtype, t->q, nq(c), 1.0);
+    test_fill(r, c->dtype, t->k, nk(c), 1.0);
+    test_fill(r, c->dtype, t->v, nk(c), 1.0);
+    test_fill(r, c->dtype, t->dout, nq(c), 1.0);
+    if (t->dlse)
+        test_fill(r, fa4cp_lse_dtype(c->dtype), t->dlse, nl(c), 0.5);
+}
+
+static void free_tensors(tensors *t)
+{
+    void *p[] = {t->q, t->k, t->v, t->out, t->lse, t->dout, t->dlse, t->dq, t->dk, t->dv,
+                 t->o_ref, t->lse_ref, t->dq_ref, t->dk_ref, t->dv_ref};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+        free(p[i]);
+}
+
+/* relative error over the rows selected by real_*; also counts problems */
+typedef struct check {
+    double err;
+    size_t nonfinite, poison_touched, pad_nonzero, masked_bad;
+} check;
+
+static check compare_rows(const tcase *c, fa4cp_dtype dt, const void *x, const double *ref, int64_t rows,
+                          int heads, int is_q, int expect_zero_padding, int expect_poison_padding)
+{
+    check k = {0};
+    double num = 0, den = 0;
+    size_t w = (size_t)heads * (size_t)c->d;
+    for (int64_t r = 0; r < rows; r++) {
+        int real = is_q ? real_q(c, r) : real_k(c, r);
+        for (size_t e = 0; e < w; e++) {
+            size_t i = (size_t)r * w + e;
+            if (!real) {
+                if (expect_poison_padding && !test_is_poison(dt, x, i))
+                    k.poison_touched++;
+                if (expect_zero_padding && fa4cp_load(dt, x, i) != 0.0)
+                    k.pad_nonzero++;
+                continue;
+            }
+            double v = fa4cp_load(dt, x, i);
+            if (!isfinite(v)) {
+                k.nonfinite++;
+                continue;
+            }
+            num += (v - ref[i]) * (v - ref[i]);
+            den += ref[i] * ref[i];
+        }
+    }
+    k.err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (k.nonfinite)
+        k.err = INFINITY;
+    return k;
+}
+
+static check compare_lse(const tcase *c, const void *lse, const double *ref)
+{
+    check k = {0};
+    fa4cp_dtype ld = fa4cp_lse_dtype(c->dtype);
+    double num = 0, den = 0;
+    for (int h = 0; h < c->H; h++)
+        for (int64_t r = 0; r < c->total_q; r++) {
+            size_t i = (size_t)h * (size_t)c->total_q + (size_t)r;
+            if (!real_q(c, r)) {
+                if (!test_is_poison(ld, lse, i))
+                    k.poison_touched++;
+                continue;
+            }
+            double v = fa4cp_load(ld, lse, i);
+            if (ref[i] == -INFINITY) {
+                if (v != -INFINITY)
+                    k.masked_bad++;
+                continue;
+            }
+            if (!isfinite(v)) {
+                k.nonfinite++;
+                continue;
+            }
+            num += (v - ref[i]) * (v - ref[i]);
+            den += ref[i] * ref[i];
+        }
+    k.err = den > 0 ? sqrt(num / den) : sqrt(num);
+    return k;
+}
+
+/* out of fully masked rows must be exactly 0 */
+static size_t masked_out_nonzero(const tcase *c, const tensors *t)
+{
+    size_t bad = 0;
+    for (int h = 0; h < c->H; h++)
+        for (int64_t r = 0; r < c->total_q; r++)
+            if (real_q(c, r) && t->lse_ref[(size_t)h * (size_t)c->total_q + (size_t)r] == -INFINITY)
+                for (int x = 0; x < c->d; x++)
+                    if (fa4cp_load(c->dtype, t->out, ((size_t)r * c->H + h) * c->d + x) != 0.0)
+                        bad++;
+    return bad;
+}
+
+static int has_masked_row(const tcase *c, const tensors *t)
+{
+    for (int h = 0; h < c->H; h++)
+        for (int64_t r = 0; r < c->total_q; r++)
+            if (real_q(c, r) && t->lse_ref[(size_t)h * (size_t)c->total_q + (size_t)r] == -INFINITY)
+                return 1;
+    return 0;
+}
+
+/* One case: forward and backward against the dense reference. Returns 1 if it passed. */
+static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
+{
+    tensors t;
+    fa4cp_attn_args a;
+    char desc[256];
+    double tol = test_tol(c->dtype);
+    describe(c, desc, sizeof desc);
+    alloc_tensors(c, &t, r, with_dlse);
+    args_of(c, &t, &a);
+    dense(c, &t, 1);
+    *saw_masked |= has_masked_row(c, &t);
+
+    int good = 1;
+    test_poison(c->dtype, t.out, nq(c));
+    test_poison(fa4cp_lse_dtype(c->dtype), t.lse, nl(c));
+    fa4cp_status st = run(0, &a);
+    if (st != FA4CP_OK) {
+        diag("%s: forward failed: %s", desc, fa4cp_last_error());
+        good = 0;
+        goto out;
+    }
+    check o = compare_rows(c, c->dtype, t.out, t.o_ref, c->total_q, c->H, 1, 0, 1);
+    check l = compare_lse(c, t.lse, t.lse_ref);
+    size_t mz = masked_out_nonzero(c, &t);
+    if (!(o.err <= tol) || !(l.err <= tol) || o.poison_touched || l.poison_touched || l.masked_bad || mz ||
+        o.nonfinite || l.nonfinite) {
+        diag("%s: forward out err %.3g lse err %.3g (tol %g), padding rows written %zu/%zu, "
+             "masked rows wrong lse %zu out %zu, non-finite %zu/%zu",
+             desc, o.err, l.err, tol, o.poison_touched, l.poison_touched, l.masked_bad, mz, o.nonfinite,
+             l.nonfinite);
+        good = 0;
+    }
+
+    test_poison(c->dtype, t.dq, nq(c));
+    test_poison(c->dtype, t.dk, nk(c));
+    test_poison(c->dtype, t.dv, nk(c));
+    st = run(1, &a);
+    if (st != FA4CP_OK) {
+        diag("%s: backward failed: %s", desc, fa4cp_last_error());
+        good = 0;
+        goto out;
+    }
+    check gq = compare_rows(c, c->dtype, t.dq, t.dq_ref, c->total_q, c->H, 1, 1, 0);
+    check gk = compare_rows(c, c->dtype, t.dk, t.dk_ref, c->total_k, c->Hk, 0, 1, 0);
+    check gv = compare_rows(c, c->dtype, t.dv, t.dv_ref, c->total_k, c->Hk, 0, 1, 0);
+    /* gradients are sums of many terms: bf16/fp16 storage rounds each result once */
+    if (!(gq.err <= tol) || !(gk.err <= tol) || !(gv.err <= tol) || gq.pad_nonzero || gk.pad_nonzero ||
+        gv.pad_nonzero) {
+        diag("%s: backward err dq %.3g dk %.3g dv %.3g (tol %g), padding non-zero %zu/%zu/%zu", desc,
+             gq.err, gk.err, gv.err, tol, gq.pad_nonzero, gk.pad_nonzero, gv.pad_nonzero);
+        good = 0;
+    }
+out:
+    free_tensors(&t);
+    return good;
+}
+
+/* ------------------------------------------------------------------ finite differences (cpu, fp64) */
+
+/* L = sum(out * dout) + sum(lse * dlse) over real rows */
+static double loss(const tcase *c, tensors *t, const fa4cp_attn_args *a)
+{
+    if (fa4cp_attn_fwd(FA4CP_BACKEND_CPU, a) != FA4CP_OK)
+        return NAN;
+    double L = 0;
+    for (int64_t r = 0; r < c->total_q; r++) {
+        if (!real_q(c, r))
+            continue;
+        for (int h = 0; h < c->H; h++) {
+            for (int x = 0; x < c->d; x++) {
+                size_t i = ((size_t)r * c->H + h) * c->d + x;
+                L += ((double *)t->out)[i] * ((double *)t->dout)[i];
+            }
+            double lse = ((double *)t->lse)[(size_t)h * c->total_q + r];
+            if (isfinite(lse))
+                L += lse * ((double *)t->dlse)[(size_t)h * c->total_q + r];
+        }
+    }
+    return L;
+}
+
+static int finite_differences(test_rng *r)
+{
+    int good = 1;
+    for (int trial = 0; trial < 6; trial++) {
+        tcase c;
+        random_case(r, &c, FA4CP_FP64, 6);
+        c.d = 4;
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        if (fa4cp_attn_fwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK || fa4cp_attn_bwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK) {
+            diag("finite differences: call failed: %s", fa4cp_last_error());
+            free_tensors(&t);
+            return 0;
+        }
+        double *grad_copy[3] = {malloc(nq(&c) * 8 + 8), malloc(nk(&c) * 8 + 8), malloc(nk(&c) * 8 + 8)};
+        memcpy(grad_copy[0], t.dq, nq(&c) * 8);
+        memcpy(grad_copy[1], t.dk, nk(&c) * 8);
+        memcpy(grad_copy[2], t.dv, nk(&c) * 8);
+        double *inputs[3] = {t.q, t.k, t.v};
+        size_t sizes[3] = {nq(&c), nk(&c), nk(&c)};
+        double num = 0, den = 0;
+        const double eps = 1e-6;
+        for (int which = 0; which < 3; which++)
+            for (size_t i = 0; i < sizes[which]; i++) {
+                double keep = inputs[which][i];
+                inputs[which][i] = keep + eps;
+                double lp = loss(&c, &t, &a);
+                inputs[which][i] = keep - eps;
+                double lm = loss(&c, &t, &a);
+                inputs[which][i] = keep;
+                double fd = (lp - lm) / (2 * eps);
+                double an = grad_copy[which][i];
+                num += (fd - an) * (fd - an);
+                den += fd * fd;
+            }
+        double err = den > 0 ? sqrt(num / den) : sqrt(num);
+        if (!(err < 1e-6)) {
+            char desc[256];
+            describe(&c, desc, sizeof desc);
+            diag("finite differences %s: relative error %.3g", desc, err);
+            good = 0;
+        }
+        for (int i = 0; i < 3; i++)
+            free(grad_copy[i]);
+        free_tensors(&t);
+    }
+    return good;
+}
+
+/* ------------------------------------------------------------------ refusals */
+
+static void refusals(void)
+{
+    int32_t cu[2] = {0, 8};
+    double buf[8 * 4 * 8];
+    float lse[32];
+    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+    a.dtype = FA4CP_FP32;
+    a.batch = 1;
+    a.heads = 3;
+    a.kv_heads = 2;
+    a.head_dim = 8;
+    a.total_q = a.total_k = 8;
+    a.cu_seqlens_q = a.cu_seqlens_k = cu;
+    a.q = a.k = a.v = buf;
+    a.out = buf;
+    a.lse = lse;
+    is_int(fa4cp_attn_fwd(backend, &a), FA4CP_ERR_INVALID, "heads not a multiple of kv_heads is refused");
+    like(fa4cp_last_error(), "heads (3) is not a multiple of kv_heads (2)", "GQA refusal message");
+    a.heads = 4;
+    a.window_left = -2;
+    is_int(fa4cp_attn_fwd(backend, &a), FA4CP_ERR_INVALID, "window -2 is refused");
+    a.window_left = -1;
+    a.struct_size = 8;
+    is_int(fa4cp_attn_fwd(backend, &a), FA4CP_ERR_INVALID, "a wrong struct_size is refused");
+    like(fa4cp_last_error(), "FA4CP_ATTN_ARGS_INIT", "struct_size refusal says how to initialise");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && fa4cp_backend_parse(argv[1], &backend) != FA4CP_OK)
+        bail("%s", fa4cp_last_error());
+    if (!fa4cp_backend_available(backend))
+        skip_all("backend %s is not available here (no CUDA device, or built without CUDA)",
+                 fa4cp_backend_name(backend));
+    plan(0);
+    test_rng rng = test_rng_init("test_attn");
+    diag("backend %s", fa4cp_backend_name(backend));
+
+    fa4cp_dtype dts[] = {FA4CP_FP64, FA4CP_FP32, FA4CP_BF16, FA4CP_FP16};
+    int ndt = backend == FA4CP_BACKEND_CUDA ? 2 : 4;
+    int first = backend == FA4CP_BACKEND_CUDA ? 2 : 0;
+    for (int k = first; k < first + ndt && k < 4; k++) {
+        int passed = 0, total = 40, saw_masked = 0;
+        for (int i = 0; i < total; i++) {
+            tcase c;
+            random_case(&rng, &c, dts[k], 24);
+            passed += run_case(&rng, &c, i % 2, &saw_masked);
+        }
+        is_int(passed, total, "%s: %d random cases (varlen, seqused, windows, GQA, dlse) match the dense reference",
+               fa4cp_dtype_name(dts[k]), total);
+        ok(saw_masked, "%s: the random cases included fully masked rows", fa4cp_dtype_name(dts[k]));
+    }
+
+    /* targeted shapes */
+    {
+        int saw = 0;
+        tcase c;
+        random_case(&rng, &c, backend == FA4CP_BACKEND_CUDA ? FA4CP_BF16 : FA4CP_FP64, 8);
+        c.batch = 3;
+        c.use_seqused = 1;
+        int32_t cuq[] = {0, 0, 10, 14}, cuk[] = {0, 0, 6, 14}, uq[] = {0, 10, 2}, uk[] = {0, 3, 8};
+        memcpy(c.cu_q, cuq, sizeof cuq);
+        memcpy(c.cu_k, cuk, sizeof cuk);
+        memcpy(c.used_q, uq, sizeof uq);
+        memcpy(c.used_k, uk, sizeof uk);
+        c.total_q = 14;
+        c.total_k = 14;
+        c.causal = 1;
+        c.wl = c.wr = -1;
+        ok(run_case(&rng, &c, 1, &saw), "zero-length sequence, sq > sk causal (bottom-right: first rows see nothing)");
+        ok(saw, "that case has fully masked rows");
+        c.causal = 0;
+        c.use_seqused = 1;
+        uk[1] = 0;
+        memcpy(c.used_k, uk, sizeof uk);
+        ok(run_case(&rng, &c, 0, &saw), "a sequence with queries but no keys gives out 0 and lse -inf");
+    }
+    refusals();
+    if (backend == FA4CP_BACKEND_CPU)
+        ok(finite_differences(&rng), "backward matches central finite differences (fp64, 6 random small shapes, with dlse)");
+    return done_testing();
+}

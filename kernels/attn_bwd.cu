@@ -22,6 +22,12 @@ namespace fa4cp {
 
 constexpr int BBM = 64, BBN = 64, BNW = 8, BNT = BNW * 32;
 
+// dst[0..1] += (a, b) in global memory, without returning the old values
+// (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
+__device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
+}
+
 // S and dP for a 64x64 (query, key) block; writes P (optional) and dS, as T,
 // into swizzled 64x64 tiles.  Warp w owns rows 16*(w&3), columns 32*(w>>2).
 template <typename T, int D>
@@ -270,8 +276,7 @@ __global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p)
                     float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wc * (D / 2);
 #pragma unroll
                     for (int c = 0; c < D / 16; ++c)
-                        atomicAdd(reinterpret_cast<float2 *>(dst + c * 8 + 2 * t),
-                                  make_float2(dq[c][2 * r], dq[c][2 * r + 1]));
+                        red_add_f32x2(dst + c * 8 + 2 * t, dq[c][2 * r], dq[c][2 * r + 1]);
                 }
             }
             __syncthreads();
@@ -454,6 +459,9 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         nmb = (int)(i_max / WBM) - mb_lo + 1;
     }
     const int iters = nmb * G;
+    // The KV blocks of one head start their walk over the query blocks at
+    // different places, so their dQ atomics do not all hit the same tile.
+    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : (int)(blockIdx.x % nmb);
 
     float dv[D / 8][4], dk[D / 8][4];
 #pragma unroll
@@ -477,7 +485,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         auto issue = [&](int it) {
             const int st = it & 1;
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + it % nmb) * WBM;
+            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
             const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
             const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
             load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
@@ -510,7 +518,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 cp_async_commit();
             }
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + it % nmb) * WBM;
+            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
             const uint32_t sQa = smem_u32(sQ + st * C::TQ), sdOa = smem_u32(sdO + st * C::TQ);
             const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
 
@@ -587,7 +595,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 wgmma_rs_tb<T, D>(&dk[0][0], da[kk], bq, 1);
             }
             wgmma_commit();
-            if (atomic_dq) {
+            if (atomic_dq && !(p.tuning & 4)) { // tuning 4: skip dQ (timing experiments only)
                 __syncthreads(); // dS^T of both warpgroups is in shared memory
                 // warpgroup w: dQ[:, 64w .. 64w+63] (d = 128); d = 64: warpgroup 0 only
                 if (D == 128 || wg == 0) {
@@ -604,13 +612,12 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         const int i = m0 + warp * 16 + g + 8 * r;
-                        if (i >= si.sq)
+                        if (i >= si.sq || (p.tuning & 2)) // tuning 2: no atomics (timing only)
                             continue;
                         float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wg * 64;
 #pragma unroll
                         for (int c = 0; c < 8; ++c)
-                            atomicAdd(reinterpret_cast<float2 *>(dst + c * 8 + 2 * t),
-                                      make_float2(dq[c][2 * r], dq[c][2 * r + 1]));
+                            red_add_f32x2(dst + c * 8 + 2 * t, dq[c][2 * r], dq[c][2 * r + 1]);
                     }
                 }
             }

@@ -31,6 +31,7 @@ typedef struct fa4cp_kparams {
     float *dq_accum; /* [total_q, h, d] fp32 workspace (non-deterministic bwd) */
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
+    int tuning;   /* kernel-selection bits for experiments (0 = defaults) */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;
 

@@ -22,6 +22,24 @@ namespace fa4cp {
 
 constexpr int BBM = 64, BBN = 64, BNW = 8, BNT = BNW * 32;
 
+// dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
+__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 "cp.async.bulk.commit_group;\n" ::"l"(dst),
+                 "r"(smem_u32(src)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_wait_read0() {
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+// Column of element `col` of a dq_accum row whose index in its sequence is
+// congruent to r8 modulo 8: 16-byte chunks XOR (2 * r8).
+__device__ __forceinline__ int dqa_col(int r8, int col) {
+    return ((((col >> 2) ^ (r8 << 1))) << 2) | (col & 3);
+}
+
 // dst[0..1] += (a, b) in global memory, without returning the old values
 // (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
 __device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
@@ -273,10 +291,11 @@ __global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p)
                     const int i = m0 + wr * 16 + g + 8 * r;
                     if (i >= si.sq)
                         continue;
-                    float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wc * (D / 2);
+                    float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
 #pragma unroll
                     for (int c = 0; c < D / 16; ++c)
-                        red_add_f32x2(dst + c * 8 + 2 * t, dq[c][2 * r], dq[c][2 * r + 1]);
+                        red_add_f32x2(dst + dqa_col(i & 7, wc * (D / 2) + c * 8 + 2 * t), dq[c][2 * r],
+                                      dq[c][2 * r + 1]);
                 }
             }
             __syncthreads();
@@ -409,9 +428,9 @@ constexpr int WBM = 64, WBN = 128;
 
 template <typename T, int D> struct BwdWgCfg {
     static constexpr int TQ = WBM * D, TK = WBN * D;
-    // sK, sV, sQ[2], sdO[2], sdST, lse2[2], dsum[2]
-    static constexpr int SMEM =
-        (2 * TK + 4 * TQ + WBN * WBM) * (int)sizeof(T) + 4 * WBM * (int)sizeof(float) + 1024;
+    // sK, sV, sQ[2], sdO[2], sdST, sdQ[2] (fp32), lse2[2], dsum[2]
+    static constexpr int SMEM = (2 * TK + 4 * TQ + WBN * WBM) * (int)sizeof(T) +
+                                2 * WBM * D * (int)sizeof(float) + 4 * WBM * (int)sizeof(float) + 1024;
 };
 
 template <typename T, int D>
@@ -425,7 +444,8 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     T *sQ = sV + C::TK;       // [2]
     T *sdO = sQ + 2 * C::TQ;  // [2]
     T *sdST = sdO + 2 * C::TQ; // [WBN kv rows][WBM query cols], one panel
-    float *sLse2 = reinterpret_cast<float *>(sdST + WBN * WBM); // [2][WBM]
+    float *sdQ = reinterpret_cast<float *>(sdST + WBN * WBM); // [2][WBM][D], dqa_col order
+    float *sLse2 = sdQ + 2 * WBM * D;                          // [2][WBM]
     float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
 
     const int H = p.heads, HK = p.kv_heads, G = H / HK;
@@ -508,11 +528,29 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         cp_async_commit();
         store_stats(0);
         const uint32_t sKa = smem_u32(sK), sVa = smem_u32(sV), sdSa = smem_u32(sdST);
+        // dQ tiles go through shared memory (sdQ[it & 1]) and are added to
+        // dq_accum by one bulk reduction (cp.reduce.async.bulk), issued by
+        // thread 0 after the next barrier; it must finish reading a buffer
+        // before that buffer is written again two iterations later.
+        const bool bulk_dq = atomic_dq && !(p.tuning & 16);
+        int prev_hq = -1, prev_m0 = 0;
+        auto flush_dq = [&](int buf) {
+            if (tid == 0 && prev_hq >= 0) {
+                const int rows = min(WBM, si.sq - prev_m0);
+                float *dst = p.dq_accum + ((int64_t)prev_hq * p.total_q + si.q_off + prev_m0) * D;
+                bulk_reduce_add_f32(dst, sdQ + buf * WBM * D, (uint32_t)rows * D * 4);
+            }
+            prev_hq = -1;
+        };
         for (int it = 0; it < iters; ++it) {
             const int st = it & 1;
             cp_async_wait<0>();
+            if (bulk_dq && tid == 0)
+                bulk_wait_read0(); // the reduction of iteration it-2 has read sdQ[st]
             fence_proxy_async();
             __syncthreads();
+            if (bulk_dq)
+                flush_dq(st ^ 1); // tile of iteration it-1
             if (it + 1 < iters) {
                 issue(it + 1);
                 cp_async_commit();
@@ -609,21 +647,43 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     }
                     wgmma_commit();
                     wgmma_wait<0>();
+                    if (bulk_dq) {
+                        float *tileq = sdQ + st * WBM * D;
+#pragma unroll
+                        for (int r = 0; r < 2; ++r) {
+                            const int rl = warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                            for (int c = 0; c < 8; ++c)
+                                *reinterpret_cast<float2 *>(tileq + rl * D +
+                                                            dqa_col(g, wg * 64 + c * 8 + 2 * t)) =
+                                    make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                        }
+                        fence_proxy_async();
+                        prev_hq = (p.tuning & 2) ? -1 : hq; // tuning 2: no reduction (timing only)
+                        prev_m0 = m0;
+                    } else
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         const int i = m0 + warp * 16 + g + 8 * r;
                         if (i >= si.sq || (p.tuning & 2)) // tuning 2: no atomics (timing only)
                             continue;
-                        float *dst = p.dq_accum + (si.q_off + i) * q_stride + (int64_t)hq * D + wg * 64;
+                        float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
 #pragma unroll
                         for (int c = 0; c < 8; ++c)
-                            red_add_f32x2(dst + c * 8 + 2 * t, dq[c][2 * r], dq[c][2 * r + 1]);
+                            red_add_f32x2(dst + dqa_col(g, wg * 64 + c * 8 + 2 * t), dq[c][2 * r],
+                                          dq[c][2 * r + 1]);
                     }
                 }
             }
             wgmma_wait<0>();
             if (it + 1 < iters)
                 store_stats(st ^ 1);
+        }
+        if (bulk_dq) {
+            __syncthreads(); // the last tile is in sdQ
+            flush_dq((iters - 1) & 1);
+            if (tid == 0)
+                bulk_wait_all();
         }
     }
 
@@ -696,8 +756,9 @@ template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kpara
         return;
     const int64_t row = gid / per_row;
     const int64_t off = gid * 8; // element offset (rows are contiguous)
-    const bool real = which == 0 ? row_is_real(p.cu_q, p.used_q, p.batch, row, nullptr, nullptr)
-                                 : row_is_real(p.cu_k, p.used_k, p.batch, row, nullptr, nullptr);
+    int64_t start = 0;
+    const bool real = which == 0 ? row_is_real(p.cu_q, p.used_q, p.batch, row, &start, nullptr)
+                                 : row_is_real(p.cu_k, p.used_k, p.batch, row, &start, nullptr);
     const uint4 zero = make_uint4(0, 0, 0, 0);
     if (which == 1) {
         if (!real) {
@@ -710,8 +771,12 @@ template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kpara
     if (!real) {
         *reinterpret_cast<uint4 *>(dq) = zero;
     } else if (!p.deterministic) {
-        const float4 a = *reinterpret_cast<const float4 *>(p.dq_accum + off);
-        const float4 b = *reinterpret_cast<const float4 *>(p.dq_accum + off + 4);
+        const int h = (int)((gid / (D / 8)) % p.heads);
+        const int col = (int)(gid % (D / 8)) * 8;
+        const int r8 = (int)((row - start) & 7);
+        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * D;
+        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col(r8, col));
+        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col(r8, col + 4));
         const float s = p.scale;
         uint4 v;
         v.x = pack2<T>(a.x * s, a.y * s);

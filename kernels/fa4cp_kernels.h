@@ -28,7 +28,11 @@ typedef struct fa4cp_kparams {
     const void *dout;
     const float *dlse;
     void *dq, *dk, *dv;
-    float *dq_accum; /* [total_q, h, d] fp32 workspace (non-deterministic bwd) */
+    /* [h, total_q, d] fp32 workspace (non-deterministic bwd); within a row the
+     * 16-byte chunks are XOR-swizzled by the row's index in its sequence
+     * (see dqa_col in attn_bwd.cu), so that tiles staged in shared memory for
+     * the bulk reduction are free of bank conflicts */
+    float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
     int tuning;   /* kernel-selection bits for experiments (0 = defaults) */

@@ -16,6 +16,7 @@
 #include "fa4cp.h"
 
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,7 +128,7 @@ static float time_call(bufs *b, fa4cp_attn_args *a, int bwd, int iters) {
 
 typedef struct shape {
     int d, s, causal;
-    int varlen; /* lengths drawn in [1k, 32k] */
+    int varlen; /* lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all */
 } shape;
 
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
@@ -140,7 +141,9 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     if (sh->varlen) {
         int64_t total = 0;
         while (batch < 1000) {
-            int len = 1024 + (int)(rng() % (32768 - 1024 + 1));
+            /* log-uniform in [1k, 32k]: short sequences are common, long ones rare */
+            double u = (double)(rng() >> 11) / 9007199254740992.0;
+            int len = (int)(1024.0 * pow(32.0, u));
             if (total + len > TOKENS)
                 len = (int)(TOKENS - total);
             if (len <= 0)

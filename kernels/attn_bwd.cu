@@ -14,6 +14,7 @@
 //      every padding row of dq, dk, dv.
 #include "attn_common.cuh"
 #include "wgmma.cuh"
+#include "attn_sched.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -434,7 +435,7 @@ template <typename T, int D> struct BwdWgCfg {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p) {
+__global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p, int max_nb, bool use_list) {
     using C = BwdWgCfg<T, D>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     unsigned char *base = reinterpret_cast<unsigned char *>(
@@ -449,13 +450,24 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
 
     const int H = p.heads, HK = p.kv_heads, G = H / HK;
-    const int kvh = blockIdx.y % HK;
-    const int bi = blockIdx.y / HK;
+    const int kvh = blockIdx.x % HK;
+    int bi, n_block;
+    if (use_list) { // longest-first work list (attn_sched.cuh)
+        const int idx = blockIdx.x / HK;
+        if (idx >= p.sched[0])
+            return;
+        const int e = p.sched[1 + idx];
+        bi = e / max_nb;
+        n_block = e % max_nb;
+    } else {
+        bi = (blockIdx.x / HK) % p.batch;
+        const int nb_rev = blockIdx.x / (HK * p.batch);
+        const int nnb0 = (seq_info(p, bi).sk + WBN - 1) / WBN;
+        if (nb_rev >= nnb0)
+            return;
+        n_block = nnb0 - 1 - nb_rev;
+    }
     const SeqInfo si = seq_info(p, bi);
-    const int nnb = (si.sk + WBN - 1) / WBN;
-    if ((int)blockIdx.x >= nnb)
-        return;
-    const int n_block = nnb - 1 - blockIdx.x;
     const int n0 = n_block * WBN;
     const int tid = threadIdx.x;
     const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
@@ -481,7 +493,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     const int iters = nmb * G;
     // The KV blocks of one head start their walk over the query blocks at
     // different places, so their dQ atomics do not all hit the same tile.
-    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : (int)(blockIdx.x % nmb);
+    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : n_block % nmb;
 
     float dv[D / 8][4], dk[D / 8][4];
 #pragma unroll
@@ -810,9 +822,9 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
     const int max_nb = (p.max_sk + BBN - 1) / BBN;
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
-        if (ycount > 65535)
-            return cudaErrorInvalidConfiguration;
         if (use_mma_sync()) {
+            if (ycount > 65535)
+                return cudaErrorInvalidConfiguration;
             if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
                 cudaSuccess)
@@ -821,11 +833,20 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
         } else {
             using W = BwdWgCfg<T, D>;
             const int nb = (p.max_sk + WBN - 1) / WBN;
+            const long long ctas = (long long)nb * ycount;
+            if (ctas > 0x7fffffffLL)
+                return cudaErrorInvalidConfiguration;
             if ((e = cudaFuncSetAttribute(bwd_dkdv_wg_kernel<T, D>,
                                           cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
                 cudaSuccess)
                 return e;
-            bwd_dkdv_wg_kernel<T, D><<<dim3(nb, (unsigned)ycount), 256, W::SMEM, s>>>(p);
+            const bool use_list = p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+            if (use_list) {
+                sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, WBN, WBM, p.sched);
+                if ((e = cudaGetLastError()) != cudaSuccess)
+                    return e;
+            }
+            bwd_dkdv_wg_kernel<T, D><<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
         }
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;

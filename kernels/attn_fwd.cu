@@ -13,6 +13,7 @@
 // a short sequence's end exit at once.
 #include "attn_common.cuh"
 #include "wgmma.cuh"
+#include "attn_sched.cuh"
 
 #include <stdlib.h>
 #include <string.h>
@@ -258,7 +259,7 @@ template <typename T, int D> struct FwdWgCfg {
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(256, 1) fwd_wg_kernel(const fa4cp_kparams p) {
+__global__ void __launch_bounds__(256, 1) fwd_wg_kernel(const fa4cp_kparams p, int max_mb, bool use_list) {
     using C = FwdWgCfg<T, D>;
     constexpr int BM = C::BM, BN = C::BN, NT = C::NT;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -271,14 +272,24 @@ __global__ void __launch_bounds__(256, 1) fwd_wg_kernel(const fa4cp_kparams p) {
     const int H = p.heads;
     const int tile = blockIdx.x;
     const int hi = tile % H;
-    const int bi = (tile / H) % p.batch;
-    const int mb_rev = tile / (H * p.batch);
+    int bi, m_block;
+    if (use_list) { // longest-first work list (attn_sched.cuh)
+        const int idx = tile / H;
+        if (idx >= p.sched[0])
+            return;
+        const int e = p.sched[1 + idx];
+        bi = e / max_mb;
+        m_block = e % max_mb;
+    } else {
+        bi = (tile / H) % p.batch;
+        const int mb_rev = tile / (H * p.batch);
+        const int nmb0 = (seq_info(p, bi).sq + BM - 1) / BM;
+        if (mb_rev >= nmb0)
+            return;
+        m_block = nmb0 - 1 - mb_rev;
+    }
 
     const SeqInfo si = seq_info(p, bi);
-    const int nmb = (si.sq + BM - 1) / BM;
-    if (mb_rev >= nmb)
-        return;
-    const int m_block = nmb - 1 - mb_rev;
     const int m0 = m_block * BM;
     const int kvh = hi / (H / p.kv_heads);
 
@@ -455,7 +466,13 @@ template <typename T, int D> static cudaError_t launch_fwd_wg(const fa4cp_kparam
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
     if (e != cudaSuccess)
         return e;
-    fwd_wg_kernel<T, D><<<(unsigned)tiles, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p);
+    const bool use_list = p.sched && (int64_t)max_mb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+    if (use_list) {
+        sched_kernel<false><<<1, SCHED_THREADS, 0, (cudaStream_t)p.stream>>>(p, max_mb, C::BM, C::BN, p.sched);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    fwd_wg_kernel<T, D><<<(unsigned)tiles, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, max_mb, use_list);
     return cudaGetLastError();
 }
 

@@ -35,6 +35,10 @@ typedef struct fa4cp_kparams {
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
+     * (NULL: the kernels fall back to a fixed tile order) */
+    int *sched;
+    int64_t sched_cap;
     int tuning;   /* kernel-selection bits for experiments (0 = defaults) */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

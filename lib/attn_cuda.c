@@ -195,6 +195,8 @@ static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
     p->dv = a->dv;
     p->dq_accum = NULL;
     p->dsum = NULL;
+    p->sched = NULL;
+    p->sched_cap = 0;
     p->deterministic = a->deterministic != 0;
     {
         const char *tn = getenv("FA4CP_CUDA_TUNING"); /* experiments only */
@@ -231,17 +233,41 @@ out:
     return st;
 }
 
+/* The longest-first work list of the kernels (see kernels/attn_sched.cuh). */
+static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
+    fa4cp_status st = FA4CP_OK;
+    cudaMemPool_t pool = NULL;
+    int64_t longest = p->max_sq > p->max_sk ? p->max_sq : p->max_sk;
+    p->sched_cap = (int64_t)p->batch * ((longest + 127) / 128) + 1;
+    FA4CP_TRY(workspace_pool(&pool));
+    CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
+out:
+    return st;
+}
+
+static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
+    if (ptr) {
+        cudaError_t e = cudaFreeAsync(ptr, s);
+        if (e != cudaSuccess && st == FA4CP_OK)
+            st = fa4cp_set_error(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaFreeAsync failed: %s",
+                                 __FILE__, __LINE__, cudaGetErrorString(e));
+    }
+    return st;
+}
+
 fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
+    p.sched = NULL;
     FA4CP_TRY(check_args(a, 0));
     FA4CP_TRY(device_ok());
     FA4CP_TRY(make_params(a, &p));
     if (a->batch == 0 || a->total_q == 0)
         goto out;
+    FA4CP_TRY(alloc_sched(&p, (cudaStream_t)a->stream));
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_fwd(&p));
 out:
-    return st;
+    return free_async(p.sched, a ? (cudaStream_t)a->stream : NULL, st);
 }
 
 fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
@@ -249,6 +275,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_kparams p;
     cudaStream_t s = NULL;
     void *dq_accum = NULL, *dsum = NULL;
+    p.sched = NULL;
     FA4CP_TRY(check_args(a, 1));
     FA4CP_TRY(device_ok());
     FA4CP_TRY(make_params(a, &p));
@@ -276,19 +303,10 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         }
         goto out;
     }
+    FA4CP_TRY(alloc_sched(&p, s));
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
 out:
-    if (dq_accum) {
-        cudaError_t e = cudaFreeAsync(dq_accum, s);
-        if (e != cudaSuccess && st == FA4CP_OK)
-            st = fa4cp_set_error(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaFreeAsync failed: %s",
-                                 __FILE__, __LINE__, cudaGetErrorString(e));
-    }
-    if (dsum) {
-        cudaError_t e = cudaFreeAsync(dsum, s);
-        if (e != cudaSuccess && st == FA4CP_OK)
-            st = fa4cp_set_error(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaFreeAsync failed: %s",
-                                 __FILE__, __LINE__, cudaGetErrorString(e));
-    }
-    return st;
+    st = free_async(p.sched, s, st);
+    st = free_async(dq_accum, s, st);
+    return free_async(dsum, s, st);
 }

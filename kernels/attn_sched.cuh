@@ -88,10 +88,31 @@ __global__ void __launch_bounds__(SCHED_THREADS) sched_kernel(const fa4cp_kparam
         acc += v;
     }
     __syncthreads();
-    for (int e = tid; e < n; e += SCHED_THREADS) {
-        const int c = entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI);
-        if (c >= 0)
-            sched[1 + atomicAdd(&hist[min(c, SCHED_BINS - 1)], 1)] = e;
+    // Stable scatter: entries of equal cost keep their order (sequence, then
+    // block), so CTAs that run at the same time share K/V in L2.  Chunks of
+    // SCHED_THREADS entries; inside a chunk the warps take turns, and the
+    // lanes of a warp that share a bin are ranked by lane.
+    const int lane = tid & 31, warp = tid >> 5;
+    for (int base = 0; base < n; base += SCHED_THREADS) {
+        const int e = base + tid;
+        const int c = e < n ? entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI) : -1;
+        const int bin = c >= 0 ? min(c, SCHED_BINS - 1) : -1;
+        for (int w = 0; w < SCHED_THREADS / 32; ++w) {
+            if (warp == w) {
+                const unsigned same = __match_any_sync(0xffffffffu, bin);
+                const int leader = __ffs(same) - 1;
+                const int rank = __popc(same & ((1u << lane) - 1));
+                int first = 0;
+                if (lane == leader && bin >= 0) {
+                    first = hist[bin];
+                    hist[bin] = first + __popc(same);
+                }
+                first = __shfl_sync(0xffffffffu, first, leader);
+                if (bin >= 0)
+                    sched[1 + first + rank] = e;
+            }
+            __syncthreads();
+        }
     }
 }
 

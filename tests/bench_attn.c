@@ -1,6 +1,7 @@
 /* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
+ *                   [--shape d,S,causal]   (S = 0: the varlen batch)
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
@@ -271,6 +272,7 @@ int main(int argc, char **argv) {
     const char *json_path = NULL;
     double peak = 761.0;
     int iters = 10, quick = 0;
+    shape one = {128, 4096, 0, 0};
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json_path = argv[++i];
@@ -284,8 +286,17 @@ int main(int argc, char **argv) {
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
             quick = 2;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            /* d,S,causal (S = 0: varlen) */
+            if (sscanf(argv[++i], "%d,%d,%d", &one.d, &one.s, &one.causal) != 3 || (one.d != 64 && one.d != 128)) {
+                fprintf(stderr, "bench_attn: --shape wants d,S,causal with d 64 or 128\n");
+                return 2;
+            }
+            one.varlen = one.s == 0;
+            quick = 3;
+        }
         else {
-            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]\n");
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal]\n");
             return 2;
         }
     }
@@ -315,6 +326,9 @@ int main(int argc, char **argv) {
     if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
         n = 1;
         iters = 1;
+    } else if (quick == 3) { /* --shape */
+        list = &one;
+        n = 1;
     }
     printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
     for (size_t i = 0; i < n; ++i)

@@ -276,14 +276,368 @@ void fa4cp_local_world_destroy(fa4cp_local_world *w);
 /* ------------------------------------------------------------------ context parallelism
  * Section owned by the CP work (lib/cp*.c). */
 
-/* (cp declarations go here) */
+#include <stdio.h> /* FILE, for fa4cp_cp_plan_print */
+
+/* A CP call cuts every sequence into 2*cp chunks and gives rank r chunks r
+ * and 2*cp-1-r (in that order, per sequence: the "rank-local layout"), so
+ * causal work is balanced.  The caller holds rank-local q/k/v and gets
+ * rank-local out/lse (and dq/dk/dv); fa4cp_cp_shard/unshard convert between
+ * global and rank-local tensors.  CP is self-attention: queries and keys
+ * share cu_seqlens and seqused.  docs/cp.md describes the shapes.
+ *
+ * Layouts: THD (varlen: cu_seqlens [batch+1] are the global *padded*
+ * offsets, each padded length divisible by 2*cp; seqused [batch] the real
+ * lengths, or NULL) and BSHD (batch sequences of seqlen rows each, seqlen
+ * divisible by 2*cp; stored exactly like THD with cu_seqlens[i] = i*seqlen).
+ * Rank-local tensors: q/out/dout/dq [rows, heads, d], k/v/dk/dv
+ * [rows, kv_heads, d] with rows = cu_seqlens[batch]/cp; lse/dlse
+ * [heads, rows] of fa4cp_lse_dtype(dtype), for both layouts.
+ *
+ * Padding rows (past seqused, per local sequence): the forward leaves out and
+ * lse untouched there (like the raw call); the backward writes exactly 0 to
+ * dq/dk/dv there.  A real row that sees no key gets out 0 and lse -inf. */
+
+typedef enum fa4cp_cp_comm_type {
+    FA4CP_CP_P2P = 0,        /* ring of KV blocks, LSE merge; causal or not, no window */
+    FA4CP_CP_ALL_GATHER = 1, /* gather KV, each Q chunk sees its visible prefix; windows OK */
+    FA4CP_CP_A2A = 2,        /* Ulysses: sequence <-> head sharding; heads, kv_heads % cp == 0 */
+    FA4CP_CP_A2A_P2P = 3     /* hierarchical: known, always refused */
+} fa4cp_cp_comm_type;
+
+/* "p2p" | "all_gather" | "a2a" (also "allgather", "ulysses", "ring").
+ * "a2a+p2p" is refused with FA4CP_ERR_UNSUPPORTED: "cp.comm 'a2a+p2p' is
+ * disabled: the hierarchical a2a+p2p path is not validated; use p2p across
+ * nodes or a2a within a node". */
+fa4cp_status fa4cp_cp_comm_parse(const char *name, fa4cp_cp_comm_type *out);
+const char *fa4cp_cp_comm_name(fa4cp_cp_comm_type comm);
+
+typedef enum fa4cp_cp_format { FA4CP_CP_THD = 0, FA4CP_CP_BSHD = 1 } fa4cp_cp_format;
+/* "thd" | "bshd" */
+fa4cp_status fa4cp_cp_format_parse(const char *name, fa4cp_cp_format *out);
+const char *fa4cp_cp_format_name(fa4cp_cp_format format);
+
+typedef struct fa4cp_cp_config {
+    size_t struct_size; /* sizeof(fa4cp_cp_config), set by the INIT macro */
+    fa4cp_cp_comm_type comm;
+    fa4cp_backend backend;
+    fa4cp_cp_format format;
+    fa4cp_dtype dtype;
+    int heads, kv_heads, head_dim;
+    int causal;
+    int window_left, window_right; /* -1 = unbounded; aligned like the raw call */
+    double softmax_scale;          /* 0 = 1/sqrt(head_dim) */
+    int deterministic;
+} fa4cp_cp_config;
+
+#define FA4CP_CP_CONFIG_INIT                                                                       \
+    {                                                                                              \
+        .struct_size = sizeof(fa4cp_cp_config), .comm = FA4CP_CP_P2P,                             \
+        .backend = FA4CP_BACKEND_CPU, .format = FA4CP_CP_THD, .dtype = FA4CP_BF16,                 \
+        .window_left = -1, .window_right = -1                                                      \
+    }
+
+/* Every refusal, before anything is allocated (the workload loader calls it
+ * when it reads a case): a2a+p2p; p2p with a sliding window; a2a with heads
+ * or kv_heads not divisible by cp; lengths not divisible by 2*cp; bad shapes.
+ * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
+ * ignored (may be NULL). */
+fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
+                               const int32_t *cu_seqlens, int seqlen);
+
+/* A CP group handle: a config bound to a transport endpoint (not owned).
+ * Collective: every rank of the group calls it, and it fails on every rank
+ * (naming the ranks) when their configs differ. */
+typedef struct fa4cp_cp fa4cp_cp;
+fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out);
+void fa4cp_cp_destroy(fa4cp_cp *cp);
+
+/* Rank-local arguments of one call.  cu_seqlens/seqused are the *global*
+ * ones, in host memory (plans are made on the host); tensors are rank-local,
+ * host or device memory as the transport and backend say. */
+typedef struct fa4cp_cp_args {
+    size_t struct_size; /* sizeof(fa4cp_cp_args), set by the INIT macro */
+    int batch;
+    const int32_t *cu_seqlens; /* THD: [batch+1] global padded offsets */
+    const int32_t *seqused;    /* THD: [batch] global real lengths, or NULL */
+    int seqlen;                /* BSHD: rows of every sequence */
+    const void *q, *k, *v;
+    void *out, *lse;                     /* forward outputs; backward inputs */
+    const void *dout, *dlse;             /* backward inputs (dlse may be NULL) */
+    void *dq, *dk, *dv;                  /* backward outputs */
+    void *stream;                        /* cuda: cudaStream_t; NULL on the cpu */
+} fa4cp_cp_args;
+
+#define FA4CP_CP_ARGS_INIT { .struct_size = sizeof(fa4cp_cp_args) }
+
+/* Collective over the group: every rank calls with its own tensors. */
+fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+
+/* ---- plans: what a rank does, as plain data */
+
+typedef enum fa4cp_cp_case {
+    FA4CP_CP_CASE_FULL = 0,     /* p2p, not causal: all Q x all KV of the block */
+    FA4CP_CP_CASE_DIAGONAL = 1, /* p2p causal, own block: all Q x all KV, causal */
+    FA4CP_CP_CASE_LOWER = 2,    /* p2p causal, earlier block: all Q x first KV half, no mask */
+    FA4CP_CP_CASE_UPPER = 3,    /* p2p causal, later block: second Q half x all KV, no mask */
+    FA4CP_CP_CASE_PREFIX = 4,   /* all_gather: one Q chunk x its visible KV prefix */
+    FA4CP_CP_CASE_HEADS = 5     /* a2a: whole sequences x a group of heads */
+} fa4cp_cp_case;
+
+typedef enum fa4cp_cp_merge {
+    FA4CP_CP_MERGE_LSE = 0,  /* online merge of (out, lse) through the LSE */
+    FA4CP_CP_MERGE_COPY = 1  /* rows written once: copied into place */
+} fa4cp_cp_merge;
+
+typedef struct fa4cp_cp_step {
+    fa4cp_cp_case mask_case;
+    int kv_rank;        /* p2p: whose KV block (-1: every rank's, gathered) */
+    int q_half;         /* -1: both local chunks; 0: chunk r; 1: chunk 2cp-1-r */
+    int kv_half;        /* p2p: -1 both chunks of the block, 0 its first chunk */
+    int kv_chunks;      /* all_gather: KV prefix of this many global chunks (2cp: all) */
+    int head_group;     /* a2a: heads [g*h/cp, (g+1)*h/cp) (and kv heads alike) */
+    int causal;         /* the attention call's own mask */
+    int window_left, window_right; /* of the call, before per-sequence alignment */
+    fa4cp_cp_merge merge;
+    int send_to, recv_from; /* p2p: ring neighbours of this step (-1: none) */
+} fa4cp_cp_step;
+
+typedef struct fa4cp_cp_plan {
+    fa4cp_cp_comm_type comm;
+    fa4cp_cp_format format;
+    int cp_size, cp_rank;
+    int causal, window_left, window_right;
+    int nfwd, nbwd;
+    fa4cp_cp_step *fwd; /* [nfwd] */
+    fa4cp_cp_step *bwd; /* [nbwd] */
+} fa4cp_cp_plan;
+
+/* The plan of one rank (no sequence lengths needed: per-sequence counts are
+ * derived at run time from cu_seqlens/seqused with the fa4cp_thd_* math).
+ * Refuses what fa4cp_cp_validate refuses about the shape. */
+fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp_size, int cp_rank,
+                                 fa4cp_cp_plan **out);
+void fa4cp_cp_plan_free(fa4cp_cp_plan *plan);
+/* Human-readable, one line per step (fa4cp-run --explain). */
+fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *plan, FILE *f);
+const char *fa4cp_cp_case_name(fa4cp_cp_case c);
+
+/* ---- global <-> rank-local tensors (host memory)
+ * Rows: `row_bytes` each; global [cu_seqlens[batch]] rows, local
+ * [cu_seqlens[batch]/cp] rows of rank `rank`.  For BSHD pass the cu of
+ * fa4cp_cp_bshd_cu.  lse variants: [heads, rows] of elem_bytes. */
+void fa4cp_cp_bshd_cu(int batch, int seqlen, int32_t *cu_seqlens);
+int64_t fa4cp_cp_local_rows(int batch, const int32_t *cu_seqlens, int cp);
+fa4cp_status fa4cp_cp_shard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                            size_t row_bytes, const void *global, void *local);
+fa4cp_status fa4cp_cp_unshard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                              size_t row_bytes, const void *local, void *global);
+fa4cp_status fa4cp_cp_shard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank, int heads,
+                                size_t elem_bytes, const void *global, void *local);
+fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                                  int heads, size_t elem_bytes, const void *local, void *global);
 
 
 
 /* ------------------------------------------------------------------ world and layout
  * Section owned by the World work (lib/world*.c, lib/layout.c). */
 
-/* (world/layout declarations go here) */
+/* The world: how this process was started, and the world table (one row per
+ * rank).  fa4cp_world_init decides, in this order:
+ *   1. PMIx: the process was launched by a PMIx server (srun --mpi=pmix);
+ *   2. the Slurm environment (SLURM_PROCID, SLURM_STEP_NODELIST, ...), only
+ *      where no PMIx is built in or FA4CP_BOOTSTRAP=slurm asks for it;
+ *   3. local mode: one process whose `local_ranks` ranks are threads.
+ * A PMIx singleton inside a Slurm step of several tasks (srun without
+ * --mpi=pmix) fails with FA4CP_ERR_LAUNCH on every task (the "singleton trap").
+ * docs/world.md has the long form. */
+
+typedef enum fa4cp_world_kind {
+    FA4CP_WORLD_AUTO = 0,  /* config only: detect */
+    FA4CP_WORLD_LOCAL = 1, /* one process, ranks are threads */
+    FA4CP_WORLD_SLURM = 2, /* Slurm environment: table, no data exchange */
+    FA4CP_WORLD_PMIX = 3,  /* PMIx: table and data exchange */
+    FA4CP_WORLD_PLAN = 4   /* a made-up cluster (fa4cp_world_plan) */
+} fa4cp_world_kind;
+
+/* "auto", "local", "slurm", "pmix", "plan" */
+const char *fa4cp_world_kind_name(fa4cp_world_kind kind);
+fa4cp_status fa4cp_world_kind_parse(const char *name, fa4cp_world_kind *out);
+
+#define FA4CP_HOST_MAX 64
+#define FA4CP_GPU_ID_MAX 48
+
+/* One rank of the world table. */
+typedef struct fa4cp_world_row {
+    int rank;
+    int node;       /* node id, 0 .. nodes-1 (PMIX_NODEID / SLURM_NODEID order) */
+    int local_rank; /* rank among the ranks of its node */
+    int local_size; /* ranks on its node */
+    int gpu;        /* device ordinal for cudaSetDevice; -1 = no GPU */
+    char gpu_id[FA4CP_GPU_ID_MAX]; /* the physical device: its CUDA_VISIBLE_DEVICES
+                                      entry (index or UUID); "" = no GPU */
+    int gpu_exclusive; /* 1: the launcher bound the device to this task alone
+                          (srun --gpus-per-task), so no other task shares it */
+    char host[FA4CP_HOST_MAX];
+} fa4cp_world_row;
+
+typedef struct fa4cp_world_config {
+    size_t struct_size;    /* sizeof(fa4cp_world_config), set by the INIT macro */
+    fa4cp_world_kind kind; /* AUTO (default; FA4CP_BOOTSTRAP=pmix|slurm|local overrides) */
+    int local_ranks;       /* local mode: ranks as threads (default 1) */
+    double timeout_s;      /* bound of every blocking bootstrap call (default 60;
+                              FA4CP_BOOTSTRAP_TIMEOUT overrides) */
+    int visible_gpus;      /* -1 (default): count CUDA_VISIBLE_DEVICES or /dev/nvidiaN,
+                              without touching a GPU; >= 0: use this count */
+} fa4cp_world_config;
+
+#define FA4CP_WORLD_CONFIG_INIT                                                                    \
+    {                                                                                              \
+        .struct_size = sizeof(fa4cp_world_config), .kind = FA4CP_WORLD_AUTO, .local_ranks = 1,     \
+        .timeout_s = 60.0, .visible_gpus = -1                                                      \
+    }
+
+typedef struct fa4cp_world fa4cp_world;
+
+/* Bootstrap and build the world table.  Failures: FA4CP_ERR_LAUNCH (the
+ * singleton trap, an inconsistent Slurm environment), FA4CP_ERR_PMIX,
+ * FA4CP_ERR_TIMEOUT / FA4CP_ERR_PEER (a rank did not arrive in time; the
+ * message names it; under PMIx the process that saw it has then also called
+ * PMIx_Abort, so that a hung rank cannot keep the job alive).  Sets the log
+ * rank (fa4cp_log_set_rank) of the calling thread.  cfg NULL = defaults. */
+fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
+/* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
+void fa4cp_world_finalize(fa4cp_world *w);
+
+fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
+int fa4cp_world_rank(const fa4cp_world *w);  /* this process's rank (0 in local mode) */
+int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
+int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
+int fa4cp_world_nodes(const fa4cp_world *w);
+double fa4cp_world_timeout(const fa4cp_world *w);
+const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
+const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
+
+/* Collectives over the bootstrap (PMIx Put/Commit/Fence/Get with a fresh key
+ * each call and the world timeout; in local mode a copy).  allgather: recv
+ * [procs * bytes], block p from process p.  bcast: rank 0's buf to every
+ * process.  In Slurm mode (no exchange) they fail with FA4CP_ERR_UNSUPPORTED
+ * unless procs == 1. */
+fa4cp_status fa4cp_world_allgather(fa4cp_world *w, const void *send, void *recv, size_t bytes);
+fa4cp_status fa4cp_world_bcast(fa4cp_world *w, void *buf, size_t bytes);
+fa4cp_status fa4cp_world_barrier(fa4cp_world *w);
+
+/* End every process of the job with msg ("rank R on HOST: msg"): PMIx_Abort
+ * under PMIx, else print and exit(status 3).  Never returns. */
+void fa4cp_world_abort(fa4cp_world *w, const char *msg)
+#if defined(__GNUC__)
+    __attribute__((noreturn))
+#endif
+    ;
+
+/* The singleton-trap check, from the environment alone (tests fake it with
+ * setenv): FA4CP_ERR_LAUNCH when this process is inside a Slurm step of
+ * several tasks but was not given a PMIx namespace (pmix_nspace NULL or
+ * "singleton..."), or when the PMIx job size disagrees with the step's task
+ * count; FA4CP_OK otherwise.  pmix_job_size <= 0 = unknown. */
+fa4cp_status fa4cp_world_check_launch(const char *pmix_nspace, int pmix_job_size);
+
+/* A made-up cluster for planning (no GPU, no launcher): `nodes` nodes named
+ * node1.., tasks_per_node[i] ranks on node i (NULL: `tasks` on each), ranks
+ * placed "block" or "cyclic" over the nodes; gpus_per_node GPUs per node
+ * (0 = none, -1 = one per task).  Writes `*n` rows into a new table
+ * (fa4cp_free it). */
+fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_per_node,
+                              const char *distribution, int gpus_per_node,
+                              fa4cp_world_row **table, int *n);
+
+/* Two ranks of one node on one GPU: FA4CP_ERR_INVALID naming both ranks and
+ * the device (NCCL cannot use it).  Rows with gpu < 0 or gpu_exclusive are
+ * not checked. */
+fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
+
+/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]"): the number of
+ * hosts, and host `index` into buf (FA4CP_ERR_INVALID on a syntax error, with
+ * the offset in fa4cp_last_error). */
+fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
+fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
+/* "2(x3),1" (SLURM_STEP_TASKS_PER_NODE) -> counts[0..*n-1] (at most max). */
+fa4cp_status fa4cp_tasks_per_node_parse(const char *expr, int *counts, int max, int *n);
+
+/* ---- layout: a pure function of the world table and the CP request.
+ * CP groups come from physical order (node, then local rank): first whole
+ * groups inside single nodes, then the remaining ranks in physical order, so a
+ * group spans as few nodes as possible and stays in one node when cp divides
+ * the node's tasks.  The ring of a group visits each node's ranks
+ * consecutively.  Data-parallel group d = the ranks whose CP rank is d. */
+
+typedef struct fa4cp_layout fa4cp_layout;
+
+typedef struct fa4cp_layout_place {
+    int cp_group, cp_rank;     /* CP group index, position in its ring */
+    int ring_prev, ring_next;  /* world ranks */
+    int dp_group, dp_rank;     /* dp_group == cp_rank; dp_rank == cp_group */
+} fa4cp_layout_place;
+
+/* world % cp != 0: FA4CP_ERR_INVALID with the sizes that would work.
+ * is_a2a: an a2a group that crosses nodes gets a warning with its cost
+ * (fa4cp_layout_warning), unless allow_cross_node_a2a. */
+fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int is_a2a,
+                                int allow_cross_node_a2a, fa4cp_layout **out);
+void fa4cp_layout_destroy(fa4cp_layout *l);
+
+int fa4cp_layout_size(const fa4cp_layout *l);
+int fa4cp_layout_cp(const fa4cp_layout *l);
+int fa4cp_layout_cp_groups(const fa4cp_layout *l); /* size / cp */
+const fa4cp_world_row *fa4cp_layout_table(const fa4cp_layout *l);
+/* FA4CP_ERR_INVALID when rank is out of range */
+fa4cp_status fa4cp_layout_place_of(const fa4cp_layout *l, int rank, fa4cp_layout_place *out);
+/* World ranks of CP group g in ring order [cp]; DP group d by CP group [size/cp]. */
+const int *fa4cp_layout_cp_group(const fa4cp_layout *l, int g);
+const int *fa4cp_layout_dp_group(const fa4cp_layout *l, int d);
+/* Ring edges (wrap-around included) between different nodes; nodes spanned. */
+int fa4cp_layout_hops(const fa4cp_layout *l, int g);
+int fa4cp_layout_group_nodes(const fa4cp_layout *l, int g);
+/* "" when none; else one line per problem (cross-node a2a groups and their cost). */
+const char *fa4cp_layout_warning(const fa4cp_layout *l);
+
+/* The table of fa4cp-layout as text: json = 0 a text table, 1 a JSON object.
+ * `source` (e.g. "pmix") is printed as is; NULL omits it.  *text is a new
+ * NUL-terminated string (fa4cp_free it). */
+fa4cp_status fa4cp_layout_format(const fa4cp_layout *l, const char *source, int json,
+                                 char **text);
+
+/* ---- NCCL communicators (the "nccl" transport of fa4cp_comm).
+ * Without NCCL in the build every call fails with FA4CP_ERR_UNSUPPORTED. */
+
+typedef struct fa4cp_nccl_config {
+    size_t struct_size; /* set by the INIT macro */
+    double timeout_s;   /* watchdog: an operation not done after this long aborts
+                           the communicator (ncclCommAbort) and fails (default 300) */
+    int blocking;       /* 0 (default): non-blocking init, polled with the timeout */
+} fa4cp_nccl_config;
+
+#define FA4CP_NCCL_CONFIG_INIT {.struct_size = sizeof(fa4cp_nccl_config), .timeout_s = 300.0}
+
+/* The world communicator and the CP and DP communicators of this process's
+ * rank (ncclCommInitRankConfig, then ncclCommSplit by layout).  Selects the
+ * rank's GPU first.  The unique id travels over the bootstrap (PMIx), or, in
+ * Slurm mode, through NCCL_COMM_ID (fa4cp_nccl_comm_id_from_slurm). */
+typedef struct fa4cp_nccl_comms {
+    fa4cp_comm *world, *cp, *dp;
+} fa4cp_nccl_comms;
+fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
+                                    const fa4cp_nccl_config *cfg, fa4cp_nccl_comms *out);
+void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
+/* 1 when this build has NCCL. */
+int fa4cp_nccl_available(void);
+/* 1 when this build has the PMIx bootstrap. */
+int fa4cp_pmix_available(void);
+/* rank 0's ncclUniqueId (128 bytes) on every process of the world. */
+fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
+/* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",
+ * port = 20000 + (SLURM_JOB_ID * 16 + SLURM_STEP_ID) % 10000. */
+fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
 
 
 

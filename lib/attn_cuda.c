@@ -1,18 +1,312 @@
-/* attn_cuda.c - placeholder until the kernels land: the cuda backend reports
- * that it has no kernels. */
+/* attn_cuda.c - the cuda attention backend: checks, workspace, launches.
+ *
+ * Every argument is checked before anything is launched; every CUDA call
+ * and launch is checked and reported with file:line.  The kernels live in
+ * kernels/ (sm_90a) behind the extern "C" launchers of fa4cp_kernels.h. */
 #include "attn_internal.h"
 #include "internal.h"
 
-int fa4cp_attn_cuda_available(void) { return 0; }
+#include "../kernels/fa4cp_kernels.h"
 
-fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a)
-{
-    FA4CP_UNUSED(a);
-    return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED, "the cuda backend has no kernels in this build");
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define CUDA_CHECK(call)                                                                           \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess)                                                                     \
+            FA4CP_FAIL(FA4CP_ERR_CUDA, "cuda attention: %s:%d: %s failed: %s", __FILE__, __LINE__, \
+                       #call, cudaGetErrorString(e_));                                             \
+    } while (0)
+
+/* Is the current device one the sm_90a kernels run on? */
+static fa4cp_status device_ok(void) {
+    fa4cp_status st = FA4CP_OK;
+    int dev = 0, n = 0, major = 0, minor = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: no CUDA device (%s)",
+                   e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "cuda attention: device %d has compute capability %d.%d; the kernels are "
+                   "built for sm_90a (Hopper, 9.0) only",
+                   dev, major, minor);
+out:
+    return st;
 }
 
-fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a)
-{
-    FA4CP_UNUSED(a);
-    return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED, "the cuda backend has no kernels in this build");
+int fa4cp_attn_cuda_available(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        (void)cudaGetLastError(); /* clear the sticky "no device" error */
+        return 0;
+    }
+    return device_ok() == FA4CP_OK;
+}
+
+
+/* Workspace (dq_accum, Dsum) comes from one stream-ordered memory pool per
+ * device, owned by fa4cp, that keeps what it has allocated (release threshold
+ * unlimited): repeated backward calls then reuse the memory instead of mapping
+ * it again each time, and the process's default pool is left alone. */
+#define MAX_DEVICES 64
+static cudaMemPool_t pools[MAX_DEVICES];
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static fa4cp_status workspace_pool(cudaMemPool_t *out_pool) {
+    fa4cp_status st = FA4CP_OK;
+    int dev = 0;
+    int locked = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= MAX_DEVICES)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: device %d >= %d", dev, MAX_DEVICES);
+    pthread_mutex_lock(&pool_lock);
+    locked = 1;
+    if (!pools[dev]) {
+        struct cudaMemPoolProps props = {0};
+        cudaMemPool_t pool;
+        uint64_t keep = UINT64_MAX;
+        props.allocType = cudaMemAllocationTypePinned;
+        props.location.type = cudaMemLocationTypeDevice;
+        props.location.id = dev;
+        CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+        CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+        pools[dev] = pool;
+    }
+    *out_pool = pools[dev];
+out:
+    if (locked)
+        pthread_mutex_unlock(&pool_lock);
+    return st;
+}
+
+static int misaligned(const void *p) { return ((uintptr_t)p & 15u) != 0; }
+
+/* Checks of the cuda backend (before any launch). */
+static fa4cp_status check_args(const fa4cp_attn_args *a, int backward) {
+    fa4cp_status st = FA4CP_OK;
+    if (!a)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: args is NULL");
+    if (a->struct_size < sizeof(fa4cp_attn_args))
+        FA4CP_FAIL(FA4CP_ERR_INVALID,
+                   "cuda attention: args.struct_size %zu < %zu: initialise with FA4CP_ATTN_ARGS_INIT",
+                   a->struct_size, sizeof(fa4cp_attn_args));
+    if (a->dtype != FA4CP_BF16 && a->dtype != FA4CP_FP16)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "cuda attention: dtype %s is not supported: use bf16 or fp16 (fp32/fp64 run on "
+                   "the cpu backend only)",
+                   fa4cp_dtype_name(a->dtype));
+    if (a->head_dim != 64 && a->head_dim != 128)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "cuda attention: head_dim %d is not supported: the kernels take 64 or 128",
+                   a->head_dim);
+    if (a->batch < 0 || a->heads <= 0 || a->kv_heads <= 0 || a->total_q < 0 || a->total_k < 0)
+        FA4CP_FAIL(FA4CP_ERR_INVALID,
+                   "cuda attention: bad sizes (batch %d, heads %d, kv_heads %d, total_q %lld, "
+                   "total_k %lld)",
+                   a->batch, a->heads, a->kv_heads, (long long)a->total_q, (long long)a->total_k);
+    if (a->heads % a->kv_heads != 0)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: heads %d is not a multiple of kv_heads %d",
+                   a->heads, a->kv_heads);
+    if (a->max_seqlen_q < 0 || a->max_seqlen_k < 0)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: negative max_seqlen (%d, %d)",
+                   a->max_seqlen_q, a->max_seqlen_k);
+    if (!(a->softmax_scale >= 0.0) || isinf(a->softmax_scale))
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: softmax_scale %g must be finite and >= 0",
+                   a->softmax_scale);
+    if (a->batch > 0 && (!a->cu_seqlens_q || !a->cu_seqlens_k))
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: cu_seqlens_q/k must be device pointers");
+    {
+        struct {
+            const void *p;
+            const char *name;
+            int needed;
+        } ptrs[] = {
+            {a->q, "q", a->total_q > 0},
+            {a->out, "out", a->total_q > 0},
+            {a->lse, "lse", a->total_q > 0},
+            {a->k, "k", a->total_k > 0},
+            {a->v, "v", a->total_k > 0},
+            {a->dout, "dout", backward && a->total_q > 0},
+            {a->dq, "dq", backward && a->total_q > 0},
+            {a->dk, "dk", backward && a->total_k > 0},
+            {a->dv, "dv", backward && a->total_k > 0},
+        };
+        for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; ++i) {
+            if (!ptrs[i].needed)
+                continue;
+            if (!ptrs[i].p)
+                FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: %s is NULL", ptrs[i].name);
+            if (misaligned(ptrs[i].p))
+                FA4CP_FAIL(FA4CP_ERR_INVALID,
+                           "cuda attention: %s = %p is not 16-byte aligned (the kernels use "
+                           "16-byte loads)",
+                           ptrs[i].name, ptrs[i].p);
+        }
+        if (backward && a->dlse && ((uintptr_t)a->dlse & 3u))
+            FA4CP_FAIL(FA4CP_ERR_INVALID, "cuda attention: dlse is not 4-byte aligned");
+    }
+    if ((int64_t)a->heads * a->head_dim * (a->total_q > a->total_k ? a->total_q : a->total_k) >
+        ((int64_t)1 << 40))
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: tensors too large");
+out:
+    return st;
+}
+
+/* Fill the kernel parameters; reads max_seqlen from the device when 0. */
+static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
+    fa4cp_status st = FA4CP_OK;
+    int32_t *hcu = NULL;
+    cudaStream_t s = (cudaStream_t)a->stream;
+    p->is_fp16 = a->dtype == FA4CP_FP16;
+    p->batch = a->batch;
+    p->heads = a->heads;
+    p->kv_heads = a->kv_heads;
+    p->head_dim = a->head_dim;
+    p->total_q = a->total_q;
+    p->total_k = a->total_k;
+    p->cu_q = a->cu_seqlens_q;
+    p->cu_k = a->cu_seqlens_k;
+    p->used_q = a->seqused_q;
+    p->used_k = a->seqused_k;
+    p->max_sq = a->max_seqlen_q;
+    p->max_sk = a->max_seqlen_k;
+    p->scale = (float)(a->softmax_scale > 0.0 ? a->softmax_scale : 1.0 / sqrt((double)a->head_dim));
+    p->window_left = a->window_left < 0 ? -1 : a->window_left;
+    p->window_right = a->window_right < 0 ? -1 : a->window_right;
+    if (a->causal)
+        p->window_right = 0;
+    p->q = a->q;
+    p->k = a->k;
+    p->v = a->v;
+    p->out = a->out;
+    p->lse = (float *)a->lse;
+    p->dout = a->dout;
+    p->dlse = (const float *)a->dlse;
+    p->dq = a->dq;
+    p->dk = a->dk;
+    p->dv = a->dv;
+    p->dq_accum = NULL;
+    p->dsum = NULL;
+    p->sched = NULL;
+    p->sched_cap = 0;
+    p->deterministic = a->deterministic != 0;
+    {
+        const char *tn = getenv("FA4CP_CUDA_TUNING"); /* experiments only */
+        p->tuning = tn ? atoi(tn) : 0;
+    }
+    p->stream = a->stream;
+    if (a->batch > 0 && (p->max_sq == 0 || p->max_sk == 0)) {
+        /* physical lengths bound the real ones */
+        size_t n = (size_t)a->batch + 1;
+        hcu = malloc(2 * n * sizeof *hcu);
+        if (!hcu)
+            FA4CP_FAIL(FA4CP_ERR_NOMEM, "cuda attention: no memory for %zu cu_seqlens", 2 * n);
+        CUDA_CHECK(cudaMemcpyAsync(hcu, a->cu_seqlens_q, n * sizeof *hcu, cudaMemcpyDeviceToHost, s));
+        CUDA_CHECK(cudaMemcpyAsync(hcu + n, a->cu_seqlens_k, n * sizeof *hcu, cudaMemcpyDeviceToHost, s));
+        CUDA_CHECK(cudaStreamSynchronize(s));
+        int mq = 0, mk = 0;
+        for (int b = 0; b < a->batch; ++b) {
+            int lq = hcu[b + 1] - hcu[b], lk = hcu[n + b + 1] - hcu[n + b];
+            if (lq < 0 || lk < 0 || hcu[b + 1] > a->total_q || hcu[n + b + 1] > a->total_k)
+                FA4CP_FAIL(FA4CP_ERR_INVALID,
+                           "cuda attention: cu_seqlens of sequence %d out of order or past "
+                           "total_q/total_k",
+                           b);
+            mq = lq > mq ? lq : mq;
+            mk = lk > mk ? lk : mk;
+        }
+        if (p->max_sq == 0)
+            p->max_sq = mq;
+        if (p->max_sk == 0)
+            p->max_sk = mk;
+    }
+out:
+    free(hcu);
+    return st;
+}
+
+/* The longest-first work list of the kernels (see kernels/attn_sched.cuh). */
+static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
+    fa4cp_status st = FA4CP_OK;
+    cudaMemPool_t pool = NULL;
+    int64_t longest = p->max_sq > p->max_sk ? p->max_sq : p->max_sk;
+    p->sched_cap = (int64_t)p->batch * ((longest + 127) / 128) + 1;
+    FA4CP_TRY(workspace_pool(&pool));
+    CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
+out:
+    return st;
+}
+
+static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
+    if (ptr) {
+        cudaError_t e = cudaFreeAsync(ptr, s);
+        if (e != cudaSuccess && st == FA4CP_OK)
+            st = fa4cp_set_error(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaFreeAsync failed: %s",
+                                 __FILE__, __LINE__, cudaGetErrorString(e));
+    }
+    return st;
+}
+
+fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a) {
+    fa4cp_status st = FA4CP_OK;
+    fa4cp_kparams p;
+    p.sched = NULL;
+    FA4CP_TRY(check_args(a, 0));
+    FA4CP_TRY(device_ok());
+    FA4CP_TRY(make_params(a, &p));
+    if (a->batch == 0 || a->total_q == 0)
+        goto out;
+    FA4CP_TRY(alloc_sched(&p, (cudaStream_t)a->stream));
+    CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_fwd(&p));
+out:
+    return free_async(p.sched, a ? (cudaStream_t)a->stream : NULL, st);
+}
+
+fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
+    fa4cp_status st = FA4CP_OK;
+    fa4cp_kparams p;
+    cudaStream_t s = NULL;
+    void *dq_accum = NULL, *dsum = NULL;
+    p.sched = NULL;
+    FA4CP_TRY(check_args(a, 1));
+    FA4CP_TRY(device_ok());
+    FA4CP_TRY(make_params(a, &p));
+    s = (cudaStream_t)a->stream;
+    if (a->total_q > 0) {
+        size_t rows = (size_t)a->total_q * (size_t)a->heads;
+        cudaMemPool_t pool = NULL;
+        FA4CP_TRY(workspace_pool(&pool));
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dsum, rows * sizeof(float), pool, s));
+        if (!p.deterministic)
+            CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
+                                               pool, s));
+    }
+    p.dsum = dsum;
+    p.dq_accum = dq_accum;
+    if (a->batch == 0) {
+        /* no sequence: every row is padding */
+        size_t es = fa4cp_dtype_size(a->dtype);
+        if (a->total_q > 0)
+            CUDA_CHECK(cudaMemsetAsync(a->dq, 0, (size_t)a->total_q * a->heads * a->head_dim * es, s));
+        if (a->total_k > 0) {
+            size_t kb = (size_t)a->total_k * a->kv_heads * a->head_dim * es;
+            CUDA_CHECK(cudaMemsetAsync(a->dk, 0, kb, s));
+            CUDA_CHECK(cudaMemsetAsync(a->dv, 0, kb, s));
+        }
+        goto out;
+    }
+    FA4CP_TRY(alloc_sched(&p, s));
+    CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
+out:
+    st = free_async(p.sched, s, st);
+    st = free_async(dq_accum, s, st);
+    return free_async(dsum, s, st);
 }

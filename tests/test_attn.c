@@ -13,6 +13,13 @@
 #include "tap.h"
 #include "testutil.h"
 
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +44,7 @@ typedef struct tensors {
 } tensors;
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
+static int deterministic = 0; /* cuda: ask for the deterministic backward */
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -238,9 +246,84 @@ static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
     a->dv = t->dv;
 }
 
-/* Run the raw call on host tensors (the cuda backend stages them on the device). */
-static fa4cp_status run(int bwd, const fa4cp_attn_args *a)
+#ifdef HAVE_CUDA
+/* The cuda backend takes device pointers: stage every host buffer of the case
+ * on the device (outputs too, so the device outputs start as the host's NaN
+ * poison and untouched elements stay poison), run, copy the outputs back. */
+static fa4cp_status run_cuda(const tcase *c, int bwd, const fa4cp_attn_args *a)
 {
+    size_t es = fa4cp_dtype_size(c->dtype), ls = sizeof(float);
+    size_t bq = nq(c) * es, bk = nk(c) * es, bl = nl(c) * ls, bc = (size_t)(c->batch + 1) * 4;
+    struct {
+        const void *host;
+        size_t bytes;
+        void *dev;
+        int out; /* copied back after the call */
+    } b[] = {
+        {a->q, bq, NULL, 0},           {a->k, bk, NULL, 0},           {a->v, bk, NULL, 0},
+        {a->out, bq, NULL, !bwd},      {a->lse, bl, NULL, !bwd},      {a->dout, bq, NULL, 0},
+        {a->dlse, a->dlse ? bl : 0, NULL, 0}, {a->dq, bq, NULL, bwd}, {a->dk, bk, NULL, bwd},
+        {a->dv, bk, NULL, bwd},        {a->cu_seqlens_q, bc, NULL, 0}, {a->cu_seqlens_k, bc, NULL, 0},
+        {a->seqused_q, a->seqused_q ? bc : 0, NULL, 0}, {a->seqused_k, a->seqused_k ? bc : 0, NULL, 0},
+    };
+    const size_t n = sizeof b / sizeof b[0];
+    fa4cp_status st = FA4CP_OK;
+    cudaError_t e = cudaSuccess;
+    for (size_t i = 0; i < n && e == cudaSuccess; i++) {
+        if (!b[i].host || b[i].bytes == 0)
+            continue;
+        e = cudaMalloc(&b[i].dev, b[i].bytes);
+        if (e == cudaSuccess)
+            e = cudaMemcpy(b[i].dev, b[i].host, b[i].bytes, cudaMemcpyHostToDevice);
+    }
+    if (e != cudaSuccess) {
+        diag("staging on the device failed: %s", cudaGetErrorString(e));
+        st = FA4CP_ERR_CUDA;
+        goto out;
+    }
+    fa4cp_attn_args d = *a;
+    d.q = b[0].dev;
+    d.k = b[1].dev;
+    d.v = b[2].dev;
+    d.out = b[3].dev;
+    d.lse = b[4].dev;
+    d.dout = b[5].dev;
+    d.dlse = b[6].dev;
+    d.dq = b[7].dev;
+    d.dk = b[8].dev;
+    d.dv = b[9].dev;
+    d.cu_seqlens_q = b[10].dev;
+    d.cu_seqlens_k = b[11].dev;
+    d.seqused_q = b[12].dev;
+    d.seqused_k = b[13].dev;
+    d.deterministic = deterministic;
+    st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
+    if (st != FA4CP_OK)
+        goto out;
+    e = cudaDeviceSynchronize();
+    for (size_t i = 0; i < n && e == cudaSuccess; i++)
+        if (b[i].out && b[i].dev)
+            e = cudaMemcpy((void *)b[i].host, b[i].dev, b[i].bytes, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) {
+        diag("the cuda call or the copy back failed: %s", cudaGetErrorString(e));
+        st = FA4CP_ERR_CUDA;
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        if (b[i].dev)
+            cudaFree(b[i].dev);
+    return st;
+}
+#endif
+
+/* Run the raw call on the case's host tensors (staged on the device for cuda). */
+static fa4cp_status run(const tcase *c, int bwd, const fa4cp_attn_args *a)
+{
+#ifdef HAVE_CUDA
+    if (backend == FA4CP_BACKEND_CUDA)
+        return run_cuda(c, bwd, a);
+#endif
+    (void)c;
     return bwd ? fa4cp_attn_bwd(backend, a) : fa4cp_attn_fwd(backend, a);
 }
 
@@ -385,7 +468,7 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
     int good = 1;
     test_poison(c->dtype, t.out, nq(c));
     test_poison(fa4cp_lse_dtype(c->dtype), t.lse, nl(c));
-    fa4cp_status st = run(0, &a);
+    fa4cp_status st = run(c, 0, &a);
     if (st != FA4CP_OK) {
         diag("%s: forward failed: %s", desc, fa4cp_last_error());
         good = 0;
@@ -406,7 +489,7 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
     test_poison(c->dtype, t.dq, nq(c));
     test_poison(c->dtype, t.dk, nk(c));
     test_poison(c->dtype, t.dv, nk(c));
-    st = run(1, &a);
+    st = run(c, 1, &a);
     if (st != FA4CP_OK) {
         diag("%s: backward failed: %s", desc, fa4cp_last_error());
         good = 0;
@@ -502,6 +585,89 @@ static int finite_differences(test_rng *r)
     return good;
 }
 
+/* ------------------------------------------------------------------ cuda: long rows, determinism */
+
+/* Sequences longer than the kernels' tiles (several query and key blocks,
+ * partial last blocks), both backward paths, and bit-identical repeats of the
+ * deterministic backward. */
+static void cuda_cases(test_rng *r)
+{
+    fa4cp_dtype dts[] = {FA4CP_BF16, FA4CP_FP16};
+    for (int det = 0; det < 2; det++)
+        for (int k = 0; k < 2; k++) {
+            int passed = 0, total = 6, saw = 0;
+            deterministic = det;
+            for (int i = 0; i < total; i++) {
+                tcase c;
+                random_case(r, &c, dts[k], 300);
+                if (c.wl >= 0)
+                    c.wl = test_rng_int(r, 0, 200);
+                if (c.wr >= 0)
+                    c.wr = test_rng_int(r, 0, 200);
+                passed += run_case(r, &c, i % 2, &saw);
+            }
+            is_int(passed, total, "%s, %s backward: %d random cases with sequences up to 300 rows",
+                   fa4cp_dtype_name(dts[k]), det ? "deterministic" : "atomic", total);
+        }
+    deterministic = 0;
+
+    /* deterministic: identical bits over 5 runs (GQA, so the dK/dV group sums count too) */
+    tcase c;
+    random_case(r, &c, FA4CP_BF16, 400);
+    c.H = 4;
+    c.Hk = 2;
+    c.d = 128;
+    tensors t;
+    fa4cp_attn_args a;
+    alloc_tensors(&c, &t, r, 1);
+    args_of(&c, &t, &a);
+    int same = 1;
+    fa4cp_status st = run(&c, 0, &a);
+    size_t es = fa4cp_dtype_size(c.dtype);
+    size_t bytes[3] = {nq(&c) * es, nk(&c) * es, nk(&c) * es};
+    void *first[3] = {malloc(bytes[0] + 1), malloc(bytes[1] + 1), malloc(bytes[2] + 1)};
+    void *outs[3] = {t.dq, t.dk, t.dv};
+    deterministic = 1;
+    for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
+        for (int j = 0; j < 3; j++)
+            test_poison(c.dtype, outs[j], bytes[j] / es);
+        st = run(&c, 1, &a);
+        for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
+            if (run_i == 0)
+                memcpy(first[j], outs[j], bytes[j]);
+            else if (memcmp(first[j], outs[j], bytes[j]) != 0)
+                same = 0;
+        }
+    }
+    deterministic = 0;
+    if (st != FA4CP_OK)
+        diag("deterministic repeat: %s", fa4cp_last_error());
+    ok(st == FA4CP_OK && same, "deterministic backward: dq, dk, dv bit-identical over 5 runs");
+    for (int j = 0; j < 3; j++)
+        free(first[j]);
+    free_tensors(&t);
+
+    /* the cuda backend refuses what it has no kernel for, before any launch */
+    fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
+    static _Alignas(16) int32_t cu[8] = {0, 8};
+    b.dtype = FA4CP_BF16;
+    b.batch = 1;
+    b.heads = b.kv_heads = 1;
+    b.head_dim = 96;
+    b.total_q = b.total_k = 8;
+    b.cu_seqlens_q = b.cu_seqlens_k = cu;
+    b.q = b.k = b.v = b.out = b.lse = (void *)cu;
+    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: head_dim 96 is refused");
+    like(fa4cp_last_error(), "64 or 128", "the refusal names the supported head dims");
+    b.head_dim = 64;
+    b.dtype = FA4CP_FP32;
+    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: fp32 is refused");
+    b.dtype = FA4CP_BF16;
+    b.q = (const char *)cu + 4;
+    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_INVALID, "cuda: a misaligned q is refused");
+    like(fa4cp_last_error(), "16-byte", "the refusal says why");
+}
+
 /* ------------------------------------------------------------------ refusals */
 
 static void refusals(void)
@@ -535,9 +701,20 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && fa4cp_backend_parse(argv[1], &backend) != FA4CP_OK)
         bail("%s", fa4cp_last_error());
-    if (!fa4cp_backend_available(backend))
-        skip_all("backend %s is not available here (no CUDA device, or built without CUDA)",
-                 fa4cp_backend_name(backend));
+    if (!fa4cp_backend_available(backend)) {
+        if (backend == FA4CP_BACKEND_CUDA) {
+#ifdef HAVE_CUDA
+            int n = 0;
+            cudaError_t e = cudaGetDeviceCount(&n);
+            skip_all("no CUDA device: %s", e != cudaSuccess ? cudaGetErrorString(e)
+                                           : n == 0 ? "0 devices"
+                                                    : "the kernels need a Hopper (sm_90) GPU");
+#else
+            skip_all("no CUDA device: this build has no CUDA (configure --with-cuda)");
+#endif
+        }
+        skip_all("backend %s is not available here", fa4cp_backend_name(backend));
+    }
     plan(0);
     test_rng rng = test_rng_init("test_attn");
     diag("backend %s", fa4cp_backend_name(backend));
@@ -581,6 +758,8 @@ int main(int argc, char **argv)
         memcpy(c.used_k, uk, sizeof uk);
         ok(run_case(&rng, &c, 0, &saw), "a sequence with queries but no keys gives out 0 and lse -inf");
     }
+    if (backend == FA4CP_BACKEND_CUDA)
+        cuda_cases(&rng);
     refusals();
     if (backend == FA4CP_BACKEND_CPU)
         ok(finite_differences(&rng), "backward matches central finite differences (fp64, 6 random small shapes, with dlse)");

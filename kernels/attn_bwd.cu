@@ -1,0 +1,893 @@
+// attn_bwd.cu - FlashAttention backward for THD varlen inputs (sm_90a build).
+//
+//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
+//   2. main kernel, one CTA of 8 warps per (64-row KV block, kv head, seq):
+//      K, V stay in shared memory; the CTA walks every query head of its GQA
+//      group and every visible 64-row query block (Q, dO double-buffered by
+//      cp.async), recomputes S = Q K^T and dP = dO V^T, forms P and
+//      dS = P (dP - Dsum) in shared memory, accumulates dV += P^T dO and
+//      dK += dS^T Q in registers (so GQA sums are fixed-order) and, unless
+//      deterministic, adds dQ = dS K into an fp32 dq_accum with atomics.
+//   3. deterministic only: a dQ kernel per 64-row query block walks its
+//      visible KV blocks in a fixed order (S, dP recomputed; 4 products).
+//   4. finish: dq = scale * dq_accum (non-deterministic) and exact zeros in
+//      every padding row of dq, dk, dv.
+#include "attn_common.cuh"
+#include "wgmma.cuh"
+#include "attn_sched.cuh"
+
+#include <stdlib.h>
+#include <string.h>
+
+namespace fa4cp {
+
+constexpr int BBM = 64, BBN = 64, BNW = 8, BNT = BNW * 32;
+
+// dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
+__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
+                 "cp.async.bulk.commit_group;\n" ::"l"(dst),
+                 "r"(smem_u32(src)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_wait_read0() {
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+// Column of element `col` of a dq_accum row whose index in its sequence is
+// congruent to r8 modulo 8: 16-byte chunks XOR (2 * r8).
+__device__ __forceinline__ int dqa_col(int r8, int col) {
+    return ((((col >> 2) ^ (r8 << 1))) << 2) | (col & 3);
+}
+
+// dst[0..1] += (a, b) in global memory, without returning the old values
+// (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
+__device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
+}
+
+// S and dP for a 64x64 (query, key) block; writes P (optional) and dS, as T,
+// into swizzled 64x64 tiles.  Warp w owns rows 16*(w&3), columns 32*(w>>2).
+template <typename T, int D>
+__device__ __forceinline__ void p_ds_block(const T *sQ, const T *sdO, const T *sK, const T *sV,
+                                           const float *sLse2, const float *sDsum, T *sP, T *sdS,
+                                           bool store_p, bool need_mask, const Mask &mk,
+                                           int64_t m0, int64_t n0, float sl2) {
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int wm = warp & 3, wn = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
+
+    float s[4][4], dp[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            s[i][j] = dp[i][j] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t aq[4], ad[4];
+        ldmatrix_x4(aq, smem_u32(sQ + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
+        ldmatrix_x4(ad, smem_u32(sdO + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
+#pragma unroll
+        for (int np = 0; np < 2; ++np) {
+            uint32_t bk[4], bv[4];
+            ldmatrix_x4(bk, smem_u32(sK + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
+            ldmatrix_x4(bv, smem_u32(sV + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
+            mma16816<T>(s[2 * np], aq, bk[0], bk[1]);
+            mma16816<T>(s[2 * np + 1], aq, bk[2], bk[3]);
+            mma16816<T>(dp[2 * np], ad, bv[0], bv[1]);
+            mma16816<T>(dp[2 * np + 1], ad, bv[2], bv[3]);
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int rl = wm * 16 + g + 8 * r;
+        const float l2 = sLse2[rl], dsum = sDsum[rl];
+        const int64_t qi = m0 + rl;
+        int64_t lo = 0, hi = 0;
+        if (need_mask) {
+            lo = mk.lo(qi);
+            hi = mk.hi(qi);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int cl = wn * 32 + i * 8 + 2 * t;
+            float pv[2], dsv[2];
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                float pe = exp2f(s[i][2 * r + c] * sl2 - l2);
+                if (need_mask) {
+                    int64_t j = n0 + cl + c;
+                    if (j < lo || j > hi)
+                        pe = 0.f;
+                }
+                pv[c] = pe;
+                dsv[c] = pe * (dp[i][2 * r + c] - dsum);
+            }
+            if (store_p)
+                *reinterpret_cast<uint32_t *>(sP + swz<BBN>(rl, cl)) = pack2<T>(pv[0], pv[1]);
+            *reinterpret_cast<uint32_t *>(sdS + swz<BBN>(rl, cl)) = pack2<T>(dsv[0], dsv[1]);
+        }
+    }
+}
+
+// acc[D/16][4] (a 16 x D/2 slice; warp w: rows 16*(w&3), cols D/2*(w>>2))
+//   += A^T B with A a 64x64 tile [k][row] (transposed read) and B a 64xD tile [k][col].
+template <typename T, int D>
+__device__ __forceinline__ void gemm_at_b(float (*acc)[4], const T *sA, const T *sB) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4_trans(a, smem_u32(sA + swz<BBN>(kk * 16 + b_row, wr * 16 + b_col)));
+#pragma unroll
+        for (int dp = 0; dp < D / 32; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
+            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
+            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// acc[D/16][4] (same slice) += A B with A a 64x64 tile [row][k] and B a 64xD tile [k][col].
+template <typename T, int D>
+__device__ __forceinline__ void gemm_a_b(float (*acc)[4], const T *sA, const T *sB) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int wr = warp & 3, wc = warp >> 2;
+    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4(a, smem_u32(sA + swz<BBN>(wr * 16 + a_row, kk * 16 + a_col)));
+#pragma unroll
+        for (int dp = 0; dp < D / 32; ++dp) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
+            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
+            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// LSE (log2 units; +inf for rows that must give P = 0) and Dsum of a query block.
+__device__ __forceinline__ void load_row_stats(float *sLse2, float *sDsum, const fa4cp_kparams &p,
+                                               int hq, const SeqInfo &si, int m0) {
+    const int r = threadIdx.x;
+    if (r < BBM) {
+        const int i = m0 + r;
+        float l2 = INFINITY, ds = 0.f;
+        if (i < si.sq) {
+            const int64_t idx = (int64_t)hq * p.total_q + si.q_off + i;
+            const float l = p.lse[idx];
+            l2 = (l == -INFINITY) ? INFINITY : l * kLog2e;
+            ds = p.dsum[idx];
+        }
+        sLse2[r] = l2;
+        sDsum[r] = ds;
+    }
+}
+
+template <typename T, int D> struct BwdCfg {
+    static constexpr int TILE = BBM * D; // elements of a 64 x D tile
+    static constexpr int PT = BBM * BBN;
+    // sK, sV, sQ[2], sdO[2], sP, sdS, lse2[2], dsum[2]
+    static constexpr int SMEM = (6 * TILE + 2 * PT) * (int)sizeof(T) + 4 * BBM * (int)sizeof(float);
+    // dq kernel: sQ, sdO, sK[2], sV[2], sdS, lse2, dsum
+    static constexpr int SMEM_DQ = (6 * TILE + PT) * (int)sizeof(T) + 2 * BBM * (int)sizeof(float);
+};
+
+__device__ __forceinline__ bool block_needs_mask(const Mask &mk, const fa4cp_kparams &p,
+                                                 int64_t m0, int64_t n0) {
+    return (n0 + BBN > mk.sk) || (p.window_right >= 0 && n0 + BBN - 1 > mk.hi(m0)) ||
+           (p.window_left >= 0 && n0 < mk.lo(m0 + BBM - 1));
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p) {
+    using C = BwdCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw);
+    T *sV = sK + C::TILE;
+    T *sQ = sV + C::TILE;       // [2]
+    T *sdO = sQ + 2 * C::TILE;  // [2]
+    T *sP = sdO + 2 * C::TILE;
+    T *sdS = sP + C::PT;
+    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT); // [2][BBM]
+    float *sDsum = sLse2 + 2 * BBM;                         // [2][BBM]
+
+    const int H = p.heads, HK = p.kv_heads, G = H / HK;
+    const int kvh = blockIdx.y % HK;
+    const int bi = blockIdx.y / HK;
+    const SeqInfo si = seq_info(p, bi);
+    const int nnb = (si.sk + BBN - 1) / BBN;
+    const int nb_rev = blockIdx.x;
+    if (nb_rev >= nnb)
+        return;
+    const int n_block = nnb - 1 - nb_rev;
+    const int n0 = n_block * BBN;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+
+    // query rows that see some key of this block
+    const int n_last = min(n0 + BBN, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    int mb_lo = 0, nmb = 0;
+    if (i_min <= i_max) {
+        mb_lo = (int)(i_min / BBM);
+        nmb = (int)(i_max / BBM) - mb_lo + 1;
+    }
+    const int iters = nmb * G;
+
+    float dv[D / 16][4], dk[D / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dv[i][j] = dk[i][j] = 0.f;
+
+    const float sl2 = p.scale * kLog2e;
+    const bool atomic_dq = !p.deterministic;
+
+    if (iters > 0) {
+        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n0, si.sk, tid);
+        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n0, si.sk, tid);
+        auto issue = [&](int it) {
+            const int st = it & 1;
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * BBM;
+            const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+            const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+            load_tile<T, BBM, D, BNT>(sQ + st * C::TILE, gq, q_stride, m0, si.sq, tid);
+            load_tile<T, BBM, D, BNT>(sdO + st * C::TILE, gdo, q_stride, m0, si.sq, tid);
+            load_row_stats(sLse2 + st * BBM, sDsum + st * BBM, p, hq, si, m0);
+        };
+        issue(0);
+        cp_async_commit();
+        for (int it = 0; it < iters; ++it) {
+            const int st = it & 1;
+            if (it + 1 < iters) {
+                issue(it + 1);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + it % nmb) * BBM;
+            const T *cQ = sQ + st * C::TILE, *cdO = sdO + st * C::TILE;
+            p_ds_block<T, D>(cQ, cdO, sK, sV, sLse2 + st * BBM, sDsum + st * BBM, sP, sdS, true,
+                             block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
+            __syncthreads();
+            gemm_at_b<T, D>(dv, sP, cdO);
+            gemm_at_b<T, D>(dk, sdS, cQ);
+            if (atomic_dq) {
+                float dq[D / 16][4];
+#pragma unroll
+                for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        dq[i][j] = 0.f;
+                gemm_a_b<T, D>(dq, sdS, sK);
+                const int wr = warp & 3, wc = warp >> 2;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int i = m0 + wr * 16 + g + 8 * r;
+                    if (i >= si.sq)
+                        continue;
+                    float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
+#pragma unroll
+                    for (int c = 0; c < D / 16; ++c)
+                        red_add_f32x2(dst + dqa_col(i & 7, wc * (D / 2) + c * 8 + 2 * t), dq[c][2 * r],
+                                      dq[c][2 * r + 1]);
+                }
+            }
+            __syncthreads();
+        }
+    }
+
+    // write dK (scaled) and dV for the real rows of this block
+    {
+        const int wr = warp & 3, wc = warp >> 2;
+        T *dkp = reinterpret_cast<T *>(p.dk) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
+        T *dvp = reinterpret_cast<T *>(p.dv) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int j = n0 + wr * 16 + g + 8 * r;
+            if (j >= si.sk)
+                continue;
+#pragma unroll
+            for (int c = 0; c < D / 16; ++c) {
+                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(dk[c][2 * r] * p.scale, dk[c][2 * r + 1] * p.scale);
+                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
+            }
+        }
+    }
+}
+
+// Deterministic dQ: one CTA per (64-row query block, head, sequence).
+template <typename T, int D>
+__global__ void __launch_bounds__(BNT, 1) bwd_dq_kernel(const fa4cp_kparams p) {
+    using C = BwdCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    T *sQ = reinterpret_cast<T *>(smem_raw);
+    T *sdO = sQ + C::TILE;
+    T *sK = sdO + C::TILE; // [2]
+    T *sV = sK + 2 * C::TILE; // [2]
+    T *sdS = sV + 2 * C::TILE;
+    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT);
+    float *sDsum = sLse2 + BBM;
+
+    const int H = p.heads, HK = p.kv_heads;
+    const int tile = blockIdx.x;
+    const int hq = tile % H;
+    const int bi = (tile / H) % p.batch;
+    const int mb_rev = tile / (H * p.batch);
+    const SeqInfo si = seq_info(p, bi);
+    const int nmb = (si.sq + BBM - 1) / BBM;
+    if (mb_rev >= nmb)
+        return;
+    const int m0 = (nmb - 1 - mb_rev) * BBM;
+    const int kvh = hq / (H / HK);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int m_last = min(m0 + BBM, si.sq) - 1;
+    const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+
+    float dq[D / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dq[i][j] = 0.f;
+
+    if (si.sk > 0 && j_lo <= j_hi) {
+        const int n_lo = (int)(j_lo / BBN), n_hi = (int)(j_hi / BBN);
+        const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+        const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+        const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+        const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+        const float sl2 = p.scale * kLog2e;
+        load_tile<T, BBM, D, BNT>(sQ, gq, q_stride, m0, si.sq, tid);
+        load_tile<T, BBM, D, BNT>(sdO, gdo, q_stride, m0, si.sq, tid);
+        load_row_stats(sLse2, sDsum, p, hq, si, m0);
+        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n_hi * BBN, si.sk, tid);
+        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n_hi * BBN, si.sk, tid);
+        cp_async_commit();
+        for (int n = n_hi, it = 0; n >= n_lo; --n, ++it) {
+            const int st = it & 1;
+            if (n > n_lo) {
+                load_tile<T, BBN, D, BNT>(sK + (st ^ 1) * C::TILE, gk, k_stride, (n - 1) * BBN, si.sk, tid);
+                load_tile<T, BBN, D, BNT>(sV + (st ^ 1) * C::TILE, gv, k_stride, (n - 1) * BBN, si.sk, tid);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const int64_t n0 = (int64_t)n * BBN;
+            p_ds_block<T, D>(sQ, sdO, sK + st * C::TILE, sV + st * C::TILE, sLse2, sDsum, nullptr,
+                             sdS, false, block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
+            __syncthreads();
+            gemm_a_b<T, D>(dq, sdS, sK + st * C::TILE);
+            __syncthreads();
+        }
+    }
+    const int wr = warp & 3, wc = warp >> 2;
+    T *dqp = reinterpret_cast<T *>(p.dq) + si.q_off * q_stride + (int64_t)hq * D + wc * (D / 2);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int i = m0 + wr * 16 + g + 8 * r;
+        if (i >= si.sq)
+            continue;
+#pragma unroll
+        for (int c = 0; c < D / 16; ++c)
+            *reinterpret_cast<uint32_t *>(dqp + (int64_t)i * q_stride + c * 8 + 2 * t) =
+                pack2<T>(dq[c][2 * r] * p.scale, dq[c][2 * r + 1] * p.scale);
+    }
+}
+
+
+__device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_kparams &p,
+                                                    int64_t m0, int64_t n0) {
+    return (n0 + 128 > mk.sk) || (p.window_right >= 0 && n0 + 128 - 1 > mk.hi(m0)) ||
+           (p.window_left >= 0 && n0 < mk.lo(m0 + 64 - 1));
+}
+
+// ---------------------------------------------------------------- wgmma version
+// One CTA of 2 warpgroups per (128-row KV block, kv head, sequence); warpgroup
+// w owns KV rows 64w..64w+63.  Per 64-row query block (Q, dO double-buffered):
+//   S^T = K Q^T, dP^T = V dO^T       (SS wgmma, K-major operands)
+//   P^T, dS^T in registers            (-> A operands, as in the forward)
+//   dV += P^T dO, dK += dS^T Q        (RS wgmma, dO/Q read MN-major)
+//   dQ  = dS K                        (SS wgmma, dS^T staged in smem, both MN-major)
+// dQ goes to dq_accum with fp32 atomics unless deterministic (then the dQ
+// kernel above runs after this one).
+constexpr int WBM = 64, WBN = 128;
+
+template <typename T, int D> struct BwdWgCfg {
+    static constexpr int TQ = WBM * D, TK = WBN * D;
+    // sK, sV, sQ[2], sdO[2], sdST, sdQ[2] (fp32), lse2[2], dsum[2]
+    static constexpr int SMEM = (2 * TK + 4 * TQ + WBN * WBM) * (int)sizeof(T) +
+                                2 * WBM * D * (int)sizeof(float) + 4 * WBM * (int)sizeof(float) + 1024;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p, int max_nb, bool use_list) {
+    using C = BwdWgCfg<T, D>;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *base = reinterpret_cast<unsigned char *>(
+        (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+    T *sK = reinterpret_cast<T *>(base);
+    T *sV = sK + C::TK;
+    T *sQ = sV + C::TK;       // [2]
+    T *sdO = sQ + 2 * C::TQ;  // [2]
+    T *sdST = sdO + 2 * C::TQ; // [WBN kv rows][WBM query cols], one panel
+    float *sdQ = reinterpret_cast<float *>(sdST + WBN * WBM); // [2][WBM][D], dqa_col order
+    float *sLse2 = sdQ + 2 * WBM * D;                          // [2][WBM]
+    float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
+
+    const int H = p.heads, HK = p.kv_heads, G = H / HK;
+    const int kvh = blockIdx.x % HK;
+    int bi, n_block;
+    if (use_list) { // longest-first work list (attn_sched.cuh)
+        const int idx = blockIdx.x / HK;
+        if (idx >= p.sched[0])
+            return;
+        const int e = p.sched[1 + idx];
+        bi = e / max_nb;
+        n_block = e % max_nb;
+    } else {
+        bi = (blockIdx.x / HK) % p.batch;
+        const int nb_rev = blockIdx.x / (HK * p.batch);
+        const int nnb0 = (seq_info(p, bi).sk + WBN - 1) / WBN;
+        if (nb_rev >= nnb0)
+            return;
+        n_block = nnb0 - 1 - nb_rev;
+    }
+    const SeqInfo si = seq_info(p, bi);
+    const int n0 = n_block * WBN;
+    const int tid = threadIdx.x;
+    const int wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, t = lane & 3;
+
+    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
+    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
+    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
+
+    const int n_last = min(n0 + WBN, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    int mb_lo = 0, nmb = 0;
+    if (i_min <= i_max) {
+        mb_lo = (int)(i_min / WBM);
+        nmb = (int)(i_max / WBM) - mb_lo + 1;
+    }
+    const int iters = nmb * G;
+    // The KV blocks of one head start their walk over the query blocks at
+    // different places, so their dQ atomics do not all hit the same tile.
+    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : n_block % nmb;
+
+    float dv[D / 8][4], dk[D / 8][4];
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            dv[i][j] = dk[i][j] = 0.f;
+
+    const float sl2 = p.scale * kLog2e;
+    const bool atomic_dq = !p.deterministic;
+    // this thread's KV rows (block-relative): jr0, jr0 + 8
+    const int jr0 = wg * 64 + warp * 16 + g;
+
+    if (iters > 0) {
+        load_tile_pn<T, WBN, D, 256>(sK, gk, k_stride, n0, si.sk, tid);
+        load_tile_pn<T, WBN, D, 256>(sV, gv, k_stride, n0, si.sk, tid);
+        // Row statistics of the next query block are loaded into registers when
+        // its tiles are issued and stored to shared memory at the end of the
+        // iteration, so no warp waits on global memory before its wgmma.
+        float pf_l2 = INFINITY, pf_ds = 0.f;
+        auto issue = [&](int it) {
+            const int st = it & 1;
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
+            const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
+            load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
+            load_tile_pn<T, WBM, D, 256>(sdO + st * C::TQ, gdo, q_stride, m0, si.sq, tid);
+            pf_l2 = INFINITY;
+            pf_ds = 0.f;
+            if (tid < WBM && m0 + tid < si.sq) {
+                const int64_t idx = (int64_t)hq * p.total_q + si.q_off + m0 + tid;
+                pf_l2 = p.lse[idx];
+                pf_ds = p.dsum[idx];
+            }
+        };
+        auto store_stats = [&](int st) {
+            if (tid < WBM) {
+                sLse2[st * WBM + tid] = pf_l2 == -INFINITY ? INFINITY : pf_l2 * kLog2e;
+                sDsum[st * WBM + tid] = pf_ds;
+            }
+        };
+        issue(0);
+        cp_async_commit();
+        store_stats(0);
+        const uint32_t sKa = smem_u32(sK), sVa = smem_u32(sV), sdSa = smem_u32(sdST);
+        // dQ tiles go through shared memory (sdQ[it & 1]) and are added to
+        // dq_accum by one bulk reduction (cp.reduce.async.bulk), issued by
+        // thread 0 after the next barrier; it must finish reading a buffer
+        // before that buffer is written again two iterations later.
+        const bool bulk_dq = atomic_dq && !(p.tuning & 16);
+        int prev_hq = -1, prev_m0 = 0;
+        auto flush_dq = [&](int buf) {
+            if (tid == 0 && prev_hq >= 0) {
+                const int rows = min(WBM, si.sq - prev_m0);
+                float *dst = p.dq_accum + ((int64_t)prev_hq * p.total_q + si.q_off + prev_m0) * D;
+                bulk_reduce_add_f32(dst, sdQ + buf * WBM * D, (uint32_t)rows * D * 4);
+            }
+            prev_hq = -1;
+        };
+        for (int it = 0; it < iters; ++it) {
+            const int st = it & 1;
+            cp_async_wait<0>();
+            if (bulk_dq && tid == 0)
+                bulk_wait_read0(); // the reduction of iteration it-2 has read sdQ[st]
+            fence_proxy_async();
+            __syncthreads();
+            if (bulk_dq)
+                flush_dq(st ^ 1); // tile of iteration it-1
+            if (it + 1 < iters) {
+                issue(it + 1);
+                cp_async_commit();
+            }
+            const int hq = kvh * G + it / nmb;
+            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const uint32_t sQa = smem_u32(sQ + st * C::TQ), sdOa = smem_u32(sdO + st * C::TQ);
+            const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
+
+            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t koff = (kk & 3) * 32;
+                const uint64_t ak = gmma_desc(sKa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
+                const uint64_t bq = gmma_desc(sQa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
+                wgmma_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
+            }
+            wgmma_commit();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t koff = (kk & 3) * 32;
+                const uint64_t av = gmma_desc(sVa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
+                const uint64_t bo = gmma_desc(sdOa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
+                wgmma_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
+            }
+            wgmma_commit();
+            wgmma_wait<1>(); // S^T is ready; dP^T may still be running
+
+            const bool need_mask = block_needs_mask_wg(mk, p, m0, n0);
+            uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+            // P^T (in place of S^T) while dP^T runs on the tensor cores
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int64_t j = n0 + jr0 + 8 * r;
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int il = i * 8 + 2 * t + c;
+                        float pe = exp2f(sT[i][2 * r + c] * sl2 - lse2[il]);
+                        if (need_mask) {
+                            const int64_t qi = m0 + il;
+                            if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
+                                pe = 0.f;
+                        }
+                        sT[i][2 * r + c] = pe;
+                    }
+            }
+            wgmma_wait<0>();
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int jl = jr0 + 8 * r;
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    float pv[2], dsv[2];
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int il = i * 8 + 2 * t + c;
+                        pv[c] = sT[i][2 * r + c];
+                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsm[il]);
+                    }
+                    const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
+                    // A fragments: tile i -> k-step i/2, registers (i&1)*2 + r
+                    pa[i >> 1][(i & 1) * 2 + r] = pp;
+                    da[i >> 1][(i & 1) * 2 + r] = dd;
+                    *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jl, i * 8 + 2 * t)) = dd;
+                }
+            }
+            fence_proxy_async();
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk) {
+                const uint64_t bo = gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024);
+                wgmma_rs_tb<T, D>(&dv[0][0], pa[kk], bo, 1);
+            }
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk) {
+                const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
+                wgmma_rs_tb<T, D>(&dk[0][0], da[kk], bq, 1);
+            }
+            wgmma_commit();
+            if (atomic_dq && !(p.tuning & 4)) { // tuning 4: skip dQ (timing experiments only)
+                __syncthreads(); // dS^T of both warpgroups is in shared memory
+                // warpgroup w: dQ[:, 64w .. 64w+63] (d = 128); d = 64: warpgroup 0 only
+                if (D == 128 || wg == 0) {
+                    float dq[8][4];
+                    wgmma_fence();
+#pragma unroll
+                    for (int kk = 0; kk < WBN / 16; ++kk) {
+                        const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
+                        const uint64_t b = gmma_desc(sKa + wg * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024);
+                        wgmma_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
+                    }
+                    wgmma_commit();
+                    wgmma_wait<0>();
+                    if (bulk_dq) {
+                        float *tileq = sdQ + st * WBM * D;
+#pragma unroll
+                        for (int r = 0; r < 2; ++r) {
+                            const int rl = warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                            for (int c = 0; c < 8; ++c)
+                                *reinterpret_cast<float2 *>(tileq + rl * D +
+                                                            dqa_col(g, wg * 64 + c * 8 + 2 * t)) =
+                                    make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                        }
+                        fence_proxy_async();
+                        prev_hq = (p.tuning & 2) ? -1 : hq; // tuning 2: no reduction (timing only)
+                        prev_m0 = m0;
+                    } else
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int i = m0 + warp * 16 + g + 8 * r;
+                        if (i >= si.sq || (p.tuning & 2)) // tuning 2: no atomics (timing only)
+                            continue;
+                        float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
+#pragma unroll
+                        for (int c = 0; c < 8; ++c)
+                            red_add_f32x2(dst + dqa_col(g, wg * 64 + c * 8 + 2 * t), dq[c][2 * r],
+                                          dq[c][2 * r + 1]);
+                    }
+                }
+            }
+            wgmma_wait<0>();
+            if (it + 1 < iters)
+                store_stats(st ^ 1);
+        }
+        if (bulk_dq) {
+            __syncthreads(); // the last tile is in sdQ
+            flush_dq((iters - 1) & 1);
+            if (tid == 0)
+                bulk_wait_all();
+        }
+    }
+
+    T *dkp = reinterpret_cast<T *>(p.dk) + si.k_off * k_stride + (int64_t)kvh * D;
+    T *dvp = reinterpret_cast<T *>(p.dv) + si.k_off * k_stride + (int64_t)kvh * D;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int j = n0 + jr0 + 8 * r;
+        if (j >= si.sk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c) {
+            *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                pack2<T>(dk[c][2 * r] * p.scale, dk[c][2 * r + 1] * p.scale);
+            *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
+        }
+    }
+}
+
+// FA4CP_CUDA_KERNEL=mma selects the mma.sync kernels (the first, simpler version).
+static bool use_mma_sync() {
+    const char *e = getenv("FA4CP_CUDA_KERNEL");
+    return e && strcmp(e, "mma") == 0;
+}
+
+// Dsum[h, row] = sum_d dO * O - dLSE over real rows; 0 on padding rows.
+template <typename T, int D> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p) {
+    constexpr int L = D / 8; // lanes per (row, head)
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t pair = gid / L;
+    const int c = (int)(gid % L);
+    const int64_t npairs = p.total_q * p.heads;
+    const bool in = pair < npairs;
+    const int64_t row = in ? pair / p.heads : 0;
+    const int h = in ? (int)(pair % p.heads) : 0;
+    float acc = 0.f;
+    bool real = false;
+    if (in) {
+        real = row_is_real(p.cu_q, p.used_q, p.batch, row, nullptr, nullptr);
+        if (real) {
+            const int64_t off = (row * p.heads + h) * D + c * 8;
+            const uint4 o = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.out) + off);
+            const uint4 d = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.dout) + off);
+            const uint32_t ow[4] = {o.x, o.y, o.z, o.w}, dw[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                float2 a = unpack2<T>(ow[i]), b = unpack2<T>(dw[i]);
+                acc += a.x * b.x + a.y * b.y;
+            }
+        }
+    }
+#pragma unroll
+    for (int s = L / 2; s > 0; s >>= 1)
+        acc += __shfl_xor_sync(0xffffffffu, acc, s);
+    if (in && c == 0) {
+        const int64_t idx = (int64_t)h * p.total_q + row;
+        p.dsum[idx] = real ? acc - (p.dlse ? p.dlse[idx] : 0.f) : 0.f;
+    }
+}
+
+// Rows of dq (which = 0) or dk/dv (which = 1): padding rows get exact zeros;
+// real dq rows get scale * dq_accum when the atomic path ran.
+template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kparams p, int which) {
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int hh = which == 0 ? p.heads : p.kv_heads;
+    const int64_t total = which == 0 ? p.total_q : p.total_k;
+    const int64_t per_row = (int64_t)hh * (D / 8);
+    if (gid >= total * per_row)
+        return;
+    const int64_t row = gid / per_row;
+    const int64_t off = gid * 8; // element offset (rows are contiguous)
+    int64_t start = 0;
+    const bool real = which == 0 ? row_is_real(p.cu_q, p.used_q, p.batch, row, &start, nullptr)
+                                 : row_is_real(p.cu_k, p.used_k, p.batch, row, &start, nullptr);
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    if (which == 1) {
+        if (!real) {
+            *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dk) + off) = zero;
+            *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dv) + off) = zero;
+        }
+        return;
+    }
+    T *dq = reinterpret_cast<T *>(p.dq) + off;
+    if (!real) {
+        *reinterpret_cast<uint4 *>(dq) = zero;
+    } else if (!p.deterministic) {
+        const int h = (int)((gid / (D / 8)) % p.heads);
+        const int col = (int)(gid % (D / 8)) * 8;
+        const int r8 = (int)((row - start) & 7);
+        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * D;
+        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col(r8, col));
+        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col(r8, col + 4));
+        const float s = p.scale;
+        uint4 v;
+        v.x = pack2<T>(a.x * s, a.y * s);
+        v.y = pack2<T>(a.z * s, a.w * s);
+        v.z = pack2<T>(b.x * s, b.y * s);
+        v.w = pack2<T>(b.z * s, b.w * s);
+        *reinterpret_cast<uint4 *>(dq) = v;
+    }
+}
+
+static unsigned blocks_for(int64_t threads, int per_block) {
+    return (unsigned)((threads + per_block - 1) / per_block);
+}
+
+template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &p) {
+    using C = BwdCfg<T, D>;
+    cudaStream_t s = (cudaStream_t)p.stream;
+    cudaError_t e;
+    const int64_t q_elems = p.total_q * p.heads * D;
+    if (!p.deterministic && q_elems > 0) {
+        e = cudaMemsetAsync(p.dq_accum, 0, (size_t)q_elems * sizeof(float), s);
+        if (e != cudaSuccess)
+            return e;
+    }
+    if (p.total_q > 0) {
+        const int64_t th = p.total_q * p.heads * (D / 8);
+        bwd_preprocess_kernel<T, D><<<blocks_for(th, 256), 256, 0, s>>>(p);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    const int max_nb = (p.max_sk + BBN - 1) / BBN;
+    const long long ycount = (long long)p.batch * p.kv_heads;
+    if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
+        if (use_mma_sync()) {
+            if (ycount > 65535)
+                return cudaErrorInvalidConfiguration;
+            if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+                cudaSuccess)
+                return e;
+            bwd_dkdv_kernel<T, D><<<dim3(max_nb, (unsigned)ycount), BNT, C::SMEM, s>>>(p);
+        } else {
+            using W = BwdWgCfg<T, D>;
+            const int nb = (p.max_sk + WBN - 1) / WBN;
+            const long long ctas = (long long)nb * ycount;
+            if (ctas > 0x7fffffffLL)
+                return cudaErrorInvalidConfiguration;
+            if ((e = cudaFuncSetAttribute(bwd_dkdv_wg_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
+                cudaSuccess)
+                return e;
+            const bool use_list = p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+            if (use_list) {
+                sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, WBN, WBM, p.sched);
+                if ((e = cudaGetLastError()) != cudaSuccess)
+                    return e;
+            }
+            bwd_dkdv_wg_kernel<T, D><<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
+        }
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    if (p.deterministic) {
+        const long long tiles = (long long)((p.max_sq + BBM - 1) / BBM) * p.batch * p.heads;
+        if (tiles > 0x7fffffffLL)
+            return cudaErrorInvalidConfiguration;
+        if (tiles > 0) {
+            if ((e = cudaFuncSetAttribute(bwd_dq_kernel<T, D>,
+                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          C::SMEM_DQ)) != cudaSuccess)
+                return e;
+            bwd_dq_kernel<T, D><<<(unsigned)tiles, BNT, C::SMEM_DQ, s>>>(p);
+            if ((e = cudaGetLastError()) != cudaSuccess)
+                return e;
+        }
+    }
+    if (p.total_q > 0) {
+        bwd_finish_kernel<T, D><<<blocks_for(p.total_q * p.heads * (D / 8), 256), 256, 0, s>>>(p, 0);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    if (p.total_k > 0) {
+        bwd_finish_kernel<T, D><<<blocks_for(p.total_k * p.kv_heads * (D / 8), 256), 256, 0, s>>>(p, 1);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
+}
+
+} // namespace fa4cp
+
+extern "C" int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p) {
+    using namespace fa4cp;
+    cudaError_t e;
+    if (p->head_dim == 64)
+        e = p->is_fp16 ? launch_bwd<__half, 64>(*p) : launch_bwd<__nv_bfloat16, 64>(*p);
+    else if (p->head_dim == 128)
+        e = p->is_fp16 ? launch_bwd<__half, 128>(*p) : launch_bwd<__nv_bfloat16, 128>(*p);
+    else
+        e = cudaErrorInvalidValue;
+    return (int)e;
+}

@@ -1,0 +1,119 @@
+// attn_sched.cuh - longest-first work lists for the varlen attention kernels.
+//
+// A work entry is one (sequence b, outer block ob), encoded b * max_ob + ob;
+// its cost is the number of inner blocks it visits (forward: query block ->
+// visible KV blocks; backward: KV block -> visible query blocks).  One CTA
+// counting-sorts the entries by cost, largest first, into
+// sched[0] = number of entries, sched[1 ..] = entries; the attention kernels
+// then take entry (CTA index / heads), so long sequences and heavy causal
+// blocks start first and short ones fill the tail, whatever the batch mix.
+#pragma once
+
+#include "attn_common.cuh"
+
+namespace fa4cp {
+
+constexpr int SCHED_THREADS = 1024;
+constexpr int SCHED_BINS = 8192; // costs above share the top bin
+
+template <bool BWD>
+__device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob, int BO, int BI) {
+    const SeqInfo si = seq_info(p, b);
+    const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    if (!BWD) {
+        const int nmb = (si.sq + BO - 1) / BO;
+        if (ob >= nmb)
+            return -1;
+        const int m0 = ob * BO, m_last = min(m0 + BO, si.sq) - 1;
+        const int64_t jh = mk.hi(m_last), jl = mk.lo(m0);
+        if (si.sk == 0 || jh < jl)
+            return 0;
+        return (int)(jh / BI - jl / BI + 1);
+    }
+    const int nnb = (si.sk + BO - 1) / BO;
+    if (ob >= nnb)
+        return -1;
+    const int n0 = ob * BO, n_last = min(n0 + BO, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    if (i_min > i_max)
+        return 0;
+    return (int)(i_max / BI - i_min / BI + 1);
+}
+
+template <bool BWD>
+__global__ void __launch_bounds__(SCHED_THREADS) sched_kernel(const fa4cp_kparams p, int max_ob, int BO,
+                                                             int BI, int *sched) {
+    __shared__ int hist[SCHED_BINS];
+    __shared__ int part[SCHED_THREADS];
+    const int tid = threadIdx.x;
+    const int n = p.batch * max_ob;
+    for (int c = tid; c < SCHED_BINS; c += SCHED_THREADS)
+        hist[c] = 0;
+    __syncthreads();
+    for (int e = tid; e < n; e += SCHED_THREADS) {
+        const int c = entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI);
+        if (c >= 0)
+            atomicAdd(&hist[min(c, SCHED_BINS - 1)], 1);
+    }
+    __syncthreads();
+    // exclusive prefix sums over the bins in descending cost order
+    constexpr int PER = SCHED_BINS / SCHED_THREADS;
+    int s = 0;
+#pragma unroll
+    for (int r = tid * PER; r < (tid + 1) * PER; ++r)
+        s += hist[SCHED_BINS - 1 - r];
+    part[tid] = s;
+    __syncthreads();
+    if (tid == 0) {
+        int acc = 0;
+        for (int i = 0; i < SCHED_THREADS; ++i) {
+            const int v = part[i];
+            part[i] = acc;
+            acc += v;
+        }
+        sched[0] = acc;
+    }
+    __syncthreads();
+    int acc = part[tid];
+#pragma unroll
+    for (int r = tid * PER; r < (tid + 1) * PER; ++r) {
+        const int c = SCHED_BINS - 1 - r;
+        const int v = hist[c];
+        hist[c] = acc;
+        acc += v;
+    }
+    __syncthreads();
+    // Stable scatter: entries of equal cost keep their order (sequence, then
+    // block), so CTAs that run at the same time share K/V in L2.  Chunks of
+    // SCHED_THREADS entries; inside a chunk the warps take turns, and the
+    // lanes of a warp that share a bin are ranked by lane.
+    const int lane = tid & 31, warp = tid >> 5;
+    for (int base = 0; base < n; base += SCHED_THREADS) {
+        const int e = base + tid;
+        const int c = e < n ? entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI) : -1;
+        const int bin = c >= 0 ? min(c, SCHED_BINS - 1) : -1;
+        for (int w = 0; w < SCHED_THREADS / 32; ++w) {
+            if (warp == w) {
+                const unsigned same = __match_any_sync(0xffffffffu, bin);
+                const int leader = __ffs(same) - 1;
+                const int rank = __popc(same & ((1u << lane) - 1));
+                int first = 0;
+                if (lane == leader && bin >= 0) {
+                    first = hist[bin];
+                    hist[bin] = first + __popc(same);
+                }
+                first = __shfl_sync(0xffffffffu, first, leader);
+                if (bin >= 0)
+                    sched[1 + first + rank] = e;
+            }
+            __syncthreads();
+        }
+    }
+}
+
+} // namespace fa4cp

@@ -1,0 +1,62 @@
+/* fa4cp_kernels.h - extern "C" launchers of the CUDA attention kernels.
+ *
+ * Plain C: included by lib/attn_cuda.c and by the .cu files.  The caller
+ * (attn_cuda.c) has checked every argument; the launchers only launch and
+ * return the cudaError_t of the launch (as int, so C callers need not
+ * include the CUDA headers here). */
+#ifndef FA4CP_KERNELS_H
+#define FA4CP_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fa4cp_kparams {
+    int is_fp16; /* 0: bf16, 1: fp16 */
+    int batch, heads, kv_heads, head_dim;
+    int64_t total_q, total_k;
+    const int32_t *cu_q, *cu_k;     /* device [batch+1] */
+    const int32_t *used_q, *used_k; /* device [batch] or NULL */
+    int max_sq, max_sk;             /* upper bounds of the per-sequence lengths */
+    float scale;                    /* softmax scale */
+    int window_left, window_right;  /* -1 = unbounded; causal == window_right 0 */
+    const void *q, *k, *v;
+    void *out;
+    float *lse;
+    const void *dout;
+    const float *dlse;
+    void *dq, *dk, *dv;
+    /* [h, total_q, d] fp32 workspace (non-deterministic bwd); within a row the
+     * 16-byte chunks are XOR-swizzled by the row's index in its sequence
+     * (see dqa_col in attn_bwd.cu), so that tiles staged in shared memory for
+     * the bulk reduction are free of bank conflicts */
+    float *dq_accum;
+    float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
+    int deterministic;
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
+     * (NULL: the kernels fall back to a fixed tile order) */
+    int *sched;
+    int64_t sched_cap;
+    /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults):
+     * 1 no m-block stagger in the backward, 2 skip the dQ reduction and
+     * 4 skip dQ altogether (both give WRONG dq), 16 dQ by red.v2 atomics
+     * instead of bulk reductions, 64 fixed tile order instead of the work list */
+    int tuning;
+    void *stream; /* cudaStream_t */
+} fa4cp_kparams;
+
+/* Forward: out, lse for every real row.  Returns a cudaError_t. */
+int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p);
+
+/* Backward: preprocess, main kernel(s), postprocess; dq, dk, dv written in
+ * full (padding rows 0).  Workspace pointers in p must be set (dq_accum
+ * only when !deterministic).  Returns a cudaError_t. */
+int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

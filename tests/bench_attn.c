@@ -1,0 +1,339 @@
+/* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
+ *
+ * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
+ *                   [--shape d,S,causal]   (S = 0: the varlen batch)
+ *
+ * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
+ * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
+ * events around each call: warm-up, then the median of --iters calls, with
+ * the inputs rotated over several buffer sets (together far beyond the 50 MB
+ * L2).  FLOPs follow the FlashAttention convention: fwd 4*b*h*sq*sk*d, halved
+ * when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  % peak is of
+ * the measured bf16 matmul rate (--peak, default 761 TFLOP/s, the H100 anchor
+ * of shared/reference/device.md).
+ *
+ * --smoke runs one small varlen GQA case (fwd, bwd, deterministic bwd) and
+ * exits: the workload for compute-sanitizer. */
+#include "fa4cp.h"
+
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            fprintf(stderr, "bench_attn: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,            \
+                    cudaGetErrorString(e_));                                                       \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+#define FA(call)                                                                                   \
+    do {                                                                                           \
+        fa4cp_status s_ = (call);                                                                  \
+        if (s_ != FA4CP_OK) {                                                                      \
+            fprintf(stderr, "bench_attn: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,            \
+                    fa4cp_last_error());                                                           \
+            exit(2);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define TOKENS 32768
+#define HIDDEN 2048
+#define NSETS 3
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+typedef struct bufs {
+    void *q[NSETS], *k[NSETS], *v[NSETS], *out[NSETS], *dout[NSETS];
+    float *lse[NSETS];
+    void *dq, *dk, *dv;
+    int32_t *cu;
+    size_t bytes; /* of one [TOKENS, HIDDEN] bf16 tensor */
+} bufs;
+
+static void fill_random(void *dev, size_t bytes, const uint16_t *host) {
+    CK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+}
+
+static void bufs_init(bufs *b, size_t tokens) {
+    memset(b, 0, sizeof *b);
+    b->bytes = tokens * HIDDEN * 2;
+    uint16_t *h = malloc(b->bytes);
+    if (!h) {
+        fprintf(stderr, "bench_attn: no host memory\n");
+        exit(2);
+    }
+    for (size_t i = 0; i < b->bytes / 2; ++i) {
+        float f = ((double)(rng() >> 11) / 9007199254740992.0) * 2.0 - 1.0;
+        h[i] = fa4cp_float_to_bf16(f);
+    }
+    for (int s = 0; s < NSETS; ++s) {
+        void **all[] = {&b->q[s], &b->k[s], &b->v[s], &b->out[s], &b->dout[s]};
+        for (int j = 0; j < 5; ++j) {
+            CK(cudaMalloc(all[j], b->bytes));
+            fill_random(*all[j], b->bytes, h);
+        }
+        CK(cudaMalloc((void **)&b->lse[s], tokens * 64 * sizeof(float)));
+    }
+    CK(cudaMalloc(&b->dq, b->bytes));
+    CK(cudaMalloc(&b->dk, b->bytes));
+    CK(cudaMalloc(&b->dv, b->bytes));
+    CK(cudaMalloc((void **)&b->cu, 1024 * sizeof(int32_t)));
+    free(h);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* median ms of `iters` calls (fwd or bwd), after warm-up */
+static float time_call(bufs *b, fa4cp_attn_args *a, int bwd, int iters) {
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    float *ms = malloc(sizeof(float) * (size_t)iters);
+    for (int it = -2; it < iters; ++it) {
+        int s = (it + 2) % NSETS;
+        a->q = b->q[s];
+        a->k = b->k[s];
+        a->v = b->v[s];
+        a->out = b->out[s];
+        a->lse = b->lse[s];
+        a->dout = b->dout[s];
+        CK(cudaEventRecord(e0, NULL));
+        FA(bwd ? fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, a) : fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, a));
+        CK(cudaEventRecord(e1, NULL));
+        CK(cudaEventSynchronize(e1));
+        if (it >= 0)
+            CK(cudaEventElapsedTime(&ms[it], e0, e1));
+    }
+    qsort(ms, (size_t)iters, sizeof(float), cmp_float);
+    float med = ms[iters / 2];
+    free(ms);
+    CK(cudaEventDestroy(e0));
+    CK(cudaEventDestroy(e1));
+    return med;
+}
+
+typedef struct shape {
+    int d, s, causal;
+    int varlen; /* lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all */
+} shape;
+
+static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
+    const int d = sh->d, H = HIDDEN / d;
+    int32_t cu[1024];
+    int batch = 0;
+    double flops = 0;
+    int maxlen = 0;
+    cu[0] = 0;
+    if (sh->varlen) {
+        int64_t total = 0;
+        while (batch < 1000) {
+            /* log-uniform in [1k, 32k]: short sequences are common, long ones rare */
+            double u = (double)(rng() >> 11) / 9007199254740992.0;
+            int len = (int)(1024.0 * pow(32.0, u));
+            if (total + len > TOKENS)
+                len = (int)(TOKENS - total);
+            if (len <= 0)
+                break;
+            total += len;
+            cu[batch + 1] = (int32_t)total;
+            ++batch;
+        }
+    } else {
+        batch = TOKENS / sh->s;
+        for (int i = 0; i < batch; ++i)
+            cu[i + 1] = cu[i] + sh->s;
+    }
+    for (int i = 0; i < batch; ++i) {
+        double L = cu[i + 1] - cu[i];
+        flops += 4.0 * H * L * L * d / (sh->causal ? 2 : 1);
+        if (L > maxlen)
+            maxlen = (int)L;
+    }
+    CK(cudaMemcpy(b->cu, cu, sizeof(int32_t) * (size_t)(batch + 1), cudaMemcpyHostToDevice));
+    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+    a.dtype = FA4CP_BF16;
+    a.batch = batch;
+    a.heads = a.kv_heads = H;
+    a.head_dim = d;
+    a.total_q = a.total_k = cu[batch];
+    a.cu_seqlens_q = a.cu_seqlens_k = b->cu;
+    a.max_seqlen_q = a.max_seqlen_k = maxlen;
+    a.causal = sh->causal;
+    a.dq = b->dq;
+    a.dk = b->dk;
+    a.dv = b->dv;
+    float fms = time_call(b, &a, 0, iters);
+    float bms = time_call(b, &a, 1, iters);
+    double ftf = flops / fms / 1e9, btf = 2.5 * flops / bms / 1e9;
+    char sname[32];
+    if (sh->varlen)
+        snprintf(sname, sizeof sname, "varlen(%d)", batch);
+    else
+        snprintf(sname, sizeof sname, "%d", sh->s);
+    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |\n",
+           d, sname, batch, H, sh->causal ? "yes" : "no", fms, ftf, 100 * ftf / peak, bms, btf,
+           100 * btf / peak);
+    fflush(stdout);
+    if (json) {
+        fprintf(json,
+                "{\"backend\": \"fa4cp\", \"d\": %d, \"s\": %d, \"varlen\": %d, \"B\": %d, \"H\": %d, "
+                "\"causal\": %s, \"fwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, "
+                "\"bwd_tflops\": %.1f}\n",
+                d, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, sh->causal ? "true" : "false",
+                fms, ftf, bms, btf);
+        fflush(json);
+    }
+}
+
+/* small varlen GQA case for compute-sanitizer: fwd, bwd, deterministic bwd */
+static int smoke(void) {
+    const int H = 4, HK = 2;
+    int32_t cu[4] = {0, 200, 205, 480}, used[3] = {190, 0, 270};
+    const int total = 480;
+    for (int d = 64; d <= 128; d += 64)
+        for (int causal = 0; causal < 2; ++causal) {
+            size_t nq = (size_t)total * H * d, nk = (size_t)total * HK * d;
+            void *q, *k, *v, *o, *dout, *dq, *dk, *dv;
+            float *lse;
+            int32_t *dcu, *dused;
+            uint16_t *h = malloc(nq * 2);
+            for (size_t i = 0; i < nq; ++i)
+                h[i] = fa4cp_float_to_bf16((float)((double)(rng() % 2001) / 1000.0 - 1.0));
+            CK(cudaMalloc(&q, nq * 2));
+            CK(cudaMalloc(&o, nq * 2));
+            CK(cudaMalloc(&dout, nq * 2));
+            CK(cudaMalloc(&dq, nq * 2));
+            CK(cudaMalloc(&k, nk * 2));
+            CK(cudaMalloc(&v, nk * 2));
+            CK(cudaMalloc(&dk, nk * 2));
+            CK(cudaMalloc(&dv, nk * 2));
+            CK(cudaMalloc((void **)&lse, (size_t)total * H * 4));
+            CK(cudaMalloc((void **)&dcu, sizeof cu));
+            CK(cudaMalloc((void **)&dused, sizeof used));
+            CK(cudaMemcpy(q, h, nq * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dout, h, nq * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(k, h, nk * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(v, h + 7, nk * 2, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dcu, cu, sizeof cu, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dused, used, sizeof used, cudaMemcpyHostToDevice));
+            /* outputs start initialised, so initcheck-style reads of padding stay defined */
+            CK(cudaMemset(o, 0, nq * 2));
+            CK(cudaMemset(lse, 0, (size_t)total * H * 4));
+            fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+            a.dtype = FA4CP_BF16;
+            a.batch = 3;
+            a.heads = H;
+            a.kv_heads = HK;
+            a.head_dim = d;
+            a.total_q = a.total_k = total;
+            a.cu_seqlens_q = a.cu_seqlens_k = dcu;
+            a.seqused_q = a.seqused_k = dused;
+            a.causal = causal;
+            a.window_left = causal ? 100 : -1;
+            a.q = q;
+            a.k = k;
+            a.v = v;
+            a.out = o;
+            a.lse = lse;
+            a.dout = dout;
+            a.dq = dq;
+            a.dk = dk;
+            a.dv = dv;
+            FA(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
+            FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+            a.deterministic = 1;
+            FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+            CK(cudaDeviceSynchronize());
+            void *all[] = {q, k, v, o, dout, dq, dk, dv, lse, dcu, dused};
+            for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+                CK(cudaFree(all[i]));
+            free(h);
+        }
+    printf("smoke: fwd, bwd, deterministic bwd ran (d 64/128, causal+window and not)\n");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *json_path = NULL;
+    double peak = 761.0;
+    int iters = 10, quick = 0;
+    shape one = {128, 4096, 0, 0};
+    for (int i = 1; i < argc; ++i) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json_path = argv[++i];
+        else if (!strcmp(argv[i], "--peak") && i + 1 < argc)
+            peak = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
+            iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--smoke"))
+            return smoke();
+        else if (!strcmp(argv[i], "--profile"))
+            quick = 2;
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            /* d,S,causal (S = 0: varlen) */
+            if (sscanf(argv[++i], "%d,%d,%d", &one.d, &one.s, &one.causal) != 3 || (one.d != 64 && one.d != 128)) {
+                fprintf(stderr, "bench_attn: --shape wants d,S,causal with d 64 or 128\n");
+                return 2;
+            }
+            one.varlen = one.s == 0;
+            quick = 3;
+        }
+        else {
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal]\n");
+            return 2;
+        }
+    }
+    if (iters < 1)
+        iters = 1;
+    if (!fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        printf("bench_attn: the cuda backend is not available here (no Hopper GPU, or a build without CUDA)\n");
+        return 0;
+    }
+    FILE *json = json_path ? fopen(json_path, "w") : NULL;
+    struct cudaDeviceProp prop;
+    int dev = 0;
+    CK(cudaGetDevice(&dev));
+    CK(cudaGetDeviceProperties(&prop, dev));
+    printf("bench_attn: %s, %d SMs, bf16, B*S = %d tokens, hidden %d, median of %d, peak %.0f TFLOP/s\n",
+           prop.name, prop.multiProcessorCount, TOKENS, HIDDEN, iters, peak);
+    bufs b;
+    bufs_init(&b, TOKENS);
+    static const shape full[] = {
+        {64, 4096, 0, 0},   {64, 16384, 0, 0},  {64, 16384, 1, 0},  {128, 1024, 0, 0},
+        {128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},  {128, 16384, 0, 0},
+        {128, 16384, 1, 0}, {128, 32768, 1, 0}, {128, 0, 0, 1},     {128, 0, 1, 1},
+    };
+    static const shape fast[] = {{128, 4096, 0, 0}, {128, 16384, 1, 0}, {128, 0, 1, 1}};
+    const shape *list = quick ? fast : full;
+    size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
+    if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
+        n = 1;
+        iters = 1;
+    } else if (quick == 3) { /* --shape */
+        list = &one;
+        n = 1;
+    }
+    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
+    for (size_t i = 0; i < n; ++i)
+        run_shape(&b, &list[i], iters, peak, json);
+    if (json)
+        fclose(json);
+    return 0;
+}

@@ -58,6 +58,15 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
 
 void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c) { FA4CP_UNUSED(c); }
 
+fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s, fa4cp_comm **out)
+{
+    FA4CP_UNUSED(n);
+    FA4CP_UNUSED(devices);
+    FA4CP_UNUSED(timeout_s);
+    FA4CP_UNUSED(out);
+    return no_nccl();
+}
+
 #else /* HAVE_NCCL */
 
 #include <cuda_runtime.h>
@@ -700,6 +709,61 @@ void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c)
     op_destroy(c->cp);
     op_destroy(c->world);
     memset(c, 0, sizeof *c);
+}
+
+/* The ranks of one process, one GPU each (ncclCommInitAll): for tests and
+ * benchmarks that run the nccl transport with threads instead of processes. */
+fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s, fa4cp_comm **out)
+{
+    fa4cp_status st = FA4CP_OK;
+    ncclComm_t *comms = NULL;
+    int made = 0;
+    if (n < 1 || !devices || !out || !(timeout_s > 0))
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "fa4cp_nccl_local_comms: %d ranks, devices %p, out %p, timeout %g",
+                               n, (const void *)devices, (void *)out, timeout_s);
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++)
+            if (devices[i] == devices[j])
+                return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
+                                       "nccl: ranks %d and %d both on GPU %d; NCCL needs one GPU per "
+                                       "rank (use the local transport for several ranks on one GPU)",
+                                       j, i, devices[i]);
+    comms = calloc((size_t)n, sizeof *comms);
+    if (!comms)
+        return fa4cp_set_error(FA4CP_ERR_NOMEM, "fa4cp_nccl_local_comms: out of memory");
+    ncclResult_t r = ncclCommInitAll(comms, n, devices);
+    if (r != ncclSuccess)
+        FA4CP_FAIL(FA4CP_ERR_NCCL, "ncclCommInitAll (%d ranks): %s (%s)", n, ncclGetErrorString(r),
+                   ncclGetLastError(NULL));
+    made = 1;
+    for (int i = 0; i < n; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "local%d", i);
+        ncclComm_t c = comms[i];
+        comms[i] = NULL; /* wrap owns it now, also when it fails */
+        cudaError_t e = cudaSetDevice(devices[i]); /* wrap makes its stream there */
+        if (e != cudaSuccess) {
+            ncclCommDestroy(c);
+            FA4CP_FAIL(FA4CP_ERR_CUDA, "nccl local rank %d: cudaSetDevice(%d): %s", i, devices[i],
+                       cudaGetErrorString(e));
+        }
+        FA4CP_TRY(wrap(c, devices[i], timeout_s, label, &out[i]));
+    }
+out:
+    if (st != FA4CP_OK) {
+        for (int i = 0; i < n; i++) {
+            if (out[i])
+                fa4cp_comm_destroy(out[i]);
+            out[i] = NULL;
+            if (made && comms[i])
+                ncclCommDestroy(comms[i]);
+        }
+    }
+    free(comms);
+    return st;
 }
 
 #endif /* HAVE_NCCL */

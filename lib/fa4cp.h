@@ -651,6 +651,11 @@ typedef struct fa4cp_nccl_comms {
 fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                     const fa4cp_nccl_config *cfg, fa4cp_nccl_comms *out);
 void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
+/* n ranks of this process on n distinct GPUs (devices[i]), one NCCL
+ * communicator each (ncclCommInitAll): the nccl transport with threads
+ * instead of processes; each thread uses its own out[i]. */
+fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s,
+                                    fa4cp_comm **out);
 /* 1 when this build has NCCL. */
 int fa4cp_nccl_available(void);
 /* 1 when this build has the PMIx bootstrap. */

@@ -3,6 +3,11 @@
  *
  * usage: bench_cp [--tokens 32768,65536,131072] [--cp 2,4,8] [--heads 16]
  *                 [--dim 128] [--iters 3] [--warmup 1] [--gpus 1] [--no-causal]
+ *                 [--nccl] [--no-ref]
+ *
+ * --gpus N spreads the ranks over N GPUs (rank r on GPU r % N); --nccl uses
+ * the nccl transport (threads, one GPU per rank) instead of the local one;
+ * --no-ref skips the non-CP and isolated timings (for the ring overlap runs).
  *
  * For each length S (one sequence, bf16, BSHD) and CP size n:
  *   noncp     one cuda forward / backward on the whole sequence (CUDA events,
@@ -52,7 +57,7 @@
         }                                                                                          \
     } while (0)
 
-static int H = 16, D = 128, iters = 3, warmup = 1, gpus = 1, causal = 1;
+static int H = 16, D = 128, iters = 3, warmup = 1, gpus = 1, causal = 1, use_nccl = 0, no_ref = 0;
 
 static double now_s(void)
 {
@@ -279,9 +284,13 @@ int main(int argc, char **argv)
             gpus = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-causal"))
             causal = 0;
+        else if (!strcmp(argv[i], "--nccl"))
+            use_nccl = 1;
+        else if (!strcmp(argv[i], "--no-ref"))
+            no_ref = 1;
         else {
             fprintf(stderr, "usage: bench_cp [--tokens a,b] [--cp a,b] [--heads H] [--dim D] "
-                            "[--iters N] [--warmup N] [--gpus N] [--no-causal]\n");
+                            "[--iters N] [--warmup N] [--gpus N] [--no-causal] [--nccl] [--no-ref]\n");
             return 1;
         }
     }
@@ -302,10 +311,13 @@ int main(int argc, char **argv)
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
-        shape_t full = time_attn(S, S, causal);
+        shape_t full = {NAN, NAN};
         double fl = 4.0 * H * (double)S * S * D * (causal ? 0.5 : 1.0);
-        printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s)\n", S,
-               full.fwd, fl / full.fwd * 1e-9, full.bwd, 2.5 * fl / full.bwd * 1e-9);
+        if (!no_ref) {
+            full = time_attn(S, S, causal);
+            printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s)\n", S,
+                   full.fwd, fl / full.fwd * 1e-9, full.bwd, 2.5 * fl / full.bwd * 1e-9);
+        }
         for (int ci = 0; ci < ncp; ci++) {
             const int n = cps[ci];
             if (S % (2 * n)) {
@@ -313,24 +325,39 @@ int main(int argc, char **argv)
                 continue;
             }
             const int T = S / n;
-            shape_t dg = time_attn(T, T, causal);
-            shape_t lo = time_attn(T, T / 2, 0), up = time_attn(T / 2, T, 0);
+            if (use_nccl && n > gpus) {
+                printf("# cp %d: nccl needs one GPU per rank (--gpus %d)\n", n, gpus);
+                continue;
+            }
+            shape_t nan2 = {NAN, NAN};
+            shape_t dg = no_ref ? nan2 : time_attn(T, T, causal);
+            shape_t lo = no_ref ? nan2 : time_attn(T, T / 2, 0), up = no_ref ? nan2 : time_attn(T / 2, T, 0);
             double pairs = 0.5 * n * (n - 1);
             double iso = causal ? n * (dg.fwd + dg.bwd) + pairs * (lo.fwd + lo.bwd + up.fwd + up.bwd)
                                 : n * n * (dg.fwd + dg.bwd);
             double ratio_iso = iso / (full.fwd + full.bwd);
 
             fa4cp_local_world *w = NULL;
-            FK(fa4cp_local_world_create(n, 1, 600.0, &w));
             rank_job *jobs = calloc((size_t)n, sizeof *jobs);
             pthread_t *th = calloc((size_t)n, sizeof *th);
             double *wall = calloc((size_t)iters, sizeof *wall);
+            fa4cp_comm *comms[64];
+            if (use_nccl) {
+                int devs[64];
+                for (int r = 0; r < n; r++)
+                    devs[r] = r % gpus;
+                FK(fa4cp_nccl_local_comms(n, devs, 600.0, comms));
+            } else {
+                FK(fa4cp_local_world_create(n, 1, 600.0, &w));
+                for (int r = 0; r < n; r++)
+                    FK(fa4cp_local_comm(w, r, &comms[r]));
+            }
             for (int r = 0; r < n; r++) {
                 jobs[r].r = r;
                 jobs[r].n = n;
                 jobs[r].S = S;
                 jobs[r].wall = wall;
-                FK(fa4cp_local_comm(w, r, &jobs[r].comm));
+                jobs[r].comm = comms[r];
             }
             for (int r = 0; r < n; r++)
                 pthread_create(&th[r], NULL, rank_main, &jobs[r]);
@@ -345,10 +372,16 @@ int main(int argc, char **argv)
                    ratio_iso, cw, gpus == 1 ? cw / (full.fwd + full.bwd) : NAN, sc);
             for (int dir = 0; dir < 2; dir++) {
                 const fa4cp_cp_timing *t = dir ? &jobs[0].tb : &jobs[0].tf;
+                double comp = 0, com = 0;
                 printf("    rank 0 %s steps (compute/comm ms):", dir ? "bwd" : "fwd");
-                for (int s2 = 0; s2 < t->nsteps; s2++)
+                for (int s2 = 0; s2 < t->nsteps; s2++) {
                     printf(" %.2f/%.2f", t->compute_ms[s2], t->comm_ms[s2]);
-                printf("  call %.2f\n", t->call_ms);
+                    comp += t->compute_ms[s2];
+                    com += t->comm_ms[s2];
+                }
+                /* overlap efficiency: compute over the call's wall time */
+                printf("  call %.2f  compute/call %.3f  comm/compute %.3f\n", t->call_ms,
+                       comp / t->call_ms, comp > 0 ? com / comp : 0.0);
             }
             for (int r = 0; r < n; r++)
                 fa4cp_comm_destroy(jobs[r].comm);

@@ -6,6 +6,8 @@
  *        FA4CP_TEST_CP=n       only the cells of cp = n (to run the sizes in parallel)
  *        FA4CP_TEST_GPUS=n     spread the simulated ranks over n GPUs (default 1:
  *                              every rank on the current GPU)
+ *        FA4CP_TEST_TRANSPORT=nccl  the nccl transport, ranks as threads with one
+ *                              GPU each (cp sizes up to FA4CP_TEST_GPUS)
  *
  * Ranks are threads over the local transport in device memory, each with its
  * own stream.  The matrix: cp in {2,3,4} x comm in {p2p, all_gather, a2a} x
@@ -51,6 +53,31 @@ int main(void)
     } while (0)
 
 static int ngpus = 1;
+static int use_nccl = 0;               /* FA4CP_TEST_TRANSPORT=nccl */
+static fa4cp_comm *nccl_comms[9][8];   /* [cp][rank], made once per cp size */
+
+/* the endpoints of a group of n ranks (nccl: one GPU each, reused) */
+static void get_comms(int n, fa4cp_local_world **w, fa4cp_comm **out)
+{
+    if (use_nccl) {
+        if (!nccl_comms[n][0]) {
+            int devs[8];
+            for (int r = 0; r < n; r++)
+                devs[r] = r % ngpus;
+            if (fa4cp_nccl_local_comms(n, devs, 120.0, nccl_comms[n]) != FA4CP_OK)
+                bail("nccl comms of %d ranks: %s", n, fa4cp_last_error());
+        }
+        for (int r = 0; r < n; r++)
+            out[r] = nccl_comms[n][r];
+        *w = NULL;
+        return;
+    }
+    if (fa4cp_local_world_create(n, 1, 60.0, w) != FA4CP_OK)
+        bail("local world in device memory: %s", fa4cp_last_error());
+    for (int r = 0; r < n; r++)
+        if (fa4cp_local_comm(*w, r, &out[r]) != FA4CP_OK)
+            bail("local comm: %s", fa4cp_last_error());
+}
 
 typedef struct tcase {
     fa4cp_cp_config cfg;
@@ -196,15 +223,14 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
     rank_job jobs[8];
     pthread_t th[8];
     int good = 1;
+    fa4cp_comm *comms[8];
     memset(jobs, 0, sizeof jobs);
-    if (fa4cp_local_world_create(n, 1, 60.0, &w) != FA4CP_OK)
-        bail("local world in device memory: %s", fa4cp_last_error());
+    get_comms(n, &w, comms);
     for (int r = 0; r < n; r++) {
         rank_job *j = &jobs[r];
         j->c = c;
         j->dev = r % ngpus;
-        if (fa4cp_local_comm(w, r, &j->comm) != FA4CP_OK)
-            bail("local comm: %s", fa4cp_last_error());
+        j->comm = comms[r];
         size_t nq = (size_t)T * rowq(c) * es + 16, nk = (size_t)T * rowk(c) * es + 16,
                nl = (size_t)H * T * ls + 16;
         j->q = malloc(nq);
@@ -247,7 +273,8 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
         void *ps[] = {j->q, j->k, j->v, j->dout, j->dlse, j->out, j->lse, j->dq, j->dk, j->dv};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             free(ps[i]);
-        fa4cp_comm_destroy(j->comm);
+        if (!use_nccl)
+            fa4cp_comm_destroy(j->comm);
     }
     fa4cp_local_world_destroy(w);
     return good;
@@ -532,6 +559,14 @@ int main(int argc, char **argv)
     const char *eg = getenv("FA4CP_TEST_GPUS");
     if (eg && atoi(eg) > 0)
         ngpus = atoi(eg) < ndev ? atoi(eg) : ndev;
+    const char *et = getenv("FA4CP_TEST_TRANSPORT");
+    if (et && strcmp(et, "nccl") == 0) {
+        if (!fa4cp_nccl_available())
+            skip_all("FA4CP_TEST_TRANSPORT=nccl but this build has no NCCL");
+        if (ngpus < 2)
+            skip_all("FA4CP_TEST_TRANSPORT=nccl needs FA4CP_TEST_GPUS >= 2 (one GPU per rank)");
+        use_nccl = 1;
+    }
     test_rng rng = test_rng_init("test_cp_gpu");
     static const int masks[][3] = {{0, -1, -1}, {1, -1, -1}, {0, 64, 0}, {0, 32, 32}};
     static const char *mask_names[] = {"no mask", "causal", "window (64,0)", "window (32,32)"};
@@ -542,14 +577,15 @@ int main(int argc, char **argv)
     const char *re = getenv("FA4CP_TEST_ROUNDS");
     if (re && atoi(re) > 0)
         rounds = atoi(re);
-    diag("ranks on %d GPU(s)", ngpus);
+    diag("ranks on %d GPU(s), transport %s", ngpus, use_nccl ? "nccl" : "local (device memory)");
     plan(0);
     for (int cp = 2; cp <= 4; cp++)
         for (int comm = 0; comm < 3; comm++)
             for (int mk = 0; mk < 4; mk++) {
                 if (comm == FA4CP_CP_P2P && mk >= 2)
                     continue; /* refused */
-                if ((small && (cp != 2 || mk >= 2)) || (only_cp && cp != only_cp))
+                if ((small && (cp != 2 || mk >= 2)) || (only_cp && cp != only_cp) ||
+                    (use_nccl && cp > ngpus))
                     continue;
                 int pass = 0, total = 0;
                 for (int f = 0; f < (small ? 2 : 6 * rounds); f++, idx++) {
@@ -580,7 +616,7 @@ int main(int argc, char **argv)
                    cp, fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), mask_names[mk], pass, total);
             }
     /* padding-only chunks and empty sequences, every shape, causal and not */
-    for (int comm = 0; comm < 3 && !small && (!only_cp || only_cp == 4); comm++)
+    for (int comm = 0; comm < 3 && !small && (!only_cp || only_cp == 4) && (!use_nccl || ngpus >= 4); comm++)
         for (int causal = 0; causal < 2; causal++) {
             tcase c;
             memset(&c, 0, sizeof c);
@@ -609,6 +645,9 @@ int main(int argc, char **argv)
     diag("largest error / tolerance: against the non-CP cuda call %.3g, against the cpu "
          "reference %.3g",
          worst_cuda, worst_cpu);
+    for (int n = 0; n < 9; n++)
+        for (int r = 0; r < 8; r++)
+            fa4cp_comm_destroy(nccl_comms[n][r]);
     return done_testing();
 }
 #endif

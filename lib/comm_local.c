@@ -784,20 +784,34 @@ static fa4cp_status dev_pull(fa4cp_comm *c, const coll_rec *rec, const fa4cp_com
         break;
     case K_REDUCE_SCATTER:
     case K_ALL_REDUCE: {
-        /* stage every contribution on this device, then reduce */
+        /* the kernel reads the contributions where they are when they all
+         * live on this rank's device (simulated ranks on one GPU); from
+         * other devices they are staged here first */
         const size_t es = fa4cp_dtype_size(r->dtype), bytes = r->size * es;
         const size_t off = r->kind == K_REDUCE_SCATTER ? (size_t)c->rank * bytes : 0;
         const void *srcs[16];
+        int dev = -1, here = 1;
         if (!r->size)
             break;
         if (n > 16)
             FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "local transport: device reductions over %d ranks (at most 16)", n);
-        CU_TRY(cudaMallocAsync(&stage, (size_t)n * bytes, s));
-        for (int p = 0; p < n; p++) {
-            CU_TRY(cudaMemcpyAsync((unsigned char *)stage + (size_t)p * bytes,
-                                   (const unsigned char *)rec->c[p].dsend + off, bytes,
-                                   cudaMemcpyDefault, s));
-            srcs[p] = (const unsigned char *)stage + (size_t)p * bytes;
+        CU_TRY(cudaGetDevice(&dev));
+        for (int p = 0; p < n && here; p++) {
+            struct cudaPointerAttributes at;
+            CU_TRY(cudaPointerGetAttributes(&at, rec->c[p].dsend));
+            here = at.type == cudaMemoryTypeDevice && at.device == dev;
+        }
+        if (here) {
+            for (int p = 0; p < n; p++)
+                srcs[p] = (const unsigned char *)rec->c[p].dsend + off;
+        } else {
+            CU_TRY(cudaMallocAsync(&stage, (size_t)n * bytes, s));
+            for (int p = 0; p < n; p++) {
+                CU_TRY(cudaMemcpyAsync((unsigned char *)stage + (size_t)p * bytes,
+                                       (const unsigned char *)rec->c[p].dsend + off, bytes,
+                                       cudaMemcpyDefault, s));
+                srcs[p] = (const unsigned char *)stage + (size_t)p * bytes;
+            }
         }
         int ke = fa4cp_kcp_reduce((int)r->dtype, r->kind == K_ALL_REDUCE ? r->op : 0, out, srcs, n,
                                   r->size, s);

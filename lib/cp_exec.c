@@ -791,15 +791,16 @@ static fa4cp_status ag_bwd(exec *x, const fa4cp_cp_args *a)
     void *doh = xalloc(x, qhb, "all_gather dout chunk"), *dqh = xalloc(x, qhb, "all_gather dQ chunk");
     void *lh = xalloc(x, lhb, "all_gather lse chunk"), *dlh = xalloc(x, lhb, "all_gather dlse chunk");
     void *pdk = xalloc(x, gk * x->es, "all_gather partial dK"), *pdv = xalloc(x, gk * x->es, "all_gather partial dV");
-    void *dkv = xalloc(x, 2 * gk * x->as, "all_gather dK/dV sums");
-    void *send = xalloc(x, 2 * gk * x->as, "all_gather dK/dV (rank order)");
+    /* the dK/dV sums, kept in rank order [rank][dK rows | dV rows] so that
+     * they go to the reduce-scatter as they are */
+    void *send = xalloc(x, 2 * gk * x->as, "all_gather dK/dV sums (rank order)");
     void *recv = xalloc(x, 2 * (size_t)x->T * x->rk * x->as, "all_gather dK/dV (this rank)");
-    NOMEM_IF(calls && qh && oh && doh && dqh && lh && dlh && pdk && pdv && dkv && send && recv);
-    map gall, tall, to_ranks;
-    FA4CP_TRY(map_all(x, x->G, &gall));
+    NOMEM_IF(calls && qh && oh && doh && dqh && lh && dlh && pdk && pdv && send && recv);
+    map tall, to_ranks;
+    FA4CP_TRY(map_ranks(x, 2 * x->T, 0, 0, &to_ranks)); /* (rank-order row, global row) */
     FA4CP_TRY(map_all(x, x->T, &tall));
     FA4CP_TRY(gather_kv(x, a, &kg, &vg));
-    FA4CP_TRY(o->zero(dkv, 2 * gk * x->as, x->stream));
+    FA4CP_TRY(o->zero(send, 2 * gk * x->as, x->stream));
     FA4CP_TRY(o->zero(a->dq, (size_t)x->T * x->rq * x->es, x->stream));
     for (int s = 0; s < x->plan->nbwd; s++) {
         const fa4cp_cp_step *sp = &x->plan->bwd[s];
@@ -835,17 +836,16 @@ static fa4cp_status ag_bwd(exec *x, const fa4cp_cp_args *a)
             c.dk = pdk;
             c.dv = pdv;
             FA4CP_TRY(attn(x, &c, 1));
-            FA4CP_TRY(o->add(x->ad, dkv, x->dt, pdk, gall.p, gall.n, x->rk, x->stream));
-            FA4CP_TRY(o->add(x->ad, U8(dkv) + gk * x->as, x->dt, pdv, gall.p, gall.n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, send, x->dt, pdk, to_ranks.p, to_ranks.n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, U8(send) + (size_t)x->T * x->rk * x->as, x->dt, pdv, to_ranks.p,
+                             to_ranks.n, x->rk, x->stream));
             /* dQ rows of the call's sequences (padding rows are zeros) */
             map back;
             FA4CP_TRY(map_rows(x, x->r, calls[k].seq, sp->q_half, 0, 0, &back));
             FA4CP_TRY(o->gather(a->dq, dqh, back.p, back.n, x->rq * x->es, 1, 0, 0, x->stream));
         }
     }
-    /* dK/dV to rank order [rank][dK rows | dV rows], then sum the blocks */
-    FA4CP_TRY(map_ranks(x, 2 * x->T, 0, 1, &to_ranks));
-    FA4CP_TRY(o->gather(send, dkv, to_ranks.p, to_ranks.n, x->rk * x->as, 1, 0, 0, x->stream));
+    /* sum the blocks over the ranks: this rank's dK and dV */
     FA4CP_TRY(fa4cp_comm_reduce_scatter(x->comm, send, recv, 2 * (size_t)x->T * x->rk, x->ad, x->stream, &req));
     FA4CP_TRY(wait_req(x, &req));
     FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, recv, tall.p, tall.n, x->rk, x->stream));

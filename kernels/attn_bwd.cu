@@ -33,6 +33,15 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src
 __device__ __forceinline__ void bulk_wait_read0() {
     asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
+template <int N> __device__ __forceinline__ void bulk_wait_read() {
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+// 2^x, flushing denormal results to 0 (exp2f adds a range fix-up around MUFU.EX2).
+__device__ __forceinline__ float ex2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // Column of element `col` of a dq_accum row whose index in its sequence is
@@ -434,12 +443,23 @@ template <typename T, int D> struct BwdWgCfg {
                                 2 * WBM * D * (int)sizeof(float) + 4 * WBM * (int)sizeof(float) + 1024;
 };
 
-template <typename T, int D>
+// V (variant bits, all give the same results):
+//   1: shared-memory pointers keep their address space (LDS/STS instead of
+//      generic LD/ST), row statistics read once per block as float2, branch-free
+//      exp (ex2.approx.ftz) with the element mask in a separate uniform branch;
+//   2: the next block's loads and the dQ flush are issued after S^T/dP^T, the
+//      bulk-reduction wait moves to the dS barrier, and dK is issued after dQ
+//      so that the dQ tile is staged while dK runs;
+//   4: the proxy fence for the dS^T stores after the dV issue, not before.
+// V = 0 is the earlier version; FA4CP_CUDA_TUNING bit 128 selects it, 256 V = 1,
+// 512 V = 3 (A/B timing).
+template <typename T, int D, int V>
 __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p, int max_nb, bool use_list) {
     using C = BwdWgCfg<T, D>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    unsigned char *base = reinterpret_cast<unsigned char *>(
-        (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+    unsigned char *base = (V & 1) ? smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u)
+                                  : reinterpret_cast<unsigned char *>(
+                                        (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
     T *sK = reinterpret_cast<T *>(base);
     T *sV = sK + C::TK;
     T *sQ = sV + C::TK;       // [2]
@@ -557,15 +577,17 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         for (int it = 0; it < iters; ++it) {
             const int st = it & 1;
             cp_async_wait<0>();
-            if (bulk_dq && tid == 0)
+            if (!(V & 2) && bulk_dq && tid == 0)
                 bulk_wait_read0(); // the reduction of iteration it-2 has read sdQ[st]
             fence_proxy_async();
             __syncthreads();
-            if (bulk_dq)
-                flush_dq(st ^ 1); // tile of iteration it-1
-            if (it + 1 < iters) {
-                issue(it + 1);
-                cp_async_commit();
+            if (!(V & 2)) {
+                if (bulk_dq)
+                    flush_dq(st ^ 1); // tile of iteration it-1
+                if (it + 1 < iters) {
+                    issue(it + 1);
+                    cp_async_commit();
+                }
             }
             const int hq = kvh * G + it / nmb;
             const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
@@ -590,11 +612,44 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 wgmma_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
             }
             wgmma_commit();
+            if (V & 2) { // behind the tensor-core work just issued
+                if (bulk_dq)
+                    flush_dq(st ^ 1); // tile of iteration it-1
+                if (it + 1 < iters) {
+                    issue(it + 1);
+                    cp_async_commit();
+                }
+            }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
 
             const bool need_mask = block_needs_mask_wg(mk, p, m0, n0);
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
             // P^T (in place of S^T) while dP^T runs on the tensor cores
+            if (V & 1) {
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    const float2 l = *reinterpret_cast<const float2 *>(lse2 + i * 8 + 2 * t);
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, -l.x));
+                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, -l.y));
+                    }
+                }
+                if (need_mask) {
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int64_t j = n0 + jr0 + 8 * r;
+#pragma unroll
+                        for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                            for (int c = 0; c < 2; ++c) {
+                                const int64_t qi = m0 + i * 8 + 2 * t + c;
+                                if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
+                                    sT[i][2 * r + c] = 0.f;
+                            }
+                    }
+                }
+            } else
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int64_t j = n0 + jr0 + 8 * r;
@@ -613,6 +668,15 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     }
             }
             wgmma_wait<0>();
+            float dsr[WBM / 8][2]; // Dsum of this thread's query columns
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i) {
+                if (V & 1) {
+                    const float2 d2 = *reinterpret_cast<const float2 *>(dsm + i * 8 + 2 * t);
+                    dsr[i][0] = d2.x;
+                    dsr[i][1] = d2.y;
+                }
+            }
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 const int jl = jr0 + 8 * r;
@@ -623,7 +687,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     for (int c = 0; c < 2; ++c) {
                         const int il = i * 8 + 2 * t + c;
                         pv[c] = sT[i][2 * r + c];
-                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsm[il]);
+                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - ((V & 1) ? dsr[i][c] : dsm[il]));
                     }
                     const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
                     // A fragments: tile i -> k-step i/2, registers (i&1)*2 + r
@@ -632,20 +696,35 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jl, i * 8 + 2 * t)) = dd;
                 }
             }
-            fence_proxy_async();
+            if (!(V & 4))
+                fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier)
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk) {
                 const uint64_t bo = gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024);
                 wgmma_rs_tb<T, D>(&dv[0][0], pa[kk], bo, 1);
             }
+            auto issue_dk = [&]() {
 #pragma unroll
-            for (int kk = 0; kk < WBM / 16; ++kk) {
-                const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
-                wgmma_rs_tb<T, D>(&dk[0][0], da[kk], bq, 1);
-            }
-            wgmma_commit();
-            if (atomic_dq && !(p.tuning & 4)) { // tuning 4: skip dQ (timing experiments only)
+                for (int kk = 0; kk < WBM / 16; ++kk) {
+                    const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
+                    wgmma_rs_tb<T, D>(&dk[0][0], da[kk], bq, 1);
+                }
+                wgmma_commit();
+            };
+            // d = 64: only warpgroup 0 computes dQ; issuing dK on divergent paths
+            // would make ptxas serialize every wgmma, so keep the old order there
+            constexpr bool dk_after_dq = (V & 2) && D == 128;
+            if (dk_after_dq)
+                wgmma_commit(); // dV; dK goes after dQ
+            else
+                issue_dk();
+            bool dk_issued = !dk_after_dq;
+            if (V & 4)
+                fence_proxy_async(); // as above, while dV runs
+            if (atomic_dq) {
+                if ((V & 2) && bulk_dq && tid == 0)
+                    bulk_wait_read<1>(); // the reduction of iteration it-2 has read sdQ[st]
                 __syncthreads(); // dS^T of both warpgroups is in shared memory
                 // warpgroup w: dQ[:, 64w .. 64w+63] (d = 128); d = 64: warpgroup 0 only
                 if (D == 128 || wg == 0) {
@@ -658,7 +737,14 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                         wgmma_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
                     }
                     wgmma_commit();
-                    wgmma_wait<0>();
+                    if (dk_after_dq) {
+                        wgmma_fence();
+                        issue_dk(); // runs while the dQ tile is staged
+                        dk_issued = true;
+                        wgmma_wait<1>();
+                    } else {
+                        wgmma_wait<0>();
+                    }
                     if (bulk_dq) {
                         float *tileq = sdQ + st * WBM * D;
 #pragma unroll
@@ -671,13 +757,13 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                                     make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
                         }
                         fence_proxy_async();
-                        prev_hq = (p.tuning & 2) ? -1 : hq; // tuning 2: no reduction (timing only)
+                        prev_hq = hq;
                         prev_m0 = m0;
                     } else
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         const int i = m0 + warp * 16 + g + 8 * r;
-                        if (i >= si.sq || (p.tuning & 2)) // tuning 2: no atomics (timing only)
+                        if (i >= si.sq)
                             continue;
                         float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
 #pragma unroll
@@ -687,6 +773,8 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     }
                 }
             }
+            if (!dk_issued)
+                issue_dk();
             wgmma_wait<0>();
             if (it + 1 < iters)
                 store_stats(st ^ 1);
@@ -836,8 +924,12 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
             const long long ctas = (long long)nb * ycount;
             if (ctas > 0x7fffffffLL)
                 return cudaErrorInvalidConfiguration;
-            if ((e = cudaFuncSetAttribute(bwd_dkdv_wg_kernel<T, D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
+            // FA4CP_CUDA_TUNING 128: the earlier kernel (V = 0), 256: V = 1, 512: V = 3 (A/B timing)
+            auto kern = (p.tuning & 128)   ? bwd_dkdv_wg_kernel<T, D, 0>
+                        : (p.tuning & 256) ? bwd_dkdv_wg_kernel<T, D, 1>
+                        : (p.tuning & 512) ? bwd_dkdv_wg_kernel<T, D, 3>
+                                           : bwd_dkdv_wg_kernel<T, D, 7>;
+            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
                 cudaSuccess)
                 return e;
             const bool use_list = p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
@@ -846,7 +938,7 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
                 if ((e = cudaGetLastError()) != cudaSuccess)
                     return e;
             }
-            bwd_dkdv_wg_kernel<T, D><<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
+            kern<<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
         }
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;

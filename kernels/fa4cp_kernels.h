@@ -39,10 +39,11 @@ typedef struct fa4cp_kparams {
      * (NULL: the kernels fall back to a fixed tile order) */
     int *sched;
     int64_t sched_cap;
-    /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults):
-     * 1 no m-block stagger in the backward, 2 skip the dQ reduction and
-     * 4 skip dQ altogether (both give WRONG dq), 16 dQ by red.v2 atomics
-     * instead of bulk reductions, 64 fixed tile order instead of the work list */
+    /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
+     * setting gives correct results): 1 no m-block stagger in the backward,
+     * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
+     * instead of the work list, 128 the earlier backward main kernel (V = 0 in
+     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3 */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

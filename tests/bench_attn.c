@@ -2,6 +2,7 @@
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
  *                   [--shape d,S,causal]   (S = 0: the varlen batch)
+ *                   [--bar] [--variants T1,T2,...]
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
@@ -271,7 +272,8 @@ static int smoke(void) {
 int main(int argc, char **argv) {
     const char *json_path = NULL;
     double peak = 761.0;
-    int iters = 10, quick = 0;
+    int iters = 10, quick = 0, bar = 0;
+    const char *variants = NULL;
     shape one = {128, 4096, 0, 0};
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -282,6 +284,11 @@ int main(int argc, char **argv) {
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--bar")) /* the d = 128, S >= 4k shapes of the speed bar */
+            bar = 1;
+        else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
+            /* A/B timing: each shape once per FA4CP_CUDA_TUNING value in the list */
+            variants = argv[++i];
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
@@ -321,6 +328,8 @@ int main(int argc, char **argv) {
         {128, 16384, 1, 0}, {128, 32768, 1, 0}, {128, 0, 0, 1},     {128, 0, 1, 1},
     };
     static const shape fast[] = {{128, 4096, 0, 0}, {128, 16384, 1, 0}, {128, 0, 1, 1}};
+    static const shape barl[] = {{128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},
+                                 {128, 16384, 0, 0}, {128, 16384, 1, 0}, {128, 32768, 1, 0}};
     const shape *list = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
     if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
@@ -330,9 +339,24 @@ int main(int argc, char **argv) {
         list = &one;
         n = 1;
     }
+    if (bar && quick != 2 && quick != 3) {
+        list = barl;
+        n = sizeof barl / sizeof barl[0];
+    }
     printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
-    for (size_t i = 0; i < n; ++i)
-        run_shape(&b, &list[i], iters, peak, json);
+    for (size_t i = 0; i < n; ++i) {
+        if (!variants) {
+            run_shape(&b, &list[i], iters, peak, json);
+            continue;
+        }
+        char vl[256];
+        snprintf(vl, sizeof vl, "%s", variants);
+        for (char *v = strtok(vl, ","); v; v = strtok(NULL, ",")) {
+            setenv("FA4CP_CUDA_TUNING", v, 1); /* read by the library at every call */
+            printf("tuning %-4s ", v);
+            run_shape(&b, &list[i], iters, peak, json);
+        }
+    }
     if (json)
         fclose(json);
     return 0;

@@ -207,9 +207,43 @@ static void refusals(void)
     fa4cp_cp_args bad_args = a;
     bad_args.struct_size = 8;
     ok(fa4cp_cp_fwd(cp, &bad_args) == FA4CP_ERR_INVALID, "fwd checks struct_size");
+    /* the step timings come from CUDA events: none on the cpu backend */
+    ok(fa4cp_cp_set_timing(cp, 1) == FA4CP_ERR_UNSUPPORTED, "timings are refused on the cpu backend");
+    like(fa4cp_last_error(), "CUDA events", "... saying why");
+    fa4cp_cp_timing t = FA4CP_CP_TIMING_INIT;
+    ok(fa4cp_cp_last_timing(cp, &t) == FA4CP_ERR_INVALID, "no timings before a timed call");
+    t.struct_size = 4;
+    ok(fa4cp_cp_last_timing(cp, &t) == FA4CP_ERR_INVALID, "last_timing checks struct_size");
     fa4cp_cp_destroy(cp);
     fa4cp_comm_destroy(comm1);
     fa4cp_local_world_destroy(w);
+
+    /* device memory (builds with CUDA; no GPU needed to create the world):
+     * the cpu backend cannot run over it, fp64 cannot run on the cuda backend */
+    w = NULL;
+    comm1 = NULL;
+    if (fa4cp_local_world_create(1, 1, 5.0, &w) == FA4CP_OK && fa4cp_local_comm(w, 0, &comm1) == FA4CP_OK) {
+        c = config(FA4CP_CP_P2P, 1, 8, 8);
+        ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_ERR_UNSUPPORTED && !cp,
+           "create refuses the cpu backend over device memory");
+        like(fa4cp_last_error(), "must live in the same memory", "... saying why");
+        c.backend = FA4CP_BACKEND_CUDA;
+        c.dtype = FA4CP_FP64;
+        ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_ERR_UNSUPPORTED && !cp,
+           "create refuses fp64 on the cuda backend");
+        like(fa4cp_last_error(), "bf16 or fp16", "... naming what works");
+    } else {
+        skip(4, "no CUDA in this build: device memory is refused (test_comm)");
+    }
+    fa4cp_comm_destroy(comm1);
+    fa4cp_local_world_destroy(w);
+
+    /* NCCL with threads: one GPU per rank */
+    int devs[2] = {0, 0};
+    fa4cp_comm *nc[2] = {NULL, NULL};
+    ok(fa4cp_nccl_local_comms(2, devs, 5.0, nc) == FA4CP_ERR_UNSUPPORTED && !nc[0] && !nc[1],
+       "nccl with two ranks on one GPU is refused (or NCCL is not built in)");
+    like(fa4cp_last_error(), fa4cp_nccl_available() ? "one GPU per rank" : "without NCCL", "... saying why");
 }
 
 typedef struct mjob {

@@ -508,12 +508,13 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
         }                                                                                          \
     } while (0)
 
-static fa4cp_status new_event(void **ev, void *stream)
+/* a new event, recorded on `stream` when `record` */
+static fa4cp_status new_event(void **ev, int record, void *stream)
 {
     fa4cp_status st = FA4CP_OK;
     cudaEvent_t e = NULL;
     CU_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-    if (stream != (void *)-1) {
+    if (record) {
         cudaError_t r = cudaEventRecord(e, (cudaStream_t)stream);
         if (r != cudaSuccess) {
             cudaEventDestroy(e);
@@ -573,14 +574,14 @@ static fa4cp_status dev_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, 
             m->bytes = ops[i].bytes;
             m->dptr = ops[i].buf;
             m->refs = 2; /* the receiver, and this request */
-            FA4CP_TRY(new_event(&m->ready, stream));
-            FA4CP_TRY(new_event(&m->done, (void *)-1));
+            FA4CP_TRY(new_event(&m->ready, 1, stream));
+            FA4CP_TRY(new_event(&m->done, 0, NULL));
         } else {
             pending *p = &r->recvs[r->nrecv++];
             p->peer = ops[i].peer;
             p->buf = ops[i].buf;
             p->bytes = ops[i].bytes;
-            FA4CP_TRY(new_event(&p->post, stream));
+            FA4CP_TRY(new_event(&p->post, 1, stream));
         }
     }
     pthread_mutex_lock(&w->mu);
@@ -717,8 +718,8 @@ static fa4cp_status dev_post_coll(fa4cp_comm *c, int kind, const void *send, voi
         st = FA4CP_ERR_NOMEM;
         goto out;
     }
-    FA4CP_TRY(new_event(&ready, stream));
-    FA4CP_TRY(new_event(&done, (void *)-1));
+    FA4CP_TRY(new_event(&ready, 1, stream));
+    FA4CP_TRY(new_event(&done, 0, NULL));
     r->is_coll = 1;
     r->kind = kind;
     r->recv = recv;

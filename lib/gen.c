@@ -1,0 +1,207 @@
+/* gen.c - the counter-based input generator and the float64 row reference.
+ *
+ * Every input element is a pure function of (seed, tensor, logical token,
+ * head, dim): a splitmix64-style hash of the five numbers gives two uniform
+ * numbers, Box-Muller turns them into a standard normal, and the value is
+ * rounded to the storage dtype.  The logical token counts real tokens across
+ * the batch, so the global tensors do not depend on the CP size, the comm
+ * shape, the padding or which rank asks: any rank can regenerate any element.
+ *
+ * The row reference recomputes one query row (out, lse, dq) or one key row
+ * (dk, dv) straight from regenerated inputs, in float64, streaming over the
+ * other side's rows: it needs O(d) memory and no reference run of the whole
+ * batch, so a sample of rows of a 1M-token case can be checked.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline uint64_t mix(uint64_t z)
+{
+    z ^= z >> 30;
+    z *= 0xbf58476d1ce4e5b9ULL;
+    z ^= z >> 27;
+    z *= 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return z;
+}
+
+double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim)
+{
+    uint64_t h = mix(seed + 0x9e3779b97f4a7c15ULL);
+    h = mix(h ^ ((uint64_t)(uint32_t)tensor * 0xd1b54a32d192ed03ULL));
+    h = mix(h ^ (uint64_t)token);
+    h = mix(h ^ (((uint64_t)(uint32_t)head << 32) | (uint32_t)dim));
+    uint64_t h2 = mix(h + 0x9e3779b97f4a7c15ULL);
+    double u1 = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double u2 = (double)(h2 >> 11) * (1.0 / 9007199254740992.0);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static double round_to(fa4cp_dtype dt, double v)
+{
+    switch (dt) {
+    case FA4CP_BF16: return fa4cp_bf16_to_float(fa4cp_float_to_bf16((float)v));
+    case FA4CP_FP16: return fa4cp_fp16_to_float(fa4cp_float_to_fp16((float)v));
+    case FA4CP_FP32: return (float)v;
+    default: return v;
+    }
+}
+
+double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim)
+{
+    return round_to(c->dtype, fa4cp_gen_value(c->seed, tensor, token, head, dim));
+}
+
+int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row)
+{
+    int64_t g = fa4cp_thd_local_to_global(c->batch, c->cu_padded, c->cp, rank, local_row);
+    if (g < 0)
+        return -1;
+    int s = fa4cp_thd_seq_of_row(c->batch, c->cu_padded, g);
+    if (s < 0)
+        return -1;
+    int64_t off = g - c->cu_padded[s];
+    if (off >= c->seqlen[s])
+        return -1;
+    return c->cu_tokens[s] + off;
+}
+
+void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst)
+{
+    int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads;
+    int d = c->head_dim;
+    int64_t rows = c->padded_tokens / c->cp;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t t = fa4cp_case_local_token(c, rank, r);
+        size_t base = (size_t)r * (size_t)h * (size_t)d;
+        for (int hh = 0; hh < h; hh++)
+            for (int k = 0; k < d; k++)
+                fa4cp_store(c->dtype, dst, base + (size_t)hh * d + k,
+                            t < 0 ? 0.0 : fa4cp_gen_element(c, tensor, t, hh, k));
+    }
+}
+
+/* Visible key range [lo, hi] of query i in a sequence of n tokens. */
+static void key_range(const fa4cp_case *c, int64_t n, int64_t i, int64_t *lo, int64_t *hi)
+{
+    int64_t right = c->causal ? 0 : c->window_right;
+    *hi = right < 0 ? n - 1 : i + right;
+    *lo = c->window_left < 0 ? 0 : i - c->window_left;
+    if (*hi > n - 1)
+        *hi = n - 1;
+    if (*lo < 0)
+        *lo = 0;
+}
+
+/* Query range [lo, hi] that sees key j. */
+static void query_range(const fa4cp_case *c, int64_t n, int64_t j, int64_t *lo, int64_t *hi)
+{
+    int64_t right = c->causal ? 0 : c->window_right;
+    /* j <= i + right  ->  i >= j - right;  j >= i - wl  ->  i <= j + wl */
+    *lo = right < 0 ? 0 : j - right;
+    *hi = c->window_left < 0 ? n - 1 : j + c->window_left;
+    if (*lo < 0)
+        *lo = 0;
+    if (*hi > n - 1)
+        *hi = n - 1;
+}
+
+void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out, double *lse,
+                         double *dq)
+{
+    int d = c->head_dim, hk = head / (c->heads / c->kv_heads);
+    int64_t n = c->seqlen[seq], base = c->cu_tokens[seq];
+    double scale = 1.0 / sqrt((double)d);
+    double *q = malloc(sizeof(double) * (size_t)d * 5);
+    double *k = q + d, *v = k + d, *dout = v + d, *b = dout + d;
+    double m = -INFINITY, l = 0;
+    for (int x = 0; x < d; x++) {
+        q[x] = fa4cp_gen_element(c, FA4CP_GEN_Q, base + i, head, x);
+        dout[x] = dq ? fa4cp_gen_element(c, FA4CP_GEN_DOUT, base + i, head, x) : 0;
+        out[x] = 0;
+        b[x] = 0;
+        if (dq)
+            dq[x] = 0;
+    }
+    int64_t lo, hi;
+    key_range(c, n, i, &lo, &hi);
+    /* out = sum p v, A = sum p dP k (in dq), B = sum p k (in b), all rescaled online */
+    for (int64_t j = lo; j <= hi; j++) {
+        double s = 0, dp = 0;
+        for (int x = 0; x < d; x++) {
+            k[x] = fa4cp_gen_element(c, FA4CP_GEN_K, base + j, hk, x);
+            v[x] = fa4cp_gen_element(c, FA4CP_GEN_V, base + j, hk, x);
+            s += q[x] * k[x];
+            dp += dout[x] * v[x];
+        }
+        s *= scale;
+        double mn = s > m ? s : m;
+        double corr = exp(m - mn), p = exp(s - mn);
+        l = l * corr + p;
+        for (int x = 0; x < d; x++) {
+            out[x] = out[x] * corr + p * v[x];
+            if (dq) {
+                dq[x] = dq[x] * corr + p * dp * k[x];
+                b[x] = b[x] * corr + p * k[x];
+            }
+        }
+        m = mn;
+    }
+    if (l == 0) {
+        *lse = -INFINITY;
+        free(q);
+        return;
+    }
+    *lse = m + log(l);
+    double D = 0;
+    for (int x = 0; x < d; x++) {
+        out[x] /= l;
+        D += dout[x] * out[x];
+    }
+    if (dq)
+        for (int x = 0; x < d; x++)
+            dq[x] = scale * (dq[x] / l - D * b[x] / l);
+    free(q);
+}
+
+void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d, void *ctx,
+                       double *dk, double *dv)
+{
+    int d = c->head_dim, group = c->heads / c->kv_heads;
+    int64_t n = c->seqlen[seq], base = c->cu_tokens[seq];
+    double scale = 1.0 / sqrt((double)d);
+    double *k = malloc(sizeof(double) * (size_t)d * 4);
+    double *v = k + d, *q = v + d, *dout = q + d;
+    for (int x = 0; x < d; x++) {
+        k[x] = fa4cp_gen_element(c, FA4CP_GEN_K, base + j, kv_head, x);
+        v[x] = fa4cp_gen_element(c, FA4CP_GEN_V, base + j, kv_head, x);
+        dk[x] = dv[x] = 0;
+    }
+    int64_t lo, hi;
+    query_range(c, n, j, &lo, &hi);
+    for (int g = 0; g < group; g++) {
+        int h = kv_head * group + g;
+        for (int64_t i = lo; i <= hi; i++) {
+            double lse, D, s = 0, dp = 0;
+            lse_d(ctx, seq, i, h, &lse, &D);
+            if (!isfinite(lse))
+                continue;
+            for (int x = 0; x < d; x++) {
+                q[x] = fa4cp_gen_element(c, FA4CP_GEN_Q, base + i, h, x);
+                dout[x] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, base + i, h, x);
+                s += q[x] * k[x];
+                dp += dout[x] * v[x];
+            }
+            double p = exp(s * scale - lse);
+            double ds = p * (dp - D) * scale;
+            for (int x = 0; x < d; x++) {
+                dv[x] += p * dout[x];
+                dk[x] += ds * q[x];
+            }
+        }
+    }
+    free(k);
+}

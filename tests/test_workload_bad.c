@@ -44,7 +44,7 @@ int main(void)
         fa4cp_workload *w = NULL;
         fa4cp_clear_error();
         fa4cp_status st = fa4cp_workload_load(path, NULL, 0, &w);
-        char want[8192];
+        char want[16384];
         /* the message starts with the file; a located expectation follows it */
         if (expect[10] >= '0' && expect[10] <= '9')
             snprintf(want, sizeof want, "%s:%s", path, expect + 10);

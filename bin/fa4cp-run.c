@@ -1,0 +1,771 @@
+/* fa4cp-run - run, verify and time attention workloads described in YAML.
+ *
+ *   fa4cp-run [options] JOB.yaml...
+ *
+ * Expands the cases of every file (sweeps, overrides), brings up the world
+ * (local mode: --ranks N threads in this process), and for each case
+ * generates the inputs, runs the CP forward (and backward), verifies, times,
+ * prints one row (rank 0 only) and appends one JSON line to
+ * OUTDIR/results.jsonl.  docs/fa4cp-run.1 is the manual; docs/exit-codes.md
+ * lists the exit codes.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#define _GNU_SOURCE
+#include "fa4cp.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "results.h"
+#include "run_exec.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_USAGE = 2,    /* usage or workload error */
+    EXIT_RUNTIME = 3,  /* CUDA, NCCL, PMIx, memory, transport */
+    EXIT_TIMEOUT = 4,  /* a case ran past run.timeout */
+    EXIT_VERIFY = 5,   /* verification failed */
+    EXIT_GATE = 6      /* below a performance gate */
+};
+
+#define MAX_OV 128
+
+typedef struct opts {
+    int ranks;
+    int tap, dry_run, explain, quiet;
+    const char *outdir;
+    fa4cp_override ov[MAX_OV];
+    int nov;
+    char *ovbuf[MAX_OV];
+} opts;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: fa4cp-run [options] JOB.yaml...\n"
+            "Run, verify and time the attention cases of YAML workloads (docs/workloads.md).\n"
+            "\n"
+            "  -n, --iters N        timed iterations per case (run.iters)\n"
+            "  -w, --warmup N       warm-up iterations per case (run.warmup)\n"
+            "  -c, --check MODE     full | sampled | off (run.check)\n"
+            "  -b, --backend NAME   cpu | cuda (run.backend)\n"
+            "  -T, --timeout S      seconds per case before the job ends with exit 4 (run.timeout)\n"
+            "  -s, --set KEY=VALUE  override any key of every case (e.g. --set cp.size=2)\n"
+            "      --ranks N        local mode: N ranks as threads of this process (default 1)\n"
+            "  -o, --output DIR     append results to DIR/results.jsonl (default: fa4cp-results)\n"
+            "      --no-output      write no results file\n"
+            "      --tap            print TAP (ok / not ok per case) instead of the table\n"
+            "      --dry-run        expand and validate; print cases, memory and FLOP estimates;\n"
+            "                       allocate nothing, touch no GPU\n"
+            "      --explain        --dry-run plus the layout and the CP plan of every rank\n"
+            "  -q, --quiet          no progress on stderr\n"
+            "  -h, --help           this text;  -V, --version  the version\n"
+            "\n"
+            "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
+            "5 verification failed, 6 below a gate (docs/exit-codes.md).\n");
+}
+
+static int add_override(opts *o, const char *key, const char *value)
+{
+    if (o->nov >= MAX_OV) {
+        fprintf(stderr, "fa4cp-run: too many overrides (at most %d)\n", MAX_OV);
+        return -1;
+    }
+    o->ov[o->nov].key = key;
+    o->ov[o->nov].value = value;
+    o->nov++;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o, int *first_file)
+{
+    static const struct option longs[] = {
+        {"iters", required_argument, NULL, 'n'},   {"warmup", required_argument, NULL, 'w'},
+        {"check", required_argument, NULL, 'c'},   {"backend", required_argument, NULL, 'b'},
+        {"timeout", required_argument, NULL, 'T'}, {"set", required_argument, NULL, 's'},
+        {"ranks", required_argument, NULL, 'R'},   {"output", required_argument, NULL, 'o'},
+        {"no-output", no_argument, NULL, 'N'},     {"tap", no_argument, NULL, 't'},
+        {"dry-run", no_argument, NULL, 'D'},       {"explain", no_argument, NULL, 'E'},
+        {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+    int ch;
+    memset(o, 0, sizeof *o);
+    o->ranks = 1;
+    o->outdir = "fa4cp-results";
+    while ((ch = getopt_long(argc, argv, "n:w:c:b:T:s:o:qhV", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'n': if (add_override(o, "run.iters", optarg)) return -1; break;
+        case 'w': if (add_override(o, "run.warmup", optarg)) return -1; break;
+        case 'c': if (add_override(o, "run.check", optarg)) return -1; break;
+        case 'b': if (add_override(o, "run.backend", optarg)) return -1; break;
+        case 'T': if (add_override(o, "run.timeout", optarg)) return -1; break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                fprintf(stderr, "fa4cp-run: --set %s: expected KEY=VALUE (e.g. --set cp.size=2)\n", optarg);
+                return -1;
+            }
+            *eq = 0;
+            if (add_override(o, optarg, eq + 1))
+                return -1;
+            break;
+        }
+        case 'R': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 4096) {
+                fprintf(stderr, "fa4cp-run: --ranks %s: expected a number of ranks from 1 to 4096\n", optarg);
+                return -1;
+            }
+            o->ranks = (int)v;
+            break;
+        }
+        case 'o': o->outdir = optarg; break;
+        case 'N': o->outdir = NULL; break;
+        case 't': o->tap = 1; break;
+        case 'D': o->dry_run = 1; break;
+        case 'E': o->explain = o->dry_run = 1; break;
+        case 'q': o->quiet = 1; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("fa4cp-run %s\n", fa4cp_version()); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "fa4cp-run: no workload given (e.g. fa4cp-run jobs/smoke.yaml --ranks 4)\n");
+        usage(stderr);
+        return -1;
+    }
+    *first_file = optind;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ world */
+
+typedef struct world_info {
+    int size;   /* ranks */
+    int rank;   /* this process's rank */
+    int procs;  /* processes */
+    int nodes;
+    const char *kind; /* "local", "pmix", "slurm" */
+    char host[64];
+} world_info;
+
+/* The launcher's rank from the environment (without a world bootstrap in this
+ * build): under srun every task reads its own, so only rank 0 prints. */
+static void world_from_env(world_info *w, int ranks)
+{
+    const char *pr = getenv("PMIX_RANK"), *sp = getenv("SLURM_PROCID"), *sn = getenv("SLURM_NTASKS");
+    const char *nn = getenv("SLURM_NNODES");
+    memset(w, 0, sizeof *w);
+    gethostname(w->host, sizeof w->host - 1);
+    w->nodes = 1;
+    if (pr || (sp && sn && atoi(sn) > 1)) {
+        w->kind = pr ? "pmix" : "slurm";
+        w->rank = atoi(pr ? pr : sp);
+        w->size = w->procs = sn ? atoi(sn) : 1;
+        w->nodes = nn ? atoi(nn) : 1;
+        if (w->size < 1)
+            w->size = w->procs = 1;
+        return;
+    }
+    w->kind = "local";
+    w->rank = 0;
+    w->size = ranks;
+    w->procs = 1;
+}
+
+/* ------------------------------------------------------------------ printing */
+
+static double host_mem_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = -1;
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb < 0 ? -1 : kb * 1024.0;
+}
+
+static const char *mask_text(const fa4cp_case *c, char *buf, size_t len)
+{
+    if (c->window_left >= 0)
+        snprintf(buf, len, "%s w%d", c->causal ? "causal" : "full", c->window_left);
+    else
+        snprintf(buf, len, "%s", c->causal ? "causal" : "full");
+    return buf;
+}
+
+static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o)
+{
+    printf("# fa4cp-run %s: %d case(s) from", fa4cp_version(), ncases);
+    for (int i = 0; i < nfiles; i++)
+        printf(" %s", files[i]);
+    printf("\n");
+    printf("# world: %d rank(s) on %d node(s), %d process(es), bootstrap %s, host %s\n", w->size, w->nodes,
+           w->procs, w->kind, w->host);
+    printf("# layout: CP groups of cp.size consecutive ranks (node, local rank order); %s\n",
+           w->procs == 1 ? "local transport (threads)" : "NCCL transport");
+#ifdef HAVE_CUDA
+    printf("# versions: fa4cp %s, CUDA kernels %s", fa4cp_version(), FA4CP_CUDA_ARCH);
+#else
+    printf("# versions: fa4cp %s, CUDA none (cpu build)", fa4cp_version());
+#endif
+#ifdef HAVE_NCCL
+    printf(", NCCL built in");
+#else
+    printf(", NCCL none");
+#endif
+    printf(", driver n/a\n");
+    if (o->dry_run)
+        printf("# dry run: nothing is allocated and no GPU is touched\n");
+    printf("# times: median over run.iters on each rank, max over ranks; TFLOP/s per GPU, FlashAttention "
+           "convention (fwd 4*d per visible pair and head, bwd 2.5x)\n");
+}
+
+static void print_table_head(int dry)
+{
+    if (dry) {
+        printf("#\n# %4s %-10s %4s %8s %8s %6s %4s %-12s %10s %10s %10s %-8s\n", "case", "comm", "cp", "tokens",
+               "padded", "heads", "d", "mask", "fwd GFLOP", "bwd GFLOP", "MiB/rank", "check");
+        return;
+    }
+    printf("#\n# %4s %-10s %4s %8s %6s %4s %-12s %10s %9s %10s %9s %9s %7s\n", "", "", "", "", "", "", "",
+           "--- fwd", "", "--- bwd", "", "", "");
+    printf("# %4s %-10s %4s %8s %6s %4s %-12s %10s %9s %10s %9s %9s %7s\n", "case", "comm", "cp", "tokens",
+           "heads", "d", "mask", "time(ms)", "TFLOP/s", "time(ms)", "TFLOP/s", "max err", "result");
+}
+
+static void heads_text(const fa4cp_case *c, char *buf, size_t len)
+{
+    if (c->kv_heads == c->heads)
+        snprintf(buf, len, "%d", c->heads);
+    else
+        snprintf(buf, len, "%d/%d", c->heads, c->kv_heads);
+}
+
+/* ------------------------------------------------------------------ results */
+
+typedef struct case_outcome {
+    int exit_code;
+    const char *result; /* "OK", "FAILED", "BELOW GATE", "ERROR", "TIMEOUT" */
+    double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err, tol;
+    double err_t[NERR];
+    char msg[600];
+} case_outcome;
+
+static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                       const rank_result *rr, int nr)
+{
+    fa4cp_jw j;
+    double fwd, bwd;
+    char ts[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fa4cp_case_flops(c, &fwd, &bwd);
+    fa4cp_jw_init(&j);
+    fa4cp_jw_begin(&j, NULL, 0);
+    fa4cp_jw_int(&j, "schema", 1);
+    fa4cp_jw_str(&j, "tool", "fa4cp-run");
+    fa4cp_jw_str(&j, "time", ts);
+    fa4cp_jw_str(&j, "file", c->file);
+    fa4cp_jw_int(&j, "doc", c->doc);
+    fa4cp_jw_int(&j, "case", c->index);
+    fa4cp_jw_str(&j, "name", c->name);
+    fa4cp_jw_str(&j, "label", c->label);
+    fa4cp_jw_begin(&j, "config", 0);
+    fa4cp_jw_begin(&j, "attention", 0);
+    fa4cp_jw_int(&j, "heads", c->heads);
+    fa4cp_jw_int(&j, "kv_heads", c->kv_heads);
+    fa4cp_jw_int(&j, "head_dim", c->head_dim);
+    fa4cp_jw_str(&j, "dtype", fa4cp_dtype_name(c->dtype));
+    fa4cp_jw_bool(&j, "causal", c->causal);
+    fa4cp_jw_begin(&j, "window", 1);
+    fa4cp_jw_int(&j, NULL, c->window_left);
+    fa4cp_jw_int(&j, NULL, c->window_right);
+    fa4cp_jw_end(&j, 1);
+    fa4cp_jw_str(&j, "layout", c->layout_bshd ? "bshd" : "thd");
+    fa4cp_jw_bool(&j, "pad_between_seqs", c->pad_between_seqs);
+    fa4cp_jw_str(&j, "distribution", fa4cp_seq_dist_name(c->dist));
+    fa4cp_jw_int(&j, "batch", c->batch);
+    fa4cp_jw_int(&j, "tokens", c->tokens);
+    fa4cp_jw_int(&j, "padded_tokens", c->padded_tokens);
+    fa4cp_jw_int(&j, "max_seqlen", c->max_seqlen);
+    fa4cp_jw_begin(&j, "sequences", 1);
+    for (int i = 0; i < c->batch && i < 4096; i++)
+        fa4cp_jw_int(&j, NULL, c->seqlen[i]);
+    fa4cp_jw_end(&j, 1);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_begin(&j, "cp", 0);
+    fa4cp_jw_int(&j, "size", c->cp);
+    fa4cp_jw_str(&j, "comm", c->comm);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_begin(&j, "run", 0);
+    fa4cp_jw_str(&j, "backend", fa4cp_backend_name(c->backend));
+    fa4cp_jw_int(&j, "warmup", c->warmup);
+    fa4cp_jw_int(&j, "iters", c->iters);
+    fa4cp_jw_bool(&j, "backward", c->backward);
+    fa4cp_jw_str(&j, "check", fa4cp_check_mode_name(c->check));
+    fa4cp_jw_int(&j, "samples", c->samples);
+    fa4cp_jw_int(&j, "seed", (long long)c->seed);
+    fa4cp_jw_num(&j, "timeout", c->timeout_s);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_begin(&j, "gate", 0);
+    fa4cp_jw_num(&j, "fwd_tflops", c->gate_fwd_tflops);
+    fa4cp_jw_num(&j, "bwd_tflops", c->gate_bwd_tflops);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_begin(&j, "env", 0);
+    fa4cp_jw_str(&j, "fa4cp", fa4cp_version());
+    fa4cp_jw_str(&j, "host", w->host);
+    fa4cp_jw_str(&j, "bootstrap", w->kind);
+    fa4cp_jw_int(&j, "world_size", w->size);
+    fa4cp_jw_int(&j, "gpus", w->size);
+    fa4cp_jw_int(&j, "procs", w->procs);
+    fa4cp_jw_int(&j, "nodes", w->nodes);
+    fa4cp_jw_int(&j, "replicas", w->size / c->cp);
+    const char *job = getenv("SLURM_JOB_ID");
+    if (job)
+        fa4cp_jw_str(&j, "slurm_job_id", job);
+#ifdef HAVE_CUDA
+    fa4cp_jw_str(&j, "cuda_arch", FA4CP_CUDA_ARCH);
+#else
+    fa4cp_jw_null(&j, "cuda");
+#endif
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_begin(&j, "result", 0);
+    fa4cp_jw_str(&j, "status", oc->result);
+    fa4cp_jw_int(&j, "exit_code", oc->exit_code);
+    fa4cp_jw_num(&j, "fwd_ms", oc->fwd_ms);
+    fa4cp_jw_num(&j, "bwd_ms", oc->bwd_ms);
+    fa4cp_jw_num(&j, "fwd_flops", fwd);
+    fa4cp_jw_num(&j, "bwd_flops", c->backward ? bwd : NAN);
+    fa4cp_jw_num(&j, "fwd_tflops_per_gpu", oc->fwd_tf);
+    fa4cp_jw_num(&j, "bwd_tflops_per_gpu", oc->bwd_tf);
+    fa4cp_jw_num(&j, "fwd_tflops_total", oc->fwd_tf * w->size);
+    fa4cp_jw_num(&j, "bwd_tflops_total", oc->bwd_tf * w->size);
+    fa4cp_jw_num(&j, "max_rel_err", oc->err);
+    fa4cp_jw_num(&j, "tolerance", oc->tol);
+    fa4cp_jw_begin(&j, "errors", 0);
+    for (int t = 0; t < NERR; t++)
+        if (oc->err_t[t] >= 0 || isinf(oc->err_t[t]))
+            fa4cp_jw_num(&j, run_err_names[t], oc->err_t[t]);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_str(&j, "message", oc->msg);
+    fa4cp_jw_begin(&j, "per_rank", 0);
+    fa4cp_jw_begin(&j, "fwd_ms", 1);
+    for (int i = 0; i < nr; i++)
+        fa4cp_jw_num(&j, NULL, rr[i].fwd_ms);
+    fa4cp_jw_end(&j, 1);
+    fa4cp_jw_begin(&j, "bwd_ms", 1);
+    for (int i = 0; i < nr; i++)
+        fa4cp_jw_num(&j, NULL, rr[i].bwd_ms);
+    fa4cp_jw_end(&j, 1);
+    fa4cp_jw_begin(&j, "rows_checked", 1);
+    for (int i = 0; i < nr; i++)
+        fa4cp_jw_int(&j, NULL, rr[i].rows_checked);
+    fa4cp_jw_end(&j, 1);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_end(&j, 0);
+    fa4cp_jw_end(&j, 0);
+    if (j.failed || fa4cp_results_append(o->outdir, j.buf))
+        fprintf(stderr, "fa4cp-run: cannot record case %d: %s\n", c->index,
+                j.failed ? "out of memory" : fa4cp_last_error());
+    fa4cp_jw_free(&j);
+}
+
+/* ------------------------------------------------------------------ local execution */
+
+typedef struct thread_arg {
+    const fa4cp_case *c;
+    fa4cp_comm *comm;
+    int rank;
+    int inject;
+    rank_result *res;
+} thread_arg;
+
+#ifdef FA4CP_CP_CONFIG_INIT
+static void *rank_thread(void *p)
+{
+    thread_arg *a = p;
+    run_case_rank(a->c, a->comm, a->rank, a->inject, a->res);
+    return NULL;
+}
+#endif
+
+/* Run case c on `ranks` threads; returns 0, or EXIT_TIMEOUT/EXIT_RUNTIME for
+ * what stopped it before results came back (message in msg). */
+static int run_local(const fa4cp_case *c, int ranks, int inject, rank_result *res, char *msg, size_t msglen)
+{
+#ifdef FA4CP_CP_CONFIG_INIT
+    int groups = ranks / c->cp, rc = 0;
+    fa4cp_local_world **lw = calloc((size_t)groups, sizeof *lw);
+    fa4cp_comm **comms = calloc((size_t)ranks, sizeof *comms);
+    pthread_t *th = calloc((size_t)ranks, sizeof *th);
+    thread_arg *args = calloc((size_t)ranks, sizeof *args);
+    int started = 0;
+    if (!lw || !comms || !th || !args) {
+        snprintf(msg, msglen, "out of memory for %d ranks", ranks);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    for (int g = 0; g < groups; g++)
+        if (fa4cp_local_world_create(c->cp, 0, c->timeout_s, &lw[g])) {
+            snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
+            rc = EXIT_RUNTIME;
+            goto out;
+        }
+    for (int r = 0; r < ranks; r++)
+        if (fa4cp_local_comm(lw[r / c->cp], r % c->cp, &comms[r])) {
+            snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
+            rc = EXIT_RUNTIME;
+            goto out;
+        }
+    for (int r = 0; r < ranks; r++) {
+        args[r] = (thread_arg){c, comms[r], r, inject && r < c->cp, &res[r]};
+        if (pthread_create(&th[r], NULL, rank_thread, &args[r])) {
+            snprintf(msg, msglen, "cannot start rank thread %d: %s", r, strerror(errno));
+            rc = EXIT_RUNTIME;
+            goto out;
+        }
+        started++;
+    }
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    double t = c->timeout_s + 5.0; /* the transport's own timeout fires first */
+    dl.tv_sec += (time_t)t;
+    dl.tv_nsec += (long)((t - floor(t)) * 1e9);
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    for (int r = 0; r < started; r++) {
+        if (pthread_timedjoin_np(th[r], NULL, &dl) == ETIMEDOUT) {
+            fflush(stdout);
+            fprintf(stderr, "fa4cp-run: case %d (%s) ran past run.timeout = %g s: rank %d still running; ending the job\n",
+                    c->index, c->label[0] ? c->label : c->name, c->timeout_s, r);
+            _exit(EXIT_TIMEOUT);
+        }
+    }
+    started = 0;
+out:
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    if (comms)
+        for (int r = 0; r < ranks; r++)
+            if (comms[r])
+                fa4cp_comm_destroy(comms[r]);
+    if (lw)
+        for (int g = 0; g < groups; g++)
+            if (lw[g])
+                fa4cp_local_world_destroy(lw[g]);
+    free(lw);
+    free(comms);
+    free(th);
+    free(args);
+    return rc;
+#else
+    (void)c;
+    (void)ranks;
+    (void)inject;
+    (void)res;
+    snprintf(msg, msglen,
+             "this build of fa4cp has no CP executor (lib/cp*.c is not linked in): only --dry-run/--explain work");
+    return EXIT_RUNTIME;
+#endif
+}
+
+static int status_exit(int st)
+{
+    switch (st) {
+    case FA4CP_ERR_TIMEOUT: return EXIT_TIMEOUT;
+    case FA4CP_ERR_INVALID: return EXIT_USAGE;
+    default: return EXIT_RUNTIME;
+    }
+}
+
+/* Turn per-rank results into the case outcome. */
+static void judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, int nr, case_outcome *oc)
+{
+    double fwd, bwd;
+    fa4cp_case_flops(c, &fwd, &bwd);
+    oc->fwd_ms = oc->bwd_ms = -1;
+    oc->err = -1;
+    for (int t = 0; t < NERR; t++)
+        oc->err_t[t] = -1;
+    oc->tol = fa4cp_check_tolerance(c->dtype);
+    for (int i = 0; i < nr; i++) {
+        if (rr[i].status && !oc->exit_code) {
+            oc->exit_code = status_exit(rr[i].status);
+            snprintf(oc->msg, sizeof oc->msg, "rank %d: %s", rr[i].rank, rr[i].msg);
+        }
+        if (rr[i].fwd_ms > oc->fwd_ms)
+            oc->fwd_ms = rr[i].fwd_ms;
+        if (rr[i].bwd_ms > oc->bwd_ms)
+            oc->bwd_ms = rr[i].bwd_ms;
+        for (int t = 0; t < NERR; t++)
+            if (rr[i].err[t] > oc->err_t[t] || isinf(rr[i].err[t]))
+                oc->err_t[t] = rr[i].err[t];
+    }
+    for (int t = 0; t < NERR; t++)
+        if (oc->err_t[t] > oc->err || isinf(oc->err_t[t]))
+            oc->err = oc->err_t[t];
+    /* per GPU: each CP group runs the whole case on cp GPUs */
+    oc->fwd_tf = oc->fwd_ms > 0 ? fwd / c->cp / (oc->fwd_ms * 1e-3) / 1e12 : NAN;
+    oc->bwd_tf = oc->bwd_ms > 0 ? bwd / c->cp / (oc->bwd_ms * 1e-3) / 1e12 : NAN;
+    (void)w;
+    if (oc->exit_code) {
+        oc->result = oc->exit_code == EXIT_TIMEOUT ? "TIMEOUT" : "ERROR";
+        return;
+    }
+    if (c->check != FA4CP_CHECK_OFF && !(oc->err <= oc->tol)) {
+        oc->exit_code = EXIT_VERIFY;
+        oc->result = "FAILED";
+        int worst = 0;
+        for (int t = 0; t < NERR; t++)
+            if (oc->err_t[t] > oc->err_t[worst] || isinf(oc->err_t[t]))
+                worst = t;
+        snprintf(oc->msg, sizeof oc->msg, "%s check: max relative error %.3g in %s exceeds the %s tolerance %.3g",
+                 fa4cp_check_mode_name(c->check), oc->err, run_err_names[worst], fa4cp_dtype_name(c->dtype), oc->tol);
+        return;
+    }
+    if ((c->gate_fwd_tflops > 0 && !(oc->fwd_tf >= c->gate_fwd_tflops)) ||
+        (c->backward && c->gate_bwd_tflops > 0 && !(oc->bwd_tf >= c->gate_bwd_tflops))) {
+        oc->exit_code = EXIT_GATE;
+        oc->result = "BELOW GATE";
+        snprintf(oc->msg, sizeof oc->msg, "below the gate: fwd %.3g TFLOP/s per GPU (gate %g), bwd %.3g (gate %g)",
+                 oc->fwd_tf, c->gate_fwd_tflops, oc->bwd_tf, c->gate_bwd_tflops);
+        return;
+    }
+    oc->result = "OK";
+}
+
+static int worse(int a, int b)
+{
+    /* severity: runtime 3 > timeout 4 > verify 5 > gate 6 > usage 2 > ok */
+    static const int rank_of[7] = {0, 0, 1, 5, 4, 3, 2};
+    return rank_of[b] > rank_of[a] ? b : a;
+}
+
+static void progress(const opts *o, int done, int total, double t0)
+{
+    if (o->quiet || !isatty(2))
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double el = ts.tv_sec + ts.tv_nsec * 1e-9 - t0;
+    double eta = done ? el / done * (total - done) : 0;
+    int width = 30, fill = total ? done * width / total : width;
+    fprintf(stderr, "\r[%.*s%*s] %d/%d cases, %.0fs elapsed, ETA %.0fs ", fill,
+            "##############################", width - fill, "", done, total, el, eta);
+    if (done == total)
+        fprintf(stderr, "\n");
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    opts o;
+    int first;
+    if (parse_args(argc, argv, &o, &first))
+        return EXIT_USAGE;
+    int nfiles = argc - first;
+    fa4cp_workload **wl = calloc((size_t)nfiles, sizeof *wl);
+    int ncases = 0, exit_code = EXIT_OK;
+    for (int i = 0; i < nfiles; i++) {
+        if (fa4cp_workload_load(argv[first + i], o.ov, o.nov, &wl[i])) {
+            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+            for (int j = 0; j < i; j++)
+                fa4cp_workload_free(wl[j]);
+            free(wl);
+            return EXIT_USAGE;
+        }
+        ncases += fa4cp_workload_count(wl[i]);
+    }
+    world_info w;
+    world_from_env(&w, o.ranks);
+    int root = w.rank == 0;
+    if (strcmp(w.kind, "local") && o.ranks != 1 && root)
+        fprintf(stderr, "fa4cp-run: --ranks is for local mode; under %s the launcher gives %d ranks\n", w.kind,
+                w.size);
+    /* every case must fit the world before anything runs */
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++)
+            if (fa4cp_case_fit_world(fa4cp_workload_get(wl[i], k), w.size)) {
+                if (root)
+                    fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+                exit_code = EXIT_USAGE;
+                goto done;
+            }
+    if (root && !o.tap)
+        print_header(&w, ncases, nfiles, argv + first, &o);
+    if (root && o.tap) {
+        printf("TAP version 13\n1..%d\n", ncases);
+        print_header(&w, ncases, nfiles, argv + first, &o);
+    }
+    if (o.dry_run) {
+        if (root)
+            print_table_head(1);
+        for (int i = 0; i < nfiles; i++)
+            for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+                const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+                double f, b;
+                char mask[32];
+                fa4cp_case_flops(c, &f, &b);
+                size_t mem = fa4cp_case_memory(c, 1);
+                if (!root)
+                    continue;
+                if (o.tap)
+                    printf("ok %d - %s case %d %s # SKIP dry run\n", c->index + 1, c->name, c->index, c->label);
+                printf("%s %4d %-10s %4d %8lld %8lld %6d %4d %-12s %10.3f %10.3f %10.1f %-8s %s\n", o.tap ? "#" : " ",
+                       c->index, c->comm, c->cp, (long long)c->tokens, (long long)c->padded_tokens, c->heads,
+                       c->head_dim, mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0,
+                       mem / 1048576.0, fa4cp_check_mode_name(c->check), c->label);
+                if (o.explain) {
+                    printf("#   %s doc %d: %d sequence(s) (%s), max %d tokens, dtype %s, layout %s, backend %s, "
+                           "warmup %d, iters %d, backward %s, seed %llu, timeout %g s\n",
+                           c->file, c->doc, c->batch, fa4cp_seq_dist_name(c->dist), c->max_seqlen,
+                           fa4cp_dtype_name(c->dtype), c->layout_bshd ? "bshd" : "thd", fa4cp_backend_name(c->backend),
+                           c->warmup, c->iters, c->backward ? "yes" : "no", (unsigned long long)c->seed, c->timeout_s);
+                    printf("#   layout: %d CP group(s) of %d: ", w.size / c->cp, c->cp);
+                    for (int g = 0; g < w.size / c->cp && g < 8; g++) {
+                        printf("%s[%d..%d]", g ? " " : "", g * c->cp, g * c->cp + c->cp - 1);
+                    }
+                    printf("%s\n", w.size / c->cp > 8 ? " ..." : "");
+                    for (int r = 0; r < c->cp && r < 16; r++) {
+                        int64_t rows = c->padded_tokens / c->cp, real = 0;
+                        for (int64_t l = 0; l < rows && rows <= (1 << 22); l++)
+                            real += fa4cp_case_local_token(c, r, l) >= 0;
+                        printf("#   cp rank %d: %lld local rows (%lld real)\n", r, (long long)rows, (long long)real);
+                        fflush(stdout);
+                        if (run_plan_print(c, r, stdout) != 0 && r == 0)
+                            printf("#     (CP plan: not available in this build)\n");
+                    }
+                    if (c->cp > 16)
+                        printf("#   ... %d more CP ranks\n", c->cp - 16);
+                }
+            }
+        if (root)
+            printf("# dry run: %d case(s) valid\n", ncases);
+        goto done;
+    }
+    /* ---- execution */
+    if (strcmp(w.kind, "local")) {
+        if (root)
+            fprintf(stderr,
+                    "fa4cp-run: a %s launch of %d processes needs the world bootstrap and the NCCL transport, "
+                    "which this build does not run yet; use --dry-run under srun, or --ranks N on one node\n",
+                    w.kind, w.size);
+        exit_code = EXIT_RUNTIME;
+        goto done;
+    }
+    if (!run_exec_available()) {
+        fprintf(stderr,
+                "fa4cp-run: this build of fa4cp has no CP executor (lib/cp*.c not linked in); "
+                "--dry-run and --explain work\n");
+        exit_code = EXIT_RUNTIME;
+        goto done;
+    }
+    if (!o.tap)
+        print_table_head(0);
+    fflush(stdout);
+    int inject = getenv("FA4CP_RUN_INJECT_ERROR") && atoi(getenv("FA4CP_RUN_INJECT_ERROR"));
+    struct timespec ts0;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    double t0 = ts0.tv_sec + ts0.tv_nsec * 1e-9;
+    int done_cases = 0, nok = 0, nfail = 0, ngate = 0, nerr = 0;
+    rank_result *res = calloc((size_t)w.size, sizeof *res);
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+            const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+            case_outcome oc;
+            memset(&oc, 0, sizeof oc);
+            memset(res, 0, sizeof *res * (size_t)w.size);
+            progress(&o, done_cases, ncases, t0);
+            if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+                oc.exit_code = EXIT_RUNTIME;
+                snprintf(oc.msg, sizeof oc.msg,
+                         "run.backend cuda: this build or machine has no usable CUDA device "
+                         "(configure --with-cuda, run on a GPU node, or --backend cpu)");
+            } else {
+                double avail = host_mem_available();
+                size_t need = fa4cp_case_memory(c, 1);
+                if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / w.size), "host memory (MemAvailable per rank)")) {
+                    oc.exit_code = EXIT_RUNTIME;
+                    snprintf(oc.msg, sizeof oc.msg, "%s", fa4cp_last_error());
+                } else {
+                    int rc = run_local(c, w.size, inject, res, oc.msg, sizeof oc.msg);
+                    if (rc)
+                        oc.exit_code = rc;
+                }
+            }
+            if (!oc.exit_code)
+                judge(c, &w, res, w.size, &oc);
+            else {
+                oc.result = oc.exit_code == EXIT_TIMEOUT ? "TIMEOUT" : "ERROR";
+                oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+                oc.fwd_tf = oc.bwd_tf = NAN;
+                for (int t = 0; t < NERR; t++)
+                    oc.err_t[t] = -1;
+            }
+            exit_code = worse(exit_code, oc.exit_code);
+            nok += oc.exit_code == 0;
+            nfail += oc.exit_code == EXIT_VERIFY;
+            ngate += oc.exit_code == EXIT_GATE;
+            nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
+            char mask[32], hb[16], e[16], fm[16], ft[16], bm[16], bt[16];
+            heads_text(c, hb, sizeof hb);
+            snprintf(e, sizeof e, oc.err >= 0 || isinf(oc.err) ? "%.2e" : "N/A", oc.err);
+            snprintf(fm, sizeof fm, oc.fwd_ms >= 0 ? "%.3f" : "-", oc.fwd_ms);
+            snprintf(ft, sizeof ft, isfinite(oc.fwd_tf) ? "%.4f" : "-", oc.fwd_tf);
+            snprintf(bm, sizeof bm, oc.bwd_ms >= 0 ? "%.3f" : "-", oc.bwd_ms);
+            snprintf(bt, sizeof bt, isfinite(oc.bwd_tf) ? "%.4f" : "-", oc.bwd_tf);
+            if (o.tap) {
+                printf("%s %d - %s case %d %s (fwd %s ms, bwd %s ms, max err %s)\n", oc.exit_code ? "not ok" : "ok",
+                       c->index + 1, c->name, c->index, c->label, fm, bm, e);
+                if (oc.exit_code)
+                    printf("# %s: %s\n", oc.result, oc.msg);
+            } else {
+                printf("  %4d %-10s %4d %8lld %6s %4d %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm, c->cp,
+                       (long long)c->tokens, hb, c->head_dim, mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e,
+                       oc.result);
+                if (oc.exit_code)
+                    printf("#   case %d %s: %s\n", c->index, oc.result, oc.msg);
+            }
+            fflush(stdout);
+            if (oc.exit_code)
+                fprintf(stderr, "fa4cp-run: case %d (%s%s%s): %s\n", c->index, c->name, c->label[0] ? " " : "",
+                        c->label, oc.msg);
+            if (o.outdir)
+                write_json(&o, &w, c, &oc, res, w.size);
+            done_cases++;
+        }
+    progress(&o, done_cases, ncases, t0);
+    free(res);
+    printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+    if (o.outdir)
+        printf("# results: %s/results.jsonl\n", o.outdir);
+    printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
+done:
+    for (int i = 0; i < nfiles; i++)
+        fa4cp_workload_free(wl[i]);
+    free(wl);
+    return exit_code;
+}

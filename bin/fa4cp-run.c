@@ -510,11 +510,19 @@ static void judge(const fa4cp_case *c, const world_info *w, const rank_result *r
     for (int t = 0; t < NERR; t++)
         oc->err_t[t] = -1;
     oc->tol = fa4cp_check_tolerance(c->dtype);
+    /* name the rank that failed first-hand: a timeout or a peer failure on
+     * the other ranks is a consequence */
+    int culprit = -1;
+    for (int i = 0; i < nr; i++)
+        if (rr[i].status && (culprit < 0 || ((rr[culprit].status == FA4CP_ERR_TIMEOUT ||
+                                               rr[culprit].status == FA4CP_ERR_PEER) &&
+                                              rr[i].status != FA4CP_ERR_TIMEOUT && rr[i].status != FA4CP_ERR_PEER)))
+            culprit = i;
+    if (culprit >= 0) {
+        oc->exit_code = status_exit(rr[culprit].status);
+        snprintf(oc->msg, sizeof oc->msg, "rank %d: %s", rr[culprit].rank, rr[culprit].msg);
+    }
     for (int i = 0; i < nr; i++) {
-        if (rr[i].status && !oc->exit_code) {
-            oc->exit_code = status_exit(rr[i].status);
-            snprintf(oc->msg, sizeof oc->msg, "rank %d: %s", rr[i].rank, rr[i].msg);
-        }
         if (rr[i].fwd_ms > oc->fwd_ms)
             oc->fwd_ms = rr[i].fwd_ms;
         if (rr[i].bwd_ms > oc->bwd_ms)

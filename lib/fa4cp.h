@@ -276,7 +276,164 @@ void fa4cp_local_world_destroy(fa4cp_local_world *w);
 /* ------------------------------------------------------------------ context parallelism
  * Section owned by the CP work (lib/cp*.c). */
 
-/* (cp declarations go here) */
+#include <stdio.h> /* FILE, for fa4cp_cp_plan_print */
+
+/* A CP call cuts every sequence into 2*cp chunks and gives rank r chunks r
+ * and 2*cp-1-r (in that order, per sequence: the "rank-local layout"), so
+ * causal work is balanced.  The caller holds rank-local q/k/v and gets
+ * rank-local out/lse (and dq/dk/dv); fa4cp_cp_shard/unshard convert between
+ * global and rank-local tensors.  CP is self-attention: queries and keys
+ * share cu_seqlens and seqused.  docs/cp.md describes the shapes.
+ *
+ * Layouts: THD (varlen: cu_seqlens [batch+1] are the global *padded*
+ * offsets, each padded length divisible by 2*cp; seqused [batch] the real
+ * lengths, or NULL) and BSHD (batch sequences of seqlen rows each, seqlen
+ * divisible by 2*cp; stored exactly like THD with cu_seqlens[i] = i*seqlen).
+ * Rank-local tensors: q/out/dout/dq [rows, heads, d], k/v/dk/dv
+ * [rows, kv_heads, d] with rows = cu_seqlens[batch]/cp; lse/dlse
+ * [heads, rows] of fa4cp_lse_dtype(dtype), for both layouts.
+ *
+ * Padding rows (past seqused, per local sequence): the forward leaves out and
+ * lse untouched there (like the raw call); the backward writes exactly 0 to
+ * dq/dk/dv there.  A real row that sees no key gets out 0 and lse -inf. */
+
+typedef enum fa4cp_cp_comm_type {
+    FA4CP_CP_P2P = 0,        /* ring of KV blocks, LSE merge; causal or not, no window */
+    FA4CP_CP_ALL_GATHER = 1, /* gather KV, each Q chunk sees its visible prefix; windows OK */
+    FA4CP_CP_A2A = 2,        /* Ulysses: sequence <-> head sharding; heads, kv_heads % cp == 0 */
+    FA4CP_CP_A2A_P2P = 3     /* hierarchical: known, always refused */
+} fa4cp_cp_comm_type;
+
+/* "p2p" | "all_gather" | "a2a" (also "allgather", "ulysses", "ring").
+ * "a2a+p2p" is refused with FA4CP_ERR_UNSUPPORTED: "cp.comm 'a2a+p2p' is
+ * disabled: the hierarchical a2a+p2p path is not validated; use p2p across
+ * nodes or a2a within a node". */
+fa4cp_status fa4cp_cp_comm_parse(const char *name, fa4cp_cp_comm_type *out);
+const char *fa4cp_cp_comm_name(fa4cp_cp_comm_type comm);
+
+typedef enum fa4cp_cp_format { FA4CP_CP_THD = 0, FA4CP_CP_BSHD = 1 } fa4cp_cp_format;
+/* "thd" | "bshd" */
+fa4cp_status fa4cp_cp_format_parse(const char *name, fa4cp_cp_format *out);
+const char *fa4cp_cp_format_name(fa4cp_cp_format format);
+
+typedef struct fa4cp_cp_config {
+    size_t struct_size; /* sizeof(fa4cp_cp_config), set by the INIT macro */
+    fa4cp_cp_comm_type comm;
+    fa4cp_backend backend;
+    fa4cp_cp_format format;
+    fa4cp_dtype dtype;
+    int heads, kv_heads, head_dim;
+    int causal;
+    int window_left, window_right; /* -1 = unbounded; aligned like the raw call */
+    double softmax_scale;          /* 0 = 1/sqrt(head_dim) */
+    int deterministic;
+} fa4cp_cp_config;
+
+#define FA4CP_CP_CONFIG_INIT                                                                       \
+    {                                                                                              \
+        .struct_size = sizeof(fa4cp_cp_config), .comm = FA4CP_CP_P2P,                             \
+        .backend = FA4CP_BACKEND_CPU, .format = FA4CP_CP_THD, .dtype = FA4CP_BF16,                 \
+        .window_left = -1, .window_right = -1                                                      \
+    }
+
+/* Every refusal, before anything is allocated (the workload loader calls it
+ * when it reads a case): a2a+p2p; p2p with a sliding window; a2a with heads
+ * or kv_heads not divisible by cp; lengths not divisible by 2*cp; bad shapes.
+ * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
+ * ignored (may be NULL). */
+fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
+                               const int32_t *cu_seqlens, int seqlen);
+
+/* A CP group handle: a config bound to a transport endpoint (not owned). */
+typedef struct fa4cp_cp fa4cp_cp;
+fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out);
+void fa4cp_cp_destroy(fa4cp_cp *cp);
+
+/* Rank-local arguments of one call.  cu_seqlens/seqused are the *global*
+ * ones, in host memory (plans are made on the host); tensors are rank-local,
+ * host or device memory as the transport and backend say. */
+typedef struct fa4cp_cp_args {
+    size_t struct_size; /* sizeof(fa4cp_cp_args), set by the INIT macro */
+    int batch;
+    const int32_t *cu_seqlens; /* THD: [batch+1] global padded offsets */
+    const int32_t *seqused;    /* THD: [batch] global real lengths, or NULL */
+    int seqlen;                /* BSHD: rows of every sequence */
+    const void *q, *k, *v;
+    void *out, *lse;                     /* forward outputs; backward inputs */
+    const void *dout, *dlse;             /* backward inputs (dlse may be NULL) */
+    void *dq, *dk, *dv;                  /* backward outputs */
+    void *stream;                        /* cuda: cudaStream_t; NULL on the cpu */
+} fa4cp_cp_args;
+
+#define FA4CP_CP_ARGS_INIT { .struct_size = sizeof(fa4cp_cp_args) }
+
+/* Collective over the group: every rank calls with its own tensors. */
+fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+
+/* ---- plans: what a rank does, as plain data */
+
+typedef enum fa4cp_cp_case {
+    FA4CP_CP_CASE_FULL = 0,     /* p2p, not causal: all Q x all KV of the block */
+    FA4CP_CP_CASE_DIAGONAL = 1, /* p2p causal, own block: all Q x all KV, causal */
+    FA4CP_CP_CASE_LOWER = 2,    /* p2p causal, earlier block: all Q x first KV half, no mask */
+    FA4CP_CP_CASE_UPPER = 3,    /* p2p causal, later block: second Q half x all KV, no mask */
+    FA4CP_CP_CASE_PREFIX = 4,   /* all_gather: one Q chunk x its visible KV prefix */
+    FA4CP_CP_CASE_HEADS = 5     /* a2a: whole sequences x a group of heads */
+} fa4cp_cp_case;
+
+typedef enum fa4cp_cp_merge {
+    FA4CP_CP_MERGE_LSE = 0,  /* online merge of (out, lse) through the LSE */
+    FA4CP_CP_MERGE_COPY = 1  /* rows written once: copied into place */
+} fa4cp_cp_merge;
+
+typedef struct fa4cp_cp_step {
+    fa4cp_cp_case mask_case;
+    int kv_rank;        /* p2p: whose KV block (-1: every rank's, gathered) */
+    int q_half;         /* -1: both local chunks; 0: chunk r; 1: chunk 2cp-1-r */
+    int kv_half;        /* p2p: -1 both chunks of the block, 0 its first chunk */
+    int kv_chunks;      /* all_gather: KV prefix of this many global chunks (2cp: all) */
+    int head_group;     /* a2a: heads [g*h/cp, (g+1)*h/cp) (and kv heads alike) */
+    int causal;         /* the attention call's own mask */
+    int window_left, window_right; /* of the call, before per-sequence alignment */
+    fa4cp_cp_merge merge;
+    int send_to, recv_from; /* p2p: ring neighbours of this step (-1: none) */
+} fa4cp_cp_step;
+
+typedef struct fa4cp_cp_plan {
+    fa4cp_cp_comm_type comm;
+    fa4cp_cp_format format;
+    int cp_size, cp_rank;
+    int causal, window_left, window_right;
+    int nfwd, nbwd;
+    fa4cp_cp_step *fwd; /* [nfwd] */
+    fa4cp_cp_step *bwd; /* [nbwd] */
+} fa4cp_cp_plan;
+
+/* The plan of one rank (no sequence lengths needed: per-sequence counts are
+ * derived at run time from cu_seqlens/seqused with the fa4cp_thd_* math).
+ * Refuses what fa4cp_cp_validate refuses about the shape. */
+fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp_size, int cp_rank,
+                                 fa4cp_cp_plan **out);
+void fa4cp_cp_plan_free(fa4cp_cp_plan *plan);
+/* Human-readable, one line per step (fa4cp-run --explain). */
+fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *plan, FILE *f);
+const char *fa4cp_cp_case_name(fa4cp_cp_case c);
+
+/* ---- global <-> rank-local tensors (host memory)
+ * Rows: `row_bytes` each; global [cu_seqlens[batch]] rows, local
+ * [cu_seqlens[batch]/cp] rows of rank `rank`.  For BSHD pass the cu of
+ * fa4cp_cp_bshd_cu.  lse variants: [heads, rows] of elem_bytes. */
+void fa4cp_cp_bshd_cu(int batch, int seqlen, int32_t *cu_seqlens);
+int64_t fa4cp_cp_local_rows(int batch, const int32_t *cu_seqlens, int cp);
+fa4cp_status fa4cp_cp_shard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                            size_t row_bytes, const void *global, void *local);
+fa4cp_status fa4cp_cp_unshard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                              size_t row_bytes, const void *local, void *global);
+fa4cp_status fa4cp_cp_shard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank, int heads,
+                                size_t elem_bytes, const void *global, void *local);
+fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank,
+                                  int heads, size_t elem_bytes, const void *local, void *global);
 
 
 

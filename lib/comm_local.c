@@ -1,0 +1,624 @@
+/* comm_local.c - the "local" transport: ranks are threads of one process.
+ *
+ * Point-to-point: sends are eager.  Posting a send copies the bytes into a
+ * mailbox entry keyed by (src, dst, n) where n counts the sends from src to
+ * dst; a receive takes the entry with its own count of receives from that
+ * peer.  Nothing on the sending side ever blocks, so no legal order of posts
+ * can deadlock; a receive whose message has another size is an error naming
+ * both ranks and both sizes, and a receive whose message never comes times
+ * out after timeout_s naming the peer.
+ *
+ * Collectives: generation counted.  The k-th collective of every rank
+ * matches the k-th of every other rank.  Posting copies this rank's input
+ * into the record of generation k (so posting never blocks either); waiting
+ * blocks until every rank contributed, checks that they all posted the same
+ * operation with the same sizes, and computes this rank's output from the
+ * contributions.  The last rank to finish frees the record.
+ *
+ * One mutex and one condition variable (CLOCK_MONOTONIC) per world: the
+ * ranks of a test are few and the copies are short.
+ */
+#include "comm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+enum { K_ALL_GATHER, K_REDUCE_SCATTER, K_ALL_TO_ALL, K_ALL_REDUCE, K_BARRIER };
+static const char *kind_name[] = {"all_gather", "reduce_scatter", "all_to_all", "all_reduce",
+                                  "barrier"};
+
+typedef struct msg {
+    struct msg *next;
+    int src, dst;
+    uint64_t seq;
+    size_t bytes;
+    unsigned char data[];
+} msg;
+
+typedef struct contrib {
+    int posted;
+    int kind;
+    size_t size; /* bytes (all_gather, all_to_all) or elements (reductions) */
+    fa4cp_dtype dtype;
+    int op;
+    void *data;
+} contrib;
+
+typedef struct coll_rec {
+    struct coll_rec *next;
+    uint64_t gen;
+    int arrived, finished;
+    contrib c[];
+} coll_rec;
+
+struct fa4cp_local_world {
+    int n;
+    double timeout_s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msg *msgs;
+    coll_rec *colls;
+    int *taken;
+};
+
+typedef struct endpoint {
+    fa4cp_local_world *w;
+    uint64_t *sent, *received; /* per peer */
+    uint64_t gen;              /* collectives posted so far */
+} endpoint;
+
+typedef struct pending {
+    int peer;
+    void *buf;
+    size_t bytes;
+    uint64_t seq;
+} pending;
+
+struct fa4cp_comm_req {
+    int is_coll;
+    /* point-to-point */
+    int nrecv;
+    pending *recvs;
+    /* collective */
+    uint64_t gen;
+    int kind;
+    void *recv;
+    size_t size;
+    fa4cp_dtype dtype;
+    int op;
+};
+
+/* ------------------------------------------------------------------ helpers */
+
+static void deadline_of(double timeout_s, struct timespec *t)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    double whole = floor(timeout_s);
+    t->tv_sec += (time_t)whole;
+    t->tv_nsec += (long)((timeout_s - whole) * 1e9);
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+/* wait on the world's condition; returns 0, or ETIMEDOUT past the deadline */
+static int wait_until(fa4cp_local_world *w, const struct timespec *deadline)
+{
+    int rc = pthread_cond_timedwait(&w->cv, &w->mu, deadline);
+    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+static endpoint *ep_of(fa4cp_comm *c) { return (endpoint *)c->impl; }
+
+static fa4cp_comm_req *new_req(const char *what)
+{
+    fa4cp_comm_req *r = fa4cp_calloc(1, sizeof *r, what);
+    return r;
+}
+
+/* ------------------------------------------------------------------ point to point */
+
+static fa4cp_status local_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+                                   fa4cp_comm_req **req)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    int nrecv = 0;
+    for (int i = 0; i < nops; i++)
+        nrecv += !ops[i].is_send;
+    fa4cp_comm_req *r = new_req("local sendrecv request");
+    msg **out = fa4cp_calloc((size_t)nops + 1, sizeof *out, "local sendrecv messages");
+    if (!r || !out) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    r->recvs = fa4cp_calloc((size_t)nrecv + 1, sizeof *r->recvs, "local sendrecv receives");
+    if (!r->recvs) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    /* copy the sends outside the lock */
+    for (int i = 0; i < nops; i++) {
+        if (!ops[i].is_send)
+            continue;
+        out[i] = fa4cp_malloc(sizeof(msg) + ops[i].bytes, "local message");
+        if (!out[i]) {
+            st = FA4CP_ERR_NOMEM;
+            goto out;
+        }
+        out[i]->src = c->rank;
+        out[i]->dst = ops[i].peer;
+        out[i]->bytes = ops[i].bytes;
+        if (ops[i].bytes)
+            memcpy(out[i]->data, ops[i].buf, ops[i].bytes);
+    }
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < nops; i++) {
+        if (ops[i].is_send) {
+            out[i]->seq = e->sent[ops[i].peer]++;
+            out[i]->next = w->msgs;
+            w->msgs = out[i];
+            out[i] = NULL;
+        } else {
+            pending *p = &r->recvs[r->nrecv++];
+            p->peer = ops[i].peer;
+            p->buf = ops[i].buf;
+            p->bytes = ops[i].bytes;
+            p->seq = e->received[ops[i].peer]++;
+        }
+    }
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    *req = r;
+    r = NULL;
+out:
+    if (out)
+        for (int i = 0; i < nops; i++)
+            fa4cp_free(out[i]);
+    fa4cp_free(out);
+    if (r) {
+        fa4cp_free(r->recvs);
+        fa4cp_free(r);
+    }
+    return st;
+}
+
+/* take the message (src -> me, seq) from the mailbox; caller holds the lock */
+static msg *take_msg(fa4cp_local_world *w, int src, int dst, uint64_t seq)
+{
+    for (msg **pp = &w->msgs; *pp; pp = &(*pp)->next)
+        if ((*pp)->src == src && (*pp)->dst == dst && (*pp)->seq == seq) {
+            msg *m = *pp;
+            *pp = m->next;
+            return m;
+        }
+    return NULL;
+}
+
+static fa4cp_status wait_p2p(fa4cp_comm *c, fa4cp_comm_req *r)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    struct timespec deadline;
+    deadline_of(c->timeout_s, &deadline);
+    for (int i = 0; i < r->nrecv && st == FA4CP_OK; i++) {
+        pending *p = &r->recvs[i];
+        msg *m = NULL;
+        pthread_mutex_lock(&w->mu);
+        while (!(m = take_msg(w, p->peer, c->rank, p->seq)))
+            if (wait_until(w, &deadline) == ETIMEDOUT) {
+                m = take_msg(w, p->peer, c->rank, p->seq);
+                break;
+            }
+        pthread_mutex_unlock(&w->mu);
+        if (!m) {
+            st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                                 "local sendrecv: rank %d waited %.3g s for message number %llu from rank %d "
+                                 "(%zu bytes) and rank %d never sent it",
+                                 c->rank, c->timeout_s, (unsigned long long)p->seq, p->peer,
+                                 p->bytes, p->peer);
+            break;
+        }
+        if (m->bytes != p->bytes)
+            st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                 "local sendrecv: rank %d sent %zu bytes to rank %d (message number %llu) "
+                                 "but rank %d posted a receive of %zu bytes",
+                                 p->peer, m->bytes, c->rank, (unsigned long long)p->seq, c->rank,
+                                 p->bytes);
+        else if (m->bytes)
+            memcpy(p->buf, m->data, m->bytes);
+        fa4cp_free(m);
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ collectives */
+
+static size_t contrib_bytes(int kind, size_t size, fa4cp_dtype dtype, int n)
+{
+    switch (kind) {
+    case K_ALL_GATHER: return size;
+    case K_ALL_TO_ALL: return size * (size_t)n;
+    case K_REDUCE_SCATTER: return size * (size_t)n * fa4cp_dtype_size(dtype);
+    case K_ALL_REDUCE: return size * fa4cp_dtype_size(dtype);
+    default: return 0;
+    }
+}
+
+static fa4cp_status post_coll(fa4cp_comm *c, int kind, const void *send, void *recv, size_t size,
+                              fa4cp_dtype dtype, int op, fa4cp_comm_req **req)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    fa4cp_status st = FA4CP_OK;
+    size_t bytes = contrib_bytes(kind, size, dtype, w->n);
+    fa4cp_comm_req *r = new_req("local collective request");
+    void *data = fa4cp_malloc(bytes, "local collective contribution");
+    coll_rec *fresh = fa4cp_calloc(1, sizeof(coll_rec) + (size_t)w->n * sizeof(contrib),
+                                   "local collective record");
+    if (!r || !data || !fresh) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    if (bytes)
+        memcpy(data, send, bytes);
+    r->is_coll = 1;
+    r->kind = kind;
+    r->recv = recv;
+    r->size = size;
+    r->dtype = dtype;
+    r->op = op;
+    pthread_mutex_lock(&w->mu);
+    r->gen = e->gen++;
+    coll_rec *rec = w->colls;
+    while (rec && rec->gen != r->gen)
+        rec = rec->next;
+    if (!rec) {
+        rec = fresh;
+        fresh = NULL;
+        rec->gen = r->gen;
+        rec->next = w->colls;
+        w->colls = rec;
+    }
+    contrib *k = &rec->c[c->rank];
+    k->posted = 1;
+    k->kind = kind;
+    k->size = size;
+    k->dtype = dtype;
+    k->op = op;
+    k->data = data;
+    data = NULL;
+    rec->arrived++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    *req = r;
+    r = NULL;
+out:
+    fa4cp_free(r);
+    fa4cp_free(data);
+    fa4cp_free(fresh);
+    return st;
+}
+
+static void free_rec(coll_rec *rec, int n)
+{
+    for (int i = 0; i < n; i++)
+        fa4cp_free(rec->c[i].data);
+    fa4cp_free(rec);
+}
+
+/* recv[i] = op over ranks of block `block` element i of every contribution */
+static void reduce(const coll_rec *rec, int n, size_t block, size_t count, fa4cp_dtype dt, int op,
+                   void *recv)
+{
+    size_t off = block * count;
+    if (dt == FA4CP_FP32) {
+        float *o = recv;
+        for (size_t i = 0; i < count; i++) {
+            float acc = ((const float *)rec->c[0].data)[off + i];
+            for (int p = 1; p < n; p++) {
+                float v = ((const float *)rec->c[p].data)[off + i];
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            o[i] = acc;
+        }
+    } else if (dt == FA4CP_FP64) {
+        double *o = recv;
+        for (size_t i = 0; i < count; i++) {
+            double acc = ((const double *)rec->c[0].data)[off + i];
+            for (int p = 1; p < n; p++) {
+                double v = ((const double *)rec->c[p].data)[off + i];
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            o[i] = acc;
+        }
+    } else { /* 16-bit: accumulate in float, like a device reduction would */
+        for (size_t i = 0; i < count; i++) {
+            float acc = (float)fa4cp_load(dt, rec->c[0].data, off + i);
+            for (int p = 1; p < n; p++) {
+                float v = (float)fa4cp_load(dt, rec->c[p].data, off + i);
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            fa4cp_store(dt, recv, i, acc);
+        }
+    }
+}
+
+static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    const int n = w->n;
+    fa4cp_status st = FA4CP_OK;
+    struct timespec deadline;
+    deadline_of(c->timeout_s, &deadline);
+    pthread_mutex_lock(&w->mu);
+    coll_rec *rec = w->colls;
+    while (rec && rec->gen != r->gen)
+        rec = rec->next;
+    while (rec->arrived < n)
+        if (wait_until(w, &deadline) == ETIMEDOUT)
+            break;
+    if (rec->arrived < n) {
+        char missing[256] = "";
+        size_t at = 0;
+        for (int p = 0; p < n && at + 16 < sizeof missing; p++)
+            if (!rec->c[p].posted)
+                at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", at ? "," : "", p);
+        pthread_mutex_unlock(&w->mu);
+        return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                               "local %s number %llu: rank %d waited %.3g s and rank(s) %s never posted it",
+                               kind_name[r->kind], (unsigned long long)r->gen, c->rank, c->timeout_s,
+                               missing);
+    }
+    pthread_mutex_unlock(&w->mu);
+
+    /* every rank posted: the record is read-only until all have finished */
+    for (int p = 0; p < n && st == FA4CP_OK; p++) {
+        const contrib *k = &rec->c[p];
+        if (k->kind != r->kind)
+            st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                 "local collective number %llu: rank %d posted %s but rank %d posted %s",
+                                 (unsigned long long)r->gen, c->rank, kind_name[r->kind], p,
+                                 kind_name[k->kind]);
+        else if (k->size != r->size || k->dtype != r->dtype || k->op != r->op) {
+            int bytes = r->kind == K_ALL_GATHER || r->kind == K_ALL_TO_ALL;
+            char mine[64], theirs[64];
+            snprintf(mine, sizeof mine, "%zu %s%s%s", r->size, bytes ? "bytes" : "elements of ",
+                     bytes ? "" : fa4cp_dtype_name(r->dtype), r->op ? " (max)" : "");
+            snprintf(theirs, sizeof theirs, "%zu %s%s%s", k->size, bytes ? "bytes" : "elements of ",
+                     bytes ? "" : fa4cp_dtype_name(k->dtype), k->op ? " (max)" : "");
+            st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                 "local %s number %llu: rank %d posted %s but rank %d posted %s",
+                                 kind_name[r->kind], (unsigned long long)r->gen, c->rank, mine, p,
+                                 theirs);
+        }
+    }
+    if (st == FA4CP_OK) {
+        unsigned char *out = r->recv;
+        switch (r->kind) {
+        case K_ALL_GATHER:
+            for (int p = 0; p < n && r->size; p++)
+                memcpy(out + (size_t)p * r->size, rec->c[p].data, r->size);
+            break;
+        case K_ALL_TO_ALL:
+            for (int p = 0; p < n && r->size; p++)
+                memcpy(out + (size_t)p * r->size,
+                       (const unsigned char *)rec->c[p].data + (size_t)c->rank * r->size, r->size);
+            break;
+        case K_REDUCE_SCATTER:
+            reduce(rec, n, (size_t)c->rank, r->size, r->dtype, FA4CP_REDUCE_SUM, out);
+            break;
+        case K_ALL_REDUCE: reduce(rec, n, 0, r->size, r->dtype, r->op, out); break;
+        default: break;
+        }
+    }
+
+    pthread_mutex_lock(&w->mu);
+    if (++rec->finished == n) {
+        for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
+            if (*pp == rec) {
+                *pp = rec->next;
+                break;
+            }
+        free_rec(rec, n);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return st;
+}
+
+static fa4cp_status local_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                     void *stream, fa4cp_comm_req **req)
+{
+    return post_coll(c, K_ALL_GATHER, send, recv, bytes, FA4CP_FP32, 0, req);
+}
+
+static fa4cp_status local_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                         fa4cp_dtype dtype, void *stream, fa4cp_comm_req **req)
+{
+    return post_coll(c, K_REDUCE_SCATTER, send, recv, count, dtype, FA4CP_REDUCE_SUM, req);
+}
+
+static fa4cp_status local_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+                                     void *stream, fa4cp_comm_req **req)
+{
+    return post_coll(c, K_ALL_TO_ALL, send, recv, bytes, FA4CP_FP32, 0, req);
+}
+
+static fa4cp_status local_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
+                                     fa4cp_dtype dtype, fa4cp_reduce_op op, void *stream,
+                                     fa4cp_comm_req **req)
+{
+    return post_coll(c, K_ALL_REDUCE, send, recv, count, dtype, (int)op, req);
+}
+
+static fa4cp_status local_wait(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
+{
+    fa4cp_status st = r->is_coll ? wait_coll(c, r) : wait_p2p(c, r);
+    fa4cp_free(r->recvs);
+    fa4cp_free(r);
+    return st;
+}
+
+static fa4cp_status local_barrier(fa4cp_comm *c)
+{
+    fa4cp_comm_req *r = NULL;
+    fa4cp_status st = post_coll(c, K_BARRIER, NULL, NULL, 0, FA4CP_FP32, 0, &r);
+    if (st != FA4CP_OK)
+        return st;
+    return local_wait(c, r, NULL);
+}
+
+static void local_destroy(fa4cp_comm *c)
+{
+    endpoint *e = ep_of(c);
+    if (e) {
+        fa4cp_free(e->sent);
+        fa4cp_free(e->received);
+        fa4cp_free(e);
+    }
+    fa4cp_free(c);
+}
+
+static const fa4cp_comm_ops local_ops = {
+    .sendrecv = local_sendrecv,
+    .all_gather = local_all_gather,
+    .reduce_scatter = local_reduce_scatter,
+    .all_to_all = local_all_to_all,
+    .all_reduce = local_all_reduce,
+    .wait = local_wait,
+    .barrier = local_barrier,
+    .destroy = local_destroy,
+};
+
+/* ------------------------------------------------------------------ world */
+
+fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double timeout_s,
+                                      fa4cp_local_world **out)
+{
+    fa4cp_status st = FA4CP_OK;
+    fa4cp_local_world *w = NULL;
+    pthread_condattr_t ca;
+    int have_attr = 0, have_mu = 0;
+    if (!out)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_local_world_create: out is NULL");
+    *out = NULL;
+    if (nranks < 1)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: %d ranks, need at least 1", nranks);
+    if (device_memory)
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "local transport: device memory comes with the GPU path; use host buffers "
+                   "(device_memory = 0)");
+    if (!(timeout_s > 0) || !isfinite(timeout_s))
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: timeout %g s, it must be > 0", timeout_s);
+    w = fa4cp_calloc(1, sizeof *w, "local world");
+    if (!w) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    w->n = nranks;
+    w->timeout_s = timeout_s;
+    w->taken = fa4cp_calloc((size_t)nranks, sizeof *w->taken, "local world endpoints");
+    if (!w->taken) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    if (pthread_mutex_init(&w->mu, NULL) != 0)
+        FA4CP_FAIL(FA4CP_ERR_INTERNAL, "local transport: pthread_mutex_init failed");
+    have_mu = 1;
+    if (pthread_condattr_init(&ca) != 0)
+        FA4CP_FAIL(FA4CP_ERR_INTERNAL, "local transport: pthread_condattr_init failed");
+    have_attr = 1;
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 || pthread_cond_init(&w->cv, &ca) != 0)
+        FA4CP_FAIL(FA4CP_ERR_INTERNAL, "local transport: cannot make a CLOCK_MONOTONIC condition");
+    *out = w;
+    w = NULL;
+out:
+    if (have_attr)
+        pthread_condattr_destroy(&ca);
+    if (w) {
+        if (have_mu)
+            pthread_mutex_destroy(&w->mu);
+        fa4cp_free(w->taken);
+        fa4cp_free(w);
+    }
+    return st;
+}
+
+fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out)
+{
+    fa4cp_status st = FA4CP_OK;
+    fa4cp_comm *c = NULL;
+    endpoint *e = NULL;
+    if (!w || !out)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_local_comm: world or out is NULL");
+    *out = NULL;
+    if (rank < 0 || rank >= w->n)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: rank %d is outside the world of %d ranks",
+                   rank, w->n);
+    c = fa4cp_calloc(1, sizeof *c, "local comm");
+    e = fa4cp_calloc(1, sizeof *e, "local endpoint");
+    if (!c || !e) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    e->w = w;
+    e->sent = fa4cp_calloc((size_t)w->n, sizeof *e->sent, "local send counters");
+    e->received = fa4cp_calloc((size_t)w->n, sizeof *e->received, "local receive counters");
+    if (!e->sent || !e->received) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
+    pthread_mutex_lock(&w->mu);
+    int was = w->taken[rank];
+    w->taken[rank] = 1;
+    pthread_mutex_unlock(&w->mu);
+    if (was)
+        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: the endpoint of rank %d was already taken",
+                   rank);
+    c->ops = &local_ops;
+    c->name = "local";
+    c->rank = rank;
+    c->size = w->n;
+    c->device_memory = 0;
+    c->timeout_s = w->timeout_s;
+    c->impl = e;
+    *out = c;
+    c = NULL;
+    e = NULL;
+out:
+    if (e) {
+        fa4cp_free(e->sent);
+        fa4cp_free(e->received);
+        fa4cp_free(e);
+    }
+    fa4cp_free(c);
+    return st;
+}
+
+void fa4cp_local_world_destroy(fa4cp_local_world *w)
+{
+    if (!w)
+        return;
+    while (w->msgs) {
+        msg *m = w->msgs;
+        w->msgs = m->next;
+        fa4cp_free(m);
+    }
+    while (w->colls) {
+        coll_rec *r = w->colls;
+        w->colls = r->next;
+        free_rec(r, w->n);
+    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    fa4cp_free(w->taken);
+    fa4cp_free(w);
+}

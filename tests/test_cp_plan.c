@@ -1,0 +1,254 @@
+/* test_cp_plan.c - CP plans against hand-derived tables, the refusals with
+ * their messages, and the shard/unshard helpers. */
+#include "fa4cp.h"
+#include "tap.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define D FA4CP_CP_CASE_DIAGONAL
+#define L FA4CP_CP_CASE_LOWER
+#define U FA4CP_CP_CASE_UPPER
+
+/* {kv_rank, case} per step, derived by hand from the chunk positions:
+ * rank r holds chunks r and 2cp-1-r; forward step s uses the block of rank
+ * (r-s) mod cp, backward step s the block of rank (r+s) mod cp. */
+typedef struct row {
+    int cp, r;
+    int fwd[4][2], bwd[4][2];
+} row;
+
+static const row table[] = {
+    {1, 0, {{0, D}}, {{0, D}}},
+    {2, 0, {{0, D}, {1, U}}, {{0, D}, {1, U}}},
+    {2, 1, {{1, D}, {0, L}}, {{1, D}, {0, L}}},
+    {3, 0, {{0, D}, {2, U}, {1, U}}, {{0, D}, {1, U}, {2, U}}},
+    {3, 1, {{1, D}, {0, L}, {2, U}}, {{1, D}, {2, U}, {0, L}}},
+    {3, 2, {{2, D}, {1, L}, {0, L}}, {{2, D}, {0, L}, {1, L}}},
+    {4, 1, {{1, D}, {0, L}, {3, U}, {2, U}}, {{1, D}, {2, U}, {3, U}, {0, L}}},
+    {4, 3, {{3, D}, {2, L}, {1, L}, {0, L}}, {{3, D}, {0, L}, {1, L}, {2, L}}},
+};
+
+static int step_ok(const fa4cp_cp_step *s, int kv, int c)
+{
+    if (s->kv_rank != kv || (int)s->mask_case != c || s->merge != FA4CP_CP_MERGE_LSE)
+        return 0;
+    switch (c) {
+    case D: return s->causal == 1 && s->q_half == -1 && s->kv_half == -1;
+    case L: return s->causal == 0 && s->q_half == -1 && s->kv_half == 0;
+    case U: return s->causal == 0 && s->q_half == 1 && s->kv_half == -1;
+    }
+    return 0;
+}
+
+static fa4cp_cp_config config(fa4cp_cp_comm_type comm, int causal, int h, int hk)
+{
+    fa4cp_cp_config c = FA4CP_CP_CONFIG_INIT;
+    c.comm = comm;
+    c.causal = causal;
+    c.heads = h;
+    c.kv_heads = hk;
+    c.head_dim = 64;
+    return c;
+}
+
+static void plans(void)
+{
+    for (size_t t = 0; t < sizeof table / sizeof table[0]; t++) {
+        const row *w = &table[t];
+        fa4cp_cp_config c = config(FA4CP_CP_P2P, 1, 8, 8);
+        fa4cp_cp_plan *p = NULL;
+        int good = fa4cp_cp_plan_build(&c, w->cp, w->r, &p) == FA4CP_OK && p->nfwd == w->cp && p->nbwd == w->cp;
+        for (int s = 0; good && s < w->cp; s++) {
+            good &= step_ok(&p->fwd[s], w->fwd[s][0], w->fwd[s][1]);
+            good &= step_ok(&p->bwd[s], w->bwd[s][0], w->bwd[s][1]);
+            /* forward: KV to r+1, from r-1, except after the last step; backward: dK/dV every step */
+            good &= p->fwd[s].send_to == (s + 1 < w->cp ? (w->r + 1) % w->cp : -1);
+            good &= p->fwd[s].recv_from == (s + 1 < w->cp ? (w->r + w->cp - 1) % w->cp : -1);
+            good &= p->bwd[s].send_to == (w->cp > 1 ? (w->r + w->cp - 1) % w->cp : -1);
+        }
+        ok(good, "p2p causal plan of cp %d rank %d matches the hand-derived table", w->cp, w->r);
+        fa4cp_cp_plan_free(p);
+    }
+    /* not causal: every step full x full */
+    {
+        fa4cp_cp_config c = config(FA4CP_CP_P2P, 0, 8, 8);
+        fa4cp_cp_plan *p = NULL;
+        int good = fa4cp_cp_plan_build(&c, 3, 2, &p) == FA4CP_OK;
+        for (int s = 0; good && s < 3; s++)
+            good &= p->fwd[s].mask_case == FA4CP_CP_CASE_FULL && p->fwd[s].q_half == -1 &&
+                    p->fwd[s].kv_half == -1 && !p->fwd[s].causal && p->fwd[s].kv_rank == (2 - s + 3) % 3 &&
+                    p->bwd[s].mask_case == FA4CP_CP_CASE_FULL && p->bwd[s].kv_rank == (2 + s) % 3;
+        ok(good, "p2p without a mask: every step is full x full, the ring in both directions");
+        fa4cp_cp_plan_free(p);
+    }
+    /* all_gather: chunk r sees chunks 0..r, chunk 2cp-1-r sees 0..2cp-1-r */
+    {
+        fa4cp_cp_config c = config(FA4CP_CP_ALL_GATHER, 1, 8, 8);
+        c.window_left = 64;
+        fa4cp_cp_plan *p = NULL;
+        int good = fa4cp_cp_plan_build(&c, 3, 1, &p) == FA4CP_OK && p->nfwd == 2 && p->nbwd == 2;
+        good = good && p->fwd[0].mask_case == FA4CP_CP_CASE_PREFIX && p->fwd[0].q_half == 0 &&
+               p->fwd[0].kv_chunks == 2 && p->fwd[1].q_half == 1 && p->fwd[1].kv_chunks == 5 &&
+               p->fwd[0].merge == FA4CP_CP_MERGE_COPY && p->fwd[0].window_left == 64 &&
+               p->bwd[1].kv_chunks == 5;
+        ok(good, "all_gather causal plan of cp 3 rank 1: chunk 1 over 2 chunks, chunk 4 over 5");
+        fa4cp_cp_plan_free(p);
+        c.causal = 0;
+        good = fa4cp_cp_plan_build(&c, 3, 1, &p) == FA4CP_OK && p->fwd[0].kv_chunks == 6 && p->fwd[1].kv_chunks == 6;
+        ok(good, "all_gather without a causal mask: every chunk over all 6 chunks");
+        fa4cp_cp_plan_free(p);
+    }
+    {
+        fa4cp_cp_config c = config(FA4CP_CP_A2A, 1, 12, 4);
+        fa4cp_cp_plan *p = NULL;
+        int good = fa4cp_cp_plan_build(&c, 4, 2, &p) == FA4CP_OK && p->nfwd == 1 && p->nbwd == 1 &&
+                   p->fwd[0].mask_case == FA4CP_CP_CASE_HEADS && p->fwd[0].head_group == 2 && p->fwd[0].causal;
+        ok(good, "a2a plan: one step, whole sequences on head group = rank");
+        fa4cp_cp_plan_free(p);
+    }
+    /* the printed plan (fa4cp-run --explain) */
+    {
+        fa4cp_cp_config c = config(FA4CP_CP_P2P, 1, 8, 8);
+        fa4cp_cp_plan *p = NULL;
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        int good = fa4cp_cp_plan_build(&c, 3, 1, &p) == FA4CP_OK && fa4cp_cp_plan_print(p, f) == FA4CP_OK;
+        fclose(f);
+        ok(good, "plan_print writes the plan");
+        like(text, "cp plan: comm p2p, layout thd, cp 3, rank 1 (chunks 1 and 4), causal", "... a header line");
+        like(text, "fwd step 1: lower    Q chunks 1+4 x KV of rank 0 (chunk 0), no mask", "... the lower case");
+        like(text, "fwd step 2: upper    Q chunk 4 x KV of rank 2 (chunks 2+3), no mask", "... the upper case");
+        like(text, "bwd step 2: lower", "... and the backward steps");
+        free(text);
+        fa4cp_cp_plan_free(p);
+    }
+}
+
+static void refusals(void)
+{
+    const char *a2a_p2p = "cp.comm 'a2a+p2p' is disabled: the hierarchical a2a+p2p path is not validated; "
+                          "use p2p across nodes or a2a within a node";
+    fa4cp_cp_comm_type comm = FA4CP_CP_P2P;
+    ok(fa4cp_cp_comm_parse("a2a+p2p", &comm) == FA4CP_ERR_UNSUPPORTED, "'a2a+p2p' is refused by the parser");
+    is_string(fa4cp_last_error(), a2a_p2p, "... with the exact message");
+    fa4cp_cp_config c = config(FA4CP_CP_A2A_P2P, 1, 8, 8);
+    int32_t cu[3] = {0, 8, 16};
+    ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "... and by validate when given as an enum");
+    is_string(fa4cp_last_error(), a2a_p2p, "... with the same message");
+    ok(fa4cp_cp_comm_parse("all_gather", &comm) == FA4CP_OK && comm == FA4CP_CP_ALL_GATHER &&
+           fa4cp_cp_comm_parse("p2p", &comm) == FA4CP_OK && comm == FA4CP_CP_P2P &&
+           fa4cp_cp_comm_parse("a2a", &comm) == FA4CP_OK && comm == FA4CP_CP_A2A,
+       "p2p, all_gather and a2a parse");
+    ok(fa4cp_cp_comm_parse("ring2", &comm) == FA4CP_ERR_INVALID, "an unknown name is invalid");
+    like(fa4cp_last_error(), "expected p2p, all_gather or a2a", "... listing the known names");
+
+    c = config(FA4CP_CP_P2P, 1, 8, 8);
+    c.window_left = 64;
+    c.window_right = 0;
+    ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "p2p with a window (64,0) is refused");
+    like(fa4cp_last_error(), "cp.comm 'p2p' does not support a sliding window (window_left 64, window_right 0)",
+         "... naming the window");
+    like(fa4cp_last_error(), "the shapes that do are 'all_gather' and 'a2a'", "... and the shapes that support it");
+    c.window_left = -1;
+    c.window_right = 32;
+    c.causal = 0;
+    ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "p2p with a right window is refused too");
+    c.causal = 1;
+    c.window_right = 0;
+    ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_OK, "p2p causal with window_right 0 (just causal) is fine");
+
+    c = config(FA4CP_CP_A2A, 1, 12, 2);
+    ok(fa4cp_cp_validate(&c, 4, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "a2a with kv_heads 2 over cp 4 is refused");
+    like(fa4cp_last_error(),
+         "cp.comm 'a2a' needs heads % cp == 0 and kv_heads % cp == 0, but heads is 12, kv_heads 2 and cp 4",
+         "... naming heads, kv_heads and cp");
+    c = config(FA4CP_CP_A2A, 1, 10, 10);
+    ok(fa4cp_cp_validate(&c, 4, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "a2a with heads 10 over cp 4 is refused");
+    c = config(FA4CP_CP_A2A, 1, 12, 4);
+    ok(fa4cp_cp_validate(&c, 4, 2, cu, 0) == FA4CP_OK, "a2a with 12/4 heads over cp 4 is fine");
+
+    int32_t bad[3] = {0, 8, 18};
+    c = config(FA4CP_CP_ALL_GATHER, 1, 8, 8);
+    ok(fa4cp_cp_validate(&c, 2, 2, bad, 0) == FA4CP_ERR_INVALID, "a THD length not divisible by 2*cp is refused");
+    like(fa4cp_last_error(), "sequence 1 has padded length 10, not divisible by 2*cp = 4: pad it to 12 (2 more rows)",
+         "... saying which sequence and how to pad it");
+    c.format = FA4CP_CP_BSHD;
+    ok(fa4cp_cp_validate(&c, 3, 2, NULL, 100) == FA4CP_ERR_INVALID, "a BSHD seqlen not divisible by 2*cp is refused");
+    like(fa4cp_last_error(), "seqlen 100 is not divisible by 2*cp = 6", "... with the numbers (%s)", fa4cp_last_error());
+    ok(fa4cp_cp_validate(&c, 3, 2, NULL, 96) == FA4CP_OK, "seqlen 96 over cp 3 is fine");
+
+    /* the executor refuses what validate refuses, before touching anything */
+    fa4cp_local_world *w = NULL;
+    fa4cp_comm *comm1 = NULL;
+    fa4cp_cp *cp = NULL;
+    fa4cp_local_world_create(1, 0, 5.0, &w);
+    fa4cp_local_comm(w, 0, &comm1);
+    c = config(FA4CP_CP_P2P, 1, 8, 8);
+    c.window_left = 3;
+    ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_ERR_UNSUPPORTED && !cp, "create refuses p2p with a window");
+    c.window_left = -1;
+    c.backend = FA4CP_BACKEND_CUDA;
+    ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_ERR_UNSUPPORTED && !cp,
+       "create refuses the cuda backend over a host transport for now");
+    like(fa4cp_last_error(), "come with the GPU path", "... saying why");
+    c.backend = FA4CP_BACKEND_CPU;
+    ok(fa4cp_cp_create(&c, comm1, &cp) == FA4CP_OK, "create p2p over 1 rank");
+    fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
+    int32_t odd[2] = {0, 7};
+    a.batch = 1;
+    a.cu_seqlens = odd;
+    ok(fa4cp_cp_fwd(cp, &a) == FA4CP_ERR_INVALID, "fwd refuses a length not divisible by 2*cp");
+    like(fa4cp_last_error(), "not divisible by 2*cp = 2", "... with the same message");
+    fa4cp_cp_args bad_args = a;
+    bad_args.struct_size = 8;
+    ok(fa4cp_cp_fwd(cp, &bad_args) == FA4CP_ERR_INVALID, "fwd checks struct_size");
+    fa4cp_cp_destroy(cp);
+    fa4cp_comm_destroy(comm1);
+    fa4cp_local_world_destroy(w);
+}
+
+static void shards(void)
+{
+    /* two sequences of padded lengths 8 and 4, cp 2: chunks of 2 and 1 rows */
+    int32_t cu[3] = {0, 8, 12};
+    int32_t g[12], l0[6], l1[6], back[12];
+    for (int i = 0; i < 12; i++)
+        g[i] = i;
+    ok(fa4cp_cp_shard(2, cu, 2, 0, sizeof(int32_t), g, l0) == FA4CP_OK &&
+           fa4cp_cp_shard(2, cu, 2, 1, sizeof(int32_t), g, l1) == FA4CP_OK,
+       "shard rows to ranks 0 and 1");
+    int want0[6] = {0, 1, 6, 7, 8, 11}, want1[6] = {2, 3, 4, 5, 9, 10};
+    ok(memcmp(l0, want0, sizeof want0) == 0 && memcmp(l1, want1, sizeof want1) == 0,
+       "rank r holds chunks r and 2cp-1-r of each sequence, in that order");
+    memset(back, 0xff, sizeof back);
+    fa4cp_cp_unshard(2, cu, 2, 0, sizeof(int32_t), l0, back);
+    fa4cp_cp_unshard(2, cu, 2, 1, sizeof(int32_t), l1, back);
+    ok(memcmp(back, g, sizeof g) == 0, "unshard puts every row back");
+    /* lse [h=2, rows] */
+    double gl[24], ll[12], gb[24];
+    for (int i = 0; i < 24; i++)
+        gl[i] = i;
+    fa4cp_cp_shard_lse(2, cu, 2, 1, 2, sizeof(double), gl, ll);
+    ok(ll[0] == 2 && ll[5] == 10 && ll[6] == 14 && ll[11] == 22, "shard_lse takes the rows of every head");
+    memset(gb, 0, sizeof gb);
+    fa4cp_cp_unshard_lse(2, cu, 2, 1, 2, sizeof(double), ll, gb);
+    ok(gb[14] == 14 && gb[22] == 22 && gb[12] == 0, "unshard_lse writes only the rank's rows");
+    int32_t bcu[3];
+    fa4cp_cp_bshd_cu(2, 16, bcu);
+    ok(bcu[0] == 0 && bcu[1] == 16 && bcu[2] == 32 && fa4cp_cp_local_rows(2, bcu, 4) == 8,
+       "bshd is thd with cu = i*seqlen; local rows = total/cp");
+    ok(fa4cp_cp_shard(2, cu, 3, 0, 4, g, l0) == FA4CP_ERR_INVALID, "shard refuses lengths not divisible by 2*cp");
+}
+
+int main(void)
+{
+    plan(0);
+    plans();
+    refusals();
+    shards();
+    return done_testing();
+}

@@ -440,7 +440,199 @@ fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu_seqlens, int cp, 
 /* ------------------------------------------------------------------ world and layout
  * Section owned by the World work (lib/world*.c, lib/layout.c). */
 
-/* (world/layout declarations go here) */
+/* The world: how this process was started, and the world table (one row per
+ * rank).  fa4cp_world_init decides, in this order:
+ *   1. PMIx: the process was launched by a PMIx server (srun --mpi=pmix);
+ *   2. the Slurm environment (SLURM_PROCID, SLURM_STEP_NODELIST, ...), only
+ *      where no PMIx is built in or FA4CP_BOOTSTRAP=slurm asks for it;
+ *   3. local mode: one process whose `local_ranks` ranks are threads.
+ * A PMIx singleton inside a Slurm step of several tasks (srun without
+ * --mpi=pmix) fails with FA4CP_ERR_LAUNCH on every task (the "singleton trap").
+ * docs/world.md has the long form. */
+
+typedef enum fa4cp_world_kind {
+    FA4CP_WORLD_AUTO = 0,  /* config only: detect */
+    FA4CP_WORLD_LOCAL = 1, /* one process, ranks are threads */
+    FA4CP_WORLD_SLURM = 2, /* Slurm environment: table, no data exchange */
+    FA4CP_WORLD_PMIX = 3,  /* PMIx: table and data exchange */
+    FA4CP_WORLD_PLAN = 4   /* a made-up cluster (fa4cp_world_plan) */
+} fa4cp_world_kind;
+
+/* "auto", "local", "slurm", "pmix", "plan" */
+const char *fa4cp_world_kind_name(fa4cp_world_kind kind);
+fa4cp_status fa4cp_world_kind_parse(const char *name, fa4cp_world_kind *out);
+
+#define FA4CP_HOST_MAX 64
+#define FA4CP_GPU_ID_MAX 48
+
+/* One rank of the world table. */
+typedef struct fa4cp_world_row {
+    int rank;
+    int node;       /* node id, 0 .. nodes-1 (PMIX_NODEID / SLURM_NODEID order) */
+    int local_rank; /* rank among the ranks of its node */
+    int local_size; /* ranks on its node */
+    int gpu;        /* device ordinal for cudaSetDevice; -1 = no GPU */
+    char gpu_id[FA4CP_GPU_ID_MAX]; /* the physical device: its CUDA_VISIBLE_DEVICES
+                                      entry (index or UUID); "" = no GPU */
+    int gpu_exclusive; /* 1: the launcher bound the device to this task alone
+                          (srun --gpus-per-task), so no other task shares it */
+    char host[FA4CP_HOST_MAX];
+} fa4cp_world_row;
+
+typedef struct fa4cp_world_config {
+    size_t struct_size;    /* sizeof(fa4cp_world_config), set by the INIT macro */
+    fa4cp_world_kind kind; /* AUTO (default; FA4CP_BOOTSTRAP=pmix|slurm|local overrides) */
+    int local_ranks;       /* local mode: ranks as threads (default 1) */
+    double timeout_s;      /* bound of every blocking bootstrap call (default 60;
+                              FA4CP_BOOTSTRAP_TIMEOUT overrides) */
+    int visible_gpus;      /* -1 (default): count CUDA_VISIBLE_DEVICES or /dev/nvidiaN,
+                              without touching a GPU; >= 0: use this count */
+} fa4cp_world_config;
+
+#define FA4CP_WORLD_CONFIG_INIT                                                                    \
+    {                                                                                              \
+        .struct_size = sizeof(fa4cp_world_config), .kind = FA4CP_WORLD_AUTO, .local_ranks = 1,     \
+        .timeout_s = 60.0, .visible_gpus = -1                                                      \
+    }
+
+typedef struct fa4cp_world fa4cp_world;
+
+/* Bootstrap and build the world table.  Failures: FA4CP_ERR_LAUNCH (the
+ * singleton trap, an inconsistent Slurm environment), FA4CP_ERR_PMIX,
+ * FA4CP_ERR_TIMEOUT / FA4CP_ERR_PEER (a rank did not arrive in time; the
+ * message names it).  Sets the log rank (fa4cp_log_set_rank) of the calling
+ * thread.  cfg NULL = defaults. */
+fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
+/* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
+void fa4cp_world_finalize(fa4cp_world *w);
+
+fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
+int fa4cp_world_rank(const fa4cp_world *w);  /* this process's rank (0 in local mode) */
+int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
+int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
+int fa4cp_world_nodes(const fa4cp_world *w);
+double fa4cp_world_timeout(const fa4cp_world *w);
+const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
+const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
+
+/* Collectives over the bootstrap (PMIx Put/Commit/Fence/Get with a fresh key
+ * each call and the world timeout; in local mode a copy).  allgather: recv
+ * [procs * bytes], block p from process p.  bcast: rank 0's buf to every
+ * process.  In Slurm mode (no exchange) they fail with FA4CP_ERR_UNSUPPORTED
+ * unless procs == 1. */
+fa4cp_status fa4cp_world_allgather(fa4cp_world *w, const void *send, void *recv, size_t bytes);
+fa4cp_status fa4cp_world_bcast(fa4cp_world *w, void *buf, size_t bytes);
+fa4cp_status fa4cp_world_barrier(fa4cp_world *w);
+
+/* End every process of the job with msg ("rank R on HOST: msg"): PMIx_Abort
+ * under PMIx, else print and exit(status 3).  Never returns. */
+void fa4cp_world_abort(fa4cp_world *w, const char *msg)
+#if defined(__GNUC__)
+    __attribute__((noreturn))
+#endif
+    ;
+
+/* The singleton-trap check, from the environment alone (tests fake it with
+ * setenv): FA4CP_ERR_LAUNCH when this process is inside a Slurm step of
+ * several tasks but was not given a PMIx namespace (pmix_nspace NULL or
+ * "singleton..."), or when the PMIx job size disagrees with the step's task
+ * count; FA4CP_OK otherwise.  pmix_job_size <= 0 = unknown. */
+fa4cp_status fa4cp_world_check_launch(const char *pmix_nspace, int pmix_job_size);
+
+/* A made-up cluster for planning (no GPU, no launcher): `nodes` nodes named
+ * node1.., tasks_per_node[i] ranks on node i (NULL: `tasks` on each), ranks
+ * placed "block" or "cyclic" over the nodes; gpus_per_node GPUs per node
+ * (0 = none, -1 = one per task).  Writes `*n` rows into a new table
+ * (fa4cp_free it). */
+fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_per_node,
+                              const char *distribution, int gpus_per_node,
+                              fa4cp_world_row **table, int *n);
+
+/* Two ranks of one node on one GPU: FA4CP_ERR_INVALID naming both ranks and
+ * the device (NCCL cannot use it).  Rows with gpu < 0 or gpu_exclusive are
+ * not checked. */
+fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
+
+/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]"): the number of
+ * hosts, and host `index` into buf (FA4CP_ERR_INVALID on a syntax error, with
+ * the offset in fa4cp_last_error). */
+fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
+fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
+/* "2(x3),1" (SLURM_STEP_TASKS_PER_NODE) -> counts[0..*n-1] (at most max). */
+fa4cp_status fa4cp_tasks_per_node_parse(const char *expr, int *counts, int max, int *n);
+
+/* ---- layout: a pure function of the world table and the CP request.
+ * CP groups come from physical order (node, then local rank): first whole
+ * groups inside single nodes, then the remaining ranks in physical order, so a
+ * group spans as few nodes as possible and stays in one node when cp divides
+ * the node's tasks.  The ring of a group visits each node's ranks
+ * consecutively.  Data-parallel group d = the ranks whose CP rank is d. */
+
+typedef struct fa4cp_layout fa4cp_layout;
+
+typedef struct fa4cp_layout_place {
+    int cp_group, cp_rank;     /* CP group index, position in its ring */
+    int ring_prev, ring_next;  /* world ranks */
+    int dp_group, dp_rank;     /* dp_group == cp_rank; dp_rank == cp_group */
+} fa4cp_layout_place;
+
+/* world % cp != 0: FA4CP_ERR_INVALID with the sizes that would work.
+ * is_a2a: an a2a group that crosses nodes gets a warning with its cost
+ * (fa4cp_layout_warning), unless allow_cross_node_a2a. */
+fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int is_a2a,
+                                int allow_cross_node_a2a, fa4cp_layout **out);
+void fa4cp_layout_destroy(fa4cp_layout *l);
+
+int fa4cp_layout_size(const fa4cp_layout *l);
+int fa4cp_layout_cp(const fa4cp_layout *l);
+int fa4cp_layout_cp_groups(const fa4cp_layout *l); /* size / cp */
+const fa4cp_world_row *fa4cp_layout_table(const fa4cp_layout *l);
+/* FA4CP_ERR_INVALID when rank is out of range */
+fa4cp_status fa4cp_layout_place_of(const fa4cp_layout *l, int rank, fa4cp_layout_place *out);
+/* World ranks of CP group g in ring order [cp]; DP group d by CP group [size/cp]. */
+const int *fa4cp_layout_cp_group(const fa4cp_layout *l, int g);
+const int *fa4cp_layout_dp_group(const fa4cp_layout *l, int d);
+/* Ring edges (wrap-around included) between different nodes; nodes spanned. */
+int fa4cp_layout_hops(const fa4cp_layout *l, int g);
+int fa4cp_layout_group_nodes(const fa4cp_layout *l, int g);
+/* "" when none; else one line per problem (cross-node a2a groups and their cost). */
+const char *fa4cp_layout_warning(const fa4cp_layout *l);
+
+/* The table of fa4cp-layout as text: json = 0 a text table, 1 a JSON object.
+ * `source` (e.g. "pmix") is printed as is; NULL omits it.  *text is a new
+ * NUL-terminated string (fa4cp_free it). */
+fa4cp_status fa4cp_layout_format(const fa4cp_layout *l, const char *source, int json,
+                                 char **text);
+
+/* ---- NCCL communicators (the "nccl" transport of fa4cp_comm).
+ * Without NCCL in the build every call fails with FA4CP_ERR_UNSUPPORTED. */
+
+typedef struct fa4cp_nccl_config {
+    size_t struct_size; /* set by the INIT macro */
+    double timeout_s;   /* watchdog: an operation not done after this long aborts
+                           the communicator (ncclCommAbort) and fails (default 300) */
+    int blocking;       /* 0 (default): non-blocking init, polled with the timeout */
+} fa4cp_nccl_config;
+
+#define FA4CP_NCCL_CONFIG_INIT {.struct_size = sizeof(fa4cp_nccl_config), .timeout_s = 300.0}
+
+/* The world communicator and the CP and DP communicators of this process's
+ * rank (ncclCommInitRankConfig, then ncclCommSplit by layout).  Selects the
+ * rank's GPU first.  The unique id travels over the bootstrap (PMIx), or, in
+ * Slurm mode, through NCCL_COMM_ID (fa4cp_nccl_comm_id_from_slurm). */
+typedef struct fa4cp_nccl_comms {
+    fa4cp_comm *world, *cp, *dp;
+} fa4cp_nccl_comms;
+fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
+                                    const fa4cp_nccl_config *cfg, fa4cp_nccl_comms *out);
+void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
+/* 1 when this build has NCCL. */
+int fa4cp_nccl_available(void);
+/* rank 0's ncclUniqueId (128 bytes) on every process of the world. */
+fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
+/* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",
+ * port = 20000 + (SLURM_JOB_ID * 16 + SLURM_STEP_ID) % 10000. */
+fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
 
 
 

@@ -153,36 +153,37 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
 /* ------------------------------------------------------------------ world */
 
 typedef struct world_info {
+    fa4cp_world *world;
+    const fa4cp_world_row *table;
     int size;   /* ranks */
-    int rank;   /* this process's rank */
+    int rank;   /* this process's rank (0 in local mode) */
     int procs;  /* processes */
     int nodes;
     const char *kind; /* "local", "pmix", "slurm" */
     char host[64];
 } world_info;
 
-/* The launcher's rank from the environment (without a world bootstrap in this
- * build): under srun every task reads its own, so only rank 0 prints. */
-static void world_from_env(world_info *w, int ranks)
+/* Bring up the world (PMIx under srun --mpi=pmix, the Slurm environment, or
+ * local mode with `ranks` threads); returns an exit code. */
+static int world_up(world_info *w, int ranks)
 {
-    const char *pr = getenv("PMIX_RANK"), *sp = getenv("SLURM_PROCID"), *sn = getenv("SLURM_NTASKS");
-    const char *nn = getenv("SLURM_NNODES");
+    fa4cp_world_config cfg = FA4CP_WORLD_CONFIG_INIT;
     memset(w, 0, sizeof *w);
-    gethostname(w->host, sizeof w->host - 1);
-    w->nodes = 1;
-    if (pr || (sp && sn && atoi(sn) > 1)) {
-        w->kind = pr ? "pmix" : "slurm";
-        w->rank = atoi(pr ? pr : sp);
-        w->size = w->procs = sn ? atoi(sn) : 1;
-        w->nodes = nn ? atoi(nn) : 1;
-        if (w->size < 1)
-            w->size = w->procs = 1;
-        return;
+    cfg.local_ranks = ranks;
+    fa4cp_status st = fa4cp_world_init(&cfg, &w->world);
+    if (st) {
+        fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+        return st == FA4CP_ERR_LAUNCH ? EXIT_USAGE : st == FA4CP_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_RUNTIME;
     }
-    w->kind = "local";
-    w->rank = 0;
-    w->size = ranks;
-    w->procs = 1;
+    w->kind = fa4cp_world_kind_name(fa4cp_world_kind_of(w->world));
+    w->rank = fa4cp_world_rank(w->world);
+    w->size = fa4cp_world_size(w->world);
+    w->procs = fa4cp_world_procs(w->world);
+    w->nodes = fa4cp_world_nodes(w->world);
+    w->table = fa4cp_world_table(w->world);
+    const fa4cp_world_row *me = fa4cp_world_row_of(w->world, w->rank);
+    snprintf(w->host, sizeof w->host, "%s", me ? me->host : "?");
+    return 0;
 }
 
 /* ------------------------------------------------------------------ printing */
@@ -210,7 +211,7 @@ static const char *mask_text(const fa4cp_case *c, char *buf, size_t len)
     return buf;
 }
 
-static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o)
+static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o, const char *layout)
 {
     printf("# fa4cp-run %s: %d case(s) from", fa4cp_version(), ncases);
     for (int i = 0; i < nfiles; i++)
@@ -218,8 +219,8 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
     printf("\n");
     printf("# world: %d rank(s) on %d node(s), %d process(es), bootstrap %s, host %s\n", w->size, w->nodes,
            w->procs, w->kind, w->host);
-    printf("# layout: CP groups of cp.size consecutive ranks (node, local rank order); %s\n",
-           w->procs == 1 ? "local transport (threads)" : "NCCL transport");
+    printf("# layout: CP groups from physical order (node, local rank); %s transport; %s\n",
+           w->procs == 1 ? "local (threads)" : "NCCL", layout);
 #ifdef HAVE_CUDA
     printf("# versions: fa4cp %s, CUDA kernels %s", fa4cp_version(), FA4CP_CUDA_ARCH);
 #else
@@ -411,20 +412,31 @@ static void *rank_thread(void *p)
 
 /* Run case c on `ranks` threads; returns 0, or EXIT_TIMEOUT/EXIT_RUNTIME for
  * what stopped it before results came back (message in msg). */
-static int run_local(const fa4cp_case *c, int ranks, int inject, rank_result *res, char *msg, size_t msglen)
+static int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result *res, char *msg,
+                     size_t msglen)
 {
 #ifdef FA4CP_CP_CONFIG_INIT
-    int groups = ranks / c->cp, rc = 0;
+    int ranks = w->size, groups = ranks / c->cp, rc = 0;
+    fa4cp_layout *layout = NULL;
+    fa4cp_layout_place *place = calloc((size_t)ranks, sizeof *place);
     fa4cp_local_world **lw = calloc((size_t)groups, sizeof *lw);
     fa4cp_comm **comms = calloc((size_t)ranks, sizeof *comms);
     pthread_t *th = calloc((size_t)ranks, sizeof *th);
     thread_arg *args = calloc((size_t)ranks, sizeof *args);
     int started = 0;
-    if (!lw || !comms || !th || !args) {
+    if (!lw || !comms || !th || !args || !place) {
         snprintf(msg, msglen, "out of memory for %d ranks", ranks);
         rc = EXIT_RUNTIME;
         goto out;
     }
+    /* CP groups and ring positions from the layout */
+    if (fa4cp_layout_build(w->table, ranks, c->cp, !strcmp(c->comm, "a2a"), 1, &layout)) {
+        snprintf(msg, msglen, "layout: %s", fa4cp_last_error());
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    for (int r = 0; r < ranks; r++)
+        fa4cp_layout_place_of(layout, r, &place[r]);
     for (int g = 0; g < groups; g++)
         if (fa4cp_local_world_create(c->cp, 0, c->timeout_s, &lw[g])) {
             snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
@@ -432,13 +444,13 @@ static int run_local(const fa4cp_case *c, int ranks, int inject, rank_result *re
             goto out;
         }
     for (int r = 0; r < ranks; r++)
-        if (fa4cp_local_comm(lw[r / c->cp], r % c->cp, &comms[r])) {
+        if (fa4cp_local_comm(lw[place[r].cp_group], place[r].cp_rank, &comms[r])) {
             snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
             rc = EXIT_RUNTIME;
             goto out;
         }
     for (int r = 0; r < ranks; r++) {
-        args[r] = (thread_arg){c, comms[r], r, inject && r < c->cp, &res[r]};
+        args[r] = (thread_arg){c, comms[r], r, inject && place[r].cp_group == 0, &res[r]};
         if (pthread_create(&th[r], NULL, rank_thread, &args[r])) {
             snprintf(msg, msglen, "cannot start rank thread %d: %s", r, strerror(errno));
             rc = EXIT_RUNTIME;
@@ -479,10 +491,12 @@ out:
     free(comms);
     free(th);
     free(args);
+    free(place);
+    fa4cp_layout_destroy(layout);
     return rc;
 #else
     (void)c;
-    (void)ranks;
+    (void)w;
     (void)inject;
     (void)res;
     snprintf(msg, msglen,
@@ -608,7 +622,13 @@ int main(int argc, char **argv)
         ncases += fa4cp_workload_count(wl[i]);
     }
     world_info w;
-    world_from_env(&w, o.ranks);
+    int wrc = world_up(&w, o.ranks);
+    if (wrc) {
+        for (int i = 0; i < nfiles; i++)
+            fa4cp_workload_free(wl[i]);
+        free(wl);
+        return wrc;
+    }
     int root = w.rank == 0;
     if (strcmp(w.kind, "local") && o.ranks != 1 && root)
         fprintf(stderr, "fa4cp-run: --ranks is for local mode; under %s the launcher gives %d ranks\n", w.kind,
@@ -622,11 +642,45 @@ int main(int argc, char **argv)
                 exit_code = EXIT_USAGE;
                 goto done;
             }
+    /* the layout of every CP size in the job */
+    char layout_text[512] = "";
+    {
+        int seen[64], nseen = 0;
+        size_t at = 0;
+        for (int i = 0; i < nfiles; i++)
+            for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+                const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+                int dup = 0;
+                for (int j = 0; j < nseen; j++)
+                    dup |= seen[j] == c->cp;
+                if (dup || nseen == 64)
+                    continue;
+                seen[nseen++] = c->cp;
+                fa4cp_layout *l = NULL;
+                if (fa4cp_layout_build(w.table, w.size, c->cp, 0, 1, &l)) {
+                    if (root)
+                        fprintf(stderr, "fa4cp-run: layout for cp.size %d: %s\n", c->cp, fa4cp_last_error());
+                    exit_code = EXIT_USAGE;
+                    goto done;
+                }
+                int hops = 0, nodes = 0;
+                for (int g = 0; g < fa4cp_layout_cp_groups(l); g++) {
+                    hops += fa4cp_layout_hops(l, g);
+                    if (fa4cp_layout_group_nodes(l, g) > nodes)
+                        nodes = fa4cp_layout_group_nodes(l, g);
+                }
+                if (at < sizeof layout_text)
+                    at += (size_t)snprintf(layout_text + at, sizeof layout_text - at,
+                                           "%scp %d: %d group(s), up to %d node(s) each, %d inter-node ring hop(s)",
+                                           at ? "; " : "", c->cp, fa4cp_layout_cp_groups(l), nodes, hops);
+                fa4cp_layout_destroy(l);
+            }
+    }
     if (root && !o.tap)
-        print_header(&w, ncases, nfiles, argv + first, &o);
+        print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
     if (root && o.tap) {
         printf("TAP version 13\n1..%d\n", ncases);
-        print_header(&w, ncases, nfiles, argv + first, &o);
+        print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
     }
     if (o.dry_run) {
         if (root)
@@ -652,11 +706,19 @@ int main(int argc, char **argv)
                            c->file, c->doc, c->batch, fa4cp_seq_dist_name(c->dist), c->max_seqlen,
                            fa4cp_dtype_name(c->dtype), c->layout_bshd ? "bshd" : "thd", fa4cp_backend_name(c->backend),
                            c->warmup, c->iters, c->backward ? "yes" : "no", (unsigned long long)c->seed, c->timeout_s);
-                    printf("#   layout: %d CP group(s) of %d: ", w.size / c->cp, c->cp);
-                    for (int g = 0; g < w.size / c->cp && g < 8; g++) {
-                        printf("%s[%d..%d]", g ? " " : "", g * c->cp, g * c->cp + c->cp - 1);
+                    fa4cp_layout *lay = NULL;
+                    char *text = NULL;
+                    if (!fa4cp_layout_build(w.table, w.size, c->cp, !strcmp(c->comm, "a2a"), 0, &lay) &&
+                        !fa4cp_layout_format(lay, w.kind, 0, &text)) {
+                        for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+                            nl = strchr(line, '\n');
+                            printf("#     %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
+                        }
+                        if (fa4cp_layout_warning(lay)[0])
+                            printf("#   layout warning: %s\n", fa4cp_layout_warning(lay));
                     }
-                    printf("%s\n", w.size / c->cp > 8 ? " ..." : "");
+                    fa4cp_free(text);
+                    fa4cp_layout_destroy(lay);
                     for (int r = 0; r < c->cp && r < 16; r++) {
                         int64_t rows = c->padded_tokens / c->cp, real = 0;
                         for (int64_t l = 0; l < rows && rows <= (1 << 22); l++)
@@ -719,7 +781,7 @@ int main(int argc, char **argv)
                     oc.exit_code = EXIT_RUNTIME;
                     snprintf(oc.msg, sizeof oc.msg, "%s", fa4cp_last_error());
                 } else {
-                    int rc = run_local(c, w.size, inject, res, oc.msg, sizeof oc.msg);
+                    int rc = run_local(c, &w, inject, res, oc.msg, sizeof oc.msg);
                     if (rc)
                         oc.exit_code = rc;
                 }
@@ -775,5 +837,7 @@ done:
     for (int i = 0; i < nfiles; i++)
         fa4cp_workload_free(wl[i]);
     free(wl);
+    fflush(stdout);
+    fa4cp_world_finalize(w.world);
     return exit_code;
 }

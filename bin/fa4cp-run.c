@@ -393,12 +393,20 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
 
 /* ------------------------------------------------------------------ local execution */
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 typedef struct thread_arg {
     const fa4cp_case *c;
     fa4cp_comm *comm;
     int rank;
     int inject;
     rank_result *res;
+    int done; /* set (atomically) when the rank's run returned */
 } thread_arg;
 
 #ifdef FA4CP_CP_CONFIG_INIT
@@ -406,6 +414,7 @@ static void *rank_thread(void *p)
 {
     thread_arg *a = p;
     run_case_rank(a->c, a->comm, a->rank, a->inject, a->res);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 #endif
@@ -450,7 +459,7 @@ static int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_
             goto out;
         }
     for (int r = 0; r < ranks; r++) {
-        args[r] = (thread_arg){c, comms[r], r, inject && place[r].cp_group == 0, &res[r]};
+        args[r] = (thread_arg){c, comms[r], r, ((inject & 1) && place[r].cp_group == 0) | (inject & ~1), &res[r], 0};
         if (pthread_create(&th[r], NULL, rank_thread, &args[r])) {
             snprintf(msg, msglen, "cannot start rank thread %d: %s", r, strerror(errno));
             rc = EXIT_RUNTIME;
@@ -458,23 +467,45 @@ static int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_
         }
         started++;
     }
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    double t = c->timeout_s + 5.0; /* the transport's own timeout fires first */
-    dl.tv_sec += (time_t)t;
-    dl.tv_nsec += (long)((t - floor(t)) * 1e9);
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
-    for (int r = 0; r < started; r++) {
-        if (pthread_timedjoin_np(th[r], NULL, &dl) == ETIMEDOUT) {
+    /* Watch the ranks: a rank that failed on its own leaves the others
+     * waiting in a collective, so after a short grace the job ends with a
+     * message naming it (in one process this is the PMIx abort's job);
+     * a case past run.timeout ends it with exit 4.  Never a hang. */
+    double t_start = mono_s(), t_failed = -1;
+    int failed = -1;
+    for (;;) {
+        int ndone = 0;
+        for (int r = 0; r < started; r++) {
+            if (!__atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE))
+                continue;
+            ndone++;
+            if (res[r].status && failed < 0 && res[r].status != FA4CP_ERR_TIMEOUT && res[r].status != FA4CP_ERR_PEER) {
+                failed = r;
+                t_failed = mono_s();
+            }
+        }
+        if (ndone == started)
+            break;
+        if (failed >= 0 && mono_s() - t_failed > 2.0) {
             fflush(stdout);
+            fprintf(stderr, "fa4cp-run: case %d (%s): rank %d failed: %s; the other ranks cannot finish the case: "
+                    "ending the job\n", c->index, c->label[0] ? c->label : c->name, res[failed].rank, res[failed].msg);
+            _exit(EXIT_RUNTIME);
+        }
+        if (mono_s() - t_start > c->timeout_s + 5.0) {
+            fflush(stdout);
+            int r = 0;
+            while (r < started && __atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE))
+                r++;
             fprintf(stderr, "fa4cp-run: case %d (%s) ran past run.timeout = %g s: rank %d still running; ending the job\n",
                     c->index, c->label[0] ? c->label : c->name, c->timeout_s, r);
             _exit(EXIT_TIMEOUT);
         }
+        struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
     }
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
     started = 0;
 out:
     for (int r = 0; r < started; r++)
@@ -757,6 +788,10 @@ int main(int argc, char **argv)
         print_table_head(0);
     fflush(stdout);
     int inject = getenv("FA4CP_RUN_INJECT_ERROR") && atoi(getenv("FA4CP_RUN_INJECT_ERROR"));
+    /* test only: FA4CP_RUN_INJECT_FAULT=R makes world rank R fail before its first CP call */
+    const char *fault = getenv("FA4CP_RUN_INJECT_FAULT");
+    if (fault && *fault)
+        inject |= (atoi(fault) + 1) << 1;
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     double t0 = ts0.tv_sec + ts0.tv_nsec * 1e-9;

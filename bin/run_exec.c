@@ -460,6 +460,11 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
     if ((st = make_cp(c, comm, &cp)))
         goto out;
+    if ((inject >> 1) - 1 == world_rank) {
+        st = FA4CP_ERR_INTERNAL;
+        snprintf(r->msg, sizeof r->msg, "injected fault (FA4CP_RUN_INJECT_FAULT=%d) before the first CP call", world_rank);
+        goto out;
+    }
     fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
     a.batch = c->batch;
     a.cu_seqlens = c->cu_padded;
@@ -499,7 +504,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
         }
         r->bwd_ms = median(times, c->iters);
     }
-    if (inject && cp_rank == c->cp - 1) {
+    if ((inject & 1) && cp_rank == c->cp - 1) {
         /* test-only: corrupt one element of the first sampled query row */
         int64_t row;
         if (pick_rows(c, cp_rank, 1, &row, 1) == 1) {

@@ -18,7 +18,10 @@ typedef struct rank_result {
 } rank_result;
 
 /* Run one case on one rank: generate its shard, time forward (and backward)
- * through the CP executor over `comm`, verify as the case says.  Fills r. */
+ * through the CP executor over `comm`, verify as the case says.  Fills r.
+ * inject (tests only): bit 0 corrupts one output element after the timed
+ * runs (last CP rank); (inject >> 1) - 1 == world_rank fails this rank before
+ * its first CP call. */
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r);
 
 /* 1 when this build can execute cases (the CP executor is linked in). */

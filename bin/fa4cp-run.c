@@ -714,7 +714,8 @@ int main(int argc, char **argv)
         print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
     }
     if (o.dry_run) {
-        if (root)
+        int tapno = 0;
+        if (root && !o.tap)
             print_table_head(1);
         for (int i = 0; i < nfiles; i++)
             for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
@@ -726,7 +727,7 @@ int main(int argc, char **argv)
                 if (!root)
                     continue;
                 if (o.tap)
-                    printf("ok %d - %s case %d %s # SKIP dry run\n", c->index + 1, c->name, c->index, c->label);
+                    printf("ok %d - %s case %d %s # SKIP dry run\n", ++tapno, c->name, c->index, c->label);
                 printf("%s %4d %-10s %4d %8lld %8lld %6d %4d %-12s %10.3f %10.3f %10.1f %-8s %s\n", o.tap ? "#" : " ",
                        c->index, c->comm, c->cp, (long long)c->tokens, (long long)c->padded_tokens, c->heads,
                        c->head_dim, mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0,
@@ -844,7 +845,7 @@ int main(int argc, char **argv)
             snprintf(bt, sizeof bt, isfinite(oc.bwd_tf) ? "%.4f" : "-", oc.bwd_tf);
             if (o.tap) {
                 printf("%s %d - %s case %d %s (fwd %s ms, bwd %s ms, max err %s)\n", oc.exit_code ? "not ok" : "ok",
-                       c->index + 1, c->name, c->index, c->label, fm, bm, e);
+                       done_cases + 1, c->name, c->index, c->label, fm, bm, e);
                 if (oc.exit_code)
                     printf("# %s: %s\n", oc.result, oc.msg);
             } else {

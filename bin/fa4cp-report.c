@@ -110,7 +110,10 @@ static int load_file(const char *arg, rec **recs, int *n, int *cap, int *bad)
         int causal = (int)fa4cp_json_num(v, "config.attention.causal", 0);
         const fa4cp_jv *win = fa4cp_json_get(v, "config.attention.window");
         int wl = win && win->type == FA4CP_JV_ARR && win->n == 2 ? (int)win->items[0].num : -1;
-        if (wl >= 0)
+        int wr = win && win->type == FA4CP_JV_ARR && win->n == 2 ? (int)win->items[1].num : -1;
+        if (wl >= 0 && !causal && wr != wl)
+            snprintf(r->mask, sizeof r->mask, "full w%d/%d", wl, wr);
+        else if (wl >= 0)
             snprintf(r->mask, sizeof r->mask, "%s w%d", causal ? "causal" : "full", wl);
         else
             snprintf(r->mask, sizeof r->mask, "%s", causal ? "causal" : "full");

@@ -204,7 +204,9 @@ static double host_mem_available(void)
 
 static const char *mask_text(const fa4cp_case *c, char *buf, size_t len)
 {
-    if (c->window_left >= 0)
+    if (c->window_left >= 0 && !c->causal && c->window_right != c->window_left)
+        snprintf(buf, len, "full w%d/%d", c->window_left, c->window_right);
+    else if (c->window_left >= 0)
         snprintf(buf, len, "%s w%d", c->causal ? "causal" : "full", c->window_left);
     else
         snprintf(buf, len, "%s", c->causal ? "causal" : "full");

@@ -1012,6 +1012,25 @@ static fa4cp_status finalize(const char *file, draft *d, int ncases_seqs_left)
         return merr(file, m[F_CP_SIZE].set && !m[F_SEQUENCES].set ? &m[F_CP_SIZE] : lm, NULL,
                     "%s; or set attention.pad_between_seqs: true", msg);
     }
+    /* and whatever else the CP library refuses about this shape */
+    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
+    const mark *cm = m[F_CP_COMM].set ? &m[F_CP_COMM] : &m[F_CP_SIZE];
+    if (fa4cp_cp_comm_parse(c->comm, &cfg.comm) == FA4CP_OK) {
+        cfg.backend = c->backend;
+        cfg.format = FA4CP_CP_THD;
+        cfg.dtype = c->dtype;
+        cfg.heads = c->heads;
+        cfg.kv_heads = c->kv_heads;
+        cfg.head_dim = c->head_dim;
+        cfg.causal = c->causal;
+        cfg.window_left = c->window_left;
+        cfg.window_right = c->window_right;
+        if (fa4cp_cp_validate(&cfg, c->cp, batch, c->cu_padded, 0) != FA4CP_OK) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "%s", fa4cp_last_error());
+            return merr(file, cm, cm->set ? NULL : "cp", "%s", msg);
+        }
+    }
     if (c->samples <= 0)
         c->samples = 8;
     return FA4CP_OK;

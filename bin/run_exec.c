@@ -460,6 +460,13 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
     if ((st = make_cp(c, comm, &cp)))
         goto out;
+    if (getenv("FA4CP_RUN_INJECT_HANG") && atoi(getenv("FA4CP_RUN_INJECT_HANG")) == world_rank) {
+        /* test only: this rank stops answering; the job must still end (exit 4) */
+        for (int i = 0; i < 36000; i++) {
+            struct timespec nap = {0, 100 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+        }
+    }
     if ((inject >> 1) - 1 == world_rank) {
         st = FA4CP_ERR_INTERNAL;
         snprintf(r->msg, sizeof r->msg, "injected fault (FA4CP_RUN_INJECT_FAULT=%d) before the first CP call", world_rank);

@@ -129,6 +129,50 @@ fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp, int batch,
     return FA4CP_OK;
 }
 
+/* Every rank of the group must run the same shape: compare the configs
+ * (collective; a rank that differs is named, rather than a wrong result or a
+ * hang later).  Host transports only: the fingerprint lives in host memory. */
+static fa4cp_status agree(fa4cp_cp *cp)
+{
+    fa4cp_status st = FA4CP_OK;
+    const fa4cp_cp_config *c = &cp->cfg;
+    const int n = fa4cp_comm_size(cp->comm);
+    int32_t mine[10] = {(int32_t)c->comm,  (int32_t)c->format, (int32_t)c->dtype,   c->heads,
+                        c->kv_heads,       c->head_dim,        c->causal,           c->window_left,
+                        c->window_right,   (int32_t)c->backend};
+    int32_t *all = NULL;
+    fa4cp_comm_req *req = NULL;
+    if (n == 1 || fa4cp_comm_device_memory(cp->comm))
+        return FA4CP_OK;
+    all = fa4cp_malloc((size_t)n * sizeof mine, "cp config fingerprints");
+    if (!all)
+        return FA4CP_ERR_NOMEM;
+    FA4CP_TRY(fa4cp_comm_all_gather(cp->comm, mine, all, sizeof mine, NULL, &req));
+    st = fa4cp_comm_wait(cp->comm, req, NULL);
+    req = NULL;
+    if (st != FA4CP_OK)
+        goto out;
+    for (int p = 0; p < n; p++)
+        if (memcmp(all + (size_t)p * 10, mine, sizeof mine) != 0) {
+            const int32_t *o = all + (size_t)p * 10;
+            FA4CP_FAIL(FA4CP_ERR_INVALID,
+                       "cp group: rank %d has comm %s, layout %s, %s, heads %d/%d, head_dim %d, causal "
+                       "%d, window (%d,%d) but rank %d has comm %s, layout %s, %s, heads %d/%d, "
+                       "head_dim %d, causal %d, window (%d,%d): every rank must run the same shape",
+                       fa4cp_comm_rank(cp->comm), fa4cp_cp_comm_name(c->comm),
+                       fa4cp_cp_format_name(c->format), fa4cp_dtype_name(c->dtype), c->heads,
+                       c->kv_heads, c->head_dim, c->causal, c->window_left, c->window_right, p,
+                       fa4cp_cp_comm_name((fa4cp_cp_comm_type)o[0]),
+                       fa4cp_cp_format_name((fa4cp_cp_format)o[1]),
+                       fa4cp_dtype_name((fa4cp_dtype)o[2]), o[3], o[4], o[5], o[6], o[7], o[8]);
+        }
+out:
+    if (req)
+        fa4cp_comm_wait(cp->comm, req, NULL);
+    fa4cp_free(all);
+    return st;
+}
+
 fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out)
 {
     fa4cp_status st = FA4CP_OK;
@@ -156,6 +200,7 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
                    fa4cp_backend_name(cfg->backend), fa4cp_comm_name(comm),
                    fa4cp_comm_device_memory(comm) ? "device" : "host");
     FA4CP_TRY(fa4cp_cp_plan_build(cfg, fa4cp_comm_size(comm), fa4cp_comm_rank(comm), &cp->plan));
+    FA4CP_TRY(agree(cp));
     *out = cp;
     cp = NULL;
 out:

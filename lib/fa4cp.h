@@ -344,7 +344,9 @@ typedef struct fa4cp_cp_config {
 fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
                                const int32_t *cu_seqlens, int seqlen);
 
-/* A CP group handle: a config bound to a transport endpoint (not owned). */
+/* A CP group handle: a config bound to a transport endpoint (not owned).
+ * Collective: every rank of the group calls it, and it fails on every rank
+ * (naming the ranks) when their configs differ. */
 typedef struct fa4cp_cp fa4cp_cp;
 fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out);
 void fa4cp_cp_destroy(fa4cp_cp *cp);

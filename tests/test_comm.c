@@ -174,6 +174,68 @@ static void p2p_body(rank_ctx *c)
 #undef SZ
 }
 
+/* Random legal orders: in each round every rank sends one message to every
+ * rank (itself included) and receives one from every rank, in an order of
+ * its own, split into groups of its own, waited in an order of its own;
+ * collectives are interleaved between the groups. */
+static void random_body(rank_ctx *c)
+{
+    const int n = c->n, r = c->rank;
+    uint64_t st = 0x9e3779b97f4a7c15ull * (uint64_t)(r + 1) + (uint64_t)c->which;
+#define RND() (st = st * 6364136223846793005ull + 1442695040888963407ull, (unsigned)(st >> 33))
+    for (int round = 0; round < 20; round++) {
+        int nops = 2 * n;
+        fa4cp_p2p ops[16];
+        unsigned char *bufs[16];
+        for (int k = 0; k < nops; k++) {
+            int is_send = k < n, peer = k % n;
+            size_t b = (size_t)((is_send ? r : peer) * 13 + (is_send ? peer : r) * 5 + round * 3) % 29 + 1;
+            bufs[k] = malloc(b);
+            if (is_send)
+                for (size_t i = 0; i < b; i++)
+                    bufs[k][i] = pattern(r, peer, round, i);
+            ops[k] = (fa4cp_p2p){peer, is_send, bufs[k], b};
+        }
+        for (int k = nops - 1; k > 0; k--) { /* shuffle */
+            int j = (int)(RND() % (unsigned)(k + 1));
+            fa4cp_p2p t = ops[k];
+            ops[k] = ops[j];
+            ops[j] = t;
+        }
+        fa4cp_comm_req *reqs[16];
+        int nreq = 0;
+        for (int at = 0; at < nops;) {
+            int len = 1 + (int)(RND() % 3u);
+            if (at + len > nops)
+                len = nops - at;
+            CALL(fa4cp_comm_sendrecv(c->comm, ops + at, len, NULL, &reqs[nreq++]));
+            at += len;
+        }
+        int x = r + round, y[8];
+        fa4cp_comm_req *cr = NULL;
+        CALL(fa4cp_comm_all_gather(c->comm, &x, y, sizeof x, NULL, &cr));
+        for (int k = nreq - 1; k > 0; k--) {
+            int j = (int)(RND() % (unsigned)(k + 1));
+            fa4cp_comm_req *t = reqs[k];
+            reqs[k] = reqs[j];
+            reqs[j] = t;
+        }
+        for (int k = 0; k < nreq; k++)
+            CALL(fa4cp_comm_wait(c->comm, reqs[k], NULL));
+        CALL(fa4cp_comm_wait(c->comm, cr, NULL));
+        for (int p = 0; p < n; p++)
+            CHECK(y[p] == p + round, "round %d: all_gather block %d", round, p);
+        for (int k = 0; k < nops; k++)
+            if (!ops[k].is_send)
+                for (size_t i = 0; i < ops[k].bytes; i++)
+                    CHECK(((unsigned char *)ops[k].buf)[i] == pattern(ops[k].peer, r, round, i),
+                          "round %d: byte %zu from rank %d wrong", round, i, ops[k].peer);
+        for (int k = 0; k < nops; k++)
+            free(bufs[k]);
+    }
+#undef RND
+}
+
 /* ------------------------------------------------------------------ collectives */
 
 static double value_of(int rank, size_t i) { return (double)((rank * 7 + (int)i * 3) % 17) - 8.0 + 0.25 * rank; }
@@ -336,6 +398,9 @@ int main(void)
     for (int n = 1; n <= 5; n++) {
         job *j = run_ranks(n, 10.0, p2p_body, 0);
         ok(total_fails(j, n) == 0, "%d rank(s): grouped send/recv in four post orders, odd sizes, overlapped groups", n);
+        free(j);
+        j = run_ranks(n, 10.0, random_body, n);
+        ok(total_fails(j, n) == 0, "%d rank(s): 20 rounds of random post orders, groupings and wait orders", n);
         free(j);
         j = run_ranks(n, 10.0, coll_body, 0);
         ok(total_fails(j, n) == 0,

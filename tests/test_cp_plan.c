@@ -4,6 +4,7 @@
 #include "tap.h"
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,49 @@ static void refusals(void)
     fa4cp_local_world_destroy(w);
 }
 
+typedef struct mjob {
+    fa4cp_comm *comm;
+    fa4cp_cp_config cfg;
+    fa4cp_status st;
+    char err[600];
+} mjob;
+
+static void *mjob_main(void *p)
+{
+    mjob *j = p;
+    fa4cp_cp *cp = NULL;
+    j->st = fa4cp_cp_create(&j->cfg, j->comm, &cp);
+    snprintf(j->err, sizeof j->err, "%s", j->st ? fa4cp_last_error() : "");
+    fa4cp_cp_destroy(cp);
+    return NULL;
+}
+
+/* ranks that disagree on the shape fail at create, all of them */
+static void mismatch(void)
+{
+    fa4cp_local_world *w = NULL;
+    mjob j[2];
+    pthread_t th[2];
+    memset(j, 0, sizeof j);
+    fa4cp_local_world_create(2, 0, 5.0, &w);
+    for (int r = 0; r < 2; r++) {
+        fa4cp_local_comm(w, r, &j[r].comm);
+        j[r].cfg = config(FA4CP_CP_ALL_GATHER, r == 0, 8, 8);
+        pthread_create(&th[r], NULL, mjob_main, &j[r]);
+    }
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
+    ok(j[0].st == FA4CP_ERR_INVALID && j[1].st == FA4CP_ERR_INVALID,
+       "create fails on every rank when one is causal and the other not");
+    like(j[1].err, "rank 1 has comm all_gather, layout thd, bf16, heads 8/8, head_dim 64, causal 0",
+         "... naming this rank's shape");
+    like(j[1].err, "but rank 0 has comm all_gather, layout thd, bf16, heads 8/8, head_dim 64, causal 1",
+         "... and the other's");
+    for (int r = 0; r < 2; r++)
+        fa4cp_comm_destroy(j[r].comm);
+    fa4cp_local_world_destroy(w);
+}
+
 static void shards(void)
 {
     /* two sequences of padded lengths 8 and 4, cp 2: chunks of 2 and 1 rows */
@@ -249,6 +293,7 @@ int main(void)
     plan(0);
     plans();
     refusals();
+    mismatch();
     shards();
     return done_testing();
 }

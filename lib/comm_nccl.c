@@ -493,8 +493,13 @@ static fa4cp_status wrap(ncclComm_t comm, int device, double timeout_s, const ch
     fa4cp_comm *c = calloc(1, sizeof *c);
     nccl_impl *x = calloc(1, sizeof *x);
     int rank = -1, size = 0;
-    if (!c || !x)
+    if (!c || !x) {
+        free(c);
+        free(x);
+        c = NULL;
+        ncclCommAbort(comm);
         FA4CP_FAIL(FA4CP_ERR_NOMEM, "NCCL comm %s: out of memory", label);
+    }
     x->comm = comm;
     x->device = device;
     x->timeout_s = timeout_s;
@@ -517,11 +522,8 @@ static fa4cp_status wrap(ncclComm_t comm, int device, double timeout_s, const ch
     *out = c;
     c = NULL;
 out:
-    if (c) {
-        if (!c->impl)
-            free(x);
+    if (c)
         op_destroy(c); /* destroys comm too */
-    }
     return st;
 }
 

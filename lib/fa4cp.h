@@ -502,8 +502,9 @@ typedef struct fa4cp_world fa4cp_world;
 /* Bootstrap and build the world table.  Failures: FA4CP_ERR_LAUNCH (the
  * singleton trap, an inconsistent Slurm environment), FA4CP_ERR_PMIX,
  * FA4CP_ERR_TIMEOUT / FA4CP_ERR_PEER (a rank did not arrive in time; the
- * message names it).  Sets the log rank (fa4cp_log_set_rank) of the calling
- * thread.  cfg NULL = defaults. */
+ * message names it; under PMIx the process that saw it has then also called
+ * PMIx_Abort, so that a hung rank cannot keep the job alive).  Sets the log
+ * rank (fa4cp_log_set_rank) of the calling thread.  cfg NULL = defaults. */
 fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
 /* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
 void fa4cp_world_finalize(fa4cp_world *w);
@@ -630,6 +631,8 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
 void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
 /* 1 when this build has NCCL. */
 int fa4cp_nccl_available(void);
+/* 1 when this build has the PMIx bootstrap. */
+int fa4cp_pmix_available(void);
 /* rank 0's ncclUniqueId (128 bytes) on every process of the world. */
 fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
 /* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",

@@ -417,6 +417,8 @@ out:
     return st;
 }
 
+int fa4cp_pmix_available(void) { return fa4cp_pmix_built(); }
+
 void fa4cp_world_test_exit_hook(int rank)
 {
     long r;
@@ -502,6 +504,8 @@ fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg_in, fa4cp_world **ou
         FA4CP_TRY(local_init(w, cfg.local_ranks));
         break;
     }
+    if (!w->table || w->size <= 0 || w->rank < 0 || w->rank >= w->size)
+        FA4CP_FAIL(FA4CP_ERR_INTERNAL, "world: bootstrap gave rank %d of %d", w->rank, w->size);
     w->nodes = fa4cp_world_normalize_nodes(w->table, w->size);
     if (w->nodes < 0)
         FA4CP_FAIL(FA4CP_ERR_NOMEM, "fa4cp_world_init: out of memory");

@@ -60,7 +60,8 @@ export LSAN_OPTIONS="suppressions=$srcdir/tests/slurm/lsan.supp${LSAN_OPTIONS:+:
 [ "${FA4CP_SLURM_NO_APT:-0}" = 1 ] && export SLURM_LOCAL_SKIP_APT=1 SLURM_2NODE_SKIP_APT=1
 
 # the libtool wrapper may relink on its first run: do it once, not in 4 tasks at a time
-"$LAYOUT" --version >/dev/null 2>&1 || skip_all "$LAYOUT --version failed"
+V=$("$LAYOUT" --version 2>&1) || skip_all "$LAYOUT --version failed"
+case $V in *"pmix yes"*) ;; *) skip_all "built without PMIx ($V)";; esac
 
 # JSON field of the line of rank R: field R NAME < file
 field() { grep "\"rank\": $1, " | head -1 | sed -n "s/.*\"$2\": \\(\"[^\"]*\"\\|[-0-9]*\\).*/\\1/p" | tr -d '"'; }
@@ -102,7 +103,7 @@ ok $good "ranks, local ranks and groups of one node"
 ok "$(grep -q '"ring": \[0, 1\], "nodes": 1, "inter_node_hops": 0' "$O" && echo 0 || echo 1)" \
     "CP group 0 is the ring 0 -> 1 with no inter-node hop"
 ok "$(grep -q '"nccl_id": {"bytes": 128, .*"ranks": 4, "agree": true}' "$O" && echo 0 || echo 1)" \
-    "rank 0's NCCL unique id reached every rank through PMIx"
+    "rank 0's NCCL unique id reached every rank through PMIx ($(sed -n 's/.*"from": "\([^"]*\)".*/\1/p' "$O"))"
 
 # the singleton trap: srun without --mpi=pmix (MpiDefault=none)
 run 60 "$O" "$E" srun -n 2 "$LAYOUT" --json
@@ -192,6 +193,17 @@ else
     ok "$([ $RC = 0 ] && grep -q '"ring": \[0, 2\]' "$O" && grep -q '"host": "node2"' "$O" && echo 0 || echo 1)" \
         "the Slurm-environment fallback rebuilds the cyclic placement on 2 nodes (exit $RC)"
     [ $RC = 0 ] || diag < "$E"
+
+    # the example batch job (jobs/layout.sbatch), on this cluster without GPUs
+    J=$DIR/job
+    rm -rf "$J" && mkdir -p "$J"
+    (cd "$J" && PATH=$(dirname "$LAYOUT"):$PATH timeout -k 5 90 sbatch -W -N2 --ntasks-per-node=2 \
+        --gpus-per-node=0 "$srcdir/jobs/layout.sbatch" --cp 2 >"$J/sbatch.out" 2>&1)
+    RC=$?
+    ok "$([ $RC = 0 ] && grep -q 'from pmix' "$J"/fa4cp-layout-*.out && grep -q '"agree": true' "$J"/fa4cp-layout-*.out \
+        && grep -q '"world_size": 4' "$J"/fa4cp-layout-*.json && echo 0 || echo 1)" \
+        "jobs/layout.sbatch runs fa4cp-layout under sbatch (exit $RC)"
+    [ $RC = 0 ] || cat "$J"/* 2>/dev/null | diag
     bash "$C2/stop.sh" >/dev/null 2>&1
 fi
 

@@ -206,7 +206,7 @@ int main(void)
 
     /* ---- NCCL without a GPU: what can be checked */
     if (!fa4cp_nccl_available()) {
-        skip(1, "built without NCCL");
+        skip(11, "built without NCCL");
     } else {
         fa4cp_nccl_comms cs;
         fa4cp_world_config one = FA4CP_WORLD_CONFIG_INIT;
@@ -217,6 +217,28 @@ int main(void)
         ok(fa4cp_nccl_comm_create(w, l, NULL, &cs) != FA4CP_OK && !cs.world,
            "no GPU: NCCL communicators refused");
         like(fa4cp_last_error(), "GPU", "and the message says why");
+        fa4cp_nccl_config nc = FA4CP_NCCL_CONFIG_INIT;
+        ok(nc.timeout_s == 300.0 && nc.blocking == 0, "NCCL config defaults: 300 s watchdog, non-blocking");
+        nc.timeout_s = 0;
+        ok(fa4cp_nccl_comm_create(w, l, &nc, &cs) == FA4CP_ERR_INVALID, "watchdog timeout 0 refused");
+        nc.timeout_s = 10;
+        nc.struct_size = 0;
+        ok(fa4cp_nccl_comm_create(w, l, &nc, &cs) == FA4CP_ERR_INVALID, "uninitialised NCCL config refused");
+        /* the id needs no GPU: rank 0 makes it, the bootstrap carries it (here: in process) */
+        unsigned char uid[128], zero[128] = {0};
+        ok(fa4cp_nccl_unique_id(w, uid, sizeof uid) == FA4CP_OK && memcmp(uid, zero, sizeof uid) != 0,
+           "rank 0's ncclUniqueId without a GPU (%s)", fa4cp_last_error());
+        ok(fa4cp_nccl_unique_id(w, uid, 64) == FA4CP_ERR_INVALID, "an id buffer of the wrong size is refused");
+        fa4cp_layout_destroy(l);
+        l = NULL;
+        fa4cp_world_finalize(w);
+        w = NULL;
+        one.local_ranks = 4;
+        ok(fa4cp_world_init(&one, &w) == FA4CP_OK, "local world of 4 threads");
+        fa4cp_layout_build(fa4cp_world_table(w), 4, 2, 0, 0, &l);
+        ok(fa4cp_nccl_comm_create(w, l, NULL, &cs) == FA4CP_ERR_UNSUPPORTED,
+           "nccl transport with 4 ranks in one process refused");
+        like(fa4cp_last_error(), "use the local transport", "pointing to the local transport");
         fa4cp_layout_destroy(l);
         fa4cp_world_finalize(w);
         w = NULL;

@@ -635,6 +635,15 @@ static void progress(const opts *o, int done, int total, double t0)
 
 /* ------------------------------------------------------------------ main */
 
+/* Before the world is up: is this a task other than rank 0 of a launch? */
+static int launcher_rank_nonzero(void)
+{
+    const char *r = getenv("PMIX_RANK");
+    if (!r)
+        r = getenv("SLURM_PROCID");
+    return r && strcmp(r, "0") != 0;
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -646,7 +655,8 @@ int main(int argc, char **argv)
     int ncases = 0, exit_code = EXIT_OK;
     for (int i = 0; i < nfiles; i++) {
         if (fa4cp_workload_load(argv[first + i], o.ov, o.nov, &wl[i])) {
-            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+            if (!launcher_rank_nonzero()) /* under srun: one copy of the message, not one per task */
+                fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
             for (int j = 0; j < i; j++)
                 fa4cp_workload_free(wl[j]);
             free(wl);

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "fa4cp.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -28,6 +29,13 @@
 
 #include "results.h"
 #include "run_exec.h"
+
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+#ifdef HAVE_NCCL
+#include <nccl.h>
+#endif
 
 enum {
     EXIT_OK = 0,
@@ -213,6 +221,46 @@ static const char *mask_text(const fa4cp_case *c, char *buf, size_t len)
     return buf;
 }
 
+/* "fa4cp 0.1.0, NCCL 2.27.7, CUDA runtime 13.0 (kernels sm_90a), driver 13.0".
+ * The driver is asked only when query_driver (not in a dry run). */
+static void versions(char *buf, size_t len, int query_driver)
+{
+    size_t at = (size_t)snprintf(buf, len, "fa4cp %s", fa4cp_version());
+#ifdef HAVE_NCCL
+    int nv = 0;
+    if (ncclGetVersion(&nv) == ncclSuccess && nv > 0 && at < len)
+        at += (size_t)snprintf(buf + at, len - at, ", NCCL %d.%d.%d", nv / 10000, nv % 10000 / 100, nv % 100);
+#else
+    if (at < len)
+        at += (size_t)snprintf(buf + at, len - at, ", NCCL none");
+#endif
+#ifdef HAVE_CUDA
+    if (at < len)
+        at += (size_t)snprintf(buf + at, len - at, ", CUDA %d.%d (kernels sm_%s)", CUDART_VERSION / 1000,
+                               CUDART_VERSION % 1000 / 10, FA4CP_CUDA_ARCH);
+#else
+    if (at < len)
+        at += (size_t)snprintf(buf + at, len - at, ", CUDA none (cpu build)");
+#endif
+    /* the driver through libcuda itself: no link dependency, no GPU touched */
+    int dv = 0;
+    if (query_driver) {
+        void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (h) {
+            int (*get)(int *) = (int (*)(int *))dlsym(h, "cuDriverGetVersion");
+            if (!get || get(&dv) != 0)
+                dv = 0;
+            dlclose(h);
+        }
+    }
+    if (at < len) {
+        if (dv > 0)
+            at += (size_t)snprintf(buf + at, len - at, ", driver CUDA %d.%d", dv / 1000, dv % 1000 / 10);
+        else
+            at += (size_t)snprintf(buf + at, len - at, ", driver %s", query_driver ? "none" : "not queried (dry run)");
+    }
+}
+
 static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o, const char *layout)
 {
     printf("# fa4cp-run %s: %d case(s) from", fa4cp_version(), ncases);
@@ -223,17 +271,9 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
            w->procs, w->kind, w->host);
     printf("# layout: CP groups from physical order (node, local rank); %s transport; %s\n",
            w->procs == 1 ? "local (threads)" : "NCCL", layout);
-#ifdef HAVE_CUDA
-    printf("# versions: fa4cp %s, CUDA kernels %s", fa4cp_version(), FA4CP_CUDA_ARCH);
-#else
-    printf("# versions: fa4cp %s, CUDA none (cpu build)", fa4cp_version());
-#endif
-#ifdef HAVE_NCCL
-    printf(", NCCL built in");
-#else
-    printf(", NCCL none");
-#endif
-    printf(", driver n/a\n");
+    char v[256];
+    versions(v, sizeof v, !o->dry_run);
+    printf("# versions: %s\n", v);
     if (o->dry_run)
         printf("# dry run: nothing is allocated and no GPU is touched\n");
     printf("# times: median over run.iters on each rank, max over ranks; TFLOP/s per GPU, FlashAttention "
@@ -346,11 +386,9 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
     const char *job = getenv("SLURM_JOB_ID");
     if (job)
         fa4cp_jw_str(&j, "slurm_job_id", job);
-#ifdef HAVE_CUDA
-    fa4cp_jw_str(&j, "cuda_arch", FA4CP_CUDA_ARCH);
-#else
-    fa4cp_jw_null(&j, "cuda");
-#endif
+    char vers[256];
+    versions(vers, sizeof vers, 1);
+    fa4cp_jw_str(&j, "versions", vers);
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_begin(&j, "result", 0);
     fa4cp_jw_str(&j, "status", oc->result);

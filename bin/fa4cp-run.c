@@ -386,6 +386,24 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
     const char *job = getenv("SLURM_JOB_ID");
     if (job)
         fa4cp_jw_str(&j, "slurm_job_id", job);
+    /* the settings that change a run: NCCL_*, FA4CP_*, CUDA_VISIBLE_DEVICES, SLURM_* placement */
+    extern char **environ;
+    fa4cp_jw_begin(&j, "vars", 0);
+    for (char **e = environ; e && *e; e++) {
+        static const char *const keep[] = {"NCCL_", "FA4CP_", "CUDA_VISIBLE_DEVICES=", "SLURM_JOB_NUM_NODES=",
+                                           "SLURM_NTASKS=", "SLURM_NTASKS_PER_NODE=", "SLURM_CPUS_PER_TASK=",
+                                           "SLURM_GPUS_PER_TASK=", "SLURM_DISTRIBUTION=", NULL};
+        const char *eq = strchr(*e, '=');
+        int want = 0;
+        for (int k = 0; keep[k] && eq; k++)
+            want |= !strncmp(*e, keep[k], strlen(keep[k]));
+        if (want && eq - *e < 128) {
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(eq - *e), *e);
+            fa4cp_jw_str(&j, name, eq + 1);
+        }
+    }
+    fa4cp_jw_end(&j, 0);
     char vers[256];
     versions(vers, sizeof vers, 1);
     fa4cp_jw_str(&j, "versions", vers);
@@ -858,8 +876,8 @@ int main(int argc, char **argv)
             if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
                 oc.exit_code = EXIT_RUNTIME;
                 snprintf(oc.msg, sizeof oc.msg,
-                         "run.backend cuda: this build or machine has no usable CUDA device "
-                         "(configure --with-cuda, run on a GPU node, or --backend cpu)");
+                         "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                         "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
             } else {
                 double avail = host_mem_available();
                 size_t need = fa4cp_case_memory(c, 1);

@@ -72,6 +72,6 @@ t $([ $rc -eq 4 ] && has "$tmp/e" "ran past run.timeout = 1 s: rank 1 still runn
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c off -s gate.fwd_tflops=1e6 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 6 ] && has "$tmp/o" "BELOW GATE" && echo 0 || echo 1) "below a gate: exit 6 ($rc)"
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -b cuda -n 1 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
-t $([ $rc -eq 3 ] && grep -q "no usable CUDA device\|device CP ops" "$tmp/e" && echo 0 || echo 1) \
+t $([ $rc -eq 3 ] && grep -q "run.backend cuda is not available here\|device CP ops" "$tmp/e" && echo 0 || echo 1) \
   "backend cuda without a usable GPU path: a clear error, exit 3 ($rc)"
 echo "1..$n"

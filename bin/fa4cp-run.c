@@ -856,7 +856,8 @@ int main(int argc, char **argv)
     if (!o.tap)
         print_table_head(0);
     fflush(stdout);
-    int inject = getenv("FA4CP_RUN_INJECT_ERROR") && atoi(getenv("FA4CP_RUN_INJECT_ERROR"));
+    const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
+    int inject = ie && (atoi(ie) || !strcmp(ie, "out") || !strcmp(ie, "dk"));
     /* test only: FA4CP_RUN_INJECT_FAULT=R makes world rank R fail before its first CP call */
     const char *fault = getenv("FA4CP_RUN_INJECT_FAULT");
     if (fault && *fault)

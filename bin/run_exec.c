@@ -511,7 +511,17 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
         }
         r->bwd_ms = median(times, c->iters);
     }
-    if ((inject & 1) && cp_rank == c->cp - 1) {
+    const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
+    if ((inject & 1) && cp_rank == c->cp - 1 && ie && !strcmp(ie, "dk") && c->backward) {
+        /* test-only: corrupt one element of dk in the first sampled key row */
+        int64_t row;
+        if (pick_rows(c, cp_rank, 2, &row, 1) == 1) {
+            int64_t t = fa4cp_case_local_token(c, cp_rank, row);
+            int kh = (int)(rmix(c->seed + 7 + (uint64_t)t) % (uint64_t)hk);
+            size_t i = ((size_t)row * hk + kh) * (size_t)d + (size_t)(d - 1);
+            fa4cp_store(c->dtype, b.dk, i, fa4cp_load(c->dtype, b.dk, i) + 8.0);
+        }
+    } else if ((inject & 1) && cp_rank == c->cp - 1) {
         /* test-only: corrupt one element of the first sampled query row */
         int64_t row;
         if (pick_rows(c, cp_rank, 1, &row, 1) == 1) {

@@ -39,7 +39,7 @@ start=$(date +%s)
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -o "$tmp/out" -q >"$tmp/smoke" 2>"$tmp/e"; rc=$?
 end=$(date +%s)
 if [ $rc -eq 3 ] && has "$tmp/e" "no CP executor"; then
-    for what in smoke jsonl report tap sampled inject fault hang gate cuda; do skip "$what: this build has no CP executor"; done
+    for what in smoke jsonl report tap sampled inject inject-dk inject-full fault hang gate cuda; do skip "$what: this build has no CP executor"; done
     echo "1..$n"
     exit 0
 fi
@@ -59,6 +59,14 @@ FA4CP_RUN_INJECT_ERROR=1 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c samp
     -s attention.causal=true --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 5 ] && has "$tmp/o" "FAILED" && has "$tmp/e" "sampled check: max relative error" && echo 0 || echo 1) \
   "an injected error turns the case FAILED with exit 5 ($rc)"
+FA4CP_RUN_INJECT_ERROR=dk "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c sampled -s cp.comm=a2a \
+    -s attention.causal=false --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 5 ] && has "$tmp/e" "in dk exceeds" && echo 0 || echo 1) \
+  "an injected dk error is caught by the sampled key rows, exit 5 ($rc)"
+FA4CP_RUN_INJECT_ERROR=1 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c full -s cp.comm=all_gather \
+    --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 5 ] && has "$tmp/e" "full check: max relative error" && echo 0 || echo 1) \
+  "the full check catches it too, exit 5 ($rc)"
 start=$(date +%s)
 FA4CP_RUN_INJECT_FAULT=2 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 end=$(date +%s)

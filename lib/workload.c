@@ -1449,10 +1449,10 @@ fa4cp_status fa4cp_case_check_memory(const fa4cp_case *c, size_t need, size_t fr
     if (need <= free_bytes)
         return FA4CP_OK;
     return fa4cp_set_error(FA4CP_ERR_NOMEM,
-                           "case %d (%s%s%s): needs an estimated %.2f GiB per rank but %s has %.2f GiB free; "
-                           "use a larger cp.size, fewer tokens, or check: sampled",
-                           c->index, c->name, c->label[0] ? ", " : "", c->label, need / 1073741824.0,
-                           what ? what : "the device", free_bytes / 1073741824.0);
+                           "needs an estimated %.2f GiB per rank but %s has %.2f GiB free; "
+                           "use a larger cp.size, fewer tokens%s",
+                           need / 1073741824.0, what ? what : "the device", free_bytes / 1073741824.0,
+                           c->check == FA4CP_CHECK_FULL ? ", or check: sampled" : "");
 }
 
 double fa4cp_check_tolerance(fa4cp_dtype dtype)

@@ -39,7 +39,7 @@ start=$(date +%s)
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -o "$tmp/out" -q >"$tmp/smoke" 2>"$tmp/e"; rc=$?
 end=$(date +%s)
 if [ $rc -eq 3 ] && has "$tmp/e" "no CP executor"; then
-    for what in smoke jsonl report tap sampled inject inject-dk inject-full fault hang gate cuda; do skip "$what: this build has no CP executor"; done
+    for what in smoke jsonl report tap sampled inject inject-dk inject-full memory fault hang gate cuda; do skip "$what: this build has no CP executor"; done
     echo "1..$n"
     exit 0
 fi
@@ -67,6 +67,9 @@ FA4CP_RUN_INJECT_ERROR=1 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c full
     --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 5 ] && has "$tmp/e" "full check: max relative error" && echo 0 || echo 1) \
   "the full check catches it too, exit 5 ($rc)"
+"$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -c off --set attention.sequences=[512M] --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && has "$tmp/e" "needs an estimated .* GiB per rank but host memory (MemAvailable per rank) has .* GiB free" \
+    && echo 0 || echo 1) "too big for memory: refused before allocation with both numbers, exit 3 ($rc)"
 start=$(date +%s)
 FA4CP_RUN_INJECT_FAULT=2 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 end=$(date +%s)

@@ -838,11 +838,15 @@ int main(int argc, char **argv)
     }
     /* ---- execution */
     if (strcmp(w.kind, "local")) {
-        if (root)
+        if (root) {
             fprintf(stderr,
-                    "fa4cp-run: a %s launch of %d processes needs the world bootstrap and the NCCL transport, "
-                    "which this build does not run yet; use --dry-run under srun, or --ranks N on one node\n",
+                    "fa4cp-run: running cases in a %s launch of %d processes needs the GPU path (device buffers "
+                    "and the NCCL transport per CP group), which fa4cp-run does not have yet; --dry-run and "
+                    "--explain work under srun, and --ranks N runs the cpu backend on one node\n",
                     w.kind, w.size);
+            if (o.tap)
+                printf("Bail out! multi-process runs are not supported yet (exit 3)\n");
+        }
         exit_code = EXIT_RUNTIME;
         goto done;
     }
@@ -850,6 +854,8 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "fa4cp-run: this build of fa4cp has no CP executor (lib/cp*.c not linked in); "
                 "--dry-run and --explain work\n");
+        if (o.tap)
+            printf("Bail out! no CP executor in this build (exit 3)\n");
         exit_code = EXIT_RUNTIME;
         goto done;
     }

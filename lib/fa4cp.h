@@ -746,6 +746,8 @@ double fa4cp_check_tolerance(fa4cp_dtype dtype);
 enum { FA4CP_GEN_Q = 0, FA4CP_GEN_K = 1, FA4CP_GEN_V = 2, FA4CP_GEN_DOUT = 3 };
 double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
 double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
+/* The head_dim elements of one row at once (the fast way; same values). */
+void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
 /* Logical token of physical row `row` (cp size cp, rank r holds local row);
  * -1 for a padding row. */
 int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);

@@ -1,9 +1,10 @@
 /* gen.c - the counter-based input generator and the float64 row reference.
  *
  * Every input element is a pure function of (seed, tensor, logical token,
- * head, dim): a splitmix64-style hash of the five numbers gives two uniform
- * numbers, Box-Muller turns them into a standard normal, and the value is
- * rounded to the storage dtype.  The logical token counts real tokens across
+ * head, dim): a splitmix64-style hash of (seed, tensor, token, head) keys the
+ * row; one more mixing round per pair of dims gives two 32-bit uniforms, and
+ * Box-Muller turns them into two standard normals (the cosine branch for the
+ * even dim, the sine branch for the odd one), rounded to the storage dtype.  The logical token counts real tokens across
  * the batch, so the global tensors do not depend on the CP size, the comm
  * shape, the padding or which rank asks: any rank can regenerate any element.
  *
@@ -28,16 +29,34 @@ static inline uint64_t mix(uint64_t z)
     return z;
 }
 
-double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim)
+/* The hash of (seed, tensor, token, head): every element of a row derives
+ * from it with one more mixing round per pair of dims. */
+static inline uint64_t row_key(uint64_t seed, int tensor, int64_t token, int head)
 {
     uint64_t h = mix(seed + 0x9e3779b97f4a7c15ULL);
     h = mix(h ^ ((uint64_t)(uint32_t)tensor * 0xd1b54a32d192ed03ULL));
     h = mix(h ^ (uint64_t)token);
-    h = mix(h ^ (((uint64_t)(uint32_t)head << 32) | (uint32_t)dim));
-    uint64_t h2 = mix(h + 0x9e3779b97f4a7c15ULL);
-    double u1 = ((double)(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-    double u2 = (double)(h2 >> 11) * (1.0 / 9007199254740992.0);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+    return mix(h ^ ((uint64_t)(uint32_t)head * 0xaf251af3b0f025b5ULL));
+}
+
+/* Box-Muller on the two 32-bit halves of one hash: dims 2p and 2p+1 are the
+ * cosine and sine branches of pair p. */
+static inline void pair_values(uint64_t key, int pair, double *even, double *odd)
+{
+    uint64_t h = mix(key ^ ((uint64_t)(uint32_t)pair * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+    double u1 = ((double)(h >> 32) + 0.5) * (1.0 / 4294967296.0);
+    double u2 = (double)(h & 0xffffffffu) * (1.0 / 4294967296.0);
+    double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+    *even = r * cos(a);
+    if (odd)
+        *odd = r * sin(a);
+}
+
+double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim)
+{
+    double e, o;
+    pair_values(row_key(seed, tensor, token, head), dim / 2, &e, &o);
+    return dim % 2 ? o : e;
 }
 
 static double round_to(fa4cp_dtype dt, double v)
@@ -53,6 +72,21 @@ static double round_to(fa4cp_dtype dt, double v)
 double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim)
 {
     return round_to(c->dtype, fa4cp_gen_value(c->seed, tensor, token, head, dim));
+}
+
+void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out)
+{
+    uint64_t key = row_key(c->seed, tensor, token, head);
+    int d = c->head_dim;
+    for (int x = 0; x + 1 < d; x += 2) {
+        pair_values(key, x / 2, &out[x], &out[x + 1]);
+        out[x] = round_to(c->dtype, out[x]);
+        out[x + 1] = round_to(c->dtype, out[x + 1]);
+    }
+    if (d % 2) {
+        pair_values(key, d / 2, &out[d - 1], NULL);
+        out[d - 1] = round_to(c->dtype, out[d - 1]);
+    }
 }
 
 int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row)
@@ -74,14 +108,19 @@ void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst)
     int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads;
     int d = c->head_dim;
     int64_t rows = c->padded_tokens / c->cp;
+    double *row = malloc(sizeof(double) * (size_t)d);
     for (int64_t r = 0; r < rows; r++) {
         int64_t t = fa4cp_case_local_token(c, rank, r);
         size_t base = (size_t)r * (size_t)h * (size_t)d;
-        for (int hh = 0; hh < h; hh++)
+        for (int hh = 0; hh < h; hh++) {
+            if (t >= 0 && row)
+                fa4cp_gen_row(c, tensor, t, hh, row);
             for (int k = 0; k < d; k++)
                 fa4cp_store(c->dtype, dst, base + (size_t)hh * d + k,
-                            t < 0 ? 0.0 : fa4cp_gen_element(c, tensor, t, hh, k));
+                            t < 0 ? 0.0 : row ? row[k] : fa4cp_gen_element(c, tensor, t, hh, k));
+        }
     }
+    free(row);
 }
 
 /* Visible key range [lo, hi] of query i in a sequence of n tokens. */
@@ -118,9 +157,12 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
     double *q = malloc(sizeof(double) * (size_t)d * 5);
     double *k = q + d, *v = k + d, *dout = v + d, *b = dout + d;
     double m = -INFINITY, l = 0;
+    fa4cp_gen_row(c, FA4CP_GEN_Q, base + i, head, q);
+    if (dq)
+        fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + i, head, dout);
     for (int x = 0; x < d; x++) {
-        q[x] = fa4cp_gen_element(c, FA4CP_GEN_Q, base + i, head, x);
-        dout[x] = dq ? fa4cp_gen_element(c, FA4CP_GEN_DOUT, base + i, head, x) : 0;
+        if (!dq)
+            dout[x] = 0;
         out[x] = 0;
         b[x] = 0;
         if (dq)
@@ -131,9 +173,9 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
     /* out = sum p v, A = sum p dP k (in dq), B = sum p k (in b), all rescaled online */
     for (int64_t j = lo; j <= hi; j++) {
         double s = 0, dp = 0;
+        fa4cp_gen_row(c, FA4CP_GEN_K, base + j, hk, k);
+        fa4cp_gen_row(c, FA4CP_GEN_V, base + j, hk, v);
         for (int x = 0; x < d; x++) {
-            k[x] = fa4cp_gen_element(c, FA4CP_GEN_K, base + j, hk, x);
-            v[x] = fa4cp_gen_element(c, FA4CP_GEN_V, base + j, hk, x);
             s += q[x] * k[x];
             dp += dout[x] * v[x];
         }
@@ -175,11 +217,10 @@ void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4
     double scale = 1.0 / sqrt((double)d);
     double *k = malloc(sizeof(double) * (size_t)d * 4);
     double *v = k + d, *q = v + d, *dout = q + d;
-    for (int x = 0; x < d; x++) {
-        k[x] = fa4cp_gen_element(c, FA4CP_GEN_K, base + j, kv_head, x);
-        v[x] = fa4cp_gen_element(c, FA4CP_GEN_V, base + j, kv_head, x);
+    fa4cp_gen_row(c, FA4CP_GEN_K, base + j, kv_head, k);
+    fa4cp_gen_row(c, FA4CP_GEN_V, base + j, kv_head, v);
+    for (int x = 0; x < d; x++)
         dk[x] = dv[x] = 0;
-    }
     int64_t lo, hi;
     query_range(c, n, j, &lo, &hi);
     for (int g = 0; g < group; g++) {
@@ -189,9 +230,9 @@ void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4
             lse_d(ctx, seq, i, h, &lse, &D);
             if (!isfinite(lse))
                 continue;
+            fa4cp_gen_row(c, FA4CP_GEN_Q, base + i, h, q);
+            fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + i, h, dout);
             for (int x = 0; x < d; x++) {
-                q[x] = fa4cp_gen_element(c, FA4CP_GEN_Q, base + i, h, x);
-                dout[x] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, base + i, h, x);
                 s += q[x] * k[x];
                 dp += dout[x] * v[x];
             }

@@ -6,7 +6,8 @@
  *   full:    the CP group's outputs are all-gathered; CP rank 0 runs the
  *            non-CP reference (the cpu backend in float64 on the unpadded
  *            batch) and compares every real row;
- *   sampled: each rank recomputes `samples` of its query rows (out, lse, dq)
+ *   sampled: each rank recomputes `samples` of its query rows (out, lse, dq,
+ *            every query head of one kv head per sequence)
  *            and of its key rows (dk, dv) with the float64 row reference,
  *            which streams over regenerated inputs; dk/dv use the global LSE
  *            and D = rowsum(dout*out) all-gathered from the CP forward.
@@ -227,56 +228,86 @@ static void seq_of_token(const fa4cp_case *c, int64_t t, int *seq, int64_t *off)
     *off = t - c->cu_tokens[lo];
 }
 
+/* The kv head whose query heads are checked for a sequence's sampled rows. */
+static int sample_kv_head(const fa4cp_case *c, int cp_rank, int seq, int salt)
+{
+    return (int)(rmix(c->seed ^ ((uint64_t)seq << 24) ^ ((uint64_t)cp_rank << 8) ^ (uint64_t)salt) %
+                 (uint64_t)c->kv_heads);
+}
+
+/* Sampled rows grouped by sequence, each group checked in one streaming pass
+ * (fa4cp_ref_query_rows / fa4cp_ref_key_rows) over every query head of one
+ * kv head. */
 static fa4cp_status verify_sampled(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank, const bufs *b,
                                    const void *glse, const double *gD, rank_result *r)
 {
     acc a;
     memset(&a, 0, sizeof a);
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, group = h / hk, ns = c->samples;
     fa4cp_dtype ldt = fa4cp_lse_dtype(c->dtype);
-    int64_t *rows = malloc(sizeof(int64_t) * (size_t)c->samples);
-    double *ref = malloc(sizeof(double) * (size_t)d * 3);
-    if (!rows || !ref) {
-        free(rows);
-        free(ref);
+    fa4cp_status st = FA4CP_OK;
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)ns * 2), *offs = rows + ns;
+    int *seqs = malloc(sizeof(int) * (size_t)ns), *used = calloc((size_t)ns, sizeof(int));
+    double *out = malloc(sizeof(double) * (size_t)ns * group * d * 2), *dq = out + (size_t)ns * group * d;
+    double *lse = malloc(sizeof(double) * (size_t)ns * group);
+    if (!rows || !seqs || !used || !out || !lse) {
         snprintf(r->msg, sizeof r->msg, "out of memory for the sampled check");
-        return FA4CP_ERR_NOMEM;
+        st = FA4CP_ERR_NOMEM;
+        goto out;
     }
-    int n = pick_rows(c, cp_rank, 1, rows, c->samples);
-    for (int i = 0; i < n; i++) {
-        int64_t t = fa4cp_case_local_token(c, cp_rank, rows[i]), off;
-        int seq;
-        seq_of_token(c, t, &seq, &off);
-        int head = (int)(rmix(c->seed + (uint64_t)t) % (uint64_t)h);
-        double lse;
-        fa4cp_ref_query_row(c, seq, off, head, ref, &lse, c->backward ? ref + d : NULL);
-        size_t base = ((size_t)rows[i] * h + head) * (size_t)d;
-        acc_vec(&a, ERR_OUT, ref, c->dtype, b->out, base, d);
-        acc_lse(&a, lse, fa4cp_load(ldt, b->lse, (size_t)head * b->rows + (size_t)rows[i]));
-        if (c->backward)
-            acc_vec(&a, ERR_DQ, ref + d, c->dtype, b->dq, base, d);
-        r->rows_checked++;
-    }
-    if (c->backward) {
-        gathered g = {c, b->rows, glse, gD};
-        n = pick_rows(c, cp_rank, 2, rows, c->samples);
+    gathered g = {c, b->rows, glse, gD};
+    for (int pass = 1; pass <= (c->backward ? 2 : 1); pass++) {
+        int n = pick_rows(c, cp_rank, pass, rows, ns);
         for (int i = 0; i < n; i++) {
-            int64_t t = fa4cp_case_local_token(c, cp_rank, rows[i]), off;
-            int seq;
-            seq_of_token(c, t, &seq, &off);
-            int kh = (int)(rmix(c->seed + 7 + (uint64_t)t) % (uint64_t)hk);
-            fa4cp_ref_key_row(c, seq, off, kh, lse_d, &g, ref, ref + d);
-            size_t base = ((size_t)rows[i] * hk + kh) * (size_t)d;
-            acc_vec(&a, ERR_DK, ref, c->dtype, b->dk, base, d);
-            acc_vec(&a, ERR_DV, ref + d, c->dtype, b->dv, base, d);
-            r->rows_checked++;
+            int64_t t = fa4cp_case_local_token(c, cp_rank, rows[i]);
+            seq_of_token(c, t, &seqs[i], &offs[i]);
+            used[i] = 0;
+        }
+        for (int i = 0; i < n; i++) {
+            if (used[i])
+                continue;
+            int seq = seqs[i], m = 0;
+            int64_t so[64], sl[64];
+            for (int j = i; j < n && m < 64; j++)
+                if (!used[j] && seqs[j] == seq) {
+                    used[j] = 1;
+                    so[m] = offs[j];
+                    sl[m] = rows[j];
+                    m++;
+                }
+            int kvh = sample_kv_head(c, cp_rank, seq, pass);
+            if (pass == 1) {
+                fa4cp_ref_query_rows(c, seq, m, so, kvh, out, lse, c->backward ? dq : NULL);
+                for (int k = 0; k < m; k++)
+                    for (int gg = 0; gg < group; gg++) {
+                        int head = kvh * group + gg;
+                        size_t base = ((size_t)sl[k] * h + head) * (size_t)d, ri = ((size_t)k * group + gg) * d;
+                        acc_vec(&a, ERR_OUT, out + ri, c->dtype, b->out, base, d);
+                        acc_lse(&a, lse[k * group + gg],
+                                fa4cp_load(ldt, b->lse, (size_t)head * b->rows + (size_t)sl[k]));
+                        if (c->backward)
+                            acc_vec(&a, ERR_DQ, dq + ri, c->dtype, b->dq, base, d);
+                    }
+            } else {
+                fa4cp_ref_key_rows(c, seq, m, so, kvh, lse_d, &g, out, dq);
+                for (int k = 0; k < m; k++) {
+                    size_t base = ((size_t)sl[k] * hk + kvh) * (size_t)d;
+                    acc_vec(&a, ERR_DK, out + (size_t)k * d, c->dtype, b->dk, base, d);
+                    acc_vec(&a, ERR_DV, dq + (size_t)k * d, c->dtype, b->dv, base, d);
+                }
+            }
+            r->rows_checked += m;
         }
     }
     (void)comm;
     acc_finish(&a, r);
+out:
     free(rows);
-    free(ref);
-    return FA4CP_OK;
+    free(seqs);
+    free(used);
+    free(out);
+    free(lse);
+    return st;
 }
 
 /* all_gather helper */
@@ -514,19 +545,21 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
     if ((inject & 1) && cp_rank == c->cp - 1 && ie && !strcmp(ie, "dk") && c->backward) {
         /* test-only: corrupt one element of dk in the first sampled key row */
-        int64_t row;
+        int64_t row, off;
+        int seq;
         if (pick_rows(c, cp_rank, 2, &row, 1) == 1) {
-            int64_t t = fa4cp_case_local_token(c, cp_rank, row);
-            int kh = (int)(rmix(c->seed + 7 + (uint64_t)t) % (uint64_t)hk);
+            seq_of_token(c, fa4cp_case_local_token(c, cp_rank, row), &seq, &off);
+            int kh = sample_kv_head(c, cp_rank, seq, 2);
             size_t i = ((size_t)row * hk + kh) * (size_t)d + (size_t)(d - 1);
             fa4cp_store(c->dtype, b.dk, i, fa4cp_load(c->dtype, b.dk, i) + 8.0);
         }
     } else if ((inject & 1) && cp_rank == c->cp - 1) {
         /* test-only: corrupt one element of the first sampled query row */
-        int64_t row;
+        int64_t row, off;
+        int seq;
         if (pick_rows(c, cp_rank, 1, &row, 1) == 1) {
-            int64_t t = fa4cp_case_local_token(c, cp_rank, row);
-            int head = (int)(rmix(c->seed + (uint64_t)t) % (uint64_t)h);
+            seq_of_token(c, fa4cp_case_local_token(c, cp_rank, row), &seq, &off);
+            int head = sample_kv_head(c, cp_rank, seq, 1) * (h / hk);
             size_t i = ((size_t)row * h + head) * (size_t)d;
             fa4cp_store(c->dtype, b.out, i, fa4cp_load(c->dtype, b.out, i) + 8.0);
         }

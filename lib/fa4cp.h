@@ -766,6 +766,14 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
 typedef void (*fa4cp_lse_d_fn)(void *ctx, int seq, int64_t i, int head, double *lse, double *D);
 void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d,
                        void *ctx, double *dk, double *dv);
+/* Batched forms: n rows[] of one sequence in one pass over the other side.
+ * Query rows cover every query head of kv head kv_head (group = heads /
+ * kv_heads): out and dq [n][group][d], lse [n][group] (dq NULL: no
+ * backward).  Key rows: dk, dv [n][d]. */
+void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+                          double *out, double *lse, double *dq);
+void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+                        fa4cp_lse_d_fn lse_d, void *ctx, double *dk, double *dv);
 
 
 

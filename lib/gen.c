@@ -246,3 +246,160 @@ void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4
     }
     free(k);
 }
+
+/* ------------------------------------------------------------------ batched rows
+ * Several rows of one sequence and every query head of one kv head, in one
+ * pass over the other side: each regenerated row is shared by all samples
+ * whose range contains it. */
+
+void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head, double *out,
+                          double *lse, double *dq)
+{
+    int d = c->head_dim, group = c->heads / c->kv_heads, ng = n * group;
+    int64_t len = c->seqlen[seq], base = c->cu_tokens[seq];
+    double scale = 1.0 / sqrt((double)d);
+    double *q = malloc(sizeof(double) * (size_t)ng * d * 3), *dout = q + (size_t)ng * d, *b = dout + (size_t)ng * d;
+    double *m = malloc(sizeof(double) * (size_t)ng * 2), *l = m + ng;
+    double *k = malloc(sizeof(double) * (size_t)d * 2), *v = k + d;
+    int64_t *lo = malloc(sizeof(int64_t) * (size_t)n * 2), *hi = lo + n;
+    if (!q || !m || !k || !lo)
+        goto out;
+    int64_t lo_all = len, hi_all = -1;
+    for (int s = 0; s < n; s++) {
+        key_range(c, len, rows[s], &lo[s], &hi[s]);
+        if (lo[s] < lo_all)
+            lo_all = lo[s];
+        if (hi[s] > hi_all)
+            hi_all = hi[s];
+        for (int g = 0; g < group; g++) {
+            int sg = s * group + g, h = kv_head * group + g;
+            fa4cp_gen_row(c, FA4CP_GEN_Q, base + rows[s], h, q + (size_t)sg * d);
+            if (dq)
+                fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + rows[s], h, dout + (size_t)sg * d);
+            else
+                memset(dout + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+            m[sg] = -INFINITY;
+            l[sg] = 0;
+            memset(out + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+            memset(b + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+            if (dq)
+                memset(dq + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+        }
+    }
+    for (int64_t j = lo_all; j <= hi_all; j++) {
+        int any = 0;
+        for (int s = 0; s < n && !any; s++)
+            any = j >= lo[s] && j <= hi[s];
+        if (!any)
+            continue;
+        fa4cp_gen_row(c, FA4CP_GEN_K, base + j, kv_head, k);
+        fa4cp_gen_row(c, FA4CP_GEN_V, base + j, kv_head, v);
+        for (int s = 0; s < n; s++) {
+            if (j < lo[s] || j > hi[s])
+                continue;
+            for (int g = 0; g < group; g++) {
+                int sg = s * group + g;
+                double *qq = q + (size_t)sg * d, *oo = dout + (size_t)sg * d;
+                double *o = out + (size_t)sg * d, *bb = b + (size_t)sg * d, *a = dq ? dq + (size_t)sg * d : NULL;
+                double sc = 0, dp = 0;
+                for (int x = 0; x < d; x++) {
+                    sc += qq[x] * k[x];
+                    dp += oo[x] * v[x];
+                }
+                sc *= scale;
+                double mn = sc > m[sg] ? sc : m[sg];
+                double corr = exp(m[sg] - mn), p = exp(sc - mn);
+                l[sg] = l[sg] * corr + p;
+                for (int x = 0; x < d; x++) {
+                    o[x] = o[x] * corr + p * v[x];
+                    if (a) {
+                        a[x] = a[x] * corr + p * dp * k[x];
+                        bb[x] = bb[x] * corr + p * k[x];
+                    }
+                }
+                m[sg] = mn;
+            }
+        }
+    }
+    for (int sg = 0; sg < ng; sg++) {
+        double *o = out + (size_t)sg * d, *oo = dout + (size_t)sg * d, *bb = b + (size_t)sg * d;
+        if (l[sg] == 0) {
+            lse[sg] = -INFINITY;
+            continue;
+        }
+        lse[sg] = m[sg] + log(l[sg]);
+        double D = 0;
+        for (int x = 0; x < d; x++) {
+            o[x] /= l[sg];
+            D += oo[x] * o[x];
+        }
+        if (dq)
+            for (int x = 0; x < d; x++)
+                dq[(size_t)sg * d + x] = scale * (dq[(size_t)sg * d + x] / l[sg] - D * bb[x] / l[sg]);
+    }
+out:
+    free(q);
+    free(m);
+    free(k);
+    free(lo);
+}
+
+void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head, fa4cp_lse_d_fn lse_d,
+                        void *ctx, double *dk, double *dv)
+{
+    int d = c->head_dim, group = c->heads / c->kv_heads;
+    int64_t len = c->seqlen[seq], base = c->cu_tokens[seq];
+    double scale = 1.0 / sqrt((double)d);
+    double *k = malloc(sizeof(double) * (size_t)n * d * 2), *v = k + (size_t)n * d;
+    double *q = malloc(sizeof(double) * (size_t)d * 2), *dout = q + d;
+    int64_t *lo = malloc(sizeof(int64_t) * (size_t)n * 2), *hi = lo + n;
+    if (!k || !q || !lo)
+        goto out;
+    int64_t lo_all = len, hi_all = -1;
+    for (int s = 0; s < n; s++) {
+        query_range(c, len, rows[s], &lo[s], &hi[s]);
+        if (lo[s] < lo_all)
+            lo_all = lo[s];
+        if (hi[s] > hi_all)
+            hi_all = hi[s];
+        fa4cp_gen_row(c, FA4CP_GEN_K, base + rows[s], kv_head, k + (size_t)s * d);
+        fa4cp_gen_row(c, FA4CP_GEN_V, base + rows[s], kv_head, v + (size_t)s * d);
+        memset(dk + (size_t)s * d, 0, sizeof(double) * (size_t)d);
+        memset(dv + (size_t)s * d, 0, sizeof(double) * (size_t)d);
+    }
+    for (int64_t i = lo_all; i <= hi_all; i++) {
+        int any = 0;
+        for (int s = 0; s < n && !any; s++)
+            any = i >= lo[s] && i <= hi[s];
+        if (!any)
+            continue;
+        for (int g = 0; g < group; g++) {
+            int h = kv_head * group + g;
+            double lse, D;
+            lse_d(ctx, seq, i, h, &lse, &D);
+            if (!isfinite(lse))
+                continue;
+            fa4cp_gen_row(c, FA4CP_GEN_Q, base + i, h, q);
+            fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + i, h, dout);
+            for (int s = 0; s < n; s++) {
+                if (i < lo[s] || i > hi[s])
+                    continue;
+                double *kk = k + (size_t)s * d, *vv = v + (size_t)s * d;
+                double sc = 0, dp = 0;
+                for (int x = 0; x < d; x++) {
+                    sc += q[x] * kk[x];
+                    dp += dout[x] * vv[x];
+                }
+                double p = exp(sc * scale - lse), ds = p * (dp - D) * scale;
+                for (int x = 0; x < d; x++) {
+                    dv[(size_t)s * d + x] += p * dout[x];
+                    dk[(size_t)s * d + x] += ds * q[x];
+                }
+            }
+        }
+    }
+out:
+    free(k);
+    free(q);
+    free(lo);
+}

@@ -423,9 +423,14 @@ static fa4cp_status set_field(const ctx *x, draft *d, const field *f, yaml_node_
     }
     case K_BOOL: {
         int b;
-        if (parse_bool(s, &b))
+        if (parse_bool(s, &b)) {
+            static const char *const bools[] = {"true", "false"};
+            const char *near = s && *s ? nearest(s, bools, 2) : NULL;
+            if (near)
+                return nerr(x, n, path, "expected true or false, got '%s' (did you mean '%s'?)", s, near);
             return nerr(x, n, path, "expected true or false, got %s%s%s", s ? "'" : "",
                         s ? s : node_kind(n), s ? "'" : "");
+        }
         if (f->id == F_CAUSAL)
             c->causal = b;
         else if (f->id == F_PAD)

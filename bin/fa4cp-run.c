@@ -283,14 +283,14 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
 static void print_table_head(int dry)
 {
     if (dry) {
-        printf("#\n# %4s %-10s %4s %8s %8s %6s %4s %-12s %10s %10s %10s %-8s\n", "case", "comm", "cp", "tokens",
-               "padded", "heads", "d", "mask", "fwd GFLOP", "bwd GFLOP", "MiB/rank", "check");
+        printf("#\n# %4s %-10s %4s %8s %8s %6s %4s %-5s %-12s %10s %10s %10s %-8s\n", "case", "comm", "cp", "tokens",
+               "padded", "heads", "d", "dtype", "mask", "fwd GFLOP", "bwd GFLOP", "MiB/rank", "check");
         return;
     }
-    printf("#\n# %4s %-10s %4s %8s %6s %4s %-12s %10s %9s %10s %9s %9s %7s\n", "", "", "", "", "", "", "",
+    printf("#\n# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %7s\n", "", "", "", "", "", "", "", "",
            "--- fwd", "", "--- bwd", "", "", "");
-    printf("# %4s %-10s %4s %8s %6s %4s %-12s %10s %9s %10s %9s %9s %7s\n", "case", "comm", "cp", "tokens",
-           "heads", "d", "mask", "time(ms)", "TFLOP/s", "time(ms)", "TFLOP/s", "max err", "result");
+    printf("# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %7s\n", "case", "comm", "cp", "tokens",
+           "heads", "d", "dtype", "mask", "time(ms)", "TFLOP/s", "time(ms)", "TFLOP/s", "max err", "result");
 }
 
 static void heads_text(const fa4cp_case *c, char *buf, size_t len)
@@ -796,10 +796,12 @@ int main(int argc, char **argv)
                     continue;
                 if (o.tap)
                     printf("ok %d - %s case %d %s # SKIP dry run\n", ++tapno, c->name, c->index, c->label);
-                printf("%s %4d %-10s %4d %8lld %8lld %6d %4d %-12s %10.3f %10.3f %10.1f %-8s %s\n", o.tap ? "#" : " ",
-                       c->index, c->comm, c->cp, (long long)c->tokens, (long long)c->padded_tokens, c->heads,
-                       c->head_dim, mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0,
-                       mem / 1048576.0, fa4cp_check_mode_name(c->check), c->label);
+                char hb[16];
+                heads_text(c, hb, sizeof hb);
+                printf("%s %4d %-10s %4d %8lld %8lld %6s %4d %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
+                       o.tap ? "#" : " ", c->index, c->comm, c->cp, (long long)c->tokens, (long long)c->padded_tokens,
+                       hb, c->head_dim, fa4cp_dtype_name(c->dtype), mask_text(c, mask, sizeof mask), f / 1e9,
+                       c->backward ? b / 1e9 : 0.0, mem / 1048576.0, fa4cp_check_mode_name(c->check), c->label);
                 if (o.explain) {
                     printf("#   %s doc %d: %d sequence(s) (%s), max %d tokens, dtype %s, layout %s, backend %s, "
                            "warmup %d, iters %d, backward %s, seed %llu, timeout %g s\n",
@@ -918,15 +920,17 @@ int main(int argc, char **argv)
             snprintf(ft, sizeof ft, isfinite(oc.fwd_tf) ? "%.4f" : "-", oc.fwd_tf);
             snprintf(bm, sizeof bm, oc.bwd_ms >= 0 ? "%.3f" : "-", oc.bwd_ms);
             snprintf(bt, sizeof bt, isfinite(oc.bwd_tf) ? "%.4f" : "-", oc.bwd_tf);
+            if (!o.quiet && isatty(2))
+                fprintf(stderr, "\r%78s\r", ""); /* the progress bar gives way to the row */
             if (o.tap) {
                 printf("%s %d - %s case %d %s (fwd %s ms, bwd %s ms, max err %s)\n", oc.exit_code ? "not ok" : "ok",
                        done_cases + 1, c->name, c->index, c->label, fm, bm, e);
                 if (oc.exit_code)
                     printf("# %s: %s\n", oc.result, oc.msg);
             } else {
-                printf("  %4d %-10s %4d %8lld %6s %4d %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm, c->cp,
-                       (long long)c->tokens, hb, c->head_dim, mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e,
-                       oc.result);
+                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm,
+                       c->cp, (long long)c->tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
+                       mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc.result);
                 if (oc.exit_code)
                     printf("#   case %d %s: %s\n", c->index, oc.result, oc.msg);
             }

@@ -29,6 +29,7 @@
 
 #include "results.h"
 #include "run_exec.h"
+#include "run_gpu.h"
 
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -689,6 +690,46 @@ static void progress(const opts *o, int done, int total, double t0)
         fprintf(stderr, "\n");
 }
 
+/* A cuda case must fit the free memory of every GPU of this process's
+ * ranks (ranks that share a GPU add up).  0 when it fits or NVML cannot
+ * tell (nothing to check against); else EXIT_RUNTIME with the numbers. */
+static int check_gpu_memory(const fa4cp_case *c, const world_info *w, char *msg, size_t len)
+{
+    size_t need = fa4cp_case_memory(c, 1);
+    for (int r = 0; r < w->size; r++) {
+        const fa4cp_world_row *row = &w->table[r];
+        if (row->gpu < 0 || (w->procs > 1 && r != w->rank))
+            continue;
+        int first = 1, n = 0;
+        for (int q = 0; q < w->size; q++) {
+            const fa4cp_world_row *o = &w->table[q];
+            if (o->gpu < 0 || strcmp(o->host, row->host) || o->gpu != row->gpu || strcmp(o->gpu_id, row->gpu_id))
+                continue;
+            if (q < r)
+                first = 0;
+            n++;
+        }
+        if (!first)
+            continue; /* this GPU was checked with its first rank */
+        size_t free_b = 0, total_b = 0;
+        char name[96], why[160];
+        if (run_gpu_memory(row, &free_b, &total_b, name, sizeof name, why, sizeof why)) {
+            fa4cp_log(FA4CP_LOG_INFO, "no GPU memory check: %s", why);
+            return 0;
+        }
+        if ((double)need * n > (double)free_b) {
+            snprintf(msg, len,
+                     "needs an estimated %.2f GiB per rank, %.2f GiB for the %d rank(s) on GPU %d (%s%s%s) of %s, "
+                     "which has %.2f GiB free of %.2f GiB; use a larger cp.size, fewer tokens%s",
+                     need / 1073741824.0, need * (double)n / 1073741824.0, n, row->gpu, name,
+                     row->gpu_id[0] ? ", " : "", row->gpu_id, row->host, free_b / 1073741824.0,
+                     total_b / 1073741824.0, c->check == FA4CP_CHECK_FULL ? ", or check: sampled" : "");
+            return EXIT_RUNTIME;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 /* Before the world is up: is this a task other than rank 0 of a launch? */
@@ -882,7 +923,9 @@ int main(int argc, char **argv)
             memset(&oc, 0, sizeof oc);
             memset(res, 0, sizeof *res * (size_t)w.size);
             progress(&o, done_cases, ncases, t0);
-            if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+            if (c->backend == FA4CP_BACKEND_CUDA && check_gpu_memory(c, &w, oc.msg, sizeof oc.msg)) {
+                oc.exit_code = EXIT_RUNTIME;
+            } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
                 oc.exit_code = EXIT_RUNTIME;
                 snprintf(oc.msg, sizeof oc.msg,
                          "run.backend cuda is not available here: no usable CUDA device, or this build has no "

@@ -39,7 +39,7 @@ start=$(date +%s)
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -o "$tmp/out" -q >"$tmp/smoke" 2>"$tmp/e"; rc=$?
 end=$(date +%s)
 if [ $rc -eq 3 ] && has "$tmp/e" "no CP executor"; then
-    for what in smoke jsonl report tap sampled inject inject-dk inject-full memory fault hang gate cuda; do skip "$what: this build has no CP executor"; done
+    for what in smoke jsonl report tap sampled inject inject-dk inject-full memory gpu-memory fault hang gate cuda; do skip "$what: this build has no CP executor"; done
     echo "1..$n"
     exit 0
 fi
@@ -70,6 +70,17 @@ t $([ $rc -eq 5 ] && has "$tmp/e" "full check: max relative error" && echo 0 || 
 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -c off --set attention.sequences=[512M] --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 3 ] && has "$tmp/e" "needs an estimated .* GiB per rank but host memory (MemAvailable per rank) has .* GiB free" \
     && echo 0 || echo 1) "too big for memory: refused before allocation with both numbers, exit 3 ($rc)"
+if [ -e "$b/tests/.libs/libfakenvml.so" ]; then
+    mkdir -p "$tmp/nvml"
+    ln -sf "$(cd "$b/tests/.libs" && pwd)/libfakenvml.so" "$tmp/nvml/libnvidia-ml.so.1"
+    CUDA_VISIBLE_DEVICES=0 FAKE_NVML_FREE_MIB=100 LD_LIBRARY_PATH="$tmp/nvml${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        "$run" "$s/jobs/smoke.yaml" --ranks 4 -b cuda -n 1 --set attention.sequences=[64k] --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+    t $([ $rc -eq 3 ] && has "$tmp/e" "GiB for the 4 rank(s) on GPU 0 (Fake GPU, 0) of .*, which has 0.10 GiB free of 80.00 GiB" \
+        && echo 0 || echo 1) "cuda case too big for the GPU (4 ranks share it): refused with both numbers, exit 3 ($rc)"
+    [ $rc -eq 3 ] || sed 's/^/# /' "$tmp/e" | head -5
+else
+    n=$((n + 1)); echo "ok $n # SKIP the stand-in NVML (tests/libfakenvml.la) was not built"
+fi
 start=$(date +%s)
 FA4CP_RUN_INJECT_FAULT=2 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 end=$(date +%s)

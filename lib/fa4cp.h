@@ -671,7 +671,136 @@ fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
 /* ------------------------------------------------------------------ workloads
  * Section owned by the runner work (lib/workload*.c). */
 
-/* (workload declarations go here) */
+/* A workload file (docs/workloads.md) expands into cases: one fully resolved
+ * configuration each.  The loader reports every problem as
+ * "FILE:LINE:COL: key.path: what was expected (did you mean 'x'?)" through
+ * fa4cp_last_error(), before anything is allocated for a run. */
+
+typedef enum fa4cp_check_mode {
+    FA4CP_CHECK_OFF = 0,     /* no verification */
+    FA4CP_CHECK_SAMPLED = 1, /* a sample of rows per rank against a float64 row reference */
+    FA4CP_CHECK_FULL = 2     /* every row against the non-CP reference (small cases) */
+} fa4cp_check_mode;
+
+typedef enum fa4cp_seq_dist {
+    FA4CP_SEQ_EXPLICIT = 0, /* attention.sequences is a list of lengths */
+    FA4CP_SEQ_EQUAL = 1,
+    FA4CP_SEQ_UNIFORM = 2,
+    FA4CP_SEQ_LOGNORMAL = 3
+} fa4cp_seq_dist;
+
+const char *fa4cp_check_mode_name(fa4cp_check_mode mode);
+const char *fa4cp_seq_dist_name(fa4cp_seq_dist dist);
+
+typedef struct fa4cp_case {
+    const char *file;   /* the workload file (owned by the workload) */
+    int doc;            /* 1-based YAML document of the file */
+    int index;          /* 0-based case number within the file */
+    char name[64];      /* `name:` of the document (default: the file's base name) */
+    char label[256];    /* the sweep values of this case: "cp.comm=p2p attention.causal=true" */
+    /* attention */
+    int heads, kv_heads, head_dim;
+    fa4cp_dtype dtype;
+    int causal;
+    int window_left, window_right; /* -1 = unbounded */
+    int layout_bshd;               /* 0 = thd, 1 = bshd (equal lengths) */
+    int pad_between_seqs;
+    fa4cp_seq_dist dist;
+    int64_t gen_total;    /* generator: total tokens */
+    int gen_min, gen_multiple_of;
+    int batch;            /* number of sequences */
+    int32_t *seqlen;      /* [batch] real tokens of each sequence */
+    int32_t *cu_padded;   /* [batch+1] physical rows for this cp size */
+    int64_t *cu_tokens;   /* [batch+1] logical (real) token where each sequence starts */
+    int64_t tokens;       /* sum of seqlen */
+    int64_t padded_tokens; /* cu_padded[batch] */
+    int max_seqlen;
+    /* context parallelism */
+    int cp;
+    char comm[16]; /* "p2p", "all_gather", "a2a" */
+    /* run */
+    fa4cp_backend backend;
+    int warmup, iters, backward;
+    fa4cp_check_mode check;
+    int samples;    /* sampled check: query rows and key rows per rank */
+    uint64_t seed;
+    double timeout_s;
+    /* gates: minimum TFLOP/s per GPU (0 = none) */
+    double gate_fwd_tflops, gate_bwd_tflops;
+} fa4cp_case;
+
+/* A command-line override "key.path=value" applied to every case after the
+ * sweep (e.g. {"run.iters", "5"}). */
+typedef struct fa4cp_override {
+    const char *key;
+    const char *value;
+} fa4cp_override;
+
+typedef struct fa4cp_workload fa4cp_workload;
+
+/* Load, expand and validate a workload file (every YAML document of it). */
+fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
+                                 fa4cp_workload **out);
+/* The same from memory; `name` stands for the file in messages. */
+fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
+                                        const fa4cp_override *ov, int nov, fa4cp_workload **out);
+int fa4cp_workload_count(const fa4cp_workload *w);
+const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
+void fa4cp_workload_free(fa4cp_workload *w);
+
+/* "128k" -> 131072, "1M" -> 1048576, "2G" (k = 1024); plain integers too. */
+fa4cp_status fa4cp_parse_tokens(const char *text, int64_t *out);
+
+/* The case fits a world of `world_size` ranks (world_size % cp == 0). */
+fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
+/* FLOPs of one forward and one backward (FlashAttention convention:
+ * 4*d per visible (query, key) pair and head forward, 2.5x that backward). */
+void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd);
+/* Estimated peak bytes per rank of the run (inputs, outputs, gradients,
+ * communication buffers; with_full_check adds the full reference). */
+size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check);
+/* FA4CP_ERR_NOMEM with both numbers when need > free_bytes ("what" names the memory). */
+fa4cp_status fa4cp_case_check_memory(const fa4cp_case *c, size_t need, size_t free_bytes,
+                                     const char *what);
+/* Relative-error tolerance of a check for results stored in dtype. */
+double fa4cp_check_tolerance(fa4cp_dtype dtype);
+
+/* ---- the counter-based input generator
+ * Element (tensor, global token, head, dim) of the workload with `seed`:
+ * a hash of the five numbers turned into a standard normal, rounded to the
+ * storage dtype.  The token is the logical token (real tokens counted across
+ * the batch), so padding and sharding never change a value. */
+enum { FA4CP_GEN_Q = 0, FA4CP_GEN_K = 1, FA4CP_GEN_V = 2, FA4CP_GEN_DOUT = 3 };
+double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
+double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
+/* The head_dim elements of one row at once (the fast way; same values). */
+void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
+/* Logical token of physical row `row` (cp size cp, rank r holds local row);
+ * -1 for a padding row. */
+int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);
+/* Fill the local shard of rank `rank` of tensor (Q/DOUT: heads, K/V: kv_heads),
+ * [padded_tokens/cp, h, d] in the case's dtype; padding rows are 0. */
+void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst);
+
+/* ---- the float64 row reference (streams over regenerated inputs)
+ * Query row: token `i` of sequence `seq`, head h -> out[d], lse, and (when
+ * dq != NULL) dq[d]; D = dout . out of the reference. */
+void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out,
+                         double *lse, double *dq);
+/* Key row: token j of sequence seq, kv head hk -> dk[d], dv[d], from the
+ * global LSE and D (= rowsum(dout*out)) of each query row, read through
+ * lse_d(ctx, seq, i, head, &lse, &D). */
+typedef void (*fa4cp_lse_d_fn)(void *ctx, int seq, int64_t i, int head, double *lse, double *D);
+void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d,
+                       void *ctx, double *dk, double *dv);
+/* Batched forms: n rows[] of one sequence in one pass over the other side.
+ * Query rows cover every query head of kv head kv_head (group = heads /
+ * kv_heads): out and dq [n][group][d], lse [n][group] (dq NULL: no
+ * backward).  Key rows: dk, dv [n][d]. */
+void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+                          double *out, double *lse, double *dq);
+void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+                        fa4cp_lse_d_fn lse_d, void *ctx, double *dk, double *dv);
 
 
 

@@ -1,0 +1,33 @@
+/* run_exec.h - fa4cp-run's per-case execution and verification (private). */
+#ifndef FA4CP_RUN_EXEC_H
+#define FA4CP_RUN_EXEC_H
+
+#include "fa4cp.h"
+
+enum { ERR_OUT, ERR_LSE, ERR_DQ, ERR_DK, ERR_DV, NERR };
+extern const char *const run_err_names[NERR];
+
+/* What one rank measured; gathered on rank 0. */
+typedef struct rank_result {
+    int status;    /* fa4cp_status of the rank's run (0 = ran) */
+    int rank;      /* world rank */
+    double fwd_ms, bwd_ms;  /* medians over the timed iterations (-1: not run) */
+    double err[NERR];       /* relative errors (-1: not checked) */
+    long long rows_checked; /* query + key rows compared */
+    char msg[480];
+} rank_result;
+
+/* Run one case on one rank: generate its shard, time forward (and backward)
+ * through the CP executor over `comm`, verify as the case says.  Fills r.
+ * inject (tests only): bit 0 corrupts one output element after the timed
+ * runs (last CP rank); (inject >> 1) - 1 == world_rank fails this rank before
+ * its first CP call. */
+void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r);
+
+/* 1 when this build can execute cases (the CP executor is linked in). */
+int run_exec_available(void);
+
+/* "p2p" -> the CP library's comm type (0 when the executor is absent). */
+int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f);
+
+#endif

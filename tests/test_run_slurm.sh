@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# test_run_slurm.sh - fa4cp-run under a real local Slurm cluster:
+#   srun -n 4 --mpi=pmix fa4cp-run --dry-run jobs/acceptance.yaml
+# must validate every case on every task, print the table once (rank 0) and
+# exit 0.  Uses the cluster of SLURM_CONF when one answers; otherwise starts
+# a one-node cluster of its own (tests/slurm/setup-local-slurm.sh, ports
+# 6957/6958, as root) and stops it on every exit path.  Skips, with the
+# reason, when FA4CP_SKIP_SLURM=1 or no cluster can be had.
+set -u
+s=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+b=${top_builddir:-.}
+run="$(cd "$b" && pwd)/bin/fa4cp-run"
+job="$(cd "$s" && pwd)/jobs/acceptance.yaml"
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+
+[ "${FA4CP_SKIP_SLURM:-0}" = 1 ] && skip_all "FA4CP_SKIP_SLURM=1"
+command -v srun >/dev/null 2>&1 || skip_all "srun is not installed"
+[ -x "$run" ] || skip_all "$run not built"
+export LSAN_OPTIONS="suppressions=$s/tests/slurm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fa4cp-slurm-test.XXXXXX")
+STOP=
+cleanup() { [ -n "$STOP" ] && bash "$STOP" >/dev/null 2>&1; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+if [ -z "${SLURM_CONF:-}" ] || ! timeout 10 sinfo -h >/dev/null 2>&1; then
+    [ "$(id -u)" = 0 ] || skip_all "no Slurm cluster answers (SLURM_CONF) and not root to start one"
+    command -v flock >/dev/null 2>&1 || skip_all "flock is not installed"
+    DIR=${FA4CP_SLURM_DIR:-/tmp/fa4cp-slurm}
+    mkdir -p "$DIR"
+    exec 9>"$DIR/lock" # one test cluster at a time (tests/slurm.sh takes the same lock)
+    flock -w 600 9 || skip_all "another fa4cp Slurm test held $DIR/lock for 10 minutes"
+    C=$DIR/runner
+    export SLURM_LOCAL_DIR=$C SLURM_LOCAL_CTLD_PORT=6957 SLURM_LOCAL_SLURMD_PORT=6958 SLURM_LOCAL_CPUS=8
+    export SLURM_LOCAL_AUTH=none
+    [ "${FA4CP_SLURM_NO_APT:-0}" = 1 ] && export SLURM_LOCAL_SKIP_APT=1
+    STOP=$C/stop.sh
+    if ! bash "$s/tests/slurm/setup-local-slurm.sh" >"$tmp/setup.log" 2>&1; then
+        tail -n 15 "$tmp/setup.log" | sed 's/^/# /'
+        skip_all "could not start a one-node Slurm cluster"
+    fi
+    export SLURM_CONF=$C/etc/slurm.conf
+fi
+
+n=0
+t() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+"$run" --version >/dev/null 2>&1 # the libtool wrapper may relink once: not in 4 tasks at a time
+
+timeout -k 5 120 srun -n 4 --mpi=pmix "$run" --dry-run "$job" >"$tmp/o" 2>"$tmp/e"; rc=$?
+heads=$(grep -c "^# fa4cp-run " "$tmp/o")
+t $([ $rc -eq 0 ] && echo 0 || echo 1) "srun -n 4 --mpi=pmix fa4cp-run --dry-run jobs/acceptance.yaml: exit 0 ($rc)"
+[ $rc -eq 0 ] || sed 's/^/# /' "$tmp/e"
+t $([ "$heads" -eq 1 ] && echo 0 || echo 1) "only rank 0 prints ($heads header(s))"
+t $(grep -q "world: 4 rank(s) on 1 node(s), 4 process(es), bootstrap pmix" "$tmp/o" &&
+    grep -q "dry run: 14 case(s) valid" "$tmp/o" && echo 0 || echo 1) \
+  "a PMIx world of 4 ranks, all 14 cases valid"
+timeout -k 5 120 srun -n 3 --mpi=pmix "$run" --dry-run "$job" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && grep -q "needs cp.size = 4 ranks but the world has 3" "$tmp/e" && echo 0 || echo 1) \
+  "3 tasks for CP groups of 4: refused with exit 2 ($rc)"
+timeout -k 5 120 srun -n 4 --mpi=pmix "$run" -n 1 "$job" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && [ "$(grep -c "fa4cp-run: " "$tmp/e")" -ge 1 ] && echo 0 || echo 1) \
+  "running the cuda acceptance job without GPUs fails cleanly with exit 3 ($rc)"
+echo "1..$n"

@@ -1,0 +1,181 @@
+/* test_workload.c - good workloads: defaults, sweeps (cross product and
+ * together), documents, overrides, token suffixes, the length generator,
+ * FLOP and memory estimates. */
+#include "fa4cp.h"
+#include "tap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static fa4cp_workload *load(const char *text, const fa4cp_override *ov, int nov)
+{
+    fa4cp_workload *w = NULL;
+    if (fa4cp_workload_load_buffer("test.yaml", text, strlen(text), ov, nov, &w)) {
+        diag("load failed: %s", fa4cp_last_error());
+        return NULL;
+    }
+    return w;
+}
+
+#define BASE "version: 1\nattention: {heads: 8, kv_heads: 4, head_dim: 64, sequences: [256, 128]}\n" \
+             "run: {backend: cpu}\n"
+
+int main(void)
+{
+    plan(0);
+    int64_t t;
+    ok(fa4cp_parse_tokens("128k", &t) == FA4CP_OK && t == 131072, "128k = 131072");
+    ok(fa4cp_parse_tokens("1M", &t) == FA4CP_OK && t == 1048576, "1M = 1048576");
+    ok(fa4cp_parse_tokens("2G", &t) == FA4CP_OK && t == 2147483648LL, "2G");
+    ok(fa4cp_parse_tokens("4096", &t) == FA4CP_OK && t == 4096, "plain integer");
+    ok(fa4cp_parse_tokens("1.5k", &t) != FA4CP_OK, "1.5k refused");
+    ok(fa4cp_parse_tokens("12kb", &t) != FA4CP_OK, "12kb refused");
+
+    /* defaults */
+    fa4cp_workload *w = load(BASE, NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 1, "one case without a sweep");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        ok(c->cp == 1 && !strcmp(c->comm, "p2p") && c->dtype == FA4CP_BF16 && c->causal == 1 &&
+               c->check == FA4CP_CHECK_SAMPLED && c->iters == 10 && c->warmup == 2 && c->backward == 1,
+           "defaults: cp 1 p2p bf16 causal sampled iters 10 warmup 2 backward");
+        ok(c->batch == 2 && c->tokens == 384 && c->padded_tokens == 384 && c->max_seqlen == 256, "lengths");
+        ok(!strcmp(c->name, "test"), "name defaults to the file's base name (%s)", c->name);
+        double f, b;
+        fa4cp_case_flops(c, &f, &b);
+        double pairs = 256.0 * 257 / 2 + 128.0 * 129 / 2;
+        is_double(f, 4 * pairs * 64 * 8, 1e-6, "causal forward FLOPs = 4 d h * visible pairs");
+        is_double(b, 2.5 * f, 1e-6, "backward = 2.5 x forward");
+        fa4cp_workload_free(w);
+    }
+
+    /* cross product, last key fastest, labels */
+    w = load(BASE "cp: {size: 2}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n  attention.causal: [true, false]\n", NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 6, "3 x 2 sweep gives 6 cases");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 3);
+        ok(!strcmp(c->comm, "all_gather") && c->causal == 0, "case 3 = all_gather, not causal");
+        is_string(c->label, "cp.comm=all_gather attention.causal=false", "label of case 3");
+        ok(c->index == 3 && c->doc == 1, "index and document");
+        fa4cp_workload_free(w);
+    }
+
+    /* together: keys vary in step; bare leaf names are accepted */
+    w = load(BASE "sweep:\n  cp.comm: [p2p, all_gather]\n  together:\n    cp.size: [1, 2, 4]\n"
+                  "    sequences: [[256], [512], [1k]]\n",
+             NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 6, "2 x together(3) = 6 cases");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 2);
+        ok(c->cp == 4 && c->tokens == 1024 && !strcmp(c->comm, "p2p"), "case 2: p2p cp 4 with 1k tokens");
+        c = fa4cp_workload_get(w, 4);
+        ok(c->cp == 2 && c->tokens == 512 && !strcmp(c->comm, "all_gather"), "case 4: all_gather cp 2 512 tokens");
+        fa4cp_workload_free(w);
+    }
+
+    /* a list of together groups, several documents */
+    w = load(BASE "sweep:\n  together:\n    - {cp.size: [1, 2], attention.heads: [8, 16]}\n"
+                  "    - {run.iters: [3, 4, 5], run.seed: [1, 2, 3]}\n---\n" BASE "name: second\n",
+             NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 7, "2 x 3 + 1 cases over two documents");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 5);
+        ok(c->cp == 2 && c->heads == 16 && c->iters == 5 && c->seed == 3, "case 5 of the groups");
+        c = fa4cp_workload_get(w, 6);
+        ok(c->doc == 2 && !strcmp(c->name, "second") && c->index == 6, "document 2 named 'second'");
+        fa4cp_workload_free(w);
+    }
+
+    /* overrides win over the document and the sweep; YAML values */
+    fa4cp_override ov[] = {{"run.iters", "7"}, {"cp.size", "2"}, {"attention.sequences", "[64, 64k]"}, {"check", "full"}};
+    w = load(BASE "sweep:\n  cp.size: [4, 8]\n", ov, 4);
+    ok(w && fa4cp_workload_count(w) == 2, "override keeps the number of cases");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 1);
+        ok(c->iters == 7 && c->cp == 2 && c->tokens == 64 + 65536 && c->check == FA4CP_CHECK_FULL,
+           "overrides applied after the sweep");
+        fa4cp_workload_free(w);
+    }
+    fa4cp_override bad[] = {{"run.itres", "7"}};
+    ok(load(BASE, bad, 1) == NULL && strstr(fa4cp_last_error(), "did you mean 'run.iters'"),
+       "an unknown override key gets a suggestion");
+
+    /* padding: lengths rounded up per sequence to 2*cp; real lengths kept */
+    w = load("version: 1\nattention: {heads: 4, head_dim: 16, sequences: [203, 61, 120], pad_between_seqs: true}\n"
+             "cp: {size: 4}\n",
+             NULL, 0);
+    ok(w != NULL, "padded THD loads");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        ok(c->cu_padded[1] == 208 && c->cu_padded[2] == 272 && c->cu_padded[3] == 392 && c->tokens == 384,
+           "cu_padded 0/208/272/392 for 384 real tokens");
+        ok(c->cu_tokens[2] == 264, "logical token offsets");
+        fa4cp_workload_free(w);
+    }
+
+    /* generator: deterministic, sums to total, multiples, min */
+    const char *gen = "version: 1\nattention: {heads: 4, head_dim: 16, sequences: {count: 7, total: 1M, distribution: "
+                      "lognormal, multiple_of: 256, min: 1k}}\ncp: {size: 8}\nrun: {seed: 9}\n";
+    w = load(gen, NULL, 0);
+    fa4cp_workload *w2 = load(gen, NULL, 0);
+    ok(w && w2, "generator workload loads");
+    if (w && w2) {
+        const fa4cp_case *a = fa4cp_workload_get(w, 0), *b = fa4cp_workload_get(w2, 0);
+        int64_t sum = 0;
+        int good = a->batch == 7, same = 1, distinct = 0;
+        for (int i = 0; i < a->batch; i++) {
+            sum += a->seqlen[i];
+            good &= a->seqlen[i] % 256 == 0 && a->seqlen[i] >= 1024;
+            same &= a->seqlen[i] == b->seqlen[i];
+            distinct |= a->seqlen[i] != a->seqlen[0];
+        }
+        ok(good && sum == 1048576, "7 lengths, multiples of 256, >= 1k, summing to 1M");
+        ok(same, "the same seed gives the same lengths");
+        ok(distinct, "lognormal lengths differ");
+    }
+    fa4cp_workload_free(w);
+    fa4cp_workload_free(w2);
+
+    /* equal distribution, window, bshd */
+    w = load("version: 1\nattention: {heads: 4, head_dim: 16, layout: bshd, window: [32, 0], causal: false,\n"
+             "  sequences: {count: 4, total: 4k}}\ncp: {size: 2, comm: all_gather}\n",
+             NULL, 0);
+    ok(w != NULL, "bshd with a window on all_gather loads");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        ok(c->batch == 4 && c->seqlen[3] == 1024 && c->layout_bshd && c->window_left == 32 && c->window_right == 0,
+           "4 x 1024, bshd, window [32, 0]");
+        double f;
+        fa4cp_case_flops(c, &f, NULL);
+        /* each row sees up to 33 keys (itself and 32 before) */
+        double pairs = 4 * (33.0 * 1024 - 32.0 * 33 / 2);
+        is_double(f, 4 * pairs * 16 * 4, 1e-6, "windowed FLOPs");
+        ok(fa4cp_case_fit_world(c, 4) == FA4CP_OK, "fits 4 ranks");
+        ok(fa4cp_case_fit_world(c, 3) != FA4CP_OK && strstr(fa4cp_last_error(), "not a multiple of cp.size = 2"),
+           "3 ranks refused");
+        ok(fa4cp_case_fit_world(c, 1) != FA4CP_OK && strstr(fa4cp_last_error(), "needs cp.size = 2 ranks"),
+           "1 rank refused");
+        size_t need = fa4cp_case_memory(c, 1);
+        ok(need > 0, "memory estimate %zu bytes", need);
+        ok(fa4cp_case_check_memory(c, need, need - 1, "GPU 0") == FA4CP_ERR_NOMEM &&
+               strstr(fa4cp_last_error(), "GiB per rank but GPU 0 has"),
+           "memory check names both numbers: %s", fa4cp_last_error());
+        fa4cp_workload_free(w);
+    }
+
+    /* jobs/ files in the source tree all load */
+    const char *src = getenv("top_srcdir");
+    const char *jobs[] = {"smoke", "acceptance", "weak-scaling", "strong-scaling", "kernel"};
+    for (int i = 0; i < 5; i++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/jobs/%s.yaml", src ? src : ".", jobs[i]);
+        fa4cp_workload *j = NULL;
+        fa4cp_status st = fa4cp_workload_load(p, NULL, 0, &j);
+        ok(st == FA4CP_OK && fa4cp_workload_count(j) > 0, "jobs/%s.yaml loads (%d cases)%s%s", jobs[i],
+           fa4cp_workload_count(j), st ? ": " : "", st ? fa4cp_last_error() : "");
+        fa4cp_workload_free(j);
+    }
+    return done_testing();
+}

@@ -442,6 +442,44 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
         fa4cp_jw_int(&j, NULL, rr[i].rows_checked);
     fa4cp_jw_end(&j, 1);
     fa4cp_jw_end(&j, 0);
+    /* backend cuda: each rank's CUDA-event timings of its last timed call,
+     * per ring step for p2p (compute on the call stream, communication on
+     * the side stream), so the hidden communication can be read off */
+    if (nr > 0 && rr[0].timed) {
+        fa4cp_jw_begin(&j, "steps", 1);
+        for (int i = 0; i < nr; i++) {
+            fa4cp_jw_begin(&j, NULL, 0);
+            fa4cp_jw_int(&j, "rank", rr[i].rank);
+            for (int dir = 0; dir < 2; dir++) {
+                const fa4cp_cp_timing *t = dir ? &rr[i].tb : &rr[i].tf;
+                if (dir && !c->backward)
+                    break;
+                double comp = 0, comm = 0, hidden = 0;
+                fa4cp_jw_begin(&j, dir ? "bwd" : "fwd", 0);
+                fa4cp_jw_num(&j, "call_ms", t->call_ms);
+                fa4cp_jw_begin(&j, "compute_ms", 1);
+                for (int s = 0; s < t->nsteps; s++) {
+                    fa4cp_jw_num(&j, NULL, t->compute_ms[s]);
+                    comp += t->compute_ms[s];
+                }
+                fa4cp_jw_end(&j, 1);
+                fa4cp_jw_begin(&j, "comm_ms", 1);
+                for (int s = 0; s < t->nsteps; s++) {
+                    fa4cp_jw_num(&j, NULL, t->comm_ms[s]);
+                    comm += t->comm_ms[s];
+                    hidden += t->comm_ms[s] < t->compute_ms[s] ? t->comm_ms[s] : t->compute_ms[s];
+                }
+                fa4cp_jw_end(&j, 1);
+                /* communication that ran while the step computed (an
+                 * exchange starts with its step's compute) */
+                fa4cp_jw_num(&j, "comm_hidden_fraction", comm > 0 ? hidden / comm : NAN);
+                fa4cp_jw_num(&j, "compute_over_call", t->call_ms > 0 ? comp / t->call_ms : NAN);
+                fa4cp_jw_end(&j, 0);
+            }
+            fa4cp_jw_end(&j, 0);
+        }
+        fa4cp_jw_end(&j, 1);
+    }
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_end(&j, 0);
     if (j.failed || fa4cp_results_append(o->outdir, j.buf))
@@ -506,7 +544,7 @@ static int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_
     for (int r = 0; r < ranks; r++)
         fa4cp_layout_place_of(layout, r, &place[r]);
     for (int g = 0; g < groups; g++)
-        if (fa4cp_local_world_create(c->cp, 0, c->timeout_s, &lw[g])) {
+        if (fa4cp_local_world_create(c->cp, c->backend == FA4CP_BACKEND_CUDA, c->timeout_s, &lw[g])) {
             snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
             rc = EXIT_RUNTIME;
             goto out;
@@ -638,9 +676,17 @@ static void judge(const fa4cp_case *c, const world_info *w, const rank_result *r
     for (int t = 0; t < NERR; t++)
         if (oc->err_t[t] > oc->err || isinf(oc->err_t[t]))
             oc->err = oc->err_t[t];
-    /* per GPU: each CP group runs the whole case on cp GPUs */
-    oc->fwd_tf = oc->fwd_ms > 0 ? fwd / c->cp / (oc->fwd_ms * 1e-3) / 1e12 : NAN;
-    oc->bwd_tf = oc->bwd_ms > 0 ? bwd / c->cp / (oc->bwd_ms * 1e-3) / 1e12 : NAN;
+    /* per GPU: each CP group runs the whole case on cp GPUs; in one process
+     * on the cuda backend its ranks share the visible GPUs (rank r on GPU
+     * r % n), so a group of cp ranks uses min(cp, n) of them */
+    int gpus = c->cp;
+    if (c->backend == FA4CP_BACKEND_CUDA && w->procs == 1) {
+        int n = run_visible_gpus();
+        if (n > 0 && n < gpus)
+            gpus = n;
+    }
+    oc->fwd_tf = oc->fwd_ms > 0 ? fwd / gpus / (oc->fwd_ms * 1e-3) / 1e12 : NAN;
+    oc->bwd_tf = oc->bwd_ms > 0 ? bwd / gpus / (oc->bwd_ms * 1e-3) / 1e12 : NAN;
     (void)w;
     if (oc->exit_code) {
         oc->result = oc->exit_code == EXIT_TIMEOUT ? "TIMEOUT" : "ERROR";

@@ -27,6 +27,10 @@
 
 #include "run_exec.h"
 
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 const char *const run_err_names[NERR] = {"out", "lse", "dq", "dk", "dv"};
 
 #ifdef FA4CP_CP_CONFIG_INIT
@@ -446,6 +450,160 @@ out:
     return st;
 }
 
+/* backend cuda: the rank's device copies of its tensors, its stream and the
+ * events that time the calls (the host buffers stay the source of the
+ * inputs and the target of the verification). */
+typedef struct devbufs {
+    int on;
+    void *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    void *stream, *e0, *e1;
+} devbufs;
+
+#ifdef HAVE_CUDA
+#define DEV_CK(call)                                                                               \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            snprintf(r->msg, sizeof r->msg, "%s:%d: %s: %s", __FILE__, __LINE__, #call,            \
+                     cudaGetErrorString(e_));                                                      \
+            return FA4CP_ERR_CUDA;                                                                 \
+        }                                                                                          \
+    } while (0)
+
+/* GPU of a rank: world rank modulo the visible devices (several simulated
+ * ranks share a GPU when there are fewer GPUs than ranks) */
+static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, const bufs *b, size_t qn,
+                             size_t kn, size_t es, size_t les, rank_result *r)
+{
+    int n = 0;
+    DEV_CK(cudaGetDeviceCount(&n));
+    DEV_CK(cudaSetDevice(world_rank % n));
+    d->on = 1;
+    DEV_CK(cudaStreamCreateWithFlags((cudaStream_t *)&d->stream, cudaStreamNonBlocking));
+    DEV_CK(cudaEventCreate((cudaEvent_t *)&d->e0));
+    DEV_CK(cudaEventCreate((cudaEvent_t *)&d->e1));
+    struct {
+        void **dst;
+        const void *src;
+        size_t bytes;
+        int want;
+    } t[] = {{&d->q, b->q, qn * es, 1},
+             {&d->k, b->k, kn * es, 1},
+             {&d->v, b->v, kn * es, 1},
+             {&d->out, b->out, qn * es, 1},
+             {&d->lse, b->lse, (size_t)b->rows * c->heads * les, 1},
+             {&d->dout, b->dout, qn * es, c->backward},
+             {&d->dq, NULL, qn * es, c->backward},
+             {&d->dk, NULL, kn * es, c->backward},
+             {&d->dv, NULL, kn * es, c->backward}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (!t[i].want)
+            continue;
+        DEV_CK(cudaMalloc(t[i].dst, t[i].bytes ? t[i].bytes : 16));
+        if (t[i].src && t[i].bytes)
+            DEV_CK(cudaMemcpy(*t[i].dst, t[i].src, t[i].bytes, cudaMemcpyHostToDevice));
+        else if (t[i].bytes)
+            DEV_CK(cudaMemset(*t[i].dst, 0, t[i].bytes));
+    }
+    return FA4CP_OK;
+}
+
+/* the results back to the host buffers, for the verification */
+static fa4cp_status dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, size_t qn, size_t kn, size_t es,
+                              size_t les, rank_result *r)
+{
+    DEV_CK(cudaStreamSynchronize((cudaStream_t)d->stream));
+    if (qn > 0)
+        DEV_CK(cudaMemcpy(b->out, d->out, qn * es, cudaMemcpyDeviceToHost));
+    if (b->rows)
+        DEV_CK(cudaMemcpy(b->lse, d->lse, (size_t)b->rows * c->heads * les, cudaMemcpyDeviceToHost));
+    if (c->backward && qn > 0) {
+        DEV_CK(cudaMemcpy(b->dq, d->dq, qn * es, cudaMemcpyDeviceToHost));
+        DEV_CK(cudaMemcpy(b->dk, d->dk, kn * es, cudaMemcpyDeviceToHost));
+        DEV_CK(cudaMemcpy(b->dv, d->dv, kn * es, cudaMemcpyDeviceToHost));
+    }
+    return FA4CP_OK;
+}
+
+static void dev_close(devbufs *d)
+{
+    if (!d->on)
+        return;
+    if (d->stream)
+        cudaStreamSynchronize((cudaStream_t)d->stream);
+    void *ps[] = {d->q, d->k, d->v, d->out, d->lse, d->dout, d->dq, d->dk, d->dv};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+        if (ps[i])
+            cudaFree(ps[i]);
+    if (d->e0)
+        cudaEventDestroy((cudaEvent_t)d->e0);
+    if (d->e1)
+        cudaEventDestroy((cudaEvent_t)d->e1);
+    if (d->stream)
+        cudaStreamDestroy((cudaStream_t)d->stream);
+}
+
+/* one timed CP call: CUDA events on the rank's stream */
+static fa4cp_status dev_timed(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
+                              rank_result *r)
+{
+    float f = 0;
+    DEV_CK(cudaEventRecord((cudaEvent_t)d->e0, (cudaStream_t)d->stream));
+    fa4cp_status st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a);
+    if (st)
+        return st;
+    DEV_CK(cudaEventRecord((cudaEvent_t)d->e1, (cudaStream_t)d->stream));
+    DEV_CK(cudaEventSynchronize((cudaEvent_t)d->e1));
+    DEV_CK(cudaEventElapsedTime(&f, (cudaEvent_t)d->e0, (cudaEvent_t)d->e1));
+    *ms = f;
+    return FA4CP_OK;
+}
+int run_visible_gpus(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+#else
+static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, const bufs *b, size_t qn,
+                             size_t kn, size_t es, size_t les, rank_result *r)
+{
+    (void)d, (void)c, (void)world_rank, (void)b, (void)qn, (void)kn, (void)es, (void)les;
+    snprintf(r->msg, sizeof r->msg, "run.backend cuda: this build has no CUDA");
+    return FA4CP_ERR_UNSUPPORTED;
+}
+static fa4cp_status dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, size_t qn, size_t kn, size_t es,
+                              size_t les, rank_result *r)
+{
+    (void)d, (void)c, (void)b, (void)qn, (void)kn, (void)es, (void)les, (void)r;
+    return FA4CP_ERR_UNSUPPORTED;
+}
+static void dev_close(devbufs *d) { (void)d; }
+int run_visible_gpus(void) { return 0; }
+static fa4cp_status dev_timed(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
+                              rank_result *r)
+{
+    (void)d, (void)cp, (void)a, (void)bwd, (void)ms, (void)r;
+    return FA4CP_ERR_UNSUPPORTED;
+}
+#endif
+
+/* one timed call: CUDA events on the cuda backend, host clock on the cpu */
+static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
+                               rank_result *r)
+{
+    if (d->on)
+        return dev_timed(d, cp, a, bwd, ms, r);
+    double t0 = now_ms();
+    fa4cp_status st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a);
+    *ms = now_ms() - t0;
+    return st;
+}
+
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
@@ -453,10 +611,12 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     int h = c->heads, hk = c->kv_heads, d = c->head_dim;
     size_t es = fa4cp_dtype_size(c->dtype), les = fa4cp_dtype_size(fa4cp_lse_dtype(c->dtype));
     bufs b;
+    devbufs dev;
     fa4cp_cp *cp = NULL;
     double *times = NULL;
     void *glse = NULL, *gD = NULL;
     memset(&b, 0, sizeof b);
+    memset(&dev, 0, sizeof dev);
     memset(r, 0, sizeof *r);
     r->rank = world_rank;
     r->fwd_ms = r->bwd_ms = -1;
@@ -489,6 +649,8 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     fa4cp_gen_fill_local(c, FA4CP_GEN_Q, cp_rank, b.q);
     fa4cp_gen_fill_local(c, FA4CP_GEN_K, cp_rank, b.k);
     fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
+    if (c->backend == FA4CP_BACKEND_CUDA && (st = dev_open(&dev, c, world_rank, &b, qn, kn, es, les, r)))
+        goto out;
     if ((st = make_cp(c, comm, &cp)))
         goto out;
     if (getenv("FA4CP_RUN_INJECT_HANG") && atoi(getenv("FA4CP_RUN_INJECT_HANG")) == world_rank) {
@@ -507,41 +669,54 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     a.batch = c->batch;
     a.cu_seqlens = c->cu_padded;
     a.seqused = c->seqlen;
-    a.q = b.q;
-    a.k = b.k;
-    a.v = b.v;
-    a.out = b.out;
-    a.lse = b.lse;
+    a.q = dev.on ? dev.q : b.q;
+    a.k = dev.on ? dev.k : b.k;
+    a.v = dev.on ? dev.v : b.v;
+    a.out = dev.on ? dev.out : b.out;
+    a.lse = dev.on ? dev.lse : b.lse;
+    a.stream = dev.stream;
     for (int i = 0; i < c->warmup; i++)
         if ((st = fa4cp_cp_fwd(cp, &a)))
             goto out;
     for (int i = 0; i < c->iters; i++) {
+        if (dev.on && i == c->iters - 1) /* per-step events on the last one */
+            fa4cp_cp_set_timing(cp, 1);
         if ((st = fa4cp_comm_barrier(comm)))
             goto out;
-        double t0 = now_ms();
-        if ((st = fa4cp_cp_fwd(cp, &a)))
+        if ((st = timed_call(&dev, cp, &a, 0, &times[i], r)))
             goto out;
-        times[i] = now_ms() - t0;
     }
     r->fwd_ms = median(times, c->iters);
+    if (dev.on) {
+        r->tf.struct_size = sizeof r->tf;
+        r->timed = fa4cp_cp_last_timing(cp, &r->tf) == FA4CP_OK;
+        fa4cp_cp_set_timing(cp, 0);
+    }
     if (c->backward) {
-        a.dout = b.dout;
-        a.dq = b.dq;
-        a.dk = b.dk;
-        a.dv = b.dv;
+        a.dout = dev.on ? dev.dout : b.dout;
+        a.dq = dev.on ? dev.dq : b.dq;
+        a.dk = dev.on ? dev.dk : b.dk;
+        a.dv = dev.on ? dev.dv : b.dv;
         for (int i = 0; i < c->warmup; i++)
             if ((st = fa4cp_cp_bwd(cp, &a)))
                 goto out;
         for (int i = 0; i < c->iters; i++) {
+            if (dev.on && i == c->iters - 1)
+                fa4cp_cp_set_timing(cp, 1);
             if ((st = fa4cp_comm_barrier(comm)))
                 goto out;
-            double t0 = now_ms();
-            if ((st = fa4cp_cp_bwd(cp, &a)))
+            if ((st = timed_call(&dev, cp, &a, 1, &times[i], r)))
                 goto out;
-            times[i] = now_ms() - t0;
         }
         r->bwd_ms = median(times, c->iters);
+        if (dev.on) {
+            r->tb.struct_size = sizeof r->tb;
+            r->timed = r->timed && fa4cp_cp_last_timing(cp, &r->tb) == FA4CP_OK;
+            fa4cp_cp_set_timing(cp, 0);
+        }
     }
+    if (dev.on && (st = dev_fetch(&dev, c, &b, qn, kn, es, les, r)))
+        goto out;
     const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
     if ((inject & 1) && cp_rank == c->cp - 1 && ie && !strcmp(ie, "dk") && c->backward) {
         /* test-only: corrupt one element of dk in the first sampled key row */
@@ -597,6 +772,7 @@ out:
         snprintf(r->msg, sizeof r->msg, "%s", fa4cp_last_error()[0] ? fa4cp_last_error() : fa4cp_strerror(st));
     if (cp)
         fa4cp_cp_destroy(cp);
+    dev_close(&dev);
     fa4cp_free(glse);
     fa4cp_free(gD);
     fa4cp_free(b.q);
@@ -623,6 +799,8 @@ int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
     (void)f;
     return -1;
 }
+
+int run_visible_gpus(void) { return 0; }
 
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r)
 {

@@ -14,6 +14,10 @@ typedef struct rank_result {
     double fwd_ms, bwd_ms;  /* medians over the timed iterations (-1: not run) */
     double err[NERR];       /* relative errors (-1: not checked) */
     long long rows_checked; /* query + key rows compared */
+    /* backend cuda: the CP executor's CUDA-event timings of the last timed
+     * forward / backward (per ring step for p2p) */
+    int timed;
+    fa4cp_cp_timing tf, tb;
     char msg[480];
 } rank_result;
 
@@ -23,6 +27,9 @@ typedef struct rank_result {
  * runs (last CP rank); (inject >> 1) - 1 == world_rank fails this rank before
  * its first CP call. */
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r);
+
+/* CUDA devices this process sees (0 without CUDA or without a device). */
+int run_visible_gpus(void);
 
 /* 1 when this build can execute cases (the CP executor is linked in). */
 int run_exec_available(void);

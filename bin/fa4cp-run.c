@@ -312,6 +312,18 @@ typedef struct case_outcome {
     char msg[600];
 } case_outcome;
 
+/* GPUs that `ranks` ranks really use: one each, except on the cuda backend
+ * in one process, where rank r runs on GPU r % (visible GPUs) */
+static int gpus_used(const fa4cp_case *c, const world_info *w, int ranks)
+{
+    if (c->backend == FA4CP_BACKEND_CUDA && w->procs == 1) {
+        int n = run_visible_gpus();
+        if (n > 0 && n < ranks)
+            return n;
+    }
+    return ranks;
+}
+
 static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
                        const rank_result *rr, int nr)
 {
@@ -418,8 +430,8 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
     fa4cp_jw_num(&j, "bwd_flops", c->backward ? bwd : NAN);
     fa4cp_jw_num(&j, "fwd_tflops_per_gpu", oc->fwd_tf);
     fa4cp_jw_num(&j, "bwd_tflops_per_gpu", oc->bwd_tf);
-    fa4cp_jw_num(&j, "fwd_tflops_total", oc->fwd_tf * w->size);
-    fa4cp_jw_num(&j, "bwd_tflops_total", oc->bwd_tf * w->size);
+    fa4cp_jw_num(&j, "fwd_tflops_total", oc->fwd_tf * gpus_used(c, w, w->size));
+    fa4cp_jw_num(&j, "bwd_tflops_total", oc->bwd_tf * gpus_used(c, w, w->size));
     fa4cp_jw_num(&j, "max_rel_err", oc->err);
     fa4cp_jw_num(&j, "tolerance", oc->tol);
     fa4cp_jw_begin(&j, "errors", 0);
@@ -679,12 +691,7 @@ static void judge(const fa4cp_case *c, const world_info *w, const rank_result *r
     /* per GPU: each CP group runs the whole case on cp GPUs; in one process
      * on the cuda backend its ranks share the visible GPUs (rank r on GPU
      * r % n), so a group of cp ranks uses min(cp, n) of them */
-    int gpus = c->cp;
-    if (c->backend == FA4CP_BACKEND_CUDA && w->procs == 1) {
-        int n = run_visible_gpus();
-        if (n > 0 && n < gpus)
-            gpus = n;
-    }
+    int gpus = gpus_used(c, w, c->cp);
     oc->fwd_tf = oc->fwd_ms > 0 ? fwd / gpus / (oc->fwd_ms * 1e-3) / 1e12 : NAN;
     oc->bwd_tf = oc->bwd_ms > 0 ? bwd / gpus / (oc->bwd_ms * 1e-3) / 1e12 : NAN;
     (void)w;

@@ -470,8 +470,9 @@ typedef struct devbufs {
         }                                                                                          \
     } while (0)
 
-/* GPU of a rank: world rank modulo the visible devices (several simulated
- * ranks share a GPU when there are fewer GPUs than ranks) */
+/* GPU of a rank: world rank modulo the visible devices, which is the world
+ * table's local_rank % visible in the one-process (local) mode that runs
+ * cases (several simulated ranks share a GPU when there are fewer GPUs) */
 static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, const bufs *b, size_t qn,
                              size_t kn, size_t es, size_t les, rank_result *r)
 {

@@ -58,36 +58,19 @@ static double median(double *v, int n)
 
 static fa4cp_status make_cp(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp **out)
 {
-    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
-    fa4cp_status st = fa4cp_cp_comm_parse(c->comm, &cfg.comm);
+    fa4cp_cp_config cfg;
+    fa4cp_status st = fa4cp_case_cp_config(c, &cfg);
     if (st)
         return st;
-    cfg.backend = c->backend;
-    cfg.format = FA4CP_CP_THD; /* bshd cases have equal lengths: the THD description is exact */
-    cfg.dtype = c->dtype;
-    cfg.heads = c->heads;
-    cfg.kv_heads = c->kv_heads;
-    cfg.head_dim = c->head_dim;
-    cfg.causal = c->causal;
-    cfg.window_left = c->window_left;
-    cfg.window_right = c->window_right;
     return fa4cp_cp_create(&cfg, comm, out);
 }
 
 int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 {
-    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
+    fa4cp_cp_config cfg;
     fa4cp_cp_plan *plan = NULL;
-    if (fa4cp_cp_comm_parse(c->comm, &cfg.comm))
+    if (fa4cp_case_cp_config(c, &cfg))
         return -1;
-    cfg.backend = c->backend;
-    cfg.dtype = c->dtype;
-    cfg.heads = c->heads;
-    cfg.kv_heads = c->kv_heads;
-    cfg.head_dim = c->head_dim;
-    cfg.causal = c->causal;
-    cfg.window_left = c->window_left;
-    cfg.window_right = c->window_right;
     if (fa4cp_cp_plan_build(&cfg, c->cp, cp_rank, &plan))
         return -1;
     /* each line as a comment, so the table and TAP stay parseable */

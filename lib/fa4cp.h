@@ -537,6 +537,9 @@ int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
 int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
 int fa4cp_world_nodes(const fa4cp_world *w);
 double fa4cp_world_timeout(const fa4cp_world *w);
+/* The bound of every later bootstrap collective (allgather, bcast,
+ * barrier), e.g. longer than the slowest rank's work between two of them. */
+fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
 const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
 const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
 

@@ -777,6 +777,10 @@ static int mp_gpu_ready(const world_info *w, char *why, size_t len)
                  "per GPU, e.g. srun --gpus-per-task=1 --mpi=pmix, or mpirun on a GPU node");
         return EXIT_RUNTIME;
     }
+    if (fa4cp_world_check_gpus(w->table, w->size)) { /* NCCL needs one GPU per rank */
+        snprintf(why, len, "%s", fa4cp_last_error());
+        return EXIT_RUNTIME;
+    }
 #ifdef HAVE_CUDA
     cudaError_t e = cudaSetDevice(me->gpu);
     if (e != cudaSuccess) {

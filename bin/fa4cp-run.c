@@ -3,7 +3,8 @@
  *   fa4cp-run [options] JOB.yaml...
  *
  * Expands the cases of every file (sweeps, overrides), brings up the world
- * (local mode: --ranks N threads in this process), and for each case
+ * (local mode: --ranks N threads in this process; under srun --mpi=pmix or
+ * mpirun: one process per rank and GPU, CP over NCCL), and for each case
  * generates the inputs, runs the CP forward (and backward), verifies, times,
  * prints one row (rank 0 only) and appends one JSON line to
  * OUTDIR/results.jsonl.  docs/fa4cp-run.1 is the manual; docs/exit-codes.md
@@ -70,7 +71,8 @@ static void usage(FILE *f)
             "  -b, --backend NAME   cpu | cuda (run.backend)\n"
             "  -T, --timeout S      seconds per case before the job ends with exit 4 (run.timeout)\n"
             "  -s, --set KEY=VALUE  override any key of every case (e.g. --set cp.size=2)\n"
-            "      --ranks N        local mode: N ranks as threads of this process (default 1)\n"
+            "      --ranks N        local mode: N ranks as threads of this process (default 1);\n"
+            "                       under srun --mpi=pmix or mpirun: one rank per process and GPU\n"
             "  -o, --output DIR     append results to DIR/results.jsonl (default: fa4cp-results)\n"
             "      --no-output      write no results file\n"
             "      --tap            print TAP (ok / not ok per case) instead of the table\n"
@@ -271,7 +273,7 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
     printf("# world: %d rank(s) on %d node(s), %d process(es), bootstrap %s, host %s\n", w->size, w->nodes,
            w->procs, w->kind, w->host);
     printf("# layout: CP groups from physical order (node, local rank); %s transport; %s\n",
-           w->procs == 1 ? "local (threads)" : "NCCL", layout);
+           !strcmp(w->kind, "local") ? "local (threads)" : "NCCL (one process per rank)", layout);
     char v[256];
     versions(v, sizeof v, !o->dry_run);
     printf("# versions: %s\n", v);
@@ -522,7 +524,7 @@ typedef struct thread_arg {
 static void *rank_thread(void *p)
 {
     thread_arg *a = p;
-    run_case_rank(a->c, a->comm, a->rank, a->inject, a->res);
+    run_case_rank(a->c, a->comm, a->rank, -1, a->inject, a->res);
     __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -643,6 +645,236 @@ out:
              "this build of fa4cp has no CP executor (lib/cp*.c is not linked in): only --dry-run/--explain work");
     return EXIT_RUNTIME;
 #endif
+}
+
+/* ------------------------------------------------------------------ multi-process execution
+ *
+ * One process per rank (srun --mpi=pmix, mpirun): each process runs its own
+ * rank of the case on its GPU (the world table's row), CP over NCCL
+ * communicators made per cp.size (fa4cp_nccl_comm_create), and the per-rank
+ * results come to every process through the bootstrap (fa4cp_world_allgather),
+ * so every process judges the case alike and exits with the same code;
+ * only rank 0 prints.  A rank that fails on its own ends the job through
+ * fa4cp_world_abort (PMIx_Abort) with a message naming it; a rank that
+ * stops answering is ended by the NCCL watchdog (its peers), the bootstrap
+ * timeout of the results exchange, or the case watchdog below. */
+
+typedef struct mp_state {
+    fa4cp_nccl_comms comms;
+    fa4cp_layout *layout;
+    int cp;            /* cp.size of the communicators in comms (0: none) */
+    double timeout_s;  /* NCCL watchdog: the longest run.timeout of the job */
+} mp_state;
+
+/* a fixed-size record of one rank's verdict, for fa4cp_world_allgather */
+typedef struct mp_verdict {
+    int code;
+    char msg[600];
+} mp_verdict;
+
+static struct {
+    fa4cp_world *world;
+    int rank;
+    double deadline; /* monotonic seconds; 0 = no case running */
+    int case_index;
+    double timeout_s;
+    char what[256];
+} mp_watch;
+static pthread_mutex_t mp_watch_m = PTHREAD_MUTEX_INITIALIZER;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The case watchdog: a rank still in a case 5 s past run.timeout ends the
+ * job (a hang in host code, where no NCCL watchdog looks). */
+static void *mp_watchdog(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec nap = {0, 100 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        pthread_mutex_lock(&mp_watch_m);
+        double dl = mp_watch.deadline;
+        pthread_mutex_unlock(&mp_watch_m);
+        if (dl > 0 && mono_now() > dl) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank; ending the job (exit 4 "
+                     "in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
+                     mp_watch.timeout_s);
+            fflush(stdout);
+            fa4cp_world_abort(mp_watch.world, msg);
+        }
+    }
+    return NULL;
+}
+
+static void mp_watch_set(const fa4cp_case *c)
+{
+    pthread_mutex_lock(&mp_watch_m);
+    if (c) {
+        mp_watch.case_index = c->index;
+        mp_watch.timeout_s = c->timeout_s;
+        snprintf(mp_watch.what, sizeof mp_watch.what, "%.200s", c->label[0] ? c->label : c->name);
+        mp_watch.deadline = mono_now() + c->timeout_s + 5.0;
+    } else {
+        mp_watch.deadline = 0;
+    }
+    pthread_mutex_unlock(&mp_watch_m);
+}
+
+/* Every process's verdict to every process; 0 when all are 0, else the code
+ * of the first rank that failed, its message in msg ("rank R on HOST: ...").
+ * A failed exchange ends the job (a rank that is gone cannot answer). */
+static int mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len)
+{
+    mp_verdict mine, *all = calloc((size_t)w->size, sizeof *all);
+    memset(&mine, 0, sizeof mine);
+    mine.code = code;
+    snprintf(mine.msg, sizeof mine.msg, "%s", why ? why : "");
+    if (!all || fa4cp_world_allgather(w->world, &mine, all, sizeof mine)) {
+        char m[700];
+        snprintf(m, sizeof m, "%s: exchanging the ranks' verdicts over the bootstrap failed: %s", what,
+                 all ? fa4cp_last_error() : "out of memory");
+        free(all);
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m);
+    }
+    int rc = 0, nbad = 0;
+    for (int r = 0; r < w->size; r++) {
+        if (!all[r].code)
+            continue;
+        if (!nbad++) {
+            rc = all[r].code;
+            snprintf(msg, len, "rank %d on %s: %s", r, w->table[r].host, all[r].msg);
+        }
+    }
+    if (nbad > 1) {
+        size_t at = strlen(msg);
+        if (at < len)
+            snprintf(msg + at, len - at, " (and %d more rank(s))", nbad - 1);
+    }
+    free(all);
+    return rc;
+}
+
+/* This process can run cuda cases over NCCL: the build has CUDA and NCCL,
+ * the world table gives it a GPU, and that GPU can be selected (before
+ * anything else touches CUDA).  0, or EXIT_RUNTIME with why. */
+static int mp_gpu_ready(const world_info *w, char *why, size_t len)
+{
+    const fa4cp_world_row *me = &w->table[w->rank];
+    if (!fa4cp_nccl_available()) {
+        snprintf(why, len, "this build of fa4cp has no NCCL (configure --with-nccl): multi-process runs use the "
+                 "NCCL transport");
+        return EXIT_RUNTIME;
+    }
+    if (me->gpu < 0) {
+        snprintf(why, len, "no GPU visible to this task (CUDA_VISIBLE_DEVICES and /dev/nvidia*): launch one task "
+                 "per GPU, e.g. srun --gpus-per-task=1 --mpi=pmix, or mpirun on a GPU node");
+        return EXIT_RUNTIME;
+    }
+    if (fa4cp_world_check_gpus(w->table, w->size)) { /* NCCL needs one GPU per rank */
+        snprintf(why, len, "%s", fa4cp_last_error());
+        return EXIT_RUNTIME;
+    }
+#ifdef HAVE_CUDA
+    cudaError_t e = cudaSetDevice(me->gpu);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(why, len, "cudaSetDevice(%d) (GPU %s): %s", me->gpu, me->gpu_id, cudaGetErrorString(e));
+        return EXIT_RUNTIME;
+    }
+#endif
+    if (!fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        snprintf(why, len, "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                 "CUDA kernels (configure --with-cuda)");
+        return EXIT_RUNTIME;
+    }
+    return 0;
+}
+
+/* NCCL communicators for cp.size c->cp (kept while consecutive cases share
+ * it).  A failure ends the job: the other ranks are inside the same
+ * collective creation. */
+static void mp_comms_for(mp_state *m, const world_info *w, const fa4cp_case *c)
+{
+    if (m->cp == c->cp)
+        return;
+    if (m->cp) {
+        fa4cp_nccl_comms_destroy(&m->comms);
+        fa4cp_layout_destroy(m->layout);
+        m->layout = NULL;
+        m->cp = 0;
+    }
+    char msg[800];
+    if (fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &m->layout)) {
+        snprintf(msg, sizeof msg, "case %d: layout for cp.size %d: %s", c->index, c->cp, fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, msg);
+    }
+    fa4cp_nccl_config cfg = FA4CP_NCCL_CONFIG_INIT;
+    cfg.timeout_s = m->timeout_s;
+    if (fa4cp_nccl_comm_create(w->world, m->layout, &cfg, &m->comms)) {
+        snprintf(msg, sizeof msg, "case %d: NCCL communicators for cp.size %d: %s", c->index, c->cp,
+                 fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, msg);
+    }
+    m->cp = c->cp;
+}
+
+static void mp_close(mp_state *m)
+{
+    if (m->cp)
+        fa4cp_nccl_comms_destroy(&m->comms);
+    fa4cp_layout_destroy(m->layout);
+    memset(m, 0, sizeof *m);
+}
+
+/* Run case c, this process's rank of it; res [size] gets every rank's
+ * result.  0, or an exit code (message in msg) for what stopped the case. */
+static int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject, rank_result *res,
+                     char *msg, size_t msglen)
+{
+    rank_result mine;
+    fa4cp_layout_place pl;
+    mp_comms_for(m, w, c);
+    fa4cp_layout_place_of(m->layout, w->rank, &pl);
+    mp_watch_set(c);
+    run_case_rank(c, m->comms.cp, w->rank, w->table[w->rank].gpu,
+                  ((inject & 1) && pl.cp_group == 0) | (inject & ~1), &mine);
+    mp_watch_set(NULL);
+    if (mine.status && mine.status != FA4CP_ERR_TIMEOUT && mine.status != FA4CP_ERR_PEER) {
+        /* failed on its own: its peers wait for it in a collective */
+        char m2[1000];
+        snprintf(m2, sizeof m2, "case %d (%.200s): rank %d failed: %.480s; the other ranks cannot finish the case: "
+                 "ending the job", c->index, c->label[0] ? c->label : c->name, w->rank, mine.msg);
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m2);
+    }
+    if (fa4cp_world_allgather(w->world, &mine, res, sizeof mine)) {
+        char m2[800];
+        snprintf(m2, sizeof m2, "case %d: gathering the ranks' results over the bootstrap failed: %s", c->index,
+                 fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m2);
+    }
+    /* an NCCL comm aborted by its watchdog cannot be used again */
+    for (int r = 0; r < w->size; r++)
+        if (res[r].status) {
+            fa4cp_nccl_comms_destroy(&m->comms);
+            fa4cp_layout_destroy(m->layout);
+            m->layout = NULL;
+            m->cp = 0;
+            break;
+        }
+    (void)msg;
+    (void)msglen;
+    return 0;
 }
 
 static int status_exit(int st)
@@ -815,6 +1047,8 @@ int main(int argc, char **argv)
         ncases += fa4cp_workload_count(wl[i]);
     }
     world_info w;
+    mp_state mps;
+    memset(&mps, 0, sizeof mps);
     int wrc = world_up(&w, o.ranks);
     if (wrc) {
         for (int i = 0; i < nfiles; i++)
@@ -933,19 +1167,64 @@ int main(int argc, char **argv)
         goto done;
     }
     /* ---- execution */
-    if (strcmp(w.kind, "local")) {
+    /* multi-process (srun --mpi=pmix, mpirun): one rank per process, CP over NCCL */
+    int mp = strcmp(w.kind, "local") != 0, any_cuda = 0;
+    double max_timeout = 0;
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+            const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+            any_cuda |= c->backend == FA4CP_BACKEND_CUDA;
+            if (c->timeout_s > max_timeout)
+                max_timeout = c->timeout_s;
+            if (mp && w.procs > 1 && c->backend == FA4CP_BACKEND_CPU) {
+                if (root) {
+                    fprintf(stderr,
+                            "fa4cp-run: %s case %d (%s): the cpu backend runs ranks as threads of one process: "
+                            "use --ranks N without srun, or backend: cuda (this %s launch has %d processes)\n",
+                            c->file, c->index, c->label[0] ? c->label : c->name, w.kind, w.procs);
+                    if (o.tap)
+                        printf("Bail out! the cpu backend does not run in a multi-process launch (exit 2)\n");
+                }
+                exit_code = EXIT_USAGE;
+                goto done;
+            }
+        }
+    if (mp && w.procs > 1 && fa4cp_world_kind_of(w.world) != FA4CP_WORLD_PMIX) {
         if (root) {
             fprintf(stderr,
-                    "fa4cp-run: running cases in a %s launch of %d processes needs the GPU path (device buffers "
-                    "and the NCCL transport per CP group), which fa4cp-run does not have yet; --dry-run and "
-                    "--explain work under srun, and --ranks N runs the cpu backend on one node\n",
-                    w.kind, w.size);
+                    "fa4cp-run: running cases in a launch of %d processes exchanges results and the NCCL id over "
+                    "PMIx, but this world came from the %s environment: launch with srun --mpi=pmix (or mpirun)\n",
+                    w.procs, w.kind);
             if (o.tap)
-                printf("Bail out! multi-process runs are not supported yet (exit 3)\n");
+                printf("Bail out! multi-process runs need the PMIx bootstrap (exit 3)\n");
         }
         exit_code = EXIT_RUNTIME;
         goto done;
     }
+    if (mp && any_cuda) {
+        char why[600] = "", agreed[800] = "";
+        int rc = mp_gpu_ready(&w, why, sizeof why);
+        if ((rc = mp_agree(&w, rc, why, "GPU check", agreed, sizeof agreed))) {
+            if (root) {
+                fprintf(stderr, "fa4cp-run: cannot run the cuda cases of this %s launch of %d process(es): %s\n",
+                        w.kind, w.procs, agreed);
+                if (o.tap)
+                    printf("Bail out! %s (exit 3)\n", agreed);
+            }
+            exit_code = EXIT_RUNTIME;
+            goto done;
+        }
+        mp_watch.world = w.world;
+        mp_watch.rank = w.rank;
+        pthread_t wd;
+        if (pthread_create(&wd, NULL, mp_watchdog, NULL) == 0)
+            pthread_detach(wd);
+    }
+    mps.timeout_s = max_timeout > 0 ? max_timeout : 300.0;
+    /* between two exchanges a rank may work up to run.timeout (a full check
+     * on CP rank 0 while its peers wait): the exchanges wait that long too */
+    if (mp && fa4cp_world_timeout(w.world) < max_timeout + 30.0)
+        fa4cp_world_set_timeout(w.world, max_timeout + 30.0);
     if (!run_exec_available()) {
         fprintf(stderr,
                 "fa4cp-run: this build of fa4cp has no CP executor (lib/cp*.c not linked in); "
@@ -955,7 +1234,7 @@ int main(int argc, char **argv)
         exit_code = EXIT_RUNTIME;
         goto done;
     }
-    if (!o.tap)
+    if (root && !o.tap)
         print_table_head(0);
     fflush(stdout);
     const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
@@ -975,7 +1254,8 @@ int main(int argc, char **argv)
             case_outcome oc;
             memset(&oc, 0, sizeof oc);
             memset(res, 0, sizeof *res * (size_t)w.size);
-            progress(&o, done_cases, ncases, t0);
+            if (root)
+                progress(&o, done_cases, ncases, t0);
             if (c->backend == FA4CP_BACKEND_CUDA && check_gpu_memory(c, &w, oc.msg, sizeof oc.msg)) {
                 oc.exit_code = EXIT_RUNTIME;
             } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
@@ -984,16 +1264,28 @@ int main(int argc, char **argv)
                          "run.backend cuda is not available here: no usable CUDA device, or this build has no "
                          "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
             } else {
+                /* host memory: shared by the ranks of this process, or of this node */
                 double avail = host_mem_available();
                 size_t need = fa4cp_case_memory(c, 1);
-                if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / w.size), "host memory (MemAvailable per rank)")) {
+                int sharing = mp ? w.table[w.rank].local_size : w.size;
+                if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
+                                                         "host memory (MemAvailable per rank)")) {
                     oc.exit_code = EXIT_RUNTIME;
                     snprintf(oc.msg, sizeof oc.msg, "%s", fa4cp_last_error());
-                } else {
-                    int rc = run_local(c, &w, inject, res, oc.msg, sizeof oc.msg);
-                    if (rc)
-                        oc.exit_code = rc;
                 }
+            }
+            if (mp) { /* every process skips a case that one of them cannot run */
+                char agreed[sizeof oc.msg], what[64];
+                snprintf(what, sizeof what, "case %d", c->index);
+                oc.exit_code = mp_agree(&w, oc.exit_code, oc.msg, what, agreed, sizeof agreed);
+                snprintf(oc.msg, sizeof oc.msg, "%s", agreed);
+            }
+            if (!oc.exit_code) {
+                int rc = mp && c->backend == FA4CP_BACKEND_CUDA
+                             ? run_procs(&mps, c, &w, inject, res, oc.msg, sizeof oc.msg)
+                             : run_local(c, &w, inject, res, oc.msg, sizeof oc.msg);
+                if (rc)
+                    oc.exit_code = rc;
             }
             if (!oc.exit_code)
                 judge(c, &w, res, w.size, &oc);
@@ -1016,35 +1308,40 @@ int main(int argc, char **argv)
             snprintf(ft, sizeof ft, isfinite(oc.fwd_tf) ? "%.4f" : "-", oc.fwd_tf);
             snprintf(bm, sizeof bm, oc.bwd_ms >= 0 ? "%.3f" : "-", oc.bwd_ms);
             snprintf(bt, sizeof bt, isfinite(oc.bwd_tf) ? "%.4f" : "-", oc.bwd_tf);
-            if (!o.quiet && isatty(2))
-                fprintf(stderr, "\r%78s\r", ""); /* the progress bar gives way to the row */
-            if (o.tap) {
-                printf("%s %d - %s case %d %s (fwd %s ms, bwd %s ms, max err %s)\n", oc.exit_code ? "not ok" : "ok",
-                       done_cases + 1, c->name, c->index, c->label, fm, bm, e);
+            if (root) {
+                if (!o.quiet && isatty(2))
+                    fprintf(stderr, "\r%78s\r", ""); /* the progress bar gives way to the row */
+                if (o.tap) {
+                    printf("%s %d - %s case %d %s (fwd %s ms, bwd %s ms, max err %s)\n", oc.exit_code ? "not ok" : "ok",
+                           done_cases + 1, c->name, c->index, c->label, fm, bm, e);
+                    if (oc.exit_code)
+                        printf("# %s: %s\n", oc.result, oc.msg);
+                } else {
+                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm,
+                           c->cp, (long long)c->tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
+                           mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc.result);
+                    if (oc.exit_code)
+                        printf("#   case %d %s: %s\n", c->index, oc.result, oc.msg);
+                }
+                fflush(stdout);
                 if (oc.exit_code)
-                    printf("# %s: %s\n", oc.result, oc.msg);
-            } else {
-                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm,
-                       c->cp, (long long)c->tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
-                       mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc.result);
-                if (oc.exit_code)
-                    printf("#   case %d %s: %s\n", c->index, oc.result, oc.msg);
+                    fprintf(stderr, "fa4cp-run: case %d (%s%s%s): %s\n", c->index, c->name, c->label[0] ? " " : "",
+                            c->label, oc.msg);
+                if (o.outdir)
+                    write_json(&o, &w, c, &oc, res, w.size);
             }
-            fflush(stdout);
-            if (oc.exit_code)
-                fprintf(stderr, "fa4cp-run: case %d (%s%s%s): %s\n", c->index, c->name, c->label[0] ? " " : "",
-                        c->label, oc.msg);
-            if (o.outdir)
-                write_json(&o, &w, c, &oc, res, w.size);
             done_cases++;
         }
-    progress(&o, done_cases, ncases, t0);
     free(res);
-    printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
-    if (o.outdir)
-        printf("# results: %s/results.jsonl\n", o.outdir);
-    printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
+    if (root) {
+        progress(&o, done_cases, ncases, t0);
+        printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+        if (o.outdir)
+            printf("# results: %s/results.jsonl\n", o.outdir);
+        printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
+    }
 done:
+    mp_close(&mps);
     for (int i = 0; i < nfiles; i++)
         fa4cp_workload_free(wl[i]);
     free(wl);

@@ -58,36 +58,19 @@ static double median(double *v, int n)
 
 static fa4cp_status make_cp(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp **out)
 {
-    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
-    fa4cp_status st = fa4cp_cp_comm_parse(c->comm, &cfg.comm);
+    fa4cp_cp_config cfg;
+    fa4cp_status st = fa4cp_case_cp_config(c, &cfg);
     if (st)
         return st;
-    cfg.backend = c->backend;
-    cfg.format = FA4CP_CP_THD; /* bshd cases have equal lengths: the THD description is exact */
-    cfg.dtype = c->dtype;
-    cfg.heads = c->heads;
-    cfg.kv_heads = c->kv_heads;
-    cfg.head_dim = c->head_dim;
-    cfg.causal = c->causal;
-    cfg.window_left = c->window_left;
-    cfg.window_right = c->window_right;
     return fa4cp_cp_create(&cfg, comm, out);
 }
 
 int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 {
-    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
+    fa4cp_cp_config cfg;
     fa4cp_cp_plan *plan = NULL;
-    if (fa4cp_cp_comm_parse(c->comm, &cfg.comm))
+    if (fa4cp_case_cp_config(c, &cfg))
         return -1;
-    cfg.backend = c->backend;
-    cfg.dtype = c->dtype;
-    cfg.heads = c->heads;
-    cfg.kv_heads = c->kv_heads;
-    cfg.head_dim = c->head_dim;
-    cfg.causal = c->causal;
-    cfg.window_left = c->window_left;
-    cfg.window_right = c->window_right;
     if (fa4cp_cp_plan_build(&cfg, c->cp, cp_rank, &plan))
         return -1;
     /* each line as a comment, so the table and TAP stay parseable */
@@ -314,15 +297,54 @@ out:
     return st;
 }
 
-/* all_gather helper */
-static fa4cp_status gather(fa4cp_comm *comm, const void *send, size_t bytes, void **recv)
+/* all_gather helper: host buffers in and out.  The nccl transport takes
+ * device memory only, so there the data goes through the rank's GPU
+ * (stream: the rank's stream; the call waits for the result). */
+static fa4cp_status gather(fa4cp_comm *comm, const void *send, size_t bytes, void **recv, rank_result *r)
 {
     int n = fa4cp_comm_size(comm);
     *recv = fa4cp_malloc(bytes * (size_t)n, "gathered verification data");
     if (!*recv)
         return FA4CP_ERR_NOMEM;
     fa4cp_comm_req *req = NULL;
-    fa4cp_status st = fa4cp_comm_all_gather(comm, send, *recv, bytes, NULL, &req);
+    fa4cp_status st;
+#ifdef HAVE_CUDA
+    if (!strcmp(fa4cp_comm_name(comm), "nccl")) {
+        void *ds = NULL, *dr = NULL;
+        cudaStream_t s = NULL;
+        cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+        if (e == cudaSuccess)
+            e = cudaMalloc(&ds, bytes ? bytes : 16);
+        if (e == cudaSuccess)
+            e = cudaMalloc(&dr, bytes ? bytes * (size_t)n : 16);
+        if (e == cudaSuccess && bytes)
+            e = cudaMemcpy(ds, send, bytes, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            st = FA4CP_ERR_CUDA;
+            snprintf(r->msg, sizeof r->msg, "verification gather on the GPU (%zu bytes): %s", bytes,
+                     cudaGetErrorString(e));
+        } else {
+            st = fa4cp_comm_all_gather(comm, ds, dr, bytes, s, &req);
+            if (!st)
+                st = fa4cp_comm_wait(comm, req, s);
+            if (!st && (e = cudaStreamSynchronize(s)) == cudaSuccess && bytes)
+                e = cudaMemcpy(*recv, dr, bytes * (size_t)n, cudaMemcpyDeviceToHost);
+            if (!st && e != cudaSuccess) {
+                st = FA4CP_ERR_CUDA;
+                snprintf(r->msg, sizeof r->msg, "verification gather on the GPU: %s", cudaGetErrorString(e));
+            }
+        }
+        if (ds)
+            cudaFree(ds);
+        if (dr)
+            cudaFree(dr);
+        if (s)
+            cudaStreamDestroy(s);
+        return st;
+    }
+#endif
+    (void)r;
+    st = fa4cp_comm_all_gather(comm, send, *recv, bytes, NULL, &req);
     if (!st)
         st = fa4cp_comm_wait(comm, req, NULL);
     return st;
@@ -341,10 +363,10 @@ static fa4cp_status verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_ra
     int32_t *cu = NULL;
     acc a;
     memset(&a, 0, sizeof a);
-    if ((st = gather(comm, b->out, qb, &gout)))
+    if ((st = gather(comm, b->out, qb, &gout, r)))
         goto out;
-    if (c->backward && ((st = gather(comm, b->dq, qb, &gdq)) || (st = gather(comm, b->dk, kb, &gdk)) ||
-                        (st = gather(comm, b->dv, kb, &gdv))))
+    if (c->backward && ((st = gather(comm, b->dq, qb, &gdq, r)) || (st = gather(comm, b->dk, kb, &gdk, r)) ||
+                        (st = gather(comm, b->dv, kb, &gdv, r))))
         goto out;
     if (cp_rank != 0)
         goto out;
@@ -470,15 +492,17 @@ typedef struct devbufs {
         }                                                                                          \
     } while (0)
 
-/* GPU of a rank: world rank modulo the visible devices, which is the world
- * table's local_rank % visible in the one-process (local) mode that runs
- * cases (several simulated ranks share a GPU when there are fewer GPUs) */
-static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, const bufs *b, size_t qn,
-                             size_t kn, size_t es, size_t les, rank_result *r)
+/* GPU of a rank: `device` (multi-process: the world table's row, one GPU
+ * per process), or with device < 0 the world rank modulo the visible
+ * devices, which is the world table's local_rank % visible in the
+ * one-process (local) mode (several simulated ranks share a GPU when there
+ * are fewer GPUs) */
+static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, int device, const bufs *b,
+                             size_t qn, size_t kn, size_t es, size_t les, rank_result *r)
 {
     int n = 0;
     DEV_CK(cudaGetDeviceCount(&n));
-    DEV_CK(cudaSetDevice(world_rank % n));
+    DEV_CK(cudaSetDevice(device >= 0 ? device : world_rank % n));
     d->on = 1;
     DEV_CK(cudaStreamCreateWithFlags((cudaStream_t *)&d->stream, cudaStreamNonBlocking));
     DEV_CK(cudaEventCreate((cudaEvent_t *)&d->e0));
@@ -570,10 +594,10 @@ int run_visible_gpus(void)
 }
 
 #else
-static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, const bufs *b, size_t qn,
-                             size_t kn, size_t es, size_t les, rank_result *r)
+static fa4cp_status dev_open(devbufs *d, const fa4cp_case *c, int world_rank, int device, const bufs *b,
+                             size_t qn, size_t kn, size_t es, size_t les, rank_result *r)
 {
-    (void)d, (void)c, (void)world_rank, (void)b, (void)qn, (void)kn, (void)es, (void)les;
+    (void)d, (void)c, (void)world_rank, (void)device, (void)b, (void)qn, (void)kn, (void)es, (void)les;
     snprintf(r->msg, sizeof r->msg, "run.backend cuda: this build has no CUDA");
     return FA4CP_ERR_UNSUPPORTED;
 }
@@ -605,7 +629,7 @@ static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a,
     return st;
 }
 
-void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r)
+void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
     int cp_rank = fa4cp_comm_rank(comm);
@@ -650,7 +674,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
     fa4cp_gen_fill_local(c, FA4CP_GEN_Q, cp_rank, b.q);
     fa4cp_gen_fill_local(c, FA4CP_GEN_K, cp_rank, b.k);
     fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
-    if (c->backend == FA4CP_BACKEND_CUDA && (st = dev_open(&dev, c, world_rank, &b, qn, kn, es, les, r)))
+    if (c->backend == FA4CP_BACKEND_CUDA && (st = dev_open(&dev, c, world_rank, device, &b, qn, kn, es, les, r)))
         goto out;
     if ((st = make_cp(c, comm, &cp)))
         goto out;
@@ -741,7 +765,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
         }
     }
     if (c->check != FA4CP_CHECK_OFF) {
-        if ((st = gather(comm, b.lse, (size_t)b.rows * h * les, &glse)))
+        if ((st = gather(comm, b.lse, (size_t)b.rows * h * les, &glse, r)))
             goto out;
         if (c->check == FA4CP_CHECK_FULL) {
             st = verify_full(c, comm, cp_rank, &b, glse, r);
@@ -761,7 +785,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int in
                                 s += fa4cp_load(c->dtype, b.dout, base + x) * fa4cp_load(c->dtype, b.out, base + x);
                         b.D[(size_t)hh * b.rows + l] = s;
                     }
-                if ((st = gather(comm, b.D, sizeof(double) * (size_t)b.rows * h, &gD)))
+                if ((st = gather(comm, b.D, sizeof(double) * (size_t)b.rows * h, &gD, r)))
                     goto out;
             }
             st = verify_sampled(c, comm, cp_rank, &b, glse, gD, r);
@@ -803,10 +827,11 @@ int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 
 int run_visible_gpus(void) { return 0; }
 
-void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r)
+void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r)
 {
     (void)c;
     (void)comm;
+    (void)device;
     (void)inject;
     memset(r, 0, sizeof *r);
     r->rank = world_rank;

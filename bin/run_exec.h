@@ -25,8 +25,9 @@ typedef struct rank_result {
  * through the CP executor over `comm`, verify as the case says.  Fills r.
  * inject (tests only): bit 0 corrupts one output element after the timed
  * runs (last CP rank); (inject >> 1) - 1 == world_rank fails this rank before
- * its first CP call. */
-void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int inject, rank_result *r);
+ * its first CP call.  device: the rank's GPU on backend cuda (-1: world_rank
+ * modulo the visible GPUs, for ranks that are threads of one process). */
+void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r);
 
 /* CUDA devices this process sees (0 without CUDA or without a device). */
 int run_visible_gpus(void);

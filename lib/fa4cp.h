@@ -537,6 +537,9 @@ int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
 int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
 int fa4cp_world_nodes(const fa4cp_world *w);
 double fa4cp_world_timeout(const fa4cp_world *w);
+/* The bound of every later bootstrap collective (allgather, bcast,
+ * barrier), e.g. longer than the slowest rank's work between two of them. */
+fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
 const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
 const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
 
@@ -751,6 +754,10 @@ void fa4cp_workload_free(fa4cp_workload *w);
 /* "128k" -> 131072, "1M" -> 1048576, "2G" (k = 1024); plain integers too. */
 fa4cp_status fa4cp_parse_tokens(const char *text, int64_t *out);
 
+/* The CP library's configuration of a case (comm shape, backend, THD format,
+ * dtype, heads, mask): *cfg is set from FA4CP_CP_CONFIG_INIT and the case.
+ * FA4CP_ERR_INVALID when cp.comm is not a CP comm shape. */
+fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg);
 /* The case fits a world of `world_size` ranks (world_size % cp == 0). */
 fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
 /* FLOPs of one forward and one backward (FlashAttention convention:

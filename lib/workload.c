@@ -1018,18 +1018,9 @@ static fa4cp_status finalize(const char *file, draft *d, int ncases_seqs_left)
                     "%s; or set attention.pad_between_seqs: true", msg);
     }
     /* and whatever else the CP library refuses about this shape */
-    fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
+    fa4cp_cp_config cfg;
     const mark *cm = m[F_CP_COMM].set ? &m[F_CP_COMM] : &m[F_CP_SIZE];
-    if (fa4cp_cp_comm_parse(c->comm, &cfg.comm) == FA4CP_OK) {
-        cfg.backend = c->backend;
-        cfg.format = FA4CP_CP_THD;
-        cfg.dtype = c->dtype;
-        cfg.heads = c->heads;
-        cfg.kv_heads = c->kv_heads;
-        cfg.head_dim = c->head_dim;
-        cfg.causal = c->causal;
-        cfg.window_left = c->window_left;
-        cfg.window_right = c->window_right;
+    if (fa4cp_case_cp_config(c, &cfg) == FA4CP_OK) {
         if (fa4cp_cp_validate(&cfg, c->cp, batch, c->cu_padded, 0) != FA4CP_OK) {
             char msg[700];
             snprintf(msg, sizeof msg, "%s", fa4cp_last_error());
@@ -1038,6 +1029,27 @@ static fa4cp_status finalize(const char *file, draft *d, int ncases_seqs_left)
     }
     if (c->samples <= 0)
         c->samples = 8;
+    return FA4CP_OK;
+}
+
+fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg)
+{
+    fa4cp_cp_config d = FA4CP_CP_CONFIG_INIT;
+    if (!c || !cfg)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_case_cp_config: NULL case or config");
+    *cfg = d;
+    fa4cp_status st = fa4cp_cp_comm_parse(c->comm, &cfg->comm);
+    if (st)
+        return st;
+    cfg->backend = c->backend;
+    cfg->format = FA4CP_CP_THD; /* bshd cases have equal lengths: the THD description is exact */
+    cfg->dtype = c->dtype;
+    cfg->heads = c->heads;
+    cfg->kv_heads = c->kv_heads;
+    cfg->head_dim = c->head_dim;
+    cfg->causal = c->causal;
+    cfg->window_left = c->window_left;
+    cfg->window_right = c->window_right;
     return FA4CP_OK;
 }
 

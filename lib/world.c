@@ -536,6 +536,15 @@ int fa4cp_world_size(const fa4cp_world *w) { return w ? w->size : 0; }
 int fa4cp_world_procs(const fa4cp_world *w) { return w ? w->procs : 0; }
 int fa4cp_world_nodes(const fa4cp_world *w) { return w ? w->nodes : 0; }
 double fa4cp_world_timeout(const fa4cp_world *w) { return w ? w->timeout_s : 0; }
+
+fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s)
+{
+    if (!w || !(timeout_s > 0))
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_world_set_timeout: %s", w ? "timeout must be positive"
+                                                                                     : "NULL world");
+    w->timeout_s = timeout_s;
+    return FA4CP_OK;
+}
 const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w) { return w ? w->table : NULL; }
 
 const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank)

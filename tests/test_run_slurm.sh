@@ -60,4 +60,27 @@ t $([ $rc -eq 2 ] && grep -q "needs cp.size = 4 ranks but the world has 3" "$tmp
 timeout -k 5 120 srun -n 4 --mpi=pmix "$run" -n 1 "$job" >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 3 ] && [ "$(grep -c "fa4cp-run: " "$tmp/e")" -ge 1 ] && echo 0 || echo 1) \
   "running the cuda acceptance job without GPUs fails cleanly with exit 3 ($rc)"
+# multi-process execution (one rank per process, NCCL): what can be checked without a GPU
+smoke="$(cd "$s" && pwd)/jobs/smoke.yaml"
+timeout -k 5 120 srun -n 2 --mpi=pmix "$run" --no-output --set cp.size=2 "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && [ "$(grep -c "the cpu backend runs ranks as threads of one process: use --ranks N without srun, or backend: cuda" "$tmp/e")" -eq 1 ] && echo 0 || echo 1) \
+  "srun -n 2: the cpu backend is refused once, with exit 2 ($rc)"
+[ $rc -eq 2 ] || sed 's/^/# /' "$tmp/e"
+timeout -k 5 120 srun -n 2 --mpi=pmix bash -c '"$0" --no-output -n 1 --backend cuda --set cp.size=2 --tap "$1"; echo "task $SLURM_PROCID exit $?" >&2' \
+    "$run" "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ "$(grep -c "^task [01] exit 3$" "$tmp/e")" -eq 2 ] && echo 0 || echo 1) \
+  "srun -n 2, backend cuda without GPUs: every task ends with exit 3, no hang ($rc)"
+t $([ "$(grep -c "cannot run the cuda cases of this pmix launch of 2 process(es): rank 0 on .*: " "$tmp/e")" -eq 1 ] &&
+    [ "$(grep -c "^Bail out! " "$tmp/o")" -eq 1 ] && echo 0 || echo 1) \
+  "... with one message naming the rank and why, and one TAP Bail out"
+sed 's/^/# /' "$tmp/e"
+timeout -k 5 120 env FA4CP_BOOTSTRAP=slurm srun -n 2 "$run" --no-output -n 1 --backend cuda --set cp.size=2 "$smoke" \
+    >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && grep -q "launch with srun --mpi=pmix" "$tmp/e" && echo 0 || echo 1) \
+  "2 tasks bootstrapped from the Slurm environment: refused (no PMIx exchange) with exit 3 ($rc)"
+[ $rc -eq 3 ] || sed 's/^/# /' "$tmp/e"
+timeout -k 5 120 srun -n 1 --mpi=pmix "$run" --no-output -n 1 --set cp.size=1 --set cp.comm=p2p "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && grep -q "bootstrap pmix" "$tmp/o" && grep -q "fa4cp-run concluded: OK" "$tmp/o" && echo 0 || echo 1) \
+  "srun -n 1 --mpi=pmix: a world of one process runs the cpu backend ($rc)"
+[ $rc -eq 0 ] || { sed 's/^/# /' "$tmp/e"; sed 's/^/# /' "$tmp/o"; }
 echo "1..$n"

@@ -51,6 +51,23 @@ int main(void)
         fa4cp_workload_free(w);
     }
 
+    /* the case as the CP library's config (fa4cp_case_cp_config) */
+    w = load("version: 1\nattention: {heads: 8, kv_heads: 2, head_dim: 32, causal: false, window: [16, 0], "
+             "sequences: [256, 128]}\nrun: {backend: cpu}\ncp: {size: 2, comm: all_gather}\n", NULL, 0);
+    ok(w != NULL, "a case with a window and GQA loads");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        fa4cp_cp_config cfg;
+        memset(&cfg, 0x5a, sizeof cfg);
+        ok(fa4cp_case_cp_config(c, &cfg) == FA4CP_OK && cfg.struct_size == sizeof cfg &&
+               cfg.comm == FA4CP_CP_ALL_GATHER && cfg.backend == FA4CP_BACKEND_CPU && cfg.format == FA4CP_CP_THD &&
+               cfg.dtype == c->dtype && cfg.heads == 8 && cfg.kv_heads == 2 && cfg.head_dim == 32 && !cfg.causal &&
+               cfg.window_left == 16 && cfg.window_right == 0 && cfg.softmax_scale == 0 && !cfg.deterministic,
+           "fa4cp_case_cp_config: every field from the case, the rest from FA4CP_CP_CONFIG_INIT");
+        ok(fa4cp_case_cp_config(NULL, &cfg) == FA4CP_ERR_INVALID, "fa4cp_case_cp_config(NULL) refused");
+        fa4cp_workload_free(w);
+    }
+
     /* cross product, last key fastest, labels */
     w = load(BASE "cp: {size: 2}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n  attention.causal: [true, false]\n", NULL, 0);
     ok(w && fa4cp_workload_count(w) == 6, "3 x 2 sweep gives 6 cases");

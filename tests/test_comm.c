@@ -451,13 +451,16 @@ int main(void)
         fa4cp_status ds = fa4cp_local_world_create(2, 1, 1.0, &w);
         if (fa4cp_backend_available(FA4CP_BACKEND_CUDA) || ds == FA4CP_OK) {
             /* a CUDA build: device memory is the GPU path (tests/test_cp_gpu) */
-            fa4cp_comm *d = NULL;
+            fa4cp_comm *d = NULL, *d0 = NULL;
             ok(ds == FA4CP_OK && fa4cp_local_comm(w, 1, &d) == FA4CP_OK && fa4cp_comm_device_memory(d),
                "device memory on the local transport (a CUDA build)");
+            ok(ds == FA4CP_OK && fa4cp_local_comm(w, 0, &d0) == FA4CP_OK && fa4cp_comm_device_memory(d0) &&
+                   fa4cp_comm_size(d0) == 2 && fa4cp_comm_rank(d0) == 0,
+               "... every endpoint of that world is a device-memory endpoint of the group");
             fa4cp_comm_destroy(d);
+            fa4cp_comm_destroy(d0);
             fa4cp_local_world_destroy(w);
             w = NULL;
-            ok(1, "... no refusal");
         } else {
             ok(ds == FA4CP_ERR_UNSUPPORTED, "device memory on the local transport is refused without CUDA");
             like(fa4cp_last_error(), "device memory needs a build with CUDA", "... saying so");

@@ -421,6 +421,37 @@ static fa4cp_status wait_req(exec *x, fa4cp_comm_req **req)
 
 /* ------------------------------------------------------------------ p2p */
 
+/* The attention call of p2p step sp (forward and backward alike): the whole
+ * local Q or its second half (qh), the KV block `cur` [K | V] whole or its
+ * first half (gathered into kvh), with exact per-sequence counts. */
+static fa4cp_status p2p_step_args(exec *x, const fa4cp_cp_step *sp, const void *q, const void *qh,
+                                  void *cur, void *kvh, const map *h0_to_half, fa4cp_attn_args *c)
+{
+    fa4cp_status st = FA4CP_OK;
+    const size_t kvb = (size_t)x->T * x->rk * x->es;
+    const int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
+    const size_t kvo = (size_t)x->B * (size_t)sp->kv_rank; /* offset of its counts */
+    c->q = qhalf ? qh : q;
+    c->cu_seqlens_q = qhalf ? x->d_hcu : x->d_lcu;
+    c->seqused_q = qhalf ? x->d_h1 + (size_t)x->B * x->r : x->d_lused + (size_t)x->B * x->r;
+    c->total_q = qhalf ? x->Th : x->T;
+    if (kvhalf) {
+        FA4CP_TRY(x->ops->gather(kvh, cur, h0_to_half->p, h0_to_half->n, x->rk * x->es, 2, x->Th,
+                                 x->T, x->stream));
+        c->k = kvh;
+        c->v = U8(kvh) + (size_t)x->Th * x->rk * x->es;
+    } else {
+        c->k = cur;
+        c->v = U8(cur) + kvb;
+    }
+    c->cu_seqlens_k = kvhalf ? x->d_hcu : x->d_lcu;
+    c->seqused_k = kvhalf ? x->d_h0 + kvo : x->d_lused + kvo;
+    c->total_k = kvhalf ? x->Th : x->T;
+    c->causal = sp->causal;
+out:
+    return st;
+}
+
 static fa4cp_status p2p_fwd(exec *x, const fa4cp_cp_args *a)
 {
     fa4cp_status st = FA4CP_OK;
@@ -463,25 +494,8 @@ static fa4cp_status p2p_fwd(exec *x, const fa4cp_cp_args *a)
         note_step(x, s, sp->send_to >= 0);
         FA4CP_TRY(stamp(x, CP_EV_COMP0, s, x->stream));
         fa4cp_attn_args c = base_args(x);
-        int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
-        size_t kvo = (size_t)x->B * (size_t)sp->kv_rank; /* offset of its counts */
-        c.q = qhalf ? qh : a->q;
-        c.cu_seqlens_q = qhalf ? x->d_hcu : x->d_lcu;
-        c.seqused_q = qhalf ? x->d_h1 + (size_t)x->B * x->r : x->d_lused + (size_t)x->B * x->r;
-        c.total_q = qhalf ? x->Th : x->T;
-        if (kvhalf) {
-            FA4CP_TRY(o->gather(kvh, cur, h0_to_half.p, h0_to_half.n, x->rk * x->es, 2, x->Th, x->T,
-                                x->stream));
-            c.k = kvh;
-            c.v = U8(kvh) + (size_t)x->Th * x->rk * x->es;
-        } else {
-            c.k = cur;
-            c.v = U8(cur) + kvb;
-        }
-        c.cu_seqlens_k = kvhalf ? x->d_hcu : x->d_lcu;
-        c.seqused_k = kvhalf ? x->d_h0 + kvo : x->d_lused + kvo;
-        c.total_k = kvhalf ? x->Th : x->T;
-        c.causal = sp->causal;
+        int qhalf = sp->q_half == 1;
+        FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, cur, kvh, &h0_to_half, &c));
         c.out = pout;
         c.lse = plse;
         FA4CP_TRY(attn(x, &c, 0));
@@ -570,29 +584,12 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
         FA4CP_TRY(stamp(x, CP_EV_COMP0, s, x->stream));
 
         fa4cp_attn_args c = base_args(x);
-        int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
-        size_t kvo = (size_t)x->B * (size_t)sp->kv_rank;
-        c.q = qhalf ? qh : a->q;
+        int qhalf = sp->q_half == 1;
+        FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, cur, kvh, &h0_to_half, &c));
         c.out = qhalf ? oh : a->out;
         c.dout = qhalf ? doh : a->dout;
         c.lse = qhalf ? lh : a->lse;
         c.dlse = a->dlse ? (qhalf ? dlh : a->dlse) : NULL;
-        c.cu_seqlens_q = qhalf ? x->d_hcu : x->d_lcu;
-        c.seqused_q = qhalf ? x->d_h1 + (size_t)x->B * x->r : x->d_lused + (size_t)x->B * x->r;
-        c.total_q = qhalf ? x->Th : x->T;
-        if (kvhalf) {
-            FA4CP_TRY(o->gather(kvh, cur, h0_to_half.p, h0_to_half.n, x->rk * x->es, 2, x->Th, x->T,
-                                x->stream));
-            c.k = kvh;
-            c.v = U8(kvh) + (size_t)x->Th * x->rk * x->es;
-        } else {
-            c.k = cur;
-            c.v = U8(cur) + kvb;
-        }
-        c.cu_seqlens_k = kvhalf ? x->d_hcu : x->d_lcu;
-        c.seqused_k = kvhalf ? x->d_h0 + kvo : x->d_lused + kvo;
-        c.total_k = kvhalf ? x->Th : x->T;
-        c.causal = sp->causal;
         c.dq = pdq;
         c.dk = pdkv;
         c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
@@ -609,7 +606,7 @@ static fa4cp_status p2p_bwd(exec *x, const fa4cp_cp_args *a)
             FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
         else
             FA4CP_TRY(o->zero(dkv_out, dkvb, x->stream));
-        const map *mk = kvhalf ? &h0_back_all : &all;
+        const map *mk = sp->kv_half == 0 ? &h0_back_all : &all;
         FA4CP_TRY(o->add(x->ad, dkv_out, x->dt, c.dk, mk->p, mk->n, x->rk, x->stream));
         FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
     }

@@ -292,6 +292,41 @@ static size_t contrib_bytes(int kind, size_t size, fa4cp_dtype dtype, int n)
     }
 }
 
+/* Under the world's lock: request r becomes this rank's next collective;
+ * its record is found, or `*fresh` is inserted (and taken), and this rank's
+ * contribution is marked posted with the operation's description.  The
+ * caller adds its data, counts the arrival and wakes the others. */
+static coll_rec *join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, size_t size,
+                           fa4cp_dtype dtype, int op, coll_rec **fresh)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    r->is_coll = 1;
+    r->kind = kind;
+    r->recv = recv;
+    r->size = size;
+    r->dtype = dtype;
+    r->op = op;
+    r->gen = e->gen++;
+    coll_rec *rec = w->colls;
+    while (rec && rec->gen != r->gen)
+        rec = rec->next;
+    if (!rec) {
+        rec = *fresh;
+        *fresh = NULL;
+        rec->gen = r->gen;
+        rec->next = w->colls;
+        w->colls = rec;
+    }
+    contrib *k = &rec->c[c->rank];
+    k->posted = 1;
+    k->kind = kind;
+    k->size = size;
+    k->dtype = dtype;
+    k->op = op;
+    return rec;
+}
+
 #ifdef HAVE_CUDA
 static fa4cp_status dev_post_coll(fa4cp_comm *c, int kind, const void *send, void *recv,
                                   size_t size, fa4cp_dtype dtype, int op, void *stream,
@@ -321,30 +356,9 @@ static fa4cp_status post_coll(fa4cp_comm *c, int kind, const void *send, void *r
     }
     if (bytes)
         memcpy(data, send, bytes);
-    r->is_coll = 1;
-    r->kind = kind;
-    r->recv = recv;
-    r->size = size;
-    r->dtype = dtype;
-    r->op = op;
     pthread_mutex_lock(&w->mu);
-    r->gen = e->gen++;
-    coll_rec *rec = w->colls;
-    while (rec && rec->gen != r->gen)
-        rec = rec->next;
-    if (!rec) {
-        rec = fresh;
-        fresh = NULL;
-        rec->gen = r->gen;
-        rec->next = w->colls;
-        w->colls = rec;
-    }
+    coll_rec *rec = join_coll(c, r, kind, recv, size, dtype, op, &fresh);
     contrib *k = &rec->c[c->rank];
-    k->posted = 1;
-    k->kind = kind;
-    k->size = size;
-    k->dtype = dtype;
-    k->op = op;
     k->data = data;
     data = NULL;
     rec->arrived++;
@@ -720,30 +734,9 @@ static fa4cp_status dev_post_coll(fa4cp_comm *c, int kind, const void *send, voi
     }
     FA4CP_TRY(new_event(&ready, 1, stream));
     FA4CP_TRY(new_event(&done, 0, NULL));
-    r->is_coll = 1;
-    r->kind = kind;
-    r->recv = recv;
-    r->size = size;
-    r->dtype = dtype;
-    r->op = op;
     pthread_mutex_lock(&w->mu);
-    r->gen = e->gen++;
-    coll_rec *rec = w->colls;
-    while (rec && rec->gen != r->gen)
-        rec = rec->next;
-    if (!rec) {
-        rec = fresh;
-        fresh = NULL;
-        rec->gen = r->gen;
-        rec->next = w->colls;
-        w->colls = rec;
-    }
+    coll_rec *rec = join_coll(c, r, kind, recv, size, dtype, op, &fresh);
     contrib *k = &rec->c[c->rank];
-    k->posted = 1;
-    k->kind = kind;
-    k->size = size;
-    k->dtype = dtype;
-    k->op = op;
     k->dsend = send;
     k->ready = ready;
     k->done = done;

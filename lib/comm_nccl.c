@@ -572,6 +572,34 @@ out:
     return st;
 }
 
+/* Split *parent for (color, key) into *child, group kind "cp" or "dp", and
+ * wait until both are settled: a non-blocking parent is busy until its part
+ * of the split is done too.  A comm that settle aborted is set to NULL. */
+static fa4cp_status split(nccl_impl *tmp, ncclComm_t *parent, int color, int key, int blocking,
+                          const char *kind, double timeout_s, ncclComm_t *child)
+{
+    fa4cp_status st = FA4CP_OK;
+    ncclConfig_t sc = NCCL_CONFIG_INITIALIZER;
+    sc.blocking = blocking;
+    sc.commName = strcmp(kind, "cp") == 0 ? "fa4cp-cp" : "fa4cp-dp";
+    ncclResult_t r = ncclCommSplit(*parent, color, key, child, &sc);
+    snprintf(tmp->label, sizeof tmp->label, "%s%d", kind, color);
+    if (r != ncclSuccess && r != ncclInProgress)
+        FA4CP_FAIL(FA4CP_ERR_NCCL, "ncclCommSplit (%s group %d): %s",
+                   strcmp(kind, "cp") == 0 ? "CP" : "DP", color, ncclGetErrorString(r));
+    st = settle(tmp, *child, r, "ncclCommSplit", timeout_s);
+    if (st != FA4CP_OK) {
+        *child = NULL;
+        goto out;
+    }
+    snprintf(tmp->label, sizeof tmp->label, "world");
+    st = settle(tmp, *parent, ncclInProgress, "ncclCommSplit (parent)", timeout_s);
+    if (st != FA4CP_OK)
+        *parent = NULL;
+out:
+    return st;
+}
+
 fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                     const fa4cp_nccl_config *cfg_in, fa4cp_nccl_comms *out)
 {
@@ -633,45 +661,8 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
     fa4cp_layout_place pl;
     FA4CP_TRY(fa4cp_layout_place_of(l, w->rank, &pl));
     char label[32];
-    ncclConfig_t sc = NCCL_CONFIG_INITIALIZER;
-    sc.blocking = nc.blocking;
-    sc.commName = "fa4cp-cp";
-    r = ncclCommSplit(world, pl.cp_group, pl.cp_rank, &cp, &sc);
-    snprintf(tmp.label, sizeof tmp.label, "cp%d", pl.cp_group);
-    if (r != ncclSuccess && r != ncclInProgress)
-        FA4CP_FAIL(FA4CP_ERR_NCCL, "ncclCommSplit (CP group %d): %s", pl.cp_group,
-                   ncclGetErrorString(r));
-    st = settle(&tmp, cp, r, "ncclCommSplit", cfg.timeout_s);
-    if (st != FA4CP_OK) {
-        cp = NULL;
-        goto out;
-    }
-    /* non-blocking: the parent is busy until its part of the split is done too */
-    snprintf(tmp.label, sizeof tmp.label, "world");
-    st = settle(&tmp, world, ncclInProgress, "ncclCommSplit (parent)", cfg.timeout_s);
-    if (st != FA4CP_OK) {
-        world = NULL;
-        goto out;
-    }
-    ncclConfig_t dc = NCCL_CONFIG_INITIALIZER;
-    dc.blocking = nc.blocking;
-    dc.commName = "fa4cp-dp";
-    r = ncclCommSplit(world, pl.dp_group, pl.dp_rank, &dp, &dc);
-    snprintf(tmp.label, sizeof tmp.label, "dp%d", pl.dp_group);
-    if (r != ncclSuccess && r != ncclInProgress)
-        FA4CP_FAIL(FA4CP_ERR_NCCL, "ncclCommSplit (DP group %d): %s", pl.dp_group,
-                   ncclGetErrorString(r));
-    st = settle(&tmp, dp, r, "ncclCommSplit", cfg.timeout_s);
-    if (st != FA4CP_OK) {
-        dp = NULL;
-        goto out;
-    }
-    snprintf(tmp.label, sizeof tmp.label, "world");
-    st = settle(&tmp, world, ncclInProgress, "ncclCommSplit (parent)", cfg.timeout_s);
-    if (st != FA4CP_OK) {
-        world = NULL;
-        goto out;
-    }
+    FA4CP_TRY(split(&tmp, &world, pl.cp_group, pl.cp_rank, nc.blocking, "cp", cfg.timeout_s, &cp));
+    FA4CP_TRY(split(&tmp, &world, pl.dp_group, pl.dp_rank, nc.blocking, "dp", cfg.timeout_s, &dp));
 
     st = wrap(world, me->gpu, cfg.timeout_s, "world", &made.world);
     world = NULL; /* owned by made.world, or destroyed by wrap */

@@ -454,8 +454,45 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     if (st == FA4CP_OK)
         st = x.ops->sync(x.stream);
     cp->trace_valid = st == FA4CP_OK;
+    cp->last_workspace = x.allocated;
 out:
     cpx_release(&x);
     return st;
 }
 
+
+/* ------------------------------------------------------------------ workspace */
+
+size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp, int batch, int64_t rows, int backward)
+{
+    exec x;
+    memset(&x, 0, sizeof x);
+    if (fa4cp_cp_check_shape(cfg, cp) != FA4CP_OK || batch < 0 || rows < 0) {
+        fa4cp_error_context(FA4CP_ERR_INVALID, "fa4cp_cp_workspace_bytes");
+        return 0;
+    }
+    x.cfg = cfg;
+    x.n = cp;
+    x.B = batch;
+    x.H = cfg->heads;
+    x.Hk = cfg->kv_heads;
+    x.D = cfg->head_dim;
+    x.es = fa4cp_dtype_size(cfg->dtype);
+    x.as = fa4cp_dtype_size(fa4cp_lse_dtype(cfg->dtype));
+    x.rq = (size_t)x.H * (size_t)x.D;
+    x.rk = (size_t)x.Hk * (size_t)x.D;
+    x.G = rows;
+    x.T = rows / cp;
+    x.Th = x.T / 2;
+    /* setup: cu_seqlens, seqused, local and half offsets, every rank's counts */
+    size_t common = 4 * ((size_t)batch + 1) * 4 + 3 * ((size_t)cp * batch + 1) * 4, most = 0;
+    for (int bwd = 0; bwd <= (backward ? 1 : 0); bwd++) {
+        size_t b = cfg->comm == FA4CP_CP_P2P ? cpx_p2p_workspace(&x, bwd)
+                   : cfg->comm == FA4CP_CP_ALL_GATHER ? cpx_ag_workspace(&x, bwd)
+                                                      : cpx_a2a_workspace(&x, bwd);
+        most = b > most ? b : most;
+    }
+    return common + most;
+}
+
+size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp) { return cp ? cp->last_workspace : 0; }

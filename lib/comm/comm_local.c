@@ -242,38 +242,47 @@ static msg *take_msg(fa4cp_local_world *w, int src, int dst, uint64_t seq)
     return NULL;
 }
 
+/* The message of receive p, waited for until the deadline: FA4CP_OK, or
+ * FA4CP_ERR_TIMEOUT (*out NULL: it never came), or FA4CP_ERR_INVALID when its
+ * size is not the receive's (*out is the message all the same, for the
+ * caller to release).  Host and device receives alike. */
+static fa4cp_status take_wait(fa4cp_comm *c, const pending *p, const struct timespec *deadline, msg **out)
+{
+    fa4cp_local_world *w = ep_of(c)->w;
+    msg *m = NULL;
+    pthread_mutex_lock(&w->mu);
+    while (!(m = take_msg(w, p->peer, c->rank, p->seq)))
+        if (wait_until(w, deadline) == ETIMEDOUT) {
+            m = take_msg(w, p->peer, c->rank, p->seq);
+            break;
+        }
+    pthread_mutex_unlock(&w->mu);
+    *out = m;
+    if (!m)
+        return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
+                               "local sendrecv: rank %d waited %.3g s for message number %llu from rank %d "
+                               "(%zu bytes) and rank %d never sent it",
+                               c->rank, c->timeout_s, (unsigned long long)p->seq, p->peer, p->bytes, p->peer);
+    if (m->bytes != p->bytes)
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "local sendrecv: rank %d sent %zu bytes to rank %d (message number %llu) "
+                               "but rank %d posted a receive of %zu bytes",
+                               p->peer, m->bytes, c->rank, (unsigned long long)p->seq, c->rank, p->bytes);
+    return FA4CP_OK;
+}
+
 static fa4cp_status wait_p2p(fa4cp_comm *c, fa4cp_comm_req *r)
 {
-    endpoint *e = ep_of(c);
-    fa4cp_local_world *w = e->w;
     fa4cp_status st = FA4CP_OK;
     struct timespec deadline;
     deadline_of(c->timeout_s, &deadline);
     for (int i = 0; i < r->nrecv && st == FA4CP_OK; i++) {
-        pending *p = &r->recvs[i];
+        const pending *p = &r->recvs[i];
         msg *m = NULL;
-        pthread_mutex_lock(&w->mu);
-        while (!(m = take_msg(w, p->peer, c->rank, p->seq)))
-            if (wait_until(w, &deadline) == ETIMEDOUT) {
-                m = take_msg(w, p->peer, c->rank, p->seq);
-                break;
-            }
-        pthread_mutex_unlock(&w->mu);
-        if (!m) {
-            st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
-                                 "local sendrecv: rank %d waited %.3g s for message number %llu from rank %d "
-                                 "(%zu bytes) and rank %d never sent it",
-                                 c->rank, c->timeout_s, (unsigned long long)p->seq, p->peer,
-                                 p->bytes, p->peer);
+        st = take_wait(c, p, &deadline, &m);
+        if (!m)
             break;
-        }
-        if (m->bytes != p->bytes)
-            st = fa4cp_set_error(FA4CP_ERR_INVALID,
-                                 "local sendrecv: rank %d sent %zu bytes to rank %d (message number %llu) "
-                                 "but rank %d posted a receive of %zu bytes",
-                                 p->peer, m->bytes, c->rank, (unsigned long long)p->seq, c->rank,
-                                 p->bytes);
-        else if (m->bytes)
+        if (st == FA4CP_OK && m->bytes)
             memcpy(p->buf, m->data, m->bytes);
         fa4cp_free(m);
     }
@@ -427,20 +436,23 @@ static void reduce(const coll_rec *rec, int n, size_t block, size_t count, fa4cp
     }
 }
 
-static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
+/* The record of collective r once every rank has posted it (until the
+ * deadline), every contribution checked against r: FA4CP_OK;
+ * FA4CP_ERR_TIMEOUT naming the ranks that never posted (*out NULL: the
+ * record stays for them); FA4CP_ERR_INVALID naming a mismatch (*out set,
+ * the caller finishes with the record).  Host and device collectives alike. */
+static fa4cp_status arrive_all(fa4cp_comm *c, const fa4cp_comm_req *r, const struct timespec *deadline,
+                               coll_rec **out)
 {
-    endpoint *e = ep_of(c);
-    fa4cp_local_world *w = e->w;
+    fa4cp_local_world *w = ep_of(c)->w;
     const int n = w->n;
-    fa4cp_status st = FA4CP_OK;
-    struct timespec deadline;
-    deadline_of(c->timeout_s, &deadline);
+    *out = NULL;
     pthread_mutex_lock(&w->mu);
     coll_rec *rec = w->colls;
     while (rec && rec->gen != r->gen)
         rec = rec->next;
     while (rec->arrived < n)
-        if (wait_until(w, &deadline) == ETIMEDOUT)
+        if (wait_until(w, deadline) == ETIMEDOUT)
             break;
     if (rec->arrived < n) {
         char missing[256] = "";
@@ -455,28 +467,41 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
                                missing);
     }
     pthread_mutex_unlock(&w->mu);
-
+    *out = rec;
     /* every rank posted: the record is read-only until all have finished */
-    for (int p = 0; p < n && st == FA4CP_OK; p++) {
+    for (int p = 0; p < n; p++) {
         const contrib *k = &rec->c[p];
         if (k->kind != r->kind)
-            st = fa4cp_set_error(FA4CP_ERR_INVALID,
-                                 "local collective number %llu: rank %d posted %s but rank %d posted %s",
-                                 (unsigned long long)r->gen, c->rank, kind_name[r->kind], p,
-                                 kind_name[k->kind]);
-        else if (k->size != r->size || k->dtype != r->dtype || k->op != r->op) {
+            return fa4cp_set_error(FA4CP_ERR_INVALID,
+                                   "local collective number %llu: rank %d posted %s but rank %d posted %s",
+                                   (unsigned long long)r->gen, c->rank, kind_name[r->kind], p,
+                                   kind_name[k->kind]);
+        if (k->size != r->size || k->dtype != r->dtype || k->op != r->op) {
             int bytes = r->kind == K_ALL_GATHER || r->kind == K_ALL_TO_ALL;
             char mine[64], theirs[64];
             snprintf(mine, sizeof mine, "%zu %s%s%s", r->size, bytes ? "bytes" : "elements of ",
                      bytes ? "" : fa4cp_dtype_name(r->dtype), r->op ? " (max)" : "");
             snprintf(theirs, sizeof theirs, "%zu %s%s%s", k->size, bytes ? "bytes" : "elements of ",
                      bytes ? "" : fa4cp_dtype_name(k->dtype), k->op ? " (max)" : "");
-            st = fa4cp_set_error(FA4CP_ERR_INVALID,
-                                 "local %s number %llu: rank %d posted %s but rank %d posted %s",
-                                 kind_name[r->kind], (unsigned long long)r->gen, c->rank, mine, p,
-                                 theirs);
+            return fa4cp_set_error(FA4CP_ERR_INVALID,
+                                   "local %s number %llu: rank %d posted %s but rank %d posted %s",
+                                   kind_name[r->kind], (unsigned long long)r->gen, c->rank, mine, p, theirs);
         }
     }
+    return FA4CP_OK;
+}
+
+static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
+{
+    endpoint *e = ep_of(c);
+    fa4cp_local_world *w = e->w;
+    const int n = w->n;
+    coll_rec *rec = NULL;
+    struct timespec deadline;
+    deadline_of(c->timeout_s, &deadline);
+    fa4cp_status st = arrive_all(c, r, &deadline, &rec);
+    if (!rec)
+        return st;
     if (st == FA4CP_OK) {
         unsigned char *out = r->recv;
         switch (r->kind) {
@@ -634,29 +659,11 @@ static fa4cp_status dev_wait_p2p(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
     for (int i = 0; i < r->nrecv && st == FA4CP_OK; i++) {
         pending *p = &r->recvs[i];
         msg *m = NULL;
-        pthread_mutex_lock(&w->mu);
-        while (!(m = take_msg(w, p->peer, c->rank, p->seq)))
-            if (wait_until(w, &deadline) == ETIMEDOUT) {
-                m = take_msg(w, p->peer, c->rank, p->seq);
-                break;
-            }
-        pthread_mutex_unlock(&w->mu);
-        if (!m) {
-            st = fa4cp_set_error(FA4CP_ERR_TIMEOUT,
-                                 "local sendrecv: rank %d waited %.3g s for message number %llu from rank %d "
-                                 "(%zu bytes) and rank %d never sent it",
-                                 c->rank, c->timeout_s, (unsigned long long)p->seq, p->peer,
-                                 p->bytes, p->peer);
+        st = take_wait(c, p, &deadline, &m);
+        if (!m)
             break;
-        }
         cudaError_t ce = cudaSuccess;
-        if (m->bytes != p->bytes) {
-            st = fa4cp_set_error(FA4CP_ERR_INVALID,
-                                 "local sendrecv: rank %d sent %zu bytes to rank %d (message number %llu) "
-                                 "but rank %d posted a receive of %zu bytes",
-                                 p->peer, m->bytes, c->rank, (unsigned long long)p->seq, c->rank,
-                                 p->bytes);
-        } else {
+        if (st == FA4CP_OK) {
             ce = cudaStreamWaitEvent(s, (cudaEvent_t)m->ready, 0);
             if (ce == cudaSuccess)
                 ce = cudaStreamWaitEvent(s, (cudaEvent_t)p->post, 0);
@@ -820,42 +827,13 @@ static fa4cp_status dev_wait_coll(fa4cp_comm *c, fa4cp_comm_req *r, void *stream
     endpoint *e = ep_of(c);
     fa4cp_local_world *w = e->w;
     const int n = w->n;
-    fa4cp_status st = FA4CP_OK;
     cudaStream_t s = (cudaStream_t)stream;
+    coll_rec *rec = NULL;
     struct timespec deadline;
     deadline_of(c->timeout_s, &deadline);
-    pthread_mutex_lock(&w->mu);
-    coll_rec *rec = w->colls;
-    while (rec && rec->gen != r->gen)
-        rec = rec->next;
-    while (rec->arrived < n)
-        if (wait_until(w, &deadline) == ETIMEDOUT)
-            break;
-    int arrived = rec->arrived;
-    pthread_mutex_unlock(&w->mu);
-    if (arrived < n) {
-        char missing[256] = "";
-        size_t at = 0;
-        pthread_mutex_lock(&w->mu);
-        for (int p = 0; p < n && at + 16 < sizeof missing; p++)
-            if (!rec->c[p].posted)
-                at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", at ? "," : "", p);
-        pthread_mutex_unlock(&w->mu);
-        /* the record stays: the others may still come and find it */
-        return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
-                               "local %s number %llu: rank %d waited %.3g s and rank(s) %s never posted it",
-                               kind_name[r->kind], (unsigned long long)r->gen, c->rank, c->timeout_s,
-                               missing);
-    }
-    for (int p = 0; p < n && st == FA4CP_OK; p++) {
-        const contrib *k = &rec->c[p];
-        if (k->kind != r->kind || k->size != r->size || k->dtype != r->dtype || k->op != r->op)
-            st = fa4cp_set_error(FA4CP_ERR_INVALID,
-                                 "local collective number %llu: rank %d posted %s of %zu, rank %d "
-                                 "posted %s of %zu",
-                                 (unsigned long long)r->gen, c->rank, kind_name[r->kind], r->size, p,
-                                 kind_name[k->kind], k->size);
-    }
+    fa4cp_status st = arrive_all(c, r, &deadline, &rec);
+    if (!rec) /* the record stays: the others may still come and find it */
+        return st;
     if (st == FA4CP_OK)
         st = dev_pull(c, rec, r, s);
     if (st == FA4CP_OK) {

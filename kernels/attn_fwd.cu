@@ -1,250 +1,14 @@
-// attn_fwd.cu - FlashAttention forward for THD varlen inputs (sm_90a build).
-//
-// One CTA of 8 warps computes a 128-row query tile of one (sequence, head):
-// each warp owns 16 query rows.  K and V tiles of 64 rows stream through
-// shared memory with cp.async (V of block n loads during S = Q K^T of block
-// n, K of block n-1 during O += P V of block n).  P stays in registers as the
-// A operand of the second product.  Only the KV blocks that some row of the
-// tile can see are visited, last block first (the masked ones come first).
-//
-// Work order: one flat 1-D grid of (m-block, batch, head) tiles with the
-// m-block index counted from the end of each sequence and varying slowest,
-// so the heaviest causal tiles of every sequence start first and tiles past
-// a short sequence's end exit at once.
+// attn_fwd.cu - the forward dispatcher: the warp-specialised TMA kernel of
+// fwd_kernel.cuh (one .cu per element type: attn_fwd_bf16.cu, attn_fwd_fp16.cu),
+// or, with tuning bit 1024, the previous two-warpgroup cp.async kernel below
+// (for A/B timing until the new one has been measured everywhere).
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 #include "attn_sched.cuh"
+#include "fwd_launch.h"
 
-#include <stdlib.h>
-#include <string.h>
 
 namespace fa4cp {
-
-template <typename T, int D> struct FwdCfg {
-    static constexpr int BM = 128;
-    static constexpr int BN = 64;
-    static constexpr int NW = 8;
-    static constexpr int NT = NW * 32;
-    static constexpr int SMEM = (BM * D + 2 * BN * D) * (int)sizeof(T);
-};
-
-template <typename T, int D>
-__global__ void __launch_bounds__(256, D == 128 ? 1 : 2) fwd_kernel(const fa4cp_kparams p, int max_mblocks) {
-    using C = FwdCfg<T, D>;
-    constexpr int BM = C::BM, BN = C::BN, NT = C::NT;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw);
-    T *sK = sQ + BM * D;
-    T *sV = sK + BN * D;
-
-    const int H = p.heads;
-    const int tile = blockIdx.x;
-    const int hi = tile % H;
-    const int bi = (tile / H) % p.batch;
-    const int mb_rev = tile / (H * p.batch);
-    (void)max_mblocks;
-
-    const SeqInfo si = seq_info(p, bi);
-    const int nmb = (si.sq + BM - 1) / BM;
-    if (mb_rev >= nmb)
-        return;
-    const int m_block = nmb - 1 - mb_rev;
-    const int m0 = m_block * BM;
-    const int kvh = hi / (H / p.kv_heads);
-
-    const int tid = threadIdx.x;
-    const int warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, t = lane & 3;
-
-    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-    const int m_last = min(m0 + BM, si.sq) - 1;
-    // KV range visible to some row of the tile.
-    int64_t j_hi = mk.hi(m_last);
-    int64_t j_lo = mk.lo(m0);
-    const int64_t q_stride = (int64_t)H * D;
-    const int64_t k_stride = (int64_t)p.kv_heads * D;
-    T *out = reinterpret_cast<T *>(p.out);
-    const int row0 = m0 + warp * 16 + g; // this thread's rows: row0, row0 + 8
-
-    if (si.sk == 0 || j_hi < j_lo) {
-        // Nothing visible: out 0, lse -inf.
-        for (int r = 0; r < 2; ++r) {
-            int i = row0 + 8 * r;
-            if (i >= si.sq)
-                continue;
-            T *o = out + (si.q_off + i) * q_stride + (int64_t)hi * D;
-#pragma unroll
-            for (int c = 0; c < D / 8; ++c)
-                *reinterpret_cast<uint32_t *>(o + c * 8 + 2 * t) = pack2<T>(0.f, 0.f);
-            if (t == 0)
-                p.lse[(int64_t)hi * p.total_q + si.q_off + i] = -INFINITY;
-        }
-        return;
-    }
-    const int n_lo = (int)(j_lo / BN), n_hi = (int)(j_hi / BN);
-
-    const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hi * D;
-    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
-    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
-
-    load_tile<T, BM, D, NT>(sQ, gq, q_stride, m0, si.sq, tid);
-    cp_async_commit();
-    load_tile<T, BN, D, NT>(sK, gk, k_stride, n_hi * BN, si.sk, tid);
-    cp_async_commit();
-
-    const float sl2 = p.scale * kLog2e;
-    float row_max[2] = {-INFINITY, -INFINITY}; // in log2 units (score * scale * log2e)
-    float row_sum[2] = {0.f, 0.f};
-    float acc[D / 8][4];
-#pragma unroll
-    for (int i = 0; i < D / 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            acc[i][j] = 0.f;
-
-    // ldmatrix lane addresses (row/col inside a 16x16 block)
-    const int a_row = lane & 15, a_col = (lane >> 4) * 8;                         // A, and B.trans
-    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8; // B non-trans
-
-    for (int n = n_hi; n >= n_lo; --n) {
-        cp_async_wait<0>();
-        __syncthreads(); // K[n] (and Q) landed; every warp is done with sV
-        load_tile<T, BN, D, NT>(sV, gv, k_stride, n * BN, si.sk, tid);
-        cp_async_commit();
-
-        float s[BN / 8][4];
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-                s[i][j] = 0.f;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t a[4];
-            ldmatrix_x4(a, smem_u32(sQ + swz<D>(warp * 16 + a_row, kk * 16 + a_col)));
-#pragma unroll
-            for (int np = 0; np < BN / 16; ++np) {
-                uint32_t b[4];
-                ldmatrix_x4(b, smem_u32(sK + swz<D>(np * 16 + b_row, kk * 16 + b_col)));
-                mma16816<T>(s[2 * np], a, b[0], b[1]);
-                mma16816<T>(s[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-
-        // scale into log2 units, then mask where the block needs it
-        const int n0 = n * BN;
-        const bool need_mask = (n0 + BN > si.sk) ||
-                               (p.window_right >= 0 && (int64_t)n0 + BN - 1 > mk.hi(m0)) ||
-                               (p.window_left >= 0 && (int64_t)n0 < mk.lo(m0 + BM - 1));
-#pragma unroll
-        for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-                s[i][j] *= sl2;
-        if (need_mask) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int64_t qi = row0 + 8 * r;
-                const int64_t lo = mk.lo(qi), hi2 = mk.hi(qi);
-#pragma unroll
-                for (int i = 0; i < BN / 8; ++i)
-#pragma unroll
-                    for (int c = 0; c < 2; ++c) {
-                        int64_t j = n0 + i * 8 + 2 * t + c;
-                        if (j < lo || j > hi2)
-                            s[i][2 * r + c] = -INFINITY;
-                    }
-            }
-        }
-
-        // online softmax
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float mx = row_max[r];
-#pragma unroll
-            for (int i = 0; i < BN / 8; ++i)
-                mx = fmaxf(mx, fmaxf(s[i][2 * r], s[i][2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float base = (mx == -INFINITY) ? 0.f : mx;
-            const float corr = exp2f(row_max[r] - base);
-            row_max[r] = mx;
-            float sum = 0.f;
-#pragma unroll
-            for (int i = 0; i < BN / 8; ++i) {
-                s[i][2 * r] = exp2f(s[i][2 * r] - base);
-                s[i][2 * r + 1] = exp2f(s[i][2 * r + 1] - base);
-                sum += s[i][2 * r] + s[i][2 * r + 1];
-            }
-            row_sum[r] = row_sum[r] * corr + sum;
-#pragma unroll
-            for (int i = 0; i < D / 8; ++i) {
-                acc[i][2 * r] *= corr;
-                acc[i][2 * r + 1] *= corr;
-            }
-        }
-
-        cp_async_wait<0>();
-        __syncthreads(); // V[n] landed; every warp is done with sK
-        if (n > n_lo) {
-            load_tile<T, BN, D, NT>(sK, gk, k_stride, (n - 1) * BN, si.sk, tid);
-            cp_async_commit();
-        }
-
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk) {
-            uint32_t a[4];
-            a[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-            a[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-            a[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            a[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int dp = 0; dp < D / 16; ++dp) {
-                uint32_t b[4];
-                ldmatrix_x4_trans(b, smem_u32(sV + swz<D>(kk * 16 + a_row, dp * 16 + a_col)));
-                mma16816<T>(acc[2 * dp], a, b[0], b[1]);
-                mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
-            }
-        }
-    }
-
-    // epilogue
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float sum = row_sum[r];
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-        const int i = row0 + 8 * r;
-        if (i >= si.sq)
-            continue;
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        T *o = out + (si.q_off + i) * q_stride + (int64_t)hi * D;
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c)
-            *reinterpret_cast<uint32_t *>(o + c * 8 + 2 * t) =
-                pack2<T>(acc[c][2 * r] * inv, acc[c][2 * r + 1] * inv);
-        if (t == 0)
-            p.lse[(int64_t)hi * p.total_q + si.q_off + i] =
-                sum > 0.f ? (row_max[r] + log2f(sum)) * kLn2 : -INFINITY;
-    }
-}
-
-template <typename T, int D> static cudaError_t launch_fwd(const fa4cp_kparams &p) {
-    using C = FwdCfg<T, D>;
-    const int max_mb = (p.max_sq + C::BM - 1) / C::BM;
-    const long long tiles = (long long)max_mb * p.batch * p.heads;
-    if (tiles == 0)
-        return cudaSuccess;
-    if (tiles > 0x7fffffffLL)
-        return cudaErrorInvalidConfiguration;
-    cudaError_t e = cudaFuncSetAttribute(fwd_kernel<T, D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
-    if (e != cudaSuccess)
-        return e;
-    fwd_kernel<T, D><<<(unsigned)tiles, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, max_mb);
-    return cudaGetLastError();
-}
-
 
 // ---------------------------------------------------------------- wgmma version
 // One CTA of 2 warpgroups computes a 128-row query tile (64 rows per
@@ -476,25 +240,16 @@ template <typename T, int D> static cudaError_t launch_fwd_wg(const fa4cp_kparam
     return cudaGetLastError();
 }
 
-// FA4CP_CUDA_KERNEL=mma selects the mma.sync kernels (the first, simpler version).
-static bool use_mma_sync() {
-    const char *e = getenv("FA4CP_CUDA_KERNEL");
-    return e && strcmp(e, "mma") == 0;
-}
-
 } // namespace fa4cp
 
 extern "C" int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p) {
     using namespace fa4cp;
     cudaError_t e;
-    const bool mma = use_mma_sync();
-    if (p->head_dim == 64)
-        e = mma ? (p->is_fp16 ? launch_fwd<__half, 64>(*p) : launch_fwd<__nv_bfloat16, 64>(*p))
-                : (p->is_fp16 ? launch_fwd_wg<__half, 64>(*p) : launch_fwd_wg<__nv_bfloat16, 64>(*p));
-    else if (p->head_dim == 128)
-        e = mma ? (p->is_fp16 ? launch_fwd<__half, 128>(*p) : launch_fwd<__nv_bfloat16, 128>(*p))
-                : (p->is_fp16 ? launch_fwd_wg<__half, 128>(*p) : launch_fwd_wg<__nv_bfloat16, 128>(*p));
+    if (p->tuning & 1024) // the previous kernel, for A/B timing
+        e = p->head_dim == 64    ? (p->is_fp16 ? launch_fwd_wg<__half, 64>(*p) : launch_fwd_wg<__nv_bfloat16, 64>(*p))
+            : p->head_dim == 128 ? (p->is_fp16 ? launch_fwd_wg<__half, 128>(*p) : launch_fwd_wg<__nv_bfloat16, 128>(*p))
+                                 : cudaErrorInvalidValue;
     else
-        e = cudaErrorInvalidValue;
+        e = p->is_fp16 ? fwd_launch_fp16(*p) : fwd_launch_bf16(*p);
     return (int)e;
 }

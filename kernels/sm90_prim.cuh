@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #ifndef FA4CP_MBAR_WATCHDOG
-#define FA4CP_MBAR_WATCHDOG (1ll << 35) // cycles (~17 s at 1.98 GHz)
+#define FA4CP_MBAR_WATCHDOG (1ll << 33) // cycles (~4 s at 1.98 GHz)
 #endif
 
 namespace fa4cp {
@@ -64,15 +64,24 @@ __device__ __forceinline__ bool mbar_try_wait(uint32_t bar, uint32_t parity) {
                  : "memory");
     return ok != 0;
 }
-// Wait until the phase of the given parity has completed (acquire, CTA scope).
+// Wait until the phase of the given parity has completed (acquire, CTA
+// scope).  The spin loop lives inside the asm: a C loop here would put
+// divergent control flow between wgmma batches, and ptxas then serialises
+// every wgmma of the kernel (C7520).
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    if (mbar_try_wait(bar, parity))
-        return;
-    const long long t0 = clock64();
-    while (!mbar_try_wait(bar, parity)) {
-        if (clock64() - t0 > FA4CP_MBAR_WATCHDOG)
-            __trap();
-    }
+    asm volatile("{\n.reg .pred P1;\n.reg .u64 t0, t1;\n"
+                 "mov.u64 t0, %%clock64;\n"
+                 "WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra DONE;\n"
+                 "mov.u64 t1, %%clock64;\n"
+                 "sub.u64 t1, t1, t0;\n"
+                 "setp.gt.u64 P1, t1, %2;\n"
+                 "@P1 trap;\n"
+                 "bra WAIT;\n"
+                 "DONE:\n}\n" ::"r"(bar),
+                 "r"(parity), "l"((unsigned long long)FA4CP_MBAR_WATCHDOG)
+                 : "memory");
 }
 
 // ---------------------------------------------------------------- fences and barriers

@@ -1,0 +1,12 @@
+// attn_fwd_fp16.cu - the fp16 forward kernels (head_dim 64 and 128); see fwd_kernel.cuh.
+#include "fwd_kernel.cuh"
+
+namespace fa4cp {
+cudaError_t fwd_launch_fp16(const fa4cp_kparams &p) {
+    if (p.head_dim == 64)
+        return launch_fwd_ws<__half, 64>(p);
+    if (p.head_dim == 128)
+        return launch_fwd_ws<__half, 128>(p);
+    return cudaErrorInvalidValue;
+}
+} // namespace fa4cp

@@ -3,10 +3,6 @@
 
 namespace fa4cp {
 cudaError_t fwd_launch_bf16(const fa4cp_kparams &p) {
-    if (p.head_dim == 64)
-        return launch_fwd_ws<__nv_bfloat16, 64>(p);
-    if (p.head_dim == 128)
-        return launch_fwd_ws<__nv_bfloat16, 128>(p);
-    return cudaErrorInvalidValue;
+    return fwd_launch<__nv_bfloat16>(p);
 }
 } // namespace fa4cp

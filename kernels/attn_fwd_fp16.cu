@@ -3,10 +3,6 @@
 
 namespace fa4cp {
 cudaError_t fwd_launch_fp16(const fa4cp_kparams &p) {
-    if (p.head_dim == 64)
-        return launch_fwd_ws<__half, 64>(p);
-    if (p.head_dim == 128)
-        return launch_fwd_ws<__half, 128>(p);
-    return cudaErrorInvalidValue;
+    return fwd_launch<__half>(p);
 }
 } // namespace fa4cp

@@ -44,8 +44,10 @@ typedef struct fa4cp_kparams {
      * setting gives correct results): 1 no m-block stagger in the backward,
      * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
      * instead of the work list, 128 the earlier backward main kernel (V = 0 in
-     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3, 1024 the previous
-     * forward (two warpgroups, cp.async) instead of the TMA kernel */
+     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3, 2048 the
+     * forward's producer loads K and V of a block together (not V one block
+     * behind K), 8192 the forward's softmax with one dependency chain per
+     * row (not four) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -9,12 +9,12 @@
 
 namespace fa4cp {
 
-template <typename T, int D>
+template <typename T, int D, int NS, bool ILP>
 __global__ void __launch_bounds__(384, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const FwdSched sc, int R) {
-    using C = FwdCfg<T, D>;
+    using C = FwdCfg<T, D, NS>;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *base =
         reinterpret_cast<unsigned char *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
@@ -40,17 +40,17 @@ __global__ void __launch_bounds__(384, 1)
     const int wg = sm90::warp_uniform(tid >> 7); // uniform, so ptxas sees no divergence
 
     if (wg == 0) {
-        sm90::setmaxnreg_dec<40>();
+        sm90::setmaxnreg_dec<56>();
         if (tid == 0)
-            fwd_producer<T, D>(p, sc, &tmQ, &tmK, &tmV, sQ, sK, sV, bars, R);
+            fwd_producer<T, D, NS>(p, sc, &tmQ, &tmK, &tmV, sQ, sK, sV, bars, R);
         return;
     }
-    sm90::setmaxnreg_inc<232>();
-    fwd_consumer<T, D>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
+    sm90::setmaxnreg_inc<224>();
+    fwd_consumer<T, D, NS, ILP>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
 }
 
-template <typename T, int D> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
-    using C = FwdCfg<T, D>;
+template <typename T, int D, int NS, bool ILP> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
+    using C = FwdCfg<T, D, NS>;
     const cudaStream_t stream = (cudaStream_t)p.stream;
     const int max_mb = (p.max_sq + C::BM - 1) / C::BM;
     const long long entries = (long long)max_mb * p.batch;
@@ -95,14 +95,27 @@ template <typename T, int D> static cudaError_t launch_fwd_ws(const fa4cp_kparam
         return e;
     const long long tiles = entries * p.heads;
     const int grid = (int)(tiles < sms ? tiles : sms);
-    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<T, D, NS, ILP>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
         cudaSuccess)
         return e;
     sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    fwd_ws_kernel<T, D><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
+    fwd_ws_kernel<T, D, NS, ILP><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }
 
+} // namespace fa4cp
+
+namespace fa4cp {
+// K/V ring depth: 4 stages at d64, 2 at d128.  Tuning bit 8192: the
+// softmax with single dependency chains (A/B timing).
+template <typename T> static cudaError_t fwd_launch(const fa4cp_kparams &p) {
+    const bool ilp = !(p.tuning & 8192);
+    if (p.head_dim == 64)
+        return ilp ? launch_fwd_ws<T, 64, 4, true>(p) : launch_fwd_ws<T, 64, 4, false>(p);
+    if (p.head_dim == 128)
+        return ilp ? launch_fwd_ws<T, 128, 2, true>(p) : launch_fwd_ws<T, 128, 2, false>(p);
+    return cudaErrorInvalidValue;
+}
 } // namespace fa4cp

@@ -2,7 +2,9 @@
 //
 // CTA = 3 warpgroups.  Warpgroup 0 is the producer: after setmaxnreg.dec one
 // thread issues every TMA load (Q once per tile, K and V blocks into rings
-// of NS stages) and fetches the next tile; warpgroups 1 and 2 are consumers
+// of NS stages, in the order K(first), Q, then K(n) before V(n+1): V lags K
+// by one block, as the consumers need it one step later) and fetches the
+// next tile; warpgroups 1 and 2 are consumers
 // (setmaxnreg.inc), each owning 64 of the tile's 128 query rows.
 //
 // Shared memory: Q [D/64 panels][BM][64], K and V [NS][D/64][BN][64], all
@@ -43,10 +45,10 @@ template <int NS> struct FwdBars {
     int slot[2];
 };
 
-template <typename T, int D> struct FwdCfg {
+template <typename T, int D, int NS_> struct FwdCfg {
     static constexpr int BM = 128;
     static constexpr int BN = 128;
-    static constexpr int NS = D == 64 ? 4 : 2; // K/V stages
+    static constexpr int NS = NS_; // K/V stages
     static constexpr int NT = 384;             // producer + 2 consumer warpgroups
     static constexpr int TILE_Q = BM * D * 2;
     static constexpr int TILE_KV = BN * D * 2;
@@ -59,11 +61,11 @@ template <typename T, int D> struct FwdCfg {
 
 // --------------------------------------------------------------- producer
 
-template <typename T, int D>
+template <typename T, int D, int NS_>
 __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmQ,
                                              const CUtensorMap *tmK, const CUtensorMap *tmV, uint32_t sQ,
-                                             uint32_t sK, uint32_t sV, FwdBars<FwdCfg<T, D>::NS> *bars, int R) {
-    using C = FwdCfg<T, D>;
+                                             uint32_t sK, uint32_t sV, FwdBars<NS_> *bars, int R) {
+    using C = FwdCfg<T, D, NS_>;
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS;
     sm90::tma_prefetch_desc(tmQ);
     sm90::tma_prefetch_desc(tmK);
@@ -72,7 +74,7 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
     const int ntiles = n_entries * sc.heads;
     const int grp = p.heads / p.kv_heads;
     int tile = blockIdx.x;
-    uint32_t tcount = 0, kv = 0, qc = 0;
+    uint32_t tcount = 0, kk = 0, vv = 0, qc = 0; // tiles, K blocks, V blocks, Q tiles so far
     for (;;) {
         const int s = tcount & 1;
         sm90::mbar_wait(sm90::smem_addr(&bars->tile_empty[s]), ((tcount >> 1) & 1) ^ 1);
@@ -90,35 +92,54 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
         if (!fb.empty) {
             const int kvh = ft.h / grp;
             const int qx = (int)si.q_off + si.sq, kx = (int)si.k_off + si.sk;
-            for (int n = fb.n_hi; n >= fb.n_lo; --n) {
-                const int st = kv % NS;
-                const uint32_t ph = (kv / NS) & 1;
-                const int krow = R - si.sk + n * BN;
+            // K of block n, into the K ring
+            auto load_k = [&](int n) {
+                const int st = kk % NS;
+                const uint32_t ph = (kk / NS) & 1;
                 const uint32_t fk = sm90::smem_addr(&bars->full_k[st]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->empty_k[st]), ph ^ 1);
                 sm90::mbar_arrive_expect_tx(fk, C::TILE_KV);
 #pragma unroll
                 for (int pn = 0; pn < D / 64; ++pn)
-                    sm90::tma_load_4d(sK + st * C::TILE_KV + pn * BN * 128, tmK, fk, pn * 64, kvh, krow, kx,
-                                      sm90::kEvictLast);
-                if (n == fb.n_hi) {
-                    const uint32_t fq = sm90::smem_addr(&bars->full_q);
-                    sm90::mbar_wait(sm90::smem_addr(&bars->empty_q), (qc & 1) ^ 1);
-                    sm90::mbar_arrive_expect_tx(fq, C::TILE_Q);
-#pragma unroll
-                    for (int pn = 0; pn < D / 64; ++pn)
-                        sm90::tma_load_4d(sQ + pn * BM * 128, tmQ, fq, pn * 64, ft.h, R - si.sq + ft.mb * BM, qx,
-                                          sm90::kEvictFirst);
-                    ++qc;
-                }
+                    sm90::tma_load_4d(sK + st * C::TILE_KV + pn * BN * 128, tmK, fk, pn * 64, kvh,
+                                      R - si.sk + n * BN, kx, sm90::kEvictLast);
+                ++kk;
+            };
+            auto load_v = [&](int n) {
+                const int st = vv % NS;
+                const uint32_t ph = (vv / NS) & 1;
                 const uint32_t fv = sm90::smem_addr(&bars->full_v[st]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->empty_v[st]), ph ^ 1);
                 sm90::mbar_arrive_expect_tx(fv, C::TILE_KV);
 #pragma unroll
                 for (int pn = 0; pn < D / 64; ++pn)
-                    sm90::tma_load_4d(sV + st * C::TILE_KV + pn * BN * 128, tmV, fv, pn * 64, kvh, krow, kx,
-                                      sm90::kEvictLast);
-                ++kv;
+                    sm90::tma_load_4d(sV + st * C::TILE_KV + pn * BN * 128, tmV, fv, pn * 64, kvh,
+                                      R - si.sk + n * BN, kx, sm90::kEvictLast);
+                ++vv;
+            };
+            load_k(fb.n_hi);
+            {
+                const uint32_t fq = sm90::smem_addr(&bars->full_q);
+                sm90::mbar_wait(sm90::smem_addr(&bars->empty_q), (qc & 1) ^ 1);
+                sm90::mbar_arrive_expect_tx(fq, C::TILE_Q);
+#pragma unroll
+                for (int pn = 0; pn < D / 64; ++pn)
+                    sm90::tma_load_4d(sQ + pn * BM * 128, tmQ, fq, pn * 64, ft.h, R - si.sq + ft.mb * BM, qx,
+                                      sm90::kEvictFirst);
+                ++qc;
+            }
+            if (p.tuning & 2048) { // K and V of a block together
+                load_v(fb.n_hi);
+                for (int n = fb.n_hi - 1; n >= fb.n_lo; --n) {
+                    load_k(n);
+                    load_v(n);
+                }
+            } else { // V lags K by one block: K(n) reaches the consumers earlier
+                for (int n = fb.n_hi - 1; n >= fb.n_lo; --n) {
+                    load_k(n);
+                    load_v(n + 1);
+                }
+                load_v(fb.n_lo);
             }
         }
         tile = next;
@@ -157,10 +178,10 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 
 // --------------------------------------------------------------- consumer
 
-template <typename T, int D>
+template <typename T, int D, int NS_, bool ILP>
 __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, uint32_t sQ, uint32_t sK,
-                                             uint32_t sV, FwdBars<FwdCfg<T, D>::NS> *bars, int wg, int ct) {
-    using C = FwdCfg<T, D>;
+                                             uint32_t sV, FwdBars<NS_> *bars, int wg, int ct) {
+    using C = FwdCfg<T, D, NS_>;
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS;
     const int warp = ct >> 5, lane = ct & 31, q = lane & 3;
     const int n_entries = sc.list[0];
@@ -206,7 +227,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
         ++qc;
 
-        FwdSoftmax<BN> sm;
+        FwdSoftmax<BN, ILP> sm;
         sm.init();
         float alpha[2];
 

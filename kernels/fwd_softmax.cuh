@@ -17,7 +17,7 @@ __device__ __forceinline__ float ex2(float x) {
     return y;
 }
 
-template <int BN> struct FwdSoftmax {
+template <int BN, bool ILP = true> struct FwdSoftmax {
     float m[2], l[2];
 
     __device__ __forceinline__ void init() {
@@ -26,27 +26,46 @@ template <int BN> struct FwdSoftmax {
     }
 
     // s (BN/2 registers) -> p in place; alpha[r]: factor for the O rows.
+    // ILP: the row max and the row sum run as 4 independent chains each (a
+    // single chain of BN/4 dependent FMNMX / FADD is latency-bound with only
+    // two consumer warps per scheduler).
     __device__ __forceinline__ void step(float *s, float sl2, float *alpha) {
+        constexpr int NC = BN / 8; // 8-column groups
+        constexpr int K = ILP ? 4 : 1;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            float mx = m[r];
+            float mk[K];
 #pragma unroll
-            for (int c = 0; c < BN / 8; ++c)
-                mx = fmaxf(mx, fmaxf(s[4 * c + 2 * r], s[4 * c + 2 * r + 1]));
+            for (int k = 0; k < K; ++k)
+                mk[k] = m[r];
+#pragma unroll
+            for (int c = 0; c < NC; ++c)
+                mk[c % K] = fmaxf(mk[c % K], fmaxf(s[4 * c + 2 * r], s[4 * c + 2 * r + 1]));
+            float mx = mk[0];
+#pragma unroll
+            for (int k = 1; k < K; ++k)
+                mx = fmaxf(mx, mk[k]);
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float base = mx == -INFINITY ? 0.f : mx * sl2;
             alpha[r] = ex2(m[r] * sl2 - base);
             m[r] = mx;
-            float sum = 0.f;
+            float sk[K];
 #pragma unroll
-            for (int c = 0; c < BN / 8; ++c)
+            for (int k = 0; k < K; ++k)
+                sk[k] = 0.f;
+#pragma unroll
+            for (int c = 0; c < NC; ++c)
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                     const float v = ex2(fmaf(s[4 * c + 2 * r + e], sl2, -base));
                     s[4 * c + 2 * r + e] = v;
-                    sum += v;
+                    sk[c % K] += v;
                 }
+            float sum = sk[0];
+#pragma unroll
+            for (int k = 1; k < K; ++k)
+                sum += sk[k];
             l[r] = l[r] * alpha[r] + sum;
         }
     }

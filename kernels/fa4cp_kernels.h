@@ -46,8 +46,7 @@ typedef struct fa4cp_kparams {
      * instead of the work list, 128 the earlier backward main kernel (V = 0 in
      * attn_bwd.cu), 256 its variant V = 1, 512 V = 3, 2048 the
      * forward's producer loads K and V of a block together (not V one block
-     * behind K), 8192 the forward's softmax with one dependency chain per
-     * row (not four) */
+     * behind K) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

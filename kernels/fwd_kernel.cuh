@@ -9,7 +9,7 @@
 
 namespace fa4cp {
 
-template <typename T, int D, int NS, bool ILP>
+template <typename T, int D, int NS>
 __global__ void __launch_bounds__(384, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -46,10 +46,10 @@ __global__ void __launch_bounds__(384, 1)
         return;
     }
     sm90::setmaxnreg_inc<224>();
-    fwd_consumer<T, D, NS, ILP>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
+    fwd_consumer<T, D, NS>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
 }
 
-template <typename T, int D, int NS, bool ILP> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
+template <typename T, int D, int NS> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     using C = FwdCfg<T, D, NS>;
     const cudaStream_t stream = (cudaStream_t)p.stream;
     const int max_mb = (p.max_sq + C::BM - 1) / C::BM;
@@ -95,27 +95,25 @@ template <typename T, int D, int NS, bool ILP> static cudaError_t launch_fwd_ws(
         return e;
     const long long tiles = entries * p.heads;
     const int grid = (int)(tiles < sms ? tiles : sms);
-    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<T, D, NS, ILP>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<T, D, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
         cudaSuccess)
         return e;
     sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    fwd_ws_kernel<T, D, NS, ILP><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
+    fwd_ws_kernel<T, D, NS><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }
 
 } // namespace fa4cp
 
 namespace fa4cp {
-// K/V ring depth: 4 stages at d64, 2 at d128.  Tuning bit 8192: the
-// softmax with single dependency chains (A/B timing).
+// K/V ring depth: 4 stages at d64, 2 at d128 (3 measured no faster).
 template <typename T> static cudaError_t fwd_launch(const fa4cp_kparams &p) {
-    const bool ilp = !(p.tuning & 8192);
     if (p.head_dim == 64)
-        return ilp ? launch_fwd_ws<T, 64, 4, true>(p) : launch_fwd_ws<T, 64, 4, false>(p);
+        return launch_fwd_ws<T, 64, 4>(p);
     if (p.head_dim == 128)
-        return ilp ? launch_fwd_ws<T, 128, 2, true>(p) : launch_fwd_ws<T, 128, 2, false>(p);
+        return launch_fwd_ws<T, 128, 2>(p);
     return cudaErrorInvalidValue;
 }
 } // namespace fa4cp

@@ -178,7 +178,7 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 
 // --------------------------------------------------------------- consumer
 
-template <typename T, int D, int NS_, bool ILP>
+template <typename T, int D, int NS_>
 __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, uint32_t sQ, uint32_t sK,
                                              uint32_t sV, FwdBars<NS_> *bars, int wg, int ct) {
     using C = FwdCfg<T, D, NS_>;
@@ -227,7 +227,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
         ++qc;
 
-        FwdSoftmax<BN, ILP> sm;
+        FwdSoftmax<BN> sm;
         sm.init();
         float alpha[2];
 

@@ -17,7 +17,7 @@ __device__ __forceinline__ float ex2(float x) {
     return y;
 }
 
-template <int BN, bool ILP = true> struct FwdSoftmax {
+template <int BN> struct FwdSoftmax {
     float m[2], l[2];
 
     __device__ __forceinline__ void init() {
@@ -26,12 +26,12 @@ template <int BN, bool ILP = true> struct FwdSoftmax {
     }
 
     // s (BN/2 registers) -> p in place; alpha[r]: factor for the O rows.
-    // ILP: the row max and the row sum run as 4 independent chains each (a
+    // The row max and the row sum run as 4 independent chains each (a
     // single chain of BN/4 dependent FMNMX / FADD is latency-bound with only
     // two consumer warps per scheduler).
     __device__ __forceinline__ void step(float *s, float sl2, float *alpha) {
         constexpr int NC = BN / 8; // 8-column groups
-        constexpr int K = ILP ? 4 : 1;
+        constexpr int K = 4;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             float mk[K];

@@ -35,15 +35,18 @@ typedef struct fa4cp_kparams {
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
-    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
-     * (NULL: the kernels fall back to a fixed tile order) */
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 2;
+     * the forward keeps its tile counter in sched[sched_cap - 1] (the forward
+     * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;
     int64_t sched_cap;
     /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
      * setting gives correct results): 1 no m-block stagger in the backward,
      * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
      * instead of the work list, 128 the earlier backward main kernel (V = 0 in
-     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3 */
+     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3, 2048 the
+     * forward's producer loads K and V of a block together (not V one block
+     * behind K) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -2,7 +2,7 @@
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
  *                   [--shape d,S,causal]   (S = 0: the varlen batch)
- *                   [--bar] [--variants T1,T2,...]
+ *                   [--bar] [--variants T1,T2,...] [--fwd]
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
@@ -14,7 +14,8 @@
  * of shared/reference/device.md).
  *
  * --smoke runs one small varlen GQA case (fwd, bwd, deterministic bwd) and
- * exits: the workload for compute-sanitizer. */
+ * exits: the workload for compute-sanitizer.  --fwd times the forward only
+ * (the backward columns print 0). */
 #include "fa4cp.h"
 
 #include <cuda_runtime_api.h>
@@ -133,6 +134,8 @@ typedef struct shape {
     int varlen; /* lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all */
 } shape;
 
+static int fwd_only = 0;
+
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
     const int d = sh->d, H = HIDDEN / d;
     int32_t cu[1024];
@@ -179,8 +182,8 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     a.dk = b->dk;
     a.dv = b->dv;
     float fms = time_call(b, &a, 0, iters);
-    float bms = time_call(b, &a, 1, iters);
-    double ftf = flops / fms / 1e9, btf = 2.5 * flops / bms / 1e9;
+    float bms = fwd_only ? 0.f : time_call(b, &a, 1, iters);
+    double ftf = flops / fms / 1e9, btf = fwd_only ? 0.0 : 2.5 * flops / bms / 1e9;
     char sname[32];
     if (sh->varlen)
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
@@ -289,6 +292,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
             /* A/B timing: each shape once per FA4CP_CUDA_TUNING value in the list */
             variants = argv[++i];
+        else if (!strcmp(argv[i], "--fwd"))
+            fwd_only = 1;
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
@@ -303,7 +308,7 @@ int main(int argc, char **argv) {
             quick = 3;
         }
         else {
-            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal]\n");
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal] [--bar] [--variants T1,...] [--fwd]\n");
             return 2;
         }
     }

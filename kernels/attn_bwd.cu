@@ -6,12 +6,11 @@
 //      group and every visible 64-row query block (Q, dO double-buffered by
 //      cp.async), recomputes S = Q K^T and dP = dO V^T, forms P and
 //      dS = P (dP - Dsum) in shared memory, accumulates dV += P^T dO and
-//      dK += dS^T Q in registers (so GQA sums are fixed-order) and, unless
-//      deterministic, adds dQ = dS K into an fp32 dq_accum with atomics.
-//   3. deterministic only: a dQ kernel per 64-row query block walks its
-//      visible KV blocks in a fixed order (S, dP recomputed; 4 products).
-//   4. finish: dq = scale * dq_accum (non-deterministic) and exact zeros in
-//      every padding row of dq, dk, dv.
+//      dK += dS^T Q in registers (so GQA sums are fixed-order) and adds
+//      dQ = dS K into an fp32 dq_accum; deterministic: per-query-tile
+//      semaphores fix the order of those additions (bwd_dkdv_wg_kernel).
+//   3. finish: dq = scale * dq_accum and exact zeros in every padding row of
+//      dq, dk, dv.
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 #include "attn_sched.cuh"
@@ -54,6 +53,25 @@ __device__ __forceinline__ int dqa_col(int r8, int col) {
 // (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
 __device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
     asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
+}
+
+// Deterministic dQ order: wait until *sem == v (acquire), then order the
+// following bulk reduction (async proxy) after it.
+__device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
+    int cur;
+    for (;;) {
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(cur) : "l"(sem) : "memory");
+        if (cur == v)
+            break;
+        __nanosleep(64);
+    }
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
+}
+// *sem += 1 (release), after the bulk reductions waited for have completed.
+__device__ __forceinline__ void sem_release_add(int *sem) {
+    asm volatile("fence.proxy.async.global;\n"
+                 "red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(sem)
+                 : "memory");
 }
 
 // S and dP for a 64x64 (query, key) block; writes P (optional) and dS, as T,
@@ -188,8 +206,6 @@ template <typename T, int D> struct BwdCfg {
     static constexpr int PT = BBM * BBN;
     // sK, sV, sQ[2], sdO[2], sP, sdS, lse2[2], dsum[2]
     static constexpr int SMEM = (6 * TILE + 2 * PT) * (int)sizeof(T) + 4 * BBM * (int)sizeof(float);
-    // dq kernel: sQ, sdO, sK[2], sV[2], sdS, lse2, dsum
-    static constexpr int SMEM_DQ = (6 * TILE + PT) * (int)sizeof(T) + 2 * BBM * (int)sizeof(float);
 };
 
 __device__ __forceinline__ bool block_needs_mask(const Mask &mk, const fa4cp_kparams &p,
@@ -333,92 +349,6 @@ __global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p)
     }
 }
 
-// Deterministic dQ: one CTA per (64-row query block, head, sequence).
-template <typename T, int D>
-__global__ void __launch_bounds__(BNT, 1) bwd_dq_kernel(const fa4cp_kparams p) {
-    using C = BwdCfg<T, D>;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw);
-    T *sdO = sQ + C::TILE;
-    T *sK = sdO + C::TILE; // [2]
-    T *sV = sK + 2 * C::TILE; // [2]
-    T *sdS = sV + 2 * C::TILE;
-    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT);
-    float *sDsum = sLse2 + BBM;
-
-    const int H = p.heads, HK = p.kv_heads;
-    const int tile = blockIdx.x;
-    const int hq = tile % H;
-    const int bi = (tile / H) % p.batch;
-    const int mb_rev = tile / (H * p.batch);
-    const SeqInfo si = seq_info(p, bi);
-    const int nmb = (si.sq + BBM - 1) / BBM;
-    if (mb_rev >= nmb)
-        return;
-    const int m0 = (nmb - 1 - mb_rev) * BBM;
-    const int kvh = hq / (H / HK);
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, t = lane & 3;
-
-    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-    const int m_last = min(m0 + BBM, si.sq) - 1;
-    const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
-    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
-
-    float dq[D / 16][4];
-#pragma unroll
-    for (int i = 0; i < D / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            dq[i][j] = 0.f;
-
-    if (si.sk > 0 && j_lo <= j_hi) {
-        const int n_lo = (int)(j_lo / BBN), n_hi = (int)(j_hi / BBN);
-        const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
-        const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
-        const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
-        const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
-        const float sl2 = p.scale * kLog2e;
-        load_tile<T, BBM, D, BNT>(sQ, gq, q_stride, m0, si.sq, tid);
-        load_tile<T, BBM, D, BNT>(sdO, gdo, q_stride, m0, si.sq, tid);
-        load_row_stats(sLse2, sDsum, p, hq, si, m0);
-        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n_hi * BBN, si.sk, tid);
-        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n_hi * BBN, si.sk, tid);
-        cp_async_commit();
-        for (int n = n_hi, it = 0; n >= n_lo; --n, ++it) {
-            const int st = it & 1;
-            if (n > n_lo) {
-                load_tile<T, BBN, D, BNT>(sK + (st ^ 1) * C::TILE, gk, k_stride, (n - 1) * BBN, si.sk, tid);
-                load_tile<T, BBN, D, BNT>(sV + (st ^ 1) * C::TILE, gv, k_stride, (n - 1) * BBN, si.sk, tid);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads();
-            const int64_t n0 = (int64_t)n * BBN;
-            p_ds_block<T, D>(sQ, sdO, sK + st * C::TILE, sV + st * C::TILE, sLse2, sDsum, nullptr,
-                             sdS, false, block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
-            __syncthreads();
-            gemm_a_b<T, D>(dq, sdS, sK + st * C::TILE);
-            __syncthreads();
-        }
-    }
-    const int wr = warp & 3, wc = warp >> 2;
-    T *dqp = reinterpret_cast<T *>(p.dq) + si.q_off * q_stride + (int64_t)hq * D + wc * (D / 2);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int i = m0 + wr * 16 + g + 8 * r;
-        if (i >= si.sq)
-            continue;
-#pragma unroll
-        for (int c = 0; c < D / 16; ++c)
-            *reinterpret_cast<uint32_t *>(dqp + (int64_t)i * q_stride + c * 8 + 2 * t) =
-                pack2<T>(dq[c][2 * r] * p.scale, dq[c][2 * r + 1] * p.scale);
-    }
-}
-
-
 __device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_kparams &p,
                                                     int64_t m0, int64_t n0) {
     return (n0 + 128 > mk.sk) || (p.window_right >= 0 && n0 + 128 - 1 > mk.hi(m0)) ||
@@ -432,8 +362,7 @@ __device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_
 //   P^T, dS^T in registers            (-> A operands, as in the forward)
 //   dV += P^T dO, dK += dS^T Q        (RS wgmma, dO/Q read MN-major)
 //   dQ  = dS K                        (SS wgmma, dS^T staged in smem, both MN-major)
-// dQ goes to dq_accum with fp32 atomics unless deterministic (then the dQ
-// kernel above runs after this one).
+// dQ goes to dq_accum by bulk reductions, in a fixed order when deterministic.
 constexpr int WBM = 64, WBN = 128;
 
 template <typename T, int D> struct BwdWgCfg {
@@ -470,9 +399,25 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
 
     const int H = p.heads, HK = p.kv_heads, G = H / HK;
-    const int kvh = blockIdx.x % HK;
-    int bi, n_block;
-    if (use_list) { // longest-first work list (attn_sched.cuh)
+    const bool det = p.deterministic;
+    int kvh, bi, n_block;
+    if (det) {
+        // Deterministic: a CTA takes its (kv head, sequence, KV block) by a
+        // ticket (dq_sem[0]), KV blocks ascending in the order the CTAs start;
+        // the dQ additions to a query tile go in ascending KV-block order (see
+        // flush_dq), so a CTA only ever waits for CTAs that are already running.
+        __shared__ int s_ticket;
+        if (threadIdx.x == 0)
+            s_ticket = atomicAdd(p.dq_sem, 1);
+        __syncthreads();
+        const int idx = s_ticket;
+        kvh = idx % HK;
+        bi = (idx / HK) % p.batch;
+        n_block = idx / (HK * p.batch);
+        if (n_block >= (seq_info(p, bi).sk + WBN - 1) / WBN)
+            return;
+    } else if (use_list) { // longest-first work list (attn_sched.cuh)
+        kvh = blockIdx.x % HK;
         const int idx = blockIdx.x / HK;
         if (idx >= p.sched[0])
             return;
@@ -480,6 +425,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         bi = e / max_nb;
         n_block = e % max_nb;
     } else {
+        kvh = blockIdx.x % HK;
         bi = (blockIdx.x / HK) % p.batch;
         const int nb_rev = blockIdx.x / (HK * p.batch);
         const int nnb0 = (seq_info(p, bi).sk + WBN - 1) / WBN;
@@ -513,7 +459,13 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     const int iters = nmb * G;
     // The KV blocks of one head start their walk over the query blocks at
     // different places, so their dQ atomics do not all hit the same tile.
-    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : n_block % nmb;
+    // Deterministic: no stagger, query blocks descending (causal: the KV
+    // blocks below, which add to a tile first, are there before).
+    const int stagger = (p.tuning & 1) || det || nmb == 0 ? 0 : n_block % nmb;
+    auto m_of = [&](int it) {
+        const int k = it % nmb;
+        return (det ? mb_lo + nmb - 1 - k : mb_lo + (k + stagger) % nmb) * WBM;
+    };
 
     float dv[D / 8][4], dk[D / 8][4];
 #pragma unroll
@@ -523,7 +475,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             dv[i][j] = dk[i][j] = 0.f;
 
     const float sl2 = p.scale * kLog2e;
-    const bool atomic_dq = !p.deterministic;
+    const int nmq = (p.max_sq + WBM - 1) / WBM; // query blocks per (sequence, head) in dq_sem
     // this thread's KV rows (block-relative): jr0, jr0 + 8
     const int jr0 = wg * 64 + warp * 16 + g;
 
@@ -537,7 +489,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         auto issue = [&](int it) {
             const int st = it & 1;
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const int m0 = m_of(it);
             const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
             const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
             load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
@@ -564,12 +516,34 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         // dq_accum by one bulk reduction (cp.reduce.async.bulk), issued by
         // thread 0 after the next barrier; it must finish reading a buffer
         // before that buffer is written again two iterations later.
-        const bool bulk_dq = atomic_dq && !(p.tuning & 16);
+        //
+        // Deterministic: the additions to the tile of (query block m, head hq)
+        // happen in ascending KV-block order.  The semaphore of the tile counts
+        // the additions done; the KV blocks that visit m are nlo(m), nlo(m)+1, ...
+        // (both ends of a KV block's query range grow with the block), so this
+        // block waits for the count n_block - nlo(m), adds, and after the bulk
+        // reduction has completed (next flush, or the end) bumps the count.
+        const bool bulk_dq = det || !(p.tuning & 16);
         int prev_hq = -1, prev_m0 = 0;
-        auto flush_dq = [&](int buf) {
+        int *pend_sem = nullptr; // thread 0: semaphore to bump once the last reduction completed
+        auto release_dq = [&]() {
+            if (tid == 0 && pend_sem) {
+                bulk_wait_all();
+                sem_release_add(pend_sem);
+                pend_sem = nullptr;
+            }
+        };
+        auto flush_dq = [&](int buf) { // deterministic: after release_dq
             if (tid == 0 && prev_hq >= 0) {
                 const int rows = min(WBM, si.sq - prev_m0);
                 float *dst = p.dq_accum + ((int64_t)prev_hq * p.total_q + si.q_off + prev_m0) * D;
+                if (det) {
+                    const int mb = prev_m0 / WBM;
+                    const int64_t x = (int64_t)mb * WBM + mk.off - p.window_left;
+                    const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
+                    pend_sem = p.dq_sem + 1 + ((int64_t)bi * H + prev_hq) * nmq + mb;
+                    sem_wait_eq(pend_sem, n_block - nlo);
+                }
                 bulk_reduce_add_f32(dst, sdQ + buf * WBM * D, (uint32_t)rows * D * 4);
             }
             prev_hq = -1;
@@ -582,6 +556,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             fence_proxy_async();
             __syncthreads();
             if (!(V & 2)) {
+                release_dq();
                 if (bulk_dq)
                     flush_dq(st ^ 1); // tile of iteration it-1
                 if (it + 1 < iters) {
@@ -590,7 +565,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 }
             }
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const int m0 = m_of(it);
             const uint32_t sQa = smem_u32(sQ + st * C::TQ), sdOa = smem_u32(sdO + st * C::TQ);
             const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
 
@@ -613,11 +588,22 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             }
             wgmma_commit();
             if (V & 2) { // behind the tensor-core work just issued
-                if (bulk_dq)
+                if (det) {
+                    // the release fences thread 0's memory operations: before the
+                    // loads; the semaphore wait after them
+                    release_dq();
+                    if (it + 1 < iters) {
+                        issue(it + 1);
+                        cp_async_commit();
+                    }
                     flush_dq(st ^ 1); // tile of iteration it-1
-                if (it + 1 < iters) {
-                    issue(it + 1);
-                    cp_async_commit();
+                } else {
+                    if (bulk_dq)
+                        flush_dq(st ^ 1); // tile of iteration it-1
+                    if (it + 1 < iters) {
+                        issue(it + 1);
+                        cp_async_commit();
+                    }
                 }
             }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
@@ -722,7 +708,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             bool dk_issued = !dk_after_dq;
             if (V & 4)
                 fence_proxy_async(); // as above, while dV runs
-            if (atomic_dq) {
+            {
                 if ((V & 2) && bulk_dq && tid == 0)
                     bulk_wait_read<1>(); // the reduction of iteration it-2 has read sdQ[st]
                 __syncthreads(); // dS^T of both warpgroups is in shared memory
@@ -781,9 +767,11 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         }
         if (bulk_dq) {
             __syncthreads(); // the last tile is in sdQ
+            release_dq();
             flush_dq((iters - 1) & 1);
             if (tid == 0)
                 bulk_wait_all();
+            release_dq();
         }
     }
 
@@ -870,7 +858,7 @@ template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kpara
     T *dq = reinterpret_cast<T *>(p.dq) + off;
     if (!real) {
         *reinterpret_cast<uint4 *>(dq) = zero;
-    } else if (!p.deterministic) {
+    } else {
         const int h = (int)((gid / (D / 8)) % p.heads);
         const int col = (int)(gid % (D / 8)) * 8;
         const int r8 = (int)((row - start) & 7);
@@ -896,8 +884,13 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
     cudaStream_t s = (cudaStream_t)p.stream;
     cudaError_t e;
     const int64_t q_elems = p.total_q * p.heads * D;
-    if (!p.deterministic && q_elems > 0) {
+    if (q_elems > 0) {
         e = cudaMemsetAsync(p.dq_accum, 0, (size_t)q_elems * sizeof(float), s);
+        if (e != cudaSuccess)
+            return e;
+    }
+    if (p.deterministic) {
+        e = cudaMemsetAsync(p.dq_sem, 0, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int), s);
         if (e != cudaSuccess)
             return e;
     }
@@ -910,7 +903,7 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
     const int max_nb = (p.max_sk + BBN - 1) / BBN;
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
-        if (use_mma_sync()) {
+        if (use_mma_sync() && !p.deterministic) {
             if (ycount > 65535)
                 return cudaErrorInvalidConfiguration;
             if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
@@ -932,7 +925,9 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
             if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
                 cudaSuccess)
                 return e;
-            const bool use_list = p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+            // deterministic: the CTAs take tickets instead (see the kernel)
+            const bool use_list = !p.deterministic && p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap &&
+                                  !(p.tuning & 64);
             if (use_list) {
                 sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, WBN, WBM, p.sched);
                 if ((e = cudaGetLastError()) != cudaSuccess)
@@ -942,20 +937,6 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
         }
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
-    }
-    if (p.deterministic) {
-        const long long tiles = (long long)((p.max_sq + BBM - 1) / BBM) * p.batch * p.heads;
-        if (tiles > 0x7fffffffLL)
-            return cudaErrorInvalidConfiguration;
-        if (tiles > 0) {
-            if ((e = cudaFuncSetAttribute(bwd_dq_kernel<T, D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          C::SMEM_DQ)) != cudaSuccess)
-                return e;
-            bwd_dq_kernel<T, D><<<(unsigned)tiles, BNT, C::SMEM_DQ, s>>>(p);
-            if ((e = cudaGetLastError()) != cudaSuccess)
-                return e;
-        }
     }
     if (p.total_q > 0) {
         bwd_finish_kernel<T, D><<<blocks_for(p.total_q * p.heads * (D / 8), 256), 256, 0, s>>>(p, 0);

@@ -28,13 +28,17 @@ typedef struct fa4cp_kparams {
     const void *dout;
     const float *dlse;
     void *dq, *dk, *dv;
-    /* [h, total_q, d] fp32 workspace (non-deterministic bwd); within a row the
+    /* [h, total_q, d] fp32 workspace (bwd); within a row the
      * 16-byte chunks are XOR-swizzled by the row's index in its sequence
      * (see dqa_col in attn_bwd.cu), so that tiles staged in shared memory for
      * the bulk reduction are free of bank conflicts */
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
+    /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
+     * entries (zeroed by the launcher): a ticket counter, then one semaphore
+     * per (sequence, head, 64-row query block) */
+    int *dq_sem;
     /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
      * (NULL: the kernels fall back to a fixed tile order) */
     int *sched;
@@ -51,10 +55,15 @@ typedef struct fa4cp_kparams {
 /* Forward: out, lse for every real row.  Returns a cudaError_t. */
 int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p);
 
-/* Backward: preprocess, main kernel(s), postprocess; dq, dk, dv written in
- * full (padding rows 0).  Workspace pointers in p must be set (dq_accum
- * only when !deterministic).  Returns a cudaError_t. */
+/* Backward: preprocess, main kernel, postprocess; dq, dk, dv written in
+ * full (padding rows 0).  Workspace pointers in p must be set (dq_sem only
+ * when deterministic).  Returns a cudaError_t. */
 int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p);
+
+/* Entries of the dq_sem workspace of a deterministic backward. */
+static inline int64_t fa4cp_kernel_bwd_sem_count(const fa4cp_kparams *p) {
+    return 1 + (int64_t)p->batch * p->heads * ((p->max_sq + 63) / 64);
+}
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,7 @@
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
  *                   [--shape d,S,causal]   (S = 0: the varlen batch)
- *                   [--bar] [--variants T1,T2,...]
+ *                   [--bar] [--variants T1,T2,...] [--det]
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
@@ -12,6 +12,9 @@
  * when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  % peak is of
  * the measured bf16 matmul rate (--peak, default 761 TFLOP/s, the H100 anchor
  * of shared/reference/device.md).
+ *
+ * --det also times the deterministic backward (column "det", JSON
+ * bwd_det_ms / bwd_det_tflops).
  *
  * --smoke runs one small varlen GQA case (fwd, bwd, deterministic bwd) and
  * exits: the workload for compute-sanitizer. */
@@ -133,6 +136,8 @@ typedef struct shape {
     int varlen; /* lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all */
 } shape;
 
+static int with_det = 0; /* --det */
+
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
     const int d = sh->d, H = HIDDEN / d;
     int32_t cu[1024];
@@ -180,23 +185,35 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     a.dv = b->dv;
     float fms = time_call(b, &a, 0, iters);
     float bms = time_call(b, &a, 1, iters);
-    double ftf = flops / fms / 1e9, btf = 2.5 * flops / bms / 1e9;
+    float dms = 0;
+    if (with_det) {
+        a.deterministic = 1;
+        dms = time_call(b, &a, 1, iters);
+        a.deterministic = 0;
+    }
+    double ftf = flops / fms / 1e9, btf = 2.5 * flops / bms / 1e9, dtf = dms > 0 ? 2.5 * flops / dms / 1e9 : 0;
     char sname[32];
     if (sh->varlen)
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
     else
         snprintf(sname, sizeof sname, "%d", sh->s);
-    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |\n",
+    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |",
            d, sname, batch, H, sh->causal ? "yes" : "no", fms, ftf, 100 * ftf / peak, bms, btf,
            100 * btf / peak);
+    if (with_det)
+        printf(" %8.3f | %6.1f | %4.2f |", dms, dtf, dtf / btf);
+    printf("\n");
     fflush(stdout);
     if (json) {
         fprintf(json,
                 "{\"backend\": \"fa4cp\", \"d\": %d, \"s\": %d, \"varlen\": %d, \"B\": %d, \"H\": %d, "
                 "\"causal\": %s, \"fwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, "
-                "\"bwd_tflops\": %.1f}\n",
+                "\"bwd_tflops\": %.1f",
                 d, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, sh->causal ? "true" : "false",
                 fms, ftf, bms, btf);
+        if (with_det)
+            fprintf(json, ", \"bwd_det_ms\": %.4f, \"bwd_det_tflops\": %.1f", dms, dtf);
+        fprintf(json, "}\n");
         fflush(json);
     }
 }
@@ -289,6 +306,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
             /* A/B timing: each shape once per FA4CP_CUDA_TUNING value in the list */
             variants = argv[++i];
+        else if (!strcmp(argv[i], "--det"))
+            with_det = 1;
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
@@ -303,7 +322,7 @@ int main(int argc, char **argv) {
             quick = 3;
         }
         else {
-            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal]\n");
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal] [--bar] [--variants T1,...] [--det]\n");
             return 2;
         }
     }
@@ -343,7 +362,8 @@ int main(int argc, char **argv) {
         list = barl;
         n = sizeof barl / sizeof barl[0];
     }
-    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
+    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |%s\n",
+           with_det ? " det bwd ms | det TFLOP/s | det/bwd |" : "");
     for (size_t i = 0; i < n; ++i) {
         if (!variants) {
             run_shape(&b, &list[i], iters, peak, json);

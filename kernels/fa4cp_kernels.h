@@ -46,8 +46,7 @@ typedef struct fa4cp_kparams {
     /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
      * setting gives correct results): 1 no m-block stagger in the backward,
      * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
-     * instead of the work list, 128 the earlier backward main kernel (V = 0 in
-     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3 */
+     * instead of the work list (the deterministic backward ignores 1 and 16) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

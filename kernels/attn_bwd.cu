@@ -207,7 +207,12 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             dv[i][j] = dk[i][j] = 0.f;
 
     const float sl2 = p.scale * kLog2e;
-    const int nmq = (p.max_sq + WBM - 1) / WBM; // query blocks per (sequence, head) in dq_sem
+    // dq_sem of (head hq, this sequence, query block mb): 1 + hq * sem_head +
+    // q_off / 64 + bi + mb.  Distinct over the sequences, since q_off / 64 +
+    // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and independent of max_sq (a
+    // max_seqlen_q below a real length must not make tiles share a count).
+    const int64_t sem_head = p.total_q / WBM + p.batch + 1;
+    const int64_t sem_seq = 1 + si.q_off / WBM + bi;
     // this thread's KV rows (block-relative): jr0, jr0 + 8
     const int jr0 = wg * 64 + warp * 16 + g;
 
@@ -279,7 +284,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 const int mb = m0 / WBM;
                 const int64_t x = (int64_t)mb * WBM + mk.off - p.window_left;
                 const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
-                nxt_sem = p.dq_sem + 1 + ((int64_t)bi * H + hq) * nmq + mb;
+                nxt_sem = p.dq_sem + sem_seq + hq * sem_head + mb;
                 nxt_rank = n_block - nlo;
                 nxt_seen = sem_load_relaxed(nxt_sem);
             }

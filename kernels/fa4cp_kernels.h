@@ -37,7 +37,7 @@ typedef struct fa4cp_kparams {
     int deterministic;
     /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
      * entries (zeroed by the launcher): a ticket counter, then one semaphore
-     * per (sequence, head, 64-row query block) */
+     * per (head, sequence, 64-row query block), see attn_bwd.cu */
     int *dq_sem;
     /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
      * (NULL: the kernels fall back to a fixed tile order) */
@@ -61,7 +61,7 @@ int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p);
 
 /* Entries of the dq_sem workspace of a deterministic backward. */
 static inline int64_t fa4cp_kernel_bwd_sem_count(const fa4cp_kparams *p) {
-    return 1 + (int64_t)p->batch * p->heads * ((p->max_sq + 63) / 64);
+    return 1 + (int64_t)p->heads * (p->total_q / 64 + p->batch + 1);
 }
 
 #ifdef __cplusplus

@@ -1,6 +1,6 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda]
+ * usage: test_attn [cpu|cuda] [det]   (cuda det: only the deterministic-backward cases)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -737,6 +737,118 @@ out:
 
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
 
+/* The deterministic backward on varlen GQA batches whose query tiles get dQ
+ * additions from several KV blocks (sequences of 150-600 rows, one empty,
+ * one with sq != sk, seqused padding): identical bits over 5 runs (poisoned
+ * outputs before each), the float64 reference, and the atomic backward
+ * within the dtype's tolerance. */
+static void cuda_deterministic(test_rng *r)
+{
+    static const struct {
+        fa4cp_dtype dt;
+        int d, causal, wl, wr;
+    } cfg[] = {
+        {FA4CP_BF16, 128, 1, -1, -1},  /* causal */
+        {FA4CP_BF16, 64, 0, -1, -1},   /* no mask */
+        {FA4CP_FP16, 128, 0, 150, 40}, /* local window: KV blocks skip query tiles */
+    };
+    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = cfg[k].dt;
+        c.batch = 4;
+        c.H = 4;
+        c.Hk = 2;
+        c.d = cfg[k].d;
+        c.causal = cfg[k].causal;
+        c.wl = cfg[k].wl;
+        c.wr = cfg[k].wr;
+        c.use_seqused = 1;
+        for (int b = 0; b < c.batch; b++) {
+            int lq = b == 1 ? 0 : test_rng_int(r, 150, 600);
+            int lk = b == 3 ? test_rng_int(r, 150, 600) : lq; /* b = 3: sq != sk */
+            c.used_q[b] = lq;
+            c.used_k[b] = lk;
+            c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
+            c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
+        }
+        c.total_q = c.cu_q[c.batch] + 2;
+        c.total_k = c.cu_k[c.batch] + 2;
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        dense(&c, &t, 0);
+        size_t es = fa4cp_dtype_size(c.dtype);
+        size_t n[3] = {nq(&c), nk(&c), nk(&c)};
+        void *outs[3] = {t.dq, t.dk, t.dv};
+        void *first[3];
+        double *detd[3];
+        for (int j = 0; j < 3; j++) {
+            first[j] = malloc(n[j] * es + 16);
+            detd[j] = malloc(n[j] * sizeof(double) + 16);
+        }
+        int same = 1;
+        fa4cp_status st = run(&c, 0, &a);
+        if (st == FA4CP_OK)
+            dense(&c, &t, 1); /* gradients from the out the backend produced */
+        deterministic = 1;
+        for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
+            for (int j = 0; j < 3; j++)
+                test_poison(c.dtype, outs[j], n[j]);
+            st = run(&c, 1, &a);
+            for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
+                if (run_i == 0)
+                    memcpy(first[j], outs[j], n[j] * es);
+                else if (memcmp(first[j], outs[j], n[j] * es) != 0)
+                    same = 0;
+            }
+        }
+        deterministic = 0;
+        if (st != FA4CP_OK)
+            diag("%s: %s", desc, fa4cp_last_error());
+        ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
+        check ref[3], vs[3];
+        memset(ref, 0, sizeof ref);
+        memset(vs, 0, sizeof vs);
+        if (st == FA4CP_OK) {
+            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, 1, 1, 0);
+            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, 0, 1, 0);
+            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, 0, 1, 0);
+            for (int j = 0; j < 3; j++) {
+                for (size_t i = 0; i < n[j]; i++)
+                    detd[j][i] = fa4cp_load(c.dtype, first[j], i);
+                test_poison(c.dtype, outs[j], n[j]);
+            }
+            st = run(&c, 1, &a); /* the atomic backward */
+        }
+        if (st == FA4CP_OK) {
+            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, 1, 1, 0);
+            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, 0, 1, 0);
+            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, 0, 1, 0);
+        } else {
+            diag("%s: %s", desc, fa4cp_last_error());
+        }
+        double tol = test_tol(c.dtype);
+        int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
+        for (int j = 0; j < 3; j++) {
+            ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
+            vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
+        }
+        ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
+           ref[0].err, ref[1].err, ref[2].err);
+        ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
+           vs[0].err, vs[1].err, vs[2].err, tol);
+        for (int j = 0; j < 3; j++) {
+            free(first[j]);
+            free(detd[j]);
+        }
+        free_tensors(&t);
+    }
+}
+
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
  * deterministic backward. */
@@ -794,41 +906,7 @@ static void cuda_cases(test_rng *r)
     ok(long_case(r, FA4CP_BF16, 128, 2, 2, 66000, 66000, 1, 3000),
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
 
-    /* deterministic: identical bits over 5 runs (GQA, so the dK/dV group sums count too) */
-    tcase c;
-    random_case(r, &c, FA4CP_BF16, 400);
-    c.H = 4;
-    c.Hk = 2;
-    c.d = 128;
-    tensors t;
-    fa4cp_attn_args a;
-    alloc_tensors(&c, &t, r, 1);
-    args_of(&c, &t, &a);
-    int same = 1;
-    fa4cp_status st = run(&c, 0, &a);
-    size_t es = fa4cp_dtype_size(c.dtype);
-    size_t bytes[3] = {nq(&c) * es, nk(&c) * es, nk(&c) * es};
-    void *first[3] = {malloc(bytes[0] + 1), malloc(bytes[1] + 1), malloc(bytes[2] + 1)};
-    void *outs[3] = {t.dq, t.dk, t.dv};
-    deterministic = 1;
-    for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
-        for (int j = 0; j < 3; j++)
-            test_poison(c.dtype, outs[j], bytes[j] / es);
-        st = run(&c, 1, &a);
-        for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
-            if (run_i == 0)
-                memcpy(first[j], outs[j], bytes[j]);
-            else if (memcmp(first[j], outs[j], bytes[j]) != 0)
-                same = 0;
-        }
-    }
-    deterministic = 0;
-    if (st != FA4CP_OK)
-        diag("deterministic repeat: %s", fa4cp_last_error());
-    ok(st == FA4CP_OK && same, "deterministic backward: dq, dk, dv bit-identical over 5 runs");
-    for (int j = 0; j < 3; j++)
-        free(first[j]);
-    free_tensors(&t);
+    cuda_deterministic(r);
 
     /* the cuda backend refuses what it has no kernel for, before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
@@ -901,6 +979,10 @@ int main(int argc, char **argv)
     plan(0);
     test_rng rng = test_rng_init("test_attn");
     diag("backend %s", fa4cp_backend_name(backend));
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "det") == 0) {
+        cuda_deterministic(&rng);
+        return done_testing();
+    }
 
     fa4cp_dtype dts[] = {FA4CP_FP64, FA4CP_FP32, FA4CP_BF16, FA4CP_FP16};
     int ndt = backend == FA4CP_BACKEND_CUDA ? 2 : 4;

@@ -280,7 +280,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
     cudaStream_t s = NULL;
-    void *dq_accum = NULL, *dsum = NULL;
+    void *dq_accum = NULL, *dsum = NULL, *dq_sem = NULL;
     p.sched = NULL;
     FA4CP_TRY(check_args(a, 1));
     FA4CP_TRY(device_ok());
@@ -291,12 +291,19 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         cudaMemPool_t pool = NULL;
         FA4CP_TRY(workspace_pool(&pool));
         CUDA_CHECK(cudaMallocFromPoolAsync(&dsum, rows * sizeof(float), pool, s));
-        if (!p.deterministic)
-            CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
-                                               pool, s));
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
+                                           pool, s));
+    }
+    if (p.deterministic && a->batch > 0) {
+        /* also without queries: the main kernel's CTAs take tickets from it */
+        cudaMemPool_t pool = NULL;
+        FA4CP_TRY(workspace_pool(&pool));
+        size_t n = (size_t)fa4cp_kernel_bwd_sem_count(&p);
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_sem, n * sizeof(int32_t), pool, s));
     }
     p.dsum = dsum;
     p.dq_accum = dq_accum;
+    p.dq_sem = dq_sem;
     if (a->batch == 0) {
         /* no sequence: every row is padding */
         size_t es = fa4cp_dtype_size(a->dtype);
@@ -314,5 +321,6 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
 out:
     st = free_async(p.sched, s, st);
     st = free_async(dq_accum, s, st);
+    st = free_async(dq_sem, s, st);
     return free_async(dsum, s, st);
 }

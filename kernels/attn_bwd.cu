@@ -1,27 +1,21 @@
 // attn_bwd.cu - FlashAttention backward for THD varlen inputs (sm_90a build).
 //
 //   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
-//   2. main kernel, one CTA of 8 warps per (64-row KV block, kv head, seq):
-//      K, V stay in shared memory; the CTA walks every query head of its GQA
-//      group and every visible 64-row query block (Q, dO double-buffered by
-//      cp.async), recomputes S = Q K^T and dP = dO V^T, forms P and
-//      dS = P (dP - Dsum) in shared memory, accumulates dV += P^T dO and
-//      dK += dS^T Q in registers (so GQA sums are fixed-order) and, unless
-//      deterministic, adds dQ = dS K into an fp32 dq_accum with atomics.
-//   3. deterministic only: a dQ kernel per 64-row query block walks its
-//      visible KV blocks in a fixed order (S, dP recomputed; 4 products).
-//   4. finish: dq = scale * dq_accum (non-deterministic) and exact zeros in
-//      every padding row of dq, dk, dv.
+//   2. main kernel (bwd_dkdv_wg_kernel), one CTA of 2 warpgroups per (128-row
+//      KV block, kv head, sequence): K, V stay in shared memory; the CTA walks
+//      every query head of its GQA group and every visible 64-row query block
+//      (Q, dO double-buffered by cp.async), recomputes S^T and dP^T with
+//      wgmma, forms P^T and dS^T in registers, accumulates dV += P^T dO and
+//      dK += dS^T Q in registers (so GQA sums are fixed-order) and adds
+//      dQ = dS K into an fp32 dq_accum by bulk reductions; deterministic:
+//      per-query-tile semaphores fix the order of those additions.
+//   3. finish: dq = scale * dq_accum and exact zeros in every padding row of
+//      dq, dk, dv.
 #include "attn_common.cuh"
 #include "wgmma.cuh"
 #include "attn_sched.cuh"
 
-#include <stdlib.h>
-#include <string.h>
-
 namespace fa4cp {
-
-constexpr int BBM = 64, BBN = 64, BNW = 8, BNT = BNW * 32;
 
 // dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
 __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
@@ -29,9 +23,6 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src
                  "cp.async.bulk.commit_group;\n" ::"l"(dst),
                  "r"(smem_u32(src)), "r"(bytes)
                  : "memory");
-}
-__device__ __forceinline__ void bulk_wait_read0() {
-    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
 }
 template <int N> __device__ __forceinline__ void bulk_wait_read() {
     asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
@@ -56,368 +47,34 @@ __device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
     asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
 }
 
-// S and dP for a 64x64 (query, key) block; writes P (optional) and dS, as T,
-// into swizzled 64x64 tiles.  Warp w owns rows 16*(w&3), columns 32*(w>>2).
-template <typename T, int D>
-__device__ __forceinline__ void p_ds_block(const T *sQ, const T *sdO, const T *sK, const T *sV,
-                                           const float *sLse2, const float *sDsum, T *sP, T *sdS,
-                                           bool store_p, bool need_mask, const Mask &mk,
-                                           int64_t m0, int64_t n0, float sl2) {
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, t = lane & 3;
-    const int wm = warp & 3, wn = warp >> 2;
-    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
-    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
-
-    float s[4][4], dp[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            s[i][j] = dp[i][j] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t aq[4], ad[4];
-        ldmatrix_x4(aq, smem_u32(sQ + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
-        ldmatrix_x4(ad, smem_u32(sdO + swz<D>(wm * 16 + a_row, kk * 16 + a_col)));
-#pragma unroll
-        for (int np = 0; np < 2; ++np) {
-            uint32_t bk[4], bv[4];
-            ldmatrix_x4(bk, smem_u32(sK + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
-            ldmatrix_x4(bv, smem_u32(sV + swz<D>(wn * 32 + np * 16 + b_row, kk * 16 + b_col)));
-            mma16816<T>(s[2 * np], aq, bk[0], bk[1]);
-            mma16816<T>(s[2 * np + 1], aq, bk[2], bk[3]);
-            mma16816<T>(dp[2 * np], ad, bv[0], bv[1]);
-            mma16816<T>(dp[2 * np + 1], ad, bv[2], bv[3]);
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int rl = wm * 16 + g + 8 * r;
-        const float l2 = sLse2[rl], dsum = sDsum[rl];
-        const int64_t qi = m0 + rl;
-        int64_t lo = 0, hi = 0;
-        if (need_mask) {
-            lo = mk.lo(qi);
-            hi = mk.hi(qi);
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int cl = wn * 32 + i * 8 + 2 * t;
-            float pv[2], dsv[2];
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-                float pe = exp2f(s[i][2 * r + c] * sl2 - l2);
-                if (need_mask) {
-                    int64_t j = n0 + cl + c;
-                    if (j < lo || j > hi)
-                        pe = 0.f;
-                }
-                pv[c] = pe;
-                dsv[c] = pe * (dp[i][2 * r + c] - dsum);
-            }
-            if (store_p)
-                *reinterpret_cast<uint32_t *>(sP + swz<BBN>(rl, cl)) = pack2<T>(pv[0], pv[1]);
-            *reinterpret_cast<uint32_t *>(sdS + swz<BBN>(rl, cl)) = pack2<T>(dsv[0], dsv[1]);
-        }
+// Deterministic dQ order: wait until *sem == v (acquire).
+__device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
+    int cur;
+    for (;;) {
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(cur) : "l"(sem) : "memory");
+        if (cur == v)
+            break;
+        __nanosleep(64);
     }
 }
-
-// acc[D/16][4] (a 16 x D/2 slice; warp w: rows 16*(w&3), cols D/2*(w>>2))
-//   += A^T B with A a 64x64 tile [k][row] (transposed read) and B a 64xD tile [k][col].
-template <typename T, int D>
-__device__ __forceinline__ void gemm_at_b(float (*acc)[4], const T *sA, const T *sB) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int wr = warp & 3, wc = warp >> 2;
-    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
-    const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-        uint32_t a[4];
-        ldmatrix_x4_trans(a, smem_u32(sA + swz<BBN>(kk * 16 + b_row, wr * 16 + b_col)));
-#pragma unroll
-        for (int dp = 0; dp < D / 32; ++dp) {
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
-            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
-            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
-        }
-    }
+// *sem, without ordering: a prefetch, issued half an iteration before the
+// bulk reduction it lets go.  Enough for that: the adder before has waited for
+// its reduction to complete before its release, so a reduction issued after
+// the count is seen lands after it (sem_wait_eq runs when the count is short).
+__device__ __forceinline__ int sem_load_relaxed(const int *sem) {
+    int v;
+    asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(sem) : "memory");
+    return v;
 }
-
-// acc[D/16][4] (same slice) += A B with A a 64x64 tile [row][k] and B a 64xD tile [k][col].
-template <typename T, int D>
-__device__ __forceinline__ void gemm_a_b(float (*acc)[4], const T *sA, const T *sB) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int wr = warp & 3, wc = warp >> 2;
-    const int a_row = lane & 15, a_col = (lane >> 4) * 8;
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-        uint32_t a[4];
-        ldmatrix_x4(a, smem_u32(sA + swz<BBN>(wr * 16 + a_row, kk * 16 + a_col)));
-#pragma unroll
-        for (int dp = 0; dp < D / 32; ++dp) {
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, smem_u32(sB + swz<D>(kk * 16 + a_row, wc * (D / 2) + dp * 16 + a_col)));
-            mma16816<T>(acc[2 * dp], a, b[0], b[1]);
-            mma16816<T>(acc[2 * dp + 1], a, b[2], b[3]);
-        }
-    }
+__device__ __forceinline__ void fence_proxy_async_global() {
+    asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
-
-// LSE (log2 units; +inf for rows that must give P = 0) and Dsum of a query block.
-__device__ __forceinline__ void load_row_stats(float *sLse2, float *sDsum, const fa4cp_kparams &p,
-                                               int hq, const SeqInfo &si, int m0) {
-    const int r = threadIdx.x;
-    if (r < BBM) {
-        const int i = m0 + r;
-        float l2 = INFINITY, ds = 0.f;
-        if (i < si.sq) {
-            const int64_t idx = (int64_t)hq * p.total_q + si.q_off + i;
-            const float l = p.lse[idx];
-            l2 = (l == -INFINITY) ? INFINITY : l * kLog2e;
-            ds = p.dsum[idx];
-        }
-        sLse2[r] = l2;
-        sDsum[r] = ds;
-    }
+// *sem += 1 (release), after the bulk reductions waited for have completed.
+__device__ __forceinline__ void sem_release_add(int *sem) {
+    asm volatile("fence.proxy.async.global;\n"
+                 "red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(sem)
+                 : "memory");
 }
-
-template <typename T, int D> struct BwdCfg {
-    static constexpr int TILE = BBM * D; // elements of a 64 x D tile
-    static constexpr int PT = BBM * BBN;
-    // sK, sV, sQ[2], sdO[2], sP, sdS, lse2[2], dsum[2]
-    static constexpr int SMEM = (6 * TILE + 2 * PT) * (int)sizeof(T) + 4 * BBM * (int)sizeof(float);
-    // dq kernel: sQ, sdO, sK[2], sV[2], sdS, lse2, dsum
-    static constexpr int SMEM_DQ = (6 * TILE + PT) * (int)sizeof(T) + 2 * BBM * (int)sizeof(float);
-};
-
-__device__ __forceinline__ bool block_needs_mask(const Mask &mk, const fa4cp_kparams &p,
-                                                 int64_t m0, int64_t n0) {
-    return (n0 + BBN > mk.sk) || (p.window_right >= 0 && n0 + BBN - 1 > mk.hi(m0)) ||
-           (p.window_left >= 0 && n0 < mk.lo(m0 + BBM - 1));
-}
-
-template <typename T, int D>
-__global__ void __launch_bounds__(BNT, 1) bwd_dkdv_kernel(const fa4cp_kparams p) {
-    using C = BwdCfg<T, D>;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw);
-    T *sV = sK + C::TILE;
-    T *sQ = sV + C::TILE;       // [2]
-    T *sdO = sQ + 2 * C::TILE;  // [2]
-    T *sP = sdO + 2 * C::TILE;
-    T *sdS = sP + C::PT;
-    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT); // [2][BBM]
-    float *sDsum = sLse2 + 2 * BBM;                         // [2][BBM]
-
-    const int H = p.heads, HK = p.kv_heads, G = H / HK;
-    const int kvh = blockIdx.y % HK;
-    const int bi = blockIdx.y / HK;
-    const SeqInfo si = seq_info(p, bi);
-    const int nnb = (si.sk + BBN - 1) / BBN;
-    const int nb_rev = blockIdx.x;
-    if (nb_rev >= nnb)
-        return;
-    const int n_block = nnb - 1 - nb_rev;
-    const int n0 = n_block * BBN;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, t = lane & 3;
-
-    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
-    const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
-    const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
-
-    // query rows that see some key of this block
-    const int n_last = min(n0 + BBN, si.sk) - 1;
-    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
-    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
-    if (i_min < 0)
-        i_min = 0;
-    if (i_max > (int64_t)si.sq - 1)
-        i_max = (int64_t)si.sq - 1;
-    int mb_lo = 0, nmb = 0;
-    if (i_min <= i_max) {
-        mb_lo = (int)(i_min / BBM);
-        nmb = (int)(i_max / BBM) - mb_lo + 1;
-    }
-    const int iters = nmb * G;
-
-    float dv[D / 16][4], dk[D / 16][4];
-#pragma unroll
-    for (int i = 0; i < D / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            dv[i][j] = dk[i][j] = 0.f;
-
-    const float sl2 = p.scale * kLog2e;
-    const bool atomic_dq = !p.deterministic;
-
-    if (iters > 0) {
-        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n0, si.sk, tid);
-        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n0, si.sk, tid);
-        auto issue = [&](int it) {
-            const int st = it & 1;
-            const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + it % nmb) * BBM;
-            const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
-            const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
-            load_tile<T, BBM, D, BNT>(sQ + st * C::TILE, gq, q_stride, m0, si.sq, tid);
-            load_tile<T, BBM, D, BNT>(sdO + st * C::TILE, gdo, q_stride, m0, si.sq, tid);
-            load_row_stats(sLse2 + st * BBM, sDsum + st * BBM, p, hq, si, m0);
-        };
-        issue(0);
-        cp_async_commit();
-        for (int it = 0; it < iters; ++it) {
-            const int st = it & 1;
-            if (it + 1 < iters) {
-                issue(it + 1);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads();
-            const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + it % nmb) * BBM;
-            const T *cQ = sQ + st * C::TILE, *cdO = sdO + st * C::TILE;
-            p_ds_block<T, D>(cQ, cdO, sK, sV, sLse2 + st * BBM, sDsum + st * BBM, sP, sdS, true,
-                             block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
-            __syncthreads();
-            gemm_at_b<T, D>(dv, sP, cdO);
-            gemm_at_b<T, D>(dk, sdS, cQ);
-            if (atomic_dq) {
-                float dq[D / 16][4];
-#pragma unroll
-                for (int i = 0; i < D / 16; ++i)
-#pragma unroll
-                    for (int j = 0; j < 4; ++j)
-                        dq[i][j] = 0.f;
-                gemm_a_b<T, D>(dq, sdS, sK);
-                const int wr = warp & 3, wc = warp >> 2;
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int i = m0 + wr * 16 + g + 8 * r;
-                    if (i >= si.sq)
-                        continue;
-                    float *dst = p.dq_accum + ((int64_t)hq * p.total_q + si.q_off + i) * D;
-#pragma unroll
-                    for (int c = 0; c < D / 16; ++c)
-                        red_add_f32x2(dst + dqa_col(i & 7, wc * (D / 2) + c * 8 + 2 * t), dq[c][2 * r],
-                                      dq[c][2 * r + 1]);
-                }
-            }
-            __syncthreads();
-        }
-    }
-
-    // write dK (scaled) and dV for the real rows of this block
-    {
-        const int wr = warp & 3, wc = warp >> 2;
-        T *dkp = reinterpret_cast<T *>(p.dk) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
-        T *dvp = reinterpret_cast<T *>(p.dv) + si.k_off * k_stride + (int64_t)kvh * D + wc * (D / 2);
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            const int j = n0 + wr * 16 + g + 8 * r;
-            if (j >= si.sk)
-                continue;
-#pragma unroll
-            for (int c = 0; c < D / 16; ++c) {
-                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
-                    pack2<T>(dk[c][2 * r] * p.scale, dk[c][2 * r + 1] * p.scale);
-                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * k_stride + c * 8 + 2 * t) =
-                    pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
-            }
-        }
-    }
-}
-
-// Deterministic dQ: one CTA per (64-row query block, head, sequence).
-template <typename T, int D>
-__global__ void __launch_bounds__(BNT, 1) bwd_dq_kernel(const fa4cp_kparams p) {
-    using C = BwdCfg<T, D>;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw);
-    T *sdO = sQ + C::TILE;
-    T *sK = sdO + C::TILE; // [2]
-    T *sV = sK + 2 * C::TILE; // [2]
-    T *sdS = sV + 2 * C::TILE;
-    float *sLse2 = reinterpret_cast<float *>(sdS + C::PT);
-    float *sDsum = sLse2 + BBM;
-
-    const int H = p.heads, HK = p.kv_heads;
-    const int tile = blockIdx.x;
-    const int hq = tile % H;
-    const int bi = (tile / H) % p.batch;
-    const int mb_rev = tile / (H * p.batch);
-    const SeqInfo si = seq_info(p, bi);
-    const int nmb = (si.sq + BBM - 1) / BBM;
-    if (mb_rev >= nmb)
-        return;
-    const int m0 = (nmb - 1 - mb_rev) * BBM;
-    const int kvh = hq / (H / HK);
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, t = lane & 3;
-
-    Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-    const int m_last = min(m0 + BBM, si.sq) - 1;
-    const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
-    const int64_t q_stride = (int64_t)H * D, k_stride = (int64_t)HK * D;
-
-    float dq[D / 16][4];
-#pragma unroll
-    for (int i = 0; i < D / 16; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            dq[i][j] = 0.f;
-
-    if (si.sk > 0 && j_lo <= j_hi) {
-        const int n_lo = (int)(j_lo / BBN), n_hi = (int)(j_hi / BBN);
-        const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
-        const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
-        const T *gk = reinterpret_cast<const T *>(p.k) + si.k_off * k_stride + (int64_t)kvh * D;
-        const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * k_stride + (int64_t)kvh * D;
-        const float sl2 = p.scale * kLog2e;
-        load_tile<T, BBM, D, BNT>(sQ, gq, q_stride, m0, si.sq, tid);
-        load_tile<T, BBM, D, BNT>(sdO, gdo, q_stride, m0, si.sq, tid);
-        load_row_stats(sLse2, sDsum, p, hq, si, m0);
-        load_tile<T, BBN, D, BNT>(sK, gk, k_stride, n_hi * BBN, si.sk, tid);
-        load_tile<T, BBN, D, BNT>(sV, gv, k_stride, n_hi * BBN, si.sk, tid);
-        cp_async_commit();
-        for (int n = n_hi, it = 0; n >= n_lo; --n, ++it) {
-            const int st = it & 1;
-            if (n > n_lo) {
-                load_tile<T, BBN, D, BNT>(sK + (st ^ 1) * C::TILE, gk, k_stride, (n - 1) * BBN, si.sk, tid);
-                load_tile<T, BBN, D, BNT>(sV + (st ^ 1) * C::TILE, gv, k_stride, (n - 1) * BBN, si.sk, tid);
-                cp_async_commit();
-                cp_async_wait<1>();
-            } else {
-                cp_async_wait<0>();
-            }
-            __syncthreads();
-            const int64_t n0 = (int64_t)n * BBN;
-            p_ds_block<T, D>(sQ, sdO, sK + st * C::TILE, sV + st * C::TILE, sLse2, sDsum, nullptr,
-                             sdS, false, block_needs_mask(mk, p, m0, n0), mk, m0, n0, sl2);
-            __syncthreads();
-            gemm_a_b<T, D>(dq, sdS, sK + st * C::TILE);
-            __syncthreads();
-        }
-    }
-    const int wr = warp & 3, wc = warp >> 2;
-    T *dqp = reinterpret_cast<T *>(p.dq) + si.q_off * q_stride + (int64_t)hq * D + wc * (D / 2);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int i = m0 + wr * 16 + g + 8 * r;
-        if (i >= si.sq)
-            continue;
-#pragma unroll
-        for (int c = 0; c < D / 16; ++c)
-            *reinterpret_cast<uint32_t *>(dqp + (int64_t)i * q_stride + c * 8 + 2 * t) =
-                pack2<T>(dq[c][2 * r] * p.scale, dq[c][2 * r + 1] * p.scale);
-    }
-}
-
 
 __device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_kparams &p,
                                                     int64_t m0, int64_t n0) {
@@ -425,15 +82,14 @@ __device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_
            (p.window_left >= 0 && n0 < mk.lo(m0 + 64 - 1));
 }
 
-// ---------------------------------------------------------------- wgmma version
+// ---------------------------------------------------------------- main kernel
 // One CTA of 2 warpgroups per (128-row KV block, kv head, sequence); warpgroup
 // w owns KV rows 64w..64w+63.  Per 64-row query block (Q, dO double-buffered):
 //   S^T = K Q^T, dP^T = V dO^T       (SS wgmma, K-major operands)
 //   P^T, dS^T in registers            (-> A operands, as in the forward)
 //   dV += P^T dO, dK += dS^T Q        (RS wgmma, dO/Q read MN-major)
 //   dQ  = dS K                        (SS wgmma, dS^T staged in smem, both MN-major)
-// dQ goes to dq_accum with fp32 atomics unless deterministic (then the dQ
-// kernel above runs after this one).
+// dQ goes to dq_accum by bulk reductions, in a fixed order when deterministic.
 constexpr int WBM = 64, WBN = 128;
 
 template <typename T, int D> struct BwdWgCfg {
@@ -443,23 +99,17 @@ template <typename T, int D> struct BwdWgCfg {
                                 2 * WBM * D * (int)sizeof(float) + 4 * WBM * (int)sizeof(float) + 1024;
 };
 
-// V (variant bits, all give the same results):
-//   1: shared-memory pointers keep their address space (LDS/STS instead of
-//      generic LD/ST), row statistics read once per block as float2, branch-free
-//      exp (ex2.approx.ftz) with the element mask in a separate uniform branch;
-//   2: the next block's loads and the dQ flush are issued after S^T/dP^T, the
-//      bulk-reduction wait moves to the dS barrier, and dK is issued after dQ
-//      so that the dQ tile is staged while dK runs;
-//   4: the proxy fence for the dS^T stores after the dV issue, not before.
-// V = 0 is the earlier version; FA4CP_CUDA_TUNING bit 128 selects it, 256 V = 1,
-// 512 V = 3 (A/B timing).
-template <typename T, int D, int V>
+// The next block's loads and the dQ flush are issued behind S^T/dP^T, and (d
+// = 128) dK after dQ, so that the dQ tile is staged while dK runs.  DET =
+// p.deterministic (a template parameter, so that the semaphore code leaves
+// the other instantiation alone).
+template <typename T, int D, bool DET>
 __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p, int max_nb, bool use_list) {
     using C = BwdWgCfg<T, D>;
     extern __shared__ __align__(128) unsigned char smem_raw[];
-    unsigned char *base = (V & 1) ? smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u)
-                                  : reinterpret_cast<unsigned char *>(
-                                        (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
+    // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
+    // keeps its address space (LDS/STS instead of generic accesses)
+    unsigned char *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
     T *sK = reinterpret_cast<T *>(base);
     T *sV = sK + C::TK;
     T *sQ = sV + C::TK;       // [2]
@@ -470,9 +120,37 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     float *sDsum = sLse2 + 2 * WBM;                              // [2][WBM]
 
     const int H = p.heads, HK = p.kv_heads, G = H / HK;
-    const int kvh = blockIdx.x % HK;
-    int bi, n_block;
-    if (use_list) { // longest-first work list (attn_sched.cuh)
+    constexpr bool det = DET;
+    int kvh, bi, n_block;
+    if constexpr (DET) {
+        // Deterministic: the dQ additions to a query tile go in ascending
+        // KV-block order (see flush_dq).  A CTA takes its work by a ticket
+        // (dq_sem[0]), in the order the CTAs start, from an order in which the
+        // KV blocks of each (sequence, kv head) ascend: the work list when
+        // there is no left window (its costs then do not grow with the block
+        // and its sort is stable), else sequence, KV block, kv head.  So a CTA
+        // only ever waits for CTAs that are already running.
+        __shared__ int s_ticket;
+        if (threadIdx.x == 0)
+            s_ticket = atomicAdd(p.dq_sem, 1);
+        __syncthreads();
+        const int tk = s_ticket;
+        kvh = tk % HK;
+        if (use_list) {
+            const int idx = tk / HK;
+            if (idx >= p.sched[0])
+                return;
+            const int e = p.sched[1 + idx];
+            bi = e / max_nb;
+            n_block = e % max_nb;
+        } else {
+            n_block = (tk / HK) % max_nb;
+            bi = tk / (HK * max_nb);
+            if (n_block >= (seq_info(p, bi).sk + WBN - 1) / WBN)
+                return;
+        }
+    } else if (use_list) { // longest-first work list (attn_sched.cuh)
+        kvh = blockIdx.x % HK;
         const int idx = blockIdx.x / HK;
         if (idx >= p.sched[0])
             return;
@@ -480,6 +158,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         bi = e / max_nb;
         n_block = e % max_nb;
     } else {
+        kvh = blockIdx.x % HK;
         bi = (blockIdx.x / HK) % p.batch;
         const int nb_rev = blockIdx.x / (HK * p.batch);
         const int nnb0 = (seq_info(p, bi).sk + WBN - 1) / WBN;
@@ -513,7 +192,12 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     const int iters = nmb * G;
     // The KV blocks of one head start their walk over the query blocks at
     // different places, so their dQ atomics do not all hit the same tile.
-    const int stagger = (p.tuning & 1) || nmb == 0 ? 0 : n_block % nmb;
+    // Deterministic: no stagger, query blocks descending (causal: the KV
+    // blocks below, which add to a tile first, are there before).
+    const int stagger = (p.tuning & 1) || det || nmb == 0 ? 0 : n_block % nmb;
+    auto m_of = [&](int it) {
+        return (det ? mb_lo + nmb - 1 - it % nmb : mb_lo + (it + stagger) % nmb) * WBM;
+    };
 
     float dv[D / 8][4], dk[D / 8][4];
 #pragma unroll
@@ -523,7 +207,12 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             dv[i][j] = dk[i][j] = 0.f;
 
     const float sl2 = p.scale * kLog2e;
-    const bool atomic_dq = !p.deterministic;
+    // dq_sem of (head hq, this sequence, query block mb): 1 + hq * sem_head +
+    // q_off / 64 + bi + mb.  Distinct over the sequences, since q_off / 64 +
+    // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and independent of max_sq (a
+    // max_seqlen_q below a real length must not make tiles share a count).
+    const int64_t sem_head = p.total_q / WBM + p.batch + 1;
+    const int64_t sem_seq = 1 + si.q_off / WBM + bi;
     // this thread's KV rows (block-relative): jr0, jr0 + 8
     const int jr0 = wg * 64 + warp * 16 + g;
 
@@ -537,7 +226,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         auto issue = [&](int it) {
             const int st = it & 1;
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const int m0 = m_of(it);
             const T *gq = reinterpret_cast<const T *>(p.q) + si.q_off * q_stride + (int64_t)hq * D;
             const T *gdo = reinterpret_cast<const T *>(p.dout) + si.q_off * q_stride + (int64_t)hq * D;
             load_tile_pn<T, WBM, D, 256>(sQ + st * C::TQ, gq, q_stride, m0, si.sq, tid);
@@ -564,12 +253,52 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         // dq_accum by one bulk reduction (cp.reduce.async.bulk), issued by
         // thread 0 after the next barrier; it must finish reading a buffer
         // before that buffer is written again two iterations later.
-        const bool bulk_dq = atomic_dq && !(p.tuning & 16);
+        //
+        // Deterministic: the additions to the tile of (query block m, head hq)
+        // happen in ascending KV-block order.  The semaphore of the tile counts
+        // the additions done; the KV blocks that visit m are nlo(m), nlo(m)+1, ...
+        // (both ends of a KV block's query range grow with the block), so this
+        // block waits for the count n_block - nlo(m) before it adds.  Thread 0
+        // adds the tile of iteration it at the start of iteration it+1 (after
+        // the next loads are issued), spinning only when the count it
+        // prefetched before the dS barrier of iteration it was short, and bumps
+        // the count once that reduction has completed: at the start of
+        // iteration it+2, before the loads (the release fence then waits for
+        // nothing).  Bumping it earlier, before the dS barrier of iteration it+1,
+        // waits there for the reduction: 0.69-0.87x on an H200, where this
+        // order runs at the speed of the non-deterministic kernel.
+        const bool bulk_dq = det || !(p.tuning & 16);
         int prev_hq = -1, prev_m0 = 0;
-        auto flush_dq = [&](int buf) {
+        int *pend_sem = nullptr; // thread 0: semaphore to bump once the last reduction completed
+        int *nxt_sem = nullptr;  // thread 0: semaphore of the tile to add next,
+        int nxt_rank = 0, nxt_seen = -1; // the count to wait for, the prefetched count
+        auto release_dq = [&]() {
+            if (tid == 0 && pend_sem) {
+                bulk_wait_all();
+                sem_release_add(pend_sem);
+                pend_sem = nullptr;
+            }
+        };
+        auto prefetch_sem = [&](int hq, int m0) {
+            if (tid == 0) {
+                const int mb = m0 / WBM;
+                const int64_t x = (int64_t)mb * WBM + mk.off - p.window_left;
+                const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
+                nxt_sem = p.dq_sem + sem_seq + hq * sem_head + mb;
+                nxt_rank = n_block - nlo;
+                nxt_seen = sem_load_relaxed(nxt_sem);
+            }
+        };
+        auto flush_dq = [&](int buf) { // deterministic: after release_dq and prefetch_sem
             if (tid == 0 && prev_hq >= 0) {
                 const int rows = min(WBM, si.sq - prev_m0);
                 float *dst = p.dq_accum + ((int64_t)prev_hq * p.total_q + si.q_off + prev_m0) * D;
+                if constexpr (DET) {
+                    if (nxt_seen != nxt_rank)
+                        sem_wait_eq(nxt_sem, nxt_rank);
+                    fence_proxy_async_global();
+                    pend_sem = nxt_sem;
+                }
                 bulk_reduce_add_f32(dst, sdQ + buf * WBM * D, (uint32_t)rows * D * 4);
             }
             prev_hq = -1;
@@ -577,20 +306,10 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         for (int it = 0; it < iters; ++it) {
             const int st = it & 1;
             cp_async_wait<0>();
-            if (!(V & 2) && bulk_dq && tid == 0)
-                bulk_wait_read0(); // the reduction of iteration it-2 has read sdQ[st]
             fence_proxy_async();
             __syncthreads();
-            if (!(V & 2)) {
-                if (bulk_dq)
-                    flush_dq(st ^ 1); // tile of iteration it-1
-                if (it + 1 < iters) {
-                    issue(it + 1);
-                    cp_async_commit();
-                }
-            }
             const int hq = kvh * G + it / nmb;
-            const int m0 = (mb_lo + (it + stagger) % nmb) * WBM;
+            const int m0 = m_of(it);
             const uint32_t sQa = smem_u32(sQ + st * C::TQ), sdOa = smem_u32(sdO + st * C::TQ);
             const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
 
@@ -612,7 +331,15 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 wgmma_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
             }
             wgmma_commit();
-            if (V & 2) { // behind the tensor-core work just issued
+            // behind the tensor-core work just issued
+            if constexpr (DET) {
+                release_dq(); // the reduction of iteration it-1 (of the tile of it-2)
+                if (it + 1 < iters) {
+                    issue(it + 1);
+                    cp_async_commit();
+                }
+                flush_dq(st ^ 1); // tile of iteration it-1
+            } else {
                 if (bulk_dq)
                     flush_dq(st ^ 1); // tile of iteration it-1
                 if (it + 1 < iters) {
@@ -624,58 +351,38 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
 
             const bool need_mask = block_needs_mask_wg(mk, p, m0, n0);
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
-            // P^T (in place of S^T) while dP^T runs on the tensor cores
-            if (V & 1) {
+            // P^T (in place of S^T) while dP^T runs on the tensor cores:
+            // branch-free exp, the element mask in a separate uniform branch
 #pragma unroll
-                for (int i = 0; i < WBM / 8; ++i) {
-                    const float2 l = *reinterpret_cast<const float2 *>(lse2 + i * 8 + 2 * t);
+            for (int i = 0; i < WBM / 8; ++i) {
+                const float2 l = *reinterpret_cast<const float2 *>(lse2 + i * 8 + 2 * t);
 #pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, -l.x));
-                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, -l.y));
-                    }
+                for (int r = 0; r < 2; ++r) {
+                    sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, -l.x));
+                    sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, -l.y));
                 }
-                if (need_mask) {
+            }
+            if (need_mask) {
 #pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        const int64_t j = n0 + jr0 + 8 * r;
+                for (int r = 0; r < 2; ++r) {
+                    const int64_t j = n0 + jr0 + 8 * r;
 #pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
+                    for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
-                            for (int c = 0; c < 2; ++c) {
-                                const int64_t qi = m0 + i * 8 + 2 * t + c;
-                                if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
-                                    sT[i][2 * r + c] = 0.f;
-                            }
-                    }
-                }
-            } else
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int64_t j = n0 + jr0 + 8 * r;
-#pragma unroll
-                for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                    for (int c = 0; c < 2; ++c) {
-                        const int il = i * 8 + 2 * t + c;
-                        float pe = exp2f(sT[i][2 * r + c] * sl2 - lse2[il]);
-                        if (need_mask) {
-                            const int64_t qi = m0 + il;
+                        for (int c = 0; c < 2; ++c) {
+                            const int64_t qi = m0 + i * 8 + 2 * t + c;
                             if (j >= si.sk || j < mk.lo(qi) || j > mk.hi(qi))
-                                pe = 0.f;
+                                sT[i][2 * r + c] = 0.f;
                         }
-                        sT[i][2 * r + c] = pe;
-                    }
+                }
             }
             wgmma_wait<0>();
             float dsr[WBM / 8][2]; // Dsum of this thread's query columns
 #pragma unroll
             for (int i = 0; i < WBM / 8; ++i) {
-                if (V & 1) {
-                    const float2 d2 = *reinterpret_cast<const float2 *>(dsm + i * 8 + 2 * t);
-                    dsr[i][0] = d2.x;
-                    dsr[i][1] = d2.y;
-                }
+                const float2 d2 = *reinterpret_cast<const float2 *>(dsm + i * 8 + 2 * t);
+                dsr[i][0] = d2.x;
+                dsr[i][1] = d2.y;
             }
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
@@ -685,9 +392,8 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     float pv[2], dsv[2];
 #pragma unroll
                     for (int c = 0; c < 2; ++c) {
-                        const int il = i * 8 + 2 * t + c;
                         pv[c] = sT[i][2 * r + c];
-                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - ((V & 1) ? dsr[i][c] : dsm[il]));
+                        dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsr[i][c]);
                     }
                     const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
                     // A fragments: tile i -> k-step i/2, registers (i&1)*2 + r
@@ -696,8 +402,6 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jl, i * 8 + 2 * t)) = dd;
                 }
             }
-            if (!(V & 4))
-                fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier)
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk) {
@@ -714,17 +418,22 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             };
             // d = 64: only warpgroup 0 computes dQ; issuing dK on divergent paths
             // would make ptxas serialize every wgmma, so keep the old order there
-            constexpr bool dk_after_dq = (V & 2) && D == 128;
+            constexpr bool dk_after_dq = D == 128;
             if (dk_after_dq)
                 wgmma_commit(); // dV; dK goes after dQ
             else
                 issue_dk();
             bool dk_issued = !dk_after_dq;
-            if (V & 4)
-                fence_proxy_async(); // as above, while dV runs
-            if (atomic_dq) {
-                if ((V & 2) && bulk_dq && tid == 0)
+            fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier), while dV runs
+            // (a run-time test in the non-deterministic kernel, always true
+            // there: without it ptxas schedules the loop differently from the
+            // version measured, compared in SASS)
+            if (DET || !p.deterministic) {
+                if constexpr (DET) {
+                    prefetch_sem(hq, m0); // this iteration's tile, added at the next
+                } else if (bulk_dq && tid == 0) {
                     bulk_wait_read<1>(); // the reduction of iteration it-2 has read sdQ[st]
+                }
                 __syncthreads(); // dS^T of both warpgroups is in shared memory
                 // warpgroup w: dQ[:, 64w .. 64w+63] (d = 128); d = 64: warpgroup 0 only
                 if (D == 128 || wg == 0) {
@@ -781,9 +490,11 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         }
         if (bulk_dq) {
             __syncthreads(); // the last tile is in sdQ
+            release_dq();
             flush_dq((iters - 1) & 1);
             if (tid == 0)
                 bulk_wait_all();
+            release_dq();
         }
     }
 
@@ -802,12 +513,6 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                 pack2<T>(dv[c][2 * r], dv[c][2 * r + 1]);
         }
     }
-}
-
-// FA4CP_CUDA_KERNEL=mma selects the mma.sync kernels (the first, simpler version).
-static bool use_mma_sync() {
-    const char *e = getenv("FA4CP_CUDA_KERNEL");
-    return e && strcmp(e, "mma") == 0;
 }
 
 // Dsum[h, row] = sum_d dO * O - dLSE over real rows; 0 on padding rows.
@@ -870,7 +575,7 @@ template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kpara
     T *dq = reinterpret_cast<T *>(p.dq) + off;
     if (!real) {
         *reinterpret_cast<uint4 *>(dq) = zero;
-    } else if (!p.deterministic) {
+    } else {
         const int h = (int)((gid / (D / 8)) % p.heads);
         const int col = (int)(gid % (D / 8)) * 8;
         const int r8 = (int)((row - start) & 7);
@@ -892,12 +597,17 @@ static unsigned blocks_for(int64_t threads, int per_block) {
 }
 
 template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &p) {
-    using C = BwdCfg<T, D>;
+    using W = BwdWgCfg<T, D>;
     cudaStream_t s = (cudaStream_t)p.stream;
     cudaError_t e;
     const int64_t q_elems = p.total_q * p.heads * D;
-    if (!p.deterministic && q_elems > 0) {
+    if (q_elems > 0) {
         e = cudaMemsetAsync(p.dq_accum, 0, (size_t)q_elems * sizeof(float), s);
+        if (e != cudaSuccess)
+            return e;
+    }
+    if (p.deterministic) {
+        e = cudaMemsetAsync(p.dq_sem, 0, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int), s);
         if (e != cudaSuccess)
             return e;
     }
@@ -907,55 +617,27 @@ template <typename T, int D> static cudaError_t launch_bwd(const fa4cp_kparams &
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
-    const int max_nb = (p.max_sk + BBN - 1) / BBN;
+    const int nb = (p.max_sk + WBN - 1) / WBN;
     const long long ycount = (long long)p.batch * p.kv_heads;
-    if (max_nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
-        if (use_mma_sync()) {
-            if (ycount > 65535)
-                return cudaErrorInvalidConfiguration;
-            if ((e = cudaFuncSetAttribute(bwd_dkdv_kernel<T, D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
-                cudaSuccess)
-                return e;
-            bwd_dkdv_kernel<T, D><<<dim3(max_nb, (unsigned)ycount), BNT, C::SMEM, s>>>(p);
-        } else {
-            using W = BwdWgCfg<T, D>;
-            const int nb = (p.max_sk + WBN - 1) / WBN;
-            const long long ctas = (long long)nb * ycount;
-            if (ctas > 0x7fffffffLL)
-                return cudaErrorInvalidConfiguration;
-            // FA4CP_CUDA_TUNING 128: the earlier kernel (V = 0), 256: V = 1, 512: V = 3 (A/B timing)
-            auto kern = (p.tuning & 128)   ? bwd_dkdv_wg_kernel<T, D, 0>
-                        : (p.tuning & 256) ? bwd_dkdv_wg_kernel<T, D, 1>
-                        : (p.tuning & 512) ? bwd_dkdv_wg_kernel<T, D, 3>
-                                           : bwd_dkdv_wg_kernel<T, D, 7>;
-            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
-                cudaSuccess)
-                return e;
-            const bool use_list = p.sched && (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
-            if (use_list) {
-                sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, WBN, WBM, p.sched);
-                if ((e = cudaGetLastError()) != cudaSuccess)
-                    return e;
-            }
-            kern<<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
-        }
-        if ((e = cudaGetLastError()) != cudaSuccess)
-            return e;
-    }
-    if (p.deterministic) {
-        const long long tiles = (long long)((p.max_sq + BBM - 1) / BBM) * p.batch * p.heads;
-        if (tiles > 0x7fffffffLL)
+    if (nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
+        const long long ctas = (long long)nb * ycount;
+        if (ctas > 0x7fffffffLL)
             return cudaErrorInvalidConfiguration;
-        if (tiles > 0) {
-            if ((e = cudaFuncSetAttribute(bwd_dq_kernel<T, D>,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          C::SMEM_DQ)) != cudaSuccess)
-                return e;
-            bwd_dq_kernel<T, D><<<(unsigned)tiles, BNT, C::SMEM_DQ, s>>>(p);
+        auto kern = p.deterministic ? bwd_dkdv_wg_kernel<T, D, true> : bwd_dkdv_wg_kernel<T, D, false>;
+        if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, W::SMEM)) !=
+            cudaSuccess)
+            return e;
+        // deterministic: only without a left window (see the kernel)
+        const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
+                              (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+        if (use_list) { // also the deterministic order (see the kernel)
+            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, WBN, WBM, p.sched);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }
+        kern<<<(unsigned)ctas, 256, W::SMEM, s>>>(p, nb, use_list);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
     }
     if (p.total_q > 0) {
         bwd_finish_kernel<T, D><<<blocks_for(p.total_q * p.heads * (D / 8), 256), 256, 0, s>>>(p, 0);

@@ -7,6 +7,7 @@
 // sched[0] = number of entries, sched[1 ..] = entries; the attention kernels
 // then take entry (CTA index / heads), so long sequences and heavy causal
 // blocks start first and short ones fill the tail, whatever the batch mix.
+// The optional `zero` (the forward's tile counter) is set to 0.
 #pragma once
 
 #include "attn_common.cuh"
@@ -47,7 +48,7 @@ __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob,
 
 template <bool BWD>
 __global__ void __launch_bounds__(SCHED_THREADS) sched_kernel(const fa4cp_kparams p, int max_ob, int BO,
-                                                             int BI, int *sched) {
+                                                             int BI, int *sched, int *zero = nullptr) {
     __shared__ int hist[SCHED_BINS];
     __shared__ int part[SCHED_THREADS];
     const int tid = threadIdx.x;
@@ -77,6 +78,8 @@ __global__ void __launch_bounds__(SCHED_THREADS) sched_kernel(const fa4cp_kparam
             acc += v;
         }
         sched[0] = acc;
+        if (zero) // the forward's tile counter (fwd_sched.cuh)
+            *zero = 0;
     }
     __syncthreads();
     int acc = part[tid];

@@ -28,22 +28,28 @@ typedef struct fa4cp_kparams {
     const void *dout;
     const float *dlse;
     void *dq, *dk, *dv;
-    /* [h, total_q, d] fp32 workspace (non-deterministic bwd); within a row the
+    /* [h, total_q, d] fp32 workspace (bwd); within a row the
      * 16-byte chunks are XOR-swizzled by the row's index in its sequence
      * (see dqa_col in attn_bwd.cu), so that tiles staged in shared memory for
      * the bulk reduction are free of bank conflicts */
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
-    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 1
-     * (NULL: the kernels fall back to a fixed tile order) */
+    /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
+     * entries (zeroed by the launcher): a ticket counter, then one semaphore
+     * per (head, sequence, 64-row query block), see attn_bwd.cu */
+    int *dq_sem;
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 2;
+     * the forward keeps its tile counter in sched[sched_cap - 1] (the forward
+     * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;
     int64_t sched_cap;
     /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
      * setting gives correct results): 1 no m-block stagger in the backward,
      * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
-     * instead of the work list, 128 the earlier backward main kernel (V = 0 in
-     * attn_bwd.cu), 256 its variant V = 1, 512 V = 3 */
+     * instead of the work list (the deterministic backward ignores 1 and 16),
+     * 2048 the forward's producer loads K and V of a block together (not V
+     * one block behind K) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;
@@ -51,10 +57,15 @@ typedef struct fa4cp_kparams {
 /* Forward: out, lse for every real row.  Returns a cudaError_t. */
 int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p);
 
-/* Backward: preprocess, main kernel(s), postprocess; dq, dk, dv written in
- * full (padding rows 0).  Workspace pointers in p must be set (dq_accum
- * only when !deterministic).  Returns a cudaError_t. */
+/* Backward: preprocess, main kernel, postprocess; dq, dk, dv written in
+ * full (padding rows 0).  Workspace pointers in p must be set (dq_sem only
+ * when deterministic).  Returns a cudaError_t. */
 int fa4cp_kernel_attn_bwd(const fa4cp_kparams *p);
+
+/* Entries of the dq_sem workspace of a deterministic backward. */
+static inline int64_t fa4cp_kernel_bwd_sem_count(const fa4cp_kparams *p) {
+    return 1 + (int64_t)p->heads * (p->total_q / 64 + p->batch + 1);
+}
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,21 @@ __device__ __forceinline__ void fence_proxy_async() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Register fences for wgmma operands (CuTe's warpgroup_fence_operand): an
+// empty asm that "redefines" each register, placed after wgmma_wait (so no
+// use of the results moves above the wait) and before wgmma_fence (so no
+// write of an operand moves below the issue).
+template <int N> __device__ __forceinline__ void reg_fence(float *r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void reg_fence(uint32_t *r) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+r"(r[i])::"memory");
+}
+
 // D[64 x N] (+)= A[64 x 16] B[16 x N]; A and B K-major in shared memory.
 template <typename T, int N> __device__ __forceinline__ void wgmma_ss(float *d, uint64_t da, uint64_t db, int scale_d);
 // D[64 x N] (+)= A[64 x 16] (registers) B[16 x N]; B MN-major (N contiguous) in shared memory.

@@ -1,20 +1,27 @@
 /* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
- *                   [--shape d,S,causal]   (S = 0: the varlen batch)
- *                   [--bar] [--variants T1,T2,...]
+ *                   [--shape d,S,causal]   (S = 0: the varlen batch, S = -1: the FA4 anchor's)
+ *                   [--bar] [--variants T1,T2,...] [--fwd] [--det]
  *
  * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
  * events around each call: warm-up, then the median of --iters calls, with
  * the inputs rotated over several buffer sets (together far beyond the 50 MB
  * L2).  FLOPs follow the FlashAttention convention: fwd 4*b*h*sq*sk*d, halved
- * when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  % peak is of
+ * when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  The FA4
+ * anchor's varlen batch (shared/anchors/fa4_anchor.py: 8 sequences of 513 to
+ * 12000 tokens, each padded to a multiple of 8, cu_seqlens + seqused, GQA
+ * 32/8, d 128, causal) is the last shape of --bar and the full list.  % peak is of
  * the measured bf16 matmul rate (--peak, default 761 TFLOP/s, the H100 anchor
  * of shared/reference/device.md).
  *
+ * --det also times the deterministic backward (column "det", JSON
+ * bwd_det_ms / bwd_det_tflops).
+ *
  * --smoke runs one small varlen GQA case (fwd, bwd, deterministic bwd) and
- * exits: the workload for compute-sanitizer. */
+ * exits: the workload for compute-sanitizer.  --fwd times the forward only
+ * (the backward columns print 0). */
 #include "fa4cp.h"
 
 #include <cuda_runtime_api.h>
@@ -59,7 +66,7 @@ typedef struct bufs {
     void *q[NSETS], *k[NSETS], *v[NSETS], *out[NSETS], *dout[NSETS];
     float *lse[NSETS];
     void *dq, *dk, *dv;
-    int32_t *cu;
+    int32_t *cu, *used;
     size_t bytes; /* of one [TOKENS, HIDDEN] bf16 tensor */
 } bufs;
 
@@ -91,6 +98,7 @@ static void bufs_init(bufs *b, size_t tokens) {
     CK(cudaMalloc(&b->dk, b->bytes));
     CK(cudaMalloc(&b->dv, b->bytes));
     CK(cudaMalloc((void **)&b->cu, 1024 * sizeof(int32_t)));
+    CK(cudaMalloc((void **)&b->used, 1024 * sizeof(int32_t)));
     free(h);
 }
 
@@ -130,17 +138,32 @@ static float time_call(bufs *b, fa4cp_attn_args *a, int bwd, int iters) {
 
 typedef struct shape {
     int d, s, causal;
-    int varlen; /* lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all */
+    /* 1: lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all;
+     * 2: the FA4 anchor's batch (GQA 32/8, padding between sequences) */
+    int varlen;
 } shape;
 
+static int fwd_only = 0; /* --fwd */
+static int with_det = 0; /* --det */
+
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
-    const int d = sh->d, H = HIDDEN / d;
-    int32_t cu[1024];
+    const int d = sh->d, H = sh->varlen == 2 ? 32 : HIDDEN / d, HK = sh->varlen == 2 ? 8 : H;
+    int32_t cu[1024], used[1024];
     int batch = 0;
     double flops = 0;
     int maxlen = 0;
     cu[0] = 0;
-    if (sh->varlen) {
+    if (sh->varlen == 2) {
+        static const int lens[] = {9000, 1023, 4097, 513, 12000, 3000, 777, 2357};
+        for (batch = 0; batch < (int)(sizeof lens / sizeof lens[0]); ++batch) {
+            const int pad = (lens[batch] + 7) / 8 * 8;
+            used[batch] = lens[batch];
+            cu[batch + 1] = cu[batch] + pad;
+            flops += 4.0 * H * (double)lens[batch] * lens[batch] * d / (sh->causal ? 2 : 1);
+            if (pad > maxlen)
+                maxlen = pad;
+        }
+    } else if (sh->varlen) {
         int64_t total = 0;
         while (batch < 1000) {
             /* log-uniform in [1k, 32k]: short sequences are common, long ones rare */
@@ -159,44 +182,69 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         for (int i = 0; i < batch; ++i)
             cu[i + 1] = cu[i] + sh->s;
     }
-    for (int i = 0; i < batch; ++i) {
+    for (int i = 0; i < batch && sh->varlen != 2; ++i) {
         double L = cu[i + 1] - cu[i];
         flops += 4.0 * H * L * L * d / (sh->causal ? 2 : 1);
         if (L > maxlen)
             maxlen = (int)L;
     }
+    if ((size_t)cu[batch] * H * d * 2 > b->bytes) {
+        fprintf(stderr, "bench_attn: shape needs %zu bytes per tensor, buffers have %zu\n",
+                (size_t)cu[batch] * H * d * 2, b->bytes);
+        exit(2);
+    }
     CK(cudaMemcpy(b->cu, cu, sizeof(int32_t) * (size_t)(batch + 1), cudaMemcpyHostToDevice));
+    if (sh->varlen == 2)
+        CK(cudaMemcpy(b->used, used, sizeof(int32_t) * (size_t)batch, cudaMemcpyHostToDevice));
     fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
     a.dtype = FA4CP_BF16;
     a.batch = batch;
-    a.heads = a.kv_heads = H;
+    a.heads = H;
+    a.kv_heads = HK;
     a.head_dim = d;
     a.total_q = a.total_k = cu[batch];
     a.cu_seqlens_q = a.cu_seqlens_k = b->cu;
+    if (sh->varlen == 2)
+        a.seqused_q = a.seqused_k = b->used;
     a.max_seqlen_q = a.max_seqlen_k = maxlen;
     a.causal = sh->causal;
     a.dq = b->dq;
     a.dk = b->dk;
     a.dv = b->dv;
     float fms = time_call(b, &a, 0, iters);
-    float bms = time_call(b, &a, 1, iters);
-    double ftf = flops / fms / 1e9, btf = 2.5 * flops / bms / 1e9;
+    float bms = fwd_only ? 0.f : time_call(b, &a, 1, iters);
+    float dms = 0;
+    if (with_det && !fwd_only) {
+        a.deterministic = 1;
+        dms = time_call(b, &a, 1, iters);
+        a.deterministic = 0;
+    }
+    double ftf = flops / fms / 1e9, btf = fwd_only ? 0.0 : 2.5 * flops / bms / 1e9,
+           dtf = dms > 0 ? 2.5 * flops / dms / 1e9 : 0;
     char sname[32];
-    if (sh->varlen)
+    if (sh->varlen == 2)
+        snprintf(sname, sizeof sname, "fa4-varlen");
+    else if (sh->varlen)
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
     else
         snprintf(sname, sizeof sname, "%d", sh->s);
-    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |\n",
+    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |",
            d, sname, batch, H, sh->causal ? "yes" : "no", fms, ftf, 100 * ftf / peak, bms, btf,
            100 * btf / peak);
+    if (with_det)
+        printf(" %8.3f | %6.1f | %4.2f |", dms, dtf, dtf / btf);
+    printf("\n");
     fflush(stdout);
     if (json) {
         fprintf(json,
                 "{\"backend\": \"fa4cp\", \"d\": %d, \"s\": %d, \"varlen\": %d, \"B\": %d, \"H\": %d, "
-                "\"causal\": %s, \"fwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, "
-                "\"bwd_tflops\": %.1f}\n",
-                d, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, sh->causal ? "true" : "false",
+                "\"Hk\": %d, \"causal\": %s, \"fwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, "
+                "\"bwd_tflops\": %.1f",
+                d, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, HK, sh->causal ? "true" : "false",
                 fms, ftf, bms, btf);
+        if (with_det)
+            fprintf(json, ", \"bwd_det_ms\": %.4f, \"bwd_det_tflops\": %.1f", dms, dtf);
+        fprintf(json, "}\n");
         fflush(json);
     }
 }
@@ -284,11 +332,15 @@ int main(int argc, char **argv) {
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
-        else if (!strcmp(argv[i], "--bar")) /* the d = 128, S >= 4k shapes of the speed bar */
+        else if (!strcmp(argv[i], "--bar")) /* the shapes of the speed bar (d 128 S >= 4k, d 64, FA4 varlen) */
             bar = 1;
         else if (!strcmp(argv[i], "--variants") && i + 1 < argc)
             /* A/B timing: each shape once per FA4CP_CUDA_TUNING value in the list */
             variants = argv[++i];
+        else if (!strcmp(argv[i], "--fwd"))
+            fwd_only = 1;
+        else if (!strcmp(argv[i], "--det"))
+            with_det = 1;
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
@@ -299,11 +351,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_attn: --shape wants d,S,causal with d 64 or 128\n");
                 return 2;
             }
-            one.varlen = one.s == 0;
+            one.varlen = one.s == 0 ? 1 : one.s == -1 ? 2 : 0;
             quick = 3;
         }
         else {
-            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal]\n");
+            fprintf(stderr, "usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile] [--shape d,S,causal] [--bar] [--variants T1,...] [--fwd] [--det]\n");
             return 2;
         }
     }
@@ -321,15 +373,17 @@ int main(int argc, char **argv) {
     printf("bench_attn: %s, %d SMs, bf16, B*S = %d tokens, hidden %d, median of %d, peak %.0f TFLOP/s\n",
            prop.name, prop.multiProcessorCount, TOKENS, HIDDEN, iters, peak);
     bufs b;
-    bufs_init(&b, TOKENS);
+    bufs_init(&b, 2 * TOKENS + 64); /* the FA4 varlen batch: 32792 rows of 32 x 128 */
     static const shape full[] = {
         {64, 4096, 0, 0},   {64, 16384, 0, 0},  {64, 16384, 1, 0},  {128, 1024, 0, 0},
         {128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},  {128, 16384, 0, 0},
         {128, 16384, 1, 0}, {128, 32768, 1, 0}, {128, 0, 0, 1},     {128, 0, 1, 1},
+        {128, 0, 1, 2},
     };
     static const shape fast[] = {{128, 4096, 0, 0}, {128, 16384, 1, 0}, {128, 0, 1, 1}};
     static const shape barl[] = {{128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},
-                                 {128, 16384, 0, 0}, {128, 16384, 1, 0}, {128, 32768, 1, 0}};
+                                 {128, 16384, 0, 0}, {128, 16384, 1, 0}, {128, 32768, 1, 0},
+                                 {64, 16384, 1, 0},  {128, 0, 1, 2}};
     const shape *list = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
     if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
@@ -343,7 +397,8 @@ int main(int argc, char **argv) {
         list = barl;
         n = sizeof barl / sizeof barl[0];
     }
-    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |\n");
+    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |%s\n",
+           with_det ? " det bwd ms | det TFLOP/s | det/bwd |" : "");
     for (size_t i = 0; i < n; ++i) {
         if (!variants) {
             run_shape(&b, &list[i], iters, peak, json);

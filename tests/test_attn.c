@@ -1,6 +1,6 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda]
+ * usage: test_attn [cpu|cuda] [det]   (cuda det: only the deterministic-backward cases)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -588,7 +588,266 @@ static int finite_differences(test_rng *r)
     return good;
 }
 
+/* ------------------------------------------------------------------ cuda: one long sequence */
+
+/* Forward of one long sequence (cu + seqused, padding rows after it) against
+ * the float64 definition on sampled rows (the dense reference of every row
+ * would take minutes): the first and last rows, rows around the 64k mark and
+ * random ones, every head; padding rows of out and lse must stay poison. */
+static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, int sk, int causal, int wl)
+{
+    tcase c;
+    memset(&c, 0, sizeof c);
+    c.dtype = dt;
+    c.batch = 1;
+    c.H = H;
+    c.Hk = Hk;
+    c.d = d;
+    c.causal = causal;
+    c.wl = wl;
+    c.wr = -1;
+    c.use_seqused = 1;
+    c.cu_q[1] = sq + 5;
+    c.cu_k[1] = sk + 3;
+    c.used_q[0] = sq;
+    c.used_k[0] = sk;
+    c.total_q = sq + 7;
+    c.total_k = sk + 3;
+    c.scale = 0;
+    char desc[256];
+    describe(&c, desc, sizeof desc);
+    size_t es = fa4cp_dtype_size(dt);
+    tensors t;
+    memset(&t, 0, sizeof t);
+    t.q = malloc(nq(&c) * es);
+    t.k = malloc(nk(&c) * es);
+    t.v = malloc(nk(&c) * es);
+    t.out = malloc(nq(&c) * es);
+    t.lse = malloc(nl(&c) * sizeof(float));
+    double *kd = malloc((size_t)sk * d * sizeof(double)), *vd = malloc((size_t)sk * d * sizeof(double));
+    double *qd = malloc((size_t)d * sizeof(double)), *sc = malloc((size_t)sk * sizeof(double));
+    int good = t.q && t.k && t.v && t.out && t.lse && kd && vd && qd && sc;
+    if (!good) {
+        diag("%s: out of host memory", desc);
+        goto out;
+    }
+    test_fill(r, dt, t.q, nq(&c), 1.0);
+    test_fill(r, dt, t.k, nk(&c), 1.0);
+    test_fill(r, dt, t.v, nk(&c), 1.0);
+    test_poison(dt, t.out, nq(&c));
+    test_poison(FA4CP_FP32, t.lse, nl(&c));
+    fa4cp_attn_args a;
+    args_of(&c, &t, &a);
+    if (run(&c, 0, &a) != FA4CP_OK) {
+        diag("%s: forward failed: %s", desc, fa4cp_last_error());
+        good = 0;
+        goto out;
+    }
+    const double scale = scale_of(&c);
+    double num = 0, den = 0, lnum = 0, lden = 0;
+    size_t nonfinite = 0, masked_bad = 0, poison_touched = 0;
+    int rows[40], nrows = 0;
+    for (int i = 0; i < 4; i++) {
+        rows[nrows++] = i;
+        rows[nrows++] = sq - 1 - i;
+    }
+    for (int i = 65534; i < 65538 && i < sq; i++)
+        rows[nrows++] = i;
+    while (nrows < 40)
+        rows[nrows++] = test_rng_int(r, 0, sq - 1);
+    for (int kh = 0; kh < Hk; kh++) {
+        for (int64_t j = 0; j < sk; j++)
+            for (int x = 0; x < d; x++) {
+                kd[j * d + x] = fa4cp_load(dt, t.k, ((size_t)j * Hk + kh) * d + x);
+                vd[j * d + x] = fa4cp_load(dt, t.v, ((size_t)j * Hk + kh) * d + x);
+            }
+        for (int h = kh * (H / Hk); h < (kh + 1) * (H / Hk); h++)
+            for (int ri = 0; ri < nrows; ri++) {
+                int64_t i = rows[ri];
+                for (int x = 0; x < d; x++)
+                    qd[x] = fa4cp_load(dt, t.q, ((size_t)i * H + h) * d + x);
+                double m = -INFINITY;
+                for (int64_t j = 0; j < sk; j++) {
+                    double s = -INFINITY;
+                    if (sees(&c, i, j, sq, sk)) {
+                        s = 0;
+                        for (int x = 0; x < d; x++)
+                            s += qd[x] * kd[j * d + x];
+                        s *= scale;
+                    }
+                    sc[j] = s;
+                    m = s > m ? s : m;
+                }
+                double lse_got = fa4cp_load(FA4CP_FP32, t.lse, (size_t)h * c.total_q + i);
+                if (m == -INFINITY) {
+                    masked_bad += lse_got != -INFINITY;
+                    for (int x = 0; x < d; x++)
+                        masked_bad += fa4cp_load(dt, t.out, ((size_t)i * H + h) * d + x) != 0.0;
+                    continue;
+                }
+                double l = 0;
+                for (int64_t j = 0; j < sk; j++)
+                    l += exp(sc[j] - m);
+                double lse_ref = m + log(l);
+                if (!isfinite(lse_got))
+                    nonfinite++;
+                else {
+                    lnum += (lse_got - lse_ref) * (lse_got - lse_ref);
+                    lden += lse_ref * lse_ref;
+                }
+                for (int x = 0; x < d; x++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < sk; j++)
+                        if (sc[j] != -INFINITY)
+                            o += exp(sc[j] - lse_ref) * vd[j * d + x];
+                    double got = fa4cp_load(dt, t.out, ((size_t)i * H + h) * d + x);
+                    if (!isfinite(got))
+                        nonfinite++;
+                    num += (got - o) * (got - o);
+                    den += o * o;
+                }
+            }
+    }
+    for (int64_t i = sq; i < c.total_q; i++)
+        for (int h = 0; h < H; h++) {
+            poison_touched += !test_is_poison(FA4CP_FP32, t.lse, (size_t)h * c.total_q + i);
+            for (int x = 0; x < d; x++)
+                poison_touched += !test_is_poison(dt, t.out, ((size_t)i * H + h) * d + x);
+        }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num), lerr = lden > 0 ? sqrt(lnum / lden) : sqrt(lnum);
+    double tol = test_tol(dt);
+    if (!(err <= tol) || !(lerr <= tol) || nonfinite || masked_bad || poison_touched) {
+        diag("%s: sampled rows: out err %.3g lse err %.3g (tol %g), non-finite %zu, masked rows wrong %zu, "
+             "padding written %zu",
+             desc, err, lerr, tol, nonfinite, masked_bad, poison_touched);
+        good = 0;
+    }
+out:
+    free(t.q);
+    free(t.k);
+    free(t.v);
+    free(t.out);
+    free(t.lse);
+    free(kd);
+    free(vd);
+    free(qd);
+    free(sc);
+    return good;
+}
+
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
+
+/* The deterministic backward on varlen GQA batches whose query tiles get dQ
+ * additions from several KV blocks (sequences of 150-600 rows, one empty,
+ * one with sq != sk, seqused padding): identical bits over 5 runs (poisoned
+ * outputs before each), the float64 reference, and the atomic backward
+ * within the dtype's tolerance. */
+static void cuda_deterministic(test_rng *r)
+{
+    static const struct {
+        fa4cp_dtype dt;
+        int d, causal, wl, wr;
+    } cfg[] = {
+        {FA4CP_BF16, 128, 1, -1, -1},  /* causal */
+        {FA4CP_BF16, 64, 0, -1, -1},   /* no mask */
+        {FA4CP_FP16, 128, 0, 150, 40}, /* local window: KV blocks skip query tiles */
+    };
+    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = cfg[k].dt;
+        c.batch = 4;
+        c.H = 4;
+        c.Hk = 2;
+        c.d = cfg[k].d;
+        c.causal = cfg[k].causal;
+        c.wl = cfg[k].wl;
+        c.wr = cfg[k].wr;
+        c.use_seqused = 1;
+        for (int b = 0; b < c.batch; b++) {
+            int lq = b == 1 ? 0 : test_rng_int(r, 150, 600);
+            int lk = b == 3 ? test_rng_int(r, 150, 600) : lq; /* b = 3: sq != sk */
+            c.used_q[b] = lq;
+            c.used_k[b] = lk;
+            c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
+            c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
+        }
+        c.total_q = c.cu_q[c.batch] + 2;
+        c.total_k = c.cu_k[c.batch] + 2;
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        dense(&c, &t, 0);
+        size_t es = fa4cp_dtype_size(c.dtype);
+        size_t n[3] = {nq(&c), nk(&c), nk(&c)};
+        void *outs[3] = {t.dq, t.dk, t.dv};
+        void *first[3];
+        double *detd[3];
+        for (int j = 0; j < 3; j++) {
+            first[j] = malloc(n[j] * es + 16);
+            detd[j] = malloc(n[j] * sizeof(double) + 16);
+        }
+        int same = 1;
+        fa4cp_status st = run(&c, 0, &a);
+        if (st == FA4CP_OK)
+            dense(&c, &t, 1); /* gradients from the out the backend produced */
+        deterministic = 1;
+        for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
+            for (int j = 0; j < 3; j++)
+                test_poison(c.dtype, outs[j], n[j]);
+            st = run(&c, 1, &a);
+            for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
+                if (run_i == 0)
+                    memcpy(first[j], outs[j], n[j] * es);
+                else if (memcmp(first[j], outs[j], n[j] * es) != 0)
+                    same = 0;
+            }
+        }
+        deterministic = 0;
+        if (st != FA4CP_OK)
+            diag("%s: %s", desc, fa4cp_last_error());
+        ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
+        check ref[3], vs[3];
+        memset(ref, 0, sizeof ref);
+        memset(vs, 0, sizeof vs);
+        if (st == FA4CP_OK) {
+            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, 1, 1, 0);
+            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, 0, 1, 0);
+            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, 0, 1, 0);
+            for (int j = 0; j < 3; j++) {
+                for (size_t i = 0; i < n[j]; i++)
+                    detd[j][i] = fa4cp_load(c.dtype, first[j], i);
+                test_poison(c.dtype, outs[j], n[j]);
+            }
+            st = run(&c, 1, &a); /* the atomic backward */
+        }
+        if (st == FA4CP_OK) {
+            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, 1, 1, 0);
+            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, 0, 1, 0);
+            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, 0, 1, 0);
+        } else {
+            diag("%s: %s", desc, fa4cp_last_error());
+        }
+        double tol = test_tol(c.dtype);
+        int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
+        for (int j = 0; j < 3; j++) {
+            ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
+            vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
+        }
+        ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
+           ref[0].err, ref[1].err, ref[2].err);
+        ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
+           vs[0].err, vs[1].err, vs[2].err, tol);
+        for (int j = 0; j < 3; j++) {
+            free(first[j]);
+            free(detd[j]);
+        }
+        free_tensors(&t);
+    }
+}
 
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
@@ -614,41 +873,40 @@ static void cuda_cases(test_rng *r)
         }
     deterministic = 0;
 
-    /* deterministic: identical bits over 5 runs (GQA, so the dK/dV group sums count too) */
-    tcase c;
-    random_case(r, &c, FA4CP_BF16, 400);
-    c.H = 4;
-    c.Hk = 2;
-    c.d = 128;
-    tensors t;
-    fa4cp_attn_args a;
-    alloc_tensors(&c, &t, r, 1);
-    args_of(&c, &t, &a);
-    int same = 1;
-    fa4cp_status st = run(&c, 0, &a);
-    size_t es = fa4cp_dtype_size(c.dtype);
-    size_t bytes[3] = {nq(&c) * es, nk(&c) * es, nk(&c) * es};
-    void *first[3] = {malloc(bytes[0] + 1), malloc(bytes[1] + 1), malloc(bytes[2] + 1)};
-    void *outs[3] = {t.dq, t.dk, t.dv};
-    deterministic = 1;
-    for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
-        for (int j = 0; j < 3; j++)
-            test_poison(c.dtype, outs[j], bytes[j] / es);
-        st = run(&c, 1, &a);
-        for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
-            if (run_i == 0)
-                memcpy(first[j], outs[j], bytes[j]);
-            else if (memcmp(first[j], outs[j], bytes[j]) != 0)
-                same = 0;
+    /* GQA groups of 6 and 12 query heads per KV head, several query and key
+     * blocks, random masks, padding between the sequences (seqused) */
+    {
+        static const int gqa[][2] = {{12, 2}, {6, 1}};
+        for (int k = 0; k < 2; k++) {
+            int passed = 0, total = 4, saw = 0;
+            for (int i = 0; i < total; i++) {
+                tcase c;
+                random_case(r, &c, dts[(k + i) % 2], 400);
+                c.H = gqa[k][0];
+                c.Hk = gqa[k][1];
+                c.batch = c.batch > 3 ? 3 : c.batch;
+                c.total_q = c.total_q > c.cu_q[c.batch] ? c.total_q : c.cu_q[c.batch];
+                c.total_k = c.total_k > c.cu_k[c.batch] ? c.total_k : c.cu_k[c.batch];
+                if (c.wl >= 0)
+                    c.wl = test_rng_int(r, 0, 300);
+                if (c.wr >= 0)
+                    c.wr = test_rng_int(r, 0, 300);
+                passed += run_case(r, &c, i % 2, &saw);
+            }
+            is_int(passed, total, "GQA %d/%d: %d random cases with sequences up to 400 rows", gqa[k][0], gqa[k][1],
+                   total);
         }
     }
-    deterministic = 0;
-    if (st != FA4CP_OK)
-        diag("deterministic repeat: %s", fa4cp_last_error());
-    ok(st == FA4CP_OK && same, "deterministic backward: dq, dk, dv bit-identical over 5 runs");
-    for (int j = 0; j < 3; j++)
-        free(first[j]);
-    free_tensors(&t);
+
+    /* one long sequence (forward, sampled rows) */
+    ok(long_case(r, FA4CP_BF16, 128, 2, 1, 65536 + 77, 65536 + 77, 0, -1),
+       "bf16 d128 GQA 2/1: one sequence of 65613 rows, no mask (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_FP16, 64, 3, 1, 40000, 70001, 1, -1),
+       "fp16 d64 GQA 3/1: sq 40000 < sk 70001, causal bottom-right (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_BF16, 128, 2, 2, 66000, 66000, 1, 3000),
+       "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
+
+    cuda_deterministic(r);
 
     /* the cuda backend refuses what it has no kernel for, before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
@@ -721,6 +979,10 @@ int main(int argc, char **argv)
     plan(0);
     test_rng rng = test_rng_init("test_attn");
     diag("backend %s", fa4cp_backend_name(backend));
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "det") == 0) {
+        cuda_deterministic(&rng);
+        return done_testing();
+    }
 
     fa4cp_dtype dts[] = {FA4CP_FP64, FA4CP_FP32, FA4CP_BF16, FA4CP_FP16};
     int ndt = backend == FA4CP_BACKEND_CUDA ? 2 : 4;

@@ -238,7 +238,8 @@ static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
     fa4cp_status st = FA4CP_OK;
     cudaMemPool_t pool = NULL;
     int64_t longest = p->max_sq > p->max_sk ? p->max_sq : p->max_sk;
-    p->sched_cap = (int64_t)p->batch * ((longest + 127) / 128) + 1;
+    /* + 1: the forward's persistent tile counter lives in the last slot */
+    p->sched_cap = (int64_t)p->batch * ((longest + 127) / 128) + 2;
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
 out:
@@ -260,6 +261,11 @@ fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a) {
     fa4cp_kparams p;
     p.sched = NULL;
     FA4CP_TRY(check_args(a, 0));
+    if (a->total_q >= ((int64_t)1 << 30) || a->total_k >= ((int64_t)1 << 30))
+        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
+                   "cuda attention forward: %lld query / %lld key rows: the kernel's TMA row "
+                   "coordinates take fewer than 2^30 rows",
+                   (long long)a->total_q, (long long)a->total_k);
     FA4CP_TRY(device_ok());
     FA4CP_TRY(make_params(a, &p));
     if (a->batch == 0 || a->total_q == 0)
@@ -274,7 +280,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
     cudaStream_t s = NULL;
-    void *dq_accum = NULL, *dsum = NULL;
+    void *dq_accum = NULL, *dsum = NULL, *dq_sem = NULL;
     p.sched = NULL;
     FA4CP_TRY(check_args(a, 1));
     FA4CP_TRY(device_ok());
@@ -285,12 +291,19 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         cudaMemPool_t pool = NULL;
         FA4CP_TRY(workspace_pool(&pool));
         CUDA_CHECK(cudaMallocFromPoolAsync(&dsum, rows * sizeof(float), pool, s));
-        if (!p.deterministic)
-            CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
-                                               pool, s));
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
+                                           pool, s));
+    }
+    if (p.deterministic && a->batch > 0) {
+        /* also without queries: the main kernel's CTAs take tickets from it */
+        cudaMemPool_t pool = NULL;
+        FA4CP_TRY(workspace_pool(&pool));
+        size_t n = (size_t)fa4cp_kernel_bwd_sem_count(&p);
+        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_sem, n * sizeof(int32_t), pool, s));
     }
     p.dsum = dsum;
     p.dq_accum = dq_accum;
+    p.dq_sem = dq_sem;
     if (a->batch == 0) {
         /* no sequence: every row is padding */
         size_t es = fa4cp_dtype_size(a->dtype);
@@ -308,5 +321,6 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
 out:
     st = free_async(p.sched, s, st);
     st = free_async(dq_accum, s, st);
+    st = free_async(dq_sem, s, st);
     return free_async(dsum, s, st);
 }

@@ -1,0 +1,53 @@
+// fwd_mask.cuh - which KV blocks a query tile visits, which of them need an
+// element mask, and the mask itself (bottom-right aligned causal / sliding
+// window and the seqlen_k edge; see Mask in attn_common.cuh).
+#pragma once
+
+#include "attn_common.cuh"
+
+namespace fa4cp {
+
+struct FwdBlocks {
+    int n_lo, n_hi; // KV blocks [n_lo, n_hi], visited from n_hi down
+    bool empty;     // no key visible to any row: out 0, lse -inf
+};
+
+template <int BM, int BN>
+__device__ __forceinline__ FwdBlocks fwd_blocks(const Mask &mk, int m0, int sq, int sk) {
+    FwdBlocks fb;
+    const int m_last = min(m0 + BM, sq) - 1;
+    const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
+    fb.empty = sk == 0 || m0 >= sq || j_hi < j_lo;
+    fb.n_lo = fb.empty ? 0 : (int)(j_lo / BN);
+    fb.n_hi = fb.empty ? -1 : (int)(j_hi / BN);
+    return fb;
+}
+
+// Does KV block n need the element mask for some row of the tile?
+template <int BM, int BN>
+__device__ __forceinline__ bool fwd_block_masked(const Mask &mk, int wl, int wr, int m0, int n) {
+    const int n0 = n * BN;
+    return n0 + BN > mk.sk || (wr >= 0 && (int64_t)n0 + BN - 1 > mk.hi(m0)) ||
+           (wl >= 0 && (int64_t)n0 < mk.lo(m0 + BM - 1));
+}
+
+// Set the invisible scores of a thread's m64nBN accumulator fragment to
+// -inf.  The thread holds rows i0 and i0 + 8; register 4c + 2r + e is row
+// i0 + 8r, column n0 + 8c + 2q + e (q = lane % 4).
+template <int BN>
+__device__ __forceinline__ void fwd_apply_mask(float *s, const Mask &mk, int i0, int n0, int q) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int lo = (int)mk.lo(i0 + 8 * r), hi = (int)mk.hi(i0 + 8 * r);
+#pragma unroll
+        for (int c = 0; c < BN / 8; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int j = n0 + 8 * c + 2 * q + e;
+                if (j < lo || j > hi)
+                    s[4 * c + 2 * r + e] = -INFINITY;
+            }
+    }
+}
+
+} // namespace fa4cp

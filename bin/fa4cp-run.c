@@ -27,6 +27,7 @@
 
 #include "cp/cp_config.h"
 #include "exit_codes.h"
+#include "run/gen_gpu.h"
 #include "run/run.h"
 
 #define MAX_OV 128
@@ -168,10 +169,11 @@ static void print_table_head(int dry)
                "padded", "heads", "d", "dtype", "mask", "fwd GFLOP", "bwd GFLOP", "MiB/rank", "check");
         return;
     }
-    printf("#\n# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %7s\n", "", "", "", "", "", "", "", "",
-           "--- fwd", "", "--- bwd", "", "", "");
-    printf("# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %7s\n", "case", "comm", "cp", "tokens",
-           "heads", "d", "dtype", "mask", "time(ms)", "TFLOP/s", "time(ms)", "TFLOP/s", "max err", "result");
+    printf("#\n# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", "", "", "", "", "", "", "",
+           "", "--- fwd", "", "--- bwd", "", "", "", "", "");
+    printf("# %4s %-10s %4s %8s %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", "case", "comm", "cp", "tokens",
+           "heads", "d", "dtype", "mask", "time(ms)", "TFLOP/s", "time(ms)", "TFLOP/s", "max err", "wall(s)", "gpu %",
+           "result");
 }
 
 static void progress(const opts *o, int done, int total, double t0)
@@ -253,6 +255,11 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
             }
             if (c->cp > 16)
                 printf("#   ... %d more CP ranks\n", c->cp - 16);
+            run_estimate est;
+            run_estimate_case(c, run_host_threads(w->size), &est);
+            printf("#   estimate per rank: input generation %.3g s (%s), %s check %.3g s (%s); a model, "
+                   "not a measurement\n", est.gen_s, est.gen_where, fa4cp_check_mode_name(c->check),
+                   est.check_s, est.check_where);
         }
     printf("# dry run: %d case(s) valid\n", ncases);
 }
@@ -260,8 +267,11 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
 /* A case's row of the table (or TAP line), and its failure on stderr. */
 static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *oc, int number)
 {
-    char mask[32], hb[16], e[16], fm[16], ft[16], bm[16], bt[16];
+    char mask[32], hb[16], e[16], fm[16], ft[16], bm[16], bt[16], ws[16], gp[16];
     run_heads_text(c, hb, sizeof hb);
+    /* wall time of the case, and the share of it in timed work (warm-up and timed iterations) */
+    snprintf(ws, sizeof ws, "%.2f", oc->wall_ms * 1e-3);
+    snprintf(gp, sizeof gp, oc->timed_ms > 0 && oc->wall_ms > 0 ? "%.0f" : "-", 100.0 * oc->timed_ms / oc->wall_ms);
     snprintf(e, sizeof e, oc->err >= 0 || isinf(oc->err) ? "%.2e" : "N/A", oc->err);
     snprintf(fm, sizeof fm, oc->fwd_ms >= 0 ? "%.3f" : "-", oc->fwd_ms);
     snprintf(ft, sizeof ft, isfinite(oc->fwd_tf) ? "%.4f" : "-", oc->fwd_tf);
@@ -275,9 +285,10 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
         if (oc->exit_code)
             printf("# %s: %s\n", oc->result, oc->msg);
     } else {
-        printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
+        printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", c->index,
                fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, c->head_dim,
-               fa4cp_dtype_name(c->dtype), run_mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc->result);
+               fa4cp_dtype_name(c->dtype), run_mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, ws, gp,
+               oc->result);
         if (oc->exit_code)
             printf("#   case %d %s: %s\n", c->index, oc->result, oc->msg);
     }

@@ -33,6 +33,8 @@ t $([ $rc -eq 0 ] && [ "$rows" -eq 6 ] && [ ! -e "$tmp/dry" ] && echo 0 || echo 
 "$run" --explain "$s/jobs/acceptance.yaml" --ranks 8 >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 0 ] && has "$tmp/o" "cp rank 3:" && has "$tmp/o" "MiB/rank" && echo 0 || echo 1) \
   "explain the cuda acceptance job without a GPU ($rc)"
+est=$(grep -c "estimate per rank: input generation .* s (GPU generator), .* check .* s (" "$tmp/o")
+t $([ "$est" -eq 14 ] && echo 0 || echo 1) "--explain estimates generation and check time of each of the 14 cases ($est)"
 
 # ---- execution (needs the CP executor in the library)
 start=$(date +%s)
@@ -48,6 +50,10 @@ t $([ $rc -eq 0 ] && [ "$okrows" -eq 6 ] && echo 0 || echo 1) "smoke --ranks 4: 
 [ $rc -eq 0 ] || sed 's/^/# /' "$tmp/smoke" "$tmp/e"
 lines=$(wc -l <"$tmp/out/results.jsonl")
 t $([ "$lines" -eq 6 ] && echo 0 || echo 1) "results.jsonl: 6 lines ($lines)"
+phases=$(grep '"setup_ms":[0-9]' "$tmp/out/results.jsonl" | grep '"generate_ms":[0-9]' | grep '"timed_total_ms":[0-9]' |
+    grep '"check_ms":[0-9]' | grep '"wall_ms":[0-9]' | grep -c '"gpu_share":[0-9]')
+t $([ "$phases" -eq 6 ] && has "$tmp/smoke" "wall(s) gpu %" && echo 0 || echo 1) \
+  "every record has its phase times and gpu share, the table its wall and gpu % ($phases)"
 "$b/bin/fa4cp-report" "$tmp/out" >"$tmp/rep" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 0 ] && has "$tmp/rep" "6 record(s)" && echo 0 || echo 1) "fa4cp-report reads them back ($rc)"
 "$run" "$s/jobs/smoke.yaml" --ranks 4 --tap -n 1 -w 0 -c sampled -o "$tmp/out" >"$tmp/tap" 2>"$tmp/e"; rc=$?

@@ -79,8 +79,18 @@ timeout -k 5 120 env FA4CP_BOOTSTRAP=slurm srun -n 2 "$run" --no-output -n 1 --b
 t $([ $rc -eq 3 ] && grep -q "launch with srun --mpi=pmix" "$tmp/e" && echo 0 || echo 1) \
   "2 tasks bootstrapped from the Slurm environment: refused (no PMIx exchange) with exit 3 ($rc)"
 [ $rc -eq 3 ] || sed 's/^/# /' "$tmp/e"
-timeout -k 5 120 srun -n 1 --mpi=pmix "$run" --no-output -n 1 --set cp.size=1 --set cp.comm=p2p "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+timeout -k 5 120 srun -n 1 --mpi=pmix "$run" -o "$tmp/res" -n 1 --set cp.size=1 --set cp.comm=p2p "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 0 ] && grep -q "bootstrap pmix" "$tmp/o" && grep -q "fa4cp-run concluded: OK" "$tmp/o" && echo 0 || echo 1) \
   "srun -n 1 --mpi=pmix: a world of one process runs the cpu backend ($rc)"
 [ $rc -eq 0 ] || { sed 's/^/# /' "$tmp/e"; sed 's/^/# /' "$tmp/o"; }
+# every process agrees on each case (mp_agree): a passing case's message
+# stays empty (it once carried a stray "MemAvailable: ... kB" line), and
+# each record has its phase times
+lines=$(cat "$tmp/res/results.jsonl" 2>/dev/null | wc -l)
+empty=$(grep -c '"status":"OK".*"message":""' "$tmp/res/results.jsonl" 2>/dev/null)
+phases=$(grep '"setup_ms":[0-9]' "$tmp/res/results.jsonl" 2>/dev/null | grep '"generate_ms":[0-9]' |
+    grep '"timed_total_ms":[0-9]' | grep '"check_ms":[0-9]' | grep -c '"wall_ms":[0-9]')
+t $([ "$lines" -gt 0 ] && [ "$empty" -eq "$lines" ] && [ "$phases" -eq "$lines" ] &&
+    ! grep -q MemAvailable "$tmp/res/results.jsonl" && echo 0 || echo 1) \
+  "pmix world: $empty of $lines passing records have an empty message, $phases carry the phase times"
 echo "1..$n"

@@ -4,7 +4,9 @@
  * head, dim): a splitmix64-style hash of (seed, tensor, token, head) keys the
  * row; one more mixing round per pair of dims gives two 32-bit uniforms, and
  * Box-Muller turns them into two standard normals (the cosine branch for the
- * even dim, the sine branch for the odd one), rounded to the storage dtype.  The logical token counts real tokens across
+ * even dim, the sine branch for the odd one), rounded to the storage dtype.
+ * The arithmetic lives in kernels/gen_math.h, shared with the GPU generator
+ * (kernels/gen.cu) bit for bit.  The logical token counts real tokens across
  * the batch, so the global tensors do not depend on the CP size, the comm
  * shape, the padding or which rank asks: any rank can regenerate any element.
  *
@@ -14,42 +16,21 @@
  * batch, so a sample of rows of a 1M-token case can be checked.
  */
 #include "core/internal.h"
+#include "../../kernels/gen_math.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint64_t mix(uint64_t z)
-{
-    z ^= z >> 30;
-    z *= 0xbf58476d1ce4e5b9ULL;
-    z ^= z >> 27;
-    z *= 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return z;
-}
+#define row_key gm_row_key
 
-/* The hash of (seed, tensor, token, head): every element of a row derives
- * from it with one more mixing round per pair of dims. */
-static inline uint64_t row_key(uint64_t seed, int tensor, int64_t token, int head)
-{
-    uint64_t h = mix(seed + 0x9e3779b97f4a7c15ULL);
-    h = mix(h ^ ((uint64_t)(uint32_t)tensor * 0xd1b54a32d192ed03ULL));
-    h = mix(h ^ (uint64_t)token);
-    return mix(h ^ ((uint64_t)(uint32_t)head * 0xaf251af3b0f025b5ULL));
-}
-
-/* Box-Muller on the two 32-bit halves of one hash: dims 2p and 2p+1 are the
- * cosine and sine branches of pair p. */
+/* Box-Muller pair p of a row (gen_math.h: the same bits as the GPU's). */
 static inline void pair_values(uint64_t key, int pair, double *even, double *odd)
 {
-    uint64_t h = mix(key ^ ((uint64_t)(uint32_t)pair * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
-    double u1 = ((double)(h >> 32) + 0.5) * (1.0 / 4294967296.0);
-    double u2 = (double)(h & 0xffffffffu) * (1.0 / 4294967296.0);
-    double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
-    *even = r * cos(a);
+    double o;
+    gm_pair(key, pair, even, &o);
     if (odd)
-        *odd = r * sin(a);
+        *odd = o;
 }
 
 double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim)

@@ -36,6 +36,9 @@ typedef struct case_outcome {
     const char *result; /* "OK", "FAILED", "BELOW GATE", "ERROR", "TIMEOUT" */
     double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err, tol;
     double err_t[NERR];
+    /* phase times (ms): max over ranks (-1: not reached); wall: the whole
+     * case on this process, from its memory checks to its verdict */
+    double setup_ms, gen_ms, timed_ms, check_ms, wall_ms;
     char msg[600];
 } case_outcome;
 

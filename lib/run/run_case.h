@@ -5,31 +5,40 @@
 
 #include "run_exec.h"
 
-/* the rank's host tensors (the source of the inputs, the target of the checks) */
+/* the rank's host tensors (the source of the inputs, the target of the
+ * checks; on the cuda backend only the outputs of a full check too big for
+ * the GPU reference) */
 typedef struct bufs {
     int64_t rows;
+    int64_t *map; /* [rows] logical token of each local row (-1: padding) */
     void *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
     double *D; /* [h, rows] */
 } bufs;
 
-/* backend cuda: the rank's device copies of its tensors, its stream and the
- * events that time the calls (the host buffers stay the source of the
- * inputs and the target of the verification). */
+/* backend cuda: the rank's tensors on its GPU (generated there: no host
+ * copy of the inputs), its row map, its stream and the events that time the
+ * calls; the GPU check reads them in place. */
 typedef struct devbufs {
     int on;
     void *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
+    int64_t *map;
     void *stream, *e0, *e1;
 } devbufs;
 
 
 /* ---- run_verify.c: r->err from a sample of rows / every row; gather: the
  * group's buffers (send [bytes] each) on every rank */
-fa4cp_status run_verify_sampled(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank, const bufs *b,
-                                const void *glse, const double *gD, rank_result *r);
-fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank, const bufs *b,
+fa4cp_status run_verify_sampled(const fa4cp_case *c, int cp_rank, int threads, const bufs *b, const void *glse,
+                                const double *gD, rank_result *r);
+fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank, int threads, const bufs *b,
                              const void *glse, rank_result *r);
-/* the sampled rows of a rank (salt picks the sample), their sequence and kv head */
-int run_pick_rows(const fa4cp_case *c, int cp_rank, int salt, int64_t *out, int want);
+/* backend cuda: the sampled rows (or, full, every real row and head) against
+ * the GPU reference, in place on the rank's device tensors */
+fa4cp_status run_verify_gpu(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank, const bufs *b, devbufs *dv,
+                            int full, rank_result *r);
+/* the sampled rows of a rank (salt picks the sample; map: its row map),
+ * their sequence and kv head */
+int run_pick_rows(const fa4cp_case *c, const int64_t *map, int cp_rank, int salt, int64_t *out, int want);
 void run_seq_of_token(const fa4cp_case *c, int64_t t, int *seq, int64_t *off);
 int run_sample_kv_head(const fa4cp_case *c, int cp_rank, int seq, int salt);
 fa4cp_status run_gather(fa4cp_comm *comm, const void *send, size_t bytes, void **recv, rank_result *r);
@@ -40,6 +49,10 @@ fa4cp_status run_dev_open(devbufs *d, const fa4cp_case *c, int world_rank, int d
 fa4cp_status run_dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, size_t qn, size_t kn, size_t es,
                            size_t les, rank_result *r);
 void run_dev_close(devbufs *d);
+/* the rank's inputs generated on its GPU (the values of gen.c) */
+fa4cp_status run_dev_generate(devbufs *d, const fa4cp_case *c, const bufs *b, rank_result *r);
+/* test only: one element of a device tensor moved by delta */
+fa4cp_status run_dev_poke(devbufs *d, fa4cp_dtype dt, void *base, size_t i, double delta, rank_result *r);
 fa4cp_status run_dev_timed(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
                            rank_result *r);
 

@@ -1,8 +1,10 @@
 /* run_exec.c - one case on one rank: inputs, timed CP calls, verification.
  *
- * Inputs come from the counter-based generator (fa4cp_gen_fill_local), so
- * every rank builds its own shard and the global tensors are the same for
- * every cp size and comm shape.  Verification:
+ * Inputs come from the counter-based generator (fa4cp_gen_fill_local; on the
+ * cuda backend its GPU twin, run_dev_generate, with no host copy), so every
+ * rank builds its own shard and the global tensors are the same for every cp
+ * size and comm shape.  Verification (run_verify.c; on cuda the GPU
+ * reference, run_verify_gpu, for the sampled check and small full checks):
  *   full:    the CP group's outputs are all-gathered; CP rank 0 runs the
  *            non-CP reference (the cpu backend in float64 on the unpadded
  *            batch) and compares every real row;
@@ -25,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "gen_gpu.h"
 #include "run_case.h"
 
 #ifdef HAVE_CUDA
@@ -128,12 +131,21 @@ static fa4cp_status timed_phase(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp 
     return FA4CP_OK;
 }
 
+static int host_ranks = 1;
+void run_exec_host_ranks(int ranks) { host_ranks = ranks > 0 ? ranks : 1; }
+
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
     int cp_rank = fa4cp_comm_rank(comm);
     int h = c->heads, hk = c->kv_heads, d = c->head_dim;
     size_t es = fa4cp_dtype_size(c->dtype), les = fa4cp_dtype_size(fa4cp_lse_dtype(c->dtype));
+    int cuda = c->backend == FA4CP_BACKEND_CUDA;
+    /* host copies: every tensor on the cpu backend; on cuda only the outputs
+     * of a full check too big for the GPU reference (fetched for the host
+     * reference); the inputs of a cuda case never exist on the host */
+    int gpu_full = cuda && c->check == FA4CP_CHECK_FULL && run_gen_gpu_built() && run_gpu_full_fits(c);
+    int host_in = !cuda, host_out = !cuda || (c->check == FA4CP_CHECK_FULL && !gpu_full);
     bufs b;
     devbufs dev;
     fa4cp_cp *cp = NULL;
@@ -144,39 +156,63 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     memset(r, 0, sizeof *r);
     r->rank = world_rank;
     r->fwd_ms = r->bwd_ms = -1;
+    r->setup_ms = r->gen_ms = r->timed_ms = r->check_ms = -1;
     for (int t = 0; t < NERR; t++)
         r->err[t] = -1;
     fa4cp_log_set_rank(world_rank);
+    double t_setup = now_ms();
     b.rows = c->padded_tokens / c->cp;
     size_t qn = (size_t)b.rows * h * d, kn = (size_t)b.rows * hk * d;
-    b.q = fa4cp_malloc(qn * es, "q");
-    b.k = fa4cp_malloc(kn * es, "k");
-    b.v = fa4cp_malloc(kn * es, "v");
-    b.out = fa4cp_calloc(qn, es, "out");
-    b.lse = fa4cp_calloc((size_t)b.rows * h, les, "lse");
     times = malloc(sizeof(double) * (size_t)c->iters);
-    if (!b.q || !b.k || !b.v || !b.out || !b.lse || !times) {
+    b.map = fa4cp_malloc(sizeof(int64_t) * (size_t)(b.rows ? b.rows : 1), "row map");
+    if (!times || !b.map) {
         st = FA4CP_ERR_NOMEM;
         goto out;
     }
-    if (c->backward) {
-        b.dout = fa4cp_malloc(qn * es, "dout");
-        b.dq = fa4cp_calloc(qn, es, "dq");
-        b.dk = fa4cp_calloc(kn, es, "dk");
-        b.dv = fa4cp_calloc(kn, es, "dv");
-        if (!b.dout || !b.dq || !b.dk || !b.dv) {
+    run_gen_map(c, cp_rank, b.map);
+    if (host_in) {
+        b.q = fa4cp_malloc(qn * es, "q");
+        b.k = fa4cp_malloc(kn * es, "k");
+        b.v = fa4cp_malloc(kn * es, "v");
+        if (!b.q || !b.k || !b.v || (c->backward && !(b.dout = fa4cp_malloc(qn * es, "dout")))) {
             st = FA4CP_ERR_NOMEM;
             goto out;
         }
-        fa4cp_gen_fill_local(c, FA4CP_GEN_DOUT, cp_rank, b.dout);
     }
-    fa4cp_gen_fill_local(c, FA4CP_GEN_Q, cp_rank, b.q);
-    fa4cp_gen_fill_local(c, FA4CP_GEN_K, cp_rank, b.k);
-    fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
-    if (c->backend == FA4CP_BACKEND_CUDA && (st = run_dev_open(&dev, c, world_rank, device, &b, qn, kn, es, les, r)))
+    if (host_out) {
+        b.out = fa4cp_calloc(qn, es, "out");
+        b.lse = fa4cp_calloc((size_t)b.rows * h, les, "lse");
+        if (!b.out || !b.lse) {
+            st = FA4CP_ERR_NOMEM;
+            goto out;
+        }
+        if (c->backward) {
+            b.dq = fa4cp_calloc(qn, es, "dq");
+            b.dk = fa4cp_calloc(kn, es, "dk");
+            b.dv = fa4cp_calloc(kn, es, "dv");
+            if (!b.dq || !b.dk || !b.dv) {
+                st = FA4CP_ERR_NOMEM;
+                goto out;
+            }
+        }
+    }
+    if (cuda && (st = run_dev_open(&dev, c, world_rank, device, &b, qn, kn, es, les, r)))
         goto out;
     if ((st = make_cp(c, comm, &cp)))
         goto out;
+    r->setup_ms = now_ms() - t_setup;
+    double t_gen = now_ms();
+    if (cuda) {
+        if ((st = run_dev_generate(&dev, c, &b, r)))
+            goto out;
+    } else {
+        if (c->backward)
+            fa4cp_gen_fill_local(c, FA4CP_GEN_DOUT, cp_rank, b.dout);
+        fa4cp_gen_fill_local(c, FA4CP_GEN_Q, cp_rank, b.q);
+        fa4cp_gen_fill_local(c, FA4CP_GEN_K, cp_rank, b.k);
+        fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
+    }
+    r->gen_ms = now_ms() - t_gen;
     if (getenv("FA4CP_RUN_INJECT_HANG") && atoi(getenv("FA4CP_RUN_INJECT_HANG")) == world_rank) {
         /* test only: this rank stops answering; the job must still end (exit 4) */
         for (int i = 0; i < 36000; i++) {
@@ -189,6 +225,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         snprintf(r->msg, sizeof r->msg, "injected fault (FA4CP_RUN_INJECT_FAULT=%d) before the first CP call", world_rank);
         goto out;
     }
+    double t_timed = now_ms();
     fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
     a.batch = c->batch;
     a.cu_seqlens = c->cu_padded;
@@ -211,35 +248,38 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
             goto out;
         r->timed = r->timed && timed_b;
     }
-    if (dev.on && (st = run_dev_fetch(&dev, c, &b, qn, kn, es, les, r)))
+    r->timed_ms = now_ms() - t_timed;
+    double t_check = now_ms();
+    if (dev.on && host_out && (st = run_dev_fetch(&dev, c, &b, qn, kn, es, les, r)))
         goto out;
     const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
-    if ((inject & 1) && cp_rank == c->cp - 1 && ie && !strcmp(ie, "dk") && c->backward) {
-        /* test-only: corrupt one element of dk in the first sampled key row */
+    if ((inject & 1) && cp_rank == c->cp - 1) {
+        /* test-only: corrupt one element of the first sampled query row (out),
+         * or with FA4CP_RUN_INJECT_ERROR=dk of the first sampled key row (dk) */
+        int dk = ie && !strcmp(ie, "dk") && c->backward;
         int64_t row, off;
         int seq;
-        if (run_pick_rows(c, cp_rank, 2, &row, 1) == 1) {
-            run_seq_of_token(c, fa4cp_case_local_token(c, cp_rank, row), &seq, &off);
-            int kh = run_sample_kv_head(c, cp_rank, seq, 2);
-            size_t i = ((size_t)row * hk + kh) * (size_t)d + (size_t)(d - 1);
-            fa4cp_store(c->dtype, b.dk, i, fa4cp_load(c->dtype, b.dk, i) + 8.0);
-        }
-    } else if ((inject & 1) && cp_rank == c->cp - 1) {
-        /* test-only: corrupt one element of the first sampled query row */
-        int64_t row, off;
-        int seq;
-        if (run_pick_rows(c, cp_rank, 1, &row, 1) == 1) {
-            run_seq_of_token(c, fa4cp_case_local_token(c, cp_rank, row), &seq, &off);
-            int head = run_sample_kv_head(c, cp_rank, seq, 1) * (h / hk);
-            size_t i = ((size_t)row * h + head) * (size_t)d;
-            fa4cp_store(c->dtype, b.out, i, fa4cp_load(c->dtype, b.out, i) + 8.0);
+        if (run_pick_rows(c, b.map, cp_rank, dk ? 2 : 1, &row, 1) == 1) {
+            run_seq_of_token(c, b.map[row], &seq, &off);
+            size_t i;
+            if (dk)
+                i = ((size_t)row * hk + run_sample_kv_head(c, cp_rank, seq, 2)) * (size_t)d + (size_t)(d - 1);
+            else
+                i = ((size_t)row * h + run_sample_kv_head(c, cp_rank, seq, 1) * (h / hk)) * (size_t)d;
+            void *host = dk ? b.dk : b.out, *devp = dk ? dev.dk : dev.out;
+            if (host_out)
+                fa4cp_store(c->dtype, host, i, fa4cp_load(c->dtype, host, i) + 8.0);
+            else if ((st = run_dev_poke(&dev, c->dtype, devp, i, 8.0, r)))
+                goto out;
         }
     }
-    if (c->check != FA4CP_CHECK_OFF) {
+    if ((c->check == FA4CP_CHECK_SAMPLED || gpu_full) && dev.on) {
+        st = run_verify_gpu(c, comm, cp_rank, &b, &dev, gpu_full, r);
+    } else if (c->check != FA4CP_CHECK_OFF) {
         if ((st = run_gather(comm, b.lse, (size_t)b.rows * h * les, &glse, r)))
             goto out;
         if (c->check == FA4CP_CHECK_FULL) {
-            st = run_verify_full(c, comm, cp_rank, &b, glse, r);
+            st = run_verify_full(c, comm, cp_rank, run_host_threads(host_ranks / c->cp > 0 ? host_ranks / c->cp : 1), &b, glse, r);
         } else {
             if (c->backward) {
                 b.D = fa4cp_malloc(sizeof(double) * (size_t)b.rows * h, "D");
@@ -251,7 +291,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
                     for (int64_t l = 0; l < b.rows; l++) {
                         double s = 0;
                         size_t base = ((size_t)l * h + hh) * d;
-                        if (fa4cp_case_local_token(c, cp_rank, l) >= 0)
+                        if (b.map[l] >= 0)
                             for (int x = 0; x < d; x++)
                                 s += fa4cp_load(c->dtype, b.dout, base + x) * fa4cp_load(c->dtype, b.out, base + x);
                         b.D[(size_t)hh * b.rows + l] = s;
@@ -259,9 +299,10 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
                 if ((st = run_gather(comm, b.D, sizeof(double) * (size_t)b.rows * h, &gD, r)))
                     goto out;
             }
-            st = run_verify_sampled(c, comm, cp_rank, &b, glse, gD, r);
+            st = run_verify_sampled(c, cp_rank, run_host_threads(host_ranks), &b, glse, gD, r);
         }
     }
+    r->check_ms = now_ms() - t_check;
 out:
     r->status = st;
     if (st && !r->msg[0])
@@ -271,6 +312,7 @@ out:
     run_dev_close(&dev);
     fa4cp_free(glse);
     fa4cp_free(gD);
+    fa4cp_free(b.map);
     fa4cp_free(b.q);
     fa4cp_free(b.k);
     fa4cp_free(b.v);
@@ -287,6 +329,7 @@ out:
 #else /* no CP executor in this build */
 
 int run_exec_available(void) { return 0; }
+void run_exec_host_ranks(int ranks) { (void)ranks; }
 
 int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 {

@@ -12,6 +12,10 @@ typedef struct rank_result {
     int status;    /* fa4cp_status of the rank's run (0 = ran) */
     int rank;      /* world rank */
     double fwd_ms, bwd_ms;  /* medians over the timed iterations (-1: not run) */
+    /* phase times of the rank (host clock, ms): allocation and the CP
+     * context; input generation; warm-up + timed iterations (forward and
+     * backward, barriers included); verification */
+    double setup_ms, gen_ms, timed_ms, check_ms;
     double err[NERR];       /* relative errors (-1: not checked) */
     long long rows_checked; /* query + key rows compared */
     /* backend cuda: the CP executor's CUDA-event timings of the last timed
@@ -28,6 +32,10 @@ typedef struct rank_result {
  * its first CP call.  device: the rank's GPU on backend cuda (-1: world_rank
  * modulo the visible GPUs, for ranks that are threads of one process). */
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r);
+
+/* Ranks that run as threads of this process (host work of each rank uses
+ * its share of the cores); default 1. */
+void run_exec_host_ranks(int ranks);
 
 /* CUDA devices this process sees (0 without CUDA or without a device). */
 int run_visible_gpus(void);

@@ -30,6 +30,7 @@ void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, 
     double fwd, bwd;
     fa4cp_case_flops(c, &fwd, &bwd);
     oc->fwd_ms = oc->bwd_ms = -1;
+    oc->setup_ms = oc->gen_ms = oc->timed_ms = oc->check_ms = -1;
     oc->err = -1;
     for (int t = 0; t < NERR; t++)
         oc->err_t[t] = -1;
@@ -49,6 +50,10 @@ void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, 
     for (int i = 0; i < nr; i++) {
         if (rr[i].fwd_ms > oc->fwd_ms)
             oc->fwd_ms = rr[i].fwd_ms;
+        oc->setup_ms = fmax(oc->setup_ms, rr[i].setup_ms);
+        oc->gen_ms = fmax(oc->gen_ms, rr[i].gen_ms);
+        oc->timed_ms = fmax(oc->timed_ms, rr[i].timed_ms);
+        oc->check_ms = fmax(oc->check_ms, rr[i].check_ms);
         if (rr[i].bwd_ms > oc->bwd_ms)
             oc->bwd_ms = rr[i].bwd_ms;
         for (int t = 0; t < NERR; t++)
@@ -202,6 +207,12 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     fa4cp_jw_int(&j, "exit_code", oc->exit_code);
     fa4cp_jw_num(&j, "fwd_ms", oc->fwd_ms);
     fa4cp_jw_num(&j, "bwd_ms", oc->bwd_ms);
+    fa4cp_jw_num(&j, "setup_ms", oc->setup_ms >= 0 ? oc->setup_ms : NAN);
+    fa4cp_jw_num(&j, "generate_ms", oc->gen_ms >= 0 ? oc->gen_ms : NAN);
+    fa4cp_jw_num(&j, "timed_total_ms", oc->timed_ms >= 0 ? oc->timed_ms : NAN);
+    fa4cp_jw_num(&j, "check_ms", oc->check_ms >= 0 ? oc->check_ms : NAN);
+    fa4cp_jw_num(&j, "wall_ms", oc->wall_ms);
+    fa4cp_jw_num(&j, "gpu_share", oc->timed_ms > 0 && oc->wall_ms > 0 ? oc->timed_ms / oc->wall_ms : NAN);
     fa4cp_jw_num(&j, "fwd_flops", fwd);
     fa4cp_jw_num(&j, "bwd_flops", c->backward ? bwd : NAN);
     fa4cp_jw_num(&j, "fwd_tflops_per_gpu", oc->fwd_tf);

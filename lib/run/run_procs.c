@@ -93,6 +93,8 @@ int run_mp_agree(const world_info *w, int code, const char *why, const char *wha
     mp_verdict mine, *all = calloc((size_t)w->size, sizeof *all);
     memset(&mine, 0, sizeof mine);
     mine.code = code;
+    if (len)
+        msg[0] = 0; /* all well: no message (not whatever the caller's buffer held) */
     snprintf(mine.msg, sizeof mine.msg, "%s", why ? why : "");
     if (!all || fa4cp_world_allgather(w->world, &mine, all, sizeof mine)) {
         char m[700];

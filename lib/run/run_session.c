@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfiles, char *text, size_t len,
                        char *msg, size_t msglen)
@@ -110,9 +111,17 @@ int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, i
     return RUN_OK;
 }
 
+static double wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc)
 {
     const world_info *w = s->w;
+    double t0 = wall_ms();
     memset(oc, 0, sizeof *oc);
     memset(res, 0, sizeof *res * (size_t)w->size);
     if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
@@ -148,9 +157,12 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
     }
     if (!oc->exit_code) {
         run_judge(c, w, res, w->size, oc);
+        oc->wall_ms = wall_ms() - t0;
         return;
     }
     oc->result = oc->exit_code == RUN_TIMEOUT ? "TIMEOUT" : "ERROR";
+    oc->wall_ms = wall_ms() - t0;
+    oc->setup_ms = oc->gen_ms = oc->timed_ms = oc->check_ms = -1;
     oc->fwd_ms = oc->bwd_ms = oc->err = -1;
     oc->fwd_tf = oc->bwd_tf = NAN;
     for (int t = 0; t < NERR; t++)

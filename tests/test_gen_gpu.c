@@ -1,0 +1,458 @@
+/* test_gen_gpu.c - the GPU generator against gen.c bit for bit, and the GPU
+ * reference of the check against the float64 host reference (the oracle),
+ * on random tuples, rows and shapes (varlen, GQA, windows, causal, cp > 1).
+ * Host parts (the one-pass row map, the generator's polynomials against
+ * libm) run everywhere; the GPU parts skip without a GPU. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include "fa4cp.h"
+#include "run/gen_gpu.h"
+#include "tap.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+#include "../kernels/run_kernels.h"
+#endif
+
+static uint64_t rng = 0x243f6a8885a308d3ULL;
+static uint64_t next(void)
+{
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static fa4cp_workload *load(const char *text)
+{
+    fa4cp_workload *w = NULL;
+    if (fa4cp_workload_load_buffer("gen_gpu.yaml", text, strlen(text), NULL, 0, &w))
+        diag("load failed: %s", fa4cp_last_error());
+    return w;
+}
+
+#ifdef HAVE_CUDA
+static double round_to(int dt, double v)
+{
+    switch (dt) {
+    case FA4CP_BF16: return fa4cp_bf16_to_float(fa4cp_float_to_bf16((float)v));
+    case FA4CP_FP16: return fa4cp_fp16_to_float(fa4cp_float_to_fp16((float)v));
+    case FA4CP_FP32: return (float)v;
+    default: return v;
+    }
+}
+#endif
+
+/* the Box-Muller value with libm's log/cos/sin: the polynomials of
+ * gen_math.h must agree to a few ulp */
+static void host_math(void)
+{
+    double worst = 0;
+    int n = 0;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t seed = next();
+        int64_t tok = (int64_t)(next() >> 24);
+        int head = (int)(next() % 64), dim = (int)(next() % 256);
+        double v = fa4cp_gen_value(seed, (int)(next() % 4), tok, head, dim);
+        worst = fmax(worst, fabs(v)); /* finite and bounded */
+        n += isfinite(v);
+    }
+    /* the same hash with libm's log, cos and sin (the generator before
+     * gen_math.h): the polynomials agree to a few ulp */
+    double dmax = 0;
+    for (int i = 0; i < 100000; i++) {
+        uint64_t seed = next(), z;
+        int64_t tok = (int64_t)(next() >> 30);
+        int tensor = (int)(next() % 4), head = (int)(next() % 64), pair = (int)(next() % 128);
+#define MIX(x) (z = (x), z ^= z >> 30, z *= 0xbf58476d1ce4e5b9ULL, z ^= z >> 27, z *= 0x94d049bb133111ebULL, z ^ (z >> 31))
+        uint64_t hh = MIX(seed + 0x9e3779b97f4a7c15ULL);
+        hh = MIX(hh ^ ((uint64_t)(uint32_t)tensor * 0xd1b54a32d192ed03ULL));
+        hh = MIX(hh ^ (uint64_t)tok);
+        hh = MIX(hh ^ ((uint64_t)(uint32_t)head * 0xaf251af3b0f025b5ULL));
+        hh = MIX(hh ^ ((uint64_t)(uint32_t)pair * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+#undef MIX
+        double u1 = ((double)(hh >> 32) + 0.5) * (1.0 / 4294967296.0);
+        double u2 = (double)(hh & 0xffffffffu) * (1.0 / 4294967296.0);
+        double r = sqrt(-2.0 * log(u1)), a = 6.283185307179586 * u2;
+        dmax = fmax(dmax, fabs(r * cos(a) - fa4cp_gen_value(seed, tensor, tok, head, 2 * pair)));
+        dmax = fmax(dmax, fabs(r * sin(a) - fa4cp_gen_value(seed, tensor, tok, head, 2 * pair + 1)));
+    }
+    ok(dmax < 1e-13, "generator: the polynomial log/sin/cos = libm's Box-Muller within %.2g on 100000 pairs", dmax);
+    ok(n == 200000 && worst < 8.0, "generator: 200000 random values finite, |v| <= %.3f", worst);
+    /* mean/variance over one long row range */
+    double s = 0, s2 = 0;
+    for (int i = 0; i < 400000; i++) {
+        double v = fa4cp_gen_value(99, FA4CP_GEN_K, i / 128, 3, i % 128);
+        s += v;
+        s2 += v * v;
+    }
+    ok(fabs(s / 400000) < 0.01 && fabs(s2 / 400000 - 1) < 0.01, "generator: mean %.4f, variance %.4f",
+       s / 400000, s2 / 400000);
+}
+
+static void row_map(void)
+{
+    const char *yaml = "version: 1\nattention: {heads: 2, kv_heads: 1, head_dim: 8, dtype: bf16, sequences: [203, 61, 1, 120],"
+                       " pad_between_seqs: true}\nrun: {seed: 5, backend: cpu}\nsweep:\n  cp.size: [1, 2, 3, 4, 8]\n";
+    fa4cp_workload *w = load(yaml);
+    ok(w != NULL, "row map workload");
+    if (!w)
+        return;
+    for (int i = 0; i < fa4cp_workload_count(w); i++) {
+        const fa4cp_case *c = fa4cp_workload_get(w, i);
+        int64_t rows = c->padded_tokens / c->cp;
+        int64_t *m = malloc(sizeof(int64_t) * (size_t)rows);
+        int same = 1;
+        for (int r = 0; r < c->cp; r++) {
+            for (int64_t l = 0; l < rows; l++)
+                m[l] = -7;
+            run_gen_map(c, r, m);
+            for (int64_t l = 0; l < rows; l++)
+                same &= m[l] == fa4cp_case_local_token(c, r, l);
+        }
+        ok(same, "cp %d: the one-pass row map = fa4cp_case_local_token on every row of every rank", c->cp);
+        free(m);
+    }
+    fa4cp_workload_free(w);
+}
+
+#ifdef HAVE_CUDA
+
+#define CK(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess)                                                                     \
+            bail("%s:%d: %s: %s", __FILE__, __LINE__, #x, cudaGetErrorString(e_));                 \
+    } while (0)
+
+/* random (seed, tensor, token, head, dim, dtype) tuples: GPU == host, bit for bit */
+static void gpu_points(void)
+{
+    int64_t n = 200000;
+    fa4cp_kgen_point *p = malloc(sizeof *p * (size_t)n);
+    double *got = malloc(sizeof(double) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        p[i].seed = next();
+        p[i].tensor = (int)(next() % 4);
+        p[i].token = i < 1000 ? i : (int64_t)(next() >> (next() % 40 + 1));
+        p[i].head = (int)(next() % 128);
+        p[i].dim = (int)(next() % 1024);
+        p[i].dtype = (int)(next() % 4);
+    }
+    fa4cp_kgen_point *dp;
+    double *dv;
+    CK(cudaMalloc((void **)&dp, sizeof *p * (size_t)n));
+    CK(cudaMalloc((void **)&dv, sizeof(double) * (size_t)n));
+    /* poison: a kernel that writes nothing fails */
+    CK(cudaMemset(dv, 0xff, sizeof(double) * (size_t)n));
+    CK(cudaMemcpy(dp, p, sizeof *p * (size_t)n, cudaMemcpyHostToDevice));
+    ok(fa4cp_kgen_points(dp, n, dv, NULL) == 0, "points kernel launches");
+    CK(cudaMemcpy(got, dv, sizeof(double) * (size_t)n, cudaMemcpyDeviceToHost));
+    int64_t bad = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double want = round_to(p[i].dtype, fa4cp_gen_value(p[i].seed, p[i].tensor, p[i].token, p[i].head, p[i].dim));
+        if (memcmp(&want, &got[i], sizeof want)) {
+            if (first < 0)
+                first = i;
+            bad++;
+        }
+    }
+    if (first >= 0)
+        diag("first mismatch: seed %llu tensor %d token %lld head %d dim %d dtype %d: gpu %.17g host %.17g",
+             (unsigned long long)p[first].seed, p[first].tensor, (long long)p[first].token, p[first].head,
+             p[first].dim, p[first].dtype, got[first],
+             round_to(p[first].dtype, fa4cp_gen_value(p[first].seed, p[first].tensor, p[first].token, p[first].head,
+                                                      p[first].dim)));
+    ok(bad == 0, "GPU generator == gen.c bit for bit on %lld random (seed, tensor, token, head, dim, dtype) tuples "
+                 "(%lld differ)", (long long)n, (long long)bad);
+    cudaFree(dp);
+    cudaFree(dv);
+    free(p);
+    free(got);
+}
+
+/* whole shards: fa4cp_kgen_fill with the row map == fa4cp_gen_fill_local */
+static void gpu_fill(void)
+{
+    const char *dts[] = {"bf16", "fp16", "fp32", "fp64"};
+    for (int k = 0; k < 8; k++) {
+        char text[512];
+        int cp = 1 + (int)(next() % 4), d = k == 7 ? 7 : 8 << (next() % 4);
+        snprintf(text, sizeof text,
+                 "version: 1\nattention: {heads: 4, kv_heads: 2, head_dim: %d, dtype: %s, sequences: [%d, %d, 1],"
+                 " pad_between_seqs: true}\ncp: {size: %d}\nrun: {seed: %llu, backend: cpu}\n",
+                 d, dts[k % 4], 50 + (int)(next() % 300), 1 + (int)(next() % 100), cp,
+                 (unsigned long long)(next() >> 1));
+        fa4cp_workload *w = load(text);
+        if (!w) {
+            ok(0, "fill workload %d", k);
+            continue;
+        }
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        int64_t rows = c->padded_tokens / c->cp;
+        size_t es = fa4cp_dtype_size(c->dtype), max = (size_t)rows * c->heads * c->head_dim * es;
+        void *host = malloc(max), *got = malloc(max), *dst;
+        int64_t *map = malloc(sizeof(int64_t) * (size_t)rows), *dmap;
+        CK(cudaMalloc(&dst, max));
+        CK(cudaMalloc((void **)&dmap, sizeof(int64_t) * (size_t)rows));
+        int same = 1;
+        for (int r = 0; r < c->cp; r++) {
+            run_gen_map(c, r, map);
+            CK(cudaMemcpy(dmap, map, sizeof(int64_t) * (size_t)rows, cudaMemcpyHostToDevice));
+            for (int t = 0; t < 4; t++) {
+                int h = t == FA4CP_GEN_K || t == FA4CP_GEN_V ? c->kv_heads : c->heads;
+                size_t bytes = (size_t)rows * h * c->head_dim * es;
+                CK(cudaMemset(dst, 0x7f, bytes)); /* poison, padding rows included */
+                same &= run_gen_fill_gpu(c, t, dmap, rows, dst, NULL) == FA4CP_OK;
+                CK(cudaMemcpy(got, dst, bytes, cudaMemcpyDeviceToHost));
+                fa4cp_gen_fill_local(c, t, r, host);
+                same &= !memcmp(host, got, bytes);
+            }
+        }
+        ok(same, "%s d %d cp %d seed %llu: every rank's Q, K, V, dO shard on the GPU == fa4cp_gen_fill_local, bytes "
+                 "and zero padding rows", dts[k % 4], d, c->cp, (unsigned long long)c->seed);
+        cudaFree(dst);
+        cudaFree(dmap);
+        free(host);
+        free(got);
+        free(map);
+        fa4cp_workload_free(w);
+    }
+}
+
+typedef struct lsed {
+    const fa4cp_case *c;
+    const double *lse, *D; /* [h][T] */
+} lsed;
+
+static void lse_d(void *ctx, int seq, int64_t i, int head, double *lse, double *D)
+{
+    const lsed *g = ctx;
+    int64_t t = g->c->cu_tokens[seq] + i;
+    *lse = g->lse[(size_t)head * g->c->tokens + t];
+    *D = g->D[(size_t)head * g->c->tokens + t];
+}
+
+static double relmax(const double *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(a[i]) && isinf(b[i]) && (a[i] < 0) == (b[i] < 0))
+            continue;
+        num = fmax(num, fabs(a[i] - b[i]));
+        den = fmax(den, fabs(b[i]));
+    }
+    /* relative to the largest reference value, floored at 1e-3: with window 0
+     * a query sees only itself and dq is 0 up to rounding (1e-18 vs 0) */
+    return num / fmax(den, 1e-3);
+}
+
+/* the GPU reference against the host float64 reference on random rows */
+static void gpu_reference(void)
+{
+    const char *shapes[] = {"causal: true", "causal: false", "causal: true, window: 9",
+                            "causal: false, window: [5, 11]", "causal: true, window: 0"};
+    const char *dts[] = {"bf16", "fp16", "fp32", "fp64"};
+    for (int sh = 0; sh < 10; sh++) {
+        char text[640];
+        int cp = 1 + sh % 3, kvh = sh % 2 ? 2 : 4, d = sh == 9 ? 40 : 16 << (sh % 3);
+        snprintf(text, sizeof text,
+                 "version: 1\nattention: {heads: 8, kv_heads: %d, head_dim: %d, dtype: %s, %s, sequences: [%d, %d, 3],"
+                 " pad_between_seqs: true}\ncp: {size: %d, comm: %s}\nrun: {seed: %d, backend: cpu, backward: true}\n",
+                 kvh, d, dts[sh % 4], shapes[sh % 5], 60 + sh * 17, 1 + sh * 5, cp,
+                 sh % 5 >= 2 ? "all_gather" : "p2p", 1000 + sh);
+        fa4cp_workload *w = load(text);
+        if (!w) {
+            ok(0, "reference workload %d", sh);
+            continue;
+        }
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        int h = c->heads, hk = c->kv_heads, dd = c->head_dim, group = h / hk;
+        int64_t T = c->tokens, rows = c->padded_tokens / c->cp;
+        /* host oracle: every query row (lse, D for the key rows) */
+        double *lse = malloc(sizeof(double) * (size_t)T * h), *D = malloc(sizeof(double) * (size_t)T * h);
+        double *o = malloc(sizeof(double) * dd), *dq = malloc(sizeof(double) * dd);
+        double *dout = malloc(sizeof(double) * dd);
+        for (int s = 0; s < c->batch; s++)
+            for (int64_t i = 0; i < c->seqlen[s]; i++)
+                for (int hh = 0; hh < h; hh++) {
+                    int64_t t = c->cu_tokens[s] + i;
+                    fa4cp_ref_query_row(c, s, i, hh, o, &lse[(size_t)hh * T + t], dq);
+                    fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
+                    double acc = 0;
+                    for (int x = 0; x < dd; x++)
+                        acc += dout[x] * o[x];
+                    D[(size_t)hh * T + t] = acc;
+                }
+        /* the gathered [cp][h][rows] lse (lse dtype) and D of the CP layout */
+        int lfp64 = fa4cp_lse_dtype(c->dtype) == FA4CP_FP64;
+        size_t gn = (size_t)c->cp * h * rows;
+        void *glse = calloc(gn, lfp64 ? 8 : 4);
+        double *gD = calloc(gn, sizeof(double));
+        int64_t *map = malloc(sizeof(int64_t) * (size_t)rows);
+        for (int r = 0; r < c->cp; r++) {
+            run_gen_map(c, r, map);
+            for (int64_t l = 0; l < rows; l++)
+                for (int hh = 0; hh < h; hh++) {
+                    size_t at = ((size_t)r * h + hh) * rows + l;
+                    double lv = map[l] < 0 ? -INFINITY : lse[(size_t)hh * T + map[l]];
+                    if (lfp64)
+                        ((double *)glse)[at] = lv;
+                    else
+                        ((float *)glse)[at] = (float)lv;
+                    gD[at] = map[l] < 0 ? 0 : D[(size_t)hh * T + map[l]];
+                }
+        }
+        /* the host reference reads the same (float-rounded) lse as the GPU */
+        double *lse_r = malloc(sizeof(double) * (size_t)T * h);
+        for (size_t i = 0; i < (size_t)T * h; i++)
+            lse_r[i] = lfp64 ? lse[i] : (double)(float)lse[i];
+        lsed ctx = {c, lse_r, D};
+        /* random rows of sequence 0 and 1, every head of a random kv head */
+        int nr = 6;
+        run_ref_row qr[6 * 8], kr[6];
+        int64_t pos[6];
+        int seqs[6];
+        for (int i = 0; i < nr; i++) {
+            seqs[i] = i % 2 && c->seqlen[1] > 0 ? 1 : 0;
+            pos[i] = i == 0 ? 0 : i == 2 ? c->seqlen[seqs[i]] - 1 : (int64_t)(next() % (uint64_t)c->seqlen[seqs[i]]);
+        }
+        int kv = (int)(next() % (uint64_t)hk);
+        int nq = 0;
+        for (int i = 0; i < nr; i++) {
+            for (int g = 0; g < group; g++)
+                qr[nq++] = (run_ref_row){seqs[i], kv * group + g, pos[i], -1};
+            kr[i] = (run_ref_row){seqs[i], kv, pos[i], -1};
+        }
+        double *go = malloc(sizeof(double) * nq * dd), *gq = malloc(sizeof(double) * nq * dd);
+        double *gl = malloc(sizeof(double) * nq), *gk = malloc(sizeof(double) * nr * dd);
+        double *gv = malloc(sizeof(double) * nr * dd);
+        double *ho = malloc(sizeof(double) * nq * dd), *hq = malloc(sizeof(double) * nq * dd);
+        double *hl = malloc(sizeof(double) * nq), *hkk = malloc(sizeof(double) * nr * dd);
+        double *hv = malloc(sizeof(double) * nr * dd);
+        for (int i = 0; i < nq * dd; i++)
+            go[i] = gq[i] = NAN;
+        void *dglse;
+        double *dgD;
+        CK(cudaMalloc(&dglse, gn * (lfp64 ? 8 : 4)));
+        CK(cudaMalloc((void **)&dgD, gn * sizeof(double)));
+        CK(cudaMemcpy(dglse, glse, gn * (lfp64 ? 8 : 4), cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(dgD, gD, gn * sizeof(double), cudaMemcpyHostToDevice));
+        fa4cp_status st = run_ref_query_gpu(c, qr, nq, NULL, NULL, NULL, rows, go, gl, gq, NULL, NULL);
+        if (!st)
+            st = run_ref_key_gpu(c, kr, nr, dglse, dgD, NULL, NULL, rows, gk, gv, NULL, NULL);
+        ok(st == FA4CP_OK, "GPU reference runs (%s)", st ? fa4cp_last_error() : text);
+        for (int i = 0; i < nr; i++) {
+            int64_t one = pos[i];
+            fa4cp_ref_query_rows(c, seqs[i], 1, &one, kv, ho + (size_t)i * group * dd, hl + (size_t)i * group,
+                                 hq + (size_t)i * group * dd);
+            fa4cp_ref_key_rows(c, seqs[i], 1, &one, kv, lse_d, &ctx, hkk + (size_t)i * dd, hv + (size_t)i * dd);
+        }
+        double eo = relmax(go, ho, (size_t)nq * dd), el = relmax(gl, hl, (size_t)nq);
+        double eq = relmax(gq, hq, (size_t)nq * dd), ek = relmax(gk, hkk, (size_t)nr * dd);
+        double ev = relmax(gv, hv, (size_t)nr * dd);
+        ok(eo < 1e-12 && el < 1e-12 && eq < 1e-11 && ek < 1e-11 && ev < 1e-12,
+           "%s %s h 8/%d d %d cp %d: GPU reference = host float64 reference on %d random query rows (x%d heads) and "
+           "key rows: rel err out %.2g lse %.2g dq %.2g dk %.2g dv %.2g",
+           dts[sh % 4], shapes[sh % 5], hk, dd, c->cp, nr, group, eo, el, eq, ek, ev);
+
+        /* the comparison against a rank's tensors: rank 0's out/lse/dq set
+         * to the rounded host reference at the sampled rows, then one
+         * element off by 8 */
+        if (c->cp >= 1) {
+            size_t es = fa4cp_dtype_size(c->dtype), qn = (size_t)rows * h * dd;
+            void *hout = calloc(qn, es), *hdq = calloc(qn, es), *hlse = calloc((size_t)h * rows, lfp64 ? 8 : 4);
+            void *dout_, *ddq, *dlse;
+            run_gen_map(c, 0, map);
+            int nloc = 0;
+            run_ref_row lr[8 * 8];
+            for (int64_t l = 0; l < rows && nloc < 8 * group; l += 1 + rows / 8) {
+                if (map[l] < 0)
+                    continue;
+                int s = 0;
+                while (s + 1 < c->batch && c->cu_tokens[s + 1] <= map[l])
+                    s++;
+                int64_t p = map[l] - c->cu_tokens[s];
+                double lv[8];
+                fa4cp_ref_query_rows(c, s, 1, &p, kv, ho, lv, hq);
+                for (int g = 0; g < group; g++) {
+                    int head = kv * group + g;
+                    lr[nloc++] = (run_ref_row){s, head, p, l};
+                    for (int x = 0; x < dd; x++) {
+                        size_t at = ((size_t)l * h + head) * dd + x;
+                        fa4cp_store(c->dtype, hout, at, ho[(size_t)g * dd + x]);
+                        fa4cp_store(c->dtype, hdq, at, hq[(size_t)g * dd + x]);
+                    }
+                    fa4cp_store(fa4cp_lse_dtype(c->dtype), hlse, (size_t)head * rows + l, lv[g]);
+                }
+            }
+            CK(cudaMalloc(&dout_, qn * es));
+            CK(cudaMalloc(&ddq, qn * es));
+            CK(cudaMalloc(&dlse, (size_t)h * rows * (lfp64 ? 8 : 4)));
+            CK(cudaMemcpy(dout_, hout, qn * es, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(ddq, hdq, qn * es, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dlse, hlse, (size_t)h * rows * (lfp64 ? 8 : 4), cudaMemcpyHostToDevice));
+            run_ref_err er[64];
+            double tol = fa4cp_check_tolerance(c->dtype);
+            st = run_ref_query_gpu(c, lr, nloc, dout_, dlse, ddq, rows, NULL, NULL, NULL, er, NULL);
+            double d0 = 0, r0 = 0, d1 = 0, r1 = 0, le = 0;
+            for (int i = 0; i < nloc; i++)
+                d0 += er[i].d0, r0 += er[i].r0, d1 += er[i].d1, r1 += er[i].r1, le = fmax(le, er[i].lse);
+            /* norms floored at 1e-3 (dq is 0 up to rounding with window 0) */
+            double eo2 = sqrt(d0) / fmax(sqrt(r0), 1e-3), eq2 = sqrt(d1) / fmax(sqrt(r1), 1e-3);
+            ok(!st && nloc > 0 && eo2 <= tol && eq2 <= tol && le <= tol && r0 > 0,
+               "  compared with a rank's tensors holding the rounded reference: out %.2g dq %.2g lse %.2g <= %.2g "
+               "(%d rows)", eo2, eq2, le, tol, nloc);
+            /* one element of one sampled row off by 8: caught */
+            size_t at = ((size_t)lr[nloc - 1].local * h + lr[nloc - 1].head) * dd + 1;
+            fa4cp_store(c->dtype, hdq, at, fa4cp_load(c->dtype, hdq, at) + 8.0);
+            CK(cudaMemcpy(ddq, hdq, qn * es, cudaMemcpyHostToDevice));
+            st = run_ref_query_gpu(c, lr, nloc, dout_, dlse, ddq, rows, NULL, NULL, NULL, er, NULL);
+            d1 = r1 = 0;
+            for (int i = 0; i < nloc; i++)
+                d1 += er[i].d1, r1 += er[i].r1;
+            eq2 = sqrt(d1) / fmax(sqrt(r1), 1e-3);
+            ok(!st && eq2 > tol, "  an injected dq error is caught: %.2g > %.2g", eq2, tol);
+            cudaFree(dout_);
+            cudaFree(ddq);
+            cudaFree(dlse);
+            free(hout);
+            free(hdq);
+            free(hlse);
+        }
+        cudaFree(dglse);
+        cudaFree(dgD);
+        free(lse), free(D), free(o), free(dq), free(dout), free(glse), free(gD), free(map), free(lse_r);
+        free(go), free(gq), free(gl), free(gk), free(gv), free(ho), free(hq), free(hl), free(hkk), free(hv);
+        fa4cp_workload_free(w);
+    }
+}
+#endif
+
+int main(void)
+{
+    plan(0);
+    host_math();
+    row_map();
+#ifdef HAVE_CUDA
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+        (void)cudaGetLastError();
+        skip(1, "no CUDA device: the GPU generator and reference are not tested here");
+        return done_testing();
+    }
+    gpu_points();
+    gpu_fill();
+    gpu_reference();
+#else
+    skip(1, "built without CUDA: the GPU generator and reference are not tested here");
+#endif
+    return done_testing();
+}

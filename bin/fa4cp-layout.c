@@ -7,7 +7,7 @@
  * trap (srun without --mpi=pmix).  docs/fa4cp-layout.1 is the manual.
  */
 #include "fa4cp.h"
-#include "json.h"
+#include "core/json.h"
 
 #include <getopt.h>
 #include <stdint.h>

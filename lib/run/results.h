@@ -4,7 +4,7 @@
 #define FA4CP_RESULTS_H
 
 #include "fa4cp.h"
-#include "json.h"
+#include "core/json.h"
 
 #include <stddef.h>
 

@@ -9,8 +9,8 @@
  * physical order, so it visits each node's ranks consecutively and crosses
  * between nodes only where it must.
  */
-#include "internal.h"
-#include "json.h"
+#include "core/internal.h"
+#include "core/json.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* results.c - results.jsonl: one record a line, appended atomically (the
  * records are written and read by json.c). */
 #include "results.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

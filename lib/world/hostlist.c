@@ -34,7 +34,7 @@
  * lists): besides, they refuse an empty list, a duplicate node and a name
  * that no node has (brackets, blanks, control characters), with the reason.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <ctype.h>
 #include <errno.h>

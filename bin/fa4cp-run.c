@@ -62,8 +62,9 @@ typedef struct opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: fa4cp-run [options] JOB.yaml...\n"
-            "Run, verify and time the attention cases of YAML workloads (docs/workloads.md).\n"
+            "Usage: fa4cp-run [options] JOB.yaml|NAME...\n"
+            "Run, verify and time the attention cases of YAML workloads (workloads.md).\n"
+            "A NAME without '/' that is no file is a shipped workload: %s/NAME[.yaml]\n"
             "\n"
             "  -n, --iters N        timed iterations per case (run.iters)\n"
             "  -w, --warmup N       warm-up iterations per case (run.warmup)\n"
@@ -83,7 +84,8 @@ static void usage(FILE *f)
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
-            "5 verification failed, 6 below a gate (docs/exit-codes.md).\n");
+            "5 verification failed, 6 below a gate (exit-codes.md).\n",
+            fa4cp_workload_dir());
 }
 
 static int add_override(opts *o, const char *key, const char *value)

@@ -748,12 +748,18 @@ typedef struct fa4cp_override {
 
 typedef struct fa4cp_workload fa4cp_workload;
 
-/* Load, expand and validate a workload file (every YAML document of it). */
+/* Load, expand and validate a workload file (every YAML document of it).
+ * A path that does not exist and has no '/' names a shipped workload:
+ * fa4cp_workload_dir()/PATH, then fa4cp_workload_dir()/PATH.yaml
+ * ("acceptance" -> /usr/local/share/fa4cp/jobs/acceptance.yaml). */
 fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
                                  fa4cp_workload **out);
 /* The same from memory; `name` stands for the file in messages. */
 fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
                                         const fa4cp_override *ov, int nov, fa4cp_workload **out);
+/* Where shipped workloads are: $FA4CP_DATADIR/jobs, else the installed
+ * $(pkgdatadir)/jobs (per-thread buffer). */
+const char *fa4cp_workload_dir(void);
 int fa4cp_workload_count(const fa4cp_workload *w);
 const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
 void fa4cp_workload_free(fa4cp_workload *w);

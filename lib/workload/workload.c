@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define MAX_CASES 4096        /* per YAML document, after the sweep */
@@ -1373,11 +1374,35 @@ fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_
     return st;
 }
 
+const char *fa4cp_workload_dir(void)
+{
+    static _Thread_local char dir[4096];
+    const char *d = getenv("FA4CP_DATADIR");
+    snprintf(dir, sizeof dir, "%s/jobs", d && *d ? d : FA4CP_PKGDATADIR);
+    return dir;
+}
+
 fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov, fa4cp_workload **out)
 {
     if (!out || !path)
         return fa4cp_set_error(FA4CP_ERR_INVALID, "path or out is NULL");
     *out = NULL;
+    /* a path as given; else a shipped workload by name: DIR/NAME, DIR/NAME.yaml */
+    char found[4096 + 256];
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT && !strchr(path, '/') && *path) {
+        int err = errno;
+        const char *dir = fa4cp_workload_dir();
+        snprintf(found, sizeof found, "%s/%s", dir, path);
+        if (stat(found, &sb) != 0)
+            snprintf(found, sizeof found, "%s/%s.yaml", dir, path);
+        if (stat(found, &sb) != 0)
+            return fa4cp_set_error(FA4CP_ERR_IO,
+                                   "%s: cannot open: %s; and no workload of that name in %s (the "
+                                   "shipped ones; FA4CP_DATADIR moves it)",
+                                   path, strerror(err), dir);
+        path = found;
+    }
     FILE *f = fopen(path, "rb");
     if (!f)
         return fa4cp_set_error(FA4CP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

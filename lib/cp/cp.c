@@ -1,137 +1,15 @@
-/* cp.c - the CP public surface: names, refusals, the group handle and the
- * global <-> rank-local helpers.  The work itself is in cp_exec.c (executor)
- * and cp_plan.c (plans).
+/* cp.c - the CP group handle: a config bound to a transport, its plan, the
+ * timings, and the forward and backward calls.  The configuration and its
+ * rules are in cp_config.c, the plans in cp_plan.c, the executor in
+ * cp_exec.c, the global <-> rank-local helpers in cp_shard.c.
  */
 #include "cp_internal.h"
 
 #include <string.h>
-#include <strings.h>
 
 #ifndef HAVE_CUDA
 const cp_ops *fa4cp_cp_ops_cuda(void) { return NULL; }
 #endif
-
-#define A2A_P2P_REFUSAL                                                                            \
-    "cp.comm 'a2a+p2p' is disabled: the hierarchical a2a+p2p path is not validated; use p2p "      \
-    "across nodes or a2a within a node"
-
-const char *fa4cp_cp_comm_name(fa4cp_cp_comm_type comm)
-{
-    switch (comm) {
-    case FA4CP_CP_P2P: return "p2p";
-    case FA4CP_CP_ALL_GATHER: return "all_gather";
-    case FA4CP_CP_A2A: return "a2a";
-    case FA4CP_CP_A2A_P2P: return "a2a+p2p";
-    }
-    return "?";
-}
-
-fa4cp_status fa4cp_cp_comm_parse(const char *name, fa4cp_cp_comm_type *out)
-{
-    static const struct {
-        const char *name;
-        fa4cp_cp_comm_type comm;
-    } names[] = {{"p2p", FA4CP_CP_P2P},       {"ring", FA4CP_CP_P2P},
-                 {"all_gather", FA4CP_CP_ALL_GATHER}, {"allgather", FA4CP_CP_ALL_GATHER},
-                 {"a2a", FA4CP_CP_A2A},       {"ulysses", FA4CP_CP_A2A}};
-    if (!name || !out)
-        return fa4cp_set_error(FA4CP_ERR_INVALID, "cp.comm: the name is NULL");
-    if (strcasecmp(name, "a2a+p2p") == 0)
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED, A2A_P2P_REFUSAL);
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcasecmp(name, names[i].name) == 0) {
-            *out = names[i].comm;
-            return FA4CP_OK;
-        }
-    return fa4cp_set_error(FA4CP_ERR_INVALID,
-                           "cp.comm '%s' is not known: expected p2p, all_gather or a2a", name);
-}
-
-const char *fa4cp_cp_format_name(fa4cp_cp_format f)
-{
-    return f == FA4CP_CP_THD ? "thd" : f == FA4CP_CP_BSHD ? "bshd" : "?";
-}
-
-fa4cp_status fa4cp_cp_format_parse(const char *name, fa4cp_cp_format *out)
-{
-    if (name && out && strcasecmp(name, "thd") == 0) {
-        *out = FA4CP_CP_THD;
-        return FA4CP_OK;
-    }
-    if (name && out && strcasecmp(name, "bshd") == 0) {
-        *out = FA4CP_CP_BSHD;
-        return FA4CP_OK;
-    }
-    return fa4cp_set_error(FA4CP_ERR_INVALID, "layout '%s' is not known: expected thd or bshd",
-                           name ? name : "(null)");
-}
-
-#define NEED(cond, ...)                                                                            \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            return fa4cp_set_error(FA4CP_ERR_INVALID, __VA_ARGS__);                                \
-    } while (0)
-
-fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp)
-{
-    NEED(cfg, "cp config is NULL");
-    NEED(cfg->struct_size == sizeof(fa4cp_cp_config),
-         "fa4cp_cp_config.struct_size is %zu, expected %zu: initialise it with FA4CP_CP_CONFIG_INIT "
-         "and rebuild against this fa4cp.h",
-         cfg->struct_size, sizeof(fa4cp_cp_config));
-    NEED(cp >= 1, "cp size is %d: it must be >= 1", cp);
-    if (cfg->comm == FA4CP_CP_A2A_P2P)
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED, A2A_P2P_REFUSAL);
-    NEED(cfg->comm == FA4CP_CP_P2P || cfg->comm == FA4CP_CP_ALL_GATHER || cfg->comm == FA4CP_CP_A2A,
-         "cp.comm %d is not a fa4cp_cp_comm_type", (int)cfg->comm);
-    NEED(cfg->format == FA4CP_CP_THD || cfg->format == FA4CP_CP_BSHD,
-         "cp layout %d is neither thd nor bshd", (int)cfg->format);
-    NEED(cfg->dtype >= FA4CP_BF16 && cfg->dtype <= FA4CP_FP64, "dtype %d is not a fa4cp_dtype",
-         (int)cfg->dtype);
-    NEED(cfg->heads > 0 && cfg->kv_heads > 0 && cfg->heads % cfg->kv_heads == 0,
-         "heads %d over kv_heads %d: both must be >= 1 and heads %% kv_heads == 0", cfg->heads,
-         cfg->kv_heads);
-    NEED(cfg->head_dim > 0, "head_dim is %d: it must be >= 1", cfg->head_dim);
-    NEED(cfg->window_left >= -1 && cfg->window_right >= -1,
-         "window (%d, %d): each side must be >= 0, or -1 for unbounded", cfg->window_left,
-         cfg->window_right);
-    if (cfg->comm == FA4CP_CP_P2P &&
-        (cfg->window_left >= 0 || (!cfg->causal && cfg->window_right >= 0)))
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                               "cp.comm 'p2p' does not support a sliding window (window_left %d, "
-                               "window_right %d): the shapes that do are 'all_gather' and 'a2a'",
-                               cfg->window_left, cfg->window_right);
-    if (cfg->comm == FA4CP_CP_A2A && (cfg->heads % cp != 0 || cfg->kv_heads % cp != 0))
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                               "cp.comm 'a2a' needs heads %% cp == 0 and kv_heads %% cp == 0, but "
-                               "heads is %d, kv_heads %d and cp %d: use p2p or all_gather, or a cp "
-                               "size that divides both",
-                               cfg->heads, cfg->kv_heads, cp);
-    return FA4CP_OK;
-}
-
-fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp, int batch,
-                               const int32_t *cu_seqlens, int seqlen)
-{
-    fa4cp_status st = fa4cp_cp_check_shape(cfg, cp);
-    if (st != FA4CP_OK)
-        return st;
-    NEED(batch >= 0, "batch is %d: it must be >= 0", batch);
-    if (cfg->format == FA4CP_CP_BSHD) {
-        NEED(seqlen >= 0, "seqlen is %d: it must be >= 0", seqlen);
-        NEED(seqlen % (2 * cp) == 0,
-             "seqlen %d is not divisible by 2*cp = %d (each rank holds 2 of %d chunks): use %d or "
-             "%d",
-             seqlen, 2 * cp, 2 * cp, seqlen - seqlen % (2 * cp), seqlen + 2 * cp - seqlen % (2 * cp));
-        NEED((int64_t)batch * seqlen <= INT32_MAX, "batch %d x seqlen %d rows overflow int32", batch,
-             seqlen);
-        return FA4CP_OK;
-    }
-    st = fa4cp_thd_check(batch, cu_seqlens, NULL, cp);
-    if (st != FA4CP_OK)
-        return fa4cp_error_context(st, "cp %d", cp);
-    return FA4CP_OK;
-}
 
 /* Every rank of the group must run the same shape: compare the configs
  * (collective; a rank that differs is named, rather than a wrong result or a
@@ -216,6 +94,12 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
                    "cp with backend cuda and dtype fp64: the cuda attention takes bf16 or fp16; "
                    "use backend cpu for fp32/fp64");
     FA4CP_TRY(fa4cp_cp_plan_build(cfg, fa4cp_comm_size(comm), fa4cp_comm_rank(comm), &cp->plan));
+    cp->trace_cap = cp->plan->nfwd_ops > cp->plan->nbwd_ops ? cp->plan->nfwd_ops : cp->plan->nbwd_ops;
+    cp->trace = fa4cp_calloc((size_t)cp->trace_cap + 1, sizeof *cp->trace, "cp trace");
+    if (!cp->trace) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
     FA4CP_TRY(agree(cp));
     *out = cp;
     cp = NULL;
@@ -238,6 +122,7 @@ void fa4cp_cp_destroy(fa4cp_cp *cp)
     if (cp->side && cp->ops && cp->ops->stream_destroy)
         cp->ops->stream_destroy(cp->side);
     fa4cp_cp_plan_free(cp->plan);
+    fa4cp_free(cp->trace);
     fa4cp_free(cp);
 }
 
@@ -283,6 +168,17 @@ out:
     return st;
 }
 
+fa4cp_status fa4cp_cp_last_trace(const fa4cp_cp *cp, const fa4cp_cp_instr **ops, int *n)
+{
+    if (!cp || !ops || !n)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_last_trace: NULL argument");
+    if (!cp->trace_valid)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_last_trace: no call has succeeded yet");
+    *ops = cp->trace;
+    *n = cp->ntrace;
+    return FA4CP_OK;
+}
+
 fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a)
 {
     if (!cp)
@@ -297,64 +193,3 @@ fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a)
     return fa4cp_cp_exec(cp, a, 1);
 }
 
-/* ------------------------------------------------------------------ shard / unshard */
-
-void fa4cp_cp_bshd_cu(int batch, int seqlen, int32_t *cu)
-{
-    for (int i = 0; i <= batch; i++)
-        cu[i] = (int32_t)((int64_t)i * seqlen);
-}
-
-int64_t fa4cp_cp_local_rows(int batch, const int32_t *cu, int cp)
-{
-    return batch > 0 && cp > 0 ? cu[batch] / cp : 0;
-}
-
-/* for each local row of `rank`: global row; to_local: copy global -> local */
-static fa4cp_status shard_rows(int batch, const int32_t *cu, int cp, int rank, size_t unit,
-                               int nouter, const void *src, void *dst, int to_local)
-{
-    fa4cp_status st = fa4cp_thd_check(batch, cu, NULL, cp);
-    if (st != FA4CP_OK)
-        return st;
-    NEED(rank >= 0 && rank < cp, "cp rank %d is outside the group of %d ranks", rank, cp);
-    NEED(src && dst, "shard: NULL tensor");
-    int64_t T = fa4cp_cp_local_rows(batch, cu, cp), G = batch > 0 ? cu[batch] : 0;
-    for (int o = 0; o < nouter; o++)
-        for (int64_t l = 0; l < T; l++) {
-            int64_t g = fa4cp_thd_local_to_global(batch, cu, cp, rank, l);
-            const unsigned char *s = (const unsigned char *)src;
-            unsigned char *d = (unsigned char *)dst;
-            if (to_local)
-                memcpy(d + ((size_t)o * (size_t)T + (size_t)l) * unit,
-                       s + ((size_t)o * (size_t)G + (size_t)g) * unit, unit);
-            else
-                memcpy(d + ((size_t)o * (size_t)G + (size_t)g) * unit,
-                       s + ((size_t)o * (size_t)T + (size_t)l) * unit, unit);
-        }
-    return FA4CP_OK;
-}
-
-fa4cp_status fa4cp_cp_shard(int batch, const int32_t *cu, int cp, int rank, size_t row_bytes,
-                            const void *global, void *local)
-{
-    return shard_rows(batch, cu, cp, rank, row_bytes, 1, global, local, 1);
-}
-
-fa4cp_status fa4cp_cp_unshard(int batch, const int32_t *cu, int cp, int rank, size_t row_bytes,
-                              const void *local, void *global)
-{
-    return shard_rows(batch, cu, cp, rank, row_bytes, 1, local, global, 0);
-}
-
-fa4cp_status fa4cp_cp_shard_lse(int batch, const int32_t *cu, int cp, int rank, int heads,
-                                size_t elem_bytes, const void *global, void *local)
-{
-    return shard_rows(batch, cu, cp, rank, elem_bytes, heads, global, local, 1);
-}
-
-fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu, int cp, int rank, int heads,
-                                  size_t elem_bytes, const void *local, void *global)
-{
-    return shard_rows(batch, cu, cp, rank, elem_bytes, heads, local, global, 0);
-}

@@ -59,6 +59,10 @@ t "$rc" "installed acceptance.sbatch with WORKLOAD=smoke --ranks 4: exit $rc"
 t "$(grep -c '^ok ' "$T/o" | grep -qx 6 && echo 0 || echo 1)" "TAP: 6 cases ok ($(grep -c '^ok ' "$T/o"))"
 t "$([ "$(wc -l <"$T/results/accept-4242/results.jsonl")" = 6 ] && grep -q "\"file\":\"$D$pkgdatadir/jobs/smoke.yaml\"" "$T/results/accept-4242/results.jsonl" && echo 0 || echo 1)" \
     "6 records in results/accept-4242, the workload found in the installed jobs directory"
+(cd "$T" && PATH=$T/sbin:$PATH SLURM_JOB_ID=4243 bash "$J/acceptance.sbatch" --dry-run --nodes 2 --tasks-per-node 8) >"$T/o" 2>"$T/e"
+rc=$?
+t "$rc" "installed acceptance.sbatch --dry-run --nodes 2 --tasks-per-node 8 (the shipped acceptance workload): exit $rc"
+[ "$rc" = 0 ] || sed 's/^/# /' "$T/e" | tail -5
 "$FA4CP_RUN" --dry-run no-such-workload >/dev/null 2>"$T/e"
 rc=$?
 t "$([ $rc = 2 ] && grep -q "no workload of that name in $D$pkgdatadir/jobs" "$T/e" && echo 0 || echo 1)" "an unknown name: exit 2 and where it looked (exit $rc)"

@@ -392,6 +392,55 @@ static int gpus_used(const fa4cp_case *c, const world_info *w, int ranks)
     return ranks;
 }
 
+/* The CP ring's bandwidth over the run: bytes a rank sent in a timed p2p
+ * step over that step's exchange time, summed over every rank and step; and
+ * the same for the sends that leave the node (the network between nodes). */
+static struct {
+    double bytes, ms, net_bytes, net_ms;
+} ring_bw;
+
+/* off[i]: rank rr[i].rank sends its ring steps to another node */
+static void ring_sends_off_node(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr, int *off)
+{
+    fa4cp_layout *l = NULL;
+    for (int i = 0; i < nr; i++)
+        off[i] = 0;
+    if (!w->table || fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &l) != FA4CP_OK)
+        return;
+    for (int i = 0; i < nr; i++) {
+        fa4cp_layout_place p;
+        if (fa4cp_layout_place_of(l, rr[i].rank, &p) == FA4CP_OK && p.ring_next >= 0 && p.ring_next < w->size)
+            off[i] = w->table[p.ring_next].node != w->table[rr[i].rank].node;
+    }
+    fa4cp_layout_destroy(l);
+}
+
+static void ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr)
+{
+    int *off = calloc((size_t)(nr > 0 ? nr : 1), sizeof(int));
+    if (!off || nr <= 0 || !rr[0].timed) {
+        free(off);
+        return;
+    }
+    ring_sends_off_node(w, c, rr, nr, off);
+    for (int i = 0; i < nr; i++)
+        for (int dir = 0; dir < 2; dir++) {
+            const fa4cp_cp_timing *t = dir ? &rr[i].tb : &rr[i].tf;
+            if (dir && !c->backward)
+                break;
+            for (int s = 0; s < t->nsteps; s++)
+                if (t->comm_bytes[s] && t->comm_ms[s] > 0) {
+                    ring_bw.bytes += (double)t->comm_bytes[s];
+                    ring_bw.ms += t->comm_ms[s];
+                    if (off[i]) {
+                        ring_bw.net_bytes += (double)t->comm_bytes[s];
+                        ring_bw.net_ms += t->comm_ms[s];
+                    }
+                }
+        }
+    free(off);
+}
+
 static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
                        const rank_result *rr, int nr)
 {
@@ -526,10 +575,14 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
      * per ring step for p2p (compute on the call stream, communication on
      * the side stream), so the hidden communication can be read off */
     if (nr > 0 && rr[0].timed) {
+        int *off = calloc((size_t)nr, sizeof(int));
+        if (off)
+            ring_sends_off_node(w, c, rr, nr, off);
         fa4cp_jw_begin(&j, "steps", 1);
         for (int i = 0; i < nr; i++) {
             fa4cp_jw_begin(&j, NULL, 0);
             fa4cp_jw_int(&j, "rank", rr[i].rank);
+            fa4cp_jw_bool(&j, "sends_off_node", off && off[i]);
             for (int dir = 0; dir < 2; dir++) {
                 const fa4cp_cp_timing *t = dir ? &rr[i].tb : &rr[i].tf;
                 if (dir && !c->backward)
@@ -550,6 +603,16 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
                     hidden += t->comm_ms[s] < t->compute_ms[s] ? t->comm_ms[s] : t->compute_ms[s];
                 }
                 fa4cp_jw_end(&j, 1);
+                /* what each step's exchange moved, and the bandwidth it reached */
+                fa4cp_jw_begin(&j, "step_bytes", 1);
+                for (int s = 0; s < t->nsteps; s++)
+                    fa4cp_jw_int(&j, NULL, (long long)t->comm_bytes[s]);
+                fa4cp_jw_end(&j, 1);
+                fa4cp_jw_begin(&j, "step_gbps", 1);
+                for (int s = 0; s < t->nsteps; s++)
+                    fa4cp_jw_num(&j, NULL, t->comm_bytes[s] && t->comm_ms[s] > 0
+                                               ? (double)t->comm_bytes[s] / (t->comm_ms[s] * 1e6) : NAN);
+                fa4cp_jw_end(&j, 1);
                 /* communication that ran while the step computed (an
                  * exchange starts with its step's compute) */
                 fa4cp_jw_num(&j, "comm_hidden_fraction", comm > 0 ? hidden / comm : NAN);
@@ -559,12 +622,13 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
             fa4cp_jw_end(&j, 0);
         }
         fa4cp_jw_end(&j, 1);
+        free(off);
     }
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_end(&j, 0);
     if (j.failed || fa4cp_results_append(o->outdir, j.buf))
         fprintf(stderr, "fa4cp-run: cannot record case %d: %s\n", c->index,
-                j.failed ? "out of memory" : fa4cp_last_error());
+                j.failed ? j.error : fa4cp_last_error());
     fa4cp_jw_free(&j);
 }
 
@@ -1406,6 +1470,7 @@ int main(int argc, char **argv)
                 if (oc.exit_code)
                     fprintf(stderr, "fa4cp-run: case %d (%s%s%s): %s\n", c->index, c->name, c->label[0] ? " " : "",
                             c->label, oc.msg);
+                ring_bw_add(&w, c, res, w.size);
                 if (o.outdir)
                     write_json(&o, &w, c, &oc, res, w.size);
             }
@@ -1415,6 +1480,14 @@ int main(int argc, char **argv)
     if (root) {
         progress(&o, done_cases, ncases, t0);
         printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+        /* one line for scripts, as nccl-tests' "# Avg bus bandwidth" */
+        if (ring_bw.ms > 0) {
+            printf("# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
+                   ring_bw.bytes / (ring_bw.ms * 1e6));
+            if (ring_bw.net_ms > 0)
+                printf("# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n",
+                       ring_bw.net_bytes / (ring_bw.net_ms * 1e6));
+        }
         if (o.outdir)
             printf("# results: %s/results.jsonl\n", o.outdir);
         printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);

@@ -390,6 +390,9 @@ typedef struct fa4cp_cp_timing {
     float compute_ms[FA4CP_CP_MAX_TIMED_STEPS];
     float comm_ms[FA4CP_CP_MAX_TIMED_STEPS]; /* 0 where the step exchanges nothing */
     float call_ms;
+    /* bytes this rank sent in the step's exchange (K+V, and dK+dV in a
+     * backward); comm_bytes / comm_ms is the bandwidth the step achieved */
+    size_t comm_bytes[FA4CP_CP_MAX_TIMED_STEPS];
 } fa4cp_cp_timing;
 #define FA4CP_CP_TIMING_INIT { .struct_size = sizeof(fa4cp_cp_timing) }
 fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);

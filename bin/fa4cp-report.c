@@ -29,11 +29,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "exit_codes.h"
 #include "run/report.h"
 
-#define EXIT_USAGE 2
-#define EXIT_WRITE 3
-#define EXIT_BASELINE 6
+#define EXIT_WRITE EXIT_RUNTIME  /* 3: a file could not be written, gnuplot failed */
+#define EXIT_BASELINE EXIT_GATE  /* 6: a case is worse than the baseline */
 #define MAX_BASE 64
 
 static void usage(FILE *f)

@@ -150,7 +150,7 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         case 'E': o->explain = o->dry_run = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': printf("fa4cp-run %s\n", fa4cp_version()); exit(0);
+        case 'V': printf("fa4cp-run %s (%s)\n", fa4cp_version(), FA4CP_GIT_REVISION); exit(0);
         default: usage(stderr); return -1;
         }
     }
@@ -318,6 +318,7 @@ int main(int argc, char **argv)
 {
     opts o;
     int first;
+    run_record_argv(argc, argv); /* before parse_args permutes it */
     if (parse_args(argc, argv, &o, &first))
         return EXIT_USAGE;
     int nfiles = argc - first;

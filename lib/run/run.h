@@ -112,6 +112,9 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
 /* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
  * rank); run_ring_bw gives GB/s over all of them and over the sends that
  * leave a node (0 when none), and 0 when no step was timed. */
+/* argv of the run, as given, written into every record (env.argv); copied,
+ * kept to the end of the process */
+void run_record_argv(int argc, char **argv);
 void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr);
 int run_ring_bw(double *all_gbps, double *inter_node_gbps);
 

@@ -169,11 +169,15 @@ void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result
     free(off);
 }
 
-int run_ring_bw(double *all_gbps, double *inter_node_gbps)
+void run_ring_bw_print(FILE *f)
 {
-    *all_gbps = ring_bw.ms > 0 ? ring_bw.bytes / (ring_bw.ms * 1e6) : 0;
-    *inter_node_gbps = ring_bw.net_ms > 0 ? ring_bw.net_bytes / (ring_bw.net_ms * 1e6) : 0;
-    return ring_bw.ms > 0;
+    /* lines for scripts, as nccl-tests' "# Avg bus bandwidth" */
+    if (ring_bw.ms > 0)
+        fprintf(f, "# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
+                ring_bw.bytes / (ring_bw.ms * 1e6));
+    if (ring_bw.net_ms > 0)
+        fprintf(f, "# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n",
+                ring_bw.net_bytes / (ring_bw.net_ms * 1e6));
 }
 
 void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,

@@ -276,7 +276,8 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     fa4cp_jw_end(&j, 1);
     /* the versions each on its own (the "versions" line below has them all) */
     {
-        char v[32];
+        char v[32] = "";
+        (void)v; /* unused in a build without CUDA and NCCL */
 #ifdef HAVE_CUDA
         snprintf(v, sizeof v, "%d.%d", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
         fa4cp_jw_str(&j, "cuda_runtime", v);

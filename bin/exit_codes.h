@@ -1,5 +1,7 @@
 /* exit_codes.h - the exit codes of fa4cp-run, fa4cp-layout and fa4cp-report
- * (their manuals list them).  fa4cp-run's are the runner's verdicts. */
+ * (their manuals list them).  fa4cp-run's are the runner's verdicts;
+ * fa4cp-report uses 3 for an output it could not write (or gnuplot failing)
+ * and 6 for a case worse than the --baseline. */
 #ifndef FA4CP_EXIT_CODES_H
 #define FA4CP_EXIT_CODES_H
 

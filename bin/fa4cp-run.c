@@ -34,6 +34,8 @@
 
 typedef struct opts {
     int ranks;
+    int nodes;              /* --nodes: plan a cluster this process is not on */
+    const char *tpn, *dist; /* --tasks-per-node, --distribution */
     int tap, dry_run, explain, quiet;
     const char *outdir;
     fa4cp_override ov[MAX_OV];
@@ -44,8 +46,9 @@ typedef struct opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: fa4cp-run [options] JOB.yaml...\n"
-            "Run, verify and time the attention cases of YAML workloads (docs/workloads.md).\n"
+            "Usage: fa4cp-run [options] JOB.yaml|NAME...\n"
+            "Run, verify and time the attention cases of YAML workloads (workloads.md).\n"
+            "A NAME without '/' that is no file is a shipped workload: %s/NAME[.yaml]\n"
             "\n"
             "  -n, --iters N        timed iterations per case (run.iters)\n"
             "  -w, --warmup N       warm-up iterations per case (run.warmup)\n"
@@ -61,11 +64,15 @@ static void usage(FILE *f)
             "      --dry-run        expand and validate; print cases, memory and FLOP estimates;\n"
             "                       allocate nothing, touch no GPU\n"
             "      --explain        --dry-run plus the layout and the CP plan of every rank\n"
+            "      --nodes N        with --dry-run: plan for N nodes this process is not on\n"
+            "      --tasks-per-node M   ranks on each node (or a list per node, 8,8,4)\n"
+            "      --distribution D     block | cyclic (srun -m; default block)\n"
             "  -q, --quiet          no progress on stderr\n"
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
-            "5 verification failed, 6 below a gate (docs/exit-codes.md).\n");
+            "5 verification failed, 6 below a gate (exit-codes.md).\n",
+            fa4cp_workload_dir());
 }
 
 static int add_override(opts *o, const char *key, const char *value)
@@ -80,6 +87,19 @@ static int add_override(opts *o, const char *key, const char *value)
     return 0;
 }
 
+/* a count from 1 to max, or a message */
+static int count_arg(const char *opt, const char *what, const char *s, long max, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > max) {
+        fprintf(stderr, "fa4cp-run: %s %s: expected a number of %s from 1 to %ld\n", opt, s, what, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o, int *first_file)
 {
     static const struct option longs[] = {
@@ -90,7 +110,9 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         {"no-output", no_argument, NULL, 'N'},     {"tap", no_argument, NULL, 't'},
         {"dry-run", no_argument, NULL, 'D'},       {"explain", no_argument, NULL, 'E'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"nodes", required_argument, NULL, 'M'},
+        {"tasks-per-node", required_argument, NULL, 'P'},
+        {"distribution", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
     int ch;
     memset(o, 0, sizeof *o);
     o->ranks = 1;
@@ -113,16 +135,10 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
                 return -1;
             break;
         }
-        case 'R': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                fprintf(stderr, "fa4cp-run: --ranks %s: expected a number of ranks from 1 to 4096\n", optarg);
-                return -1;
-            }
-            o->ranks = (int)v;
-            break;
-        }
+        case 'R': if (count_arg("--ranks", "ranks", optarg, 4096, &o->ranks)) return -1; break;
+        case 'M': if (count_arg("--nodes", "nodes", optarg, 100000, &o->nodes)) return -1; break;
+        case 'P': o->tpn = optarg; break;
+        case 'd': o->dist = optarg; break;
         case 'o': o->outdir = optarg; break;
         case 'N': o->outdir = NULL; break;
         case 't': o->tap = 1; break;
@@ -130,13 +146,19 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         case 'E': o->explain = o->dry_run = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': printf("fa4cp-run %s\n", fa4cp_version()); exit(0);
+        case 'V': printf("fa4cp-run %s (%s)\n", fa4cp_version(), FA4CP_GIT_REVISION); exit(0);
         default: usage(stderr); return -1;
         }
     }
     if (optind >= argc) {
         fprintf(stderr, "fa4cp-run: no workload given (e.g. fa4cp-run jobs/smoke.yaml --ranks 4)\n");
         usage(stderr);
+        return -1;
+    }
+    if ((o->nodes || o->tpn || o->dist) && !(o->nodes && o->tpn && o->dry_run && o->ranks == 1)) {
+        fprintf(stderr, "fa4cp-run: planning a cluster this process is not on needs --dry-run (or --explain), "
+                        "--nodes N and --tasks-per-node M, and no --ranks; to run on N nodes, launch with "
+                        "srun -N N --mpi=pmix\n");
         return -1;
     }
     *first_file = optind;
@@ -302,6 +324,7 @@ int main(int argc, char **argv)
 {
     opts o;
     int first;
+    run_record_argv(argc, argv); /* before parse_args permutes it */
     if (parse_args(argc, argv, &o, &first))
         return EXIT_USAGE;
     int nfiles = argc - first;
@@ -322,7 +345,7 @@ int main(int argc, char **argv)
     run_session s;
     char msg[1024] = "", bail[1024] = "";
     memset(&s, 0, sizeof s);
-    int wrc = run_world_up(&w, o.ranks);
+    int wrc = o.nodes ? run_world_plan(&w, o.nodes, o.tpn, o.dist) : run_world_up(&w, o.ranks);
     if (wrc) {
         fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
         for (int i = 0; i < nfiles; i++)
@@ -385,6 +408,7 @@ int main(int argc, char **argv)
             nfail += oc.exit_code == EXIT_VERIFY;
             ngate += oc.exit_code == EXIT_GATE;
             nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
+            run_ring_bw_add(&w, c, res, w.size);
             if (root) {
                 print_case(&o, c, &oc, done_cases + 1);
                 if (o.outdir)
@@ -396,6 +420,7 @@ int main(int argc, char **argv)
     if (root) {
         progress(&o, done_cases, ncases, t0);
         printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+        run_ring_bw_print(stdout);
         if (o.outdir)
             printf("# results: %s/results.jsonl\n", o.outdir);
         printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
@@ -407,5 +432,6 @@ done:
     free(wl);
     fflush(stdout);
     fa4cp_world_finalize(w.world);
+    fa4cp_free(w.planned);
     return exit_code;
 }

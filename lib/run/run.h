@@ -9,6 +9,7 @@
 #include "run_exec.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* The runner's verdicts; they are fa4cp-run's exit codes (bin/exit_codes.h). */
 typedef enum run_verdict {
@@ -27,8 +28,9 @@ typedef struct world_info {
     int rank;   /* this process's rank (0 in local mode) */
     int procs;  /* processes */
     int nodes;
-    const char *kind; /* "local", "pmix", "slurm" */
-    char host[64];
+    const char *kind; /* "local", "pmix", "slurm", "plan" */
+    char host[96];
+    fa4cp_world_row *planned; /* run_world_plan's table (freed by the caller) */
 } world_info;
 
 typedef struct case_outcome {
@@ -63,6 +65,11 @@ typedef struct run_session {
 /* Bring up the world (PMIx, the Slurm environment, or local mode with
  * `ranks` threads); RUN_OK or a verdict, the message in fa4cp_last_error(). */
 int run_world_up(world_info *w, int ranks);
+/* A planned world for a dry run: `nodes` nodes of `tpn` tasks ("8", or one
+ * count per node "8,8,4"), distribution block|cyclic (NULL: block), one GPU
+ * a task - fa4cp-layout --nodes' planner.  Nothing is launched; the message
+ * of a RUN_USAGE is printed. */
+int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist);
 double run_host_mem_available(void); /* bytes, -1 unknown */
 const char *run_mask_text(const fa4cp_case *c, char *buf, size_t len);
 void run_heads_text(const fa4cp_case *c, char *buf, size_t len);
@@ -106,5 +113,14 @@ void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, 
 int run_worse(int a, int b); /* the more severe of two verdicts */
 void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
                     const rank_result *rr, int nr);
+/* argv of the run, as given, written into every record (env.argv); copied,
+ * kept to the end of the process */
+void run_record_argv(int argc, char **argv);
+/* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
+ * rank); run_ring_bw_print prints "# Avg CP ring bandwidth : X GB/s" over
+ * all of them and "# Avg CP inter-node bandwidth : Y GB/s" over the sends
+ * that leave a node, each only when there is such a step. */
+void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr);
+void run_ring_bw_print(FILE *f);
 
 #endif

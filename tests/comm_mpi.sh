@@ -24,6 +24,6 @@ fi
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader,tcp}
 # sanitizer builds: Open MPI's and libpmix's own allocations at exit are not ours
 s=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
-export LSAN_OPTIONS="suppressions=$s/tests/slurm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$s/tests/mpi_lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 "$prog" --version >/dev/null 2>&1 # the libtool wrapper may relink once: not in 5 processes at a time
 exec timeout -k 5 300 "$MPIRUN" -np 5 --oversubscribe --bind-to none "$prog"

@@ -27,7 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "results.h"
+#include "run/results.h"
 
 typedef struct rec {
     char comm[24], dtype[12], mask[32], backend[12], name[64];

@@ -28,9 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "results.h"
-#include "run_exec.h"
-#include "run_gpu.h"
+#include "run/results.h"
+#include "run/run_exec.h"
+#include "run/run_gpu.h"
 
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>

@@ -1,7 +1,7 @@
 /* test_results.c - JSON lines: writer -> reader round trip, appends that
  * keep every line, and the records of the fa4cp-report fixture parsed back. */
 #include "fa4cp.h"
-#include "results.h"
+#include "run/results.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,6 +1,6 @@
 /* test_status.c - status names, per-thread errors, dtype conversions, logging. */
 #include "fa4cp.h"
-#include "internal.h"
+#include "core/internal.h"
 #include "tap.h"
 #include "testutil.h"
 

@@ -2,7 +2,7 @@
  * world bootstrapped through the Slurm fallback (NCCL_COMM_ID), started twice
  * by tests/nccl.sh.  Rank 0 writes TAP; rank 1 writes its own TAP to a file
  * and nccl.sh reports its verdict.  Needs two GPUs (nccl.sh skips without). */
-#include "comm.h"
+#include "comm/comm.h"
 #include "tap.h"
 
 #include <cuda_runtime.h>

@@ -8,7 +8,7 @@
  * SLURM_JOB_NODELIST contain is needed; anything else is a syntax error that
  * says where.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <ctype.h>
 #include <stdio.h>

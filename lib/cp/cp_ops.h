@@ -15,7 +15,7 @@
 #ifndef FA4CP_CP_OPS_H
 #define FA4CP_CP_OPS_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef struct cp_pair {
     int64_t dst, src;

@@ -1,6 +1,6 @@
 /* results.c - JSON lines: writer, atomic append, and a small reader. */
 #include "results.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* comm_nccl.c - the "nccl" transport and the NCCL communicators of a world. */
 #include "comm.h"
-#include "world_internal.h"
+#include "world/world_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

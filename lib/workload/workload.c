@@ -11,7 +11,7 @@
  * than the cases themselves; the limits (MAX_*) keep a hostile file from
  * asking for more.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
  * PMIx ranks, which are the world's); anything else is a launch error that
  * says so, before any data moves.
  */
-#include "comm_mpi.h"
+#include "comm/comm_mpi.h"
 #include "world_internal.h"
 
 #include <stdio.h>

@@ -4,9 +4,9 @@
  * and launch is checked and reported with file:line.  The kernels live in
  * kernels/ (sm_90a) behind the extern "C" launchers of fa4cp_kernels.h. */
 #include "attn_internal.h"
-#include "internal.h"
+#include "core/internal.h"
 
-#include "../kernels/fa4cp_kernels.h"
+#include "../../kernels/fa4cp_kernels.h"
 
 #include <cuda_runtime_api.h>
 #include <math.h>

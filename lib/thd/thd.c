@@ -6,7 +6,7 @@
  * and starts at local offset cu_padded[i]/cp (every padded length is a
  * multiple of 2*cp, hence so is every cu_padded[i]).
  */
-#include "internal.h"
+#include "core/internal.h"
 
 fa4cp_status fa4cp_thd_check(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp)
 {

@@ -2,7 +2,7 @@
 #ifndef FA4CP_CP_INTERNAL_H
 #define FA4CP_CP_INTERNAL_H
 
-#include "comm.h"
+#include "comm/comm.h"
 #include "cp_ops.h"
 
 /* Events per timed step: compute begin/end (call stream), communication

@@ -6,7 +6,7 @@
 #ifndef FA4CP_COMM_MPI_H
 #define FA4CP_COMM_MPI_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -13,7 +13,7 @@
  * other side's rows: it needs O(d) memory and no reference run of the whole
  * batch, so a sample of rows of a 1M-token case can be checked.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <stdlib.h>

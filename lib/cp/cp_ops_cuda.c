@@ -8,7 +8,7 @@
  */
 #include "cp_ops.h"
 
-#include "../kernels/cp_ops.cuh"
+#include "../../kernels/cp_ops.cuh"
 
 #include <cuda_runtime_api.h>
 

@@ -9,7 +9,7 @@
  * physical order, so it visits each node's ranks consecutively and crosses
  * between nodes only where it must.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * call (for fp64 storage they are used in place).
  */
 #include "attn_internal.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* attn.c - the raw attention call: argument checks and backend dispatch. */
 #include "attn_internal.h"
-#include "internal.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <strings.h>

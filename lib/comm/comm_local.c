@@ -40,7 +40,7 @@
 #include <time.h>
 
 #ifdef HAVE_CUDA
-#include "../kernels/cp_ops.cuh"
+#include "../../kernels/cp_ops.cuh"
 #include <cuda_runtime_api.h>
 #endif
 

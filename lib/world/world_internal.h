@@ -2,7 +2,7 @@
 #ifndef FA4CP_WORLD_INTERNAL_H
 #define FA4CP_WORLD_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 struct fa4cp_world {
     fa4cp_world_kind kind;

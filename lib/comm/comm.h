@@ -9,7 +9,7 @@
 #ifndef FA4CP_COMM_H
 #define FA4CP_COMM_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -529,7 +529,8 @@ typedef struct fa4cp_world fa4cp_world;
  * PMIx_Abort, so that a hung rank cannot keep the job alive).  Sets the log
  * rank (fa4cp_log_set_rank) of the calling thread.  cfg NULL = defaults. */
 fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
-/* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
+/* MPI_Finalize where fa4cp_mpi_world_init started MPI for this world, then
+ * PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
 void fa4cp_world_finalize(fa4cp_world *w);
 
 fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
@@ -709,8 +710,14 @@ void fa4cp_mpi_comms_destroy(fa4cp_mpi_comms *c);
 fa4cp_status fa4cp_mpi_comm_world(int nranks, double timeout_s, fa4cp_comm **out, int *mpi_rank,
                                   int *mpi_size);
 
-/* MPI_Finalize when libfa4cp initialised MPI (fa4cp_world_finalize calls it
- * too); a no-op otherwise, or when called again. */
+/* What this process's mpi transport waits for right now ("" when nothing),
+ * for a watchdog's message, e.g. "all_gather number 3 of mpi comm cp0, from
+ * rank(s) 2 (MPI rank 6)".  Any thread may ask. */
+void fa4cp_mpi_waiting_for(char *buf, size_t len);
+
+/* MPI_Finalize when libfa4cp initialised MPI; a no-op otherwise, or when
+ * called again.  fa4cp_world_finalize calls it for a world whose
+ * fa4cp_mpi_world_init started MPI. */
 void fa4cp_mpi_finalize(void);
 
 

@@ -758,26 +758,31 @@ static int coll_complete(fa4cp_comm *c, fa4cp_comm_req *r)
 static fa4cp_status coll_timeout(fa4cp_comm *c, fa4cp_comm_req *r)
 {
     mpi_impl *x = impl_of(c);
-    char missing[256] = "", slow[256] = "";
-    size_t at = 0, bt = 0;
+    char missing[128] = "", slow[128] = "", mm[128] = "", ms[128] = "";
+    size_t at = 0, bt = 0, am = 0, bm = 0;
     for (int p = 0; p < c->size; p++)
-        if (p != c->rank && !has(flow(x, p, CH_COLL), r->gen) && at + 24 < sizeof missing)
+        if (p != c->rank && !has(flow(x, p, CH_COLL), r->gen) && at + 16 < sizeof missing &&
+            am + 16 < sizeof mm) {
             at += (size_t)snprintf(missing + at, sizeof missing - at, "%s%d", at ? "," : "", p);
+            am += (size_t)snprintf(mm + am, sizeof mm - am, "%s%d", am ? "," : "", x->members[p]);
+        }
     for (int i = 0; i < r->nsend; i++)
-        if (!r->sends[i]->done && bt + 24 < sizeof slow)
-            bt += (size_t)snprintf(slow + bt, sizeof slow - bt, "%s%d", bt ? "," : "",
-                                   r->sends[i]->peer);
+        if (!r->sends[i]->done && bt + 16 < sizeof slow && bm + 16 < sizeof ms) {
+            int p = r->sends[i]->peer;
+            bt += (size_t)snprintf(slow + bt, sizeof slow - bt, "%s%d", bt ? "," : "", p);
+            bm += (size_t)snprintf(ms + bm, sizeof ms - bm, "%s%d", bm ? "," : "", x->members[p]);
+        }
     if (at)
         return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
                                "mpi %s number %llu on comm %s: rank %d waited %.3g s and rank(s) %s "
-                               "never posted it",
+                               "never posted it (MPI rank(s) %s)",
                                kind_name[r->kind], (unsigned long long)r->gen, x->label, c->rank,
-                               c->timeout_s, missing);
+                               c->timeout_s, missing, mm);
     return fa4cp_set_error(FA4CP_ERR_TIMEOUT,
                            "mpi %s number %llu on comm %s: rank %d waited %.3g s and rank(s) %s never "
-                           "took its part",
+                           "took its part (MPI rank(s) %s)",
                            kind_name[r->kind], (unsigned long long)r->gen, x->label, c->rank,
-                           c->timeout_s, slow);
+                           c->timeout_s, slow, ms);
 }
 
 static void say_waiting(fa4cp_comm *c, fa4cp_comm_req *r)

@@ -21,11 +21,6 @@ extern "C" {
 fa4cp_status fa4cp_mpi_comm_new(const void *parent, int n, const int *members, double timeout_s,
                                 const char *label, fa4cp_comm **out);
 
-/* What the calling process's transport is waiting for right now ("" when it
- * waits for nothing), for a watchdog's message: "all_gather number 3 of
- * comm cp0 from rank(s) 2 (world rank 5)". */
-void fa4cp_mpi_waiting_for(char *buf, size_t len);
-
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@ struct fa4cp_world {
     unsigned seq;           /* exchange counter: every PMIx exchange gets a fresh key */
     void *pmix;             /* pmix.c's state */
     int visible_gpus;       /* from the config (-1 = detect) */
+    int mpi_owner;          /* fa4cp_mpi_world_init started MPI for this world: finalize ends it */
 };
 
 /* Fill `row` for this process: rank, node, local rank/size, host (NULL =

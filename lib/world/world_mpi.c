@@ -105,8 +105,10 @@ static void *init_watchdog(void *arg)
     return NULL;
 }
 
-static fa4cp_status init_mpi(fa4cp_world *w, double timeout_s)
+/* MPI_Init_thread unless MPI is up; *started = 1 when this call started it. */
+static fa4cp_status init_mpi(fa4cp_world *w, double timeout_s, int *started)
 {
+    *started = 0;
     int inited = 0, fin = 0, provided = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);
@@ -144,6 +146,7 @@ static fa4cp_status init_mpi(fa4cp_world *w, double timeout_s)
         return fa4cp_set_error(FA4CP_ERR_LAUNCH, "MPI_Init_thread: %s", es);
     }
     we_initialised = 1;
+    *started = 1;
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     if (provided < MPI_THREAD_SERIALIZED)
         return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
@@ -163,7 +166,9 @@ fa4cp_status fa4cp_mpi_world_init(fa4cp_world *w, double timeout_s)
                                "the mpi transport needs one process per rank; local mode has %d "
                                "ranks in one process: use the local transport",
                                w->size);
-    FA4CP_TRY(init_mpi(w, timeout_s));
+    int started = 0;
+    FA4CP_TRY(init_mpi(w, timeout_s, &started));
+    w->mpi_owner |= started;
     int size = 0, rank = -1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -256,7 +261,8 @@ fa4cp_status fa4cp_mpi_comm_world(int nranks, double timeout_s, fa4cp_comm **out
     if (!out || !(timeout_s > 0))
         return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_mpi_comm_world: out %p, timeout %g",
                                (void *)out, timeout_s);
-    FA4CP_TRY(init_mpi(NULL, 0));
+    int started = 0;
+    FA4CP_TRY(init_mpi(NULL, 0, &started));
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     if (mpi_rank)

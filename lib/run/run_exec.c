@@ -20,6 +20,7 @@
 #include "fa4cp.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -629,6 +630,27 @@ static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a,
     return st;
 }
 
+/* Test only: FA4CP_RUN_INJECT_SIGNAL=RANK:SIG:CASE (SIG one of KILL, STOP,
+ * TERM, SEGV) makes world rank RANK send itself SIG in case CASE after its
+ * forward passes, while its peers are inside the case: a task killed, or
+ * stopped like a hung node, in the middle of a case. */
+static void inject_signal(const fa4cp_case *c, int world_rank)
+{
+    const char *e = getenv("FA4CP_RUN_INJECT_SIGNAL");
+    int rank = -1, kase = -1;
+    char name[16] = "";
+    if (!e || sscanf(e, "%d:%15[A-Z]:%d", &rank, name, &kase) != 3 || rank != world_rank || kase != c->index)
+        return;
+    int sig = !strcmp(name, "KILL") ? SIGKILL : !strcmp(name, "STOP") ? SIGSTOP
+            : !strcmp(name, "TERM") ? SIGTERM : !strcmp(name, "SEGV") ? SIGSEGV : 0;
+    if (!sig)
+        return;
+    fprintf(stderr, "fa4cp-run: rank %d: FA4CP_RUN_INJECT_SIGNAL: SIG%s to itself in case %d\n", world_rank,
+            name, c->index);
+    fflush(stderr);
+    raise(sig);
+}
+
 void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int device, int inject, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
@@ -717,6 +739,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         r->timed = fa4cp_cp_last_timing(cp, &r->tf) == FA4CP_OK;
         fa4cp_cp_set_timing(cp, 0);
     }
+    inject_signal(c, world_rank); /* test only: mid-case, between forward and backward */
     if (c->backward) {
         a.dout = dev.on ? dev.dout : b.dout;
         a.dq = dev.on ? dev.dq : b.dq;

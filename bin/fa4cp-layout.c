@@ -7,6 +7,7 @@
  * trap (srun without --mpi=pmix).  docs/fa4cp-layout.1 is the manual.
  */
 #include "fa4cp.h"
+#include "cp/cp_config.h"
 
 #include <getopt.h>
 #include <stdint.h>
@@ -113,19 +114,15 @@ int main(int argc, char **argv)
             if (parse_int("--cp", optarg, 1, 1 << 20, &cp))
                 return EXIT_USAGE;
             break;
-        case O_COMM:
-            if (strcmp(optarg, "a2a") == 0) {
-                is_a2a = 1;
-            } else if (strcmp(optarg, "a2a+p2p") == 0) {
-                fprintf(stderr, "fa4cp-layout: --comm 'a2a+p2p' is disabled: the hierarchical "
-                                "path is not validated; use p2p or a2a\n");
-                return EXIT_USAGE;
-            } else if (strcmp(optarg, "p2p") != 0 && strcmp(optarg, "all_gather") != 0) {
-                fprintf(stderr, "fa4cp-layout: --comm '%s' is not one of p2p, all_gather, a2a\n",
-                        optarg);
+        case O_COMM: { /* the cp config knows the names and the refusals */
+            fa4cp_cp_comm_type comm;
+            if (fa4cp_cp_comm_lookup(optarg, 1, &comm) != FA4CP_OK) {
+                fprintf(stderr, "fa4cp-layout: --comm: %s\n", fa4cp_last_error());
                 return EXIT_USAGE;
             }
+            is_a2a = fa4cp_cp_comm_info_of(comm)->group_in_node;
             break;
+        }
         case O_ALLOW: allow = 1; break;
         case O_JSON: json = 1; break;
         case O_NCCLID: check_id = 1; break;

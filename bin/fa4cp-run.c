@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cp/cp_config.h"
 #include "run/results.h"
 #include "run/run_exec.h"
 #include "run/run_gpu.h"
@@ -372,7 +373,7 @@ static void write_json(const opts *o, const world_info *w, const fa4cp_case *c, 
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_begin(&j, "cp", 0);
     fa4cp_jw_int(&j, "size", c->cp);
-    fa4cp_jw_str(&j, "comm", c->comm);
+    fa4cp_jw_str(&j, "comm", fa4cp_cp_comm_name(c->comm));
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_begin(&j, "run", 0);
     fa4cp_jw_str(&j, "backend", fa4cp_backend_name(c->backend));
@@ -550,7 +551,7 @@ static int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_
         goto out;
     }
     /* CP groups and ring positions from the layout */
-    if (fa4cp_layout_build(w->table, ranks, c->cp, !strcmp(c->comm, "a2a"), 1, &layout)) {
+    if (fa4cp_layout_build(w->table, ranks, c->cp, fa4cp_cp_comm_info_of(c->comm)->group_in_node, 1, &layout)) {
         snprintf(msg, msglen, "layout: %s", fa4cp_last_error());
         rc = EXIT_USAGE;
         goto out;
@@ -1127,7 +1128,7 @@ int main(int argc, char **argv)
                 char hb[16];
                 heads_text(c, hb, sizeof hb);
                 printf("%s %4d %-10s %4d %8lld %8lld %6s %4d %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
-                       o.tap ? "#" : " ", c->index, c->comm, c->cp, (long long)c->tokens, (long long)c->padded_tokens,
+                       o.tap ? "#" : " ", c->index, fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, (long long)c->padded_tokens,
                        hb, c->head_dim, fa4cp_dtype_name(c->dtype), mask_text(c, mask, sizeof mask), f / 1e9,
                        c->backward ? b / 1e9 : 0.0, mem / 1048576.0, fa4cp_check_mode_name(c->check), c->label);
                 if (o.explain) {
@@ -1138,7 +1139,7 @@ int main(int argc, char **argv)
                            c->warmup, c->iters, c->backward ? "yes" : "no", (unsigned long long)c->seed, c->timeout_s);
                     fa4cp_layout *lay = NULL;
                     char *text = NULL;
-                    if (!fa4cp_layout_build(w.table, w.size, c->cp, !strcmp(c->comm, "a2a"), 0, &lay) &&
+                    if (!fa4cp_layout_build(w.table, w.size, c->cp, fa4cp_cp_comm_info_of(c->comm)->group_in_node, 0, &lay) &&
                         !fa4cp_layout_format(lay, w.kind, 0, &text)) {
                         for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
                             nl = strchr(line, '\n');
@@ -1317,7 +1318,7 @@ int main(int argc, char **argv)
                     if (oc.exit_code)
                         printf("# %s: %s\n", oc.result, oc.msg);
                 } else {
-                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index, c->comm,
+                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index, fa4cp_cp_comm_name(c->comm),
                            c->cp, (long long)c->tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
                            mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc.result);
                     if (oc.exit_code)

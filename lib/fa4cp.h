@@ -771,7 +771,7 @@ typedef struct fa4cp_case {
     int max_seqlen;
     /* context parallelism */
     int cp;
-    char comm[16]; /* "p2p", "all_gather", "a2a" */
+    fa4cp_cp_comm_type comm; /* cp.comm (fa4cp_cp_comm_name gives its name) */
     /* run */
     fa4cp_backend backend;
     int warmup, iters, backward;

@@ -94,7 +94,7 @@ int main(void)
                 double *g = assemble(c, tensor, &pad);
                 ok(!memcmp(g, ref, cnt * sizeof(double)) && pad,
                    "tensor %d: the same global tensor at cp %d %s (padded %lld rows), padding rows 0", tensor, c->cp,
-                   c->comm, (long long)c->padded_tokens);
+                   fa4cp_cp_comm_name(c->comm), (long long)c->padded_tokens);
                 free(g);
             }
             free(ref);

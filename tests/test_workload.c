@@ -38,7 +38,7 @@ int main(void)
     ok(w && fa4cp_workload_count(w) == 1, "one case without a sweep");
     if (w) {
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
-        ok(c->cp == 1 && !strcmp(c->comm, "p2p") && c->dtype == FA4CP_BF16 && c->causal == 1 &&
+        ok(c->cp == 1 && c->comm == FA4CP_CP_P2P && c->dtype == FA4CP_BF16 && c->causal == 1 &&
                c->check == FA4CP_CHECK_SAMPLED && c->iters == 10 && c->warmup == 2 && c->backward == 1,
            "defaults: cp 1 p2p bf16 causal sampled iters 10 warmup 2 backward");
         ok(c->batch == 2 && c->tokens == 384 && c->padded_tokens == 384 && c->max_seqlen == 256, "lengths");
@@ -73,7 +73,7 @@ int main(void)
     ok(w && fa4cp_workload_count(w) == 6, "3 x 2 sweep gives 6 cases");
     if (w) {
         const fa4cp_case *c = fa4cp_workload_get(w, 3);
-        ok(!strcmp(c->comm, "all_gather") && c->causal == 0, "case 3 = all_gather, not causal");
+        ok(c->comm == FA4CP_CP_ALL_GATHER && c->causal == 0, "case 3 = all_gather, not causal");
         is_string(c->label, "cp.comm=all_gather attention.causal=false", "label of case 3");
         ok(c->index == 3 && c->doc == 1, "index and document");
         fa4cp_workload_free(w);
@@ -86,9 +86,9 @@ int main(void)
     ok(w && fa4cp_workload_count(w) == 6, "2 x together(3) = 6 cases");
     if (w) {
         const fa4cp_case *c = fa4cp_workload_get(w, 2);
-        ok(c->cp == 4 && c->tokens == 1024 && !strcmp(c->comm, "p2p"), "case 2: p2p cp 4 with 1k tokens");
+        ok(c->cp == 4 && c->tokens == 1024 && c->comm == FA4CP_CP_P2P, "case 2: p2p cp 4 with 1k tokens");
         c = fa4cp_workload_get(w, 4);
-        ok(c->cp == 2 && c->tokens == 512 && !strcmp(c->comm, "all_gather"), "case 4: all_gather cp 2 512 tokens");
+        ok(c->cp == 2 && c->tokens == 512 && c->comm == FA4CP_CP_ALL_GATHER, "case 4: all_gather cp 2 512 tokens");
         fa4cp_workload_free(w);
     }
 

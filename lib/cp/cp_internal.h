@@ -1,8 +1,9 @@
-/* cp_internal.h - private declarations shared by lib/cp*.c. */
+/* cp_internal.h - the CP group handle, shared by cp.c (the handle) and cp_exec.c (the executor). */
 #ifndef FA4CP_CP_INTERNAL_H
 #define FA4CP_CP_INTERNAL_H
 
 #include "comm/comm.h"
+#include "cp_config.h"
 #include "cp_ops.h"
 
 /* Events per timed step: compute begin/end (call stream), communication
@@ -25,9 +26,6 @@ struct fa4cp_cp {
     int timed_backward;   /* what the last timed call was */
     int timed_valid;
 };
-
-/* The refusal of the shape alone (comm, heads, window), without lengths. */
-fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp_size);
 
 /* The executor (cp_exec.c). */
 fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int backward);

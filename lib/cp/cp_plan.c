@@ -18,7 +18,7 @@
  * the gathered KV prefix it can see (c+1 chunks when causal).
  * a2a: one step, whole sequences on the heads of group r.
  */
-#include "cp_internal.h"
+#include "cp_config.h"
 
 #include <stdio.h>
 

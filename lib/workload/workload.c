@@ -12,6 +12,7 @@
  * asking for more.
  */
 #include "core/internal.h"
+#include "cp/cp_config.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,7 +54,6 @@ typedef struct field {
 
 static const char *const layout_names[] = {"thd", "bshd", NULL};
 static const char *const dist_names[] = {"explicit", "equal", "uniform", "lognormal", NULL};
-static const char *const comm_names[] = {"p2p", "all_gather", "a2a", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const check_names[] = {"off", "sampled", "full", NULL};
 
@@ -73,7 +73,7 @@ static const field fields[] = {
     {"attention.sequences.multiple_of", F_SEQ_MULT, K_TOKENS, 1, 1 << 20, NULL},
     {"attention.pad_between_seqs", F_PAD, K_BOOL, 0, 0, NULL},
     {"cp.size", F_CP_SIZE, K_INT, 1, MAX_CP, NULL},
-    {"cp.comm", F_CP_COMM, K_ENUM, 0, 0, comm_names},
+    {"cp.comm", F_CP_COMM, K_ENUM, 0, 0, NULL}, /* names: the cp config's table */
     {"run.backend", F_BACKEND, K_ENUM, 0, 0, backend_names},
     {"run.warmup", F_WARMUP, K_INT, 0, 1000000, NULL},
     {"run.iters", F_ITERS, K_INT, 1, 1000000, NULL},
@@ -485,23 +485,27 @@ static fa4cp_status set_field(const ctx *x, draft *d, const field *f, yaml_node_
     }
     case K_ENUM: {
         int idx = -1;
-        if (s)
-            for (int i = 0; f->names[i]; i++)
-                if (!strcmp(s, f->names[i]))
+        const char *const *names = f->id == F_CP_COMM ? fa4cp_cp_comm_names() : f->names;
+        fa4cp_cp_comm_type comm = FA4CP_CP_P2P;
+        if (f->id == F_CP_COMM && s) { /* the cp config knows the names and the refusals */
+            fa4cp_status cst = fa4cp_cp_comm_lookup(s, 1, &comm);
+            if (cst == FA4CP_ERR_UNSUPPORTED)
+                return nerr(x, n, path, "%s", fa4cp_last_error());
+            fa4cp_clear_error();
+            idx = cst == FA4CP_OK ? (int)comm : -1;
+        } else if (s)
+            for (int i = 0; names[i]; i++)
+                if (!strcmp(s, names[i]))
                     idx = i;
-        if (f->id == F_CP_COMM && s && (!strcmp(s, "a2a+p2p") || !strcmp(s, "a2a_p2p")))
-            return nerr(x, n, path,
-                        "cp.comm 'a2a+p2p' is disabled: the hierarchical a2a+p2p path is not "
-                        "validated; use p2p across nodes or a2a within a node");
         if (idx < 0) {
             char list[160];
-            names_list(f->names, list, sizeof list);
+            names_list(names, list, sizeof list);
             int cnt = 0;
-            while (f->names[cnt])
+            while (names[cnt])
                 cnt++;
-            const char *near = s ? nearest(s, f->names, cnt) : NULL;
-            if (f->id == F_CP_COMM && s && (!strcmp(s, "ring") || !strcmp(s, "allgather")))
-                near = !strcmp(s, "ring") ? "p2p" : "all_gather";
+            const char *near = s ? nearest(s, names, cnt) : NULL;
+            if (f->id == F_CP_COMM && s && fa4cp_cp_comm_alias_of(s))
+                near = fa4cp_cp_comm_alias_of(s);
             if (near)
                 return nerr(x, n, path, "unknown value '%s' (did you mean '%s'?); expected one of %s", s,
                             near, list);
@@ -511,7 +515,7 @@ static fa4cp_status set_field(const ctx *x, draft *d, const field *f, yaml_node_
         switch (f->id) {
         case F_LAYOUT: c->layout_bshd = idx; break;
         case F_SEQ_DIST: c->dist = (fa4cp_seq_dist)idx; break;
-        case F_CP_COMM: snprintf(c->comm, sizeof c->comm, "%s", s); break;
+        case F_CP_COMM: c->comm = comm; break;
         case F_BACKEND: c->backend = idx ? FA4CP_BACKEND_CUDA : FA4CP_BACKEND_CPU; break;
         case F_CHECK:
             c->check = idx == 0 ? FA4CP_CHECK_OFF : idx == 1 ? FA4CP_CHECK_SAMPLED : FA4CP_CHECK_FULL;
@@ -923,8 +927,6 @@ static fa4cp_status generate_lengths(const char *file, draft *d, int32_t *out)
     return FA4CP_OK;
 }
 
-static int comm_is(const fa4cp_case *c, const char *name) { return !strcmp(c->comm, name); }
-
 /* Resolve lengths and check the rules that involve several keys. */
 static fa4cp_status finalize(const char *file, draft *d, int ncases_seqs_left)
 {
@@ -945,20 +947,20 @@ static fa4cp_status finalize(const char *file, draft *d, int ncases_seqs_left)
                     c->heads, c->kv_heads);
     if (c->causal && c->window_left >= 0)
         c->window_right = 0;
-    if (c->window_left >= 0 && comm_is(c, "p2p") && c->cp > 1) {
+    if (c->cp > 1 && !fa4cp_cp_comm_window_ok(c->comm, c->causal, c->window_left, c->window_right)) {
         const mark *at = m[F_CP_COMM].set ? &m[F_CP_COMM] : &m[F_WINDOW];
         return merr(file, at, NULL,
                     "a sliding window (attention.window = [%d, %d], line %d) is not supported with "
                     "cp.comm p2p; use all_gather or a2a",
                     c->window_left, c->window_right, m[F_WINDOW].line);
     }
-    if (comm_is(c, "a2a") && c->cp > 1) {
-        if (c->heads % c->cp)
+    if (c->cp > 1) {
+        if (!fa4cp_cp_comm_heads_ok(c->comm, c->heads, c->cp))
             return merr(file, m[F_CP_SIZE].set ? &m[F_CP_SIZE] : &m[F_HEADS], NULL,
                         "cp.comm a2a scatters heads over the CP ranks: heads = %d is not divisible by "
                         "cp.size = %d",
                         c->heads, c->cp);
-        if (c->kv_heads % c->cp)
+        if (!fa4cp_cp_comm_heads_ok(c->comm, c->kv_heads, c->cp))
             return merr(file, m[F_CP_SIZE].set ? &m[F_CP_SIZE] : &m[F_KV_HEADS], NULL,
                         "cp.comm a2a scatters heads over the CP ranks: kv_heads = %d is not divisible "
                         "by cp.size = %d",
@@ -1038,9 +1040,11 @@ fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg)
     if (!c || !cfg)
         return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_case_cp_config: NULL case or config");
     *cfg = d;
-    fa4cp_status st = fa4cp_cp_comm_parse(c->comm, &cfg->comm);
-    if (st)
-        return st;
+    const fa4cp_cp_comm_info *info = fa4cp_cp_comm_info_of(c->comm);
+    if (!info || !info->enabled)
+        return fa4cp_set_error(info ? FA4CP_ERR_UNSUPPORTED : FA4CP_ERR_INVALID, "%s",
+                               info ? info->refusal : "cp.comm is not a fa4cp_cp_comm_type");
+    cfg->comm = c->comm;
     cfg->backend = c->backend;
     cfg->format = FA4CP_CP_THD; /* bshd cases have equal lengths: the THD description is exact */
     cfg->dtype = c->dtype;
@@ -1065,7 +1069,7 @@ static void draft_defaults(draft *d)
     c->dist = FA4CP_SEQ_EXPLICIT;
     c->gen_multiple_of = 1;
     c->cp = 1;
-    snprintf(c->comm, sizeof c->comm, "p2p");
+    c->comm = FA4CP_CP_P2P;
     c->backend = FA4CP_BACKEND_CUDA;
     c->warmup = 2;
     c->iters = 10;
@@ -1447,9 +1451,9 @@ size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check)
     if (c->backward)
         bytes += T * qrow * 2 + T * kvrow * 2 + T * c->heads * lse_es; /* dout, dq, dk, dv, D */
     if (c->cp > 1) {
-        if (!strcmp(c->comm, "p2p"))
+        if (c->comm == FA4CP_CP_P2P)
             bytes += 2 * (2 * T * kvrow) * (c->backward ? 2 : 1) + T * qrow + 2 * T * c->heads * 4;
-        else if (!strcmp(c->comm, "all_gather"))
+        else if (c->comm == FA4CP_CP_ALL_GATHER)
             bytes += 2 * G * kvrow * (c->backward ? 2 : 1);
         else /* a2a: full sequence, heads/cp */
             bytes += G * (qrow * 2 + kvrow * 2) / c->cp * (c->backward ? 2 : 1);

@@ -1,0 +1,230 @@
+/* cp_exec_ag.c - the executor of all_gather: gather K and V, each local Q
+ * chunk attends to its visible prefix; backward reduce-scatters dK/dV. */
+#include "cp_exec.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ all_gather */
+
+/* K and V of every rank, in global sequence order: kg, vg [G, Hk, D] */
+static fa4cp_status gather_kv(exec *x, const fa4cp_cp_args *a, void **kg, void **vg)
+{
+    fa4cp_status st = FA4CP_OK;
+    fa4cp_comm_req *rk = NULL, *rv = NULL;
+    const size_t kvb = (size_t)x->T * x->rk * x->es;
+    void *rawk = cpx_xalloc(x, kvb * (size_t)x->n, "all_gather K (rank order)");
+    void *rawv = cpx_xalloc(x, kvb * (size_t)x->n, "all_gather V (rank order)");
+    *kg = cpx_xalloc(x, (size_t)x->G * x->rk * x->es, "all_gather K");
+    *vg = cpx_xalloc(x, (size_t)x->G * x->rk * x->es, "all_gather V");
+    NOMEM_IF(rawk && rawv && *kg && *vg);
+    map m;
+    FA4CP_TRY(cpx_map_ranks(x, x->T, 1, 0, &m));
+    /* on the side stream; the reorder of K (call stream) overlaps the gather of V */
+    FA4CP_TRY(cpx_fork_comm(x));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kvb, x->cs, &rk));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, kvb, x->cs, &rv));
+    FA4CP_TRY(cpx_wait_on(x, &rk, x->cs));
+    FA4CP_TRY(cpx_join_comm(x));
+    FA4CP_TRY(x->ops->gather(*kg, rawk, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
+    FA4CP_TRY(cpx_wait_on(x, &rv, x->cs));
+    FA4CP_TRY(cpx_join_comm(x));
+    FA4CP_TRY(x->ops->gather(*vg, rawv, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
+out:
+    if (rk)
+        fa4cp_comm_wait(x->comm, rk, x->cs);
+    if (rv)
+        fa4cp_comm_wait(x->comm, rv, x->cs);
+    return st;
+}
+
+/* One attention call of an all_gather step: the sequences it covers (seq < 0:
+ * all) with their Q counts, KV prefix ends and window. */
+typedef struct ag_call {
+    int seq;
+    int wl, wr;
+    int32_t *used_q, *used_k; /* ops memory [B] */
+} ag_call;
+
+/* The calls of the step for chunk c (half h): a causal mask or no window
+ * aligns the same way in every sequence (one call); a window without a
+ * causal mask is re-aligned per sequence, so one call per sequence. */
+static fa4cp_status ag_calls(exec *x, const fa4cp_cp_step *sp, ag_call *calls, int *ncalls)
+{
+    fa4cp_status st = FA4CP_OK;
+    const int n = x->n, B = x->B, h = sp->q_half, c = h == 0 ? x->r : 2 * n - 1 - x->r;
+    const int wl = sp->window_left, wr = sp->window_right;
+    const int32_t *sq = (h == 0 ? x->h0 : x->h1) + (size_t)x->r * B;
+    int per_seq = !sp->causal && (wl >= 0 || wr >= 0);
+    int32_t *uq = cpx_hmalloc(x, (size_t)(B + 1) * 4, "all_gather seqused"), *uk = cpx_hmalloc(x, (size_t)(B + 1) * 4, "all_gather seqused");
+    NOMEM_IF(uq && uk);
+    *ncalls = 0;
+    for (int i = 0; i < B; i++) {
+        int64_t C = (x->cu[i + 1] - x->cu[i]) / (2 * n), L = x->used[i];
+        int64_t end; /* keys [0, end) of the sequence are seen by some query of the chunk */
+        if (sq[i] == 0)
+            end = 0;
+        else if (sp->causal)
+            end = c * C + sq[i];
+        else if (wr < 0)
+            end = L;
+        else
+            end = c * C + sq[i] + wr < L ? c * C + sq[i] + wr : L;
+        uq[i] = sq[i];
+        uk[i] = (int32_t)end;
+    }
+    if (!per_seq) {
+        calls[0].seq = -1;
+        calls[0].wl = wl;
+        calls[0].wr = sp->causal ? -1 : wr;
+        calls[0].used_q = cpx_upload(x, uq, (size_t)(B + 1) * 4, "all_gather seqused");
+        calls[0].used_k = cpx_upload(x, uk, (size_t)(B + 1) * 4, "all_gather seqused");
+        NOMEM_IF(calls[0].used_q && calls[0].used_k);
+        *ncalls = 1;
+        goto out;
+    }
+    for (int i = 0; i < B; i++) {
+        if (sq[i] == 0)
+            continue;
+        int64_t C = (x->cu[i + 1] - x->cu[i]) / (2 * n);
+        /* the call aligns query a at key a + end - sq; its position is c*C + a */
+        int e = (int)(uk[i] - c * C - sq[i]);
+        ag_call *k = &calls[(*ncalls)++];
+        k->seq = i;
+        k->wl = wl >= 0 ? wl + e : -1;
+        k->wr = wr >= 0 ? wr - e : -1;
+        int32_t *q1 = cpx_hmalloc(x, (size_t)(B + 1) * 4, "all_gather seqused");
+        NOMEM_IF(q1);
+        memset(q1, 0, (size_t)(B + 1) * 4);
+        q1[i] = sq[i];
+        k->used_q = cpx_upload(x, q1, (size_t)(B + 1) * 4, "all_gather seqused");
+        k->used_k = cpx_upload(x, uk, (size_t)(B + 1) * 4, "all_gather seqused");
+        NOMEM_IF(k->used_q && k->used_k);
+    }
+out:
+    return st;
+}
+
+fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
+{
+    fa4cp_status st = FA4CP_OK;
+    const cp_ops *o = x->ops;
+    void *kg = NULL, *vg = NULL;
+    ag_call *calls = cpx_hmalloc(x, (size_t)(x->B + 1) * sizeof *calls, "all_gather calls");
+    void *qh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "all_gather Q chunk");
+    void *oh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "all_gather out chunk");
+    void *lh = cpx_xalloc(x, (size_t)x->H * x->Th * x->as, "all_gather lse chunk");
+    NOMEM_IF(calls && qh && oh && lh);
+    FA4CP_TRY(gather_kv(x, a, &kg, &vg));
+    for (int s = 0; s < x->plan->nfwd; s++) {
+        const fa4cp_cp_step *sp = &x->plan->fwd[s];
+        map to_half, back;
+        int ncalls = 0;
+        FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 0, 1, &to_half));
+        FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 1, 0, &back));
+        FA4CP_TRY(o->gather(qh, a->q, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(ag_calls(x, sp, calls, &ncalls));
+        for (int k = 0; k < ncalls; k++) {
+            fa4cp_attn_args c = cpx_base_args(x);
+            c.q = qh;
+            c.k = kg;
+            c.v = vg;
+            c.cu_seqlens_q = x->d_hcu;
+            c.seqused_q = calls[k].used_q;
+            c.total_q = x->Th;
+            c.cu_seqlens_k = x->d_cu;
+            c.seqused_k = calls[k].used_k;
+            c.total_k = x->G;
+            c.causal = sp->causal;
+            c.window_left = calls[k].wl;
+            c.window_right = calls[k].wr;
+            c.out = oh;
+            c.lse = lh;
+            FA4CP_TRY(cpx_attn(x, &c, 0));
+        }
+        /* real rows into place; padding rows of out and lse stay untouched */
+        FA4CP_TRY(o->gather(a->out, oh, back.p, back.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(a->lse, lh, back.p, back.n, x->as, x->H, x->T, x->Th, x->stream));
+    }
+out:
+    return st;
+}
+
+fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
+{
+    fa4cp_status st = FA4CP_OK;
+    const cp_ops *o = x->ops;
+    fa4cp_comm_req *req = NULL;
+    void *kg = NULL, *vg = NULL;
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
+    const size_t gk = (size_t)x->G * x->rk; /* elements of K in sequence order */
+    ag_call *calls = cpx_hmalloc(x, (size_t)(x->B + 1) * sizeof *calls, "all_gather calls");
+    void *qh = cpx_xalloc(x, qhb, "all_gather Q chunk"), *oh = cpx_xalloc(x, qhb, "all_gather out chunk");
+    void *doh = cpx_xalloc(x, qhb, "all_gather dout chunk"), *dqh = cpx_xalloc(x, qhb, "all_gather dQ chunk");
+    void *lh = cpx_xalloc(x, lhb, "all_gather lse chunk"), *dlh = cpx_xalloc(x, lhb, "all_gather dlse chunk");
+    void *pdk = cpx_xalloc(x, gk * x->es, "all_gather partial dK"), *pdv = cpx_xalloc(x, gk * x->es, "all_gather partial dV");
+    /* the dK/dV sums, kept in rank order [rank][dK rows | dV rows] so that
+     * they go to the reduce-scatter as they are */
+    void *send = cpx_xalloc(x, 2 * gk * x->as, "all_gather dK/dV sums (rank order)");
+    void *recv = cpx_xalloc(x, 2 * (size_t)x->T * x->rk * x->as, "all_gather dK/dV (this rank)");
+    NOMEM_IF(calls && qh && oh && doh && dqh && lh && dlh && pdk && pdv && send && recv);
+    map tall, to_ranks;
+    FA4CP_TRY(cpx_map_ranks(x, 2 * x->T, 0, 0, &to_ranks)); /* (rank-order row, global row) */
+    FA4CP_TRY(cpx_map_all(x, x->T, &tall));
+    FA4CP_TRY(gather_kv(x, a, &kg, &vg));
+    FA4CP_TRY(o->zero(send, 2 * gk * x->as, x->stream));
+    FA4CP_TRY(o->zero(a->dq, (size_t)x->T * x->rq * x->es, x->stream));
+    for (int s = 0; s < x->plan->nbwd; s++) {
+        const fa4cp_cp_step *sp = &x->plan->bwd[s];
+        map to_half;
+        int ncalls = 0;
+        FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 0, 1, &to_half));
+        FA4CP_TRY(o->gather(qh, a->q, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(oh, a->out, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(doh, a->dout, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(lh, a->lse, to_half.p, to_half.n, x->as, x->H, x->Th, x->T, x->stream));
+        if (a->dlse)
+            FA4CP_TRY(o->gather(dlh, a->dlse, to_half.p, to_half.n, x->as, x->H, x->Th, x->T, x->stream));
+        FA4CP_TRY(ag_calls(x, sp, calls, &ncalls));
+        for (int k = 0; k < ncalls; k++) {
+            fa4cp_attn_args c = cpx_base_args(x);
+            c.q = qh;
+            c.k = kg;
+            c.v = vg;
+            c.out = oh;
+            c.dout = doh;
+            c.lse = lh;
+            c.dlse = a->dlse ? dlh : NULL;
+            c.cu_seqlens_q = x->d_hcu;
+            c.seqused_q = calls[k].used_q;
+            c.total_q = x->Th;
+            c.cu_seqlens_k = x->d_cu;
+            c.seqused_k = calls[k].used_k;
+            c.total_k = x->G;
+            c.causal = sp->causal;
+            c.window_left = calls[k].wl;
+            c.window_right = calls[k].wr;
+            c.dq = dqh;
+            c.dk = pdk;
+            c.dv = pdv;
+            FA4CP_TRY(cpx_attn(x, &c, 1));
+            FA4CP_TRY(o->add(x->ad, send, x->dt, pdk, to_ranks.p, to_ranks.n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, U8(send) + (size_t)x->T * x->rk * x->as, x->dt, pdv, to_ranks.p,
+                             to_ranks.n, x->rk, x->stream));
+            /* dQ rows of the call's sequences (padding rows are zeros) */
+            map back;
+            FA4CP_TRY(cpx_map_rows(x, x->r, calls[k].seq, sp->q_half, 0, 0, &back));
+            FA4CP_TRY(o->gather(a->dq, dqh, back.p, back.n, x->rq * x->es, 1, 0, 0, x->stream));
+        }
+    }
+    /* sum the blocks over the ranks: this rank's dK and dV */
+    FA4CP_TRY(fa4cp_comm_reduce_scatter(x->comm, send, recv, 2 * (size_t)x->T * x->rk, x->ad, x->stream, &req));
+    FA4CP_TRY(cpx_wait_req(x, &req));
+    FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, recv, tall.p, tall.n, x->rk, x->stream));
+    FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(recv) + (size_t)x->T * x->rk * x->as, tall.p, tall.n,
+                         x->rk, x->stream));
+out:
+    if (req)
+        fa4cp_comm_wait(x->comm, req, x->stream);
+    return st;
+}
+

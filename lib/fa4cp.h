@@ -396,6 +396,16 @@ typedef struct fa4cp_cp_timing {
 fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
 fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
 
+/* Bytes of the executor's own buffers in one call of a group of cp_size
+ * ranks over `batch` sequences of `rows` padded rows in all (the larger of
+ * the forward and, with backward, the backward), beside the caller's
+ * tensors: what a memory estimate adds for the CP call.  0 (and the last
+ * error) for a config fa4cp_cp_validate refuses. */
+size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp_size, int batch, int64_t rows,
+                                int backward);
+/* Bytes the last call of this handle allocated for its own buffers. */
+size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp);
+
 /* ---- plans: what a rank does, as plain data */
 
 typedef enum fa4cp_cp_case {
@@ -425,14 +435,43 @@ typedef struct fa4cp_cp_step {
     int send_to, recv_from; /* p2p: ring neighbours of this step (-1: none) */
 } fa4cp_cp_step;
 
+/* The operations of a rank's program, in the order the executor runs them. */
+typedef enum fa4cp_cp_op {
+    FA4CP_CP_OP_SENDRECV = 0,       /* exchange with the ring neighbours send_to / recv_from */
+    FA4CP_CP_OP_ALL_GATHER = 1,     /* every rank's block of the tensor */
+    FA4CP_CP_OP_ALL_TO_ALL = 2,     /* sequence- <-> head-sharded */
+    FA4CP_CP_OP_REDUCE_SCATTER = 3, /* sum over the ranks, this rank's block */
+    FA4CP_CP_OP_ATTENTION = 4,      /* the attention call(s) of fwd[step] / bwd[step] */
+    FA4CP_CP_OP_MERGE = 5           /* fold the step's result in (its merge); step -1: write the outputs */
+} fa4cp_cp_op;
+
+/* The tensors an operation moves or writes (a bit set). */
+enum {
+    FA4CP_CP_T_Q = 1 << 0, FA4CP_CP_T_K = 1 << 1, FA4CP_CP_T_V = 1 << 2, FA4CP_CP_T_OUT = 1 << 3,
+    FA4CP_CP_T_DOUT = 1 << 4, FA4CP_CP_T_LSE = 1 << 5, FA4CP_CP_T_DLSE = 1 << 6,
+    FA4CP_CP_T_DQ = 1 << 7, FA4CP_CP_T_DK = 1 << 8, FA4CP_CP_T_DV = 1 << 9
+};
+
+typedef struct fa4cp_cp_instr {
+    fa4cp_cp_op op;
+    int step;                /* ATTENTION, MERGE: the step; SENDRECV: the step it runs beside (-1: none) */
+    unsigned tensors;        /* FA4CP_CP_T_* */
+    int send_to, recv_from;  /* SENDRECV: the peers (cp ranks) */
+    int optional;            /* run only when the call has the tensor (dlse) */
+} fa4cp_cp_instr;
+
 typedef struct fa4cp_cp_plan {
     fa4cp_cp_comm_type comm;
     fa4cp_cp_format format;
     int cp_size, cp_rank;
     int causal, window_left, window_right;
     int nfwd, nbwd;
-    fa4cp_cp_step *fwd; /* [nfwd] */
+    fa4cp_cp_step *fwd; /* [nfwd] the attention steps */
     fa4cp_cp_step *bwd; /* [nbwd] */
+    /* the programs: every operation of a forward and a backward call, in
+     * order; the executor runs exactly these (fa4cp_cp_last_trace) */
+    int nfwd_ops, nbwd_ops;
+    fa4cp_cp_instr *fwd_ops, *bwd_ops;
 } fa4cp_cp_plan;
 
 /* The plan of one rank (no sequence lengths needed: per-sequence counts are
@@ -441,9 +480,14 @@ typedef struct fa4cp_cp_plan {
 fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp_size, int cp_rank,
                                  fa4cp_cp_plan **out);
 void fa4cp_cp_plan_free(fa4cp_cp_plan *plan);
-/* Human-readable, one line per step (fa4cp-run --explain). */
+/* Human-readable, one line per operation of the programs (fa4cp-run --explain). */
 fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *plan, FILE *f);
 const char *fa4cp_cp_case_name(fa4cp_cp_case c);
+const char *fa4cp_cp_op_name(fa4cp_cp_op op);
+/* The operations the last successful call of this handle ran, in order
+ * (*ops stays valid until the next call): a plan's fwd_ops / bwd_ops less
+ * the optional ones the call did not need. */
+fa4cp_status fa4cp_cp_last_trace(const fa4cp_cp *cp, const fa4cp_cp_instr **ops, int *n);
 
 /* ---- global <-> rank-local tensors (host memory)
  * Rows: `row_bytes` each; global [cu_seqlens[batch]] rows, local

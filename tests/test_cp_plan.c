@@ -1,5 +1,6 @@
-/* test_cp_plan.c - CP plans against hand-derived tables, the refusals with
- * their messages, and the shard/unshard helpers. */
+/* test_cp_plan.c - CP plans against hand-derived tables, the executor's
+ * trace against its plan (every shape, cp 1..4), the refusals with their
+ * messages, and the shard/unshard helpers. */
 #include "fa4cp.h"
 #include "tap.h"
 #include "testutil.h"
@@ -289,6 +290,141 @@ static void mismatch(void)
     fa4cp_local_world_destroy(w);
 }
 
+/* ---- the executor runs exactly its plan: a forward and a backward on every
+ * rank of a local group, and the operations each ran (fa4cp_cp_last_trace)
+ * against the rank's plan, operation by operation */
+typedef struct tjob {
+    fa4cp_comm *comm;
+    fa4cp_cp_config cfg;
+    int with_dlse;
+    int32_t cu[3], used[2];
+    int good_fwd, good_bwd, nfwd, nbwd;
+    size_t ws_fwd, ws_bwd; /* what the calls allocated */
+    char err[600];
+} tjob;
+
+static int same_ops(const fa4cp_cp_instr *run, int nrun, const fa4cp_cp_instr *plan, int nplan, int with_opt)
+{
+    int k = 0;
+    for (int i = 0; i < nplan; i++) {
+        if (plan[i].optional && !with_opt)
+            continue;
+        if (k >= nrun || run[k].op != plan[i].op || run[k].step != plan[i].step ||
+            run[k].tensors != plan[i].tensors || run[k].send_to != plan[i].send_to ||
+            run[k].recv_from != plan[i].recv_from)
+            return 0;
+        k++;
+    }
+    return k == nrun;
+}
+
+static void *tjob_main(void *p)
+{
+    tjob *j = p;
+    fa4cp_cp *cp = NULL;
+    fa4cp_cp_plan *plan = NULL;
+    const int n = fa4cp_comm_size(j->comm), r = fa4cp_comm_rank(j->comm);
+    const size_t T = (size_t)j->cu[2] / (size_t)n, h = (size_t)j->cfg.heads, d = (size_t)j->cfg.head_dim;
+    const size_t qn = T * h * d, kn = T * (size_t)j->cfg.kv_heads * d;
+    float *buf = calloc(4 * qn + 5 * kn + 2 * T * h + 16, sizeof(float));
+    test_rng rng = {0x5eed + (uint64_t)r};
+    fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
+    const fa4cp_cp_instr *ops = NULL;
+    int nops = 0;
+    if (!buf)
+        goto out;
+    float *q = buf, *out = q + qn, *dout = out + qn, *dq = dout + qn, *k = dq + qn, *v = k + kn;
+    float *dk = v + kn, *dv = dk + kn, *lse = dv + kn, *dlse = lse + T * h;
+    test_fill(&rng, FA4CP_FP32, q, qn, 1.0);
+    test_fill(&rng, FA4CP_FP32, k, 2 * kn, 1.0);
+    test_fill(&rng, FA4CP_FP32, dout, qn, 1.0);
+    test_fill(&rng, FA4CP_FP32, dlse, T * h, 0.1);
+    a.batch = 2;
+    a.cu_seqlens = j->cu;
+    a.seqused = j->used;
+    a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
+    a.dout = dout, a.dlse = j->with_dlse ? dlse : NULL, a.dq = dq, a.dk = dk, a.dv = dv;
+    if (fa4cp_cp_create(&j->cfg, j->comm, &cp) || fa4cp_cp_plan_build(&j->cfg, n, r, &plan) ||
+        fa4cp_cp_fwd(cp, &a) || fa4cp_cp_last_trace(cp, &ops, &nops))
+        goto out;
+    j->good_fwd = same_ops(ops, nops, plan->fwd_ops, plan->nfwd_ops, 1);
+    j->nfwd = nops;
+    j->ws_fwd = fa4cp_cp_last_workspace(cp);
+    if (fa4cp_cp_bwd(cp, &a) || fa4cp_cp_last_trace(cp, &ops, &nops))
+        goto out;
+    j->good_bwd = same_ops(ops, nops, plan->bwd_ops, plan->nbwd_ops, j->with_dlse);
+    j->nbwd = nops;
+    j->ws_bwd = fa4cp_cp_last_workspace(cp);
+out:
+    snprintf(j->err, sizeof j->err, "%s", fa4cp_last_error());
+    fa4cp_cp_plan_free(plan);
+    fa4cp_cp_destroy(cp);
+    free(buf);
+    return NULL;
+}
+
+static void traces(void)
+{
+    static const fa4cp_cp_comm_type shapes[] = {FA4CP_CP_P2P, FA4CP_CP_ALL_GATHER, FA4CP_CP_A2A};
+    for (int si = 0; si < 3; si++)
+        for (int cp = 1; cp <= 4; cp++) {
+            fa4cp_local_world *w = NULL;
+            tjob j[4];
+            pthread_t th[4];
+            int good = fa4cp_local_world_create(cp, 0, 30.0, &w) == FA4CP_OK, nf = 0, nb = 0;
+            memset(j, 0, sizeof j);
+            for (int r = 0; good && r < cp; r++) {
+                good &= fa4cp_local_comm(w, r, &j[r].comm) == FA4CP_OK;
+                j[r].cfg = config(shapes[si], cp % 2, 12, 12);
+                j[r].cfg.head_dim = 8;
+                j[r].cfg.dtype = FA4CP_FP32;
+                j[r].with_dlse = cp % 2 == 0;
+                j[r].cu[0] = 0, j[r].cu[1] = 4 * cp, j[r].cu[2] = 6 * cp;
+                j[r].used[0] = 4 * cp - 1, j[r].used[1] = 2 * cp;
+            }
+            for (int r = 0; good && r < cp; r++)
+                pthread_create(&th[r], NULL, tjob_main, &j[r]);
+            for (int r = 0; good && r < cp; r++) {
+                pthread_join(th[r], NULL);
+                good &= j[r].good_fwd && j[r].good_bwd && j[r].nfwd > 0 && j[r].nbwd > 0;
+                nf += j[r].nfwd, nb += j[r].nbwd;
+            }
+            ok(good, "%s cp %d: every rank's trace is its plan (%d forward, %d backward operations%s)%s%s",
+               fa4cp_cp_comm_name(shapes[si]), cp, nf, nb, j[0].with_dlse ? ", with dlse" : "",
+               good ? "" : ": ", good ? "" : j[0].err);
+            /* the memory estimate asks the executor: never less than a call
+             * allocates, and not far above */
+            size_t est = fa4cp_cp_workspace_bytes(&j[0].cfg, cp, 2, 6 * cp, 1), most = 0;
+            for (int r = 0; r < cp; r++) {
+                most = j[r].ws_fwd > most ? j[r].ws_fwd : most;
+                most = j[r].ws_bwd > most ? j[r].ws_bwd : most;
+            }
+            ok(good && most > 0 && est >= most && est <= most + most / 4 + 1024,
+               "%s cp %d: fa4cp_cp_workspace_bytes %zu bounds the %zu bytes a call allocated",
+               fa4cp_cp_comm_name(shapes[si]), cp, est, most);
+            for (int r = 0; r < cp; r++)
+                fa4cp_comm_destroy(j[r].comm);
+            fa4cp_local_world_destroy(w);
+        }
+    /* --explain prints the same operations: one line each, after the header */
+    fa4cp_cp_config c = config(FA4CP_CP_P2P, 1, 8, 8);
+    fa4cp_cp_plan *p = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int good = f && fa4cp_cp_plan_build(&c, 4, 2, &p) == FA4CP_OK && fa4cp_cp_plan_print(p, f) == FA4CP_OK;
+    if (f)
+        fclose(f);
+    int lines = 0;
+    for (size_t i = 0; text && i < len; i++)
+        lines += text[i] == '\n';
+    ok(good && lines == 1 + p->nfwd_ops + p->nbwd_ops, "the printed plan has one line per operation (%d)", lines);
+    like(text ? text : "", "fwd sendrecv: k+v to rank 3, from rank 1 (beside step 0)", "... the exchanges among them");
+    like(text ? text : "", "bwd sendrecv: dk+dv to rank 1 (its owner), this rank's own from rank 3", "... and the last one");
+    free(text);
+    fa4cp_cp_plan_free(p);
+}
+
 static void shards(void)
 {
     /* two sequences of padded lengths 8 and 4, cp 2: chunks of 2 and 1 rows */
@@ -328,6 +464,7 @@ int main(void)
     plans();
     refusals();
     mismatch();
+    traces();
     shards();
     return done_testing();
 }

@@ -94,6 +94,12 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
                    "cp with backend cuda and dtype fp64: the cuda attention takes bf16 or fp16; "
                    "use backend cpu for fp32/fp64");
     FA4CP_TRY(fa4cp_cp_plan_build(cfg, fa4cp_comm_size(comm), fa4cp_comm_rank(comm), &cp->plan));
+    cp->trace_cap = cp->plan->nfwd_ops > cp->plan->nbwd_ops ? cp->plan->nfwd_ops : cp->plan->nbwd_ops;
+    cp->trace = fa4cp_calloc((size_t)cp->trace_cap + 1, sizeof *cp->trace, "cp trace");
+    if (!cp->trace) {
+        st = FA4CP_ERR_NOMEM;
+        goto out;
+    }
     FA4CP_TRY(agree(cp));
     *out = cp;
     cp = NULL;
@@ -116,6 +122,7 @@ void fa4cp_cp_destroy(fa4cp_cp *cp)
     if (cp->side && cp->ops && cp->ops->stream_destroy)
         cp->ops->stream_destroy(cp->side);
     fa4cp_cp_plan_free(cp->plan);
+    fa4cp_free(cp->trace);
     fa4cp_free(cp);
 }
 
@@ -159,6 +166,17 @@ fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *t)
     }
 out:
     return st;
+}
+
+fa4cp_status fa4cp_cp_last_trace(const fa4cp_cp *cp, const fa4cp_cp_instr **ops, int *n)
+{
+    if (!cp || !ops || !n)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_last_trace: NULL argument");
+    if (!cp->trace_valid)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_cp_last_trace: no call has succeeded yet");
+    *ops = cp->trace;
+    *n = cp->ntrace;
+    return FA4CP_OK;
 }
 
 fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a)

@@ -44,6 +44,7 @@ static int keep(void ***list, int *n, int *cap, void *p)
 void *cpx_xalloc(exec *x, size_t bytes, const char *what)
 {
     void *p = x->ops->alloc(bytes ? bytes : 1, what, x->stream);
+    x->allocated += bytes ? bytes : 1;
     if (p && !keep(&x->buf, &x->nbuf, &x->capbuf, p)) {
         x->ops->free(p, x->stream);
         return NULL;
@@ -221,6 +222,9 @@ fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
                    "FA4CP_CP_ARGS_INIT and rebuild against this fa4cp.h",
                    a->struct_size, sizeof(fa4cp_cp_args));
     x->stream = x->cs = a->stream;
+    x->prog = bwd ? x->plan->bwd_ops : x->plan->fwd_ops;
+    x->nprog = bwd ? x->plan->nbwd_ops : x->plan->nfwd_ops;
+    x->have_dlse = a->dlse != NULL;
     x->B = a->batch;
     if (x->B < 0)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "batch is %d: it must be >= 0", x->B);
@@ -376,6 +380,41 @@ fa4cp_status cpx_wait_req(exec *x, fa4cp_comm_req **req)
     return st;
 }
 
+/* ------------------------------------------------------------------ the program */
+
+const fa4cp_cp_instr *cpx_peek(exec *x)
+{
+    while (x->pc < x->nprog && x->prog[x->pc].optional && !x->have_dlse)
+        x->pc++;
+    return x->pc < x->nprog ? &x->prog[x->pc] : NULL;
+}
+
+static const char *op_text(char *buf, size_t n, fa4cp_cp_op op, unsigned tensors, int step)
+{
+    snprintf(buf, n, "%s of tensors 0x%x (step %d)", fa4cp_cp_op_name(op), tensors, step);
+    return buf;
+}
+
+const fa4cp_cp_instr *cpx_next(exec *x, fa4cp_cp_op op, unsigned tensors)
+{
+    char a[80], b[80];
+    const fa4cp_cp_instr *in = cpx_peek(x);
+    if (!in || in->op != op || in->tensors != tensors) {
+        fa4cp_set_error(FA4CP_ERR_INTERNAL,
+                        "cp %s rank %d: the executor runs %s where the plan says %s (operation %d "
+                        "of %d)",
+                        fa4cp_cp_comm_name(x->cfg->comm), x->r, op_text(a, sizeof a, op, tensors, -1),
+                        in ? op_text(b, sizeof b, in->op, in->tensors, in->step) : "nothing more",
+                        x->pc, x->nprog);
+        return NULL;
+    }
+    x->pc++;
+    fa4cp_cp *cp = x->cp;
+    if (cp->ntrace < cp->trace_cap)
+        cp->trace[cp->ntrace++] = *in;
+    return in;
+}
+
 /* ------------------------------------------------------------------ entry */
 
 fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
@@ -384,6 +423,8 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     exec x;
     cp->timed_valid = 0;
     cp->timed_steps = 0;
+    cp->ntrace = 0;
+    cp->trace_valid = 0;
     FA4CP_TRY(cpx_setup(&x, cp, a, bwd));
     if (x.timed) {
         for (int i = 0; i < 2; i++)
@@ -397,6 +438,9 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     case FA4CP_CP_A2A: st = cpx_a2a_run(&x, a, bwd); break;
     default: st = fa4cp_set_error(FA4CP_ERR_INTERNAL, "cp: no executor for comm %d", (int)cp->cfg.comm);
     }
+    if (st == FA4CP_OK && cpx_peek(&x))
+        st = fa4cp_set_error(FA4CP_ERR_INTERNAL, "cp %s rank %d: the executor stopped after %d of the "
+                             "plan's %d operations", fa4cp_cp_comm_name(cp->cfg.comm), x.r, x.pc, x.nprog);
     if (x.cs != x.stream) { /* nothing on the side stream outlives the call */
         fa4cp_status sj = cpx_join_comm(&x);
         if (st == FA4CP_OK)
@@ -409,8 +453,46 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     }
     if (st == FA4CP_OK)
         st = x.ops->sync(x.stream);
+    cp->trace_valid = st == FA4CP_OK;
+    cp->last_workspace = x.allocated;
 out:
     cpx_release(&x);
     return st;
 }
 
+
+/* ------------------------------------------------------------------ workspace */
+
+size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp, int batch, int64_t rows, int backward)
+{
+    exec x;
+    memset(&x, 0, sizeof x);
+    if (fa4cp_cp_check_shape(cfg, cp) != FA4CP_OK || batch < 0 || rows < 0) {
+        fa4cp_error_context(FA4CP_ERR_INVALID, "fa4cp_cp_workspace_bytes");
+        return 0;
+    }
+    x.cfg = cfg;
+    x.n = cp;
+    x.B = batch;
+    x.H = cfg->heads;
+    x.Hk = cfg->kv_heads;
+    x.D = cfg->head_dim;
+    x.es = fa4cp_dtype_size(cfg->dtype);
+    x.as = fa4cp_dtype_size(fa4cp_lse_dtype(cfg->dtype));
+    x.rq = (size_t)x.H * (size_t)x.D;
+    x.rk = (size_t)x.Hk * (size_t)x.D;
+    x.G = rows;
+    x.T = rows / cp;
+    x.Th = x.T / 2;
+    /* setup: cu_seqlens, seqused, local and half offsets, every rank's counts */
+    size_t common = 4 * ((size_t)batch + 1) * 4 + 3 * ((size_t)cp * batch + 1) * 4, most = 0;
+    for (int bwd = 0; bwd <= (backward ? 1 : 0); bwd++) {
+        size_t b = cfg->comm == FA4CP_CP_P2P ? cpx_p2p_workspace(&x, bwd)
+                   : cfg->comm == FA4CP_CP_ALL_GATHER ? cpx_ag_workspace(&x, bwd)
+                                                      : cpx_a2a_workspace(&x, bwd);
+        most = b > most ? b : most;
+    }
+    return common + most;
+}
+
+size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp) { return cp ? cp->last_workspace : 0; }

@@ -32,6 +32,11 @@ typedef struct exec {
     int nbuf, capbuf;
     void **host; /* host arrays to free at the end */
     int nhost, caphost;
+    /* the program of this call (the plan's fwd_ops or bwd_ops) and where it is */
+    const fa4cp_cp_instr *prog;
+    int nprog, pc;
+    int have_dlse; /* the optional operations on dlse run */
+    size_t allocated; /* bytes of ops buffers so far (the workspace) */
 } exec;
 
 
@@ -76,11 +81,29 @@ fa4cp_status cpx_join_comm(exec *x);
 fa4cp_status cpx_stamp(exec *x, int kind, int step, void *stream);
 void cpx_note_step(exec *x, int step, int comm);
 
+/* The program: the executor runs the plan's operations in order.  peek:
+ * the next one to run (NULL at the end; optional operations the call does
+ * not need are skipped); next: take it, which must be `op` on `tensors`
+ * (FA4CP_ERR_INTERNAL naming both otherwise), and record it in the trace. */
+const fa4cp_cp_instr *cpx_peek(exec *x);
+const fa4cp_cp_instr *cpx_next(exec *x, fa4cp_cp_op op, unsigned tensors);
+#define CPX_NEXT(in, op, tensors)                                                                  \
+    do {                                                                                           \
+        if (!((in) = cpx_next(x, (op), (tensors)))) {                                              \
+            st = FA4CP_ERR_INTERNAL;                                                               \
+            goto out;                                                                              \
+        }                                                                                          \
+    } while (0)
+
 /* the shapes */
 fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd);
+/* the bytes each allocates in one call (x: the sizes only) */
+size_t cpx_p2p_workspace(const exec *x, int bwd);
+size_t cpx_ag_workspace(const exec *x, int bwd);
+size_t cpx_a2a_workspace(const exec *x, int bwd);
 
 #endif

@@ -13,6 +13,7 @@
  * src[i] [.. units] -(out_map)-> send -all_to_all-> recv -(in_map)-> dst[i]
  * (*dst[i] allocated here, [alloc_rows[i] units], when alloc_rows[i] >= 0). */
 typedef struct a2a_item {
+    unsigned tensor; /* FA4CP_CP_T_*: the plan's name of it */
     const void *src;
     size_t unit;      /* bytes of one unit */
     const map *out_map, *in_map;
@@ -38,6 +39,8 @@ static fa4cp_status a2a_pipeline(exec *x, a2a_item *it, int m)
     }
     FA4CP_TRY(cpx_fork_comm(x));
     for (int i = 0; i < m; i++) {
+        const fa4cp_cp_instr *in;
+        CPX_NEXT(in, FA4CP_CP_OP_ALL_TO_ALL, it[i].tensor);
         FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, send[i], recv[i], (size_t)x->T * it[i].unit, x->cs, &req));
         FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
         FA4CP_TRY(cpx_join_comm(x)); /* the call stream waits for exchanges 0..i only */
@@ -61,6 +64,8 @@ static fa4cp_status from_heads(exec *x, const void *src, int heads, void *dst, c
     void *recv = cpx_xalloc(x, (size_t)x->T * x->n * unit, "a2a receive blocks");
     NOMEM_IF(send && recv);
     FA4CP_TRY(x->ops->gather(send, src, to_ranks->p, to_ranks->n, unit, 1, 0, 0, x->stream));
+    const fa4cp_cp_instr *in;
+    CPX_NEXT(in, FA4CP_CP_OP_ALL_TO_ALL, FA4CP_CP_T_OUT);
     FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, send, recv, (size_t)x->T * unit, x->stream, &req));
     FA4CP_TRY(cpx_wait_req(x, &req));
     FA4CP_TRY(x->ops->gather(dst, recv, back->p, back->n, unit, 1, 0, 0, x->stream));
@@ -71,7 +76,7 @@ out:
 }
 
 /* lse [H, T] (local) <-> [H/n, G] of head group r */
-static fa4cp_status lse_to_heads(exec *x, const void *lse, void **dst, const map *seq_of_rank)
+static fa4cp_status lse_to_heads(exec *x, unsigned tensor, const void *lse, void **dst, const map *seq_of_rank)
 {
     fa4cp_status st = FA4CP_OK;
     fa4cp_comm_req *req = NULL;
@@ -80,6 +85,8 @@ static fa4cp_status lse_to_heads(exec *x, const void *lse, void **dst, const map
     *dst = cpx_xalloc(x, (size_t)hq * x->G * x->as, "a2a head-sharded lse");
     NOMEM_IF(recv && *dst);
     /* [H, T] is already [n][H/n][T]: block p holds the heads of group p */
+    const fa4cp_cp_instr *in;
+    CPX_NEXT(in, FA4CP_CP_OP_ALL_TO_ALL, tensor);
     FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, lse, recv, (size_t)hq * x->T * x->as, x->stream, &req));
     FA4CP_TRY(cpx_wait_req(x, &req));
     FA4CP_TRY(x->ops->gather(*dst, recv, seq_of_rank->p, seq_of_rank->n, x->as, hq, x->G, x->T, x->stream));
@@ -108,11 +115,11 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
 
     {
         const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
-        a2a_item its[5] = {{a->q, uq, &blocks, &to_seq, &q, x->G},
-                           {a->k, uk, &blocks, &to_seq, &k, x->G},
-                           {a->v, uk, &blocks, &to_seq, &v, x->G},
-                           {a->out, uq, &blocks, &to_seq, &out, x->G},
-                           {a->dout, uq, &blocks, &to_seq, &dout, x->G}};
+        a2a_item its[5] = {{FA4CP_CP_T_Q, a->q, uq, &blocks, &to_seq, &q, x->G},
+                           {FA4CP_CP_T_K, a->k, uk, &blocks, &to_seq, &k, x->G},
+                           {FA4CP_CP_T_V, a->v, uk, &blocks, &to_seq, &v, x->G},
+                           {FA4CP_CP_T_OUT, a->out, uq, &blocks, &to_seq, &out, x->G},
+                           {FA4CP_CP_T_DOUT, a->dout, uq, &blocks, &to_seq, &dout, x->G}};
         FA4CP_TRY(a2a_pipeline(x, its, bwd ? 5 : 3));
     }
     fa4cp_attn_args c = cpx_base_args(x);
@@ -124,9 +131,13 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     c.cu_seqlens_q = c.cu_seqlens_k = x->d_cu;
     c.seqused_q = c.seqused_k = x->d_used;
     c.total_q = c.total_k = x->G;
-    c.causal = x->cfg->causal;
-    c.window_left = x->cfg->window_left;
-    c.window_right = x->cfg->window_right;
+    const fa4cp_cp_step *sp = &(bwd ? x->plan->bwd : x->plan->fwd)[0];
+    if (sp->mask_case != FA4CP_CP_CASE_HEADS || sp->head_group != x->r)
+        FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp a2a rank %d: the plan's step is %s on head group %d",
+                   x->r, fa4cp_cp_case_name(sp->mask_case), sp->head_group);
+    c.causal = sp->causal;
+    c.window_left = sp->window_left;
+    c.window_right = sp->window_right;
     if (!bwd) {
         void *lsend = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "a2a lse blocks");
         void *lrecv = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "a2a lse blocks");
@@ -135,10 +146,13 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
         NOMEM_IF(lsend && lrecv && out && lse);
         c.out = out;
         c.lse = lse;
+        const fa4cp_cp_instr *in;
+        CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
         FA4CP_TRY(cpx_attn(x, &c, 0));
         /* out back to sequence sharding; real rows only */
         FA4CP_TRY(from_heads(x, out, x->H, a->out, &to_ranks, &blocks_back_real));
         FA4CP_TRY(o->gather(lsend, lse, lse_to_ranks.p, lse_to_ranks.n, x->as, hq, x->T, x->G, x->stream));
+        CPX_NEXT(in, FA4CP_CP_OP_ALL_TO_ALL, FA4CP_CP_T_LSE);
         FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, lsend, lrecv, (size_t)hq * x->T * x->as, x->stream, &req));
         FA4CP_TRY(cpx_wait_req(x, &req));
         FA4CP_TRY(o->gather(a->lse, lrecv, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
@@ -148,9 +162,9 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     void *dk = cpx_xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dk");
     void *dv = cpx_xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dv");
     NOMEM_IF(dq && dk && dv);
-    FA4CP_TRY(lse_to_heads(x, a->lse, &lse, &lse_to_seq));
+    FA4CP_TRY(lse_to_heads(x, FA4CP_CP_T_LSE, a->lse, &lse, &lse_to_seq));
     if (a->dlse)
-        FA4CP_TRY(lse_to_heads(x, a->dlse, &dlse, &lse_to_seq));
+        FA4CP_TRY(lse_to_heads(x, FA4CP_CP_T_DLSE, a->dlse, &dlse, &lse_to_seq));
     c.out = out;
     c.dout = dout;
     c.lse = lse;
@@ -158,14 +172,18 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     c.dq = dq;
     c.dk = dk;
     c.dv = dv;
+    {
+        const fa4cp_cp_instr *in;
+        CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_DQ | FA4CP_CP_T_DK | FA4CP_CP_T_DV);
+    }
     FA4CP_TRY(cpx_attn(x, &c, 1));
     /* every row: padding rows come back as the exact zeros of the call */
     {
         const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
         void *dqo = a->dq, *dko = a->dk, *dvo = a->dv;
-        a2a_item its[3] = {{dq, uq, &to_ranks, &blocks_back_all, &dqo, -1},
-                           {dk, uk, &to_ranks, &blocks_back_all, &dko, -1},
-                           {dv, uk, &to_ranks, &blocks_back_all, &dvo, -1}};
+        a2a_item its[3] = {{FA4CP_CP_T_DQ, dq, uq, &to_ranks, &blocks_back_all, &dqo, -1},
+                           {FA4CP_CP_T_DK, dk, uk, &to_ranks, &blocks_back_all, &dko, -1},
+                           {FA4CP_CP_T_DV, dv, uk, &to_ranks, &blocks_back_all, &dvo, -1}};
         FA4CP_TRY(a2a_pipeline(x, its, 3));
     }
 out:
@@ -174,3 +192,19 @@ out:
     return st;
 }
 
+
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_a2a_workspace(const exec *x, int bwd)
+{
+    const size_t G = (size_t)x->G, hq = (size_t)(x->H / x->n), hkq = (size_t)(x->Hk / x->n);
+    const size_t uq = hq * (size_t)x->D * x->es, uk = hkq * (size_t)x->D * x->es;
+    const size_t pair = sizeof(cp_pair), lse_local = (size_t)x->H * x->T * x->as;
+    /* maps: blocks, blocks_back_real, blocks_back_all, to_seq, to_ranks, lse_to_ranks, lse_to_seq; real */
+    size_t b = pair * (7 * (G + 1) + (size_t)x->T + 1);
+    if (!bwd) /* q, k, v in (send, recv, dst each); lsend, lrecv, out, lse; out back (send, recv) */
+        return b + 3 * G * (uq + 2 * uk) + 2 * lse_local + G * uq + hq * G * x->as + 2 * G * uq;
+    /* q, k, v, out, dout in; dq, dk, dv; lse and dlse to heads; dq, dk, dv back (send, recv) */
+    return b + 3 * G * (3 * uq + 2 * uk) + G * (uq + 2 * uk) + 2 * (lse_local + hq * G * x->as) +
+           2 * G * (uq + 2 * uk);
+}

@@ -20,8 +20,11 @@ static fa4cp_status gather_kv(exec *x, const fa4cp_cp_args *a, void **kg, void *
     map m;
     FA4CP_TRY(cpx_map_ranks(x, x->T, 1, 0, &m));
     /* on the side stream; the reorder of K (call stream) overlaps the gather of V */
+    const fa4cp_cp_instr *in;
     FA4CP_TRY(cpx_fork_comm(x));
+    CPX_NEXT(in, FA4CP_CP_OP_ALL_GATHER, FA4CP_CP_T_K);
     FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kvb, x->cs, &rk));
+    CPX_NEXT(in, FA4CP_CP_OP_ALL_GATHER, FA4CP_CP_T_V);
     FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, kvb, x->cs, &rv));
     FA4CP_TRY(cpx_wait_on(x, &rk, x->cs));
     FA4CP_TRY(cpx_join_comm(x));
@@ -115,8 +118,9 @@ fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
     void *lh = cpx_xalloc(x, (size_t)x->H * x->Th * x->as, "all_gather lse chunk");
     NOMEM_IF(calls && qh && oh && lh);
     FA4CP_TRY(gather_kv(x, a, &kg, &vg));
-    for (int s = 0; s < x->plan->nfwd; s++) {
-        const fa4cp_cp_step *sp = &x->plan->fwd[s];
+    for (const fa4cp_cp_instr *in; cpx_peek(x);) {
+        CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
+        const fa4cp_cp_step *sp = &x->plan->fwd[in->step];
         map to_half, back;
         int ncalls = 0;
         FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 0, 1, &to_half));
@@ -142,6 +146,10 @@ fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
             FA4CP_TRY(cpx_attn(x, &c, 0));
         }
         /* real rows into place; padding rows of out and lse stay untouched */
+        CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
+        if (sp->merge != FA4CP_CP_MERGE_COPY)
+            FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp all_gather: step %d merges by %d, not by copy",
+                       in->step, (int)sp->merge);
         FA4CP_TRY(o->gather(a->out, oh, back.p, back.n, x->rq * x->es, 1, 0, 0, x->stream));
         FA4CP_TRY(o->gather(a->lse, lh, back.p, back.n, x->as, x->H, x->T, x->Th, x->stream));
     }
@@ -173,8 +181,10 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
     FA4CP_TRY(gather_kv(x, a, &kg, &vg));
     FA4CP_TRY(o->zero(send, 2 * gk * x->as, x->stream));
     FA4CP_TRY(o->zero(a->dq, (size_t)x->T * x->rq * x->es, x->stream));
-    for (int s = 0; s < x->plan->nbwd; s++) {
-        const fa4cp_cp_step *sp = &x->plan->bwd[s];
+    const fa4cp_cp_instr *in;
+    while ((in = cpx_peek(x)) && in->op == FA4CP_CP_OP_ATTENTION) {
+        CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_DQ | FA4CP_CP_T_DK | FA4CP_CP_T_DV);
+        const fa4cp_cp_step *sp = &x->plan->bwd[in->step];
         map to_half;
         int ncalls = 0;
         FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 0, 1, &to_half));
@@ -217,8 +227,10 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
         }
     }
     /* sum the blocks over the ranks: this rank's dK and dV */
+    CPX_NEXT(in, FA4CP_CP_OP_REDUCE_SCATTER, FA4CP_CP_T_DK | FA4CP_CP_T_DV);
     FA4CP_TRY(fa4cp_comm_reduce_scatter(x->comm, send, recv, 2 * (size_t)x->T * x->rk, x->ad, x->stream, &req));
     FA4CP_TRY(cpx_wait_req(x, &req));
+    CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_DK | FA4CP_CP_T_DV);
     FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, recv, tall.p, tall.n, x->rk, x->stream));
     FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(recv) + (size_t)x->T * x->rk * x->as, tall.p, tall.n,
                          x->rk, x->stream));
@@ -228,3 +240,22 @@ out:
     return st;
 }
 
+
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_ag_workspace(const exec *x, int bwd)
+{
+    const size_t kvb = (size_t)x->T * x->rk * x->es, G = (size_t)x->G, B1 = (size_t)x->B + 1;
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
+    const size_t pair = sizeof(cp_pair), Th1 = (size_t)x->Th + 1;
+    const int per_seq = !x->cfg->causal && (x->cfg->window_left >= 0 || x->cfg->window_right >= 0);
+    const size_t calls = (per_seq ? (size_t)x->B : 1) * 2 * B1 * 4; /* seqused of the calls, per step */
+    /* gather_kv: rank-order K, V; K, V in sequence order; its map */
+    size_t b = 2 * kvb * (size_t)x->n + 2 * G * x->rk * x->es + pair * (G + 1);
+    if (!bwd) /* qh, oh, lh; per step: to_half, back, the calls */
+        return b + 2 * qhb + lhb + 2 * (2 * pair * Th1 + calls);
+    /* qh, oh, doh, dqh, lh, dlh, pdk, pdv, send, recv; to_ranks, tall; per step to_half, calls, back maps */
+    return b + 4 * qhb + 2 * lhb + 2 * G * x->rk * x->es + 2 * G * x->rk * x->as +
+           2 * (size_t)x->T * x->rk * x->as + pair * (G + 1 + (size_t)x->T + 1) +
+           2 * (pair * Th1 + calls + pair * ((size_t)x->Th + B1));
+}

@@ -37,6 +37,9 @@ out:
     return st;
 }
 
+/* The forward interprets the plan's program: per step a sendrecv of the KV
+ * block beside the compute (on the side stream), the attention call, the
+ * LSE merge; then the write of out and lse. */
 fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
 {
     fa4cp_status st = FA4CP_OK;
@@ -64,45 +67,65 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
     FA4CP_TRY(o->fill_neg_inf(x->ad, alse, (size_t)x->H * x->T, x->stream));
     FA4CP_TRY(o->gather(qh, a->q, h1_to_half.p, h1_to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
 
-    for (int s = 0; s < p->nfwd; s++) {
-        const fa4cp_cp_step *sp = &p->fwd[s];
-        void *cur = kv[s % 2];
-        if (sp->send_to >= 0) {
+    fa4cp_attn_args c = cpx_base_args(x);
+    for (const fa4cp_cp_instr *in; (in = cpx_peek(x));) {
+        const int s = in->step;
+        const fa4cp_cp_step *sp = s >= 0 ? &p->fwd[s] : NULL;
+        switch (in->op) {
+        case FA4CP_CP_OP_SENDRECV: {
             /* The next block travels on the side stream while this one is
              * used.  Its buffer kv[(s+1)%2] was last read by step s-1, whose
              * compute is queued before the fork, so it is free. */
-            fa4cp_p2p ops[2] = {{sp->send_to, 1, cur, 2 * kvb}, {sp->recv_from, 0, kv[(s + 1) % 2], 2 * kvb}};
+            CPX_NEXT(in, FA4CP_CP_OP_SENDRECV, FA4CP_CP_T_K | FA4CP_CP_T_V);
+            fa4cp_p2p ops[2] = {{in->send_to, 1, kv[s % 2], 2 * kvb}, {in->recv_from, 0, kv[(s + 1) % 2], 2 * kvb}};
             FA4CP_TRY(cpx_fork_comm(x));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
             FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
+            break;
         }
-        cpx_note_step(x, s, sp->send_to >= 0);
-        FA4CP_TRY(cpx_stamp(x, CP_EV_COMP0, s, x->stream));
-        fa4cp_attn_args c = cpx_base_args(x);
-        int qhalf = sp->q_half == 1;
-        FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, cur, kvh, &h0_to_half, &c));
-        c.out = pout;
-        c.lse = plse;
-        FA4CP_TRY(cpx_attn(x, &c, 0));
-        const map *m = qhalf ? &h1_back : &real;
-        FA4CP_TRY(o->merge(x->ad, acc, alse, x->T, x->dt, pout, plse, c.total_q, m->p, m->n, x->H,
-                           x->D, x->stream));
-        FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
-        if (req) { /* the next step reads the block that arrived */
-            FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
-            FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
-            FA4CP_TRY(cpx_join_comm(x));
+        case FA4CP_CP_OP_ATTENTION:
+            CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
+            cpx_note_step(x, s, req != NULL);
+            FA4CP_TRY(cpx_stamp(x, CP_EV_COMP0, s, x->stream));
+            c = cpx_base_args(x);
+            FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, kv[s % 2], kvh, &h0_to_half, &c));
+            c.out = pout;
+            c.lse = plse;
+            FA4CP_TRY(cpx_attn(x, &c, 0));
+            break;
+        case FA4CP_CP_OP_MERGE:
+            CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
+            if (!sp) { /* real rows only: padding rows of out and lse stay untouched */
+                FA4CP_TRY(o->convert(x->dt, a->out, x->ad, acc, real.p, real.n, x->rq, x->stream));
+                FA4CP_TRY(o->gather(a->lse, alse, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
+                break;
+            }
+            if (sp->merge != FA4CP_CP_MERGE_LSE)
+                FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp p2p: step %d merges by %d, not through the LSE", s,
+                           (int)sp->merge);
+            const map *m = sp->q_half == 1 ? &h1_back : &real;
+            FA4CP_TRY(o->merge(x->ad, acc, alse, x->T, x->dt, pout, plse, c.total_q, m->p, m->n, x->H,
+                               x->D, x->stream));
+            FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
+            if (req) { /* the next step reads the block that arrived */
+                FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
+                FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
+                FA4CP_TRY(cpx_join_comm(x));
+            }
+            break;
+        default: CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, 0); /* fails: names both */
         }
     }
-    /* real rows only: padding rows of out and lse stay untouched */
-    FA4CP_TRY(o->convert(x->dt, a->out, x->ad, acc, real.p, real.n, x->rq, x->stream));
-    FA4CP_TRY(o->gather(a->lse, alse, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
 out:
     if (req)
         fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
 
+/* The backward interprets the program the same way: per step one symmetric
+ * sendrecv group (the dK/dV finished before, and/or this KV block), the
+ * attention call, the accumulation of dQ and of the travelling dK/dV; then
+ * the last dK/dV goes home and dq, dk, dv are written. */
 fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
 {
     fa4cp_status st = FA4CP_OK;
@@ -143,75 +166,106 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
             FA4CP_TRY(o->gather(dlh, a->dlse, m->p, m->n, x->as, x->H, x->Th, x->T, x->stream));
     }
 
-    for (int s = 0; s < p->nbwd; s++) {
-        const fa4cp_cp_step *sp = &p->bwd[s];
-        void *cur = kv[s % 2];
-        /* One symmetric group per step, so that it also matches on a
-         * rendezvous transport (NCCL): to r-1 the dK/dV finished in the
-         * previous step, then this KV block; from r+1 the dK/dV of the block
-         * used now, then the next KV block - the order the peer sends them. */
-        fa4cp_p2p ops[4];
-        int nops = 0;
-        if (s > 0) {
-            ops[nops++] = (fa4cp_p2p){sp->send_to, 1, dkv_out, dkvb};
-            ops[nops++] = (fa4cp_p2p){sp->recv_from, 0, dkv_in, dkvb};
-        }
-        if (s + 1 < p->nbwd) {
-            ops[nops++] = (fa4cp_p2p){sp->send_to, 1, cur, 2 * kvb};
-            ops[nops++] = (fa4cp_p2p){sp->recv_from, 0, kv[(s + 1) % 2], 2 * kvb};
-        }
-        if (nops) { /* on the side stream, beside this step's compute */
-            FA4CP_TRY(cpx_fork_comm(x));
-            FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
-            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, nops, x->cs, &req));
-        }
-        cpx_note_step(x, s, nops > 0);
-        FA4CP_TRY(cpx_stamp(x, CP_EV_COMP0, s, x->stream));
-
-        fa4cp_attn_args c = cpx_base_args(x);
-        int qhalf = sp->q_half == 1;
-        FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, cur, kvh, &h0_to_half, &c));
-        c.out = qhalf ? oh : a->out;
-        c.dout = qhalf ? doh : a->dout;
-        c.lse = qhalf ? lh : a->lse;
-        c.dlse = a->dlse ? (qhalf ? dlh : a->dlse) : NULL;
-        c.dq = pdq;
-        c.dk = pdkv;
-        c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
-        FA4CP_TRY(cpx_attn(x, &c, 1));
-        const map *mq = qhalf ? &h1_back_all : &all;
-        FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
-        FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
-        if (req) { /* dkv_in has arrived, dkv_out has left */
-            FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
-            FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
-            FA4CP_TRY(cpx_join_comm(x));
-        }
-        if (s > 0)
-            FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
-        else
-            FA4CP_TRY(o->zero(dkv_out, dkvb, x->stream));
-        const map *mk = sp->kv_half == 0 ? &h0_back_all : &all;
-        FA4CP_TRY(o->add(x->ad, dkv_out, x->dt, c.dk, mk->p, mk->n, x->rk, x->stream));
-        FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
-    }
+    const unsigned DKV = FA4CP_CP_T_DK | FA4CP_CP_T_DV, KV = FA4CP_CP_T_K | FA4CP_CP_T_V;
     const void *final = dkv_out;
-    if (x->n > 1) { /* the last dK/dV goes to its owner; this rank's own comes home */
-        const fa4cp_cp_step *last = &p->bwd[p->nbwd - 1];
-        fa4cp_p2p ops[2] = {{last->send_to, 1, dkv_out, dkvb}, {last->recv_from, 0, dkv_in, dkvb}};
-        FA4CP_TRY(cpx_fork_comm(x));
-        FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
-        FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
-        FA4CP_TRY(cpx_join_comm(x));
-        final = dkv_in;
+    fa4cp_attn_args c = cpx_base_args(x);
+    for (const fa4cp_cp_instr *in; (in = cpx_peek(x));) {
+        const int s = in->step;
+        const fa4cp_cp_step *sp = s >= 0 ? &p->bwd[s] : NULL;
+        switch (in->op) {
+        case FA4CP_CP_OP_SENDRECV: {
+            /* One symmetric group per step, so that it also matches on a
+             * rendezvous transport (NCCL): to r-1 the dK/dV finished in the
+             * previous step, then this KV block; from r+1 the dK/dV of the
+             * block used now, then the next KV block - the order the peer
+             * sends them.  Step -1: the last dK/dV to its owner, this rank's
+             * own home. */
+            CPX_NEXT(in, FA4CP_CP_OP_SENDRECV, in->tensors & (DKV | KV));
+            fa4cp_p2p ops[4];
+            int nops = 0;
+            if (in->tensors & DKV) {
+                ops[nops++] = (fa4cp_p2p){in->send_to, 1, dkv_out, dkvb};
+                ops[nops++] = (fa4cp_p2p){in->recv_from, 0, dkv_in, dkvb};
+            }
+            if (in->tensors & KV) {
+                ops[nops++] = (fa4cp_p2p){in->send_to, 1, kv[s % 2], 2 * kvb};
+                ops[nops++] = (fa4cp_p2p){in->recv_from, 0, kv[(s + 1) % 2], 2 * kvb};
+            }
+            FA4CP_TRY(cpx_fork_comm(x)); /* on the side stream, beside this step's compute */
+            if (s >= 0)
+                FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
+            FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, nops, x->cs, &req));
+            if (s < 0) {
+                FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
+                FA4CP_TRY(cpx_join_comm(x));
+                final = dkv_in;
+            }
+            break;
+        }
+        case FA4CP_CP_OP_ATTENTION: {
+            CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_DQ | DKV);
+            cpx_note_step(x, s, req != NULL);
+            FA4CP_TRY(cpx_stamp(x, CP_EV_COMP0, s, x->stream));
+            c = cpx_base_args(x);
+            int qhalf = sp->q_half == 1;
+            FA4CP_TRY(p2p_step_args(x, sp, a->q, qh, kv[s % 2], kvh, &h0_to_half, &c));
+            c.out = qhalf ? oh : a->out;
+            c.dout = qhalf ? doh : a->dout;
+            c.lse = qhalf ? lh : a->lse;
+            c.dlse = a->dlse ? (qhalf ? dlh : a->dlse) : NULL;
+            c.dq = pdq;
+            c.dk = pdkv;
+            c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
+            FA4CP_TRY(cpx_attn(x, &c, 1));
+            break;
+        }
+        case FA4CP_CP_OP_MERGE:
+            CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_DQ | DKV);
+            if (!sp) { /* every row: padding rows are exact zeros */
+                FA4CP_TRY(o->convert(x->dt, a->dq, x->ad, dq, all.p, all.n, x->rq, x->stream));
+                FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, final, all.p, all.n, x->rk, x->stream));
+                FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(final) + dkvb / 2, all.p, all.n, x->rk, x->stream));
+                break;
+            }
+            if (sp->merge != FA4CP_CP_MERGE_LSE)
+                FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp p2p: step %d merges by %d, not through the LSE", s,
+                           (int)sp->merge);
+            const map *mq = sp->q_half == 1 ? &h1_back_all : &all;
+            FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
+            FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
+            if (req) { /* dkv_in has arrived, dkv_out has left */
+                FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
+                FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
+                FA4CP_TRY(cpx_join_comm(x));
+            }
+            if (s > 0)
+                FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
+            else
+                FA4CP_TRY(o->zero(dkv_out, dkvb, x->stream));
+            const map *mk = sp->kv_half == 0 ? &h0_back_all : &all;
+            FA4CP_TRY(o->add(x->ad, dkv_out, x->dt, c.dk, mk->p, mk->n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
+            break;
+        default: CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, 0); /* fails: names both */
+        }
     }
-    /* every row: padding rows are exact zeros */
-    FA4CP_TRY(o->convert(x->dt, a->dq, x->ad, dq, all.p, all.n, x->rq, x->stream));
-    FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, final, all.p, all.n, x->rk, x->stream));
-    FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(final) + dkvb / 2, all.p, all.n, x->rk, x->stream));
 out:
     if (req)
         fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
 
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_p2p_workspace(const exec *x, int bwd)
+{
+    const size_t kvb = (size_t)x->T * x->rk * x->es, qhb = (size_t)x->Th * x->rq * x->es;
+    const size_t lhb = (size_t)x->H * x->Th * x->as, kvh = 2 * (size_t)x->Th * x->rk * x->es;
+    const size_t pair = sizeof(cp_pair), T1 = (size_t)x->T + 1, Th1 = (size_t)x->Th + 1;
+    if (!bwd) /* kv[2], acc, alse, pout, plse, qh, kvh; maps real, h1_to_half, h1_back, h0_to_half */
+        return 4 * kvb + (size_t)x->T * x->rq * (x->as + x->es) + 2 * (size_t)x->H * x->T * x->as + qhb +
+               kvh + pair * (T1 + 3 * Th1);
+    /* kv[2], dkv_in, dkv_out, dq, pdq, pdkv, qh, oh, doh, lh, dlh, kvh; 5 maps */
+    return 4 * kvb + 2 * (2 * (size_t)x->T * x->rk * x->as) + (size_t)x->T * x->rq * (x->as + x->es) +
+           2 * kvb + 3 * qhb + 2 * lhb + kvh + pair * (T1 + 4 * Th1);
+}

@@ -25,6 +25,10 @@ struct fa4cp_cp {
     char comm_step[FA4CP_CP_MAX_TIMED_STEPS]; /* which of them exchanged data */
     int timed_backward;   /* what the last timed call was */
     int timed_valid;
+    /* the operations the last call ran (fa4cp_cp_last_trace) */
+    fa4cp_cp_instr *trace;
+    int ntrace, trace_cap, trace_valid;
+    size_t last_workspace; /* bytes the last call allocated */
 };
 
 /* The executor (cp_exec.c). */

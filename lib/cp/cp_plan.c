@@ -17,6 +17,10 @@
  * all_gather: two steps, one per local Q chunk c in {r, 2cp-1-r}, each over
  * the gathered KV prefix it can see (c+1 chunks when causal).
  * a2a: one step, whole sequences on the heads of group r.
+ *
+ * Beside the attention steps a plan holds the programs: every operation of
+ * a forward and of a backward call (exchanges, collectives, attention calls,
+ * merges, the final writes) in the order the executor runs them.
  */
 #include "cp_config.h"
 
@@ -60,6 +64,98 @@ static fa4cp_cp_step p2p_step(const fa4cp_cp_config *cfg, int cp, int r, int kv)
     return s;
 }
 
+const char *fa4cp_cp_op_name(fa4cp_cp_op op)
+{
+    switch (op) {
+    case FA4CP_CP_OP_SENDRECV: return "sendrecv";
+    case FA4CP_CP_OP_ALL_GATHER: return "all_gather";
+    case FA4CP_CP_OP_ALL_TO_ALL: return "all_to_all";
+    case FA4CP_CP_OP_REDUCE_SCATTER: return "reduce_scatter";
+    case FA4CP_CP_OP_ATTENTION: return "attention";
+    case FA4CP_CP_OP_MERGE: return "merge";
+    }
+    return "?";
+}
+
+enum { T_Q = FA4CP_CP_T_Q, T_K = FA4CP_CP_T_K, T_V = FA4CP_CP_T_V, T_OUT = FA4CP_CP_T_OUT,
+       T_DOUT = FA4CP_CP_T_DOUT, T_LSE = FA4CP_CP_T_LSE, T_DLSE = FA4CP_CP_T_DLSE,
+       T_DQ = FA4CP_CP_T_DQ, T_DK = FA4CP_CP_T_DK, T_DV = FA4CP_CP_T_DV };
+
+static void add(fa4cp_cp_instr *ops, int *n, fa4cp_cp_op op, int step, unsigned tensors, int to, int from)
+{
+    fa4cp_cp_instr *i = &ops[(*n)++];
+    i->op = op;
+    i->step = step;
+    i->tensors = tensors;
+    i->send_to = to;
+    i->recv_from = from;
+    i->optional = 0;
+}
+
+/* The programs of plan p (ops arrays of at least 3 * nsteps + 12 entries). */
+static void programs(fa4cp_cp_plan *p)
+{
+    const int n = p->cp_size;
+    fa4cp_cp_instr *f = p->fwd_ops, *b = p->bwd_ops;
+    int nf = 0, nb = 0;
+    switch (p->comm) {
+    case FA4CP_CP_P2P:
+        for (int s = 0; s < p->nfwd; s++) {
+            if (p->fwd[s].send_to >= 0)
+                add(f, &nf, FA4CP_CP_OP_SENDRECV, s, T_K | T_V, p->fwd[s].send_to, p->fwd[s].recv_from);
+            add(f, &nf, FA4CP_CP_OP_ATTENTION, s, T_OUT | T_LSE, -1, -1);
+            add(f, &nf, FA4CP_CP_OP_MERGE, s, T_OUT | T_LSE, -1, -1);
+        }
+        add(f, &nf, FA4CP_CP_OP_MERGE, -1, T_OUT | T_LSE, -1, -1);
+        for (int s = 0; s < p->nbwd; s++) {
+            unsigned t = (s > 0 ? T_DK | T_DV : 0u) | (s + 1 < p->nbwd ? T_K | T_V : 0u);
+            if (t)
+                add(b, &nb, FA4CP_CP_OP_SENDRECV, s, t, p->bwd[s].send_to, p->bwd[s].recv_from);
+            add(b, &nb, FA4CP_CP_OP_ATTENTION, s, T_DQ | T_DK | T_DV, -1, -1);
+            add(b, &nb, FA4CP_CP_OP_MERGE, s, T_DQ | T_DK | T_DV, -1, -1);
+        }
+        if (n > 1) /* the last dK/dV goes to its owner; this rank's own comes home */
+            add(b, &nb, FA4CP_CP_OP_SENDRECV, -1, T_DK | T_DV, p->bwd[p->nbwd - 1].send_to,
+                p->bwd[p->nbwd - 1].recv_from);
+        add(b, &nb, FA4CP_CP_OP_MERGE, -1, T_DQ | T_DK | T_DV, -1, -1);
+        break;
+    case FA4CP_CP_ALL_GATHER:
+        add(f, &nf, FA4CP_CP_OP_ALL_GATHER, -1, T_K, -1, -1);
+        add(f, &nf, FA4CP_CP_OP_ALL_GATHER, -1, T_V, -1, -1);
+        for (int s = 0; s < p->nfwd; s++) {
+            add(f, &nf, FA4CP_CP_OP_ATTENTION, s, T_OUT | T_LSE, -1, -1);
+            add(f, &nf, FA4CP_CP_OP_MERGE, s, T_OUT | T_LSE, -1, -1);
+        }
+        add(b, &nb, FA4CP_CP_OP_ALL_GATHER, -1, T_K, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_GATHER, -1, T_V, -1, -1);
+        for (int s = 0; s < p->nbwd; s++) /* each call's dQ rows copied, dK/dV summed */
+            add(b, &nb, FA4CP_CP_OP_ATTENTION, s, T_DQ | T_DK | T_DV, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_REDUCE_SCATTER, -1, T_DK | T_DV, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_MERGE, -1, T_DK | T_DV, -1, -1);
+        break;
+    default: { /* a2a */
+        static const unsigned in_f[] = {T_Q, T_K, T_V}, in_b[] = {T_Q, T_K, T_V, T_OUT, T_DOUT};
+        for (int i = 0; i < 3; i++)
+            add(f, &nf, FA4CP_CP_OP_ALL_TO_ALL, -1, in_f[i], -1, -1);
+        add(f, &nf, FA4CP_CP_OP_ATTENTION, 0, T_OUT | T_LSE, -1, -1);
+        add(f, &nf, FA4CP_CP_OP_ALL_TO_ALL, -1, T_OUT, -1, -1);
+        add(f, &nf, FA4CP_CP_OP_ALL_TO_ALL, -1, T_LSE, -1, -1);
+        for (int i = 0; i < 5; i++)
+            add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, in_b[i], -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, T_LSE, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, T_DLSE, -1, -1);
+        b[nb - 1].optional = 1;
+        add(b, &nb, FA4CP_CP_OP_ATTENTION, 0, T_DQ | T_DK | T_DV, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, T_DQ, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, T_DK, -1, -1);
+        add(b, &nb, FA4CP_CP_OP_ALL_TO_ALL, -1, T_DV, -1, -1);
+        break;
+    }
+    }
+    p->nfwd_ops = nf;
+    p->nbwd_ops = nb;
+}
+
 fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp, int r, fa4cp_cp_plan **out)
 {
     fa4cp_status st = FA4CP_OK;
@@ -86,7 +182,9 @@ fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp, int r, fa4c
     p->nfwd = p->nbwd = n;
     p->fwd = fa4cp_calloc((size_t)n, sizeof *p->fwd, "cp plan steps");
     p->bwd = fa4cp_calloc((size_t)n, sizeof *p->bwd, "cp plan steps");
-    if (!p->fwd || !p->bwd) {
+    p->fwd_ops = fa4cp_calloc((size_t)(3 * n + 12), sizeof *p->fwd_ops, "cp plan program");
+    p->bwd_ops = fa4cp_calloc((size_t)(3 * n + 12), sizeof *p->bwd_ops, "cp plan program");
+    if (!p->fwd || !p->bwd || !p->fwd_ops || !p->bwd_ops) {
         st = FA4CP_ERR_NOMEM;
         goto out;
     }
@@ -134,6 +232,7 @@ fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp, int r, fa4c
             break;
         }
     }
+    programs(p);
     *out = p;
     p = NULL;
 out:
@@ -147,6 +246,8 @@ void fa4cp_cp_plan_free(fa4cp_cp_plan *p)
         return;
     fa4cp_free(p->fwd);
     fa4cp_free(p->bwd);
+    fa4cp_free(p->fwd_ops);
+    fa4cp_free(p->bwd_ops);
     fa4cp_free(p);
 }
 
@@ -158,7 +259,18 @@ static void chunks_of(char *buf, size_t n, int cp, int r, int half)
         snprintf(buf, n, "chunk %d", half == 0 ? r : 2 * cp - 1 - r);
 }
 
-static void print_step(const fa4cp_cp_plan *p, const fa4cp_cp_step *s, int i, int bwd, FILE *f)
+static void tensor_names(char *buf, size_t n, unsigned t)
+{
+    static const char *names[] = {"q", "k", "v", "out", "dout", "lse", "dlse", "dq", "dk", "dv"};
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; i < 10 && at < n; i++)
+        if (t & (1u << i))
+            at += (size_t)snprintf(buf + at, n - at, "%s%s", at ? "+" : "", names[i]);
+}
+
+/* The attention call of a step (the same words for every shape). */
+static void print_attention(const fa4cp_cp_plan *p, const fa4cp_cp_step *s, int i, int bwd, FILE *f)
 {
     const int cp = p->cp_size, r = p->cp_rank;
     char q[32], kv[32], win[48] = "";
@@ -168,32 +280,62 @@ static void print_step(const fa4cp_cp_plan *p, const fa4cp_cp_step *s, int i, in
     switch (s->mask_case) {
     case FA4CP_CP_CASE_PREFIX:
         chunks_of(q, sizeof q, cp, r, s->q_half);
-        fprintf(f, "%-8s Q %s x gathered KV chunks 0..%d%s%s, rows copied into place\n", "prefix",
-                q, s->kv_chunks - 1, s->causal ? ", causal" : "", win);
+        fprintf(f, "%-8s Q %s x gathered KV chunks 0..%d%s%s%s\n", "prefix", q, s->kv_chunks - 1,
+                s->causal ? ", causal" : "", win, bwd ? "; its dQ rows copied into place, dK/dV summed" : "");
         return;
     case FA4CP_CP_CASE_HEADS:
-        fprintf(f, "%-8s all chunks (whole sequences) x heads of group %d%s%s, rows copied back\n",
-                "heads", s->head_group, s->causal ? ", causal" : "", win);
+        fprintf(f, "%-8s all chunks (whole sequences) x heads of group %d%s%s\n", "heads",
+                s->head_group, s->causal ? ", causal" : "", win);
         return;
     default: break;
     }
     chunks_of(q, sizeof q, cp, r, s->q_half);
     chunks_of(kv, sizeof kv, cp, s->kv_rank, s->kv_half);
-    fprintf(f, "%-8s Q %s x KV of rank %d%s (%s), %s; ", fa4cp_cp_case_name(s->mask_case), q,
+    fprintf(f, "%-8s Q %s x KV of rank %d%s (%s), %s\n", fa4cp_cp_case_name(s->mask_case), q,
             s->kv_rank, s->kv_rank == r ? " (own)" : "", kv, s->causal ? "causal" : "no mask");
-    if (!bwd)
-        fprintf(f, "merge through the LSE%s", i == 0 ? " (first: copy)" : "");
-    else
-        fprintf(f, "%s dQ %s, dK/dV of rank %d's block%s", s->q_half < 0 ? "add" : "add to",
-                s->q_half < 0 ? "(all rows)" : "(second chunk)", s->kv_rank,
-                s->kv_half == 0 ? " (first chunk)" : "");
-    if (s->send_to >= 0 && !bwd)
-        fprintf(f, "; meanwhile send this KV to rank %d, receive the next from rank %d", s->send_to,
-                s->recv_from);
-    if (s->send_to >= 0 && bwd)
-        fprintf(f, "; then send dK/dV to rank %d%s", s->send_to,
-                i + 1 == p->nbwd ? " (its owner)" : "");
-    fprintf(f, "\n");
+}
+
+static void print_op(const fa4cp_cp_plan *p, const fa4cp_cp_instr *o, int bwd, int after, FILE *f)
+{
+    const char *dir = bwd ? "bwd" : "fwd";
+    const fa4cp_cp_step *s = o->step >= 0 ? (bwd ? &p->bwd[o->step] : &p->fwd[o->step]) : NULL;
+    char t[64];
+    tensor_names(t, sizeof t, o->tensors);
+    switch (o->op) {
+    case FA4CP_CP_OP_ATTENTION: print_attention(p, s, o->step, bwd, f); return;
+    case FA4CP_CP_OP_SENDRECV:
+        if (o->step >= 0)
+            fprintf(f, "  %s sendrecv: %s to rank %d, from rank %d (beside step %d)\n", dir, t,
+                    o->send_to, o->recv_from, o->step);
+        else
+            fprintf(f, "  %s sendrecv: %s to rank %d (its owner), this rank's own from rank %d\n",
+                    dir, t, o->send_to, o->recv_from);
+        return;
+    case FA4CP_CP_OP_ALL_GATHER:
+        fprintf(f, "  %s all_gather: %s, reordered to sequence order\n", dir, t);
+        return;
+    case FA4CP_CP_OP_REDUCE_SCATTER:
+        fprintf(f, "  %s reduce_scatter: %s (sum), after a reorder to rank order\n", dir, t);
+        return;
+    case FA4CP_CP_OP_ALL_TO_ALL:
+        fprintf(f, "  %s all_to_all: %s, %s-sharded%s\n", dir, t,
+                after ? "head- to sequence" : "sequence- to head", o->optional ? " (when given)" : "");
+        return;
+    case FA4CP_CP_OP_MERGE:
+        if (!s)
+            fprintf(f, "  %s merge: write %s (%s)\n", dir, t,
+                    bwd ? "every row: padding rows exact zeros" : "real rows; fp32 merge, fp64 for fp64 storage");
+        else if (s->merge == FA4CP_CP_MERGE_COPY)
+            fprintf(f, "  %s merge: step %d, real rows of %s copied into place\n", dir, o->step, t);
+        else if (!bwd)
+            fprintf(f, "  %s merge: step %d into %s through the LSE%s\n", dir, o->step, t,
+                    o->step == 0 ? " (first: copy)" : "");
+        else
+            fprintf(f, "  %s merge: step %d, %s dQ %s, dK/dV of rank %d's block%s\n", dir, o->step,
+                    s->q_half < 0 ? "add" : "add to", s->q_half < 0 ? "(all rows)" : "(second chunk)",
+                    s->kv_rank, s->kv_half == 0 ? " (first chunk)" : "");
+        return;
+    }
 }
 
 fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *p, FILE *f)
@@ -206,27 +348,13 @@ fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *p, FILE *f)
     if (p->window_left >= 0 || p->window_right >= 0)
         fprintf(f, ", window (%d,%d)", p->window_left, p->window_right);
     fprintf(f, "\n");
-    if (p->comm == FA4CP_CP_ALL_GATHER)
-        fprintf(f, "  fwd: all_gather K and V, reorder to sequence order\n");
-    if (p->comm == FA4CP_CP_A2A)
-        fprintf(f, "  fwd: all_to_all q, k, v from sequence- to head-sharded, chunk order restored\n");
-    for (int i = 0; i < p->nfwd; i++)
-        print_step(p, &p->fwd[i], i, 0, f);
-    if (p->comm == FA4CP_CP_A2A)
-        fprintf(f, "  fwd: all_to_all out and lse back to sequence-sharded\n");
-    if (p->comm == FA4CP_CP_P2P)
-        fprintf(f, "  fwd: write the merged out and lse (fp32 merge; fp64 for fp64 storage)\n");
-    if (p->comm == FA4CP_CP_ALL_GATHER)
-        fprintf(f, "  bwd: all_gather K and V again\n");
-    if (p->comm == FA4CP_CP_A2A)
-        fprintf(f, "  bwd: all_to_all q, k, v, out, dout, lse (dlse) to head-sharded\n");
-    for (int i = 0; i < p->nbwd; i++)
-        print_step(p, &p->bwd[i], i, 1, f);
-    if (p->comm == FA4CP_CP_P2P && p->cp_size > 1)
-        fprintf(f, "  bwd: receive this rank's own dK/dV from rank %d\n", (p->cp_rank + 1) % p->cp_size);
-    if (p->comm == FA4CP_CP_ALL_GATHER)
-        fprintf(f, "  bwd: reorder dK/dV to rank order, reduce_scatter (sum)\n");
-    if (p->comm == FA4CP_CP_A2A)
-        fprintf(f, "  bwd: all_to_all dq, dk, dv back to sequence-sharded\n");
+    for (int bwd = 0; bwd < 2; bwd++) {
+        const fa4cp_cp_instr *ops = bwd ? p->bwd_ops : p->fwd_ops;
+        int after = 0; /* past the first attention call */
+        for (int i = 0; i < (bwd ? p->nbwd_ops : p->nfwd_ops); i++) {
+            print_op(p, &ops[i], bwd, after, f);
+            after |= ops[i].op == FA4CP_CP_OP_ATTENTION;
+        }
+    }
     return ferror(f) ? fa4cp_set_error(FA4CP_ERR_IO, "cannot write the cp plan") : FA4CP_OK;
 }

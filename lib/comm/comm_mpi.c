@@ -43,20 +43,6 @@
 
 #ifndef HAVE_MPI
 
-fa4cp_status fa4cp_mpi_comm_new(const void *parent, int n, const int *members, double timeout_s,
-                                const char *label, fa4cp_comm **out)
-{
-    FA4CP_UNUSED(parent);
-    FA4CP_UNUSED(n);
-    FA4CP_UNUSED(members);
-    FA4CP_UNUSED(timeout_s);
-    FA4CP_UNUSED(label);
-    if (out)
-        *out = NULL;
-    return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                           "this libfa4cp was built without MPI (configure --with-mpi)");
-}
-
 void fa4cp_mpi_waiting_for(char *buf, size_t len)
 {
     if (buf && len)
@@ -65,7 +51,6 @@ void fa4cp_mpi_waiting_for(char *buf, size_t len)
 
 #else /* HAVE_MPI */
 
-#include <mpi.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
@@ -965,7 +950,7 @@ static const fa4cp_comm_ops mpi_ops = {
     .destroy = mpi_destroy,
 };
 
-fa4cp_status fa4cp_mpi_comm_new(const void *parent_p, int n, const int *members, double timeout_s,
+fa4cp_status fa4cp_mpi_comm_new(MPI_Comm parent, int n, const int *members, double timeout_s,
                                 const char *label, fa4cp_comm **out)
 {
     fa4cp_status st = FA4CP_OK;
@@ -976,11 +961,11 @@ fa4cp_status fa4cp_mpi_comm_new(const void *parent_p, int n, const int *members,
     if (!out)
         return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_mpi_comm_new: out is NULL");
     *out = NULL;
-    if (!parent_p || n < 1 || !members || !(timeout_s > 0))
+    if (parent == MPI_COMM_NULL || n < 1 || !members || !(timeout_s > 0))
         return fa4cp_set_error(FA4CP_ERR_INVALID,
-                               "fa4cp_mpi_comm_new: parent %p, %d members at %p, timeout %g",
-                               parent_p, n, (const void *)members, timeout_s);
-    MPI_Comm parent = *(const MPI_Comm *)parent_p;
+                               "fa4cp_mpi_comm_new: %s parent, %d members at %p, timeout %g",
+                               parent == MPI_COMM_NULL ? "a null" : "a", n, (const void *)members,
+                               timeout_s);
     int inited = 0, fin = 0, prank = -1, psize = 0, me = -1;
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);

@@ -1,28 +1,25 @@
-/* comm_mpi.h - the "mpi" transport's constructor, for the world layer
- * (world_mpi.c) that owns MPI's initialisation (private).
+/* comm_mpi.h - the mpi transport's constructor for the layers above (the
+ * world's MPI bootstrap, lib/world/world_mpi.c, initialises MPI and makes the
+ * communicators' groups; this wraps them).
  *
  * The transport knows an MPI communicator and the list of its ranks that
  * form the group; never the world table, PMIx or SLURM_*. */
 #ifndef FA4CP_COMM_MPI_H
 #define FA4CP_COMM_MPI_H
 
-#include "core/internal.h"
+#include "comm.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#ifdef HAVE_MPI
+#include <mpi.h>
 
-/* A group of n ranks of the MPI communicator *parent (an MPI_Comm, passed by
- * address so this header needs no mpi.h): group rank g is rank members[g]
- * of *parent.  Every rank of *parent calls it, in the same order as its
- * other comm creations (it duplicates *parent, MPI_Comm_idup, waited for with
- * timeout_s); a rank that is not in members gets *out = NULL.  label names
- * the group in messages ("cp1"). */
-fa4cp_status fa4cp_mpi_comm_new(const void *parent, int n, const int *members, double timeout_s,
+/* A group of n ranks of the MPI communicator `parent`: group rank g is rank
+ * members[g] of parent.  Every rank of parent calls it, in the same order as
+ * its other comm creations (it duplicates parent with MPI_Comm_idup, waited
+ * for with timeout_s, which also bounds every wait of the comm); a rank that
+ * is not in members gets *out = NULL.  label names the group in messages
+ * ("cp1"). */
+fa4cp_status fa4cp_mpi_comm_new(MPI_Comm parent, int n, const int *members, double timeout_s,
                                 const char *label, fa4cp_comm **out);
-
-#ifdef __cplusplus
-}
 #endif
 
 #endif

@@ -63,7 +63,6 @@ void fa4cp_mpi_finalize(void) {}
 
 #else /* HAVE_MPI */
 
-#include <mpi.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -168,7 +167,8 @@ fa4cp_status fa4cp_mpi_world_init(fa4cp_world *w, double timeout_s)
                                w->size);
     int started = 0;
     FA4CP_TRY(init_mpi(w, timeout_s, &started));
-    w->mpi_owner |= started;
+    if (started)
+        w->mpi_end = fa4cp_mpi_finalize; /* a hook: world.c does not call into this file */
     int size = 0, rank = -1;
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -210,10 +210,9 @@ fa4cp_status fa4cp_mpi_comm_create(fa4cp_world *w, const fa4cp_layout *l, double
     members = fa4cp_calloc((size_t)w->size, sizeof *members, "mpi comm members");
     if (!members)
         FA4CP_FAIL(FA4CP_ERR_NOMEM, "mpi comms: out of memory");
-    MPI_Comm world = MPI_COMM_WORLD;
     for (int r = 0; r < w->size; r++)
         members[r] = r;
-    FA4CP_TRY(fa4cp_mpi_comm_new(&world, w->size, members, timeout_s, "world", &made.world));
+    FA4CP_TRY(fa4cp_mpi_comm_new(MPI_COMM_WORLD, w->size, members, timeout_s, "world", &made.world));
 
     /* one duplicate for every CP group (and one for every DP group): each
      * rank names the members of its own group; groups never meet */
@@ -223,10 +222,10 @@ fa4cp_status fa4cp_mpi_comm_create(fa4cp_world *w, const fa4cp_layout *l, double
     int cp = fa4cp_layout_cp(l), ndp = w->size / cp;
     const int *g = fa4cp_layout_cp_group(l, pl.cp_group);
     snprintf(label, sizeof label, "cp%d", pl.cp_group);
-    FA4CP_TRY(fa4cp_mpi_comm_new(&world, cp, g, timeout_s, label, &made.cp));
+    FA4CP_TRY(fa4cp_mpi_comm_new(MPI_COMM_WORLD, cp, g, timeout_s, label, &made.cp));
     const int *d = fa4cp_layout_dp_group(l, pl.dp_group);
     snprintf(label, sizeof label, "dp%d", pl.dp_group);
-    FA4CP_TRY(fa4cp_mpi_comm_new(&world, ndp, d, timeout_s, label, &made.dp));
+    FA4CP_TRY(fa4cp_mpi_comm_new(MPI_COMM_WORLD, ndp, d, timeout_s, label, &made.dp));
     if (!made.world || !made.cp || !made.dp || fa4cp_comm_rank(made.cp) != pl.cp_rank ||
         fa4cp_comm_rank(made.dp) != pl.dp_rank)
         FA4CP_FAIL(FA4CP_ERR_INTERNAL,
@@ -282,8 +281,7 @@ fa4cp_status fa4cp_mpi_comm_world(int nranks, double timeout_s, fa4cp_comm **out
         members[r] = r;
     char label[32];
     snprintf(label, sizeof label, "world%d", nranks);
-    MPI_Comm world = MPI_COMM_WORLD;
-    FA4CP_TRY(fa4cp_mpi_comm_new(&world, nranks, members, timeout_s, label, out));
+    FA4CP_TRY(fa4cp_mpi_comm_new(MPI_COMM_WORLD, nranks, members, timeout_s, label, out));
 out:
     fa4cp_free(members);
     return st;

@@ -90,6 +90,8 @@ static void mp_watch_set(const fa4cp_case *c)
  * A failed exchange ends the job (a rank that is gone cannot answer). */
 int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len)
 {
+    if (len)
+        msg[0] = '\0'; /* all agree on 0: no message (callers copy it into the record) */
     mp_verdict mine, *all = calloc((size_t)w->size, sizeof *all);
     memset(&mine, 0, sizeof mine);
     mine.code = code;

@@ -747,8 +747,8 @@ typedef struct fa4cp_mpi_comms {
 } fa4cp_mpi_comms;
 /* The world, CP and DP groups of this process's rank by the layout (one
  * MPI_Comm_idup of MPI_COMM_WORLD each, collective over every process,
- * bounded by timeout_s, which also bounds every wait of the comms).  Calls
- * fa4cp_mpi_world_init first. */
+ * bounded by max(timeout_s, 30 s)); timeout_s bounds every wait of the
+ * comms.  Calls fa4cp_mpi_world_init first. */
 FA4CP_API fa4cp_status fa4cp_mpi_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                              double timeout_s, fa4cp_mpi_comms *out);
 FA4CP_API void fa4cp_mpi_comms_destroy(fa4cp_mpi_comms *c);

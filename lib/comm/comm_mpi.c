@@ -988,12 +988,15 @@ fa4cp_status fa4cp_mpi_comm_new(MPI_Comm parent, int n, const int *members, doub
             me = g;
     }
 
-    /* every rank of the parent takes part in the duplication, bounded */
+    /* every rank of the parent takes part in the duplication, bounded (by
+     * at least 30 s: the processes reach it at their own pace, whatever
+     * bound the comm's waits have) */
+    double dup_s = timeout_s < 30.0 ? 30.0 : timeout_s;
     pthread_mutex_lock(&mpi_lock);
     MPI_Request rq;
     int rc = MPI_Comm_idup(parent, &dup, &rq);
     if (rc == MPI_SUCCESS) {
-        double deadline = now_s() + timeout_s;
+        double deadline = now_s() + dup_s;
         int flag = 0, spins = 0;
         while ((rc = MPI_Test(&rq, &flag, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !flag) {
             if (now_s() > deadline) {
@@ -1002,7 +1005,7 @@ fa4cp_status fa4cp_mpi_comm_new(MPI_Comm parent, int n, const int *members, doub
                                        "mpi comm %s: MPI_Comm_idup not done after %.3g s on MPI "
                                        "rank %d: a rank of the %d did not create its comms (dead, "
                                        "stuck or in another case)",
-                                       label ? label : "?", timeout_s, prank, psize);
+                                       label ? label : "?", dup_s, prank, psize);
             }
             idle(&spins);
         }

@@ -15,8 +15,8 @@
 /* A group of n ranks of the MPI communicator `parent`: group rank g is rank
  * members[g] of parent.  Every rank of parent calls it, in the same order as
  * its other comm creations (it duplicates parent with MPI_Comm_idup, waited
- * for with timeout_s, which also bounds every wait of the comm); a rank that
- * is not in members gets *out = NULL.  label names the group in messages
+ * for at most max(timeout_s, 30 s)); timeout_s bounds every wait of the
+ * comm.  A rank that is not in members gets *out = NULL.  label names the group in messages
  * ("cp1"). */
 fa4cp_status fa4cp_mpi_comm_new(MPI_Comm parent, int n, const int *members, double timeout_s,
                                 const char *label, fa4cp_comm **out);

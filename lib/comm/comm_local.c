@@ -147,14 +147,9 @@ static fa4cp_status post_coll(fa4cp_comm *c, int kind, const void *send, void *r
     }
     if (bytes)
         memcpy(data, send, bytes);
-    pthread_mutex_lock(&w->mu);
-    coll_rec *rec = cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh);
-    contrib *k = &rec->c[c->rank];
-    k->data = data;
+    contrib mine = {.data = data};
+    cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh, &mine);
     data = NULL;
-    rec->arrived++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
     *req = r;
     r = NULL;
 out:
@@ -209,14 +204,7 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
     }
 
     pthread_mutex_lock(&w->mu);
-    if (++rec->finished == n) {
-        for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
-            if (*pp == rec) {
-                *pp = rec->next;
-                break;
-            }
-        cl_free_rec(rec, n);
-    }
+    cl_finish_rec(w, rec);
     pthread_mutex_unlock(&w->mu);
     return st;
 }

@@ -165,7 +165,8 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
     return 0;
 }
 
-static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o, const char *layout)
+static void print_header(const world_info *w, int ncases, int nfiles, char **files, const opts *o, const char *layout,
+                         const char *transport)
 {
     printf("# fa4cp-run %s: %d case(s) from", fa4cp_version(), ncases);
     for (int i = 0; i < nfiles; i++)
@@ -173,8 +174,7 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
     printf("\n");
     printf("# world: %d rank(s) on %d node(s), %d process(es), bootstrap %s, host %s\n", w->size, w->nodes,
            w->procs, w->kind, w->host);
-    printf("# layout: CP groups from physical order (node, local rank); %s transport; %s\n",
-           !strcmp(w->kind, "local") ? "local (threads)" : "NCCL (one process per rank)", layout);
+    printf("# layout: CP groups from physical order (node, local rank); %s transport; %s\n", transport, layout);
     char v[256];
     run_versions(v, sizeof v, !o->dry_run);
     printf("# versions: %s\n", v);
@@ -375,7 +375,7 @@ int main(int argc, char **argv)
     if (root && o.tap)
         printf("TAP version 13\n1..%d\n", ncases);
     if (root)
-        print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
+        print_header(&w, ncases, nfiles, argv + first, &o, layout_text, run_transport_text(&w, wl, nfiles));
     if (o.dry_run) {
         if (root)
             dry_run(&o, &w, wl, nfiles, ncases);

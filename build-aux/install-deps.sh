@@ -2,9 +2,10 @@
 # install-deps.sh - install what fa4cp needs to build and test, on Debian 12 or
 # Ubuntu 24.04 (apt).  Installs only what is missing; uses sudo when not root.
 # CUDA and NCCL are optional and not installed here (configure finds them in
-# /usr/local/cuda).  Pass --with-slurm to add what the Slurm cluster tests use.
+# /usr/local/cuda).  Open MPI is for the mpi host transport (optional at
+# configure time).  Pass --with-slurm to add what the Slurm cluster tests use.
 set -e
-pkgs="build-essential autoconf automake libtool pkg-config libyaml-dev libjansson-dev libpmix-dev"
+pkgs="build-essential autoconf automake libtool pkg-config libyaml-dev libjansson-dev libpmix-dev libopenmpi-dev openmpi-bin"
 [ "${1:-}" = "--with-slurm" ] && pkgs="$pkgs libpmix-bin slurmctld slurmd slurm-client munge iproute2 util-linux bc"
 missing=
 for p in $pkgs; do

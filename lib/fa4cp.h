@@ -220,15 +220,16 @@ FA4CP_API int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, i
 /* ------------------------------------------------------------------ comm (transports)
  * Section owned by the CP work (lib/comm*.c). */
 
-/* A transport endpoint: this rank's view of a group of `size` ranks.  Two
+/* A transport endpoint: this rank's view of a group of `size` ranks.  Three
  * implementations: "local" (ranks are threads of one process, host or device
- * memory) and "nccl" (one communicator per group).  Every operation is
- * non-blocking and returns a request; fa4cp_comm_wait completes it (and frees
- * it).  On device transports an operation is ordered after the work already
- * queued on `stream` (a cudaStream_t, NULL = default) and wait makes `stream`
- * wait for it (no host synchronisation); host transports ignore `stream` and
- * wait blocks.  A mismatched post (sizes that disagree, a peer out of range)
- * is an error, never a hang: every blocking wait has the comm's timeout. */
+ * memory), "nccl" (one communicator per group) and "mpi" (processes on any
+ * nodes, host memory).  Every operation is non-blocking and returns a
+ * request; fa4cp_comm_wait completes it (and frees it).  On device
+ * transports an operation is ordered after the work already queued on
+ * `stream` (a cudaStream_t, NULL = default) and wait makes `stream` wait for
+ * it (no host synchronisation); host transports ignore `stream` and wait
+ * blocks.  A mismatched post (sizes that disagree, a peer out of range) is
+ * an error, never a hang: every blocking wait has the comm's timeout. */
 typedef struct fa4cp_comm fa4cp_comm;
 typedef struct fa4cp_comm_req fa4cp_comm_req;
 
@@ -583,7 +584,8 @@ typedef struct fa4cp_world fa4cp_world;
  * PMIx_Abort, so that a hung rank cannot keep the job alive).  Sets the log
  * rank (fa4cp_log_set_rank) of the calling thread.  cfg NULL = defaults. */
 FA4CP_API fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
-/* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
+/* MPI_Finalize where fa4cp_mpi_world_init started MPI for this world, then
+ * PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
 FA4CP_API void fa4cp_world_finalize(fa4cp_world *w);
 
 FA4CP_API fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
@@ -730,6 +732,55 @@ FA4CP_API fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t byt
 /* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",
  * port = 20000 + (SLURM_JOB_ID * 16 + SLURM_STEP_ID) % 10000. */
 FA4CP_API fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
+
+/* ---- MPI communicators (the "mpi" transport of fa4cp_comm: host memory,
+ * one rank per process, on any nodes; for the cpu backend in multi-process
+ * launches without GPUs).  MPI is only a data transport: the world (PMIx or
+ * the Slurm environment) comes first, MPI is initialised after it and its
+ * ranks are checked against the world's.  Without MPI in the build every
+ * call fails with FA4CP_ERR_UNSUPPORTED. */
+
+/* 1 when this build has the mpi transport (configure --with-mpi). */
+FA4CP_API int fa4cp_mpi_available(void);
+
+/* MPI_Init_thread (unless the program initialised MPI already), bounded by
+ * timeout_s (a rank that never arrives ends the job through
+ * fa4cp_world_abort, naming the wait), then the check: MPI_COMM_WORLD must
+ * have the world's size and give this process its world rank, else
+ * FA4CP_ERR_LAUNCH saying how the two disagree and how to launch.  Needs a
+ * world of one process per rank (FA4CP_ERR_UNSUPPORTED in local mode).
+ * Called again: checks only. */
+FA4CP_API fa4cp_status fa4cp_mpi_world_init(fa4cp_world *w, double timeout_s);
+
+typedef struct fa4cp_mpi_comms {
+    fa4cp_comm *world, *cp, *dp;
+} fa4cp_mpi_comms;
+/* The world, CP and DP groups of this process's rank by the layout (one
+ * MPI_Comm_idup of MPI_COMM_WORLD each, collective over every process,
+ * bounded by max(timeout_s, 30 s)); timeout_s bounds every wait of the
+ * comms.  Calls fa4cp_mpi_world_init first. */
+FA4CP_API fa4cp_status fa4cp_mpi_comm_create(fa4cp_world *w, const fa4cp_layout *l,
+                                             double timeout_s, fa4cp_mpi_comms *out);
+FA4CP_API void fa4cp_mpi_comms_destroy(fa4cp_mpi_comms *c);
+
+/* The mpi transport over MPI_COMM_WORLD ranks 0..nranks-1 (nranks <= 0:
+ * all) without a world (tests and tools run by mpirun/srun): initialises MPI
+ * if needed (MPI_THREAD_SERIALIZED); every process of MPI_COMM_WORLD calls
+ * it, in the same order as its other comm creations; a process past nranks
+ * gets *out = NULL.  mpi_rank/mpi_size (optional) get this process's place
+ * in MPI_COMM_WORLD. */
+FA4CP_API fa4cp_status fa4cp_mpi_comm_world(int nranks, double timeout_s, fa4cp_comm **out,
+                                            int *mpi_rank, int *mpi_size);
+
+/* What this process's mpi transport waits for right now ("" when nothing),
+ * for a watchdog's message, e.g. "all_gather number 3 of mpi comm cp0, from
+ * rank(s) 2 (MPI rank 6)".  Any thread may ask. */
+FA4CP_API void fa4cp_mpi_waiting_for(char *buf, size_t len);
+
+/* MPI_Finalize when libfa4cp initialised MPI; a no-op otherwise, or when
+ * called again.  fa4cp_world_finalize calls it for a world whose
+ * fa4cp_mpi_world_init started MPI. */
+FA4CP_API void fa4cp_mpi_finalize(void);
 
 
 

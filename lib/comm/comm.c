@@ -9,6 +9,7 @@
  */
 #include "comm.h"
 
+#include <math.h>
 #include <stdio.h>
 
 #define NEED(cond, ...)                                                                            \
@@ -126,4 +127,39 @@ void fa4cp_comm_destroy(fa4cp_comm *c)
 {
     if (c && c->ops && c->ops->destroy)
         c->ops->destroy(c);
+}
+
+void fa4cp_comm_reduce_parts(const void *const *parts, int n, size_t count, fa4cp_dtype dt, int op,
+                             void *out)
+{
+    if (dt == FA4CP_FP32) {
+        float *o = out;
+        for (size_t i = 0; i < count; i++) {
+            float acc = ((const float *)parts[0])[i];
+            for (int p = 1; p < n; p++) {
+                float v = ((const float *)parts[p])[i];
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            o[i] = acc;
+        }
+    } else if (dt == FA4CP_FP64) {
+        double *o = out;
+        for (size_t i = 0; i < count; i++) {
+            double acc = ((const double *)parts[0])[i];
+            for (int p = 1; p < n; p++) {
+                double v = ((const double *)parts[p])[i];
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            o[i] = acc;
+        }
+    } else { /* 16-bit: accumulate in float, like a device reduction would */
+        for (size_t i = 0; i < count; i++) {
+            float acc = (float)fa4cp_load(dt, parts[0], i);
+            for (int p = 1; p < n; p++) {
+                float v = (float)fa4cp_load(dt, parts[p], i);
+                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
+            }
+            fa4cp_store(dt, out, i, acc);
+        }
+    }
 }

@@ -3,7 +3,8 @@
  * A transport fills a struct fa4cp_comm with its ops and private state;
  * lib/comm.c checks arguments common to every transport (peer range, NULL
  * buffers, request pointers) and dispatches.  Implementations: comm_local.c
- * (threads of one process), comm_nccl.c (NCCL communicators).
+ * (threads of one process), comm_nccl.c (NCCL communicators), comm_mpi.c
+ * (processes on any nodes, host memory).
  */
 #ifndef FA4CP_COMM_H
 #define FA4CP_COMM_H
@@ -31,9 +32,16 @@ typedef struct fa4cp_comm_ops {
     void (*destroy)(fa4cp_comm *c);
 } fa4cp_comm_ops;
 
+/* out[i] = op over p = 0..n-1, in rank order, of parts[p][i] (count elements
+ * of dtype): the arithmetic of the host transports' reductions (local and
+ * mpi give the same bits); 16-bit types accumulate in float, like a device
+ * reduction.  out may be one of the parts only if that part is parts[0]. */
+void fa4cp_comm_reduce_parts(const void *const *parts, int n, size_t count, fa4cp_dtype dtype,
+                             int op, void *out);
+
 struct fa4cp_comm {
     const fa4cp_comm_ops *ops;
-    const char *name;  /* "local", "nccl" */
+    const char *name;  /* "local", "nccl", "mpi" */
     int rank, size;
     int device_memory; /* buffers are device pointers */
     double timeout_s;  /* bound of every blocking wait */

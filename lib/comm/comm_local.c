@@ -159,34 +159,18 @@ out:
     return st;
 }
 /* recv[i] = op over ranks of block `block` element i of every contribution */
-static void reduce(const coll_rec *rec, int n, size_t block, size_t count, fa4cp_dtype dt, int op,
-                   void *recv)
+static fa4cp_status reduce(const coll_rec *rec, int n, size_t block, size_t count, fa4cp_dtype dt,
+                           int op, void *recv)
 {
-    size_t off = block * count;
-/* the reduction in type T (fp32, fp64) */
-#define REDUCE_AS(T)                                                                               \
-    for (size_t i = 0; i < count; i++) {                                                           \
-        T acc = ((const T *)rec->c[0].data)[off + i];                                              \
-        for (int p = 1; p < n; p++) {                                                              \
-            T v = ((const T *)rec->c[p].data)[off + i];                                            \
-            acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);              \
-        }                                                                                          \
-        ((T *)recv)[i] = acc;                                                                      \
-    }
-    if (dt == FA4CP_FP32) {
-        REDUCE_AS(float)
-    } else if (dt == FA4CP_FP64) {
-        REDUCE_AS(double)
-    } else { /* 16-bit: accumulate in float, like a device reduction would */
-        for (size_t i = 0; i < count; i++) {
-            float acc = (float)fa4cp_load(dt, rec->c[0].data, off + i);
-            for (int p = 1; p < n; p++) {
-                float v = (float)fa4cp_load(dt, rec->c[p].data, off + i);
-                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
-            }
-            fa4cp_store(dt, recv, i, acc);
-        }
-    }
+    size_t off = block * count * fa4cp_dtype_size(dt);
+    const void **parts = fa4cp_calloc((size_t)n, sizeof *parts, "local reduction parts");
+    if (!parts)
+        return FA4CP_ERR_NOMEM;
+    for (int p = 0; p < n; p++)
+        parts[p] = (const unsigned char *)rec->c[p].data + off;
+    fa4cp_comm_reduce_parts(parts, n, count, dt, op, recv);
+    fa4cp_free(parts);
+    return FA4CP_OK;
 }
 static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
 {
@@ -212,9 +196,9 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
                        (const unsigned char *)rec->c[p].data + (size_t)c->rank * r->size, r->size);
             break;
         case K_REDUCE_SCATTER:
-            reduce(rec, n, (size_t)c->rank, r->size, r->dtype, FA4CP_REDUCE_SUM, out);
+            st = reduce(rec, n, (size_t)c->rank, r->size, r->dtype, FA4CP_REDUCE_SUM, out);
             break;
-        case K_ALL_REDUCE: reduce(rec, n, 0, r->size, r->dtype, r->op, out); break;
+        case K_ALL_REDUCE: st = reduce(rec, n, 0, r->size, r->dtype, r->op, out); break;
         default: break;
         }
     }

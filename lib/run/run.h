@@ -1,6 +1,7 @@
 /* run.h - the runner of fa4cp-run (the run layer): bring the world up,
  * check that the cases can run, run a case on the local world (threads) or
- * the multi-process one (a process per rank, NCCL), judge it and record it.
+ * the multi-process one (a process per rank: NCCL for the cuda backend, MPI
+ * for the cpu backend), judge it and record it.
  * The tools (bin/) keep argv, printing and exit codes. */
 #ifndef FA4CP_RUN_H
 #define FA4CP_RUN_H
@@ -44,13 +45,15 @@ typedef struct case_outcome {
     char msg[600];
 } case_outcome;
 
-/* The NCCL communicators of a multi-process run, kept while consecutive
- * cases share a cp.size. */
+/* The communicators of a multi-process run - NCCL for cuda cases, mpi for
+ * cpu cases - kept while consecutive cases share a cp.size and a backend. */
 typedef struct mp_state {
-    fa4cp_nccl_comms comms;
+    fa4cp_nccl_comms comms;  /* backend cuda */
+    fa4cp_mpi_comms mcomms;  /* backend cpu */
     fa4cp_layout *layout;
-    int cp;            /* cp.size of the communicators in comms (0: none) */
-    double timeout_s;  /* NCCL watchdog: the longest run.timeout of the job */
+    int cp;            /* cp.size of the communicators (0: none) */
+    int backend;       /* the backend they are for */
+    double timeout_s;  /* NCCL watchdog, mpi waits: the longest run.timeout of the job */
 } mp_state;
 
 /* An execution: the world, its communicators, the test injections. */
@@ -83,13 +86,17 @@ int run_gpus_used(const fa4cp_case *c, const world_info *w, int ranks);
 int run_check_gpu_memory(const fa4cp_case *c, const world_info *w, char *msg, size_t len);
 
 /* ---- run_session.c */
+/* The transports the cases of this world use, for the header: "local
+ * (threads)", "NCCL (one process per rank)", "mpi (one process per rank)". */
+const char *run_transport_text(const world_info *w, fa4cp_workload *const *wl, int nfiles);
 /* The layout of every CP size of the job, one summary line; RUN_USAGE with
  * the message in msg when a cp.size has no layout on this world. */
 int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfiles, char *text,
                        size_t len, char *msg, size_t msglen);
-/* Before the first case: can this world execute these cases (the cpu
- * backend in one process, the PMIx bootstrap for several, the GPUs), and
- * start what a multi-process run needs.  RUN_OK, or a verdict with the
+/* Before the first case: can this world execute these cases (MPI for the
+ * cpu backend in several processes, the PMIx bootstrap for several, the
+ * GPUs), and start what a multi-process run needs (MPI after the world,
+ * checked against it; the case watchdog).  RUN_OK, or a verdict with the
  * message (msg) and a TAP bail-out text (bail). */
 int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
                      size_t msglen, char *bail, size_t baillen);

@@ -22,6 +22,7 @@
 #include "fa4cp.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,27 @@ static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a,
     fa4cp_status st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a);
     *ms = now_ms() - t0;
     return st;
+}
+
+/* Test only: FA4CP_RUN_INJECT_SIGNAL=RANK:SIG:CASE (SIG one of KILL, STOP,
+ * TERM, SEGV) makes world rank RANK send itself SIG in case CASE after its
+ * forward passes, while its peers are inside the case: a task killed, or
+ * stopped like a hung node, in the middle of a case. */
+static void inject_signal(const fa4cp_case *c, int world_rank)
+{
+    const char *e = getenv("FA4CP_RUN_INJECT_SIGNAL");
+    int rank = -1, kase = -1;
+    char name[16] = "";
+    if (!e || sscanf(e, "%d:%15[A-Z]:%d", &rank, name, &kase) != 3 || rank != world_rank || kase != c->index)
+        return;
+    int sig = !strcmp(name, "KILL") ? SIGKILL : !strcmp(name, "STOP") ? SIGSTOP
+            : !strcmp(name, "TERM") ? SIGTERM : !strcmp(name, "SEGV") ? SIGSEGV : 0;
+    if (!sig)
+        return;
+    fprintf(stderr, "fa4cp-run: rank %d: FA4CP_RUN_INJECT_SIGNAL: SIG%s to itself in case %d\n", world_rank,
+            name, c->index);
+    fflush(stderr);
+    raise(sig);
 }
 
 /* Warmup, then run.iters timed calls, a barrier before each (per-step CUDA
@@ -238,6 +260,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     a.stream = dev.stream;
     if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->tf, &r->timed, r)))
         goto out;
+    inject_signal(c, world_rank); /* test only: mid-case, between forward and backward */
     if (c->backward) {
         a.dout = dev.on ? dev.dout : b.dout;
         a.dq = dev.on ? dev.dq : b.dq;

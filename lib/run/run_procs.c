@@ -1,12 +1,17 @@
 /* run_procs.c - a case on the multi-process world: one process per rank
- * (srun --mpi=pmix, mpirun); each process runs its own rank of the case on its GPU (the world table's row), CP over NCCL
- * communicators made per cp.size (fa4cp_nccl_comm_create), and the per-rank
- * results come to every process through the bootstrap (fa4cp_world_allgather),
- * so every process judges the case alike and exits with the same code;
- * only rank 0 prints.  A rank that fails on its own ends the job through
+ * (srun --mpi=pmix, mpirun); each process runs its own rank of the case -
+ * on its GPU (the world table's row) with CP over NCCL communicators
+ * (fa4cp_nccl_comm_create), or on the cpu backend with CP over the mpi
+ * transport (fa4cp_mpi_comm_create; MPI initialised after the world and
+ * checked against it) - made per cp.size, and the per-rank results come to
+ * every process through the bootstrap (fa4cp_world_allgather), so every
+ * process judges the case alike and exits with the same code; only rank 0
+ * prints.  A rank that fails on its own ends the job through
  * fa4cp_world_abort (PMIx_Abort) with a message naming it; a rank that
- * stops answering is ended by the NCCL watchdog (its peers), the bootstrap
- * timeout of the results exchange, or the case watchdog below. */
+ * stops answering is ended by the NCCL watchdog (its peers), by its peers'
+ * mpi waits (run.timeout: the first to run out ends the job, naming it),
+ * the bootstrap timeout of the results exchange, or the case watchdog
+ * below. */
 
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -60,10 +65,11 @@ static void *mp_watchdog(void *arg)
         double dl = mp_watch.deadline;
         pthread_mutex_unlock(&mp_watch_m);
         if (dl > 0 && mono_now() > dl) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank; ending the job (exit 4 "
-                     "in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
-                     mp_watch.timeout_s);
+            char msg[900], waiting[320];
+            fa4cp_mpi_waiting_for(waiting, sizeof waiting);
+            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank%s%s%s; ending the job "
+                     "(exit 4 in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
+                     mp_watch.timeout_s, waiting[0] ? " (waiting for " : "", waiting, waiting[0] ? ")" : "");
             fflush(stdout);
             fa4cp_world_abort(mp_watch.world, msg);
         }
@@ -90,6 +96,8 @@ static void mp_watch_set(const fa4cp_case *c)
  * A failed exchange ends the job (a rank that is gone cannot answer). */
 int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len)
 {
+    if (len)
+        msg[0] = '\0'; /* all agree on 0: no message (callers copy it into the record) */
     mp_verdict mine, *all = calloc((size_t)w->size, sizeof *all);
     memset(&mine, 0, sizeof mine);
     mine.code = code;
@@ -158,41 +166,53 @@ int run_mp_gpu_ready(const world_info *w, char *why, size_t len)
     return 0;
 }
 
-/* NCCL communicators for cp.size c->cp (kept while consecutive cases share
- * it).  A failure ends the job: the other ranks are inside the same
- * collective creation. */
+static void mp_comms_drop(mp_state *m)
+{
+    fa4cp_nccl_comms_destroy(&m->comms);
+    fa4cp_mpi_comms_destroy(&m->mcomms);
+    fa4cp_layout_destroy(m->layout);
+    m->layout = NULL;
+    m->cp = 0;
+}
+
+/* The communicators of cp.size c->cp for c's backend: NCCL (cuda) or mpi
+ * (cpu), kept while consecutive cases share both.  A failure ends the job:
+ * the other ranks are inside the same collective creation. */
 static void mp_comms_for(mp_state *m, const world_info *w, const fa4cp_case *c)
 {
-    if (m->cp == c->cp)
+    if (m->cp == c->cp && m->backend == (int)c->backend)
         return;
-    if (m->cp) {
-        fa4cp_nccl_comms_destroy(&m->comms);
-        fa4cp_layout_destroy(m->layout);
-        m->layout = NULL;
-        m->cp = 0;
-    }
+    if (m->cp)
+        mp_comms_drop(m);
     char msg[800];
     if (fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &m->layout)) {
         snprintf(msg, sizeof msg, "case %d: layout for cp.size %d: %s", c->index, c->cp, fa4cp_last_error());
         fflush(stdout);
         fa4cp_world_abort(w->world, msg);
     }
-    fa4cp_nccl_config cfg = FA4CP_NCCL_CONFIG_INIT;
-    cfg.timeout_s = m->timeout_s;
-    if (fa4cp_nccl_comm_create(w->world, m->layout, &cfg, &m->comms)) {
-        snprintf(msg, sizeof msg, "case %d: NCCL communicators for cp.size %d: %s", c->index, c->cp,
-                 fa4cp_last_error());
-        fflush(stdout);
-        fa4cp_world_abort(w->world, msg);
+    if (c->backend == FA4CP_BACKEND_CPU) {
+        if (fa4cp_mpi_comm_create(w->world, m->layout, m->timeout_s, &m->mcomms)) {
+            snprintf(msg, sizeof msg, "case %d: mpi comms for cp.size %d: %s", c->index, c->cp, fa4cp_last_error());
+            fflush(stdout);
+            fa4cp_world_abort(w->world, msg);
+        }
+    } else {
+        fa4cp_nccl_config cfg = FA4CP_NCCL_CONFIG_INIT;
+        cfg.timeout_s = m->timeout_s;
+        if (fa4cp_nccl_comm_create(w->world, m->layout, &cfg, &m->comms)) {
+            snprintf(msg, sizeof msg, "case %d: NCCL communicators for cp.size %d: %s", c->index, c->cp,
+                     fa4cp_last_error());
+            fflush(stdout);
+            fa4cp_world_abort(w->world, msg);
+        }
     }
     m->cp = c->cp;
+    m->backend = (int)c->backend;
 }
 
 void run_mp_close(mp_state *m)
 {
-    if (m->cp)
-        fa4cp_nccl_comms_destroy(&m->comms);
-    fa4cp_layout_destroy(m->layout);
+    mp_comms_drop(m);
     memset(m, 0, sizeof *m);
 }
 
@@ -206,9 +226,24 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
     mp_comms_for(m, w, c);
     fa4cp_layout_place_of(m->layout, w->rank, &pl);
     mp_watch_set(c);
-    run_case_rank(c, m->comms.cp, w->rank, w->table[w->rank].gpu,
+    int cpu = c->backend == FA4CP_BACKEND_CPU;
+    run_case_rank(c, cpu ? m->mcomms.cp : m->comms.cp, w->rank, cpu ? -1 : w->table[w->rank].gpu,
                   ((inject & 1) && pl.cp_group == 0) | (inject & ~1), &mine);
     mp_watch_set(NULL);
+    if (cpu && (mine.status == FA4CP_ERR_TIMEOUT || mine.status == FA4CP_ERR_PEER)) {
+        /* an mpi wait ran out, or MPI lost a peer: the message names the rank
+         * that never answered (ranks of the CP group; an MPI rank is the world
+         * rank); that rank cannot join the results exchange either */
+        char m2[1100], ring[160] = "";
+        const int *g = fa4cp_layout_cp_group(m->layout, pl.cp_group);
+        for (int i = 0, at = 0; g && i < c->cp && at < (int)sizeof ring - 16; i++)
+            at += snprintf(ring + at, sizeof ring - (size_t)at, "%s%d", i ? ", " : "", g[i]);
+        snprintf(m2, sizeof m2, "case %d (%.200s): %.600s (CP group %d is world ranks [%s] by CP rank; MPI rank = "
+                 "world rank); ending the job", c->index, c->label[0] ? c->label : c->name, mine.msg, pl.cp_group,
+                 ring);
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m2);
+    }
     if (mine.status && mine.status != FA4CP_ERR_TIMEOUT && mine.status != FA4CP_ERR_PEER) {
         /* failed on its own: its peers wait for it in a collective */
         char m2[1000];
@@ -224,13 +259,10 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
         fflush(stdout);
         fa4cp_world_abort(w->world, m2);
     }
-    /* an NCCL comm aborted by its watchdog cannot be used again */
+    /* an NCCL comm aborted by its watchdog (an mpi comm that failed) cannot be used again */
     for (int r = 0; r < w->size; r++)
         if (res[r].status) {
-            fa4cp_nccl_comms_destroy(&m->comms);
-            fa4cp_layout_destroy(m->layout);
-            m->layout = NULL;
-            m->cp = 0;
+            mp_comms_drop(m);
             break;
         }
     (void)msg;

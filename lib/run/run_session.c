@@ -48,33 +48,53 @@ int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfile
     return RUN_OK;
 }
 
+const char *run_transport_text(const world_info *w, fa4cp_workload *const *wl, int nfiles)
+{
+    int cpu = 0, cuda = 0;
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+            cpu |= fa4cp_workload_get(wl[i], k)->backend == FA4CP_BACKEND_CPU;
+            cuda |= fa4cp_workload_get(wl[i], k)->backend == FA4CP_BACKEND_CUDA;
+        }
+    if (!strcmp(w->kind, "local"))
+        return "local (threads)";
+    if (w->procs == 1) /* cuda cases over an NCCL comm of one rank, cpu cases in-process */
+        return cuda ? "NCCL (one process per rank)" : "local (threads)";
+    return cpu && cuda ? "NCCL (cuda cases) and mpi (cpu cases), one process per rank"
+           : cpu      ? "mpi (one process per rank)"
+                      : "NCCL (one process per rank)";
+}
+
 int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
                      size_t msglen, char *bail, size_t baillen)
 {
     memset(s, 0, sizeof *s);
     s->w = w;
-    /* multi-process (srun --mpi=pmix, mpirun): one rank per process, CP over NCCL */
+    /* multi-process (srun --mpi=pmix, mpirun): one rank per process, CP over
+     * NCCL (cuda cases) or MPI (cpu cases) */
     s->mp = strcmp(w->kind, "local") != 0;
-    int any_cuda = 0;
+    int any_cuda = 0, any_cpu = 0;
     double max_timeout = 0;
     for (int i = 0; i < nfiles; i++)
         for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
             const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
             any_cuda |= c->backend == FA4CP_BACKEND_CUDA;
+            any_cpu |= c->backend == FA4CP_BACKEND_CPU;
             if (c->timeout_s > max_timeout)
                 max_timeout = c->timeout_s;
-            if (s->mp && w->procs > 1 && c->backend == FA4CP_BACKEND_CPU) {
+            if (s->mp && w->procs > 1 && c->backend == FA4CP_BACKEND_CPU && !fa4cp_mpi_available()) {
                 snprintf(msg, msglen,
-                         "%s case %d (%s): the cpu backend runs ranks as threads of one process: use --ranks N "
-                         "without srun, or backend: cuda (this %s launch has %d processes)",
-                         c->file, c->index, c->label[0] ? c->label : c->name, w->kind, w->procs);
-                snprintf(bail, baillen, "the cpu backend does not run in a multi-process launch (exit 2)");
-                return RUN_USAGE;
+                         "%s case %d (%s): the cpu backend in a launch of %d processes runs over the mpi transport, "
+                         "and this build of fa4cp has none (configure --with-mpi; Debian: libopenmpi-dev); or run "
+                         "it with --ranks N without srun",
+                         c->file, c->index, c->label[0] ? c->label : c->name, w->procs);
+                snprintf(bail, baillen, "the cpu backend in a multi-process launch needs the mpi transport (exit 3)");
+                return RUN_RUNTIME;
             }
         }
     if (s->mp && w->procs > 1 && fa4cp_world_kind_of(w->world) != FA4CP_WORLD_PMIX) {
         snprintf(msg, msglen,
-                 "running cases in a launch of %d processes exchanges results and the NCCL id over PMIx, but "
+                 "running cases in a launch of %d processes exchanges results (and the NCCL id) over PMIx, but "
                  "this world came from the %s environment: launch with srun --mpi=pmix (or mpirun)",
                  w->procs, w->kind);
         snprintf(bail, baillen, "multi-process runs need the PMIx bootstrap (exit 3)");
@@ -89,9 +109,25 @@ int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, i
             snprintf(bail, baillen, "%s (exit 3)", agreed);
             return RUN_RUNTIME;
         }
-        run_mp_watch_start(w);
     }
     s->mps.timeout_s = max_timeout > 0 ? max_timeout : 300.0;
+    if (s->mp && w->procs > 1 && any_cpu) {
+        /* MPI, the cpu cases' transport: up after the world, with its ranks */
+        char why[600] = "", agreed[800] = "";
+        int rc = RUN_OK;
+        if (fa4cp_mpi_world_init(w->world, s->mps.timeout_s)) {
+            rc = RUN_RUNTIME;
+            snprintf(why, sizeof why, "%s", fa4cp_last_error());
+        }
+        if ((rc = run_mp_agree(w, rc, why, "MPI check", agreed, sizeof agreed))) {
+            snprintf(msg, msglen, "cannot run the cpu cases of this %s launch of %d process(es) over MPI: %s",
+                     w->kind, w->procs, agreed);
+            snprintf(bail, baillen, "%s (exit 3)", agreed);
+            return RUN_RUNTIME;
+        }
+    }
+    if (s->mp && (any_cuda || w->procs > 1))
+        run_mp_watch_start(w);
     /* between two exchanges a rank may work up to run.timeout (a full check
      * on CP rank 0 while its peers wait): the exchanges wait that long too */
     if (s->mp && fa4cp_world_timeout(w->world) < max_timeout + 30.0)
@@ -149,7 +185,9 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
         snprintf(oc->msg, sizeof oc->msg, "%s", agreed);
     }
     if (!oc->exit_code) {
-        int rc = s->mp && c->backend == FA4CP_BACKEND_CUDA
+        /* one process per rank: cuda cases always (NCCL), cpu cases when there
+         * are several processes (mpi); else the ranks are threads */
+        int rc = s->mp && (c->backend == FA4CP_BACKEND_CUDA || w->procs > 1)
                      ? run_procs(&s->mps, c, w, s->inject, res, oc->msg, sizeof oc->msg)
                      : run_local(c, w, s->inject, res, oc->msg, sizeof oc->msg);
         if (rc)

@@ -126,6 +126,8 @@ void fa4cp_world_finalize(fa4cp_world *w)
 {
     if (!w)
         return;
+    if (w->mpi_end)
+        w->mpi_end(); /* MPI, started by fa4cp_mpi_world_init for this world, ends first */
     if (w->kind == FA4CP_WORLD_PMIX)
         fa4cp_pmix_finalize(w);
     fa4cp_free(w->table);

@@ -12,6 +12,8 @@ struct fa4cp_world {
     unsigned seq;           /* exchange counter: every PMIx exchange gets a fresh key */
     void *pmix;             /* pmix.c's state */
     int visible_gpus;       /* from the config (-1 = detect) */
+    void (*mpi_end)(void);  /* set by fa4cp_mpi_world_init when it started MPI for this
+                               world: fa4cp_world_finalize calls it first (MPI_Finalize) */
 };
 
 /* Fill `row` for this process: rank, node, local rank/size, host (NULL =

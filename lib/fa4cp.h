@@ -195,6 +195,9 @@ typedef struct fa4cp_attn_args {
     void *dq, *dk, *dv;
     int deterministic; /* cuda: same bits on every run */
     void *stream;      /* cuda: cudaStream_t (NULL = default stream) */
+    /* head dim of v, out, dout and dv: [rows, heads or kv_heads, head_dim_v]
+     * (MLA: head_dim 192, head_dim_v 128); 0 = head_dim */
+    int head_dim_v;
 } fa4cp_attn_args;
 
 #define FA4CP_ATTN_ARGS_INIT                                                                       \
@@ -203,8 +206,27 @@ typedef struct fa4cp_attn_args {
         .window_right = -1                                                                         \
     }
 
+/* The largest head_dim and head_dim_v of the cpu backend (and of a workload). */
+#define FA4CP_HEAD_DIM_MAX 1024
+
+/* Can the backend run attention of this dtype and head dims (head_dim_v 0 =
+ * head_dim), forward and (backward != 0) backward?  One table
+ * (lib/attn/attn_dims.c) that the raw call, the CP layer, fa4cp-run
+ * --dry-run and --explain ask before anything is allocated or any device is
+ * touched: cpu takes every dtype and any head_dim, head_dim_v in
+ * 1..FA4CP_HEAD_DIM_MAX; cuda takes bf16/fp16 and only the (head_dim,
+ * head_dim_v) pairs it has kernels for.  FA4CP_OK, or FA4CP_ERR_UNSUPPORTED
+ * naming the supported set ("cuda attention: head_dim 96 (head_dim_v 96) has
+ * no kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or
+ * (128, 128)"); FA4CP_ERR_INVALID for values that are no head dim at all. */
+FA4CP_API fa4cp_status fa4cp_attn_supported(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
+                                            int head_dim_v, int backward);
+/* The backend's head dims as text, e.g. "(64, 64) or (128, 128)"; never NULL. */
+FA4CP_API const char *fa4cp_attn_head_dims(fa4cp_backend backend);
+
 /* Argument checks shared by every backend (no pointer is dereferenced
- * except cu_seqlens/seqused on the cpu backend). */
+ * except cu_seqlens/seqused on the cpu backend); they include
+ * fa4cp_attn_supported. */
 FA4CP_API fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
 
 FA4CP_API fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);

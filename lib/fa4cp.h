@@ -319,8 +319,9 @@ FA4CP_API void fa4cp_local_world_destroy(fa4cp_local_world *w);
  * offsets, each padded length divisible by 2*cp; seqused [batch] the real
  * lengths, or NULL) and BSHD (batch sequences of seqlen rows each, seqlen
  * divisible by 2*cp; stored exactly like THD with cu_seqlens[i] = i*seqlen).
- * Rank-local tensors: q/out/dout/dq [rows, heads, d], k/v/dk/dv
- * [rows, kv_heads, d] with rows = cu_seqlens[batch]/cp; lse/dlse
+ * Rank-local tensors: q/dq [rows, heads, d], out/dout [rows, heads, dv],
+ * k/dk [rows, kv_heads, d], v/dv [rows, kv_heads, dv] (d = head_dim, dv =
+ * head_dim_v, or d when 0) with rows = cu_seqlens[batch]/cp; lse/dlse
  * [heads, rows] of fa4cp_lse_dtype(dtype), for both layouts.
  *
  * Padding rows (past seqused, per local sequence): the forward leaves out and
@@ -357,6 +358,7 @@ typedef struct fa4cp_cp_config {
     int window_left, window_right; /* -1 = unbounded; aligned like the raw call */
     double softmax_scale;          /* 0 = 1/sqrt(head_dim) */
     int deterministic;
+    int head_dim_v;                /* of v, out, dout, dv; 0 = head_dim */
 } fa4cp_cp_config;
 
 #define FA4CP_CP_CONFIG_INIT                                                                       \

@@ -138,6 +138,13 @@ fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp)
          "heads %d over kv_heads %d: both must be >= 1 and heads %% kv_heads == 0", cfg->heads,
          cfg->kv_heads);
     NEED(cfg->head_dim > 0, "head_dim is %d: it must be >= 1", cfg->head_dim);
+    NEED(cfg->head_dim_v >= 0, "head_dim_v is %d: it must be >= 1 (or 0 for head_dim)", cfg->head_dim_v);
+    {
+        /* what the backend has kernels for (the one table), before anything is allocated */
+        fa4cp_status sup = fa4cp_attn_supported(cfg->backend, cfg->dtype, cfg->head_dim, cfg->head_dim_v, 0);
+        if (sup != FA4CP_OK)
+            return sup;
+    }
     NEED(cfg->window_left >= -1 && cfg->window_right >= -1,
          "window (%d, %d): each side must be >= 0, or -1 for unbounded", cfg->window_left,
          cfg->window_right);

@@ -77,10 +77,8 @@ size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp, int batch, i
         fa4cp_error_context(FA4CP_ERR_INVALID, "fa4cp_cp_workspace_bytes");
         return 0;
     }
-    x.cfg = cfg;
-    x.n = cp;
+    cpx_dims(&x, cfg, cp);
     x.B = batch;
-    cpx_sizes(&x, cfg);
     x.G = rows;
     x.T = rows / cp;
     x.Th = x.T / 2;

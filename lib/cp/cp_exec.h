@@ -70,6 +70,8 @@ fa4cp_status cpx_map_ranks(exec *x, int64_t stride, int to_seq, int with_second,
 fa4cp_status cpx_map_ranks_units(exec *x, int64_t block, int64_t offset, int64_t row_units, map *m);
 fa4cp_status cpx_map_heads(exec *x, int to_blocks, int real, map *m);
 
+/* the sizes of a config on a group of n ranks (heads, dims, dtypes, row sizes) */
+void cpx_dims(exec *x, const fa4cp_cp_config *c, int n);
 fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd);
 fa4cp_attn_args cpx_base_args(const exec *x);
 fa4cp_status cpx_attn(const exec *x, const fa4cp_attn_args *a0, int bwd);
@@ -103,8 +105,6 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd);
-/* the sizes of a config (D, Dv, rq, rk, ro, rv, es, as) */
-void cpx_sizes(exec *x, const fa4cp_cp_config *c);
 /* the bytes each allocates in one call (x: the sizes only) */
 size_t cpx_p2p_workspace(const exec *x, int bwd);
 size_t cpx_ag_workspace(const exec *x, int bwd);

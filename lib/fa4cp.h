@@ -368,9 +368,11 @@ typedef struct fa4cp_cp_config {
         .window_left = -1, .window_right = -1                                                      \
     }
 
-/* Every refusal, before anything is allocated (the workload loader calls it
- * when it reads a case): a2a+p2p; p2p with a sliding window; a2a with heads
- * or kv_heads not divisible by cp; lengths not divisible by 2*cp; bad shapes.
+/* Every refusal, before anything is allocated (the workload loader checks
+ * the same rules, less the last, when it reads a case): a2a+p2p; p2p with a
+ * sliding window; a2a with heads or kv_heads not divisible by cp; lengths not
+ * divisible by 2*cp; bad shapes; a dtype or (head_dim, head_dim_v) the
+ * backend has no kernel for (fa4cp_attn_supported).
  * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
  * ignored (may be NULL). */
 FA4CP_API fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
@@ -779,6 +781,7 @@ typedef struct fa4cp_case {
     char label[256];    /* the sweep values of this case: "cp.comm=p2p attention.causal=true" */
     /* attention */
     int heads, kv_heads, head_dim;
+    int head_dim_v;     /* of v, out, dout, dv: attention.head_dim_v (default head_dim) */
     fa4cp_dtype dtype;
     int causal;
     int window_left, window_right; /* -1 = unbounded */
@@ -837,7 +840,9 @@ FA4CP_API fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config
 /* The case fits a world of `world_size` ranks (world_size % cp == 0). */
 FA4CP_API fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
 /* FLOPs of one forward and one backward (FlashAttention convention:
- * 4*d per visible (query, key) pair and head forward, 2.5x that backward). */
+ * 2*(head_dim + head_dim_v) per visible (query, key) pair and head forward
+ * - 2*B*H*S*Sk*(d+dv) for full masks, 4*d when dv == d - and 2.5x that
+ * backward). */
 FA4CP_API void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd);
 /* Estimated peak bytes per rank of the run (inputs, outputs, gradients,
  * communication buffers; with_full_check adds the full reference). */

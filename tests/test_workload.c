@@ -43,6 +43,7 @@ int main(void)
            "defaults: cp 1 p2p bf16 causal sampled iters 10 warmup 2 backward");
         ok(c->batch == 2 && c->tokens == 384 && c->padded_tokens == 384 && c->max_seqlen == 256, "lengths");
         ok(!strcmp(c->name, "test"), "name defaults to the file's base name (%s)", c->name);
+        is_int(c->head_dim_v, 64, "head_dim_v defaults to head_dim");
         double f, b;
         fa4cp_case_flops(c, &f, &b);
         double pairs = 256.0 * 257 / 2 + 128.0 * 129 / 2;
@@ -180,6 +181,63 @@ int main(void)
                strstr(fa4cp_last_error(), "GiB per rank but GPU 0 has"),
            "memory check names both numbers: %s", fa4cp_last_error());
         fa4cp_workload_free(w);
+    }
+
+    /* head_dim_v: MLA's 192/128, in the CP config, the FLOPs 2*B*H*S*Sk*(d+dv)
+     * (FlashAttention's count), the memory estimate, sweeps and --set */
+    w = load("version: 1\nattention: {heads: 8, kv_heads: 2, head_dim: 192, head_dim_v: 128, causal: false,\n"
+             "  sequences: [256, 128]}\nrun: {backend: cpu}\ncp: {size: 2, comm: a2a}\n",
+             NULL, 0);
+    ok(w != NULL, "a case with head_dim 192, head_dim_v 128 loads");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        ok(c->head_dim == 192 && c->head_dim_v == 128, "head_dim 192, head_dim_v 128");
+        fa4cp_cp_config cfg;
+        ok(fa4cp_case_cp_config(c, &cfg) == FA4CP_OK && cfg.head_dim == 192 && cfg.head_dim_v == 128,
+           "the CP config takes both head dims");
+        double f, b;
+        fa4cp_case_flops(c, &f, &b);
+        is_double(f, 2.0 * 8 * (256.0 * 256 + 128.0 * 128) * (192 + 128), 1e-6, "FLOPs = 2 H S Sk (d + dv)");
+        is_double(b, 2.5 * f, 1e-6, "backward = 2.5 x forward");
+        size_t mla = fa4cp_case_memory(c, 1);
+        fa4cp_workload *wide_w = load("version: 1\nattention: {heads: 8, kv_heads: 2, head_dim: 192, causal: false,\n"
+                                  "  sequences: [256, 128]}\nrun: {backend: cpu}\ncp: {size: 2, comm: a2a}\n",
+                                  NULL, 0);
+        const fa4cp_case *c2 = wide_w ? fa4cp_workload_get(wide_w, 0) : NULL;
+        size_t wide = c2 ? fa4cp_case_memory(c2, 1) : 0;
+        /* v, out, dout, dv: 64 columns fewer over (8 + 2) heads, forward and backward, 192 rows per rank */
+        ok(c2 && c2->head_dim_v == 192 && mla + 2 * 192 * 10 * 64 * 2 <= wide,
+           "the memory estimate counts v, out, dout and dv at head_dim_v (%zu < %zu bytes)", mla, wide);
+        fa4cp_workload_free(wide_w);
+        fa4cp_workload_free(w);
+    }
+    w = load("version: 1\nattention: {heads: 4, head_dim: 192, sequences: [64]}\nrun: {backend: cpu}\n"
+             "sweep:\n  attention.head_dim_v: [64, 128, 192]\n  together:\n    attention.head_dim: [64, 96]\n"
+             "    attention.head_dim_v: [32, 96]\n",
+             NULL, 0);
+    ok(w == NULL, "sweeping attention.head_dim_v both alone and in 'together' is refused");
+    w = load("version: 1\nattention: {heads: 4, head_dim: 192, sequences: [64]}\nrun: {backend: cpu}\n"
+             "sweep:\n  attention.head_dim_v: [64, 128]\n  together:\n    attention.head_dim: [64, 96]\n"
+             "    attention.kv_heads: [4, 2]\n",
+             NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 4, "a sweep over attention.head_dim_v (x a together sweep): 4 cases");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 3);
+        ok(c->head_dim_v == 128 && c->head_dim == 96 && c->kv_heads == 2, "case 3: head_dim_v 128, head_dim 96");
+        like(c->label, "attention.head_dim_v=128", "its label names head_dim_v (%s)", c->label);
+        fa4cp_workload_free(w);
+    }
+    {
+        fa4cp_override set32[] = {{"attention.head_dim_v", "32"}};
+        w = load(BASE, set32, 1);
+        ok(w && fa4cp_workload_get(w, 0)->head_dim_v == 32 && fa4cp_workload_get(w, 0)->head_dim == 64,
+           "--set attention.head_dim_v=32");
+        fa4cp_workload_free(w);
+        fa4cp_override setneg[] = {{"attention.head_dim_v", "-1"}};
+        w = NULL;
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), setneg, 1, &w) == FA4CP_ERR_INVALID && !w,
+           "--set attention.head_dim_v=-1 is refused");
+        like(fa4cp_last_error(), "attention.head_dim_v: must be positive, got -1", "... naming the key");
     }
 
     /* jobs/ files in the source tree all load */

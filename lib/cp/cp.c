@@ -67,6 +67,7 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
     if (!comm)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_cp_create: the transport is NULL");
     FA4CP_TRY(fa4cp_cp_check_shape(cfg, fa4cp_comm_size(comm)));
+    FA4CP_TRY(fa4cp_cp_check_backend(cfg));
     cp = fa4cp_calloc(1, sizeof *cp, "cp group");
     if (!cp) {
         st = FA4CP_ERR_NOMEM;

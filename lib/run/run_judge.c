@@ -126,6 +126,7 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     fa4cp_jw_int(&j, "heads", c->heads);
     fa4cp_jw_int(&j, "kv_heads", c->kv_heads);
     fa4cp_jw_int(&j, "head_dim", c->head_dim);
+    fa4cp_jw_int(&j, "head_dim_v", c->head_dim_v);
     fa4cp_jw_str(&j, "dtype", fa4cp_dtype_name(c->dtype));
     fa4cp_jw_bool(&j, "causal", c->causal);
     fa4cp_jw_begin(&j, "window", 1);

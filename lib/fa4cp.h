@@ -54,6 +54,11 @@ typedef enum fa4cp_status {
 /* Short name of a status ("invalid argument", ...); never NULL. */
 const char *fa4cp_strerror(fa4cp_status status);
 
+/* The longest timeout fa4cp accepts anywhere (run.timeout, -T, the bootstrap
+ * and transport timeouts): 7 days.  Larger values are refused where they are
+ * read, so deadline arithmetic can never overflow. */
+#define FA4CP_TIMEOUT_MAX_S 604800.0
+
 /* The message of the last failure on this thread ("" if none). */
 const char *fa4cp_last_error(void);
 
@@ -572,7 +577,8 @@ int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local m
 int fa4cp_world_nodes(const fa4cp_world *w);
 double fa4cp_world_timeout(const fa4cp_world *w);
 /* The bound of every later bootstrap collective (allgather, bcast,
- * barrier), e.g. longer than the slowest rank's work between two of them. */
+ * barrier), e.g. longer than the slowest rank's work between two of them;
+ * at most FA4CP_TIMEOUT_MAX_S (a longer one is that). */
 fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
 const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
 const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */

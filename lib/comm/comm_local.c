@@ -125,14 +125,7 @@ struct fa4cp_comm_req {
 
 static void deadline_of(double timeout_s, struct timespec *t)
 {
-    clock_gettime(CLOCK_MONOTONIC, t);
-    double whole = floor(timeout_s);
-    t->tv_sec += (time_t)whole;
-    t->tv_nsec += (long)((timeout_s - whole) * 1e9);
-    if (t->tv_nsec >= 1000000000L) {
-        t->tv_sec++;
-        t->tv_nsec -= 1000000000L;
-    }
+    fa4cp_deadline(CLOCK_MONOTONIC, timeout_s, t); /* saturated: never wraps into the past */
 }
 
 /* wait on the world's condition; returns 0, or ETIMEDOUT past the deadline */
@@ -997,8 +990,7 @@ fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double time
                    "local transport: device memory needs a build with CUDA (configure "
                    "--with-cuda); use host buffers (device_memory = 0)");
 #endif
-    if (!(timeout_s > 0) || !isfinite(timeout_s))
-        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: timeout %g s, it must be > 0", timeout_s);
+    FA4CP_TRY(fa4cp_timeout_check("local transport: timeout", timeout_s));
     w = fa4cp_calloc(1, sizeof *w, "local world");
     if (!w) {
         st = FA4CP_ERR_NOMEM;

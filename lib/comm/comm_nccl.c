@@ -621,9 +621,7 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                           "FA4CP_NCCL_CONFIG_INIT)", cfg_in->struct_size);
         memcpy(&cfg, cfg_in, cfg_in->struct_size);
     }
-    if (!(cfg.timeout_s > 0))
-        FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_nccl_comm_create: timeout_s %g must be positive",
-                   cfg.timeout_s);
+    FA4CP_TRY(fa4cp_timeout_check("fa4cp_nccl_comm_create: timeout_s", cfg.timeout_s));
     if (fa4cp_layout_size(l) != w->size)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_nccl_comm_create: layout of %d ranks for a world of %d",
                    fa4cp_layout_size(l), w->size);
@@ -709,7 +707,7 @@ fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s,
     fa4cp_status st = FA4CP_OK;
     ncclComm_t *comms = NULL;
     int made = 0;
-    if (n < 1 || !devices || !out || !(timeout_s > 0))
+    if (n < 1 || !devices || !out || fa4cp_timeout_check("fa4cp_nccl_local_comms", timeout_s))
         return fa4cp_set_error(FA4CP_ERR_INVALID,
                                "fa4cp_nccl_local_comms: %d ranks, devices %p, out %p, timeout %g",
                                n, (const void *)devices, (void *)out, timeout_s);

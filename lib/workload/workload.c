@@ -448,6 +448,8 @@ static fa4cp_status set_field(const ctx *x, draft *d, const field *f, yaml_node_
         if (f->id == F_TIMEOUT) {
             if (v <= 0)
                 return nerr(x, n, path, "must be a positive number of seconds, got %s", s);
+            if (v > FA4CP_TIMEOUT_MAX_S)
+                return nerr(x, n, path, "must be at most %.0f seconds (7 days), got %s", FA4CP_TIMEOUT_MAX_S, s);
             c->timeout_s = v;
         } else {
             if (v < 0)

@@ -113,10 +113,7 @@ static void value_done(pmix_status_t status, pmix_value_t *kv, void *cbdata)
 static int waiter_wait(waiter *x, double timeout_s)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)((timeout_s - (long long)timeout_s) * 1e9);
-    ts.tv_sec += (time_t)timeout_s + (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    fa4cp_deadline(CLOCK_REALTIME, timeout_s, &ts); /* saturated: never wraps into the past */
     pthread_mutex_lock(&x->m);
     while (!x->done) {
         if (pthread_cond_timedwait(&x->c, &x->m, &ts) == ETIMEDOUT)

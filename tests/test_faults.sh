@@ -1,0 +1,44 @@
+#!/bin/sh
+# test_faults.sh - fa4cp-run, fa4cp-layout and fa4cp-report under faults and
+# bad input (issue 15): each block is one finding of the issue, asserting the
+# exit code, the message and the records.  CPU only (local mode, threads as
+# ranks); the Slurm side is in test_run_slurm.sh, signals in test_interrupt.sh.
+b=${top_builddir:-.}
+s=${top_srcdir:-.}
+run="$b/bin/fa4cp-run"
+layout="$b/bin/fa4cp-layout"
+report="$b/bin/fa4cp-report"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fa4cp-faults.XXXXXX")
+trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
+n=0
+t() { # t STATUS DESCRIPTION
+    n=$((n + 1))
+    if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi
+}
+has() { grep -q -- "$2" "$1"; }
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+show() { sed 's/^/# /' "$@" | head -20; }
+smoke="$s/jobs/smoke.yaml"
+# one quick case: 4 ranks, p2p, one timed iteration
+quick="--ranks 4 -n 1 -w 0 -s cp.comm=p2p -s attention.causal=true -q"
+
+# ---- finding 2: timeouts are range-checked where they are read; no overflow
+"$run" --dry-run -T 1e19 "$smoke" --ranks 4 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "run.timeout: must be at most 604800 seconds (7 days), got 1e19" && echo 0 || echo 1) \
+  "finding 2: -T 1e19 is a usage error naming the maximum, exit 2 ($rc)"
+[ $rc -eq 2 ] || show "$tmp/e"
+"$run" -s run.timeout=1e308 "$smoke" $quick --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "command line:1:1: run.timeout: must be at most 604800" && echo 0 || echo 1) \
+  "finding 2: --set run.timeout=1e308 too, before anything runs ($rc)"
+"$run" -T 604800 "$smoke" $quick --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && [ "$(grep -c ' OK$' "$tmp/o")" -eq 6 ] && echo 0 || echo 1) \
+  "finding 2: -T 604800 (the maximum) runs the 6 smoke cases, no false timeout ($rc)"
+[ $rc -eq 0 ] || show "$tmp/o" "$tmp/e"
+"$layout" --ranks 2 --timeout 1e19 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "want seconds in (0, 604800\]" && echo 0 || echo 1) \
+  "finding 2: fa4cp-layout --timeout 1e19 is a usage error ($rc)"
+FA4CP_BOOTSTRAP_TIMEOUT=1e300 "$layout" --ranks 2 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -ne 0 ] && has "$tmp/e" "FA4CP_BOOTSTRAP_TIMEOUT='1e300' is not a number of seconds in (0, 604800\]" && echo 0 || echo 1) \
+  "finding 2: FA4CP_BOOTSTRAP_TIMEOUT=1e300 is refused with the range ($rc)"
+
+echo "1..$n"

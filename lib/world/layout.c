@@ -70,14 +70,33 @@ static fa4cp_status check_table(const fa4cp_world_row *t, int n)
             FA4CP_FAIL(FA4CP_ERR_INVALID,
                        "world table: rank %d has node %d, local rank %d (must be >= 0)", r,
                        t[r].node, t[r].local_rank);
-        for (int q = 0; q < r; q++)
-            if (t[q].node == t[r].node && t[q].local_rank == t[r].local_rank)
-                FA4CP_FAIL(FA4CP_ERR_INVALID,
-                           "world table: ranks %d and %d both claim local rank %d of node %d", q,
-                           r, t[r].local_rank, t[r].node);
     }
 out:
     return st;
+}
+
+/* Two ranks with one (node, local rank): neighbours in physical order
+ * (phys sorted by node, local rank, rank), so O(n) after the sort.  Names
+ * the pair a pairwise scan finds first: the lowest rank that repeats an
+ * earlier one's place, and the first rank of that place. */
+static fa4cp_status check_places(const fa4cp_world_row *t, const int *phys, int n)
+{
+    int q = -1, r = -1;
+    for (int i = 0; i + 1 < n; i++) {
+        const fa4cp_world_row *x = &t[phys[i]], *y = &t[phys[i + 1]];
+        if (x->node == y->node && x->local_rank == y->local_rank && (r < 0 || y->rank < r)) {
+            r = y->rank;
+            int k = i;
+            while (k > 0 && t[phys[k - 1]].node == x->node && t[phys[k - 1]].local_rank == x->local_rank)
+                k--;
+            q = t[phys[k]].rank;
+        }
+    }
+    if (r >= 0)
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "world table: ranks %d and %d both claim local rank %d of node %d", q, r,
+                               t[r].local_rank, t[r].node);
+    return FA4CP_OK;
 }
 
 static void append(char **buf, size_t *len, const char *fmt, ...)
@@ -91,12 +110,22 @@ static void append(char **buf, size_t *len, const char *fmt, ...)
     va_end(ap);
     if (k < 0)
         return;
-    size_t need = *len + (size_t)k + 1;
-    char *nb = realloc(*buf, need);
-    if (!nb)
-        return;
-    memcpy(nb + *len, line, (size_t)k + 1);
-    *buf = nb;
+    if ((size_t)k >= sizeof line)
+        k = (int)sizeof line - 1;
+    /* the buffer grows by doubling (capacity: the next power of two above
+     * the length), so a text of n lines costs O(n), not O(n^2) copies */
+    size_t need = *len + (size_t)k + 1, cap = 64;
+    while (cap < *len + 1)
+        cap *= 2;
+    if (!*buf || need > cap) {
+        while (cap < need)
+            cap *= 2;
+        char *nb = realloc(*buf, cap);
+        if (!nb)
+            return;
+        *buf = nb;
+    }
+    memcpy(*buf + *len, line, (size_t)k + 1);
     *len += (size_t)k;
 }
 
@@ -150,6 +179,7 @@ fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int
         phys[i] = i;
     sort_table = table; /* qsort has no context argument (thread-local, so threads may build) */
     qsort(phys, (size_t)n, sizeof(int), cmp_phys);
+    FA4CP_TRY(check_places(table, phys, n));
 
     /* pass 1: whole groups inside each node */
     int g = 0;
@@ -223,11 +253,12 @@ fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int
             /* a member on a node holding k of the group's ranks sends (cp-k)/cp of its
              * all-to-all bytes to other nodes */
             double off = 0;
-            for (int i = 0; i < cp; i++) {
-                int same = 0;
-                for (int j = 0; j < cp; j++)
-                    same += table[m[j]].node == table[m[i]].node;
-                off += (double)(cp - same) / cp;
+            for (int i = 0; i < cp;) { /* members in physical order: each node's are one run */
+                int j = i;
+                while (j < cp && table[m[j]].node == table[m[i]].node)
+                    j++;
+                off += (double)(j - i) * (cp - (j - i)) / cp;
+                i = j;
             }
             off /= cp;
             append(&warn, &warnlen,

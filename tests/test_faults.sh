@@ -41,6 +41,17 @@ FA4CP_BOOTSTRAP_TIMEOUT=1e300 "$layout" --ranks 2 >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -ne 0 ] && has "$tmp/e" "FA4CP_BOOTSTRAP_TIMEOUT='1e300' is not a number of seconds in (0, 604800\]" && echo 0 || echo 1) \
   "finding 2: FA4CP_BOOTSTRAP_TIMEOUT=1e300 is refused with the range ($rc)"
 
+# ---- finding 9: workload size and nesting caps (a hostile file is refused at
+# once; libyaml alone took 60 s on this one).  timeout: a hang guard only
+head -c 200000 /dev/zero | tr '\0' '[' >"$tmp/deep.yaml"
+timeout 20 "$run" --dry-run "$tmp/deep.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "deep.yaml:1:33: nested deeper than 32 levels" && echo 0 || echo 1) \
+  "finding 9: 200 KB of nested '[' is refused with the level and the line, exit 2 ($rc)"
+[ $rc -eq 2 ] || show "$tmp/e"
+timeout 20 "$run" --dry-run /dev/zero >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "/dev/zero: more than 4 MiB: a workload file is at most 4 MiB" && echo 0 || echo 1) \
+  "finding 9: /dev/zero as a workload: refused after 4 MiB, exit 2 ($rc)"
+
 # ---- finding 11: world checks and layout in O(n log n).  Not a timing test
 # (benchmarks show speed): a bound 30x above the target that the pairwise
 # checks (85 s for 16384 nodes) could not meet, and the groups checked

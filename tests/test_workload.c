@@ -194,5 +194,46 @@ int main(void)
            fa4cp_workload_count(j), st ? ": " : "", st ? fa4cp_last_error() : "");
         fa4cp_workload_free(j);
     }
+
+    /* issue 15, finding 9: size and nesting caps, with a clear error */
+    {
+        size_t big = 200000;
+        char *deep = malloc(big + 1);
+        memset(deep, '[', big);
+        deep[big] = 0;
+        fa4cp_workload *j = NULL;
+        ok(fa4cp_workload_load_buffer("deep.yaml", deep, big, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "200 KB of nested '[' is refused");
+        like(fa4cp_last_error(), "deep.yaml:1:33: nested deeper than 32 levels", "... at the level too deep");
+        fa4cp_override o = {"attention.sequences", deep};
+        deep[50000] = 0;
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID && !j,
+           "... and so is --set with 50000 nested '['");
+        like(fa4cp_last_error(), "command line:1:33: nested deeper than 32 levels", "... saying so");
+        /* 32 levels are taken (the error is then about the value, not the depth) */
+        memset(deep, 0, 64);
+        memset(deep, '[', 31);
+        memset(deep + 31, ']', 31);
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID &&
+               !strstr(fa4cp_last_error(), "nested deeper"),
+           "31 nested lists in a --set value are parsed (and refused for what they are: %s)", fa4cp_last_error());
+        free(deep);
+        /* size: a valid workload padded with comments past 4 MiB */
+        size_t n = (4u << 20) + 10;
+        char *pad = malloc(n + 1);
+        memset(pad, '#', n);
+        memcpy(pad, BASE, strlen(BASE));
+        pad[n] = 0;
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "a workload of 4 MiB + 10 bytes is refused");
+        like(fa4cp_last_error(), "pad.yaml: 4194314 bytes: a workload file is at most 4 MiB", "... with the cap");
+        n = 1u << 20;
+        memset(pad + strlen(BASE), ' ', n - strlen(BASE));
+        pad[n - 1] = '\n';
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_OK && fa4cp_workload_count(j) == 1,
+           "a 1 MiB workload loads");
+        fa4cp_workload_free(j);
+        free(pad);
+    }
     return done_testing();
 }

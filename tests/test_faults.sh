@@ -67,4 +67,12 @@ timeout 60 "$layout" --nodes 16384 --tasks-per-node 8 --cp 16 --gpus-per-node 4 
 t $([ $rc -eq 2 ] && has "$tmp/e" "ranks 0 and 4 on node1 would both use GPU 0" && echo 0 || echo 1) \
   "finding 11: ... 8 tasks on 4 GPUs a node: the first shared GPU named, exit 2 ($rc)"
 
+# ---- finding 12: labels show the values a case really ran with, --set included
+"$run" "$smoke" --ranks 4 -n 1 -w 0 -c sampled -q --set cp.comm=a2a -o "$tmp/f12" --tap >"$tmp/o" 2>"$tmp/e"; rc=$?
+wrong=$(grep -c "cp.comm=p2p\|cp.comm=all_gather" "$tmp/o" "$tmp/f12/results.jsonl" | awk -F: '{s += $2} END {print s}')
+a2a=$(grep -c '"label": *"cp.comm=a2a attention.causal=[a-z]*".*"comm": *"a2a"' "$tmp/f12/results.jsonl")
+t $([ $rc -eq 0 ] && [ "$wrong" -eq 0 ] && [ "$a2a" -eq 6 ] && [ "$(grep -c '^ok .*cp.comm=a2a' "$tmp/o")" -eq 6 ] && echo 0 || echo 1) \
+  "finding 12: --set cp.comm=a2a: 6 TAP lines and 6 records say cp.comm=a2a, none p2p or all_gather ($rc, $wrong, $a2a)"
+[ $rc -eq 0 ] || show "$tmp/o" "$tmp/e"
+
 echo "1..$n"

@@ -78,6 +78,21 @@ int main(void)
         ok(c->index == 3 && c->doc == 1, "index and document");
         fa4cp_workload_free(w);
     }
+    {
+        /* issue 15, finding 12: a --set of a swept key shows in the label */
+        fa4cp_override so[] = {{"cp.comm", "a2a"}, {"causal", "true"}};
+        w = load(BASE "cp: {size: 2}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n  attention.causal: [true, false]\n",
+                 so, 2);
+        int good = w && fa4cp_workload_count(w) == 6;
+        for (int i = 0; good && i < 6; i++) {
+            const fa4cp_case *c = fa4cp_workload_get(w, i);
+            good = c->comm == FA4CP_CP_A2A && c->causal && !strcmp(c->label, "cp.comm=a2a attention.causal=true");
+            if (!good)
+                diag("case %d: label '%s'", i, c->label);
+        }
+        ok(good, "--set cp.comm=a2a --set causal=true: every case runs a2a, causal and its label says so");
+        fa4cp_workload_free(w);
+    }
 
     /* together: keys vary in step; bare leaf names are accepted */
     w = load(BASE "sweep:\n  cp.comm: [p2p, all_gather]\n  together:\n    cp.size: [1, 2, 4]\n"

@@ -1152,7 +1152,8 @@ static fa4cp_status check_depth(const char *name, const unsigned char *buf, size
     return st;
 }
 
-static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
+/* The field an override sets (a bare leaf name finds its section); NULL if none. */
+static const field *override_field(const fa4cp_override *o)
 {
     const field *f = field_by_path(o->key);
     if (!f) {
@@ -1160,6 +1161,12 @@ static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
         if (home && !strchr(o->key, '.'))
             f = field_by_path(home);
     }
+    return f;
+}
+
+static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
+{
+    const field *f = override_field(o);
     if (!f) {
         const char *paths[NFIELDS];
         for (int i = 0; i < NFIELDS; i++)
@@ -1285,8 +1292,16 @@ static fa4cp_status load_document(const char *file, int docno, yaml_document_t *
                 int pl = (int)strnlen(dims[di].path[k], PATHLEN - 16);
                 snprintf(ipath, sizeof ipath, "%.*s[%d]", pl, dims[di].path[k], idx[di]);
                 FA4CP_TRY(set_field(&x, &cur, dims[di].f[k], item, ipath));
+                /* the label says what the case runs with: a --set of a swept key wins */
                 char vt[96];
-                node_text(doc, item, vt, sizeof vt);
+                const char *set = NULL;
+                for (int i = 0; i < nov; i++)
+                    if (override_field(&ov[i]) == dims[di].f[k])
+                        set = ov[i].value;
+                if (set)
+                    snprintf(vt, sizeof vt, "%s", set);
+                else
+                    node_text(doc, item, vt, sizeof vt);
                 if (at < sizeof cur.c.label)
                     at += (size_t)snprintf(cur.c.label + at, sizeof cur.c.label - at, "%s%s=%s", at ? " " : "",
                                            dims[di].f[k]->path, vt);

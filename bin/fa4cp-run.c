@@ -46,7 +46,8 @@ enum {
     EXIT_RUNTIME = 3,  /* CUDA, NCCL, PMIx, memory, transport */
     EXIT_TIMEOUT = 4,  /* a case ran past run.timeout */
     EXIT_VERIFY = 5,   /* verification failed */
-    EXIT_GATE = 6      /* below a performance gate */
+    EXIT_GATE = 6,     /* below a performance gate */
+    EXIT_LAUNCH = 8    /* started the wrong way: srun without --mpi=pmix (every task) */
 };
 
 #define MAX_OV 128
@@ -84,7 +85,8 @@ static void usage(FILE *f)
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
-            "5 verification failed, 6 below a gate (docs/exit-codes.md).\n");
+            "5 verification failed, 6 below a gate, 8 launched by srun without PMIx\n"
+            "(docs/exit-codes.md).\n");
 }
 
 static int add_override(opts *o, const char *key, const char *value)
@@ -175,8 +177,12 @@ typedef struct world_info {
     char host[64];
 } world_info;
 
+static int launcher_rank_nonzero(void);
+
 /* Bring up the world (PMIx under srun --mpi=pmix, the Slurm environment, or
- * local mode with `ranks` threads); returns an exit code. */
+ * local mode with `ranks` threads); returns an exit code: the singleton trap
+ * (srun without --mpi=pmix) is EXIT_LAUNCH on every task, as for
+ * fa4cp-layout, and task 0 alone says how to launch. */
 static int world_up(world_info *w, int ranks)
 {
     fa4cp_world_config cfg = FA4CP_WORLD_CONFIG_INIT;
@@ -184,8 +190,9 @@ static int world_up(world_info *w, int ranks)
     cfg.local_ranks = ranks;
     fa4cp_status st = fa4cp_world_init(&cfg, &w->world);
     if (st) {
-        fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
-        return st == FA4CP_ERR_LAUNCH ? EXIT_USAGE : st == FA4CP_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_RUNTIME;
+        if (st != FA4CP_ERR_LAUNCH || !launcher_rank_nonzero())
+            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+        return st == FA4CP_ERR_LAUNCH ? EXIT_LAUNCH : st == FA4CP_ERR_TIMEOUT ? EXIT_TIMEOUT : EXIT_RUNTIME;
     }
     w->kind = fa4cp_world_kind_name(fa4cp_world_kind_of(w->world));
     w->rank = fa4cp_world_rank(w->world);

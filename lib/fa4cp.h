@@ -400,6 +400,16 @@ typedef struct fa4cp_cp_timing {
 fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
 fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
 
+/* Bytes of the executor's own buffers in one call of a group of cp_size
+ * ranks over `batch` sequences of `rows` padded rows in all (the larger of
+ * the forward and, with backward, the backward), beside the caller's
+ * tensors: what a memory estimate adds for the CP call.  0 (and the last
+ * error) for a config fa4cp_cp_validate refuses. */
+size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp_size, int batch, int64_t rows,
+                                int backward);
+/* Bytes the last call of this handle allocated for its own buffers. */
+size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp);
+
 /* ---- plans: what a rank does, as plain data */
 
 typedef enum fa4cp_cp_case {

@@ -299,6 +299,7 @@ typedef struct tjob {
     int with_dlse;
     int32_t cu[3], used[2];
     int good_fwd, good_bwd, nfwd, nbwd;
+    size_t ws_fwd, ws_bwd; /* what the calls allocated */
     char err[600];
 } tjob;
 
@@ -348,10 +349,12 @@ static void *tjob_main(void *p)
         goto out;
     j->good_fwd = same_ops(ops, nops, plan->fwd_ops, plan->nfwd_ops, 1);
     j->nfwd = nops;
+    j->ws_fwd = fa4cp_cp_last_workspace(cp);
     if (fa4cp_cp_bwd(cp, &a) || fa4cp_cp_last_trace(cp, &ops, &nops))
         goto out;
     j->good_bwd = same_ops(ops, nops, plan->bwd_ops, plan->nbwd_ops, j->with_dlse);
     j->nbwd = nops;
+    j->ws_bwd = fa4cp_cp_last_workspace(cp);
 out:
     snprintf(j->err, sizeof j->err, "%s", fa4cp_last_error());
     fa4cp_cp_plan_free(plan);
@@ -389,6 +392,16 @@ static void traces(void)
             ok(good, "%s cp %d: every rank's trace is its plan (%d forward, %d backward operations%s)%s%s",
                fa4cp_cp_comm_name(shapes[si]), cp, nf, nb, j[0].with_dlse ? ", with dlse" : "",
                good ? "" : ": ", good ? "" : j[0].err);
+            /* the memory estimate asks the executor: never less than a call
+             * allocates, and not far above */
+            size_t est = fa4cp_cp_workspace_bytes(&j[0].cfg, cp, 2, 6 * cp, 1), most = 0;
+            for (int r = 0; r < cp; r++) {
+                most = j[r].ws_fwd > most ? j[r].ws_fwd : most;
+                most = j[r].ws_bwd > most ? j[r].ws_bwd : most;
+            }
+            ok(good && most > 0 && est >= most && est <= most + most / 4 + 1024,
+               "%s cp %d: fa4cp_cp_workspace_bytes %zu bounds the %zu bytes a call allocated",
+               fa4cp_cp_comm_name(shapes[si]), cp, est, most);
             for (int r = 0; r < cp; r++)
                 fa4cp_comm_destroy(j[r].comm);
             fa4cp_local_world_destroy(w);

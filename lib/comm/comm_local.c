@@ -31,6 +31,7 @@
  * stream) for every rank's pulls before its send buffer may change.
  */
 #include "comm.h"
+#include "core/checks.h"
 
 #include <errno.h>
 #include <math.h>
@@ -505,15 +506,7 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
 /* ------------------------------------------------------------------ device memory */
 
 #ifdef HAVE_CUDA
-#define CU_TRY(call)                                                                               \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess) {                                                                   \
-            st = fa4cp_set_error(FA4CP_ERR_CUDA, "local transport: %s:%d: %s failed: %s",         \
-                                 __FILE__, __LINE__, #call, cudaGetErrorString(e_));               \
-            goto out;                                                                              \
-        }                                                                                          \
-    } while (0)
+#define CU_TRY(call) FA4CP_CUDA_TRY("local transport", call)
 
 /* a new event, recorded on `stream` when `record` */
 static fa4cp_status new_event(void **ev, int record, void *stream)

@@ -101,5 +101,9 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a);
 fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd);
+/* the bytes each allocates in one call (x: the sizes only) */
+size_t cpx_p2p_workspace(const exec *x, int bwd);
+size_t cpx_ag_workspace(const exec *x, int bwd);
+size_t cpx_a2a_workspace(const exec *x, int bwd);
 
 #endif

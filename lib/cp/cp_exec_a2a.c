@@ -192,3 +192,19 @@ out:
     return st;
 }
 
+
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_a2a_workspace(const exec *x, int bwd)
+{
+    const size_t G = (size_t)x->G, hq = (size_t)(x->H / x->n), hkq = (size_t)(x->Hk / x->n);
+    const size_t uq = hq * (size_t)x->D * x->es, uk = hkq * (size_t)x->D * x->es;
+    const size_t pair = sizeof(cp_pair), lse_local = (size_t)x->H * x->T * x->as;
+    /* maps: blocks, blocks_back_real, blocks_back_all, to_seq, to_ranks, lse_to_ranks, lse_to_seq; real */
+    size_t b = pair * (7 * (G + 1) + (size_t)x->T + 1);
+    if (!bwd) /* q, k, v in (send, recv, dst each); lsend, lrecv, out, lse; out back (send, recv) */
+        return b + 3 * G * (uq + 2 * uk) + 2 * lse_local + G * uq + hq * G * x->as + 2 * G * uq;
+    /* q, k, v, out, dout in; dq, dk, dv; lse and dlse to heads; dq, dk, dv back (send, recv) */
+    return b + 3 * G * (3 * uq + 2 * uk) + G * (uq + 2 * uk) + 2 * (lse_local + hq * G * x->as) +
+           2 * G * (uq + 2 * uk);
+}

@@ -240,3 +240,22 @@ out:
     return st;
 }
 
+
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_ag_workspace(const exec *x, int bwd)
+{
+    const size_t kvb = (size_t)x->T * x->rk * x->es, G = (size_t)x->G, B1 = (size_t)x->B + 1;
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
+    const size_t pair = sizeof(cp_pair), Th1 = (size_t)x->Th + 1;
+    const int per_seq = !x->cfg->causal && (x->cfg->window_left >= 0 || x->cfg->window_right >= 0);
+    const size_t calls = (per_seq ? (size_t)x->B : 1) * 2 * B1 * 4; /* seqused of the calls, per step */
+    /* gather_kv: rank-order K, V; K, V in sequence order; its map */
+    size_t b = 2 * kvb * (size_t)x->n + 2 * G * x->rk * x->es + pair * (G + 1);
+    if (!bwd) /* qh, oh, lh; per step: to_half, back, the calls */
+        return b + 2 * qhb + lhb + 2 * (2 * pair * Th1 + calls);
+    /* qh, oh, doh, dqh, lh, dlh, pdk, pdv, send, recv; to_ranks, tall; per step to_half, calls, back maps */
+    return b + 4 * qhb + 2 * lhb + 2 * G * x->rk * x->es + 2 * G * x->rk * x->as +
+           2 * (size_t)x->T * x->rk * x->as + pair * (G + 1 + (size_t)x->T + 1) +
+           2 * (pair * Th1 + calls + pair * ((size_t)x->Th + B1));
+}

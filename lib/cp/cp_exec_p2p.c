@@ -254,3 +254,18 @@ out:
         fa4cp_comm_wait(x->comm, req, x->cs);
     return st;
 }
+
+/* Bytes this shape's executor allocates in one call (an upper bound: maps
+ * count every row, real or not), for fa4cp_cp_workspace_bytes. */
+size_t cpx_p2p_workspace(const exec *x, int bwd)
+{
+    const size_t kvb = (size_t)x->T * x->rk * x->es, qhb = (size_t)x->Th * x->rq * x->es;
+    const size_t lhb = (size_t)x->H * x->Th * x->as, kvh = 2 * (size_t)x->Th * x->rk * x->es;
+    const size_t pair = sizeof(cp_pair), T1 = (size_t)x->T + 1, Th1 = (size_t)x->Th + 1;
+    if (!bwd) /* kv[2], acc, alse, pout, plse, qh, kvh; maps real, h1_to_half, h1_back, h0_to_half */
+        return 4 * kvb + (size_t)x->T * x->rq * (x->as + x->es) + 2 * (size_t)x->H * x->T * x->as + qhb +
+               kvh + pair * (T1 + 3 * Th1);
+    /* kv[2], dkv_in, dkv_out, dq, pdq, pdkv, qh, oh, doh, lh, dlh, kvh; 5 maps */
+    return 4 * kvb + 2 * (2 * (size_t)x->T * x->rk * x->as) + (size_t)x->T * x->rq * (x->as + x->es) +
+           2 * kvb + 3 * qhb + 2 * lhb + kvh + pair * (T1 + 4 * Th1);
+}

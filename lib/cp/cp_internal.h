@@ -28,6 +28,7 @@ struct fa4cp_cp {
     /* the operations the last call ran (fa4cp_cp_last_trace) */
     fa4cp_cp_instr *trace;
     int ntrace, trace_cap, trace_valid;
+    size_t last_workspace; /* bytes the last call allocated */
 };
 
 /* The executor (cp_exec.c). */

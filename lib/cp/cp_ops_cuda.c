@@ -7,18 +7,13 @@
  * are asked for.  Every CUDA call is checked and reported with file:line.
  */
 #include "cp_ops.h"
+#include "core/checks.h"
 
 #include "../../kernels/cp_ops.cuh"
 
 #include <cuda_runtime_api.h>
 
-#define CUDA_OK(call)                                                                              \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        if (e_ != cudaSuccess)                                                                     \
-            return fa4cp_set_error(FA4CP_ERR_CUDA, "cp cuda ops: %s:%d: %s failed: %s", __FILE__, \
-                                   __LINE__, #call, cudaGetErrorString(e_));                       \
-    } while (0)
+#define CUDA_OK(call) FA4CP_CUDA_RETURN("cp cuda ops", call)
 
 #define KERNEL_OK(call, what)                                                                      \
     do {                                                                                           \

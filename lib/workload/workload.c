@@ -1545,14 +1545,9 @@ size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check)
     double bytes = T * qrow * 2 + T * kvrow * 2 + T * c->heads * lse_es; /* q, out, k, v, lse */
     if (c->backward)
         bytes += T * qrow * 2 + T * kvrow * 2 + T * c->heads * lse_es; /* dout, dq, dk, dv, D */
-    if (c->cp > 1) {
-        if (c->comm == FA4CP_CP_P2P)
-            bytes += 2 * (2 * T * kvrow) * (c->backward ? 2 : 1) + T * qrow + 2 * T * c->heads * 4;
-        else if (c->comm == FA4CP_CP_ALL_GATHER)
-            bytes += 2 * G * kvrow * (c->backward ? 2 : 1);
-        else /* a2a: full sequence, heads/cp */
-            bytes += G * (qrow * 2 + kvrow * 2) / c->cp * (c->backward ? 2 : 1);
-    }
+    fa4cp_cp_config cfg;
+    if (fa4cp_case_cp_config(c, &cfg) == FA4CP_OK) /* the executor's own buffers: ask it */
+        bytes += (double)fa4cp_cp_workspace_bytes(&cfg, c->cp, c->batch, c->padded_tokens, c->backward);
     if (c->check == FA4CP_CHECK_SAMPLED && c->backward)
         bytes += G * c->heads * 16; /* the gathered LSE and D */
     if (with_full_check && c->check == FA4CP_CHECK_FULL)

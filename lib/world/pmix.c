@@ -7,6 +7,7 @@
  * briefly) so that the error names the ranks that never arrived.
  */
 #include "world_internal.h"
+#include "core/checks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,13 +246,9 @@ static fa4cp_status publish_and_fence(fa4cp_world *w, const void *data, size_t b
         v.type = PMIX_BYTE_OBJECT;
         v.data.bo.bytes = (char *)(uintptr_t)data; /* PMIx_Put copies */
         v.data.bo.size = bytes;
-        rc = PMIx_Put(PMIX_GLOBAL, key, &v);
-        if (rc != PMIX_SUCCESS)
-            FA4CP_FAIL(FA4CP_ERR_PMIX, "PMIx_Put(%s) failed: %s", key, PMIx_Error_string(rc));
+        FA4CP_PMIX_TRY(key, PMIx_Put(PMIX_GLOBAL, key, &v));
     }
-    rc = PMIx_Commit();
-    if (rc != PMIX_SUCCESS)
-        FA4CP_FAIL(FA4CP_ERR_PMIX, "PMIx_Commit failed: %s", PMIx_Error_string(rc));
+    FA4CP_PMIX_TRY(key, PMIx_Commit());
 
     x = waiter_new(w->timeout_s);
     if (!x)

@@ -1,4 +1,4 @@
-/* world_internal.h - the world object, shared by world.c, pmix.c and comm_nccl.c. */
+/* world_internal.h - the world object, shared by the files of lib/world/. */
 #ifndef FA4CP_WORLD_INTERNAL_H
 #define FA4CP_WORLD_INTERNAL_H
 
@@ -20,6 +20,12 @@ void fa4cp_world_fill_row(fa4cp_world_row *row, int rank, int node, int local_ra
                           int local_size, const char *host, int visible_override);
 /* Make node ids dense 0..nodes-1 in the order of the ids given; returns nodes. */
 int fa4cp_world_normalize_nodes(fa4cp_world_row *table, int n);
+
+/* The tables of the Slurm environment and of local mode (world_table.c);
+ * the task count of the Slurm step (0 outside one). */
+fa4cp_status fa4cp_world_slurm_init(fa4cp_world *w);
+fa4cp_status fa4cp_world_local_init(fa4cp_world *w, int ranks);
+int fa4cp_world_slurm_step_tasks(void);
 
 /* pmix.c; without PMIx in the build they fail with FA4CP_ERR_UNSUPPORTED. */
 int fa4cp_pmix_built(void);

@@ -81,7 +81,7 @@ static int load_file(const char *arg, rec **recs, int *n, int *cap, int *bad)
         if (line[strspn(line, " \t\r\n")] == 0)
             continue;
         char err[128];
-        fa4cp_jv *v = fa4cp_json_parse(line, err, sizeof err);
+        json_t *v = fa4cp_json_parse(line, err, sizeof err);
         if (!v) {
             fprintf(stderr, "fa4cp-report: %s:%d: not JSON (%s); line skipped\n", path, lineno, err);
             (*bad)++;
@@ -108,9 +108,10 @@ static int load_file(const char *arg, rec **recs, int *n, int *cap, int *bad)
         snprintf(r->backend, sizeof r->backend, "%s", fa4cp_json_str(v, "config.run.backend", "?"));
         snprintf(r->name, sizeof r->name, "%s", fa4cp_json_str(v, "name", "?"));
         int causal = (int)fa4cp_json_num(v, "config.attention.causal", 0);
-        const fa4cp_jv *win = fa4cp_json_get(v, "config.attention.window");
-        int wl = win && win->type == FA4CP_JV_ARR && win->n == 2 ? (int)win->items[0].num : -1;
-        int wr = win && win->type == FA4CP_JV_ARR && win->n == 2 ? (int)win->items[1].num : -1;
+        const json_t *win = fa4cp_json_get(v, "config.attention.window");
+        int two = json_is_array(win) && json_array_size(win) == 2;
+        int wl = two ? (int)json_number_value(json_array_get(win, 0)) : -1;
+        int wr = two ? (int)json_number_value(json_array_get(win, 1)) : -1;
         if (wl >= 0 && !causal && wr != wl)
             snprintf(r->mask, sizeof r->mask, "full w%d/%d", wl, wr);
         else if (wl >= 0)

@@ -54,6 +54,8 @@ enum {
 
 typedef struct opts {
     int ranks;
+    int nodes;              /* --nodes: plan a cluster this process is not on */
+    const char *tpn, *dist; /* --tasks-per-node, --distribution */
     int tap, dry_run, explain, quiet;
     const char *outdir;
     fa4cp_override ov[MAX_OV];
@@ -64,8 +66,9 @@ typedef struct opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: fa4cp-run [options] JOB.yaml...\n"
-            "Run, verify and time the attention cases of YAML workloads (docs/workloads.md).\n"
+            "Usage: fa4cp-run [options] JOB.yaml|NAME...\n"
+            "Run, verify and time the attention cases of YAML workloads (workloads.md).\n"
+            "A NAME without '/' that is no file is a shipped workload: %s/NAME[.yaml]\n"
             "\n"
             "  -n, --iters N        timed iterations per case (run.iters)\n"
             "  -w, --warmup N       warm-up iterations per case (run.warmup)\n"
@@ -81,12 +84,16 @@ static void usage(FILE *f)
             "      --dry-run        expand and validate; print cases, memory and FLOP estimates;\n"
             "                       allocate nothing, touch no GPU\n"
             "      --explain        --dry-run plus the layout and the CP plan of every rank\n"
+            "      --nodes N        with --dry-run: plan for N nodes this process is not on\n"
+            "      --tasks-per-node M   ranks on each node (or a list per node, 8,8,4)\n"
+            "      --distribution D     block | cyclic (srun -m; default block)\n"
             "  -q, --quiet          no progress on stderr\n"
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
             "5 verification failed, 6 below a gate, 8 launched by srun without PMIx\n"
-            "(docs/exit-codes.md).\n");
+            "(exit-codes.md).\n",
+            fa4cp_workload_dir());
 }
 
 static int add_override(opts *o, const char *key, const char *value)
@@ -111,7 +118,9 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         {"no-output", no_argument, NULL, 'N'},     {"tap", no_argument, NULL, 't'},
         {"dry-run", no_argument, NULL, 'D'},       {"explain", no_argument, NULL, 'E'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"nodes", required_argument, NULL, 'M'},
+        {"tasks-per-node", required_argument, NULL, 'P'},
+        {"distribution", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
     int ch;
     memset(o, 0, sizeof *o);
     o->ranks = 1;
@@ -144,6 +153,24 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
             o->ranks = (int)v;
             break;
         }
+        case 'M': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 100000) {
+                fprintf(stderr, "fa4cp-run: --nodes %s: expected a number of nodes from 1 to 100000\n", optarg);
+                return -1;
+            }
+            o->nodes = (int)v;
+            break;
+        }
+        case 'P': o->tpn = optarg; break;
+        case 'd':
+            if (strcmp(optarg, "block") && strcmp(optarg, "cyclic")) {
+                fprintf(stderr, "fa4cp-run: --distribution %s: expected block or cyclic\n", optarg);
+                return -1;
+            }
+            o->dist = optarg;
+            break;
         case 'o': o->outdir = optarg; break;
         case 'N': o->outdir = NULL; break;
         case 't': o->tap = 1; break;
@@ -160,8 +187,46 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         usage(stderr);
         return -1;
     }
+    if ((o->nodes || o->tpn || o->dist) && !(o->nodes && o->tpn)) {
+        fprintf(stderr, "fa4cp-run: planning a cluster needs --nodes N and --tasks-per-node M "
+                        "(and --dry-run)\n");
+        return -1;
+    }
+    if (o->nodes && !o->dry_run) {
+        fprintf(stderr, "fa4cp-run: --nodes plans a cluster this process is not on: add --dry-run "
+                        "(or --explain); to run on N nodes, launch with srun -N N --mpi=pmix\n");
+        return -1;
+    }
+    if (o->nodes && o->ranks != 1) {
+        fprintf(stderr, "fa4cp-run: --nodes and --tasks-per-node give the ranks; leave out --ranks\n");
+        return -1;
+    }
     *first_file = optind;
     return 0;
+}
+
+/* The world table of --nodes N --tasks-per-node M|LIST [--distribution D]:
+ * the same planner as fa4cp-layout (fa4cp_world_plan, one GPU per task). */
+static int plan_world(const opts *o, fa4cp_world_row **table, int *n)
+{
+    int *counts = calloc((size_t)o->nodes, sizeof(int)), k = 0, rc = 0;
+    if (!counts)
+        return EXIT_RUNTIME;
+    if (fa4cp_tasks_per_node_parse(o->tpn, counts, o->nodes, &k) != FA4CP_OK ||
+        (k != 1 && k != o->nodes)) {
+        fprintf(stderr, "fa4cp-run: --tasks-per-node %s: want one count or %d (one per node)%s%s\n", o->tpn,
+                o->nodes, fa4cp_last_error()[0] ? ": " : "", fa4cp_last_error());
+        rc = EXIT_USAGE;
+    } else {
+        for (int i = k; i < o->nodes; i++)
+            counts[i] = counts[0];
+        if (fa4cp_world_plan(o->nodes, 0, counts, o->dist ? o->dist : "block", -1, table, n) != FA4CP_OK) {
+            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+            rc = EXIT_USAGE;
+        }
+    }
+    free(counts);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ world */
@@ -1057,7 +1122,20 @@ int main(int argc, char **argv)
     world_info w;
     mp_state mps;
     memset(&mps, 0, sizeof mps);
-    int wrc = world_up(&w, o.ranks);
+    fa4cp_world_row *plan = NULL;
+    int wrc;
+    if (o.nodes) { /* a planned world: nothing is launched, no GPU touched */
+        memset(&w, 0, sizeof w);
+        wrc = plan_world(&o, &plan, &w.size);
+        w.table = plan;
+        w.procs = w.size;
+        w.nodes = o.nodes;
+        w.kind = "plan";
+        snprintf(w.host, sizeof w.host, "(planned: %d node(s) x %s task(s), %s)", o.nodes, o.tpn,
+                 o.dist ? o.dist : "block");
+    } else {
+        wrc = world_up(&w, o.ranks);
+    }
     if (wrc) {
         for (int i = 0; i < nfiles; i++)
             fa4cp_workload_free(wl[i]);
@@ -1355,5 +1433,6 @@ done:
     free(wl);
     fflush(stdout);
     fa4cp_world_finalize(w.world);
+    fa4cp_free(plan);
     return exit_code;
 }

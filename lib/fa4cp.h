@@ -631,9 +631,16 @@ fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_per_node,
  * not checked. */
 fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
 
-/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]"): the number of
- * hosts, and host `index` into buf (FA4CP_ERR_INVALID on a syntax error, with
- * the offset in fa4cp_last_error). */
+/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]").
+ * fa4cp_hostlist_expand: every host, in order, exactly as Slurm expands the
+ * expression (`scontrol show hostnames`): duplicates kept, empty items
+ * skipped, zero hosts for ",,"; FA4CP_ERR_INVALID where Slurm refuses, with
+ * the reason.  Free with fa4cp_hostlist_free.
+ * fa4cp_hostlist_count/_nth: the same expression as a list of nodes
+ * (SLURM_JOB_NODELIST): also refuse an empty list, a node named twice and a
+ * name with brackets or blanks. */
+fa4cp_status fa4cp_hostlist_expand(const char *expr, char ***hosts, int *n);
+void fa4cp_hostlist_free(char **hosts, int n);
 fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
 fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
 /* "2(x3),1" (SLURM_STEP_TASKS_PER_NODE) -> counts[0..*n-1] (at most max). */
@@ -791,12 +798,18 @@ typedef struct fa4cp_override {
 
 typedef struct fa4cp_workload fa4cp_workload;
 
-/* Load, expand and validate a workload file (every YAML document of it). */
+/* Load, expand and validate a workload file (every YAML document of it).
+ * A path that does not exist and has no '/' names a shipped workload:
+ * fa4cp_workload_dir()/PATH, then fa4cp_workload_dir()/PATH.yaml
+ * ("acceptance" -> /usr/local/share/fa4cp/jobs/acceptance.yaml). */
 fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
                                  fa4cp_workload **out);
 /* The same from memory; `name` stands for the file in messages. */
 fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
                                         const fa4cp_override *ov, int nov, fa4cp_workload **out);
+/* Where shipped workloads are: $FA4CP_DATADIR/jobs, else the installed
+ * $(pkgdatadir)/jobs (per-thread buffer). */
+const char *fa4cp_workload_dir(void);
 int fa4cp_workload_count(const fa4cp_workload *w);
 const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
 void fa4cp_workload_free(fa4cp_workload *w);

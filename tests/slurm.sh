@@ -197,8 +197,8 @@ else
     # the example batch job (jobs/layout.sbatch), on this cluster without GPUs
     J=$DIR/job
     rm -rf "$J" && mkdir -p "$J"
-    (cd "$J" && PATH=$(dirname "$LAYOUT"):$PATH timeout -k 5 90 sbatch -W -N2 --ntasks-per-node=2 \
-        --gpus-per-node=0 "$srcdir/jobs/layout.sbatch" --cp 2 >"$J/sbatch.out" 2>&1)
+    (cd "$J" && FA4CP_LAYOUT=$LAYOUT timeout -k 5 90 sbatch -W -N2 --ntasks-per-node=2 \
+        --gpus-per-node=0 "$(cd "$builddir" && pwd)/jobs/layout.sbatch" --cp 2 >"$J/sbatch.out" 2>&1)
     RC=$?
     ok "$([ $RC = 0 ] && grep -q 'from pmix' "$J"/fa4cp-layout-*.out && grep -q '"agree": true' "$J"/fa4cp-layout-*.out \
         && grep -q '"world_size": 4' "$J"/fa4cp-layout-*.json && echo 0 || echo 1)" \

@@ -120,6 +120,12 @@ int main(void)
         fa4cp_workload_free(w);
     }
 
+    /* a name is any text without control characters: non-ASCII and quotes stay */
+    w = load(BASE "name: \"caf\\u00e9 \\\"q\\\" \\u2713 \\U0001F600\"\n", NULL, 0);
+    ok(w && !strcmp(fa4cp_workload_get(w, 0)->name, "caf\xc3\xa9 \"q\" \xe2\x9c\x93 \xf0\x9f\x98\x80"),
+       "a name with non-ASCII (escaped in YAML) and quotes: %s", w ? fa4cp_workload_get(w, 0)->name : "-");
+    fa4cp_workload_free(w);
+
     /* overrides win over the document and the sweep; YAML values */
     fa4cp_override ov[] = {{"run.iters", "7"}, {"cp.size", "2"}, {"attention.sequences", "[64, 64k]"}, {"check", "full"}};
     w = load(BASE "sweep:\n  cp.size: [4, 8]\n", ov, 4);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #define MAX_CASES 4096        /* per YAML document, after the sweep */
@@ -227,6 +228,35 @@ static void names_list(const char *const *names, char *buf, size_t len)
 static const char *scalar(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Why a scalar cannot be a name or a description (it goes into records, tables
+ * and file names), or NULL: a NUL ("\0" would cut it short) or a control
+ * character (C0, DEL or C1).  The YAML reader already refused bad UTF-8. */
+static const char *text_problem(const yaml_node_t *n)
+{
+    static _Thread_local char why[128];
+    const unsigned char *s = (const unsigned char *)scalar(n);
+    size_t len = n->data.scalar.length, chars = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = s[i];
+        if (c == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
+            c = s[i + 1]; /* U+0080..U+009F */
+        else if (c >= 0x80 && (c & 0xc0) == 0x80)
+            continue; /* a continuation byte of the character counted before */
+        chars++;
+        if (c == 0) {
+            snprintf(why, sizeof why, "contains a NUL character (\\0) at character %zu: "
+                     "a name is text without control characters", chars);
+            return why;
+        }
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f)) {
+            snprintf(why, sizeof why, "contains the control character U+%04X at character %zu: "
+                     "a name is text without control characters", c, chars);
+            return why;
+        }
+    }
+    return NULL;
 }
 
 static const char *node_kind(const yaml_node_t *n)
@@ -1242,6 +1272,9 @@ static fa4cp_status load_document(const char *file, int docno, yaml_document_t *
         } else if (!strcmp(ks, "name") || !strcmp(ks, "description")) {
             if (!scalar(v))
                 FA4CP_TRY(nerr(&x, v, ks, "expected a string, got %s", node_kind(v)));
+            const char *bad = text_problem(v);
+            if (bad)
+                FA4CP_TRY(nerr(&x, v, ks, "%s", bad));
             if (!strcmp(ks, "name")) {
                 if (!*scalar(v) || strlen(scalar(v)) >= sizeof base.c.name)
                     FA4CP_TRY(nerr(&x, v, ks, "expected a name of 1 to %d characters",
@@ -1414,11 +1447,35 @@ fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_
     return st;
 }
 
+const char *fa4cp_workload_dir(void)
+{
+    static _Thread_local char dir[4096];
+    const char *d = getenv("FA4CP_DATADIR");
+    snprintf(dir, sizeof dir, "%s/jobs", d && *d ? d : FA4CP_PKGDATADIR);
+    return dir;
+}
+
 fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov, fa4cp_workload **out)
 {
     if (!out || !path)
         return fa4cp_set_error(FA4CP_ERR_INVALID, "path or out is NULL");
     *out = NULL;
+    /* a path as given; else a shipped workload by name: DIR/NAME, DIR/NAME.yaml */
+    char found[4096 + 256];
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT && !strchr(path, '/') && *path) {
+        int err = errno;
+        const char *dir = fa4cp_workload_dir();
+        snprintf(found, sizeof found, "%s/%s", dir, path);
+        if (stat(found, &sb) != 0)
+            snprintf(found, sizeof found, "%s/%s.yaml", dir, path);
+        if (stat(found, &sb) != 0)
+            return fa4cp_set_error(FA4CP_ERR_IO,
+                                   "%s: cannot open: %s; and no workload of that name in %s (the "
+                                   "shipped ones; FA4CP_DATADIR moves it)",
+                                   path, strerror(err), dir);
+        path = found;
+    }
     FILE *f = fopen(path, "rb");
     if (!f)
         return fa4cp_set_error(FA4CP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

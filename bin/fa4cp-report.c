@@ -60,33 +60,29 @@ static void usage(FILE *f)
                "Exit status: 0 ok, 2 usage error or no usable record, 3 a file could not be written.\n");
 }
 
+static void tell_skip(void *ctx, const char *path, long line, const char *why)
+{
+    (void)ctx;
+    fprintf(stderr, "fa4cp-report: %s:%ld: %s\n", path, line, why);
+}
+
+/* The records of one file (or DIR/results.jsonl), bounded by the results
+ * reader: a line of at most 16 MiB, a binary file given up, what is not a
+ * record skipped with a message naming the line. */
 static int load_file(const char *arg, rec **recs, int *n, int *cap, int *bad)
 {
-    char path[4096];
-    struct stat sb;
-    if (!stat(arg, &sb) && S_ISDIR(sb.st_mode))
-        snprintf(path, sizeof path, "%s/results.jsonl", arg);
-    else
-        snprintf(path, sizeof path, "%s", arg);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "fa4cp-report: cannot read %s: %s\n", path, strerror(errno));
+    fa4cp_results_reader *rd = NULL;
+    if (fa4cp_results_open(arg, tell_skip, NULL, &rd)) {
+        fprintf(stderr, "fa4cp-report: %s\n", fa4cp_last_error());
         return -1;
     }
-    char *line = NULL;
-    size_t len = 0;
-    int lineno = 0;
-    while (getline(&line, &len, f) > 0) {
-        lineno++;
-        if (line[strspn(line, " \t\r\n")] == 0)
-            continue;
-        char err[128];
-        json_t *v = fa4cp_json_parse(line, err, sizeof err);
-        if (!v) {
-            fprintf(stderr, "fa4cp-report: %s:%d: not JSON (%s); line skipped\n", path, lineno, err);
-            (*bad)++;
-            continue;
-        }
+    const char *path = fa4cp_results_path(rd);
+    json_t *v = NULL;
+    long lineno = 0;
+    for (;;) {
+        fa4cp_results_next(rd, &v, &lineno);
+        if (!v)
+            break;
         const char *status = fa4cp_json_str(v, "result.status", "");
         if (strcmp(status, "OK") && strcmp(status, "BELOW GATE")) {
             fa4cp_json_free(v);
@@ -130,14 +126,18 @@ static int load_file(const char *arg, rec **recs, int *n, int *cap, int *bad)
         r->order = *n;
         fa4cp_json_free(v);
         if (r->gpus <= 0 || r->tokens <= 0 || !(r->fwd_ms > 0)) {
-            fprintf(stderr, "fa4cp-report: %s:%d: record without cp.size, tokens or fwd_ms; skipped\n", path, lineno);
+            fprintf(stderr, "fa4cp-report: %s:%ld: record without cp.size, tokens or fwd_ms; skipped\n", path, lineno);
             (*bad)++;
             continue;
         }
         (*n)++;
     }
-    free(line);
-    fclose(f);
+    const fa4cp_results_counts *c = fa4cp_results_counted(rd);
+    *bad += (int)(c->torn + c->not_json + c->unreadable);
+    if (c->torn + c->not_json + c->unreadable)
+        fprintf(stderr, "fa4cp-report: %s: %ld record(s) read; skipped: %ld torn line(s), %ld line(s) not JSON%s\n",
+                path, c->records, c->torn, c->not_json, c->unreadable ? ", and the rest of the file" : "");
+    fa4cp_results_close(rd);
     return 0;
 }
 

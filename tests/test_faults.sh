@@ -8,6 +8,7 @@ s=${top_srcdir:-.}
 run="$b/bin/fa4cp-run"
 layout="$b/bin/fa4cp-layout"
 report="$b/bin/fa4cp-report"
+check="$b/tests/results_check"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fa4cp-faults.XXXXXX")
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
 n=0
@@ -74,5 +75,30 @@ a2a=$(grep -c '"label": *"cp.comm=a2a attention.causal=[a-z]*".*"comm": *"a2a"' 
 t $([ $rc -eq 0 ] && [ "$wrong" -eq 0 ] && [ "$a2a" -eq 6 ] && [ "$(grep -c '^ok .*cp.comm=a2a' "$tmp/o")" -eq 6 ] && echo 0 || echo 1) \
   "finding 12: --set cp.comm=a2a: 6 TAP lines and 6 records say cp.comm=a2a, none p2p or all_gather ($rc, $wrong, $a2a)"
 [ $rc -eq 0 ] || show "$tmp/o" "$tmp/e"
+
+# ---- finding 7: a torn last line never swallows the next run's first record
+"$run" "$smoke" $quick -o "$tmp/f7" >"$tmp/o" 2>"$tmp/e"; rc=$?
+head -1 "$tmp/f7/results.jsonl" | head -c 200 >>"$tmp/f7/results.jsonl" # a kill during the write
+"$run" "$smoke" $quick -o "$tmp/f7" >"$tmp/o" 2>"$tmp/e"; rc2=$?
+"$check" "$tmp/f7" >"$tmp/c" 2>"$tmp/ce"
+t $([ $rc -eq 0 ] && [ $rc2 -eq 0 ] && [ "$(wc -l <"$tmp/f7/results.jsonl")" -eq 13 ] && has "$tmp/c" "^counts 12 1 0 0$" && has "$tmp/ce" "results.jsonl:7: not JSON: a torn line" &&
+    [ "$(sed -n 8p "$tmp/f7/results.jsonl" | cut -c1-11)" = '{"schema":1' ] && echo 0 || echo 1) \
+  "finding 7: a torn line after 6 records: the next run's 6 start on a fresh line (13 lines), 12 records read, the torn line counted"
+[ $rc2 -eq 0 ] || show "$tmp/e" "$tmp/c" "$tmp/ce"
+"$report" "$tmp/f7" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $(has "$tmp/e" "results.jsonl:7: not JSON: a torn line" && has "$tmp/e" "12 record(s) read; skipped: 1 torn line(s)" && echo 0 || echo 1) \
+  "finding 7: fa4cp-report names the torn line and reads the 12 records ($rc)"
+
+# ---- finding 10: fa4cp-report bounds line length and memory, names what it skipped
+timeout 20 "$report" /dev/zero >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "/dev/zero:1: NUL bytes: not a results.jsonl (binary data); the rest of the file is skipped" &&
+    echo 0 || echo 1) "finding 10: fa4cp-report /dev/zero: given up at once, named, exit 2 ($rc)"
+[ $rc -eq 2 ] || show "$tmp/e"
+{ cat "$s/tests/report/fixture.jsonl"; head -c 17000000 /dev/zero | tr '\0' 'x'; echo; } >"$tmp/long.jsonl"
+timeout 20 "$report" "$tmp/long.jsonl" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && has "$tmp/e" "long.jsonl:15: a line longer than 16 MiB: not a results.jsonl; the rest of the file is skipped" &&
+    has "$tmp/o" "12 record(s)" && echo 0 || echo 1) \
+  "finding 10: a 17 MB line: the records before it are kept, the line named and the rest skipped ($rc)"
+[ $rc -eq 0 ] || show "$tmp/e"
 
 echo "1..$n"

@@ -17,9 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#define EXIT_USAGE 2
-#define EXIT_RUNTIME 3
-#define EXIT_LAUNCH 8
+#include "exit_codes.h"
 
 static void usage(FILE *f)
 {

@@ -30,6 +30,14 @@
 extern "C" {
 #endif
 
+/* The functions of this header are libfa4cp's exports; everything else in
+ * the library is hidden (-fvisibility=hidden). */
+#if defined(__GNUC__)
+#define FA4CP_API __attribute__((visibility("default")))
+#else
+#define FA4CP_API
+#endif
+
 #define FA4CP_VERSION_MAJOR 0
 #define FA4CP_VERSION_MINOR 1
 #define FA4CP_VERSION_PATCH 0
@@ -52,7 +60,7 @@ typedef enum fa4cp_status {
 } fa4cp_status;
 
 /* Short name of a status ("invalid argument", ...); never NULL. */
-const char *fa4cp_strerror(fa4cp_status status);
+FA4CP_API const char *fa4cp_strerror(fa4cp_status status);
 
 /* The longest timeout fa4cp accepts anywhere (run.timeout, -T, the bootstrap
  * and transport timeouts): 7 days.  Larger values are refused where they are
@@ -60,13 +68,13 @@ const char *fa4cp_strerror(fa4cp_status status);
 #define FA4CP_TIMEOUT_MAX_S 604800.0
 
 /* The message of the last failure on this thread ("" if none). */
-const char *fa4cp_last_error(void);
+FA4CP_API const char *fa4cp_last_error(void);
 
 /* Forget the last error of this thread. */
-void fa4cp_clear_error(void);
+FA4CP_API void fa4cp_clear_error(void);
 
 /* "0.1.0" */
-const char *fa4cp_version(void);
+FA4CP_API const char *fa4cp_version(void);
 
 /* ------------------------------------------------------------------ logging */
 
@@ -79,23 +87,23 @@ typedef enum fa4cp_log_level {
 
 /* Lines go to stderr as "host:rank LEVEL message"; the level comes from
  * FA4CP_LOG=error|warn|info|debug (default warn). */
-void fa4cp_log(fa4cp_log_level level, const char *fmt, ...)
+FA4CP_API void fa4cp_log(fa4cp_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-int fa4cp_log_enabled(fa4cp_log_level level);
+FA4CP_API int fa4cp_log_enabled(fa4cp_log_level level);
 /* The rank shown in this thread's log prefix (-1 shows "-"). */
-void fa4cp_log_set_rank(int rank);
-int fa4cp_log_rank(void);
+FA4CP_API void fa4cp_log_set_rank(int rank);
+FA4CP_API int fa4cp_log_rank(void);
 
 /* ------------------------------------------------------------------ memory */
 
 /* 64-byte aligned host allocation; on failure NULL and the last error says
  * how much was asked for and what for. */
-void *fa4cp_malloc(size_t bytes, const char *what);
-void *fa4cp_calloc(size_t count, size_t size, const char *what);
-void fa4cp_free(void *p);
+FA4CP_API void *fa4cp_malloc(size_t bytes, const char *what);
+FA4CP_API void *fa4cp_calloc(size_t count, size_t size, const char *what);
+FA4CP_API void fa4cp_free(void *p);
 
 /* ------------------------------------------------------------------ dtypes */
 
@@ -106,18 +114,18 @@ typedef enum fa4cp_dtype {
     FA4CP_FP64 = 3
 } fa4cp_dtype;
 
-size_t fa4cp_dtype_size(fa4cp_dtype dtype);
-const char *fa4cp_dtype_name(fa4cp_dtype dtype);
+FA4CP_API size_t fa4cp_dtype_size(fa4cp_dtype dtype);
+FA4CP_API const char *fa4cp_dtype_name(fa4cp_dtype dtype);
 /* "bf16"|"bfloat16", "fp16"|"float16", "fp32"|"float32", "fp64"|"float64". */
-fa4cp_status fa4cp_dtype_parse(const char *name, fa4cp_dtype *out);
+FA4CP_API fa4cp_status fa4cp_dtype_parse(const char *name, fa4cp_dtype *out);
 
 /* Element conversions (round to nearest even; NaN stays NaN). */
-double fa4cp_load(fa4cp_dtype dtype, const void *base, size_t index);
-void fa4cp_store(fa4cp_dtype dtype, void *base, size_t index, double value);
-uint16_t fa4cp_float_to_bf16(float f);
-float fa4cp_bf16_to_float(uint16_t h);
-uint16_t fa4cp_float_to_fp16(float f);
-float fa4cp_fp16_to_float(uint16_t h);
+FA4CP_API double fa4cp_load(fa4cp_dtype dtype, const void *base, size_t index);
+FA4CP_API void fa4cp_store(fa4cp_dtype dtype, void *base, size_t index, double value);
+FA4CP_API uint16_t fa4cp_float_to_bf16(float f);
+FA4CP_API float fa4cp_bf16_to_float(uint16_t h);
+FA4CP_API uint16_t fa4cp_float_to_fp16(float f);
+FA4CP_API float fa4cp_fp16_to_float(uint16_t h);
 
 /* ------------------------------------------------------------------ THD math
  * Pure functions; the caller owns every array.  "padded" lengths are the
@@ -130,31 +138,31 @@ float fa4cp_fp16_to_float(uint16_t h);
  * padded; may be NULL) and, when cp > 0, that every padded length is
  * divisible by 2*cp ("sequence 3 has padded length 1001, not divisible by
  * 2*cp = 8: pad it to 1008 (7 more rows)"). */
-fa4cp_status fa4cp_thd_check(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp);
+FA4CP_API fa4cp_status fa4cp_thd_check(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp);
 
 /* Real tokens in chunk c (0 <= c < 2cp) of a sequence: clamp(len - c*chunk, 0, chunk). */
-int32_t fa4cp_thd_chunk_valid(int32_t len, int32_t padded, int cp, int chunk);
+FA4CP_API int32_t fa4cp_thd_chunk_valid(int32_t len, int32_t padded, int cp, int chunk);
 
 /* Local physical cu_seqlens [batch+1] of any rank: cu_padded[i] / cp.
  * half = -1: the whole local sequence; half = 0 or 1: one of the two chunks,
  * as a tensor of its own (cu_padded[i] / (2*cp)). */
-void fa4cp_thd_local_cu(int batch, const int32_t *cu_padded, int cp, int half, int32_t *local_cu);
+FA4CP_API void fa4cp_thd_local_cu(int batch, const int32_t *cu_padded, int cp, int half, int32_t *local_cu);
 
 /* Real tokens of each local sequence [batch] of rank r (half = -1 whole,
  * 0 first chunk, 1 second chunk).  seqused NULL means no padding.  The real
  * tokens of every local sequence and of each half form a prefix. */
-void fa4cp_thd_local_seqused(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp,
+FA4CP_API void fa4cp_thd_local_seqused(int batch, const int32_t *cu_padded, const int32_t *seqused, int cp,
                              int rank, int half, int32_t *local_used);
 
 /* Global physical row of local row `local_row` of rank r (-1 if out of range). */
-int64_t fa4cp_thd_local_to_global(int batch, const int32_t *cu_padded, int cp, int rank,
+FA4CP_API int64_t fa4cp_thd_local_to_global(int batch, const int32_t *cu_padded, int cp, int rank,
                                   int64_t local_row);
 /* Inverse: which rank holds global row g and at which local row.
  * Returns FA4CP_ERR_INVALID if g is out of range. */
-fa4cp_status fa4cp_thd_global_to_local(int batch, const int32_t *cu_padded, int cp, int64_t g,
+FA4CP_API fa4cp_status fa4cp_thd_global_to_local(int batch, const int32_t *cu_padded, int cp, int64_t g,
                                        int *rank, int64_t *local_row);
 /* Sequence that holds physical row `row` (binary search; -1 if none). */
-int fa4cp_thd_seq_of_row(int batch, const int32_t *cu, int64_t row);
+FA4CP_API int fa4cp_thd_seq_of_row(int batch, const int32_t *cu, int64_t row);
 
 /* ------------------------------------------------------------------ attention */
 
@@ -163,10 +171,10 @@ typedef enum fa4cp_backend {
     FA4CP_BACKEND_CUDA = 1 /* kernels/: device pointers and a CUDA stream */
 } fa4cp_backend;
 
-const char *fa4cp_backend_name(fa4cp_backend backend);
-fa4cp_status fa4cp_backend_parse(const char *name, fa4cp_backend *out);
+FA4CP_API const char *fa4cp_backend_name(fa4cp_backend backend);
+FA4CP_API fa4cp_status fa4cp_backend_parse(const char *name, fa4cp_backend *out);
 /* 1 if this build has the backend and (for cuda) a usable device. */
-int fa4cp_backend_available(fa4cp_backend backend);
+FA4CP_API int fa4cp_backend_available(fa4cp_backend backend);
 
 /* The FA4-style raw call.  Host pointers for the cpu backend, device pointers
  * for cuda (cu_seqlens/seqused too). */
@@ -202,16 +210,16 @@ typedef struct fa4cp_attn_args {
 
 /* Argument checks shared by every backend (no pointer is dereferenced
  * except cu_seqlens/seqused on the cpu backend). */
-fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
+FA4CP_API fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
 
-fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
-fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+FA4CP_API fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+FA4CP_API fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
 
 /* Element type of lse/dlse for a storage dtype: FA4CP_FP64 for fp64, else FA4CP_FP32. */
-fa4cp_dtype fa4cp_lse_dtype(fa4cp_dtype dtype);
+FA4CP_API fa4cp_dtype fa4cp_lse_dtype(fa4cp_dtype dtype);
 
 /* Is key j visible to query i of a sequence with sq queries and sk keys? */
-int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,
+FA4CP_API int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,
                        int window_right);
 
 /* ------------------------------------------------------------------ comm (transports)
@@ -239,42 +247,42 @@ typedef struct fa4cp_p2p {
     size_t bytes;
 } fa4cp_p2p;
 
-int fa4cp_comm_rank(const fa4cp_comm *c);
-int fa4cp_comm_size(const fa4cp_comm *c);
-const char *fa4cp_comm_name(const fa4cp_comm *c);
+FA4CP_API int fa4cp_comm_rank(const fa4cp_comm *c);
+FA4CP_API int fa4cp_comm_size(const fa4cp_comm *c);
+FA4CP_API const char *fa4cp_comm_name(const fa4cp_comm *c);
 /* 1 when buffers are device pointers */
-int fa4cp_comm_device_memory(const fa4cp_comm *c);
+FA4CP_API int fa4cp_comm_device_memory(const fa4cp_comm *c);
 
 /* All sends and receives of ops[] posted as one group (NCCL group semantics). */
-fa4cp_status fa4cp_comm_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
+FA4CP_API fa4cp_status fa4cp_comm_sendrecv(fa4cp_comm *c, const fa4cp_p2p *ops, int nops, void *stream,
                                  fa4cp_comm_req **req);
 /* recv [size * bytes] = concatenation of every rank's send [bytes], in rank order. */
-fa4cp_status fa4cp_comm_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+FA4CP_API fa4cp_status fa4cp_comm_all_gather(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
                                    void *stream, fa4cp_comm_req **req);
 /* send [size * count] elements; recv [count] = sum over ranks of block `rank`. */
-fa4cp_status fa4cp_comm_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
+FA4CP_API fa4cp_status fa4cp_comm_reduce_scatter(fa4cp_comm *c, const void *send, void *recv, size_t count,
                                        fa4cp_dtype dtype, void *stream, fa4cp_comm_req **req);
 /* send [size * bytes]: block p goes to rank p; recv [size * bytes]: block p came from rank p. */
-fa4cp_status fa4cp_comm_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
+FA4CP_API fa4cp_status fa4cp_comm_all_to_all(fa4cp_comm *c, const void *send, void *recv, size_t bytes,
                                    void *stream, fa4cp_comm_req **req);
-fa4cp_status fa4cp_comm_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
+FA4CP_API fa4cp_status fa4cp_comm_all_reduce(fa4cp_comm *c, const void *send, void *recv, size_t count,
                                    fa4cp_dtype dtype, fa4cp_reduce_op op, void *stream,
                                    fa4cp_comm_req **req);
 /* Complete and free a request (NULL is a no-op). */
-fa4cp_status fa4cp_comm_wait(fa4cp_comm *c, fa4cp_comm_req *req, void *stream);
-fa4cp_status fa4cp_comm_barrier(fa4cp_comm *c);
-void fa4cp_comm_destroy(fa4cp_comm *c);
+FA4CP_API fa4cp_status fa4cp_comm_wait(fa4cp_comm *c, fa4cp_comm_req *req, void *stream);
+FA4CP_API fa4cp_status fa4cp_comm_barrier(fa4cp_comm *c);
+FA4CP_API void fa4cp_comm_destroy(fa4cp_comm *c);
 
 /* The local transport: `nranks` ranks that are threads of this process.
  * device_memory = 1: buffers are CUDA device pointers (copies go through
  * cudaMemcpyAsync on the given streams).  timeout_s bounds every wait. */
 typedef struct fa4cp_local_world fa4cp_local_world;
-fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double timeout_s,
+FA4CP_API fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double timeout_s,
                                       fa4cp_local_world **out);
 /* The endpoint of `rank` (call once per rank; each thread uses its own). */
-fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out);
+FA4CP_API fa4cp_status fa4cp_local_comm(fa4cp_local_world *w, int rank, fa4cp_comm **out);
 /* After every endpoint was destroyed. */
-void fa4cp_local_world_destroy(fa4cp_local_world *w);
+FA4CP_API void fa4cp_local_world_destroy(fa4cp_local_world *w);
 
 
 
@@ -313,13 +321,13 @@ typedef enum fa4cp_cp_comm_type {
  * "a2a+p2p" is refused with FA4CP_ERR_UNSUPPORTED: "cp.comm 'a2a+p2p' is
  * disabled: the hierarchical a2a+p2p path is not validated; use p2p across
  * nodes or a2a within a node". */
-fa4cp_status fa4cp_cp_comm_parse(const char *name, fa4cp_cp_comm_type *out);
-const char *fa4cp_cp_comm_name(fa4cp_cp_comm_type comm);
+FA4CP_API fa4cp_status fa4cp_cp_comm_parse(const char *name, fa4cp_cp_comm_type *out);
+FA4CP_API const char *fa4cp_cp_comm_name(fa4cp_cp_comm_type comm);
 
 typedef enum fa4cp_cp_format { FA4CP_CP_THD = 0, FA4CP_CP_BSHD = 1 } fa4cp_cp_format;
 /* "thd" | "bshd" */
-fa4cp_status fa4cp_cp_format_parse(const char *name, fa4cp_cp_format *out);
-const char *fa4cp_cp_format_name(fa4cp_cp_format format);
+FA4CP_API fa4cp_status fa4cp_cp_format_parse(const char *name, fa4cp_cp_format *out);
+FA4CP_API const char *fa4cp_cp_format_name(fa4cp_cp_format format);
 
 typedef struct fa4cp_cp_config {
     size_t struct_size; /* sizeof(fa4cp_cp_config), set by the INIT macro */
@@ -346,15 +354,15 @@ typedef struct fa4cp_cp_config {
  * or kv_heads not divisible by cp; lengths not divisible by 2*cp; bad shapes.
  * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
  * ignored (may be NULL). */
-fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
+FA4CP_API fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
                                const int32_t *cu_seqlens, int seqlen);
 
 /* A CP group handle: a config bound to a transport endpoint (not owned).
  * Collective: every rank of the group calls it, and it fails on every rank
  * (naming the ranks) when their configs differ. */
 typedef struct fa4cp_cp fa4cp_cp;
-fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out);
-void fa4cp_cp_destroy(fa4cp_cp *cp);
+FA4CP_API fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp_cp **out);
+FA4CP_API void fa4cp_cp_destroy(fa4cp_cp *cp);
 
 /* Rank-local arguments of one call.  cu_seqlens/seqused are the *global*
  * ones, in host memory (plans are made on the host); tensors are rank-local,
@@ -378,8 +386,8 @@ typedef struct fa4cp_cp_args {
  * cuda backend the call only queues work on args.stream (communication runs
  * on a side stream of the handle, joined back before return): no host
  * synchronisation; the outputs are ready when the stream has run. */
-fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
-fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+FA4CP_API fa4cp_status fa4cp_cp_fwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
+FA4CP_API fa4cp_status fa4cp_cp_bwd(fa4cp_cp *cp, const fa4cp_cp_args *a);
 
 /* Per-step timings of the p2p ring from CUDA events (cuda backend only):
  * turn them on once, run a call, then read them (this waits for the call's
@@ -395,20 +403,23 @@ typedef struct fa4cp_cp_timing {
     float compute_ms[FA4CP_CP_MAX_TIMED_STEPS];
     float comm_ms[FA4CP_CP_MAX_TIMED_STEPS]; /* 0 where the step exchanges nothing */
     float call_ms;
+    /* bytes this rank sent in the step's exchange (K+V, and dK+dV in a
+     * backward); comm_bytes / comm_ms is the bandwidth the step achieved */
+    size_t comm_bytes[FA4CP_CP_MAX_TIMED_STEPS];
 } fa4cp_cp_timing;
 #define FA4CP_CP_TIMING_INIT { .struct_size = sizeof(fa4cp_cp_timing) }
-fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
-fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
+FA4CP_API fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
+FA4CP_API fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
 
 /* Bytes of the executor's own buffers in one call of a group of cp_size
  * ranks over `batch` sequences of `rows` padded rows in all (the larger of
  * the forward and, with backward, the backward), beside the caller's
  * tensors: what a memory estimate adds for the CP call.  0 (and the last
  * error) for a config fa4cp_cp_validate refuses. */
-size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp_size, int batch, int64_t rows,
+FA4CP_API size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp_size, int batch, int64_t rows,
                                 int backward);
 /* Bytes the last call of this handle allocated for its own buffers. */
-size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp);
+FA4CP_API size_t fa4cp_cp_last_workspace(const fa4cp_cp *cp);
 
 /* ---- plans: what a rank does, as plain data */
 
@@ -481,31 +492,31 @@ typedef struct fa4cp_cp_plan {
 /* The plan of one rank (no sequence lengths needed: per-sequence counts are
  * derived at run time from cu_seqlens/seqused with the fa4cp_thd_* math).
  * Refuses what fa4cp_cp_validate refuses about the shape. */
-fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp_size, int cp_rank,
+FA4CP_API fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp_size, int cp_rank,
                                  fa4cp_cp_plan **out);
-void fa4cp_cp_plan_free(fa4cp_cp_plan *plan);
+FA4CP_API void fa4cp_cp_plan_free(fa4cp_cp_plan *plan);
 /* Human-readable, one line per operation of the programs (fa4cp-run --explain). */
-fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *plan, FILE *f);
-const char *fa4cp_cp_case_name(fa4cp_cp_case c);
-const char *fa4cp_cp_op_name(fa4cp_cp_op op);
+FA4CP_API fa4cp_status fa4cp_cp_plan_print(const fa4cp_cp_plan *plan, FILE *f);
+FA4CP_API const char *fa4cp_cp_case_name(fa4cp_cp_case c);
+FA4CP_API const char *fa4cp_cp_op_name(fa4cp_cp_op op);
 /* The operations the last successful call of this handle ran, in order
  * (*ops stays valid until the next call): a plan's fwd_ops / bwd_ops less
  * the optional ones the call did not need. */
-fa4cp_status fa4cp_cp_last_trace(const fa4cp_cp *cp, const fa4cp_cp_instr **ops, int *n);
+FA4CP_API fa4cp_status fa4cp_cp_last_trace(const fa4cp_cp *cp, const fa4cp_cp_instr **ops, int *n);
 
 /* ---- global <-> rank-local tensors (host memory)
  * Rows: `row_bytes` each; global [cu_seqlens[batch]] rows, local
  * [cu_seqlens[batch]/cp] rows of rank `rank`.  For BSHD pass the cu of
  * fa4cp_cp_bshd_cu.  lse variants: [heads, rows] of elem_bytes. */
-void fa4cp_cp_bshd_cu(int batch, int seqlen, int32_t *cu_seqlens);
-int64_t fa4cp_cp_local_rows(int batch, const int32_t *cu_seqlens, int cp);
-fa4cp_status fa4cp_cp_shard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+FA4CP_API void fa4cp_cp_bshd_cu(int batch, int seqlen, int32_t *cu_seqlens);
+FA4CP_API int64_t fa4cp_cp_local_rows(int batch, const int32_t *cu_seqlens, int cp);
+FA4CP_API fa4cp_status fa4cp_cp_shard(int batch, const int32_t *cu_seqlens, int cp, int rank,
                             size_t row_bytes, const void *global, void *local);
-fa4cp_status fa4cp_cp_unshard(int batch, const int32_t *cu_seqlens, int cp, int rank,
+FA4CP_API fa4cp_status fa4cp_cp_unshard(int batch, const int32_t *cu_seqlens, int cp, int rank,
                               size_t row_bytes, const void *local, void *global);
-fa4cp_status fa4cp_cp_shard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank, int heads,
+FA4CP_API fa4cp_status fa4cp_cp_shard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank, int heads,
                                 size_t elem_bytes, const void *global, void *local);
-fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank,
+FA4CP_API fa4cp_status fa4cp_cp_unshard_lse(int batch, const int32_t *cu_seqlens, int cp, int rank,
                                   int heads, size_t elem_bytes, const void *local, void *global);
 
 
@@ -532,8 +543,8 @@ typedef enum fa4cp_world_kind {
 } fa4cp_world_kind;
 
 /* "auto", "local", "slurm", "pmix", "plan" */
-const char *fa4cp_world_kind_name(fa4cp_world_kind kind);
-fa4cp_status fa4cp_world_kind_parse(const char *name, fa4cp_world_kind *out);
+FA4CP_API const char *fa4cp_world_kind_name(fa4cp_world_kind kind);
+FA4CP_API fa4cp_status fa4cp_world_kind_parse(const char *name, fa4cp_world_kind *out);
 
 #define FA4CP_HOST_MAX 64
 #define FA4CP_GPU_ID_MAX 48
@@ -576,35 +587,35 @@ typedef struct fa4cp_world fa4cp_world;
  * message names it; under PMIx the process that saw it has then also called
  * PMIx_Abort, so that a hung rank cannot keep the job alive).  Sets the log
  * rank (fa4cp_log_set_rank) of the calling thread.  cfg NULL = defaults. */
-fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
+FA4CP_API fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg, fa4cp_world **out);
 /* PMIx_Finalize where PMIx was initialised; NULL is a no-op. */
-void fa4cp_world_finalize(fa4cp_world *w);
+FA4CP_API void fa4cp_world_finalize(fa4cp_world *w);
 
-fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
-int fa4cp_world_rank(const fa4cp_world *w);  /* this process's rank (0 in local mode) */
-int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
-int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
-int fa4cp_world_nodes(const fa4cp_world *w);
-double fa4cp_world_timeout(const fa4cp_world *w);
+FA4CP_API fa4cp_world_kind fa4cp_world_kind_of(const fa4cp_world *w);
+FA4CP_API int fa4cp_world_rank(const fa4cp_world *w);  /* this process's rank (0 in local mode) */
+FA4CP_API int fa4cp_world_size(const fa4cp_world *w);  /* ranks in the table */
+FA4CP_API int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 in local mode */
+FA4CP_API int fa4cp_world_nodes(const fa4cp_world *w);
+FA4CP_API double fa4cp_world_timeout(const fa4cp_world *w);
 /* The bound of every later bootstrap collective (allgather, bcast,
  * barrier), e.g. longer than the slowest rank's work between two of them;
  * at most FA4CP_TIMEOUT_MAX_S (a longer one is that). */
-fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
-const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
-const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
+FA4CP_API fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
+FA4CP_API const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
+FA4CP_API const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
 
 /* Collectives over the bootstrap (PMIx Put/Commit/Fence/Get with a fresh key
  * each call and the world timeout; in local mode a copy).  allgather: recv
  * [procs * bytes], block p from process p.  bcast: rank 0's buf to every
  * process.  In Slurm mode (no exchange) they fail with FA4CP_ERR_UNSUPPORTED
  * unless procs == 1. */
-fa4cp_status fa4cp_world_allgather(fa4cp_world *w, const void *send, void *recv, size_t bytes);
-fa4cp_status fa4cp_world_bcast(fa4cp_world *w, void *buf, size_t bytes);
-fa4cp_status fa4cp_world_barrier(fa4cp_world *w);
+FA4CP_API fa4cp_status fa4cp_world_allgather(fa4cp_world *w, const void *send, void *recv, size_t bytes);
+FA4CP_API fa4cp_status fa4cp_world_bcast(fa4cp_world *w, void *buf, size_t bytes);
+FA4CP_API fa4cp_status fa4cp_world_barrier(fa4cp_world *w);
 
 /* End every process of the job with msg ("rank R on HOST: msg"): PMIx_Abort
  * under PMIx, else print and exit(status 3).  Never returns. */
-void fa4cp_world_abort(fa4cp_world *w, const char *msg)
+FA4CP_API void fa4cp_world_abort(fa4cp_world *w, const char *msg)
 #if defined(__GNUC__)
     __attribute__((noreturn))
 #endif
@@ -615,21 +626,21 @@ void fa4cp_world_abort(fa4cp_world *w, const char *msg)
  * several tasks but was not given a PMIx namespace (pmix_nspace NULL or
  * "singleton..."), or when the PMIx job size disagrees with the step's task
  * count; FA4CP_OK otherwise.  pmix_job_size <= 0 = unknown. */
-fa4cp_status fa4cp_world_check_launch(const char *pmix_nspace, int pmix_job_size);
+FA4CP_API fa4cp_status fa4cp_world_check_launch(const char *pmix_nspace, int pmix_job_size);
 
 /* A made-up cluster for planning (no GPU, no launcher): `nodes` nodes named
  * node1.., tasks_per_node[i] ranks on node i (NULL: `tasks` on each), ranks
  * placed "block" or "cyclic" over the nodes; gpus_per_node GPUs per node
  * (0 = none, -1 = one per task).  Writes `*n` rows into a new table
  * (fa4cp_free it). */
-fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_per_node,
+FA4CP_API fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_per_node,
                               const char *distribution, int gpus_per_node,
                               fa4cp_world_row **table, int *n);
 
 /* Two ranks of one node on one GPU: FA4CP_ERR_INVALID naming both ranks and
  * the device (NCCL cannot use it).  Rows with gpu < 0 or gpu_exclusive are
  * not checked. */
-fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
+FA4CP_API fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
 
 /* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]").
  * fa4cp_hostlist_expand: every host, in order, exactly as Slurm expands the
@@ -639,12 +650,12 @@ fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
  * fa4cp_hostlist_count/_nth: the same expression as a list of nodes
  * (SLURM_JOB_NODELIST): also refuse an empty list, a node named twice and a
  * name with brackets or blanks. */
-fa4cp_status fa4cp_hostlist_expand(const char *expr, char ***hosts, int *n);
-void fa4cp_hostlist_free(char **hosts, int n);
-fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
-fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
+FA4CP_API fa4cp_status fa4cp_hostlist_expand(const char *expr, char ***hosts, int *n);
+FA4CP_API void fa4cp_hostlist_free(char **hosts, int n);
+FA4CP_API fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
+FA4CP_API fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
 /* "2(x3),1" (SLURM_STEP_TASKS_PER_NODE) -> counts[0..*n-1] (at most max). */
-fa4cp_status fa4cp_tasks_per_node_parse(const char *expr, int *counts, int max, int *n);
+FA4CP_API fa4cp_status fa4cp_tasks_per_node_parse(const char *expr, int *counts, int max, int *n);
 
 /* ---- layout: a pure function of the world table and the CP request.
  * CP groups come from physical order (node, then local rank): first whole
@@ -664,29 +675,29 @@ typedef struct fa4cp_layout_place {
 /* world % cp != 0: FA4CP_ERR_INVALID with the sizes that would work.
  * is_a2a: an a2a group that crosses nodes gets a warning with its cost
  * (fa4cp_layout_warning), unless allow_cross_node_a2a. */
-fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int is_a2a,
+FA4CP_API fa4cp_status fa4cp_layout_build(const fa4cp_world_row *table, int n, int cp, int is_a2a,
                                 int allow_cross_node_a2a, fa4cp_layout **out);
-void fa4cp_layout_destroy(fa4cp_layout *l);
+FA4CP_API void fa4cp_layout_destroy(fa4cp_layout *l);
 
-int fa4cp_layout_size(const fa4cp_layout *l);
-int fa4cp_layout_cp(const fa4cp_layout *l);
-int fa4cp_layout_cp_groups(const fa4cp_layout *l); /* size / cp */
-const fa4cp_world_row *fa4cp_layout_table(const fa4cp_layout *l);
+FA4CP_API int fa4cp_layout_size(const fa4cp_layout *l);
+FA4CP_API int fa4cp_layout_cp(const fa4cp_layout *l);
+FA4CP_API int fa4cp_layout_cp_groups(const fa4cp_layout *l); /* size / cp */
+FA4CP_API const fa4cp_world_row *fa4cp_layout_table(const fa4cp_layout *l);
 /* FA4CP_ERR_INVALID when rank is out of range */
-fa4cp_status fa4cp_layout_place_of(const fa4cp_layout *l, int rank, fa4cp_layout_place *out);
+FA4CP_API fa4cp_status fa4cp_layout_place_of(const fa4cp_layout *l, int rank, fa4cp_layout_place *out);
 /* World ranks of CP group g in ring order [cp]; DP group d by CP group [size/cp]. */
-const int *fa4cp_layout_cp_group(const fa4cp_layout *l, int g);
-const int *fa4cp_layout_dp_group(const fa4cp_layout *l, int d);
+FA4CP_API const int *fa4cp_layout_cp_group(const fa4cp_layout *l, int g);
+FA4CP_API const int *fa4cp_layout_dp_group(const fa4cp_layout *l, int d);
 /* Ring edges (wrap-around included) between different nodes; nodes spanned. */
-int fa4cp_layout_hops(const fa4cp_layout *l, int g);
-int fa4cp_layout_group_nodes(const fa4cp_layout *l, int g);
+FA4CP_API int fa4cp_layout_hops(const fa4cp_layout *l, int g);
+FA4CP_API int fa4cp_layout_group_nodes(const fa4cp_layout *l, int g);
 /* "" when none; else one line per problem (cross-node a2a groups and their cost). */
-const char *fa4cp_layout_warning(const fa4cp_layout *l);
+FA4CP_API const char *fa4cp_layout_warning(const fa4cp_layout *l);
 
 /* The table of fa4cp-layout as text: json = 0 a text table, 1 a JSON object.
  * `source` (e.g. "pmix") is printed as is; NULL omits it.  *text is a new
  * NUL-terminated string (fa4cp_free it). */
-fa4cp_status fa4cp_layout_format(const fa4cp_layout *l, const char *source, int json,
+FA4CP_API fa4cp_status fa4cp_layout_format(const fa4cp_layout *l, const char *source, int json,
                                  char **text);
 
 /* ---- NCCL communicators (the "nccl" transport of fa4cp_comm).
@@ -708,23 +719,23 @@ typedef struct fa4cp_nccl_config {
 typedef struct fa4cp_nccl_comms {
     fa4cp_comm *world, *cp, *dp;
 } fa4cp_nccl_comms;
-fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
+FA4CP_API fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                     const fa4cp_nccl_config *cfg, fa4cp_nccl_comms *out);
-void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
+FA4CP_API void fa4cp_nccl_comms_destroy(fa4cp_nccl_comms *c);
 /* n ranks of this process on n distinct GPUs (devices[i]), one NCCL
  * communicator each (ncclCommInitAll): the nccl transport with threads
  * instead of processes; each thread uses its own out[i]. */
-fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s,
+FA4CP_API fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s,
                                     fa4cp_comm **out);
 /* 1 when this build has NCCL. */
-int fa4cp_nccl_available(void);
+FA4CP_API int fa4cp_nccl_available(void);
 /* 1 when this build has the PMIx bootstrap. */
-int fa4cp_pmix_available(void);
+FA4CP_API int fa4cp_pmix_available(void);
 /* rank 0's ncclUniqueId (128 bytes) on every process of the world. */
-fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
+FA4CP_API fa4cp_status fa4cp_nccl_unique_id(fa4cp_world *w, void *id, size_t bytes);
 /* NCCL_COMM_ID for the Slurm fallback: "<first host of SLURM_STEP_NODELIST>:<port>",
  * port = 20000 + (SLURM_JOB_ID * 16 + SLURM_STEP_ID) % 10000. */
-fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
+FA4CP_API fa4cp_status fa4cp_nccl_comm_id_from_slurm(char *buf, size_t len);
 
 
 
@@ -749,8 +760,8 @@ typedef enum fa4cp_seq_dist {
     FA4CP_SEQ_LOGNORMAL = 3
 } fa4cp_seq_dist;
 
-const char *fa4cp_check_mode_name(fa4cp_check_mode mode);
-const char *fa4cp_seq_dist_name(fa4cp_seq_dist dist);
+FA4CP_API const char *fa4cp_check_mode_name(fa4cp_check_mode mode);
+FA4CP_API const char *fa4cp_seq_dist_name(fa4cp_seq_dist dist);
 
 typedef struct fa4cp_case {
     const char *file;   /* the workload file (owned by the workload) */
@@ -802,38 +813,38 @@ typedef struct fa4cp_workload fa4cp_workload;
  * A path that does not exist and has no '/' names a shipped workload:
  * fa4cp_workload_dir()/PATH, then fa4cp_workload_dir()/PATH.yaml
  * ("acceptance" -> /usr/local/share/fa4cp/jobs/acceptance.yaml). */
-fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
+FA4CP_API fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
                                  fa4cp_workload **out);
 /* The same from memory; `name` stands for the file in messages. */
-fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
+FA4CP_API fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
                                         const fa4cp_override *ov, int nov, fa4cp_workload **out);
 /* Where shipped workloads are: $FA4CP_DATADIR/jobs, else the installed
  * $(pkgdatadir)/jobs (per-thread buffer). */
-const char *fa4cp_workload_dir(void);
-int fa4cp_workload_count(const fa4cp_workload *w);
-const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
-void fa4cp_workload_free(fa4cp_workload *w);
+FA4CP_API const char *fa4cp_workload_dir(void);
+FA4CP_API int fa4cp_workload_count(const fa4cp_workload *w);
+FA4CP_API const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
+FA4CP_API void fa4cp_workload_free(fa4cp_workload *w);
 
 /* "128k" -> 131072, "1M" -> 1048576, "2G" (k = 1024); plain integers too. */
-fa4cp_status fa4cp_parse_tokens(const char *text, int64_t *out);
+FA4CP_API fa4cp_status fa4cp_parse_tokens(const char *text, int64_t *out);
 
 /* The CP library's configuration of a case (comm shape, backend, THD format,
  * dtype, heads, mask): *cfg is set from FA4CP_CP_CONFIG_INIT and the case.
  * FA4CP_ERR_INVALID when cp.comm is not a CP comm shape. */
-fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg);
+FA4CP_API fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg);
 /* The case fits a world of `world_size` ranks (world_size % cp == 0). */
-fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
+FA4CP_API fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
 /* FLOPs of one forward and one backward (FlashAttention convention:
  * 4*d per visible (query, key) pair and head forward, 2.5x that backward). */
-void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd);
+FA4CP_API void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd);
 /* Estimated peak bytes per rank of the run (inputs, outputs, gradients,
  * communication buffers; with_full_check adds the full reference). */
-size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check);
+FA4CP_API size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check);
 /* FA4CP_ERR_NOMEM with both numbers when need > free_bytes ("what" names the memory). */
-fa4cp_status fa4cp_case_check_memory(const fa4cp_case *c, size_t need, size_t free_bytes,
+FA4CP_API fa4cp_status fa4cp_case_check_memory(const fa4cp_case *c, size_t need, size_t free_bytes,
                                      const char *what);
 /* Relative-error tolerance of a check for results stored in dtype. */
-double fa4cp_check_tolerance(fa4cp_dtype dtype);
+FA4CP_API double fa4cp_check_tolerance(fa4cp_dtype dtype);
 
 /* ---- the counter-based input generator
  * Element (tensor, global token, head, dim) of the workload with `seed`:
@@ -841,35 +852,35 @@ double fa4cp_check_tolerance(fa4cp_dtype dtype);
  * storage dtype.  The token is the logical token (real tokens counted across
  * the batch), so padding and sharding never change a value. */
 enum { FA4CP_GEN_Q = 0, FA4CP_GEN_K = 1, FA4CP_GEN_V = 2, FA4CP_GEN_DOUT = 3 };
-double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
-double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
+FA4CP_API double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
+FA4CP_API double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
 /* The head_dim elements of one row at once (the fast way; same values). */
-void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
+FA4CP_API void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
 /* Logical token of physical row `row` (cp size cp, rank r holds local row);
  * -1 for a padding row. */
-int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);
+FA4CP_API int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);
 /* Fill the local shard of rank `rank` of tensor (Q/DOUT: heads, K/V: kv_heads),
  * [padded_tokens/cp, h, d] in the case's dtype; padding rows are 0. */
-void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst);
+FA4CP_API void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst);
 
 /* ---- the float64 row reference (streams over regenerated inputs)
  * Query row: token `i` of sequence `seq`, head h -> out[d], lse, and (when
  * dq != NULL) dq[d]; D = dout . out of the reference. */
-void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out,
+FA4CP_API void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out,
                          double *lse, double *dq);
 /* Key row: token j of sequence seq, kv head hk -> dk[d], dv[d], from the
  * global LSE and D (= rowsum(dout*out)) of each query row, read through
  * lse_d(ctx, seq, i, head, &lse, &D). */
 typedef void (*fa4cp_lse_d_fn)(void *ctx, int seq, int64_t i, int head, double *lse, double *D);
-void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d,
+FA4CP_API void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d,
                        void *ctx, double *dk, double *dv);
 /* Batched forms: n rows[] of one sequence in one pass over the other side.
  * Query rows cover every query head of kv head kv_head (group = heads /
  * kv_heads): out and dq [n][group][d], lse [n][group] (dq NULL: no
  * backward).  Key rows: dk, dv [n][d]. */
-void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+FA4CP_API void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
                           double *out, double *lse, double *dq);
-void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
+FA4CP_API void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
                         fa4cp_lse_d_fn lse_d, void *ctx, double *dk, double *dv);
 
 

@@ -40,9 +40,9 @@ t "$(grep -q '# world: 64 rank(s) on 8 node(s)' "$T/run" && grep -q 'MiB/rank' "
     "64 planned ranks on 8 nodes, memory per rank"
 # usage
 "$RUN" --nodes 2 --tasks-per-node 8 acceptance >/dev/null 2>"$T/e"; rc=$?
-t "$([ $rc = 2 ] && grep -q 'add --dry-run' "$T/e" && echo 0 || echo 1)" "--nodes without --dry-run: exit 2, says to add it (exit $rc)"
+t "$([ $rc = 2 ] && grep -q 'needs --dry-run (or --explain)' "$T/e" && echo 0 || echo 1)" "--nodes without --dry-run: exit 2, says to add it (exit $rc)"
 "$RUN" --dry-run --nodes 2 acceptance >/dev/null 2>"$T/e"; rc=$?
-t "$([ $rc = 2 ] && grep -q 'needs --nodes N and --tasks-per-node M' "$T/e" && echo 0 || echo 1)" "--nodes without --tasks-per-node: exit 2"
+t "$([ $rc = 2 ] && grep -q -- '--nodes N and --tasks-per-node M' "$T/e" && echo 0 || echo 1)" "--nodes without --tasks-per-node: exit 2"
 "$RUN" --dry-run --nodes 2 --tasks-per-node 8 --ranks 4 acceptance >/dev/null 2>"$T/e"; rc=$?
 t "$([ $rc = 2 ] && echo 0 || echo 1)" "--nodes with --ranks: exit 2"
 "$RUN" --dry-run --nodes 1 --tasks-per-node 6 acceptance >/dev/null 2>"$T/e"; rc=$?

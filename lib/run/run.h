@@ -1,0 +1,119 @@
+/* run.h - the runner of fa4cp-run (the run layer): bring the world up,
+ * check that the cases can run, run a case on the local world (threads) or
+ * the multi-process one (a process per rank, NCCL), judge it and record it.
+ * The tools (bin/) keep argv, printing and exit codes. */
+#ifndef FA4CP_RUN_H
+#define FA4CP_RUN_H
+
+#include "fa4cp.h"
+#include "run_exec.h"
+
+#include <stddef.h>
+
+/* The runner's verdicts; they are fa4cp-run's exit codes (bin/exit_codes.h). */
+typedef enum run_verdict {
+    RUN_OK = 0,
+    RUN_USAGE = 2,   /* usage or workload error */
+    RUN_RUNTIME = 3, /* CUDA, NCCL, PMIx, memory, transport */
+    RUN_TIMEOUT = 4, /* a case ran past run.timeout */
+    RUN_VERIFY = 5,  /* verification failed */
+    RUN_GATE = 6,    /* below a performance gate */
+    RUN_LAUNCH = 8   /* started the wrong way: srun without --mpi=pmix (every task) */
+} run_verdict;
+
+typedef struct world_info {
+    fa4cp_world *world;
+    const fa4cp_world_row *table;
+    int size;   /* ranks */
+    int rank;   /* this process's rank (0 in local mode) */
+    int procs;  /* processes */
+    int nodes;
+    const char *kind; /* "local", "pmix", "slurm", "plan" */
+    char host[96];
+    fa4cp_world_row *planned; /* run_world_plan's table (freed by the caller) */
+} world_info;
+
+typedef struct case_outcome {
+    int exit_code;
+    const char *result; /* "OK", "FAILED", "BELOW GATE", "ERROR", "TIMEOUT" */
+    double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err, tol;
+    double err_t[NERR];
+    char msg[600];
+} case_outcome;
+
+/* The NCCL communicators of a multi-process run, kept while consecutive
+ * cases share a cp.size. */
+typedef struct mp_state {
+    fa4cp_nccl_comms comms;
+    fa4cp_layout *layout;
+    int cp;            /* cp.size of the communicators in comms (0: none) */
+    double timeout_s;  /* NCCL watchdog: the longest run.timeout of the job */
+} mp_state;
+
+/* An execution: the world, its communicators, the test injections. */
+typedef struct run_session {
+    world_info *w;
+    mp_state mps;
+    int mp;     /* a multi-process launch */
+    int inject; /* tests only: FA4CP_RUN_INJECT_ERROR / _FAULT */
+} run_session;
+
+/* ---- run_world.c */
+/* Bring up the world (PMIx, the Slurm environment, or local mode with
+ * `ranks` threads); RUN_OK or a verdict, the message in fa4cp_last_error(). */
+int run_world_up(world_info *w, int ranks);
+/* A planned world for a dry run: `nodes` nodes of `tpn` tasks ("8", or one
+ * count per node "8,8,4"), distribution block|cyclic (NULL: block), one GPU
+ * a task - fa4cp-layout --nodes' planner.  Nothing is launched; the message
+ * of a RUN_USAGE is printed. */
+int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist);
+double run_host_mem_available(void); /* bytes, -1 unknown */
+const char *run_mask_text(const fa4cp_case *c, char *buf, size_t len);
+void run_heads_text(const fa4cp_case *c, char *buf, size_t len);
+/* "fa4cp 0.1.0, NCCL .., CUDA .. (kernels sm_90a), driver .." (the driver
+ * only when query_driver) */
+void run_versions(char *buf, size_t len, int query_driver);
+/* the GPUs that `ranks` ranks of case c really use */
+int run_gpus_used(const fa4cp_case *c, const world_info *w, int ranks);
+/* RUN_OK when the case fits every GPU of this process (or NVML cannot
+ * tell); RUN_RUNTIME with the numbers in msg */
+int run_check_gpu_memory(const fa4cp_case *c, const world_info *w, char *msg, size_t len);
+
+/* ---- run_session.c */
+/* The layout of every CP size of the job, one summary line; RUN_USAGE with
+ * the message in msg when a cp.size has no layout on this world. */
+int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfiles, char *text,
+                       size_t len, char *msg, size_t msglen);
+/* Before the first case: can this world execute these cases (the cpu
+ * backend in one process, the PMIx bootstrap for several, the GPUs), and
+ * start what a multi-process run needs.  RUN_OK, or a verdict with the
+ * message (msg) and a TAP bail-out text (bail). */
+int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
+                     size_t msglen, char *bail, size_t baillen);
+/* Run case c: memory checks, every process agreeing, the run, the verdict. */
+void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc);
+void run_session_close(run_session *s);
+
+/* ---- run_local.c, run_procs.c: one case; RUN_OK or a verdict with msg */
+int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result *res, char *msg,
+              size_t msglen);
+int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject, rank_result *res,
+              char *msg, size_t msglen);
+/* every process's verdict on something (what), agreed: the worst, and its message */
+int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len);
+int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
+void run_mp_watch_start(const world_info *w);
+void run_mp_close(mp_state *m);
+
+/* ---- run_judge.c */
+void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, int nr, case_outcome *oc);
+int run_worse(int a, int b); /* the more severe of two verdicts */
+void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                    const rank_result *rr, int nr);
+/* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
+ * rank); run_ring_bw gives GB/s over all of them and over the sends that
+ * leave a node (0 when none), and 0 when no step was timed. */
+void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr);
+int run_ring_bw(double *all_gbps, double *inter_node_gbps);
+
+#endif

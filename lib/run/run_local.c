@@ -1,0 +1,162 @@
+/* run_local.c - a case on the local world: its ranks are threads of this
+ * process, CP over the local transport. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#define _GNU_SOURCE
+#include "run.h"
+
+#include "cp/cp_config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct thread_arg {
+    const fa4cp_case *c;
+    fa4cp_comm *comm;
+    int rank;
+    int inject;
+    rank_result *res;
+    int done; /* set (atomically) when the rank's run returned */
+} thread_arg;
+
+#ifdef FA4CP_CP_CONFIG_INIT
+static void *rank_thread(void *p)
+{
+    thread_arg *a = p;
+    run_case_rank(a->c, a->comm, a->rank, -1, a->inject, a->res);
+    __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+#endif
+
+/* Run case c on `ranks` threads; returns 0, or RUN_TIMEOUT/RUN_RUNTIME for
+ * what stopped it before results came back (message in msg). */
+int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result *res, char *msg,
+                     size_t msglen)
+{
+#ifdef FA4CP_CP_CONFIG_INIT
+    int ranks = w->size, groups = ranks / c->cp, rc = 0;
+    fa4cp_layout *layout = NULL;
+    fa4cp_layout_place *place = calloc((size_t)ranks, sizeof *place);
+    fa4cp_local_world **lw = calloc((size_t)groups, sizeof *lw);
+    fa4cp_comm **comms = calloc((size_t)ranks, sizeof *comms);
+    pthread_t *th = calloc((size_t)ranks, sizeof *th);
+    thread_arg *args = calloc((size_t)ranks, sizeof *args);
+    int started = 0;
+    if (!lw || !comms || !th || !args || !place) {
+        snprintf(msg, msglen, "out of memory for %d ranks", ranks);
+        rc = RUN_RUNTIME;
+        goto out;
+    }
+    /* CP groups and ring positions from the layout */
+    if (fa4cp_layout_build(w->table, ranks, c->cp, fa4cp_cp_comm_info_of(c->comm)->group_in_node, 1, &layout)) {
+        snprintf(msg, msglen, "layout: %s", fa4cp_last_error());
+        rc = RUN_USAGE;
+        goto out;
+    }
+    for (int r = 0; r < ranks; r++)
+        fa4cp_layout_place_of(layout, r, &place[r]);
+    for (int g = 0; g < groups; g++)
+        if (fa4cp_local_world_create(c->cp, c->backend == FA4CP_BACKEND_CUDA, c->timeout_s, &lw[g])) {
+            snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
+            rc = RUN_RUNTIME;
+            goto out;
+        }
+    for (int r = 0; r < ranks; r++)
+        if (fa4cp_local_comm(lw[place[r].cp_group], place[r].cp_rank, &comms[r])) {
+            snprintf(msg, msglen, "local transport: %s", fa4cp_last_error());
+            rc = RUN_RUNTIME;
+            goto out;
+        }
+    for (int r = 0; r < ranks; r++) {
+        args[r] = (thread_arg){c, comms[r], r, ((inject & 1) && place[r].cp_group == 0) | (inject & ~1), &res[r], 0};
+        if (pthread_create(&th[r], NULL, rank_thread, &args[r])) {
+            snprintf(msg, msglen, "cannot start rank thread %d: %s", r, strerror(errno));
+            rc = RUN_RUNTIME;
+            goto out;
+        }
+        started++;
+    }
+    /* Watch the ranks: a rank that failed on its own leaves the others
+     * waiting in a collective, so after a short grace the job ends with a
+     * message naming it (in one process this is the PMIx abort's job);
+     * a case past run.timeout ends it with exit 4.  Never a hang. */
+    double t_start = mono_s(), t_failed = -1;
+    int failed = -1;
+    for (;;) {
+        int ndone = 0;
+        for (int r = 0; r < started; r++) {
+            if (!__atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE))
+                continue;
+            ndone++;
+            if (res[r].status && failed < 0 && res[r].status != FA4CP_ERR_TIMEOUT && res[r].status != FA4CP_ERR_PEER) {
+                failed = r;
+                t_failed = mono_s();
+            }
+        }
+        if (ndone == started)
+            break;
+        if (failed >= 0 && mono_s() - t_failed > 2.0) {
+            fflush(stdout);
+            fprintf(stderr, "fa4cp-run: case %d (%s): rank %d failed: %s; the other ranks cannot finish the case: "
+                    "ending the job\n", c->index, c->label[0] ? c->label : c->name, res[failed].rank, res[failed].msg);
+            _exit(RUN_RUNTIME);
+        }
+        if (mono_s() - t_start > c->timeout_s + 5.0) {
+            fflush(stdout);
+            int r = 0;
+            while (r < started && __atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE))
+                r++;
+            fprintf(stderr, "fa4cp-run: case %d (%s) ran past run.timeout = %g s: rank %d still running; ending the job\n",
+                    c->index, c->label[0] ? c->label : c->name, c->timeout_s, r);
+            _exit(RUN_TIMEOUT);
+        }
+        struct timespec nap = {0, 20 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    started = 0;
+out:
+    for (int r = 0; r < started; r++)
+        pthread_join(th[r], NULL);
+    if (comms)
+        for (int r = 0; r < ranks; r++)
+            if (comms[r])
+                fa4cp_comm_destroy(comms[r]);
+    if (lw)
+        for (int g = 0; g < groups; g++)
+            if (lw[g])
+                fa4cp_local_world_destroy(lw[g]);
+    free(lw);
+    free(comms);
+    free(th);
+    free(args);
+    free(place);
+    fa4cp_layout_destroy(layout);
+    return rc;
+#else
+    (void)c;
+    (void)w;
+    (void)inject;
+    (void)res;
+    snprintf(msg, msglen,
+             "this build of fa4cp has no CP executor (lib/cp*.c is not linked in): only --dry-run/--explain work");
+    return RUN_RUNTIME;
+#endif
+}
+

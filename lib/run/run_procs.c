@@ -1,0 +1,247 @@
+/* run_procs.c - a case on the multi-process world: one process per rank
+ * (srun --mpi=pmix, mpirun); each process runs its own rank of the case on its GPU (the world table's row), CP over NCCL
+ * communicators made per cp.size (fa4cp_nccl_comm_create), and the per-rank
+ * results come to every process through the bootstrap (fa4cp_world_allgather),
+ * so every process judges the case alike and exits with the same code;
+ * only rank 0 prints.  A rank that fails on its own ends the job through
+ * fa4cp_world_abort (PMIx_Abort) with a message naming it; a rank that
+ * stops answering is ended by the NCCL watchdog (its peers), the bootstrap
+ * timeout of the results exchange, or the case watchdog below. */
+
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#define _GNU_SOURCE
+#include "run.h"
+#include "run_gpu.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+/* a fixed-size record of one rank's verdict, for fa4cp_world_allgather */
+typedef struct mp_verdict {
+    int code;
+    char msg[600];
+} mp_verdict;
+
+static struct {
+    fa4cp_world *world;
+    int rank;
+    double deadline; /* monotonic seconds; 0 = no case running */
+    int case_index;
+    double timeout_s;
+    char what[256];
+} mp_watch;
+static pthread_mutex_t mp_watch_m = PTHREAD_MUTEX_INITIALIZER;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The case watchdog: a rank still in a case 5 s past run.timeout ends the
+ * job (a hang in host code, where no NCCL watchdog looks). */
+static void *mp_watchdog(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec nap = {0, 100 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+        pthread_mutex_lock(&mp_watch_m);
+        double dl = mp_watch.deadline;
+        pthread_mutex_unlock(&mp_watch_m);
+        if (dl > 0 && mono_now() > dl) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank; ending the job (exit 4 "
+                     "in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
+                     mp_watch.timeout_s);
+            fflush(stdout);
+            fa4cp_world_abort(mp_watch.world, msg);
+        }
+    }
+    return NULL;
+}
+
+static void mp_watch_set(const fa4cp_case *c)
+{
+    pthread_mutex_lock(&mp_watch_m);
+    if (c) {
+        mp_watch.case_index = c->index;
+        mp_watch.timeout_s = c->timeout_s;
+        snprintf(mp_watch.what, sizeof mp_watch.what, "%.200s", c->label[0] ? c->label : c->name);
+        mp_watch.deadline = mono_now() + c->timeout_s + 5.0;
+    } else {
+        mp_watch.deadline = 0;
+    }
+    pthread_mutex_unlock(&mp_watch_m);
+}
+
+/* Every process's verdict to every process; 0 when all are 0, else the code
+ * of the first rank that failed, its message in msg ("rank R on HOST: ...").
+ * A failed exchange ends the job (a rank that is gone cannot answer). */
+int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len)
+{
+    mp_verdict mine, *all = calloc((size_t)w->size, sizeof *all);
+    memset(&mine, 0, sizeof mine);
+    mine.code = code;
+    snprintf(mine.msg, sizeof mine.msg, "%s", why ? why : "");
+    if (!all || fa4cp_world_allgather(w->world, &mine, all, sizeof mine)) {
+        char m[700];
+        snprintf(m, sizeof m, "%s: exchanging the ranks' verdicts over the bootstrap failed: %s", what,
+                 all ? fa4cp_last_error() : "out of memory");
+        free(all);
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m);
+    }
+    int rc = 0, nbad = 0;
+    for (int r = 0; r < w->size; r++) {
+        if (!all[r].code)
+            continue;
+        if (!nbad++) {
+            rc = all[r].code;
+            snprintf(msg, len, "rank %d on %s: %s", r, w->table[r].host, all[r].msg);
+        }
+    }
+    if (nbad > 1) {
+        size_t at = strlen(msg);
+        if (at < len)
+            snprintf(msg + at, len - at, " (and %d more rank(s))", nbad - 1);
+    }
+    free(all);
+    return rc;
+}
+
+/* This process can run cuda cases over NCCL: the build has CUDA and NCCL,
+ * the world table gives it a GPU, and that GPU can be selected (before
+ * anything else touches CUDA).  0, or RUN_RUNTIME with why. */
+int run_mp_gpu_ready(const world_info *w, char *why, size_t len)
+{
+    const fa4cp_world_row *me = &w->table[w->rank];
+    if (!fa4cp_nccl_available()) {
+        snprintf(why, len, "this build of fa4cp has no NCCL (configure --with-nccl): multi-process runs use the "
+                 "NCCL transport");
+        return RUN_RUNTIME;
+    }
+    if (me->gpu < 0) {
+        snprintf(why, len, "no GPU visible to this task (CUDA_VISIBLE_DEVICES and /dev/nvidia*): launch one task "
+                 "per GPU, e.g. srun --gpus-per-task=1 --mpi=pmix, or mpirun on a GPU node");
+        return RUN_RUNTIME;
+    }
+    if (fa4cp_world_check_gpus(w->table, w->size)) { /* NCCL needs one GPU per rank */
+        snprintf(why, len, "%s", fa4cp_last_error());
+        return RUN_RUNTIME;
+    }
+#ifdef HAVE_CUDA
+    cudaError_t e = cudaSetDevice(me->gpu);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(why, len, "cudaSetDevice(%d) (GPU %s): %s", me->gpu, me->gpu_id, cudaGetErrorString(e));
+        return RUN_RUNTIME;
+    }
+#endif
+    if (!fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        snprintf(why, len, "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                 "CUDA kernels (configure --with-cuda)");
+        return RUN_RUNTIME;
+    }
+    return 0;
+}
+
+/* NCCL communicators for cp.size c->cp (kept while consecutive cases share
+ * it).  A failure ends the job: the other ranks are inside the same
+ * collective creation. */
+static void mp_comms_for(mp_state *m, const world_info *w, const fa4cp_case *c)
+{
+    if (m->cp == c->cp)
+        return;
+    if (m->cp) {
+        fa4cp_nccl_comms_destroy(&m->comms);
+        fa4cp_layout_destroy(m->layout);
+        m->layout = NULL;
+        m->cp = 0;
+    }
+    char msg[800];
+    if (fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &m->layout)) {
+        snprintf(msg, sizeof msg, "case %d: layout for cp.size %d: %s", c->index, c->cp, fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, msg);
+    }
+    fa4cp_nccl_config cfg = FA4CP_NCCL_CONFIG_INIT;
+    cfg.timeout_s = m->timeout_s;
+    if (fa4cp_nccl_comm_create(w->world, m->layout, &cfg, &m->comms)) {
+        snprintf(msg, sizeof msg, "case %d: NCCL communicators for cp.size %d: %s", c->index, c->cp,
+                 fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, msg);
+    }
+    m->cp = c->cp;
+}
+
+void run_mp_close(mp_state *m)
+{
+    if (m->cp)
+        fa4cp_nccl_comms_destroy(&m->comms);
+    fa4cp_layout_destroy(m->layout);
+    memset(m, 0, sizeof *m);
+}
+
+/* Run case c, this process's rank of it; res [size] gets every rank's
+ * result.  0, or an exit code (message in msg) for what stopped the case. */
+int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject, rank_result *res,
+                     char *msg, size_t msglen)
+{
+    rank_result mine;
+    fa4cp_layout_place pl;
+    mp_comms_for(m, w, c);
+    fa4cp_layout_place_of(m->layout, w->rank, &pl);
+    mp_watch_set(c);
+    run_case_rank(c, m->comms.cp, w->rank, w->table[w->rank].gpu,
+                  ((inject & 1) && pl.cp_group == 0) | (inject & ~1), &mine);
+    mp_watch_set(NULL);
+    if (mine.status && mine.status != FA4CP_ERR_TIMEOUT && mine.status != FA4CP_ERR_PEER) {
+        /* failed on its own: its peers wait for it in a collective */
+        char m2[1000];
+        snprintf(m2, sizeof m2, "case %d (%.200s): rank %d failed: %.480s; the other ranks cannot finish the case: "
+                 "ending the job", c->index, c->label[0] ? c->label : c->name, w->rank, mine.msg);
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m2);
+    }
+    if (fa4cp_world_allgather(w->world, &mine, res, sizeof mine)) {
+        char m2[800];
+        snprintf(m2, sizeof m2, "case %d: gathering the ranks' results over the bootstrap failed: %s", c->index,
+                 fa4cp_last_error());
+        fflush(stdout);
+        fa4cp_world_abort(w->world, m2);
+    }
+    /* an NCCL comm aborted by its watchdog cannot be used again */
+    for (int r = 0; r < w->size; r++)
+        if (res[r].status) {
+            fa4cp_nccl_comms_destroy(&m->comms);
+            fa4cp_layout_destroy(m->layout);
+            m->layout = NULL;
+            m->cp = 0;
+            break;
+        }
+    (void)msg;
+    (void)msglen;
+    return 0;
+}
+
+
+void run_mp_watch_start(const world_info *w)
+{
+    mp_watch.world = w->world;
+    mp_watch.rank = w->rank;
+    pthread_t wd;
+    if (pthread_create(&wd, NULL, mp_watchdog, NULL) == 0)
+        pthread_detach(wd);
+}

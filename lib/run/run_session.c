@@ -1,0 +1,160 @@
+/* run_session.c - an execution of fa4cp-run between the world and the
+ * printing: the layout of the job, the checks before the first case, and
+ * one case from its memory checks to its verdict. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#define _GNU_SOURCE
+#include "run.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfiles, char *text, size_t len,
+                       char *msg, size_t msglen)
+{
+    int seen[64], nseen = 0;
+    size_t at = 0;
+    text[0] = 0;
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+            const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+            int dup = 0;
+            for (int j = 0; j < nseen; j++)
+                dup |= seen[j] == c->cp;
+            if (dup || nseen == 64)
+                continue;
+            seen[nseen++] = c->cp;
+            fa4cp_layout *l = NULL;
+            if (fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &l)) {
+                snprintf(msg, msglen, "layout for cp.size %d: %s", c->cp, fa4cp_last_error());
+                return RUN_USAGE;
+            }
+            int hops = 0, nodes = 0;
+            for (int g = 0; g < fa4cp_layout_cp_groups(l); g++) {
+                hops += fa4cp_layout_hops(l, g);
+                if (fa4cp_layout_group_nodes(l, g) > nodes)
+                    nodes = fa4cp_layout_group_nodes(l, g);
+            }
+            if (at < len)
+                at += (size_t)snprintf(text + at, len - at,
+                                       "%scp %d: %d group(s), up to %d node(s) each, %d inter-node ring hop(s)",
+                                       at ? "; " : "", c->cp, fa4cp_layout_cp_groups(l), nodes, hops);
+            fa4cp_layout_destroy(l);
+        }
+    return RUN_OK;
+}
+
+int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
+                     size_t msglen, char *bail, size_t baillen)
+{
+    memset(s, 0, sizeof *s);
+    s->w = w;
+    /* multi-process (srun --mpi=pmix, mpirun): one rank per process, CP over NCCL */
+    s->mp = strcmp(w->kind, "local") != 0;
+    int any_cuda = 0;
+    double max_timeout = 0;
+    for (int i = 0; i < nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
+            const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
+            any_cuda |= c->backend == FA4CP_BACKEND_CUDA;
+            if (c->timeout_s > max_timeout)
+                max_timeout = c->timeout_s;
+            if (s->mp && w->procs > 1 && c->backend == FA4CP_BACKEND_CPU) {
+                snprintf(msg, msglen,
+                         "%s case %d (%s): the cpu backend runs ranks as threads of one process: use --ranks N "
+                         "without srun, or backend: cuda (this %s launch has %d processes)",
+                         c->file, c->index, c->label[0] ? c->label : c->name, w->kind, w->procs);
+                snprintf(bail, baillen, "the cpu backend does not run in a multi-process launch (exit 2)");
+                return RUN_USAGE;
+            }
+        }
+    if (s->mp && w->procs > 1 && fa4cp_world_kind_of(w->world) != FA4CP_WORLD_PMIX) {
+        snprintf(msg, msglen,
+                 "running cases in a launch of %d processes exchanges results and the NCCL id over PMIx, but "
+                 "this world came from the %s environment: launch with srun --mpi=pmix (or mpirun)",
+                 w->procs, w->kind);
+        snprintf(bail, baillen, "multi-process runs need the PMIx bootstrap (exit 3)");
+        return RUN_RUNTIME;
+    }
+    if (s->mp && any_cuda) {
+        char why[600] = "", agreed[800] = "";
+        int rc = run_mp_gpu_ready(w, why, sizeof why);
+        if ((rc = run_mp_agree(w, rc, why, "GPU check", agreed, sizeof agreed))) {
+            snprintf(msg, msglen, "cannot run the cuda cases of this %s launch of %d process(es): %s", w->kind,
+                     w->procs, agreed);
+            snprintf(bail, baillen, "%s (exit 3)", agreed);
+            return RUN_RUNTIME;
+        }
+        run_mp_watch_start(w);
+    }
+    s->mps.timeout_s = max_timeout > 0 ? max_timeout : 300.0;
+    /* between two exchanges a rank may work up to run.timeout (a full check
+     * on CP rank 0 while its peers wait): the exchanges wait that long too */
+    if (s->mp && fa4cp_world_timeout(w->world) < max_timeout + 30.0)
+        fa4cp_world_set_timeout(w->world, max_timeout + 30.0);
+    if (!run_exec_available()) {
+        snprintf(msg, msglen, "this build of fa4cp has no CP executor (lib/cp*.c not linked in); --dry-run and "
+                              "--explain work");
+        snprintf(bail, baillen, "no CP executor in this build (exit 3)");
+        return RUN_RUNTIME;
+    }
+    const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
+    s->inject = ie && (atoi(ie) || !strcmp(ie, "out") || !strcmp(ie, "dk"));
+    /* test only: FA4CP_RUN_INJECT_FAULT=R makes world rank R fail before its first CP call */
+    const char *fault = getenv("FA4CP_RUN_INJECT_FAULT");
+    if (fault && *fault)
+        s->inject |= (atoi(fault) + 1) << 1;
+    return RUN_OK;
+}
+
+void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc)
+{
+    const world_info *w = s->w;
+    memset(oc, 0, sizeof *oc);
+    memset(res, 0, sizeof *res * (size_t)w->size);
+    if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
+        oc->exit_code = RUN_RUNTIME;
+    } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        oc->exit_code = RUN_RUNTIME;
+        snprintf(oc->msg, sizeof oc->msg,
+                 "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                 "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
+    } else {
+        /* host memory: shared by the ranks of this process, or of this node */
+        double avail = run_host_mem_available();
+        size_t need = fa4cp_case_memory(c, 1);
+        int sharing = s->mp ? w->table[w->rank].local_size : w->size;
+        if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
+                                                 "host memory (MemAvailable per rank)")) {
+            oc->exit_code = RUN_RUNTIME;
+            snprintf(oc->msg, sizeof oc->msg, "%s", fa4cp_last_error());
+        }
+    }
+    if (s->mp) { /* every process skips a case that one of them cannot run */
+        char agreed[sizeof oc->msg], what[64];
+        snprintf(what, sizeof what, "case %d", c->index);
+        oc->exit_code = run_mp_agree(w, oc->exit_code, oc->msg, what, agreed, sizeof agreed);
+        snprintf(oc->msg, sizeof oc->msg, "%s", agreed);
+    }
+    if (!oc->exit_code) {
+        int rc = s->mp && c->backend == FA4CP_BACKEND_CUDA
+                     ? run_procs(&s->mps, c, w, s->inject, res, oc->msg, sizeof oc->msg)
+                     : run_local(c, w, s->inject, res, oc->msg, sizeof oc->msg);
+        if (rc)
+            oc->exit_code = rc;
+    }
+    if (!oc->exit_code) {
+        run_judge(c, w, res, w->size, oc);
+        return;
+    }
+    oc->result = oc->exit_code == RUN_TIMEOUT ? "TIMEOUT" : "ERROR";
+    oc->fwd_ms = oc->bwd_ms = oc->err = -1;
+    oc->fwd_tf = oc->bwd_tf = NAN;
+    for (int t = 0; t < NERR; t++)
+        oc->err_t[t] = -1;
+}
+
+void run_session_close(run_session *s) { run_mp_close(&s->mps); }

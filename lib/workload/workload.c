@@ -114,18 +114,6 @@ static fa4cp_status check_depth(const char *name, const unsigned char *buf, size
     return st;
 }
 
-/* The field an override sets (a bare leaf name finds its section); NULL if none. */
-static const field *override_field(const fa4cp_override *o)
-{
-    const field *f = field_by_path(o->key);
-    if (!f) {
-        const char *home = leaf_home(o->key);
-        if (home && !strchr(o->key, '.'))
-            f = field_by_path(home);
-    }
-    return f;
-}
-
 /* Apply one override: its value is parsed as YAML, so lists work too. */
 static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
 {

@@ -38,7 +38,7 @@ typedef struct case_outcome {
     const char *result; /* "OK", "FAILED", "BELOW GATE", "ERROR", "TIMEOUT" */
     double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err, tol;
     double err_t[NERR];
-    char msg[600];
+    char msg[1200];
 } case_outcome;
 
 /* The NCCL communicators of a multi-process run, kept while consecutive
@@ -105,11 +105,29 @@ int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
 void run_mp_watch_start(const world_info *w);
 void run_mp_close(mp_state *m);
 
+/* ---- run_watch.c */
+/* The watchdog's message: "case N (label) WHY: rank R still running (host H:
+ * forward iteration 2 of 3, there for 6.1 s) - it is behind; the others:
+ * rank 0: <its transport timeout, naming whom it waited for>".  done[r]:
+ * rank r returned (its status and msg in res[r]); the rest report progress.
+ * Returns the number of ranks named behind. */
+int run_watch_behind(const fa4cp_case *c, const world_info *w, const rank_result *res, const int *done, int n,
+                     double now_s, const char *why, char *msg, size_t len);
+/* 1 after run_local gave up on ranks that never returned (their threads
+ * still run): the process must end without cleaning up after the case */
+int run_local_abandoned(void);
+
 /* ---- run_judge.c */
 void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, int nr, case_outcome *oc);
 int run_worse(int a, int b); /* the more severe of two verdicts */
-void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
-                    const rank_result *rr, int nr);
+/* Append case c's record to OUTDIR/results.jsonl: 0, or -1 (said on stderr). */
+int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                   const rank_result *rr, int nr);
+/* --resume: the identity of a case (its record's "config", canonical text),
+ * from the case or from a record read back; free() them */
+char *run_config_key(const fa4cp_case *c);
+struct json_t;
+char *run_record_config_key(const struct json_t *rec);
 /* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
  * rank); run_ring_bw gives GB/s over all of them and over the sends that
  * leave a node (0 when none), and 0 when no step was timed. */

@@ -1,5 +1,7 @@
 /* exit_codes.h - the exit codes of fa4cp-run, fa4cp-layout and fa4cp-report
- * (their manuals list them).  fa4cp-run's are the runner's verdicts. */
+ * (their manuals list them).  fa4cp-run's are the runner's verdicts;
+ * fa4cp-report uses 3 for an output it could not write (or gnuplot failing)
+ * and 6 for a case worse than the --baseline. */
 #ifndef FA4CP_EXIT_CODES_H
 #define FA4CP_EXIT_CODES_H
 
@@ -12,7 +14,7 @@ enum {
     EXIT_TIMEOUT = RUN_TIMEOUT, /* 4: a case ran past run.timeout */
     EXIT_VERIFY = RUN_VERIFY,   /* 5: verification failed */
     EXIT_GATE = RUN_GATE,       /* 6: below a performance gate */
-    EXIT_LAUNCH = 8             /* 8: fa4cp-layout: launched the wrong way (the singleton trap) */
+    EXIT_LAUNCH = RUN_LAUNCH    /* 8: fa4cp-run, fa4cp-layout: srun without --mpi=pmix (the singleton trap), every task */
 };
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "fa4cp.h"
 #include "cp/cp_config.h"
+#include "core/json.h"
 
 #include <getopt.h>
 #include <stdint.h>
@@ -140,8 +141,9 @@ int main(int argc, char **argv)
         case O_TIMEOUT: {
             char *end;
             cfg.timeout_s = strtod(optarg, &end);
-            if (*end || !(cfg.timeout_s > 0)) {
-                fprintf(stderr, "fa4cp-layout: --timeout '%s': want seconds > 0\n", optarg);
+            if (*end || end == optarg || !(cfg.timeout_s > 0) || !(cfg.timeout_s <= FA4CP_TIMEOUT_MAX_S)) {
+                fprintf(stderr, "fa4cp-layout: --timeout '%s': want seconds in (0, %.0f]\n", optarg,
+                        FA4CP_TIMEOUT_MAX_S);
                 return EXIT_USAGE;
             }
             break;
@@ -189,7 +191,7 @@ int main(int argc, char **argv)
     int n, me = 0, nnodes = 0;
     const char *source;
     fa4cp_status st;
-    char idinfo[256] = "";
+    json_t *idinfo = NULL; /* the NCCL id check, for the output */
     if (nodes) {
         counts = calloc((size_t)nodes, sizeof(int));
         if (!counts)
@@ -266,11 +268,12 @@ int main(int argc, char **argv)
             int agree = 1;
             for (int p = 0; p < procs; p++)
                 agree &= all[p] == all[0];
-            snprintf(idinfo, sizeof idinfo,
-                     "{\"bytes\": 128, \"from\": \"%s\", \"hash\": \"%016llx\", \"ranks\": %d, "
-                     "\"agree\": %s}",
-                     fa4cp_nccl_available() ? "ncclGetUniqueId" : "test pattern (no NCCL in this build)",
-                     (unsigned long long)all[0], procs, agree ? "true" : "false");
+            char hash[32];
+            snprintf(hash, sizeof hash, "%016llx", (unsigned long long)all[0]);
+            idinfo = json_pack("{s:i, s:s, s:s, s:i, s:b}", "bytes", 128, "from",
+                               fa4cp_nccl_available() ? "ncclGetUniqueId"
+                                                      : "test pattern (no NCCL in this build)",
+                               "hash", hash, "ranks", procs, "agree", agree);
             free(all);
             if (!agree) {
                 fprintf(stderr, "fa4cp-layout: error: ranks received different NCCL ids\n");
@@ -324,17 +327,29 @@ int main(int argc, char **argv)
             rc = EXIT_RUNTIME;
             goto out;
         }
-        size_t len = strlen(text);
-        if (json && idinfo[0] && len >= 2 && strcmp(text + len - 2, "}\n") == 0) {
-            text[len - 2] = '\0';
-            /* the object ends "]\n}\n": continue it with one more member */
-            if (len >= 3 && text[len - 3] == '\n')
-                text[len - 3] = '\0';
-            printf("%s,\n  \"nccl_id\": %s\n}\n", text, idinfo);
+        if (idinfo && json) {
+            /* the layout document with one more member */
+            char err[160];
+            json_t *doc = fa4cp_json_parse(text, err, sizeof err);
+            char *rows = NULL;
+            if (doc && !json_object_set(doc, "nccl_id", idinfo))
+                rows = fa4cp_json_rows(doc);
+            json_decref(doc);
+            if (!rows) {
+                fprintf(stderr, "fa4cp-layout: error: cannot add the NCCL id to the JSON%s%s\n",
+                        err[0] ? ": " : "", err);
+                rc = EXIT_RUNTIME;
+                goto out;
+            }
+            fputs(rows, stdout);
+            free(rows);
         } else {
             fputs(text, stdout);
-            if (!json && idinfo[0])
-                printf("# nccl id: %s\n", idinfo);
+            if (idinfo) {
+                char *t = json_dumps(idinfo, 0);
+                printf("# nccl id: %s\n", t ? t : "?");
+                free(t);
+            }
         }
         if (fflush(stdout) != 0) {
             fprintf(stderr, "fa4cp-layout: error: writing the output failed\n");
@@ -342,6 +357,7 @@ int main(int argc, char **argv)
         }
     }
 out:
+    json_decref(idinfo);
     fa4cp_free(text);
     fa4cp_layout_destroy(layout);
     fa4cp_free(plan);

@@ -28,12 +28,16 @@
 #include "cp/cp_config.h"
 #include "exit_codes.h"
 #include "run/run.h"
+#include "run/results.h"
+#include "core/json.h"
 
 #define MAX_OV 128
 
 typedef struct opts {
     int ranks;
-    int tap, dry_run, explain, quiet;
+    int nodes;              /* --nodes: plan a cluster this process is not on */
+    const char *tpn, *dist; /* --tasks-per-node, --distribution */
+    int tap, dry_run, explain, quiet, resume;
     const char *outdir;
     fa4cp_override ov[MAX_OV];
     int nov;
@@ -43,8 +47,9 @@ typedef struct opts {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: fa4cp-run [options] JOB.yaml...\n"
-            "Run, verify and time the attention cases of YAML workloads (docs/workloads.md).\n"
+            "Usage: fa4cp-run [options] JOB.yaml|NAME...\n"
+            "Run, verify and time the attention cases of YAML workloads (workloads.md).\n"
+            "A NAME without '/' that is no file is a shipped workload: %s/NAME[.yaml]\n"
             "\n"
             "  -n, --iters N        timed iterations per case (run.iters)\n"
             "  -w, --warmup N       warm-up iterations per case (run.warmup)\n"
@@ -56,15 +61,22 @@ static void usage(FILE *f)
             "                       under srun --mpi=pmix or mpirun: one rank per process and GPU\n"
             "  -o, --output DIR     append results to DIR/results.jsonl (default: fa4cp-results)\n"
             "      --no-output      write no results file\n"
+            "      --resume         skip the cases whose record (same config) is already in\n"
+            "                       DIR/results.jsonl: a requeued job continues where it stopped\n"
             "      --tap            print TAP (ok / not ok per case) instead of the table\n"
             "      --dry-run        expand and validate; print cases, memory and FLOP estimates;\n"
             "                       allocate nothing, touch no GPU\n"
             "      --explain        --dry-run plus the layout and the CP plan of every rank\n"
+            "      --nodes N        with --dry-run: plan for N nodes this process is not on\n"
+            "      --tasks-per-node M   ranks on each node (or a list per node, 8,8,4)\n"
+            "      --distribution D     block | cyclic (srun -m; default block)\n"
             "  -q, --quiet          no progress on stderr\n"
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
-            "5 verification failed, 6 below a gate (docs/exit-codes.md).\n");
+            "5 verification failed, 6 below a gate, 8 launched by srun without PMIx\n"
+            "(exit-codes.md).\n",
+            fa4cp_workload_dir());
 }
 
 static int add_override(opts *o, const char *key, const char *value)
@@ -86,10 +98,12 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         {"check", required_argument, NULL, 'c'},   {"backend", required_argument, NULL, 'b'},
         {"timeout", required_argument, NULL, 'T'}, {"set", required_argument, NULL, 's'},
         {"ranks", required_argument, NULL, 'R'},   {"output", required_argument, NULL, 'o'},
-        {"no-output", no_argument, NULL, 'N'},     {"tap", no_argument, NULL, 't'},
+        {"no-output", no_argument, NULL, 'N'}, {"resume", no_argument, NULL, 'r'},     {"tap", no_argument, NULL, 't'},
         {"dry-run", no_argument, NULL, 'D'},       {"explain", no_argument, NULL, 'E'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},       {NULL, 0, NULL, 0}};
+        {"version", no_argument, NULL, 'V'},       {"nodes", required_argument, NULL, 'M'},
+        {"tasks-per-node", required_argument, NULL, 'P'},
+        {"distribution", required_argument, NULL, 'd'}, {NULL, 0, NULL, 0}};
     int ch;
     memset(o, 0, sizeof *o);
     o->ranks = 1;
@@ -122,8 +136,21 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
             o->ranks = (int)v;
             break;
         }
+        case 'M': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 100000) {
+                fprintf(stderr, "fa4cp-run: --nodes %s: expected a number of nodes from 1 to 100000\n", optarg);
+                return -1;
+            }
+            o->nodes = (int)v;
+            break;
+        }
+        case 'P': o->tpn = optarg; break;
+        case 'd': o->dist = optarg; break;
         case 'o': o->outdir = optarg; break;
         case 'N': o->outdir = NULL; break;
+        case 'r': o->resume = 1; break;
         case 't': o->tap = 1; break;
         case 'D': o->dry_run = 1; break;
         case 'E': o->explain = o->dry_run = 1; break;
@@ -136,6 +163,12 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
     if (optind >= argc) {
         fprintf(stderr, "fa4cp-run: no workload given (e.g. fa4cp-run jobs/smoke.yaml --ranks 4)\n");
         usage(stderr);
+        return -1;
+    }
+    if ((o->nodes || o->tpn || o->dist) && !(o->nodes && o->tpn && o->dry_run && o->ranks == 1)) {
+        fprintf(stderr, "fa4cp-run: planning a cluster this process is not on needs --dry-run (or --explain), "
+                        "--nodes N and --tasks-per-node M, and no --ranks; to run on N nodes, launch with "
+                        "srun -N N --mpi=pmix\n");
         return -1;
     }
     *first_file = optind;
@@ -311,9 +344,11 @@ int main(int argc, char **argv)
     run_session s;
     char msg[1024] = "", bail[1024] = "";
     memset(&s, 0, sizeof s);
-    int wrc = run_world_up(&w, o.ranks);
+    int wrc = o.nodes ? run_world_plan(&w, o.nodes, o.tpn, o.dist) : run_world_up(&w, o.ranks);
     if (wrc) {
-        fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+        /* the singleton trap: every task exits 8, task 0 alone says how to launch */
+        if (wrc != EXIT_LAUNCH || !launcher_rank_nonzero())
+            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
         for (int i = 0; i < nfiles; i++)
             fa4cp_workload_free(wl[i]);
         free(wl);
@@ -347,6 +382,60 @@ int main(int argc, char **argv)
             dry_run(&o, &w, wl, nfiles, ncases);
         goto done;
     }
+    if (o.resume && !o.outdir) {
+        if (root)
+            fprintf(stderr, "fa4cp-run: --resume reads the records of -o DIR; it does not go with --no-output\n");
+        exit_code = EXIT_USAGE;
+        goto done;
+    }
+    /* the output, before the first case: a run never computes what it cannot record */
+    if (o.outdir) {
+        int bad = root && fa4cp_results_prepare(o.outdir) ? EXIT_USAGE : 0;
+        char why[sizeof msg] = "";
+        if (bad)
+            snprintf(why, sizeof why, "cannot write the results: %s", fa4cp_last_error());
+        if (strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1) /* every process stops alike */
+            bad = run_mp_agree(&w, bad, why, "the output check", why, sizeof why);
+        if (bad) {
+            if (root) {
+                fprintf(stderr, "fa4cp-run: %s (-o DIR, or --no-output)\n", why);
+                if (o.tap)
+                    printf("Bail out! %s (exit 2)\n", why);
+            }
+            exit_code = EXIT_USAGE;
+            goto done;
+        }
+    }
+    /* --resume: the complete records already there (any verdict but INTERRUPTED and NOT RUN) */
+    char **have = NULL;
+    int nhave = 0, *have_code = NULL;
+    if (o.resume && root) {
+        fa4cp_results_reader *rd = NULL;
+        json_t *v;
+        if (fa4cp_results_open(o.outdir, NULL, NULL, &rd) == FA4CP_OK) {
+            while (fa4cp_results_next(rd, &v, NULL) == FA4CP_OK && v) {
+                const char *st = fa4cp_json_str(v, "result.status", "");
+                char *key = strcmp(st, "INTERRUPTED") && strcmp(st, "NOT RUN") && *st ? run_record_config_key(v) : NULL;
+                char **nh = key ? realloc(have, sizeof *have * (size_t)(nhave + 1)) : NULL;
+                int *nc = nh ? realloc(have_code, sizeof *nc * (size_t)(nhave + 1)) : NULL;
+                if (nh)
+                    have = nh;
+                if (nc) {
+                    have_code = nc;
+                    have[nhave] = key;
+                    have_code[nhave++] = (int)fa4cp_json_num(v, "result.exit_code", 0);
+                } else {
+                    free(key);
+                }
+                fa4cp_json_free(v);
+            }
+            const fa4cp_results_counts *cn = fa4cp_results_counted(rd);
+            if (cn->torn + cn->not_json)
+                fprintf(stderr, "fa4cp-run: --resume: %s: %ld torn line(s) and %ld other line(s) are not records "
+                        "(skipped)\n", fa4cp_results_path(rd), cn->torn, cn->not_json);
+            fa4cp_results_close(rd);
+        }
+    }
     if ((exit_code = run_session_open(&s, &w, wl, nfiles, msg, sizeof msg, bail, sizeof bail))) {
         if (root)
             fprintf(stderr, "fa4cp-run: %s\n", msg);
@@ -354,40 +443,153 @@ int main(int argc, char **argv)
             printf("Bail out! %s\n", bail);
         goto done;
     }
+    run_signals_install();
+    /* in a launch of several processes, every process decides alike (one small exchange) */
+    int several = strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1;
     if (root && !o.tap)
         print_table_head(0);
     fflush(stdout);
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     double t0 = ts0.tv_sec + ts0.tv_nsec * 1e-9;
-    int done_cases = 0, nok = 0, nfail = 0, ngate = 0, nerr = 0;
+    int done_cases = 0, nok = 0, nfail = 0, ngate = 0, nerr = 0, nskip = 0, nnot = 0, nunrec = 0, stopped = 0;
+    char unrec[256] = "", stop_why[128] = "";
+    size_t unrec_at = 0;
     rank_result *res = calloc((size_t)w.size, sizeof *res);
     for (int i = 0; i < nfiles; i++)
         for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
             const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
             case_outcome oc;
-            if (root)
-                progress(&o, done_cases, ncases, t0);
-            run_case(&s, c, res, &oc);
-            exit_code = run_worse(exit_code, oc.exit_code);
-            nok += oc.exit_code == 0;
-            nfail += oc.exit_code == EXIT_VERIFY;
-            ngate += oc.exit_code == EXIT_GATE;
-            nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
+            memset(&oc, 0, sizeof oc);
+            if (o.resume) { /* --resume: recorded already */
+                char *key = nhave ? run_config_key(c) : NULL;
+                int hit = -1;
+                for (int h = 0; key && h < nhave && hit < 0; h++)
+                    if (have[h] && !strcmp(have[h], key))
+                        hit = h;
+                free(key);
+                if (several) {
+                    char m2[64];
+                    int code = run_mp_agree(&w, hit >= 0 ? 1 + have_code[hit] : 0, "", "--resume", m2, sizeof m2);
+                    if (code && hit < 0) /* the others follow rank 0 */
+                        hit = nhave;
+                    if (!code)
+                        hit = -1;
+                }
+                if (hit >= 0) {
+                    if (hit < nhave) {
+                        free(have[hit]);
+                        have[hit] = NULL; /* one record stands for one case */
+                        exit_code = run_worse(exit_code, have_code[hit]);
+                    }
+                    nskip++;
+                    done_cases++;
+                    if (root && o.tap)
+                        printf("ok %d - %s case %d %s # SKIP recorded before (--resume)\n", done_cases, c->name,
+                               c->index, c->label);
+                    else if (root)
+                        printf("#   case %d %s: recorded before, skipped (--resume)\n", c->index, c->label);
+                    continue;
+                }
+            }
+            int sig = run_stop_signal();
+            if (several && !stopped) {
+                char m2[64];
+                sig = run_mp_agree(&w, sig, "", "the stop check", m2, sizeof m2);
+            }
+            if (stopped || sig) { /* asked to stop: the rest are NOT RUN, each with its record */
+                if (!stopped) {
+                    stopped = 128 + sig;
+                    snprintf(stop_why, sizeof stop_why, "%s before case %d", strsignal(sig), c->index);
+                }
+                oc.exit_code = 0;
+                oc.result = "NOT RUN";
+                oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+                oc.fwd_tf = oc.bwd_tf = NAN;
+                for (int t = 0; t < NERR; t++)
+                    oc.err_t[t] = -1;
+                snprintf(oc.msg, sizeof oc.msg, "not run: %s", stop_why);
+                nnot++;
+            } else {
+                if (root)
+                    progress(&o, done_cases, ncases, t0);
+                run_case(&s, c, res, &oc);
+                exit_code = run_worse(exit_code, oc.exit_code);
+                nok += oc.exit_code == 0;
+                nfail += oc.exit_code == EXIT_VERIFY;
+                ngate += oc.exit_code == EXIT_GATE;
+                nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
+                run_ring_bw_add(&w, c, res, w.size);
+                if (oc.exit_code >= 128 || run_local_abandoned()) { /* the rest do not run */
+                    stopped = oc.exit_code >= 128 ? oc.exit_code : oc.exit_code ? oc.exit_code : EXIT_RUNTIME;
+                    snprintf(stop_why, sizeof stop_why, "%s in case %d",
+                             oc.exit_code >= 128 ? strsignal(oc.exit_code - 128)
+                             : oc.exit_code == EXIT_TIMEOUT ? "the run watchdog (run.timeout)" : "a failed rank",
+                             c->index);
+                }
+            }
             if (root) {
-                print_case(&o, c, &oc, done_cases + 1);
-                if (o.outdir)
-                    run_write_json(o.outdir, &w, c, &oc, res, w.size);
+                if (strcmp(oc.result, "NOT RUN"))
+                    print_case(&o, c, &oc, done_cases + 1);
+                else if (o.tap)
+                    printf("not ok %d - %s case %d %s # NOT RUN: %s\n", done_cases + 1, c->name, c->index,
+                           c->label, stop_why);
+                else
+                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
+                           fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, "", c->head_dim,
+                           fa4cp_dtype_name(c->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+                if (o.outdir && run_write_json(o.outdir, &w, c, &oc, res, strcmp(oc.result, "NOT RUN") ? w.size : 0)) {
+                    nunrec++;
+                    if (unrec_at < sizeof unrec)
+                        unrec_at += (size_t)snprintf(unrec + unrec_at, sizeof unrec - unrec_at, "%s%d",
+                                                     nunrec > 1 ? ", " : "", c->index);
+                }
             }
             done_cases++;
         }
-    free(res);
+    if (!run_local_abandoned())
+        free(res);
+    for (int h = 0; h < nhave; h++)
+        free(have[h]);
+    free(have);
+    free(have_code);
+    if (nunrec) /* a result that is not on disk fails the job */
+        exit_code = run_worse(exit_code, EXIT_RUNTIME);
+    if (stopped)
+        exit_code = run_worse(exit_code, stopped);
     if (root) {
         progress(&o, done_cases, ncases, t0);
-        printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+        printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d", ncases, nok, nfail, ngate, nerr);
+        if (nskip)
+            printf(", recorded before %d (--resume)", nskip);
+        if (nnot)
+            printf(", NOT RUN %d", nnot);
+        printf("\n");
+        double bw, net; /* one line for scripts, as nccl-tests' "# Avg bus bandwidth" */
+        if (run_ring_bw(&bw, &net)) {
+            printf("# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
+                   bw);
+            if (net > 0)
+                printf("# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n", net);
+        }
+        if (o.outdir && nunrec)
+            printf("# NOT RECORDED: case(s) %s%s: writing %s/results.jsonl failed (see stderr); exit %d\n", unrec,
+                   unrec_at >= sizeof unrec ? "..." : "", o.outdir, EXIT_RUNTIME);
         if (o.outdir)
-            printf("# results: %s/results.jsonl\n", o.outdir);
-        printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
+            printf("# results: %s/results.jsonl (%d record(s) written)\n", o.outdir, done_cases - nskip - nunrec);
+        if (stopped)
+            printf("# stopped: %s; the remaining case(s) are recorded NOT RUN%s\n", stop_why,
+                   o.outdir ? " (fa4cp-run --resume continues)" : "");
+        printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? (stopped >= 128 ? "INTERRUPTED" : "FAILED") : "OK",
+               exit_code);
+        if (o.tap && stopped >= 128)
+            printf("Bail out! %s (exit %d)\n", stop_why, exit_code);
+        fflush(stdout);
+    }
+    if (run_local_abandoned()) { /* ranks that never returned: end without cleaning up after them */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(exit_code);
     }
 done:
     run_session_close(&s);
@@ -396,5 +598,6 @@ done:
     free(wl);
     fflush(stdout);
     fa4cp_world_finalize(w.world);
+    fa4cp_free(w.planned);
     return exit_code;
 }

@@ -4,7 +4,7 @@
 # CUDA and NCCL are optional and not installed here (configure finds them in
 # /usr/local/cuda).  Pass --with-slurm to add what the Slurm cluster tests use.
 set -e
-pkgs="build-essential autoconf automake libtool pkg-config libyaml-dev libpmix-dev"
+pkgs="build-essential autoconf automake libtool pkg-config libyaml-dev libjansson-dev libpmix-dev"
 [ "${1:-}" = "--with-slurm" ] && pkgs="$pkgs libpmix-bin slurmctld slurmd slurm-client munge iproute2 util-linux bc"
 missing=
 for p in $pkgs; do

@@ -62,6 +62,11 @@ typedef enum fa4cp_status {
 /* Short name of a status ("invalid argument", ...); never NULL. */
 FA4CP_API const char *fa4cp_strerror(fa4cp_status status);
 
+/* The longest timeout fa4cp accepts anywhere (run.timeout, -T, the bootstrap
+ * and transport timeouts): 7 days.  Larger values are refused where they are
+ * read, so deadline arithmetic can never overflow. */
+#define FA4CP_TIMEOUT_MAX_S 604800.0
+
 /* The message of the last failure on this thread ("" if none). */
 FA4CP_API const char *fa4cp_last_error(void);
 
@@ -424,6 +429,9 @@ typedef struct fa4cp_cp_timing {
     float compute_ms[FA4CP_CP_MAX_TIMED_STEPS];
     float comm_ms[FA4CP_CP_MAX_TIMED_STEPS]; /* 0 where the step exchanges nothing */
     float call_ms;
+    /* bytes this rank sent in the step's exchange (K+V, and dK+dV in a
+     * backward); comm_bytes / comm_ms is the bandwidth the step achieved */
+    size_t comm_bytes[FA4CP_CP_MAX_TIMED_STEPS];
 } fa4cp_cp_timing;
 #define FA4CP_CP_TIMING_INIT { .struct_size = sizeof(fa4cp_cp_timing) }
 FA4CP_API fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
@@ -616,7 +624,8 @@ FA4CP_API int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 
 FA4CP_API int fa4cp_world_nodes(const fa4cp_world *w);
 FA4CP_API double fa4cp_world_timeout(const fa4cp_world *w);
 /* The bound of every later bootstrap collective (allgather, bcast,
- * barrier), e.g. longer than the slowest rank's work between two of them. */
+ * barrier), e.g. longer than the slowest rank's work between two of them;
+ * at most FA4CP_TIMEOUT_MAX_S (a longer one is that). */
 FA4CP_API fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
 FA4CP_API const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
 FA4CP_API const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
@@ -659,9 +668,16 @@ FA4CP_API fa4cp_status fa4cp_world_plan(int nodes, int tasks, const int *tasks_p
  * not checked. */
 FA4CP_API fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *table, int n);
 
-/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]"): the number of
- * hosts, and host `index` into buf (FA4CP_ERR_INVALID on a syntax error, with
- * the offset in fa4cp_last_error). */
+/* Slurm hostlist expressions ("node[01-03,07],gpu-a[1-2]").
+ * fa4cp_hostlist_expand: every host, in order, exactly as Slurm expands the
+ * expression (`scontrol show hostnames`): duplicates kept, empty items
+ * skipped, zero hosts for ",,"; FA4CP_ERR_INVALID where Slurm refuses, with
+ * the reason.  Free with fa4cp_hostlist_free.
+ * fa4cp_hostlist_count/_nth: the same expression as a list of nodes
+ * (SLURM_JOB_NODELIST): also refuse an empty list, a node named twice and a
+ * name with brackets or blanks. */
+FA4CP_API fa4cp_status fa4cp_hostlist_expand(const char *expr, char ***hosts, int *n);
+FA4CP_API void fa4cp_hostlist_free(char **hosts, int n);
 FA4CP_API fa4cp_status fa4cp_hostlist_count(const char *expr, int *count);
 FA4CP_API fa4cp_status fa4cp_hostlist_nth(const char *expr, int index, char *buf, size_t len);
 /* "2(x3),1" (SLURM_STEP_TASKS_PER_NODE) -> counts[0..*n-1] (at most max). */
@@ -820,12 +836,18 @@ typedef struct fa4cp_override {
 
 typedef struct fa4cp_workload fa4cp_workload;
 
-/* Load, expand and validate a workload file (every YAML document of it). */
+/* Load, expand and validate a workload file (every YAML document of it).
+ * A path that does not exist and has no '/' names a shipped workload:
+ * fa4cp_workload_dir()/PATH, then fa4cp_workload_dir()/PATH.yaml
+ * ("acceptance" -> /usr/local/share/fa4cp/jobs/acceptance.yaml). */
 FA4CP_API fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int nov,
                                  fa4cp_workload **out);
 /* The same from memory; `name` stands for the file in messages. */
 FA4CP_API fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_t len,
                                         const fa4cp_override *ov, int nov, fa4cp_workload **out);
+/* Where shipped workloads are: $FA4CP_DATADIR/jobs, else the installed
+ * $(pkgdatadir)/jobs (per-thread buffer). */
+FA4CP_API const char *fa4cp_workload_dir(void);
 FA4CP_API int fa4cp_workload_count(const fa4cp_workload *w);
 FA4CP_API const fa4cp_case *fa4cp_workload_get(const fa4cp_workload *w, int i);
 FA4CP_API void fa4cp_workload_free(fa4cp_workload *w);

@@ -83,4 +83,11 @@ timeout -k 5 120 srun -n 1 --mpi=pmix "$run" --no-output -n 1 --set cp.size=1 --
 t $([ $rc -eq 0 ] && grep -q "bootstrap pmix" "$tmp/o" && grep -q "fa4cp-run concluded: OK" "$tmp/o" && echo 0 || echo 1) \
   "srun -n 1 --mpi=pmix: a world of one process runs the cpu backend ($rc)"
 [ $rc -eq 0 ] || { sed 's/^/# /' "$tmp/e"; sed 's/^/# /' "$tmp/o"; }
+# issue 15, finding 4: srun without PMIx is the singleton trap: exit 8 on every
+# task (as fa4cp-layout), one message saying how to launch
+timeout -k 5 120 srun -n 2 --mpi=none bash -c '"$0" --no-output -n 1 --set cp.size=2 "$1"; echo "task $SLURM_PROCID exit $?" >&2' \
+    "$run" "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ "$(grep -c "^task [01] exit 8$" "$tmp/e")" -eq 2 ] && [ "$(grep -c "use srun --mpi=pmix" "$tmp/e")" -eq 1 ] &&
+    echo 0 || echo 1) "finding 4: srun -n 2 --mpi=none fa4cp-run: every task exits 8, one message says how to launch"
+sed 's/^/# /' "$tmp/e"
 echo "1..$n"

@@ -79,6 +79,21 @@ int main(void)
         ok(c->index == 3 && c->doc == 1, "index and document");
         fa4cp_workload_free(w);
     }
+    {
+        /* issue 15, finding 12: a --set of a swept key shows in the label */
+        fa4cp_override so[] = {{"cp.comm", "a2a"}, {"causal", "true"}};
+        w = load(BASE "cp: {size: 2}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n  attention.causal: [true, false]\n",
+                 so, 2);
+        int good = w && fa4cp_workload_count(w) == 6;
+        for (int i = 0; good && i < 6; i++) {
+            const fa4cp_case *c = fa4cp_workload_get(w, i);
+            good = c->comm == FA4CP_CP_A2A && c->causal && !strcmp(c->label, "cp.comm=a2a attention.causal=true");
+            if (!good)
+                diag("case %d: label '%s'", i, c->label);
+        }
+        ok(good, "--set cp.comm=a2a --set causal=true: every case runs a2a, causal and its label says so");
+        fa4cp_workload_free(w);
+    }
 
     /* together: keys vary in step; bare leaf names are accepted */
     w = load(BASE "sweep:\n  cp.comm: [p2p, all_gather]\n  together:\n    cp.size: [1, 2, 4]\n"
@@ -105,6 +120,12 @@ int main(void)
         ok(c->doc == 2 && !strcmp(c->name, "second") && c->index == 6, "document 2 named 'second'");
         fa4cp_workload_free(w);
     }
+
+    /* a name is any text without control characters: non-ASCII and quotes stay */
+    w = load(BASE "name: \"caf\\u00e9 \\\"q\\\" \\u2713 \\U0001F600\"\n", NULL, 0);
+    ok(w && !strcmp(fa4cp_workload_get(w, 0)->name, "caf\xc3\xa9 \"q\" \xe2\x9c\x93 \xf0\x9f\x98\x80"),
+       "a name with non-ASCII (escaped in YAML) and quotes: %s", w ? fa4cp_workload_get(w, 0)->name : "-");
+    fa4cp_workload_free(w);
 
     /* overrides win over the document and the sweep; YAML values */
     fa4cp_override ov[] = {{"run.iters", "7"}, {"cp.size", "2"}, {"attention.sequences", "[64, 64k]"}, {"check", "full"}};
@@ -251,6 +272,47 @@ int main(void)
         ok(st == FA4CP_OK && fa4cp_workload_count(j) > 0, "jobs/%s.yaml loads (%d cases)%s%s", jobs[i],
            fa4cp_workload_count(j), st ? ": " : "", st ? fa4cp_last_error() : "");
         fa4cp_workload_free(j);
+    }
+
+    /* issue 15, finding 9: size and nesting caps, with a clear error */
+    {
+        size_t big = 200000;
+        char *deep = malloc(big + 1);
+        memset(deep, '[', big);
+        deep[big] = 0;
+        fa4cp_workload *j = NULL;
+        ok(fa4cp_workload_load_buffer("deep.yaml", deep, big, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "200 KB of nested '[' is refused");
+        like(fa4cp_last_error(), "deep.yaml:1:33: nested deeper than 32 levels", "... at the level too deep");
+        fa4cp_override o = {"attention.sequences", deep};
+        deep[50000] = 0;
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID && !j,
+           "... and so is --set with 50000 nested '['");
+        like(fa4cp_last_error(), "command line:1:33: nested deeper than 32 levels", "... saying so");
+        /* 32 levels are taken (the error is then about the value, not the depth) */
+        memset(deep, 0, 64);
+        memset(deep, '[', 31);
+        memset(deep + 31, ']', 31);
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID &&
+               !strstr(fa4cp_last_error(), "nested deeper"),
+           "31 nested lists in a --set value are parsed (and refused for what they are: %s)", fa4cp_last_error());
+        free(deep);
+        /* size: a valid workload padded with comments past 4 MiB */
+        size_t n = (4u << 20) + 10;
+        char *pad = malloc(n + 1);
+        memset(pad, '#', n);
+        memcpy(pad, BASE, strlen(BASE));
+        pad[n] = 0;
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "a workload of 4 MiB + 10 bytes is refused");
+        like(fa4cp_last_error(), "pad.yaml: 4194314 bytes: a workload file is at most 4 MiB", "... with the cap");
+        n = 1u << 20;
+        memset(pad + strlen(BASE), ' ', n - strlen(BASE));
+        pad[n - 1] = '\n';
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_OK && fa4cp_workload_count(j) == 1,
+           "a 1 MiB workload loads");
+        fa4cp_workload_free(j);
+        free(pad);
     }
     return done_testing();
 }

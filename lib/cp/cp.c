@@ -164,8 +164,10 @@ fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *t)
     FA4CP_TRY(cp->ops->event_ms(cp->ev_call[0], cp->ev_call[1], &t->call_ms));
     for (int s = 0; s < t->nsteps; s++) {
         FA4CP_TRY(cp->ops->event_ms(cp->ev[CP_EV_COMP0][s], cp->ev[CP_EV_COMP1][s], &t->compute_ms[s]));
-        if (cp->comm_step[s])
+        if (cp->comm_step[s]) {
             FA4CP_TRY(cp->ops->event_ms(cp->ev[CP_EV_COMM0][s], cp->ev[CP_EV_COMM1][s], &t->comm_ms[s]));
+            t->comm_bytes[s] = cp->comm_bytes[s];
+        }
     }
 out:
     return st;

@@ -84,6 +84,8 @@ fa4cp_status cpx_join_comm(exec *x);
 /* step events and notes of timed calls */
 fa4cp_status cpx_stamp(exec *x, int kind, int step, void *stream);
 void cpx_note_step(exec *x, int step, int comm);
+/* the bytes this rank sends in step's exchange (timed calls only) */
+void cpx_note_bytes(exec *x, int step, size_t bytes);
 
 /* The program: the executor runs the plan's operations in order.  peek:
  * the next one to run (NULL at the end; optional operations the call does

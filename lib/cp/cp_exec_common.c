@@ -392,6 +392,13 @@ void cpx_note_step(exec *x, int step, int comm)
     x->cp->timed_steps = step + 1;
 }
 
+void cpx_note_bytes(exec *x, int step, size_t bytes)
+{
+    if (!x->timed || step < 0 || step >= FA4CP_CP_MAX_TIMED_STEPS)
+        return;
+    x->cp->comm_bytes[step] = bytes;
+}
+
 fa4cp_status cpx_wait_req(exec *x, fa4cp_comm_req **req)
 {
     fa4cp_comm_req *q = *req;

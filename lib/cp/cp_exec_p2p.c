@@ -114,6 +114,7 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
              * compute is queued before the fork, so it is free. */
             CPX_NEXT(in, FA4CP_CP_OP_SENDRECV, FA4CP_CP_T_K | FA4CP_CP_T_V);
             fa4cp_p2p ops[2] = {{in->send_to, 1, kv[s % 2], kvb + vb}, {in->recv_from, 0, kv[(s + 1) % 2], kvb + vb}};
+            cpx_note_bytes(x, s, kvb + vb);
             FA4CP_TRY(cpx_fork_comm(x));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
             FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
@@ -224,6 +225,7 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
                 ops[nops++] = (fa4cp_p2p){in->send_to, 1, kv[s % 2], kvb + vb};
                 ops[nops++] = (fa4cp_p2p){in->recv_from, 0, kv[(s + 1) % 2], kvb + vb};
             }
+            cpx_note_bytes(x, s, (in->tensors & DKV ? dkvb : 0) + (in->tensors & KV ? kvb + vb : 0));
             FA4CP_TRY(cpx_fork_comm(x)); /* on the side stream, beside this step's compute */
             if (s >= 0)
                 FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));

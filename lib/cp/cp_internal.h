@@ -23,6 +23,7 @@ struct fa4cp_cp {
     void *ev_call[2];
     int timed_steps;      /* steps recorded in the last call */
     char comm_step[FA4CP_CP_MAX_TIMED_STEPS]; /* which of them exchanged data */
+    size_t comm_bytes[FA4CP_CP_MAX_TIMED_STEPS]; /* bytes sent in each step's exchange */
     int timed_backward;   /* what the last timed call was */
     int timed_valid;
     /* the operations the last call ran (fa4cp_cp_last_trace) */

@@ -17,7 +17,8 @@ typedef enum run_verdict {
     RUN_RUNTIME = 3, /* CUDA, NCCL, PMIx, memory, transport */
     RUN_TIMEOUT = 4, /* a case ran past run.timeout */
     RUN_VERIFY = 5,  /* verification failed */
-    RUN_GATE = 6     /* below a performance gate */
+    RUN_GATE = 6,    /* below a performance gate */
+    RUN_LAUNCH = 8   /* started the wrong way: srun without --mpi=pmix (every task) */
 } run_verdict;
 
 typedef struct world_info {
@@ -27,8 +28,9 @@ typedef struct world_info {
     int rank;   /* this process's rank (0 in local mode) */
     int procs;  /* processes */
     int nodes;
-    const char *kind; /* "local", "pmix", "slurm" */
-    char host[64];
+    const char *kind; /* "local", "pmix", "slurm", "plan" */
+    char host[96];
+    fa4cp_world_row *planned; /* run_world_plan's table (freed by the caller) */
 } world_info;
 
 typedef struct case_outcome {
@@ -36,7 +38,7 @@ typedef struct case_outcome {
     const char *result; /* "OK", "FAILED", "BELOW GATE", "ERROR", "TIMEOUT" */
     double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err, tol;
     double err_t[NERR];
-    char msg[600];
+    char msg[1200];
 } case_outcome;
 
 /* The NCCL communicators of a multi-process run, kept while consecutive
@@ -60,6 +62,11 @@ typedef struct run_session {
 /* Bring up the world (PMIx, the Slurm environment, or local mode with
  * `ranks` threads); RUN_OK or a verdict, the message in fa4cp_last_error(). */
 int run_world_up(world_info *w, int ranks);
+/* A planned world for a dry run: `nodes` nodes of `tpn` tasks ("8", or one
+ * count per node "8,8,4"), distribution block|cyclic (NULL: block), one GPU
+ * a task - fa4cp-layout --nodes' planner.  Nothing is launched; the message
+ * of a RUN_USAGE is printed. */
+int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist);
 double run_host_mem_available(void); /* bytes, -1 unknown */
 const char *run_mask_text(const fa4cp_case *c, char *buf, size_t len);
 void run_heads_text(const fa4cp_case *c, char *buf, size_t len);
@@ -98,10 +105,33 @@ int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
 void run_mp_watch_start(const world_info *w);
 void run_mp_close(mp_state *m);
 
+/* ---- run_watch.c */
+/* The watchdog's message: "case N (label) WHY: rank R still running (host H:
+ * forward iteration 2 of 3, there for 6.1 s) - it is behind; the others:
+ * rank 0: <its transport timeout, naming whom it waited for>".  done[r]:
+ * rank r returned (its status and msg in res[r]); the rest report progress.
+ * Returns the number of ranks named behind. */
+int run_watch_behind(const fa4cp_case *c, const world_info *w, const rank_result *res, const int *done, int n,
+                     double now_s, const char *why, char *msg, size_t len);
+/* 1 after run_local gave up on ranks that never returned (their threads
+ * still run): the process must end without cleaning up after the case */
+int run_local_abandoned(void);
+
 /* ---- run_judge.c */
 void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, int nr, case_outcome *oc);
 int run_worse(int a, int b); /* the more severe of two verdicts */
-void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
-                    const rank_result *rr, int nr);
+/* Append case c's record to OUTDIR/results.jsonl: 0, or -1 (said on stderr). */
+int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                   const rank_result *rr, int nr);
+/* --resume: the identity of a case (its record's "config", canonical text),
+ * from the case or from a record read back; free() them */
+char *run_config_key(const fa4cp_case *c);
+struct json_t;
+char *run_record_config_key(const struct json_t *rec);
+/* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
+ * rank); run_ring_bw gives GB/s over all of them and over the sends that
+ * leave a node (0 when none), and 0 when no step was timed. */
+void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr);
+int run_ring_bw(double *all_gbps, double *inter_node_gbps);
 
 #endif

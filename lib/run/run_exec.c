@@ -20,6 +20,7 @@
 #include "fa4cp.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,48 @@
 #endif
 
 const char *const run_err_names[NERR] = {"out", "lse", "dq", "dk", "dv"};
+
+/* ------------------------------------------------------------------ signals */
+
+static volatile sig_atomic_t stop_sig;
+
+static void on_stop(int sig)
+{
+    if (stop_sig == sig) { /* the second time: at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_sig = sig;
+}
+
+void run_signals_install(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+int run_stop_signal(void) { return stop_sig; }
+
+void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t len)
+{
+    switch (phase) {
+    case RUN_PHASE_START: snprintf(buf, len, "starting the case"); break;
+    case RUN_PHASE_GEN: snprintf(buf, len, "generating its inputs"); break;
+    case RUN_PHASE_WARM_FWD: snprintf(buf, len, "forward warm-up %d of %d", iter + 1, c->warmup); break;
+    case RUN_PHASE_FWD: snprintf(buf, len, "forward iteration %d of %d", iter + 1, c->iters); break;
+    case RUN_PHASE_WARM_BWD: snprintf(buf, len, "backward warm-up %d of %d", iter + 1, c->warmup); break;
+    case RUN_PHASE_BWD: snprintf(buf, len, "backward iteration %d of %d", iter + 1, c->iters); break;
+    case RUN_PHASE_CHECK: snprintf(buf, len, "verifying"); break;
+    default: snprintf(buf, len, "done"); break;
+    }
+}
 
 #ifdef FA4CP_CP_CONFIG_INIT
 
@@ -91,6 +134,34 @@ int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 }
 
 /* one timed call: CUDA events on the cuda backend, host clock on the cpu */
+/* ------------------------------------------------------------------ progress and stopping */
+
+static void set_phase(rank_result *r, int phase, int iter)
+{
+    __atomic_store_n(&r->iter, iter, __ATOMIC_RELAXED);
+    double t = now_ms() * 1e-3;
+    __atomic_store(&r->phase_t, &t, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->phase, phase, __ATOMIC_RELEASE);
+}
+
+/* Before a timed iteration, every rank of the group learns whether one of
+ * them was asked to stop (an all-reduce of the signal: all stop at the same
+ * iteration, so none is left waiting in a collective).  Host transports; a
+ * device transport keeps its barrier and stops between cases. */
+static fa4cp_status sync_or_stop(fa4cp_comm *comm, int *stop)
+{
+    *stop = 0;
+    if (fa4cp_comm_device_memory(comm))
+        return fa4cp_comm_barrier(comm);
+    float mine = (float)run_stop_signal(), all = 0;
+    fa4cp_comm_req *req = NULL;
+    fa4cp_status st = fa4cp_comm_all_reduce(comm, &mine, &all, 1, FA4CP_FP32, FA4CP_REDUCE_MAX, NULL, &req);
+    if (!st)
+        st = fa4cp_comm_wait(comm, req, NULL);
+    *stop = st ? 0 : (int)all;
+    return st;
+}
+
 static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
                                rank_result *r)
 {
@@ -102,24 +173,39 @@ static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a,
     return st;
 }
 
-/* Warmup, then run.iters timed calls, a barrier before each (per-step CUDA
- * events on the last one on the cuda backend): the median in *ms; with the
- * device, the last call's step timings in *t and whether they came in *timed. */
+/* Warmup, then run.iters timed calls; before each, the group learns whether
+ * a rank was asked to stop (then *done calls ran and r->interrupted says
+ * why).  Per-step CUDA events on the last call on the cuda backend: the
+ * median of what ran in *ms; with the device, the last call's step timings
+ * in *t and whether they came in *timed. */
 static fa4cp_status timed_phase(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp *cp, const fa4cp_cp_args *a,
-                                devbufs *dev, int bwd, double *times, double *ms, fa4cp_cp_timing *t, int *timed,
-                                rank_result *r)
+                                devbufs *dev, int bwd, double *times, double *ms, int *done, fa4cp_cp_timing *t,
+                                int *timed, rank_result *r)
 {
     fa4cp_status st;
-    for (int i = 0; i < c->warmup; i++)
+    int stop = 0;
+    for (int i = 0; i < c->warmup; i++) {
+        set_phase(r, bwd ? RUN_PHASE_WARM_BWD : RUN_PHASE_WARM_FWD, i);
         if ((st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a)))
             return st;
-    for (int i = 0; i < c->iters; i++) {
-        if (dev->on && i == c->iters - 1)
-            fa4cp_cp_set_timing(cp, 1);
-        if ((st = fa4cp_comm_barrier(comm)) || (st = timed_call(dev, cp, a, bwd, &times[i], r)))
-            return st;
     }
-    *ms = median(times, c->iters);
+    for (int i = 0; i < c->iters; i++) {
+        set_phase(r, bwd ? RUN_PHASE_BWD : RUN_PHASE_FWD, i);
+        if (dev->on && i == c->iters - 1) /* per-step events on the last one */
+            fa4cp_cp_set_timing(cp, 1);
+        if ((st = sync_or_stop(comm, &stop)))
+            return st;
+        if (stop)
+            break;
+        if ((st = timed_call(dev, cp, a, bwd, &times[i], r)))
+            return st;
+        *done = i + 1;
+    }
+    *ms = *done ? median(times, *done) : -1;
+    if (stop) { /* what it measured stays; nothing more runs */
+        r->interrupted = stop;
+        return FA4CP_OK;
+    }
     if (dev->on) {
         t->struct_size = sizeof *t;
         *timed = fa4cp_cp_last_timing(cp, t) == FA4CP_OK;
@@ -142,6 +228,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     memset(&b, 0, sizeof b);
     memset(&dev, 0, sizeof dev);
     memset(r, 0, sizeof *r);
+    set_phase(r, RUN_PHASE_GEN, 0);
     r->rank = world_rank;
     r->fwd_ms = r->bwd_ms = -1;
     for (int t = 0; t < NERR; t++)
@@ -199,7 +286,8 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     a.out = dev.on ? dev.out : b.out;
     a.lse = dev.on ? dev.lse : b.lse;
     a.stream = dev.stream;
-    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->tf, &r->timed, r)))
+    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->fwd_done, &r->tf, &r->timed, r)) ||
+        r->interrupted) /* interrupted: no backward, no check */
         goto out;
     if (c->backward) {
         a.dout = dev.on ? dev.dout : b.dout;
@@ -207,7 +295,8 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         a.dk = dev.on ? dev.dk : b.dk;
         a.dv = dev.on ? dev.dv : b.dv;
         int timed_b = 0;
-        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->tb, &timed_b, r)))
+        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->bwd_done, &r->tb, &timed_b, r)) ||
+            r->interrupted)
             goto out;
         r->timed = r->timed && timed_b;
     }
@@ -235,6 +324,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
             fa4cp_store(c->dtype, b.out, i, fa4cp_load(c->dtype, b.out, i) + 8.0);
         }
     }
+    set_phase(r, RUN_PHASE_CHECK, 0);
     if (c->check != FA4CP_CHECK_OFF) {
         if ((st = run_gather(comm, b.lse, (size_t)b.rows * h * les, &glse, r)))
             goto out;
@@ -263,6 +353,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         }
     }
 out:
+    set_phase(r, RUN_PHASE_DONE, 0);
     r->status = st;
     if (st && !r->msg[0])
         snprintf(r->msg, sizeof r->msg, "%s", fa4cp_last_error()[0] ? fa4cp_last_error() : fa4cp_strerror(st));

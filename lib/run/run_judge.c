@@ -93,15 +93,146 @@ void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, 
 
 int run_worse(int a, int b)
 {
-    /* severity: runtime 3 > timeout 4 > verify 5 > gate 6 > usage 2 > ok */
+    /* severity: interrupted (128 + signal) > runtime 3 > timeout 4 > verify 5 > gate 6 > usage 2 > ok */
+    if (a >= 128 || b >= 128)
+        return a >= 128 ? a : b;
     static const int rank_of[7] = {0, 0, 1, 5, 4, 3, 2};
+    if (a < 0 || a > 6 || b < 0 || b > 6) /* 8 and others: the larger */
+        return a > b ? a : b;
     return rank_of[b] > rank_of[a] ? b : a;
 }
 
 
+/* The CP ring's bandwidth over the run: bytes a rank sent in a timed p2p
+ * step over that step's exchange time, summed over every rank and step; and
+ * the same for the sends that leave the node (the network between nodes). */
+static struct {
+    double bytes, ms, net_bytes, net_ms;
+} ring_bw;
 
-void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
-                       const rank_result *rr, int nr)
+/* off[i]: rank rr[i].rank sends its ring steps to another node */
+static void ring_sends_off_node(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr, int *off)
+{
+    fa4cp_layout *l = NULL;
+    for (int i = 0; i < nr; i++)
+        off[i] = 0;
+    if (!w->table || fa4cp_layout_build(w->table, w->size, c->cp, 0, 1, &l) != FA4CP_OK)
+        return;
+    for (int i = 0; i < nr; i++) {
+        fa4cp_layout_place p;
+        if (fa4cp_layout_place_of(l, rr[i].rank, &p) == FA4CP_OK && p.ring_next >= 0 && p.ring_next < w->size)
+            off[i] = w->table[p.ring_next].node != w->table[rr[i].rank].node;
+    }
+    fa4cp_layout_destroy(l);
+}
+
+void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr)
+{
+    if (nr <= 0 || !rr[0].timed)
+        return;
+    int *off = calloc((size_t)nr, sizeof(int));
+    if (!off)
+        return;
+    ring_sends_off_node(w, c, rr, nr, off);
+    for (int i = 0; i < nr; i++)
+        for (int dir = 0; dir < 2; dir++) {
+            const fa4cp_cp_timing *t = dir ? &rr[i].tb : &rr[i].tf;
+            if (dir && !c->backward)
+                break;
+            for (int s = 0; s < t->nsteps; s++)
+                if (t->comm_bytes[s] && t->comm_ms[s] > 0) {
+                    ring_bw.bytes += (double)t->comm_bytes[s];
+                    ring_bw.ms += t->comm_ms[s];
+                    if (off[i]) {
+                        ring_bw.net_bytes += (double)t->comm_bytes[s];
+                        ring_bw.net_ms += t->comm_ms[s];
+                    }
+                }
+        }
+    free(off);
+}
+
+int run_ring_bw(double *all_gbps, double *inter_node_gbps)
+{
+    *all_gbps = ring_bw.ms > 0 ? ring_bw.bytes / (ring_bw.ms * 1e6) : 0;
+    *inter_node_gbps = ring_bw.net_ms > 0 ? ring_bw.net_bytes / (ring_bw.net_ms * 1e6) : 0;
+    return ring_bw.ms > 0;
+}
+
+/* The "config" member of a record: what the case ran with. */
+static void write_config(fa4cp_jw *jw, const fa4cp_case *c)
+{
+    fa4cp_jw_begin(jw, "config", 0);
+    fa4cp_jw_begin(jw, "attention", 0);
+    fa4cp_jw_int(jw, "heads", c->heads);
+    fa4cp_jw_int(jw, "kv_heads", c->kv_heads);
+    fa4cp_jw_int(jw, "head_dim", c->head_dim);
+    fa4cp_jw_int(jw, "head_dim_v", c->head_dim_v);
+    fa4cp_jw_str(jw, "dtype", fa4cp_dtype_name(c->dtype));
+    fa4cp_jw_bool(jw, "causal", c->causal);
+    fa4cp_jw_begin(jw, "window", 1);
+    fa4cp_jw_int(jw, NULL, c->window_left);
+    fa4cp_jw_int(jw, NULL, c->window_right);
+    fa4cp_jw_end(jw, 1);
+    fa4cp_jw_str(jw, "layout", c->layout_bshd ? "bshd" : "thd");
+    fa4cp_jw_bool(jw, "pad_between_seqs", c->pad_between_seqs);
+    fa4cp_jw_str(jw, "distribution", fa4cp_seq_dist_name(c->dist));
+    fa4cp_jw_int(jw, "batch", c->batch);
+    fa4cp_jw_int(jw, "tokens", c->tokens);
+    fa4cp_jw_int(jw, "padded_tokens", c->padded_tokens);
+    fa4cp_jw_int(jw, "max_seqlen", c->max_seqlen);
+    fa4cp_jw_begin(jw, "sequences", 1);
+    for (int i = 0; i < c->batch && i < 4096; i++)
+        fa4cp_jw_int(jw, NULL, c->seqlen[i]);
+    fa4cp_jw_end(jw, 1);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "cp", 0);
+    fa4cp_jw_int(jw, "size", c->cp);
+    fa4cp_jw_str(jw, "comm", fa4cp_cp_comm_name(c->comm));
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "run", 0);
+    fa4cp_jw_str(jw, "backend", fa4cp_backend_name(c->backend));
+    fa4cp_jw_int(jw, "warmup", c->warmup);
+    fa4cp_jw_int(jw, "iters", c->iters);
+    fa4cp_jw_bool(jw, "backward", c->backward);
+    fa4cp_jw_str(jw, "check", fa4cp_check_mode_name(c->check));
+    fa4cp_jw_int(jw, "samples", c->samples);
+    fa4cp_jw_int(jw, "seed", (long long)c->seed);
+    fa4cp_jw_num(jw, "timeout", c->timeout_s);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "gate", 0);
+    fa4cp_jw_num(jw, "fwd_tflops", c->gate_fwd_tflops);
+    fa4cp_jw_num(jw, "bwd_tflops", c->gate_bwd_tflops);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_end(jw, 0);
+}
+
+/* A canonical text of a configuration (keys sorted, compact), the identity
+ * of a case for --resume. */
+static char *config_text(const json_t *config)
+{
+    return config ? json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | FA4CP_JSON_REAL) : NULL;
+}
+
+char *run_config_key(const fa4cp_case *c)
+{
+    fa4cp_jw j;
+    char *key = NULL;
+    fa4cp_jw_init(&j);
+    fa4cp_jw_begin(&j, NULL, 0);
+    write_config(&j, c);
+    fa4cp_jw_end(&j, 0);
+    json_t *v = j.failed ? NULL : fa4cp_json_parse(j.buf, NULL, 0); /* as a reader sees it */
+    key = config_text(fa4cp_json_get(v, "config"));
+    fa4cp_json_free(v);
+    fa4cp_jw_free(&j);
+    return key;
+}
+
+char *run_record_config_key(const json_t *rec) { return config_text(fa4cp_json_get(rec, "config")); }
+
+int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                   const rank_result *rr, int nr)
 {
     fa4cp_jw j;
     double fwd, bwd;
@@ -121,49 +252,7 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     fa4cp_jw_int(&j, "case", c->index);
     fa4cp_jw_str(&j, "name", c->name);
     fa4cp_jw_str(&j, "label", c->label);
-    fa4cp_jw_begin(&j, "config", 0);
-    fa4cp_jw_begin(&j, "attention", 0);
-    fa4cp_jw_int(&j, "heads", c->heads);
-    fa4cp_jw_int(&j, "kv_heads", c->kv_heads);
-    fa4cp_jw_int(&j, "head_dim", c->head_dim);
-    fa4cp_jw_int(&j, "head_dim_v", c->head_dim_v);
-    fa4cp_jw_str(&j, "dtype", fa4cp_dtype_name(c->dtype));
-    fa4cp_jw_bool(&j, "causal", c->causal);
-    fa4cp_jw_begin(&j, "window", 1);
-    fa4cp_jw_int(&j, NULL, c->window_left);
-    fa4cp_jw_int(&j, NULL, c->window_right);
-    fa4cp_jw_end(&j, 1);
-    fa4cp_jw_str(&j, "layout", c->layout_bshd ? "bshd" : "thd");
-    fa4cp_jw_bool(&j, "pad_between_seqs", c->pad_between_seqs);
-    fa4cp_jw_str(&j, "distribution", fa4cp_seq_dist_name(c->dist));
-    fa4cp_jw_int(&j, "batch", c->batch);
-    fa4cp_jw_int(&j, "tokens", c->tokens);
-    fa4cp_jw_int(&j, "padded_tokens", c->padded_tokens);
-    fa4cp_jw_int(&j, "max_seqlen", c->max_seqlen);
-    fa4cp_jw_begin(&j, "sequences", 1);
-    for (int i = 0; i < c->batch && i < 4096; i++)
-        fa4cp_jw_int(&j, NULL, c->seqlen[i]);
-    fa4cp_jw_end(&j, 1);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "cp", 0);
-    fa4cp_jw_int(&j, "size", c->cp);
-    fa4cp_jw_str(&j, "comm", fa4cp_cp_comm_name(c->comm));
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "run", 0);
-    fa4cp_jw_str(&j, "backend", fa4cp_backend_name(c->backend));
-    fa4cp_jw_int(&j, "warmup", c->warmup);
-    fa4cp_jw_int(&j, "iters", c->iters);
-    fa4cp_jw_bool(&j, "backward", c->backward);
-    fa4cp_jw_str(&j, "check", fa4cp_check_mode_name(c->check));
-    fa4cp_jw_int(&j, "samples", c->samples);
-    fa4cp_jw_int(&j, "seed", (long long)c->seed);
-    fa4cp_jw_num(&j, "timeout", c->timeout_s);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "gate", 0);
-    fa4cp_jw_num(&j, "fwd_tflops", c->gate_fwd_tflops);
-    fa4cp_jw_num(&j, "bwd_tflops", c->gate_bwd_tflops);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_end(&j, 0);
+    write_config(&j, c);
     fa4cp_jw_begin(&j, "env", 0);
     fa4cp_jw_str(&j, "fa4cp", fa4cp_version());
     fa4cp_jw_str(&j, "host", w->host);
@@ -235,10 +324,14 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
      * per ring step for p2p (compute on the call stream, communication on
      * the side stream), so the hidden communication can be read off */
     if (nr > 0 && rr[0].timed) {
+        int *off = calloc((size_t)nr, sizeof(int));
+        if (off)
+            ring_sends_off_node(w, c, rr, nr, off);
         fa4cp_jw_begin(&j, "steps", 1);
         for (int i = 0; i < nr; i++) {
             fa4cp_jw_begin(&j, NULL, 0);
             fa4cp_jw_int(&j, "rank", rr[i].rank);
+            fa4cp_jw_bool(&j, "sends_off_node", off && off[i]);
             for (int dir = 0; dir < 2; dir++) {
                 const fa4cp_cp_timing *t = dir ? &rr[i].tb : &rr[i].tf;
                 if (dir && !c->backward)
@@ -259,6 +352,16 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
                     hidden += t->comm_ms[s] < t->compute_ms[s] ? t->comm_ms[s] : t->compute_ms[s];
                 }
                 fa4cp_jw_end(&j, 1);
+                /* what each step's exchange moved, and the bandwidth it reached */
+                fa4cp_jw_begin(&j, "step_bytes", 1);
+                for (int s = 0; s < t->nsteps; s++)
+                    fa4cp_jw_int(&j, NULL, (long long)t->comm_bytes[s]);
+                fa4cp_jw_end(&j, 1);
+                fa4cp_jw_begin(&j, "step_gbps", 1);
+                for (int s = 0; s < t->nsteps; s++)
+                    fa4cp_jw_num(&j, NULL, t->comm_bytes[s] && t->comm_ms[s] > 0
+                                               ? (double)t->comm_bytes[s] / (t->comm_ms[s] * 1e6) : NAN);
+                fa4cp_jw_end(&j, 1);
                 /* communication that ran while the step computed (an
                  * exchange starts with its step's compute) */
                 fa4cp_jw_num(&j, "comm_hidden_fraction", comm > 0 ? hidden / comm : NAN);
@@ -268,12 +371,17 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
             fa4cp_jw_end(&j, 0);
         }
         fa4cp_jw_end(&j, 1);
+        free(off);
     }
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_end(&j, 0);
-    if (j.failed || fa4cp_results_append(outdir, j.buf))
+    int rc = 0;
+    if (j.failed || fa4cp_results_append(outdir, j.buf)) {
         fprintf(stderr, "fa4cp-run: cannot record case %d: %s\n", c->index,
-                j.failed ? "out of memory" : fa4cp_last_error());
+                j.failed ? j.error : fa4cp_last_error());
+        rc = -1;
+    }
     fa4cp_jw_free(&j);
+    return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "run.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,8 +147,29 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
         if (rc)
             oc->exit_code = rc;
     }
+    int sig = 0, fdone = c->iters, bdone = c->iters;
+    for (int r = 0; r < w->size && !oc->exit_code; r++)
+        if (res[r].interrupted) {
+            sig = res[r].interrupted;
+            fdone = res[r].fwd_done < fdone ? res[r].fwd_done : fdone;
+            bdone = res[r].bwd_done < bdone ? res[r].bwd_done : bdone;
+        }
     if (!oc->exit_code) {
         run_judge(c, w, res, w->size, oc);
+        if (sig) { /* stopped between two timed iterations: what it measured stays */
+            oc->exit_code = 128 + sig;
+            oc->result = "INTERRUPTED";
+            for (int t = 0; t < NERR; t++)
+                oc->err_t[t] = -1;
+            oc->err = -1;
+            const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1"
+                                                                                               : "a signal";
+            if (fdone < c->iters || !c->backward)
+                bdone = 0;
+            snprintf(oc->msg, sizeof oc->msg,
+                     "interrupted by %s after %d of %d timed forward and %d of %d backward iteration(s); the times "
+                     "are over those, not verified", name, fdone, c->iters, bdone, c->backward ? c->iters : 0);
+        }
         return;
     }
     oc->result = oc->exit_code == RUN_TIMEOUT ? "TIMEOUT" : "ERROR";

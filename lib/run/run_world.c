@@ -6,6 +6,7 @@
 #endif
 #define _GNU_SOURCE
 #include "run.h"
+#include "core/internal.h"
 
 #include "run_gpu.h"
 
@@ -31,7 +32,7 @@ int run_world_up(world_info *w, int ranks)
     cfg.local_ranks = ranks;
     fa4cp_status st = fa4cp_world_init(&cfg, &w->world);
     if (st) /* the caller prints fa4cp_last_error() */
-        return st == FA4CP_ERR_LAUNCH ? RUN_USAGE : st == FA4CP_ERR_TIMEOUT ? RUN_TIMEOUT : RUN_RUNTIME;
+        return st == FA4CP_ERR_LAUNCH ? RUN_LAUNCH : st == FA4CP_ERR_TIMEOUT ? RUN_TIMEOUT : RUN_RUNTIME;
     w->kind = fa4cp_world_kind_name(fa4cp_world_kind_of(w->world));
     w->rank = fa4cp_world_rank(w->world);
     w->size = fa4cp_world_size(w->world);
@@ -43,6 +44,40 @@ int run_world_up(world_info *w, int ranks)
     return 0;
 }
 
+int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist)
+{
+    memset(w, 0, sizeof *w);
+    if (dist && strcmp(dist, "block") && strcmp(dist, "cyclic")) {
+        fa4cp_set_error(FA4CP_ERR_INVALID, "--distribution %s: expected block or cyclic", dist);
+        return RUN_USAGE;
+    }
+    int *counts = calloc((size_t)nodes, sizeof(int)), k = 0, rc = RUN_OK;
+    if (!counts) {
+        fa4cp_set_error(FA4CP_ERR_NOMEM, "planning %d nodes: out of memory", nodes);
+        return RUN_RUNTIME;
+    }
+    if (fa4cp_tasks_per_node_parse(tpn, counts, nodes, &k) != FA4CP_OK || (k != 1 && k != nodes)) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", fa4cp_last_error());
+        fa4cp_set_error(FA4CP_ERR_INVALID, "--tasks-per-node %s: want one count or %d (one per node)%s%s", tpn,
+                        nodes, why[0] ? ": " : "", why);
+        rc = RUN_USAGE;
+    } else {
+        for (int i = k; i < nodes; i++)
+            counts[i] = counts[0];
+        if (fa4cp_world_plan(nodes, 0, counts, dist ? dist : "block", -1, &w->planned, &w->size) != FA4CP_OK)
+            rc = RUN_USAGE;
+    }
+    free(counts);
+    if (rc)
+        return rc;
+    w->table = w->planned;
+    w->procs = w->size;
+    w->nodes = nodes;
+    w->kind = "plan";
+    snprintf(w->host, sizeof w->host, "(planned: %d node(s) x %s task(s), %s)", nodes, tpn, dist ? dist : "block");
+    return RUN_OK;
+}
 
 double run_host_mem_available(void)
 {

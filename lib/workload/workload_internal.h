@@ -24,6 +24,11 @@
 #define MAX_HEADS 4096
 #define MAX_HEAD_DIM FA4CP_HEAD_DIM_MAX
 #define MAX_CP 65536
+/* A hostile file is refused before libyaml builds it (libyaml's scanner is
+ * quadratic in the nesting: 100k nested '[' took 60 s to fail).  A workload
+ * is 4 levels deep and a few KiB; the caps leave room for long lists. */
+#define MAX_FILE_BYTES (4u << 20) /* 4 MiB */
+#define MAX_DEPTH 32              /* nested mappings and sequences */
 #define PATHLEN 128
 
 
@@ -98,6 +103,7 @@ fa4cp_status wl_merr(const char *file, const mark *m, const char *path, const ch
     __attribute__((format(printf, 4, 5)));
 const char *wl_node_kind(const yaml_node_t *n);
 const char *wl_scalar(const yaml_node_t *n);
+const char *wl_text_problem(const yaml_node_t *n);
 fa4cp_status wl_set_field(const ctx *x, draft *d, const field *f, yaml_node_t *n, const char *path);
 
 /* workload_sweep.c */

@@ -191,7 +191,7 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
     if (o->dry_run)
         printf("# dry run: nothing is allocated and no GPU is touched\n");
     printf("# times: median over run.iters on each rank, max over ranks; TFLOP/s per GPU, FlashAttention "
-           "convention (fwd 4*d per visible pair and head, bwd 2.5x)\n");
+           "convention (fwd 2*(d+dv) per visible pair and head, bwd 2.5x; d: head_dim, or head_dim/head_dim_v)\n");
 }
 
 static void print_table_head(int dry)
@@ -233,27 +233,36 @@ static int launcher_rank_nonzero(void)
     return r && strcmp(r, "0") != 0;
 }
 
-/* The dry run: each case's row, and with --explain its layout and plans. */
-static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
+/* The dry run: each case's row, whether its backend runs it, and with
+ * --explain its layout and plans.  EXIT_OK, or EXIT_RUNTIME when a case
+ * cannot run in this build (what the run would say of that case). */
+static int dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
 {
-    int tapno = 0;
+    int tapno = 0, unrunnable = 0;
     if (!o->tap)
         print_table_head(1);
     for (int i = 0; i < nfiles; i++)
         for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
             const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
             double f, b;
-            char mask[32], hb[16];
+            char mask[32], hb[16], db[24], why[768];
             fa4cp_case_flops(c, &f, &b);
             size_t mem = fa4cp_case_memory(c, 1);
-            if (o->tap)
+            int cannot = run_case_runnable(c, why, sizeof why);
+            unrunnable += cannot != 0;
+            if (o->tap && cannot)
+                printf("not ok %d - %s case %d %s # not runnable: %s\n", ++tapno, c->name, c->index, c->label, why);
+            else if (o->tap)
                 printf("ok %d - %s case %d %s # SKIP dry run\n", ++tapno, c->name, c->index, c->label);
             run_heads_text(c, hb, sizeof hb);
-            printf("%s %4d %-10s %4d %8lld %8lld %6s %4d %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
+            run_dims_text(c, db, sizeof db);
+            printf("%s %4d %-10s %4d %8lld %8lld %6s %4s %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
                    o->tap ? "#" : " ", c->index, fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens,
-                   (long long)c->padded_tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
+                   (long long)c->padded_tokens, hb, db, fa4cp_dtype_name(c->dtype),
                    run_mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0, mem / 1048576.0,
                    fa4cp_check_mode_name(c->check), c->label);
+            if (cannot)
+                printf("#   case %d not runnable: %s\n", c->index, why);
             if (!o->explain)
                 continue;
             printf("#   %s doc %d: %d sequence(s) (%s), max %d tokens, dtype %s, layout %s, backend %s, "
@@ -261,6 +270,9 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
                    c->file, c->doc, c->batch, fa4cp_seq_dist_name(c->dist), c->max_seqlen,
                    fa4cp_dtype_name(c->dtype), c->layout_bshd ? "bshd" : "thd", fa4cp_backend_name(c->backend),
                    c->warmup, c->iters, c->backward ? "yes" : "no", (unsigned long long)c->seed, c->timeout_s);
+            printf("#   head_dim %d, head_dim_v %d: backend %s %s (%s takes (head_dim, head_dim_v): %s)\n",
+                   c->head_dim, c->head_dim_v, fa4cp_backend_name(c->backend), cannot ? "has no kernel" : "runs it",
+                   fa4cp_backend_name(c->backend), fa4cp_attn_head_dims(c->backend));
             fa4cp_layout *lay = NULL;
             char *text = NULL;
             if (!fa4cp_layout_build(w->table, w->size, c->cp, fa4cp_cp_comm_info_of(c->comm)->group_in_node, 0,
@@ -287,14 +299,22 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
             if (c->cp > 16)
                 printf("#   ... %d more CP ranks\n", c->cp - 16);
         }
+    if (unrunnable) {
+        printf("# dry run: %d case(s) valid, %d of them not runnable by their backend in this build\n", ncases,
+               unrunnable);
+        fprintf(stderr, "fa4cp-run: %d case(s) cannot run in this build (see 'not runnable' above)\n", unrunnable);
+        return EXIT_RUNTIME;
+    }
     printf("# dry run: %d case(s) valid\n", ncases);
+    return EXIT_OK;
 }
 
 /* A case's row of the table (or TAP line), and its failure on stderr. */
 static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *oc, int number)
 {
-    char mask[32], hb[16], e[16], fm[16], ft[16], bm[16], bt[16];
+    char mask[32], hb[16], db[24], e[16], fm[16], ft[16], bm[16], bt[16];
     run_heads_text(c, hb, sizeof hb);
+    run_dims_text(c, db, sizeof db);
     snprintf(e, sizeof e, oc->err >= 0 || isinf(oc->err) ? "%.2e" : "N/A", oc->err);
     snprintf(fm, sizeof fm, oc->fwd_ms >= 0 ? "%.3f" : "-", oc->fwd_ms);
     snprintf(ft, sizeof ft, isfinite(oc->fwd_tf) ? "%.4f" : "-", oc->fwd_tf);
@@ -308,8 +328,8 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
         if (oc->exit_code)
             printf("# %s: %s\n", oc->result, oc->msg);
     } else {
-        printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
-               fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, c->head_dim,
+        printf("  %4d %-10s %4d %8lld %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
+               fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, db,
                fa4cp_dtype_name(c->dtype), run_mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, oc->result);
         if (oc->exit_code)
             printf("#   case %d %s: %s\n", c->index, oc->result, oc->msg);
@@ -379,7 +399,7 @@ int main(int argc, char **argv)
         print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
     if (o.dry_run) {
         if (root)
-            dry_run(&o, &w, wl, nfiles, ncases);
+            exit_code = dry_run(&o, &w, wl, nfiles, ncases);
         goto done;
     }
     if (o.resume && !o.outdir) {

@@ -33,6 +33,26 @@ t $([ $rc -eq 0 ] && [ "$rows" -eq 6 ] && [ ! -e "$tmp/dry" ] && echo 0 || echo 
 "$run" --explain "$s/jobs/acceptance.yaml" --ranks 8 >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 0 ] && has "$tmp/o" "cp rank 3:" && has "$tmp/o" "MiB/rank" && echo 0 || echo 1) \
   "explain the cuda acceptance job without a GPU ($rc)"
+# head dims: the backend's table decides, per case, without a GPU (issue 20)
+cat >"$tmp/dims.yaml" <<'EOF'
+version: 1
+name: dims
+attention: {heads: 4, kv_heads: 2, head_dim: 64, sequences: [64, 32]}
+cp: {size: 2}
+run: {backend: cuda}
+sweep:
+  together:
+    attention.head_dim: [64, 96, 192]
+    attention.head_dim_v: [64, 96, 128]
+EOF
+"$run" --dry-run --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && has "$tmp/o" "case 1 not runnable: run.backend cuda cannot run this case: cuda attention: head_dim 96 with head_dim_v 96 has no" \
+    && has "$tmp/o" "case 2 not runnable" && ! has "$tmp/o" "case 0 not runnable" \
+    && has "$tmp/o" "(64, 64) or (128, 128)" && has "$tmp/o" "3 case(s) valid, 2 of them not runnable" && echo 0 || echo 1) \
+  "dry run: cuda cases with head dims it has no kernel for are not runnable, exit 3 ($rc)"
+"$run" --dry-run --tap --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && has "$tmp/o" "^ok 1 - dims case 0" && has "$tmp/o" "^not ok 3 - dims case 2 .* # not runnable: " && echo 0 || echo 1) \
+  "dry run --tap: the not runnable cases are 'not ok' ($rc)"
 
 # ---- execution (needs the CP executor in the library)
 start=$(date +%s)

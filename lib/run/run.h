@@ -79,6 +79,16 @@ int run_gpus_used(const fa4cp_case *c, const world_info *w, int ranks);
  * tell); RUN_RUNTIME with the numbers in msg */
 int run_check_gpu_memory(const fa4cp_case *c, const world_info *w, char *msg, size_t len);
 
+/* ---- run_can.c */
+/* Can this build run case c?  Its backend's kernels for its dtype and head
+ * dims (the attention table, fa4cp_attn_supported), asked without touching
+ * a GPU by --dry-run, --explain and run_case (before anything is
+ * allocated).  RUN_OK, or RUN_RUNTIME with why in msg, naming what the
+ * backend takes. */
+int run_case_runnable(const fa4cp_case *c, char *msg, size_t len);
+/* "128", or "192/128" when head_dim_v differs */
+void run_dims_text(const fa4cp_case *c, char *buf, size_t len);
+
 /* ---- run_session.c */
 /* The layout of every CP size of the job, one summary line; RUN_USAGE with
  * the message in msg when a cp.size has no layout on this world. */

@@ -116,7 +116,9 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
     const world_info *w = s->w;
     memset(oc, 0, sizeof *oc);
     memset(res, 0, sizeof *res * (size_t)w->size);
-    if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
+    if ((oc->exit_code = run_case_runnable(c, oc->msg, sizeof oc->msg))) {
+        /* the backend has no kernel for it: refused before anything is allocated */
+    } else if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
         oc->exit_code = RUN_RUNTIME;
     } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
         oc->exit_code = RUN_RUNTIME;

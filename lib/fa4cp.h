@@ -883,21 +883,23 @@ FA4CP_API double fa4cp_check_tolerance(fa4cp_dtype dtype);
 enum { FA4CP_GEN_Q = 0, FA4CP_GEN_K = 1, FA4CP_GEN_V = 2, FA4CP_GEN_DOUT = 3 };
 FA4CP_API double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
 FA4CP_API double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
-/* The head_dim elements of one row at once (the fast way; same values). */
+/* The elements of one row at once (the fast way; same values): head_dim of
+ * them for Q and K, head_dim_v for V and DOUT. */
 FA4CP_API void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
 /* Logical token of physical row `row` (cp size cp, rank r holds local row);
  * -1 for a padding row. */
 FA4CP_API int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);
 /* Fill the local shard of rank `rank` of tensor (Q/DOUT: heads, K/V: kv_heads),
- * [padded_tokens/cp, h, d] in the case's dtype; padding rows are 0. */
+ * [padded_tokens/cp, h, d] in the case's dtype (d: head_dim for Q and K,
+ * head_dim_v for V and DOUT); padding rows are 0. */
 FA4CP_API void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst);
 
 /* ---- the float64 row reference (streams over regenerated inputs)
- * Query row: token `i` of sequence `seq`, head h -> out[d], lse, and (when
- * dq != NULL) dq[d]; D = dout . out of the reference. */
+ * Query row: token `i` of sequence `seq`, head h -> out[head_dim_v], lse, and
+ * (when dq != NULL) dq[head_dim]; D = dout . out of the reference. */
 FA4CP_API void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out,
                          double *lse, double *dq);
-/* Key row: token j of sequence seq, kv head hk -> dk[d], dv[d], from the
+/* Key row: token j of sequence seq, kv head hk -> dk[head_dim], dv[head_dim_v], from the
  * global LSE and D (= rowsum(dout*out)) of each query row, read through
  * lse_d(ctx, seq, i, head, &lse, &D). */
 typedef void (*fa4cp_lse_d_fn)(void *ctx, int seq, int64_t i, int head, double *lse, double *D);
@@ -905,8 +907,9 @@ FA4CP_API void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv
                        void *ctx, double *dk, double *dv);
 /* Batched forms: n rows[] of one sequence in one pass over the other side.
  * Query rows cover every query head of kv head kv_head (group = heads /
- * kv_heads): out and dq [n][group][d], lse [n][group] (dq NULL: no
- * backward).  Key rows: dk, dv [n][d]. */
+ * kv_heads): out [n][group][head_dim_v], dq [n][group][head_dim], lse
+ * [n][group] (dq NULL: no backward).  Key rows: dk [n][head_dim], dv
+ * [n][head_dim_v]. */
 FA4CP_API void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
                           double *out, double *lse, double *dq);
 FA4CP_API void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,

@@ -53,6 +53,26 @@ t $([ $rc -eq 3 ] && has "$tmp/o" "case 1 not runnable: run.backend cuda cannot 
 "$run" --dry-run --tap --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 3 ] && has "$tmp/o" "^ok 1 - dims case 0" && has "$tmp/o" "^not ok 3 - dims case 2 .* # not runnable: " && echo 0 || echo 1) \
   "dry run --tap: the not runnable cases are 'not ok' ($rc)"
+"$run" --explain --ranks 2 -b cpu "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && has "$tmp/o" "192/128" && has "$tmp/o" "head_dim 192, head_dim_v 128: backend cpu runs it" && echo 0 || echo 1) \
+  "explain on cpu: every head dim runs, the table shows 192/128 ($rc)"
+# ... and they run: head_dim_v != head_dim through every shape, both checks
+cat >"$tmp/mla.yaml" <<'EOF'
+version: 1
+name: mla
+attention: {heads: 4, kv_heads: 2, head_dim: 48, head_dim_v: 32, dtype: fp32, sequences: [61, 30, 17], pad_between_seqs: true}
+cp: {size: 2}
+run: {backend: cpu, iters: 1, warmup: 0}
+sweep:
+  cp.comm: [p2p, all_gather, a2a]
+  run.check: [full, sampled]
+EOF
+"$run" --ranks 2 -o "$tmp/mla" "$tmp/mla.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+oks=$(grep -c " OK$" "$tmp/o")
+t $([ $rc -eq 0 ] && [ "$oks" -eq 6 ] && has "$tmp/o" "48/32" && has "$tmp/mla/results.jsonl" '"head_dim_v":32' && echo 0 || echo 1) \
+  "head_dim 48, head_dim_v 32: p2p, all_gather, a2a pass the full and the sampled check, records say head_dim_v ($rc, $oks OK)"
+FA4CP_RUN_INJECT_ERROR=dk "$run" --ranks 2 --no-output -s cp.comm=a2a -s run.check=sampled "$tmp/mla.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 5 ] && has "$tmp/o" "in dk exceeds" && echo 0 || echo 1) "head_dim_v 32: an injected dk error is caught, exit 5 ($rc)"
 
 # ---- execution (needs the CP executor in the library)
 start=$(date +%s)

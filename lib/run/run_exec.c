@@ -218,7 +218,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
 {
     fa4cp_status st = FA4CP_OK;
     int cp_rank = fa4cp_comm_rank(comm);
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dv = c->head_dim_v;
     size_t es = fa4cp_dtype_size(c->dtype), les = fa4cp_dtype_size(fa4cp_lse_dtype(c->dtype));
     bufs b;
     devbufs dev;
@@ -235,11 +235,14 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         r->err[t] = -1;
     fa4cp_log_set_rank(world_rank);
     b.rows = c->padded_tokens / c->cp;
+    /* q, dq, k, dk: head_dim wide; out, dout, v, dv: head_dim_v (the cuda
+     * staging below runs only equal head dims: run_case_runnable) */
     size_t qn = (size_t)b.rows * h * d, kn = (size_t)b.rows * hk * d;
+    size_t on = (size_t)b.rows * h * dv, vn = (size_t)b.rows * hk * dv;
     b.q = fa4cp_malloc(qn * es, "q");
     b.k = fa4cp_malloc(kn * es, "k");
-    b.v = fa4cp_malloc(kn * es, "v");
-    b.out = fa4cp_calloc(qn, es, "out");
+    b.v = fa4cp_malloc(vn * es, "v");
+    b.out = fa4cp_calloc(on, es, "out");
     b.lse = fa4cp_calloc((size_t)b.rows * h, les, "lse");
     times = malloc(sizeof(double) * (size_t)c->iters);
     if (!b.q || !b.k || !b.v || !b.out || !b.lse || !times) {
@@ -247,10 +250,10 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         goto out;
     }
     if (c->backward) {
-        b.dout = fa4cp_malloc(qn * es, "dout");
+        b.dout = fa4cp_malloc(on * es, "dout");
         b.dq = fa4cp_calloc(qn, es, "dq");
         b.dk = fa4cp_calloc(kn, es, "dk");
-        b.dv = fa4cp_calloc(kn, es, "dv");
+        b.dv = fa4cp_calloc(vn, es, "dv");
         if (!b.dout || !b.dq || !b.dk || !b.dv) {
             st = FA4CP_ERR_NOMEM;
             goto out;
@@ -320,7 +323,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         if (run_pick_rows(c, cp_rank, 1, &row, 1) == 1) {
             run_seq_of_token(c, fa4cp_case_local_token(c, cp_rank, row), &seq, &off);
             int head = run_sample_kv_head(c, cp_rank, seq, 1) * (h / hk);
-            size_t i = ((size_t)row * h + head) * (size_t)d;
+            size_t i = ((size_t)row * h + head) * (size_t)dv;
             fa4cp_store(c->dtype, b.out, i, fa4cp_load(c->dtype, b.out, i) + 8.0);
         }
     }
@@ -340,9 +343,9 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
                 for (int hh = 0; hh < h; hh++)
                     for (int64_t l = 0; l < b.rows; l++) {
                         double s = 0;
-                        size_t base = ((size_t)l * h + hh) * d;
+                        size_t base = ((size_t)l * h + hh) * dv;
                         if (fa4cp_case_local_token(c, cp_rank, l) >= 0)
-                            for (int x = 0; x < d; x++)
+                            for (int x = 0; x < dv; x++)
                                 s += fa4cp_load(c->dtype, b.dout, base + x) * fa4cp_load(c->dtype, b.out, base + x);
                         b.D[(size_t)hh * b.rows + l] = s;
                     }

@@ -150,12 +150,13 @@ fa4cp_status run_verify_sampled(const fa4cp_case *c, fa4cp_comm *comm, int cp_ra
 {
     acc a;
     memset(&a, 0, sizeof a);
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, group = h / hk, ns = c->samples;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dv = c->head_dim_v, group = h / hk, ns = c->samples;
+    int w = d > dv ? d : dv; /* the reference rows: out (dv) and dq (d); dk (d) and dv (dv) */
     fa4cp_dtype ldt = fa4cp_lse_dtype(c->dtype);
     fa4cp_status st = FA4CP_OK;
     int64_t *rows = malloc(sizeof(int64_t) * (size_t)ns * 2), *offs = rows + ns;
     int *seqs = malloc(sizeof(int) * (size_t)ns), *used = calloc((size_t)ns, sizeof(int));
-    double *out = malloc(sizeof(double) * (size_t)ns * group * d * 2), *dq = out + (size_t)ns * group * d;
+    double *out = malloc(sizeof(double) * (size_t)ns * group * w * 2), *dq = out + (size_t)ns * group * w;
     double *lse = malloc(sizeof(double) * (size_t)ns * group);
     if (!rows || !seqs || !used || !out || !lse) {
         snprintf(r->msg, sizeof r->msg, "out of memory for the sampled check");
@@ -188,19 +189,19 @@ fa4cp_status run_verify_sampled(const fa4cp_case *c, fa4cp_comm *comm, int cp_ra
                 for (int k = 0; k < m; k++)
                     for (int gg = 0; gg < group; gg++) {
                         int head = kvh * group + gg;
-                        size_t base = ((size_t)sl[k] * h + head) * (size_t)d, ri = ((size_t)k * group + gg) * d;
-                        acc_vec(&a, ERR_OUT, out + ri, c->dtype, b->out, base, d);
+                        size_t row = (size_t)sl[k] * h + head, ri = (size_t)k * group + gg;
+                        acc_vec(&a, ERR_OUT, out + ri * dv, c->dtype, b->out, row * dv, dv);
                         acc_lse(&a, lse[k * group + gg],
                                 fa4cp_load(ldt, b->lse, (size_t)head * b->rows + (size_t)sl[k]));
                         if (c->backward)
-                            acc_vec(&a, ERR_DQ, dq + ri, c->dtype, b->dq, base, d);
+                            acc_vec(&a, ERR_DQ, dq + ri * d, c->dtype, b->dq, row * d, d);
                     }
             } else {
                 fa4cp_ref_key_rows(c, seq, m, so, kvh, lse_d, &g, out, dq);
                 for (int k = 0; k < m; k++) {
-                    size_t base = ((size_t)sl[k] * hk + kvh) * (size_t)d;
-                    acc_vec(&a, ERR_DK, out + (size_t)k * d, c->dtype, b->dk, base, d);
-                    acc_vec(&a, ERR_DV, dq + (size_t)k * d, c->dtype, b->dv, base, d);
+                    size_t row = (size_t)sl[k] * hk + kvh;
+                    acc_vec(&a, ERR_DK, out + (size_t)k * d, c->dtype, b->dk, row * d, d);
+                    acc_vec(&a, ERR_DV, dq + (size_t)k * dv, c->dtype, b->dv, row * dv, dv);
                 }
             }
             r->rows_checked += m;
@@ -274,32 +275,33 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
                                 const void *glse, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, cp = c->cp;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dw = c->head_dim_v, cp = c->cp;
     size_t es = fa4cp_dtype_size(c->dtype);
     size_t qb = (size_t)b->rows * h * d * es, kb = (size_t)b->rows * hk * d * es;
+    size_t ob = (size_t)b->rows * h * dw * es, vb = (size_t)b->rows * hk * dw * es;
     void *gout = NULL, *gdq = NULL, *gdk = NULL, *gdv = NULL;
     double *q = NULL, *k = NULL, *v = NULL, *o = NULL, *lse = NULL, *dout = NULL, *dq = NULL, *dk = NULL,
            *dv = NULL;
     int32_t *cu = NULL;
     acc a;
     memset(&a, 0, sizeof a);
-    if ((st = run_gather(comm, b->out, qb, &gout, r)))
+    if ((st = run_gather(comm, b->out, ob, &gout, r)))
         goto out;
     if (c->backward && ((st = run_gather(comm, b->dq, qb, &gdq, r)) || (st = run_gather(comm, b->dk, kb, &gdk, r)) ||
-                        (st = run_gather(comm, b->dv, kb, &gdv, r))))
+                        (st = run_gather(comm, b->dv, vb, &gdv, r))))
         goto out;
     if (cp_rank != 0)
         goto out;
     /* the non-CP reference: float64, unpadded batch */
     int64_t T = c->tokens;
     q = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference q");
-    dout = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference dout");
-    o = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference out");
+    dout = fa4cp_malloc(sizeof(double) * (size_t)T * h * dw, "reference dout");
+    o = fa4cp_malloc(sizeof(double) * (size_t)T * h * dw, "reference out");
     dq = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference dq");
     k = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference k");
-    v = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference v");
+    v = fa4cp_malloc(sizeof(double) * (size_t)T * hk * dw, "reference v");
     dk = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference dk");
-    dv = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference dv");
+    dv = fa4cp_malloc(sizeof(double) * (size_t)T * hk * dw, "reference dv");
     lse = fa4cp_malloc(sizeof(double) * (size_t)T * h, "reference lse");
     cu = fa4cp_malloc(sizeof(int32_t) * ((size_t)c->batch + 1), "reference cu_seqlens");
     if (!q || !dout || !o || !dq || !k || !v || !dk || !dv || !lse || !cu) {
@@ -309,18 +311,18 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
     for (int i = 0; i <= c->batch; i++)
         cu[i] = (int32_t)c->cu_tokens[i];
     for (int64_t t = 0; t < T; t++) {
-        for (int hh = 0; hh < h; hh++)
-            for (int x = 0; x < d; x++) {
-                size_t i = ((size_t)t * h + hh) * d + x;
-                q[i] = fa4cp_gen_element(c, FA4CP_GEN_Q, t, hh, x);
-                dout[i] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, t, hh, x);
-            }
-        for (int hh = 0; hh < hk; hh++)
-            for (int x = 0; x < d; x++) {
-                size_t i = ((size_t)t * hk + hh) * d + x;
-                k[i] = fa4cp_gen_element(c, FA4CP_GEN_K, t, hh, x);
-                v[i] = fa4cp_gen_element(c, FA4CP_GEN_V, t, hh, x);
-            }
+        for (int hh = 0; hh < h; hh++) {
+            for (int x = 0; x < d; x++)
+                q[((size_t)t * h + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_Q, t, hh, x);
+            for (int x = 0; x < dw; x++)
+                dout[((size_t)t * h + hh) * dw + x] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, t, hh, x);
+        }
+        for (int hh = 0; hh < hk; hh++) {
+            for (int x = 0; x < d; x++)
+                k[((size_t)t * hk + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_K, t, hh, x);
+            for (int x = 0; x < dw; x++)
+                v[((size_t)t * hk + hh) * dw + x] = fa4cp_gen_element(c, FA4CP_GEN_V, t, hh, x);
+        }
     }
     fa4cp_attn_args a2 = FA4CP_ATTN_ARGS_INIT;
     a2.dtype = FA4CP_FP64;
@@ -328,6 +330,7 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
     a2.heads = h;
     a2.kv_heads = hk;
     a2.head_dim = d;
+    a2.head_dim_v = dw;
     a2.total_q = a2.total_k = T;
     a2.cu_seqlens_q = a2.cu_seqlens_k = cu;
     a2.max_seqlen_q = a2.max_seqlen_k = c->max_seqlen;
@@ -356,18 +359,18 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
             if (t < 0)
                 continue;
             for (int hh = 0; hh < h; hh++) {
-                size_t gi = (((size_t)rr * b->rows + l) * h + hh) * d, ri = ((size_t)t * h + hh) * d;
-                acc_vec(&a, ERR_OUT, o + ri, c->dtype, gout, gi, d);
+                size_t gi = ((size_t)rr * b->rows + l) * h + hh, ri = (size_t)t * h + hh; /* rows */
+                acc_vec(&a, ERR_OUT, o + ri * dw, c->dtype, gout, gi * dw, dw);
                 acc_lse(&a, lse[(size_t)hh * T + t],
                         fa4cp_load(ldt, glse, ((size_t)rr * h + hh) * b->rows + (size_t)l));
                 if (c->backward)
-                    acc_vec(&a, ERR_DQ, dq + ri, c->dtype, gdq, gi, d);
+                    acc_vec(&a, ERR_DQ, dq + ri * d, c->dtype, gdq, gi * d, d);
             }
             if (c->backward)
                 for (int hh = 0; hh < hk; hh++) {
-                    size_t gi = (((size_t)rr * b->rows + l) * hk + hh) * d, ri = ((size_t)t * hk + hh) * d;
-                    acc_vec(&a, ERR_DK, dk + ri, c->dtype, gdk, gi, d);
-                    acc_vec(&a, ERR_DV, dv + ri, c->dtype, gdv, gi, d);
+                    size_t gi = ((size_t)rr * b->rows + l) * hk + hh, ri = (size_t)t * hk + hh;
+                    acc_vec(&a, ERR_DK, dk + ri * d, c->dtype, gdk, gi * d, d);
+                    acc_vec(&a, ERR_DV, dv + ri * dw, c->dtype, gdv, gi * dw, dw);
                 }
             r->rows_checked++;
         }

@@ -86,6 +86,7 @@ int rep_load(rep_set *s, const char *arg)
         r->heads = (int)fa4cp_json_num(v, "config.attention.heads", 0);
         r->kv_heads = (int)fa4cp_json_num(v, "config.attention.kv_heads", 0);
         r->d = (int)fa4cp_json_num(v, "config.attention.head_dim", 0);
+        r->dv = (int)fa4cp_json_num(v, "config.attention.head_dim_v", r->d);
         r->gpus = (int)fa4cp_json_num(v, "config.cp.size", 0);
         r->nodes = (int)fa4cp_json_num(v, "env.nodes", 0);
         r->replicas = (int)fa4cp_json_num(v, "env.replicas", 0);
@@ -137,16 +138,20 @@ const char *rep_tokens(long long t, char *buf, size_t len)
 
 void rep_shape_label(const rep_rec *r, int weak, char *buf, size_t len)
 {
-    char tb[32];
-    snprintf(buf, len, "%s, %s tokens%s, h %d/%d, d %d, %s, %s", r->comm,
+    char tb[32], db[32];
+    if (r->dv == r->d)
+        snprintf(db, sizeof db, "%d", r->d);
+    else
+        snprintf(db, sizeof db, "%d/%d", r->d, r->dv);
+    snprintf(buf, len, "%s, %s tokens%s, h %d/%d, d %s, %s, %s", r->comm,
              rep_tokens(weak ? r->tokens / r->gpus : r->tokens, tb, sizeof tb), weak ? " per GPU" : "",
-             r->heads, r->kv_heads, r->d, r->dtype, r->mask);
+             r->heads, r->kv_heads, db, r->dtype, r->mask);
 }
 
 static void shape_key(const rep_rec *r, char *buf, size_t len, int weak)
 {
-    snprintf(buf, len, "%s|%s|%lld|%d|%d|%d|%s|%s|%s", weak ? "weak" : "strong", r->comm,
-             weak ? r->tokens / r->gpus : r->tokens, r->heads, r->kv_heads, r->d, r->dtype, r->mask,
+    snprintf(buf, len, "%s|%s|%lld|%d|%d|%d|%d|%s|%s|%s", weak ? "weak" : "strong", r->comm,
+             weak ? r->tokens / r->gpus : r->tokens, r->heads, r->kv_heads, r->d, r->dv, r->dtype, r->mask,
              r->backend);
 }
 

@@ -1,7 +1,8 @@
 /* attn_dims.c - the one table of what each attention backend runs: dtypes
  * and (head_dim, head_dim_v) pairs.
  *
- * The raw call (fa4cp_attn_check), the CP layer (fa4cp_cp_check_shape) and
+ * The raw call (fa4cp_attn_check), the CP layer (fa4cp_cp_validate and
+ * fa4cp_cp_create, through fa4cp_cp_check_backend) and
  * fa4cp-run --dry-run / --explain all ask fa4cp_attn_supported, so a shape
  * the backend has no kernel for is refused the same way everywhere, before
  * anything is allocated and before any device is touched (the table is
@@ -11,6 +12,7 @@
 #include "attn_internal.h"
 #include "core/internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 
 #define STR_(x) #x
@@ -29,22 +31,25 @@ static const dims_row cuda_dims[] = {
 };
 #define NCUDA ((int)(sizeof cuda_dims / sizeof cuda_dims[0]))
 
+static char cuda_text[256];
+static pthread_once_t cuda_text_once = PTHREAD_ONCE_INIT;
+
+static void make_cuda_text(void)
+{
+    size_t at = 0;
+    for (int i = 0; i < NCUDA && at < sizeof cuda_text; i++)
+        at += (size_t)snprintf(cuda_text + at, sizeof cuda_text - at, "%s(%d, %d)%s",
+                               i == 0 ? "" : i == NCUDA - 1 ? " or " : ", ", cuda_dims[i].d, cuda_dims[i].dv,
+                               cuda_dims[i].bwd ? "" : " forward only");
+}
+
 const char *fa4cp_attn_head_dims(fa4cp_backend backend)
 {
-    static char cuda_text[256];
     if (backend == FA4CP_BACKEND_CPU)
         return "any head_dim and head_dim_v in 1.." STR(FA4CP_HEAD_DIM_MAX);
     if (backend != FA4CP_BACKEND_CUDA)
         return "none (unknown backend)";
-    if (!cuda_text[0]) { /* a fixed table: every thread writes the same text */
-        char t[sizeof cuda_text];
-        size_t at = 0;
-        for (int i = 0; i < NCUDA && at < sizeof t; i++)
-            at += (size_t)snprintf(t + at, sizeof t - at, "%s(%d, %d)%s",
-                                   i == 0 ? "" : i == NCUDA - 1 ? " or " : ", ", cuda_dims[i].d,
-                                   cuda_dims[i].dv, cuda_dims[i].bwd ? "" : " forward only");
-        snprintf(cuda_text, sizeof cuda_text, "%s", t);
-    }
+    pthread_once(&cuda_text_once, make_cuda_text);
     return cuda_text;
 }
 

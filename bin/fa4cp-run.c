@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -320,6 +321,11 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
                 oc->msg);
 }
 
+static const char *sig_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : strsignal(sig);
+}
+
 int main(int argc, char **argv)
 {
     opts o;
@@ -500,7 +506,7 @@ int main(int argc, char **argv)
             if (stopped || sig) { /* asked to stop: the rest are NOT RUN, each with its record */
                 if (!stopped) {
                     stopped = 128 + sig;
-                    snprintf(stop_why, sizeof stop_why, "%s before case %d", strsignal(sig), c->index);
+                    snprintf(stop_why, sizeof stop_why, "%s before case %d", sig_name(sig), c->index);
                 }
                 oc.exit_code = 0;
                 oc.result = "NOT RUN";
@@ -523,7 +529,7 @@ int main(int argc, char **argv)
                 if (oc.exit_code >= 128 || run_local_abandoned()) { /* the rest do not run */
                     stopped = oc.exit_code >= 128 ? oc.exit_code : oc.exit_code ? oc.exit_code : EXIT_RUNTIME;
                     snprintf(stop_why, sizeof stop_why, "%s in case %d",
-                             oc.exit_code >= 128 ? strsignal(oc.exit_code - 128)
+                             oc.exit_code >= 128 ? sig_name(oc.exit_code - 128)
                              : oc.exit_code == EXIT_TIMEOUT ? "the run watchdog (run.timeout)" : "a failed rank",
                              c->index);
                 }

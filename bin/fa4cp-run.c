@@ -235,9 +235,12 @@ static int launcher_rank_nonzero(void)
 }
 
 /* The dry run: each case's row, and with --explain its layout and plans. */
-static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
+/* The dry run: every case expanded, estimated and asked of its backend
+ * (head dims, dtypes, memory), so that "valid" means it will run; EXIT_OK,
+ * or EXIT_USAGE / EXIT_RUNTIME when a case would be refused. */
+static int dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
 {
-    int tapno = 0;
+    int tapno = 0, nbad = 0, rc = EXIT_OK;
     if (!o->tap)
         print_table_head(1);
     for (int i = 0; i < nfiles; i++)
@@ -247,14 +250,25 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
             char mask[32], hb[16];
             fa4cp_case_flops(c, &f, &b);
             size_t mem = fa4cp_case_memory(c, 1);
-            if (o->tap)
+            char why[1024];
+            int bad = run_case_runnable(c, w, 1, why, sizeof why);
+            if (bad) {
+                nbad++;
+                rc = run_worse(rc, bad);
+                fprintf(stderr, "fa4cp-run: %s case %d (%s): would be refused: %s\n", c->file, c->index,
+                        c->label[0] ? c->label : c->name, why);
+            }
+            if (o->tap && bad)
+                printf("not ok %d - %s case %d %s # would be refused: %s\n", ++tapno, c->name, c->index, c->label,
+                       why);
+            else if (o->tap)
                 printf("ok %d - %s case %d %s # SKIP dry run\n", ++tapno, c->name, c->index, c->label);
             run_heads_text(c, hb, sizeof hb);
             printf("%s %4d %-10s %4d %8lld %8lld %6s %4d %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
                    o->tap ? "#" : " ", c->index, fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens,
                    (long long)c->padded_tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
                    run_mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0, mem / 1048576.0,
-                   fa4cp_check_mode_name(c->check), c->label);
+                   bad ? "REFUSED" : fa4cp_check_mode_name(c->check), c->label);
             if (!o->explain)
                 continue;
             printf("#   %s doc %d: %d sequence(s) (%s), max %d tokens, dtype %s, layout %s, backend %s, "
@@ -288,7 +302,12 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
             if (c->cp > 16)
                 printf("#   ... %d more CP ranks\n", c->cp - 16);
         }
-    printf("# dry run: %d case(s) valid\n", ncases);
+    if (nbad)
+        printf("# dry run: %d of %d case(s) valid; %d would be refused (see stderr; exit %d)\n", ncases - nbad, ncases,
+               nbad, rc);
+    else
+        printf("# dry run: %d case(s) valid\n", ncases);
+    return rc;
 }
 
 /* A case's row of the table (or TAP line), and its failure on stderr. */
@@ -384,8 +403,9 @@ int main(int argc, char **argv)
     if (root)
         print_header(&w, ncases, nfiles, argv + first, &o, layout_text);
     if (o.dry_run) {
+        /* every process asks (the memory of its own node); rank 0 prints */
         if (root)
-            dry_run(&o, &w, wl, nfiles, ncases);
+            exit_code = dry_run(&o, &w, wl, nfiles, ncases);
         goto done;
     }
     if (o.resume && !o.outdir) {

@@ -175,6 +175,10 @@ FA4CP_API const char *fa4cp_backend_name(fa4cp_backend backend);
 FA4CP_API fa4cp_status fa4cp_backend_parse(const char *name, fa4cp_backend *out);
 /* 1 if this build has the backend and (for cuda) a usable device. */
 FA4CP_API int fa4cp_backend_available(fa4cp_backend backend);
+/* What a backend's kernels can run, asked without a device (a dry run asks
+ * it): FA4CP_OK, or FA4CP_ERR_UNSUPPORTED saying what and what it takes
+ * (cuda: bf16 or fp16, head_dim 64 or 128; cpu: anything). */
+FA4CP_API fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim);
 
 /* The FA4-style raw call.  Host pointers for the cpu backend, device pointers
  * for cuda (cu_seqlens/seqused too). */

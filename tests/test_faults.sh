@@ -181,4 +181,17 @@ t $([ $rc -eq 0 ] && has "$tmp/o" "^ok 1 - .* # SKIP recorded before (--resume)"
   "finding 6: --resume skips case 0, runs 1-5: 6 complete records, none twice ($rc, $complete, $dups)"
 [ $rc -eq 0 ] || show "$tmp/o" "$tmp/e" "$tmp/c"
 
+# ---- finding 8: --dry-run asks each case's backend what it can run
+"$run" --dry-run "$smoke" --ranks 4 -b cuda -s attention.head_dim=256 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/o" "^# dry run: 0 of 6 case(s) valid; 6 would be refused" &&
+    [ "$(grep -c 'would be refused: run.backend cuda cannot run it: cuda attention: head_dim 256 is not supported: the kernels take 64 or 128' "$tmp/e")" -eq 6 ] &&
+    echo 0 || echo 1) "finding 8: --dry-run of cuda cases with head_dim 256: each refused with the reason, exit 2 ($rc)"
+[ $rc -eq 2 ] || show "$tmp/o" "$tmp/e"
+"$run" --dry-run --tap "$smoke" --ranks 4 -c off -s "attention.sequences=[512M]" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && [ "$(grep -c '^not ok .*would be refused: .*needs an estimated .* GiB per rank but host memory (MemAvailable per rank) has' "$tmp/o")" -eq 6 ] &&
+    echo 0 || echo 1) "finding 8: ... 512M tokens a case: the dry run checks memory too: 6 TAP 'not ok' with both numbers, exit 3 ($rc)"
+[ $rc -eq 3 ] || show "$tmp/o" "$tmp/e"
+"$run" --dry-run "$smoke" --ranks 4 -s attention.head_dim=256 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && has "$tmp/o" "^# dry run: 6 case(s) valid" && echo 0 || echo 1) "finding 8: ... the cpu backend takes head_dim 256 ($rc)"
+
 echo "1..$n"

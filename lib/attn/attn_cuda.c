@@ -98,15 +98,7 @@ static fa4cp_status check_args(const fa4cp_attn_args *a, int backward) {
         FA4CP_FAIL(FA4CP_ERR_INVALID,
                    "cuda attention: args.struct_size %zu < %zu: initialise with FA4CP_ATTN_ARGS_INIT",
                    a->struct_size, sizeof(fa4cp_attn_args));
-    if (a->dtype != FA4CP_BF16 && a->dtype != FA4CP_FP16)
-        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "cuda attention: dtype %s is not supported: use bf16 or fp16 (fp32/fp64 run on "
-                   "the cpu backend only)",
-                   fa4cp_dtype_name(a->dtype));
-    if (a->head_dim != 64 && a->head_dim != 128)
-        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "cuda attention: head_dim %d is not supported: the kernels take 64 or 128",
-                   a->head_dim);
+    FA4CP_TRY(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, a->dtype, a->head_dim));
     if (a->batch < 0 || a->heads <= 0 || a->kv_heads <= 0 || a->total_q < 0 || a->total_k < 0)
         FA4CP_FAIL(FA4CP_ERR_INVALID,
                    "cuda attention: bad sizes (batch %d, heads %d, kv_heads %d, total_q %lld, "

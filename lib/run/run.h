@@ -90,6 +90,10 @@ int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfile
  * message (msg) and a TAP bail-out text (bail). */
 int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
                      size_t msglen, char *bail, size_t baillen);
+/* Can case c run here: what its backend's kernels take (head dims, dtypes),
+ * then memory (the GPUs through NVML, the host); dry: no GPU touched and no
+ * device needed.  RUN_OK, or a verdict with the reason in msg. */
+int run_case_runnable(const fa4cp_case *c, const world_info *w, int dry, char *msg, size_t len);
 /* Run case c: memory checks, every process agreeing, the run, the verdict. */
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc);
 void run_session_close(run_session *s);

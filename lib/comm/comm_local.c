@@ -147,14 +147,9 @@ static fa4cp_status post_coll(fa4cp_comm *c, int kind, const void *send, void *r
     }
     if (bytes)
         memcpy(data, send, bytes);
-    pthread_mutex_lock(&w->mu);
-    coll_rec *rec = cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh);
-    contrib *k = &rec->c[c->rank];
-    k->data = data;
+    contrib mine = {.data = data};
+    cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh, &mine);
     data = NULL;
-    rec->arrived++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
     *req = r;
     r = NULL;
 out:
@@ -168,26 +163,20 @@ static void reduce(const coll_rec *rec, int n, size_t block, size_t count, fa4cp
                    void *recv)
 {
     size_t off = block * count;
+/* the reduction in type T (fp32, fp64) */
+#define REDUCE_AS(T)                                                                               \
+    for (size_t i = 0; i < count; i++) {                                                           \
+        T acc = ((const T *)rec->c[0].data)[off + i];                                              \
+        for (int p = 1; p < n; p++) {                                                              \
+            T v = ((const T *)rec->c[p].data)[off + i];                                            \
+            acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);              \
+        }                                                                                          \
+        ((T *)recv)[i] = acc;                                                                      \
+    }
     if (dt == FA4CP_FP32) {
-        float *o = recv;
-        for (size_t i = 0; i < count; i++) {
-            float acc = ((const float *)rec->c[0].data)[off + i];
-            for (int p = 1; p < n; p++) {
-                float v = ((const float *)rec->c[p].data)[off + i];
-                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
-            }
-            o[i] = acc;
-        }
+        REDUCE_AS(float)
     } else if (dt == FA4CP_FP64) {
-        double *o = recv;
-        for (size_t i = 0; i < count; i++) {
-            double acc = ((const double *)rec->c[0].data)[off + i];
-            for (int p = 1; p < n; p++) {
-                double v = ((const double *)rec->c[p].data)[off + i];
-                acc = op == FA4CP_REDUCE_SUM ? acc + v : (v > acc || isnan(v) ? v : acc);
-            }
-            o[i] = acc;
-        }
+        REDUCE_AS(double)
     } else { /* 16-bit: accumulate in float, like a device reduction would */
         for (size_t i = 0; i < count; i++) {
             float acc = (float)fa4cp_load(dt, rec->c[0].data, off + i);
@@ -231,14 +220,7 @@ static fa4cp_status wait_coll(fa4cp_comm *c, fa4cp_comm_req *r)
     }
 
     pthread_mutex_lock(&w->mu);
-    if (++rec->finished == n) {
-        for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
-            if (*pp == rec) {
-                *pp = rec->next;
-                break;
-            }
-        cl_free_rec(rec, n);
-    }
+    cl_finish_rec(w, rec);
     pthread_mutex_unlock(&w->mu);
     return st;
 }

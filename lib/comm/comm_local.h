@@ -136,9 +136,13 @@ int cl_wait_until(fa4cp_local_world *w, const struct timespec *deadline);
 fa4cp_comm_req *cl_new_req(const char *what);
 fa4cp_status cl_take_wait(fa4cp_comm *c, const pending *p, const struct timespec *deadline, msg **out);
 size_t cl_contrib_bytes(int kind, size_t size, fa4cp_dtype dtype, int n);
-coll_rec *cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, size_t size,
-                       fa4cp_dtype dtype, int op, coll_rec **fresh);
+/* Post this rank's part of collective r (its data, or device buffer and
+ * events, in mine): the record of its generation, made from *fresh when it
+ * is the first; the others are woken. */
+void cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, size_t size, fa4cp_dtype dtype,
+                  int op, coll_rec **fresh, const contrib *mine);
 void cl_free_rec(coll_rec *rec, int n);
+void cl_finish_rec(fa4cp_local_world *w, coll_rec *rec);
 fa4cp_status cl_arrive_all(fa4cp_comm *c, const fa4cp_comm_req *r, const struct timespec *deadline,
                            coll_rec **out);
 

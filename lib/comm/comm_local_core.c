@@ -80,8 +80,8 @@ size_t cl_contrib_bytes(int kind, size_t size, fa4cp_dtype dtype, int n)
  * its record is found, or `*fresh` is inserted (and taken), and this rank's
  * contribution is marked posted with the operation's description.  The
  * caller adds its data, counts the arrival and wakes the others. */
-coll_rec *cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, size_t size,
-                           fa4cp_dtype dtype, int op, coll_rec **fresh)
+void cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, size_t size, fa4cp_dtype dtype,
+                  int op, coll_rec **fresh, const contrib *mine)
 {
     endpoint *e = ep_of(c);
     fa4cp_local_world *w = e->w;
@@ -91,6 +91,7 @@ coll_rec *cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, s
     r->size = size;
     r->dtype = dtype;
     r->op = op;
+    pthread_mutex_lock(&w->mu);
     r->gen = e->gen++;
     coll_rec *rec = w->colls;
     while (rec && rec->gen != r->gen)
@@ -103,12 +104,15 @@ coll_rec *cl_join_coll(fa4cp_comm *c, fa4cp_comm_req *r, int kind, void *recv, s
         w->colls = rec;
     }
     contrib *k = &rec->c[c->rank];
+    *k = *mine; /* the data, or the device buffer and its events */
     k->posted = 1;
     k->kind = kind;
     k->size = size;
     k->dtype = dtype;
     k->op = op;
-    return rec;
+    rec->arrived++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
 }
 
 void cl_free_rec(coll_rec *rec, int n)
@@ -121,6 +125,20 @@ void cl_free_rec(coll_rec *rec, int n)
 #endif
     }
     fa4cp_free(rec);
+}
+
+/* This rank is done with rec (the world's mutex held): the last one to
+ * finish unlinks and frees it. */
+void cl_finish_rec(fa4cp_local_world *w, coll_rec *rec)
+{
+    if (++rec->finished < w->n)
+        return;
+    for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
+        if (*pp == rec) {
+            *pp = rec->next;
+            break;
+        }
+    cl_free_rec(rec, w->n);
 }
 
 /* The record of collective r once every rank has posted it (until the

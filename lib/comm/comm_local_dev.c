@@ -165,16 +165,9 @@ fa4cp_status cl_dev_post_coll(fa4cp_comm *c, int kind, const void *send, void *r
     }
     FA4CP_TRY(cl_new_event(&ready, 1, stream));
     FA4CP_TRY(cl_new_event(&done, 0, NULL));
-    pthread_mutex_lock(&w->mu);
-    coll_rec *rec = cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh);
-    contrib *k = &rec->c[c->rank];
-    k->dsend = send;
-    k->ready = ready;
-    k->done = done;
+    contrib mine = {.dsend = send, .ready = ready, .done = done};
+    cl_join_coll(c, r, kind, recv, size, dtype, op, &fresh, &mine);
     ready = done = NULL;
-    rec->arrived++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
     *req = r;
     r = NULL;
 out:
@@ -295,14 +288,7 @@ fa4cp_status cl_dev_wait_coll(fa4cp_comm *c, fa4cp_comm_req *r, void *stream)
                 st = fa4cp_set_error(FA4CP_ERR_CUDA, "local collective: %s", cudaGetErrorString(ce));
         }
     }
-    if (++rec->finished == n) {
-        for (coll_rec **pp = &w->colls; *pp; pp = &(*pp)->next)
-            if (*pp == rec) {
-                *pp = rec->next;
-                break;
-            }
-        cl_free_rec(rec, n);
-    }
+    cl_finish_rec(w, rec);
     pthread_mutex_unlock(&w->mu);
     return st;
 }

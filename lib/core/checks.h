@@ -36,26 +36,27 @@
                       (errstr));                                                                   \
     } while (0)
 
+/* One family: run `call`, keep its result in v_, judge it with ok, name it with errstr. */
+#define FA4CP_CALL_CHECK_(kind, type, ok, errstr, what, call, ...)                                 \
+    do {                                                                                           \
+        type v_ = (call);                                                                          \
+        kind(__VA_ARGS__ ok, what, call, errstr);                                                  \
+    } while (0)
+
 #ifdef HAVE_CUDA
 #define FA4CP_CUDA_(kind, what, call, ...)                                                         \
-    do {                                                                                           \
-        cudaError_t e_ = (call);                                                                   \
-        kind(__VA_ARGS__ e_ == cudaSuccess, what, call, cudaGetErrorString(e_));                   \
-    } while (0)
+    FA4CP_CALL_CHECK_(kind, cudaError_t, v_ == cudaSuccess, cudaGetErrorString(v_), what, call, __VA_ARGS__)
 #define FA4CP_CUDA_TRY(what, call) FA4CP_CUDA_(FA4CP_CHECK_TRY_, what, call, FA4CP_ERR_CUDA, )
 #define FA4CP_CUDA_RETURN(what, call) FA4CP_CUDA_(FA4CP_CHECK_RETURN_, what, call, FA4CP_ERR_CUDA, )
 #define FA4CP_CUDA_IGNORE(what, call) FA4CP_CUDA_(FA4CP_CHECK_IGNORE_, what, call, )
 #endif
 
 #ifdef HAVE_NCCL
-/* "error string (last error)" of an NCCL result, in a static per-thread buffer */
+/* "error string: last error" of an NCCL result, in a per-thread buffer */
 const char *fa4cp_nccl_error_text(int result);
-#define FA4CP_NCCL_OK_(r_) ((r_) == ncclSuccess || (r_) == ncclInProgress)
 #define FA4CP_NCCL_(kind, what, call, ...)                                                         \
-    do {                                                                                           \
-        ncclResult_t r_ = (call);                                                                  \
-        kind(__VA_ARGS__ FA4CP_NCCL_OK_(r_), what, call, fa4cp_nccl_error_text((int)r_));          \
-    } while (0)
+    FA4CP_CALL_CHECK_(kind, ncclResult_t, v_ == ncclSuccess || v_ == ncclInProgress,              \
+                      fa4cp_nccl_error_text((int)v_), what, call, __VA_ARGS__)
 #define FA4CP_NCCL_TRY(what, call) FA4CP_NCCL_(FA4CP_CHECK_TRY_, what, call, FA4CP_ERR_NCCL, )
 #define FA4CP_NCCL_RETURN(what, call) FA4CP_NCCL_(FA4CP_CHECK_RETURN_, what, call, FA4CP_ERR_NCCL, )
 #define FA4CP_NCCL_IGNORE(what, call) FA4CP_NCCL_(FA4CP_CHECK_IGNORE_, what, call, )
@@ -63,13 +64,11 @@ const char *fa4cp_nccl_error_text(int result);
 
 #ifdef HAVE_PMIX
 #define FA4CP_PMIX_(kind, what, call, ...)                                                         \
-    do {                                                                                           \
-        pmix_status_t p_ = (call);                                                                 \
-        kind(__VA_ARGS__ p_ == PMIX_SUCCESS, what, call, PMIx_Error_string(p_));                   \
-    } while (0)
+    FA4CP_CALL_CHECK_(kind, pmix_status_t, v_ == PMIX_SUCCESS, PMIx_Error_string(v_), what, call, __VA_ARGS__)
 #define FA4CP_PMIX_TRY(what, call) FA4CP_PMIX_(FA4CP_CHECK_TRY_, what, call, FA4CP_ERR_PMIX, )
 #define FA4CP_PMIX_RETURN(what, call) FA4CP_PMIX_(FA4CP_CHECK_RETURN_, what, call, FA4CP_ERR_PMIX, )
 #define FA4CP_PMIX_IGNORE(what, call) FA4CP_PMIX_(FA4CP_CHECK_IGNORE_, what, call, )
 #endif
+
 
 #endif

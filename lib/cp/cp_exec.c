@@ -77,16 +77,8 @@ size_t fa4cp_cp_workspace_bytes(const fa4cp_cp_config *cfg, int cp, int batch, i
         fa4cp_error_context(FA4CP_ERR_INVALID, "fa4cp_cp_workspace_bytes");
         return 0;
     }
-    x.cfg = cfg;
-    x.n = cp;
+    cpx_dims(&x, cfg, cp);
     x.B = batch;
-    x.H = cfg->heads;
-    x.Hk = cfg->kv_heads;
-    x.D = cfg->head_dim;
-    x.es = fa4cp_dtype_size(cfg->dtype);
-    x.as = fa4cp_dtype_size(fa4cp_lse_dtype(cfg->dtype));
-    x.rq = (size_t)x.H * (size_t)x.D;
-    x.rk = (size_t)x.Hk * (size_t)x.D;
     x.G = rows;
     x.T = rows / cp;
     x.Th = x.T / 2;

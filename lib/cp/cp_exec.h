@@ -68,6 +68,8 @@ fa4cp_status cpx_map_all(exec *x, int64_t rows, map *m);
 fa4cp_status cpx_map_ranks(exec *x, int64_t stride, int to_seq, int with_second, map *m);
 fa4cp_status cpx_map_heads(exec *x, int to_blocks, int real, map *m);
 
+/* the sizes of a config on a group of n ranks (heads, dims, dtypes, row sizes) */
+void cpx_dims(exec *x, const fa4cp_cp_config *c, int n);
 fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd);
 fa4cp_attn_args cpx_base_args(const exec *x);
 fa4cp_status cpx_attn(const exec *x, const fa4cp_attn_args *a0, int bwd);

@@ -107,6 +107,27 @@ out:
     return st;
 }
 
+/* The attention call k of an all_gather step: its Q chunk (qh) over the
+ * gathered K and V, the call's counts and window. */
+static fa4cp_attn_args ag_args(const exec *x, const fa4cp_cp_step *sp, const ag_call *k, const void *qh,
+                               const void *kg, const void *vg)
+{
+    fa4cp_attn_args c = cpx_base_args(x);
+    c.q = qh;
+    c.k = kg;
+    c.v = vg;
+    c.cu_seqlens_q = x->d_hcu;
+    c.seqused_q = k->used_q;
+    c.total_q = x->Th;
+    c.cu_seqlens_k = x->d_cu;
+    c.seqused_k = k->used_k;
+    c.total_k = x->G;
+    c.causal = sp->causal;
+    c.window_left = k->wl;
+    c.window_right = k->wr;
+    return c;
+}
+
 fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
 {
     fa4cp_status st = FA4CP_OK;
@@ -128,19 +149,7 @@ fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
         FA4CP_TRY(o->gather(qh, a->q, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
         FA4CP_TRY(ag_calls(x, sp, calls, &ncalls));
         for (int k = 0; k < ncalls; k++) {
-            fa4cp_attn_args c = cpx_base_args(x);
-            c.q = qh;
-            c.k = kg;
-            c.v = vg;
-            c.cu_seqlens_q = x->d_hcu;
-            c.seqused_q = calls[k].used_q;
-            c.total_q = x->Th;
-            c.cu_seqlens_k = x->d_cu;
-            c.seqused_k = calls[k].used_k;
-            c.total_k = x->G;
-            c.causal = sp->causal;
-            c.window_left = calls[k].wl;
-            c.window_right = calls[k].wr;
+            fa4cp_attn_args c = ag_args(x, sp, &calls[k], qh, kg, vg);
             c.out = oh;
             c.lse = lh;
             FA4CP_TRY(cpx_attn(x, &c, 0));
@@ -196,23 +205,11 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
             FA4CP_TRY(o->gather(dlh, a->dlse, to_half.p, to_half.n, x->as, x->H, x->Th, x->T, x->stream));
         FA4CP_TRY(ag_calls(x, sp, calls, &ncalls));
         for (int k = 0; k < ncalls; k++) {
-            fa4cp_attn_args c = cpx_base_args(x);
-            c.q = qh;
-            c.k = kg;
-            c.v = vg;
+            fa4cp_attn_args c = ag_args(x, sp, &calls[k], qh, kg, vg);
             c.out = oh;
             c.dout = doh;
             c.lse = lh;
             c.dlse = a->dlse ? dlh : NULL;
-            c.cu_seqlens_q = x->d_hcu;
-            c.seqused_q = calls[k].used_q;
-            c.total_q = x->Th;
-            c.cu_seqlens_k = x->d_cu;
-            c.seqused_k = calls[k].used_k;
-            c.total_k = x->G;
-            c.causal = sp->causal;
-            c.window_left = calls[k].wl;
-            c.window_right = calls[k].wr;
             c.dq = dqh;
             c.dk = pdk;
             c.dv = pdv;

@@ -73,6 +73,14 @@ void *cpx_upload(exec *x, const void *host, size_t bytes, const char *what)
  * half < 0: whole local sequence, pairs (local, local).
  * half 0/1: that chunk; to_half: (half row, local row), else (local row, half row).
  * real: only real rows (a prefix), else every physical row. */
+/* the host map h of n pairs into ops memory, as m */
+static fa4cp_status put_map(exec *x, const cp_pair *h, int64_t n, const char *what, map *m)
+{
+    m->n = n;
+    m->p = cpx_upload(x, h, (size_t)(n + 1) * sizeof *h, what);
+    return m->p ? FA4CP_OK : FA4CP_ERR_NOMEM;
+}
+
 fa4cp_status cpx_map_rows(exec *x, int rank, int seq, int half, int real, int to_half, map *m)
 {
     fa4cp_status st = FA4CP_OK;
@@ -97,9 +105,7 @@ fa4cp_status cpx_map_rows(exec *x, int rank, int seq, int half, int real, int to
             }
         }
     }
-    m->n = n;
-    m->p = cpx_upload(x, h, (size_t)(n + 1) * sizeof *h, "cp row map");
-    NOMEM_IF(m->p);
+    return put_map(x, h, n, "cp row map", m);
 out:
     return st;
 }
@@ -112,9 +118,7 @@ fa4cp_status cpx_map_all(exec *x, int64_t rows, map *m)
     NOMEM_IF(h);
     for (int64_t i = 0; i < rows; i++)
         h[i].dst = h[i].src = i;
-    m->n = rows;
-    m->p = cpx_upload(x, h, (size_t)(rows + 1) * sizeof *h, "cp row map");
-    NOMEM_IF(m->p);
+    return put_map(x, h, rows, "cp row map", m);
 out:
     return st;
 }
@@ -142,9 +146,7 @@ fa4cp_status cpx_map_ranks(exec *x, int64_t stride, int to_seq, int with_second,
                 k++;
             }
         }
-    m->n = k;
-    m->p = cpx_upload(x, h, (size_t)(k + 1) * sizeof *h, "cp rank-order map");
-    NOMEM_IF(m->p);
+    return put_map(x, h, k, "cp rank-order map", m);
 out:
     return st;
 }
@@ -168,14 +170,27 @@ fa4cp_status cpx_map_heads(exec *x, int to_blocks, int real, map *m)
             }
         }
     }
-    m->n = k;
-    m->p = cpx_upload(x, h, (size_t)(k + 1) * sizeof *h, "cp head-group map");
-    NOMEM_IF(m->p);
+    return put_map(x, h, k, "cp head-group map", m);
 out:
     return st;
 }
 
 /* ------------------------------------------------------------------ setup */
+
+void cpx_dims(exec *x, const fa4cp_cp_config *c, int n)
+{
+    x->cfg = c;
+    x->n = n;
+    x->H = c->heads;
+    x->Hk = c->kv_heads;
+    x->D = c->head_dim;
+    x->dt = c->dtype;
+    x->ad = fa4cp_lse_dtype(c->dtype);
+    x->es = fa4cp_dtype_size(x->dt);
+    x->as = fa4cp_dtype_size(x->ad);
+    x->rq = (size_t)x->H * (size_t)x->D;
+    x->rk = (size_t)x->Hk * (size_t)x->D;
+}
 
 fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
 {
@@ -187,17 +202,8 @@ fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     x->ops = cp->ops;
     x->comm = cp->comm;
     x->plan = cp->plan;
-    x->n = fa4cp_comm_size(cp->comm);
     x->r = fa4cp_comm_rank(cp->comm);
-    x->H = c->heads;
-    x->Hk = c->kv_heads;
-    x->D = c->head_dim;
-    x->dt = c->dtype;
-    x->ad = fa4cp_lse_dtype(c->dtype);
-    x->es = fa4cp_dtype_size(x->dt);
-    x->as = fa4cp_dtype_size(x->ad);
-    x->rq = (size_t)x->H * (size_t)x->D;
-    x->rk = (size_t)x->Hk * (size_t)x->D;
+    cpx_dims(x, c, fa4cp_comm_size(cp->comm));
     if (!a)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "cp %s: the arguments are NULL", bwd ? "backward" : "forward");
     if (a->struct_size != sizeof(fa4cp_cp_args))

@@ -37,6 +37,32 @@ out:
     return st;
 }
 
+/* The two buffers of the ring, [K | V] each; this rank's block in kv[0]. */
+static fa4cp_status ring_start(exec *x, const fa4cp_cp_args *a, void *kv[2])
+{
+    const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K (and of V) */
+    kv[0] = cpx_xalloc(x, 2 * kvb, "p2p KV buffer");
+    kv[1] = cpx_xalloc(x, 2 * kvb, "p2p KV buffer");
+    if (!kv[0] || !kv[1])
+        return FA4CP_ERR_NOMEM;
+    fa4cp_status st = x->ops->copy(kv[0], a->k, kvb, x->stream);
+    return st != FA4CP_OK ? st : x->ops->copy(U8(kv[0]) + kvb, a->v, kvb, x->stream);
+}
+
+/* After step s's compute: the exchange that ran beside it (if any) is
+ * complete, and the call stream waits for the side stream. */
+static fa4cp_status arrived(exec *x, fa4cp_comm_req **req, int s)
+{
+    fa4cp_status st = FA4CP_OK;
+    if (!*req)
+        return FA4CP_OK;
+    FA4CP_TRY(cpx_wait_on(x, req, x->cs));
+    FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
+    FA4CP_TRY(cpx_join_comm(x));
+out:
+    return st;
+}
+
 /* The forward interprets the plan's program: per step a sendrecv of the KV
  * block beside the compute (on the side stream), the attention call, the
  * LSE merge; then the write of out and lse. */
@@ -47,22 +73,21 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
     const fa4cp_cp_plan *p = x->plan;
     fa4cp_comm_req *req = NULL;
     const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K (and of V) */
-    void *kv[2] = {cpx_xalloc(x, 2 * kvb, "p2p KV buffer"), cpx_xalloc(x, 2 * kvb, "p2p KV buffer")};
+    void *kv[2];
+    FA4CP_TRY(ring_start(x, a, kv));
     void *acc = cpx_xalloc(x, (size_t)x->T * x->rq * x->as, "p2p running out");
     void *alse = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "p2p running lse");
     void *pout = cpx_xalloc(x, (size_t)x->T * x->rq * x->es, "p2p partial out");
     void *plse = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "p2p partial lse");
     void *qh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "p2p Q second half");
     void *kvh = cpx_xalloc(x, 2 * (size_t)x->Th * x->rk * x->es, "p2p KV first half");
-    NOMEM_IF(kv[0] && kv[1] && acc && alse && pout && plse && qh && kvh);
+    NOMEM_IF(acc && alse && pout && plse && qh && kvh);
     map real, h1_to_half, h1_back, h0_to_half;
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, -1, 1, 0, &real));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 1, 0, 1, &h1_to_half));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 1, 1, 0, &h1_back));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 0, 0, 1, &h0_to_half)); /* same layout on every rank */
 
-    FA4CP_TRY(o->copy(kv[0], a->k, kvb, x->stream));
-    FA4CP_TRY(o->copy(U8(kv[0]) + kvb, a->v, kvb, x->stream));
     FA4CP_TRY(o->zero(acc, (size_t)x->T * x->rq * x->as, x->stream));
     FA4CP_TRY(o->fill_neg_inf(x->ad, alse, (size_t)x->H * x->T, x->stream));
     FA4CP_TRY(o->gather(qh, a->q, h1_to_half.p, h1_to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
@@ -108,11 +133,7 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
             FA4CP_TRY(o->merge(x->ad, acc, alse, x->T, x->dt, pout, plse, c.total_q, m->p, m->n, x->H,
                                x->D, x->stream));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
-            if (req) { /* the next step reads the block that arrived */
-                FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
-                FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
-                FA4CP_TRY(cpx_join_comm(x));
-            }
+            FA4CP_TRY(arrived(x, &req, s)); /* the next step reads the block that arrived */
             break;
         default: CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, 0); /* fails: names both */
         }
@@ -136,7 +157,8 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     const size_t kvb = (size_t)x->T * x->rk * x->es;
     const size_t dkvb = 2 * (size_t)x->T * x->rk * x->as; /* dK then dV, accumulator type */
     const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
-    void *kv[2] = {cpx_xalloc(x, 2 * kvb, "p2p KV buffer"), cpx_xalloc(x, 2 * kvb, "p2p KV buffer")};
+    void *kv[2];
+    FA4CP_TRY(ring_start(x, a, kv));
     void *dkv_in = cpx_xalloc(x, dkvb, "p2p incoming dK/dV");
     void *dkv_out = cpx_xalloc(x, dkvb, "p2p outgoing dK/dV");
     void *dq = cpx_xalloc(x, (size_t)x->T * x->rq * x->as, "p2p dQ accumulator");
@@ -146,7 +168,7 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     void *doh = cpx_xalloc(x, qhb, "p2p dout second half");
     void *lh = cpx_xalloc(x, lhb, "p2p lse second half"), *dlh = cpx_xalloc(x, lhb, "p2p dlse second half");
     void *kvh = cpx_xalloc(x, 2 * (size_t)x->Th * x->rk * x->es, "p2p KV first half");
-    NOMEM_IF(kv[0] && kv[1] && dkv_in && dkv_out && dq && pdq && pdkv && qh && oh && doh && lh && dlh && kvh);
+    NOMEM_IF(dkv_in && dkv_out && dq && pdq && pdkv && qh && oh && doh && lh && dlh && kvh);
     map all, h1_to_half, h1_back_all, h0_to_half, h0_back_all;
     FA4CP_TRY(cpx_map_all(x, x->T, &all));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 1, 0, 1, &h1_to_half));
@@ -154,8 +176,6 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 0, 0, 1, &h0_to_half));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 0, 0, 0, &h0_back_all));
 
-    FA4CP_TRY(o->copy(kv[0], a->k, kvb, x->stream));
-    FA4CP_TRY(o->copy(U8(kv[0]) + kvb, a->v, kvb, x->stream));
     FA4CP_TRY(o->zero(dq, (size_t)x->T * x->rq * x->as, x->stream));
     {
         const map *m = &h1_to_half;
@@ -235,11 +255,7 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
             const map *mq = sp->q_half == 1 ? &h1_back_all : &all;
             FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
-            if (req) { /* dkv_in has arrived, dkv_out has left */
-                FA4CP_TRY(cpx_wait_on(x, &req, x->cs));
-                FA4CP_TRY(cpx_stamp(x, CP_EV_COMM1, s, x->cs));
-                FA4CP_TRY(cpx_join_comm(x));
-            }
+            FA4CP_TRY(arrived(x, &req, s)); /* dkv_in has arrived, dkv_out has left */
             if (s > 0)
                 FA4CP_TRY(o->copy(dkv_out, dkv_in, dkvb, x->stream));
             else

@@ -64,6 +64,25 @@ static fa4cp_cp_step p2p_step(const fa4cp_cp_config *cfg, int cp, int r, int kv)
     return s;
 }
 
+/* An all_gather or a2a step: the call's own mask and window, rows copied into place. */
+static fa4cp_cp_step copy_step(const fa4cp_cp_config *cfg, fa4cp_cp_case mask_case, int q_half, int kv_chunks,
+                               int head_group)
+{
+    fa4cp_cp_step s = {0};
+    s.mask_case = mask_case;
+    s.kv_rank = -1;
+    s.q_half = q_half;
+    s.kv_half = -1;
+    s.kv_chunks = kv_chunks;
+    s.head_group = head_group;
+    s.causal = cfg->causal;
+    s.window_left = cfg->window_left;
+    s.window_right = cfg->window_right;
+    s.merge = FA4CP_CP_MERGE_COPY;
+    s.send_to = s.recv_from = -1;
+    return s;
+}
+
 const char *fa4cp_cp_op_name(fa4cp_cp_op op)
 {
     switch (op) {
@@ -202,33 +221,11 @@ fa4cp_status fa4cp_cp_plan_build(const fa4cp_cp_config *cfg, int cp, int r, fa4c
             break;
         case FA4CP_CP_ALL_GATHER: {
             int c = s == 0 ? r : 2 * cp - 1 - r;
-            f->mask_case = FA4CP_CP_CASE_PREFIX;
-            f->kv_rank = -1;
-            f->q_half = s;
-            f->kv_half = -1;
-            f->kv_chunks = cfg->causal ? c + 1 : 2 * cp;
-            f->head_group = -1;
-            f->causal = cfg->causal;
-            f->window_left = cfg->window_left;
-            f->window_right = cfg->window_right;
-            f->merge = FA4CP_CP_MERGE_COPY;
-            f->send_to = f->recv_from = -1;
-            *b = *f;
+            *f = *b = copy_step(cfg, FA4CP_CP_CASE_PREFIX, s, cfg->causal ? c + 1 : 2 * cp, -1);
             break;
         }
         default: /* a2a */
-            f->mask_case = FA4CP_CP_CASE_HEADS;
-            f->kv_rank = -1;
-            f->q_half = -1;
-            f->kv_half = -1;
-            f->kv_chunks = 2 * cp;
-            f->head_group = r;
-            f->causal = cfg->causal;
-            f->window_left = cfg->window_left;
-            f->window_right = cfg->window_right;
-            f->merge = FA4CP_CP_MERGE_COPY;
-            f->send_to = f->recv_from = -1;
-            *b = *f;
+            *f = *b = copy_step(cfg, FA4CP_CP_CASE_HEADS, -1, 2 * cp, r);
             break;
         }
     }

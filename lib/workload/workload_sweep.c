@@ -53,12 +53,17 @@ fa4cp_status wl_check_dups(const ctx *x, yaml_node_t *map, const char *path)
     return FA4CP_OK;
 }
 
-fa4cp_status wl_load_section(const ctx *x, draft *d, const char *section, yaml_node_t *map)
+/* map must be a YAML mapping ("expected <what>, got ...") without duplicate keys */
+static fa4cp_status mapping(const ctx *x, yaml_node_t *map, const char *path, const char *what)
 {
     if (map->type != YAML_MAPPING_NODE)
-        return wl_nerr(x, map, section, "expected a mapping of keys (check the indentation), got %s",
-                    wl_node_kind(map));
-    fa4cp_status st = wl_check_dups(x, map, section);
+        return wl_nerr(x, map, path, "expected %s, got %s", what, wl_node_kind(map));
+    return wl_check_dups(x, map, path);
+}
+
+fa4cp_status wl_load_section(const ctx *x, draft *d, const char *section, yaml_node_t *map)
+{
+    fa4cp_status st = mapping(x, map, section, "a mapping of keys (check the indentation)");
     if (st)
         return st;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -148,10 +153,7 @@ static fa4cp_status sweep_key(const ctx *x, yaml_node_t *k, yaml_node_t *v, cons
 
 static fa4cp_status load_together(const ctx *x, yaml_node_t *map, const char *path, dim *dims, int *ndims)
 {
-    if (map->type != YAML_MAPPING_NODE)
-        return wl_nerr(x, map, path, "expected a mapping of key: [values] that vary together, got %s",
-                    wl_node_kind(map));
-    fa4cp_status st = wl_check_dups(x, map, path);
+    fa4cp_status st = mapping(x, map, path, "a mapping of key: [values] that vary together");
     if (st)
         return st;
     if (*ndims >= MAX_DIMS)
@@ -172,9 +174,7 @@ static fa4cp_status load_together(const ctx *x, yaml_node_t *map, const char *pa
 
 fa4cp_status wl_load_sweep(const ctx *x, yaml_node_t *map, dim *dims, int *ndims)
 {
-    if (map->type != YAML_MAPPING_NODE)
-        return wl_nerr(x, map, "sweep", "expected a mapping of key: [values], got %s", wl_node_kind(map));
-    fa4cp_status st = wl_check_dups(x, map, "sweep");
+    fa4cp_status st = mapping(x, map, "sweep", "a mapping of key: [values]");
     if (st)
         return st;
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {

@@ -406,6 +406,10 @@ int main(int argc, char **argv)
         /* every process asks (the memory of its own node); rank 0 prints */
         if (root)
             exit_code = dry_run(&o, &w, wl, nfiles, ncases);
+        if (strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1) { /* every task exits alike */
+            char m2[64];
+            exit_code = run_mp_agree(&w, exit_code, "", "the dry run", m2, sizeof m2);
+        }
         goto done;
     }
     if (o.resume && !o.outdir) {

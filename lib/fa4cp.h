@@ -224,14 +224,14 @@ typedef struct fa4cp_attn_args {
  * naming the supported set ("cuda attention: head_dim 96 (head_dim_v 96) has
  * no kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or
  * (128, 128)"); FA4CP_ERR_INVALID for values that are no head dim at all. */
-FA4CP_API fa4cp_status fa4cp_attn_supported(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
+FA4CP_API fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
                                             int head_dim_v, int backward);
 /* The backend's head dims as text, e.g. "(64, 64) or (128, 128)"; never NULL. */
 FA4CP_API const char *fa4cp_attn_head_dims(fa4cp_backend backend);
 
 /* Argument checks shared by every backend (no pointer is dereferenced
  * except cu_seqlens/seqused on the cpu backend); they include
- * fa4cp_attn_supported. */
+ * fa4cp_attn_supports. */
 FA4CP_API fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
 
 FA4CP_API fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
@@ -377,7 +377,7 @@ typedef struct fa4cp_cp_config {
  * the same rules, less the last, when it reads a case): a2a+p2p; p2p with a
  * sliding window; a2a with heads or kv_heads not divisible by cp; lengths not
  * divisible by 2*cp; bad shapes; a dtype or (head_dim, head_dim_v) the
- * backend has no kernel for (fa4cp_attn_supported).
+ * backend has no kernel for (fa4cp_attn_supports).
  * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
  * ignored (may be NULL). */
 FA4CP_API fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,

@@ -718,15 +718,15 @@ static void cuda_refusals(void)
             like(fa4cp_last_error(), want, "the refusal names the shape");
             like(fa4cp_last_error(), "(64, 64) or (128, 128)", "and the supported set, before any device call");
         }
-        is_int(fa4cp_attn_supported(FA4CP_BACKEND_CUDA, FA4CP_BF16, bad[i][0], bad[i][1], 0),
+        is_int(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, bad[i][0], bad[i][1], 0),
                FA4CP_ERR_UNSUPPORTED, "the table refuses (%d, %d) on cuda", bad[i][0], bad[i][1]);
-        is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_BF16, bad[i][0], bad[i][1], 1), FA4CP_OK,
+        is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_BF16, bad[i][0], bad[i][1], 1), FA4CP_OK,
                "and takes it on cpu");
     }
     /* what the cuda kernels take, head_dim_v given or 0 */
-    ok(fa4cp_attn_supported(FA4CP_BACKEND_CUDA, FA4CP_BF16, 64, 0, 1) == FA4CP_OK &&
-           fa4cp_attn_supported(FA4CP_BACKEND_CUDA, FA4CP_FP16, 128, 128, 1) == FA4CP_OK &&
-           fa4cp_attn_supported(FA4CP_BACKEND_CUDA, FA4CP_BF16, 128, 0, 0) == FA4CP_OK,
+    ok(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 64, 0, 1) == FA4CP_OK &&
+           fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_FP16, 128, 128, 1) == FA4CP_OK &&
+           fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 128, 0, 0) == FA4CP_OK,
        "the table takes (64, 64) and (128, 128) on cuda, head_dim_v 0 meaning head_dim");
     is_string(fa4cp_attn_head_dims(FA4CP_BACKEND_CUDA), "(64, 64) or (128, 128)", "cuda's set as text");
     b.head_dim = 64;
@@ -735,15 +735,15 @@ static void cuda_refusals(void)
     is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: fp32 is refused");
     like(fa4cp_last_error(), "bf16 or fp16", "the refusal says what it takes");
     /* cpu: any head dim up to the documented limit */
-    is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_FP64, 1, 1, 1), FA4CP_OK, "cpu takes (1, 1)");
-    is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_FP32, FA4CP_HEAD_DIM_MAX, 7, 1), FA4CP_OK,
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP64, 1, 1, 1), FA4CP_OK, "cpu takes (1, 1)");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, FA4CP_HEAD_DIM_MAX, 7, 1), FA4CP_OK,
            "cpu takes (FA4CP_HEAD_DIM_MAX, 7)");
-    is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, FA4CP_HEAD_DIM_MAX + 1, 0),
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, FA4CP_HEAD_DIM_MAX + 1, 0),
            FA4CP_ERR_UNSUPPORTED, "cpu refuses head_dim_v past FA4CP_HEAD_DIM_MAX");
     like(fa4cp_last_error(), "1..1024", "naming its range");
-    is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, -1, 0), FA4CP_ERR_INVALID,
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, -1, 0), FA4CP_ERR_INVALID,
            "head_dim_v -1 is invalid");
-    is_int(fa4cp_attn_supported(FA4CP_BACKEND_CPU, FA4CP_FP32, 0, 0, 0), FA4CP_ERR_INVALID, "head_dim 0 is invalid");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 0, 0, 0), FA4CP_ERR_INVALID, "head_dim 0 is invalid");
 }
 
 /* The head dims of models in use on this backend (cpu: all of them), each
@@ -753,7 +753,7 @@ static void head_dim_cases(test_rng *r)
 {
     static const int dims[][2] = {{192, 128}, {64, 32}, {80, 80}, {96, 96}, {256, 256}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
-        if (fa4cp_attn_supported(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) != FA4CP_OK) {
+        if (fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) != FA4CP_OK) {
             skip(1, "%s has no kernel for (%d, %d): %s", fa4cp_backend_name(backend), dims[i][0], dims[i][1],
                  fa4cp_last_error());
             continue;

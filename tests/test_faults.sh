@@ -101,4 +101,97 @@ t $([ $rc -eq 0 ] && has "$tmp/e" "long.jsonl:15: a line longer than 16 MiB: not
   "finding 10: a 17 MB line: the records before it are kept, the line named and the rest skipped ($rc)"
 [ $rc -eq 0 ] || show "$tmp/e"
 
+# ---- finding 1: the output is checked before the first case (exit 2, the
+# reason); a write that fails later fails the job (exit 3, the cases named)
+bad_out() { # bad_out DIR WANT DESCRIPTION
+    "$run" "$smoke" $quick -o "$1" >"$tmp/o" 2>"$tmp/e"; rc=$?
+    t $([ $rc -eq 2 ] && has "$tmp/e" "$2" && ! grep -q " OK$" "$tmp/o" && echo 0 || echo 1) \
+      "finding 1: -o $3: exit 2 before any case, '$2' ($rc)"
+    [ $rc -eq 2 ] || show "$tmp/o" "$tmp/e"
+}
+bad_out /proc/x "cannot create the output directory (No such file or directory): /proc/x" "/proc/x"
+bad_out /dev/null "the output directory /dev/null exists and is a character device, not a directory" "/dev/null"
+: >"$tmp/afile"
+bad_out "$tmp/afile" "afile exists and is a regular file, not a directory" "an existing file"
+bad_out "" "the output directory is empty" '""'
+mkdir -p "$tmp/d1/results.jsonl"
+bad_out "$tmp/d1" "cannot open results.jsonl for appending (Is a directory): $tmp/d1/results.jsonl" "DIR with results.jsonl a directory"
+mkdir -p "$tmp/d2" && ln -s /dev/full "$tmp/d2/results.jsonl"
+bad_out "$tmp/d2" "results.jsonl is a character device: records go to a regular file" "DIR with results.jsonl a link to /dev/full"
+long=$tmp
+while [ ${#long} -lt 3900 ]; do long="$long/$(printf '%0200d' 0)"; done
+long="$long/$(printf '%0*d' $((4084 - ${#long})) 0)"
+bad_out "$long" "cannot open results.jsonl for appending (File name too long)" "a directory of ${#long} characters"
+[ ! -e "$long/results.j" ] || t 1 "finding 1: ... and no truncated results.j appears"
+( trap '' XFSZ; ulimit -f 8; exec "$run" "$smoke" $quick -o "$tmp/small" ) >"$tmp/o" 2>"$tmp/e"; rc=$?
+"$check" "$tmp/small" >"$tmp/c" 2>&1
+rec=$(grep -c "^record" "$tmp/c")
+t $([ $rc -eq 3 ] && has "$tmp/o" "^# NOT RECORDED: case(s) $rec, .*5: writing .*small/results.jsonl failed" &&
+    has "$tmp/e" "cannot record case $rec: cannot write a record to" && has "$tmp/c" "^counts $rec 0 0 0$" && echo 0 || echo 1) \
+  "finding 1: a write that fails after $rec record(s) (8 KiB file limit): exit 3, the footer names the cases not recorded, the file keeps whole records ($rc)"
+[ $rc -eq 3 ] || show "$tmp/o" "$tmp/e"
+
+# ---- findings 3 and 5: a case past the run watchdog is recorded TIMEOUT,
+# naming the rank that is behind (host, case, where it was), the rest NOT RUN
+FA4CP_RUN_INJECT_HANG=1 "$run" "$smoke" --ranks 4 -n 1 -T 1 -q -o "$tmp/f3" >"$tmp/o" 2>"$tmp/e"; rc=$?
+"$check" "$tmp/f3" >"$tmp/c" 2>&1
+t $([ $rc -eq 4 ] && has "$tmp/c" "^record 1 TIMEOUT .* 1 0 " && [ "$(grep -c '^record [2-6] NOT RUN ' "$tmp/c")" -eq 5 ] &&
+    has "$tmp/c" "^counts 6 0 0 0$" && [ "$(grep -c 'NOT RUN$' "$tmp/o")" -eq 5 ] && has "$tmp/o" " TIMEOUT$" &&
+    has "$tmp/o" "^# stopped: the run watchdog (run.timeout) in case 0" && has "$tmp/o" "concluded: FAILED (exit 4)" &&
+    echo 0 || echo 1) "finding 3: the watchdog's case is recorded TIMEOUT with its row, the 5 others NOT RUN, the footer printed, exit 4 ($rc)"
+[ $rc -eq 4 ] || show "$tmp/o" "$tmp/e"
+t $(grep -q '"message":"case 0 (cp.comm=p2p attention.causal=true) ran past run.timeout = 1 s: rank 1 still running (host [^:]*: generating its inputs, there for [0-9.]* s) - it is behind; the others: rank [0-9]: .*waited 1 s for message' "$tmp/f3/results.jsonl" &&
+    has "$tmp/e" "rank 1 still running (host" && echo 0 || echo 1) \
+  "finding 5 (local transport): the TIMEOUT record and stderr name rank 1, its host and where it was; the others say whom they waited for"
+
+# ---- finding 6: a signal stops the run within one timed iteration: the case
+# INTERRUPTED with what it measured, the rest NOT RUN, footer, Bail out!; then
+# --resume runs what is left and nothing twice.  Case 1 is the long one.
+cat >"$tmp/stop.yaml" <<'EOF'
+version: 1
+name: stop
+attention: {heads: 4, kv_heads: 4, head_dim: 16, sequences: [64, 32]}
+cp: {size: 4, comm: p2p}
+run: {backend: cpu, warmup: 0, check: sampled}
+sweep:
+  together:
+    run.iters: [2, 300, 2, 2, 2, 2]
+    cp.comm: [p2p, p2p, all_gather, all_gather, a2a, a2a]
+    attention.causal: [true, false, true, false, true, false]
+EOF
+"$run" "$tmp/stop.yaml" --ranks 4 -q --tap -o "$tmp/f6" >"$tmp/o" 2>"$tmp/e" &
+pid=$!
+i=0
+while [ $i -lt 300 ] && ! grep -q "^ok 1 " "$tmp/o"; do sleep 0.1; i=$((i + 1)); done # case 1 is running
+kill -USR1 $pid
+wait $pid; rc=$?
+"$check" "$tmp/f6" >"$tmp/c" 2>&1
+t $([ $rc -eq 138 ] && has "$tmp/c" "^record 1 OK " && has "$tmp/c" "^record 2 INTERRUPTED " &&
+    [ "$(grep -c '^record [3-6] NOT RUN ' "$tmp/c")" -eq 4 ] && has "$tmp/o" "^Bail out! SIGUSR1 in case 1 (exit 138)" &&
+    has "$tmp/o" "^# fa4cp-run concluded: INTERRUPTED (exit 138)" &&
+    grep -q '"status":"INTERRUPTED".*"message":"interrupted by SIGUSR1 after [0-9]* of 300 timed forward' "$tmp/f6/results.jsonl" &&
+    echo 0 || echo 1) "finding 6: SIGUSR1 in case 1: OK, INTERRUPTED (what it measured kept), 4 NOT RUN, footer and Bail out!, exit 138 ($rc)"
+[ $rc -eq 138 ] || show "$tmp/o" "$tmp/e"
+"$run" "$tmp/stop.yaml" --ranks 4 -q --tap -o "$tmp/f6" --resume >"$tmp/o" 2>"$tmp/e"; rc=$?
+"$check" "$tmp/f6" >"$tmp/c" 2>&1
+complete=$(grep "^record" "$tmp/c" | grep -v "INTERRUPTED\|NOT RUN" | wc -l)
+dups=$(grep "^record" "$tmp/c" | grep -v "INTERRUPTED\|NOT RUN" | awk '{print $7}' | sort | uniq -d | wc -l)
+t $([ $rc -eq 0 ] && has "$tmp/o" "^ok 1 - .* # SKIP recorded before (--resume)" && [ "$(grep -c '^ok [2-6] .*max err' "$tmp/o")" -eq 5 ] &&
+    [ "$complete" -eq 6 ] && [ "$dups" -eq 0 ] && has "$tmp/c" "^counts 11 0 0 0$" && echo 0 || echo 1) \
+  "finding 6: --resume skips case 0, runs 1-5: 6 complete records, none twice ($rc, $complete, $dups)"
+[ $rc -eq 0 ] || show "$tmp/o" "$tmp/e" "$tmp/c"
+
+# ---- finding 8: --dry-run asks each case's backend what it can run
+"$run" --dry-run "$smoke" --ranks 4 -b cuda -s attention.head_dim=256 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/o" "^# dry run: 0 of 6 case(s) valid; 6 would be refused" &&
+    [ "$(grep -c 'would be refused: run.backend cuda cannot run it: cuda attention: head_dim 256 with head_dim_v 256 has no backward kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or (128, 128)' "$tmp/e")" -eq 6 ] &&
+    echo 0 || echo 1) "finding 8: --dry-run of cuda cases with head_dim 256: each refused with the reason, exit 2 ($rc)"
+[ $rc -eq 2 ] || show "$tmp/o" "$tmp/e"
+"$run" --dry-run --tap "$smoke" --ranks 4 -c off -s "attention.sequences=[512M]" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 3 ] && [ "$(grep -c '^not ok .*would be refused: .*needs an estimated .* GiB per rank but host memory (MemAvailable per rank) has' "$tmp/o")" -eq 6 ] &&
+    echo 0 || echo 1) "finding 8: ... 512M tokens a case: the dry run checks memory too: 6 TAP 'not ok' with both numbers, exit 3 ($rc)"
+[ $rc -eq 3 ] || show "$tmp/o" "$tmp/e"
+"$run" --dry-run "$smoke" --ranks 4 -s attention.head_dim=256 >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && has "$tmp/o" "^# dry run: 6 case(s) valid" && echo 0 || echo 1) "finding 8: ... the cpu backend takes head_dim 256 ($rc)"
+
 echo "1..$n"

@@ -86,7 +86,7 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
         NEED(a->total_k == 0 || (a->dk && a->dv), "backward needs dk and dv");
     }
     /* what the backend has kernels for: before any device is touched */
-    fa4cp_status sup = fa4cp_attn_supported(backend, a->dtype, a->head_dim, a->head_dim_v, backward);
+    fa4cp_status sup = fa4cp_attn_supports(backend, a->dtype, a->head_dim, a->head_dim_v, backward);
     if (sup != FA4CP_OK)
         return sup;
     if (backend == FA4CP_BACKEND_CPU) {

@@ -3,7 +3,7 @@
  *
  * The raw call (fa4cp_attn_check), the CP layer (fa4cp_cp_validate and
  * fa4cp_cp_create, through fa4cp_cp_check_backend) and
- * fa4cp-run --dry-run / --explain all ask fa4cp_attn_supported, so a shape
+ * fa4cp-run --dry-run / --explain all ask fa4cp_attn_supports, so a shape
  * the backend has no kernel for is refused the same way everywhere, before
  * anything is allocated and before any device is touched (the table is
  * plain data, present in builds without CUDA too).  When kernels/ gains a
@@ -53,7 +53,7 @@ const char *fa4cp_attn_head_dims(fa4cp_backend backend)
     return cuda_text;
 }
 
-fa4cp_status fa4cp_attn_supported(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
+fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
                                   int head_dim_v, int backward)
 {
     const int dv = head_dim_v ? head_dim_v : head_dim;

@@ -161,7 +161,7 @@ fa4cp_status fa4cp_cp_check_backend(const fa4cp_cp_config *cfg)
 {
     /* the one table of the attention layer; the CP calls run the backward
      * with the same head dims, so ask for both */
-    return fa4cp_attn_supported(cfg->backend, cfg->dtype, cfg->head_dim, cfg->head_dim_v, 1);
+    return fa4cp_attn_supports(cfg->backend, cfg->dtype, cfg->head_dim, cfg->head_dim_v, 1);
 }
 
 fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp, int batch,

@@ -51,7 +51,7 @@ fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp_size);
  * --dry-run's question, fa4cp_cp_check_backend). */
 fa4cp_status fa4cp_cp_validate_shape(const fa4cp_cp_config *cfg, int cp_size, int batch,
                                      const int32_t *cu_seqlens, int seqlen);
-/* Does cfg->backend run cfg's dtype and head dims (fa4cp_attn_supported)? */
+/* Does cfg->backend run cfg's dtype and head dims (fa4cp_attn_supports)? */
 fa4cp_status fa4cp_cp_check_backend(const fa4cp_cp_config *cfg);
 
 #ifdef __cplusplus

@@ -60,7 +60,7 @@ static char *file_of(const char *dir)
 
 static const char *kind_of(mode_t m)
 {
-    return S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+    return S_ISREG(m) ? "a regular file" : S_ISDIR(m) ? "a directory" : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
          : S_ISFIFO(m) ? "a pipe" : S_ISSOCK(m) ? "a socket" : "not a regular file";
 }
 
@@ -76,7 +76,7 @@ fa4cp_status fa4cp_results_prepare(const char *dir)
     if (mkdir_p(dir)) {
         if (errno == EEXIST || errno == ENOTDIR)
             FA4CP_FAIL(FA4CP_ERR_IO, "the output directory %s: a part of the path is not a directory", dir);
-        FA4CP_FAIL(FA4CP_ERR_IO, "cannot create the output directory %s: %s", dir, strerror(errno));
+        FA4CP_FAIL(FA4CP_ERR_IO, "cannot create the output directory (%s): %s", strerror(errno), dir);
     }
     if (stat(dir, &sb) || !S_ISDIR(sb.st_mode))
         FA4CP_FAIL(FA4CP_ERR_IO, "the output directory %s exists and is %s, not a directory", dir,
@@ -86,7 +86,7 @@ fa4cp_status fa4cp_results_prepare(const char *dir)
         FA4CP_FAIL(FA4CP_ERR_NOMEM, "out of memory");
     fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0666);
     if (fd < 0)
-        FA4CP_FAIL(FA4CP_ERR_IO, "cannot open %s for appending: %s", path, strerror(errno));
+        FA4CP_FAIL(FA4CP_ERR_IO, "cannot open results.jsonl for appending (%s): %s", strerror(errno), path);
     if (fstat(fd, &sb) || !S_ISREG(sb.st_mode))
         FA4CP_FAIL(FA4CP_ERR_IO, "%s is %s: records go to a regular file", path, kind_of(sb.st_mode));
     if (fstatvfs(fd, &vb) == 0 && (double)vb.f_bavail * vb.f_frsize < MIN_ROOM)

@@ -70,6 +70,8 @@ int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist);
 double run_host_mem_available(void); /* bytes, -1 unknown */
 const char *run_mask_text(const fa4cp_case *c, char *buf, size_t len);
 void run_heads_text(const fa4cp_case *c, char *buf, size_t len);
+/* "128", or "192/128" when head_dim_v differs */
+void run_dims_text(const fa4cp_case *c, char *buf, size_t len);
 /* "fa4cp 0.1.0, NCCL .., CUDA .. (kernels sm_90a), driver .." (the driver
  * only when query_driver) */
 void run_versions(char *buf, size_t len, int query_driver);
@@ -78,16 +80,6 @@ int run_gpus_used(const fa4cp_case *c, const world_info *w, int ranks);
 /* RUN_OK when the case fits every GPU of this process (or NVML cannot
  * tell); RUN_RUNTIME with the numbers in msg */
 int run_check_gpu_memory(const fa4cp_case *c, const world_info *w, char *msg, size_t len);
-
-/* ---- run_can.c */
-/* Can this build run case c?  Its backend's kernels for its dtype and head
- * dims (the attention table, fa4cp_attn_supported), asked without touching
- * a GPU by --dry-run, --explain and run_case (before anything is
- * allocated).  RUN_OK, or RUN_RUNTIME with why in msg, naming what the
- * backend takes. */
-int run_case_runnable(const fa4cp_case *c, char *msg, size_t len);
-/* "128", or "192/128" when head_dim_v differs */
-void run_dims_text(const fa4cp_case *c, char *buf, size_t len);
 
 /* ---- run_session.c */
 /* The layout of every CP size of the job, one summary line; RUN_USAGE with
@@ -100,6 +92,10 @@ int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfile
  * message (msg) and a TAP bail-out text (bail). */
 int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
                      size_t msglen, char *bail, size_t baillen);
+/* Can case c run here: what its backend's kernels take (head dims, dtypes),
+ * then memory (the GPUs through NVML, the host); dry: no GPU touched and no
+ * device needed.  RUN_OK, or a verdict with the reason in msg. */
+int run_case_runnable(const fa4cp_case *c, const world_info *w, int dry, char *msg, size_t len);
 /* Run case c: memory checks, every process agreeing, the run, the verdict. */
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc);
 void run_session_close(run_session *s);

@@ -173,17 +173,18 @@ static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a,
     return st;
 }
 
-/* Warmup, then run.iters timed calls; before each, the group learns whether
- * a rank was asked to stop (then *done calls ran and r->interrupted says
- * why).  Per-step CUDA events on the last call on the cuda backend: the
- * median of what ran in *ms; with the device, the last call's step timings
- * in *t and whether they came in *timed. */
+/* Warmup, then run.iters timed calls, a barrier before each (per-step CUDA
+ * events on the last one on the cuda backend): the median in *ms; with the
+ * device, the last call's step timings in *t and whether they came in *timed. */
+/* The warm-up and the timed iterations of one direction.  Before each timed
+ * iteration the ranks agree whether to stop (sync_or_stop); *stop then says
+ * the signal, and *ms is the median over the iterations that completed. */
 static fa4cp_status timed_phase(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp *cp, const fa4cp_cp_args *a,
-                                devbufs *dev, int bwd, double *times, double *ms, int *done, fa4cp_cp_timing *t,
-                                int *timed, rank_result *r)
+                                devbufs *dev, int bwd, double *times, double *ms, fa4cp_cp_timing *t, int *timed,
+                                int *stop, rank_result *r)
 {
     fa4cp_status st;
-    int stop = 0;
+    int *done = bwd ? &r->bwd_done : &r->fwd_done;
     for (int i = 0; i < c->warmup; i++) {
         set_phase(r, bwd ? RUN_PHASE_WARM_BWD : RUN_PHASE_WARM_FWD, i);
         if ((st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a)))
@@ -191,22 +192,18 @@ static fa4cp_status timed_phase(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp 
     }
     for (int i = 0; i < c->iters; i++) {
         set_phase(r, bwd ? RUN_PHASE_BWD : RUN_PHASE_FWD, i);
-        if (dev->on && i == c->iters - 1) /* per-step events on the last one */
+        if (dev->on && i == c->iters - 1)
             fa4cp_cp_set_timing(cp, 1);
-        if ((st = sync_or_stop(comm, &stop)))
+        if ((st = sync_or_stop(comm, stop)))
             return st;
-        if (stop)
+        if (*stop)
             break;
         if ((st = timed_call(dev, cp, a, bwd, &times[i], r)))
             return st;
         *done = i + 1;
     }
     *ms = *done ? median(times, *done) : -1;
-    if (stop) { /* what it measured stays; nothing more runs */
-        r->interrupted = stop;
-        return FA4CP_OK;
-    }
-    if (dev->on) {
+    if (dev->on && !*stop) {
         t->struct_size = sizeof *t;
         *timed = fa4cp_cp_last_timing(cp, t) == FA4CP_OK;
         fa4cp_cp_set_timing(cp, 0);
@@ -289,19 +286,26 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     a.out = dev.on ? dev.out : b.out;
     a.lse = dev.on ? dev.lse : b.lse;
     a.stream = dev.stream;
-    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->fwd_done, &r->tf, &r->timed, r)) ||
-        r->interrupted) /* interrupted: no backward, no check */
+    int stop = 0;
+    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->tf, &r->timed, &stop, r)))
         goto out;
+    if (stop) { /* what it measured stays; no backward, no check */
+        r->interrupted = stop;
+        goto out;
+    }
     if (c->backward) {
         a.dout = dev.on ? dev.dout : b.dout;
         a.dq = dev.on ? dev.dq : b.dq;
         a.dk = dev.on ? dev.dk : b.dk;
         a.dv = dev.on ? dev.dv : b.dv;
         int timed_b = 0;
-        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->bwd_done, &r->tb, &timed_b, r)) ||
-            r->interrupted)
+        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->tb, &timed_b, &stop, r)))
             goto out;
         r->timed = r->timed && timed_b;
+        if (stop) {
+            r->interrupted = stop;
+            goto out;
+        }
     }
     if (dev.on && (st = run_dev_fetch(&dev, c, &b, qn, kn, es, les, r)))
         goto out;

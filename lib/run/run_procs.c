@@ -38,6 +38,9 @@ static struct {
     int case_index;
     double timeout_s;
     char what[256];
+    const fa4cp_case *c;
+    const rank_result *mine; /* this rank's progress in the case */
+    char host[FA4CP_HOST_MAX];
 } mp_watch;
 static pthread_mutex_t mp_watch_m = PTHREAD_MUTEX_INITIALIZER;
 
@@ -58,12 +61,23 @@ static void *mp_watchdog(void *arg)
         nanosleep(&nap, NULL);
         pthread_mutex_lock(&mp_watch_m);
         double dl = mp_watch.deadline;
+        const rank_result *mine = mp_watch.mine;
+        const fa4cp_case *wc = mp_watch.c;
         pthread_mutex_unlock(&mp_watch_m);
         if (dl > 0 && mono_now() > dl) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank; ending the job (exit 4 "
-                     "in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
-                     mp_watch.timeout_s);
+            /* say where this rank is: every rank that can still speak says it, so the
+             * ranks that are behind (or silent: stopped, dead) stand out */
+            char msg[900], where[96] = "?";
+            double since = 0;
+            if (mine && wc) {
+                __atomic_load(&mine->phase_t, &since, __ATOMIC_RELAXED);
+                run_phase_text(wc, __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE),
+                               __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+            }
+            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s: rank %d (host %s) is at %s (for %.1f s); "
+                     "the ranks that say nothing are stopped or dead; ending the job (the launcher reports the abort)",
+                     mp_watch.case_index, mp_watch.what, mp_watch.timeout_s, mp_watch.rank, mp_watch.host, where,
+                     since > 0 ? mono_now() - since : 0.0);
             fflush(stdout);
             fa4cp_world_abort(mp_watch.world, msg);
         }
@@ -204,9 +218,16 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
     mp_comms_for(m, w, c);
     fa4cp_layout_place_of(m->layout, w->rank, &pl);
     mp_watch_set(c);
+    pthread_mutex_lock(&mp_watch_m);
+    mp_watch.c = c;
+    mp_watch.mine = &mine;
+    pthread_mutex_unlock(&mp_watch_m);
     run_case_rank(c, m->comms.cp, w->rank, w->table[w->rank].gpu,
                   ((inject & 1) && pl.cp_group == 0) | (inject & ~1), &mine);
     mp_watch_set(NULL);
+    pthread_mutex_lock(&mp_watch_m);
+    mp_watch.mine = NULL;
+    pthread_mutex_unlock(&mp_watch_m);
     if (mine.status && mine.status != FA4CP_ERR_TIMEOUT && mine.status != FA4CP_ERR_PEER) {
         /* failed on its own: its peers wait for it in a collective */
         char m2[1000];
@@ -241,6 +262,7 @@ void run_mp_watch_start(const world_info *w)
 {
     mp_watch.world = w->world;
     mp_watch.rank = w->rank;
+    snprintf(mp_watch.host, sizeof mp_watch.host, "%s", w->table[w->rank].host);
     pthread_t wd;
     if (pthread_create(&wd, NULL, mp_watchdog, NULL) == 0)
         pthread_detach(wd);

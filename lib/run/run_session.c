@@ -111,31 +111,45 @@ int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, i
     return RUN_OK;
 }
 
+int run_case_runnable(const fa4cp_case *c, const world_info *w, int dry, char *msg, size_t len)
+{
+    /* what the backend's kernels take (head dims, dtypes) */
+    if (fa4cp_attn_supports(c->backend, c->dtype, c->head_dim, c->head_dim_v, c->backward)) {
+        snprintf(msg, len, "run.backend %s cannot run it: %s", fa4cp_backend_name(c->backend), fa4cp_last_error());
+        return RUN_USAGE;
+    }
+    if (dry && w->kind && !strcmp(w->kind, "plan"))
+        return RUN_OK; /* a planned cluster: its memory is not this machine's */
+    /* memory: the GPUs (NVML, when it can tell), the host */
+    if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, msg, len))
+        return RUN_RUNTIME;
+    if (!dry && c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        snprintf(msg, len,
+                 "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                 "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
+        return RUN_RUNTIME;
+    }
+    if (c->backend == FA4CP_BACKEND_CPU || !dry) {
+        /* host memory: shared by the ranks of this process, or of this node */
+        double avail = run_host_mem_available();
+        size_t need = fa4cp_case_memory(c, 1);
+        int mp = w->procs > 1;
+        int sharing = mp && w->table ? w->table[w->rank].local_size : w->size;
+        if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
+                                                 "host memory (MemAvailable per rank)")) {
+            snprintf(msg, len, "%s", fa4cp_last_error());
+            return RUN_RUNTIME;
+        }
+    }
+    return RUN_OK;
+}
+
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc)
 {
     const world_info *w = s->w;
     memset(oc, 0, sizeof *oc);
     memset(res, 0, sizeof *res * (size_t)w->size);
-    if ((oc->exit_code = run_case_runnable(c, oc->msg, sizeof oc->msg))) {
-        /* the backend has no kernel for it: refused before anything is allocated */
-    } else if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
-        oc->exit_code = RUN_RUNTIME;
-    } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
-        oc->exit_code = RUN_RUNTIME;
-        snprintf(oc->msg, sizeof oc->msg,
-                 "run.backend cuda is not available here: no usable CUDA device, or this build has no "
-                 "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
-    } else {
-        /* host memory: shared by the ranks of this process, or of this node */
-        double avail = run_host_mem_available();
-        size_t need = fa4cp_case_memory(c, 1);
-        int sharing = s->mp ? w->table[w->rank].local_size : w->size;
-        if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
-                                                 "host memory (MemAvailable per rank)")) {
-            oc->exit_code = RUN_RUNTIME;
-            snprintf(oc->msg, sizeof oc->msg, "%s", fa4cp_last_error());
-        }
-    }
+    oc->exit_code = run_case_runnable(c, w, 0, oc->msg, sizeof oc->msg);
     if (s->mp) { /* every process skips a case that one of them cannot run */
         char agreed[sizeof oc->msg], what[64];
         snprintf(what, sizeof what, "case %d", c->index);

@@ -152,6 +152,14 @@ void run_heads_text(const fa4cp_case *c, char *buf, size_t len)
         snprintf(buf, len, "%d/%d", c->heads, c->kv_heads);
 }
 
+void run_dims_text(const fa4cp_case *c, char *buf, size_t len)
+{
+    if (c->head_dim_v == c->head_dim)
+        snprintf(buf, len, "%d", c->head_dim);
+    else
+        snprintf(buf, len, "%d/%d", c->head_dim, c->head_dim_v);
+}
+
 /* GPUs that `ranks` ranks really use: one each, except on the cuda backend
  * in one process, where rank r runs on GPU r % (visible GPUs) */
 int run_gpus_used(const fa4cp_case *c, const world_info *w, int ranks)

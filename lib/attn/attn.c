@@ -35,24 +35,6 @@ int fa4cp_backend_available(fa4cp_backend backend)
     return 0;
 }
 
-fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim)
-{
-    if (backend == FA4CP_BACKEND_CPU)
-        return FA4CP_OK;
-    if (backend != FA4CP_BACKEND_CUDA)
-        return fa4cp_set_error(FA4CP_ERR_INVALID, "unknown backend %d", (int)backend);
-    /* the kernels' instantiations (kernels/): one place, asked by the dry run and the cuda checks */
-    if (dtype != FA4CP_BF16 && dtype != FA4CP_FP16)
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                               "cuda attention: dtype %s is not supported: use bf16 or fp16 (fp32/fp64 run on "
-                               "the cpu backend only)",
-                               fa4cp_dtype_name(dtype));
-    if (head_dim != 64 && head_dim != 128)
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                               "cuda attention: head_dim %d is not supported: the kernels take 64 or 128", head_dim);
-    return FA4CP_OK;
-}
-
 int fa4cp_attn_visible(int64_t i, int64_t j, int64_t sq, int64_t sk, int causal, int window_left,
                        int window_right)
 {

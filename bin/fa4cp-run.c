@@ -92,6 +92,19 @@ static int add_override(opts *o, const char *key, const char *value)
     return 0;
 }
 
+/* a count from 1 to max, or a message */
+static int count_arg(const char *opt, const char *what, const char *s, long max, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > max) {
+        fprintf(stderr, "fa4cp-run: %s %s: expected a number of %s from 1 to %ld\n", opt, s, what, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o, int *first_file)
 {
     static const struct option longs[] = {
@@ -127,26 +140,8 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
                 return -1;
             break;
         }
-        case 'R': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                fprintf(stderr, "fa4cp-run: --ranks %s: expected a number of ranks from 1 to 4096\n", optarg);
-                return -1;
-            }
-            o->ranks = (int)v;
-            break;
-        }
-        case 'M': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000) {
-                fprintf(stderr, "fa4cp-run: --nodes %s: expected a number of nodes from 1 to 100000\n", optarg);
-                return -1;
-            }
-            o->nodes = (int)v;
-            break;
-        }
+        case 'R': if (count_arg("--ranks", "ranks", optarg, 4096, &o->ranks)) return -1; break;
+        case 'M': if (count_arg("--nodes", "nodes", optarg, 100000, &o->nodes)) return -1; break;
         case 'P': o->tpn = optarg; break;
         case 'd': o->dist = optarg; break;
         case 'o': o->outdir = optarg; break;
@@ -157,7 +152,7 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         case 'E': o->explain = o->dry_run = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': printf("fa4cp-run %s\n", fa4cp_version()); exit(0);
+        case 'V': printf("fa4cp-run %s (%s)\n", fa4cp_version(), FA4CP_GIT_REVISION); exit(0);
         default: usage(stderr); return -1;
         }
     }
@@ -349,6 +344,7 @@ int main(int argc, char **argv)
 {
     opts o;
     int first;
+    run_record_argv(argc, argv); /* before parse_args permutes it */
     if (parse_args(argc, argv, &o, &first))
         return EXIT_USAGE;
     int nfiles = argc - first;
@@ -595,13 +591,7 @@ int main(int argc, char **argv)
         if (nnot)
             printf(", NOT RUN %d", nnot);
         printf("\n");
-        double bw, net; /* one line for scripts, as nccl-tests' "# Avg bus bandwidth" */
-        if (run_ring_bw(&bw, &net)) {
-            printf("# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
-                   bw);
-            if (net > 0)
-                printf("# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n", net);
-        }
+        run_ring_bw_print(stdout);
         if (o.outdir && nunrec)
             printf("# NOT RECORDED: case(s) %s%s: writing %s/results.jsonl failed (see stderr); exit %d\n", unrec,
                    unrec_at >= sizeof unrec ? "..." : "", o.outdir, EXIT_RUNTIME);

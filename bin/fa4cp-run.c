@@ -335,6 +335,64 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
                 oc->msg);
 }
 
+/* The multi-process watchdog's last word (its thread; the main one is stuck
+ * in the case): rank 0 records the case TIMEOUT with the watchdog's message
+ * and every later case NOT RUN, and prints the rows and the footer, before
+ * the job is aborted. */
+static struct {
+    const opts *o;
+    const world_info *w;
+    fa4cp_workload *const *wl;
+    int nfiles, number;
+} fire;
+
+static void on_watch_fire(void *ctx, const fa4cp_case *c, const char *msg)
+{
+    (void)ctx;
+    if (fire.w->rank != 0)
+        return;
+    case_outcome oc;
+    memset(&oc, 0, sizeof oc);
+    oc.exit_code = EXIT_TIMEOUT;
+    oc.result = "TIMEOUT";
+    oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+    oc.fwd_tf = oc.bwd_tf = NAN;
+    for (int t = 0; t < NERR; t++)
+        oc.err_t[t] = -1;
+    snprintf(oc.msg, sizeof oc.msg, "%s", msg);
+    print_case(fire.o, c, &oc, fire.number);
+    if (fire.o->outdir)
+        run_write_json(fire.o->outdir, fire.w, c, &oc, NULL, 0);
+    int after = 0, number = fire.number;
+    for (int i = 0; i < fire.nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(fire.wl[i]); k++) {
+            const fa4cp_case *n = fa4cp_workload_get(fire.wl[i], k);
+            if (!after) {
+                after = n == c;
+                continue;
+            }
+            number++;
+            oc.exit_code = 0;
+            oc.result = "NOT RUN";
+            snprintf(oc.msg, sizeof oc.msg, "not run: the run watchdog in case %d", c->index);
+            if (fire.o->tap)
+                printf("not ok %d - %s case %d %s # NOT RUN: the run watchdog in case %d\n", number, n->name,
+                       n->index, n->label, c->index);
+            else
+                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", n->index,
+                       fa4cp_cp_comm_name(n->comm), n->cp, (long long)n->tokens, "", n->head_dim,
+                       fa4cp_dtype_name(n->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+            if (fire.o->outdir)
+                run_write_json(fire.o->outdir, fire.w, n, &oc, NULL, 0);
+        }
+    printf("# stopped: the run watchdog (run.timeout) in case %d; the remaining case(s) are recorded NOT RUN%s\n",
+           c->index, fire.o->outdir ? " (fa4cp-run --resume continues)" : "");
+    printf("# fa4cp-run concluded: FAILED (the run watchdog: the job is aborted through the launcher)\n");
+    if (fire.o->tap)
+        printf("Bail out! the run watchdog in case %d\n", c->index);
+    fflush(stdout);
+}
+
 static const char *sig_name(int sig)
 {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : strsignal(sig);
@@ -472,6 +530,11 @@ int main(int argc, char **argv)
     run_signals_install();
     /* in a launch of several processes, every process decides alike (one small exchange) */
     int several = strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1;
+    fire.o = &o;
+    fire.w = &w;
+    fire.wl = wl;
+    fire.nfiles = nfiles;
+    run_mp_watch_on_fire(on_watch_fire, NULL);
     if (root && !o.tap)
         print_table_head(0);
     fflush(stdout);
@@ -539,6 +602,7 @@ int main(int argc, char **argv)
             } else {
                 if (root)
                     progress(&o, done_cases, ncases, t0);
+                fire.number = done_cases + 1;
                 run_case(&s, c, res, &oc);
                 exit_code = run_worse(exit_code, oc.exit_code);
                 nok += oc.exit_code == 0;

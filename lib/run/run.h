@@ -108,6 +108,10 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
 int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len);
 int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
 void run_mp_watch_start(const world_info *w);
+/* Called by the multi-process watchdog, on its thread, when case c ran past
+ * run.timeout, just before it aborts the job with msg: the runner records
+ * the case TIMEOUT and the rest NOT RUN and prints its footer. */
+void run_mp_watch_on_fire(void (*fn)(void *ctx, const fa4cp_case *c, const char *msg), void *ctx);
 void run_mp_close(mp_state *m);
 
 /* ---- run_watch.c */

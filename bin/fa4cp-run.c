@@ -92,6 +92,19 @@ static int add_override(opts *o, const char *key, const char *value)
     return 0;
 }
 
+/* a count from 1 to max, or a message */
+static int count_arg(const char *opt, const char *what, const char *s, long max, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > max) {
+        fprintf(stderr, "fa4cp-run: %s %s: expected a number of %s from 1 to %ld\n", opt, s, what, max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, opts *o, int *first_file)
 {
     static const struct option longs[] = {
@@ -127,26 +140,8 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
                 return -1;
             break;
         }
-        case 'R': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 4096) {
-                fprintf(stderr, "fa4cp-run: --ranks %s: expected a number of ranks from 1 to 4096\n", optarg);
-                return -1;
-            }
-            o->ranks = (int)v;
-            break;
-        }
-        case 'M': {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 100000) {
-                fprintf(stderr, "fa4cp-run: --nodes %s: expected a number of nodes from 1 to 100000\n", optarg);
-                return -1;
-            }
-            o->nodes = (int)v;
-            break;
-        }
+        case 'R': if (count_arg("--ranks", "ranks", optarg, 4096, &o->ranks)) return -1; break;
+        case 'M': if (count_arg("--nodes", "nodes", optarg, 100000, &o->nodes)) return -1; break;
         case 'P': o->tpn = optarg; break;
         case 'd': o->dist = optarg; break;
         case 'o': o->outdir = optarg; break;
@@ -157,7 +152,7 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         case 'E': o->explain = o->dry_run = 1; break;
         case 'q': o->quiet = 1; break;
         case 'h': usage(stdout); exit(0);
-        case 'V': printf("fa4cp-run %s\n", fa4cp_version()); exit(0);
+        case 'V': printf("fa4cp-run %s (%s)\n", fa4cp_version(), FA4CP_GIT_REVISION); exit(0);
         default: usage(stderr); return -1;
         }
     }
@@ -346,6 +341,64 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
                 oc->msg);
 }
 
+/* The multi-process watchdog's last word (its thread; the main one is stuck
+ * in the case): rank 0 records the case TIMEOUT with the watchdog's message
+ * and every later case NOT RUN, and prints the rows and the footer, before
+ * the job is aborted. */
+static struct {
+    const opts *o;
+    const world_info *w;
+    fa4cp_workload *const *wl;
+    int nfiles, number;
+} fire;
+
+static void on_watch_fire(void *ctx, const fa4cp_case *c, const char *msg)
+{
+    (void)ctx;
+    if (fire.w->rank != 0)
+        return;
+    case_outcome oc;
+    memset(&oc, 0, sizeof oc);
+    oc.exit_code = EXIT_TIMEOUT;
+    oc.result = "TIMEOUT";
+    oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+    oc.fwd_tf = oc.bwd_tf = NAN;
+    for (int t = 0; t < NERR; t++)
+        oc.err_t[t] = -1;
+    snprintf(oc.msg, sizeof oc.msg, "%s", msg);
+    print_case(fire.o, c, &oc, fire.number);
+    if (fire.o->outdir)
+        run_write_json(fire.o->outdir, fire.w, c, &oc, NULL, 0);
+    int after = 0, number = fire.number;
+    for (int i = 0; i < fire.nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(fire.wl[i]); k++) {
+            const fa4cp_case *n = fa4cp_workload_get(fire.wl[i], k);
+            if (!after) {
+                after = n == c;
+                continue;
+            }
+            number++;
+            oc.exit_code = 0;
+            oc.result = "NOT RUN";
+            snprintf(oc.msg, sizeof oc.msg, "not run: the run watchdog in case %d", c->index);
+            if (fire.o->tap)
+                printf("not ok %d - %s case %d %s # NOT RUN: the run watchdog in case %d\n", number, n->name,
+                       n->index, n->label, c->index);
+            else
+                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", n->index,
+                       fa4cp_cp_comm_name(n->comm), n->cp, (long long)n->tokens, "", n->head_dim,
+                       fa4cp_dtype_name(n->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+            if (fire.o->outdir)
+                run_write_json(fire.o->outdir, fire.w, n, &oc, NULL, 0);
+        }
+    printf("# stopped: the run watchdog (run.timeout) in case %d; the remaining case(s) are recorded NOT RUN%s\n",
+           c->index, fire.o->outdir ? " (fa4cp-run --resume continues)" : "");
+    printf("# fa4cp-run concluded: FAILED (the run watchdog: the job is aborted through the launcher)\n");
+    if (fire.o->tap)
+        printf("Bail out! the run watchdog in case %d\n", c->index);
+    fflush(stdout);
+}
+
 static const char *sig_name(int sig)
 {
     return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : strsignal(sig);
@@ -355,6 +408,7 @@ int main(int argc, char **argv)
 {
     opts o;
     int first;
+    run_record_argv(argc, argv); /* before parse_args permutes it */
     if (parse_args(argc, argv, &o, &first))
         return EXIT_USAGE;
     int nfiles = argc - first;
@@ -482,6 +536,11 @@ int main(int argc, char **argv)
     run_signals_install();
     /* in a launch of several processes, every process decides alike (one small exchange) */
     int several = strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1;
+    fire.o = &o;
+    fire.w = &w;
+    fire.wl = wl;
+    fire.nfiles = nfiles;
+    run_mp_watch_on_fire(on_watch_fire, NULL);
     if (root && !o.tap)
         print_table_head(0);
     fflush(stdout);
@@ -549,6 +608,7 @@ int main(int argc, char **argv)
             } else {
                 if (root)
                     progress(&o, done_cases, ncases, t0);
+                fire.number = done_cases + 1;
                 run_case(&s, c, res, &oc);
                 exit_code = run_worse(exit_code, oc.exit_code);
                 nok += oc.exit_code == 0;
@@ -601,13 +661,7 @@ int main(int argc, char **argv)
         if (nnot)
             printf(", NOT RUN %d", nnot);
         printf("\n");
-        double bw, net; /* one line for scripts, as nccl-tests' "# Avg bus bandwidth" */
-        if (run_ring_bw(&bw, &net)) {
-            printf("# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
-                   bw);
-            if (net > 0)
-                printf("# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n", net);
-        }
+        run_ring_bw_print(stdout);
         if (o.outdir && nunrec)
             printf("# NOT RECORDED: case(s) %s%s: writing %s/results.jsonl failed (see stderr); exit %d\n", unrec,
                    unrec_at >= sizeof unrec ? "..." : "", o.outdir, EXIT_RUNTIME);

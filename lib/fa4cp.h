@@ -216,7 +216,7 @@ typedef struct fa4cp_attn_args {
 
 /* Can the backend run attention of this dtype and head dims (head_dim_v 0 =
  * head_dim), forward and (backward != 0) backward?  One table
- * (lib/attn/attn_dims.c) that the raw call, the CP layer, fa4cp-run
+ * (lib/attn/attn_caps.c) that the raw call, the CP layer, fa4cp-run
  * --dry-run and --explain ask before anything is allocated or any device is
  * touched: cpu takes every dtype and any head_dim, head_dim_v in
  * 1..FA4CP_HEAD_DIM_MAX; cuda takes bf16/fp16 and only the (head_dim,

@@ -14,6 +14,16 @@ int nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **dev);
 int nvmlDeviceGetHandleByUUID(const char *uuid, void **dev);
 int nvmlDeviceGetMemoryInfo(void *dev, fake_memory *m);
 int nvmlDeviceGetName(void *dev, char *name, unsigned int len);
+int nvmlSystemGetDriverVersion(char *version, unsigned int len);
+
+int nvmlSystemGetDriverVersion(char *version, unsigned int len)
+{
+    if (len) {
+        strncpy(version, "999.1-fake", len - 1);
+        version[len - 1] = 0;
+    }
+    return 0;
+}
 
 int nvmlInit_v2(void) { return 0; }
 int nvmlShutdown(void) { return 0; }

@@ -26,6 +26,9 @@ done
 for f in README.md workloads.md exit-codes.md world.md cp.md; do
     t "$([ -f "$D$docdir/$f" ] && echo 0 || echo 1)" "$f in \$(docdir)"
 done
+missing=
+for f in "${top_srcdir:-.}"/docs/*.md; do [ -f "$D$docdir/$(basename "$f")" ] || missing="$missing $(basename "$f")"; done
+t "$([ -z "$missing" ] && echo 0 || echo 1)" "every docs/*.md of the sources is installed${missing:+ (missing:$missing)}"
 M=$D$mandir/man1
 t "$([ -f "$M/fa4cp-run.1" ] && [ -f "$M/fa4cp-layout.1" ] && [ -f "$M/fa4cp-report.1" ] && echo 0 || echo 1)" "three manual pages"
 t "$(grep -q "$docdir/workloads.md" "$M/fa4cp-run.1" && grep -q "$pkgdatadir/jobs/NAME" "$M/fa4cp-run.1" && echo 0 || echo 1)" \

@@ -162,7 +162,8 @@ EOF
 "$run" "$tmp/stop.yaml" --ranks 4 -q --tap -o "$tmp/f6" >"$tmp/o" 2>"$tmp/e" &
 pid=$!
 i=0
-while [ $i -lt 300 ] && ! grep -q "^ok 1 " "$tmp/o"; do sleep 0.1; i=$((i + 1)); done # case 1 is running
+while [ $i -lt 300 ] && ! grep -q "^ok 1 " "$tmp/o"; do sleep 0.1; i=$((i + 1)); done
+sleep 0.5 # case 1 (300 iterations, seconds) is running: case 0's record is written and synced
 kill -USR1 $pid
 wait $pid; rc=$?
 "$check" "$tmp/f6" >"$tmp/c" 2>&1

@@ -87,8 +87,7 @@ int main(void)
     ok(fa4cp_hostlist_expand("n1,n[0-1]", &hs, &hn) == FA4CP_OK && hn == 3 && !strcmp(hs[0], "n1") &&
            !strcmp(hs[2], "n1"),
        "expand keeps the duplicate n1");
-    if (fa4cp_hostlist_expand("n1,n[0-1]", &hs, &hn) == FA4CP_OK)
-        fa4cp_hostlist_free(hs, hn);
+    fa4cp_hostlist_free(hs, hn);
     ok(fa4cp_hostlist_expand(",,", &hs, &hn) == FA4CP_OK && hn == 0, "',,' expands to no host");
     ok(fa4cp_hostlist_expand("n[1-2", &hs, &hn) == FA4CP_OK && hn == 1 && !strcmp(hs[0], "n]"),
        "'n[1-2' is the host 'n]' to Slurm");

@@ -119,9 +119,27 @@ if [ -e "$b/tests/.libs/libfakenvml.so" ]; then
     t $([ $rc -eq 3 ] && has "$tmp/e" "GiB for the 4 rank(s) on GPU 0 (Fake GPU, 0) of .*, which has 0.10 GiB free of 80.00 GiB" \
         && echo 0 || echo 1) "cuda case too big for the GPU (4 ranks share it): refused with both numbers, exit 3 ($rc)"
     [ $rc -eq 3 ] || sed 's/^/# /' "$tmp/e" | head -5
+    # a cuda case records the GPU's model and driver (here the stand-in's)
+    CUDA_VISIBLE_DEVICES=0 LD_LIBRARY_PATH="$tmp/nvml${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+        "$run" "$s/jobs/smoke.yaml" --ranks 4 -b cuda -n 1 -s cp.comm=p2p -s attention.causal=true -o "$tmp/gpu" \
+        >/dev/null 2>&1
+    t $(grep -q '"gpu":{"model":"Fake GPU","driver":"999.1-fake"}' "$tmp/gpu/results.jsonl" && echo 0 || echo 1) \
+      "a cuda case's record names the GPU model and driver (NVML)"
 else
     n=$((n + 1)); echo "ok $n # SKIP the stand-in NVML (tests/libfakenvml.la) was not built"
+    n=$((n + 1)); echo "ok $n # SKIP the stand-in NVML (tests/libfakenvml.la) was not built"
 fi
+# what people grep for later: the command line as given, the revision, the
+# versions, the Slurm job and its nodes, the hosts of the ranks' nodes
+SLURM_JOB_ID=77 SLURM_JOB_NODELIST='gpu[1-2]' "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 -w 0 -c off \
+    -s cp.comm=a2a -s attention.causal=false -o "$tmp/env" >/dev/null 2>&1
+r="$tmp/env/results.jsonl"
+t $(grep -q '"argv":\[".*fa4cp-run",".*smoke.yaml","--ranks","4","-n","1","-w","0","-c","off","-s","cp.comm=a2a"' "$r" \
+    && echo 0 || echo 1) "env.argv: the command line as given"
+t $(grep -q '"fa4cp":"[0-9.]*","fa4cp_git":"[^"][^"]*"' "$r" && grep -q '"cuda_runtime":' "$r" && grep -q '"nccl":' "$r" \
+    && echo 0 || echo 1) "env: fa4cp version, git revision, CUDA and NCCL versions"
+t $(grep -q '"slurm_job_id":"77","slurm_job_nodelist":"gpu\[1-2\]","node_hosts":\["[^"]*"\]' "$r" && echo 0 || echo 1) \
+  "env: SLURM_JOB_ID, SLURM_JOB_NODELIST and the host of every node"
 start=$(date +%s)
 FA4CP_RUN_INJECT_FAULT=2 "$run" "$s/jobs/smoke.yaml" --ranks 4 -n 1 --no-output >"$tmp/o" 2>"$tmp/e"; rc=$?
 end=$(date +%s)

@@ -9,6 +9,7 @@
 #include "run_exec.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* The runner's verdicts; they are fa4cp-run's exit codes (bin/exit_codes.h). */
 typedef enum run_verdict {
@@ -109,6 +110,10 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
 int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len);
 int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
 void run_mp_watch_start(const world_info *w);
+/* Called by the multi-process watchdog, on its thread, when case c ran past
+ * run.timeout, just before it aborts the job with msg: the runner records
+ * the case TIMEOUT and the rest NOT RUN and prints its footer. */
+void run_mp_watch_on_fire(void (*fn)(void *ctx, const fa4cp_case *c, const char *msg), void *ctx);
 void run_mp_close(mp_state *m);
 
 /* ---- run_watch.c */
@@ -134,10 +139,14 @@ int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c,
 char *run_config_key(const fa4cp_case *c);
 struct json_t;
 char *run_record_config_key(const struct json_t *rec);
+/* argv of the run, as given, written into every record (env.argv); copied,
+ * kept to the end of the process */
+void run_record_argv(int argc, char **argv);
 /* The CP ring's bandwidth over the run: add a case's timed p2p steps (every
- * rank); run_ring_bw gives GB/s over all of them and over the sends that
- * leave a node (0 when none), and 0 when no step was timed. */
+ * rank); run_ring_bw_print prints "# Avg CP ring bandwidth : X GB/s" over
+ * all of them and "# Avg CP inter-node bandwidth : Y GB/s" over the sends
+ * that leave a node, each only when there is such a step. */
 void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result *rr, int nr);
-int run_ring_bw(double *all_gbps, double *inter_node_gbps);
+void run_ring_bw_print(FILE *f);
 
 #endif

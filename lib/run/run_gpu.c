@@ -21,6 +21,7 @@ typedef struct nvml {
     int (*by_uuid)(const char *, void **);
     int (*memory)(void *, nvml_memory *);
     int (*name)(void *, char *, unsigned int);
+    int (*driver)(char *, unsigned int); /* optional */
 } nvml;
 
 static nvml N;
@@ -40,6 +41,7 @@ static int nvml_load(char *why, size_t why_len)
     N.by_uuid = (int (*)(const char *, void **))dlsym(N.lib, "nvmlDeviceGetHandleByUUID");
     N.memory = (int (*)(void *, nvml_memory *))dlsym(N.lib, "nvmlDeviceGetMemoryInfo");
     N.name = (int (*)(void *, char *, unsigned int))dlsym(N.lib, "nvmlDeviceGetName");
+    N.driver = (int (*)(char *, unsigned int))dlsym(N.lib, "nvmlSystemGetDriverVersion");
     if (!N.init || !N.by_index || !N.by_uuid || !N.memory) {
         snprintf(why, why_len, "NVML lacks nvmlInit_v2/nvmlDeviceGetMemoryInfo");
         return -1;
@@ -89,5 +91,18 @@ int run_gpu_memory(const fa4cp_world_row *row, size_t *free_bytes, size_t *total
         N.name(dev, name, (unsigned)name_len);
     *free_bytes = (size_t)m.free;
     *total_bytes = (size_t)m.total;
+    return 0;
+}
+
+int run_gpu_info(const fa4cp_world_row *row, char *model, size_t model_len, char *driver, size_t driver_len)
+{
+    size_t fr, tot;
+    char why[256];
+    if (driver_len)
+        driver[0] = 0;
+    if (run_gpu_memory(row, &fr, &tot, model, model_len, why, sizeof why))
+        return -1;
+    if (N.driver && driver_len && N.driver(driver, (unsigned)driver_len) != 0)
+        driver[0] = 0;
     return 0;
 }

@@ -13,4 +13,9 @@
 int run_gpu_memory(const fa4cp_world_row *row, size_t *free_bytes, size_t *total_bytes, char *name,
                    size_t name_len, char *why, size_t why_len);
 
+/* The model (nvmlDeviceGetName) and the driver release
+ * (nvmlSystemGetDriverVersion, "" when NVML lacks it) of a row's GPU; 0, or
+ * -1 as run_gpu_memory. */
+int run_gpu_info(const fa4cp_world_row *row, char *model, size_t model_len, char *driver, size_t driver_len);
+
 #endif

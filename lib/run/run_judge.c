@@ -7,6 +7,7 @@
 #include "run.h"
 
 #include "results.h"
+#include "run_gpu.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +15,12 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <time.h>
+#ifdef HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+#ifdef HAVE_NCCL
+#include <nccl.h>
+#endif
 
 static int status_exit(int st)
 {
@@ -103,6 +110,20 @@ int run_worse(int a, int b)
 }
 
 
+/* the command line of this run, for the records */
+static int rec_argc;
+static char **rec_argv;
+
+void run_record_argv(int argc, char **argv)
+{
+    /* a copy: option parsing permutes argv and cuts KEY=VALUE at the '=' */
+    rec_argv = calloc((size_t)argc + 1, sizeof(char *));
+    rec_argc = 0;
+    for (int i = 0; rec_argv && i < argc; i++)
+        if ((rec_argv[rec_argc] = strdup(argv[i])))
+            rec_argc++;
+}
+
 /* The CP ring's bandwidth over the run: bytes a rank sent in a timed p2p
  * step over that step's exchange time, summed over every rank and step; and
  * the same for the sends that leave the node (the network between nodes). */
@@ -152,11 +173,15 @@ void run_ring_bw_add(const world_info *w, const fa4cp_case *c, const rank_result
     free(off);
 }
 
-int run_ring_bw(double *all_gbps, double *inter_node_gbps)
+void run_ring_bw_print(FILE *f)
 {
-    *all_gbps = ring_bw.ms > 0 ? ring_bw.bytes / (ring_bw.ms * 1e6) : 0;
-    *inter_node_gbps = ring_bw.net_ms > 0 ? ring_bw.net_bytes / (ring_bw.net_ms * 1e6) : 0;
-    return ring_bw.ms > 0;
+    /* lines for scripts, as nccl-tests' "# Avg bus bandwidth" */
+    if (ring_bw.ms > 0)
+        fprintf(f, "# Avg CP ring bandwidth : %.3f GB/s (bytes a rank sent / exchange time, every timed p2p step)\n",
+                ring_bw.bytes / (ring_bw.ms * 1e6));
+    if (ring_bw.net_ms > 0)
+        fprintf(f, "# Avg CP inter-node bandwidth : %.3f GB/s (the ring steps that leave a node)\n",
+                ring_bw.net_bytes / (ring_bw.net_ms * 1e6));
 }
 
 /* The "config" member of a record: what the case ran with. */
@@ -255,6 +280,11 @@ int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c,
     write_config(&j, c);
     fa4cp_jw_begin(&j, "env", 0);
     fa4cp_jw_str(&j, "fa4cp", fa4cp_version());
+    fa4cp_jw_str(&j, "fa4cp_git", FA4CP_GIT_REVISION);
+    fa4cp_jw_begin(&j, "argv", 1);
+    for (int i = 0; i < rec_argc; i++)
+        fa4cp_jw_str(&j, NULL, rec_argv[i]);
+    fa4cp_jw_end(&j, 1);
     fa4cp_jw_str(&j, "host", w->host);
     fa4cp_jw_str(&j, "bootstrap", w->kind);
     fa4cp_jw_int(&j, "world_size", w->size);
@@ -262,9 +292,57 @@ int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c,
     fa4cp_jw_int(&j, "procs", w->procs);
     fa4cp_jw_int(&j, "nodes", w->nodes);
     fa4cp_jw_int(&j, "replicas", w->size / c->cp);
-    const char *job = getenv("SLURM_JOB_ID");
+    const char *job = getenv("SLURM_JOB_ID"), *nodelist = getenv("SLURM_JOB_NODELIST");
     if (job)
         fa4cp_jw_str(&j, "slurm_job_id", job);
+    if (nodelist)
+        fa4cp_jw_str(&j, "slurm_job_nodelist", nodelist);
+    /* the host of every node of the world, by node index */
+    fa4cp_jw_begin(&j, "node_hosts", 1);
+    for (int n = 0; w->table && n < w->nodes; n++) {
+        const char *h = "?";
+        for (int r = 0; r < w->size; r++)
+            if (w->table[r].node == n) {
+                h = w->table[r].host;
+                break;
+            }
+        fa4cp_jw_str(&j, NULL, h);
+    }
+    fa4cp_jw_end(&j, 1);
+    /* the versions each on its own (the "versions" line below has them all) */
+    {
+        char v[32] = "";
+        (void)v; /* unused in a build without CUDA and NCCL */
+#ifdef HAVE_CUDA
+        snprintf(v, sizeof v, "%d.%d", CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        fa4cp_jw_str(&j, "cuda_runtime", v);
+#else
+        fa4cp_jw_null(&j, "cuda_runtime");
+#endif
+#ifdef HAVE_NCCL
+        int nv = 0;
+        if (ncclGetVersion(&nv) == ncclSuccess && nv > 0) {
+            snprintf(v, sizeof v, "%d.%d.%d", nv / 10000, nv % 10000 / 100, nv % 100);
+            fa4cp_jw_str(&j, "nccl", v);
+        } else {
+            fa4cp_jw_null(&j, "nccl");
+        }
+#else
+        fa4cp_jw_null(&j, "nccl");
+#endif
+    }
+    /* the GPU of rank 0 when the case uses GPUs: model and driver (NVML) */
+    char model[96], driver[64];
+    if (c->backend == FA4CP_BACKEND_CUDA && w->table &&
+        run_gpu_info(&w->table[0], model, sizeof model, driver, sizeof driver) == 0) {
+        fa4cp_jw_begin(&j, "gpu", 0);
+        fa4cp_jw_str(&j, "model", model);
+        if (driver[0])
+            fa4cp_jw_str(&j, "driver", driver);
+        else
+            fa4cp_jw_null(&j, "driver");
+        fa4cp_jw_end(&j, 0);
+    }
     /* the settings that change a run: NCCL_*, FA4CP_*, CUDA_VISIBLE_DEVICES, SLURM_* placement */
     extern char **environ;
     fa4cp_jw_begin(&j, "vars", 0);

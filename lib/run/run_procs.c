@@ -53,6 +53,17 @@ static double mono_now(void)
 
 /* The case watchdog: a rank still in a case 5 s past run.timeout ends the
  * job (a hang in host code, where no NCCL watchdog looks). */
+static void (*on_fire)(void *ctx, const fa4cp_case *c, const char *msg);
+static void *on_fire_ctx;
+
+void run_mp_watch_on_fire(void (*fn)(void *ctx, const fa4cp_case *c, const char *msg), void *ctx)
+{
+    pthread_mutex_lock(&mp_watch_m);
+    on_fire = fn;
+    on_fire_ctx = ctx;
+    pthread_mutex_unlock(&mp_watch_m);
+}
+
 static void *mp_watchdog(void *arg)
 {
     (void)arg;
@@ -78,6 +89,9 @@ static void *mp_watchdog(void *arg)
                      "the ranks that say nothing are stopped or dead; ending the job (the launcher reports the abort)",
                      mp_watch.case_index, mp_watch.what, mp_watch.timeout_s, mp_watch.rank, mp_watch.host, where,
                      since > 0 ? mono_now() - since : 0.0);
+            /* the runner records the case TIMEOUT and the rest NOT RUN (rank 0) before the abort */
+            if (on_fire && wc)
+                on_fire(on_fire_ctx, wc, msg);
             fflush(stdout);
             fa4cp_world_abort(mp_watch.world, msg);
         }

@@ -15,6 +15,35 @@
 
 #include <sys/stat.h>
 
+/* Why a scalar cannot be a name or a description (it goes into records, tables
+ * and file names), or NULL: a NUL ("\0" would cut it short) or a control
+ * character (C0, DEL or C1).  The YAML reader already refused bad UTF-8. */
+static const char *text_problem(const yaml_node_t *n)
+{
+    static _Thread_local char why[128];
+    const unsigned char *s = (const unsigned char *)wl_scalar(n);
+    size_t len = n->data.scalar.length, chars = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = s[i];
+        if (c == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
+            c = s[i + 1]; /* U+0080..U+009F */
+        else if (c >= 0x80 && (c & 0xc0) == 0x80)
+            continue; /* a continuation byte of the character counted before */
+        chars++;
+        if (c == 0) {
+            snprintf(why, sizeof why, "contains a NUL character (\\0) at character %zu: "
+                     "a name is text without control characters", chars);
+            return why;
+        }
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f)) {
+            snprintf(why, sizeof why, "contains the control character U+%04X at character %zu: "
+                     "a name is text without control characters", c, chars);
+            return why;
+        }
+    }
+    return NULL;
+}
+
 /* ------------------------------------------------------------------ documents */
 
 static void draft_defaults(draft *d)
@@ -193,7 +222,7 @@ static fa4cp_status load_document(const char *file, int docno, yaml_document_t *
         } else if (!strcmp(ks, "name") || !strcmp(ks, "description")) {
             if (!wl_scalar(v))
                 FA4CP_TRY(wl_nerr(&x, v, ks, "expected a string, got %s", wl_node_kind(v)));
-            const char *bad = wl_text_problem(v);
+            const char *bad = text_problem(v);
             if (bad)
                 FA4CP_TRY(wl_nerr(&x, v, ks, "%s", bad));
             if (!strcmp(ks, "name")) {

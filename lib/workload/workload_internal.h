@@ -103,7 +103,6 @@ fa4cp_status wl_merr(const char *file, const mark *m, const char *path, const ch
     __attribute__((format(printf, 4, 5)));
 const char *wl_node_kind(const yaml_node_t *n);
 const char *wl_scalar(const yaml_node_t *n);
-const char *wl_text_problem(const yaml_node_t *n);
 fa4cp_status wl_set_field(const ctx *x, draft *d, const field *f, yaml_node_t *n, const char *path);
 
 /* workload_sweep.c */

@@ -143,34 +143,6 @@ const char *wl_scalar(const yaml_node_t *n)
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-/* Why a scalar cannot be a name or a description (it goes into records, tables
- * and file names), or NULL: a NUL ("\0" would cut it short) or a control
- * character (C0, DEL or C1).  The YAML reader already refused bad UTF-8. */
-const char *wl_text_problem(const yaml_node_t *n)
-{
-    static _Thread_local char why[128];
-    const unsigned char *s = (const unsigned char *)wl_scalar(n);
-    size_t len = n->data.scalar.length, chars = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned c = s[i];
-        if (c == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
-            c = s[i + 1]; /* U+0080..U+009F */
-        else if (c >= 0x80 && (c & 0xc0) == 0x80)
-            continue; /* a continuation byte of the character counted before */
-        chars++;
-        if (c == 0) {
-            snprintf(why, sizeof why, "contains a NUL character (\\0) at character %zu: "
-                     "a name is text without control characters", chars);
-            return why;
-        }
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c <= 0x9f)) {
-            snprintf(why, sizeof why, "contains the control character U+%04X at character %zu: "
-                     "a name is text without control characters", c, chars);
-            return why;
-        }
-    }
-    return NULL;
-}
 
 const char *wl_node_kind(const yaml_node_t *n)
 {

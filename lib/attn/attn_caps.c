@@ -1,5 +1,5 @@
-/* attn_dims.c - the one table of what each attention backend runs: dtypes
- * and (head_dim, head_dim_v) pairs.
+/* attn_caps.c - what each backend's kernels can run, known without a
+ * device: the one table of dtypes and (head_dim, head_dim_v) pairs.
  *
  * The raw call (fa4cp_attn_check), the CP layer (fa4cp_cp_validate and
  * fa4cp_cp_create, through fa4cp_cp_check_backend) and

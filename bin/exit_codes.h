@@ -14,7 +14,7 @@ enum {
     EXIT_TIMEOUT = RUN_TIMEOUT, /* 4: a case ran past run.timeout */
     EXIT_VERIFY = RUN_VERIFY,   /* 5: verification failed */
     EXIT_GATE = RUN_GATE,       /* 6: below a performance gate */
-    EXIT_LAUNCH = 8             /* 8: fa4cp-layout: launched the wrong way (the singleton trap) */
+    EXIT_LAUNCH = RUN_LAUNCH    /* 8: fa4cp-run, fa4cp-layout: srun without --mpi=pmix (the singleton trap), every task */
 };
 
 #endif

@@ -141,8 +141,9 @@ int main(int argc, char **argv)
         case O_TIMEOUT: {
             char *end;
             cfg.timeout_s = strtod(optarg, &end);
-            if (*end || !(cfg.timeout_s > 0)) {
-                fprintf(stderr, "fa4cp-layout: --timeout '%s': want seconds > 0\n", optarg);
+            if (*end || end == optarg || !(cfg.timeout_s > 0) || !(cfg.timeout_s <= FA4CP_TIMEOUT_MAX_S)) {
+                fprintf(stderr, "fa4cp-layout: --timeout '%s': want seconds in (0, %.0f]\n", optarg,
+                        FA4CP_TIMEOUT_MAX_S);
                 return EXIT_USAGE;
             }
             break;

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@
 #include "exit_codes.h"
 #include "run/gen_gpu.h"
 #include "run/run.h"
+#include "run/results.h"
+#include "core/json.h"
 
 #define MAX_OV 128
 
@@ -36,7 +39,7 @@ typedef struct opts {
     int ranks;
     int nodes;              /* --nodes: plan a cluster this process is not on */
     const char *tpn, *dist; /* --tasks-per-node, --distribution */
-    int tap, dry_run, explain, quiet;
+    int tap, dry_run, explain, quiet, resume;
     const char *outdir;
     fa4cp_override ov[MAX_OV];
     int nov;
@@ -60,6 +63,8 @@ static void usage(FILE *f)
             "                       under srun --mpi=pmix or mpirun: one rank per process and GPU\n"
             "  -o, --output DIR     append results to DIR/results.jsonl (default: fa4cp-results)\n"
             "      --no-output      write no results file\n"
+            "      --resume         skip the cases whose record (same config) is already in\n"
+            "                       DIR/results.jsonl: a requeued job continues where it stopped\n"
             "      --tap            print TAP (ok / not ok per case) instead of the table\n"
             "      --dry-run        expand and validate; print cases, memory and FLOP estimates;\n"
             "                       allocate nothing, touch no GPU\n"
@@ -71,7 +76,8 @@ static void usage(FILE *f)
             "  -h, --help           this text;  -V, --version  the version\n"
             "\n"
             "Exit status: 0 ok, 2 usage or workload error, 3 runtime error, 4 timeout,\n"
-            "5 verification failed, 6 below a gate (exit-codes.md).\n",
+            "5 verification failed, 6 below a gate, 8 launched by srun without PMIx\n"
+            "(exit-codes.md).\n",
             fa4cp_workload_dir());
 }
 
@@ -107,7 +113,7 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         {"check", required_argument, NULL, 'c'},   {"backend", required_argument, NULL, 'b'},
         {"timeout", required_argument, NULL, 'T'}, {"set", required_argument, NULL, 's'},
         {"ranks", required_argument, NULL, 'R'},   {"output", required_argument, NULL, 'o'},
-        {"no-output", no_argument, NULL, 'N'},     {"tap", no_argument, NULL, 't'},
+        {"no-output", no_argument, NULL, 'N'}, {"resume", no_argument, NULL, 'r'},     {"tap", no_argument, NULL, 't'},
         {"dry-run", no_argument, NULL, 'D'},       {"explain", no_argument, NULL, 'E'},
         {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},       {"nodes", required_argument, NULL, 'M'},
@@ -141,6 +147,7 @@ static int parse_args(int argc, char **argv, opts *o, int *first_file)
         case 'd': o->dist = optarg; break;
         case 'o': o->outdir = optarg; break;
         case 'N': o->outdir = NULL; break;
+        case 'r': o->resume = 1; break;
         case 't': o->tap = 1; break;
         case 'D': o->dry_run = 1; break;
         case 'E': o->explain = o->dry_run = 1; break;
@@ -181,7 +188,7 @@ static void print_header(const world_info *w, int ncases, int nfiles, char **fil
     if (o->dry_run)
         printf("# dry run: nothing is allocated and no GPU is touched\n");
     printf("# times: median over run.iters on each rank, max over ranks; TFLOP/s per GPU, FlashAttention "
-           "convention (fwd 4*d per visible pair and head, bwd 2.5x)\n");
+           "convention (fwd 2*(d+dv) per visible pair and head, bwd 2.5x; d: head_dim, or head_dim/head_dim_v)\n");
 }
 
 static void print_table_head(int dry)
@@ -224,27 +231,41 @@ static int launcher_rank_nonzero(void)
     return r && strcmp(r, "0") != 0;
 }
 
-/* The dry run: each case's row, and with --explain its layout and plans. */
-static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
+/* The dry run: every case expanded, estimated and asked of its backend
+ * (head dims, dtypes, memory), so that "valid" means it will run; EXIT_OK,
+ * or EXIT_USAGE / EXIT_RUNTIME when a case would be refused. */
+static int dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl, int nfiles, int ncases)
 {
-    int tapno = 0;
+    int tapno = 0, nbad = 0, rc = EXIT_OK;
     if (!o->tap)
         print_table_head(1);
     for (int i = 0; i < nfiles; i++)
         for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
             const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
             double f, b;
-            char mask[32], hb[16];
+            char mask[32], hb[16], db[24];
             fa4cp_case_flops(c, &f, &b);
             size_t mem = fa4cp_case_memory(c, 1);
-            if (o->tap)
+            char why[1024];
+            int bad = run_case_runnable(c, w, 1, why, sizeof why);
+            if (bad) {
+                nbad++;
+                rc = run_worse(rc, bad);
+                fprintf(stderr, "fa4cp-run: %s case %d (%s): would be refused: %s\n", c->file, c->index,
+                        c->label[0] ? c->label : c->name, why);
+            }
+            if (o->tap && bad)
+                printf("not ok %d - %s case %d %s # would be refused: %s\n", ++tapno, c->name, c->index, c->label,
+                       why);
+            else if (o->tap)
                 printf("ok %d - %s case %d %s # SKIP dry run\n", ++tapno, c->name, c->index, c->label);
             run_heads_text(c, hb, sizeof hb);
-            printf("%s %4d %-10s %4d %8lld %8lld %6s %4d %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
+            run_dims_text(c, db, sizeof db);
+            printf("%s %4d %-10s %4d %8lld %8lld %6s %4s %-5s %-12s %10.3f %10.3f %10.1f %-8s %s\n",
                    o->tap ? "#" : " ", c->index, fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens,
-                   (long long)c->padded_tokens, hb, c->head_dim, fa4cp_dtype_name(c->dtype),
+                   (long long)c->padded_tokens, hb, db, fa4cp_dtype_name(c->dtype),
                    run_mask_text(c, mask, sizeof mask), f / 1e9, c->backward ? b / 1e9 : 0.0, mem / 1048576.0,
-                   fa4cp_check_mode_name(c->check), c->label);
+                   bad ? "REFUSED" : fa4cp_check_mode_name(c->check), c->label);
             if (!o->explain)
                 continue;
             printf("#   %s doc %d: %d sequence(s) (%s), max %d tokens, dtype %s, layout %s, backend %s, "
@@ -252,6 +273,11 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
                    c->file, c->doc, c->batch, fa4cp_seq_dist_name(c->dist), c->max_seqlen,
                    fa4cp_dtype_name(c->dtype), c->layout_bshd ? "bshd" : "thd", fa4cp_backend_name(c->backend),
                    c->warmup, c->iters, c->backward ? "yes" : "no", (unsigned long long)c->seed, c->timeout_s);
+            printf("#   head_dim %d, head_dim_v %d: backend %s %s (%s takes (head_dim, head_dim_v): %s)\n",
+                   c->head_dim, c->head_dim_v, fa4cp_backend_name(c->backend),
+                   fa4cp_attn_supports(c->backend, c->dtype, c->head_dim, c->head_dim_v, c->backward) ? "cannot run it"
+                                                                                                     : "runs it",
+                   fa4cp_backend_name(c->backend), fa4cp_attn_head_dims(c->backend));
             fa4cp_layout *lay = NULL;
             char *text = NULL;
             if (!fa4cp_layout_build(w->table, w->size, c->cp, fa4cp_cp_comm_info_of(c->comm)->group_in_node, 0,
@@ -283,14 +309,20 @@ static void dry_run(const opts *o, const world_info *w, fa4cp_workload *const *w
                    "not a measurement\n", est.gen_s, est.gen_where, fa4cp_check_mode_name(c->check),
                    est.check_s, est.check_where);
         }
-    printf("# dry run: %d case(s) valid\n", ncases);
+    if (nbad)
+        printf("# dry run: %d of %d case(s) valid; %d would be refused (see stderr; exit %d)\n", ncases - nbad, ncases,
+               nbad, rc);
+    else
+        printf("# dry run: %d case(s) valid\n", ncases);
+    return rc;
 }
 
 /* A case's row of the table (or TAP line), and its failure on stderr. */
 static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *oc, int number)
 {
-    char mask[32], hb[16], e[16], fm[16], ft[16], bm[16], bt[16], ws[16], gp[16];
+    char mask[32], hb[16], db[24], e[16], fm[16], ft[16], bm[16], bt[16], ws[16], gp[16];
     run_heads_text(c, hb, sizeof hb);
+    run_dims_text(c, db, sizeof db);
     /* wall time of the case, and the share of it in timed work (warm-up and timed iterations) */
     snprintf(ws, sizeof ws, "%.2f", oc->wall_ms * 1e-3);
     snprintf(gp, sizeof gp, oc->timed_ms > 0 && oc->wall_ms > 0 ? "%.0f" : "-", 100.0 * oc->timed_ms / oc->wall_ms);
@@ -307,8 +339,8 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
         if (oc->exit_code)
             printf("# %s: %s\n", oc->result, oc->msg);
     } else {
-        printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", c->index,
-               fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, c->head_dim,
+        printf("  %4d %-10s %4d %8lld %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", c->index,
+               fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, db,
                fa4cp_dtype_name(c->dtype), run_mask_text(c, mask, sizeof mask), fm, ft, bm, bt, e, ws, gp,
                oc->result);
         if (oc->exit_code)
@@ -318,6 +350,69 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
     if (oc->exit_code)
         fprintf(stderr, "fa4cp-run: case %d (%s%s%s): %s\n", c->index, c->name, c->label[0] ? " " : "", c->label,
                 oc->msg);
+}
+
+/* The multi-process watchdog's last word (its thread; the main one is stuck
+ * in the case): rank 0 records the case TIMEOUT with the watchdog's message
+ * and every later case NOT RUN, and prints the rows and the footer, before
+ * the job is aborted. */
+static struct {
+    const opts *o;
+    const world_info *w;
+    fa4cp_workload *const *wl;
+    int nfiles, number;
+} fire;
+
+static void on_watch_fire(void *ctx, const fa4cp_case *c, const char *msg)
+{
+    (void)ctx;
+    if (fire.w->rank != 0)
+        return;
+    case_outcome oc;
+    memset(&oc, 0, sizeof oc);
+    oc.exit_code = EXIT_TIMEOUT;
+    oc.result = "TIMEOUT";
+    oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+    oc.fwd_tf = oc.bwd_tf = NAN;
+    for (int t = 0; t < NERR; t++)
+        oc.err_t[t] = -1;
+    snprintf(oc.msg, sizeof oc.msg, "%s", msg);
+    print_case(fire.o, c, &oc, fire.number);
+    if (fire.o->outdir)
+        run_write_json(fire.o->outdir, fire.w, c, &oc, NULL, 0);
+    int after = 0, number = fire.number;
+    for (int i = 0; i < fire.nfiles; i++)
+        for (int k = 0; k < fa4cp_workload_count(fire.wl[i]); k++) {
+            const fa4cp_case *n = fa4cp_workload_get(fire.wl[i], k);
+            if (!after) {
+                after = n == c;
+                continue;
+            }
+            number++;
+            oc.exit_code = 0;
+            oc.result = "NOT RUN";
+            snprintf(oc.msg, sizeof oc.msg, "not run: the run watchdog in case %d", c->index);
+            if (fire.o->tap)
+                printf("not ok %d - %s case %d %s # NOT RUN: the run watchdog in case %d\n", number, n->name,
+                       n->index, n->label, c->index);
+            else
+                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", n->index,
+                       fa4cp_cp_comm_name(n->comm), n->cp, (long long)n->tokens, "", n->head_dim,
+                       fa4cp_dtype_name(n->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+            if (fire.o->outdir)
+                run_write_json(fire.o->outdir, fire.w, n, &oc, NULL, 0);
+        }
+    printf("# stopped: the run watchdog (run.timeout) in case %d; the remaining case(s) are recorded NOT RUN%s\n",
+           c->index, fire.o->outdir ? " (fa4cp-run --resume continues)" : "");
+    printf("# fa4cp-run concluded: FAILED (the run watchdog: the job is aborted through the launcher)\n");
+    if (fire.o->tap)
+        printf("Bail out! the run watchdog in case %d\n", c->index);
+    fflush(stdout);
+}
+
+static const char *sig_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : strsignal(sig);
 }
 
 int main(int argc, char **argv)
@@ -347,7 +442,9 @@ int main(int argc, char **argv)
     memset(&s, 0, sizeof s);
     int wrc = o.nodes ? run_world_plan(&w, o.nodes, o.tpn, o.dist) : run_world_up(&w, o.ranks);
     if (wrc) {
-        fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
+        /* the singleton trap: every task exits 8, task 0 alone says how to launch */
+        if (wrc != EXIT_LAUNCH || !launcher_rank_nonzero())
+            fprintf(stderr, "fa4cp-run: %s\n", fa4cp_last_error());
         for (int i = 0; i < nfiles; i++)
             fa4cp_workload_free(wl[i]);
         free(wl);
@@ -377,9 +474,68 @@ int main(int argc, char **argv)
     if (root)
         print_header(&w, ncases, nfiles, argv + first, &o, layout_text, run_transport_text(&w, wl, nfiles));
     if (o.dry_run) {
+        /* every process asks (the memory of its own node); rank 0 prints */
         if (root)
-            dry_run(&o, &w, wl, nfiles, ncases);
+            exit_code = dry_run(&o, &w, wl, nfiles, ncases);
+        if (strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1) { /* every task exits alike */
+            char m2[64];
+            exit_code = run_mp_agree(&w, exit_code, "", "the dry run", m2, sizeof m2);
+        }
         goto done;
+    }
+    if (o.resume && !o.outdir) {
+        if (root)
+            fprintf(stderr, "fa4cp-run: --resume reads the records of -o DIR; it does not go with --no-output\n");
+        exit_code = EXIT_USAGE;
+        goto done;
+    }
+    /* the output, before the first case: a run never computes what it cannot record */
+    if (o.outdir) {
+        int bad = root && fa4cp_results_prepare(o.outdir) ? EXIT_USAGE : 0;
+        char why[sizeof msg] = "";
+        if (bad)
+            snprintf(why, sizeof why, "cannot write the results: %s", fa4cp_last_error());
+        if (strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1) /* every process stops alike */
+            bad = run_mp_agree(&w, bad, why, "the output check", why, sizeof why);
+        if (bad) {
+            if (root) {
+                fprintf(stderr, "fa4cp-run: %s (-o DIR, or --no-output)\n", why);
+                if (o.tap)
+                    printf("Bail out! %s (exit 2)\n", why);
+            }
+            exit_code = EXIT_USAGE;
+            goto done;
+        }
+    }
+    /* --resume: the complete records already there (any verdict but INTERRUPTED and NOT RUN) */
+    char **have = NULL;
+    int nhave = 0, *have_code = NULL;
+    if (o.resume && root) {
+        fa4cp_results_reader *rd = NULL;
+        json_t *v;
+        if (fa4cp_results_open(o.outdir, NULL, NULL, &rd) == FA4CP_OK) {
+            while (fa4cp_results_next(rd, &v, NULL) == FA4CP_OK && v) {
+                const char *st = fa4cp_json_str(v, "result.status", "");
+                char *key = strcmp(st, "INTERRUPTED") && strcmp(st, "NOT RUN") && *st ? run_record_config_key(v) : NULL;
+                char **nh = key ? realloc(have, sizeof *have * (size_t)(nhave + 1)) : NULL;
+                int *nc = nh ? realloc(have_code, sizeof *nc * (size_t)(nhave + 1)) : NULL;
+                if (nh)
+                    have = nh;
+                if (nc) {
+                    have_code = nc;
+                    have[nhave] = key;
+                    have_code[nhave++] = (int)fa4cp_json_num(v, "result.exit_code", 0);
+                } else {
+                    free(key);
+                }
+                fa4cp_json_free(v);
+            }
+            const fa4cp_results_counts *cn = fa4cp_results_counted(rd);
+            if (cn->torn + cn->not_json)
+                fprintf(stderr, "fa4cp-run: --resume: %s: %ld torn line(s) and %ld other line(s) are not records "
+                        "(skipped)\n", fa4cp_results_path(rd), cn->torn, cn->not_json);
+            fa4cp_results_close(rd);
+        }
     }
     if ((exit_code = run_session_open(&s, &w, wl, nfiles, msg, sizeof msg, bail, sizeof bail))) {
         if (root)
@@ -388,42 +544,153 @@ int main(int argc, char **argv)
             printf("Bail out! %s\n", bail);
         goto done;
     }
+    run_signals_install();
+    /* in a launch of several processes, every process decides alike (one small exchange) */
+    int several = strcmp(w.kind, "local") && strcmp(w.kind, "plan") && w.procs > 1;
+    fire.o = &o;
+    fire.w = &w;
+    fire.wl = wl;
+    fire.nfiles = nfiles;
+    run_mp_watch_on_fire(on_watch_fire, NULL);
     if (root && !o.tap)
         print_table_head(0);
     fflush(stdout);
     struct timespec ts0;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     double t0 = ts0.tv_sec + ts0.tv_nsec * 1e-9;
-    int done_cases = 0, nok = 0, nfail = 0, ngate = 0, nerr = 0;
+    int done_cases = 0, nok = 0, nfail = 0, ngate = 0, nerr = 0, nskip = 0, nnot = 0, nunrec = 0, stopped = 0;
+    char unrec[256] = "", stop_why[128] = "";
+    size_t unrec_at = 0;
     rank_result *res = calloc((size_t)w.size, sizeof *res);
     for (int i = 0; i < nfiles; i++)
         for (int k = 0; k < fa4cp_workload_count(wl[i]); k++) {
             const fa4cp_case *c = fa4cp_workload_get(wl[i], k);
             case_outcome oc;
-            if (root)
-                progress(&o, done_cases, ncases, t0);
-            run_case(&s, c, res, &oc);
-            exit_code = run_worse(exit_code, oc.exit_code);
-            nok += oc.exit_code == 0;
-            nfail += oc.exit_code == EXIT_VERIFY;
-            ngate += oc.exit_code == EXIT_GATE;
-            nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
-            run_ring_bw_add(&w, c, res, w.size);
+            memset(&oc, 0, sizeof oc);
+            if (o.resume) { /* --resume: recorded already */
+                char *key = nhave ? run_config_key(c) : NULL;
+                int hit = -1;
+                for (int h = 0; key && h < nhave && hit < 0; h++)
+                    if (have[h] && !strcmp(have[h], key))
+                        hit = h;
+                free(key);
+                if (several) {
+                    char m2[64];
+                    int code = run_mp_agree(&w, hit >= 0 ? 1 + have_code[hit] : 0, "", "--resume", m2, sizeof m2);
+                    if (code && hit < 0) /* the others follow rank 0 */
+                        hit = nhave;
+                    if (!code)
+                        hit = -1;
+                }
+                if (hit >= 0) {
+                    if (hit < nhave) {
+                        free(have[hit]);
+                        have[hit] = NULL; /* one record stands for one case */
+                        exit_code = run_worse(exit_code, have_code[hit]);
+                    }
+                    nskip++;
+                    done_cases++;
+                    if (root && o.tap)
+                        printf("ok %d - %s case %d %s # SKIP recorded before (--resume)\n", done_cases, c->name,
+                               c->index, c->label);
+                    else if (root)
+                        printf("#   case %d %s: recorded before, skipped (--resume)\n", c->index, c->label);
+                    continue;
+                }
+            }
+            int sig = run_stop_signal();
+            if (several && !stopped) {
+                char m2[64];
+                sig = run_mp_agree(&w, sig, "", "the stop check", m2, sizeof m2);
+            }
+            if (stopped || sig) { /* asked to stop: the rest are NOT RUN, each with its record */
+                if (!stopped) {
+                    stopped = 128 + sig;
+                    snprintf(stop_why, sizeof stop_why, "%s before case %d", sig_name(sig), c->index);
+                }
+                oc.exit_code = 0;
+                oc.result = "NOT RUN";
+                oc.fwd_ms = oc.bwd_ms = oc.err = -1;
+                oc.fwd_tf = oc.bwd_tf = NAN;
+                for (int t = 0; t < NERR; t++)
+                    oc.err_t[t] = -1;
+                snprintf(oc.msg, sizeof oc.msg, "not run: %s", stop_why);
+                nnot++;
+            } else {
+                if (root)
+                    progress(&o, done_cases, ncases, t0);
+                fire.number = done_cases + 1;
+                run_case(&s, c, res, &oc);
+                exit_code = run_worse(exit_code, oc.exit_code);
+                nok += oc.exit_code == 0;
+                nfail += oc.exit_code == EXIT_VERIFY;
+                ngate += oc.exit_code == EXIT_GATE;
+                nerr += oc.exit_code == EXIT_RUNTIME || oc.exit_code == EXIT_TIMEOUT || oc.exit_code == EXIT_USAGE;
+                run_ring_bw_add(&w, c, res, w.size);
+                if (oc.exit_code >= 128 || run_local_abandoned()) { /* the rest do not run */
+                    stopped = oc.exit_code >= 128 ? oc.exit_code : oc.exit_code ? oc.exit_code : EXIT_RUNTIME;
+                    snprintf(stop_why, sizeof stop_why, "%s in case %d",
+                             oc.exit_code >= 128 ? sig_name(oc.exit_code - 128)
+                             : oc.exit_code == EXIT_TIMEOUT ? "the run watchdog (run.timeout)" : "a failed rank",
+                             c->index);
+                }
+            }
             if (root) {
-                print_case(&o, c, &oc, done_cases + 1);
-                if (o.outdir)
-                    run_write_json(o.outdir, &w, c, &oc, res, w.size);
+                if (strcmp(oc.result, "NOT RUN"))
+                    print_case(&o, c, &oc, done_cases + 1);
+                else if (o.tap)
+                    printf("not ok %d - %s case %d %s # NOT RUN: %s\n", done_cases + 1, c->name, c->index,
+                           c->label, stop_why);
+                else
+                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
+                           fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, "", c->head_dim,
+                           fa4cp_dtype_name(c->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+                if (o.outdir && run_write_json(o.outdir, &w, c, &oc, res, strcmp(oc.result, "NOT RUN") ? w.size : 0)) {
+                    nunrec++;
+                    if (unrec_at < sizeof unrec)
+                        unrec_at += (size_t)snprintf(unrec + unrec_at, sizeof unrec - unrec_at, "%s%d",
+                                                     nunrec > 1 ? ", " : "", c->index);
+                }
             }
             done_cases++;
         }
-    free(res);
+    if (!run_local_abandoned())
+        free(res);
+    for (int h = 0; h < nhave; h++)
+        free(have[h]);
+    free(have);
+    free(have_code);
+    if (nunrec) /* a result that is not on disk fails the job */
+        exit_code = run_worse(exit_code, EXIT_RUNTIME);
+    if (stopped)
+        exit_code = run_worse(exit_code, stopped);
     if (root) {
         progress(&o, done_cases, ncases, t0);
-        printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d\n", ncases, nok, nfail, ngate, nerr);
+        printf("# cases: %d, OK %d, FAILED %d, below gate %d, errors %d", ncases, nok, nfail, ngate, nerr);
+        if (nskip)
+            printf(", recorded before %d (--resume)", nskip);
+        if (nnot)
+            printf(", NOT RUN %d", nnot);
+        printf("\n");
         run_ring_bw_print(stdout);
+        if (o.outdir && nunrec)
+            printf("# NOT RECORDED: case(s) %s%s: writing %s/results.jsonl failed (see stderr); exit %d\n", unrec,
+                   unrec_at >= sizeof unrec ? "..." : "", o.outdir, EXIT_RUNTIME);
         if (o.outdir)
-            printf("# results: %s/results.jsonl\n", o.outdir);
-        printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? "FAILED" : "OK", exit_code);
+            printf("# results: %s/results.jsonl (%d record(s) written)\n", o.outdir, done_cases - nskip - nunrec);
+        if (stopped)
+            printf("# stopped: %s; the remaining case(s) are recorded NOT RUN%s\n", stop_why,
+                   o.outdir ? " (fa4cp-run --resume continues)" : "");
+        printf("# fa4cp-run concluded: %s (exit %d)\n", exit_code ? (stopped >= 128 ? "INTERRUPTED" : "FAILED") : "OK",
+               exit_code);
+        if (o.tap && stopped >= 128)
+            printf("Bail out! %s (exit %d)\n", stop_why, exit_code);
+        fflush(stdout);
+    }
+    if (run_local_abandoned()) { /* ranks that never returned: end without cleaning up after them */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(exit_code);
     }
 done:
     run_session_close(&s);

@@ -62,6 +62,11 @@ typedef enum fa4cp_status {
 /* Short name of a status ("invalid argument", ...); never NULL. */
 FA4CP_API const char *fa4cp_strerror(fa4cp_status status);
 
+/* The longest timeout fa4cp accepts anywhere (run.timeout, -T, the bootstrap
+ * and transport timeouts): 7 days.  Larger values are refused where they are
+ * read, so deadline arithmetic can never overflow. */
+#define FA4CP_TIMEOUT_MAX_S 604800.0
+
 /* The message of the last failure on this thread ("" if none). */
 FA4CP_API const char *fa4cp_last_error(void);
 
@@ -195,6 +200,9 @@ typedef struct fa4cp_attn_args {
     void *dq, *dk, *dv;
     int deterministic; /* cuda: same bits on every run */
     void *stream;      /* cuda: cudaStream_t (NULL = default stream) */
+    /* head dim of v, out, dout and dv: [rows, heads or kv_heads, head_dim_v]
+     * (MLA: head_dim 192, head_dim_v 128); 0 = head_dim */
+    int head_dim_v;
 } fa4cp_attn_args;
 
 #define FA4CP_ATTN_ARGS_INIT                                                                       \
@@ -203,8 +211,27 @@ typedef struct fa4cp_attn_args {
         .window_right = -1                                                                         \
     }
 
+/* The largest head_dim and head_dim_v of the cpu backend (and of a workload). */
+#define FA4CP_HEAD_DIM_MAX 1024
+
+/* Can the backend run attention of this dtype and head dims (head_dim_v 0 =
+ * head_dim), forward and (backward != 0) backward?  One table
+ * (lib/attn/attn_caps.c) that the raw call, the CP layer, fa4cp-run
+ * --dry-run and --explain ask before anything is allocated or any device is
+ * touched: cpu takes every dtype and any head_dim, head_dim_v in
+ * 1..FA4CP_HEAD_DIM_MAX; cuda takes bf16/fp16 and only the (head_dim,
+ * head_dim_v) pairs it has kernels for.  FA4CP_OK, or FA4CP_ERR_UNSUPPORTED
+ * naming the supported set ("cuda attention: head_dim 96 (head_dim_v 96) has
+ * no kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or
+ * (128, 128)"); FA4CP_ERR_INVALID for values that are no head dim at all. */
+FA4CP_API fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
+                                            int head_dim_v, int backward);
+/* The backend's head dims as text, e.g. "(64, 64) or (128, 128)"; never NULL. */
+FA4CP_API const char *fa4cp_attn_head_dims(fa4cp_backend backend);
+
 /* Argument checks shared by every backend (no pointer is dereferenced
- * except cu_seqlens/seqused on the cpu backend). */
+ * except cu_seqlens/seqused on the cpu backend); they include
+ * fa4cp_attn_supports. */
 FA4CP_API fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, int backward);
 
 FA4CP_API fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
@@ -298,8 +325,9 @@ FA4CP_API void fa4cp_local_world_destroy(fa4cp_local_world *w);
  * offsets, each padded length divisible by 2*cp; seqused [batch] the real
  * lengths, or NULL) and BSHD (batch sequences of seqlen rows each, seqlen
  * divisible by 2*cp; stored exactly like THD with cu_seqlens[i] = i*seqlen).
- * Rank-local tensors: q/out/dout/dq [rows, heads, d], k/v/dk/dv
- * [rows, kv_heads, d] with rows = cu_seqlens[batch]/cp; lse/dlse
+ * Rank-local tensors: q/dq [rows, heads, d], out/dout [rows, heads, dv],
+ * k/dk [rows, kv_heads, d], v/dv [rows, kv_heads, dv] (d = head_dim, dv =
+ * head_dim_v, or d when 0) with rows = cu_seqlens[batch]/cp; lse/dlse
  * [heads, rows] of fa4cp_lse_dtype(dtype), for both layouts.
  *
  * Padding rows (past seqused, per local sequence): the forward leaves out and
@@ -336,6 +364,7 @@ typedef struct fa4cp_cp_config {
     int window_left, window_right; /* -1 = unbounded; aligned like the raw call */
     double softmax_scale;          /* 0 = 1/sqrt(head_dim) */
     int deterministic;
+    int head_dim_v;                /* of v, out, dout, dv; 0 = head_dim */
 } fa4cp_cp_config;
 
 #define FA4CP_CP_CONFIG_INIT                                                                       \
@@ -345,9 +374,11 @@ typedef struct fa4cp_cp_config {
         .window_left = -1, .window_right = -1                                                      \
     }
 
-/* Every refusal, before anything is allocated (the workload loader calls it
- * when it reads a case): a2a+p2p; p2p with a sliding window; a2a with heads
- * or kv_heads not divisible by cp; lengths not divisible by 2*cp; bad shapes.
+/* Every refusal, before anything is allocated (the workload loader checks
+ * the same rules, less the last, when it reads a case): a2a+p2p; p2p with a
+ * sliding window; a2a with heads or kv_heads not divisible by cp; lengths not
+ * divisible by 2*cp; bad shapes; a dtype or (head_dim, head_dim_v) the
+ * backend has no kernel for (fa4cp_attn_supports).
  * THD: cu_seqlens [batch+1] (host), seqlen ignored.  BSHD: seqlen, cu_seqlens
  * ignored (may be NULL). */
 FA4CP_API fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp_size, int batch,
@@ -595,7 +626,8 @@ FA4CP_API int fa4cp_world_procs(const fa4cp_world *w); /* processes: size, or 1 
 FA4CP_API int fa4cp_world_nodes(const fa4cp_world *w);
 FA4CP_API double fa4cp_world_timeout(const fa4cp_world *w);
 /* The bound of every later bootstrap collective (allgather, bcast,
- * barrier), e.g. longer than the slowest rank's work between two of them. */
+ * barrier), e.g. longer than the slowest rank's work between two of them;
+ * at most FA4CP_TIMEOUT_MAX_S (a longer one is that). */
 FA4CP_API fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s);
 FA4CP_API const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w); /* [size] rows, by rank */
 FA4CP_API const fa4cp_world_row *fa4cp_world_row_of(const fa4cp_world *w, int rank); /* NULL if out of range */
@@ -816,6 +848,7 @@ typedef struct fa4cp_case {
     char label[256];    /* the sweep values of this case: "cp.comm=p2p attention.causal=true" */
     /* attention */
     int heads, kv_heads, head_dim;
+    int head_dim_v;     /* of v, out, dout, dv: attention.head_dim_v (default head_dim) */
     fa4cp_dtype dtype;
     int causal;
     int window_left, window_right; /* -1 = unbounded */
@@ -880,7 +913,9 @@ FA4CP_API fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config
 /* The case fits a world of `world_size` ranks (world_size % cp == 0). */
 FA4CP_API fa4cp_status fa4cp_case_fit_world(const fa4cp_case *c, int world_size);
 /* FLOPs of one forward and one backward (FlashAttention convention:
- * 4*d per visible (query, key) pair and head forward, 2.5x that backward). */
+ * 2*(head_dim + head_dim_v) per visible (query, key) pair and head forward
+ * - 2*B*H*S*Sk*(d+dv) for full masks, 4*d when dv == d - and 2.5x that
+ * backward). */
 FA4CP_API void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd);
 /* Estimated peak bytes per rank of the run (inputs, outputs, gradients,
  * communication buffers; with_full_check adds the full reference). */
@@ -899,21 +934,23 @@ FA4CP_API double fa4cp_check_tolerance(fa4cp_dtype dtype);
 enum { FA4CP_GEN_Q = 0, FA4CP_GEN_K = 1, FA4CP_GEN_V = 2, FA4CP_GEN_DOUT = 3 };
 FA4CP_API double fa4cp_gen_value(uint64_t seed, int tensor, int64_t token, int head, int dim);
 FA4CP_API double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int head, int dim);
-/* The head_dim elements of one row at once (the fast way; same values). */
+/* The elements of one row at once (the fast way; same values): head_dim of
+ * them for Q and K, head_dim_v for V and DOUT. */
 FA4CP_API void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out);
 /* Logical token of physical row `row` (cp size cp, rank r holds local row);
  * -1 for a padding row. */
 FA4CP_API int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row);
 /* Fill the local shard of rank `rank` of tensor (Q/DOUT: heads, K/V: kv_heads),
- * [padded_tokens/cp, h, d] in the case's dtype; padding rows are 0. */
+ * [padded_tokens/cp, h, d] in the case's dtype (d: head_dim for Q and K,
+ * head_dim_v for V and DOUT); padding rows are 0. */
 FA4CP_API void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst);
 
 /* ---- the float64 row reference (streams over regenerated inputs)
- * Query row: token `i` of sequence `seq`, head h -> out[d], lse, and (when
- * dq != NULL) dq[d]; D = dout . out of the reference. */
+ * Query row: token `i` of sequence `seq`, head h -> out[head_dim_v], lse, and
+ * (when dq != NULL) dq[head_dim]; D = dout . out of the reference. */
 FA4CP_API void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out,
                          double *lse, double *dq);
-/* Key row: token j of sequence seq, kv head hk -> dk[d], dv[d], from the
+/* Key row: token j of sequence seq, kv head hk -> dk[head_dim], dv[head_dim_v], from the
  * global LSE and D (= rowsum(dout*out)) of each query row, read through
  * lse_d(ctx, seq, i, head, &lse, &D). */
 typedef void (*fa4cp_lse_d_fn)(void *ctx, int seq, int64_t i, int head, double *lse, double *D);
@@ -921,8 +958,9 @@ FA4CP_API void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv
                        void *ctx, double *dk, double *dv);
 /* Batched forms: n rows[] of one sequence in one pass over the other side.
  * Query rows cover every query head of kv head kv_head (group = heads /
- * kv_heads): out and dq [n][group][d], lse [n][group] (dq NULL: no
- * backward).  Key rows: dk, dv [n][d]. */
+ * kv_heads): out [n][group][head_dim_v], dq [n][group][head_dim], lse
+ * [n][group] (dq NULL: no backward).  Key rows: dk [n][head_dim], dv
+ * [n][head_dim_v]. */
 FA4CP_API void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,
                           double *out, double *lse, double *dq);
 FA4CP_API void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head,

@@ -133,6 +133,23 @@ ok "$([ $dt -le 30 ] && echo 0 || echo 1)" "within the timeout (5 s + probing; t
 ok "$(grep -q 'rank 1 (localhost) never arrived' "$E" && echo 0 || echo 1)" "the error names rank 1 and its host"
 grep -q 'never arrived' "$E" || diag < "$E"
 
+# issue 15, finding 5: a task killed before PMIx_Init, or during the first
+# exchange (after its Put): the others name it and end within the bootstrap
+# timeout (the fence fails at once, or times out)
+for when in before during; do
+    t=$(date +%s)
+    FA4CP_TEST_KILL_RANK=1:$when FA4CP_BOOTSTRAP_TIMEOUT=5 run 60 "$O" "$E" srun -n 4 --mpi=pmix "$LAYOUT"
+    dt=$(($(date +%s) - t))
+    ok "$([ $RC != 0 ] && [ $RC != 124 ] && [ $dt -le 20 ] && echo 0 || echo 1)" \
+        "finding 5: rank 1 killed $when the exchange: the job fails within the bootstrap timeout (exit $RC, ${dt} s)"
+    if [ $when = before ]; then want='rank 1 (localhost) never arrived'; else want='rank 1 (localhost, pid [0-9]*) died during the exchange'; fi
+    # (srun may force-terminate the step first; then it names the task itself)
+    ok "$({ grep -q "bootstrap failed: rank [023]: PMIx exchange 'fa4cp.0' .*$want" "$E" ||
+            { grep -q 'task 1: Killed' "$E" && grep -q 'Force Terminated' "$E"; }; } && echo 0 || echo 1)" \
+        "finding 5: ... the others (or srun, when it ends the step first) name rank 1: '$want'"
+    grep -q "$want" "$E" || diag < "$E"
+done
+
 # the Slurm-environment fallback, asked for explicitly
 run 60 "$O" "$E" env FA4CP_BOOTSTRAP=slurm srun -n 2 "$LAYOUT" --json --cp 2
 ok "$([ $RC = 0 ] && grep -q '"source": "slurm"' "$O" && grep -q '"ring": \[0, 1\]' "$O" && echo 0 || echo 1)" \

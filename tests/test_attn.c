@@ -7,7 +7,12 @@
  * from the definition (materialised scores), independent of lib/attn_cpu.c:
  * out, lse, dq, dk, dv; no NaN/Inf; rows past seqused_q untouched; padding
  * gradients exactly 0; fully masked rows give out 0 and lse -inf.  On the cpu
- * backend the gradients are also checked against central finite differences.
+ * backend the gradients are also checked against central finite differences,
+ * the random cases draw a head_dim_v apart from head_dim, and the head dims
+ * of models in use run through the same checks: (192, 128) (MLA), (64, 32),
+ * (80, 80), (96, 96), (256, 256).  The cuda backend's refusal of head dims it
+ * has no kernel for is checked on every machine (it comes before any device
+ * call).
  */
 #include "fa4cp.h"
 #include "tap.h"
@@ -30,6 +35,8 @@
 typedef struct tcase {
     fa4cp_dtype dtype;
     int batch, H, Hk, d;
+    int dv;        /* head dim of v, out, dout, dv */
+    int dv_as_zero; /* pass head_dim_v = 0 (it equals d) */
     int causal, wl, wr;
     int use_seqused;
     int32_t cu_q[MAXB + 1], cu_k[MAXB + 1], used_q[MAXB], used_k[MAXB];
@@ -58,6 +65,9 @@ static void random_case(test_rng *r, tcase *c, fa4cp_dtype dtype, int maxlen)
     c->H = hk_opts[o][0];
     c->Hk = hk_opts[o][1];
     c->d = backend == FA4CP_BACKEND_CUDA ? (test_rng_int(r, 0, 1) ? 64 : 128) : test_rng_int(r, 1, 3) * 8;
+    /* cpu: v of another width half of the time (any width: 1 to 40) */
+    c->dv = backend == FA4CP_BACKEND_CPU && test_rng_int(r, 0, 1) ? test_rng_int(r, 1, 40) : c->d;
+    c->dv_as_zero = c->dv == c->d && test_rng_int(r, 0, 1);
     int mask = test_rng_int(r, 0, 4); /* none, causal, window L, window L+R, causal+window L */
     c->causal = mask == 1 || mask == 4;
     c->wl = (mask >= 2) ? test_rng_int(r, 0, 12) : -1;
@@ -85,8 +95,9 @@ static void random_case(test_rng *r, tcase *c, fa4cp_dtype dtype, int maxlen)
 
 static void describe(const tcase *c, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s b=%d h=%d/%d d=%d causal=%d window=(%d,%d) seqused=%d rows q/k=%lld/%lld",
-             fa4cp_dtype_name(c->dtype), c->batch, c->H, c->Hk, c->d, c->causal, c->wl, c->wr,
+    snprintf(buf, n, "%s b=%d h=%d/%d d=%d dv=%d%s causal=%d window=(%d,%d) seqused=%d rows q/k=%lld/%lld",
+             fa4cp_dtype_name(c->dtype), c->batch, c->H, c->Hk, c->d, c->dv,
+             c->dv_as_zero ? " (as 0)" : "", c->causal, c->wl, c->wr,
              c->use_seqused, (long long)c->total_q, (long long)c->total_k);
 }
 
@@ -108,6 +119,9 @@ static double scale_of(const tcase *c) { return c->scale > 0 ? c->scale : 1.0 / 
 
 static size_t nq(const tcase *c) { return (size_t)c->total_q * (size_t)c->H * (size_t)c->d; }
 static size_t nk(const tcase *c) { return (size_t)c->total_k * (size_t)c->Hk * (size_t)c->d; }
+/* out/dout and v/dv: head_dim_v wide */
+static size_t no(const tcase *c) { return (size_t)c->total_q * (size_t)c->H * (size_t)c->dv; }
+static size_t nv(const tcase *c) { return (size_t)c->total_k * (size_t)c->Hk * (size_t)c->dv; }
 static size_t nl(const tcase *c) { return (size_t)c->total_q * (size_t)c->H; }
 
 /* is physical q row a real token? */
@@ -130,13 +144,13 @@ static int real_k(const tcase *c, int64_t row)
 
 static void dense(const tcase *c, tensors *t, int with_bwd)
 {
-    const int d = c->d, H = c->H, Hk = c->Hk, g = H / Hk;
+    const int d = c->d, dv = c->dv, H = c->H, Hk = c->Hk, g = H / Hk;
     const fa4cp_dtype dt = c->dtype, ld = fa4cp_lse_dtype(dt);
     const double sc = scale_of(c);
-    memset(t->o_ref, 0, nq(c) * sizeof(double));
+    memset(t->o_ref, 0, no(c) * sizeof(double));
     memset(t->dq_ref, 0, nq(c) * sizeof(double));
     memset(t->dk_ref, 0, nk(c) * sizeof(double));
-    memset(t->dv_ref, 0, nk(c) * sizeof(double));
+    memset(t->dv_ref, 0, nv(c) * sizeof(double));
     for (size_t i = 0; i < nl(c); i++)
         t->lse_ref[i] = -INFINITY;
     for (int b = 0; b < c->batch; b++) {
@@ -149,8 +163,8 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
             int kh = h / g;
 #define QI(i, x) fa4cp_load(dt, t->q, ((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x))
 #define KJ(j, x) fa4cp_load(dt, t->k, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x))
-#define VJ(j, x) fa4cp_load(dt, t->v, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x))
-#define DOI(i, x) fa4cp_load(dt, t->dout, ((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x))
+#define VJ(j, x) fa4cp_load(dt, t->v, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * dv + (x))
+#define DOI(i, x) fa4cp_load(dt, t->dout, ((size_t)(c->cu_q[b] + (i)) * H + h) * dv + (x))
             for (int64_t i = 0; i < sq; i++) {
                 double m = -INFINITY;
                 for (int64_t j = 0; j < sk; j++) {
@@ -175,8 +189,8 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
                 for (int64_t j = 0; j < sk; j++) {
                     double p = exp(S[i * sk + j] - t->lse_ref[lrow]);
                     S[i * sk + j] = p; /* S now holds P */
-                    for (int x = 0; x < d; x++)
-                        t->o_ref[((size_t)(c->cu_q[b] + i) * H + h) * d + x] += p * VJ(j, x);
+                    for (int x = 0; x < dv; x++)
+                        t->o_ref[((size_t)(c->cu_q[b] + i) * H + h) * dv + x] += p * VJ(j, x);
                 }
             }
             if (!with_bwd)
@@ -186,23 +200,24 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
                 if (t->lse_ref[lrow] == -INFINITY)
                     continue;
                 double D = 0;
-                for (int x = 0; x < d; x++)
+                for (int x = 0; x < dv; x++)
                     /* the backward's D uses the out it is given (the stored,
                      * rounded forward result), as FlashAttention's does */
-                    D += DOI(i, x) * fa4cp_load(dt, t->out, ((size_t)(c->cu_q[b] + i) * H + h) * d + x);
+                    D += DOI(i, x) * fa4cp_load(dt, t->out, ((size_t)(c->cu_q[b] + i) * H + h) * dv + x);
                 if (t->dlse)
                     D -= fa4cp_load(ld, t->dlse, lrow);
                 for (int64_t j = 0; j < sk; j++) {
                     double p = S[i * sk + j];
                     double dp = 0;
-                    for (int x = 0; x < d; x++)
+                    for (int x = 0; x < dv; x++)
                         dp += DOI(i, x) * VJ(j, x);
                     double ds = p * (dp - D) * sc;
                     for (int x = 0; x < d; x++) {
                         t->dq_ref[((size_t)(c->cu_q[b] + i) * H + h) * d + x] += ds * KJ(j, x);
                         t->dk_ref[((size_t)(c->cu_k[b] + j) * Hk + kh) * d + x] += ds * QI(i, x);
-                        t->dv_ref[((size_t)(c->cu_k[b] + j) * Hk + kh) * d + x] += p * DOI(i, x);
                     }
+                    for (int x = 0; x < dv; x++)
+                        t->dv_ref[((size_t)(c->cu_k[b] + j) * Hk + kh) * dv + x] += p * DOI(i, x);
                 }
             }
 #undef QI
@@ -226,6 +241,7 @@ static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
     a->heads = c->H;
     a->kv_heads = c->Hk;
     a->head_dim = c->d;
+    a->head_dim_v = c->dv_as_zero ? 0 : c->dv;
     a->total_q = c->total_q;
     a->total_k = c->total_k;
     a->cu_seqlens_q = c->cu_q;
@@ -256,16 +272,17 @@ static fa4cp_status run_cuda(const tcase *c, int bwd, const fa4cp_attn_args *a)
 {
     size_t es = fa4cp_dtype_size(c->dtype), ls = sizeof(float);
     size_t bq = nq(c) * es, bk = nk(c) * es, bl = nl(c) * ls, bc = (size_t)(c->batch + 1) * 4;
+    size_t bo = no(c) * es, bv = nv(c) * es;
     struct {
         const void *host;
         size_t bytes;
         void *dev;
         int out; /* copied back after the call */
     } b[] = {
-        {a->q, bq, NULL, 0},           {a->k, bk, NULL, 0},           {a->v, bk, NULL, 0},
-        {a->out, bq, NULL, !bwd},      {a->lse, bl, NULL, !bwd},      {a->dout, bq, NULL, 0},
+        {a->q, bq, NULL, 0},           {a->k, bk, NULL, 0},           {a->v, bv, NULL, 0},
+        {a->out, bo, NULL, !bwd},      {a->lse, bl, NULL, !bwd},      {a->dout, bo, NULL, 0},
         {a->dlse, a->dlse ? bl : 0, NULL, 0}, {a->dq, bq, NULL, bwd}, {a->dk, bk, NULL, bwd},
-        {a->dv, bk, NULL, bwd},        {a->cu_seqlens_q, bc, NULL, 0}, {a->cu_seqlens_k, bc, NULL, 0},
+        {a->dv, bv, NULL, bwd},        {a->cu_seqlens_q, bc, NULL, 0}, {a->cu_seqlens_k, bc, NULL, 0},
         {a->seqused_q, a->seqused_q ? bc : 0, NULL, 0}, {a->seqused_k, a->seqused_k ? bc : 0, NULL, 0},
     };
     const size_t n = sizeof b / sizeof b[0];
@@ -335,23 +352,23 @@ static void alloc_tensors(const tcase *c, tensors *t, test_rng *r, int with_dlse
     memset(t, 0, sizeof *t);
     t->q = malloc(nq(c) * es + 16);
     t->k = malloc(nk(c) * es + 16);
-    t->v = malloc(nk(c) * es + 16);
-    t->out = malloc(nq(c) * es + 16);
-    t->dout = malloc(nq(c) * es + 16);
+    t->v = malloc(nv(c) * es + 16);
+    t->out = malloc(no(c) * es + 16);
+    t->dout = malloc(no(c) * es + 16);
     t->dq = malloc(nq(c) * es + 16);
     t->dk = malloc(nk(c) * es + 16);
-    t->dv = malloc(nk(c) * es + 16);
+    t->dv = malloc(nv(c) * es + 16);
     t->lse = malloc(nl(c) * ls + 16);
     t->dlse = with_dlse ? malloc(nl(c) * ls + 16) : NULL;
-    t->o_ref = malloc(nq(c) * 8 + 16);
+    t->o_ref = malloc(no(c) * 8 + 16);
     t->dq_ref = malloc(nq(c) * 8 + 16);
     t->dk_ref = malloc(nk(c) * 8 + 16);
-    t->dv_ref = malloc(nk(c) * 8 + 16);
+    t->dv_ref = malloc(nv(c) * 8 + 16);
     t->lse_ref = malloc(nl(c) * 8 + 16);
     test_fill(r, c->dtype, t->q, nq(c), 1.0);
     test_fill(r, c->dtype, t->k, nk(c), 1.0);
-    test_fill(r, c->dtype, t->v, nk(c), 1.0);
-    test_fill(r, c->dtype, t->dout, nq(c), 1.0);
+    test_fill(r, c->dtype, t->v, nv(c), 1.0);
+    test_fill(r, c->dtype, t->dout, no(c), 1.0);
     if (t->dlse)
         test_fill(r, fa4cp_lse_dtype(c->dtype), t->dlse, nl(c), 0.5);
 }
@@ -371,11 +388,11 @@ typedef struct check {
 } check;
 
 static check compare_rows(const tcase *c, fa4cp_dtype dt, const void *x, const double *ref, int64_t rows,
-                          int heads, int is_q, int expect_zero_padding, int expect_poison_padding)
+                          int heads, int width, int is_q, int expect_zero_padding, int expect_poison_padding)
 {
     check k = {0};
     double num = 0, den = 0;
-    size_t w = (size_t)heads * (size_t)c->d;
+    size_t w = (size_t)heads * (size_t)width;
     for (int64_t r = 0; r < rows; r++) {
         int real = is_q ? real_q(c, r) : real_k(c, r);
         for (size_t e = 0; e < w; e++) {
@@ -439,8 +456,8 @@ static size_t masked_out_nonzero(const tcase *c, const tensors *t)
     for (int h = 0; h < c->H; h++)
         for (int64_t r = 0; r < c->total_q; r++)
             if (real_q(c, r) && t->lse_ref[(size_t)h * (size_t)c->total_q + (size_t)r] == -INFINITY)
-                for (int x = 0; x < c->d; x++)
-                    if (fa4cp_load(c->dtype, t->out, ((size_t)r * c->H + h) * c->d + x) != 0.0)
+                for (int x = 0; x < c->dv; x++)
+                    if (fa4cp_load(c->dtype, t->out, ((size_t)r * c->H + h) * c->dv + x) != 0.0)
                         bad++;
     return bad;
 }
@@ -468,7 +485,7 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
     *saw_masked |= has_masked_row(c, &t);
 
     int good = 1;
-    test_poison(c->dtype, t.out, nq(c));
+    test_poison(c->dtype, t.out, no(c));
     test_poison(fa4cp_lse_dtype(c->dtype), t.lse, nl(c));
     fa4cp_status st = run(c, 0, &a);
     if (st != FA4CP_OK) {
@@ -476,7 +493,7 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
         good = 0;
         goto out;
     }
-    check o = compare_rows(c, c->dtype, t.out, t.o_ref, c->total_q, c->H, 1, 0, 1);
+    check o = compare_rows(c, c->dtype, t.out, t.o_ref, c->total_q, c->H, c->dv, 1, 0, 1);
     check l = compare_lse(c, t.lse, t.lse_ref);
     size_t mz = masked_out_nonzero(c, &t);
     if (!(o.err <= tol) || !(l.err <= tol) || o.poison_touched || l.poison_touched || l.masked_bad || mz ||
@@ -491,16 +508,16 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
     dense(c, &t, 1); /* gradients from the out the backend produced */
     test_poison(c->dtype, t.dq, nq(c));
     test_poison(c->dtype, t.dk, nk(c));
-    test_poison(c->dtype, t.dv, nk(c));
+    test_poison(c->dtype, t.dv, nv(c));
     st = run(c, 1, &a);
     if (st != FA4CP_OK) {
         diag("%s: backward failed: %s", desc, fa4cp_last_error());
         good = 0;
         goto out;
     }
-    check gq = compare_rows(c, c->dtype, t.dq, t.dq_ref, c->total_q, c->H, 1, 1, 0);
-    check gk = compare_rows(c, c->dtype, t.dk, t.dk_ref, c->total_k, c->Hk, 0, 1, 0);
-    check gv = compare_rows(c, c->dtype, t.dv, t.dv_ref, c->total_k, c->Hk, 0, 1, 0);
+    check gq = compare_rows(c, c->dtype, t.dq, t.dq_ref, c->total_q, c->H, c->d, 1, 1, 0);
+    check gk = compare_rows(c, c->dtype, t.dk, t.dk_ref, c->total_k, c->Hk, c->d, 0, 1, 0);
+    check gv = compare_rows(c, c->dtype, t.dv, t.dv_ref, c->total_k, c->Hk, c->dv, 0, 1, 0);
     /* gradients are sums of many terms: bf16/fp16 storage rounds each result once */
     if (!(gq.err <= tol) || !(gk.err <= tol) || !(gv.err <= tol) || gq.pad_nonzero || gk.pad_nonzero ||
         gv.pad_nonzero) {
@@ -525,8 +542,8 @@ static double loss(const tcase *c, tensors *t, const fa4cp_attn_args *a)
         if (!real_q(c, r))
             continue;
         for (int h = 0; h < c->H; h++) {
-            for (int x = 0; x < c->d; x++) {
-                size_t i = ((size_t)r * c->H + h) * c->d + x;
+            for (int x = 0; x < c->dv; x++) {
+                size_t i = ((size_t)r * c->H + h) * c->dv + x;
                 L += ((double *)t->out)[i] * ((double *)t->dout)[i];
             }
             double lse = ((double *)t->lse)[(size_t)h * c->total_q + r];
@@ -544,6 +561,8 @@ static int finite_differences(test_rng *r)
         tcase c;
         random_case(r, &c, FA4CP_FP64, 6);
         c.d = 4;
+        c.dv = trial % 2 ? 3 : 4; /* v of another width too */
+        c.dv_as_zero = 0;
         tensors t;
         fa4cp_attn_args a;
         alloc_tensors(&c, &t, r, 1);
@@ -553,12 +572,12 @@ static int finite_differences(test_rng *r)
             free_tensors(&t);
             return 0;
         }
-        double *grad_copy[3] = {malloc(nq(&c) * 8 + 8), malloc(nk(&c) * 8 + 8), malloc(nk(&c) * 8 + 8)};
+        double *grad_copy[3] = {malloc(nq(&c) * 8 + 8), malloc(nk(&c) * 8 + 8), malloc(nv(&c) * 8 + 8)};
         memcpy(grad_copy[0], t.dq, nq(&c) * 8);
         memcpy(grad_copy[1], t.dk, nk(&c) * 8);
-        memcpy(grad_copy[2], t.dv, nk(&c) * 8);
+        memcpy(grad_copy[2], t.dv, nv(&c) * 8);
         double *inputs[3] = {t.q, t.k, t.v};
-        size_t sizes[3] = {nq(&c), nk(&c), nk(&c)};
+        size_t sizes[3] = {nq(&c), nk(&c), nv(&c)};
         double num = 0, den = 0;
         const double eps = 1e-6;
         for (int which = 0; which < 3; which++)
@@ -602,7 +621,7 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
     c.batch = 1;
     c.H = H;
     c.Hk = Hk;
-    c.d = d;
+    c.d = c.dv = d;
     c.causal = causal;
     c.wl = wl;
     c.wr = -1;
@@ -759,7 +778,7 @@ static void cuda_deterministic(test_rng *r)
         c.batch = 4;
         c.H = 4;
         c.Hk = 2;
-        c.d = cfg[k].d;
+        c.d = c.dv = cfg[k].d;
         c.causal = cfg[k].causal;
         c.wl = cfg[k].wl;
         c.wr = cfg[k].wr;
@@ -908,25 +927,109 @@ static void cuda_cases(test_rng *r)
 
     cuda_deterministic(r);
 
-    /* the cuda backend refuses what it has no kernel for, before any launch */
+    /* a misaligned pointer is refused before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
     static _Alignas(16) int32_t cu[8] = {0, 8};
     b.dtype = FA4CP_BF16;
     b.batch = 1;
     b.heads = b.kv_heads = 1;
-    b.head_dim = 96;
+    b.head_dim = 64;
     b.total_q = b.total_k = 8;
     b.cu_seqlens_q = b.cu_seqlens_k = cu;
     b.q = b.k = b.v = b.out = b.lse = (void *)cu;
-    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: head_dim 96 is refused");
-    like(fa4cp_last_error(), "64 or 128", "the refusal names the supported head dims");
-    b.head_dim = 64;
-    b.dtype = FA4CP_FP32;
-    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: fp32 is refused");
-    b.dtype = FA4CP_BF16;
     b.q = (const char *)cu + 4;
     is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_INVALID, "cuda: a misaligned q is refused");
     like(fa4cp_last_error(), "16-byte", "the refusal says why");
+}
+
+/* ------------------------------------------------------------------ the table of head dims */
+
+/* The cuda backend refuses what it has no kernel for from the table alone:
+ * on every machine (no GPU, or a build without CUDA), with host pointers
+ * that a device call would fail on differently, and with the message that
+ * names the supported set - so the check comes before any device call. */
+static void cuda_refusals(void)
+{
+    static const int bad[][2] = {{96, 96}, {80, 80}, {256, 256}, {192, 128}, {64, 32}, {128, 64}, {32, 32}};
+    int32_t cu[2] = {0, 8};
+    static uint16_t buf[8 * 256];
+    float lse[8];
+    fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
+    b.dtype = FA4CP_BF16;
+    b.batch = 1;
+    b.heads = b.kv_heads = 1;
+    b.total_q = b.total_k = 8;
+    b.cu_seqlens_q = b.cu_seqlens_k = cu;
+    b.q = b.k = b.v = b.dout = buf;
+    b.out = b.dq = b.dk = b.dv = buf;
+    b.lse = lse;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[64];
+        b.head_dim = bad[i][0];
+        b.head_dim_v = bad[i][1];
+        snprintf(want, sizeof want, "head_dim %d with head_dim_v %d has no", bad[i][0], bad[i][1]);
+        for (int bwd = 0; bwd < 2; bwd++) {
+            fa4cp_clear_error();
+            is_int(bwd ? fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &b) : fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b),
+                   FA4CP_ERR_UNSUPPORTED, "cuda %s: (head_dim, head_dim_v) = (%d, %d) is refused",
+                   bwd ? "backward" : "forward", bad[i][0], bad[i][1]);
+            like(fa4cp_last_error(), want, "the refusal names the shape");
+            like(fa4cp_last_error(), "(64, 64) or (128, 128)", "and the supported set, before any device call");
+        }
+        is_int(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, bad[i][0], bad[i][1], 0),
+               FA4CP_ERR_UNSUPPORTED, "the table refuses (%d, %d) on cuda", bad[i][0], bad[i][1]);
+        is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_BF16, bad[i][0], bad[i][1], 1), FA4CP_OK,
+               "and takes it on cpu");
+    }
+    /* what the cuda kernels take, head_dim_v given or 0 */
+    ok(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 64, 0, 1) == FA4CP_OK &&
+           fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_FP16, 128, 128, 1) == FA4CP_OK &&
+           fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 128, 0, 0) == FA4CP_OK,
+       "the table takes (64, 64) and (128, 128) on cuda, head_dim_v 0 meaning head_dim");
+    is_string(fa4cp_attn_head_dims(FA4CP_BACKEND_CUDA), "(64, 64) or (128, 128)", "cuda's set as text");
+    b.head_dim = 64;
+    b.head_dim_v = 0;
+    b.dtype = FA4CP_FP32;
+    is_int(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED, "cuda: fp32 is refused");
+    like(fa4cp_last_error(), "bf16 or fp16", "the refusal says what it takes");
+    /* cpu: any head dim up to the documented limit */
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP64, 1, 1, 1), FA4CP_OK, "cpu takes (1, 1)");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, FA4CP_HEAD_DIM_MAX, 7, 1), FA4CP_OK,
+           "cpu takes (FA4CP_HEAD_DIM_MAX, 7)");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, FA4CP_HEAD_DIM_MAX + 1, 0),
+           FA4CP_ERR_UNSUPPORTED, "cpu refuses head_dim_v past FA4CP_HEAD_DIM_MAX");
+    like(fa4cp_last_error(), "1..1024", "naming its range");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 64, -1, 0), FA4CP_ERR_INVALID,
+           "head_dim_v -1 is invalid");
+    is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 0, 0, 0), FA4CP_ERR_INVALID, "head_dim 0 is invalid");
+}
+
+/* The head dims of models in use on this backend (cpu: all of them), each
+ * through the whole conformance check: fresh random shapes and inputs
+ * (varlen, seqused padding, GQA, masks, dlse), fp64 and bf16. */
+static void head_dim_cases(test_rng *r)
+{
+    static const int dims[][2] = {{192, 128}, {64, 32}, {80, 80}, {96, 96}, {256, 256}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        if (fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) != FA4CP_OK) {
+            skip(1, "%s has no kernel for (%d, %d): %s", fa4cp_backend_name(backend), dims[i][0], dims[i][1],
+                 fa4cp_last_error());
+            continue;
+        }
+        int passed = 0, total = 6, saw = 0;
+        for (int k = 0; k < total; k++) {
+            tcase c;
+            fa4cp_dtype dt = backend == FA4CP_BACKEND_CUDA ? (k % 2 ? FA4CP_FP16 : FA4CP_BF16)
+                                                           : (k % 2 ? FA4CP_BF16 : FA4CP_FP64);
+            random_case(r, &c, dt, backend == FA4CP_BACKEND_CUDA ? 200 : 12);
+            c.d = dims[i][0];
+            c.dv = dims[i][1];
+            c.dv_as_zero = c.dv == c.d && k % 4 == 0;
+            passed += run_case(r, &c, k % 2, &saw);
+        }
+        is_int(passed, total, "%s (head_dim, head_dim_v) = (%d, %d): %d random cases match the dense reference",
+               fa4cp_backend_name(backend), dims[i][0], dims[i][1], total);
+    }
 }
 
 /* ------------------------------------------------------------------ refusals */
@@ -1023,9 +1126,11 @@ int main(int argc, char **argv)
         memcpy(c.used_k, uk, sizeof uk);
         ok(run_case(&rng, &c, 0, &saw), "a sequence with queries but no keys gives out 0 and lse -inf");
     }
+    head_dim_cases(&rng);
     if (backend == FA4CP_BACKEND_CUDA)
         cuda_cases(&rng);
     refusals();
+    cuda_refusals();
     if (backend == FA4CP_BACKEND_CPU)
         ok(finite_differences(&rng), "backward matches central finite differences (fp64, 6 random small shapes, with dlse)");
     return done_testing();

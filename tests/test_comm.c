@@ -74,6 +74,21 @@ int main(void)
     plan(0);
     comm_table(run_threads, 5);
 
+    /* finding 2 (issue 15): the longest timeout works as a timeout, a longer
+     * one is refused where it is given (it used to wrap the deadline into the
+     * past: an instant false timeout) */
+    j = run_ranks(3, FA4CP_TIMEOUT_MAX_S, coll_body, 0);
+    ok(total_fails(j, 3) == 0, "3 ranks with the maximum timeout (%.0f s): the collectives complete, no false timeout",
+       FA4CP_TIMEOUT_MAX_S);
+    free(j);
+    {
+        fa4cp_local_world *big = NULL;
+        ok(fa4cp_local_world_create(2, 0, 1e19, &big) == FA4CP_ERR_INVALID && !big,
+           "a local world with a 1e19 s timeout is refused");
+        like(fa4cp_last_error(), "more than the maximum of 604800 s", "... saying the maximum");
+        ok(fa4cp_local_world_create(2, 0, INFINITY, &big) == FA4CP_ERR_INVALID && !big, "... and an infinite one");
+    }
+
     fa4cp_local_world *w = NULL;
     {
         fa4cp_status ds = fa4cp_local_world_create(2, 1, 1.0, &w);

@@ -5,8 +5,10 @@
  * The matrix: cp in {1,2,3,4} x comm in {p2p, all_gather, a2a} x mask in
  * {none, causal, window (64,0), window (32,32)} (windows not with p2p, which
  * refuses them) x layout in {bshd, thd, thd with padding between sequences};
- * heads (8/8, 12/2, 12/4; a2a picks what divides cp), head dim (64, 128) and
- * storage dtype (fp64, fp32, bf16) rotate through the cases.  Every case
+ * heads (8/8, 12/2, 12/4; a2a picks what divides cp), head dims (64, 128, and
+ * (96, 64): v narrower than q/k) and storage dtype (fp64, fp32, bf16) rotate
+ * through the cases.  Then the matrix again with head_dim_v != head_dim in
+ * every case (wider and narrower v, MLA's (192, 128)), every shape.  Every case
  * draws fresh lengths (0 included) and inputs, runs the non-CP reference
  * (fa4cp_attn_fwd/bwd, cpu backend) on the global tensors, shards them, runs
  * cp ranks as threads over the local transport (forward, then backward on
@@ -51,6 +53,10 @@ typedef struct rank_job {
 static int64_t G_of(const tcase *c) { return c->cu[c->B]; }
 static size_t rowq(const tcase *c) { return (size_t)c->cfg.heads * (size_t)c->cfg.head_dim; }
 static size_t rowk(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)c->cfg.head_dim; }
+static int dv_of(const tcase *c) { return c->cfg.head_dim_v ? c->cfg.head_dim_v : c->cfg.head_dim; }
+/* out, dout: [rows, heads, dv]; v, dv: [rows, kv_heads, dv] */
+static size_t rowo(const tcase *c) { return (size_t)c->cfg.heads * (size_t)dv_of(c); }
+static size_t rowv(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)dv_of(c); }
 
 static void describe(const tcase *c, char *buf, size_t n)
 {
@@ -60,9 +66,10 @@ static void describe(const tcase *c, char *buf, size_t n)
                  c->cfg.window_right);
     else
         snprintf(mask, sizeof mask, "%s", c->cfg.causal ? "causal" : "no mask");
-    int at = snprintf(buf, n, "cp=%d %s %s%s %s h=%d/%d d=%d %s%s lens", c->cp, fa4cp_cp_comm_name(c->cfg.comm),
-                      fa4cp_cp_format_name(c->cfg.format), c->pad ? "+pad" : "", mask, c->cfg.heads,
-                      c->cfg.kv_heads, c->cfg.head_dim, fa4cp_dtype_name(c->cfg.dtype),
+    int at = snprintf(buf, n, "cp=%d %s %s%s %s h=%d/%d d=%d dv=%d %s%s lens", c->cp,
+                      fa4cp_cp_comm_name(c->cfg.comm), fa4cp_cp_format_name(c->cfg.format), c->pad ? "+pad" : "",
+                      mask, c->cfg.heads, c->cfg.kv_heads, c->cfg.head_dim, c->cfg.head_dim_v,
+                      fa4cp_dtype_name(c->cfg.dtype),
                       c->with_dlse ? " dlse" : "");
     for (int i = 0; i < c->B && at > 0 && (size_t)at < n; i++)
         at += snprintf(buf + at, n - (size_t)at, " %d/%d", c->pad ? c->used[i] : c->cu[i + 1] - c->cu[i],
@@ -134,27 +141,28 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
         if (fa4cp_local_comm(w, r, &j->comm) != FA4CP_OK)
             bail("local comm: %s", fa4cp_last_error());
         size_t nq = (size_t)T * rowq(c) * es + 16, nk = (size_t)T * rowk(c) * es + 16, nl = (size_t)H * T * ls + 16;
+        size_t no = (size_t)T * rowo(c) * es + 16, nv = (size_t)T * rowv(c) * es + 16;
         j->q = malloc(nq);
         j->k = malloc(nk);
-        j->v = malloc(nk);
-        j->dout = malloc(nq);
+        j->v = malloc(nv);
+        j->dout = malloc(no);
         j->dlse = c->with_dlse ? malloc(nl) : NULL;
-        j->out = malloc(nq);
+        j->out = malloc(no);
         j->lse = malloc(nl);
         j->dq = malloc(nq);
         j->dk = malloc(nk);
-        j->dv = malloc(nk);
+        j->dv = malloc(nv);
         fa4cp_cp_shard(c->B, c->cu, n, r, rowq(c) * es, g->q, j->q);
         fa4cp_cp_shard(c->B, c->cu, n, r, rowk(c) * es, g->k, j->k);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowk(c) * es, g->v, j->v);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowq(c) * es, g->dout, j->dout);
+        fa4cp_cp_shard(c->B, c->cu, n, r, rowv(c) * es, g->v, j->v);
+        fa4cp_cp_shard(c->B, c->cu, n, r, rowo(c) * es, g->dout, j->dout);
         if (j->dlse)
             fa4cp_cp_shard_lse(c->B, c->cu, n, r, H, ls, g->dlse, j->dlse);
-        test_poison(dt, j->out, (size_t)T * rowq(c));
+        test_poison(dt, j->out, (size_t)T * rowo(c));
         test_poison(ld, j->lse, (size_t)T * H);
         test_poison(dt, j->dq, (size_t)T * rowq(c));
         test_poison(dt, j->dk, (size_t)T * rowk(c));
-        test_poison(dt, j->dv, (size_t)T * rowk(c));
+        test_poison(dt, j->dv, (size_t)T * rowv(c));
     }
     for (int r = 0; r < n; r++)
         pthread_create(&th[r], NULL, rank_main, &jobs[r]);
@@ -166,11 +174,11 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
             snprintf(err, errn, "rank %d: %s: %s", r, fa4cp_strerror(j->st), j->err);
             good = 0;
         }
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowq(c) * es, j->out, g->cout);
+        fa4cp_cp_unshard(c->B, c->cu, n, r, rowo(c) * es, j->out, g->cout);
         fa4cp_cp_unshard_lse(c->B, c->cu, n, r, H, ls, j->lse, g->clse);
         fa4cp_cp_unshard(c->B, c->cu, n, r, rowq(c) * es, j->dq, g->cdq);
         fa4cp_cp_unshard(c->B, c->cu, n, r, rowk(c) * es, j->dk, g->cdk);
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowk(c) * es, j->dv, g->cdv);
+        fa4cp_cp_unshard(c->B, c->cu, n, r, rowv(c) * es, j->dv, g->cdv);
         void *ps[] = {j->q, j->k, j->v, j->dout, j->dlse, j->out, j->lse, j->dq, j->dk, j->dv};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             free(ps[i]);
@@ -292,24 +300,25 @@ static int run_case(test_rng *rng, tcase *c)
     const int64_t G = G_of(c);
     const int H = c->cfg.heads;
     const size_t nq = (size_t)G * rowq(c), nk = (size_t)G * rowk(c), nl = (size_t)G * H;
+    const size_t no = (size_t)G * rowo(c), nv = (size_t)G * rowv(c);
     char desc[400], err[700] = "";
     gtensors g;
     int good = 1;
     describe(c, desc, sizeof desc);
     void **all[] = {&g.q, &g.k, &g.v, &g.dout, &g.dlse, &g.out, &g.lse, &g.dq, &g.dk, &g.dv,
                     &g.cout, &g.clse, &g.cdq, &g.cdk, &g.cdv};
-    size_t sizes[] = {nq * es, nk * es, nk * es, nq * es, nl * ls, nq * es, nl * ls, nq * es, nk * es, nk * es,
-                      nq * es, nl * ls, nq * es, nk * es, nk * es};
+    size_t sizes[] = {nq * es, nk * es, nv * es, no * es, nl * ls, no * es, nl * ls, nq * es, nk * es, nv * es,
+                      no * es, nl * ls, nq * es, nk * es, nv * es};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         *all[i] = malloc(sizes[i] + 16);
     test_fill(rng, dt, g.q, nq, 1.0);
     test_fill(rng, dt, g.k, nk, 1.0);
-    test_fill(rng, dt, g.v, nk, 1.0);
-    test_fill(rng, dt, g.dout, nq, 1.0);
+    test_fill(rng, dt, g.v, nv, 1.0);
+    test_fill(rng, dt, g.dout, no, 1.0);
     test_fill(rng, ld, g.dlse, nl, 0.5);
-    test_poison(dt, g.out, nq);
+    test_poison(dt, g.out, no);
     test_poison(ld, g.lse, nl);
-    test_poison(dt, g.cout, nq);
+    test_poison(dt, g.cout, no);
     test_poison(ld, g.clse, nl);
 
     fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
@@ -318,6 +327,7 @@ static int run_case(test_rng *rng, tcase *c)
     a.heads = H;
     a.kv_heads = c->cfg.kv_heads;
     a.head_dim = c->cfg.head_dim;
+    a.head_dim_v = c->cfg.head_dim_v;
     a.total_q = a.total_k = G;
     a.cu_seqlens_q = a.cu_seqlens_k = c->cu;
     a.seqused_q = a.seqused_k = c->pad ? c->used : NULL;
@@ -344,11 +354,11 @@ static int run_case(test_rng *rng, tcase *c)
         goto out;
     }
     double tol = tol_of(c);
-    cmp o = compare(c, dt, g.cout, g.out, G, rowq(c), 0);
+    cmp o = compare(c, dt, g.cout, g.out, G, rowo(c), 0);
     cmp l = compare_lse(c, g.clse, g.lse);
     cmp q = compare(c, dt, g.cdq, g.dq, G, rowq(c), 1);
     cmp k = compare(c, dt, g.cdk, g.dk, G, rowk(c), 1);
-    cmp v = compare(c, dt, g.cdv, g.dv, G, rowk(c), 1);
+    cmp v = compare(c, dt, g.cdv, g.dv, G, rowv(c), 1);
     cmp *cs[] = {&o, &l, &q, &k, &v};
     const char *names[] = {"out", "lse", "dq", "dk", "dv"};
     for (int i = 0; i < 5; i++) {
@@ -418,14 +428,16 @@ int main(int argc, char **argv)
                     c.cfg.window_left = masks[mk][1];
                     c.cfg.window_right = masks[mk][2];
                     c.cfg.dtype = dts[(idx + cp) % 3];
-                    c.cfg.head_dim = (idx / 3) % 2 ? 128 : 64;
+                    static const int dims[][2] = {{64, 0}, {128, 128}, {96, 64}};
+                    c.cfg.head_dim = dims[(idx / 3) % 3][0];
+                    c.cfg.head_dim_v = dims[(idx / 3) % 3][1];
                     pick_heads(comm, cp, idx / 2 + cp, &c.cfg.heads, &c.cfg.kv_heads);
                     c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
                     c.with_dlse = idx % 2;
                     int maxlen = mk >= 2 ? 96 : 64;
                     if (quick)
                         maxlen /= 2;
-                    if (c.cfg.head_dim == 128)
+                    if (c.cfg.head_dim >= 96)
                         maxlen = maxlen * 3 / 4;
                     fill_lengths(&rng, &c, maxlen);
                     total++;
@@ -434,6 +446,46 @@ int main(int argc, char **argv)
                 ok(pass == total, "cp=%d %s %s: %d/%d cases (bshd, thd, thd+pad) match the reference",
                    cp, fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), mask_names[mk], pass, total);
             }
+    /* head_dim_v != head_dim in every case: every shape, cp 1..4, every mask
+     * it takes, bshd, thd and thd with padding, v narrower and wider than
+     * q/k (and MLA's 192/128 in a few), fp64, fp32 and bf16 */
+    for (int comm = 0; comm < 3; comm++) {
+        int pass = 0, total = 0;
+        for (int cp = 1; cp <= 4; cp++)
+            for (int mk = 0; mk < 4; mk++) {
+                if (comm == FA4CP_CP_P2P && mk >= 2)
+                    continue;
+                for (int f = 0; f < 3; f++, idx++) {
+                    static const int dims[][2] = {{48, 32}, {16, 40}, {32, 8}, {24, 64}, {192, 128}};
+                    tcase c;
+                    memset(&c, 0, sizeof c);
+                    fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
+                    c.cfg = init;
+                    c.cp = cp;
+                    c.cfg.comm = (fa4cp_cp_comm_type)comm;
+                    c.cfg.format = f == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
+                    c.pad = f == 2;
+                    c.cfg.causal = masks[mk][0];
+                    c.cfg.window_left = masks[mk][1];
+                    c.cfg.window_right = masks[mk][2];
+                    c.cfg.dtype = dts[(idx + cp) % 3];
+                    int which = idx % 5;
+                    c.cfg.head_dim = dims[which][0];
+                    c.cfg.head_dim_v = dims[which][1];
+                    pick_heads(comm, cp, idx / 2 + cp, &c.cfg.heads, &c.cfg.kv_heads);
+                    c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
+                    c.with_dlse = idx % 2;
+                    int maxlen = which == 4 ? 24 : mk >= 2 ? 64 : 48;
+                    if (quick)
+                        maxlen /= 2;
+                    fill_lengths(&rng, &c, maxlen);
+                    total++;
+                    pass += run_case(&rng, &c);
+                }
+            }
+        ok(pass == total, "%s, head_dim_v != head_dim: %d/%d cases (cp 1-4, every mask, bshd, thd, thd+pad) match the reference",
+           fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), pass, total);
+    }
     /* long single sequences with windows shorter than a chunk and longer */
     for (int comm = 1; comm < 3; comm++) {
         int pass = 0, total = 0;

@@ -155,6 +155,25 @@ static void refusals(void)
     ok(fa4cp_cp_comm_parse("ring2", &comm) == FA4CP_ERR_INVALID, "an unknown name is invalid");
     like(fa4cp_last_error(), "expected p2p, all_gather or a2a", "... listing the known names");
 
+    /* head dims: the attention table decides, before anything is allocated
+     * (no GPU needed: the cuda row is plain data) */
+    for (int comm3 = 0; comm3 < 3; comm3++) {
+        c = config((fa4cp_cp_comm_type)comm3, 1, 8, 8);
+        c.backend = FA4CP_BACKEND_CUDA;
+        c.head_dim = 192;
+        c.head_dim_v = 128;
+        ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_ERR_UNSUPPORTED, "%s on cuda: (192, 128) is refused",
+           fa4cp_cp_comm_name(c.comm));
+        like(fa4cp_last_error(), "(64, 64) or (128, 128)", "... naming the head dims cuda has kernels for");
+        c.backend = FA4CP_BACKEND_CPU;
+        ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_OK, "%s on cpu: (192, 128) is valid",
+           fa4cp_cp_comm_name(c.comm));
+    }
+    c = config(FA4CP_CP_P2P, 1, 8, 8);
+    c.head_dim_v = -4;
+    ok(fa4cp_cp_validate(&c, 2, 2, cu, 0) == FA4CP_ERR_INVALID, "head_dim_v -4 is refused");
+    like(fa4cp_last_error(), "head_dim_v is -4", "... naming it");
+
     c = config(FA4CP_CP_P2P, 1, 8, 8);
     c.window_left = 64;
     c.window_right = 0;
@@ -292,6 +311,18 @@ static void mismatch(void)
          "... naming this rank's shape");
     like(j[1].err, "but rank 0 has comm all_gather, layout thd, bf16, heads 8/8, head_dim 64, causal 1",
          "... and the other's");
+    /* ... and when they differ in the head dim of v only */
+    for (int r = 0; r < 2; r++) {
+        j[r].cfg = config(FA4CP_CP_P2P, 1, 8, 8);
+        j[r].cfg.head_dim_v = r == 0 ? 0 : 32;
+        pthread_create(&th[r], NULL, mjob_main, &j[r]);
+    }
+    for (int r = 0; r < 2; r++)
+        pthread_join(th[r], NULL);
+    ok(j[0].st == FA4CP_ERR_INVALID && j[1].st == FA4CP_ERR_INVALID,
+       "create fails on every rank when head_dim_v differs (0 = head_dim 64 against 32)");
+    like(j[1].err, "head_dim_v 32 but rank 0", "... naming this rank's head_dim_v");
+    like(j[1].err, "head_dim_v 64: every rank", "... and the other's (0 read as head_dim)");
     for (int r = 0; r < 2; r++)
         fa4cp_comm_destroy(j[r].comm);
     fa4cp_local_world_destroy(w);
@@ -332,25 +363,27 @@ static void *tjob_main(void *p)
     fa4cp_cp_plan *plan = NULL;
     const int n = fa4cp_comm_size(j->comm), r = fa4cp_comm_rank(j->comm);
     const size_t T = (size_t)j->cu[2] / (size_t)n, h = (size_t)j->cfg.heads, d = (size_t)j->cfg.head_dim;
+    const size_t dv = j->cfg.head_dim_v ? (size_t)j->cfg.head_dim_v : d;
     const size_t qn = T * h * d, kn = T * (size_t)j->cfg.kv_heads * d;
-    float *buf = calloc(4 * qn + 5 * kn + 2 * T * h + 16, sizeof(float));
+    const size_t on = T * h * dv, vn = T * (size_t)j->cfg.kv_heads * dv; /* out, dout; v, dv */
+    float *buf = calloc(2 * qn + 2 * on + 2 * kn + 2 * vn + 2 * T * h + 16, sizeof(float));
     test_rng rng = {0x5eed + (uint64_t)r};
     fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
     const fa4cp_cp_instr *ops = NULL;
     int nops = 0;
     if (!buf)
         goto out;
-    float *q = buf, *out = q + qn, *dout = out + qn, *dq = dout + qn, *k = dq + qn, *v = k + kn;
-    float *dk = v + kn, *dv = dk + kn, *lse = dv + kn, *dlse = lse + T * h;
+    float *q = buf, *out = q + qn, *dout = out + on, *dq = dout + on, *k = dq + qn, *v = k + kn;
+    float *dk = v + vn, *dgv = dk + kn, *lse = dgv + vn, *dlse = lse + T * h;
     test_fill(&rng, FA4CP_FP32, q, qn, 1.0);
-    test_fill(&rng, FA4CP_FP32, k, 2 * kn, 1.0);
-    test_fill(&rng, FA4CP_FP32, dout, qn, 1.0);
+    test_fill(&rng, FA4CP_FP32, k, kn + vn, 1.0);
+    test_fill(&rng, FA4CP_FP32, dout, on, 1.0);
     test_fill(&rng, FA4CP_FP32, dlse, T * h, 0.1);
     a.batch = 2;
     a.cu_seqlens = j->cu;
     a.seqused = j->used;
     a.q = q, a.k = k, a.v = v, a.out = out, a.lse = lse;
-    a.dout = dout, a.dlse = j->with_dlse ? dlse : NULL, a.dq = dq, a.dk = dk, a.dv = dv;
+    a.dout = dout, a.dlse = j->with_dlse ? dlse : NULL, a.dq = dq, a.dk = dk, a.dv = dgv;
     if (fa4cp_cp_create(&j->cfg, j->comm, &cp) || fa4cp_cp_plan_build(&j->cfg, n, r, &plan) ||
         fa4cp_cp_fwd(cp, &a) || fa4cp_cp_last_trace(cp, &ops, &nops))
         goto out;
@@ -384,6 +417,7 @@ static void traces(void)
                 good &= fa4cp_local_comm(w, r, &j[r].comm) == FA4CP_OK;
                 j[r].cfg = config(shapes[si], cp % 2, 12, 12);
                 j[r].cfg.head_dim = 8;
+                j[r].cfg.head_dim_v = si == 1 ? 12 - 8 * (cp % 2) : cp % 2 ? 0 : 12; /* 4, 8 or 12 */
                 j[r].cfg.dtype = FA4CP_FP32;
                 j[r].with_dlse = cp % 2 == 0;
                 j[r].cu[0] = 0, j[r].cu[1] = 4 * cp, j[r].cu[2] = 6 * cp;
@@ -396,8 +430,8 @@ static void traces(void)
                 good &= j[r].good_fwd && j[r].good_bwd && j[r].nfwd > 0 && j[r].nbwd > 0;
                 nf += j[r].nfwd, nb += j[r].nbwd;
             }
-            ok(good, "%s cp %d: every rank's trace is its plan (%d forward, %d backward operations%s)%s%s",
-               fa4cp_cp_comm_name(shapes[si]), cp, nf, nb, j[0].with_dlse ? ", with dlse" : "",
+            ok(good, "%s cp %d head_dim_v %d: every rank's trace is its plan (%d forward, %d backward operations%s)%s%s",
+               fa4cp_cp_comm_name(shapes[si]), cp, j[0].cfg.head_dim_v, nf, nb, j[0].with_dlse ? ", with dlse" : "",
                good ? "" : ": ", good ? "" : j[0].err);
             /* the memory estimate asks the executor: never less than a call
              * allocates, and not far above */

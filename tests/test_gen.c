@@ -20,7 +20,8 @@ static fa4cp_workload *load(const char *text)
 /* Global [tokens, h, d] view of a tensor assembled from every rank's shard. */
 static double *assemble(const fa4cp_case *c, int tensor, int *pad_ok)
 {
-    int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads, d = c->head_dim;
+    int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads;
+    int d = tensor == FA4CP_GEN_V || tensor == FA4CP_GEN_DOUT ? c->head_dim_v : c->head_dim;
     int64_t rows = c->padded_tokens / c->cp;
     double *g = calloc((size_t)c->tokens * h * d, sizeof(double));
     void *loc = malloc(fa4cp_dtype_size(c->dtype) * (size_t)rows * h * d);
@@ -71,24 +72,34 @@ int main(void)
     const char *yaml = "version: 1\nattention: {heads: 4, kv_heads: 2, head_dim: 8, dtype: fp32, sequences: [203, 61, 120],"
                        " pad_between_seqs: true}\nrun: {seed: 77, backend: cpu}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n"
                        "  cp.size: [1, 2]\n---\nversion: 1\nattention: {heads: 4, kv_heads: 2, head_dim: 8, dtype: fp32, "
-                       "sequences: [203, 61, 120], pad_between_seqs: true}\nrun: {seed: 77, backend: cpu}\nsweep:\n  cp.size: [3, 4, 8]\n";
+                       "sequences: [203, 61, 120], pad_between_seqs: true}\nrun: {seed: 77, backend: cpu}\nsweep:\n  cp.size: [3, 4, 8]\n"
+                       "---\nversion: 1\nattention: {heads: 4, kv_heads: 2, head_dim: 8, head_dim_v: 5, dtype: fp32, "
+                       "sequences: [203, 61, 120], pad_between_seqs: true}\nrun: {seed: 77, backend: cpu}\n"
+                       "sweep:\n  cp.size: [1, 2, 4]\n  cp.comm: [all_gather]\n";
     fa4cp_workload *w = load(yaml);
-    ok(w && fa4cp_workload_count(w) == 9, "9 cases: 3 comm x cp 1, 2 and p2p at cp 3, 4, 8");
-    if (w) {
+    ok(w && fa4cp_workload_count(w) == 12, "12 cases: 3 comm x cp 1, 2 and p2p at cp 3, 4, 8; head_dim_v 5 at cp 1, 2, 4");
+    for (int part = 0; w && part < 2; part++) {
+        int first = part ? 9 : 0, last = part ? 12 : 9; /* the cases of one head_dim_v */
         for (int tensor = 0; tensor < 4; tensor++) {
             int pad0;
-            const fa4cp_case *c0 = fa4cp_workload_get(w, 0);
+            const fa4cp_case *c0 = fa4cp_workload_get(w, first);
             double *ref = assemble(c0, tensor, &pad0);
             int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c0->kv_heads : c0->heads;
-            size_t cnt = (size_t)c0->tokens * h * c0->head_dim;
+            int dw = tensor == FA4CP_GEN_V || tensor == FA4CP_GEN_DOUT ? c0->head_dim_v : c0->head_dim;
+            size_t cnt = (size_t)c0->tokens * h * dw;
             int direct = 1;
+            double row[8];
             for (int64_t t = 0; t < c0->tokens; t++)
-                for (int hh = 0; hh < h; hh++)
-                    for (int x = 0; x < c0->head_dim; x++)
-                        direct &= ref[((size_t)t * h + hh) * c0->head_dim + x] ==
-                                  fa4cp_gen_element(c0, tensor, t, hh, x);
-            ok(direct, "tensor %d: every shard element = the element regenerated from its global token", tensor);
-            for (int i = 1; i < fa4cp_workload_count(w); i++) {
+                for (int hh = 0; hh < h; hh++) {
+                    fa4cp_gen_row(c0, tensor, t, hh, row);
+                    for (int x = 0; x < dw; x++) {
+                        direct &= ref[((size_t)t * h + hh) * dw + x] == fa4cp_gen_element(c0, tensor, t, hh, x) &&
+                                  row[x] == ref[((size_t)t * h + hh) * dw + x];
+                    }
+                }
+            ok(direct, "tensor %d (%d wide): every shard element = the element regenerated from its global token",
+               tensor, dw);
+            for (int i = first + 1; i < last; i++) {
                 const fa4cp_case *c = fa4cp_workload_get(w, i);
                 int pad;
                 double *g = assemble(c, tensor, &pad);
@@ -99,14 +110,16 @@ int main(void)
             }
             free(ref);
         }
-        fa4cp_workload_free(w);
     }
+    fa4cp_workload_free(w);
 
     /* ---- the row reference against the cpu backend (fp64: no rounding) */
+    /* head_dim 16; head_dim_v as given (v narrower and wider), or absent */
     const char *shapes[] = {
         "causal: true", "causal: false", "causal: true, window: 5", "causal: false, window: [3, 7]",
+        "causal: true, head_dim_v: 8", "causal: false, window: [3, 7], head_dim_v: 24",
     };
-    for (int sh = 0; sh < 4; sh++) {
+    for (int sh = 0; sh < 6; sh++) {
         char text[512];
         snprintf(text, sizeof text,
                  "version: 1\nattention: {heads: 4, kv_heads: 2, head_dim: 16, dtype: fp64, %s, sequences: [37, 50, 1], pad_between_seqs: true}\n"
@@ -118,28 +131,30 @@ int main(void)
             continue;
         }
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
-        int h = c->heads, hk = c->kv_heads, d = c->head_dim;
+        int h = c->heads, hk = c->kv_heads, d = c->head_dim, e = c->head_dim_v; /* e: v, out, dout, dv */
         int64_t T = c->tokens;
-        double *q = malloc(sizeof(double) * T * h * d), *dout = malloc(sizeof(double) * T * h * d);
-        double *k = malloc(sizeof(double) * T * hk * d), *v = malloc(sizeof(double) * T * hk * d);
-        double *o = calloc((size_t)T * h * d, sizeof(double)), *dq = calloc((size_t)T * h * d, sizeof(double));
-        double *dk = calloc((size_t)T * hk * d, sizeof(double)), *dv = calloc((size_t)T * hk * d, sizeof(double));
+        double *q = malloc(sizeof(double) * T * h * d), *dout = malloc(sizeof(double) * T * h * e);
+        double *k = malloc(sizeof(double) * T * hk * d), *v = malloc(sizeof(double) * T * hk * e);
+        double *o = calloc((size_t)T * h * e, sizeof(double)), *dq = calloc((size_t)T * h * d, sizeof(double));
+        double *dk = calloc((size_t)T * hk * d, sizeof(double)), *dv = calloc((size_t)T * hk * e, sizeof(double));
         double *lse = calloc((size_t)T * h, sizeof(double)), *D = calloc((size_t)T * h, sizeof(double));
         int32_t cu[4];
         double cud[4];
         for (int i = 0; i <= c->batch; i++)
             cu[i] = (int32_t)c->cu_tokens[i], cud[i] = (double)c->cu_tokens[i];
         for (int64_t t = 0; t < T; t++) {
-            for (int hh = 0; hh < h; hh++)
-                for (int x = 0; x < d; x++) {
+            for (int hh = 0; hh < h; hh++) {
+                for (int x = 0; x < d; x++)
                     q[(t * h + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_Q, t, hh, x);
-                    dout[(t * h + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, t, hh, x);
-                }
-            for (int hh = 0; hh < hk; hh++)
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < e; x++)
+                    dout[(t * h + hh) * e + x] = fa4cp_gen_element(c, FA4CP_GEN_DOUT, t, hh, x);
+            }
+            for (int hh = 0; hh < hk; hh++) {
+                for (int x = 0; x < d; x++)
                     k[(t * hk + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_K, t, hh, x);
-                    v[(t * hk + hh) * d + x] = fa4cp_gen_element(c, FA4CP_GEN_V, t, hh, x);
-                }
+                for (int x = 0; x < e; x++)
+                    v[(t * hk + hh) * e + x] = fa4cp_gen_element(c, FA4CP_GEN_V, t, hh, x);
+            }
         }
         fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
         a.dtype = FA4CP_FP64;
@@ -147,6 +162,7 @@ int main(void)
         a.heads = h;
         a.kv_heads = hk;
         a.head_dim = d;
+        a.head_dim_v = e;
         a.total_q = a.total_k = T;
         a.cu_seqlens_q = a.cu_seqlens_k = cu;
         a.max_seqlen_q = a.max_seqlen_k = c->max_seqlen;
@@ -161,37 +177,37 @@ int main(void)
         for (int hh = 0; hh < h; hh++)
             for (int64_t t = 0; t < T; t++) {
                 double s_ = 0;
-                for (int x = 0; x < d; x++)
-                    s_ += dout[(t * h + hh) * d + x] * o[(t * h + hh) * d + x];
+                for (int x = 0; x < e; x++)
+                    s_ += dout[(t * h + hh) * e + x] * o[(t * h + hh) * e + x];
                 D[hh * T + t] = s_;
             }
         double eq = 0, ek = 0;
-        double ro[16], rdq[16], rdk[16], rdv[16], rl;
+        double ro[32], rdq[32], rdk[32], rdv[32], rl;
         for (int seq = 0; seq < c->batch; seq++)
             for (int64_t i = 0; i < c->seqlen[seq]; i++) {
                 int64_t t = c->cu_tokens[seq] + i;
                 for (int hh = 0; hh < h; hh++) {
                     fa4cp_ref_query_row(c, seq, i, hh, ro, &rl, rdq);
-                    for (int x = 0; x < d; x++) {
-                        eq = fmax(eq, fabs(ro[x] - o[(t * h + hh) * d + x]));
+                    for (int x = 0; x < e; x++)
+                        eq = fmax(eq, fabs(ro[x] - o[(t * h + hh) * e + x]));
+                    for (int x = 0; x < d; x++)
                         eq = fmax(eq, fabs(rdq[x] - dq[(t * h + hh) * d + x]));
-                    }
                     eq = fmax(eq, fabs(rl - lse[hh * T + t]));
                 }
                 double *ctx[4] = {lse, D, cud, (double[]){(double)T}};
                 for (int hh = 0; hh < hk; hh++) {
                     fa4cp_ref_key_row(c, seq, i, hh, ref_lse_d, ctx, rdk, rdv);
-                    for (int x = 0; x < d; x++) {
+                    for (int x = 0; x < d; x++)
                         ek = fmax(ek, fabs(rdk[x] - dk[(t * hk + hh) * d + x]));
-                        ek = fmax(ek, fabs(rdv[x] - dv[(t * hk + hh) * d + x]));
-                    }
+                    for (int x = 0; x < e; x++)
+                        ek = fmax(ek, fabs(rdv[x] - dv[(t * hk + hh) * e + x]));
                 }
             }
         /* the batched forms give the same rows */
         {
             int64_t rows[4] = {0, 5, 36, 17};
             int group = h / hk;
-            double bo[4 * 2 * 16], bl[4 * 2], bq[4 * 2 * 16], bk[4 * 16], bv[4 * 16];
+            double bo[4 * 2 * 32], bl[4 * 2], bq[4 * 2 * 32], bk[4 * 32], bv[4 * 32];
             double *ctx[4] = {lse, D, cud, (double[]){(double)T}};
             double eb = 0;
             for (int kvh = 0; kvh < hk; kvh++) {
@@ -201,16 +217,16 @@ int main(void)
                     for (int g = 0; g < group; g++) {
                         fa4cp_ref_query_row(c, 0, rows[r], kvh * group + g, ro, &rl, rdq);
                         eb = fmax(eb, fabs(rl - bl[r * group + g]));
-                        for (int x = 0; x < d; x++) {
-                            eb = fmax(eb, fabs(ro[x] - bo[(r * group + g) * d + x]));
+                        for (int x = 0; x < e; x++)
+                            eb = fmax(eb, fabs(ro[x] - bo[(r * group + g) * e + x]));
+                        for (int x = 0; x < d; x++)
                             eb = fmax(eb, fabs(rdq[x] - bq[(r * group + g) * d + x]));
-                        }
                     }
                     fa4cp_ref_key_row(c, 0, rows[r], kvh, ref_lse_d, ctx, rdk, rdv);
-                    for (int x = 0; x < d; x++) {
+                    for (int x = 0; x < d; x++)
                         eb = fmax(eb, fabs(rdk[x] - bk[r * d + x]));
-                        eb = fmax(eb, fabs(rdv[x] - bv[r * d + x]));
-                    }
+                    for (int x = 0; x < e; x++)
+                        eb = fmax(eb, fabs(rdv[x] - bv[r * e + x]));
                 }
             }
             ok(eb < 1e-12, "batched query and key rows = the single-row reference (%s): max diff %.2e", shapes[sh], eb);

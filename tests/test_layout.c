@@ -1,10 +1,52 @@
 /* test_layout.c - CP/DP groups from made-up world tables. */
 #include "fa4cp.h"
 #include "tap.h"
+#include "testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The first pair of ranks on one node and GPU, the way a pairwise scan finds
+ * it (the reference for the O(n log n) check); 0 when none. */
+static int gpu_pair_ref(const fa4cp_world_row *t, int n, int *a, int *b)
+{
+    for (int x = 0; x < n; x++) {
+        if (t[x].gpu < 0 || t[x].gpu_exclusive)
+            continue;
+        for (int y = x + 1; y < n; y++)
+            if (t[y].gpu >= 0 && !t[y].gpu_exclusive && t[y].node == t[x].node && !strcmp(t[x].gpu_id, t[y].gpu_id)) {
+                *a = x;
+                *b = y;
+                return 1;
+            }
+    }
+    return 0;
+}
+
+/* Slurm's placement, the plain way (the reference for fa4cp_world_plan):
+ * block fills node after node; cyclic deals ranks round the nodes that still
+ * have room. */
+static void place_ref(int nodes, const int *counts, int cyclic, int *node_of, int *local_of)
+{
+    int *filled = calloc((size_t)nodes, sizeof(int)), total = 0, node = 0;
+    for (int i = 0; i < nodes; i++)
+        total += counts[i];
+    for (int r = 0; r < total; r++) {
+        if (!cyclic) {
+            while (filled[node] == counts[node])
+                node++;
+        } else {
+            while (filled[node] == counts[node])
+                node = (node + 1) % nodes;
+        }
+        node_of[r] = node;
+        local_of[r] = filled[node]++;
+        if (cyclic)
+            node = (node + 1) % nodes;
+    }
+    free(filled);
+}
 
 /* Every invariant of a layout; returns 1 when all hold (diagnostics otherwise). */
 static int invariants(const fa4cp_layout *l, const fa4cp_world_row *t, int n, int cp)
@@ -244,6 +286,82 @@ int main(void)
         fa4cp_world_plan(1, 0, c, "block", 0, &t, &n);
         ok(fa4cp_world_check_gpus(t, n) == FA4CP_OK && t[0].gpu == -1, "no GPUs: nothing to check");
         fa4cp_free(t);
+    }
+
+    /* issue 15, finding 11: the world checks and the placement are O(n log n)
+     * now; on random small worlds they give what the pairwise scans gave */
+    {
+        test_rng rng = test_rng_init("layout-nlogn");
+        int bad_place = 0, bad_gpu = 0, bad_dup = 0, found = 0, dups = 0;
+        for (int it = 0; it < 400; it++) {
+            int nodes = test_rng_int(&rng, 1, 7), counts[8], cyclic = test_rng_int(&rng, 0, 1);
+            int gpn = test_rng_int(&rng, 1, 5), n = 0;
+            for (int i = 0; i < nodes; i++)
+                counts[i] = test_rng_int(&rng, 1, 6);
+            fa4cp_world_row *t = NULL;
+            if (fa4cp_world_plan(nodes, 0, counts, cyclic ? "cyclic" : "block", gpn, &t, &n) != FA4CP_OK) {
+                bad_place++;
+                continue;
+            }
+            int node_of[64], local_of[64];
+            place_ref(nodes, counts, cyclic, node_of, local_of);
+            for (int r = 0; r < n; r++)
+                if (t[r].node != node_of[r] || t[r].local_rank != local_of[r] || t[r].local_size != counts[t[r].node])
+                    bad_place++;
+            /* some ranks exclusive, some on a GPU id of another rank of their node */
+            for (int r = 0; r < n; r++) {
+                t[r].gpu_exclusive = test_rng_int(&rng, 0, 5) == 0;
+                if (test_rng_int(&rng, 0, 3) == 0)
+                    t[r].gpu = -1;
+            }
+            int a = -1, b = -1, want = gpu_pair_ref(t, n, &a, &b);
+            fa4cp_status st = fa4cp_world_check_gpus(t, n);
+            found += want;
+            if (want) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "ranks %d and %d on %s would both use GPU %s", a, b, t[a].host, t[a].gpu_id);
+                if (st != FA4CP_ERR_INVALID || !strstr(fa4cp_last_error(), msg)) {
+                    diag("want '%s', got '%s'", msg, fa4cp_last_error());
+                    bad_gpu++;
+                }
+            } else if (st != FA4CP_OK) {
+                bad_gpu++;
+            }
+            /* a place claimed twice: the layout names the pair a pairwise scan finds */
+            if (n >= 2 && test_rng_int(&rng, 0, 1)) {
+                int x = test_rng_int(&rng, 0, n - 1), y = test_rng_int(&rng, 0, n - 1);
+                t[y].node = t[x].node;
+                t[y].local_rank = t[x].local_rank;
+            }
+            int q = -1, r2 = -1;
+            for (int r = 0; r < n && r2 < 0; r++)
+                for (int p = 0; p < r; p++)
+                    if (t[p].node == t[r].node && t[p].local_rank == t[r].local_rank) {
+                        q = p;
+                        r2 = r;
+                        break;
+                    }
+            fa4cp_layout *l = NULL;
+            st = fa4cp_layout_build(t, n, 1, 0, 1, &l);
+            dups += r2 >= 0;
+            if (r2 >= 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "ranks %d and %d both claim local rank %d of node %d", q, r2,
+                         t[r2].local_rank, t[r2].node);
+                if (st != FA4CP_ERR_INVALID || !strstr(fa4cp_last_error(), msg)) {
+                    diag("want '%s', got '%s'", msg, fa4cp_last_error());
+                    bad_dup++;
+                }
+            } else if (st != FA4CP_OK) {
+                bad_dup++;
+            }
+            fa4cp_layout_destroy(l);
+            fa4cp_free(t);
+        }
+        is_int(bad_place, 0, "400 random plans (block, cyclic, uneven): every rank where Slurm's dealing puts it");
+        ok(bad_gpu == 0 && found > 50, "... the GPU check names the pair the pairwise scan names (%d worlds had one)",
+           found);
+        ok(bad_dup == 0 && dups > 50, "... a place claimed twice: the same pair as the pairwise scan (%d worlds)", dups);
     }
 
     /* printing: text and JSON carry the same facts */

@@ -24,6 +24,13 @@ t $(has "$tmp/md" "^| GPUs | nodes | replicas | job | tokens |" && echo 0 || ech
 t $(has "$tmp/e" "2 record(s) were replaced by a later record" && echo 0 || echo 1) "records that replace earlier ones are reported"
 first=$(grep -c "^| 1 | .* | 100.0% | .* | 100.0% |$" "$tmp/md")
 t $([ "$first" -eq 4 ] && echo 0 || echo 1) "efficiency 100% at the smallest run of each of the 4 series ($first)"
+# head_dim_v: records that differ only in it are two series, labelled d/dv (issue 20)
+grep '"comm":"a2a"' "$fx" | grep '"status":"OK"' | sed 's/"head_dim":32,/"head_dim":32,"head_dim_v":16,/' >"$tmp/dv.jsonl"
+cat "$fx" "$tmp/dv.jsonl" >"$tmp/both.jsonl"
+"$rep" "$tmp/both.jsonl" >"$tmp/md2" 2>"$tmp/e2"; rc=$?
+t $([ $rc -eq 0 ] && [ -s "$tmp/dv.jsonl" ] && has "$tmp/md2" "^### a2a, 512 tokens, h 4/4, d 32/16, bf16" && \
+    has "$tmp/md2" "^### a2a, 512 tokens, h 4/4, d 32, bf16" && ! has "$tmp/e2" "4 record(s) were replaced" && echo 0 || echo 1) \
+  "head_dim_v apart from head_dim: a series of its own, labelled d 32/16 ($rc)"
 "$rep" --csv "$fx" >"$tmp/csv" 2>/dev/null; rc=$?
 rows=$(wc -l <"$tmp/csv")
 t $([ $rc -eq 0 ] && [ "$rows" -eq 13 ] && head -1 "$tmp/csv" | grep -q "^kind,comm,tokens,tokens_per_gpu.*,nodes,replicas,job$" && echo 0 || echo 1) \

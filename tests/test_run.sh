@@ -35,6 +35,47 @@ t $([ $rc -eq 0 ] && has "$tmp/o" "cp rank 3:" && has "$tmp/o" "MiB/rank" && ech
   "explain the cuda acceptance job without a GPU ($rc)"
 est=$(grep -c "estimate per rank: input generation .* s (GPU generator), .* check .* s (" "$tmp/o")
 t $([ "$est" -eq 14 ] && echo 0 || echo 1) "--explain estimates generation and check time of each of the 14 cases ($est)"
+# head dims: the backend's table decides, per case, without a GPU (issue 20)
+cat >"$tmp/dims.yaml" <<'EOF'
+version: 1
+name: dims
+attention: {heads: 4, kv_heads: 2, head_dim: 64, sequences: [64, 32]}
+cp: {size: 2}
+run: {backend: cuda}
+sweep:
+  together:
+    attention.head_dim: [64, 96, 192]
+    attention.head_dim_v: [64, 96, 128]
+EOF
+"$run" --dry-run --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/e" "case 1 (.*): would be refused: run.backend cuda cannot run it: cuda attention: head_dim 96 with head_dim_v 96 has no" \
+    && has "$tmp/e" "case 2 (.*): would be refused: .*head_dim 192 with head_dim_v 128 has no" && ! has "$tmp/e" "case 0 (" \
+    && has "$tmp/e" "(64, 64) or (128, 128)" && has "$tmp/o" "1 of 3 case(s) valid; 2 would be refused" \
+    && has "$tmp/o" "192/128 bf16 .* REFUSED" && echo 0 || echo 1) \
+  "dry run: cuda cases with head dims it has no kernel for would be refused, naming the set, exit 2 ($rc)"
+"$run" --dry-run --tap --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 2 ] && has "$tmp/o" "^ok 1 - dims case 0" && has "$tmp/o" "^not ok 3 - dims case 2 .* # would be refused: " && echo 0 || echo 1) \
+  "dry run --tap: those cases are 'not ok' ($rc)"
+"$run" --explain --ranks 2 -b cpu "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 0 ] && has "$tmp/o" "192/128" && has "$tmp/o" "head_dim 192, head_dim_v 128: backend cpu runs it" && echo 0 || echo 1) \
+  "explain on cpu: every head dim runs, the table shows 192/128 ($rc)"
+# ... and they run: head_dim_v != head_dim through every shape, both checks
+cat >"$tmp/mla.yaml" <<'EOF'
+version: 1
+name: mla
+attention: {heads: 4, kv_heads: 2, head_dim: 48, head_dim_v: 32, dtype: fp32, sequences: [61, 30, 17], pad_between_seqs: true}
+cp: {size: 2}
+run: {backend: cpu, iters: 1, warmup: 0}
+sweep:
+  cp.comm: [p2p, all_gather, a2a]
+  run.check: [full, sampled]
+EOF
+"$run" --ranks 2 -o "$tmp/mla" "$tmp/mla.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+oks=$(grep -c " OK$" "$tmp/o")
+t $([ $rc -eq 0 ] && [ "$oks" -eq 6 ] && has "$tmp/o" "48/32" && has "$tmp/mla/results.jsonl" '"head_dim_v":32' && echo 0 || echo 1) \
+  "head_dim 48, head_dim_v 32: p2p, all_gather, a2a pass the full and the sampled check, records say head_dim_v ($rc, $oks OK)"
+FA4CP_RUN_INJECT_ERROR=dk "$run" --ranks 2 --no-output -s cp.comm=a2a -s run.check=sampled "$tmp/mla.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ $rc -eq 5 ] && has "$tmp/o" "in dk exceeds" && echo 0 || echo 1) "head_dim_v 32: an injected dk error is caught, exit 5 ($rc)"
 
 # ---- execution (needs the CP executor in the library)
 start=$(date +%s)

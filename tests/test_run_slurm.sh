@@ -103,4 +103,11 @@ phases=$(grep '"setup_ms":[0-9]' "$tmp/res/results.jsonl" 2>/dev/null | grep '"g
 t $([ "$lines" -gt 0 ] && [ "$empty" -eq "$lines" ] && [ "$phases" -eq "$lines" ] &&
     ! grep -q MemAvailable "$tmp/res/results.jsonl" && echo 0 || echo 1) \
   "pmix world: $empty of $lines passing records have an empty message, $phases carry the phase times"
+# issue 15, finding 4: srun without PMIx is the singleton trap: exit 8 on every
+# task (as fa4cp-layout), one message saying how to launch
+timeout -k 5 120 srun -n 2 --mpi=none bash -c '"$0" --no-output -n 1 --set cp.size=2 "$1"; echo "task $SLURM_PROCID exit $?" >&2' \
+    "$run" "$smoke" >"$tmp/o" 2>"$tmp/e"; rc=$?
+t $([ "$(grep -c "^task [01] exit 8$" "$tmp/e")" -eq 2 ] && [ "$(grep -c "use srun --mpi=pmix" "$tmp/e")" -eq 1 ] &&
+    echo 0 || echo 1) "finding 4: srun -n 2 --mpi=none fa4cp-run: every task exits 8, one message says how to launch"
+sed 's/^/# /' "$tmp/e"
 echo "1..$n"

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void *other_thread(void *arg)
 {
@@ -106,6 +107,35 @@ int main(void)
     p = fa4cp_calloc((size_t)-1, 16, "an impossible buffer");
     ok(p == NULL, "overflowing calloc fails");
     like(fa4cp_last_error(), "an impossible buffer", "the failure names what it was for");
+
+    /* deadlines (issue 15, finding 2): saturated, never wrapped into the past */
+    {
+        struct timespec now, d;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        const double huge[] = {1e19, 1e308, INFINITY};
+        int good = 1;
+        for (int i = 0; i < 3; i++) {
+            fa4cp_deadline(CLOCK_MONOTONIC, huge[i], &d);
+            double ahead = (double)(d.tv_sec - now.tv_sec) + 1e-9 * (double)(d.tv_nsec - now.tv_nsec);
+            good &= ahead > FA4CP_TIMEOUT_MAX_S - 1 && ahead < FA4CP_TIMEOUT_MAX_S + 60 && d.tv_nsec >= 0 &&
+                    d.tv_nsec < 1000000000L;
+        }
+        ok(good, "a deadline 1e19, 1e308 or inf seconds away is the maximum (%.0f s) ahead, not in the past",
+           FA4CP_TIMEOUT_MAX_S);
+        fa4cp_deadline(CLOCK_MONOTONIC, 2.75, &d);
+        double ahead = (double)(d.tv_sec - now.tv_sec) + 1e-9 * (double)(d.tv_nsec - now.tv_nsec);
+        ok(ahead >= 2.75 && ahead < 3.75 && d.tv_nsec < 1000000000L, "a 2.75 s deadline is 2.75 s ahead (%.3f)",
+           ahead);
+        fa4cp_deadline(CLOCK_MONOTONIC, NAN, &d);
+        ahead = (double)(d.tv_sec - now.tv_sec) + 1e-9 * (double)(d.tv_nsec - now.tv_nsec);
+        ok(ahead >= 0 && ahead < 1, "a NaN timeout is now, not undefined");
+        ok(fa4cp_timeout_check("run.timeout", 1e19) == FA4CP_ERR_INVALID, "a 1e19 s timeout is refused");
+        like(fa4cp_last_error(), "run.timeout: 1e+19 s is more than the maximum of 604800 s",
+             "... with the maximum");
+        ok(fa4cp_timeout_check("t", 0) && fa4cp_timeout_check("t", -1) && fa4cp_timeout_check("t", NAN) &&
+               !fa4cp_timeout_check("t", FA4CP_TIMEOUT_MAX_S) && !fa4cp_timeout_check("t", 1e-3),
+           "0, -1 and NaN are refused; 1 ms and the maximum are taken");
+    }
 
     /* logging: default level is warn */
     if (!getenv("FA4CP_LOG")) {

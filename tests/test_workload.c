@@ -43,6 +43,7 @@ int main(void)
            "defaults: cp 1 p2p bf16 causal sampled iters 10 warmup 2 backward");
         ok(c->batch == 2 && c->tokens == 384 && c->padded_tokens == 384 && c->max_seqlen == 256, "lengths");
         ok(!strcmp(c->name, "test"), "name defaults to the file's base name (%s)", c->name);
+        is_int(c->head_dim_v, 64, "head_dim_v defaults to head_dim");
         double f, b;
         fa4cp_case_flops(c, &f, &b);
         double pairs = 256.0 * 257 / 2 + 128.0 * 129 / 2;
@@ -76,6 +77,21 @@ int main(void)
         ok(c->comm == FA4CP_CP_ALL_GATHER && c->causal == 0, "case 3 = all_gather, not causal");
         is_string(c->label, "cp.comm=all_gather attention.causal=false", "label of case 3");
         ok(c->index == 3 && c->doc == 1, "index and document");
+        fa4cp_workload_free(w);
+    }
+    {
+        /* issue 15, finding 12: a --set of a swept key shows in the label */
+        fa4cp_override so[] = {{"cp.comm", "a2a"}, {"causal", "true"}};
+        w = load(BASE "cp: {size: 2}\nsweep:\n  cp.comm: [p2p, all_gather, a2a]\n  attention.causal: [true, false]\n",
+                 so, 2);
+        int good = w && fa4cp_workload_count(w) == 6;
+        for (int i = 0; good && i < 6; i++) {
+            const fa4cp_case *c = fa4cp_workload_get(w, i);
+            good = c->comm == FA4CP_CP_A2A && c->causal && !strcmp(c->label, "cp.comm=a2a attention.causal=true");
+            if (!good)
+                diag("case %d: label '%s'", i, c->label);
+        }
+        ok(good, "--set cp.comm=a2a --set causal=true: every case runs a2a, causal and its label says so");
         fa4cp_workload_free(w);
     }
 
@@ -188,6 +204,63 @@ int main(void)
         fa4cp_workload_free(w);
     }
 
+    /* head_dim_v: MLA's 192/128, in the CP config, the FLOPs 2*B*H*S*Sk*(d+dv)
+     * (FlashAttention's count), the memory estimate, sweeps and --set */
+    w = load("version: 1\nattention: {heads: 8, kv_heads: 2, head_dim: 192, head_dim_v: 128, causal: false,\n"
+             "  sequences: [256, 128]}\nrun: {backend: cpu}\ncp: {size: 2, comm: a2a}\n",
+             NULL, 0);
+    ok(w != NULL, "a case with head_dim 192, head_dim_v 128 loads");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 0);
+        ok(c->head_dim == 192 && c->head_dim_v == 128, "head_dim 192, head_dim_v 128");
+        fa4cp_cp_config cfg;
+        ok(fa4cp_case_cp_config(c, &cfg) == FA4CP_OK && cfg.head_dim == 192 && cfg.head_dim_v == 128,
+           "the CP config takes both head dims");
+        double f, b;
+        fa4cp_case_flops(c, &f, &b);
+        is_double(f, 2.0 * 8 * (256.0 * 256 + 128.0 * 128) * (192 + 128), 1e-6, "FLOPs = 2 H S Sk (d + dv)");
+        is_double(b, 2.5 * f, 1e-6, "backward = 2.5 x forward");
+        size_t mla = fa4cp_case_memory(c, 1);
+        fa4cp_workload *wide_w = load("version: 1\nattention: {heads: 8, kv_heads: 2, head_dim: 192, causal: false,\n"
+                                  "  sequences: [256, 128]}\nrun: {backend: cpu}\ncp: {size: 2, comm: a2a}\n",
+                                  NULL, 0);
+        const fa4cp_case *c2 = wide_w ? fa4cp_workload_get(wide_w, 0) : NULL;
+        size_t wide = c2 ? fa4cp_case_memory(c2, 1) : 0;
+        /* v, out, dout, dv: 64 columns fewer over (8 + 2) heads, forward and backward, 192 rows per rank */
+        ok(c2 && c2->head_dim_v == 192 && mla + 2 * 192 * 10 * 64 * 2 <= wide,
+           "the memory estimate counts v, out, dout and dv at head_dim_v (%zu < %zu bytes)", mla, wide);
+        fa4cp_workload_free(wide_w);
+        fa4cp_workload_free(w);
+    }
+    w = load("version: 1\nattention: {heads: 4, head_dim: 192, sequences: [64]}\nrun: {backend: cpu}\n"
+             "sweep:\n  attention.head_dim_v: [64, 128, 192]\n  together:\n    attention.head_dim: [64, 96]\n"
+             "    attention.head_dim_v: [32, 96]\n",
+             NULL, 0);
+    ok(w == NULL, "sweeping attention.head_dim_v both alone and in 'together' is refused");
+    w = load("version: 1\nattention: {heads: 4, head_dim: 192, sequences: [64]}\nrun: {backend: cpu}\n"
+             "sweep:\n  attention.head_dim_v: [64, 128]\n  together:\n    attention.head_dim: [64, 96]\n"
+             "    attention.kv_heads: [4, 2]\n",
+             NULL, 0);
+    ok(w && fa4cp_workload_count(w) == 4, "a sweep over attention.head_dim_v (x a together sweep): 4 cases");
+    if (w) {
+        const fa4cp_case *c = fa4cp_workload_get(w, 3);
+        ok(c->head_dim_v == 128 && c->head_dim == 96 && c->kv_heads == 2, "case 3: head_dim_v 128, head_dim 96");
+        like(c->label, "attention.head_dim_v=128", "its label names head_dim_v (%s)", c->label);
+        fa4cp_workload_free(w);
+    }
+    {
+        fa4cp_override set32[] = {{"attention.head_dim_v", "32"}};
+        w = load(BASE, set32, 1);
+        ok(w && fa4cp_workload_get(w, 0)->head_dim_v == 32 && fa4cp_workload_get(w, 0)->head_dim == 64,
+           "--set attention.head_dim_v=32");
+        fa4cp_workload_free(w);
+        fa4cp_override setneg[] = {{"attention.head_dim_v", "-1"}};
+        w = NULL;
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), setneg, 1, &w) == FA4CP_ERR_INVALID && !w,
+           "--set attention.head_dim_v=-1 is refused");
+        like(fa4cp_last_error(), "attention.head_dim_v: must be positive, got -1", "... naming the key");
+    }
+
     /* jobs/ files in the source tree all load */
     const char *src = getenv("top_srcdir");
     const char *jobs[] = {"smoke", "acceptance", "weak-scaling", "strong-scaling", "kernel"};
@@ -199,6 +272,47 @@ int main(void)
         ok(st == FA4CP_OK && fa4cp_workload_count(j) > 0, "jobs/%s.yaml loads (%d cases)%s%s", jobs[i],
            fa4cp_workload_count(j), st ? ": " : "", st ? fa4cp_last_error() : "");
         fa4cp_workload_free(j);
+    }
+
+    /* issue 15, finding 9: size and nesting caps, with a clear error */
+    {
+        size_t big = 200000;
+        char *deep = malloc(big + 1);
+        memset(deep, '[', big);
+        deep[big] = 0;
+        fa4cp_workload *j = NULL;
+        ok(fa4cp_workload_load_buffer("deep.yaml", deep, big, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "200 KB of nested '[' is refused");
+        like(fa4cp_last_error(), "deep.yaml:1:33: nested deeper than 32 levels", "... at the level too deep");
+        fa4cp_override o = {"attention.sequences", deep};
+        deep[50000] = 0;
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID && !j,
+           "... and so is --set with 50000 nested '['");
+        like(fa4cp_last_error(), "command line:1:33: nested deeper than 32 levels", "... saying so");
+        /* 32 levels are taken (the error is then about the value, not the depth) */
+        memset(deep, 0, 64);
+        memset(deep, '[', 31);
+        memset(deep + 31, ']', 31);
+        ok(fa4cp_workload_load_buffer("test.yaml", BASE, strlen(BASE), &o, 1, &j) == FA4CP_ERR_INVALID &&
+               !strstr(fa4cp_last_error(), "nested deeper"),
+           "31 nested lists in a --set value are parsed (and refused for what they are: %s)", fa4cp_last_error());
+        free(deep);
+        /* size: a valid workload padded with comments past 4 MiB */
+        size_t n = (4u << 20) + 10;
+        char *pad = malloc(n + 1);
+        memset(pad, '#', n);
+        memcpy(pad, BASE, strlen(BASE));
+        pad[n] = 0;
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_ERR_INVALID && !j,
+           "a workload of 4 MiB + 10 bytes is refused");
+        like(fa4cp_last_error(), "pad.yaml: 4194314 bytes: a workload file is at most 4 MiB", "... with the cap");
+        n = 1u << 20;
+        memset(pad + strlen(BASE), ' ', n - strlen(BASE));
+        pad[n - 1] = '\n';
+        ok(fa4cp_workload_load_buffer("pad.yaml", pad, n, NULL, 0, &j) == FA4CP_OK && fa4cp_workload_count(j) == 1,
+           "a 1 MiB workload loads");
+        fa4cp_workload_free(j);
+        free(pad);
     }
     return done_testing();
 }

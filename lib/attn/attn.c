@@ -70,6 +70,7 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
          "heads (%d) is not a multiple of kv_heads (%d): GQA needs heads %% kv_heads == 0", a->heads,
          a->kv_heads);
     NEED(a->head_dim > 0, "head_dim is %d: it must be >= 1", a->head_dim);
+    NEED(a->head_dim_v >= 0, "head_dim_v is %d: it must be >= 1 (or 0 for head_dim)", a->head_dim_v);
     NEED(a->total_q >= 0 && a->total_k >= 0, "total_q (%lld) and total_k (%lld) must be >= 0",
          (long long)a->total_q, (long long)a->total_k);
     NEED(a->window_left >= -1 && a->window_right >= -1,
@@ -84,6 +85,10 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
         NEED(a->total_q == 0 || (a->dout && a->dq), "backward needs dout and dq");
         NEED(a->total_k == 0 || (a->dk && a->dv), "backward needs dk and dv");
     }
+    /* what the backend has kernels for: before any device is touched */
+    fa4cp_status sup = fa4cp_attn_supports(backend, a->dtype, a->head_dim, a->head_dim_v, backward);
+    if (sup != FA4CP_OK)
+        return sup;
     if (backend == FA4CP_BACKEND_CPU) {
         fa4cp_status st = fa4cp_thd_check(a->batch, a->cu_seqlens_q, a->seqused_q, 0);
         if (st != FA4CP_OK)

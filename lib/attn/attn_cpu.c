@@ -44,11 +44,13 @@ static double scale_of(const fa4cp_attn_args *a)
     return a->softmax_scale > 0 ? a->softmax_scale : 1.0 / sqrt((double)a->head_dim);
 }
 
-/* A float64 view of a [rows, heads, d] tensor: in place for fp64, else a copy. */
-static const double *widen(const fa4cp_attn_args *a, const void *x, int64_t rows, int heads,
+static int dv_of(const fa4cp_attn_args *a) { return a->head_dim_v ? a->head_dim_v : a->head_dim; }
+
+/* A float64 view of a [rows, heads, width] tensor: in place for fp64, else a copy. */
+static const double *widen(const fa4cp_attn_args *a, const void *x, int64_t rows, int heads, int width,
                            double **owned, const char *what)
 {
-    size_t n = (size_t)rows * (size_t)heads * (size_t)a->head_dim;
+    size_t n = (size_t)rows * (size_t)heads * (size_t)width;
     *owned = NULL;
     if (a->dtype == FA4CP_FP64)
         return x;
@@ -64,13 +66,13 @@ static const double *widen(const fa4cp_attn_args *a, const void *x, int64_t rows
 fa4cp_status fa4cp_attn_cpu_fwd(const fa4cp_attn_args *a)
 {
     fa4cp_status st = FA4CP_OK;
-    const int d = a->head_dim, H = a->heads, Hk = a->kv_heads, group = H / Hk;
+    const int d = a->head_dim, dv = dv_of(a), H = a->heads, Hk = a->kv_heads, group = H / Hk;
     const double scale = scale_of(a);
     const fa4cp_dtype ld = fa4cp_lse_dtype(a->dtype);
     double *kown = NULL, *vown = NULL, *q = NULL, *acc = NULL;
-    const double *K = widen(a, a->k, a->total_k, Hk, &kown, "reference K (float64)");
-    const double *V = K ? widen(a, a->v, a->total_k, Hk, &vown, "reference V (float64)") : NULL;
-    q = fa4cp_malloc(2 * (size_t)d * sizeof(double), "reference row buffers");
+    const double *K = widen(a, a->k, a->total_k, Hk, d, &kown, "reference K (float64)");
+    const double *V = K ? widen(a, a->v, a->total_k, Hk, dv, &vown, "reference V (float64)") : NULL;
+    q = fa4cp_malloc(((size_t)d + (size_t)dv) * sizeof(double), "reference row buffers");
     if (!K || !V || !q) {
         st = FA4CP_ERR_NOMEM;
         goto out;
@@ -83,16 +85,17 @@ fa4cp_status fa4cp_attn_cpu_fwd(const fa4cp_attn_args *a)
             for (int64_t i = 0; i < s.sq; i++) {
                 size_t row = (size_t)(s.q0 + i);
                 size_t qbase = (row * (size_t)H + (size_t)h) * (size_t)d;
+                size_t obase = (row * (size_t)H + (size_t)h) * (size_t)dv;
                 int64_t lo, hi;
                 key_range(a, &s, i, &lo, &hi);
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < d; x++)
                     q[x] = fa4cp_load(a->dtype, a->q, qbase + (size_t)x);
+                for (int x = 0; x < dv; x++)
                     acc[x] = 0;
-                }
                 double m = -INFINITY, l = 0;
                 for (int64_t j = lo; j <= hi; j++) {
                     const double *kr = K + ((size_t)(s.k0 + j) * (size_t)Hk + (size_t)kh) * (size_t)d;
-                    const double *vr = V + ((size_t)(s.k0 + j) * (size_t)Hk + (size_t)kh) * (size_t)d;
+                    const double *vr = V + ((size_t)(s.k0 + j) * (size_t)Hk + (size_t)kh) * (size_t)dv;
                     double dot = 0;
                     for (int x = 0; x < d; x++)
                         dot += q[x] * kr[x];
@@ -100,18 +103,18 @@ fa4cp_status fa4cp_attn_cpu_fwd(const fa4cp_attn_args *a)
                     if (sc > m) { /* rescale what was summed so far */
                         double c = exp(m - sc);
                         l *= c;
-                        for (int x = 0; x < d; x++)
+                        for (int x = 0; x < dv; x++)
                             acc[x] *= c;
                         m = sc;
                     }
                     double p = exp(sc - m);
                     l += p;
-                    for (int x = 0; x < d; x++)
+                    for (int x = 0; x < dv; x++)
                         acc[x] += p * vr[x];
                 }
                 double lse = l > 0 ? m + log(l) : -INFINITY;
-                for (int x = 0; x < d; x++)
-                    fa4cp_store(a->dtype, a->out, qbase + (size_t)x, l > 0 ? acc[x] / l : 0.0);
+                for (int x = 0; x < dv; x++)
+                    fa4cp_store(a->dtype, a->out, obase + (size_t)x, l > 0 ? acc[x] / l : 0.0);
                 fa4cp_store(ld, a->lse, (size_t)h * (size_t)a->total_q + row, lse);
             }
         }
@@ -126,21 +129,22 @@ out:
 fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
 {
     fa4cp_status st = FA4CP_OK;
-    const int d = a->head_dim, H = a->heads, Hk = a->kv_heads, group = H / Hk;
+    const int d = a->head_dim, dvw = dv_of(a), H = a->heads, Hk = a->kv_heads, group = H / Hk;
     const double scale = scale_of(a);
     const fa4cp_dtype ld = fa4cp_lse_dtype(a->dtype);
     const size_t nk = (size_t)a->total_k * (size_t)Hk * (size_t)d;
+    const size_t nv = (size_t)a->total_k * (size_t)Hk * (size_t)dvw;
     double *kown = NULL, *vown = NULL, *dk = NULL, *dv = NULL, *rows = NULL;
-    const double *K = widen(a, a->k, a->total_k, Hk, &kown, "reference K (float64)");
-    const double *V = K ? widen(a, a->v, a->total_k, Hk, &vown, "reference V (float64)") : NULL;
+    const double *K = widen(a, a->k, a->total_k, Hk, d, &kown, "reference K (float64)");
+    const double *V = K ? widen(a, a->v, a->total_k, Hk, dvw, &vown, "reference V (float64)") : NULL;
     dk = fa4cp_calloc(nk + 1, sizeof(double), "reference dK accumulator");
-    dv = fa4cp_calloc(nk + 1, sizeof(double), "reference dV accumulator");
-    rows = fa4cp_malloc(4 * (size_t)d * sizeof(double), "reference row buffers");
+    dv = fa4cp_calloc(nv + 1, sizeof(double), "reference dV accumulator");
+    rows = fa4cp_malloc((2 * (size_t)d + 2 * (size_t)dvw) * sizeof(double), "reference row buffers");
     if (!K || !V || !dk || !dv || !rows) {
         st = FA4CP_ERR_NOMEM;
         goto out;
     }
-    double *q = rows, *o = rows + d, *dO = rows + 2 * d, *dq = rows + 3 * d;
+    double *q = rows, *dq = rows + d, *o = rows + 2 * d, *dO = rows + 2 * d + dvw;
 
     /* dq: padding rows (and rows in no sequence) are exactly zero */
     for (size_t i = 0; i < (size_t)a->total_q * (size_t)H * (size_t)d; i++)
@@ -153,6 +157,7 @@ fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
             for (int64_t i = 0; i < s.sq; i++) {
                 size_t row = (size_t)(s.q0 + i);
                 size_t qbase = (row * (size_t)H + (size_t)h) * (size_t)d;
+                size_t obase = (row * (size_t)H + (size_t)h) * (size_t)dvw;
                 int64_t lo, hi;
                 key_range(a, &s, i, &lo, &hi);
                 if (lo > hi)
@@ -161,28 +166,32 @@ fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
                 double D = 0;
                 for (int x = 0; x < d; x++) {
                     q[x] = fa4cp_load(a->dtype, a->q, qbase + (size_t)x);
-                    o[x] = fa4cp_load(a->dtype, a->out, qbase + (size_t)x);
-                    dO[x] = fa4cp_load(a->dtype, a->dout, qbase + (size_t)x);
                     dq[x] = 0;
+                }
+                for (int x = 0; x < dvw; x++) {
+                    o[x] = fa4cp_load(a->dtype, a->out, obase + (size_t)x);
+                    dO[x] = fa4cp_load(a->dtype, a->dout, obase + (size_t)x);
                     D += dO[x] * o[x];
                 }
                 if (a->dlse)
                     D -= fa4cp_load(ld, a->dlse, (size_t)h * (size_t)a->total_q + row);
                 for (int64_t j = lo; j <= hi; j++) {
                     size_t kbase = ((size_t)(s.k0 + j) * (size_t)Hk + (size_t)kh) * (size_t)d;
-                    const double *kr = K + kbase, *vr = V + kbase;
+                    size_t vbase = ((size_t)(s.k0 + j) * (size_t)Hk + (size_t)kh) * (size_t)dvw;
+                    const double *kr = K + kbase, *vr = V + vbase;
                     double dot = 0, dp = 0;
-                    for (int x = 0; x < d; x++) {
+                    for (int x = 0; x < d; x++)
                         dot += q[x] * kr[x];
+                    for (int x = 0; x < dvw; x++)
                         dp += dO[x] * vr[x];
-                    }
                     double p = exp(dot * scale - lse);
                     double ds = p * (dp - D) * scale;
                     for (int x = 0; x < d; x++) {
                         dq[x] += ds * kr[x];
                         dk[kbase + (size_t)x] += ds * q[x];
-                        dv[kbase + (size_t)x] += p * dO[x];
                     }
+                    for (int x = 0; x < dvw; x++)
+                        dv[vbase + (size_t)x] += p * dO[x];
                 }
                 for (int x = 0; x < d; x++)
                     fa4cp_store(a->dtype, a->dq, qbase + (size_t)x, dq[x]);
@@ -190,10 +199,10 @@ fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
         }
     }
     /* every row of dk/dv: padding rows were never touched, so they are 0 */
-    for (size_t i = 0; i < nk; i++) {
+    for (size_t i = 0; i < nk; i++)
         fa4cp_store(a->dtype, a->dk, i, dk[i]);
+    for (size_t i = 0; i < nv; i++)
         fa4cp_store(a->dtype, a->dv, i, dv[i]);
-    }
 out:
     fa4cp_free(kown);
     fa4cp_free(vown);

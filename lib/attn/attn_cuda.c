@@ -98,15 +98,8 @@ static fa4cp_status check_args(const fa4cp_attn_args *a, int backward) {
         FA4CP_FAIL(FA4CP_ERR_INVALID,
                    "cuda attention: args.struct_size %zu < %zu: initialise with FA4CP_ATTN_ARGS_INIT",
                    a->struct_size, sizeof(fa4cp_attn_args));
-    if (a->dtype != FA4CP_BF16 && a->dtype != FA4CP_FP16)
-        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "cuda attention: dtype %s is not supported: use bf16 or fp16 (fp32/fp64 run on "
-                   "the cpu backend only)",
-                   fa4cp_dtype_name(a->dtype));
-    if (a->head_dim != 64 && a->head_dim != 128)
-        FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED,
-                   "cuda attention: head_dim %d is not supported: the kernels take 64 or 128",
-                   a->head_dim);
+    /* dtype and head dims: the one table (attn_caps.c); the kernels take head_dim_v == head_dim */
+    FA4CP_TRY(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, a->dtype, a->head_dim, a->head_dim_v, backward));
     if (a->batch < 0 || a->heads <= 0 || a->kv_heads <= 0 || a->total_q < 0 || a->total_k < 0)
         FA4CP_FAIL(FA4CP_ERR_INVALID,
                    "cuda attention: bad sizes (batch %d, heads %d, kv_heads %d, total_q %lld, "
@@ -311,8 +304,9 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
             CUDA_CHECK(cudaMemsetAsync(a->dq, 0, (size_t)a->total_q * a->heads * a->head_dim * es, s));
         if (a->total_k > 0) {
             size_t kb = (size_t)a->total_k * a->kv_heads * a->head_dim * es;
+            size_t vb = (size_t)a->total_k * a->kv_heads * (a->head_dim_v ? a->head_dim_v : a->head_dim) * es;
             CUDA_CHECK(cudaMemsetAsync(a->dk, 0, kb, s));
-            CUDA_CHECK(cudaMemsetAsync(a->dv, 0, kb, s));
+            CUDA_CHECK(cudaMemsetAsync(a->dv, 0, vb, s));
         }
         goto out;
     }

@@ -300,8 +300,7 @@ fa4cp_status fa4cp_local_world_create(int nranks, int device_memory, double time
                    "local transport: device memory needs a build with CUDA (configure "
                    "--with-cuda); use host buffers (device_memory = 0)");
 #endif
-    if (!(timeout_s > 0) || !isfinite(timeout_s))
-        FA4CP_FAIL(FA4CP_ERR_INVALID, "local transport: timeout %g s, it must be > 0", timeout_s);
+    FA4CP_TRY(fa4cp_timeout_check("local transport: timeout", timeout_s));
     w = fa4cp_calloc(1, sizeof *w, "local world");
     if (!w) {
         st = FA4CP_ERR_NOMEM;

@@ -9,14 +9,7 @@ const char *const cl_kind_name[] = {"all_gather", "reduce_scatter", "all_to_all"
 
 void cl_deadline_of(double timeout_s, struct timespec *t)
 {
-    clock_gettime(CLOCK_MONOTONIC, t);
-    double whole = floor(timeout_s);
-    t->tv_sec += (time_t)whole;
-    t->tv_nsec += (long)((timeout_s - whole) * 1e9);
-    if (t->tv_nsec >= 1000000000L) {
-        t->tv_sec++;
-        t->tv_nsec -= 1000000000L;
-    }
+    fa4cp_deadline(CLOCK_MONOTONIC, timeout_s, t); /* saturated: never wraps into the past */
 }
 
 /* wait on the world's condition; returns 0, or ETIMEDOUT past the deadline */

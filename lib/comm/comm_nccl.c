@@ -507,7 +507,7 @@ fa4cp_status fa4cp_nccl_local_comms(int n, const int *devices, double timeout_s,
     fa4cp_status st = FA4CP_OK;
     ncclComm_t *comms = NULL;
     int made = 0;
-    if (n < 1 || !devices || !out || !(timeout_s > 0))
+    if (n < 1 || !devices || !out || fa4cp_timeout_check("fa4cp_nccl_local_comms", timeout_s))
         return fa4cp_set_error(FA4CP_ERR_INVALID,
                                "fa4cp_nccl_local_comms: %d ranks, devices %p, out %p, timeout %g",
                                n, (const void *)devices, (void *)out, timeout_s);

@@ -47,6 +47,15 @@ fa4cp_status fa4cp_error_context(fa4cp_status status, const char *fmt, ...)
 
 #define FA4CP_UNUSED(x) ((void)(x))
 
+/* Deadlines (clock.c).  fa4cp_timeout_check: FA4CP_ERR_INVALID with "WHAT:
+ * ..." unless 0 < timeout_s <= FA4CP_TIMEOUT_MAX_S (and finite).
+ * fa4cp_deadline: now on `clock` plus timeout_s, saturated (NaN, negative
+ * and huge values give now, resp. now + FA4CP_TIMEOUT_MAX_S), never an
+ * overflowed time. */
+struct timespec;
+fa4cp_status fa4cp_timeout_check(const char *what, double timeout_s);
+void fa4cp_deadline(int clock, double timeout_s, struct timespec *out);
+
 #ifdef __cplusplus
 }
 #endif

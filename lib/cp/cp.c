@@ -19,9 +19,10 @@ static fa4cp_status agree(fa4cp_cp *cp)
     fa4cp_status st = FA4CP_OK;
     const fa4cp_cp_config *c = &cp->cfg;
     const int n = fa4cp_comm_size(cp->comm);
-    int32_t mine[10] = {(int32_t)c->comm,  (int32_t)c->format, (int32_t)c->dtype,   c->heads,
+    const int dv = c->head_dim_v ? c->head_dim_v : c->head_dim;
+    int32_t mine[11] = {(int32_t)c->comm,  (int32_t)c->format, (int32_t)c->dtype,   c->heads,
                         c->kv_heads,       c->head_dim,        c->causal,           c->window_left,
-                        c->window_right,   (int32_t)c->backend};
+                        c->window_right,   (int32_t)c->backend, dv};
     int32_t *all = NULL;
     fa4cp_comm_req *req = NULL;
     if (n == 1 || fa4cp_comm_device_memory(cp->comm))
@@ -35,18 +36,19 @@ static fa4cp_status agree(fa4cp_cp *cp)
     if (st != FA4CP_OK)
         goto out;
     for (int p = 0; p < n; p++)
-        if (memcmp(all + (size_t)p * 10, mine, sizeof mine) != 0) {
-            const int32_t *o = all + (size_t)p * 10;
+        if (memcmp(all + (size_t)p * 11, mine, sizeof mine) != 0) {
+            const int32_t *o = all + (size_t)p * 11;
             FA4CP_FAIL(FA4CP_ERR_INVALID,
                        "cp group: rank %d has comm %s, layout %s, %s, heads %d/%d, head_dim %d, causal "
-                       "%d, window (%d,%d) but rank %d has comm %s, layout %s, %s, heads %d/%d, "
-                       "head_dim %d, causal %d, window (%d,%d): every rank must run the same shape",
+                       "%d, window (%d,%d), head_dim_v %d but rank %d has comm %s, layout %s, %s, heads "
+                       "%d/%d, head_dim %d, causal %d, window (%d,%d), head_dim_v %d: every rank must run "
+                       "the same shape",
                        fa4cp_comm_rank(cp->comm), fa4cp_cp_comm_name(c->comm),
                        fa4cp_cp_format_name(c->format), fa4cp_dtype_name(c->dtype), c->heads,
-                       c->kv_heads, c->head_dim, c->causal, c->window_left, c->window_right, p,
+                       c->kv_heads, c->head_dim, c->causal, c->window_left, c->window_right, dv, p,
                        fa4cp_cp_comm_name((fa4cp_cp_comm_type)o[0]),
                        fa4cp_cp_format_name((fa4cp_cp_format)o[1]),
-                       fa4cp_dtype_name((fa4cp_dtype)o[2]), o[3], o[4], o[5], o[6], o[7], o[8]);
+                       fa4cp_dtype_name((fa4cp_dtype)o[2]), o[3], o[4], o[5], o[6], o[7], o[8], o[10]);
         }
 out:
     if (req)
@@ -65,6 +67,7 @@ fa4cp_status fa4cp_cp_create(const fa4cp_cp_config *cfg, fa4cp_comm *comm, fa4cp
     if (!comm)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_cp_create: the transport is NULL");
     FA4CP_TRY(fa4cp_cp_check_shape(cfg, fa4cp_comm_size(comm)));
+    FA4CP_TRY(fa4cp_cp_check_backend(cfg));
     cp = fa4cp_calloc(1, sizeof *cp, "cp group");
     if (!cp) {
         st = FA4CP_ERR_NOMEM;

@@ -138,6 +138,7 @@ fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp)
          "heads %d over kv_heads %d: both must be >= 1 and heads %% kv_heads == 0", cfg->heads,
          cfg->kv_heads);
     NEED(cfg->head_dim > 0, "head_dim is %d: it must be >= 1", cfg->head_dim);
+    NEED(cfg->head_dim_v >= 0, "head_dim_v is %d: it must be >= 1 (or 0 for head_dim)", cfg->head_dim_v);
     NEED(cfg->window_left >= -1 && cfg->window_right >= -1,
          "window (%d, %d): each side must be >= 0, or -1 for unbounded", cfg->window_left,
          cfg->window_right);
@@ -156,8 +157,22 @@ fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp)
     return FA4CP_OK;
 }
 
+fa4cp_status fa4cp_cp_check_backend(const fa4cp_cp_config *cfg)
+{
+    /* the one table of the attention layer; the CP calls run the backward
+     * with the same head dims, so ask for both */
+    return fa4cp_attn_supports(cfg->backend, cfg->dtype, cfg->head_dim, cfg->head_dim_v, 1);
+}
+
 fa4cp_status fa4cp_cp_validate(const fa4cp_cp_config *cfg, int cp, int batch,
                                const int32_t *cu_seqlens, int seqlen)
+{
+    fa4cp_status st = fa4cp_cp_validate_shape(cfg, cp, batch, cu_seqlens, seqlen);
+    return st != FA4CP_OK ? st : fa4cp_cp_check_backend(cfg);
+}
+
+fa4cp_status fa4cp_cp_validate_shape(const fa4cp_cp_config *cfg, int cp, int batch,
+                                     const int32_t *cu_seqlens, int seqlen)
 {
     fa4cp_status st = fa4cp_cp_check_shape(cfg, cp);
     if (st != FA4CP_OK)

@@ -45,6 +45,14 @@ int fa4cp_cp_comm_heads_ok(fa4cp_cp_comm_type comm, int heads, int cp);
 
 /* The refusal of the shape alone (comm, heads, window), without lengths. */
 fa4cp_status fa4cp_cp_check_shape(const fa4cp_cp_config *cfg, int cp_size);
+/* fa4cp_cp_validate without the backend's table: the rules of the shape and
+ * the lengths, which hold whatever runs it (the workload loader: a case is
+ * well formed or not; whether its backend runs it is the runner's and
+ * --dry-run's question, fa4cp_cp_check_backend). */
+fa4cp_status fa4cp_cp_validate_shape(const fa4cp_cp_config *cfg, int cp_size, int batch,
+                                     const int32_t *cu_seqlens, int seqlen);
+/* Does cfg->backend run cfg's dtype and head dims (fa4cp_attn_supports)? */
+fa4cp_status fa4cp_cp_check_backend(const fa4cp_cp_config *cfg);
 
 #ifdef __cplusplus
 }

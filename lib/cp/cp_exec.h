@@ -17,10 +17,11 @@ typedef struct exec {
     int timed; /* record the step events */
     int n, r, B;
     int mx_g, mx_l, mx_h; /* longest padded global, local and half sequence */
-    int H, Hk, D;
+    int H, Hk, D, Dv;   /* Dv: head dim of v, out, dout, dv */
     fa4cp_dtype dt, ad; /* storage, accumulator (= lse) */
     size_t es, as;      /* their sizes */
-    size_t rq, rk;      /* elements of a q row, a k row */
+    size_t rq, rk;      /* elements of a q (dq) row, a k (dk) row: D wide */
+    size_t ro, rv;      /* elements of an out (dout) row, a v (dv) row: Dv wide */
     int64_t T, Th, G;   /* local rows, half rows, global rows */
     /* host */
     int32_t *cu, *used;        /* global padded offsets [B+1], real lengths [B] */
@@ -66,6 +67,7 @@ void cpx_release(exec *x);
 fa4cp_status cpx_map_rows(exec *x, int rank, int seq, int half, int real, int to_half, map *m);
 fa4cp_status cpx_map_all(exec *x, int64_t rows, map *m);
 fa4cp_status cpx_map_ranks(exec *x, int64_t stride, int to_seq, int with_second, map *m);
+fa4cp_status cpx_map_ranks_units(exec *x, int64_t block, int64_t offset, int64_t row_units, map *m);
 fa4cp_status cpx_map_heads(exec *x, int to_blocks, int real, map *m);
 
 /* the sizes of a config on a group of n ranks (heads, dims, dtypes, row sizes) */

@@ -53,13 +53,13 @@ out:
     return st;
 }
 
-/* [G, heads/n, D] of head group r -> local [T, heads, D], the rows of `back` */
-static fa4cp_status from_heads(exec *x, const void *src, int heads, void *dst, const map *to_ranks,
+/* [G, heads/n, width] of head group r -> local [T, heads, width], the rows of `back` */
+static fa4cp_status from_heads(exec *x, const void *src, int heads, int width, void *dst, const map *to_ranks,
                                const map *back)
 {
     fa4cp_status st = FA4CP_OK;
     fa4cp_comm_req *req = NULL;
-    size_t unit = (size_t)(heads / x->n) * (size_t)x->D * x->es;
+    size_t unit = (size_t)(heads / x->n) * (size_t)width * x->es;
     void *send = cpx_xalloc(x, (size_t)x->T * x->n * unit, "a2a send blocks");
     void *recv = cpx_xalloc(x, (size_t)x->T * x->n * unit, "a2a receive blocks");
     NOMEM_IF(send && recv);
@@ -113,13 +113,15 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     FA4CP_TRY(cpx_map_ranks(x, (int64_t)hq * x->T, 1, 0, &lse_to_seq));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, -1, 1, 0, &real));
 
+    /* units: a row of one head group; q, k (dq, dk) D wide, v, out, dout (dv) Dv wide */
+    const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
+    const size_t uo = (size_t)hq * x->Dv * x->es, uv = (size_t)hkq * x->Dv * x->es;
     {
-        const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
         a2a_item its[5] = {{FA4CP_CP_T_Q, a->q, uq, &blocks, &to_seq, &q, x->G},
                            {FA4CP_CP_T_K, a->k, uk, &blocks, &to_seq, &k, x->G},
-                           {FA4CP_CP_T_V, a->v, uk, &blocks, &to_seq, &v, x->G},
-                           {FA4CP_CP_T_OUT, a->out, uq, &blocks, &to_seq, &out, x->G},
-                           {FA4CP_CP_T_DOUT, a->dout, uq, &blocks, &to_seq, &dout, x->G}};
+                           {FA4CP_CP_T_V, a->v, uv, &blocks, &to_seq, &v, x->G},
+                           {FA4CP_CP_T_OUT, a->out, uo, &blocks, &to_seq, &out, x->G},
+                           {FA4CP_CP_T_DOUT, a->dout, uo, &blocks, &to_seq, &dout, x->G}};
         FA4CP_TRY(a2a_pipeline(x, its, bwd ? 5 : 3));
     }
     fa4cp_attn_args c = cpx_base_args(x);
@@ -141,7 +143,7 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     if (!bwd) {
         void *lsend = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "a2a lse blocks");
         void *lrecv = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "a2a lse blocks");
-        out = cpx_xalloc(x, (size_t)x->G * hq * x->D * x->es, "a2a head-sharded out");
+        out = cpx_xalloc(x, (size_t)x->G * uo, "a2a head-sharded out");
         lse = cpx_xalloc(x, (size_t)hq * x->G * x->as, "a2a head-sharded lse");
         NOMEM_IF(lsend && lrecv && out && lse);
         c.out = out;
@@ -150,7 +152,7 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
         CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
         FA4CP_TRY(cpx_attn(x, &c, 0));
         /* out back to sequence sharding; real rows only */
-        FA4CP_TRY(from_heads(x, out, x->H, a->out, &to_ranks, &blocks_back_real));
+        FA4CP_TRY(from_heads(x, out, x->H, x->Dv, a->out, &to_ranks, &blocks_back_real));
         FA4CP_TRY(o->gather(lsend, lse, lse_to_ranks.p, lse_to_ranks.n, x->as, hq, x->T, x->G, x->stream));
         CPX_NEXT(in, FA4CP_CP_OP_ALL_TO_ALL, FA4CP_CP_T_LSE);
         FA4CP_TRY(fa4cp_comm_all_to_all(x->comm, lsend, lrecv, (size_t)hq * x->T * x->as, x->stream, &req));
@@ -158,9 +160,9 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
         FA4CP_TRY(o->gather(a->lse, lrecv, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
         goto out;
     }
-    void *dq = cpx_xalloc(x, (size_t)x->G * hq * x->D * x->es, "a2a head-sharded dq");
-    void *dk = cpx_xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dk");
-    void *dv = cpx_xalloc(x, (size_t)x->G * hkq * x->D * x->es, "a2a head-sharded dv");
+    void *dq = cpx_xalloc(x, (size_t)x->G * uq, "a2a head-sharded dq");
+    void *dk = cpx_xalloc(x, (size_t)x->G * uk, "a2a head-sharded dk");
+    void *dv = cpx_xalloc(x, (size_t)x->G * uv, "a2a head-sharded dv");
     NOMEM_IF(dq && dk && dv);
     FA4CP_TRY(lse_to_heads(x, FA4CP_CP_T_LSE, a->lse, &lse, &lse_to_seq));
     if (a->dlse)
@@ -179,11 +181,10 @@ fa4cp_status cpx_a2a_run(exec *x, const fa4cp_cp_args *a, int bwd)
     FA4CP_TRY(cpx_attn(x, &c, 1));
     /* every row: padding rows come back as the exact zeros of the call */
     {
-        const size_t uq = (size_t)hq * x->D * x->es, uk = (size_t)hkq * x->D * x->es;
         void *dqo = a->dq, *dko = a->dk, *dvo = a->dv;
         a2a_item its[3] = {{FA4CP_CP_T_DQ, dq, uq, &to_ranks, &blocks_back_all, &dqo, -1},
                            {FA4CP_CP_T_DK, dk, uk, &to_ranks, &blocks_back_all, &dko, -1},
-                           {FA4CP_CP_T_DV, dv, uk, &to_ranks, &blocks_back_all, &dvo, -1}};
+                           {FA4CP_CP_T_DV, dv, uv, &to_ranks, &blocks_back_all, &dvo, -1}};
         FA4CP_TRY(a2a_pipeline(x, its, 3));
     }
 out:
@@ -199,12 +200,13 @@ size_t cpx_a2a_workspace(const exec *x, int bwd)
 {
     const size_t G = (size_t)x->G, hq = (size_t)(x->H / x->n), hkq = (size_t)(x->Hk / x->n);
     const size_t uq = hq * (size_t)x->D * x->es, uk = hkq * (size_t)x->D * x->es;
+    const size_t uo = hq * (size_t)x->Dv * x->es, uv = hkq * (size_t)x->Dv * x->es;
     const size_t pair = sizeof(cp_pair), lse_local = (size_t)x->H * x->T * x->as;
     /* maps: blocks, blocks_back_real, blocks_back_all, to_seq, to_ranks, lse_to_ranks, lse_to_seq; real */
     size_t b = pair * (7 * (G + 1) + (size_t)x->T + 1);
     if (!bwd) /* q, k, v in (send, recv, dst each); lsend, lrecv, out, lse; out back (send, recv) */
-        return b + 3 * G * (uq + 2 * uk) + 2 * lse_local + G * uq + hq * G * x->as + 2 * G * uq;
+        return b + 3 * G * (uq + uk + uv) + 2 * lse_local + G * uo + hq * G * x->as + 2 * G * uo;
     /* q, k, v, out, dout in; dq, dk, dv; lse and dlse to heads; dq, dk, dv back (send, recv) */
-    return b + 3 * G * (3 * uq + 2 * uk) + G * (uq + 2 * uk) + 2 * (lse_local + hq * G * x->as) +
-           2 * G * (uq + 2 * uk);
+    return b + 3 * G * (uq + uk + uv + 2 * uo) + G * (uq + uk + uv) + 2 * (lse_local + hq * G * x->as) +
+           2 * G * (uq + uk + uv);
 }

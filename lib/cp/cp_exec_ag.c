@@ -6,16 +6,26 @@
 
 /* ------------------------------------------------------------------ all_gather */
 
-/* K and V of every rank, in global sequence order: kg, vg [G, Hk, D] */
+static size_t gcd_of(size_t a, size_t b)
+{
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* K and V of every rank, in global sequence order: kg [G, Hk, D], vg [G, Hk, Dv] */
 static fa4cp_status gather_kv(exec *x, const fa4cp_cp_args *a, void **kg, void **vg)
 {
     fa4cp_status st = FA4CP_OK;
     fa4cp_comm_req *rk = NULL, *rv = NULL;
-    const size_t kvb = (size_t)x->T * x->rk * x->es;
-    void *rawk = cpx_xalloc(x, kvb * (size_t)x->n, "all_gather K (rank order)");
-    void *rawv = cpx_xalloc(x, kvb * (size_t)x->n, "all_gather V (rank order)");
+    const size_t kb = (size_t)x->T * x->rk * x->es, vb = (size_t)x->T * x->rv * x->es;
+    void *rawk = cpx_xalloc(x, kb * (size_t)x->n, "all_gather K (rank order)");
+    void *rawv = cpx_xalloc(x, vb * (size_t)x->n, "all_gather V (rank order)");
     *kg = cpx_xalloc(x, (size_t)x->G * x->rk * x->es, "all_gather K");
-    *vg = cpx_xalloc(x, (size_t)x->G * x->rk * x->es, "all_gather V");
+    *vg = cpx_xalloc(x, (size_t)x->G * x->rv * x->es, "all_gather V");
     NOMEM_IF(rawk && rawv && *kg && *vg);
     map m;
     FA4CP_TRY(cpx_map_ranks(x, x->T, 1, 0, &m));
@@ -23,15 +33,15 @@ static fa4cp_status gather_kv(exec *x, const fa4cp_cp_args *a, void **kg, void *
     const fa4cp_cp_instr *in;
     FA4CP_TRY(cpx_fork_comm(x));
     CPX_NEXT(in, FA4CP_CP_OP_ALL_GATHER, FA4CP_CP_T_K);
-    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kvb, x->cs, &rk));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->k, rawk, kb, x->cs, &rk));
     CPX_NEXT(in, FA4CP_CP_OP_ALL_GATHER, FA4CP_CP_T_V);
-    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, kvb, x->cs, &rv));
+    FA4CP_TRY(fa4cp_comm_all_gather(x->comm, a->v, rawv, vb, x->cs, &rv));
     FA4CP_TRY(cpx_wait_on(x, &rk, x->cs));
     FA4CP_TRY(cpx_join_comm(x));
     FA4CP_TRY(x->ops->gather(*kg, rawk, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
     FA4CP_TRY(cpx_wait_on(x, &rv, x->cs));
     FA4CP_TRY(cpx_join_comm(x));
-    FA4CP_TRY(x->ops->gather(*vg, rawv, m.p, m.n, x->rk * x->es, 1, 0, 0, x->stream));
+    FA4CP_TRY(x->ops->gather(*vg, rawv, m.p, m.n, x->rv * x->es, 1, 0, 0, x->stream));
 out:
     if (rk)
         fa4cp_comm_wait(x->comm, rk, x->cs);
@@ -135,7 +145,7 @@ fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
     void *kg = NULL, *vg = NULL;
     ag_call *calls = cpx_hmalloc(x, (size_t)(x->B + 1) * sizeof *calls, "all_gather calls");
     void *qh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "all_gather Q chunk");
-    void *oh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "all_gather out chunk");
+    void *oh = cpx_xalloc(x, (size_t)x->Th * x->ro * x->es, "all_gather out chunk");
     void *lh = cpx_xalloc(x, (size_t)x->H * x->Th * x->as, "all_gather lse chunk");
     NOMEM_IF(calls && qh && oh && lh);
     FA4CP_TRY(gather_kv(x, a, &kg, &vg));
@@ -159,7 +169,7 @@ fa4cp_status cpx_ag_fwd(exec *x, const fa4cp_cp_args *a)
         if (sp->merge != FA4CP_CP_MERGE_COPY)
             FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp all_gather: step %d merges by %d, not by copy",
                        in->step, (int)sp->merge);
-        FA4CP_TRY(o->gather(a->out, oh, back.p, back.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(a->out, oh, back.p, back.n, x->ro * x->es, 1, 0, 0, x->stream));
         FA4CP_TRY(o->gather(a->lse, lh, back.p, back.n, x->as, x->H, x->T, x->Th, x->stream));
     }
 out:
@@ -172,23 +182,27 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
     const cp_ops *o = x->ops;
     fa4cp_comm_req *req = NULL;
     void *kg = NULL, *vg = NULL;
-    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
-    const size_t gk = (size_t)x->G * x->rk; /* elements of K in sequence order */
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, ohb = (size_t)x->Th * x->ro * x->es;
+    const size_t lhb = (size_t)x->H * x->Th * x->as;
+    const size_t gk = (size_t)x->G * x->rk, gv = (size_t)x->G * x->rv; /* elements of K, V */
     ag_call *calls = cpx_hmalloc(x, (size_t)(x->B + 1) * sizeof *calls, "all_gather calls");
-    void *qh = cpx_xalloc(x, qhb, "all_gather Q chunk"), *oh = cpx_xalloc(x, qhb, "all_gather out chunk");
-    void *doh = cpx_xalloc(x, qhb, "all_gather dout chunk"), *dqh = cpx_xalloc(x, qhb, "all_gather dQ chunk");
+    void *qh = cpx_xalloc(x, qhb, "all_gather Q chunk"), *oh = cpx_xalloc(x, ohb, "all_gather out chunk");
+    void *doh = cpx_xalloc(x, ohb, "all_gather dout chunk"), *dqh = cpx_xalloc(x, qhb, "all_gather dQ chunk");
     void *lh = cpx_xalloc(x, lhb, "all_gather lse chunk"), *dlh = cpx_xalloc(x, lhb, "all_gather dlse chunk");
-    void *pdk = cpx_xalloc(x, gk * x->es, "all_gather partial dK"), *pdv = cpx_xalloc(x, gk * x->es, "all_gather partial dV");
+    void *pdk = cpx_xalloc(x, gk * x->es, "all_gather partial dK"), *pdv = cpx_xalloc(x, gv * x->es, "all_gather partial dV");
     /* the dK/dV sums, kept in rank order [rank][dK rows | dV rows] so that
-     * they go to the reduce-scatter as they are */
-    void *send = cpx_xalloc(x, 2 * gk * x->as, "all_gather dK/dV sums (rank order)");
-    void *recv = cpx_xalloc(x, 2 * (size_t)x->T * x->rk * x->as, "all_gather dK/dV (this rank)");
+     * they go to the reduce-scatter as they are; counted in units of
+     * gcd(dK row, dV row) elements, so that both widths address them */
+    const int64_t unit = (int64_t)gcd_of(x->rk, x->rv), ku = (int64_t)x->rk / unit, vu = (int64_t)x->rv / unit;
+    void *send = cpx_xalloc(x, (gk + gv) * x->as, "all_gather dK/dV sums (rank order)");
+    void *recv = cpx_xalloc(x, (size_t)x->T * (x->rk + x->rv) * x->as, "all_gather dK/dV (this rank)");
     NOMEM_IF(calls && qh && oh && doh && dqh && lh && dlh && pdk && pdv && send && recv);
-    map tall, to_ranks;
-    FA4CP_TRY(cpx_map_ranks(x, 2 * x->T, 0, 0, &to_ranks)); /* (rank-order row, global row) */
+    map tall, k_to_ranks, v_to_ranks; /* (rank-order unit, global unit) */
+    FA4CP_TRY(cpx_map_ranks_units(x, x->T * (ku + vu), 0, ku, &k_to_ranks));
+    FA4CP_TRY(cpx_map_ranks_units(x, x->T * (ku + vu), x->T * ku, vu, &v_to_ranks));
     FA4CP_TRY(cpx_map_all(x, x->T, &tall));
     FA4CP_TRY(gather_kv(x, a, &kg, &vg));
-    FA4CP_TRY(o->zero(send, 2 * gk * x->as, x->stream));
+    FA4CP_TRY(o->zero(send, (gk + gv) * x->as, x->stream));
     FA4CP_TRY(o->zero(a->dq, (size_t)x->T * x->rq * x->es, x->stream));
     const fa4cp_cp_instr *in;
     while ((in = cpx_peek(x)) && in->op == FA4CP_CP_OP_ATTENTION) {
@@ -198,8 +212,8 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
         int ncalls = 0;
         FA4CP_TRY(cpx_map_rows(x, x->r, -1, sp->q_half, 0, 1, &to_half));
         FA4CP_TRY(o->gather(qh, a->q, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
-        FA4CP_TRY(o->gather(oh, a->out, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
-        FA4CP_TRY(o->gather(doh, a->dout, to_half.p, to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(oh, a->out, to_half.p, to_half.n, x->ro * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(doh, a->dout, to_half.p, to_half.n, x->ro * x->es, 1, 0, 0, x->stream));
         FA4CP_TRY(o->gather(lh, a->lse, to_half.p, to_half.n, x->as, x->H, x->Th, x->T, x->stream));
         if (a->dlse)
             FA4CP_TRY(o->gather(dlh, a->dlse, to_half.p, to_half.n, x->as, x->H, x->Th, x->T, x->stream));
@@ -214,9 +228,8 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
             c.dk = pdk;
             c.dv = pdv;
             FA4CP_TRY(cpx_attn(x, &c, 1));
-            FA4CP_TRY(o->add(x->ad, send, x->dt, pdk, to_ranks.p, to_ranks.n, x->rk, x->stream));
-            FA4CP_TRY(o->add(x->ad, U8(send) + (size_t)x->T * x->rk * x->as, x->dt, pdv, to_ranks.p,
-                             to_ranks.n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, send, x->dt, pdk, k_to_ranks.p, k_to_ranks.n, (size_t)unit, x->stream));
+            FA4CP_TRY(o->add(x->ad, send, x->dt, pdv, v_to_ranks.p, v_to_ranks.n, (size_t)unit, x->stream));
             /* dQ rows of the call's sequences (padding rows are zeros) */
             map back;
             FA4CP_TRY(cpx_map_rows(x, x->r, calls[k].seq, sp->q_half, 0, 0, &back));
@@ -225,12 +238,12 @@ fa4cp_status cpx_ag_bwd(exec *x, const fa4cp_cp_args *a)
     }
     /* sum the blocks over the ranks: this rank's dK and dV */
     CPX_NEXT(in, FA4CP_CP_OP_REDUCE_SCATTER, FA4CP_CP_T_DK | FA4CP_CP_T_DV);
-    FA4CP_TRY(fa4cp_comm_reduce_scatter(x->comm, send, recv, 2 * (size_t)x->T * x->rk, x->ad, x->stream, &req));
+    FA4CP_TRY(fa4cp_comm_reduce_scatter(x->comm, send, recv, (size_t)x->T * (x->rk + x->rv), x->ad, x->stream, &req));
     FA4CP_TRY(cpx_wait_req(x, &req));
     CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_DK | FA4CP_CP_T_DV);
     FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, recv, tall.p, tall.n, x->rk, x->stream));
     FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(recv) + (size_t)x->T * x->rk * x->as, tall.p, tall.n,
-                         x->rk, x->stream));
+                         x->rv, x->stream));
 out:
     if (req)
         fa4cp_comm_wait(x->comm, req, x->stream);
@@ -242,17 +255,19 @@ out:
  * count every row, real or not), for fa4cp_cp_workspace_bytes. */
 size_t cpx_ag_workspace(const exec *x, int bwd)
 {
-    const size_t kvb = (size_t)x->T * x->rk * x->es, G = (size_t)x->G, B1 = (size_t)x->B + 1;
-    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
+    const size_t G = (size_t)x->G, B1 = (size_t)x->B + 1, kv = x->rk + x->rv; /* a K row and a V row */
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, ohb = (size_t)x->Th * x->ro * x->es;
+    const size_t lhb = (size_t)x->H * x->Th * x->as;
     const size_t pair = sizeof(cp_pair), Th1 = (size_t)x->Th + 1;
+    const size_t unit = gcd_of(x->rk, x->rv), units = kv / (unit ? unit : 1);
     const int per_seq = !x->cfg->causal && (x->cfg->window_left >= 0 || x->cfg->window_right >= 0);
     const size_t calls = (per_seq ? (size_t)x->B : 1) * 2 * B1 * 4; /* seqused of the calls, per step */
     /* gather_kv: rank-order K, V; K, V in sequence order; its map */
-    size_t b = 2 * kvb * (size_t)x->n + 2 * G * x->rk * x->es + pair * (G + 1);
+    size_t b = (size_t)x->T * kv * x->es * (size_t)x->n + G * kv * x->es + pair * (G + 1);
     if (!bwd) /* qh, oh, lh; per step: to_half, back, the calls */
-        return b + 2 * qhb + lhb + 2 * (2 * pair * Th1 + calls);
-    /* qh, oh, doh, dqh, lh, dlh, pdk, pdv, send, recv; to_ranks, tall; per step to_half, calls, back maps */
-    return b + 4 * qhb + 2 * lhb + 2 * G * x->rk * x->es + 2 * G * x->rk * x->as +
-           2 * (size_t)x->T * x->rk * x->as + pair * (G + 1 + (size_t)x->T + 1) +
-           2 * (pair * Th1 + calls + pair * ((size_t)x->Th + B1));
+        return b + qhb + ohb + lhb + 2 * (2 * pair * Th1 + calls);
+    /* qh, oh, doh, dqh, lh, dlh, pdk, pdv, send, recv; k_to_ranks, v_to_ranks, tall; per step
+     * to_half, calls, back maps */
+    return b + 2 * qhb + 2 * ohb + 2 * lhb + G * kv * x->es + G * kv * x->as + (size_t)x->T * kv * x->as +
+           pair * (G * units + 2 + (size_t)x->T + 1) + 2 * (pair * Th1 + calls + pair * ((size_t)x->Th + B1));
 }

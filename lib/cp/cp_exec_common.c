@@ -151,6 +151,34 @@ out:
     return st;
 }
 
+/* Sequence order -> rank order in units of row_units each (a row of the
+ * tensor is row_units consecutive units): the units of global row g, held by
+ * rank s as local row l, go to (s*block + offset + l*row_units + j) from
+ * (g*row_units + j).  all_gather's dK and dV sums share one buffer of
+ * per-rank blocks [dK rows | dV rows] of different widths: counted in units
+ * of gcd(dK row, dV row), both fit. */
+fa4cp_status cpx_map_ranks_units(exec *x, int64_t block, int64_t offset, int64_t row_units, map *m)
+{
+    fa4cp_status st = FA4CP_OK;
+    int64_t n = x->G * row_units;
+    cp_pair *h = cpx_hmalloc(x, (size_t)(n + 1) * sizeof *h, "cp rank-order map");
+    NOMEM_IF(h);
+    int64_t k = 0;
+    for (int s = 0; s < x->n; s++)
+        for (int64_t l = 0; l < x->T; l++) {
+            int64_t g = fa4cp_thd_local_to_global(x->B, x->cu, x->n, s, l);
+            for (int64_t j = 0; j < row_units; j++, k++) {
+                h[k].dst = (int64_t)s * block + offset + l * row_units + j;
+                h[k].src = g * row_units + j;
+            }
+        }
+    m->n = k;
+    m->p = cpx_upload(x, h, (size_t)(k + 1) * sizeof *h, "cp rank-order map");
+    NOMEM_IF(m->p);
+out:
+    return st;
+}
+
 /* a2a: local unit (l*n + p) of row l, head group p <-> send/recv unit (p*T + l).
  * to_blocks: (p*T + l, l*n + p), else the reverse.  real: only real rows of this rank. */
 fa4cp_status cpx_map_heads(exec *x, int to_blocks, int real, map *m)
@@ -184,12 +212,15 @@ void cpx_dims(exec *x, const fa4cp_cp_config *c, int n)
     x->H = c->heads;
     x->Hk = c->kv_heads;
     x->D = c->head_dim;
+    x->Dv = c->head_dim_v ? c->head_dim_v : c->head_dim;
     x->dt = c->dtype;
     x->ad = fa4cp_lse_dtype(c->dtype);
     x->es = fa4cp_dtype_size(x->dt);
     x->as = fa4cp_dtype_size(x->ad);
     x->rq = (size_t)x->H * (size_t)x->D;
     x->rk = (size_t)x->Hk * (size_t)x->D;
+    x->ro = (size_t)x->H * (size_t)x->Dv;
+    x->rv = (size_t)x->Hk * (size_t)x->Dv;
 }
 
 fa4cp_status cpx_setup(exec *x, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
@@ -290,6 +321,7 @@ fa4cp_attn_args cpx_base_args(const exec *x)
     b.heads = x->H;
     b.kv_heads = x->Hk;
     b.head_dim = x->D;
+    b.head_dim_v = x->Dv;
     b.softmax_scale = x->cfg->softmax_scale;
     b.deterministic = x->cfg->deterministic;
     b.stream = x->stream;

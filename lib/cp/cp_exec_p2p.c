@@ -8,12 +8,13 @@
 
 /* The attention call of p2p step sp (forward and backward alike): the whole
  * local Q or its second half (qh), the KV block `cur` [K | V] whole or its
- * first half (gathered into kvh), with exact per-sequence counts. */
+ * first half (gathered into kvh [K half | V half]), with exact per-sequence
+ * counts.  K rows are D wide, V rows Dv wide. */
 static fa4cp_status p2p_step_args(exec *x, const fa4cp_cp_step *sp, const void *q, const void *qh,
                                   void *cur, void *kvh, const map *h0_to_half, fa4cp_attn_args *c)
 {
     fa4cp_status st = FA4CP_OK;
-    const size_t kvb = (size_t)x->T * x->rk * x->es;
+    const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K; V follows */
     const int qhalf = sp->q_half == 1, kvhalf = sp->kv_half == 0;
     const size_t kvo = (size_t)x->B * (size_t)sp->kv_rank; /* offset of its counts */
     c->q = qhalf ? qh : q;
@@ -21,10 +22,18 @@ static fa4cp_status p2p_step_args(exec *x, const fa4cp_cp_step *sp, const void *
     c->seqused_q = qhalf ? x->d_h1 + (size_t)x->B * x->r : x->d_lused + (size_t)x->B * x->r;
     c->total_q = qhalf ? x->Th : x->T;
     if (kvhalf) {
-        FA4CP_TRY(x->ops->gather(kvh, cur, h0_to_half->p, h0_to_half->n, x->rk * x->es, 2, x->Th,
-                                 x->T, x->stream));
+        void *vh = U8(kvh) + (size_t)x->Th * x->rk * x->es;
+        if (x->rv == x->rk) { /* K and V in one pass */
+            FA4CP_TRY(x->ops->gather(kvh, cur, h0_to_half->p, h0_to_half->n, x->rk * x->es, 2, x->Th,
+                                     x->T, x->stream));
+        } else {
+            FA4CP_TRY(x->ops->gather(kvh, cur, h0_to_half->p, h0_to_half->n, x->rk * x->es, 1, 0, 0,
+                                     x->stream));
+            FA4CP_TRY(x->ops->gather(vh, U8(cur) + kvb, h0_to_half->p, h0_to_half->n, x->rv * x->es, 1,
+                                     0, 0, x->stream));
+        }
         c->k = kvh;
-        c->v = U8(kvh) + (size_t)x->Th * x->rk * x->es;
+        c->v = vh;
     } else {
         c->k = cur;
         c->v = U8(cur) + kvb;
@@ -37,16 +46,17 @@ out:
     return st;
 }
 
-/* The two buffers of the ring, [K | V] each; this rank's block in kv[0]. */
+/* The two buffers of the ring, [K | V] each (K rows D wide, V rows Dv
+ * wide); this rank's block in kv[0]. */
 static fa4cp_status ring_start(exec *x, const fa4cp_cp_args *a, void *kv[2])
 {
-    const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K (and of V) */
-    kv[0] = cpx_xalloc(x, 2 * kvb, "p2p KV buffer");
-    kv[1] = cpx_xalloc(x, 2 * kvb, "p2p KV buffer");
+    const size_t kvb = (size_t)x->T * x->rk * x->es, vb = (size_t)x->T * x->rv * x->es;
+    kv[0] = cpx_xalloc(x, kvb + vb, "p2p KV buffer");
+    kv[1] = cpx_xalloc(x, kvb + vb, "p2p KV buffer");
     if (!kv[0] || !kv[1])
         return FA4CP_ERR_NOMEM;
     fa4cp_status st = x->ops->copy(kv[0], a->k, kvb, x->stream);
-    return st != FA4CP_OK ? st : x->ops->copy(U8(kv[0]) + kvb, a->v, kvb, x->stream);
+    return st != FA4CP_OK ? st : x->ops->copy(U8(kv[0]) + kvb, a->v, vb, x->stream);
 }
 
 /* After step s's compute: the exchange that ran beside it (if any) is
@@ -72,15 +82,16 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
     const cp_ops *o = x->ops;
     const fa4cp_cp_plan *p = x->plan;
     fa4cp_comm_req *req = NULL;
-    const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K (and of V) */
+    const size_t kvb = (size_t)x->T * x->rk * x->es; /* bytes of K */
+    const size_t vb = (size_t)x->T * x->rv * x->es;  /* bytes of V */
     void *kv[2];
     FA4CP_TRY(ring_start(x, a, kv));
-    void *acc = cpx_xalloc(x, (size_t)x->T * x->rq * x->as, "p2p running out");
+    void *acc = cpx_xalloc(x, (size_t)x->T * x->ro * x->as, "p2p running out");
     void *alse = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "p2p running lse");
-    void *pout = cpx_xalloc(x, (size_t)x->T * x->rq * x->es, "p2p partial out");
+    void *pout = cpx_xalloc(x, (size_t)x->T * x->ro * x->es, "p2p partial out");
     void *plse = cpx_xalloc(x, (size_t)x->H * x->T * x->as, "p2p partial lse");
     void *qh = cpx_xalloc(x, (size_t)x->Th * x->rq * x->es, "p2p Q second half");
-    void *kvh = cpx_xalloc(x, 2 * (size_t)x->Th * x->rk * x->es, "p2p KV first half");
+    void *kvh = cpx_xalloc(x, (size_t)x->Th * (x->rk + x->rv) * x->es, "p2p KV first half");
     NOMEM_IF(acc && alse && pout && plse && qh && kvh);
     map real, h1_to_half, h1_back, h0_to_half;
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, -1, 1, 0, &real));
@@ -88,7 +99,7 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 1, 1, 0, &h1_back));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 0, 0, 1, &h0_to_half)); /* same layout on every rank */
 
-    FA4CP_TRY(o->zero(acc, (size_t)x->T * x->rq * x->as, x->stream));
+    FA4CP_TRY(o->zero(acc, (size_t)x->T * x->ro * x->as, x->stream));
     FA4CP_TRY(o->fill_neg_inf(x->ad, alse, (size_t)x->H * x->T, x->stream));
     FA4CP_TRY(o->gather(qh, a->q, h1_to_half.p, h1_to_half.n, x->rq * x->es, 1, 0, 0, x->stream));
 
@@ -102,8 +113,8 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
              * used.  Its buffer kv[(s+1)%2] was last read by step s-1, whose
              * compute is queued before the fork, so it is free. */
             CPX_NEXT(in, FA4CP_CP_OP_SENDRECV, FA4CP_CP_T_K | FA4CP_CP_T_V);
-            fa4cp_p2p ops[2] = {{in->send_to, 1, kv[s % 2], 2 * kvb}, {in->recv_from, 0, kv[(s + 1) % 2], 2 * kvb}};
-            cpx_note_bytes(x, s, 2 * kvb);
+            fa4cp_p2p ops[2] = {{in->send_to, 1, kv[s % 2], kvb + vb}, {in->recv_from, 0, kv[(s + 1) % 2], kvb + vb}};
+            cpx_note_bytes(x, s, kvb + vb);
             FA4CP_TRY(cpx_fork_comm(x));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
             FA4CP_TRY(fa4cp_comm_sendrecv(x->comm, ops, 2, x->cs, &req));
@@ -122,7 +133,7 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
         case FA4CP_CP_OP_MERGE:
             CPX_NEXT(in, FA4CP_CP_OP_MERGE, FA4CP_CP_T_OUT | FA4CP_CP_T_LSE);
             if (!sp) { /* real rows only: padding rows of out and lse stay untouched */
-                FA4CP_TRY(o->convert(x->dt, a->out, x->ad, acc, real.p, real.n, x->rq, x->stream));
+                FA4CP_TRY(o->convert(x->dt, a->out, x->ad, acc, real.p, real.n, x->ro, x->stream));
                 FA4CP_TRY(o->gather(a->lse, alse, real.p, real.n, x->as, x->H, x->T, x->T, x->stream));
                 break;
             }
@@ -131,7 +142,7 @@ fa4cp_status cpx_p2p_fwd(exec *x, const fa4cp_cp_args *a)
                            (int)sp->merge);
             const map *m = sp->q_half == 1 ? &h1_back : &real;
             FA4CP_TRY(o->merge(x->ad, acc, alse, x->T, x->dt, pout, plse, c.total_q, m->p, m->n, x->H,
-                               x->D, x->stream));
+                               x->Dv, x->stream));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
             FA4CP_TRY(arrived(x, &req, s)); /* the next step reads the block that arrived */
             break;
@@ -154,20 +165,22 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     const cp_ops *o = x->ops;
     const fa4cp_cp_plan *p = x->plan;
     fa4cp_comm_req *req = NULL;
-    const size_t kvb = (size_t)x->T * x->rk * x->es;
-    const size_t dkvb = 2 * (size_t)x->T * x->rk * x->as; /* dK then dV, accumulator type */
-    const size_t qhb = (size_t)x->Th * x->rq * x->es, lhb = (size_t)x->H * x->Th * x->as;
+    const size_t kvb = (size_t)x->T * x->rk * x->es, vb = (size_t)x->T * x->rv * x->es;
+    const size_t dkb = (size_t)x->T * x->rk * x->as; /* dK, then dV: accumulator type */
+    const size_t dkvb = dkb + (size_t)x->T * x->rv * x->as;
+    const size_t qhb = (size_t)x->Th * x->rq * x->es, ohb = (size_t)x->Th * x->ro * x->es;
+    const size_t lhb = (size_t)x->H * x->Th * x->as;
     void *kv[2];
     FA4CP_TRY(ring_start(x, a, kv));
     void *dkv_in = cpx_xalloc(x, dkvb, "p2p incoming dK/dV");
     void *dkv_out = cpx_xalloc(x, dkvb, "p2p outgoing dK/dV");
     void *dq = cpx_xalloc(x, (size_t)x->T * x->rq * x->as, "p2p dQ accumulator");
     void *pdq = cpx_xalloc(x, (size_t)x->T * x->rq * x->es, "p2p partial dQ");
-    void *pdkv = cpx_xalloc(x, 2 * kvb, "p2p partial dK/dV");
-    void *qh = cpx_xalloc(x, qhb, "p2p Q second half"), *oh = cpx_xalloc(x, qhb, "p2p out second half");
-    void *doh = cpx_xalloc(x, qhb, "p2p dout second half");
+    void *pdkv = cpx_xalloc(x, kvb + vb, "p2p partial dK/dV");
+    void *qh = cpx_xalloc(x, qhb, "p2p Q second half"), *oh = cpx_xalloc(x, ohb, "p2p out second half");
+    void *doh = cpx_xalloc(x, ohb, "p2p dout second half");
     void *lh = cpx_xalloc(x, lhb, "p2p lse second half"), *dlh = cpx_xalloc(x, lhb, "p2p dlse second half");
-    void *kvh = cpx_xalloc(x, 2 * (size_t)x->Th * x->rk * x->es, "p2p KV first half");
+    void *kvh = cpx_xalloc(x, (size_t)x->Th * (x->rk + x->rv) * x->es, "p2p KV first half");
     NOMEM_IF(dkv_in && dkv_out && dq && pdq && pdkv && qh && oh && doh && lh && dlh && kvh);
     map all, h1_to_half, h1_back_all, h0_to_half, h0_back_all;
     FA4CP_TRY(cpx_map_all(x, x->T, &all));
@@ -180,8 +193,8 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     {
         const map *m = &h1_to_half;
         FA4CP_TRY(o->gather(qh, a->q, m->p, m->n, x->rq * x->es, 1, 0, 0, x->stream));
-        FA4CP_TRY(o->gather(oh, a->out, m->p, m->n, x->rq * x->es, 1, 0, 0, x->stream));
-        FA4CP_TRY(o->gather(doh, a->dout, m->p, m->n, x->rq * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(oh, a->out, m->p, m->n, x->ro * x->es, 1, 0, 0, x->stream));
+        FA4CP_TRY(o->gather(doh, a->dout, m->p, m->n, x->ro * x->es, 1, 0, 0, x->stream));
         FA4CP_TRY(o->gather(lh, a->lse, m->p, m->n, x->as, x->H, x->Th, x->T, x->stream));
         if (a->dlse)
             FA4CP_TRY(o->gather(dlh, a->dlse, m->p, m->n, x->as, x->H, x->Th, x->T, x->stream));
@@ -209,10 +222,10 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
                 ops[nops++] = (fa4cp_p2p){in->recv_from, 0, dkv_in, dkvb};
             }
             if (in->tensors & KV) {
-                ops[nops++] = (fa4cp_p2p){in->send_to, 1, kv[s % 2], 2 * kvb};
-                ops[nops++] = (fa4cp_p2p){in->recv_from, 0, kv[(s + 1) % 2], 2 * kvb};
+                ops[nops++] = (fa4cp_p2p){in->send_to, 1, kv[s % 2], kvb + vb};
+                ops[nops++] = (fa4cp_p2p){in->recv_from, 0, kv[(s + 1) % 2], kvb + vb};
             }
-            cpx_note_bytes(x, s, (in->tensors & DKV ? dkvb : 0) + (in->tensors & KV ? 2 * kvb : 0));
+            cpx_note_bytes(x, s, (in->tensors & DKV ? dkvb : 0) + (in->tensors & KV ? kvb + vb : 0));
             FA4CP_TRY(cpx_fork_comm(x)); /* on the side stream, beside this step's compute */
             if (s >= 0)
                 FA4CP_TRY(cpx_stamp(x, CP_EV_COMM0, s, x->cs));
@@ -246,7 +259,7 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
             if (!sp) { /* every row: padding rows are exact zeros */
                 FA4CP_TRY(o->convert(x->dt, a->dq, x->ad, dq, all.p, all.n, x->rq, x->stream));
                 FA4CP_TRY(o->convert(x->dt, a->dk, x->ad, final, all.p, all.n, x->rk, x->stream));
-                FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(final) + dkvb / 2, all.p, all.n, x->rk, x->stream));
+                FA4CP_TRY(o->convert(x->dt, a->dv, x->ad, U8(final) + dkb, all.p, all.n, x->rv, x->stream));
                 break;
             }
             if (sp->merge != FA4CP_CP_MERGE_LSE)
@@ -262,7 +275,7 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
                 FA4CP_TRY(o->zero(dkv_out, dkvb, x->stream));
             const map *mk = sp->kv_half == 0 ? &h0_back_all : &all;
             FA4CP_TRY(o->add(x->ad, dkv_out, x->dt, c.dk, mk->p, mk->n, x->rk, x->stream));
-            FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkvb / 2, x->dt, c.dv, mk->p, mk->n, x->rk, x->stream));
+            FA4CP_TRY(o->add(x->ad, U8(dkv_out) + dkb, x->dt, c.dv, mk->p, mk->n, x->rv, x->stream));
             break;
         default: CPX_NEXT(in, FA4CP_CP_OP_ATTENTION, 0); /* fails: names both */
         }
@@ -277,13 +290,15 @@ out:
  * count every row, real or not), for fa4cp_cp_workspace_bytes. */
 size_t cpx_p2p_workspace(const exec *x, int bwd)
 {
-    const size_t kvb = (size_t)x->T * x->rk * x->es, qhb = (size_t)x->Th * x->rq * x->es;
-    const size_t lhb = (size_t)x->H * x->Th * x->as, kvh = 2 * (size_t)x->Th * x->rk * x->es;
-    const size_t pair = sizeof(cp_pair), T1 = (size_t)x->T + 1, Th1 = (size_t)x->Th + 1;
+    const size_t T = (size_t)x->T, Th = (size_t)x->Th;
+    const size_t kvb = T * (x->rk + x->rv) * x->es; /* a K|V block */
+    const size_t qhb = Th * x->rq * x->es, ohb = Th * x->ro * x->es;
+    const size_t lhb = (size_t)x->H * Th * x->as, kvh = Th * (x->rk + x->rv) * x->es;
+    const size_t pair = sizeof(cp_pair), T1 = T + 1, Th1 = Th + 1;
     if (!bwd) /* kv[2], acc, alse, pout, plse, qh, kvh; maps real, h1_to_half, h1_back, h0_to_half */
-        return 4 * kvb + (size_t)x->T * x->rq * (x->as + x->es) + 2 * (size_t)x->H * x->T * x->as + qhb +
-               kvh + pair * (T1 + 3 * Th1);
+        return 2 * kvb + T * x->ro * (x->as + x->es) + 2 * (size_t)x->H * T * x->as + qhb + kvh +
+               pair * (T1 + 3 * Th1);
     /* kv[2], dkv_in, dkv_out, dq, pdq, pdkv, qh, oh, doh, lh, dlh, kvh; 5 maps */
-    return 4 * kvb + 2 * (2 * (size_t)x->T * x->rk * x->as) + (size_t)x->T * x->rq * (x->as + x->es) +
-           2 * kvb + 3 * qhb + 2 * lhb + kvh + pair * (T1 + 4 * Th1);
+    return 2 * kvb + 2 * (T * (x->rk + x->rv) * x->as) + T * x->rq * (x->as + x->es) + kvb + qhb +
+           2 * ohb + 2 * lhb + kvh + pair * (T1 + 4 * Th1);
 }

@@ -55,10 +55,16 @@ double fa4cp_gen_element(const fa4cp_case *c, int tensor, int64_t token, int hea
     return round_to(c->dtype, fa4cp_gen_value(c->seed, tensor, token, head, dim));
 }
 
+/* q and k rows are head_dim wide, v and dout rows head_dim_v */
+static int width_of(const fa4cp_case *c, int tensor)
+{
+    return tensor == FA4CP_GEN_V || tensor == FA4CP_GEN_DOUT ? c->head_dim_v : c->head_dim;
+}
+
 void fa4cp_gen_row(const fa4cp_case *c, int tensor, int64_t token, int head, double *out)
 {
     uint64_t key = row_key(c->seed, tensor, token, head);
-    int d = c->head_dim;
+    int d = width_of(c, tensor);
     for (int x = 0; x + 1 < d; x += 2) {
         pair_values(key, x / 2, &out[x], &out[x + 1]);
         out[x] = round_to(c->dtype, out[x]);
@@ -87,7 +93,7 @@ int64_t fa4cp_case_local_token(const fa4cp_case *c, int rank, int64_t local_row)
 void fa4cp_gen_fill_local(const fa4cp_case *c, int tensor, int rank, void *dst)
 {
     int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads;
-    int d = c->head_dim;
+    int d = width_of(c, tensor);
     int64_t rows = c->padded_tokens / c->cp;
     double *row = malloc(sizeof(double) * (size_t)d);
     for (int64_t r = 0; r < rows; r++) {
@@ -132,22 +138,24 @@ static void query_range(const fa4cp_case *c, int64_t n, int64_t j, int64_t *lo, 
 void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, double *out, double *lse,
                          double *dq)
 {
-    int d = c->head_dim, hk = head / (c->heads / c->kv_heads);
+    int d = c->head_dim, dv = c->head_dim_v, hk = head / (c->heads / c->kv_heads);
     int64_t n = c->seqlen[seq], base = c->cu_tokens[seq];
     double scale = 1.0 / sqrt((double)d);
-    double *q = malloc(sizeof(double) * (size_t)d * 5);
-    double *k = q + d, *v = k + d, *dout = v + d, *b = dout + d;
+    double *q = malloc(sizeof(double) * ((size_t)d * 3 + (size_t)dv * 2));
+    double *k = q + d, *b = k + d, *v = b + d, *dout = v + dv;
     double m = -INFINITY, l = 0;
     fa4cp_gen_row(c, FA4CP_GEN_Q, base + i, head, q);
     if (dq)
         fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + i, head, dout);
     for (int x = 0; x < d; x++) {
-        if (!dq)
-            dout[x] = 0;
-        out[x] = 0;
         b[x] = 0;
         if (dq)
             dq[x] = 0;
+    }
+    for (int x = 0; x < dv; x++) {
+        if (!dq)
+            dout[x] = 0;
+        out[x] = 0;
     }
     int64_t lo, hi;
     key_range(c, n, i, &lo, &hi);
@@ -156,20 +164,19 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
         double s = 0, dp = 0;
         fa4cp_gen_row(c, FA4CP_GEN_K, base + j, hk, k);
         fa4cp_gen_row(c, FA4CP_GEN_V, base + j, hk, v);
-        for (int x = 0; x < d; x++) {
+        for (int x = 0; x < d; x++)
             s += q[x] * k[x];
+        for (int x = 0; x < dv; x++)
             dp += dout[x] * v[x];
-        }
         s *= scale;
         double mn = s > m ? s : m;
         double corr = exp(m - mn), p = exp(s - mn);
         l = l * corr + p;
-        for (int x = 0; x < d; x++) {
+        for (int x = 0; x < dv; x++)
             out[x] = out[x] * corr + p * v[x];
-            if (dq) {
-                dq[x] = dq[x] * corr + p * dp * k[x];
-                b[x] = b[x] * corr + p * k[x];
-            }
+        for (int x = 0; dq && x < d; x++) {
+            dq[x] = dq[x] * corr + p * dp * k[x];
+            b[x] = b[x] * corr + p * k[x];
         }
         m = mn;
     }
@@ -180,7 +187,7 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
     }
     *lse = m + log(l);
     double D = 0;
-    for (int x = 0; x < d; x++) {
+    for (int x = 0; x < dv; x++) {
         out[x] /= l;
         D += dout[x] * out[x];
     }
@@ -193,15 +200,17 @@ void fa4cp_ref_query_row(const fa4cp_case *c, int seq, int64_t i, int head, doub
 void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4cp_lse_d_fn lse_d, void *ctx,
                        double *dk, double *dv)
 {
-    int d = c->head_dim, group = c->heads / c->kv_heads;
+    int d = c->head_dim, dw = c->head_dim_v, group = c->heads / c->kv_heads;
     int64_t n = c->seqlen[seq], base = c->cu_tokens[seq];
     double scale = 1.0 / sqrt((double)d);
-    double *k = malloc(sizeof(double) * (size_t)d * 4);
-    double *v = k + d, *q = v + d, *dout = q + d;
+    double *k = malloc(sizeof(double) * ((size_t)d * 2 + (size_t)dw * 2));
+    double *q = k + d, *v = q + d, *dout = v + dw;
     fa4cp_gen_row(c, FA4CP_GEN_K, base + j, kv_head, k);
     fa4cp_gen_row(c, FA4CP_GEN_V, base + j, kv_head, v);
     for (int x = 0; x < d; x++)
-        dk[x] = dv[x] = 0;
+        dk[x] = 0;
+    for (int x = 0; x < dw; x++)
+        dv[x] = 0;
     int64_t lo, hi;
     query_range(c, n, j, &lo, &hi);
     for (int g = 0; g < group; g++) {
@@ -213,16 +222,16 @@ void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4
                 continue;
             fa4cp_gen_row(c, FA4CP_GEN_Q, base + i, h, q);
             fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + i, h, dout);
-            for (int x = 0; x < d; x++) {
+            for (int x = 0; x < d; x++)
                 s += q[x] * k[x];
+            for (int x = 0; x < dw; x++)
                 dp += dout[x] * v[x];
-            }
             double p = exp(s * scale - lse);
             double ds = p * (dp - D) * scale;
-            for (int x = 0; x < d; x++) {
+            for (int x = 0; x < dw; x++)
                 dv[x] += p * dout[x];
+            for (int x = 0; x < d; x++)
                 dk[x] += ds * q[x];
-            }
         }
     }
     free(k);
@@ -236,12 +245,14 @@ void fa4cp_ref_key_row(const fa4cp_case *c, int seq, int64_t j, int kv_head, fa4
 void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head, double *out,
                           double *lse, double *dq)
 {
-    int d = c->head_dim, group = c->heads / c->kv_heads, ng = n * group;
+    int d = c->head_dim, dv = c->head_dim_v, group = c->heads / c->kv_heads, ng = n * group;
     int64_t len = c->seqlen[seq], base = c->cu_tokens[seq];
     double scale = 1.0 / sqrt((double)d);
-    double *q = malloc(sizeof(double) * (size_t)ng * d * 3), *dout = q + (size_t)ng * d, *b = dout + (size_t)ng * d;
+    /* q, b (sum p k) [ng][d]; dout [ng][dv] */
+    double *q = malloc(sizeof(double) * (size_t)ng * ((size_t)d * 2 + (size_t)dv));
+    double *b = q + (size_t)ng * d, *dout = b + (size_t)ng * d;
     double *m = malloc(sizeof(double) * (size_t)ng * 2), *l = m + ng;
-    double *k = malloc(sizeof(double) * (size_t)d * 2), *v = k + d;
+    double *k = malloc(sizeof(double) * ((size_t)d + (size_t)dv)), *v = k + d;
     int64_t *lo = malloc(sizeof(int64_t) * (size_t)n * 2), *hi = lo + n;
     if (!q || !m || !k || !lo)
         goto out;
@@ -256,12 +267,12 @@ void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *ro
             int sg = s * group + g, h = kv_head * group + g;
             fa4cp_gen_row(c, FA4CP_GEN_Q, base + rows[s], h, q + (size_t)sg * d);
             if (dq)
-                fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + rows[s], h, dout + (size_t)sg * d);
+                fa4cp_gen_row(c, FA4CP_GEN_DOUT, base + rows[s], h, dout + (size_t)sg * dv);
             else
-                memset(dout + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+                memset(dout + (size_t)sg * dv, 0, sizeof(double) * (size_t)dv);
             m[sg] = -INFINITY;
             l[sg] = 0;
-            memset(out + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
+            memset(out + (size_t)sg * dv, 0, sizeof(double) * (size_t)dv);
             memset(b + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
             if (dq)
                 memset(dq + (size_t)sg * d, 0, sizeof(double) * (size_t)d);
@@ -280,37 +291,36 @@ void fa4cp_ref_query_rows(const fa4cp_case *c, int seq, int n, const int64_t *ro
                 continue;
             for (int g = 0; g < group; g++) {
                 int sg = s * group + g;
-                double *qq = q + (size_t)sg * d, *oo = dout + (size_t)sg * d;
-                double *o = out + (size_t)sg * d, *bb = b + (size_t)sg * d, *a = dq ? dq + (size_t)sg * d : NULL;
+                double *qq = q + (size_t)sg * d, *oo = dout + (size_t)sg * dv;
+                double *o = out + (size_t)sg * dv, *bb = b + (size_t)sg * d, *a = dq ? dq + (size_t)sg * d : NULL;
                 double sc = 0, dp = 0;
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < d; x++)
                     sc += qq[x] * k[x];
+                for (int x = 0; x < dv; x++)
                     dp += oo[x] * v[x];
-                }
                 sc *= scale;
                 double mn = sc > m[sg] ? sc : m[sg];
                 double corr = exp(m[sg] - mn), p = exp(sc - mn);
                 l[sg] = l[sg] * corr + p;
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < dv; x++)
                     o[x] = o[x] * corr + p * v[x];
-                    if (a) {
-                        a[x] = a[x] * corr + p * dp * k[x];
-                        bb[x] = bb[x] * corr + p * k[x];
-                    }
+                for (int x = 0; a && x < d; x++) {
+                    a[x] = a[x] * corr + p * dp * k[x];
+                    bb[x] = bb[x] * corr + p * k[x];
                 }
                 m[sg] = mn;
             }
         }
     }
     for (int sg = 0; sg < ng; sg++) {
-        double *o = out + (size_t)sg * d, *oo = dout + (size_t)sg * d, *bb = b + (size_t)sg * d;
+        double *o = out + (size_t)sg * dv, *oo = dout + (size_t)sg * dv, *bb = b + (size_t)sg * d;
         if (l[sg] == 0) {
             lse[sg] = -INFINITY;
             continue;
         }
         lse[sg] = m[sg] + log(l[sg]);
         double D = 0;
-        for (int x = 0; x < d; x++) {
+        for (int x = 0; x < dv; x++) {
             o[x] /= l[sg];
             D += oo[x] * o[x];
         }
@@ -328,11 +338,11 @@ out:
 void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows, int kv_head, fa4cp_lse_d_fn lse_d,
                         void *ctx, double *dk, double *dv)
 {
-    int d = c->head_dim, group = c->heads / c->kv_heads;
+    int d = c->head_dim, dw = c->head_dim_v, group = c->heads / c->kv_heads;
     int64_t len = c->seqlen[seq], base = c->cu_tokens[seq];
     double scale = 1.0 / sqrt((double)d);
-    double *k = malloc(sizeof(double) * (size_t)n * d * 2), *v = k + (size_t)n * d;
-    double *q = malloc(sizeof(double) * (size_t)d * 2), *dout = q + d;
+    double *k = malloc(sizeof(double) * (size_t)n * ((size_t)d + (size_t)dw)), *v = k + (size_t)n * d;
+    double *q = malloc(sizeof(double) * ((size_t)d + (size_t)dw)), *dout = q + d;
     int64_t *lo = malloc(sizeof(int64_t) * (size_t)n * 2), *hi = lo + n;
     if (!k || !q || !lo)
         goto out;
@@ -344,9 +354,9 @@ void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows
         if (hi[s] > hi_all)
             hi_all = hi[s];
         fa4cp_gen_row(c, FA4CP_GEN_K, base + rows[s], kv_head, k + (size_t)s * d);
-        fa4cp_gen_row(c, FA4CP_GEN_V, base + rows[s], kv_head, v + (size_t)s * d);
+        fa4cp_gen_row(c, FA4CP_GEN_V, base + rows[s], kv_head, v + (size_t)s * dw);
         memset(dk + (size_t)s * d, 0, sizeof(double) * (size_t)d);
-        memset(dv + (size_t)s * d, 0, sizeof(double) * (size_t)d);
+        memset(dv + (size_t)s * dw, 0, sizeof(double) * (size_t)dw);
     }
     for (int64_t i = lo_all; i <= hi_all; i++) {
         int any = 0;
@@ -365,17 +375,17 @@ void fa4cp_ref_key_rows(const fa4cp_case *c, int seq, int n, const int64_t *rows
             for (int s = 0; s < n; s++) {
                 if (i < lo[s] || i > hi[s])
                     continue;
-                double *kk = k + (size_t)s * d, *vv = v + (size_t)s * d;
+                double *kk = k + (size_t)s * d, *vv = v + (size_t)s * dw;
                 double sc = 0, dp = 0;
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < d; x++)
                     sc += q[x] * kk[x];
+                for (int x = 0; x < dw; x++)
                     dp += dout[x] * vv[x];
-                }
                 double p = exp(sc * scale - lse), ds = p * (dp - D) * scale;
-                for (int x = 0; x < d; x++) {
-                    dv[(size_t)s * d + x] += p * dout[x];
+                for (int x = 0; x < dw; x++)
+                    dv[(size_t)s * dw + x] += p * dout[x];
+                for (int x = 0; x < d; x++)
                     dk[(size_t)s * d + x] += ds * q[x];
-                }
             }
         }
     }

@@ -5,6 +5,7 @@
 #endif
 #include "report.h"
 #include "core/json.h"
+#include "results.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,34 +35,30 @@ static void mask_of(const json_t *v, char *buf, size_t len)
         snprintf(buf, len, "%s", causal ? "causal" : "full");
 }
 
+static void tell_skip(void *ctx, const char *path, long line, const char *why)
+{
+    (void)ctx;
+    fprintf(stderr, "fa4cp-report: %s:%ld: %s\n", path, line, why);
+}
+
+/* Through the results reader (results.h): a line of at most 16 MiB, a
+ * binary or endless file given up, torn and other lines that are not records
+ * skipped and named with file:line, and counted. */
 int rep_load(rep_set *s, const char *arg)
 {
-    char path[4096];
-    struct stat sb;
-    if (!stat(arg, &sb) && S_ISDIR(sb.st_mode))
-        snprintf(path, sizeof path, "%s/results.jsonl", arg);
-    else
-        snprintf(path, sizeof path, "%s", arg);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "fa4cp-report: cannot read %s: %s\n", path, strerror(errno));
+    fa4cp_results_reader *rd = NULL;
+    if (fa4cp_results_open(arg, tell_skip, NULL, &rd)) {
+        fprintf(stderr, "fa4cp-report: %s\n", fa4cp_last_error());
         return -1;
     }
     s->files++;
-    char *line = NULL;
-    size_t len = 0;
-    int lineno = 0;
-    while (getline(&line, &len, f) > 0) {
-        lineno++;
-        if (line[strspn(line, " \t\r\n")] == 0)
-            continue;
-        char err[160];
-        json_t *v = fa4cp_json_parse(line, err, sizeof err);
-        if (!v) {
-            fprintf(stderr, "fa4cp-report: %s:%d: not JSON (%s); line skipped\n", path, lineno, err);
-            s->bad++;
-            continue;
-        }
+    const char *path = fa4cp_results_path(rd);
+    json_t *v = NULL;
+    long lineno = 0;
+    for (;;) {
+        fa4cp_results_next(rd, &v, &lineno);
+        if (!v)
+            break;
         const char *status = fa4cp_json_str(v, "result.status", "");
         if (strcmp(status, "OK") && strcmp(status, "BELOW GATE")) {
             fa4cp_json_free(v);
@@ -89,6 +86,7 @@ int rep_load(rep_set *s, const char *arg)
         r->heads = (int)fa4cp_json_num(v, "config.attention.heads", 0);
         r->kv_heads = (int)fa4cp_json_num(v, "config.attention.kv_heads", 0);
         r->d = (int)fa4cp_json_num(v, "config.attention.head_dim", 0);
+        r->dv = (int)fa4cp_json_num(v, "config.attention.head_dim_v", r->d);
         r->gpus = (int)fa4cp_json_num(v, "config.cp.size", 0);
         r->nodes = (int)fa4cp_json_num(v, "env.nodes", 0);
         r->replicas = (int)fa4cp_json_num(v, "env.replicas", 0);
@@ -103,15 +101,19 @@ int rep_load(rep_set *s, const char *arg)
         r->order = s->n;
         fa4cp_json_free(v);
         if (r->gpus <= 0 || r->tokens <= 0 || !(r->fwd_ms > 0)) {
-            fprintf(stderr, "fa4cp-report: %s:%d: record without cp.size, tokens or fwd_ms; skipped\n", path,
+            fprintf(stderr, "fa4cp-report: %s:%ld: record without cp.size, tokens or fwd_ms; skipped\n", path,
                     lineno);
             s->bad++;
             continue;
         }
         s->n++;
     }
-    free(line);
-    fclose(f);
+    const fa4cp_results_counts *c = fa4cp_results_counted(rd);
+    s->bad += (int)(c->torn + c->not_json + c->unreadable);
+    if (c->torn + c->not_json + c->unreadable)
+        fprintf(stderr, "fa4cp-report: %s: %ld record(s) read; skipped: %ld torn line(s), %ld line(s) not JSON%s\n",
+                path, c->records, c->torn, c->not_json, c->unreadable ? ", and the rest of the file" : "");
+    fa4cp_results_close(rd);
     return 0;
 }
 
@@ -136,16 +138,20 @@ const char *rep_tokens(long long t, char *buf, size_t len)
 
 void rep_shape_label(const rep_rec *r, int weak, char *buf, size_t len)
 {
-    char tb[32];
-    snprintf(buf, len, "%s, %s tokens%s, h %d/%d, d %d, %s, %s", r->comm,
+    char tb[32], db[32];
+    if (r->dv == r->d)
+        snprintf(db, sizeof db, "%d", r->d);
+    else
+        snprintf(db, sizeof db, "%d/%d", r->d, r->dv);
+    snprintf(buf, len, "%s, %s tokens%s, h %d/%d, d %s, %s, %s", r->comm,
              rep_tokens(weak ? r->tokens / r->gpus : r->tokens, tb, sizeof tb), weak ? " per GPU" : "",
-             r->heads, r->kv_heads, r->d, r->dtype, r->mask);
+             r->heads, r->kv_heads, db, r->dtype, r->mask);
 }
 
 static void shape_key(const rep_rec *r, char *buf, size_t len, int weak)
 {
-    snprintf(buf, len, "%s|%s|%lld|%d|%d|%d|%s|%s|%s", weak ? "weak" : "strong", r->comm,
-             weak ? r->tokens / r->gpus : r->tokens, r->heads, r->kv_heads, r->d, r->dtype, r->mask,
+    snprintf(buf, len, "%s|%s|%lld|%d|%d|%d|%d|%s|%s|%s", weak ? "weak" : "strong", r->comm,
+             weak ? r->tokens / r->gpus : r->tokens, r->heads, r->kv_heads, r->d, r->dv, r->dtype, r->mask,
              r->backend);
 }
 

@@ -12,6 +12,7 @@ typedef struct rep_rec {
     char comm[24], dtype[12], mask[32], backend[12], name[64], job[32];
     long long tokens;
     int heads, kv_heads, d, gpus, nodes, replicas, backward;
+    int dv; /* head_dim_v (head_dim in records without it) */
     double fwd_ms, bwd_ms, fwd_tf, bwd_tf, err;
     int order; /* input order */
 } rep_rec;

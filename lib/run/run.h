@@ -19,7 +19,8 @@ typedef enum run_verdict {
     RUN_RUNTIME = 3, /* CUDA, NCCL, PMIx, memory, transport */
     RUN_TIMEOUT = 4, /* a case ran past run.timeout */
     RUN_VERIFY = 5,  /* verification failed */
-    RUN_GATE = 6     /* below a performance gate */
+    RUN_GATE = 6,    /* below a performance gate */
+    RUN_LAUNCH = 8   /* started the wrong way: srun without --mpi=pmix (every task) */
 } run_verdict;
 
 typedef struct world_info {
@@ -42,7 +43,7 @@ typedef struct case_outcome {
     /* phase times (ms): max over ranks (-1: not reached); wall: the whole
      * case on this process, from its memory checks to its verdict */
     double setup_ms, gen_ms, timed_ms, check_ms, wall_ms;
-    char msg[600];
+    char msg[1200];
 } case_outcome;
 
 /* The communicators of a multi-process run - NCCL for cuda cases, mpi for
@@ -76,6 +77,8 @@ int run_world_plan(world_info *w, int nodes, const char *tpn, const char *dist);
 double run_host_mem_available(void); /* bytes, -1 unknown */
 const char *run_mask_text(const fa4cp_case *c, char *buf, size_t len);
 void run_heads_text(const fa4cp_case *c, char *buf, size_t len);
+/* "128", or "192/128" when head_dim_v differs */
+void run_dims_text(const fa4cp_case *c, char *buf, size_t len);
 /* "fa4cp 0.1.0, NCCL .., CUDA .. (kernels sm_90a), driver .." (the driver
  * only when query_driver) */
 void run_versions(char *buf, size_t len, int query_driver);
@@ -100,6 +103,10 @@ int run_layout_summary(const world_info *w, fa4cp_workload *const *wl, int nfile
  * message (msg) and a TAP bail-out text (bail). */
 int run_session_open(run_session *s, world_info *w, fa4cp_workload *const *wl, int nfiles, char *msg,
                      size_t msglen, char *bail, size_t baillen);
+/* Can case c run here: what its backend's kernels take (head dims, dtypes),
+ * then memory (the GPUs through NVML, the host); dry: no GPU touched and no
+ * device needed.  RUN_OK, or a verdict with the reason in msg. */
+int run_case_runnable(const fa4cp_case *c, const world_info *w, int dry, char *msg, size_t len);
 /* Run case c: memory checks, every process agreeing, the run, the verdict. */
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc);
 void run_session_close(run_session *s);
@@ -113,13 +120,35 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
 int run_mp_agree(const world_info *w, int code, const char *why, const char *what, char *msg, size_t len);
 int run_mp_gpu_ready(const world_info *w, char *why, size_t len);
 void run_mp_watch_start(const world_info *w);
+/* Called by the multi-process watchdog, on its thread, when case c ran past
+ * run.timeout, just before it aborts the job with msg: the runner records
+ * the case TIMEOUT and the rest NOT RUN and prints its footer. */
+void run_mp_watch_on_fire(void (*fn)(void *ctx, const fa4cp_case *c, const char *msg), void *ctx);
 void run_mp_close(mp_state *m);
+
+/* ---- run_watch.c */
+/* The watchdog's message: "case N (label) WHY: rank R still running (host H:
+ * forward iteration 2 of 3, there for 6.1 s) - it is behind; the others:
+ * rank 0: <its transport timeout, naming whom it waited for>".  done[r]:
+ * rank r returned (its status and msg in res[r]); the rest report progress.
+ * Returns the number of ranks named behind. */
+int run_watch_behind(const fa4cp_case *c, const world_info *w, const rank_result *res, const int *done, int n,
+                     double now_s, const char *why, char *msg, size_t len);
+/* 1 after run_local gave up on ranks that never returned (their threads
+ * still run): the process must end without cleaning up after the case */
+int run_local_abandoned(void);
 
 /* ---- run_judge.c */
 void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, int nr, case_outcome *oc);
 int run_worse(int a, int b); /* the more severe of two verdicts */
-void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
-                    const rank_result *rr, int nr);
+/* Append case c's record to OUTDIR/results.jsonl: 0, or -1 (said on stderr). */
+int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                   const rank_result *rr, int nr);
+/* --resume: the identity of a case (its record's "config", canonical text),
+ * from the case or from a record read back; free() them */
+char *run_config_key(const fa4cp_case *c);
+struct json_t;
+char *run_record_config_key(const struct json_t *rec);
 /* argv of the run, as given, written into every record (env.argv); copied,
  * kept to the end of the process */
 void run_record_argv(int argc, char **argv);

@@ -37,6 +37,48 @@
 
 const char *const run_err_names[NERR] = {"out", "lse", "dq", "dk", "dv"};
 
+/* ------------------------------------------------------------------ signals */
+
+static volatile sig_atomic_t stop_sig;
+
+static void on_stop(int sig)
+{
+    if (stop_sig == sig) { /* the second time: at once */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    stop_sig = sig;
+}
+
+void run_signals_install(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGUSR1};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
+int run_stop_signal(void) { return stop_sig; }
+
+void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t len)
+{
+    switch (phase) {
+    case RUN_PHASE_START: snprintf(buf, len, "starting the case"); break;
+    case RUN_PHASE_GEN: snprintf(buf, len, "generating its inputs"); break;
+    case RUN_PHASE_WARM_FWD: snprintf(buf, len, "forward warm-up %d of %d", iter + 1, c->warmup); break;
+    case RUN_PHASE_FWD: snprintf(buf, len, "forward iteration %d of %d", iter + 1, c->iters); break;
+    case RUN_PHASE_WARM_BWD: snprintf(buf, len, "backward warm-up %d of %d", iter + 1, c->warmup); break;
+    case RUN_PHASE_BWD: snprintf(buf, len, "backward iteration %d of %d", iter + 1, c->iters); break;
+    case RUN_PHASE_CHECK: snprintf(buf, len, "verifying"); break;
+    default: snprintf(buf, len, "done"); break;
+    }
+}
+
 #ifdef FA4CP_CP_CONFIG_INIT
 
 int run_exec_available(void) { return 1; }
@@ -95,6 +137,34 @@ int run_plan_print(const fa4cp_case *c, int cp_rank, FILE *f)
 }
 
 /* one timed call: CUDA events on the cuda backend, host clock on the cpu */
+/* ------------------------------------------------------------------ progress and stopping */
+
+static void set_phase(rank_result *r, int phase, int iter)
+{
+    __atomic_store_n(&r->iter, iter, __ATOMIC_RELAXED);
+    double t = now_ms() * 1e-3;
+    __atomic_store(&r->phase_t, &t, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->phase, phase, __ATOMIC_RELEASE);
+}
+
+/* Before a timed iteration, every rank of the group learns whether one of
+ * them was asked to stop (an all-reduce of the signal: all stop at the same
+ * iteration, so none is left waiting in a collective).  Host transports; a
+ * device transport keeps its barrier and stops between cases. */
+static fa4cp_status sync_or_stop(fa4cp_comm *comm, int *stop)
+{
+    *stop = 0;
+    if (fa4cp_comm_device_memory(comm))
+        return fa4cp_comm_barrier(comm);
+    float mine = (float)run_stop_signal(), all = 0;
+    fa4cp_comm_req *req = NULL;
+    fa4cp_status st = fa4cp_comm_all_reduce(comm, &mine, &all, 1, FA4CP_FP32, FA4CP_REDUCE_MAX, NULL, &req);
+    if (!st)
+        st = fa4cp_comm_wait(comm, req, NULL);
+    *stop = st ? 0 : (int)all;
+    return st;
+}
+
 static fa4cp_status timed_call(devbufs *d, fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd, double *ms,
                                rank_result *r)
 {
@@ -130,22 +200,34 @@ static void inject_signal(const fa4cp_case *c, int world_rank)
 /* Warmup, then run.iters timed calls, a barrier before each (per-step CUDA
  * events on the last one on the cuda backend): the median in *ms; with the
  * device, the last call's step timings in *t and whether they came in *timed. */
+/* The warm-up and the timed iterations of one direction.  Before each timed
+ * iteration the ranks agree whether to stop (sync_or_stop); *stop then says
+ * the signal, and *ms is the median over the iterations that completed. */
 static fa4cp_status timed_phase(const fa4cp_case *c, fa4cp_comm *comm, fa4cp_cp *cp, const fa4cp_cp_args *a,
                                 devbufs *dev, int bwd, double *times, double *ms, fa4cp_cp_timing *t, int *timed,
-                                rank_result *r)
+                                int *stop, rank_result *r)
 {
     fa4cp_status st;
-    for (int i = 0; i < c->warmup; i++)
+    int *done = bwd ? &r->bwd_done : &r->fwd_done;
+    for (int i = 0; i < c->warmup; i++) {
+        set_phase(r, bwd ? RUN_PHASE_WARM_BWD : RUN_PHASE_WARM_FWD, i);
         if ((st = bwd ? fa4cp_cp_bwd(cp, a) : fa4cp_cp_fwd(cp, a)))
             return st;
+    }
     for (int i = 0; i < c->iters; i++) {
+        set_phase(r, bwd ? RUN_PHASE_BWD : RUN_PHASE_FWD, i);
         if (dev->on && i == c->iters - 1)
             fa4cp_cp_set_timing(cp, 1);
-        if ((st = fa4cp_comm_barrier(comm)) || (st = timed_call(dev, cp, a, bwd, &times[i], r)))
+        if ((st = sync_or_stop(comm, stop)))
             return st;
+        if (*stop)
+            break;
+        if ((st = timed_call(dev, cp, a, bwd, &times[i], r)))
+            return st;
+        *done = i + 1;
     }
-    *ms = median(times, c->iters);
-    if (dev->on) {
+    *ms = *done ? median(times, *done) : -1;
+    if (dev->on && !*stop) {
         t->struct_size = sizeof *t;
         *timed = fa4cp_cp_last_timing(cp, t) == FA4CP_OK;
         fa4cp_cp_set_timing(cp, 0);
@@ -160,7 +242,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
 {
     fa4cp_status st = FA4CP_OK;
     int cp_rank = fa4cp_comm_rank(comm);
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dv = c->head_dim_v;
     size_t es = fa4cp_dtype_size(c->dtype), les = fa4cp_dtype_size(fa4cp_lse_dtype(c->dtype));
     int cuda = c->backend == FA4CP_BACKEND_CUDA;
     /* host copies: every tensor on the cpu backend; on cuda only the outputs
@@ -176,6 +258,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     memset(&b, 0, sizeof b);
     memset(&dev, 0, sizeof dev);
     memset(r, 0, sizeof *r);
+    set_phase(r, RUN_PHASE_GEN, 0);
     r->rank = world_rank;
     r->fwd_ms = r->bwd_ms = -1;
     r->setup_ms = r->gen_ms = r->timed_ms = r->check_ms = -1;
@@ -184,7 +267,10 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     fa4cp_log_set_rank(world_rank);
     double t_setup = now_ms();
     b.rows = c->padded_tokens / c->cp;
+    /* q, dq, k, dk: head_dim wide; out, dout, v, dv: head_dim_v (the cuda
+     * staging below runs only equal head dims: run_case_runnable) */
     size_t qn = (size_t)b.rows * h * d, kn = (size_t)b.rows * hk * d;
+    size_t on = (size_t)b.rows * h * dv, vn = (size_t)b.rows * hk * dv;
     times = malloc(sizeof(double) * (size_t)c->iters);
     b.map = fa4cp_malloc(sizeof(int64_t) * (size_t)(b.rows ? b.rows : 1), "row map");
     if (!times || !b.map) {
@@ -195,14 +281,14 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     if (host_in) {
         b.q = fa4cp_malloc(qn * es, "q");
         b.k = fa4cp_malloc(kn * es, "k");
-        b.v = fa4cp_malloc(kn * es, "v");
-        if (!b.q || !b.k || !b.v || (c->backward && !(b.dout = fa4cp_malloc(qn * es, "dout")))) {
+        b.v = fa4cp_malloc(vn * es, "v");
+        if (!b.q || !b.k || !b.v || (c->backward && !(b.dout = fa4cp_malloc(on * es, "dout")))) {
             st = FA4CP_ERR_NOMEM;
             goto out;
         }
     }
     if (host_out) {
-        b.out = fa4cp_calloc(qn, es, "out");
+        b.out = fa4cp_calloc(on, es, "out");
         b.lse = fa4cp_calloc((size_t)b.rows * h, les, "lse");
         if (!b.out || !b.lse) {
             st = FA4CP_ERR_NOMEM;
@@ -211,7 +297,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         if (c->backward) {
             b.dq = fa4cp_calloc(qn, es, "dq");
             b.dk = fa4cp_calloc(kn, es, "dk");
-            b.dv = fa4cp_calloc(kn, es, "dv");
+            b.dv = fa4cp_calloc(vn, es, "dv");
             if (!b.dq || !b.dk || !b.dv) {
                 st = FA4CP_ERR_NOMEM;
                 goto out;
@@ -258,8 +344,13 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     a.out = dev.on ? dev.out : b.out;
     a.lse = dev.on ? dev.lse : b.lse;
     a.stream = dev.stream;
-    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->tf, &r->timed, r)))
+    int stop = 0;
+    if ((st = timed_phase(c, comm, cp, &a, &dev, 0, times, &r->fwd_ms, &r->tf, &r->timed, &stop, r)))
         goto out;
+    if (stop) { /* what it measured stays; no backward, no check */
+        r->interrupted = stop;
+        goto out;
+    }
     inject_signal(c, world_rank); /* test only: mid-case, between forward and backward */
     if (c->backward) {
         a.dout = dev.on ? dev.dout : b.dout;
@@ -267,9 +358,13 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         a.dk = dev.on ? dev.dk : b.dk;
         a.dv = dev.on ? dev.dv : b.dv;
         int timed_b = 0;
-        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->tb, &timed_b, r)))
+        if ((st = timed_phase(c, comm, cp, &a, &dev, 1, times, &r->bwd_ms, &r->tb, &timed_b, &stop, r)))
             goto out;
         r->timed = r->timed && timed_b;
+        if (stop) {
+            r->interrupted = stop;
+            goto out;
+        }
     }
     r->timed_ms = now_ms() - t_timed;
     double t_check = now_ms();
@@ -288,7 +383,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
             if (dk)
                 i = ((size_t)row * hk + run_sample_kv_head(c, cp_rank, seq, 2)) * (size_t)d + (size_t)(d - 1);
             else
-                i = ((size_t)row * h + run_sample_kv_head(c, cp_rank, seq, 1) * (h / hk)) * (size_t)d;
+                i = ((size_t)row * h + run_sample_kv_head(c, cp_rank, seq, 1) * (h / hk)) * (size_t)dv;
             void *host = dk ? b.dk : b.out, *devp = dk ? dev.dk : dev.out;
             if (host_out)
                 fa4cp_store(c->dtype, host, i, fa4cp_load(c->dtype, host, i) + 8.0);
@@ -296,6 +391,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
                 goto out;
         }
     }
+    set_phase(r, RUN_PHASE_CHECK, 0);
     if ((c->check == FA4CP_CHECK_SAMPLED || gpu_full) && dev.on) {
         st = run_verify_gpu(c, comm, cp_rank, &b, &dev, gpu_full, r);
     } else if (c->check != FA4CP_CHECK_OFF) {
@@ -313,9 +409,9 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
                 for (int hh = 0; hh < h; hh++)
                     for (int64_t l = 0; l < b.rows; l++) {
                         double s = 0;
-                        size_t base = ((size_t)l * h + hh) * d;
+                        size_t base = ((size_t)l * h + hh) * dv;
                         if (b.map[l] >= 0)
-                            for (int x = 0; x < d; x++)
+                            for (int x = 0; x < dv; x++)
                                 s += fa4cp_load(c->dtype, b.dout, base + x) * fa4cp_load(c->dtype, b.out, base + x);
                         b.D[(size_t)hh * b.rows + l] = s;
                     }
@@ -327,6 +423,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     }
     r->check_ms = now_ms() - t_check;
 out:
+    set_phase(r, RUN_PHASE_DONE, 0);
     r->status = st;
     if (st && !r->msg[0])
         snprintf(r->msg, sizeof r->msg, "%s", fa4cp_last_error()[0] ? fa4cp_last_error() : fa4cp_strerror(st));

@@ -23,7 +23,26 @@ typedef struct rank_result {
     int timed;
     fa4cp_cp_timing tf, tb;
     char msg[480];
+    /* interrupted (SIGINT/SIGTERM/SIGUSR1): the signal, and how many timed
+     * iterations each direction completed (the medians are over those) */
+    int interrupted, fwd_done, bwd_done;
+    /* progress, for the watchdog (written by the rank, read by others with
+     * __atomic loads): RUN_PHASE_*, the iteration in it, when it got there */
+    int phase, iter;
+    double phase_t;
 } rank_result;
+
+enum { RUN_PHASE_START, RUN_PHASE_GEN, RUN_PHASE_WARM_FWD, RUN_PHASE_FWD, RUN_PHASE_WARM_BWD, RUN_PHASE_BWD,
+       RUN_PHASE_CHECK, RUN_PHASE_DONE };
+/* "forward iteration 2 of 10" for a rank's phase */
+void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t len);
+
+/* Signals (SIGINT, SIGTERM, SIGUSR1): the runner installs handlers that
+ * only note the signal; the ranks stop between two timed iterations (agreed
+ * over the transport), the case is recorded INTERRUPTED, the rest NOT RUN.
+ * A second signal of the same kind ends the process at once. */
+void run_signals_install(void);
+int run_stop_signal(void); /* 0, or the signal that asked to stop */
 
 /* Run one case on one rank: generate its shard, time forward (and backward)
  * through the CP executor over `comm`, verify as the case says.  Fills r.

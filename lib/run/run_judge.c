@@ -105,8 +105,12 @@ void run_judge(const fa4cp_case *c, const world_info *w, const rank_result *rr, 
 
 int run_worse(int a, int b)
 {
-    /* severity: runtime 3 > timeout 4 > verify 5 > gate 6 > usage 2 > ok */
+    /* severity: interrupted (128 + signal) > runtime 3 > timeout 4 > verify 5 > gate 6 > usage 2 > ok */
+    if (a >= 128 || b >= 128)
+        return a >= 128 ? a : b;
     static const int rank_of[7] = {0, 0, 1, 5, 4, 3, 2};
+    if (a < 0 || a > 6 || b < 0 || b > 6) /* 8 and others: the larger */
+        return a > b ? a : b;
     return rank_of[b] > rank_of[a] ? b : a;
 }
 
@@ -185,8 +189,80 @@ void run_ring_bw_print(FILE *f)
                 ring_bw.net_bytes / (ring_bw.net_ms * 1e6));
 }
 
-void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
-                       const rank_result *rr, int nr)
+/* The "config" member of a record: what the case ran with. */
+static void write_config(fa4cp_jw *jw, const fa4cp_case *c)
+{
+    fa4cp_jw_begin(jw, "config", 0);
+    fa4cp_jw_begin(jw, "attention", 0);
+    fa4cp_jw_int(jw, "heads", c->heads);
+    fa4cp_jw_int(jw, "kv_heads", c->kv_heads);
+    fa4cp_jw_int(jw, "head_dim", c->head_dim);
+    fa4cp_jw_int(jw, "head_dim_v", c->head_dim_v);
+    fa4cp_jw_str(jw, "dtype", fa4cp_dtype_name(c->dtype));
+    fa4cp_jw_bool(jw, "causal", c->causal);
+    fa4cp_jw_begin(jw, "window", 1);
+    fa4cp_jw_int(jw, NULL, c->window_left);
+    fa4cp_jw_int(jw, NULL, c->window_right);
+    fa4cp_jw_end(jw, 1);
+    fa4cp_jw_str(jw, "layout", c->layout_bshd ? "bshd" : "thd");
+    fa4cp_jw_bool(jw, "pad_between_seqs", c->pad_between_seqs);
+    fa4cp_jw_str(jw, "distribution", fa4cp_seq_dist_name(c->dist));
+    fa4cp_jw_int(jw, "batch", c->batch);
+    fa4cp_jw_int(jw, "tokens", c->tokens);
+    fa4cp_jw_int(jw, "padded_tokens", c->padded_tokens);
+    fa4cp_jw_int(jw, "max_seqlen", c->max_seqlen);
+    fa4cp_jw_begin(jw, "sequences", 1);
+    for (int i = 0; i < c->batch && i < 4096; i++)
+        fa4cp_jw_int(jw, NULL, c->seqlen[i]);
+    fa4cp_jw_end(jw, 1);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "cp", 0);
+    fa4cp_jw_int(jw, "size", c->cp);
+    fa4cp_jw_str(jw, "comm", fa4cp_cp_comm_name(c->comm));
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "run", 0);
+    fa4cp_jw_str(jw, "backend", fa4cp_backend_name(c->backend));
+    fa4cp_jw_int(jw, "warmup", c->warmup);
+    fa4cp_jw_int(jw, "iters", c->iters);
+    fa4cp_jw_bool(jw, "backward", c->backward);
+    fa4cp_jw_str(jw, "check", fa4cp_check_mode_name(c->check));
+    fa4cp_jw_int(jw, "samples", c->samples);
+    fa4cp_jw_int(jw, "seed", (long long)c->seed);
+    fa4cp_jw_num(jw, "timeout", c->timeout_s);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_begin(jw, "gate", 0);
+    fa4cp_jw_num(jw, "fwd_tflops", c->gate_fwd_tflops);
+    fa4cp_jw_num(jw, "bwd_tflops", c->gate_bwd_tflops);
+    fa4cp_jw_end(jw, 0);
+    fa4cp_jw_end(jw, 0);
+}
+
+/* A canonical text of a configuration (keys sorted, compact), the identity
+ * of a case for --resume. */
+static char *config_text(const json_t *config)
+{
+    return config ? json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS | FA4CP_JSON_REAL) : NULL;
+}
+
+char *run_config_key(const fa4cp_case *c)
+{
+    fa4cp_jw j;
+    char *key = NULL;
+    fa4cp_jw_init(&j);
+    fa4cp_jw_begin(&j, NULL, 0);
+    write_config(&j, c);
+    fa4cp_jw_end(&j, 0);
+    json_t *v = j.failed ? NULL : fa4cp_json_parse(j.buf, NULL, 0); /* as a reader sees it */
+    key = config_text(fa4cp_json_get(v, "config"));
+    fa4cp_json_free(v);
+    fa4cp_jw_free(&j);
+    return key;
+}
+
+char *run_record_config_key(const json_t *rec) { return config_text(fa4cp_json_get(rec, "config")); }
+
+int run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c, const case_outcome *oc,
+                   const rank_result *rr, int nr)
 {
     fa4cp_jw j;
     double fwd, bwd;
@@ -206,48 +282,7 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     fa4cp_jw_int(&j, "case", c->index);
     fa4cp_jw_str(&j, "name", c->name);
     fa4cp_jw_str(&j, "label", c->label);
-    fa4cp_jw_begin(&j, "config", 0);
-    fa4cp_jw_begin(&j, "attention", 0);
-    fa4cp_jw_int(&j, "heads", c->heads);
-    fa4cp_jw_int(&j, "kv_heads", c->kv_heads);
-    fa4cp_jw_int(&j, "head_dim", c->head_dim);
-    fa4cp_jw_str(&j, "dtype", fa4cp_dtype_name(c->dtype));
-    fa4cp_jw_bool(&j, "causal", c->causal);
-    fa4cp_jw_begin(&j, "window", 1);
-    fa4cp_jw_int(&j, NULL, c->window_left);
-    fa4cp_jw_int(&j, NULL, c->window_right);
-    fa4cp_jw_end(&j, 1);
-    fa4cp_jw_str(&j, "layout", c->layout_bshd ? "bshd" : "thd");
-    fa4cp_jw_bool(&j, "pad_between_seqs", c->pad_between_seqs);
-    fa4cp_jw_str(&j, "distribution", fa4cp_seq_dist_name(c->dist));
-    fa4cp_jw_int(&j, "batch", c->batch);
-    fa4cp_jw_int(&j, "tokens", c->tokens);
-    fa4cp_jw_int(&j, "padded_tokens", c->padded_tokens);
-    fa4cp_jw_int(&j, "max_seqlen", c->max_seqlen);
-    fa4cp_jw_begin(&j, "sequences", 1);
-    for (int i = 0; i < c->batch && i < 4096; i++)
-        fa4cp_jw_int(&j, NULL, c->seqlen[i]);
-    fa4cp_jw_end(&j, 1);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "cp", 0);
-    fa4cp_jw_int(&j, "size", c->cp);
-    fa4cp_jw_str(&j, "comm", fa4cp_cp_comm_name(c->comm));
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "run", 0);
-    fa4cp_jw_str(&j, "backend", fa4cp_backend_name(c->backend));
-    fa4cp_jw_int(&j, "warmup", c->warmup);
-    fa4cp_jw_int(&j, "iters", c->iters);
-    fa4cp_jw_bool(&j, "backward", c->backward);
-    fa4cp_jw_str(&j, "check", fa4cp_check_mode_name(c->check));
-    fa4cp_jw_int(&j, "samples", c->samples);
-    fa4cp_jw_int(&j, "seed", (long long)c->seed);
-    fa4cp_jw_num(&j, "timeout", c->timeout_s);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_begin(&j, "gate", 0);
-    fa4cp_jw_num(&j, "fwd_tflops", c->gate_fwd_tflops);
-    fa4cp_jw_num(&j, "bwd_tflops", c->gate_bwd_tflops);
-    fa4cp_jw_end(&j, 0);
-    fa4cp_jw_end(&j, 0);
+    write_config(&j, c);
     fa4cp_jw_begin(&j, "env", 0);
     fa4cp_jw_str(&j, "fa4cp", fa4cp_version());
     fa4cp_jw_str(&j, "fa4cp_git", FA4CP_GIT_REVISION);
@@ -429,9 +464,13 @@ void run_write_json(const char *outdir, const world_info *w, const fa4cp_case *c
     }
     fa4cp_jw_end(&j, 0);
     fa4cp_jw_end(&j, 0);
-    if (j.failed || fa4cp_results_append(outdir, j.buf))
+    int rc = 0;
+    if (j.failed || fa4cp_results_append(outdir, j.buf)) {
         fprintf(stderr, "fa4cp-run: cannot record case %d: %s\n", c->index,
                 j.failed ? j.error : fa4cp_last_error());
+        rc = -1;
+    }
     fa4cp_jw_free(&j);
+    return rc;
 }
 

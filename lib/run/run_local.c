@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 
+static int abandoned;
+int run_local_abandoned(void) { return abandoned; }
+
 static double mono_s(void)
 {
     struct timespec ts;
@@ -98,6 +101,7 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
      * a case past run.timeout ends it with exit 4.  Never a hang. */
     double t_start = mono_s(), t_failed = -1;
     int failed = -1;
+    int *done = calloc((size_t)ranks, sizeof *done);
     for (;;) {
         int ndone = 0;
         for (int r = 0; r < started; r++) {
@@ -111,26 +115,32 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
         }
         if (ndone == started)
             break;
+        /* the case ends here (recorded by the caller, the rest NOT RUN); the
+         * ranks that never returned are left running: the caller ends the
+         * process without cleaning up after them */
         if (failed >= 0 && mono_s() - t_failed > 2.0) {
-            fflush(stdout);
-            fprintf(stderr, "fa4cp-run: case %d (%s): rank %d failed: %s; the other ranks cannot finish the case: "
-                    "ending the job\n", c->index, c->label[0] ? c->label : c->name, res[failed].rank, res[failed].msg);
-            _exit(RUN_RUNTIME);
+            snprintf(msg, msglen, "rank %d failed: %.400s; the other ranks cannot finish the case: ending the job",
+                     res[failed].rank, res[failed].msg);
+            abandoned = 1; /* the caller says it, records it and ends the job */
+            free(done);
+            return RUN_RUNTIME;
         }
         if (mono_s() - t_start > c->timeout_s + 5.0) {
-            fflush(stdout);
-            int r = 0;
-            while (r < started && __atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE))
-                r++;
-            fprintf(stderr, "fa4cp-run: case %d (%s) ran past run.timeout = %g s: rank %d still running; ending the job\n",
-                    c->index, c->label[0] ? c->label : c->name, c->timeout_s, r);
-            _exit(RUN_TIMEOUT);
+            char why[64];
+            for (int r = 0; r < ranks; r++)
+                done[r] = r >= started || __atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE);
+            snprintf(why, sizeof why, "ran past run.timeout = %g s", c->timeout_s);
+            run_watch_behind(c, w, res, done, ranks, mono_s(), why, msg, msglen);
+            abandoned = 1;
+            free(done);
+            return RUN_TIMEOUT;
         }
         /* 1 ms naps for the first second, then 20 ms: a short case is not
          * held up by the watcher's sleep */
         struct timespec nap = {0, (mono_s() - t_start < 1.0 ? 1 : 20) * 1000 * 1000};
         nanosleep(&nap, NULL);
     }
+    free(done);
     for (int r = 0; r < started; r++)
         pthread_join(th[r], NULL);
     started = 0;

@@ -43,6 +43,9 @@ static struct {
     int case_index;
     double timeout_s;
     char what[256];
+    const fa4cp_case *c;
+    const rank_result *mine; /* this rank's progress in the case */
+    char host[FA4CP_HOST_MAX];
 } mp_watch;
 static pthread_mutex_t mp_watch_m = PTHREAD_MUTEX_INITIALIZER;
 
@@ -55,6 +58,17 @@ static double mono_now(void)
 
 /* The case watchdog: a rank still in a case 5 s past run.timeout ends the
  * job (a hang in host code, where no NCCL watchdog looks). */
+static void (*on_fire)(void *ctx, const fa4cp_case *c, const char *msg);
+static void *on_fire_ctx;
+
+void run_mp_watch_on_fire(void (*fn)(void *ctx, const fa4cp_case *c, const char *msg), void *ctx)
+{
+    pthread_mutex_lock(&mp_watch_m);
+    on_fire = fn;
+    on_fire_ctx = ctx;
+    pthread_mutex_unlock(&mp_watch_m);
+}
+
 static void *mp_watchdog(void *arg)
 {
     (void)arg;
@@ -63,13 +77,27 @@ static void *mp_watchdog(void *arg)
         nanosleep(&nap, NULL);
         pthread_mutex_lock(&mp_watch_m);
         double dl = mp_watch.deadline;
+        const rank_result *mine = mp_watch.mine;
+        const fa4cp_case *wc = mp_watch.c;
         pthread_mutex_unlock(&mp_watch_m);
         if (dl > 0 && mono_now() > dl) {
-            char msg[900], waiting[320];
+            /* say where this rank is: every rank that can still speak says it, so the
+             * ranks that are behind (or silent: stopped, dead) stand out */
+            char msg[1400], where[96] = "?", waiting[320];
+            double since = 0;
             fa4cp_mpi_waiting_for(waiting, sizeof waiting);
-            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s on this rank%s%s%s; ending the job "
-                     "(exit 4 in local mode; the launcher reports the abort)", mp_watch.case_index, mp_watch.what,
-                     mp_watch.timeout_s, waiting[0] ? " (waiting for " : "", waiting, waiting[0] ? ")" : "");
+            if (mine && wc) {
+                __atomic_load(&mine->phase_t, &since, __ATOMIC_RELAXED);
+                run_phase_text(wc, __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE),
+                               __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+            }
+            snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s: rank %d (host %s) is at %s (for %.1f s)"
+                     "%s%s%s; the ranks that say nothing are stopped or dead; ending the job (the launcher reports the "
+                     "abort)", mp_watch.case_index, mp_watch.what, mp_watch.timeout_s, mp_watch.rank, mp_watch.host,
+                     where, since > 0 ? mono_now() - since : 0.0, waiting[0] ? ", waiting for " : "", waiting, "");
+            /* the runner records the case TIMEOUT and the rest NOT RUN (rank 0) before the abort */
+            if (on_fire && wc)
+                on_fire(on_fire_ctx, wc, msg);
             fflush(stdout);
             fa4cp_world_abort(mp_watch.world, msg);
         }
@@ -226,19 +254,26 @@ int run_procs(mp_state *m, const fa4cp_case *c, const world_info *w, int inject,
     mp_comms_for(m, w, c);
     fa4cp_layout_place_of(m->layout, w->rank, &pl);
     mp_watch_set(c);
+    pthread_mutex_lock(&mp_watch_m);
+    mp_watch.c = c;
+    mp_watch.mine = &mine;
+    pthread_mutex_unlock(&mp_watch_m);
     int cpu = c->backend == FA4CP_BACKEND_CPU;
     run_case_rank(c, cpu ? m->mcomms.cp : m->comms.cp, w->rank, cpu ? -1 : w->table[w->rank].gpu,
                   ((inject & 1) && pl.cp_group == 0) | (inject & ~1), &mine);
     mp_watch_set(NULL);
+    pthread_mutex_lock(&mp_watch_m);
+    mp_watch.mine = NULL;
+    pthread_mutex_unlock(&mp_watch_m);
     if (cpu && (mine.status == FA4CP_ERR_TIMEOUT || mine.status == FA4CP_ERR_PEER)) {
         /* an mpi wait ran out, or MPI lost a peer: the message names the rank
          * that never answered (ranks of the CP group; an MPI rank is the world
          * rank); that rank cannot join the results exchange either */
-        char m2[1100], ring[160] = "";
+        char m2[1700], ring[160] = "";
         const int *g = fa4cp_layout_cp_group(m->layout, pl.cp_group);
         for (int i = 0, at = 0; g && i < c->cp && at < (int)sizeof ring - 16; i++)
             at += snprintf(ring + at, sizeof ring - (size_t)at, "%s%d", i ? ", " : "", g[i]);
-        snprintf(m2, sizeof m2, "case %d (%.200s): %.600s (CP group %d is world ranks [%s] by CP rank; MPI rank = "
+        snprintf(m2, sizeof m2, "case %d (%.200s): %.1100s (CP group %d is world ranks [%s] by CP rank; MPI rank = "
                  "world rank); ending the job", c->index, c->label[0] ? c->label : c->name, mine.msg, pl.cp_group,
                  ring);
         fflush(stdout);
@@ -275,6 +310,7 @@ void run_mp_watch_start(const world_info *w)
 {
     mp_watch.world = w->world;
     mp_watch.rank = w->rank;
+    snprintf(mp_watch.host, sizeof mp_watch.host, "%s", w->table[w->rank].host);
     pthread_t wd;
     if (pthread_create(&wd, NULL, mp_watchdog, NULL) == 0)
         pthread_detach(wd);

@@ -8,6 +8,7 @@
 #include "run.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,30 +155,46 @@ static double wall_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+int run_case_runnable(const fa4cp_case *c, const world_info *w, int dry, char *msg, size_t len)
+{
+    /* what the backend's kernels take (head dims, dtypes) */
+    if (fa4cp_attn_supports(c->backend, c->dtype, c->head_dim, c->head_dim_v, c->backward)) {
+        snprintf(msg, len, "run.backend %s cannot run it: %s", fa4cp_backend_name(c->backend), fa4cp_last_error());
+        return RUN_USAGE;
+    }
+    if (dry && w->kind && !strcmp(w->kind, "plan"))
+        return RUN_OK; /* a planned cluster: its memory is not this machine's */
+    /* memory: the GPUs (NVML, when it can tell), the host */
+    if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, msg, len))
+        return RUN_RUNTIME;
+    if (!dry && c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
+        snprintf(msg, len,
+                 "run.backend cuda is not available here: no usable CUDA device, or this build has no "
+                 "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
+        return RUN_RUNTIME;
+    }
+    if (c->backend == FA4CP_BACKEND_CPU || !dry) {
+        /* host memory: shared by the ranks of this process, or of this node */
+        double avail = run_host_mem_available();
+        size_t need = fa4cp_case_memory(c, 1);
+        int mp = w->procs > 1;
+        int sharing = mp && w->table ? w->table[w->rank].local_size : w->size;
+        if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
+                                                 "host memory (MemAvailable per rank)")) {
+            snprintf(msg, len, "%s", fa4cp_last_error());
+            return RUN_RUNTIME;
+        }
+    }
+    return RUN_OK;
+}
+
 void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcome *oc)
 {
     const world_info *w = s->w;
     double t0 = wall_ms();
     memset(oc, 0, sizeof *oc);
     memset(res, 0, sizeof *res * (size_t)w->size);
-    if (c->backend == FA4CP_BACKEND_CUDA && run_check_gpu_memory(c, w, oc->msg, sizeof oc->msg)) {
-        oc->exit_code = RUN_RUNTIME;
-    } else if (c->backend == FA4CP_BACKEND_CUDA && !fa4cp_backend_available(FA4CP_BACKEND_CUDA)) {
-        oc->exit_code = RUN_RUNTIME;
-        snprintf(oc->msg, sizeof oc->msg,
-                 "run.backend cuda is not available here: no usable CUDA device, or this build has no "
-                 "CUDA kernels (configure --with-cuda, run on a GPU node, or --backend cpu)");
-    } else {
-        /* host memory: shared by the ranks of this process, or of this node */
-        double avail = run_host_mem_available();
-        size_t need = fa4cp_case_memory(c, 1);
-        int sharing = s->mp ? w->table[w->rank].local_size : w->size;
-        if (avail > 0 && fa4cp_case_check_memory(c, need, (size_t)(avail / (sharing > 0 ? sharing : 1)),
-                                                 "host memory (MemAvailable per rank)")) {
-            oc->exit_code = RUN_RUNTIME;
-            snprintf(oc->msg, sizeof oc->msg, "%s", fa4cp_last_error());
-        }
-    }
+    oc->exit_code = run_case_runnable(c, w, 0, oc->msg, sizeof oc->msg);
     if (s->mp) { /* every process skips a case that one of them cannot run */
         char agreed[sizeof oc->msg], what[64];
         snprintf(what, sizeof what, "case %d", c->index);
@@ -193,8 +210,29 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
         if (rc)
             oc->exit_code = rc;
     }
+    int sig = 0, fdone = c->iters, bdone = c->iters;
+    for (int r = 0; r < w->size && !oc->exit_code; r++)
+        if (res[r].interrupted) {
+            sig = res[r].interrupted;
+            fdone = res[r].fwd_done < fdone ? res[r].fwd_done : fdone;
+            bdone = res[r].bwd_done < bdone ? res[r].bwd_done : bdone;
+        }
     if (!oc->exit_code) {
         run_judge(c, w, res, w->size, oc);
+        if (sig) { /* stopped between two timed iterations: what it measured stays */
+            oc->exit_code = 128 + sig;
+            oc->result = "INTERRUPTED";
+            for (int t = 0; t < NERR; t++)
+                oc->err_t[t] = -1;
+            oc->err = -1;
+            const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1"
+                                                                                               : "a signal";
+            if (fdone < c->iters || !c->backward)
+                bdone = 0;
+            snprintf(oc->msg, sizeof oc->msg,
+                     "interrupted by %s after %d of %d timed forward and %d of %d backward iteration(s); the times "
+                     "are over those, not verified", name, fdone, c->iters, bdone, c->backward ? c->iters : 0);
+        }
         oc->wall_ms = wall_ms() - t0;
         return;
     }

@@ -219,10 +219,11 @@ static void *sample_worker(void *p)
     sjob *j = w->job;
     const fa4cp_case *c = j->c;
     const bufs *b = j->b;
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, group = h / hk;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dv = c->head_dim_v, group = h / hk;
+    int wd = d > dv ? d : dv; /* the reference rows: out (dv) and dq (d); dk (d) and dv (dv) */
     fa4cp_dtype ldt = fa4cp_lse_dtype(c->dtype);
     acc *a = &j->accs[w->id];
-    double *out = malloc(sizeof(double) * 64 * (size_t)group * d * 2), *dq = out ? out + (size_t)64 * group * d : NULL;
+    double *out = malloc(sizeof(double) * 64 * (size_t)group * wd * 2), *dq = out ? out + (size_t)64 * group * wd : NULL;
     double *lse = malloc(sizeof(double) * 64 * (size_t)group);
     if (!out || !lse) {
         __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
@@ -239,18 +240,18 @@ static void *sample_worker(void *p)
             for (int k = 0; k < m; k++)
                 for (int gg = 0; gg < group; gg++) {
                     int head = kvh * group + gg;
-                    size_t base = ((size_t)x->sl[k] * h + head) * (size_t)d, ri = ((size_t)k * group + gg) * d;
-                    acc_vec(a, ERR_OUT, out + ri, c->dtype, b->out, base, d);
+                    size_t row = (size_t)x->sl[k] * h + head, ri = (size_t)k * group + gg;
+                    acc_vec(a, ERR_OUT, out + ri * dv, c->dtype, b->out, row * dv, dv);
                     acc_lse(a, lse[k * group + gg], fa4cp_load(ldt, b->lse, (size_t)head * b->rows + (size_t)x->sl[k]));
                     if (c->backward)
-                        acc_vec(a, ERR_DQ, dq + ri, c->dtype, b->dq, base, d);
+                        acc_vec(a, ERR_DQ, dq + ri * d, c->dtype, b->dq, row * d, d);
                 }
         } else {
             fa4cp_ref_key_rows(c, x->seq, m, x->so, kvh, lse_d, (void *)j->g, out, dq);
             for (int k = 0; k < m; k++) {
-                size_t base = ((size_t)x->sl[k] * hk + kvh) * (size_t)d;
-                acc_vec(a, ERR_DK, out + (size_t)k * d, c->dtype, b->dk, base, d);
-                acc_vec(a, ERR_DV, dq + (size_t)k * d, c->dtype, b->dv, base, d);
+                size_t row = (size_t)x->sl[k] * hk + kvh;
+                acc_vec(a, ERR_DK, out + (size_t)k * d, c->dtype, b->dk, row * d, d);
+                acc_vec(a, ERR_DV, dq + (size_t)k * dv, c->dtype, b->dv, row * dv, dv);
             }
         }
         j->rows[w->id] += m;
@@ -396,13 +397,14 @@ static void *full_worker(void *p)
 {
     fjob *j = p;
     const fa4cp_case *c = j->c;
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, group = h / hk;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dw = c->head_dim_v, group = h / hk;
     int64_t T = c->tokens;
-    size_t qn = (size_t)T * group * d, kn = (size_t)T * d;
-    double *q = malloc(sizeof(double) * (qn * 4 + kn * 4 + (size_t)T * group));
-    double *dout = q ? q + qn : NULL, *o = dout ? dout + qn : NULL, *dq = o ? o + qn : NULL;
-    double *k = dq ? dq + qn : NULL, *v = k ? k + kn : NULL, *dk = v ? v + kn : NULL, *dv = dk ? dk + kn : NULL;
-    double *lse = dv ? dv + kn : NULL;
+    /* q, dq, k, dk: head_dim wide; dout, out, v, dv: head_dim_v */
+    size_t qn = (size_t)T * group * d, kn = (size_t)T * d, on = (size_t)T * group * dw, vn = (size_t)T * dw;
+    double *q = malloc(sizeof(double) * (qn * 2 + on * 2 + kn * 2 + vn * 2 + (size_t)T * group));
+    double *dout = q ? q + qn : NULL, *o = dout ? dout + on : NULL, *dq = o ? o + on : NULL;
+    double *k = dq ? dq + qn : NULL, *v = k ? k + kn : NULL, *dk = v ? v + vn : NULL, *dv = dk ? dk + kn : NULL;
+    double *lse = dv ? dv + vn : NULL;
     for (;;) {
         int g = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
         if (g >= hk || __atomic_load_n(&j->failed, __ATOMIC_RELAXED))
@@ -417,10 +419,10 @@ static void *full_worker(void *p)
         for (int64_t t = 0; t < T; t++) {
             for (int gg = 0; gg < group; gg++) {
                 fa4cp_gen_row(c, FA4CP_GEN_Q, t, g * group + gg, q + ((size_t)t * group + gg) * d);
-                fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, g * group + gg, dout + ((size_t)t * group + gg) * d);
+                fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, g * group + gg, dout + ((size_t)t * group + gg) * dw);
             }
             fa4cp_gen_row(c, FA4CP_GEN_K, t, g, k + (size_t)t * d);
-            fa4cp_gen_row(c, FA4CP_GEN_V, t, g, v + (size_t)t * d);
+            fa4cp_gen_row(c, FA4CP_GEN_V, t, g, v + (size_t)t * dw);
         }
         fa4cp_attn_args a2 = FA4CP_ATTN_ARGS_INIT;
         a2.dtype = FA4CP_FP64;
@@ -428,6 +430,7 @@ static void *full_worker(void *p)
         a2.heads = group;
         a2.kv_heads = 1;
         a2.head_dim = d;
+        a2.head_dim_v = dw;
         a2.total_q = a2.total_k = T;
         a2.cu_seqlens_q = a2.cu_seqlens_k = j->cu;
         a2.max_seqlen_q = a2.max_seqlen_k = c->max_seqlen;
@@ -457,14 +460,14 @@ static void *full_worker(void *p)
         for (int64_t t = 0; t < T; t++) {
             for (int gg = 0; gg < group; gg++) {
                 int hh = g * group + gg;
-                memcpy(j->o + ((size_t)t * h + hh) * d, o + ((size_t)t * group + gg) * d, sizeof(double) * d);
+                memcpy(j->o + ((size_t)t * h + hh) * dw, o + ((size_t)t * group + gg) * dw, sizeof(double) * dw);
                 if (c->backward)
                     memcpy(j->dq + ((size_t)t * h + hh) * d, dq + ((size_t)t * group + gg) * d, sizeof(double) * d);
                 j->lse[(size_t)hh * T + t] = lse[(size_t)gg * T + t];
             }
             if (c->backward) {
                 memcpy(j->dk + ((size_t)t * hk + g) * d, dk + (size_t)t * d, sizeof(double) * d);
-                memcpy(j->dv + ((size_t)t * hk + g) * d, dv + (size_t)t * d, sizeof(double) * d);
+                memcpy(j->dv + ((size_t)t * hk + g) * dw, dv + (size_t)t * dw, sizeof(double) * dw);
             }
         }
     }
@@ -502,27 +505,28 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
                                 const void *glse, rank_result *r)
 {
     fa4cp_status st = FA4CP_OK;
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, cp = c->cp;
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dw = c->head_dim_v, cp = c->cp;
     size_t es = fa4cp_dtype_size(c->dtype);
     size_t qb = (size_t)b->rows * h * d * es, kb = (size_t)b->rows * hk * d * es;
+    size_t ob = (size_t)b->rows * h * dw * es, vb = (size_t)b->rows * hk * dw * es;
     void *gout = NULL, *gdq = NULL, *gdk = NULL, *gdv = NULL;
     double *o = NULL, *lse = NULL, *dq = NULL, *dk = NULL, *dv = NULL;
     int32_t *cu = NULL;
     acc a;
     memset(&a, 0, sizeof a);
-    if ((st = run_gather(comm, b->out, qb, &gout, r)))
+    if ((st = run_gather(comm, b->out, ob, &gout, r)))
         goto out;
     if (c->backward && ((st = run_gather(comm, b->dq, qb, &gdq, r)) || (st = run_gather(comm, b->dk, kb, &gdk, r)) ||
-                        (st = run_gather(comm, b->dv, kb, &gdv, r))))
+                        (st = run_gather(comm, b->dv, vb, &gdv, r))))
         goto out;
     if (cp_rank != 0)
         goto out;
     /* the non-CP reference: float64, unpadded batch, one kv head per job */
     int64_t T = c->tokens;
-    o = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference out");
+    o = fa4cp_malloc(sizeof(double) * (size_t)T * h * dw, "reference out");
     dq = fa4cp_malloc(sizeof(double) * (size_t)T * h * d, "reference dq");
     dk = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference dk");
-    dv = fa4cp_malloc(sizeof(double) * (size_t)T * hk * d, "reference dv");
+    dv = fa4cp_malloc(sizeof(double) * (size_t)T * hk * dw, "reference dv");
     lse = fa4cp_malloc(sizeof(double) * (size_t)T * h, "reference lse");
     cu = fa4cp_malloc(sizeof(int32_t) * ((size_t)c->batch + 1), "reference cu_seqlens");
     if (!o || !dq || !dk || !dv || !lse || !cu) {
@@ -540,18 +544,18 @@ fa4cp_status run_verify_full(const fa4cp_case *c, fa4cp_comm *comm, int cp_rank,
             if (t < 0)
                 continue;
             for (int hh = 0; hh < h; hh++) {
-                size_t gi = (((size_t)rr * b->rows + l) * h + hh) * d, ri = ((size_t)t * h + hh) * d;
-                acc_vec(&a, ERR_OUT, o + ri, c->dtype, gout, gi, d);
+                size_t gi = ((size_t)rr * b->rows + l) * h + hh, ri = (size_t)t * h + hh; /* rows */
+                acc_vec(&a, ERR_OUT, o + ri * dw, c->dtype, gout, gi * dw, dw);
                 acc_lse(&a, lse[(size_t)hh * T + t],
                         fa4cp_load(ldt, glse, ((size_t)rr * h + hh) * b->rows + (size_t)l));
                 if (c->backward)
-                    acc_vec(&a, ERR_DQ, dq + ri, c->dtype, gdq, gi, d);
+                    acc_vec(&a, ERR_DQ, dq + ri * d, c->dtype, gdq, gi * d, d);
             }
             if (c->backward)
                 for (int hh = 0; hh < hk; hh++) {
-                    size_t gi = (((size_t)rr * b->rows + l) * hk + hh) * d, ri = ((size_t)t * hk + hh) * d;
-                    acc_vec(&a, ERR_DK, dk + ri, c->dtype, gdk, gi, d);
-                    acc_vec(&a, ERR_DV, dv + ri, c->dtype, gdv, gi, d);
+                    size_t gi = ((size_t)rr * b->rows + l) * hk + hh, ri = (size_t)t * hk + hh;
+                    acc_vec(&a, ERR_DK, dk + ri * d, c->dtype, gdk, gi * d, d);
+                    acc_vec(&a, ERR_DV, dv + ri * dw, c->dtype, gdv, gi * dw, dw);
                 }
             r->rows_checked++;
         }

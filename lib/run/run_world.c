@@ -32,7 +32,7 @@ int run_world_up(world_info *w, int ranks)
     cfg.local_ranks = ranks;
     fa4cp_status st = fa4cp_world_init(&cfg, &w->world);
     if (st) /* the caller prints fa4cp_last_error() */
-        return st == FA4CP_ERR_LAUNCH ? RUN_USAGE : st == FA4CP_ERR_TIMEOUT ? RUN_TIMEOUT : RUN_RUNTIME;
+        return st == FA4CP_ERR_LAUNCH ? RUN_LAUNCH : st == FA4CP_ERR_TIMEOUT ? RUN_TIMEOUT : RUN_RUNTIME;
     w->kind = fa4cp_world_kind_name(fa4cp_world_kind_of(w->world));
     w->rank = fa4cp_world_rank(w->world);
     w->size = fa4cp_world_size(w->world);
@@ -150,6 +150,14 @@ void run_heads_text(const fa4cp_case *c, char *buf, size_t len)
         snprintf(buf, len, "%d", c->heads);
     else
         snprintf(buf, len, "%d/%d", c->heads, c->kv_heads);
+}
+
+void run_dims_text(const fa4cp_case *c, char *buf, size_t len)
+{
+    if (c->head_dim_v == c->head_dim)
+        snprintf(buf, len, "%d", c->head_dim);
+    else
+        snprintf(buf, len, "%d/%d", c->head_dim, c->head_dim_v);
 }
 
 /* GPUs that `ranks` ranks really use: one each, except on the cuda backend

@@ -94,8 +94,8 @@ static fa4cp_status push_case(fa4cp_workload *w, fa4cp_case *c)
     return FA4CP_OK;
 }
 
-/* Apply one override: its value is parsed as YAML, so lists work too. */
-static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
+/* The field an override sets (a bare leaf name finds its section); NULL if none. */
+static const field *override_field(const fa4cp_override *o)
 {
     const field *f = wl_field_by_path(o->key);
     if (!f) {
@@ -103,6 +103,50 @@ static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
         if (home && !strchr(o->key, '.'))
             f = wl_field_by_path(home);
     }
+    return f;
+}
+
+/* The shape of a YAML text before it is loaded: at most MAX_DEPTH nested
+ * collections, counted on the parser's events, which stops at the first
+ * level too deep (O(size) work; a syntax error is left to the loader, which
+ * reports it with its mark). */
+static fa4cp_status check_depth(const char *name, const unsigned char *buf, size_t len)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    fa4cp_status st = FA4CP_OK;
+    int depth = 0;
+    if (!yaml_parser_initialize(&p))
+        return fa4cp_set_error(FA4CP_ERR_NOMEM, "cannot initialise the YAML parser");
+    yaml_parser_set_input_string(&p, buf, len);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &ev))
+            break;
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > MAX_DEPTH) {
+                st = fa4cp_set_error(FA4CP_ERR_INVALID,
+                                     "%s:%d:%d: nested deeper than %d levels: a workload is a few levels of "
+                                     "mappings and lists (docs/workloads.md); refused before loading",
+                                     name, (int)ev.start_mark.line + 1, (int)ev.start_mark.column + 1, MAX_DEPTH);
+                yaml_event_delete(&ev);
+                break;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&p);
+    return st;
+}
+
+/* Apply one override: its value is parsed as YAML, so lists work too. */
+static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
+{
+    const field *f = override_field(o);
     if (!f) {
         const char *paths[NFIELDS];
         for (int i = 0; i < NFIELDS; i++)
@@ -113,7 +157,9 @@ static fa4cp_status apply_override(draft *d, const fa4cp_override *o)
     }
     yaml_parser_t parser;
     yaml_document_t doc;
-    fa4cp_status st = FA4CP_OK;
+    fa4cp_status st = check_depth("command line", (const unsigned char *)o->value, strlen(o->value));
+    if (st)
+        return st;
     if (!yaml_parser_initialize(&parser))
         return fa4cp_set_error(FA4CP_ERR_NOMEM, "yaml parser");
     yaml_parser_set_input_string(&parser, (const unsigned char *)o->value, strlen(o->value));
@@ -229,8 +275,16 @@ static fa4cp_status load_document(const char *file, int docno, yaml_document_t *
                 int pl = (int)strnlen(dims[di].path[k], PATHLEN - 16);
                 snprintf(ipath, sizeof ipath, "%.*s[%d]", pl, dims[di].path[k], idx[di]);
                 FA4CP_TRY(wl_set_field(&x, &cur, dims[di].f[k], item, ipath));
+                /* the label says what the case runs with: a --set of a swept key wins */
                 char vt[96];
-                wl_node_text(doc, item, vt, sizeof vt);
+                const char *set = NULL;
+                for (int i = 0; i < nov; i++)
+                    if (override_field(&ov[i]) == dims[di].f[k])
+                        set = ov[i].value;
+                if (set)
+                    snprintf(vt, sizeof vt, "%s", set);
+                else
+                    wl_node_text(doc, item, vt, sizeof vt);
                 if (at < sizeof cur.c.label)
                     at += (size_t)snprintf(cur.c.label + at, sizeof cur.c.label - at, "%s%s=%s", at ? " " : "",
                                            dims[di].f[k]->path, vt);
@@ -327,10 +381,18 @@ fa4cp_status fa4cp_workload_load_buffer(const char *name, const void *buf, size_
     if (!out)
         return fa4cp_set_error(FA4CP_ERR_INVALID, "out is NULL");
     *out = NULL;
+    if (!name)
+        name = "<buffer>";
+    if (len > MAX_FILE_BYTES)
+        return fa4cp_set_error(FA4CP_ERR_INVALID, "%s: %zu bytes: a workload file is at most %u MiB", name, len,
+                               MAX_FILE_BYTES >> 20);
+    fa4cp_status cs = check_depth(name, buf, len);
+    if (cs)
+        return cs;
     if (!yaml_parser_initialize(&parser))
         return fa4cp_set_error(FA4CP_ERR_NOMEM, "cannot initialise the YAML parser");
     yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
-    fa4cp_status st = load_parser(name ? name : "<buffer>", &parser, ov, nov, out);
+    fa4cp_status st = load_parser(name, &parser, ov, nov, out);
     yaml_parser_delete(&parser);
     return st;
 }
@@ -367,15 +429,41 @@ fa4cp_status fa4cp_workload_load(const char *path, const fa4cp_override *ov, int
     FILE *f = fopen(path, "rb");
     if (!f)
         return fa4cp_set_error(FA4CP_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    yaml_parser_t parser;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return fa4cp_set_error(FA4CP_ERR_NOMEM, "cannot initialise the YAML parser");
+    /* read at most the cap (and one byte more, to know it is over): a pipe,
+     * /dev/zero or a huge file is refused after MAX_FILE_BYTES, not read on */
+    size_t cap = 0, len = 0;
+    unsigned char *buf = NULL;
+    fa4cp_status st = FA4CP_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap > MAX_FILE_BYTES) {
+                st = fa4cp_set_error(FA4CP_ERR_INVALID, "%s: more than %u MiB: a workload file is at most %u MiB",
+                                     path, MAX_FILE_BYTES >> 20, MAX_FILE_BYTES >> 20);
+                break;
+            }
+            size_t ncap = cap ? cap * 2 : 64 * 1024;
+            if (ncap > MAX_FILE_BYTES + 1)
+                ncap = MAX_FILE_BYTES + 1;
+            unsigned char *nb = realloc(buf, ncap);
+            if (!nb) {
+                st = fa4cp_set_error(FA4CP_ERR_NOMEM, "%s: out of memory while reading", path);
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t k = fread(buf + len, 1, cap - len, f);
+        len += k;
+        if (k == 0) {
+            if (ferror(f))
+                st = fa4cp_set_error(FA4CP_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
     }
-    yaml_parser_set_input_file(&parser, f);
-    fa4cp_status st = load_parser(path, &parser, ov, nov, out);
-    yaml_parser_delete(&parser);
     fclose(f);
+    if (!st)
+        st = fa4cp_workload_load_buffer(path, buf, len, ov, nov, out);
+    free(buf);
     return st;
 }
 

@@ -77,6 +77,8 @@ fa4cp_status wl_finalize(const char *file, draft *d, int ncases_seqs_left)
                     "missing: give a list of lengths or a generator {count, total}");
     if (!m[F_KV_HEADS].set)
         c->kv_heads = c->heads;
+    if (!m[F_HEAD_DIM_V].set) /* v as wide as q and k */
+        c->head_dim_v = c->head_dim;
     if (c->heads % c->kv_heads)
         return wl_merr(file, m[F_KV_HEADS].set ? &m[F_KV_HEADS] : &m[F_HEADS], NULL,
                     "heads = %d is not a multiple of kv_heads = %d (grouped-query attention needs it)",
@@ -159,7 +161,7 @@ fa4cp_status wl_finalize(const char *file, draft *d, int ncases_seqs_left)
     fa4cp_cp_config cfg;
     const mark *cm = m[F_CP_COMM].set ? &m[F_CP_COMM] : &m[F_CP_SIZE];
     if (fa4cp_case_cp_config(c, &cfg) == FA4CP_OK) {
-        if (fa4cp_cp_validate(&cfg, c->cp, batch, c->cu_padded, 0) != FA4CP_OK) {
+        if (fa4cp_cp_validate_shape(&cfg, c->cp, batch, c->cu_padded, 0) != FA4CP_OK) {
             char msg[700];
             snprintf(msg, sizeof msg, "%s", fa4cp_last_error());
             return wl_merr(file, cm, cm->set ? NULL : "cp", "%s", msg);
@@ -187,6 +189,7 @@ fa4cp_status fa4cp_case_cp_config(const fa4cp_case *c, fa4cp_cp_config *cfg)
     cfg->heads = c->heads;
     cfg->kv_heads = c->kv_heads;
     cfg->head_dim = c->head_dim;
+    cfg->head_dim_v = c->head_dim_v;
     cfg->causal = c->causal;
     cfg->window_left = c->window_left;
     cfg->window_right = c->window_right;
@@ -240,7 +243,8 @@ void fa4cp_case_flops(const fa4cp_case *c, double *fwd, double *bwd)
     double pairs = 0;
     for (int i = 0; i < c->batch; i++)
         pairs += visible_pairs(c->seqlen[i], c->causal, c->window_left, c->window_right);
-    double f = 4.0 * pairs * c->head_dim * c->heads;
+    /* FlashAttention's count: 2*d per pair for QK^T, 2*dv for PV */
+    double f = 2.0 * pairs * (c->head_dim + c->head_dim_v) * c->heads;
     if (fwd)
         *fwd = f;
     if (bwd)
@@ -253,17 +257,19 @@ size_t fa4cp_case_memory(const fa4cp_case *c, int with_full_check)
     double lse_es = c->dtype == FA4CP_FP64 ? 8 : 4;
     double T = (double)c->padded_tokens / c->cp; /* local rows */
     double G = (double)c->padded_tokens;
-    double qrow = (double)c->heads * c->head_dim * es, kvrow = (double)c->kv_heads * c->head_dim * es;
-    double bytes = T * qrow * 2 + T * kvrow * 2 + T * c->heads * lse_es; /* q, out, k, v, lse */
+    /* a row of q (dq), of out (dout), and of k (dk) and v (dv) together */
+    double qrow = (double)c->heads * c->head_dim * es, orow = (double)c->heads * c->head_dim_v * es;
+    double kvrow = (double)c->kv_heads * (c->head_dim + c->head_dim_v) * es;
+    double bytes = T * (qrow + orow + kvrow) + T * c->heads * lse_es; /* q, out, k, v, lse */
     if (c->backward)
-        bytes += T * qrow * 2 + T * kvrow * 2 + T * c->heads * lse_es; /* dout, dq, dk, dv, D */
+        bytes += T * (qrow + orow + kvrow) + T * c->heads * lse_es; /* dout, dq, dk, dv, D */
     fa4cp_cp_config cfg;
     if (fa4cp_case_cp_config(c, &cfg) == FA4CP_OK) /* the executor's own buffers: ask it */
         bytes += (double)fa4cp_cp_workspace_bytes(&cfg, c->cp, c->batch, c->padded_tokens, c->backward);
     if (c->check == FA4CP_CHECK_SAMPLED && c->backward)
         bytes += G * c->heads * 16; /* the gathered LSE and D */
     if (with_full_check && c->check == FA4CP_CHECK_FULL)
-        bytes += G * (qrow * 2 + kvrow * 2) * (c->backward ? 2 : 1) + G * c->heads * 8 * 2;
+        bytes += G * (qrow + orow + kvrow) * (c->backward ? 2 : 1) + G * c->heads * 8 * 2;
     return bytes > (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
 }
 

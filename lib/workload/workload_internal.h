@@ -22,13 +22,18 @@
 #define MAX_SEQS 65536        /* sequences per case */
 #define MAX_CASE_SEQS 4000000 /* sequences over all the cases of a file */
 #define MAX_HEADS 4096
-#define MAX_HEAD_DIM 1024
+#define MAX_HEAD_DIM FA4CP_HEAD_DIM_MAX
 #define MAX_CP 65536
+/* A hostile file is refused before libyaml builds it (libyaml's scanner is
+ * quadratic in the nesting: 100k nested '[' took 60 s to fail).  A workload
+ * is 4 levels deep and a few KiB; the caps leave room for long lists. */
+#define MAX_FILE_BYTES (4u << 20) /* 4 MiB */
+#define MAX_DEPTH 32              /* nested mappings and sequences */
 #define PATHLEN 128
 
 
 enum field_id {
-    F_HEADS, F_KV_HEADS, F_HEAD_DIM, F_DTYPE, F_CAUSAL, F_WINDOW, F_LAYOUT, F_SEQUENCES,
+    F_HEADS, F_KV_HEADS, F_HEAD_DIM, F_HEAD_DIM_V, F_DTYPE, F_CAUSAL, F_WINDOW, F_LAYOUT, F_SEQUENCES,
     F_SEQ_COUNT, F_SEQ_TOTAL, F_SEQ_DIST, F_SEQ_MIN, F_SEQ_MULT, F_PAD,
     F_CP_SIZE, F_CP_COMM,
     F_BACKEND, F_WARMUP, F_ITERS, F_BACKWARD, F_CHECK, F_SAMPLES, F_SEED, F_TIMEOUT,

@@ -11,6 +11,7 @@ const field wl_fields[] = {
     {"attention.heads", F_HEADS, K_INT, 1, MAX_HEADS, NULL},
     {"attention.kv_heads", F_KV_HEADS, K_INT, 1, MAX_HEADS, NULL},
     {"attention.head_dim", F_HEAD_DIM, K_INT, 1, MAX_HEAD_DIM, NULL},
+    {"attention.head_dim_v", F_HEAD_DIM_V, K_INT, 1, MAX_HEAD_DIM, NULL},
     {"attention.dtype", F_DTYPE, K_DTYPE, 0, 0, NULL},
     {"attention.causal", F_CAUSAL, K_BOOL, 0, 0, NULL},
     {"attention.window", F_WINDOW, K_WINDOW, 0, 0, NULL},
@@ -141,6 +142,7 @@ const char *wl_scalar(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
+
 
 const char *wl_node_kind(const yaml_node_t *n)
 {
@@ -326,6 +328,7 @@ fa4cp_status wl_set_field(const ctx *x, draft *d, const field *f, yaml_node_t *n
         case F_HEADS: c->heads = iv; break;
         case F_KV_HEADS: c->kv_heads = iv; break;
         case F_HEAD_DIM: c->head_dim = iv; break;
+        case F_HEAD_DIM_V: c->head_dim_v = iv; break;
         case F_SEQ_COUNT: d->gen_count = iv; break;
         case F_SEQ_TOTAL: c->gen_total = v; break;
         case F_SEQ_MIN: c->gen_min = iv; break;
@@ -365,6 +368,8 @@ fa4cp_status wl_set_field(const ctx *x, draft *d, const field *f, yaml_node_t *n
         if (f->id == F_TIMEOUT) {
             if (v <= 0)
                 return wl_nerr(x, n, path, "must be a positive number of seconds, got %s", s);
+            if (v > FA4CP_TIMEOUT_MAX_S)
+                return wl_nerr(x, n, path, "must be at most %.0f seconds (7 days), got %s", FA4CP_TIMEOUT_MAX_S, s);
             c->timeout_s = v;
         } else {
             if (v < 0)

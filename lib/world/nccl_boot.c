@@ -144,9 +144,7 @@ fa4cp_status fa4cp_nccl_comm_create(fa4cp_world *w, const fa4cp_layout *l,
                                           "FA4CP_NCCL_CONFIG_INIT)", cfg_in->struct_size);
         memcpy(&cfg, cfg_in, cfg_in->struct_size);
     }
-    if (!(cfg.timeout_s > 0))
-        FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_nccl_comm_create: timeout_s %g must be positive",
-                   cfg.timeout_s);
+    FA4CP_TRY(fa4cp_timeout_check("fa4cp_nccl_comm_create: timeout_s", cfg.timeout_s));
     if (fa4cp_layout_size(l) != w->size)
         FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_nccl_comm_create: layout of %d ranks for a world of %d",
                    fa4cp_layout_size(l), w->size);

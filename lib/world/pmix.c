@@ -48,7 +48,9 @@ void fa4cp_pmix_abort(fa4cp_world *w, const char *msg)
 #include <errno.h>
 #include <pmix.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct pmix_state {
     pmix_proc_t me;
@@ -110,14 +112,113 @@ static void value_done(pmix_status_t status, pmix_value_t *kv, void *cbdata)
     op_done(status, cbdata);
 }
 
+/* ------------------------------------------------------------------ peers that are gone
+ * PMIx tells of a process that ended or aborted through an event (where the
+ * launcher's server sends one); the handler notes the rank and wakes the
+ * fence in progress, so the others need not wait for the fence timeout. */
+#define MAX_GONE 16
+static pthread_mutex_t ev_m = PTHREAD_MUTEX_INITIALIZER;
+static waiter *ev_current; /* the fence being waited for */
+static int ev_gone[MAX_GONE], ev_ngone;
+static char ev_what[64];
+
+static void note_gone(size_t id, pmix_status_t status, const pmix_proc_t *source, pmix_info_t info[],
+                      size_t ninfo, pmix_info_t results[], size_t nresults,
+                      pmix_event_notification_cbfunc_fn_t cbfunc, void *cbdata)
+{
+    FA4CP_UNUSED(id);
+    FA4CP_UNUSED(results);
+    FA4CP_UNUSED(nresults);
+    long rank = source ? (long)source->rank : -1;
+    for (size_t i = 0; i < ninfo; i++) /* the process the event is about, when given */
+        if (!strcmp(info[i].key, PMIX_EVENT_AFFECTED_PROC) && info[i].value.type == PMIX_PROC &&
+            info[i].value.data.proc)
+            rank = (long)info[i].value.data.proc->rank;
+    pthread_mutex_lock(&ev_m);
+    if (rank >= 0 && rank < PMIX_RANK_VALID) {
+        int seen = 0;
+        for (int k = 0; k < ev_ngone; k++)
+            seen |= ev_gone[k] == (int)rank;
+        if (!seen && ev_ngone < MAX_GONE)
+            ev_gone[ev_ngone++] = (int)rank;
+    }
+    snprintf(ev_what, sizeof ev_what, "%s", PMIx_Error_string(status));
+    if (ev_current)
+        op_done(PMIX_ERR_PROC_ABORTED, ev_current);
+    pthread_mutex_unlock(&ev_m);
+    if (cbfunc)
+        cbfunc(PMIX_EVENT_ACTION_COMPLETE, NULL, 0, NULL, NULL, cbdata);
+}
+
+static void watch_peers(void)
+{
+    pmix_status_t codes[] = {PMIX_ERR_PROC_ABORTED, PMIX_PROC_TERMINATED, PMIX_EVENT_PROC_TERMINATED,
+                             PMIX_ERR_PROC_TERM_WO_SYNC, PMIX_ERR_LOST_CONNECTION, PMIX_EVENT_JOB_END};
+    pmix_status_t rc = PMIx_Register_event_handler(codes, sizeof codes / sizeof codes[0], NULL, 0, note_gone, NULL,
+                                                   NULL);
+    if (rc < 0)
+        fa4cp_log(FA4CP_LOG_INFO, "PMIx event handler not registered: %s (a dead peer is found by the fence "
+                  "timeout)", PMIx_Error_string(rc));
+}
+
+/* rank r's host, as PMIx knows it ("?" when it does not) */
+static void peer_host(const fa4cp_world *w, int r, char *host, size_t len)
+{
+    pmix_state *s = w->pmix;
+    pmix_proc_t p;
+    pmix_value_t *v = NULL;
+    snprintf(host, len, "?");
+    PMIX_LOAD_PROCID(&p, s->me.nspace, (pmix_rank_t)r);
+    if (PMIx_Get(&p, PMIX_HOSTNAME, NULL, 0, &v) == PMIX_SUCCESS && v && v->type == PMIX_STRING && v->data.string)
+        snprintf(host, len, "%s", v->data.string);
+    if (v)
+        PMIX_VALUE_RELEASE(v);
+}
+
+/* "1 (host1), 3 (host3)" of the ranks the events named; 0 when none */
+static int gone_text(fa4cp_world *w, char *buf, size_t len)
+{
+    int n = 0, gone[MAX_GONE], ng;
+    size_t o = 0;
+    buf[0] = 0;
+    pthread_mutex_lock(&ev_m);
+    ng = ev_ngone;
+    memcpy(gone, ev_gone, sizeof gone);
+    pthread_mutex_unlock(&ev_m);
+    for (int k = 0; k < ng; k++) {
+        char host[256];
+        if (gone[k] == w->rank || gone[k] >= w->procs || o + 80 >= len)
+            continue;
+        peer_host(w, gone[k], host, sizeof host);
+        o += (size_t)snprintf(buf + o, len - o, "%s%d (%s)", n ? ", " : "", gone[k], host);
+        n++;
+    }
+    return n;
+}
+
+/* Test only: FA4CP_TEST_KILL_RANK=R:before|during - rank R (PMIX_RANK, known
+ * before PMIx_Init) kills itself before PMIx_Init, or inside the first
+ * exchange (after its Put and Commit, before the Fence). */
+static void test_kill_hook(const char *when)
+{
+    const char *e = getenv("FA4CP_TEST_KILL_RANK"), *me = getenv("PMIX_RANK");
+    const char *colon = e ? strchr(e, ':') : NULL;
+    if (!colon || !me || atol(e) != atol(me) || strcmp(colon + 1, when))
+        return;
+    static int once;
+    if (once++)
+        return;
+    fprintf(stderr, "fa4cp: FA4CP_TEST_KILL_RANK=%s: rank %s kills itself %s\n", e, me,
+            !strcmp(when, "before") ? "before PMIx_Init" : "during the first exchange");
+    fflush(stderr);
+    raise(SIGKILL);
+}
+
 /* Wait until done or the deadline; 1 if done. */
 static int waiter_wait(waiter *x, double timeout_s)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)((timeout_s - (long long)timeout_s) * 1e9);
-    ts.tv_sec += (time_t)timeout_s + (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    fa4cp_deadline(CLOCK_REALTIME, timeout_s, &ts); /* saturated: never wraps into the past */
     pthread_mutex_lock(&x->m);
     while (!x->done) {
         if (pthread_cond_timedwait(&x->c, &x->m, &ts) == ETIMEDOUT)
@@ -228,6 +329,66 @@ out:
     free(procs);
 }
 
+/* After a fence failed: the peers on this node whose process is gone.  Every
+ * rank publishes its pid (fa4cp.pid, with its first exchange), so a peer that
+ * died after publishing its part - invisible to name_missing - is found by
+ * its node-mates: kill(pid, 0) says ESRCH. */
+/* a process that is no more: gone, or a zombie not yet reaped */
+static int proc_gone(long pid)
+{
+    if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        return 1;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    const char *paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+    return paren && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+static int name_dead_local(fa4cp_world *w, char *buf, size_t len)
+{
+    pmix_state *s = w->pmix;
+    char mine[256], host[256];
+    int n = 0;
+    long *pids = calloc((size_t)w->procs, sizeof *pids);
+    buf[0] = 0;
+    if (!pids)
+        return 0;
+    peer_host(w, w->rank, mine, sizeof mine);
+    for (int r = 0; r < w->procs; r++) {
+        pmix_proc_t p;
+        if (r == w->rank)
+            continue;
+        peer_host(w, r, host, sizeof host);
+        PMIX_LOAD_PROCID(&p, s->me.nspace, (pmix_rank_t)r);
+        if (!strcmp(host, mine) && (get_uint(&p, "fa4cp.pid", 2.0, &pids[r]) != FA4CP_OK || pids[r] <= 0))
+            pids[r] = 0;
+        else if (strcmp(host, mine))
+            pids[r] = 0;
+    }
+    /* the fence fails as the peer's connection drops: its process may take a
+     * moment to end, so look again for up to 2 s */
+    for (int tries = 0; tries < 40 && !n; tries++) {
+        size_t o = 0;
+        for (int r = 0; r < w->procs && o + 80 < len; r++)
+            if (pids[r] && proc_gone(pids[r])) {
+                peer_host(w, r, host, sizeof host);
+                o += (size_t)snprintf(buf + o, len - o, "%s%d (%s, pid %ld)", n++ ? ", " : "", r, host, pids[r]);
+            }
+        if (!n) {
+            struct timespec nap = {0, 50 * 1000 * 1000};
+            nanosleep(&nap, NULL);
+        }
+    }
+    free(pids);
+    return n;
+}
+
 /* Put `bytes` under a fresh key (when data != NULL), Commit, Fence with the
  * deadline.  *key gets the key used. */
 static fa4cp_status publish_and_fence(fa4cp_world *w, const void *data, size_t bytes, char *key,
@@ -252,6 +413,7 @@ static fa4cp_status publish_and_fence(fa4cp_world *w, const void *data, size_t b
         FA4CP_PMIX_TRY(key, PMIx_Put(PMIX_GLOBAL, key, &v));
     }
     FA4CP_PMIX_TRY(key, PMIx_Commit());
+    test_kill_hook("during");
 
     x = waiter_new(w->timeout_s);
     if (!x)
@@ -261,12 +423,28 @@ static fa4cp_status publish_and_fence(fa4cp_world *w, const void *data, size_t b
     /* the server's own timeout a little later than ours, so ours reports first */
     int tmo = (int)(w->timeout_s + 5.999);
     PMIX_INFO_LOAD(&x->info[1], PMIX_TIMEOUT, &tmo, PMIX_INT);
+    pthread_mutex_lock(&ev_m);
+    ev_current = x; /* an event about a dead peer ends the wait */
+    pthread_mutex_unlock(&ev_m);
     rc = PMIx_Fence_nb(&all, 1, x->info, x->ninfo, op_done, x);
     if (rc == PMIX_OPERATION_SUCCEEDED)
         op_done(PMIX_SUCCESS, x);
     else if (rc != PMIX_SUCCESS)
         FA4CP_FAIL(FA4CP_ERR_PMIX, "PMIx_Fence_nb failed: %s", PMIx_Error_string(rc));
-    if (!waiter_wait(x, w->timeout_s) || x->status == PMIX_ERR_TIMEOUT) {
+    int in_time = waiter_wait(x, w->timeout_s);
+    pthread_mutex_lock(&ev_m);
+    ev_current = NULL;
+    pthread_mutex_unlock(&ev_m);
+    char gone[512];
+    if (gone_text(w, gone, sizeof gone)) {
+        if (!x->done)
+            x = NULL; /* leaked on purpose: PMIx may complete it later */
+        FA4CP_FAIL(FA4CP_ERR_PEER,
+                   "PMIx exchange '%s': rank%s %s ended (PMIx event: %s; killed or exited) before "
+                   "the exchange completed; see its own error",
+                   key, strchr(gone, ',') ? "s" : "", gone, ev_what);
+    }
+    if (!in_time || x->status == PMIX_ERR_TIMEOUT) {
         int done = x->done;
         if (!done)
             x = NULL; /* leaked on purpose: PMIx may complete it later */
@@ -277,17 +455,39 @@ static fa4cp_status publish_and_fence(fa4cp_world *w, const void *data, size_t b
                        "PMIx exchange '%s' timed out after %.0f s: rank%s %s never arrived "
                        "(exited or hung before the exchange; see its own error)",
                        key, w->timeout_s, strchr(who, ',') ? "s" : "", who);
+        int dead = name_dead_local(w, who, sizeof who);
+        if (dead)
+            FA4CP_FAIL(FA4CP_ERR_PEER,
+                       "PMIx exchange '%s' timed out after %.0f s: rank%s %s died during the exchange "
+                       "(its process is gone)",
+                       key, w->timeout_s, dead > 1 ? "s" : "", who);
         FA4CP_FAIL(FA4CP_ERR_TIMEOUT,
                    "PMIx exchange '%s' timed out after %.0f s (some rank did not arrive; "
                    "FA4CP_BOOTSTRAP_TIMEOUT sets the limit)",
                    key, w->timeout_s);
     }
-    if (x->status != PMIX_SUCCESS)
+    if (x->status != PMIX_SUCCESS) {
+        /* a fence that failed (PARTIAL-SUCCESS: a peer's part never came):
+         * name the ranks whose data is missing */
+        char who[512];
+        name_missing(w, key, who, sizeof who);
+        if (who[0])
+            FA4CP_FAIL(FA4CP_ERR_PEER,
+                       "PMIx exchange '%s' failed (%s): rank%s %s never contributed (killed or exited "
+                       "during the exchange; see its own error)",
+                       key, PMIx_Error_string(x->status), strchr(who, ',') ? "s" : "", who);
+        int dead = name_dead_local(w, who, sizeof who);
+        if (dead)
+            FA4CP_FAIL(FA4CP_ERR_PEER,
+                       "PMIx exchange '%s' failed (%s): rank%s %s died during the exchange (its process "
+                       "is gone; see the launcher's message for the signal)",
+                       key, PMIx_Error_string(x->status), dead > 1 ? "s" : "", who);
         FA4CP_FAIL(x->status == PMIX_ERR_PROC_ABORTED || x->status == PMIX_ERR_LOST_CONNECTION
                        ? FA4CP_ERR_PEER
                        : FA4CP_ERR_PMIX,
                    "PMIx fence of exchange '%s' failed: %s (a peer may have exited)", key,
                    PMIx_Error_string(x->status));
+    }
 out:
     waiter_free(x);
     return st;
@@ -324,6 +524,7 @@ fa4cp_status fa4cp_pmix_init(fa4cp_world *w)
     if (!s)
         return fa4cp_set_error(FA4CP_ERR_NOMEM, "PMIx: out of memory");
     w->pmix = s;
+    test_kill_hook("before");
     rc = PMIx_Init(&s->me, NULL, 0);
     if (rc != PMIX_SUCCESS)
         FA4CP_FAIL(FA4CP_ERR_PMIX,
@@ -331,6 +532,15 @@ fa4cp_status fa4cp_pmix_init(fa4cp_world *w)
                    "PMIx launcher)?",
                    PMIx_Error_string(rc), (int)rc);
     s->initialized = 1;
+    watch_peers();
+    {
+        /* the pid, for name_dead_local (committed with the first exchange) */
+        pmix_value_t v;
+        PMIX_VALUE_CONSTRUCT(&v);
+        v.type = PMIX_UINT32;
+        v.data.uint32 = (uint32_t)getpid();
+        FA4CP_PMIX_TRY("fa4cp.pid", PMIx_Put(PMIX_GLOBAL, "fa4cp.pid", &v));
+    }
 
     pmix_proc_t wild;
     PMIX_LOAD_PROCID(&wild, s->me.nspace, PMIX_RANK_WILDCARD);

@@ -67,14 +67,12 @@ fa4cp_status fa4cp_world_init(const fa4cp_world_config *cfg_in, fa4cp_world **ou
     if (et && *et) {
         char *end;
         double t = strtod(et, &end);
-        if (*end || !(t > 0))
-            FA4CP_FAIL(FA4CP_ERR_INVALID, "FA4CP_BOOTSTRAP_TIMEOUT='%s' is not a positive number "
-                                          "of seconds", et);
+        if (*end || end == et || fa4cp_timeout_check("FA4CP_BOOTSTRAP_TIMEOUT", t))
+            FA4CP_FAIL(FA4CP_ERR_INVALID, "FA4CP_BOOTSTRAP_TIMEOUT='%s' is not a number of seconds "
+                                          "in (0, %.0f]", et, FA4CP_TIMEOUT_MAX_S);
         cfg.timeout_s = t;
     }
-    if (!(cfg.timeout_s > 0))
-        FA4CP_FAIL(FA4CP_ERR_INVALID, "fa4cp_world_init: timeout_s %g must be positive",
-                   cfg.timeout_s);
+    FA4CP_TRY(fa4cp_timeout_check("fa4cp_world_init: timeout_s", cfg.timeout_s));
 
     if (cfg.kind == FA4CP_WORLD_AUTO) {
         const char *ns = getenv("PMIX_NAMESPACE");
@@ -146,7 +144,8 @@ fa4cp_status fa4cp_world_set_timeout(fa4cp_world *w, double timeout_s)
     if (!w || !(timeout_s > 0))
         return fa4cp_set_error(FA4CP_ERR_INVALID, "fa4cp_world_set_timeout: %s", w ? "timeout must be positive"
                                                                                      : "NULL world");
-    w->timeout_s = timeout_s;
+    /* a bound longer than the maximum is the maximum (no overflow below) */
+    w->timeout_s = timeout_s < FA4CP_TIMEOUT_MAX_S ? timeout_s : FA4CP_TIMEOUT_MAX_S;
     return FA4CP_OK;
 }
 const fa4cp_world_row *fa4cp_world_table(const fa4cp_world *w) { return w ? w->table : NULL; }

@@ -114,45 +114,77 @@ void fa4cp_world_fill_row(fa4cp_world_row *row, int rank, int node, int local_ra
     row->gpu_exclusive = visible == 1 && gpt && *gpt;
 }
 
+/* (node, GPU id, rank) of a rank that shares its GPU unless told otherwise */
+typedef struct gpu_key {
+    int node, rank;
+    const char *gpu_id;
+} gpu_key;
+
+static int cmp_gpu_key(const void *a, const void *b)
+{
+    const gpu_key *x = a, *y = b;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
+    int c = strcmp(x->gpu_id, y->gpu_id);
+    if (c)
+        return c;
+    return x->rank < y->rank ? -1 : (x->rank > y->rank);
+}
+
+/* Sorted by (node, GPU id, rank), ranks on one GPU are neighbours: O(n log n)
+ * (every pair was compared before: 85 s for 16384 nodes of 8).  The pair
+ * named is the one a pairwise scan finds first: the lowest rank that shares
+ * its GPU, and the next rank on that GPU. */
 fa4cp_status fa4cp_world_check_gpus(const fa4cp_world_row *t, int n)
 {
-    for (int a = 0; a < n; a++) {
-        if (t[a].gpu < 0 || t[a].gpu_exclusive)
-            continue;
-        for (int b = a + 1; b < n; b++) {
-            if (t[b].gpu < 0 || t[b].gpu_exclusive || t[b].node != t[a].node)
-                continue;
-            if (strcmp(t[a].gpu_id, t[b].gpu_id) == 0)
-                return fa4cp_set_error(
-                    FA4CP_ERR_INVALID,
-                    "ranks %d and %d on %s would both use GPU %s (device %d): NCCL cannot run two "
-                    "ranks on one GPU; run at most one task per GPU (--ntasks-per-node <= GPUs, or "
-                    "--gpus-per-task=1)",
-                    a, b, t[a].host, t[a].gpu_id, t[a].gpu);
+    gpu_key *k = malloc(sizeof *k * (size_t)(n > 0 ? n : 1));
+    if (!k)
+        return fa4cp_set_error(FA4CP_ERR_NOMEM, "checking the GPUs of %d ranks: out of memory", n);
+    int m = 0;
+    for (int r = 0; r < n; r++)
+        if (t[r].gpu >= 0 && !t[r].gpu_exclusive)
+            k[m++] = (gpu_key){t[r].node, r, t[r].gpu_id};
+    qsort(k, (size_t)m, sizeof *k, cmp_gpu_key);
+    int a = -1, b = -1;
+    for (int i = 0; i + 1 < m; i++)
+        if (k[i].node == k[i + 1].node && !strcmp(k[i].gpu_id, k[i + 1].gpu_id) && (a < 0 || k[i].rank < a)) {
+            a = k[i].rank;
+            b = k[i + 1].rank;
+            while (i + 1 < m && k[i].node == k[i + 1].node && !strcmp(k[i].gpu_id, k[i + 1].gpu_id))
+                i++; /* the rest of this GPU's ranks */
         }
-    }
+    free(k);
+    if (a >= 0)
+        return fa4cp_set_error(FA4CP_ERR_INVALID,
+                               "ranks %d and %d on %s would both use GPU %s (device %d): NCCL cannot run two "
+                               "ranks on one GPU; run at most one task per GPU (--ntasks-per-node <= GPUs, or "
+                               "--gpus-per-task=1)",
+                               a, b, t[a].host, t[a].gpu_id, t[a].gpu);
     return FA4CP_OK;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : (x > y);
 }
 
 int fa4cp_world_normalize_nodes(fa4cp_world_row *t, int n)
 {
-    /* dense ids in increasing order of the given ids */
+    /* dense ids in increasing order of the given ids: sort, unique, search */
     int nodes = 0;
     int *ids = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
     if (!ids)
         return -1;
+    for (int r = 0; r < n; r++)
+        ids[r] = t[r].node;
+    qsort(ids, (size_t)n, sizeof(int), cmp_int);
+    for (int r = 0; r < n; r++)
+        if (!nodes || ids[nodes - 1] != ids[r])
+            ids[nodes++] = ids[r];
     for (int r = 0; r < n; r++) {
-        int seen = 0;
-        for (int k = 0; k < nodes; k++)
-            seen |= ids[k] == t[r].node;
-        if (!seen)
-            ids[nodes++] = t[r].node;
-    }
-    for (int r = 0; r < n; r++) {
-        int below = 0;
-        for (int k = 0; k < nodes; k++)
-            below += ids[k] < t[r].node;
-        t[r].node = below;
+        const int *at = bsearch(&t[r].node, ids, (size_t)nodes, sizeof(int), cmp_int);
+        t[r].node = (int)(at - ids);
     }
     free(ids);
     return nodes;
@@ -202,9 +234,15 @@ static fa4cp_status place_rows(int nodes, const int *counts, const char *distrib
 {
     fa4cp_status st = FA4CP_OK;
     int *filled = calloc((size_t)nodes, sizeof(int));
+    int *next = malloc(sizeof(int) * (size_t)nodes);  /* cyclic: the next node not yet full */
+    int *first = malloc(sizeof(int) * (size_t)nodes); /* the first rank placed on a node */
     int cyclic;
-    if (!filled)
+    if (!filled || !next || !first)
         FA4CP_FAIL(FA4CP_ERR_NOMEM, "world table of %d nodes: out of memory", nodes);
+    for (int i = 0; i < nodes; i++) {
+        next[i] = (i + 1) % nodes;
+        first[i] = -1;
+    }
     if (!distribution || strncmp(distribution, "block", 5) == 0)
         cyclic = 0;
     else if (strncmp(distribution, "cyclic", 6) == 0)
@@ -214,15 +252,22 @@ static fa4cp_status place_rows(int nodes, const int *counts, const char *distrib
                    "distribution '%s': only block and cyclic can be rebuilt; under srun use "
                    "--mpi=pmix, which reports the real placement",
                    distribution);
-    int node = 0;
+    /* O(n): cyclic placement walks a circular list of the nodes not yet full
+     * (a full node is unlinked), and each node's host name is looked up once */
+    int node = 0, prev = nodes - 1;
     for (int r = 0; r < n; r++) {
         if (!cyclic) {
             while (node < nodes && filled[node] == counts[node])
                 node++;
         } else {
-            int tries = 0;
-            while (filled[node] == counts[node] && tries++ < nodes)
-                node = (node + 1) % nodes;
+            while (node < nodes && filled[node] >= counts[node]) { /* unlink a full node */
+                if (next[node] == node) {
+                    node = nodes; /* none left */
+                } else {
+                    next[prev] = next[node];
+                    node = next[node];
+                }
+            }
         }
         if (node >= nodes || filled[node] >= counts[node])
             FA4CP_FAIL(FA4CP_ERR_INTERNAL, "world table: rank %d has no node", r);
@@ -232,21 +277,29 @@ static fa4cp_status place_rows(int nodes, const int *counts, const char *distrib
         w->node = node;
         w->local_rank = filled[node]++;
         w->local_size = counts[node];
-        if (hostlist)
+        if (first[node] >= 0)
+            memcpy(w->host, rows[first[node]].host, sizeof w->host);
+        else if (hostlist)
             FA4CP_TRY(fa4cp_hostlist_nth(hostlist, node, w->host, sizeof w->host));
         else
             snprintf(w->host, sizeof w->host, "node%d", node + 1);
+        if (first[node] < 0)
+            first[node] = r;
         if (gpus_per_node == 0) {
             w->gpu = -1;
         } else {
             w->gpu = gpus_per_node < 0 ? w->local_rank : w->local_rank % gpus_per_node;
             snprintf(w->gpu_id, sizeof w->gpu_id, "%d", w->gpu);
         }
-        if (cyclic)
-            node = (node + 1) % nodes;
+        if (cyclic) {
+            prev = node;
+            node = next[node];
+        }
     }
 out:
     free(filled);
+    free(next);
+    free(first);
     return st;
 }
 

@@ -328,6 +328,17 @@ static void mistake_body(rank_ctx *c)
     snprintf(c->err, sizeof c->err, "%s", st == FA4CP_OK ? "" : fa4cp_last_error());
 }
 
+int comm_table_collectives(comm_runner run, int n, double timeout_s)
+{
+    rank_ctx *j = calloc((size_t)n, sizeof *j);
+    if (!j)
+        bail("out of memory");
+    run(n, timeout_s, coll_body, 0, j);
+    int f = total_fails(j, n);
+    free(j);
+    return f;
+}
+
 void comm_table(comm_runner run, int max_ranks)
 {
     rank_ctx *j = calloc((size_t)(max_ranks > 3 ? max_ranks : 3), sizeof *j);

@@ -36,4 +36,8 @@ typedef void (*comm_runner)(int n, double timeout_s, rank_fn fn, int which, rank
  * TAP through tap.h. */
 void comm_table(comm_runner run, int max_ranks);
 
+/* The collectives body alone on n ranks with timeout_s: the number of
+ * mismatches and errors the ranks found (0: all right). */
+int comm_table_collectives(comm_runner run, int n, double timeout_s);
+
 #endif

@@ -76,6 +76,25 @@ void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t 
     }
 }
 
+void run_cp_progress_text(const fa4cp_cp_progress *p, int phase, char *buf, size_t len)
+{
+    if (phase < RUN_PHASE_WARM_FWD || phase > RUN_PHASE_BWD)
+        return;
+    int ops = __atomic_load_n(&p->ops, __ATOMIC_ACQUIRE);
+    if (ops <= 0)
+        return;
+    int op = __atomic_load_n(&p->op, __ATOMIC_RELAXED), step = __atomic_load_n(&p->step, __ATOMIC_RELAXED);
+    int peer = __atomic_load_n(&p->peer, __ATOMIC_RELAXED);
+    size_t at = strlen(buf);
+    if (at >= len)
+        return;
+    at += (size_t)snprintf(buf + at, len - at, ", CP operation %d: %s", ops, fa4cp_cp_op_name((fa4cp_cp_op)op));
+    if (at < len && step >= 0)
+        at += (size_t)snprintf(buf + at, len - at, " %s step %d", op == FA4CP_CP_OP_SENDRECV ? "beside" : "of", step);
+    if (at < len && peer >= 0)
+        snprintf(buf + at, len - at, ", receiving from CP rank %d", peer);
+}
+
 #ifdef FA4CP_CP_CONFIG_INIT
 
 int run_exec_available(void) { return 1; }
@@ -261,6 +280,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         goto out;
     if ((st = make_cp(c, comm, &cp)))
         goto out;
+    fa4cp_cp_set_progress(cp, &r->cpp);
     if (getenv("FA4CP_RUN_INJECT_HANG") && atoi(getenv("FA4CP_RUN_INJECT_HANG")) == world_rank) {
         /* test only: this rank stops answering; the job must still end (exit 4) */
         for (int i = 0; i < 36000; i++) {

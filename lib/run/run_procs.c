@@ -78,12 +78,13 @@ static void *mp_watchdog(void *arg)
         if (dl > 0 && mono_now() > dl) {
             /* say where this rank is: every rank that can still speak says it, so the
              * ranks that are behind (or silent: stopped, dead) stand out */
-            char msg[900], where[96] = "?";
+            char msg[1000], where[200] = "?";
             double since = 0;
             if (mine && wc) {
                 __atomic_load(&mine->phase_t, &since, __ATOMIC_RELAXED);
-                run_phase_text(wc, __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE),
-                               __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+                int ph = __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE);
+                run_phase_text(wc, ph, __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+                run_cp_progress_text(&mine->cpp, ph, where, sizeof where);
             }
             snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s: rank %d (host %s) is at %s (for %.1f s); "
                      "the ranks that say nothing are stopped or dead; ending the job (the launcher reports the abort)",

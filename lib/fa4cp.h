@@ -436,6 +436,18 @@ typedef struct fa4cp_cp_timing {
 } fa4cp_cp_timing;
 #define FA4CP_CP_TIMING_INIT { .struct_size = sizeof(fa4cp_cp_timing) }
 FA4CP_API fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on);
+
+/* Where a call is, for a watchdog on another thread: the executor writes the
+ * operation it starts into a sink the caller owns (atomically: `ops` last,
+ * with release order; read `ops` with acquire order first).  ops: the
+ * operations started in this call; op, step, peer: the last one (peer: the
+ * CP rank a sendrecv receives from, else -1); calls: the calls so far. */
+typedef struct fa4cp_cp_progress {
+    int calls, ops;
+    int op, step, peer;
+} fa4cp_cp_progress;
+/* NULL: no sink (the default). */
+FA4CP_API void fa4cp_cp_set_progress(fa4cp_cp *cp, fa4cp_cp_progress *sink);
 FA4CP_API fa4cp_status fa4cp_cp_last_timing(fa4cp_cp *cp, fa4cp_cp_timing *out);
 
 /* Bytes of the executor's own buffers in one call of a group of cp_size

@@ -50,11 +50,12 @@ int main(void)
     res[5].phase = RUN_PHASE_FWD;
     res[5].iter = 2;
     res[5].phase_t = 100.0;
+    res[5].cpp = (fa4cp_cp_progress){1, 3, FA4CP_CP_OP_SENDRECV, 1, 4};
     int k = run_watch_behind(&c, &w, res, done, N, 106.5, "ran past run.timeout = 1 s", msg, sizeof msg);
     ok(k == 1, "one rank behind (%d)", k);
     like(msg, "case 7 (cp.comm=p2p) ran past run.timeout = 1 s: rank 5 still running (host node2: forward iteration 3 of "
-              "10, there for 6.5 s) - it is behind",
-         "it is named with its host, its case and where it was");
+              "10, CP operation 3: sendrecv beside step 1, receiving from CP rank 4, there for 6.5 s) - it is behind",
+         "it is named with its host, its case and where it was: the iteration and the CP step");
     like(msg, "the others: rank 0: rank 0 waited 2 s for rank 5", "... and what the others said");
 
     /* random worlds: the named ranks are exactly the unfinished ones at the earliest progress */

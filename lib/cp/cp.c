@@ -129,6 +129,12 @@ void fa4cp_cp_destroy(fa4cp_cp *cp)
     fa4cp_free(cp);
 }
 
+void fa4cp_cp_set_progress(fa4cp_cp *cp, fa4cp_cp_progress *sink)
+{
+    if (cp)
+        cp->progress = sink;
+}
+
 fa4cp_status fa4cp_cp_set_timing(fa4cp_cp *cp, int on)
 {
     if (!cp)

@@ -31,6 +31,10 @@ fa4cp_status fa4cp_cp_exec(fa4cp_cp *cp, const fa4cp_cp_args *a, int bwd)
     cp->timed_steps = 0;
     cp->ntrace = 0;
     cp->trace_valid = 0;
+    if (cp->progress) {
+        __atomic_store_n(&cp->progress->ops, 0, __ATOMIC_RELEASE);
+        __atomic_fetch_add(&cp->progress->calls, 1, __ATOMIC_RELAXED);
+    }
     FA4CP_TRY(cpx_setup(&x, cp, a, bwd));
     if (x.timed) {
         for (int i = 0; i < 2; i++)

@@ -441,6 +441,13 @@ const fa4cp_cp_instr *cpx_next(exec *x, fa4cp_cp_op op, unsigned tensors)
     fa4cp_cp *cp = x->cp;
     if (cp->ntrace < cp->trace_cap)
         cp->trace[cp->ntrace++] = *in;
+    fa4cp_cp_progress *p = cp->progress;
+    if (p) { /* a watchdog may read it from another thread */
+        __atomic_store_n(&p->op, (int)in->op, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->step, in->step, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->peer, in->op == FA4CP_CP_OP_SENDRECV ? in->recv_from : -1, __ATOMIC_RELAXED);
+        __atomic_store_n(&p->ops, x->pc, __ATOMIC_RELEASE);
+    }
     return in;
 }
 

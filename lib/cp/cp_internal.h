@@ -29,6 +29,7 @@ struct fa4cp_cp {
     /* the operations the last call ran (fa4cp_cp_last_trace) */
     fa4cp_cp_instr *trace;
     int ntrace, trace_cap, trace_valid;
+    fa4cp_cp_progress *progress; /* fa4cp_cp_set_progress: where a call is */
     size_t last_workspace; /* bytes the last call allocated */
 };
 

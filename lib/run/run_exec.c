@@ -79,6 +79,25 @@ void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t 
     }
 }
 
+void run_cp_progress_text(const fa4cp_cp_progress *p, int phase, char *buf, size_t len)
+{
+    if (phase < RUN_PHASE_WARM_FWD || phase > RUN_PHASE_BWD)
+        return;
+    int ops = __atomic_load_n(&p->ops, __ATOMIC_ACQUIRE);
+    if (ops <= 0)
+        return;
+    int op = __atomic_load_n(&p->op, __ATOMIC_RELAXED), step = __atomic_load_n(&p->step, __ATOMIC_RELAXED);
+    int peer = __atomic_load_n(&p->peer, __ATOMIC_RELAXED);
+    size_t at = strlen(buf);
+    if (at >= len)
+        return;
+    at += (size_t)snprintf(buf + at, len - at, ", CP operation %d: %s", ops, fa4cp_cp_op_name((fa4cp_cp_op)op));
+    if (at < len && step >= 0)
+        at += (size_t)snprintf(buf + at, len - at, " %s step %d", op == FA4CP_CP_OP_SENDRECV ? "beside" : "of", step);
+    if (at < len && peer >= 0)
+        snprintf(buf + at, len - at, ", receiving from CP rank %d", peer);
+}
+
 #ifdef FA4CP_CP_CONFIG_INIT
 
 int run_exec_available(void) { return 1; }
@@ -321,6 +340,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
         fa4cp_gen_fill_local(c, FA4CP_GEN_V, cp_rank, b.v);
     }
     r->gen_ms = now_ms() - t_gen;
+    fa4cp_cp_set_progress(cp, &r->cpp);
     if (getenv("FA4CP_RUN_INJECT_HANG") && atoi(getenv("FA4CP_RUN_INJECT_HANG")) == world_rank) {
         /* test only: this rank stops answering; the job must still end (exit 4) */
         for (int i = 0; i < 36000; i++) {

@@ -30,12 +30,16 @@ typedef struct rank_result {
      * __atomic loads): RUN_PHASE_*, the iteration in it, when it got there */
     int phase, iter;
     double phase_t;
+    fa4cp_cp_progress cpp; /* where its CP call is (the executor writes it) */
 } rank_result;
 
 enum { RUN_PHASE_START, RUN_PHASE_GEN, RUN_PHASE_WARM_FWD, RUN_PHASE_FWD, RUN_PHASE_WARM_BWD, RUN_PHASE_BWD,
        RUN_PHASE_CHECK, RUN_PHASE_DONE };
 /* "forward iteration 2 of 10" for a rank's phase */
 void run_phase_text(const fa4cp_case *c, int phase, int iter, char *buf, size_t len);
+/* appends ", CP operation 5: sendrecv beside step 2, receiving from CP rank 1"
+ * to buf when the rank is inside a CP call (a forward or backward phase) */
+void run_cp_progress_text(const fa4cp_cp_progress *p, int phase, char *buf, size_t len);
 
 /* Signals (SIGINT, SIGTERM, SIGUSR1): the runner installs handlers that
  * only note the signal; the ranks stop between two timed iterations (agreed

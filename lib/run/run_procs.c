@@ -83,13 +83,14 @@ static void *mp_watchdog(void *arg)
         if (dl > 0 && mono_now() > dl) {
             /* say where this rank is: every rank that can still speak says it, so the
              * ranks that are behind (or silent: stopped, dead) stand out */
-            char msg[1400], where[96] = "?", waiting[320];
+            char msg[1400], where[200] = "?", waiting[320];
             double since = 0;
             fa4cp_mpi_waiting_for(waiting, sizeof waiting);
             if (mine && wc) {
                 __atomic_load(&mine->phase_t, &since, __ATOMIC_RELAXED);
-                run_phase_text(wc, __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE),
-                               __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+                int ph = __atomic_load_n(&mine->phase, __ATOMIC_ACQUIRE);
+                run_phase_text(wc, ph, __atomic_load_n(&mine->iter, __ATOMIC_RELAXED), where, sizeof where);
+                run_cp_progress_text(&mine->cpp, ph, where, sizeof where);
             }
             snprintf(msg, sizeof msg, "case %d (%s) ran past run.timeout = %g s: rank %d (host %s) is at %s (for %.1f s)"
                      "%s%s%s; the ranks that say nothing are stopped or dead; ending the job (the launcher reports the "

@@ -48,11 +48,12 @@ int run_watch_behind(const fa4cp_case *c, const world_info *w, const rank_result
     for (int r = 0; r < n; r++) {
         if (done[r] || progress_of(&res[r]) != least)
             continue;
-        char where[96];
+        char where[200];
         double t;
         __atomic_load(&res[r].phase_t, &t, __ATOMIC_RELAXED);
-        run_phase_text(c, __atomic_load_n(&res[r].phase, __ATOMIC_ACQUIRE),
-                       __atomic_load_n(&res[r].iter, __ATOMIC_RELAXED), where, sizeof where);
+        int ph = __atomic_load_n(&res[r].phase, __ATOMIC_ACQUIRE);
+        run_phase_text(c, ph, __atomic_load_n(&res[r].iter, __ATOMIC_RELAXED), where, sizeof where);
+        run_cp_progress_text(&res[r].cpp, ph, where, sizeof where);
         ADD("%srank %d still running (host %s: %s, there for %.1f s)", nbehind ? "; " : "", r,
             w->table ? w->table[r].host : "?", where, t > 0 ? now_s - t : 0.0);
         nbehind++;

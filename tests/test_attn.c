@@ -801,7 +801,7 @@ static void cuda_deterministic(test_rng *r)
         args_of(&c, &t, &a);
         dense(&c, &t, 0);
         size_t es = fa4cp_dtype_size(c.dtype);
-        size_t n[3] = {nq(&c), nk(&c), nk(&c)};
+        size_t n[3] = {nq(&c), nk(&c), nv(&c)};
         void *outs[3] = {t.dq, t.dk, t.dv};
         void *first[3];
         double *detd[3];
@@ -833,9 +833,9 @@ static void cuda_deterministic(test_rng *r)
         memset(ref, 0, sizeof ref);
         memset(vs, 0, sizeof vs);
         if (st == FA4CP_OK) {
-            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, 1, 1, 0);
-            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, 0, 1, 0);
-            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, 0, 1, 0);
+            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, c.d, 1, 1, 0);
+            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, c.d, 0, 1, 0);
+            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, c.dv, 0, 1, 0);
             for (int j = 0; j < 3; j++) {
                 for (size_t i = 0; i < n[j]; i++)
                     detd[j][i] = fa4cp_load(c.dtype, first[j], i);
@@ -844,9 +844,9 @@ static void cuda_deterministic(test_rng *r)
             st = run(&c, 1, &a); /* the atomic backward */
         }
         if (st == FA4CP_OK) {
-            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, 1, 1, 0);
-            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, 0, 1, 0);
-            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, 0, 1, 0);
+            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, c.d, 1, 1, 0);
+            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, c.d, 0, 1, 0);
+            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, c.dv, 0, 1, 0);
         } else {
             diag("%s: %s", desc, fa4cp_last_error());
         }

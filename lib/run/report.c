@@ -451,24 +451,16 @@ int rep_baseline(FILE *out, const rep_set *cur, const rep_set *base, double slow
         }
         char label[160];
         rep_shape_label(r, 0, label, sizeof label);
-        fprintf(out, "| %s | %d | %d | %d | %d | ", label, r->gpus, r->nodes, nc, nb);
-        cell(out, "%.3f", f);
-        fprintf(out, " | ");
-        cell(out, "%.3f", fb);
-        fprintf(out, " | ");
-        cell(out, "%+.1f%%", df);
-        fprintf(out, " | ");
-        cell(out, "%.3f", b);
-        fprintf(out, " | ");
-        cell(out, "%.3f", bb);
-        fprintf(out, " | ");
-        cell(out, "%+.1f%%", db);
-        fprintf(out, " | ");
-        cell(out, "%.2e", e);
-        fprintf(out, " | ");
-        cell(out, "%.2e", eb);
-        fprintf(out, " | ");
-        cell(out, "%+.0f%%", de);
+        fprintf(out, "| %s | %d | %d | %d | %d", label, r->gpus, r->nodes, nc, nb);
+        /* fwd, bwd and error: this run, the baseline, the change */
+        const struct { const char *fmt; double v; } cells[] = {
+            {"%.3f", f}, {"%.3f", fb}, {"%+.1f%%", df}, {"%.3f", b},  {"%.3f", bb},
+            {"%+.1f%%", db}, {"%.2e", e}, {"%.2e", eb}, {"%+.0f%%", de},
+        };
+        for (size_t k = 0; k < sizeof cells / sizeof cells[0]; k++) {
+            fprintf(out, " | ");
+            cell(out, cells[k].fmt, cells[k].v);
+        }
         fprintf(out, " | %s |\n", verdict);
     }
     fprintf(out, "\n");

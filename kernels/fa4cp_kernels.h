@@ -16,6 +16,7 @@ extern "C" {
 typedef struct fa4cp_kparams {
     int is_fp16; /* 0: bf16, 1: fp16 */
     int batch, heads, kv_heads, head_dim;
+    int head_dim_v; /* width of v, out, dout, dv (never 0: the caller resolves 0 to head_dim) */
     int64_t total_q, total_k;
     const int32_t *cu_q, *cu_k;     /* device [batch+1] */
     const int32_t *used_q, *used_k; /* device [batch] or NULL */

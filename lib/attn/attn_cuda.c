@@ -98,7 +98,7 @@ static fa4cp_status check_args(const fa4cp_attn_args *a, int backward) {
         FA4CP_FAIL(FA4CP_ERR_INVALID,
                    "cuda attention: args.struct_size %zu < %zu: initialise with FA4CP_ATTN_ARGS_INIT",
                    a->struct_size, sizeof(fa4cp_attn_args));
-    /* dtype and head dims: the one table (attn_caps.c); the kernels take head_dim_v == head_dim */
+    /* dtype and head dims: the one table (attn_caps.c) */
     FA4CP_TRY(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, a->dtype, a->head_dim, a->head_dim_v, backward));
     if (a->batch < 0 || a->heads <= 0 || a->kv_heads <= 0 || a->total_q < 0 || a->total_k < 0)
         FA4CP_FAIL(FA4CP_ERR_INVALID,
@@ -163,6 +163,7 @@ static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
     p->heads = a->heads;
     p->kv_heads = a->kv_heads;
     p->head_dim = a->head_dim;
+    p->head_dim_v = a->head_dim_v ? a->head_dim_v : a->head_dim;
     p->total_q = a->total_q;
     p->total_k = a->total_k;
     p->cu_q = a->cu_seqlens_q;

@@ -23,6 +23,8 @@
 #endif
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "../kernels/fa4cp_kernels.h"
 #endif
 
 #include <math.h>
@@ -52,6 +54,10 @@ typedef struct tensors {
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
 static int deterministic = 0; /* cuda: ask for the deterministic backward */
+/* cuda: run the backward by calling the kernels' launcher directly, with the
+ * workspace attn_cuda.c would give it (head dims whose row of the table in
+ * attn_caps.c does not take the backward yet) */
+static int direct_kernel = 0;
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -265,6 +271,68 @@ static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
 }
 
 #ifdef HAVE_CUDA
+/* The backward kernels (kernels/fa4cp_kernels.h) called as attn_cuda.c calls
+ * them: the same parameters (max_seqlen from the physical lengths) and
+ * workspace sizes. */
+static cudaError_t direct_bwd(const tcase *c, const fa4cp_attn_args *d)
+{
+    fa4cp_kparams p;
+    memset(&p, 0, sizeof p);
+    p.is_fp16 = d->dtype == FA4CP_FP16;
+    p.batch = d->batch;
+    p.heads = d->heads;
+    p.kv_heads = d->kv_heads;
+    p.head_dim = d->head_dim;
+    p.head_dim_v = d->head_dim_v ? d->head_dim_v : d->head_dim;
+    p.total_q = d->total_q;
+    p.total_k = d->total_k;
+    p.cu_q = d->cu_seqlens_q;
+    p.cu_k = d->cu_seqlens_k;
+    p.used_q = d->seqused_q;
+    p.used_k = d->seqused_k;
+    for (int b = 0; b < c->batch; b++) {
+        int lq = c->cu_q[b + 1] - c->cu_q[b], lk = c->cu_k[b + 1] - c->cu_k[b];
+        p.max_sq = lq > p.max_sq ? lq : p.max_sq;
+        p.max_sk = lk > p.max_sk ? lk : p.max_sk;
+    }
+    p.scale = (float)scale_of(c);
+    p.window_left = c->wl < 0 ? -1 : c->wl;
+    p.window_right = c->causal ? 0 : c->wr < 0 ? -1 : c->wr;
+    p.q = d->q;
+    p.k = d->k;
+    p.v = d->v;
+    p.out = d->out;
+    p.lse = (float *)d->lse;
+    p.dout = d->dout;
+    p.dlse = (const float *)d->dlse;
+    p.dq = d->dq;
+    p.dk = d->dk;
+    p.dv = d->dv;
+    p.deterministic = deterministic;
+    int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
+    p.sched_cap = (int64_t)p.batch * ((longest + 63) / 64) + 2;
+    size_t rows = (size_t)p.total_q * (size_t)p.heads;
+    cudaError_t e = cudaSuccess;
+    if (rows > 0) {
+        e = cudaMalloc((void **)&p.dsum, rows * sizeof(float));
+        if (e == cudaSuccess)
+            e = cudaMalloc((void **)&p.dq_accum, rows * (size_t)p.head_dim * sizeof(float));
+    }
+    if (e == cudaSuccess && p.deterministic)
+        e = cudaMalloc((void **)&p.dq_sem, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)&p.sched, (size_t)p.sched_cap * sizeof(int));
+    if (e == cudaSuccess)
+        e = (cudaError_t)fa4cp_kernel_attn_bwd(&p);
+    if (e == cudaSuccess)
+        e = cudaDeviceSynchronize();
+    cudaFree(p.dsum);
+    cudaFree(p.dq_accum);
+    cudaFree(p.dq_sem);
+    cudaFree(p.sched);
+    return e;
+}
+
 /* The cuda backend takes device pointers: stage every host buffer of the case
  * on the device (outputs too, so the device outputs start as the host's NaN
  * poison and untouched elements stay poison), run, copy the outputs back. */
@@ -316,7 +384,16 @@ static fa4cp_status run_cuda(const tcase *c, int bwd, const fa4cp_attn_args *a)
     d.seqused_q = b[12].dev;
     d.seqused_k = b[13].dev;
     d.deterministic = deterministic;
-    st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
+    if (bwd && direct_kernel) {
+        e = direct_bwd(c, &d);
+        if (e != cudaSuccess) {
+            diag("the backward kernels failed: %s", cudaGetErrorString(e));
+            st = FA4CP_ERR_CUDA;
+            goto out;
+        }
+    } else {
+        st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
+    }
     if (st != FA4CP_OK)
         goto out;
     e = cudaDeviceSynchronize();
@@ -471,6 +548,8 @@ static int has_masked_row(const tcase *c, const tensors *t)
     return 0;
 }
 
+static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc);
+
 /* One case: forward and backward against the dense reference. Returns 1 if it passed. */
 static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
 {
@@ -505,15 +584,27 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
         good = 0;
     }
 
-    dense(c, &t, 1); /* gradients from the out the backend produced */
+    good &= check_bwd(c, &t, &a, desc);
+out:
+    free_tensors(&t);
+    return good;
+}
+
+/* The backward of a case whose t->out, t->lse hold the forward's results:
+ * gradients from the float64 definition (with that out), poisoned outputs,
+ * padding rows exactly 0. */
+static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc)
+{
+    tensors t = *tp;
+    double tol = test_tol(c->dtype);
+    dense(c, tp, 1); /* gradients from the out the backend produced */
     test_poison(c->dtype, t.dq, nq(c));
     test_poison(c->dtype, t.dk, nk(c));
     test_poison(c->dtype, t.dv, nv(c));
-    st = run(c, 1, &a);
+    fa4cp_status st = run(c, 1, a);
     if (st != FA4CP_OK) {
         diag("%s: backward failed: %s", desc, fa4cp_last_error());
-        good = 0;
-        goto out;
+        return 0;
     }
     check gq = compare_rows(c, c->dtype, t.dq, t.dq_ref, c->total_q, c->H, c->d, 1, 1, 0);
     check gk = compare_rows(c, c->dtype, t.dk, t.dk_ref, c->total_k, c->Hk, c->d, 0, 1, 0);
@@ -523,9 +614,33 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
         gv.pad_nonzero) {
         diag("%s: backward err dq %.3g dk %.3g dv %.3g (tol %g), padding non-zero %zu/%zu/%zu", desc,
              gq.err, gk.err, gv.err, tol, gq.pad_nonzero, gk.pad_nonzero, gv.pad_nonzero);
-        good = 0;
+        return 0;
     }
-out:
+    return 1;
+}
+
+/* out and lse of the float64 definition, rounded to the case's dtypes (the
+ * forward the backward is given, independent of the forward kernels) */
+static void ref_forward(const tcase *c, tensors *t)
+{
+    dense(c, t, 0);
+    for (size_t i = 0; i < no(c); i++)
+        fa4cp_store(c->dtype, t->out, i, t->o_ref[i]);
+    for (size_t i = 0; i < nl(c); i++)
+        fa4cp_store(fa4cp_lse_dtype(c->dtype), t->lse, i, t->lse_ref[i]);
+}
+
+/* One case, the backward alone: out and lse from the float64 reference. */
+static int bwd_case(test_rng *r, tcase *c, int with_dlse)
+{
+    tensors t;
+    fa4cp_attn_args a;
+    char desc[256];
+    describe(c, desc, sizeof desc);
+    alloc_tensors(c, &t, r, with_dlse);
+    args_of(c, &t, &a);
+    ref_forward(c, &t);
+    int good = check_bwd(c, &t, &a, desc);
     free_tensors(&t);
     return good;
 }
@@ -761,31 +876,25 @@ out:
  * one with sq != sk, seqused padding): identical bits over 5 runs (poisoned
  * outputs before each), the float64 reference, and the atomic backward
  * within the dtype's tolerance. */
-static void cuda_deterministic(test_rng *r)
+static void det_case(test_rng *r, fa4cp_dtype dt, int d, int dv, int causal, int wl, int wr, int ref_fwd,
+                     int minlen, int maxlen)
 {
-    static const struct {
-        fa4cp_dtype dt;
-        int d, causal, wl, wr;
-    } cfg[] = {
-        {FA4CP_BF16, 128, 1, -1, -1},  /* causal */
-        {FA4CP_BF16, 64, 0, -1, -1},   /* no mask */
-        {FA4CP_FP16, 128, 0, 150, 40}, /* local window: KV blocks skip query tiles */
-    };
-    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
+    {
         tcase c;
         memset(&c, 0, sizeof c);
-        c.dtype = cfg[k].dt;
+        c.dtype = dt;
         c.batch = 4;
         c.H = 4;
         c.Hk = 2;
-        c.d = c.dv = cfg[k].d;
-        c.causal = cfg[k].causal;
-        c.wl = cfg[k].wl;
-        c.wr = cfg[k].wr;
+        c.d = d;
+        c.dv = dv;
+        c.causal = causal;
+        c.wl = wl;
+        c.wr = wr;
         c.use_seqused = 1;
         for (int b = 0; b < c.batch; b++) {
-            int lq = b == 1 ? 0 : test_rng_int(r, 150, 600);
-            int lk = b == 3 ? test_rng_int(r, 150, 600) : lq; /* b = 3: sq != sk */
+            int lq = b == 1 ? 0 : test_rng_int(r, minlen, maxlen);
+            int lk = b == 3 ? test_rng_int(r, minlen, maxlen) : lq; /* b = 3: sq != sk */
             c.used_q[b] = lq;
             c.used_k[b] = lk;
             c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
@@ -810,7 +919,11 @@ static void cuda_deterministic(test_rng *r)
             detd[j] = malloc(n[j] * sizeof(double) + 16);
         }
         int same = 1;
-        fa4cp_status st = run(&c, 0, &a);
+        fa4cp_status st = FA4CP_OK;
+        if (ref_fwd) /* out, lse of the float64 definition */
+            ref_forward(&c, &t);
+        else
+            st = run(&c, 0, &a);
         if (st == FA4CP_OK)
             dense(&c, &t, 1); /* gradients from the out the backend produced */
         deterministic = 1;
@@ -866,6 +979,82 @@ static void cuda_deterministic(test_rng *r)
         }
         free_tensors(&t);
     }
+}
+
+static void cuda_deterministic(test_rng *r)
+{
+    det_case(r, FA4CP_BF16, 128, 128, 1, -1, -1, 0, 150, 600);  /* causal */
+    det_case(r, FA4CP_BF16, 64, 64, 0, -1, -1, 0, 150, 600);    /* no mask */
+    det_case(r, FA4CP_FP16, 128, 128, 0, 150, 40, 0, 150, 600); /* local window: KV blocks skip query tiles */
+}
+
+/* The backward of every head dim of the cuda table-to-be, bf16 and fp16, both
+ * modes, with out and lse from the float64 reference (so the backward is
+ * checked on its own, whether or not the forward has a kernel for the head
+ * dim): random varlen batches (seqused padding, empty sequences, sq != sk,
+ * GQA, dlse), each of the five masks; per head dim a deterministic case
+ * (bit-identical over 5 runs, against the reference and the atomic mode); a
+ * d256 sequence of many blocks.  Head dims whose table row does not take the
+ * backward yet call the kernels directly (direct_bwd). */
+static void cuda_bwd_head_dims(test_rng *r)
+{
+    static const int dims[][2] = {{32, 32},   {64, 64},   {80, 80},   {96, 96},
+                                  {128, 128}, {192, 192}, {192, 128}, {256, 256}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        const int d = dims[i][0], dv = dims[i][1];
+        direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK;
+        fa4cp_clear_error();
+        const int maxlen = d >= 192 ? 140 : 200;
+        for (int det = 0; det < 2; det++) {
+            int passed = 0, total = det ? 3 : 5;
+            deterministic = det;
+            for (int k = 0; k < total; k++) {
+                tcase c;
+                random_case(r, &c, k % 2 ? FA4CP_FP16 : FA4CP_BF16, maxlen);
+                c.d = d;
+                c.dv = dv;
+                c.dv_as_zero = d == dv && k % 2;
+                /* none, causal, window L, window L+R, causal + window L: every
+                 * mask over the 8 cases of a head dim */
+                int mask = (k + 5 * det) % 5;
+                c.causal = mask == 1 || mask == 4;
+                c.wl = mask >= 2 ? test_rng_int(r, 0, 150) : -1;
+                c.wr = mask == 3 ? test_rng_int(r, 0, 150) : -1;
+                passed += bwd_case(r, &c, k % 2 == 0);
+            }
+            is_int(passed, total, "cuda backward (%d, %d), %s: %d random cases, bf16 and fp16, match the float64 "
+                   "reference%s", d, dv, det ? "deterministic" : "atomic", total,
+                   direct_kernel ? " (kernels called directly)" : "");
+        }
+        deterministic = 0;
+        det_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, d, dv, (int)(i % 3 == 0), i % 3 == 2 ? 90 : -1,
+                 i % 3 == 2 ? 30 : -1, 1, 70, d >= 192 ? 200 : 260);
+    }
+    /* d 256: one sequence of many query and key blocks, GQA 2/1, causal, both modes */
+    direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 256, 256, 1) != FA4CP_OK;
+    fa4cp_clear_error();
+    for (int det = 0; det < 2; det++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = FA4CP_BF16;
+        c.batch = 1;
+        c.H = 2;
+        c.Hk = 1;
+        c.d = c.dv = 256;
+        c.causal = 1;
+        c.wl = c.wr = -1;
+        c.use_seqused = 1;
+        c.used_q[0] = c.used_k[0] = 600 + test_rng_int(r, 0, 63);
+        c.cu_q[1] = c.used_q[0] + 5;
+        c.cu_k[1] = c.used_k[0] + 3;
+        c.total_q = c.cu_q[1] + 2;
+        c.total_k = c.cu_k[1];
+        deterministic = det;
+        ok(bwd_case(r, &c, 1), "cuda backward d256 %s: one sequence of %d rows (10 KV blocks), GQA 2/1, causal, dlse",
+           det ? "deterministic" : "atomic", c.used_q[0]);
+    }
+    deterministic = 0;
+    direct_kernel = 0;
 }
 
 /* Sequences longer than the kernels' tiles (several query and key blocks,
@@ -926,6 +1115,7 @@ static void cuda_cases(test_rng *r)
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
 
     cuda_deterministic(r);
+    cuda_bwd_head_dims(r);
 
     /* a misaligned pointer is refused before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;

@@ -12,7 +12,9 @@
  * of models in use run through the same checks: (192, 128) (MLA), (64, 32),
  * (80, 80), (96, 96), (256, 256).  The cuda backend's refusal of head dims it
  * has no kernel for is checked on every machine (it comes before any device
- * call).
+ * call).  On cuda the backward of every head dim of the kernels (32 .. 256,
+ * (192, 128)) is also checked on its own, with out and lse from the float64
+ * reference (cuda_bwd_head_dims).
  */
 #include "fa4cp.h"
 #include "tap.h"
@@ -893,116 +895,116 @@ out:
 
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
 
-/* The deterministic backward on varlen GQA batches whose query tiles get dQ
- * additions from several KV blocks (sequences of 150-600 rows, one empty,
- * one with sq != sk, seqused padding): identical bits over 5 runs (poisoned
- * outputs before each), the float64 reference, and the atomic backward
- * within the dtype's tolerance. */
+/* The deterministic backward on a varlen GQA batch whose query tiles get dQ
+ * additions from several KV blocks (4 sequences of minlen-maxlen rows, one
+ * empty, one with sq != sk, seqused padding): identical bits over 5 runs
+ * (poisoned outputs before each), the float64 reference, and the atomic
+ * backward within the dtype's tolerance.  ref_fwd: out and lse from the
+ * float64 reference instead of the forward kernel. */
 static void det_case(test_rng *r, fa4cp_dtype dt, int d, int dv, int causal, int wl, int wr, int ref_fwd,
                      int minlen, int maxlen)
 {
-    {
-        tcase c;
-        memset(&c, 0, sizeof c);
-        c.dtype = dt;
-        c.batch = 4;
-        c.H = 4;
-        c.Hk = 2;
-        c.d = d;
-        c.dv = dv;
-        c.causal = causal;
-        c.wl = wl;
-        c.wr = wr;
-        c.use_seqused = 1;
-        for (int b = 0; b < c.batch; b++) {
-            int lq = b == 1 ? 0 : test_rng_int(r, minlen, maxlen);
-            int lk = b == 3 ? test_rng_int(r, minlen, maxlen) : lq; /* b = 3: sq != sk */
-            c.used_q[b] = lq;
-            c.used_k[b] = lk;
-            c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
-            c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
-        }
-        c.total_q = c.cu_q[c.batch] + 2;
-        c.total_k = c.cu_k[c.batch] + 2;
-        char desc[256];
-        describe(&c, desc, sizeof desc);
-        tensors t;
-        fa4cp_attn_args a;
-        alloc_tensors(&c, &t, r, 1);
-        args_of(&c, &t, &a);
-        dense(&c, &t, 0);
-        size_t es = fa4cp_dtype_size(c.dtype);
-        size_t n[3] = {nq(&c), nk(&c), nv(&c)};
-        void *outs[3] = {t.dq, t.dk, t.dv};
-        void *first[3];
-        double *detd[3];
-        for (int j = 0; j < 3; j++) {
-            first[j] = malloc(n[j] * es + 16);
-            detd[j] = malloc(n[j] * sizeof(double) + 16);
-        }
-        int same = 1;
-        fa4cp_status st = FA4CP_OK;
-        if (ref_fwd) /* out, lse of the float64 definition */
-            ref_forward(&c, &t);
-        else
-            st = run(&c, 0, &a);
-        if (st == FA4CP_OK)
-            dense(&c, &t, 1); /* gradients from the out the backend produced */
-        deterministic = 1;
-        for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
-            for (int j = 0; j < 3; j++)
-                test_poison(c.dtype, outs[j], n[j]);
-            st = run(&c, 1, &a);
-            for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
-                if (run_i == 0)
-                    memcpy(first[j], outs[j], n[j] * es);
-                else if (memcmp(first[j], outs[j], n[j] * es) != 0)
-                    same = 0;
-            }
-        }
-        deterministic = 0;
-        if (st != FA4CP_OK)
-            diag("%s: %s", desc, fa4cp_last_error());
-        ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
-        check ref[3], vs[3];
-        memset(ref, 0, sizeof ref);
-        memset(vs, 0, sizeof vs);
-        if (st == FA4CP_OK) {
-            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, c.d, 1, 1, 0);
-            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, c.d, 0, 1, 0);
-            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, c.dv, 0, 1, 0);
-            for (int j = 0; j < 3; j++) {
-                for (size_t i = 0; i < n[j]; i++)
-                    detd[j][i] = fa4cp_load(c.dtype, first[j], i);
-                test_poison(c.dtype, outs[j], n[j]);
-            }
-            st = run(&c, 1, &a); /* the atomic backward */
-        }
-        if (st == FA4CP_OK) {
-            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, c.d, 1, 1, 0);
-            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, c.d, 0, 1, 0);
-            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, c.dv, 0, 1, 0);
-        } else {
-            diag("%s: %s", desc, fa4cp_last_error());
-        }
-        double tol = test_tol(c.dtype);
-        int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
-        for (int j = 0; j < 3; j++) {
-            ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
-            vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
-        }
-        ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
-           ref[0].err, ref[1].err, ref[2].err);
-        ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
-           vs[0].err, vs[1].err, vs[2].err, tol);
-        for (int j = 0; j < 3; j++) {
-            free(first[j]);
-            free(detd[j]);
-        }
-        free_tensors(&t);
+    tcase c;
+    memset(&c, 0, sizeof c);
+    c.dtype = dt;
+    c.batch = 4;
+    c.H = 4;
+    c.Hk = 2;
+    c.d = d;
+    c.dv = dv;
+    c.causal = causal;
+    c.wl = wl;
+    c.wr = wr;
+    c.use_seqused = 1;
+    for (int b = 0; b < c.batch; b++) {
+        int lq = b == 1 ? 0 : test_rng_int(r, minlen, maxlen);
+        int lk = b == 3 ? test_rng_int(r, minlen, maxlen) : lq; /* b = 3: sq != sk */
+        c.used_q[b] = lq;
+        c.used_k[b] = lk;
+        c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
+        c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
     }
+    c.total_q = c.cu_q[c.batch] + 2;
+    c.total_k = c.cu_k[c.batch] + 2;
+    char desc[256];
+    describe(&c, desc, sizeof desc);
+    tensors t;
+    fa4cp_attn_args a;
+    alloc_tensors(&c, &t, r, 1);
+    args_of(&c, &t, &a);
+    dense(&c, &t, 0);
+    size_t es = fa4cp_dtype_size(c.dtype);
+    size_t n[3] = {nq(&c), nk(&c), nv(&c)};
+    void *outs[3] = {t.dq, t.dk, t.dv};
+    void *first[3];
+    double *detd[3];
+    for (int j = 0; j < 3; j++) {
+        first[j] = malloc(n[j] * es + 16);
+        detd[j] = malloc(n[j] * sizeof(double) + 16);
+    }
+    int same = 1;
+    fa4cp_status st = FA4CP_OK;
+    if (ref_fwd) /* out, lse of the float64 definition */
+        ref_forward(&c, &t);
+    else
+        st = run(&c, 0, &a);
+    if (st == FA4CP_OK)
+        dense(&c, &t, 1); /* gradients from the out the backend produced */
+    deterministic = 1;
+    for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
+        for (int j = 0; j < 3; j++)
+            test_poison(c.dtype, outs[j], n[j]);
+        st = run(&c, 1, &a);
+        for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
+            if (run_i == 0)
+                memcpy(first[j], outs[j], n[j] * es);
+            else if (memcmp(first[j], outs[j], n[j] * es) != 0)
+                same = 0;
+        }
+    }
+    deterministic = 0;
+    if (st != FA4CP_OK)
+        diag("%s: %s", desc, fa4cp_last_error());
+    ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
+    check ref[3], vs[3];
+    memset(ref, 0, sizeof ref);
+    memset(vs, 0, sizeof vs);
+    if (st == FA4CP_OK) {
+        ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, c.d, 1, 1, 0);
+        ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, c.d, 0, 1, 0);
+        ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, c.dv, 0, 1, 0);
+        for (int j = 0; j < 3; j++) {
+            for (size_t i = 0; i < n[j]; i++)
+                detd[j][i] = fa4cp_load(c.dtype, first[j], i);
+            test_poison(c.dtype, outs[j], n[j]);
+        }
+        st = run(&c, 1, &a); /* the atomic backward */
+    }
+    if (st == FA4CP_OK) {
+        vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, c.d, 1, 1, 0);
+        vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, c.d, 0, 1, 0);
+        vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, c.dv, 0, 1, 0);
+    } else {
+        diag("%s: %s", desc, fa4cp_last_error());
+    }
+    double tol = test_tol(c.dtype);
+    int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
+    for (int j = 0; j < 3; j++) {
+        ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
+        vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
+    }
+    ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
+       ref[0].err, ref[1].err, ref[2].err);
+    ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
+       vs[0].err, vs[1].err, vs[2].err, tol);
+    for (int j = 0; j < 3; j++) {
+        free(first[j]);
+        free(detd[j]);
+    }
+    free_tensors(&t);
 }
 
+/* d 64 and 128 after the forward kernel, sequences of 150-600 rows */
 static void cuda_deterministic(test_rng *r)
 {
     det_case(r, FA4CP_BF16, 128, 128, 1, -1, -1, 0, 150, 600);  /* causal */

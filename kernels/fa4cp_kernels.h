@@ -31,7 +31,7 @@ typedef struct fa4cp_kparams {
     void *dq, *dk, *dv;
     /* [h, total_q, d] fp32 workspace (bwd); within a row the
      * 16-byte chunks are XOR-swizzled by the row's index in its sequence
-     * (see dqa_col in attn_bwd.cu), so that tiles staged in shared memory for
+     * (see dqa_col in attn_bwd_kernel.cuh), so that tiles staged in shared memory for
      * the bulk reduction are free of bank conflicts */
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
@@ -40,7 +40,7 @@ typedef struct fa4cp_kparams {
      * entries (zeroed by the launcher): a ticket counter, then one semaphore
      * per (head, sequence, 64-row query block), see attn_bwd.cu */
     int *dq_sem;
-    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 128) + 2;
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 64) + 2;
      * the forward keeps its tile counter in sched[sched_cap - 1] (the forward
      * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;

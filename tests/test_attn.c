@@ -12,7 +12,9 @@
  * of models in use run through the same checks: (192, 128) (MLA), (64, 32),
  * (80, 80), (96, 96), (256, 256).  The cuda backend's refusal of head dims it
  * has no kernel for is checked on every machine (it comes before any device
- * call).
+ * call).  On cuda the backward of every head dim of the kernels (32 .. 256,
+ * (192, 128)) is also checked on its own, with out and lse from the float64
+ * reference (cuda_bwd_head_dims).
  */
 #include "fa4cp.h"
 #include "tap.h"
@@ -23,6 +25,8 @@
 #endif
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>
+
+#include "../kernels/fa4cp_kernels.h"
 #endif
 
 #include <math.h>
@@ -52,6 +56,10 @@ typedef struct tensors {
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
 static int deterministic = 0; /* cuda: ask for the deterministic backward */
+/* cuda: run the backward by calling the kernels' launcher directly, with the
+ * workspace attn_cuda.c would give it (head dims whose row of the table in
+ * attn_caps.c does not take the backward yet) */
+static int direct_kernel = 0;
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -153,6 +161,23 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
     memset(t->dv_ref, 0, nv(c) * sizeof(double));
     for (size_t i = 0; i < nl(c); i++)
         t->lse_ref[i] = -INFINITY;
+    /* the inputs as float64, read once (the loops below are the test's
+     * running time on the GPU machine) */
+    double *qd = malloc(nq(c) * sizeof(double) + 8), *kd = malloc(nk(c) * sizeof(double) + 8);
+    double *vd = malloc(nv(c) * sizeof(double) + 8), *dod = malloc(no(c) * sizeof(double) + 8);
+    double *od = malloc(no(c) * sizeof(double) + 8);
+    if (!qd || !kd || !vd || !dod || !od)
+        bail("dense reference: out of host memory");
+    for (size_t i = 0; i < nq(c); i++)
+        qd[i] = fa4cp_load(dt, t->q, i);
+    for (size_t i = 0; i < nk(c); i++)
+        kd[i] = fa4cp_load(dt, t->k, i);
+    for (size_t i = 0; i < nv(c); i++)
+        vd[i] = fa4cp_load(dt, t->v, i);
+    for (size_t i = 0; i < no(c); i++) {
+        dod[i] = fa4cp_load(dt, t->dout, i);
+        od[i] = with_bwd ? fa4cp_load(dt, t->out, i) : 0;
+    }
     for (int b = 0; b < c->batch; b++) {
         int64_t sq = len_q(c, b), sk = len_k(c, b);
         if (sq == 0)
@@ -161,10 +186,10 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
         double *dP = calloc((size_t)(sq * (sk ? sk : 1)), sizeof(double));
         for (int h = 0; h < H; h++) {
             int kh = h / g;
-#define QI(i, x) fa4cp_load(dt, t->q, ((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x))
-#define KJ(j, x) fa4cp_load(dt, t->k, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x))
-#define VJ(j, x) fa4cp_load(dt, t->v, ((size_t)(c->cu_k[b] + (j)) * Hk + kh) * dv + (x))
-#define DOI(i, x) fa4cp_load(dt, t->dout, ((size_t)(c->cu_q[b] + (i)) * H + h) * dv + (x))
+#define QI(i, x) qd[((size_t)(c->cu_q[b] + (i)) * H + h) * d + (x)]
+#define KJ(j, x) kd[((size_t)(c->cu_k[b] + (j)) * Hk + kh) * d + (x)]
+#define VJ(j, x) vd[((size_t)(c->cu_k[b] + (j)) * Hk + kh) * dv + (x)]
+#define DOI(i, x) dod[((size_t)(c->cu_q[b] + (i)) * H + h) * dv + (x)]
             for (int64_t i = 0; i < sq; i++) {
                 double m = -INFINITY;
                 for (int64_t j = 0; j < sk; j++) {
@@ -203,7 +228,7 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
                 for (int x = 0; x < dv; x++)
                     /* the backward's D uses the out it is given (the stored,
                      * rounded forward result), as FlashAttention's does */
-                    D += DOI(i, x) * fa4cp_load(dt, t->out, ((size_t)(c->cu_q[b] + i) * H + h) * dv + x);
+                    D += DOI(i, x) * od[((size_t)(c->cu_q[b] + i) * H + h) * dv + x];
                 if (t->dlse)
                     D -= fa4cp_load(ld, t->dlse, lrow);
                 for (int64_t j = 0; j < sk; j++) {
@@ -228,6 +253,11 @@ static void dense(const tcase *c, tensors *t, int with_bwd)
         free(S);
         free(dP);
     }
+    free(qd);
+    free(kd);
+    free(vd);
+    free(dod);
+    free(od);
 }
 
 /* ------------------------------------------------------------------ running the backend */
@@ -265,6 +295,68 @@ static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
 }
 
 #ifdef HAVE_CUDA
+/* The backward kernels (kernels/fa4cp_kernels.h) called as attn_cuda.c calls
+ * them: the same parameters (max_seqlen from the physical lengths) and
+ * workspace sizes. */
+static cudaError_t direct_bwd(const tcase *c, const fa4cp_attn_args *d)
+{
+    fa4cp_kparams p;
+    memset(&p, 0, sizeof p);
+    p.is_fp16 = d->dtype == FA4CP_FP16;
+    p.batch = d->batch;
+    p.heads = d->heads;
+    p.kv_heads = d->kv_heads;
+    p.head_dim = d->head_dim;
+    p.head_dim_v = d->head_dim_v ? d->head_dim_v : d->head_dim;
+    p.total_q = d->total_q;
+    p.total_k = d->total_k;
+    p.cu_q = d->cu_seqlens_q;
+    p.cu_k = d->cu_seqlens_k;
+    p.used_q = d->seqused_q;
+    p.used_k = d->seqused_k;
+    for (int b = 0; b < c->batch; b++) {
+        int lq = c->cu_q[b + 1] - c->cu_q[b], lk = c->cu_k[b + 1] - c->cu_k[b];
+        p.max_sq = lq > p.max_sq ? lq : p.max_sq;
+        p.max_sk = lk > p.max_sk ? lk : p.max_sk;
+    }
+    p.scale = (float)scale_of(c);
+    p.window_left = c->wl < 0 ? -1 : c->wl;
+    p.window_right = c->causal ? 0 : c->wr < 0 ? -1 : c->wr;
+    p.q = d->q;
+    p.k = d->k;
+    p.v = d->v;
+    p.out = d->out;
+    p.lse = (float *)d->lse;
+    p.dout = d->dout;
+    p.dlse = (const float *)d->dlse;
+    p.dq = d->dq;
+    p.dk = d->dk;
+    p.dv = d->dv;
+    p.deterministic = deterministic;
+    int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
+    p.sched_cap = (int64_t)p.batch * ((longest + 63) / 64) + 2;
+    size_t rows = (size_t)p.total_q * (size_t)p.heads;
+    cudaError_t e = cudaSuccess;
+    if (rows > 0) {
+        e = cudaMalloc((void **)&p.dsum, rows * sizeof(float));
+        if (e == cudaSuccess)
+            e = cudaMalloc((void **)&p.dq_accum, rows * (size_t)p.head_dim * sizeof(float));
+    }
+    if (e == cudaSuccess && p.deterministic)
+        e = cudaMalloc((void **)&p.dq_sem, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int));
+    if (e == cudaSuccess)
+        e = cudaMalloc((void **)&p.sched, (size_t)p.sched_cap * sizeof(int));
+    if (e == cudaSuccess)
+        e = (cudaError_t)fa4cp_kernel_attn_bwd(&p);
+    if (e == cudaSuccess)
+        e = cudaDeviceSynchronize();
+    cudaFree(p.dsum);
+    cudaFree(p.dq_accum);
+    cudaFree(p.dq_sem);
+    cudaFree(p.sched);
+    return e;
+}
+
 /* The cuda backend takes device pointers: stage every host buffer of the case
  * on the device (outputs too, so the device outputs start as the host's NaN
  * poison and untouched elements stay poison), run, copy the outputs back. */
@@ -316,7 +408,16 @@ static fa4cp_status run_cuda(const tcase *c, int bwd, const fa4cp_attn_args *a)
     d.seqused_q = b[12].dev;
     d.seqused_k = b[13].dev;
     d.deterministic = deterministic;
-    st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
+    if (bwd && direct_kernel) {
+        e = direct_bwd(c, &d);
+        if (e != cudaSuccess) {
+            diag("the backward kernels failed: %s", cudaGetErrorString(e));
+            st = FA4CP_ERR_CUDA;
+            goto out;
+        }
+    } else {
+        st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
+    }
     if (st != FA4CP_OK)
         goto out;
     e = cudaDeviceSynchronize();
@@ -471,6 +572,8 @@ static int has_masked_row(const tcase *c, const tensors *t)
     return 0;
 }
 
+static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc);
+
 /* One case: forward and backward against the dense reference. Returns 1 if it passed. */
 static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
 {
@@ -505,15 +608,27 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
         good = 0;
     }
 
-    dense(c, &t, 1); /* gradients from the out the backend produced */
+    good &= check_bwd(c, &t, &a, desc);
+out:
+    free_tensors(&t);
+    return good;
+}
+
+/* The backward of a case whose t->out, t->lse hold the forward's results:
+ * gradients from the float64 definition (with that out), poisoned outputs,
+ * padding rows exactly 0. */
+static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc)
+{
+    tensors t = *tp;
+    double tol = test_tol(c->dtype);
+    dense(c, tp, 1); /* gradients from the out the backend produced */
     test_poison(c->dtype, t.dq, nq(c));
     test_poison(c->dtype, t.dk, nk(c));
     test_poison(c->dtype, t.dv, nv(c));
-    st = run(c, 1, &a);
+    fa4cp_status st = run(c, 1, a);
     if (st != FA4CP_OK) {
         diag("%s: backward failed: %s", desc, fa4cp_last_error());
-        good = 0;
-        goto out;
+        return 0;
     }
     check gq = compare_rows(c, c->dtype, t.dq, t.dq_ref, c->total_q, c->H, c->d, 1, 1, 0);
     check gk = compare_rows(c, c->dtype, t.dk, t.dk_ref, c->total_k, c->Hk, c->d, 0, 1, 0);
@@ -523,9 +638,33 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
         gv.pad_nonzero) {
         diag("%s: backward err dq %.3g dk %.3g dv %.3g (tol %g), padding non-zero %zu/%zu/%zu", desc,
              gq.err, gk.err, gv.err, tol, gq.pad_nonzero, gk.pad_nonzero, gv.pad_nonzero);
-        good = 0;
+        return 0;
     }
-out:
+    return 1;
+}
+
+/* out and lse of the float64 definition, rounded to the case's dtypes (the
+ * forward the backward is given, independent of the forward kernels) */
+static void ref_forward(const tcase *c, tensors *t)
+{
+    dense(c, t, 0);
+    for (size_t i = 0; i < no(c); i++)
+        fa4cp_store(c->dtype, t->out, i, t->o_ref[i]);
+    for (size_t i = 0; i < nl(c); i++)
+        fa4cp_store(fa4cp_lse_dtype(c->dtype), t->lse, i, t->lse_ref[i]);
+}
+
+/* One case, the backward alone: out and lse from the float64 reference. */
+static int bwd_case(test_rng *r, tcase *c, int with_dlse)
+{
+    tensors t;
+    fa4cp_attn_args a;
+    char desc[256];
+    describe(c, desc, sizeof desc);
+    alloc_tensors(c, &t, r, with_dlse);
+    args_of(c, &t, &a);
+    ref_forward(c, &t);
+    int good = check_bwd(c, &t, &a, desc);
     free_tensors(&t);
     return good;
 }
@@ -756,116 +895,190 @@ out:
 
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
 
-/* The deterministic backward on varlen GQA batches whose query tiles get dQ
- * additions from several KV blocks (sequences of 150-600 rows, one empty,
- * one with sq != sk, seqused padding): identical bits over 5 runs (poisoned
- * outputs before each), the float64 reference, and the atomic backward
- * within the dtype's tolerance. */
+/* The deterministic backward on a varlen GQA batch whose query tiles get dQ
+ * additions from several KV blocks (4 sequences of minlen-maxlen rows, one
+ * empty, one with sq != sk, seqused padding): identical bits over 5 runs
+ * (poisoned outputs before each), the float64 reference, and the atomic
+ * backward within the dtype's tolerance.  ref_fwd: out and lse from the
+ * float64 reference instead of the forward kernel. */
+static void det_case(test_rng *r, fa4cp_dtype dt, int d, int dv, int causal, int wl, int wr, int ref_fwd,
+                     int minlen, int maxlen)
+{
+    tcase c;
+    memset(&c, 0, sizeof c);
+    c.dtype = dt;
+    c.batch = 4;
+    c.H = 4;
+    c.Hk = 2;
+    c.d = d;
+    c.dv = dv;
+    c.causal = causal;
+    c.wl = wl;
+    c.wr = wr;
+    c.use_seqused = 1;
+    for (int b = 0; b < c.batch; b++) {
+        int lq = b == 1 ? 0 : test_rng_int(r, minlen, maxlen);
+        int lk = b == 3 ? test_rng_int(r, minlen, maxlen) : lq; /* b = 3: sq != sk */
+        c.used_q[b] = lq;
+        c.used_k[b] = lk;
+        c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
+        c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
+    }
+    c.total_q = c.cu_q[c.batch] + 2;
+    c.total_k = c.cu_k[c.batch] + 2;
+    char desc[256];
+    describe(&c, desc, sizeof desc);
+    tensors t;
+    fa4cp_attn_args a;
+    alloc_tensors(&c, &t, r, 1);
+    args_of(&c, &t, &a);
+    dense(&c, &t, 0);
+    size_t es = fa4cp_dtype_size(c.dtype);
+    size_t n[3] = {nq(&c), nk(&c), nv(&c)};
+    void *outs[3] = {t.dq, t.dk, t.dv};
+    void *first[3];
+    double *detd[3];
+    for (int j = 0; j < 3; j++) {
+        first[j] = malloc(n[j] * es + 16);
+        detd[j] = malloc(n[j] * sizeof(double) + 16);
+    }
+    int same = 1;
+    fa4cp_status st = FA4CP_OK;
+    if (ref_fwd) /* out, lse of the float64 definition */
+        ref_forward(&c, &t);
+    else
+        st = run(&c, 0, &a);
+    if (st == FA4CP_OK)
+        dense(&c, &t, 1); /* gradients from the out the backend produced */
+    deterministic = 1;
+    for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
+        for (int j = 0; j < 3; j++)
+            test_poison(c.dtype, outs[j], n[j]);
+        st = run(&c, 1, &a);
+        for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
+            if (run_i == 0)
+                memcpy(first[j], outs[j], n[j] * es);
+            else if (memcmp(first[j], outs[j], n[j] * es) != 0)
+                same = 0;
+        }
+    }
+    deterministic = 0;
+    if (st != FA4CP_OK)
+        diag("%s: %s", desc, fa4cp_last_error());
+    ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
+    check ref[3], vs[3];
+    memset(ref, 0, sizeof ref);
+    memset(vs, 0, sizeof vs);
+    if (st == FA4CP_OK) {
+        ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, c.d, 1, 1, 0);
+        ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, c.d, 0, 1, 0);
+        ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, c.dv, 0, 1, 0);
+        for (int j = 0; j < 3; j++) {
+            for (size_t i = 0; i < n[j]; i++)
+                detd[j][i] = fa4cp_load(c.dtype, first[j], i);
+            test_poison(c.dtype, outs[j], n[j]);
+        }
+        st = run(&c, 1, &a); /* the atomic backward */
+    }
+    if (st == FA4CP_OK) {
+        vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, c.d, 1, 1, 0);
+        vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, c.d, 0, 1, 0);
+        vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, c.dv, 0, 1, 0);
+    } else {
+        diag("%s: %s", desc, fa4cp_last_error());
+    }
+    double tol = test_tol(c.dtype);
+    int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
+    for (int j = 0; j < 3; j++) {
+        ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
+        vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
+    }
+    ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
+       ref[0].err, ref[1].err, ref[2].err);
+    ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
+       vs[0].err, vs[1].err, vs[2].err, tol);
+    for (int j = 0; j < 3; j++) {
+        free(first[j]);
+        free(detd[j]);
+    }
+    free_tensors(&t);
+}
+
+/* d 64 and 128 after the forward kernel, sequences of 150-600 rows */
 static void cuda_deterministic(test_rng *r)
 {
-    static const struct {
-        fa4cp_dtype dt;
-        int d, causal, wl, wr;
-    } cfg[] = {
-        {FA4CP_BF16, 128, 1, -1, -1},  /* causal */
-        {FA4CP_BF16, 64, 0, -1, -1},   /* no mask */
-        {FA4CP_FP16, 128, 0, 150, 40}, /* local window: KV blocks skip query tiles */
-    };
-    for (size_t k = 0; k < sizeof cfg / sizeof cfg[0]; k++) {
-        tcase c;
-        memset(&c, 0, sizeof c);
-        c.dtype = cfg[k].dt;
-        c.batch = 4;
-        c.H = 4;
-        c.Hk = 2;
-        c.d = c.dv = cfg[k].d;
-        c.causal = cfg[k].causal;
-        c.wl = cfg[k].wl;
-        c.wr = cfg[k].wr;
-        c.use_seqused = 1;
-        for (int b = 0; b < c.batch; b++) {
-            int lq = b == 1 ? 0 : test_rng_int(r, 150, 600);
-            int lk = b == 3 ? test_rng_int(r, 150, 600) : lq; /* b = 3: sq != sk */
-            c.used_q[b] = lq;
-            c.used_k[b] = lk;
-            c.cu_q[b + 1] = c.cu_q[b] + lq + test_rng_int(r, 0, 5);
-            c.cu_k[b + 1] = c.cu_k[b] + lk + test_rng_int(r, 0, 5);
-        }
-        c.total_q = c.cu_q[c.batch] + 2;
-        c.total_k = c.cu_k[c.batch] + 2;
-        char desc[256];
-        describe(&c, desc, sizeof desc);
-        tensors t;
-        fa4cp_attn_args a;
-        alloc_tensors(&c, &t, r, 1);
-        args_of(&c, &t, &a);
-        dense(&c, &t, 0);
-        size_t es = fa4cp_dtype_size(c.dtype);
-        size_t n[3] = {nq(&c), nk(&c), nv(&c)};
-        void *outs[3] = {t.dq, t.dk, t.dv};
-        void *first[3];
-        double *detd[3];
-        for (int j = 0; j < 3; j++) {
-            first[j] = malloc(n[j] * es + 16);
-            detd[j] = malloc(n[j] * sizeof(double) + 16);
-        }
-        int same = 1;
-        fa4cp_status st = run(&c, 0, &a);
-        if (st == FA4CP_OK)
-            dense(&c, &t, 1); /* gradients from the out the backend produced */
-        deterministic = 1;
-        for (int run_i = 0; run_i < 5 && st == FA4CP_OK; run_i++) {
-            for (int j = 0; j < 3; j++)
-                test_poison(c.dtype, outs[j], n[j]);
-            st = run(&c, 1, &a);
-            for (int j = 0; j < 3 && st == FA4CP_OK; j++) {
-                if (run_i == 0)
-                    memcpy(first[j], outs[j], n[j] * es);
-                else if (memcmp(first[j], outs[j], n[j] * es) != 0)
-                    same = 0;
+    det_case(r, FA4CP_BF16, 128, 128, 1, -1, -1, 0, 150, 600);  /* causal */
+    det_case(r, FA4CP_BF16, 64, 64, 0, -1, -1, 0, 150, 600);    /* no mask */
+    det_case(r, FA4CP_FP16, 128, 128, 0, 150, 40, 0, 150, 600); /* local window: KV blocks skip query tiles */
+}
+
+/* The backward of every head dim of the cuda table-to-be, bf16 and fp16, both
+ * modes, with out and lse from the float64 reference (so the backward is
+ * checked on its own, whether or not the forward has a kernel for the head
+ * dim): random varlen batches (seqused padding, empty sequences, sq != sk,
+ * GQA, dlse), each of the five masks; per head dim a deterministic case
+ * (bit-identical over 5 runs, against the reference and the atomic mode); a
+ * d256 sequence of many blocks.  Head dims whose table row does not take the
+ * backward yet call the kernels directly (direct_bwd). */
+static void cuda_bwd_head_dims(test_rng *r)
+{
+    static const int dims[][2] = {{32, 32},   {64, 64},   {80, 80},   {96, 96},
+                                  {128, 128}, {192, 192}, {192, 128}, {256, 256}};
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        const int d = dims[i][0], dv = dims[i][1];
+        direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK;
+        fa4cp_clear_error();
+        const int maxlen = d >= 192 ? 140 : 200;
+        for (int det = 0; det < 2; det++) {
+            int passed = 0, total = det ? 3 : 5;
+            deterministic = det;
+            for (int k = 0; k < total; k++) {
+                tcase c;
+                random_case(r, &c, k % 2 ? FA4CP_FP16 : FA4CP_BF16, maxlen);
+                c.d = d;
+                c.dv = dv;
+                c.dv_as_zero = d == dv && k % 2;
+                /* none, causal, window L, window L+R, causal + window L: every
+                 * mask over the 8 cases of a head dim */
+                int mask = (k + 5 * det) % 5;
+                c.causal = mask == 1 || mask == 4;
+                c.wl = mask >= 2 ? test_rng_int(r, 0, 150) : -1;
+                c.wr = mask == 3 ? test_rng_int(r, 0, 150) : -1;
+                passed += bwd_case(r, &c, k % 2 == 0);
             }
+            is_int(passed, total, "cuda backward (%d, %d), %s: %d random cases, bf16 and fp16, match the float64 "
+                   "reference%s", d, dv, det ? "deterministic" : "atomic", total,
+                   direct_kernel ? " (kernels called directly)" : "");
         }
         deterministic = 0;
-        if (st != FA4CP_OK)
-            diag("%s: %s", desc, fa4cp_last_error());
-        ok(st == FA4CP_OK && same, "%s: deterministic backward, dq dk dv bit-identical over 5 runs", desc);
-        check ref[3], vs[3];
-        memset(ref, 0, sizeof ref);
-        memset(vs, 0, sizeof vs);
-        if (st == FA4CP_OK) {
-            ref[0] = compare_rows(&c, c.dtype, t.dq, t.dq_ref, c.total_q, c.H, c.d, 1, 1, 0);
-            ref[1] = compare_rows(&c, c.dtype, t.dk, t.dk_ref, c.total_k, c.Hk, c.d, 0, 1, 0);
-            ref[2] = compare_rows(&c, c.dtype, t.dv, t.dv_ref, c.total_k, c.Hk, c.dv, 0, 1, 0);
-            for (int j = 0; j < 3; j++) {
-                for (size_t i = 0; i < n[j]; i++)
-                    detd[j][i] = fa4cp_load(c.dtype, first[j], i);
-                test_poison(c.dtype, outs[j], n[j]);
-            }
-            st = run(&c, 1, &a); /* the atomic backward */
-        }
-        if (st == FA4CP_OK) {
-            vs[0] = compare_rows(&c, c.dtype, t.dq, detd[0], c.total_q, c.H, c.d, 1, 1, 0);
-            vs[1] = compare_rows(&c, c.dtype, t.dk, detd[1], c.total_k, c.Hk, c.d, 0, 1, 0);
-            vs[2] = compare_rows(&c, c.dtype, t.dv, detd[2], c.total_k, c.Hk, c.dv, 0, 1, 0);
-        } else {
-            diag("%s: %s", desc, fa4cp_last_error());
-        }
-        double tol = test_tol(c.dtype);
-        int ref_ok = st == FA4CP_OK, vs_ok = st == FA4CP_OK;
-        for (int j = 0; j < 3; j++) {
-            ref_ok &= ref[j].err <= tol && !ref[j].pad_nonzero;
-            vs_ok &= vs[j].err <= tol && !vs[j].pad_nonzero;
-        }
-        ok(ref_ok, "%s: deterministic backward matches the float64 reference (dq %.3g dk %.3g dv %.3g)", desc,
-           ref[0].err, ref[1].err, ref[2].err);
-        ok(vs_ok, "%s: deterministic and atomic backward agree (dq %.3g dk %.3g dv %.3g, tol %g)", desc,
-           vs[0].err, vs[1].err, vs[2].err, tol);
-        for (int j = 0; j < 3; j++) {
-            free(first[j]);
-            free(detd[j]);
-        }
-        free_tensors(&t);
+        det_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, d, dv, (int)(i % 3 == 0), i % 3 == 2 ? 90 : -1,
+                 i % 3 == 2 ? 30 : -1, 1, 70, d >= 192 ? 200 : 260);
     }
+    /* d 256: one sequence of many query and key blocks, GQA 2/1, causal, both modes */
+    direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 256, 256, 1) != FA4CP_OK;
+    fa4cp_clear_error();
+    for (int det = 0; det < 2; det++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = FA4CP_BF16;
+        c.batch = 1;
+        c.H = 2;
+        c.Hk = 1;
+        c.d = c.dv = 256;
+        c.causal = 1;
+        c.wl = c.wr = -1;
+        c.use_seqused = 1;
+        c.used_q[0] = c.used_k[0] = 600 + test_rng_int(r, 0, 63);
+        c.cu_q[1] = c.used_q[0] + 5;
+        c.cu_k[1] = c.used_k[0] + 3;
+        c.total_q = c.cu_q[1] + 2;
+        c.total_k = c.cu_k[1];
+        deterministic = det;
+        ok(bwd_case(r, &c, 1), "cuda backward d256 %s: one sequence of %d rows (10 KV blocks), GQA 2/1, causal, dlse",
+           det ? "deterministic" : "atomic", c.used_q[0]);
+    }
+    deterministic = 0;
+    direct_kernel = 0;
 }
 
 /* Sequences longer than the kernels' tiles (several query and key blocks,
@@ -926,6 +1139,7 @@ static void cuda_cases(test_rng *r)
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
 
     cuda_deterministic(r);
+    cuda_bwd_head_dims(r);
 
     /* a misaligned pointer is refused before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;

@@ -232,8 +232,10 @@ static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
     fa4cp_status st = FA4CP_OK;
     cudaMemPool_t pool = NULL;
     int64_t longest = p->max_sq > p->max_sk ? p->max_sq : p->max_sk;
-    /* + 1: the forward's persistent tile counter lives in the last slot */
-    p->sched_cap = (int64_t)p->batch * ((longest + 127) / 128) + 2;
+    /* blocks of 64 rows, the smallest a kernel takes (the backward's KV
+     * blocks at head dims 192 and 256); + 1: the forward's persistent tile
+     * counter lives in the last slot */
+    p->sched_cap = (int64_t)p->batch * ((longest + 63) / 64) + 2;
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
 out:

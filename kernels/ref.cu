@@ -51,6 +51,32 @@ __device__ __forceinline__ double load(int dtype, const void *p, size_t i)
     }
 }
 
+// the elements of 16 bytes of a tensor of dtype, as doubles (8, 8, 4 or 2 of them)
+__device__ __forceinline__ void unpack16(int dtype, uint4 v, double *o)
+{
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+    switch (dtype) {
+    case 0:
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o[e] = (double)__uint_as_float((u[e / 2] >> (16 * (e % 2))) << 16);
+        break;
+    case 1:
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o[e] = (double)__half2float(__ushort_as_half((unsigned short)(u[e / 2] >> (16 * (e % 2)))));
+        break;
+    case 2:
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            o[e] = (double)__uint_as_float(u[e]);
+        break;
+    default:
+        o[0] = __hiloint2double((int)u[1], (int)u[0]);
+        o[1] = __hiloint2double((int)u[3], (int)u[2]);
+    }
+}
+
 // Rows `nrows` of one tensor, `w` doubles each, into dst: row r is
 // (tensor, token_of(r), head_of(r)) - read from the pre-generated batch
 // (c.src[tensor]) or regenerated; the block's threads share the pairs.
@@ -60,6 +86,22 @@ __device__ void gen_rows(const fa4cp_kref_case &c, int tensor, int nrows, int w,
     const int pairs = (w + 1) / 2;
     const void *src = c.src[tensor];
     const int heads = tensor == T_K || tensor == T_V ? c.kv_heads : c.heads;
+    const int per = 16 / (c.dtype <= 1 ? 2 : c.dtype == 2 ? 4 : 8); // elements in 16 bytes
+    if (src && w % per == 0) {
+        // the pre-generated batch in 16-byte loads (rows and the batch's
+        // tensors start 16-byte aligned): one load per thread per tile of
+        // 16 rows at d = 128, where element by element it was eight
+        const int chunks = w / per;
+        for (int it = threadIdx.x; it < nrows * chunks; it += blockDim.x) {
+            int r = it / chunks, ch = it % chunks, head;
+            int64_t token;
+            rowfn(r, &token, &head);
+            size_t at = ((size_t)token * heads + head) * w + (size_t)ch * per;
+            const uint4 v = *(const uint4 *)((const unsigned char *)src + at * (16 / per));
+            unpack16(c.dtype, v, dst + (size_t)r * w + (size_t)ch * per);
+        }
+        return;
+    }
     for (int it = threadIdx.x; it < nrows * pairs; it += blockDim.x) {
         int r = it / pairs, p = it % pairs, head;
         int64_t token;
@@ -388,7 +430,9 @@ __device__ void key_row(const fa4cp_kref_case &c, const fa4cp_kref_row &row, int
 }
 
 // blocks [0, nq): query rows; [nq, nq + nk): key rows
-__global__ void __launch_bounds__(kThreads) rows_kernel(fa4cp_kref_case c, const fa4cp_kref_row *rows, int nq,
+// at most 64 registers (four blocks of 256 threads per SM; 125 without the
+// bound, two blocks): the rows are latency-bound, not register-bound
+__global__ void __launch_bounds__(kThreads, 4) rows_kernel(fa4cp_kref_case c, const fa4cp_kref_row *rows, int nq,
                                                         int tk, fa4cp_kref_io io)
 {
     extern __shared__ double sm[];

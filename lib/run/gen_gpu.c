@@ -52,8 +52,10 @@ int run_host_threads(int ranks)
  * (1.07e10 elements of a 1M-token rank in 78 ms); one block of the GPU
  * reference (a key row of a 1M-token causal sequence regenerates 1.07e9
  * elements in 3.3 s), GPU_SMS blocks at a time, plus a fixed cost
- * (the gathers, the launch and its wait; ~12 ms when every check allocated its
- * buffers and regenerated every row, a few ms with kept buffers); one host core, generator or
+ * (the gathers, the launch and its wait; a 1k-token full check of 4 ranks
+ * sharing the GPU took ~13 ms when every check allocated its buffers and
+ * regenerated every row, ~6 ms with kept buffers and the batch generated
+ * once: docs/performance.md); one host core, generator or
  * reference (not measured carefully). */
 #define GPU_GEN_RATE 1.4e11
 #define GPU_REF_RATE 3.2e8

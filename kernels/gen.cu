@@ -57,7 +57,7 @@ __global__ void fill_kernel(int dtype, void *dst, uint64_t seed, int tensor, con
         int64_t rh = i / pairs;
         int h = (int)(rh % heads);
         int64_t row = rh / heads;
-        int64_t tok = map[row];
+        int64_t tok = map ? map[row] : row;
         double e = 0, o = 0;
         if (tok >= 0)
             gm_pair(gm_row_key(seed, tensor, tok, h), p, &e, &o);

@@ -3,13 +3,18 @@
 // One block computes one query row (out, lse, dq of one query head) or one
 // key row (dk, dv of one kv head) in double precision, streaming over the
 // other side's rows in small tiles that it regenerates itself with the
-// generator (gen_math.h), exactly as the float64 host reference
+// generator (gen_math.h) - or, for small batches, reads from the whole
+// batch's inputs generated once beforehand by the same generator (the same
+// values bit for bit: fa4cp_kref_case.src) - exactly as the float64 host reference
 // (lib/run/gen.c: fa4cp_ref_query_rows / fa4cp_ref_key_rows) does: same
 // masks, same formulas; only the summation order differs.  It shares no code
 // with the attention kernels it checks (no tensor cores, no fp32 softmax, no
 // tiles of the real kernels) and reads nothing of theirs but the outputs it
 // compares, and, for key rows, the CP forward's lse and D = rowsum(dout*out)
-// (as the host reference does).
+// (as the host reference does).  q, k, dq, dk rows are head_dim wide; v,
+// dout, out, dv rows head_dim_v (MLA: 192 and 128).  Query and key rows of
+// one check run in one launch: blocks [0, nq) are query rows, the rest key
+// rows.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -21,7 +26,7 @@
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxPerThread = 4; // dims per thread: head_dim <= 1024
+constexpr int kMaxPerThread = 4; // dims per thread: head_dim, head_dim_v <= 1024
 
 enum { T_Q = 0, T_K = 1, T_V = 2, T_DOUT = 3 };
 
@@ -46,22 +51,75 @@ __device__ __forceinline__ double load(int dtype, const void *p, size_t i)
     }
 }
 
-// Generate `nrows` rows (d elements each, doubles) into dst: row r is
-// (tensor_of(r), token_of(r), head_of(r)); the block's threads share the pairs.
-template <typename RowFn>
-__device__ void gen_rows(const fa4cp_kref_case &c, int nrows, double *dst, RowFn rowfn)
+// the elements of 16 bytes of a tensor of dtype, as doubles (8, 8, 4 or 2 of them)
+__device__ __forceinline__ void unpack16(int dtype, uint4 v, double *o)
 {
-    int d = c.head_dim, pairs = (d + 1) / 2;
+    const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+    switch (dtype) {
+    case 0:
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o[e] = (double)__uint_as_float((u[e / 2] >> (16 * (e % 2))) << 16);
+        break;
+    case 1:
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+            o[e] = (double)__half2float(__ushort_as_half((unsigned short)(u[e / 2] >> (16 * (e % 2)))));
+        break;
+    case 2:
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            o[e] = (double)__uint_as_float(u[e]);
+        break;
+    default:
+        o[0] = __hiloint2double((int)u[1], (int)u[0]);
+        o[1] = __hiloint2double((int)u[3], (int)u[2]);
+    }
+}
+
+// Rows `nrows` of one tensor, `w` doubles each, into dst: row r is
+// (tensor, token_of(r), head_of(r)) - read from the pre-generated batch
+// (c.src[tensor]) or regenerated; the block's threads share the pairs.
+template <typename RowFn>
+__device__ void gen_rows(const fa4cp_kref_case &c, int tensor, int nrows, int w, double *dst, RowFn rowfn)
+{
+    const int pairs = (w + 1) / 2;
+    const void *src = c.src[tensor];
+    const int heads = tensor == T_K || tensor == T_V ? c.kv_heads : c.heads;
+    const int per = 16 / (c.dtype <= 1 ? 2 : c.dtype == 2 ? 4 : 8); // elements in 16 bytes
+    if (src && w % per == 0) {
+        // the pre-generated batch in 16-byte loads (rows and the batch's
+        // tensors start 16-byte aligned): one load per thread per tile of
+        // 16 rows at d = 128, where element by element it was eight
+        const int chunks = w / per;
+        for (int it = threadIdx.x; it < nrows * chunks; it += blockDim.x) {
+            int r = it / chunks, ch = it % chunks, head;
+            int64_t token;
+            rowfn(r, &token, &head);
+            size_t at = ((size_t)token * heads + head) * w + (size_t)ch * per;
+            const uint4 v = *(const uint4 *)((const unsigned char *)src + at * (16 / per));
+            unpack16(c.dtype, v, dst + (size_t)r * w + (size_t)ch * per);
+        }
+        return;
+    }
     for (int it = threadIdx.x; it < nrows * pairs; it += blockDim.x) {
-        int r = it / pairs, p = it % pairs;
-        int tensor, head;
+        int r = it / pairs, p = it % pairs, head;
         int64_t token;
-        rowfn(r, &tensor, &token, &head);
-        double e, o;
-        gm_pair(gm_row_key(c.seed, tensor, token, head), p, &e, &o);
-        dst[(size_t)r * d + 2 * p] = rounded(c.dtype, e);
-        if (2 * p + 1 < d)
-            dst[(size_t)r * d + 2 * p + 1] = rounded(c.dtype, o);
+        rowfn(r, &token, &head);
+        double e, o = 0;
+        if (src) {
+            size_t at = ((size_t)token * heads + head) * w + 2 * (size_t)p;
+            e = load(c.dtype, src, at);
+            if (2 * p + 1 < w)
+                o = load(c.dtype, src, at + 1);
+        } else {
+            gm_pair(gm_row_key(c.seed, tensor, token, head), p, &e, &o);
+            e = rounded(c.dtype, e);
+            o = rounded(c.dtype, o);
+        }
+        dst[(size_t)r * w + 2 * p] = e;
+        if (2 * p + 1 < w)
+            dst[(size_t)r * w + 2 * p + 1] = o;
     }
 }
 
@@ -126,27 +184,34 @@ __device__ __forceinline__ double sq_err(double got, double ref)
     return isfinite(e) ? e * e : INFINITY;
 }
 
-__global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, const fa4cp_kref_row *rows, int tk,
-                                                         const void *gout, const void *glse, const void *gdq,
-                                                         double *ref_out, double *ref_lse, double *ref_dq,
-                                                         double *err)
+// shared memory (doubles) of a query and of a key row, with tk rows per tile
+__host__ __device__ size_t query_smem(int d, int dv, int tk)
 {
-    extern __shared__ double sm[];
-    const int d = c.head_dim, group = c.heads / c.kv_heads;
-    const fa4cp_kref_row row = rows[blockIdx.x];
-    const int hk = row.head / group;
-    double *q = sm, *dout = q + d, *K = dout + d, *V = K + (size_t)tk * d;
-    double *S = V + (size_t)tk * d, *DP = S + tk, *P = DP + tk, *red = P + tk;
-    const double scale = c.scale;
+    return (size_t)d + dv + (size_t)tk * (d + dv) + 3 * (size_t)tk + 32;
+}
+__host__ __device__ size_t key_smem(int d, int dv, int tk)
+{
+    return (size_t)d + dv + (size_t)tk * (d + dv) + 6 * (size_t)tk + 32;
+}
 
-    gen_rows(c, c.backward ? 2 : 1, q, [&](int r, int *t, int64_t *tok, int *h) {
-        *t = r ? T_DOUT : T_Q;
-        *tok = row.base + row.pos;
-        *h = row.head;
-    });
-    if (!c.backward)
-        for (int x = threadIdx.x; x < d; x += blockDim.x)
+// One query row (blockIdx b of the rows): out [dv], lse, dq [d].
+__device__ void query_row(const fa4cp_kref_case &c, const fa4cp_kref_row &row, int b, int tk,
+                          const fa4cp_kref_io &io, double *sm)
+{
+    const int d = c.head_dim, dv = c.head_dim_v, group = c.heads / c.kv_heads;
+    const int hk = row.head / group;
+    double *q = sm, *dout = q + d, *K = dout + dv, *V = K + (size_t)tk * d;
+    double *S = V + (size_t)tk * dv, *DP = S + tk, *P = DP + tk, *red = P + tk;
+    const double scale = c.scale;
+    const int64_t tok = row.base + row.pos;
+
+    gen_rows(c, T_Q, 1, d, q, [&](int, int64_t *t, int *h) { *t = tok, *h = row.head; });
+    if (c.backward)
+        gen_rows(c, T_DOUT, 1, dv, dout, [&](int, int64_t *t, int *h) { *t = tok, *h = row.head; });
+    else
+        for (int x = threadIdx.x; x < dv; x += blockDim.x)
             dout[x] = 0;
+    // acc_o over dv (out); acc_a, acc_b over d (dq = scale (A - D B) / l)
     double acc_o[kMaxPerThread], acc_a[kMaxPerThread], acc_b[kMaxPerThread];
     for (int k = 0; k < kMaxPerThread; k++)
         acc_o[k] = acc_a[k] = acc_b[k] = 0;
@@ -156,18 +221,11 @@ __global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, cons
     for (int64_t t0 = lo; t0 <= hi; t0 += tk) {
         const int nk = (int)(hi - t0 + 1 < tk ? hi - t0 + 1 : tk);
         __syncthreads(); // the previous tile is consumed (and q, dout are written)
-        gen_rows(c, 2 * nk, K, [&](int r, int *t, int64_t *tok, int *h) {
-            // rows 0..nk-1: K, then nk..2nk-1: V (V follows K at K + tk*d)
-            int j = r < nk ? r : r - nk;
-            *t = r < nk ? T_K : T_V;
-            *tok = row.base + t0 + j;
-            *h = hk;
-        });
-        // V rows were written at K + nk*d; move the base so that V[j] = K + (nk + j) * d
+        gen_rows(c, T_K, nk, d, K, [&](int j, int64_t *t, int *h) { *t = row.base + t0 + j, *h = hk; });
+        gen_rows(c, T_V, nk, dv, V, [&](int j, int64_t *t, int *h) { *t = row.base + t0 + j, *h = hk; });
         __syncthreads();
-        const double *Vt = K + (size_t)nk * d;
         dots(nk, d, K, d, q, 0, S);
-        dots(nk, d, Vt, d, dout, 0, DP);
+        dots(nk, dv, V, dv, dout, 0, DP);
         __syncthreads();
         double mt = -INFINITY;
         for (int j = 0; j < nk; j++)
@@ -183,28 +241,31 @@ __global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, cons
             l += P[j];
         for (int k = 0; k < kMaxPerThread; k++) {
             int x = threadIdx.x + k * blockDim.x;
-            if (x >= d)
-                break;
-            double o = acc_o[k] * corr, a = acc_a[k] * corr, b = acc_b[k] * corr;
-            for (int j = 0; j < nk; j++) {
-                double pj = P[j], kx = K[(size_t)j * d + x];
-                o += pj * Vt[(size_t)j * d + x];
-                a += pj * DP[j] * kx;
-                b += pj * kx;
+            if (x < dv) {
+                double o = acc_o[k] * corr;
+                for (int j = 0; j < nk; j++)
+                    o += P[j] * V[(size_t)j * dv + x];
+                acc_o[k] = o;
             }
-            acc_o[k] = o;
-            acc_a[k] = a;
-            acc_b[k] = b;
+            if (x < d) {
+                double a = acc_a[k] * corr, bb = acc_b[k] * corr;
+                for (int j = 0; j < nk; j++) {
+                    double pj = P[j], kx = K[(size_t)j * d + x];
+                    a += pj * DP[j] * kx;
+                    bb += pj * kx;
+                }
+                acc_a[k] = a;
+                acc_b[k] = bb;
+            }
         }
         m = mn;
     }
-    (void)V;
     __syncthreads(); // q, dout written (no key at all: the loop never synced)
     double lse = l > 0 ? m + log(l) : -INFINITY;
     double dsum = 0;
     for (int k = 0; k < kMaxPerThread; k++) {
         int x = threadIdx.x + k * blockDim.x;
-        if (x >= d)
+        if (x >= dv)
             break;
         if (l > 0)
             acc_o[k] /= l;
@@ -214,19 +275,22 @@ __global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, cons
     double e0 = 0, r0 = 0, e1 = 0, r1 = 0;
     for (int k = 0; k < kMaxPerThread; k++) {
         int x = threadIdx.x + k * blockDim.x;
-        if (x >= d)
-            break;
-        double dq = l > 0 ? scale * (acc_a[k] / l - D * acc_b[k] / l) : 0;
-        if (ref_out)
-            ref_out[(size_t)blockIdx.x * d + x] = acc_o[k];
-        if (ref_dq && c.backward)
-            ref_dq[(size_t)blockIdx.x * d + x] = dq;
-        if (row.local >= 0 && err) {
-            size_t at = ((size_t)row.local * c.heads + row.head) * d + x;
-            e0 += sq_err(load(c.dtype, gout, at), acc_o[k]);
-            r0 += acc_o[k] * acc_o[k];
-            if (c.backward) {
-                e1 += sq_err(load(c.dtype, gdq, at), dq);
+        if (x < dv) {
+            if (io.ref_out)
+                io.ref_out[(size_t)b * dv + x] = acc_o[k];
+            if (row.local >= 0 && io.err && io.out) {
+                size_t at = ((size_t)row.local * c.heads + row.head) * dv + x;
+                e0 += sq_err(load(c.dtype, io.out, at), acc_o[k]);
+                r0 += acc_o[k] * acc_o[k];
+            }
+        }
+        if (x < d && c.backward) {
+            double dq = l > 0 ? scale * (acc_a[k] / l - D * acc_b[k] / l) : 0;
+            if (io.ref_dq)
+                io.ref_dq[(size_t)b * d + x] = dq;
+            if (row.local >= 0 && io.err && io.dq) {
+                size_t at = ((size_t)row.local * c.heads + row.head) * d + x;
+                e1 += sq_err(load(c.dtype, io.dq, at), dq);
                 r1 += dq * dq;
             }
         }
@@ -236,18 +300,18 @@ __global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, cons
     e1 = block_sum(e1, red);
     r1 = block_sum(r1, red);
     if (threadIdx.x == 0) {
-        if (ref_lse)
-            ref_lse[blockIdx.x] = lse;
-        if (err) {
-            double *o = err + (size_t)blockIdx.x * FA4CP_KREF_NERR;
+        if (io.ref_lse)
+            io.ref_lse[b] = lse;
+        if (io.err) {
+            double *o = io.err + (size_t)b * FA4CP_KREF_NERR;
             o[FA4CP_KREF_D0] = e0;
             o[FA4CP_KREF_R0] = r0;
             o[FA4CP_KREF_D1] = e1;
             o[FA4CP_KREF_R1] = r1;
             double le = 0;
-            if (row.local >= 0) {
+            if (row.local >= 0 && io.lse) {
                 size_t at = (size_t)row.head * c.rows + row.local;
-                double got = c.lse_fp64 ? ((const double *)glse)[at] : (double)((const float *)glse)[at];
+                double got = c.lse_fp64 ? ((const double *)io.lse)[at] : (double)((const float *)io.lse)[at];
                 if (isinf(lse) && isinf(got) && lse < 0 && got < 0)
                     le = 0;
                 else
@@ -260,24 +324,20 @@ __global__ void __launch_bounds__(kThreads) query_kernel(fa4cp_kref_case c, cons
     }
 }
 
-__global__ void __launch_bounds__(kThreads) key_kernel(fa4cp_kref_case c, const fa4cp_kref_row *rows, int tk,
-                                                       const void *glse, const double *gD, const void *gdk,
-                                                       const void *gdv, double *ref_dk, double *ref_dv, double *err)
+// One key row (k-th key row, at err/ref row b): dk [d], dv [dv].
+__device__ void key_row(const fa4cp_kref_case &c, const fa4cp_kref_row &row, int kidx, int b, int tk,
+                        const fa4cp_kref_io &io, double *sm)
 {
-    extern __shared__ double sm[];
-    const int d = c.head_dim, group = c.heads / c.kv_heads;
-    const fa4cp_kref_row row = rows[blockIdx.x];
+    const int d = c.head_dim, dv = c.head_dim_v, group = c.heads / c.kv_heads;
     const int hk = row.head;
-    double *k = sm, *v = k + d, *Q = v + d, *O = Q + (size_t)tk * d;
-    double *S = O + (size_t)tk * d, *DP = S + tk, *P = DP + tk, *DS = P + tk, *L = DS + tk, *DD = L + tk;
+    double *k = sm, *v = k + d, *Q = v + dv, *O = Q + (size_t)tk * d;
+    double *S = O + (size_t)tk * dv, *DP = S + tk, *P = DP + tk, *DS = P + tk, *L = DS + tk, *DD = L + tk;
     double *red = DD + tk;
     const double scale = c.scale;
+    const int64_t tok = row.base + row.pos;
 
-    gen_rows(c, 2, k, [&](int r, int *t, int64_t *tok, int *h) {
-        *t = r ? T_V : T_K;
-        *tok = row.base + row.pos;
-        *h = hk;
-    });
+    gen_rows(c, T_K, 1, d, k, [&](int, int64_t *t, int *h) { *t = tok, *h = hk; });
+    gen_rows(c, T_V, 1, dv, v, [&](int, int64_t *t, int *h) { *t = tok, *h = hk; });
     double acc_k[kMaxPerThread], acc_v[kMaxPerThread];
     for (int x = 0; x < kMaxPerThread; x++)
         acc_k[x] = acc_v[x] = 0;
@@ -289,13 +349,13 @@ __global__ void __launch_bounds__(kThreads) key_kernel(fa4cp_kref_case c, const 
     for (int64_t t0 = 0; t0 < nitems; t0 += tk) {
         const int n = (int)(nitems - t0 < tk ? nitems - t0 : tk);
         __syncthreads();
-        gen_rows(c, 2 * n, Q, [&](int r, int *t, int64_t *tok, int *h) {
-            int it = r < n ? r : r - n;
+        auto item_row = [&](int it, int64_t *t, int *h) {
             int64_t item = t0 + it;
-            *t = r < n ? T_Q : T_DOUT;
-            *tok = row.base + lo + item / group;
+            *t = row.base + lo + item / group;
             *h = hk * group + (int)(item % group);
-        });
+        };
+        gen_rows(c, T_Q, n, d, Q, item_row);
+        gen_rows(c, T_DOUT, n, dv, O, item_row);
         for (int it = threadIdx.x; it < n; it += blockDim.x) {
             int64_t item = t0 + it, i = lo + item / group;
             int h = hk * group + (int)(item % group);
@@ -304,13 +364,12 @@ __global__ void __launch_bounds__(kThreads) key_kernel(fa4cp_kref_case c, const 
             int64_t r = cidx < c.cp ? cidx : 2 * c.cp - 1 - cidx;
             int64_t local = row.pstart / c.cp + (cidx < c.cp ? 0 : chunk) + i % chunk;
             size_t at = ((size_t)r * c.heads + h) * c.rows + local;
-            L[it] = c.lse_fp64 ? ((const double *)glse)[at] : (double)((const float *)glse)[at];
-            DD[it] = gD[at];
+            L[it] = c.lse_fp64 ? ((const double *)io.glse)[at] : (double)((const float *)io.glse)[at];
+            DD[it] = io.gD[at];
         }
         __syncthreads();
-        const double *Ot = Q + (size_t)n * d;
         dots(n, d, Q, d, k, 0, S);
-        dots(n, d, Ot, d, v, 0, DP);
+        dots(n, dv, O, dv, v, 0, DP);
         __syncthreads();
         for (int it = threadIdx.x; it < n; it += blockDim.x) {
             double p = isfinite(L[it]) ? exp(S[it] * scale - L[it]) : 0;
@@ -320,41 +379,48 @@ __global__ void __launch_bounds__(kThreads) key_kernel(fa4cp_kref_case c, const 
         __syncthreads();
         for (int kk = 0; kk < kMaxPerThread; kk++) {
             int x = threadIdx.x + kk * blockDim.x;
-            if (x >= d)
-                break;
-            double a = acc_k[kk], b = acc_v[kk];
-            for (int it = 0; it < n; it++) {
-                b += P[it] * Ot[(size_t)it * d + x];
-                a += DS[it] * Q[(size_t)it * d + x];
+            if (x < d) {
+                double a = acc_k[kk];
+                for (int it = 0; it < n; it++)
+                    a += DS[it] * Q[(size_t)it * d + x];
+                acc_k[kk] = a;
             }
-            acc_k[kk] = a;
-            acc_v[kk] = b;
+            if (x < dv) {
+                double bb = acc_v[kk];
+                for (int it = 0; it < n; it++)
+                    bb += P[it] * O[(size_t)it * dv + x];
+                acc_v[kk] = bb;
+            }
         }
     }
-    (void)O;
     double e0 = 0, r0 = 0, e1 = 0, r1 = 0;
     for (int kk = 0; kk < kMaxPerThread; kk++) {
         int x = threadIdx.x + kk * blockDim.x;
-        if (x >= d)
-            break;
-        if (ref_dk)
-            ref_dk[(size_t)blockIdx.x * d + x] = acc_k[kk];
-        if (ref_dv)
-            ref_dv[(size_t)blockIdx.x * d + x] = acc_v[kk];
-        if (row.local >= 0 && err) {
-            size_t at = ((size_t)row.local * c.kv_heads + hk) * d + x;
-            e0 += sq_err(load(c.dtype, gdk, at), acc_k[kk]);
-            r0 += acc_k[kk] * acc_k[kk];
-            e1 += sq_err(load(c.dtype, gdv, at), acc_v[kk]);
-            r1 += acc_v[kk] * acc_v[kk];
+        if (x < d) {
+            if (io.ref_dk)
+                io.ref_dk[(size_t)kidx * d + x] = acc_k[kk];
+            if (row.local >= 0 && io.err && io.dk) {
+                size_t at = ((size_t)row.local * c.kv_heads + hk) * d + x;
+                e0 += sq_err(load(c.dtype, io.dk, at), acc_k[kk]);
+                r0 += acc_k[kk] * acc_k[kk];
+            }
+        }
+        if (x < dv) {
+            if (io.ref_dv)
+                io.ref_dv[(size_t)kidx * dv + x] = acc_v[kk];
+            if (row.local >= 0 && io.err && io.dv) {
+                size_t at = ((size_t)row.local * c.kv_heads + hk) * dv + x;
+                e1 += sq_err(load(c.dtype, io.dv, at), acc_v[kk]);
+                r1 += acc_v[kk] * acc_v[kk];
+            }
         }
     }
     e0 = block_sum(e0, red);
     r0 = block_sum(r0, red);
     e1 = block_sum(e1, red);
     r1 = block_sum(r1, red);
-    if (threadIdx.x == 0 && err) {
-        double *o = err + (size_t)blockIdx.x * FA4CP_KREF_NERR;
+    if (threadIdx.x == 0 && io.err) {
+        double *o = io.err + (size_t)b * FA4CP_KREF_NERR;
         o[FA4CP_KREF_D0] = e0;
         o[FA4CP_KREF_R0] = r0;
         o[FA4CP_KREF_D1] = e1;
@@ -363,45 +429,49 @@ __global__ void __launch_bounds__(kThreads) key_kernel(fa4cp_kref_case c, const 
     }
 }
 
-int tile_rows(int d)
+// blocks [0, nq): query rows; [nq, nq + nk): key rows
+// at most 64 registers (four blocks of 256 threads per SM; 125 without the
+// bound, two blocks): the rows are latency-bound, not register-bound
+__global__ void __launch_bounds__(kThreads, 4) rows_kernel(fa4cp_kref_case c, const fa4cp_kref_row *rows, int nq,
+                                                        int tk, fa4cp_kref_io io)
 {
-    int t = 2048 / (d > 0 ? d : 1);
+    extern __shared__ double sm[];
+    const int b = blockIdx.x;
+    const fa4cp_kref_row row = rows[b];
+    if (b < nq)
+        query_row(c, row, b, tk, io, sm);
+    else
+        key_row(c, row, b - nq, b, tk, io, sm);
+}
+
+int tile_rows(int d, int dv)
+{
+    int t = 4096 / (d + dv > 0 ? d + dv : 1);
     return t < 1 ? 1 : t > 32 ? 32 : t;
 }
 
 } // namespace
 
-extern "C" int fa4cp_kref_query(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int n, const void *dout_,
-                                const void *dlse, const void *ddq, double *ref_out, double *ref_lse, double *ref_dq,
-                                double *err, void *stream)
+extern "C" int fa4cp_kref_rows(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int nq, int nk,
+                               const fa4cp_kref_io *io, void *stream)
 {
-    if (n <= 0)
-        return 0;
-    if (c->head_dim > kThreads * kMaxPerThread)
+    if (nq < 0 || nk < 0)
         return (int)cudaErrorInvalidValue;
-    int tk = tile_rows(c->head_dim);
-    size_t smem = sizeof(double) * ((size_t)2 * c->head_dim + (size_t)2 * tk * c->head_dim + 3 * (size_t)tk + 32);
-    cudaError_t e = cudaFuncSetAttribute(query_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (nq + nk == 0)
+        return 0;
+    const int d = c->head_dim, dv = c->head_dim_v;
+    if (d < 1 || dv < 1 || d > kThreads * kMaxPerThread || dv > kThreads * kMaxPerThread)
+        return (int)cudaErrorInvalidValue;
+    if (nk > 0 && (!io->glse || !io->gD))
+        return (int)cudaErrorInvalidValue;
+    const int tk = tile_rows(d, dv);
+    size_t words = nk > 0 ? key_smem(d, dv, tk) : query_smem(d, dv, tk);
+    if (nq > 0 && query_smem(d, dv, tk) > words)
+        words = query_smem(d, dv, tk);
+    const size_t smem = sizeof(double) * words;
+    cudaError_t e = cudaFuncSetAttribute(rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess)
         return (int)e;
-    query_kernel<<<n, kThreads, smem, (cudaStream_t)stream>>>(*c, drows, tk, dout_, dlse, ddq, ref_out, ref_lse,
-                                                               ref_dq, err);
-    return (int)cudaGetLastError();
-}
-
-extern "C" int fa4cp_kref_key(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int n, const void *glse,
-                              const double *gD, const void *ddk, const void *ddv, double *ref_dk, double *ref_dv,
-                              double *err, void *stream)
-{
-    if (n <= 0)
-        return 0;
-    if (c->head_dim > kThreads * kMaxPerThread)
-        return (int)cudaErrorInvalidValue;
-    int tk = tile_rows(c->head_dim);
-    size_t smem = sizeof(double) * ((size_t)2 * c->head_dim + (size_t)2 * tk * c->head_dim + 6 * (size_t)tk + 32);
-    cudaError_t e = cudaFuncSetAttribute(key_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess)
-        return (int)e;
-    key_kernel<<<n, kThreads, smem, (cudaStream_t)stream>>>(*c, drows, tk, glse, gD, ddk, ddv, ref_dk, ref_dv, err);
+    rows_kernel<<<nq + nk, kThreads, smem, (cudaStream_t)stream>>>(*c, drows, nq, tk, *io);
     return (int)cudaGetLastError();
 }

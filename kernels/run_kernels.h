@@ -20,7 +20,10 @@ extern "C" {
 /* ---- generator (gen_math.h on the GPU) */
 
 /* dst [rows, heads, d] in dtype: row l gets the logical token dmap[l]
- * (-1: a padding row, all zeros). */
+ * (-1: a padding row, all zeros); dmap NULL: row l is token l (the whole
+ * batch in logical order, for the reference's pre-generated inputs).  d is
+ * the width of the tensor's rows: head_dim for Q and K, head_dim_v for V
+ * and dO. */
 int fa4cp_kgen_fill(int dtype, void *dst, uint64_t seed, int tensor, const int64_t *dmap, int64_t rows,
                     int heads, int head_dim, void *stream);
 
@@ -34,7 +37,8 @@ typedef struct fa4cp_kgen_point {
 int fa4cp_kgen_points(const fa4cp_kgen_point *dpts, int64_t n, double *dout, void *stream);
 
 /* dD [heads, rows] (double) = rowsum(dout * out) of each local row; 0 for
- * padding rows (dmap[l] < 0). */
+ * padding rows (dmap[l] < 0).  head_dim: the width of dout and out rows
+ * (head_dim_v). */
 int fa4cp_kgen_rowdot(int dtype, const void *ddout, const void *dout_, const int64_t *dmap, int64_t rows,
                       int heads, int head_dim, double *dD, void *stream);
 
@@ -45,11 +49,18 @@ typedef struct fa4cp_kref_case {
     int lse_fp64;        /* lse tensors are double (else float) */
     uint64_t seed;
     int heads, kv_heads, head_dim;
+    int head_dim_v;      /* of v, dout, out and dv (q, k, dq, dk: head_dim) */
     int causal, window_left, window_right; /* -1 = unbounded */
     double scale;
     int backward;        /* dq (query rows) */
     int cp;              /* key rows: CP size of the gathered lse / D */
     int64_t rows;        /* local rows of one rank (padded_tokens / cp) */
+    /* Optional inputs generated beforehand (fa4cp_kgen_fill with no map):
+     * Q, K, V, dO of the whole batch in logical-token order, [tokens, heads
+     * (K, V: kv_heads), width] in dtype.  A NULL entry: each block
+     * regenerates the rows it reads (the values are the same, bit for bit;
+     * regenerating costs ~2 * visible keys * (d + dv) hashes per row). */
+    const void *src[4];
 } fa4cp_kref_case;
 
 /* One sampled row: query row (head = query head) or key row (head = kv head). */
@@ -75,19 +86,28 @@ enum {
     FA4CP_KREF_NERR = 8
 };
 
-/* Query rows: out, lse (and dq) from regenerated q, k, v (and dout) rows;
- * compared with dout_ [rows, heads, d], dlse [heads, rows], ddq.
- * ref_out, ref_dq [n][d], ref_lse [n]. */
-int fa4cp_kref_query(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int n, const void *dout_,
-                     const void *dlse, const void *ddq, double *ref_out, double *ref_lse, double *ref_dq,
-                     double *err, void *stream);
+/* The tensors a check compares with, and where the reference goes (device;
+ * every pointer optional: NULL skips that comparison or output). */
+typedef struct fa4cp_kref_io {
+    /* query rows: compared with out [rows, heads, dv], lse [heads, rows],
+     * dq [rows, heads, d]; ref_out [n][dv], ref_lse [n], ref_dq [n][d] */
+    const void *out, *lse, *dq;
+    double *ref_out, *ref_lse, *ref_dq;
+    /* key rows: from the gathered lse [cp, heads, rows] (float or double)
+     * and D [cp, heads, rows] (double); compared with dk [rows, kv_heads,
+     * d], dv [rows, kv_heads, dv]; ref_dk [n][d], ref_dv [n][dv] */
+    const void *glse;
+    const double *gD;
+    const void *dk, *dv;
+    double *ref_dk, *ref_dv;
+    /* err [nq + nk][FA4CP_KREF_NERR]: the query rows', then the key rows' */
+    double *err;
+} fa4cp_kref_io;
 
-/* Key rows: dk, dv from regenerated rows and the gathered lse [cp, heads,
- * rows] (float or double) and D [cp, heads, rows] (double); compared with
- * ddk, ddv [rows, kv_heads, d].  ref_dk, ref_dv [n][d]. */
-int fa4cp_kref_key(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int n, const void *glse,
-                   const double *gD, const void *ddk, const void *ddv, double *ref_dk, double *ref_dv,
-                   double *err, void *stream);
+/* nq query rows (out, lse and, with c->backward, dq) and nk key rows (dk,
+ * dv), drows [nq + nk] (query rows first), in one launch. */
+int fa4cp_kref_rows(const fa4cp_kref_case *c, const fa4cp_kref_row *drows, int nq, int nk,
+                    const fa4cp_kref_io *io, void *stream);
 
 #ifdef __cplusplus
 }

@@ -2,9 +2,13 @@
  * per-step compute and communication (not a test: prints a table).
  *
  * usage: bench_cp [--tokens 32768,65536,131072] [--cp 2,4,8] [--heads 16]
- *                 [--dim 128] [--iters 3] [--warmup 1] [--gpus 1] [--no-causal]
- *                 [--nccl] [--no-ref]
+ *                 [--dim 128] [--dim-v DV] [--iters 3] [--warmup 1] [--gpus 1]
+ *                 [--no-causal] [--nccl] [--no-ref]
  *
+ * --dim-v: the head dim of v, out, dout and dv (default --dim; MLA: --dim
+ * 192 --dim-v 128).  TFLOP/s in the FlashAttention convention: forward
+ * 2 * (d + dv) flops per visible (query, key) pair and head (4 d when dv =
+ * d), backward 2.5 times that.
  * --gpus N spreads the ranks over N GPUs (rank r on GPU r % N); --nccl uses
  * the nccl transport (threads, one GPU per rank) instead of the local one;
  * --no-ref skips the non-CP and isolated timings (for the ring overlap runs).
@@ -57,7 +61,7 @@
         }                                                                                          \
     } while (0)
 
-static int H = 16, D = 128, iters = 3, warmup = 1, gpus = 1, causal = 1, use_nccl = 0, no_ref = 0;
+static int H = 16, D = 128, DV = 0, iters = 3, warmup = 1, gpus = 1, causal = 1, use_nccl = 0, no_ref = 0;
 
 static double now_s(void)
 {
@@ -106,22 +110,24 @@ typedef struct shape_t {
 static shape_t time_attn(int sq, int sk, int is_causal)
 {
     shape_t r = {0, 0};
-    size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D;
-    void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nk * 2), *o = dalloc(nq * 2);
-    void *dout = dalloc(nq * 2), *dq = dalloc(nq * 2), *dk = dalloc(nk * 2), *dv = dalloc(nk * 2);
+    /* q, dq [sq, H, D]; k, dk [sk, H, D]; out, dout [sq, H, DV]; v, dv [sk, H, DV] */
+    size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D, no = (size_t)sq * H * DV, nv = (size_t)sk * H * DV;
+    void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nv * 2), *o = dalloc(no * 2);
+    void *dout = dalloc(no * 2), *dq = dalloc(nq * 2), *dk = dalloc(nk * 2), *dv = dalloc(nv * 2);
     void *lse = dalloc((size_t)sq * H * 4);
     int32_t hcu[4] = {0, sq, 0, sk};
     int32_t *cu = dalloc(sizeof hcu);
     CK(cudaMemcpy(cu, hcu, sizeof hcu, cudaMemcpyHostToDevice));
     fill(q, nq, 1);
     fill(k, nk, 2);
-    fill(v, nk, 3);
-    fill(dout, nq, 4);
+    fill(v, nv, 3);
+    fill(dout, no, 4);
     fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
     a.dtype = FA4CP_BF16;
     a.batch = 1;
     a.heads = a.kv_heads = H;
     a.head_dim = D;
+    a.head_dim_v = DV;
     a.total_q = sq;
     a.total_k = sk;
     a.cu_seqlens_q = cu;
@@ -189,14 +195,14 @@ static void *rank_main(void *p)
     CK(cudaSetDevice(j->r % gpus));
     cudaStream_t s;
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    size_t nq = (size_t)T * H * D;
-    void *q = dalloc(nq * 2), *k = dalloc(nq * 2), *v = dalloc(nq * 2), *o = dalloc(nq * 2);
-    void *dout = dalloc(nq * 2), *dq = dalloc(nq * 2), *dk = dalloc(nq * 2), *dv = dalloc(nq * 2);
+    size_t nq = (size_t)T * H * D, no = (size_t)T * H * DV; /* q, k (dq, dk); v, out, dout (dv) */
+    void *q = dalloc(nq * 2), *k = dalloc(nq * 2), *v = dalloc(no * 2), *o = dalloc(no * 2);
+    void *dout = dalloc(no * 2), *dq = dalloc(nq * 2), *dk = dalloc(nq * 2), *dv = dalloc(no * 2);
     void *lse = dalloc((size_t)T * H * 4);
     fill(q, nq, 11u + (unsigned)j->r);
     fill(k, nq, 21u + (unsigned)j->r);
-    fill(v, nq, 31u + (unsigned)j->r);
-    fill(dout, nq, 41u + (unsigned)j->r);
+    fill(v, no, 31u + (unsigned)j->r);
+    fill(dout, no, 41u + (unsigned)j->r);
     fa4cp_cp_config cfg = FA4CP_CP_CONFIG_INIT;
     cfg.comm = FA4CP_CP_P2P;
     cfg.backend = FA4CP_BACKEND_CUDA;
@@ -204,6 +210,7 @@ static void *rank_main(void *p)
     cfg.dtype = FA4CP_BF16;
     cfg.heads = cfg.kv_heads = H;
     cfg.head_dim = D;
+    cfg.head_dim_v = DV;
     cfg.causal = causal;
     fa4cp_cp *cp = NULL;
     FK(fa4cp_cp_create(&cfg, j->comm, &cp));
@@ -276,6 +283,8 @@ int main(int argc, char **argv)
             H = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dim") && v)
             D = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dim-v") && v)
+            DV = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--iters") && v)
             iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && v)
@@ -289,13 +298,19 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--no-ref"))
             no_ref = 1;
         else {
-            fprintf(stderr, "usage: bench_cp [--tokens a,b] [--cp a,b] [--heads H] [--dim D] "
+            fprintf(stderr, "usage: bench_cp [--tokens a,b] [--cp a,b] [--heads H] [--dim D] [--dim-v DV] "
                             "[--iters N] [--warmup N] [--gpus N] [--no-causal] [--nccl] [--no-ref]\n");
             return 1;
         }
     }
-    if (iters < 1 || H < 1 || gpus < 1)
+    if (DV == 0)
+        DV = D;
+    if (iters < 1 || H < 1 || gpus < 1 || D < 1 || DV < 1)
         return 1;
+    if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, D, DV, 1) != FA4CP_OK) {
+        fprintf(stderr, "bench_cp: %s\n", fa4cp_last_error());
+        return 1;
+    }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < gpus) {
         fprintf(stderr, "bench_cp: %d GPU(s) asked, %d here\n", gpus, ndev);
@@ -303,16 +318,17 @@ int main(int argc, char **argv)
     }
     struct cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    printf("# bench_cp: %s, %d GPU(s) used, bf16, heads %d, d %d, %s, p2p, iters %d (median), "
+    printf("# bench_cp: %s, %d GPU(s) used, bf16, heads %d, d %d, dv %d, %s, p2p, iters %d (median), "
            "warmup %d\n",
-           prop.name, gpus, H, D, causal ? "causal" : "no mask", iters, warmup);
+           prop.name, gpus, H, D, DV, causal ? "causal" : "no mask", iters, warmup);
     printf("# %7s %3s | %9s %9s | %8s %8s %8s %8s %8s %8s | %9s | %9s %9s | %9s\n", "tokens", "cp",
            "noncp_f", "noncp_b", "diag_f", "diag_b", "low_f", "low_b", "up_f", "up_b", "ratio_iso",
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
         shape_t full = {NAN, NAN};
-        double fl = 4.0 * H * (double)S * S * D * (causal ? 0.5 : 1.0);
+        /* FlashAttention convention: 2 (d + dv) per visible pair and head (causal: half the pairs) */
+        double fl = 2.0 * H * (double)S * S * (D + DV) * (causal ? 0.5 : 1.0);
         if (!no_ref) {
             full = time_attn(S, S, causal);
             printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s)\n", S,

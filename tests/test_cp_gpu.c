@@ -13,7 +13,9 @@
  * own stream.  The matrix: cp in {2,3,4} x comm in {p2p, all_gather, a2a} x
  * mask in {none, causal, window (64,0) and (32,32) where the shape supports
  * it} x layout in {bshd, thd, thd with padding between sequences}; MHA and
- * GQA heads, head dim 64 and 128, bf16.  Every case draws fresh lengths (0
+ * GQA heads, head dim 64 and 128, bf16; then the other head dims of the
+ * cuda table and MLA's (head_dim, head_dim_v) = (192, 128) over every shape
+ * (skipped while the table lacks them).  Every case draws fresh lengths (0
  * included) and inputs, runs the non-CP cuda call and the CPU reference on
  * the global tensors, runs the CP forward and then the backward on the CP
  * forward's own out/lse, and compares out, lse, dq, dk, dv on real rows with
@@ -105,8 +107,13 @@ typedef struct rank_job {
 } rank_job;
 
 static int64_t G_of(const tcase *c) { return c->cu[c->B]; }
+static int dv_of(const tcase *c) { return c->cfg.head_dim_v ? c->cfg.head_dim_v : c->cfg.head_dim; }
+/* q, dq: [rows, heads, d]; k, dk: [rows, kv_heads, d] */
 static size_t rowq(const tcase *c) { return (size_t)c->cfg.heads * (size_t)c->cfg.head_dim; }
 static size_t rowk(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)c->cfg.head_dim; }
+/* out, dout: [rows, heads, dv]; v, dv: [rows, kv_heads, dv] */
+static size_t rowo(const tcase *c) { return (size_t)c->cfg.heads * (size_t)dv_of(c); }
+static size_t rowv(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)dv_of(c); }
 
 static void describe(const tcase *c, char *buf, size_t n)
 {
@@ -116,10 +123,10 @@ static void describe(const tcase *c, char *buf, size_t n)
                  c->cfg.window_left, c->cfg.window_right);
     else
         snprintf(mask, sizeof mask, "%s", c->cfg.causal ? "causal" : "no mask");
-    int at = snprintf(buf, n, "cp=%d %s %s%s %s h=%d/%d d=%d%s lens", c->cp,
+    int at = snprintf(buf, n, "cp=%d %s %s%s %s h=%d/%d d=%d dv=%d%s lens", c->cp,
                       fa4cp_cp_comm_name(c->cfg.comm), fa4cp_cp_format_name(c->cfg.format),
                       c->pad ? "+pad" : "", mask, c->cfg.heads, c->cfg.kv_heads, c->cfg.head_dim,
-                      c->with_dlse ? " dlse" : "");
+                      dv_of(c), c->with_dlse ? " dlse" : "");
     for (int i = 0; i < c->B && at > 0 && (size_t)at < n; i++)
         at += snprintf(buf + at, n - (size_t)at, " %d/%d",
                        c->pad ? c->used[i] : c->cu[i + 1] - c->cu[i], c->cu[i + 1] - c->cu[i]);
@@ -157,16 +164,17 @@ static void *rank_main(void *p)
     const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
     const int64_t T = G_of(c) / c->cp;
     const size_t nq = (size_t)T * rowq(c) * es, nk = (size_t)T * rowk(c) * es;
+    const size_t no = (size_t)T * rowo(c) * es, nv = (size_t)T * rowv(c) * es;
     const size_t nl = (size_t)c->cfg.heads * (size_t)T * ls;
     fa4cp_cp *cp = NULL;
     fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
     cudaStream_t s = NULL;
     CK(cudaSetDevice(j->dev));
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    void *q = dput(j->q, nq), *k = dput(j->k, nk), *v = dput(j->v, nk), *dout = dput(j->dout, nq);
+    void *q = dput(j->q, nq), *k = dput(j->k, nk), *v = dput(j->v, nv), *dout = dput(j->dout, no);
     void *dlse = j->dlse ? dput(j->dlse, nl) : NULL;
-    void *out = dput(j->out, nq), *lse = dput(j->lse, nl); /* poison */
-    void *dq = dput(j->dq, nq), *dk = dput(j->dk, nk), *dv = dput(j->dv, nk);
+    void *out = dput(j->out, no), *lse = dput(j->lse, nl); /* poison */
+    void *dq = dput(j->dq, nq), *dk = dput(j->dk, nk), *dv = dput(j->dv, nv);
     j->st = fa4cp_cp_create(&c->cfg, j->comm, &cp);
     if (j->st != FA4CP_OK)
         goto out;
@@ -193,11 +201,11 @@ static void *rank_main(void *p)
         j->st = fa4cp_cp_bwd(cp, &a);
     if (j->st == FA4CP_OK) {
         CK(cudaStreamSynchronize(s));
-        dget(j->out, out, nq);
+        dget(j->out, out, no);
         dget(j->lse, lse, nl);
         dget(j->dq, dq, nq);
         dget(j->dk, dk, nk);
-        dget(j->dv, dv, nk);
+        dget(j->dv, dv, nv);
     }
 out:
     if (j->st != FA4CP_OK)
@@ -232,28 +240,29 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
         j->dev = r % ngpus;
         j->comm = comms[r];
         size_t nq = (size_t)T * rowq(c) * es + 16, nk = (size_t)T * rowk(c) * es + 16,
+               no = (size_t)T * rowo(c) * es + 16, nv = (size_t)T * rowv(c) * es + 16,
                nl = (size_t)H * T * ls + 16;
         j->q = malloc(nq);
         j->k = malloc(nk);
-        j->v = malloc(nk);
-        j->dout = malloc(nq);
+        j->v = malloc(nv);
+        j->dout = malloc(no);
         j->dlse = c->with_dlse ? malloc(nl) : NULL;
-        j->out = malloc(nq);
+        j->out = malloc(no);
         j->lse = malloc(nl);
         j->dq = malloc(nq);
         j->dk = malloc(nk);
-        j->dv = malloc(nk);
+        j->dv = malloc(nv);
         fa4cp_cp_shard(c->B, c->cu, n, r, rowq(c) * es, g->q, j->q);
         fa4cp_cp_shard(c->B, c->cu, n, r, rowk(c) * es, g->k, j->k);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowk(c) * es, g->v, j->v);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowq(c) * es, g->dout, j->dout);
+        fa4cp_cp_shard(c->B, c->cu, n, r, rowv(c) * es, g->v, j->v);
+        fa4cp_cp_shard(c->B, c->cu, n, r, rowo(c) * es, g->dout, j->dout);
         if (j->dlse)
             fa4cp_cp_shard_lse(c->B, c->cu, n, r, H, ls, g->dlse, j->dlse);
-        test_poison(dt, j->out, (size_t)T * rowq(c));
+        test_poison(dt, j->out, (size_t)T * rowo(c));
         test_poison(ld, j->lse, (size_t)T * H);
         test_poison(dt, j->dq, (size_t)T * rowq(c));
         test_poison(dt, j->dk, (size_t)T * rowk(c));
-        test_poison(dt, j->dv, (size_t)T * rowk(c));
+        test_poison(dt, j->dv, (size_t)T * rowv(c));
     }
     for (int r = 0; r < n; r++)
         pthread_create(&th[r], NULL, rank_main, &jobs[r]);
@@ -265,11 +274,11 @@ static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
             snprintf(err, errn, "rank %d: %s: %s", r, fa4cp_strerror(j->st), j->err);
             good = 0;
         }
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowq(c) * es, j->out, g->cout);
+        fa4cp_cp_unshard(c->B, c->cu, n, r, rowo(c) * es, j->out, g->cout);
         fa4cp_cp_unshard_lse(c->B, c->cu, n, r, H, ls, j->lse, g->clse);
         fa4cp_cp_unshard(c->B, c->cu, n, r, rowq(c) * es, j->dq, g->cdq);
         fa4cp_cp_unshard(c->B, c->cu, n, r, rowk(c) * es, j->dk, g->cdk);
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowk(c) * es, j->dv, g->cdv);
+        fa4cp_cp_unshard(c->B, c->cu, n, r, rowv(c) * es, j->dv, g->cdv);
         void *ps[] = {j->q, j->k, j->v, j->dout, j->dlse, j->out, j->lse, j->dq, j->dk, j->dv};
         for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
             free(ps[i]);
@@ -287,14 +296,15 @@ static int run_cuda(const tcase *c, const fa4cp_attn_args *host, gtensors *g, ch
     const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
     const int64_t G = G_of(c);
     const size_t nq = (size_t)G * rowq(c) * es, nk = (size_t)G * rowk(c) * es;
+    const size_t no = (size_t)G * rowo(c) * es, nv = (size_t)G * rowv(c) * es;
     const size_t nl = (size_t)G * c->cfg.heads * ls;
     fa4cp_attn_args a = *host;
     int good = 1;
     CK(cudaSetDevice(0));
     void *cu = dput(c->cu, sizeof c->cu), *used = dput(c->used, sizeof c->used);
-    void *q = dput(g->q, nq), *k = dput(g->k, nk), *v = dput(g->v, nk), *dout = dput(g->dout, nq);
-    void *dlse = dput(g->dlse, nl), *out = dput(g->gout, nq), *lse = dput(g->glse, nl);
-    void *dq = dput(NULL, nq), *dk = dput(NULL, nk), *dv = dput(NULL, nk);
+    void *q = dput(g->q, nq), *k = dput(g->k, nk), *v = dput(g->v, nv), *dout = dput(g->dout, no);
+    void *dlse = dput(g->dlse, nl), *out = dput(g->gout, no), *lse = dput(g->glse, nl);
+    void *dq = dput(NULL, nq), *dk = dput(NULL, nk), *dv = dput(NULL, nv);
     a.cu_seqlens_q = a.cu_seqlens_k = cu;
     a.seqused_q = a.seqused_k = c->pad ? used : NULL;
     a.q = q;
@@ -314,11 +324,11 @@ static int run_cuda(const tcase *c, const fa4cp_attn_args *host, gtensors *g, ch
         good = 0;
     }
     CK(cudaDeviceSynchronize());
-    dget(g->gout, out, nq);
+    dget(g->gout, out, no);
     dget(g->glse, lse, nl);
     dget(g->gdq, dq, nq);
     dget(g->gdk, dk, nk);
-    dget(g->gdv, dv, nk);
+    dget(g->gdv, dv, nv);
     void *ds[] = {cu, used, q, k, v, dout, dlse, out, lse, dq, dk, dv};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
         CK(cudaFree(ds[i]));
@@ -403,11 +413,11 @@ static int check_against(const tcase *c, const char *desc, const char *refname, 
     const int64_t G = G_of(c);
     const double tol = tol_of(c);
     int good = 1;
-    cmp o = compare(c, dt, g->cout, out, G, rowq(c), 0, 1);
+    cmp o = compare(c, dt, g->cout, out, G, rowo(c), 0, 1);
     cmp l = compare_lse(c, g->clse, lse, 1);
     cmp q = compare(c, dt, g->cdq, dq, G, rowq(c), 1, 1);
     cmp k = compare(c, dt, g->cdk, dk, G, rowk(c), 1, 1);
-    cmp v = compare(c, dt, g->cdv, dv, G, rowk(c), 1, 1);
+    cmp v = compare(c, dt, g->cdv, dv, G, rowv(c), 1, 1);
     cmp *cs[] = {&o, &l, &q, &k, &v};
     const char *names[] = {"out", "lse", "dq", "dk", "dv"};
     for (int i = 0; i < 5; i++) {
@@ -458,6 +468,7 @@ static int run_case(test_rng *rng, tcase *c)
     const int64_t G = G_of(c);
     const int H = c->cfg.heads;
     const size_t nq = (size_t)G * rowq(c), nk = (size_t)G * rowk(c), nl = (size_t)G * H;
+    const size_t no = (size_t)G * rowo(c), nv = (size_t)G * rowv(c);
     char desc[400], err[700] = "";
     gtensors g;
     int good = 1;
@@ -465,19 +476,20 @@ static int run_case(test_rng *rng, tcase *c)
     void **all[] = {&g.q,    &g.k,    &g.v,   &g.dout, &g.dlse, &g.out,  &g.lse,
                     &g.dq,   &g.dk,   &g.dv,  &g.gout, &g.glse, &g.gdq,  &g.gdk,
                     &g.gdv,  &g.cout, &g.clse, &g.cdq, &g.cdk,  &g.cdv};
-    size_t sizes[] = {nq * es, nk * es, nk * es, nq * es, nl * ls, nq * es, nl * ls,
-                      nq * es, nk * es, nk * es, nq * es, nl * ls, nq * es, nk * es,
-                      nk * es, nq * es, nl * ls, nq * es, nk * es, nk * es};
+    /* q k v dout dlse | out lse dq dk dv (cpu) | the same (non-CP cuda) | the same (CP) */
+    size_t sizes[] = {nq * es, nk * es, nv * es, no * es, nl * ls, no * es, nl * ls,
+                      nq * es, nk * es, nv * es, no * es, nl * ls, nq * es, nk * es,
+                      nv * es, no * es, nl * ls, nq * es, nk * es, nv * es};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         *all[i] = malloc(sizes[i] + 16);
     test_fill(rng, dt, g.q, nq, 1.0);
     test_fill(rng, dt, g.k, nk, 1.0);
-    test_fill(rng, dt, g.v, nk, 1.0);
-    test_fill(rng, dt, g.dout, nq, 1.0);
+    test_fill(rng, dt, g.v, nv, 1.0);
+    test_fill(rng, dt, g.dout, no, 1.0);
     test_fill(rng, ld, g.dlse, nl, 0.5);
     void *poisoned[] = {g.out, g.gout, g.cout};
     for (int i = 0; i < 3; i++)
-        test_poison(dt, poisoned[i], nq);
+        test_poison(dt, poisoned[i], no);
     test_poison(ld, g.lse, nl);
     test_poison(ld, g.glse, nl);
     test_poison(ld, g.clse, nl);
@@ -488,6 +500,7 @@ static int run_case(test_rng *rng, tcase *c)
     a.heads = H;
     a.kv_heads = c->cfg.kv_heads;
     a.head_dim = c->cfg.head_dim;
+    a.head_dim_v = c->cfg.head_dim_v;
     a.total_q = a.total_k = G;
     a.cu_seqlens_q = a.cu_seqlens_k = c->cu;
     a.seqused_q = a.seqused_k = c->pad ? c->used : NULL;
@@ -641,6 +654,52 @@ int main(int argc, char **argv)
             }
             ok(run_case(&rng, &c), "%s %s: empty sequences and padding-only chunks, no NaN",
                fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm), causal ? "causal" : "no mask");
+        }
+    /* The head dims of issue 20 beyond the matrix's (64, 64) and (128, 128),
+     * MLA's (192, 128) with v narrower than q/k among them: every shape, cp
+     * 2-4, no mask / causal / windows (the shapes that take them), bshd, thd,
+     * thd+pad, MHA and GQA.  A pair the cuda table (fa4cp_attn_supports)
+     * lacks is skipped, naming the table, and runs once its kernels land. */
+    static const int pairs[][2] = {{32, 32}, {80, 80}, {96, 96}, {192, 192}, {256, 256}, {192, 128}};
+    for (int pi = 0; pi < 6; pi++)
+        for (int comm = 0; comm < 3; comm++) {
+            const int d = pairs[pi][0], dv = pairs[pi][1];
+            const char *cname = fa4cp_cp_comm_name((fa4cp_cp_comm_type)comm);
+            if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK) {
+                skip(1, "(head_dim, head_dim_v) = (%d, %d) over %s: %s", d, dv, cname, fa4cp_last_error());
+                continue;
+            }
+            int pass = 0, total = 0;
+            for (int f = 0; f < (small ? 2 : 6); f++, idx++) {
+                tcase c;
+                memset(&c, 0, sizeof c);
+                fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
+                c.cfg = init;
+                c.cfg.backend = FA4CP_BACKEND_CUDA;
+                c.cp = only_cp ? only_cp : small ? 2 : 2 + idx % 3;
+                if (use_nccl && c.cp > ngpus)
+                    c.cp = ngpus;
+                c.cfg.comm = (fa4cp_cp_comm_type)comm;
+                c.cfg.format = f % 3 == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
+                c.pad = f % 3 == 2;
+                const int mk = f % (comm == FA4CP_CP_P2P || small ? 2 : 4);
+                c.cfg.causal = masks[mk][0];
+                c.cfg.window_left = masks[mk][1];
+                c.cfg.window_right = masks[mk][2];
+                c.cfg.dtype = FA4CP_BF16;
+                c.cfg.head_dim = d;
+                c.cfg.head_dim_v = dv;
+                pick_heads(comm, c.cp, idx, &c.cfg.heads, &c.cfg.kv_heads);
+                c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
+                c.with_dlse = idx % 2;
+                fill_lengths(&rng, &c, small ? 96 : 160);
+                total++;
+                pass += run_case(&rng, &c);
+            }
+            ok(pass == total,
+               "(head_dim, head_dim_v) = (%d, %d) over %s: %d/%d cases (cp 2-4, masks, bshd, thd, thd+pad, "
+               "MHA/GQA) match the non-CP cuda call and the cpu reference",
+               d, dv, cname, pass, total);
         }
     diag("largest error / tolerance: against the non-CP cuda call %.3g, against the cpu "
          "reference %.3g",

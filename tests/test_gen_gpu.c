@@ -178,17 +178,22 @@ static void gpu_points(void)
     free(got);
 }
 
-/* whole shards: fa4cp_kgen_fill with the row map == fa4cp_gen_fill_local */
+/* whole shards: fa4cp_kgen_fill with the row map == fa4cp_gen_fill_local;
+ * the last four with head_dim_v != head_dim (V and dO rows head_dim_v wide);
+ * and the whole batch in logical order (no map) == fa4cp_gen_row */
 static void gpu_fill(void)
 {
     const char *dts[] = {"bf16", "fp16", "fp32", "fp64"};
-    for (int k = 0; k < 8; k++) {
+    static const int dvs[][2] = {{24, 16}, {16, 40}, {7, 5}, {192, 128}};
+    for (int k = 0; k < 12; k++) {
         char text[512];
-        int cp = 1 + (int)(next() % 4), d = k == 7 ? 7 : 8 << (next() % 4);
+        int cp = 1 + (int)(next() % 4), d = k == 7 ? 7 : 8 << (next() % 4), dv = d;
+        if (k >= 8)
+            d = dvs[k - 8][0], dv = dvs[k - 8][1];
         snprintf(text, sizeof text,
-                 "version: 1\nattention: {heads: 4, kv_heads: 2, head_dim: %d, dtype: %s, sequences: [%d, %d, 1],"
-                 " pad_between_seqs: true}\ncp: {size: %d}\nrun: {seed: %llu, backend: cpu}\n",
-                 d, dts[k % 4], 50 + (int)(next() % 300), 1 + (int)(next() % 100), cp,
+                 "version: 1\nattention: {heads: 4, kv_heads: 2, head_dim: %d, head_dim_v: %d, dtype: %s, "
+                 "sequences: [%d, %d, 1], pad_between_seqs: true}\ncp: {size: %d}\nrun: {seed: %llu, backend: cpu}\n",
+                 d, dv, dts[k % 4], 50 + (int)(next() % 300), 1 + (int)(next() % 100), cp,
                  (unsigned long long)(next() >> 1));
         fa4cp_workload *w = load(text);
         if (!w) {
@@ -196,33 +201,59 @@ static void gpu_fill(void)
             continue;
         }
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
-        int64_t rows = c->padded_tokens / c->cp;
-        size_t es = fa4cp_dtype_size(c->dtype), max = (size_t)rows * c->heads * c->head_dim * es;
+        int64_t rows = c->padded_tokens / c->cp, T = c->tokens;
+        int wmax = c->head_dim > c->head_dim_v ? c->head_dim : c->head_dim_v;
+        int64_t most = rows > T ? rows : T;
+        size_t es = fa4cp_dtype_size(c->dtype), max = (size_t)most * c->heads * wmax * es;
         void *host = malloc(max), *got = malloc(max), *dst;
         int64_t *map = malloc(sizeof(int64_t) * (size_t)rows), *dmap;
+        double *row = malloc(sizeof(double) * (size_t)wmax);
         CK(cudaMalloc(&dst, max));
         CK(cudaMalloc((void **)&dmap, sizeof(int64_t) * (size_t)rows));
-        int same = 1;
+        int same = 1, batch_same = 1;
         for (int r = 0; r < c->cp; r++) {
             run_gen_map(c, r, map);
             CK(cudaMemcpy(dmap, map, sizeof(int64_t) * (size_t)rows, cudaMemcpyHostToDevice));
             for (int t = 0; t < 4; t++) {
-                int h = t == FA4CP_GEN_K || t == FA4CP_GEN_V ? c->kv_heads : c->heads;
-                size_t bytes = (size_t)rows * h * c->head_dim * es;
-                CK(cudaMemset(dst, 0x7f, bytes)); /* poison, padding rows included */
+                CK(cudaMemset(dst, 0x7f, max)); /* poison, padding rows and the tail included */
                 same &= run_gen_fill_gpu(c, t, dmap, rows, dst, NULL) == FA4CP_OK;
-                CK(cudaMemcpy(got, dst, bytes, cudaMemcpyDeviceToHost));
+                CK(cudaMemcpy(got, dst, max, cudaMemcpyDeviceToHost));
+                memset(host, 0x7f, max);
                 fa4cp_gen_fill_local(c, t, r, host);
-                same &= !memcmp(host, got, bytes);
+                same &= !memcmp(host, got, max); /* nothing written past the shard either */
             }
         }
-        ok(same, "%s d %d cp %d seed %llu: every rank's Q, K, V, dO shard on the GPU == fa4cp_gen_fill_local, bytes "
-                 "and zero padding rows", dts[k % 4], d, c->cp, (unsigned long long)c->seed);
+        /* no map: row l is logical token l, every head */
+        for (int t = 0; t < 4; t++) {
+            int h = t == FA4CP_GEN_K || t == FA4CP_GEN_V ? c->kv_heads : c->heads;
+            int wt = t == FA4CP_GEN_V || t == FA4CP_GEN_DOUT ? c->head_dim_v : c->head_dim;
+            CK(cudaMemset(dst, 0x7f, max));
+            batch_same &= run_gen_fill_gpu(c, t, NULL, T, dst, NULL) == FA4CP_OK;
+            CK(cudaMemcpy(got, dst, max, cudaMemcpyDeviceToHost));
+            for (int64_t tok = 0; tok < T; tok++)
+                for (int hh = 0; hh < h; hh++) {
+                    fa4cp_gen_row(c, t, tok, hh, row);
+                    for (int x = 0; x < wt; x++) {
+                        double g = fa4cp_load(c->dtype, got, ((size_t)tok * h + hh) * wt + x);
+                        batch_same &= !memcmp(&g, &row[x], sizeof g);
+                    }
+                }
+            /* nothing past the batch */
+            size_t end = (size_t)T * h * wt * es;
+            for (size_t i = end; i < max && i < end + 64; i++)
+                batch_same &= ((unsigned char *)got)[i] == 0x7f;
+        }
+        ok(same, "%s d %d dv %d cp %d seed %llu: every rank's Q, K, V, dO shard on the GPU == "
+                 "fa4cp_gen_fill_local, bytes and zero padding rows", dts[k % 4], c->head_dim, c->head_dim_v, c->cp,
+           (unsigned long long)c->seed);
+        ok(batch_same, "  the whole batch without a map (row = logical token, %lld tokens) == fa4cp_gen_row",
+           (long long)T);
         cudaFree(dst);
         cudaFree(dmap);
         free(host);
         free(got);
         free(map);
+        free(row);
         fa4cp_workload_free(w);
     }
 }
@@ -244,6 +275,8 @@ static double relmax(const double *a, const double *b, size_t n)
 {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) || isnan(b[i]))
+            return INFINITY; /* fmax would drop it: an unwritten (NaN-poisoned) output must fail */
         if (isinf(a[i]) && isinf(b[i]) && (a[i] < 0) == (b[i] < 0))
             continue;
         num = fmax(num, fabs(a[i] - b[i]));
@@ -254,19 +287,52 @@ static double relmax(const double *a, const double *b, size_t n)
     return num / fmax(den, 1e-3);
 }
 
-/* the GPU reference against the host float64 reference on random rows */
+/* one check on the GPU (query rows, then key rows), regenerating rows or
+ * reading the batch generated once */
+static fa4cp_status ref_gpu(const fa4cp_case *c, run_ref_ws *ws, int pregen, const run_ref_row *qr, int nq,
+                            const run_ref_row *kr, int nk, const void *glse, const double *gD, int64_t rows,
+                            double *o, double *l, double *dq, double *dk, double *dv)
+{
+    run_ref_job j;
+    memset(&j, 0, sizeof j);
+    j.qrows = qr, j.nq = nq, j.krows = kr, j.nk = nk, j.local_rows = rows;
+    j.glse = glse, j.gD = gD, j.pregen = pregen;
+    j.ref_out = o, j.ref_lse = l, j.ref_dq = dq, j.ref_dk = dk, j.ref_dv = dv;
+    return run_ref_gpu(c, ws, &j, NULL);
+}
+
+/* the query rows' errors against a rank's tensors (device) */
+static fa4cp_status ref_cmp(const fa4cp_case *c, run_ref_ws *ws, int pregen, const run_ref_row *qr, int nq,
+                            int64_t rows, const void *out, const void *lse, const void *dq, run_ref_err *er)
+{
+    run_ref_job j;
+    memset(&j, 0, sizeof j);
+    j.qrows = qr, j.nq = nq, j.local_rows = rows, j.pregen = pregen;
+    j.out = out, j.lse = lse, j.dq = dq, j.qerr = er;
+    return run_ref_gpu(c, ws, &j, NULL);
+}
+
+/* the GPU reference against the host float64 reference on random rows; the
+ * last shapes with head_dim_v != head_dim.  Each shape twice: every block
+ * regenerating its rows, and reading the whole batch generated once. */
 static void gpu_reference(void)
 {
     const char *shapes[] = {"causal: true", "causal: false", "causal: true, window: 9",
                             "causal: false, window: [5, 11]", "causal: true, window: 0"};
     const char *dts[] = {"bf16", "fp16", "fp32", "fp64"};
-    for (int sh = 0; sh < 10; sh++) {
-        char text[640];
-        int cp = 1 + sh % 3, kvh = sh % 2 ? 2 : 4, d = sh == 9 ? 40 : 16 << (sh % 3);
+    static const int dvs[][2] = {{24, 16}, {16, 40}, {48, 32}, {192, 128}};
+    run_ref_ws ws;
+    memset(&ws, 0, sizeof ws);
+    for (int sh = 0; sh < 14; sh++) {
+        char text[700];
+        int cp = 1 + sh % 3, kvh = sh % 2 ? 2 : 4, d = sh == 9 ? 40 : 16 << (sh % 3), dv = d;
+        if (sh >= 10)
+            d = dvs[sh - 10][0], dv = dvs[sh - 10][1];
         snprintf(text, sizeof text,
-                 "version: 1\nattention: {heads: 8, kv_heads: %d, head_dim: %d, dtype: %s, %s, sequences: [%d, %d, 3],"
-                 " pad_between_seqs: true}\ncp: {size: %d, comm: %s}\nrun: {seed: %d, backend: cpu, backward: true}\n",
-                 kvh, d, dts[sh % 4], shapes[sh % 5], 60 + sh * 17, 1 + sh * 5, cp,
+                 "version: 1\nattention: {heads: 8, kv_heads: %d, head_dim: %d, head_dim_v: %d, dtype: %s, %s, "
+                 "sequences: [%d, %d, 3], pad_between_seqs: true}\ncp: {size: %d, comm: %s}\n"
+                 "run: {seed: %d, backend: cpu, backward: true}\n",
+                 kvh, d, dv, dts[sh % 4], shapes[sh % 5], 60 + (sh % 10) * 17, 1 + (sh % 10) * 5, cp,
                  sh % 5 >= 2 ? "all_gather" : "p2p", 1000 + sh);
         fa4cp_workload *w = load(text);
         if (!w) {
@@ -274,12 +340,12 @@ static void gpu_reference(void)
             continue;
         }
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
-        int h = c->heads, hk = c->kv_heads, dd = c->head_dim, group = h / hk;
+        int h = c->heads, hk = c->kv_heads, dd = c->head_dim, dw = c->head_dim_v, group = h / hk;
         int64_t T = c->tokens, rows = c->padded_tokens / c->cp;
         /* host oracle: every query row (lse, D for the key rows) */
         double *lse = malloc(sizeof(double) * (size_t)T * h), *D = malloc(sizeof(double) * (size_t)T * h);
-        double *o = malloc(sizeof(double) * dd), *dq = malloc(sizeof(double) * dd);
-        double *dout = malloc(sizeof(double) * dd);
+        double *o = malloc(sizeof(double) * dw), *dq = malloc(sizeof(double) * dd);
+        double *dout = malloc(sizeof(double) * dw);
         for (int s = 0; s < c->batch; s++)
             for (int64_t i = 0; i < c->seqlen[s]; i++)
                 for (int hh = 0; hh < h; hh++) {
@@ -287,7 +353,7 @@ static void gpu_reference(void)
                     fa4cp_ref_query_row(c, s, i, hh, o, &lse[(size_t)hh * T + t], dq);
                     fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
                     double acc = 0;
-                    for (int x = 0; x < dd; x++)
+                    for (int x = 0; x < dw; x++)
                         acc += dout[x] * o[x];
                     D[(size_t)hh * T + t] = acc;
                 }
@@ -331,44 +397,55 @@ static void gpu_reference(void)
                 qr[nq++] = (run_ref_row){seqs[i], kv * group + g, pos[i], -1};
             kr[i] = (run_ref_row){seqs[i], kv, pos[i], -1};
         }
-        double *go = malloc(sizeof(double) * nq * dd), *gq = malloc(sizeof(double) * nq * dd);
+        double *go = malloc(sizeof(double) * nq * dw), *gq = malloc(sizeof(double) * nq * dd);
         double *gl = malloc(sizeof(double) * nq), *gk = malloc(sizeof(double) * nr * dd);
-        double *gv = malloc(sizeof(double) * nr * dd);
-        double *ho = malloc(sizeof(double) * nq * dd), *hq = malloc(sizeof(double) * nq * dd);
+        double *gv = malloc(sizeof(double) * nr * dw);
+        double *ho = malloc(sizeof(double) * nq * dw), *hq = malloc(sizeof(double) * nq * dd);
         double *hl = malloc(sizeof(double) * nq), *hkk = malloc(sizeof(double) * nr * dd);
-        double *hv = malloc(sizeof(double) * nr * dd);
-        for (int i = 0; i < nq * dd; i++)
-            go[i] = gq[i] = NAN;
+        double *hv = malloc(sizeof(double) * nr * dw);
+        for (int i = 0; i < nr; i++) {
+            int64_t one = pos[i];
+            fa4cp_ref_query_rows(c, seqs[i], 1, &one, kv, ho + (size_t)i * group * dw, hl + (size_t)i * group,
+                                 hq + (size_t)i * group * dd);
+            fa4cp_ref_key_rows(c, seqs[i], 1, &one, kv, lse_d, &ctx, hkk + (size_t)i * dd, hv + (size_t)i * dw);
+        }
         void *dglse;
         double *dgD;
         CK(cudaMalloc(&dglse, gn * (lfp64 ? 8 : 4)));
         CK(cudaMalloc((void **)&dgD, gn * sizeof(double)));
         CK(cudaMemcpy(dglse, glse, gn * (lfp64 ? 8 : 4), cudaMemcpyHostToDevice));
         CK(cudaMemcpy(dgD, gD, gn * sizeof(double), cudaMemcpyHostToDevice));
-        fa4cp_status st = run_ref_query_gpu(c, qr, nq, NULL, NULL, NULL, rows, go, gl, gq, NULL, NULL);
-        if (!st)
-            st = run_ref_key_gpu(c, kr, nr, dglse, dgD, NULL, NULL, rows, gk, gv, NULL, NULL);
-        ok(st == FA4CP_OK, "GPU reference runs (%s)", st ? fa4cp_last_error() : text);
-        for (int i = 0; i < nr; i++) {
-            int64_t one = pos[i];
-            fa4cp_ref_query_rows(c, seqs[i], 1, &one, kv, ho + (size_t)i * group * dd, hl + (size_t)i * group,
-                                 hq + (size_t)i * group * dd);
-            fa4cp_ref_key_rows(c, seqs[i], 1, &one, kv, lse_d, &ctx, hkk + (size_t)i * dd, hv + (size_t)i * dd);
+        for (int pregen = 0; pregen < 2; pregen++) {
+            /* poison: a kernel that writes nothing fails */
+            for (int i = 0; i < nq * dw; i++)
+                go[i] = NAN;
+            for (int i = 0; i < nq * dd; i++)
+                gq[i] = NAN;
+            for (int i = 0; i < nr * dd; i++)
+                gk[i] = NAN;
+            for (int i = 0; i < nr * dw; i++)
+                gv[i] = NAN;
+            for (int i = 0; i < nq; i++)
+                gl[i] = NAN;
+            fa4cp_status st = ref_gpu(c, &ws, pregen, qr, nq, kr, nr, dglse, dgD, rows, go, gl, gq, gk, gv);
+            ok(st == FA4CP_OK, "GPU reference runs (%s)", st ? fa4cp_last_error() : text);
+            double eo = relmax(go, ho, (size_t)nq * dw), el = relmax(gl, hl, (size_t)nq);
+            double eq = relmax(gq, hq, (size_t)nq * dd), ek = relmax(gk, hkk, (size_t)nr * dd);
+            double ev = relmax(gv, hv, (size_t)nr * dw);
+            ok(eo < 1e-12 && el < 1e-12 && eq < 1e-11 && ek < 1e-11 && ev < 1e-12,
+               "%s %s h 8/%d d %d dv %d cp %d, %s: GPU reference = host float64 reference on %d random query "
+               "rows (x%d heads) and key rows: rel err out %.2g lse %.2g dq %.2g dk %.2g dv %.2g",
+               dts[sh % 4], shapes[sh % 5], hk, dd, dw, c->cp,
+               pregen ? "inputs generated once for the batch" : "rows regenerated by each block", nr, group, eo,
+               el, eq, ek, ev);
         }
-        double eo = relmax(go, ho, (size_t)nq * dd), el = relmax(gl, hl, (size_t)nq);
-        double eq = relmax(gq, hq, (size_t)nq * dd), ek = relmax(gk, hkk, (size_t)nr * dd);
-        double ev = relmax(gv, hv, (size_t)nr * dd);
-        ok(eo < 1e-12 && el < 1e-12 && eq < 1e-11 && ek < 1e-11 && ev < 1e-12,
-           "%s %s h 8/%d d %d cp %d: GPU reference = host float64 reference on %d random query rows (x%d heads) and "
-           "key rows: rel err out %.2g lse %.2g dq %.2g dk %.2g dv %.2g",
-           dts[sh % 4], shapes[sh % 5], hk, dd, c->cp, nr, group, eo, el, eq, ek, ev);
 
         /* the comparison against a rank's tensors: rank 0's out/lse/dq set
          * to the rounded host reference at the sampled rows, then one
          * element off by 8 */
-        if (c->cp >= 1) {
-            size_t es = fa4cp_dtype_size(c->dtype), qn = (size_t)rows * h * dd;
-            void *hout = calloc(qn, es), *hdq = calloc(qn, es), *hlse = calloc((size_t)h * rows, lfp64 ? 8 : 4);
+        {
+            size_t es = fa4cp_dtype_size(c->dtype), qn = (size_t)rows * h * dd, on = (size_t)rows * h * dw;
+            void *hout = calloc(on, es), *hdq = calloc(qn, es), *hlse = calloc((size_t)h * rows, lfp64 ? 8 : 4);
             void *dout_, *ddq, *dlse;
             run_gen_map(c, 0, map);
             int nloc = 0;
@@ -385,23 +462,23 @@ static void gpu_reference(void)
                 for (int g = 0; g < group; g++) {
                     int head = kv * group + g;
                     lr[nloc++] = (run_ref_row){s, head, p, l};
-                    for (int x = 0; x < dd; x++) {
-                        size_t at = ((size_t)l * h + head) * dd + x;
-                        fa4cp_store(c->dtype, hout, at, ho[(size_t)g * dd + x]);
-                        fa4cp_store(c->dtype, hdq, at, hq[(size_t)g * dd + x]);
-                    }
+                    for (int x = 0; x < dw; x++)
+                        fa4cp_store(c->dtype, hout, ((size_t)l * h + head) * dw + x, ho[(size_t)g * dw + x]);
+                    for (int x = 0; x < dd; x++)
+                        fa4cp_store(c->dtype, hdq, ((size_t)l * h + head) * dd + x, hq[(size_t)g * dd + x]);
                     fa4cp_store(fa4cp_lse_dtype(c->dtype), hlse, (size_t)head * rows + l, lv[g]);
                 }
             }
-            CK(cudaMalloc(&dout_, qn * es));
+            CK(cudaMalloc(&dout_, on * es));
             CK(cudaMalloc(&ddq, qn * es));
             CK(cudaMalloc(&dlse, (size_t)h * rows * (lfp64 ? 8 : 4)));
-            CK(cudaMemcpy(dout_, hout, qn * es, cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(dout_, hout, on * es, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(ddq, hdq, qn * es, cudaMemcpyHostToDevice));
             CK(cudaMemcpy(dlse, hlse, (size_t)h * rows * (lfp64 ? 8 : 4), cudaMemcpyHostToDevice));
             run_ref_err er[64];
             double tol = fa4cp_check_tolerance(c->dtype);
-            st = run_ref_query_gpu(c, lr, nloc, dout_, dlse, ddq, rows, NULL, NULL, NULL, er, NULL);
+            int pregen = sh % 2;
+            fa4cp_status st = ref_cmp(c, &ws, pregen, lr, nloc, rows, dout_, dlse, ddq, er);
             double d0 = 0, r0 = 0, d1 = 0, r1 = 0, le = 0;
             for (int i = 0; i < nloc; i++)
                 d0 += er[i].d0, r0 += er[i].r0, d1 += er[i].d1, r1 += er[i].r1, le = fmax(le, er[i].lse);
@@ -410,16 +487,21 @@ static void gpu_reference(void)
             ok(!st && nloc > 0 && eo2 <= tol && eq2 <= tol && le <= tol && r0 > 0,
                "  compared with a rank's tensors holding the rounded reference: out %.2g dq %.2g lse %.2g <= %.2g "
                "(%d rows)", eo2, eq2, le, tol, nloc);
-            /* one element of one sampled row off by 8: caught */
+            /* one element of one sampled row off by 8: caught (dq: head_dim wide; out: head_dim_v wide) */
             size_t at = ((size_t)lr[nloc - 1].local * h + lr[nloc - 1].head) * dd + 1;
             fa4cp_store(c->dtype, hdq, at, fa4cp_load(c->dtype, hdq, at) + 8.0);
             CK(cudaMemcpy(ddq, hdq, qn * es, cudaMemcpyHostToDevice));
-            st = run_ref_query_gpu(c, lr, nloc, dout_, dlse, ddq, rows, NULL, NULL, NULL, er, NULL);
-            d1 = r1 = 0;
+            size_t ao = ((size_t)lr[0].local * h + lr[0].head) * dw + (size_t)dw - 1;
+            fa4cp_store(c->dtype, hout, ao, fa4cp_load(c->dtype, hout, ao) + 8.0);
+            CK(cudaMemcpy(dout_, hout, on * es, cudaMemcpyHostToDevice));
+            st = ref_cmp(c, &ws, pregen, lr, nloc, rows, dout_, dlse, ddq, er);
+            d0 = r0 = d1 = r1 = 0;
             for (int i = 0; i < nloc; i++)
-                d1 += er[i].d1, r1 += er[i].r1;
+                d0 += er[i].d0, r0 += er[i].r0, d1 += er[i].d1, r1 += er[i].r1;
+            eo2 = sqrt(d0) / fmax(sqrt(r0), 1e-3);
             eq2 = sqrt(d1) / fmax(sqrt(r1), 1e-3);
-            ok(!st && eq2 > tol, "  an injected dq error is caught: %.2g > %.2g", eq2, tol);
+            ok(!st && eq2 > tol && eo2 > tol, "  injected dq and out errors are caught: %.2g, %.2g > %.2g", eq2, eo2,
+               tol);
             cudaFree(dout_);
             cudaFree(ddq);
             cudaFree(dlse);
@@ -433,6 +515,9 @@ static void gpu_reference(void)
         free(go), free(gq), free(gl), free(gk), free(gv), free(ho), free(hq), free(hl), free(hkk), free(hv);
         fa4cp_workload_free(w);
     }
+    ok(run_ref_ws_bytes(&ws) > 0, "the reference's workspace is kept between checks (%zu bytes)", run_ref_ws_bytes(&ws));
+    run_ref_ws_release(&ws);
+    ok(run_ref_ws_bytes(&ws) == 0, "  and released");
 }
 #endif
 

@@ -52,11 +52,15 @@ int run_host_threads(int ranks)
  * (1.07e10 elements of a 1M-token rank in 78 ms); one block of the GPU
  * reference (a key row of a 1M-token causal sequence regenerates 1.07e9
  * elements in 3.3 s), GPU_SMS blocks at a time, plus a fixed cost
- * (allocations, gathers, launches: ~12 ms); one host core, generator or
+ * (the gathers, the launch and its wait; a 1k-token full check of 4 ranks
+ * sharing the GPU took ~13 ms when every check allocated its buffers and
+ * regenerated every row, ~6 ms with kept buffers and the batch generated
+ * once: docs/performance.md); one host core, generator or
  * reference (not measured carefully). */
 #define GPU_GEN_RATE 1.4e11
 #define GPU_REF_RATE 3.2e8
-#define GPU_REF_FIXED 0.012
+#define GPU_REF_FIXED 0.002
+#define GPU_READ_RATE 2.0e11 /* elements the reference reads from a pre-generated batch (not measured) */
 #define GPU_SMS 132
 #define HOST_GEN_RATE 1.0e7
 #define HOST_REF_RATE 2.0e7
@@ -66,7 +70,8 @@ static double visible_keys(const fa4cp_case *c)
 {
     double fwd = 0, bwd = 0;
     fa4cp_case_flops(c, &fwd, &bwd);
-    return c->tokens > 0 ? fwd / (4.0 * c->head_dim * c->heads) / (double)c->tokens : 0;
+    /* fa4cp_case_flops: 2 * (d + dv) flops per visible pair and head */
+    return c->tokens > 0 ? fwd / (2.0 * (c->head_dim + c->head_dim_v) * c->heads) / (double)c->tokens : 0;
 }
 
 /* the most rows one row of the reference streams over: the longest
@@ -82,13 +87,32 @@ static double max_visible(const fa4cp_case *c)
     return n;
 }
 
-/* the GPU reference over every row and head of a rank */
+/* elements of the whole batch's inputs (Q, K, V, dO) */
+static double batch_elems(const fa4cp_case *c)
+{
+    return (double)c->tokens * (c->head_dim + c->head_dim_v) * (c->heads + c->kv_heads);
+}
+
+/* the GPU reference over every row and head of a rank; a row reads (d + dv)
+ * elements per visible row of the other side, regenerated or (small
+ * batches, run_ref_pregen_worth) read from the batch generated once */
 static double gpu_full_seconds(const fa4cp_case *c)
 {
-    double rows = (double)c->tokens / c->cp, vis = visible_keys(c), d = c->head_dim;
+    double rows = (double)c->tokens / c->cp, vis = visible_keys(c), w = c->head_dim + c->head_dim_v;
     double blocks = rows * (c->heads + (c->backward ? c->kv_heads : 0));
-    double per_block = vis * d * 2.0 * (c->backward ? (double)c->heads / c->kv_heads : 1);
+    double per_block = vis * w * (c->backward ? (double)c->heads / c->kv_heads : 1);
+    if (run_ref_pregen_worth(c, (int64_t)(rows * c->heads), c->backward ? (int64_t)(rows * c->kv_heads) : 0))
+        return GPU_REF_FIXED + batch_elems(c) / GPU_GEN_RATE + blocks * per_block / GPU_READ_RATE;
     return GPU_REF_FIXED + per_block / GPU_REF_RATE * ceil(blocks / GPU_SMS);
+}
+
+int run_ref_pregen_worth(const fa4cp_case *c, int64_t nq, int64_t nk)
+{
+    double bytes = batch_elems(c) * (double)fa4cp_dtype_size(c->dtype);
+    double w = c->head_dim + c->head_dim_v, group = (double)c->heads / c->kv_heads;
+    /* the rows the blocks would regenerate: ~the visible rows of the other side */
+    double regen = ((double)nq + (double)nk * group) * visible_keys(c) * w;
+    return bytes <= 256.0 * 1024 * 1024 && batch_elems(c) < regen;
 }
 
 int run_gpu_full_fits(const fa4cp_case *c)
@@ -99,13 +123,14 @@ int run_gpu_full_fits(const fa4cp_case *c)
 void run_estimate_case(const fa4cp_case *c, int host_threads, run_estimate *e)
 {
     int cuda = c->backend == FA4CP_BACKEND_CUDA;
-    int h = c->heads, hk = c->kv_heads, d = c->head_dim, group = h / hk;
-    double rows = (double)c->padded_tokens / c->cp;
-    double elems = rows * d * (h * (c->backward ? 2.0 : 1.0) + 2.0 * hk);
+    int h = c->heads, hk = c->kv_heads, d = c->head_dim, dv = c->head_dim_v, group = h / hk;
+    double rows = (double)c->padded_tokens / c->cp, w = d + dv;
+    /* q, k: d wide; v, dout: dv wide */
+    double elems = rows * ((double)h * d + (double)hk * w + (c->backward ? (double)h * dv : 0));
     double fwd = 0, bwd = 0;
     fa4cp_case_flops(c, &fwd, &bwd);
     /* visible (query, key) pairs per query row and head */
-    double vis = c->tokens > 0 ? fwd / (4.0 * d * h) / (double)c->tokens : 0;
+    double vis = visible_keys(c);
     memset(e, 0, sizeof *e);
     e->gen_s = elems / (cuda ? GPU_GEN_RATE : HOST_GEN_RATE);
     e->gen_where = cuda ? "GPU generator" : "host generator, one core";
@@ -114,12 +139,12 @@ void run_estimate_case(const fa4cp_case *c, int host_threads, run_estimate *e)
         /* query rows: every head of one kv head; key rows: each sees ~vis queries of each group head */
         /* the first key row and the last query row see a whole sequence */
         double blocks = (double)c->samples * group + (c->backward ? c->samples : 0);
-        double per_block = max_visible(c) * d * 2.0 * (c->backward ? group : 1);
+        double per_block = max_visible(c) * w * (c->backward ? group : 1);
         if (cuda) {
             e->check_s = GPU_REF_FIXED + per_block / GPU_REF_RATE * ceil(blocks / GPU_SMS);
             e->check_where = "GPU reference, a row per block";
         } else {
-            e->check_s = (double)c->samples * (vis * d * 2.0) * (c->backward ? 2.0 : 1.0) / HOST_REF_RATE /
+            e->check_s = (double)c->samples * (vis * w) * (c->backward ? 2.0 : 1.0) / HOST_REF_RATE /
                          (host_threads > 0 ? host_threads : 1);
             e->check_where = "host reference on threads";
         }
@@ -128,7 +153,7 @@ void run_estimate_case(const fa4cp_case *c, int host_threads, run_estimate *e)
         e->check_where = "GPU reference on every row and head";
     } else if (c->check == FA4CP_CHECK_FULL) {
         e->check_s = (fwd + (c->backward ? bwd : 0)) / HOST_REF_FLOPS +
-                     (double)c->tokens * d * (2.0 * h + 2.0 * hk) / HOST_GEN_RATE;
+                     (double)c->tokens * w * (h + hk) / HOST_GEN_RATE;
         e->check_where = "host float64 reference of the whole batch, one core";
     }
 }
@@ -152,8 +177,8 @@ fa4cp_status run_gen_fill_gpu(const fa4cp_case *c, int tensor, const int64_t *dm
 {
     fa4cp_status st = FA4CP_OK;
     int h = (tensor == FA4CP_GEN_K || tensor == FA4CP_GEN_V) ? c->kv_heads : c->heads;
-    KCK(fa4cp_kgen_fill((int)c->dtype, ddst, c->seed, tensor, dmap, rows, h, c->head_dim, stream),
-        "the GPU generator");
+    int w = (tensor == FA4CP_GEN_V || tensor == FA4CP_GEN_DOUT) ? c->head_dim_v : c->head_dim;
+    KCK(fa4cp_kgen_fill((int)c->dtype, ddst, c->seed, tensor, dmap, rows, h, w, stream), "the GPU generator");
 out:
     return st;
 }
@@ -162,7 +187,7 @@ fa4cp_status run_gen_rowdot_gpu(const fa4cp_case *c, const void *ddout, const vo
                                 int64_t rows, double *dD, void *stream)
 {
     fa4cp_status st = FA4CP_OK;
-    KCK(fa4cp_kgen_rowdot((int)c->dtype, ddout, dout_, dmap, rows, c->heads, c->head_dim, dD, stream),
+    KCK(fa4cp_kgen_rowdot((int)c->dtype, ddout, dout_, dmap, rows, c->heads, c->head_dim_v, dD, stream),
         "rowsum(dout * out) on the GPU");
 out:
     return st;
@@ -178,6 +203,7 @@ static fa4cp_kref_case kcase(const fa4cp_case *c, int64_t local_rows)
     k.heads = c->heads;
     k.kv_heads = c->kv_heads;
     k.head_dim = c->head_dim;
+    k.head_dim_v = c->head_dim_v;
     k.causal = c->causal;
     k.window_left = c->window_left;
     k.window_right = c->window_right;
@@ -188,128 +214,231 @@ static fa4cp_kref_case kcase(const fa4cp_case *c, int64_t local_rows)
     return k;
 }
 
-/* rows, scratch and results of one launch */
-typedef struct launch {
-    fa4cp_kref_row *drows;
-    double *da, *db, *dl, *derr;
-    double *herr;
-} launch;
+/* ------------------------------------------------------------------ the workspace */
 
-static fa4cp_status launch_open(launch *L, const fa4cp_case *c, const run_ref_row *rows, int n, void *stream)
+static void ws_free_all(run_ref_ws *ws)
+{
+    int cur = -1;
+    if (!ws->held)
+        return;
+    if (cudaGetDevice(&cur) == cudaSuccess && cur != ws->device)
+        (void)cudaSetDevice(ws->device);
+    for (int i = 0; i < RUN_WS_NDEV; i++)
+        if (ws->dev[i])
+            (void)cudaFree(ws->dev[i]);
+    for (int i = 0; i < RUN_WS_NPIN; i++)
+        if (ws->pin[i])
+            (void)cudaFreeHost(ws->pin[i]);
+    if (cur >= 0 && cur != ws->device)
+        (void)cudaSetDevice(cur);
+    memset(ws, 0, sizeof *ws);
+}
+
+void run_ref_ws_release(run_ref_ws *ws)
+{
+    if (ws)
+        ws_free_all(ws);
+}
+
+size_t run_ref_ws_bytes(const run_ref_ws *ws)
+{
+    size_t n = 0;
+    for (int i = 0; i < RUN_WS_NDEV; i++)
+        n += ws->dev_cap[i];
+    for (int i = 0; i < RUN_WS_NPIN; i++)
+        n += ws->pin_cap[i];
+    return n;
+}
+
+/* the buffers stay on the GPU of their first use */
+static int ws_here(run_ref_ws *ws)
+{
+    int cur = 0;
+    if (cudaGetDevice(&cur) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    if (ws->held && ws->device != cur)
+        ws_free_all(ws);
+    ws->held = 1;
+    ws->device = cur;
+    return 0;
+}
+
+/* grow a slot: at least `bytes`, with room to spare so that a slightly
+ * larger case does not reallocate */
+static size_t grown(size_t bytes) { return bytes + bytes / 4 + 256; }
+
+void *run_ref_ws_dev(run_ref_ws *ws, int slot, size_t bytes)
+{
+    if (ws_here(ws))
+        return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device"), NULL;
+    if (ws->dev_cap[slot] >= bytes && ws->dev[slot])
+        return ws->dev[slot];
+    if (ws->dev[slot])
+        (void)cudaFree(ws->dev[slot]);
+    ws->dev[slot] = NULL;
+    ws->dev_cap[slot] = 0;
+    size_t n = grown(bytes);
+    cudaError_t e = cudaMalloc(&ws->dev[slot], n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        ws->dev[slot] = NULL;
+        fa4cp_set_error(FA4CP_ERR_NOMEM, "GPU reference: cudaMalloc of %zu bytes: %s", n, cudaGetErrorString(e));
+        return NULL;
+    }
+    ws->dev_cap[slot] = n;
+    return ws->dev[slot];
+}
+
+static void *ws_pin(run_ref_ws *ws, int slot, size_t bytes)
+{
+    if (ws_here(ws))
+        return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device"), NULL;
+    if (ws->pin_cap[slot] >= bytes && ws->pin[slot])
+        return ws->pin[slot];
+    if (ws->pin[slot])
+        (void)cudaFreeHost(ws->pin[slot]);
+    ws->pin[slot] = NULL;
+    ws->pin_cap[slot] = 0;
+    size_t n = grown(bytes);
+    cudaError_t e = cudaMallocHost(&ws->pin[slot], n);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        ws->pin[slot] = NULL;
+        fa4cp_set_error(FA4CP_ERR_NOMEM, "GPU reference: cudaMallocHost of %zu bytes: %s", n, cudaGetErrorString(e));
+        return NULL;
+    }
+    ws->pin_cap[slot] = n;
+    return ws->pin[slot];
+}
+
+/* ------------------------------------------------------------------ one check */
+
+static void to_krow(const fa4cp_case *c, const run_ref_row *r, fa4cp_kref_row *k)
+{
+    int s = r->seq;
+    memset(k, 0, sizeof *k);
+    k->base = c->cu_tokens[s];
+    k->len = c->seqlen[s];
+    k->pos = r->pos;
+    k->local = r->local;
+    k->pstart = c->cu_padded[s];
+    k->plen = (int64_t)c->cu_padded[s + 1] - c->cu_padded[s];
+    k->head = r->head;
+}
+
+/* the whole batch's Q, K, V, dO in logical order, into the SRC slot; 0 when
+ * the GPU has no room for it (the blocks then regenerate their rows) */
+static int pregenerate(const fa4cp_case *c, run_ref_ws *ws, fa4cp_kref_case *k, void *stream)
+{
+    size_t es = fa4cp_dtype_size(c->dtype), T = (size_t)c->tokens, at[4], total = 0;
+    for (int t = 0; t < 4; t++) {
+        int h = t == FA4CP_GEN_K || t == FA4CP_GEN_V ? c->kv_heads : c->heads;
+        int w = t == FA4CP_GEN_V || t == FA4CP_GEN_DOUT ? c->head_dim_v : c->head_dim;
+        at[t] = total;
+        total += (T * h * w * es + 255) / 256 * 256;
+    }
+    unsigned char *src = run_ref_ws_dev(ws, RUN_WS_SRC, total);
+    if (!src)
+        return 0;
+    for (int t = 0; t < 4; t++) {
+        if (t == FA4CP_GEN_DOUT && !c->backward)
+            continue; /* the query rows read no dO, the key rows do not run */
+        if (run_gen_fill_gpu(c, t, NULL, (int64_t)T, src + at[t], stream))
+            return -1;
+        k->src[t] = src + at[t];
+    }
+    return 1;
+}
+
+fa4cp_status run_ref_gpu(const fa4cp_case *c, run_ref_ws *ws, const run_ref_job *j, void *stream)
 {
     fa4cp_status st = FA4CP_OK;
-    fa4cp_kref_row *h = calloc((size_t)n, sizeof *h);
-    memset(L, 0, sizeof *L);
-    L->herr = calloc((size_t)n * FA4CP_KREF_NERR, sizeof(double));
-    if (!h || !L->herr)
-        FA4CP_FAIL(FA4CP_ERR_NOMEM, "out of memory for %d reference rows", n);
-    for (int i = 0; i < n; i++) {
-        int s = rows[i].seq;
-        h[i].base = c->cu_tokens[s];
-        h[i].len = c->seqlen[s];
-        h[i].pos = rows[i].pos;
-        h[i].local = rows[i].local;
-        h[i].pstart = c->cu_padded[s];
-        h[i].plen = (int64_t)c->cu_padded[s + 1] - c->cu_padded[s];
-        h[i].head = rows[i].head;
-    }
-    size_t d = (size_t)c->head_dim;
-    KCK(cudaMalloc((void **)&L->drows, sizeof *h * (size_t)n), "cudaMalloc (reference rows)");
-    KCK(cudaMalloc((void **)&L->da, sizeof(double) * d * (size_t)n), "cudaMalloc (reference)");
-    KCK(cudaMalloc((void **)&L->db, sizeof(double) * d * (size_t)n), "cudaMalloc (reference)");
-    KCK(cudaMalloc((void **)&L->dl, sizeof(double) * (size_t)n), "cudaMalloc (reference)");
-    KCK(cudaMalloc((void **)&L->derr, sizeof(double) * FA4CP_KREF_NERR * (size_t)n), "cudaMalloc (reference)");
-    KCK(cudaMemcpyAsync(L->drows, h, sizeof *h * (size_t)n, cudaMemcpyHostToDevice, (cudaStream_t)stream),
-        "reference rows to the GPU");
-    KCK(cudaStreamSynchronize((cudaStream_t)stream), "reference rows to the GPU");
-out:
-    free(h);
-    return st;
-}
-
-static fa4cp_status launch_close(launch *L, const fa4cp_case *c, int n, double *ra, double *rl, double *rb,
-                                 run_ref_err *err, fa4cp_status st, void *stream)
-{
-    size_t d = (size_t)c->head_dim;
     cudaStream_t s = (cudaStream_t)stream;
-    if (st)
+    const int nq = j->nq, nk = c->backward ? j->nk : 0, n = nq + nk;
+    const size_t d = (size_t)c->head_dim, dv = (size_t)c->head_dim_v;
+    if (n <= 0)
+        return FA4CP_OK;
+    if (c->head_dim > 1024 || c->head_dim_v > 1024)
+        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
+                               "the GPU reference takes head_dim and head_dim_v <= 1024, not %d and %d", c->head_dim,
+                               c->head_dim_v);
+    if (ws_here(ws)) /* first: moving to another GPU frees what the ws holds */
+        return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device");
+    if (nk > 0 && (!j->glse || !j->gD))
+        return fa4cp_set_error(FA4CP_ERR_INTERNAL, "GPU reference: key rows without the gathered lse and D");
+    int want_err = j->qerr || j->kerr;
+    /* reference outputs asked for: out | lse | dq | dk | dv, doubles */
+    size_t o_out = 0, o_lse = o_out + (size_t)nq * dv, o_dq = o_lse + (size_t)nq, o_dk = o_dq + (size_t)nq * d;
+    size_t o_dv = o_dk + (size_t)nk * d, nref = o_dv + (size_t)nk * dv;
+    int want_ref = j->ref_out || j->ref_lse || j->ref_dq || j->ref_dk || j->ref_dv;
+    fa4cp_kref_row *hrows = ws_pin(ws, RUN_WS_PIN_ROWS, sizeof *hrows * (size_t)n);
+    fa4cp_kref_row *drows = run_ref_ws_dev(ws, RUN_WS_ROWS, sizeof *drows * (size_t)n);
+    double *derr = want_err ? run_ref_ws_dev(ws, RUN_WS_ERR, sizeof(double) * FA4CP_KREF_NERR * (size_t)n) : NULL;
+    double *herr = want_err ? ws_pin(ws, RUN_WS_PIN_ERR, sizeof(double) * FA4CP_KREF_NERR * (size_t)n) : NULL;
+    double *dref = want_ref ? run_ref_ws_dev(ws, RUN_WS_REF, sizeof(double) * nref) : NULL;
+    if (!hrows || !drows || (want_err && (!derr || !herr)) || (want_ref && !dref))
+        return FA4CP_ERR_NOMEM; /* the detail is set */
+    for (int i = 0; i < nq; i++)
+        to_krow(c, &j->qrows[i], &hrows[i]);
+    for (int i = 0; i < nk; i++)
+        to_krow(c, &j->krows[i], &hrows[nq + i]);
+    fa4cp_kref_case k = kcase(c, j->local_rows);
+    if (j->pregen && pregenerate(c, ws, &k, stream) < 0) {
+        st = FA4CP_ERR_CUDA;
         goto out;
-    KCK(cudaStreamSynchronize(s), "the GPU reference");
-    if (ra)
-        KCK(cudaMemcpy(ra, L->da, sizeof(double) * d * (size_t)n, cudaMemcpyDeviceToHost), "reference to the host");
-    if (rb)
-        KCK(cudaMemcpy(rb, L->db, sizeof(double) * d * (size_t)n, cudaMemcpyDeviceToHost), "reference to the host");
-    if (rl)
-        KCK(cudaMemcpy(rl, L->dl, sizeof(double) * (size_t)n, cudaMemcpyDeviceToHost), "reference to the host");
-    if (err) {
-        KCK(cudaMemcpy(L->herr, L->derr, sizeof(double) * FA4CP_KREF_NERR * (size_t)n, cudaMemcpyDeviceToHost),
+    }
+    KCK(cudaMemcpyAsync(drows, hrows, sizeof *hrows * (size_t)n, cudaMemcpyHostToDevice, s), "reference rows to the GPU");
+    fa4cp_kref_io io;
+    memset(&io, 0, sizeof io);
+    io.out = j->out;
+    io.lse = j->lse;
+    io.dq = c->backward ? j->dq : NULL;
+    io.dk = j->dk;
+    io.dv = j->dv;
+    io.glse = j->glse;
+    io.gD = j->gD;
+    io.err = derr;
+    if (dref) {
+        io.ref_out = j->ref_out ? dref + o_out : NULL;
+        io.ref_lse = j->ref_lse ? dref + o_lse : NULL;
+        io.ref_dq = j->ref_dq && c->backward ? dref + o_dq : NULL;
+        io.ref_dk = j->ref_dk ? dref + o_dk : NULL;
+        io.ref_dv = j->ref_dv ? dref + o_dv : NULL;
+    }
+    KCK(fa4cp_kref_rows(&k, drows, nq, nk, &io, stream), "the GPU reference");
+    if (herr)
+        KCK(cudaMemcpyAsync(herr, derr, sizeof(double) * FA4CP_KREF_NERR * (size_t)n, cudaMemcpyDeviceToHost, s),
             "reference errors to the host");
-        for (int i = 0; i < n; i++) {
-            const double *e = L->herr + (size_t)i * FA4CP_KREF_NERR;
-            err[i].d0 = e[FA4CP_KREF_D0];
-            err[i].r0 = e[FA4CP_KREF_R0];
-            err[i].d1 = e[FA4CP_KREF_D1];
-            err[i].r1 = e[FA4CP_KREF_R1];
-            err[i].lse = e[FA4CP_KREF_LSE];
-        }
+    KCK(cudaStreamSynchronize(s), "the GPU reference");
+    for (int i = 0; herr && i < n; i++) {
+        run_ref_err *out = i < nq ? (j->qerr ? &j->qerr[i] : NULL) : (j->kerr ? &j->kerr[i - nq] : NULL);
+        const double *e = herr + (size_t)i * FA4CP_KREF_NERR;
+        if (!out)
+            continue;
+        out->d0 = e[FA4CP_KREF_D0];
+        out->r0 = e[FA4CP_KREF_R0];
+        out->d1 = e[FA4CP_KREF_D1];
+        out->r1 = e[FA4CP_KREF_R1];
+        out->lse = e[FA4CP_KREF_LSE];
     }
+    struct {
+        double *host;
+        size_t off, count;
+    } back[] = {{j->ref_out, o_out, (size_t)nq * dv},
+                {j->ref_lse, o_lse, (size_t)nq},
+                {c->backward ? j->ref_dq : NULL, o_dq, (size_t)nq * d},
+                {j->ref_dk, o_dk, (size_t)nk * d},
+                {j->ref_dv, o_dv, (size_t)nk * dv}};
+    for (size_t i = 0; dref && i < sizeof back / sizeof back[0]; i++)
+        if (back[i].host && back[i].count)
+            KCK(cudaMemcpy(back[i].host, dref + back[i].off, sizeof(double) * back[i].count, cudaMemcpyDeviceToHost),
+                "reference to the host");
 out:
-    cudaFree(L->drows);
-    cudaFree(L->da);
-    cudaFree(L->db);
-    cudaFree(L->dl);
-    cudaFree(L->derr);
-    free(L->herr);
+    if (st)
+        (void)cudaStreamSynchronize(s); /* nothing of this check is left queued on the buffers */
     return st;
-}
-
-static fa4cp_status check_dim(const fa4cp_case *c)
-{
-    if (c->head_dim > 1024)
-        return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED, "the GPU reference takes head_dim <= 1024, not %d",
-                               c->head_dim);
-    return FA4CP_OK;
-}
-
-fa4cp_status run_ref_query_gpu(const fa4cp_case *c, const run_ref_row *rows, int n, const void *dout_,
-                               const void *dlse, const void *ddq, int64_t local_rows, double *ref_out,
-                               double *ref_lse, double *ref_dq, run_ref_err *err, void *stream)
-{
-    launch L;
-    fa4cp_status st;
-    if (n <= 0)
-        return FA4CP_OK;
-    if ((st = check_dim(c)))
-        return st;
-    if (!(st = launch_open(&L, c, rows, n, stream))) {
-        fa4cp_kref_case k = kcase(c, local_rows);
-        int e = fa4cp_kref_query(&k, L.drows, n, dout_, dlse, ddq, L.da, L.dl, L.db, dout_ ? L.derr : NULL,
-                                 stream);
-        if (e)
-            st = fa4cp_set_error(FA4CP_ERR_CUDA, "the GPU reference (query rows): %s",
-                                 cudaGetErrorString((cudaError_t)e));
-    }
-    return launch_close(&L, c, n, ref_out, ref_lse, c->backward ? ref_dq : NULL, dout_ ? err : NULL, st, stream);
-}
-
-fa4cp_status run_ref_key_gpu(const fa4cp_case *c, const run_ref_row *rows, int n, const void *dglse,
-                             const double *dgD, const void *ddk, const void *ddv, int64_t local_rows,
-                             double *ref_dk, double *ref_dv, run_ref_err *err, void *stream)
-{
-    launch L;
-    fa4cp_status st;
-    if (n <= 0)
-        return FA4CP_OK;
-    if ((st = check_dim(c)))
-        return st;
-    if (!(st = launch_open(&L, c, rows, n, stream))) {
-        fa4cp_kref_case k = kcase(c, local_rows);
-        int e = fa4cp_kref_key(&k, L.drows, n, dglse, dgD, ddk, ddv, L.da, L.db, ddk ? L.derr : NULL, stream);
-        if (e)
-            st = fa4cp_set_error(FA4CP_ERR_CUDA, "the GPU reference (key rows): %s",
-                                 cudaGetErrorString((cudaError_t)e));
-    }
-    return launch_close(&L, c, n, ref_dk, NULL, ref_dv, ddk ? err : NULL, st, stream);
 }
 
 #else /* no CUDA */
@@ -335,22 +464,25 @@ fa4cp_status run_gen_rowdot_gpu(const fa4cp_case *c, const void *ddout, const vo
     return no_cuda();
 }
 
-fa4cp_status run_ref_query_gpu(const fa4cp_case *c, const run_ref_row *rows, int n, const void *dout_,
-                               const void *dlse, const void *ddq, int64_t local_rows, double *ref_out,
-                               double *ref_lse, double *ref_dq, run_ref_err *err, void *stream)
+fa4cp_status run_ref_gpu(const fa4cp_case *c, run_ref_ws *ws, const run_ref_job *j, void *stream)
 {
-    (void)c, (void)rows, (void)n, (void)dout_, (void)dlse, (void)ddq, (void)local_rows, (void)ref_out;
-    (void)ref_lse, (void)ref_dq, (void)err, (void)stream;
+    (void)c, (void)ws, (void)j, (void)stream;
     return no_cuda();
 }
 
-fa4cp_status run_ref_key_gpu(const fa4cp_case *c, const run_ref_row *rows, int n, const void *dglse,
-                             const double *dgD, const void *ddk, const void *ddv, int64_t local_rows,
-                             double *ref_dk, double *ref_dv, run_ref_err *err, void *stream)
+void *run_ref_ws_dev(run_ref_ws *ws, int slot, size_t bytes)
 {
-    (void)c, (void)rows, (void)n, (void)dglse, (void)dgD, (void)ddk, (void)ddv, (void)local_rows;
-    (void)ref_dk, (void)ref_dv, (void)err, (void)stream;
-    return no_cuda();
+    (void)ws, (void)slot, (void)bytes;
+    no_cuda();
+    return NULL;
 }
+
+size_t run_ref_ws_bytes(const run_ref_ws *ws)
+{
+    (void)ws;
+    return 0;
+}
+
+void run_ref_ws_release(run_ref_ws *ws) { (void)ws; }
 
 #endif

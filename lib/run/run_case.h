@@ -23,6 +23,11 @@ typedef struct devbufs {
     void *q, *k, *v, *out, *lse, *dout, *dq, *dk, *dv;
     int64_t *map;
     void *stream, *e0, *e1;
+    /* what the rank keeps on its GPU from case to case (run_stage.c): the
+     * buffers above, the stream, the events and the GPU reference's
+     * workspace (ws, a run_ref_ws) */
+    struct rank_keep *keep;
+    struct run_ref_ws *ws;
 } devbufs;
 
 
@@ -44,11 +49,17 @@ int run_sample_kv_head(const fa4cp_case *c, int cp_rank, int seq, int salt);
 fa4cp_status run_gather(fa4cp_comm *comm, const void *send, size_t bytes, void **recv, rank_result *r);
 
 /* ---- run_stage.c: the device copies (FA4CP_ERR_UNSUPPORTED without CUDA) */
+/* q, dq: rows x heads x head_dim; k, dk: rows x kv_heads x head_dim; out,
+ * dout: rows x heads x head_dim_v; v, dv: rows x kv_heads x head_dim_v.
+ * The buffers, stream and events are the rank's, kept from one case to the
+ * next while they stay small (RUN_KEEP_BYTES): a case of small tensors
+ * allocates nothing on the GPU once its predecessors had the same sizes. */
 fa4cp_status run_dev_open(devbufs *d, const fa4cp_case *c, int world_rank, int device, const bufs *b,
-                          size_t qn, size_t kn, size_t es, size_t les, rank_result *r);
-fa4cp_status run_dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, size_t qn, size_t kn, size_t es,
-                           size_t les, rank_result *r);
+                          rank_result *r);
+fa4cp_status run_dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, rank_result *r);
 void run_dev_close(devbufs *d);
+/* the end of the session: free what the ranks kept (run_session_close) */
+void run_dev_release_all(void);
 /* the rank's inputs generated on its GPU (the values of gen.c) */
 fa4cp_status run_dev_generate(devbufs *d, const fa4cp_case *c, const bufs *b, rank_result *r);
 /* test only: one element of a device tensor moved by delta */

@@ -286,8 +286,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     fa4cp_log_set_rank(world_rank);
     double t_setup = now_ms();
     b.rows = c->padded_tokens / c->cp;
-    /* q, dq, k, dk: head_dim wide; out, dout, v, dv: head_dim_v (the cuda
-     * staging below runs only equal head dims: run_case_runnable) */
+    /* q, dq, k, dk: head_dim wide; out, dout, v, dv: head_dim_v */
     size_t qn = (size_t)b.rows * h * d, kn = (size_t)b.rows * hk * d;
     size_t on = (size_t)b.rows * h * dv, vn = (size_t)b.rows * hk * dv;
     times = malloc(sizeof(double) * (size_t)c->iters);
@@ -323,7 +322,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
             }
         }
     }
-    if (cuda && (st = run_dev_open(&dev, c, world_rank, device, &b, qn, kn, es, les, r)))
+    if (cuda && (st = run_dev_open(&dev, c, world_rank, device, &b, r)))
         goto out;
     if ((st = make_cp(c, comm, &cp)))
         goto out;
@@ -388,7 +387,7 @@ void run_case_rank(const fa4cp_case *c, fa4cp_comm *comm, int world_rank, int de
     }
     r->timed_ms = now_ms() - t_timed;
     double t_check = now_ms();
-    if (dev.on && host_out && (st = run_dev_fetch(&dev, c, &b, qn, kn, es, les, r)))
+    if (dev.on && host_out && (st = run_dev_fetch(&dev, c, &b, r)))
         goto out;
     const char *ie = getenv("FA4CP_RUN_INJECT_ERROR");
     if ((inject & 1) && cp_rank == c->cp - 1) {

@@ -6,6 +6,7 @@
 #endif
 #define _GNU_SOURCE
 #include "run.h"
+#include "run_case.h"
 
 #include <math.h>
 #include <signal.h>
@@ -245,4 +246,8 @@ void run_case(run_session *s, const fa4cp_case *c, rank_result *res, case_outcom
         oc->err_t[t] = -1;
 }
 
-void run_session_close(run_session *s) { run_mp_close(&s->mps); }
+void run_session_close(run_session *s)
+{
+    run_dev_release_all(); /* what the ranks kept on their GPUs between cases */
+    run_mp_close(&s->mps);
+}

@@ -1,6 +1,8 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det]   (cuda det: only the deterministic-backward cases)
+ * usage: test_attn [cpu|cuda] [det|hd]   (cuda det: only the deterministic-backward cases;
+ *                                        cuda hd: only the head-dim families, a small run for
+ *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -773,6 +775,18 @@ out:
     return good;
 }
 
+/* The widest head dims over long sequences: d 256 (K/V blocks of 64 keys)
+ * and MLA's (192, 128), forward, sampled rows against float64. */
+static void cuda_long_head_dims(test_rng *r)
+{
+    ok(long_case(r, FA4CP_BF16, 256, 256, 2, 1, 16384 + 33, 16384 + 33, 0, -1),
+       "bf16 d256 GQA 2/1: one sequence of 16417 rows, no mask (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_FP16, 256, 256, 2, 2, 16000, 16411, 1, -1),
+       "fp16 d256: sq 16000 < sk 16411, causal bottom-right (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_BF16, 192, 128, 4, 1, 16384, 16384, 1, 5000),
+       "bf16 (192, 128) GQA 4/1: one sequence of 16384 rows, causal with a 5000-key window (sampled rows vs float64)");
+}
+
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
 
 /* The deterministic backward on varlen GQA batches whose query tiles get dQ
@@ -943,13 +957,7 @@ static void cuda_cases(test_rng *r)
        "fp16 d64 GQA 3/1: sq 40000 < sk 70001, causal bottom-right (sampled rows vs float64)");
     ok(long_case(r, FA4CP_BF16, 128, 128, 2, 2, 66000, 66000, 1, 3000),
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
-    /* the widest head dims: K/V blocks of 64 (d 256) and 128 keys (MLA) over long sequences */
-    ok(long_case(r, FA4CP_BF16, 256, 256, 2, 1, 16384 + 33, 16384 + 33, 0, -1),
-       "bf16 d256 GQA 2/1: one sequence of 16417 rows, no mask (sampled rows vs float64)");
-    ok(long_case(r, FA4CP_FP16, 256, 256, 2, 2, 16000, 16411, 1, -1),
-       "fp16 d256: sq 16000 < sk 16411, causal bottom-right (sampled rows vs float64)");
-    ok(long_case(r, FA4CP_BF16, 192, 128, 4, 1, 16384, 16384, 1, 5000),
-       "bf16 (192, 128) GQA 4/1: one sequence of 16384 rows, causal with a 5000-key window (sampled rows vs float64)");
+    cuda_long_head_dims(r);
 
     cuda_deterministic(r);
 
@@ -1158,6 +1166,11 @@ int main(int argc, char **argv)
     diag("backend %s", fa4cp_backend_name(backend));
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "det") == 0) {
         cuda_deterministic(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {
+        head_dim_cases(&rng);
+        cuda_long_head_dims(&rng);
         return done_testing();
     }
 

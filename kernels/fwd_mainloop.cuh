@@ -195,7 +195,8 @@ template <int RB> __device__ __forceinline__ uint64_t fwd_desc(uint32_t saddr, u
 }
 
 // S[64 x BN] = Q[wg rows] K^T over the DQK real columns (K-major operands;
-// k step kk is 32 bytes into row of panel kk / (PWQ / 16)).
+// k step kk starts (kk % (PWQ / 16)) * 32 bytes into the rows of panel
+// kk / (PWQ / 16)).
 template <class C>
 __device__ __forceinline__ void fwd_gemm_qk(float *s, uint32_t qa, uint32_t ka) {
     constexpr int KP = C::PWQ / 16; // k steps per panel

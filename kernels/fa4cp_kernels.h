@@ -50,7 +50,8 @@ typedef struct fa4cp_kparams {
      * 16 dQ by red.v2 atomics instead of bulk reductions, 64 fixed tile order
      * instead of the work list (the deterministic backward ignores 1 and 16),
      * 2048 the forward's producer loads K and V of a block together (not V
-     * one block behind K) */
+     * one block behind K), 4096 the bf16 forward runs its family's ALT tile
+     * where it has one (FwdShape in fwd_kernel.cuh: d96, d192, (192, 128)) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

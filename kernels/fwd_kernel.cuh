@@ -1,6 +1,6 @@
 // fwd_kernel.cuh - the forward kernel (producer + 2 consumer warpgroups,
-// persistent) and its launcher; instantiated once per element type by
-// attn_fwd_bf16.cu and attn_fwd_fp16.cu.
+// persistent), its launcher, and the tile of each head-dim family
+// (FwdShape); a family is instantiated by its own .cu (attn_fwd_hd.cuh).
 #pragma once
 
 #include "attn_sched.cuh"
@@ -9,12 +9,11 @@
 
 namespace fa4cp {
 
-template <typename T, int D, int NS>
+template <class C>
 __global__ void __launch_bounds__(384, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const FwdSched sc, int R) {
-    using C = FwdCfg<T, D, NS>;
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *base =
         reinterpret_cast<unsigned char *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
@@ -40,17 +39,16 @@ __global__ void __launch_bounds__(384, 1)
     const int wg = sm90::warp_uniform(tid >> 7); // uniform, so ptxas sees no divergence
 
     if (wg == 0) {
-        sm90::setmaxnreg_dec<56>();
+        sm90::setmaxnreg_dec<C::REG_P>();
         if (tid == 0)
-            fwd_producer<T, D, NS>(p, sc, &tmQ, &tmK, &tmV, sQ, sK, sV, bars, R);
+            fwd_producer<C>(p, sc, &tmQ, &tmK, &tmV, sQ, sK, sV, bars, R);
         return;
     }
-    sm90::setmaxnreg_inc<224>();
-    fwd_consumer<T, D, NS>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
+    sm90::setmaxnreg_inc<C::REG_C>();
+    fwd_consumer<C>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
 }
 
-template <typename T, int D, int NS> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
-    using C = FwdCfg<T, D, NS>;
+template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     const cudaStream_t stream = (cudaStream_t)p.stream;
     const int max_mb = (p.max_sq + C::BM - 1) / C::BM;
     const long long entries = (long long)max_mb * p.batch;
@@ -66,18 +64,20 @@ template <typename T, int D, int NS> static cudaError_t launch_fwd_ws(const fa4c
     if (p.total_q + R >= ((int64_t)1 << 31) || p.total_k + R >= ((int64_t)1 << 31) ||
         entries * p.heads >= ((int64_t)1 << 31))
         return cudaErrorInvalidValue;
-    const bool fp16 = MmaType<T>::fp16;
+    const bool fp16 = MmaType<typename C::Elem>::fp16;
     CUtensorMap tq, tk, tv;
     // with no keys every tile is empty and K/V are never read: any valid base will do
     const void *kb = p.total_k > 0 ? p.k : p.q, *vb = p.total_k > 0 ? p.v : p.q;
+    const int kh = p.total_k > 0 ? p.kv_heads : p.heads, vd = p.total_k > 0 ? C::DV : C::DQK;
+    const int64_t kr = p.total_k > 0 ? p.total_k : p.total_q;
     cudaError_t e;
-    if ((e = sm90::tmap_ragged_thd(&tq, p.q, fp16, p.total_q, p.heads, D, R, C::BM)) != cudaSuccess ||
-        (e = sm90::tmap_ragged_thd(&tk, kb, fp16, p.total_k, p.kv_heads, D, R, C::BN)) != cudaSuccess ||
-        (e = sm90::tmap_ragged_thd(&tv, vb, fp16, p.total_k, p.kv_heads, D, R, C::BN)) != cudaSuccess)
+    if ((e = sm90::tmap_ragged_thd(&tq, p.q, fp16, p.total_q, p.heads, C::DQK, R, C::BM, C::PWQ)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tk, kb, fp16, kr, kh, C::DQK, R, C::BN, C::PWQ)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tv, vb, fp16, kr, kh, vd, R, C::BN, C::PWV)) != cudaSuccess)
         return e;
     // L2 sections: whole GQA groups whose K and V fit in about 24 MB
     const int grp = p.heads / p.kv_heads;
-    const double kv_head_bytes = (double)(p.total_k > 0 ? p.total_k : 1) * D * 2 * 2;
+    const double kv_head_bytes = (double)(p.total_k > 0 ? p.total_k : 1) * (C::DQK + C::DV) * 2;
     int nkv = (int)(24.0 * 1024 * 1024 / kv_head_bytes);
     if (nkv < 1)
         nkv = 1;
@@ -95,25 +95,60 @@ template <typename T, int D, int NS> static cudaError_t launch_fwd_ws(const fa4c
         return e;
     const long long tiles = entries * p.heads;
     const int grid = (int)(tiles < sms ? tiles : sms);
-    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<T, D, NS>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
         cudaSuccess)
         return e;
     sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
     if ((e = cudaGetLastError()) != cudaSuccess)
         return e;
-    fwd_ws_kernel<T, D, NS><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
+    fwd_ws_kernel<C><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }
 
-} // namespace fa4cp
+// The tile of each head-dim family (BN keys per block, NS K/V stages; BM is
+// 128), after FA3/FA4's sm90 table and the shared-memory limit (227 KB):
+//   (32, 32), (64, 64)         BN 128, NS 4
+//   (80, 80), (96, 96)         BN 128, NS 2   (32-column panels: 96 wide in smem)
+//   (128, 128)                 BN 128, NS 2   (3 stages measured no faster)
+//   (192, 192)                 BN  96, NS 2   (Q 48 KB + 2 x (36 + 36) KB; FA3's BN 112
+//                                             makes ptxas serialise the wgmmas, C7512)
+//   (192, 128)  MLA            BN 128, NS 2   (Q 48 KB + 2 x (48 + 32) KB)
+//   (256, 256)                 BN  64, NS 2   (Q 64 KB + 2 x (32 + 32) KB; FA3's BN 80
+//                                             spills 20 bytes at 232 registers)
+// ALT_BN/ALT_NS (ALT_BN 0: none) is a second bf16 tile of the family, run
+// when FA4CP_CUDA_TUNING has bit 4096: for timing experiments only.
+template <int DQK, int DV> struct FwdShape {
+    static constexpr int BN = 128, NS = 2, ALT_BN = 0, ALT_NS = 0;
+};
+template <> struct FwdShape<32, 32> {
+    static constexpr int BN = 128, NS = 4, ALT_BN = 0, ALT_NS = 0;
+};
+template <> struct FwdShape<64, 64> {
+    static constexpr int BN = 128, NS = 4, ALT_BN = 0, ALT_NS = 0;
+};
+template <> struct FwdShape<96, 96> {
+    static constexpr int BN = 128, NS = 2, ALT_BN = 144, ALT_NS = 2;
+};
+template <> struct FwdShape<192, 192> {
+    static constexpr int BN = 96, NS = 2, ALT_BN = 80, ALT_NS = 2;
+};
+template <> struct FwdShape<192, 128> {
+    static constexpr int BN = 128, NS = 2, ALT_BN = 112, ALT_NS = 2;
+};
+template <> struct FwdShape<256, 256> {
+    static constexpr int BN = 64, NS = 2, ALT_BN = 0, ALT_NS = 0; // BN 48 x 3 stages spills too
+};
 
-namespace fa4cp {
-// K/V ring depth: 4 stages at d64, 2 at d128 (3 measured no faster).
-template <typename T> static cudaError_t fwd_launch(const fa4cp_kparams &p) {
-    if (p.head_dim == 64)
-        return launch_fwd_ws<T, 64, 4>(p);
-    if (p.head_dim == 128)
-        return launch_fwd_ws<T, 128, 2>(p);
-    return cudaErrorInvalidValue;
+// The launcher of one family: both element types, and the bf16 ALT tile.
+template <int DQK, int DV> static cudaError_t fwd_launch_family(const fa4cp_kparams &p) {
+    using S = FwdShape<DQK, DV>;
+    if (p.is_fp16)
+        return launch_fwd_ws<FwdCfg<__half, DQK, DV, S::BN, S::NS>>(p);
+    if constexpr (S::ALT_BN > 0) {
+        if (p.tuning & 4096)
+            return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::ALT_BN, S::ALT_NS>>(p);
+    }
+    return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::BN, S::NS>>(p);
 }
+
 } // namespace fa4cp

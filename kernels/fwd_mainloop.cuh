@@ -7,9 +7,19 @@
 // next tile; warpgroups 1 and 2 are consumers
 // (setmaxnreg.inc), each owning 64 of the tile's 128 query rows.
 //
-// Shared memory: Q [D/64 panels][BM][64], K and V [NS][D/64][BN][64], all
-// 128-byte swizzled by TMA (the wgmma descriptor layout of wgmma.cuh), then
-// the mbarriers:
+// Head dims: the tile has DQK columns of Q and K and DV of V and O (DV may
+// differ from DQK: MLA's (192, 128)).  Shared memory holds each operand in
+// panels of PW columns, swizzled by TMA: 64 columns (128-byte rows, 128-byte
+// swizzle) for a head dim that is a multiple of 64, else 32 columns (64-byte
+// rows, 64-byte swizzle: d 32, 80, 96).  A head dim that is not a multiple
+// of its panel width (80) is padded to the next multiple by TMA's
+// out-of-bounds zero fill (the tensor maps have the real width), so QK^T runs
+// over the DQK real columns (k steps of 16) and O += P V over the padded
+// width DVP (the padding columns of O stay 0 and are never stored).
+//
+// Shared memory: Q [DQP/PWQ panels][BM][PWQ], K [NS][DQP/PWQ][BN][PWQ], V
+// [NS][DVP/PWV][BN][PWV] (the canonical wgmma layouts: K-major for Q and K,
+// MN-major for V), then the mbarriers:
 //   full_k[s], full_v[s]  count 1 (producer's arrive.expect_tx + TMA bytes)
 //   empty_k[s], empty_v[s] count 8 (lane 0 of every consumer warp)
 //   full_q / empty_q      the same for the Q tile
@@ -35,6 +45,7 @@
 #include "fwd_softmax.cuh"
 #include "sm90_prim.cuh"
 #include "wgmma.cuh"
+#include "wgmma_n.cuh"
 
 namespace fa4cp {
 
@@ -45,27 +56,49 @@ template <int NS> struct FwdBars {
     int slot[2];
 };
 
-template <typename T, int D, int NS_> struct FwdCfg {
+// One forward family: element type T, head dims DQK (q, k) and DV (v, out),
+// BN-key blocks, NS K/V stages.  BM 128 query rows = 2 consumer warpgroups
+// of 64; the register split (setmaxnreg, producer / consumer) gives the
+// consumers what O (DVP/2 fp32 per thread), S (BN/2) and P (BN/4) hold:
+// 56/224 up to 160 such registers (d 128 x BN 128), else 40/232 (128 x P +
+// 256 x C = 64512, the 384 x 168 the CTA is launched with).  24/240 makes
+// the producer spill; d 256 at BN 80 spills at 232 (so d 256 runs BN 64).
+template <typename T, int DQK_, int DV_, int BN_, int NS_> struct FwdCfg {
+    using Elem = T;
+    static constexpr int DQK = DQK_, DV = DV_;
+    static constexpr int PWQ = DQK % 64 == 0 ? 64 : 32; // panel widths (columns) of Q/K and of V
+    static constexpr int PWV = DV % 64 == 0 ? 64 : 32;
+    static constexpr int RBQ = PWQ * 2, RBV = PWV * 2; // bytes per panel row = swizzle width
+    static constexpr int DQP = (DQK + PWQ - 1) / PWQ * PWQ; // widths in shared memory
+    static constexpr int DVP = (DV + PWV - 1) / PWV * PWV;
     static constexpr int BM = 128;
-    static constexpr int BN = 128;
+    static constexpr int BN = BN_;
     static constexpr int NS = NS_; // K/V stages
-    static constexpr int NT = 384;             // producer + 2 consumer warpgroups
-    static constexpr int TILE_Q = BM * D * 2;
-    static constexpr int TILE_KV = BN * D * 2;
+    static constexpr int NT = 384; // producer + 2 consumer warpgroups
+    static constexpr int TILE_Q = BM * DQP * 2;
+    static constexpr int TILE_K = BN * DQP * 2;
+    static constexpr int TILE_V = BN * DVP * 2;
     static constexpr int OFF_K = TILE_Q;
-    static constexpr int OFF_V = OFF_K + NS * TILE_KV;
-    static constexpr int OFF_BAR = OFF_V + NS * TILE_KV;
+    static constexpr int OFF_V = OFF_K + NS * TILE_K;
+    static constexpr int OFF_BAR = OFF_V + NS * TILE_V;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(FwdBars<NS>) + 1024; // + alignment slack
     static constexpr int CONSUMER_WARPS = 8;
+    static constexpr int ACC_REGS = DVP / 2 + BN / 2 + BN / 4; // O, S, P per thread
+    static constexpr int REG_P = ACC_REGS <= 160 ? 56 : 40;
+    static constexpr int REG_C = ACC_REGS <= 160 ? 224 : 232;
+    static_assert(DQK % 16 == 0 && DQK <= 256, "DQK: a multiple of 16 up to 256 (k steps of QK^T)");
+    static_assert(DV % 8 == 0 && DV <= 256, "DV: a multiple of 8 up to 256");
+    static_assert(BN % 16 == 0 && BN <= 256, "BN: a multiple of 16 (k steps of PV) up to 256 (wgmma N)");
+    static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
+    static_assert(128 * REG_P + 256 * REG_C <= 384 * 168, "register split within the CTA's launch allocation");
 };
 
 // --------------------------------------------------------------- producer
 
-template <typename T, int D, int NS_>
+template <class C>
 __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmQ,
                                              const CUtensorMap *tmK, const CUtensorMap *tmV, uint32_t sQ,
-                                             uint32_t sK, uint32_t sV, FwdBars<NS_> *bars, int R) {
-    using C = FwdCfg<T, D, NS_>;
+                                             uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int R) {
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS;
     sm90::tma_prefetch_desc(tmQ);
     sm90::tma_prefetch_desc(tmK);
@@ -98,10 +131,10 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                 const uint32_t ph = (kk / NS) & 1;
                 const uint32_t fk = sm90::smem_addr(&bars->full_k[st]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->empty_k[st]), ph ^ 1);
-                sm90::mbar_arrive_expect_tx(fk, C::TILE_KV);
+                sm90::mbar_arrive_expect_tx(fk, C::TILE_K);
 #pragma unroll
-                for (int pn = 0; pn < D / 64; ++pn)
-                    sm90::tma_load_4d(sK + st * C::TILE_KV + pn * BN * 128, tmK, fk, pn * 64, kvh,
+                for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
+                    sm90::tma_load_4d(sK + st * C::TILE_K + pn * BN * C::RBQ, tmK, fk, pn * C::PWQ, kvh,
                                       R - si.sk + n * BN, kx, sm90::kEvictLast);
                 ++kk;
             };
@@ -110,10 +143,10 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                 const uint32_t ph = (vv / NS) & 1;
                 const uint32_t fv = sm90::smem_addr(&bars->full_v[st]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->empty_v[st]), ph ^ 1);
-                sm90::mbar_arrive_expect_tx(fv, C::TILE_KV);
+                sm90::mbar_arrive_expect_tx(fv, C::TILE_V);
 #pragma unroll
-                for (int pn = 0; pn < D / 64; ++pn)
-                    sm90::tma_load_4d(sV + st * C::TILE_KV + pn * BN * 128, tmV, fv, pn * 64, kvh,
+                for (int pn = 0; pn < C::DVP / C::PWV; ++pn)
+                    sm90::tma_load_4d(sV + st * C::TILE_V + pn * BN * C::RBV, tmV, fv, pn * C::PWV, kvh,
                                       R - si.sk + n * BN, kx, sm90::kEvictLast);
                 ++vv;
             };
@@ -123,8 +156,8 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                 sm90::mbar_wait(sm90::smem_addr(&bars->empty_q), (qc & 1) ^ 1);
                 sm90::mbar_arrive_expect_tx(fq, C::TILE_Q);
 #pragma unroll
-                for (int pn = 0; pn < D / 64; ++pn)
-                    sm90::tma_load_4d(sQ + pn * BM * 128, tmQ, fq, pn * 64, ft.h, R - si.sq + ft.mb * BM, qx,
+                for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
+                    sm90::tma_load_4d(sQ + pn * BM * C::RBQ, tmQ, fq, pn * C::PWQ, ft.h, R - si.sq + ft.mb * BM, qx,
                                       sm90::kEvictFirst);
                 ++qc;
             }
@@ -148,25 +181,42 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
 
 // --------------------------------------------------------------- consumer GEMMs
 
-// S[64 x BN] = Q[wg rows] K^T (K-major operands, 128-byte swizzle).
-template <typename T, int D, int BM, int BN>
+// Shared-memory matrix descriptor of a swizzled canonical layout with RB-byte
+// rows (RB 128: 128-byte swizzle, layout type 1; RB 64: 64-byte swizzle,
+// type 2).  K-major: sbo = 8 rows; MN-major: lbo = panel stride, sbo = 8 rows.
+template <int RB> __device__ __forceinline__ uint64_t fwd_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
+    uint64_t d = 0;
+    d |= (uint64_t)((saddr & 0x3FFFF) >> 4);
+    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
+    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+    d |= (uint64_t)(RB == 128 ? 1 : 2) << 62;
+    return d;
+}
+
+// S[64 x BN] = Q[wg rows] K^T over the DQK real columns (K-major operands;
+// k step kk starts (kk % (PWQ / 16)) * 32 bytes into the rows of panel
+// kk / (PWQ / 16)).
+template <class C>
 __device__ __forceinline__ void fwd_gemm_qk(float *s, uint32_t qa, uint32_t ka) {
+    constexpr int KP = C::PWQ / 16; // k steps per panel
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t off = (kk & 3) * 32;
-        const uint64_t da = gmma_desc(qa + (kk >> 2) * (BM * 128) + off, 16, 1024);
-        const uint64_t db = gmma_desc(ka + (kk >> 2) * (BN * 128) + off, 16, 1024);
-        wgmma_ss<T, BN>(s, da, db, kk > 0 ? 1 : 0);
+    for (int kk = 0; kk < C::DQK / 16; ++kk) {
+        const uint32_t off = (kk % KP) * 32;
+        const uint64_t da = fwd_desc<C::RBQ>(qa + (kk / KP) * (C::BM * C::RBQ) + off, 16, 8 * C::RBQ);
+        const uint64_t db = fwd_desc<C::RBQ>(ka + (kk / KP) * (C::BN * C::RBQ) + off, 16, 8 * C::RBQ);
+        mma_ss<typename C::Elem, C::BN>(s, da, db, kk > 0 ? 1 : 0);
     }
 }
 
-// O[64 x D] += P[64 x BN] (registers) V[BN x D] (MN-major).
-template <typename T, int D, int BN>
+// O[64 x DVP] += P[64 x BN] (registers) V[BN x DVP] (MN-major: N = DVP spans
+// the V panels, which sit BN * RBV bytes apart; k step kk is 16 rows on).
+template <class C>
 __device__ __forceinline__ void fwd_gemm_pv(float *o, const uint32_t *pa, uint32_t va) {
 #pragma unroll
-    for (int kk = 0; kk < BN / 16; ++kk) {
-        const uint64_t db = gmma_desc(va + kk * 16 * 128, BN * 128, 1024);
-        wgmma_rs_tb<T, D>(o, pa + 4 * kk, db, 1);
+    for (int kk = 0; kk < C::BN / 16; ++kk) {
+        const uint64_t db = fwd_desc<C::RBV>(va + kk * 16 * C::RBV, C::BN * C::RBV, 8 * C::RBV);
+        mma_rs<typename C::Elem, C::DVP>(o, pa + 4 * kk, db, 1);
     }
 }
 
@@ -178,17 +228,17 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 
 // --------------------------------------------------------------- consumer
 
-template <typename T, int D, int NS_>
+template <class C>
 __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, uint32_t sQ, uint32_t sK,
-                                             uint32_t sV, FwdBars<NS_> *bars, int wg, int ct) {
-    using C = FwdCfg<T, D, NS_>;
-    constexpr int BM = C::BM, BN = C::BN, NS = C::NS;
+                                             uint32_t sV, FwdBars<C::NS> *bars, int wg, int ct) {
+    using T = typename C::Elem;
+    constexpr int BM = C::BM, BN = C::BN, NS = C::NS, DV = C::DV, DVP = C::DVP;
     const int warp = ct >> 5, lane = ct & 31, q = lane & 3;
     const int n_entries = sc.list[0];
     const int H = p.heads;
-    const int64_t stride = (int64_t)H * D;
+    const int64_t stride = (int64_t)H * DV; // out rows
     const float sl2 = p.scale * kLog2e;
-    const uint32_t qa = sQ + wg * 64 * 128; // this warpgroup's 64 rows of every Q panel
+    const uint32_t qa = sQ + wg * 64 * C::RBQ; // this warpgroup's 64 rows of every Q panel
     const uint32_t my_bar = 1 + wg, other_bar = 2 - wg;
     T *const out = reinterpret_cast<T *>(p.out);
     uint32_t tcount = 0, kv = 0, qc = 0;
@@ -197,7 +247,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::named_arrive(1, 256); // so that consumer warpgroup 0 takes the first turn
 
     float s[BN / 2];
-    float o[D / 2];
+    float o[DVP / 2];
     uint32_t pa[BN / 4]; // P as A fragments: 4 registers per k16 step
     for (;;) {
         const int ts = tcount & 1;
@@ -218,10 +268,10 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         fb.n_hi = sm90::warp_uniform(fb.n_hi);
         fb.empty = fb.n_hi < fb.n_lo;
         const int i0 = m0 + wg * 64 + warp * 16 + (lane >> 2); // rows i0, i0 + 8
-        T *const out_row0 = out + si.q_off * stride + (int64_t)ft.h * D;
+        T *const out_row0 = out + si.q_off * stride + (int64_t)ft.h * DV;
         float *const lse_row0 = p.lse + (int64_t)ft.h * p.total_q + si.q_off;
         if (fb.empty) {
-            fwd_store_empty<T, D>(out_row0, stride, lse_row0, i0, si.sq, q);
+            fwd_store_empty<T, DV>(out_row0, stride, lse_row0, i0, si.sq, q);
             continue;
         }
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
@@ -239,7 +289,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::mbar_wait(sm90::smem_addr(&bars->full_k[st]), ph);
         sm90::named_sync(my_bar, 256);
         wgmma_fence();
-        fwd_gemm_qk<T, D, BM, BN>(s, qa, sK + st * C::TILE_KV);
+        fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
         wgmma_commit();
         sm90::named_arrive(other_bar, 256);
         wgmma_wait<0>();
@@ -252,7 +302,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm.step(s, sl2, alpha);
         pack_p<T, BN>(s, pa);
 #pragma unroll
-        for (int i = 0; i < D / 2; ++i)
+        for (int i = 0; i < DVP / 2; ++i)
             o[i] = 0.f;
         int pst = st;
         uint32_t pph = ph;
@@ -272,11 +322,11 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
             sm90::named_sync(my_bar, 256);
             reg_fence<BN / 4>(pa);
-            reg_fence<D / 2>(o);
+            reg_fence<DVP / 2>(o);
             wgmma_fence();
-            fwd_gemm_qk<T, D, BM, BN>(s, qa, sK + st * C::TILE_KV);
+            fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
             wgmma_commit();
-            fwd_gemm_pv<T, D, BN>(o, pa, sV + pst * C::TILE_KV);
+            fwd_gemm_pv<C>(o, pa, sV + pst * C::TILE_V);
             wgmma_commit();
             sm90::named_arrive(other_bar, 256);
             wgmma_wait<1>();
@@ -291,20 +341,20 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             if (n == fb.n_lo)
                 break;
             wgmma_wait<0>();
-            reg_fence<D / 2>(o);
+            reg_fence<DVP / 2>(o);
             reg_fence<BN / 4>(pa);
             fwd_release(&bars->empty_v[pst], lane);
-            rescale_rows<D>(o, alpha);
+            rescale_rows<DV>(o, alpha); // the padding columns of O stay 0
             pack_p<T, BN>(s, pa);
             pst = st;
             pph = ph;
         }
         if (fb.n_hi > fb.n_lo) { // the loop ran: finish its last step
             wgmma_wait<0>();
-            reg_fence<D / 2>(o);
+            reg_fence<DVP / 2>(o);
             reg_fence<BN / 4>(pa);
             fwd_release(&bars->empty_v[pst], lane);
-            rescale_rows<D>(o, alpha);
+            rescale_rows<DV>(o, alpha); // the padding columns of O stay 0
             pack_p<T, BN>(s, pa);
             pst = st;
             pph = ph;
@@ -314,18 +364,18 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
         sm90::named_sync(my_bar, 256);
         reg_fence<BN / 4>(pa);
-        reg_fence<D / 2>(o);
+        reg_fence<DVP / 2>(o);
         wgmma_fence();
-        fwd_gemm_pv<T, D, BN>(o, pa, sV + pst * C::TILE_KV);
+        fwd_gemm_pv<C>(o, pa, sV + pst * C::TILE_V);
         wgmma_commit();
         sm90::named_arrive(other_bar, 256);
         wgmma_wait<0>();
-        reg_fence<D / 2>(o);
+        reg_fence<DVP / 2>(o);
         fwd_release(&bars->empty_v[pst], lane);
 
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
-        fwd_store_rows<T, D>(o, inv, lse, out_row0, stride, lse_row0, i0, si.sq, q);
+        fwd_store_rows<T, DV>(o, inv, lse, out_row0, stride, lse_row0, i0, si.sq, q);
     }
 }
 

@@ -238,9 +238,11 @@ __host__ inline PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
 }
 
 // A "ragged" rank-4 map of a THD tensor [rows][heads][dim] of 16-bit elements
-// whose sequences are addressed separately, with 128-byte swizzle and boxes
-// of 64 columns x 1 head x box_rows rows (one 64-column panel of a tile,
-// laid out in shared memory as box_rows rows of 128 bytes).
+// whose sequences are addressed separately, with boxes of box_cols columns
+// x 1 head x box_rows rows (one panel of a tile, laid out in shared memory
+// as box_rows rows of box_cols * 2 bytes, swizzled at that width: box_cols
+// 64 -> 128-byte swizzle, 32 -> 64-byte swizzle).  Columns at or past dim
+// fall out of bounds too (zero-filled: a head dim padded to whole panels).
 //
 // Dimensions (innermost first): dim (elements), head (stride dim*2),
 // r in [0, R) and x in [0, rows + 1), both with the row stride, over the
@@ -251,7 +253,7 @@ __host__ inline PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
 // neighbouring sequence.  R must be >= every len (any power of two >= the
 // longest sequence).
 __host__ inline cudaError_t tmap_ragged_thd(CUtensorMap *map, const void *base, bool fp16, int64_t rows, int heads,
-                                   int dim, int64_t R, int box_rows) {
+                                   int dim, int64_t R, int box_rows, int box_cols = 64) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = tmap_encoder();
     if (!enc)
         return cudaErrorNotSupported;
@@ -259,11 +261,14 @@ __host__ inline cudaError_t tmap_ragged_thd(CUtensorMap *map, const void *base, 
     const char *b = static_cast<const char *>(base) - (uint64_t)R * stride;
     cuuint64_t gdim[4] = {(cuuint64_t)dim, (cuuint64_t)heads, (cuuint64_t)R, (cuuint64_t)rows + 1};
     cuuint64_t gstride[3] = {(cuuint64_t)dim * 2, stride, stride};
-    cuuint32_t box[4] = {64, 1, (cuuint32_t)box_rows, 1};
+    if (box_cols != 64 && box_cols != 32)
+        return cudaErrorInvalidValue;
+    cuuint32_t box[4] = {(cuuint32_t)box_cols, 1, (cuuint32_t)box_rows, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = enc(map, fp16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4,
                      const_cast<char *>(b), gdim, gstride, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                     CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     box_cols == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
+                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }

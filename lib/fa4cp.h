@@ -221,12 +221,15 @@ typedef struct fa4cp_attn_args {
  * touched: cpu takes every dtype and any head_dim, head_dim_v in
  * 1..FA4CP_HEAD_DIM_MAX; cuda takes bf16/fp16 and only the (head_dim,
  * head_dim_v) pairs it has kernels for.  FA4CP_OK, or FA4CP_ERR_UNSUPPORTED
- * naming the supported set ("cuda attention: head_dim 96 (head_dim_v 96) has
- * no kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or
- * (128, 128)"); FA4CP_ERR_INVALID for values that are no head dim at all. */
+ * naming the supported set ("cuda attention: head_dim 160 with head_dim_v 160
+ * has no forward kernel: the cuda backend takes (head_dim, head_dim_v) =
+ * (32, 32), (64, 64), ..."); FA4CP_ERR_INVALID for values that
+ * are no head dim at all. */
 FA4CP_API fa4cp_status fa4cp_attn_supports(fa4cp_backend backend, fa4cp_dtype dtype, int head_dim,
                                             int head_dim_v, int backward);
-/* The backend's head dims as text, e.g. "(64, 64) or (128, 128)"; never NULL. */
+/* The backend's head dims as text, e.g. "(32, 32), (64, 64), ... or
+ * (256, 256)" (a pair with no backward kernel is marked "forward only");
+ * never NULL. */
 FA4CP_API const char *fa4cp_attn_head_dims(fa4cp_backend backend);
 
 /* Argument checks shared by every backend (no pointer is dereferenced

@@ -1,15 +1,21 @@
 /* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
- *                   [--shape d,S,causal]   (S = 0: the varlen batch, S = -1: the FA4 anchor's)
+ *                   [--shape d,S,causal[,dv]]...   (S = 0: the varlen batch, S = -1: the FA4 anchor's)
  *                   [--bar] [--variants T1,T2,...] [--fwd] [--det]
  *
- * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d), THD layout through the
+ * --shape may be given several times (up to 32); d is any head dim of the
+ * cuda table (fa4cp_attn_supports) and dv the value head dim (default d;
+ * 192,S,causal,128 is MLA's).  A shape whose head dims have no backward
+ * kernel is timed forward only (bwd columns 0).
+ *
+ * bf16, B*S = 32768 tokens, hidden 2048 (H = 2048/d, integer division, as
+ * shared/anchors/fa4_anchor.py: 10 heads at d 192, 21 at d 96), THD layout through the
  * public raw call fa4cp_attn_fwd/bwd(FA4CP_BACKEND_CUDA, ...), timed with CUDA
  * events around each call: warm-up, then the median of --iters calls, with
  * the inputs rotated over several buffer sets (together far beyond the 50 MB
- * L2).  FLOPs follow the FlashAttention convention: fwd 4*b*h*sq*sk*d, halved
- * when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  The FA4
+ * L2).  FLOPs follow the FlashAttention convention: fwd 2*b*h*sq*sk*(d + dv),
+ * halved when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  The FA4
  * anchor's varlen batch (shared/anchors/fa4_anchor.py: 8 sequences of 513 to
  * 12000 tokens, each padded to a multiple of 8, cu_seqlens + seqused, GQA
  * 32/8, d 128, causal) is the last shape of --bar and the full list.  % peak is of
@@ -141,13 +147,18 @@ typedef struct shape {
     /* 1: lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all;
      * 2: the FA4 anchor's batch (GQA 32/8, padding between sequences) */
     int varlen;
+    int dv; /* value head dim, 0: d */
 } shape;
 
 static int fwd_only = 0; /* --fwd */
 static int with_det = 0; /* --det */
 
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
-    const int d = sh->d, H = sh->varlen == 2 ? 32 : HIDDEN / d, HK = sh->varlen == 2 ? 8 : H;
+    const int d = sh->d, dv = sh->dv ? sh->dv : sh->d;
+    const int H = sh->varlen == 2 ? 32 : HIDDEN / d, HK = sh->varlen == 2 ? 8 : H;
+    /* no backward kernel for these head dims: time the forward only */
+    const int no_bwd = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK;
+    const int fwd_only_here = fwd_only || no_bwd;
     int32_t cu[1024], used[1024];
     int batch = 0;
     double flops = 0;
@@ -159,7 +170,7 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
             const int pad = (lens[batch] + 7) / 8 * 8;
             used[batch] = lens[batch];
             cu[batch + 1] = cu[batch] + pad;
-            flops += 4.0 * H * (double)lens[batch] * lens[batch] * d / (sh->causal ? 2 : 1);
+            flops += 2.0 * H * (double)lens[batch] * lens[batch] * (d + dv) / (sh->causal ? 2 : 1);
             if (pad > maxlen)
                 maxlen = pad;
         }
@@ -184,7 +195,7 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     }
     for (int i = 0; i < batch && sh->varlen != 2; ++i) {
         double L = cu[i + 1] - cu[i];
-        flops += 4.0 * H * L * L * d / (sh->causal ? 2 : 1);
+        flops += 2.0 * H * L * L * (d + dv) / (sh->causal ? 2 : 1);
         if (L > maxlen)
             maxlen = (int)L;
     }
@@ -202,6 +213,7 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     a.heads = H;
     a.kv_heads = HK;
     a.head_dim = d;
+    a.head_dim_v = dv;
     a.total_q = a.total_k = cu[batch];
     a.cu_seqlens_q = a.cu_seqlens_k = b->cu;
     if (sh->varlen == 2)
@@ -212,14 +224,14 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     a.dk = b->dk;
     a.dv = b->dv;
     float fms = time_call(b, &a, 0, iters);
-    float bms = fwd_only ? 0.f : time_call(b, &a, 1, iters);
+    float bms = fwd_only_here ? 0.f : time_call(b, &a, 1, iters);
     float dms = 0;
-    if (with_det && !fwd_only) {
+    if (with_det && !fwd_only_here) {
         a.deterministic = 1;
         dms = time_call(b, &a, 1, iters);
         a.deterministic = 0;
     }
-    double ftf = flops / fms / 1e9, btf = fwd_only ? 0.0 : 2.5 * flops / bms / 1e9,
+    double ftf = flops / fms / 1e9, btf = fwd_only_here ? 0.0 : 2.5 * flops / bms / 1e9,
            dtf = dms > 0 ? 2.5 * flops / dms / 1e9 : 0;
     char sname[32];
     if (sh->varlen == 2)
@@ -228,20 +240,24 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
     else
         snprintf(sname, sizeof sname, "%d", sh->s);
-    printf("| %3d | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |",
-           d, sname, batch, H, sh->causal ? "yes" : "no", fms, ftf, 100 * ftf / peak, bms, btf,
-           100 * btf / peak);
+    char dname[16];
+    if (dv != d)
+        snprintf(dname, sizeof dname, "%d/%d", d, dv);
+    else
+        snprintf(dname, sizeof dname, "%d", d);
+    printf("| %7s | %-11s | %2d | %2d | %-3s | %8.3f | %6.1f | %5.1f%% | %8.3f | %6.1f | %5.1f%% |", dname, sname,
+           batch, H, sh->causal ? "yes" : "no", fms, ftf, 100 * ftf / peak, bms, btf, 100 * btf / peak);
     if (with_det)
         printf(" %8.3f | %6.1f | %4.2f |", dms, dtf, dtf / btf);
     printf("\n");
     fflush(stdout);
     if (json) {
         fprintf(json,
-                "{\"backend\": \"fa4cp\", \"d\": %d, \"s\": %d, \"varlen\": %d, \"B\": %d, \"H\": %d, "
-                "\"Hk\": %d, \"causal\": %s, \"fwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, "
-                "\"bwd_tflops\": %.1f",
-                d, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, HK, sh->causal ? "true" : "false",
-                fms, ftf, bms, btf);
+                "{\"backend\": \"fa4cp\", \"d\": %d, \"dv\": %d, \"s\": %d, \"varlen\": %d, \"B\": %d, "
+                "\"H\": %d, \"Hk\": %d, \"causal\": %s, \"tuning\": \"%s\", \"fwd_ms\": %.4f, "
+                "\"fwd_tflops\": %.1f, \"bwd_ms\": %.4f, \"bwd_tflops\": %.1f",
+                d, dv, sh->varlen ? maxlen : sh->s, sh->varlen, batch, H, HK, sh->causal ? "true" : "false",
+                getenv("FA4CP_CUDA_TUNING") ? getenv("FA4CP_CUDA_TUNING") : "0", fms, ftf, bms, btf);
         if (with_det)
             fprintf(json, ", \"bwd_det_ms\": %.4f, \"bwd_det_tflops\": %.1f", dms, dtf);
         fprintf(json, "}\n");
@@ -249,14 +265,21 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     }
 }
 
-/* small varlen GQA case for compute-sanitizer: fwd, bwd, deterministic bwd */
+/* small varlen GQA case for compute-sanitizer, every head-dim family of the
+ * cuda table: fwd, and bwd + deterministic bwd where the table has them */
 static int smoke(void) {
     const int H = 4, HK = 2;
     int32_t cu[4] = {0, 200, 205, 480}, used[3] = {190, 0, 270};
     const int total = 480;
-    for (int d = 64; d <= 128; d += 64)
+    static const int fams[][2] = {{32, 32}, {64, 64}, {80, 80}, {96, 96}, {128, 128}, {192, 192}, {192, 128}, {256, 256}};
+    int ran = 0;
+    for (size_t fi = 0; fi < sizeof fams / sizeof fams[0]; ++fi)
         for (int causal = 0; causal < 2; ++causal) {
-            size_t nq = (size_t)total * H * d, nk = (size_t)total * HK * d;
+            const int d = fams[fi][0], dvw = fams[fi][1];
+            if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dvw, 0) != FA4CP_OK)
+                continue;
+            const int bwd = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dvw, 1) == FA4CP_OK;
+            size_t nq = (size_t)total * H * d, nk = (size_t)total * HK * d; /* dvw <= d */
             void *q, *k, *v, *o, *dout, *dq, *dk, *dv;
             float *lse;
             int32_t *dcu, *dused;
@@ -289,6 +312,7 @@ static int smoke(void) {
             a.heads = H;
             a.kv_heads = HK;
             a.head_dim = d;
+            a.head_dim_v = dvw;
             a.total_q = a.total_k = total;
             a.cu_seqlens_q = a.cu_seqlens_k = dcu;
             a.seqused_q = a.seqused_k = dused;
@@ -304,16 +328,20 @@ static int smoke(void) {
             a.dk = dk;
             a.dv = dv;
             FA(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
-            FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
-            a.deterministic = 1;
-            FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+            if (bwd) {
+                FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+                a.deterministic = 1;
+                FA(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+            }
             CK(cudaDeviceSynchronize());
+            ++ran;
             void *all[] = {q, k, v, o, dout, dq, dk, dv, lse, dcu, dused};
             for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
                 CK(cudaFree(all[i]));
             free(h);
         }
-    printf("smoke: fwd, bwd, deterministic bwd ran (d 64/128, causal+window and not)\n");
+    printf("smoke: %d runs of every head-dim family (fwd; bwd and deterministic bwd where the table has them), "
+           "causal+window and not\n", ran);
     return 0;
 }
 
@@ -322,7 +350,8 @@ int main(int argc, char **argv) {
     double peak = 761.0;
     int iters = 10, quick = 0, bar = 0;
     const char *variants = NULL;
-    shape one = {128, 4096, 0, 0};
+    static shape many[32];
+    int nmany = 0;
     for (int i = 1; i < argc; ++i) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc)
             json_path = argv[++i];
@@ -346,12 +375,25 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--profile"))
             quick = 2;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
-            /* d,S,causal (S = 0: varlen) */
-            if (sscanf(argv[++i], "%d,%d,%d", &one.d, &one.s, &one.causal) != 3 || (one.d != 64 && one.d != 128)) {
-                fprintf(stderr, "bench_attn: --shape wants d,S,causal with d 64 or 128\n");
+            /* d,S,causal[,dv] (S = 0: varlen, -1: the FA4 anchor's batch) */
+            shape one = {0, 0, 0, 0, 0};
+            int n = sscanf(argv[++i], "%d,%d,%d,%d", &one.d, &one.s, &one.causal, &one.dv);
+            if (nmany == (int)(sizeof many / sizeof many[0])) {
+                fprintf(stderr, "bench_attn: at most %d --shape\n", nmany);
+                return 2;
+            }
+            if (n < 3 || one.s < -1 || (one.s > 0 && TOKENS % one.s != 0) || one.d < 1 || one.d > HIDDEN ||
+                one.dv < 0 || one.dv > one.d) {
+                fprintf(stderr, "bench_attn: --shape %s: want d,S,causal[,dv] with S dividing %d (0: varlen, "
+                                "-1: the FA4 anchor's batch) and dv <= d\n", argv[i], TOKENS);
+                return 2;
+            }
+            if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, one.d, one.dv, 0) != FA4CP_OK) {
+                fprintf(stderr, "bench_attn: --shape %s: %s\n", argv[i], fa4cp_last_error());
                 return 2;
             }
             one.varlen = one.s == 0 ? 1 : one.s == -1 ? 2 : 0;
+            many[nmany++] = one;
             quick = 3;
         }
         else {
@@ -375,29 +417,29 @@ int main(int argc, char **argv) {
     bufs b;
     bufs_init(&b, 2 * TOKENS + 64); /* the FA4 varlen batch: 32792 rows of 32 x 128 */
     static const shape full[] = {
-        {64, 4096, 0, 0},   {64, 16384, 0, 0},  {64, 16384, 1, 0},  {128, 1024, 0, 0},
-        {128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},  {128, 16384, 0, 0},
-        {128, 16384, 1, 0}, {128, 32768, 1, 0}, {128, 0, 0, 1},     {128, 0, 1, 1},
-        {128, 0, 1, 2},
+        {64, 4096, 0, 0, 0},   {64, 16384, 0, 0, 0},  {64, 16384, 1, 0, 0},  {128, 1024, 0, 0, 0},
+        {128, 4096, 0, 0, 0},  {128, 8192, 0, 0, 0},  {128, 8192, 1, 0, 0},  {128, 16384, 0, 0, 0},
+        {128, 16384, 1, 0, 0}, {128, 32768, 1, 0, 0}, {128, 0, 0, 1, 0},     {128, 0, 1, 1, 0},
+        {128, 0, 1, 2, 0},
     };
-    static const shape fast[] = {{128, 4096, 0, 0}, {128, 16384, 1, 0}, {128, 0, 1, 1}};
-    static const shape barl[] = {{128, 4096, 0, 0},  {128, 8192, 0, 0},  {128, 8192, 1, 0},
-                                 {128, 16384, 0, 0}, {128, 16384, 1, 0}, {128, 32768, 1, 0},
-                                 {64, 16384, 1, 0},  {128, 0, 1, 2}};
+    static const shape fast[] = {{128, 4096, 0, 0, 0}, {128, 16384, 1, 0, 0}, {128, 0, 1, 1, 0}};
+    static const shape barl[] = {{128, 4096, 0, 0, 0},  {128, 8192, 0, 0, 0},  {128, 8192, 1, 0, 0},
+                                 {128, 16384, 0, 0, 0}, {128, 16384, 1, 0, 0}, {128, 32768, 1, 0, 0},
+                                 {64, 16384, 1, 0, 0},  {128, 0, 1, 2, 0}};
     const shape *list = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
     if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
         n = 1;
         iters = 1;
     } else if (quick == 3) { /* --shape */
-        list = &one;
-        n = 1;
+        list = many;
+        n = (size_t)nmany;
     }
     if (bar && quick != 2 && quick != 3) {
         list = barl;
         n = sizeof barl / sizeof barl[0];
     }
-    printf("|   d | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |%s\n",
+    printf("|  d (/dv) | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |%s\n",
            with_det ? " det bwd ms | det TFLOP/s | det/bwd |" : "");
     for (size_t i = 0; i < n; ++i) {
         if (!variants) {

@@ -1,6 +1,8 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det]   (cuda det: only the deterministic-backward cases)
+ * usage: test_attn [cpu|cuda] [det|hd]   (cuda det: only the deterministic-backward cases;
+ *                                        cuda hd: only the head-dim families, a small run for
+ *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -10,11 +12,15 @@
  * backend the gradients are also checked against central finite differences,
  * the random cases draw a head_dim_v apart from head_dim, and the head dims
  * of models in use run through the same checks: (192, 128) (MLA), (64, 32),
- * (80, 80), (96, 96), (256, 256).  The cuda backend's refusal of head dims it
- * has no kernel for is checked on every machine (it comes before any device
- * call).  On cuda the backward of every head dim of the kernels (32 .. 256,
- * (192, 128)) is also checked on its own, with out and lse from the float64
- * reference (cuda_bwd_head_dims).
+ * (80, 80), (96, 96), (256, 256) and the rest of the cuda table (32, 64, 128,
+ * 192); on the cuda backend every (head_dim, head_dim_v) of its table runs
+ * them, the backward part only where the table (fa4cp_attn_supports) has a
+ * backward kernel (the TAP line says "forward only" otherwise), and long
+ * single sequences of d 256 and (192, 128) too.  The cuda backend's refusal
+ * of head dims it has no kernel for is checked on every machine (it comes
+ * before any device call).  On cuda the backward of every head dim of the
+ * kernels (32 .. 256, (192, 128)) is also checked on its own, with out and
+ * lse from the float64 reference (cuda_bwd_head_dims).
  */
 #include "fa4cp.h"
 #include "tap.h"
@@ -25,8 +31,6 @@
 #endif
 #ifdef HAVE_CUDA
 #include <cuda_runtime_api.h>
-
-#include "../kernels/fa4cp_kernels.h"
 #endif
 
 #include <math.h>
@@ -56,10 +60,6 @@ typedef struct tensors {
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
 static int deterministic = 0; /* cuda: ask for the deterministic backward */
-/* cuda: run the backward by calling the kernels' launcher directly, with the
- * workspace attn_cuda.c would give it (head dims whose row of the table in
- * attn_caps.c does not take the backward yet) */
-static int direct_kernel = 0;
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -295,68 +295,6 @@ static void args_of(const tcase *c, tensors *t, fa4cp_attn_args *a)
 }
 
 #ifdef HAVE_CUDA
-/* The backward kernels (kernels/fa4cp_kernels.h) called as attn_cuda.c calls
- * them: the same parameters (max_seqlen from the physical lengths) and
- * workspace sizes. */
-static cudaError_t direct_bwd(const tcase *c, const fa4cp_attn_args *d)
-{
-    fa4cp_kparams p;
-    memset(&p, 0, sizeof p);
-    p.is_fp16 = d->dtype == FA4CP_FP16;
-    p.batch = d->batch;
-    p.heads = d->heads;
-    p.kv_heads = d->kv_heads;
-    p.head_dim = d->head_dim;
-    p.head_dim_v = d->head_dim_v ? d->head_dim_v : d->head_dim;
-    p.total_q = d->total_q;
-    p.total_k = d->total_k;
-    p.cu_q = d->cu_seqlens_q;
-    p.cu_k = d->cu_seqlens_k;
-    p.used_q = d->seqused_q;
-    p.used_k = d->seqused_k;
-    for (int b = 0; b < c->batch; b++) {
-        int lq = c->cu_q[b + 1] - c->cu_q[b], lk = c->cu_k[b + 1] - c->cu_k[b];
-        p.max_sq = lq > p.max_sq ? lq : p.max_sq;
-        p.max_sk = lk > p.max_sk ? lk : p.max_sk;
-    }
-    p.scale = (float)scale_of(c);
-    p.window_left = c->wl < 0 ? -1 : c->wl;
-    p.window_right = c->causal ? 0 : c->wr < 0 ? -1 : c->wr;
-    p.q = d->q;
-    p.k = d->k;
-    p.v = d->v;
-    p.out = d->out;
-    p.lse = (float *)d->lse;
-    p.dout = d->dout;
-    p.dlse = (const float *)d->dlse;
-    p.dq = d->dq;
-    p.dk = d->dk;
-    p.dv = d->dv;
-    p.deterministic = deterministic;
-    int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
-    p.sched_cap = (int64_t)p.batch * ((longest + 63) / 64) + 2;
-    size_t rows = (size_t)p.total_q * (size_t)p.heads;
-    cudaError_t e = cudaSuccess;
-    if (rows > 0) {
-        e = cudaMalloc((void **)&p.dsum, rows * sizeof(float));
-        if (e == cudaSuccess)
-            e = cudaMalloc((void **)&p.dq_accum, rows * (size_t)p.head_dim * sizeof(float));
-    }
-    if (e == cudaSuccess && p.deterministic)
-        e = cudaMalloc((void **)&p.dq_sem, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int));
-    if (e == cudaSuccess)
-        e = cudaMalloc((void **)&p.sched, (size_t)p.sched_cap * sizeof(int));
-    if (e == cudaSuccess)
-        e = (cudaError_t)fa4cp_kernel_attn_bwd(&p);
-    if (e == cudaSuccess)
-        e = cudaDeviceSynchronize();
-    cudaFree(p.dsum);
-    cudaFree(p.dq_accum);
-    cudaFree(p.dq_sem);
-    cudaFree(p.sched);
-    return e;
-}
-
 /* The cuda backend takes device pointers: stage every host buffer of the case
  * on the device (outputs too, so the device outputs start as the host's NaN
  * poison and untouched elements stay poison), run, copy the outputs back. */
@@ -408,16 +346,7 @@ static fa4cp_status run_cuda(const tcase *c, int bwd, const fa4cp_attn_args *a)
     d.seqused_q = b[12].dev;
     d.seqused_k = b[13].dev;
     d.deterministic = deterministic;
-    if (bwd && direct_kernel) {
-        e = direct_bwd(c, &d);
-        if (e != cudaSuccess) {
-            diag("the backward kernels failed: %s", cudaGetErrorString(e));
-            st = FA4CP_ERR_CUDA;
-            goto out;
-        }
-    } else {
-        st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
-    }
+    st = bwd ? fa4cp_attn_bwd(backend, &d) : fa4cp_attn_fwd(backend, &d);
     if (st != FA4CP_OK)
         goto out;
     e = cudaDeviceSynchronize();
@@ -574,7 +503,16 @@ static int has_masked_row(const tcase *c, const tensors *t)
 
 static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc);
 
-/* One case: forward and backward against the dense reference. Returns 1 if it passed. */
+/* Does the backend have a backward kernel for the case's head dims? */
+static int has_bwd(const tcase *c)
+{
+    int ok_ = fa4cp_attn_supports(backend, c->dtype, c->d, c->dv_as_zero ? 0 : c->dv, 1) == FA4CP_OK;
+    fa4cp_clear_error();
+    return ok_;
+}
+
+/* One case: forward and (where the backend has a backward kernel for its
+ * head dims) backward against the dense reference. Returns 1 if it passed. */
 static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
 {
     tensors t;
@@ -607,6 +545,8 @@ static int run_case(test_rng *r, tcase *c, int with_dlse, int *saw_masked)
              l.nonfinite);
         good = 0;
     }
+    if (!has_bwd(c))
+        goto out; /* forward only (the callers' TAP lines say so) */
 
     good &= check_bwd(c, &t, &a, desc);
 out:
@@ -752,7 +692,8 @@ static int finite_differences(test_rng *r)
  * the float64 definition on sampled rows (the dense reference of every row
  * would take minutes): the first and last rows, rows around the 64k mark and
  * random ones, every head; padding rows of out and lse must stay poison. */
-static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, int sk, int causal, int wl)
+static int long_case(test_rng *r, fa4cp_dtype dt, int d, int dv, int H, int Hk, int sq, int sk, int causal,
+                     int wl)
 {
     tcase c;
     memset(&c, 0, sizeof c);
@@ -760,7 +701,8 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
     c.batch = 1;
     c.H = H;
     c.Hk = Hk;
-    c.d = c.dv = d;
+    c.d = d;
+    c.dv = dv;
     c.causal = causal;
     c.wl = wl;
     c.wr = -1;
@@ -779,10 +721,10 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
     memset(&t, 0, sizeof t);
     t.q = malloc(nq(&c) * es);
     t.k = malloc(nk(&c) * es);
-    t.v = malloc(nk(&c) * es);
-    t.out = malloc(nq(&c) * es);
+    t.v = malloc(nv(&c) * es);
+    t.out = malloc(no(&c) * es);
     t.lse = malloc(nl(&c) * sizeof(float));
-    double *kd = malloc((size_t)sk * d * sizeof(double)), *vd = malloc((size_t)sk * d * sizeof(double));
+    double *kd = malloc((size_t)sk * d * sizeof(double)), *vd = malloc((size_t)sk * dv * sizeof(double));
     double *qd = malloc((size_t)d * sizeof(double)), *sc = malloc((size_t)sk * sizeof(double));
     int good = t.q && t.k && t.v && t.out && t.lse && kd && vd && qd && sc;
     if (!good) {
@@ -791,8 +733,8 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
     }
     test_fill(r, dt, t.q, nq(&c), 1.0);
     test_fill(r, dt, t.k, nk(&c), 1.0);
-    test_fill(r, dt, t.v, nk(&c), 1.0);
-    test_poison(dt, t.out, nq(&c));
+    test_fill(r, dt, t.v, nv(&c), 1.0);
+    test_poison(dt, t.out, no(&c));
     test_poison(FA4CP_FP32, t.lse, nl(&c));
     fa4cp_attn_args a;
     args_of(&c, &t, &a);
@@ -815,10 +757,12 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
         rows[nrows++] = test_rng_int(r, 0, sq - 1);
     for (int kh = 0; kh < Hk; kh++) {
         for (int64_t j = 0; j < sk; j++)
-            for (int x = 0; x < d; x++) {
+        {
+            for (int x = 0; x < d; x++)
                 kd[j * d + x] = fa4cp_load(dt, t.k, ((size_t)j * Hk + kh) * d + x);
-                vd[j * d + x] = fa4cp_load(dt, t.v, ((size_t)j * Hk + kh) * d + x);
-            }
+            for (int x = 0; x < dv; x++)
+                vd[j * dv + x] = fa4cp_load(dt, t.v, ((size_t)j * Hk + kh) * dv + x);
+        }
         for (int h = kh * (H / Hk); h < (kh + 1) * (H / Hk); h++)
             for (int ri = 0; ri < nrows; ri++) {
                 int64_t i = rows[ri];
@@ -839,8 +783,8 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
                 double lse_got = fa4cp_load(FA4CP_FP32, t.lse, (size_t)h * c.total_q + i);
                 if (m == -INFINITY) {
                     masked_bad += lse_got != -INFINITY;
-                    for (int x = 0; x < d; x++)
-                        masked_bad += fa4cp_load(dt, t.out, ((size_t)i * H + h) * d + x) != 0.0;
+                    for (int x = 0; x < dv; x++)
+                        masked_bad += fa4cp_load(dt, t.out, ((size_t)i * H + h) * dv + x) != 0.0;
                     continue;
                 }
                 double l = 0;
@@ -853,12 +797,12 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
                     lnum += (lse_got - lse_ref) * (lse_got - lse_ref);
                     lden += lse_ref * lse_ref;
                 }
-                for (int x = 0; x < d; x++) {
+                for (int x = 0; x < dv; x++) {
                     double o = 0;
                     for (int64_t j = 0; j < sk; j++)
                         if (sc[j] != -INFINITY)
-                            o += exp(sc[j] - lse_ref) * vd[j * d + x];
-                    double got = fa4cp_load(dt, t.out, ((size_t)i * H + h) * d + x);
+                            o += exp(sc[j] - lse_ref) * vd[j * dv + x];
+                    double got = fa4cp_load(dt, t.out, ((size_t)i * H + h) * dv + x);
                     if (!isfinite(got))
                         nonfinite++;
                     num += (got - o) * (got - o);
@@ -869,8 +813,8 @@ static int long_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int sq, 
     for (int64_t i = sq; i < c.total_q; i++)
         for (int h = 0; h < H; h++) {
             poison_touched += !test_is_poison(FA4CP_FP32, t.lse, (size_t)h * c.total_q + i);
-            for (int x = 0; x < d; x++)
-                poison_touched += !test_is_poison(dt, t.out, ((size_t)i * H + h) * d + x);
+            for (int x = 0; x < dv; x++)
+                poison_touched += !test_is_poison(dt, t.out, ((size_t)i * H + h) * dv + x);
         }
     double err = den > 0 ? sqrt(num / den) : sqrt(num), lerr = lden > 0 ? sqrt(lnum / lden) : sqrt(lnum);
     double tol = test_tol(dt);
@@ -891,6 +835,18 @@ out:
     free(qd);
     free(sc);
     return good;
+}
+
+/* The widest head dims over long sequences: d 256 (K/V blocks of 64 keys)
+ * and MLA's (192, 128), forward, sampled rows against float64. */
+static void cuda_long_head_dims(test_rng *r)
+{
+    ok(long_case(r, FA4CP_BF16, 256, 256, 2, 1, 16384 + 33, 16384 + 33, 0, -1),
+       "bf16 d256 GQA 2/1: one sequence of 16417 rows, no mask (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_FP16, 256, 256, 2, 2, 16000, 16411, 1, -1),
+       "fp16 d256: sq 16000 < sk 16411, causal bottom-right (sampled rows vs float64)");
+    ok(long_case(r, FA4CP_BF16, 192, 128, 4, 1, 16384, 16384, 1, 5000),
+       "bf16 (192, 128) GQA 4/1: one sequence of 16384 rows, causal with a 5000-key window (sampled rows vs float64)");
 }
 
 /* ------------------------------------------------------------------ cuda: long rows, determinism */
@@ -1012,22 +968,19 @@ static void cuda_deterministic(test_rng *r)
     det_case(r, FA4CP_FP16, 128, 128, 0, 150, 40, 0, 150, 600); /* local window: KV blocks skip query tiles */
 }
 
-/* The backward of every head dim of the cuda table-to-be, bf16 and fp16, both
+/* The backward of every head dim of the cuda table, bf16 and fp16, both
  * modes, with out and lse from the float64 reference (so the backward is
  * checked on its own, whether or not the forward has a kernel for the head
  * dim): random varlen batches (seqused padding, empty sequences, sq != sk,
  * GQA, dlse), each of the five masks; per head dim a deterministic case
  * (bit-identical over 5 runs, against the reference and the atomic mode); a
- * d256 sequence of many blocks.  Head dims whose table row does not take the
- * backward yet call the kernels directly (direct_bwd). */
+ * d256 sequence of many blocks. */
 static void cuda_bwd_head_dims(test_rng *r)
 {
     static const int dims[][2] = {{32, 32},   {64, 64},   {80, 80},   {96, 96},
                                   {128, 128}, {192, 192}, {192, 128}, {256, 256}};
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
         const int d = dims[i][0], dv = dims[i][1];
-        direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK;
-        fa4cp_clear_error();
         const int maxlen = d >= 192 ? 140 : 200;
         for (int det = 0; det < 2; det++) {
             int passed = 0, total = det ? 3 : 5;
@@ -1047,16 +1000,13 @@ static void cuda_bwd_head_dims(test_rng *r)
                 passed += bwd_case(r, &c, k % 2 == 0);
             }
             is_int(passed, total, "cuda backward (%d, %d), %s: %d random cases, bf16 and fp16, match the float64 "
-                   "reference%s", d, dv, det ? "deterministic" : "atomic", total,
-                   direct_kernel ? " (kernels called directly)" : "");
+                   "reference", d, dv, det ? "deterministic" : "atomic", total);
         }
         deterministic = 0;
         det_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, d, dv, (int)(i % 3 == 0), i % 3 == 2 ? 90 : -1,
                  i % 3 == 2 ? 30 : -1, 1, 70, d >= 192 ? 200 : 260);
     }
     /* d 256: one sequence of many query and key blocks, GQA 2/1, causal, both modes */
-    direct_kernel = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 256, 256, 1) != FA4CP_OK;
-    fa4cp_clear_error();
     for (int det = 0; det < 2; det++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1078,7 +1028,6 @@ static void cuda_bwd_head_dims(test_rng *r)
            det ? "deterministic" : "atomic", c.used_q[0]);
     }
     deterministic = 0;
-    direct_kernel = 0;
 }
 
 /* Sequences longer than the kernels' tiles (several query and key blocks,
@@ -1131,12 +1080,13 @@ static void cuda_cases(test_rng *r)
     }
 
     /* one long sequence (forward, sampled rows) */
-    ok(long_case(r, FA4CP_BF16, 128, 2, 1, 65536 + 77, 65536 + 77, 0, -1),
+    ok(long_case(r, FA4CP_BF16, 128, 128, 2, 1, 65536 + 77, 65536 + 77, 0, -1),
        "bf16 d128 GQA 2/1: one sequence of 65613 rows, no mask (sampled rows vs float64)");
-    ok(long_case(r, FA4CP_FP16, 64, 3, 1, 40000, 70001, 1, -1),
+    ok(long_case(r, FA4CP_FP16, 64, 64, 3, 1, 40000, 70001, 1, -1),
        "fp16 d64 GQA 3/1: sq 40000 < sk 70001, causal bottom-right (sampled rows vs float64)");
-    ok(long_case(r, FA4CP_BF16, 128, 2, 2, 66000, 66000, 1, 3000),
+    ok(long_case(r, FA4CP_BF16, 128, 128, 2, 2, 66000, 66000, 1, 3000),
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
+    cuda_long_head_dims(r);
 
     cuda_deterministic(r);
     cuda_bwd_head_dims(r);
@@ -1164,9 +1114,11 @@ static void cuda_cases(test_rng *r)
  * names the supported set - so the check comes before any device call. */
 static void cuda_refusals(void)
 {
-    static const int bad[][2] = {{96, 96}, {80, 80}, {256, 256}, {192, 128}, {64, 32}, {128, 64}, {32, 32}};
+    static const int bad[][2] = {{64, 32}, {128, 64}, {48, 48}, {160, 160}, {192, 64}, {256, 128}, {512, 512}};
+    /* the cuda families (kernels/fwd_launch.h): a forward kernel each */
+    static const int fams[][2] = {{32, 32}, {64, 64}, {80, 80}, {96, 96}, {128, 128}, {192, 192}, {192, 128}, {256, 256}};
     int32_t cu[2] = {0, 8};
-    static uint16_t buf[8 * 256];
+    static uint16_t buf[8 * 512];
     float lse[8];
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
     b.dtype = FA4CP_BF16;
@@ -1188,7 +1140,7 @@ static void cuda_refusals(void)
                    FA4CP_ERR_UNSUPPORTED, "cuda %s: (head_dim, head_dim_v) = (%d, %d) is refused",
                    bwd ? "backward" : "forward", bad[i][0], bad[i][1]);
             like(fa4cp_last_error(), want, "the refusal names the shape");
-            like(fa4cp_last_error(), "(64, 64) or (128, 128)", "and the supported set, before any device call");
+            like(fa4cp_last_error(), "(64, 64), (80, 80)", "and the supported set, before any device call");
         }
         is_int(fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, bad[i][0], bad[i][1], 0),
                FA4CP_ERR_UNSUPPORTED, "the table refuses (%d, %d) on cuda", bad[i][0], bad[i][1]);
@@ -1200,7 +1152,34 @@ static void cuda_refusals(void)
            fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_FP16, 128, 128, 1) == FA4CP_OK &&
            fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, 128, 0, 0) == FA4CP_OK,
        "the table takes (64, 64) and (128, 128) on cuda, head_dim_v 0 meaning head_dim");
-    is_string(fa4cp_attn_head_dims(FA4CP_BACKEND_CUDA), "(64, 64) or (128, 128)", "cuda's set as text");
+    {
+        const char *text = fa4cp_attn_head_dims(FA4CP_BACKEND_CUDA);
+        int named = 0, fwd = 0;
+        for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+            char pair[32];
+            snprintf(pair, sizeof pair, "(%d, %d)", fams[i][0], fams[i][1]);
+            named += strstr(text, pair) != NULL;
+            fwd += fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_FP16, fams[i][0], fams[i][1], 0) == FA4CP_OK;
+        }
+        is_int(named, (int)(sizeof fams / sizeof fams[0]), "cuda's set as text names every family: %s", text);
+        is_int(fwd, (int)(sizeof fams / sizeof fams[0]), "the table has a forward kernel for every family");
+        ok(strstr(text, ", or ") == NULL && strstr(text, " or (256, 256)") != NULL, "the text is a list ending in 'or'");
+    }
+    /* a family without a backward kernel: the raw backward refuses it from
+     * the table, naming the shape and what it lacks, before any device call */
+    for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) {
+        if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, fams[i][0], fams[i][1], 1) == FA4CP_OK)
+            continue;
+        char want[80];
+        b.head_dim = fams[i][0];
+        b.head_dim_v = fams[i][1];
+        snprintf(want, sizeof want, "head_dim %d with head_dim_v %d has no backward kernel", fams[i][0], fams[i][1]);
+        fa4cp_clear_error();
+        is_int(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &b), FA4CP_ERR_UNSUPPORTED,
+               "cuda backward: (%d, %d) has a forward kernel only and is refused", fams[i][0], fams[i][1]);
+        like(fa4cp_last_error(), want, "the refusal says the backward is missing");
+        like(fa4cp_last_error(), "forward only", "and which pairs are forward only");
+    }
     b.head_dim = 64;
     b.head_dim_v = 0;
     b.dtype = FA4CP_FP32;
@@ -1218,31 +1197,50 @@ static void cuda_refusals(void)
     is_int(fa4cp_attn_supports(FA4CP_BACKEND_CPU, FA4CP_FP32, 0, 0, 0), FA4CP_ERR_INVALID, "head_dim 0 is invalid");
 }
 
-/* The head dims of models in use on this backend (cpu: all of them), each
- * through the whole conformance check: fresh random shapes and inputs
- * (varlen, seqused padding, GQA, masks, dlse), fp64 and bf16. */
+/* The head dims of models in use and every (head_dim, head_dim_v) of the
+ * cuda table, on this backend (cpu: all of them), each through the whole
+ * conformance check: fresh random shapes and inputs (varlen, seqused
+ * padding, GQA, masks, dlse; on cuda sequences over several query and key
+ * blocks and wide windows), fp64 and bf16 on cpu, bf16 and fp16 on cuda.  A
+ * pair with a forward kernel but no backward one runs forward only, and its
+ * TAP line says so. */
 static void head_dim_cases(test_rng *r)
 {
-    static const int dims[][2] = {{192, 128}, {64, 32}, {80, 80}, {96, 96}, {256, 256}};
+    static const int dims[][2] = {{192, 128}, {64, 32}, {80, 80}, {96, 96}, {256, 256},
+                                  {32, 32},   {64, 64}, {128, 128}, {192, 192}};
+    const int cuda = backend == FA4CP_BACKEND_CUDA;
     for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
-        if (fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) != FA4CP_OK) {
+        if (fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 0) != FA4CP_OK) {
             skip(1, "%s has no kernel for (%d, %d): %s", fa4cp_backend_name(backend), dims[i][0], dims[i][1],
                  fa4cp_last_error());
             continue;
         }
-        int passed = 0, total = 6, saw = 0;
+        const int bwd = fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) == FA4CP_OK;
+        fa4cp_clear_error();
+        int passed = 0, total = cuda ? 8 : 6, saw = 0;
         for (int k = 0; k < total; k++) {
             tcase c;
-            fa4cp_dtype dt = backend == FA4CP_BACKEND_CUDA ? (k % 2 ? FA4CP_FP16 : FA4CP_BF16)
-                                                           : (k % 2 ? FA4CP_BF16 : FA4CP_FP64);
-            random_case(r, &c, dt, backend == FA4CP_BACKEND_CUDA ? 200 : 12);
+            fa4cp_dtype dt = cuda ? (k % 2 ? FA4CP_FP16 : FA4CP_BF16) : (k % 2 ? FA4CP_BF16 : FA4CP_FP64);
+            random_case(r, &c, dt, cuda ? 300 : 12);
             c.d = dims[i][0];
             c.dv = dims[i][1];
             c.dv_as_zero = c.dv == c.d && k % 4 == 0;
+            if (cuda && c.wl >= 0)
+                c.wl = test_rng_int(r, 0, 200);
+            if (cuda && c.wr >= 0)
+                c.wr = test_rng_int(r, 0, 200);
+            if (cuda && k == total - 1) { /* GQA 12/2 over a few sequences */
+                c.H = 12;
+                c.Hk = 2;
+                c.batch = c.batch > 2 ? 2 : c.batch;
+                c.total_q = c.total_q > c.cu_q[c.batch] ? c.total_q : c.cu_q[c.batch];
+                c.total_k = c.total_k > c.cu_k[c.batch] ? c.total_k : c.cu_k[c.batch];
+            }
             passed += run_case(r, &c, k % 2, &saw);
         }
-        is_int(passed, total, "%s (head_dim, head_dim_v) = (%d, %d): %d random cases match the dense reference",
-               fa4cp_backend_name(backend), dims[i][0], dims[i][1], total);
+        is_int(passed, total, "%s (head_dim, head_dim_v) = (%d, %d): %d random cases match the dense reference%s",
+               fa4cp_backend_name(backend), dims[i][0], dims[i][1], total,
+               bwd ? " (forward and backward)" : " (forward only: the table has no backward kernel)");
     }
 }
 
@@ -1298,6 +1296,11 @@ int main(int argc, char **argv)
     diag("backend %s", fa4cp_backend_name(backend));
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "det") == 0) {
         cuda_deterministic(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {
+        head_dim_cases(&rng);
+        cuda_long_head_dims(&rng);
         return done_testing();
     }
 

@@ -183,10 +183,11 @@ t $([ $rc -eq 0 ] && has "$tmp/o" "^ok 1 - .* # SKIP recorded before (--resume)"
 [ $rc -eq 0 ] || show "$tmp/o" "$tmp/e" "$tmp/c"
 
 # ---- finding 8: --dry-run asks each case's backend what it can run
-"$run" --dry-run "$smoke" --ranks 4 -b cuda -s attention.head_dim=256 >"$tmp/o" 2>"$tmp/e"; rc=$?
+# (head_dim 160: no cuda family has it, see kernels/fwd_launch.h)
+"$run" --dry-run "$smoke" --ranks 4 -b cuda -s attention.head_dim=160 >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 2 ] && has "$tmp/o" "^# dry run: 0 of 6 case(s) valid; 6 would be refused" &&
-    [ "$(grep -c 'would be refused: run.backend cuda cannot run it: cuda attention: head_dim 256 with head_dim_v 256 has no backward kernel: the cuda backend takes (head_dim, head_dim_v) = (64, 64) or (128, 128)' "$tmp/e")" -eq 6 ] &&
-    echo 0 || echo 1) "finding 8: --dry-run of cuda cases with head_dim 256: each refused with the reason, exit 2 ($rc)"
+    [ "$(grep -c 'would be refused: run.backend cuda cannot run it: cuda attention: head_dim 160 with head_dim_v 160 has no backward kernel: the cuda backend takes (head_dim, head_dim_v) = (32, 32).*(64, 64), (80, 80).*(256, 256)' "$tmp/e")" -eq 6 ] &&
+    echo 0 || echo 1) "finding 8: --dry-run of cuda cases with head_dim 160: each refused with the reason, exit 2 ($rc)"
 [ $rc -eq 2 ] || show "$tmp/o" "$tmp/e"
 "$run" --dry-run --tap "$smoke" --ranks 4 -c off -s "attention.sequences=[512M]" >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 3 ] && [ "$(grep -c '^not ok .*would be refused: .*needs an estimated .* GiB per rank but host memory (MemAvailable per rank) has' "$tmp/o")" -eq 6 ] &&

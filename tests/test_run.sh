@@ -44,21 +44,21 @@ cp: {size: 2}
 run: {backend: cuda}
 sweep:
   together:
-    attention.head_dim: [64, 96, 192]
-    attention.head_dim_v: [64, 96, 128]
+    attention.head_dim: [64, 160, 192]
+    attention.head_dim_v: [64, 160, 64]
 EOF
 "$run" --dry-run --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
-t $([ $rc -eq 2 ] && has "$tmp/e" "case 1 (.*): would be refused: run.backend cuda cannot run it: cuda attention: head_dim 96 with head_dim_v 96 has no" \
-    && has "$tmp/e" "case 2 (.*): would be refused: .*head_dim 192 with head_dim_v 128 has no" && ! has "$tmp/e" "case 0 (" \
-    && has "$tmp/e" "(64, 64) or (128, 128)" && has "$tmp/o" "1 of 3 case(s) valid; 2 would be refused" \
-    && has "$tmp/o" "192/128 bf16 .* REFUSED" && echo 0 || echo 1) \
+t $([ $rc -eq 2 ] && has "$tmp/e" "case 1 (.*): would be refused: run.backend cuda cannot run it: cuda attention: head_dim 160 with head_dim_v 160 has no" \
+    && has "$tmp/e" "case 2 (.*): would be refused: .*head_dim 192 with head_dim_v 64 has no" && ! has "$tmp/e" "case 0 (" \
+    && has "$tmp/e" "(64, 64), (80, 80)" && has "$tmp/o" "1 of 3 case(s) valid; 2 would be refused" \
+    && has "$tmp/o" "192/64 bf16 .* REFUSED" && echo 0 || echo 1) \
   "dry run: cuda cases with head dims it has no kernel for would be refused, naming the set, exit 2 ($rc)"
 "$run" --dry-run --tap --ranks 2 "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
 t $([ $rc -eq 2 ] && has "$tmp/o" "^ok 1 - dims case 0" && has "$tmp/o" "^not ok 3 - dims case 2 .* # would be refused: " && echo 0 || echo 1) \
   "dry run --tap: those cases are 'not ok' ($rc)"
 "$run" --explain --ranks 2 -b cpu "$tmp/dims.yaml" >"$tmp/o" 2>"$tmp/e"; rc=$?
-t $([ $rc -eq 0 ] && has "$tmp/o" "192/128" && has "$tmp/o" "head_dim 192, head_dim_v 128: backend cpu runs it" && echo 0 || echo 1) \
-  "explain on cpu: every head dim runs, the table shows 192/128 ($rc)"
+t $([ $rc -eq 0 ] && has "$tmp/o" "192/64" && has "$tmp/o" "head_dim 192, head_dim_v 64: backend cpu runs it" && echo 0 || echo 1) \
+  "explain on cpu: every head dim runs, the table shows 192/64 ($rc)"
 # ... and they run: head_dim_v != head_dim through every shape, both checks
 cat >"$tmp/mla.yaml" <<'EOF'
 version: 1

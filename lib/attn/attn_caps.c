@@ -23,15 +23,18 @@ typedef struct dims_row {
     int fwd, bwd; /* a forward and a backward kernel exist */
 } dims_row;
 
-/* The cuda backend: kernels/ instantiates head_dim 64 and 128, with v of the
- * same width (issue 20 adds 32..256 and MLA's (192, 128)). */
+/* The cuda backend: the forward families of kernels/ (FA4CP_FWD_FAMILIES in
+ * kernels/fwd_launch.h, one attn_fwd_hd*.cu each) and the backward
+ * instantiations (kernels/attn_bwd_d*.cu): head_dim 32, 64, 80, 96, 128,
+ * 192 and 256 with v of the same width, and MLA's (192, 128), both ways.
+ * A row with bwd = 0 would be listed as "forward only". */
 static const dims_row cuda_dims[] = {
-    {64, 64, 1, 1},
-    {128, 128, 1, 1},
+    {32, 32, 1, 1},    {64, 64, 1, 1},    {80, 80, 1, 1},    {96, 96, 1, 1},
+    {128, 128, 1, 1},  {192, 192, 1, 1},  {192, 128, 1, 1},  {256, 256, 1, 1},
 };
 #define NCUDA ((int)(sizeof cuda_dims / sizeof cuda_dims[0]))
 
-static char cuda_text[256];
+static char cuda_text[512];
 static pthread_once_t cuda_text_once = PTHREAD_ONCE_INIT;
 
 static void make_cuda_text(void)

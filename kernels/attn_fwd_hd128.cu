@@ -1,0 +1,4 @@
+// attn_fwd_hd128.cu - the forward family (head_dim, head_dim_v) = (128, 128), bf16 and fp16.
+#define FA4CP_FWD_DQK 128
+#define FA4CP_FWD_DV 128
+#include "attn_fwd_hd.cuh"

@@ -348,7 +348,7 @@ static int smoke(void) {
 int main(int argc, char **argv) {
     const char *json_path = NULL;
     double peak = 761.0;
-    int iters = 10, quick = 0, bar = 0;
+    int iters = 10, quick = 0, bar = 0, profile = 0;
     const char *variants = NULL;
     static shape many[32];
     int nmany = 0;
@@ -373,7 +373,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--smoke"))
             return smoke();
         else if (!strcmp(argv[i], "--profile"))
-            quick = 2;
+            profile = 1;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
             /* d,S,causal[,dv] (S = 0: varlen, -1: the FA4 anchor's batch) */
             shape one = {0, 0, 0, 0, 0};
@@ -428,16 +428,16 @@ int main(int argc, char **argv) {
                                  {64, 16384, 1, 0, 0},  {128, 0, 1, 2, 0}};
     const shape *list = quick ? fast : full;
     size_t n = quick ? sizeof fast / sizeof fast[0] : sizeof full / sizeof full[0];
-    if (quick == 2) { /* --profile: one shape, one timed call each, for ncu */
-        n = 1;
-        iters = 1;
-    } else if (quick == 3) { /* --shape */
+    if (quick == 3) { /* --shape */
         list = many;
         n = (size_t)nmany;
-    }
-    if (bar && quick != 2 && quick != 3) {
+    } else if (bar) {
         list = barl;
         n = sizeof barl / sizeof barl[0];
+    }
+    if (profile) { /* --profile: the first shape (of --shape, or d128 S4096), one timed call each, for ncu */
+        n = 1;
+        iters = 1;
     }
     printf("|  d (/dv) | S           |  B |  H | causal | fwd ms | fwd TFLOP/s | %%peak | bwd ms | bwd TFLOP/s | %%peak |%s\n",
            with_det ? " det bwd ms | det TFLOP/s | det/bwd |" : "");

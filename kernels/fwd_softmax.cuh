@@ -29,9 +29,20 @@ template <int BN> struct FwdSoftmax {
     // The row max and the row sum run as 4 independent chains each (a
     // single chain of BN/4 dependent FMNMX / FADD is latency-bound with only
     // two consumer warps per scheduler).
-    __device__ __forceinline__ void step(float *s, float sl2, float *alpha) {
+    //
+    // Conditional rescale (FA4's): while no row of the warp has a new max
+    // more than thr (log2 units, of the scaled scores) above its running
+    // max, the running maxima stay, alpha is 1 and the function returns
+    // false: the caller skips the O rescale.  p then reaches at most 2^thr
+    // (256 for thr 8: exact enough in bf16/fp16, no overflow), l grows with
+    // it, and out = O / l and lse = m + log2(l) stay exact.  The decision is
+    // warp-uniform (__any_sync), so the skip is a uniform branch.  thr < 0:
+    // always take the new max (the plain online softmax).
+    __device__ __forceinline__ bool step(float *s, float sl2, float thr, float *alpha) {
         constexpr int NC = BN / 8; // 8-column groups
         constexpr int K = 4;
+        float mx[2];
+        bool grow = false;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             float mk[K];
@@ -41,15 +52,27 @@ template <int BN> struct FwdSoftmax {
 #pragma unroll
             for (int c = 0; c < NC; ++c)
                 mk[c % K] = fmaxf(mk[c % K], fmaxf(s[4 * c + 2 * r], s[4 * c + 2 * r + 1]));
-            float mx = mk[0];
+            float x = mk[0];
 #pragma unroll
             for (int k = 1; k < K; ++k)
-                mx = fmaxf(mx, mk[k]);
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float base = mx == -INFINITY ? 0.f : mx * sl2;
-            alpha[r] = ex2(m[r] * sl2 - base);
-            m[r] = mx;
+                x = fmaxf(x, mk[k]);
+            x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+            x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+            mx[r] = x;
+            // m == -inf (nothing seen yet) always takes the new max
+            grow |= !(m[r] != -INFINITY && (x - m[r]) * sl2 <= thr);
+        }
+        const bool upd = __any_sync(0xffffffffu, grow);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            if (upd) {
+                const float base = mx[r] == -INFINITY ? 0.f : mx[r] * sl2;
+                alpha[r] = ex2(m[r] * sl2 - base);
+                m[r] = mx[r];
+            } else {
+                alpha[r] = 1.f;
+            }
+            const float base = m[r] == -INFINITY ? 0.f : m[r] * sl2;
             float sk[K];
 #pragma unroll
             for (int k = 0; k < K; ++k)
@@ -68,6 +91,7 @@ template <int BN> struct FwdSoftmax {
                 sum += sk[k];
             l[r] = l[r] * alpha[r] + sum;
         }
+        return upd;
     }
 
     // Row sums over the quad; inv[r] = 1/l (0 for a row that saw nothing),

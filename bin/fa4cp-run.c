@@ -352,6 +352,22 @@ static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *o
                 oc->msg);
 }
 
+/* The row (or TAP line) of a case that did not run: the same columns as
+ * print_case, the times and the error empty. */
+static void print_not_run(const opts *o, const fa4cp_case *c, int number, const char *why)
+{
+    char mask[32], hb[16], db[24];
+    if (o->tap) {
+        printf("not ok %d - %s case %d %s # NOT RUN: %s\n", number, c->name, c->index, c->label, why);
+        return;
+    }
+    run_heads_text(c, hb, sizeof hb);
+    run_dims_text(c, db, sizeof db);
+    printf("  %4d %-10s %4d %8lld %6s %4s %-5s %-12s %10s %9s %10s %9s %9s %8s %5s %7s\n", c->index,
+           fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, hb, db, fa4cp_dtype_name(c->dtype),
+           run_mask_text(c, mask, sizeof mask), "-", "-", "-", "-", "N/A", "-", "-", "NOT RUN");
+}
+
 /* The multi-process watchdog's last word (its thread; the main one is stuck
  * in the case): rank 0 records the case TIMEOUT with the watchdog's message
  * and every later case NOT RUN, and prints the rows and the footer, before
@@ -391,14 +407,10 @@ static void on_watch_fire(void *ctx, const fa4cp_case *c, const char *msg)
             number++;
             oc.exit_code = 0;
             oc.result = "NOT RUN";
-            snprintf(oc.msg, sizeof oc.msg, "not run: the run watchdog in case %d", c->index);
-            if (fire.o->tap)
-                printf("not ok %d - %s case %d %s # NOT RUN: the run watchdog in case %d\n", number, n->name,
-                       n->index, n->label, c->index);
-            else
-                printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", n->index,
-                       fa4cp_cp_comm_name(n->comm), n->cp, (long long)n->tokens, "", n->head_dim,
-                       fa4cp_dtype_name(n->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+            char why[64];
+            snprintf(why, sizeof why, "the run watchdog in case %d", c->index);
+            snprintf(oc.msg, sizeof oc.msg, "not run: %s", why);
+            print_not_run(fire.o, n, number, why);
             if (fire.o->outdir)
                 run_write_json(fire.o->outdir, fire.w, n, &oc, NULL, 0);
         }
@@ -638,13 +650,8 @@ int main(int argc, char **argv)
             if (root) {
                 if (strcmp(oc.result, "NOT RUN"))
                     print_case(&o, c, &oc, done_cases + 1);
-                else if (o.tap)
-                    printf("not ok %d - %s case %d %s # NOT RUN: %s\n", done_cases + 1, c->name, c->index,
-                           c->label, stop_why);
                 else
-                    printf("  %4d %-10s %4d %8lld %6s %4d %-5s %-12s %10s %9s %10s %9s %9s %7s\n", c->index,
-                           fa4cp_cp_comm_name(c->comm), c->cp, (long long)c->tokens, "", c->head_dim,
-                           fa4cp_dtype_name(c->dtype), "", "-", "-", "-", "-", "N/A", "NOT RUN");
+                    print_not_run(&o, c, done_cases + 1, stop_why);
                 if (o.outdir && run_write_json(o.outdir, &w, c, &oc, res, strcmp(oc.result, "NOT RUN") ? w.size : 0)) {
                     nunrec++;
                     if (unrec_at < sizeof unrec)

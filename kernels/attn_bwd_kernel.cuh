@@ -33,7 +33,7 @@
 
 #include "attn_common.cuh"
 #include "attn_sched.cuh"
-#include "bwd_wgmma.cuh"
+#include "wgmma_ops.cuh"
 #include "wgmma.cuh"
 
 namespace fa4cp {
@@ -436,7 +436,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     const uint32_t koff = (kk & 3) * 32;
                     const uint64_t ak = gmma_desc(sKa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
                     const uint64_t bq = gmma_desc(sQa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    bwg_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
+                    wg_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
                 }
                 wgmma_commit();
 #pragma unroll
@@ -444,7 +444,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     const uint32_t koff = (kk & 3) * 32;
                     const uint64_t av = gmma_desc(sVa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
                     const uint64_t bo = gmma_desc(sdOa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    bwg_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
+                    wg_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
                 }
                 wgmma_commit();
             } else {
@@ -456,7 +456,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     const uint32_t koff = (kk & 3) * 32;
                     const uint64_t a = gmma_desc(aa + (kk >> 2) * (WBN * 128) + koff, 16, 1024);
                     const uint64_t b = gmma_desc(ba + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    bwg_ss<T, WBM>(&sT[0][0], a, b, kk > 0);
+                    wg_ss<T, WBM>(&sT[0][0], a, b, kk > 0);
                 }
                 wgmma_commit();
             }
@@ -543,13 +543,13 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk) {
                     const uint64_t bo = gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024);
-                    bwg_rs<T, PV>(&acc_a[0][0], pa[kk], bo, 1);
+                    wg_rs<T, PV>(&acc_a[0][0], pa[kk], bo, 1);
                 }
                 auto issue_dk = [&]() {
 #pragma unroll
                     for (int kk = 0; kk < WBM / 16; ++kk) {
                         const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
-                        bwg_rs<T, PK>(&acc_b[0][0], da[kk], bq, 1);
+                        wg_rs<T, PK>(&acc_b[0][0], da[kk], bq, 1);
                     }
                     wgmma_commit();
                 };
@@ -581,7 +581,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                         for (int kk = 0; kk < WBN / 16; ++kk) {
                             const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
                             const uint64_t b = gmma_desc(sKa + wg * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024);
-                            bwg_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
+                            wg_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
                         }
                         wgmma_commit();
                         if (dk_after_dq) {
@@ -645,7 +645,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
 #pragma unroll
                     for (int kk = 0; kk < WBM / 16; ++kk) {
                         const uint64_t b = gmma_desc(bb + kk * 16 * 128, WBM * 128, 1024);
-                        bwg_rs<T, PK>(&acc_a[0][0], pa[kk], b, 1);
+                        wg_rs<T, PK>(&acc_a[0][0], pa[kk], b, 1);
                     }
                     wgmma_commit();
                 }
@@ -666,7 +666,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                             const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
                             const uint64_t b = gmma_desc(sKa + pc * (C::DQ_N / 64) * (WBN * 128) + kk * 16 * 128,
                                                          WBN * 128, 1024);
-                            bwg_ss_tt<T, C::DQ_N>(&dq[0][0], a, b, kk > 0);
+                            wg_ss_tt<T, C::DQ_N>(&dq[0][0], a, b, kk > 0);
                         }
                         wgmma_commit();
                         wgmma_wait<0>();

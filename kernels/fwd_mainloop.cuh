@@ -45,7 +45,7 @@
 #include "fwd_softmax.cuh"
 #include "sm90_prim.cuh"
 #include "wgmma.cuh"
-#include "wgmma_n.cuh"
+#include "wgmma_ops.cuh"
 
 namespace fa4cp {
 
@@ -205,7 +205,7 @@ __device__ __forceinline__ void fwd_gemm_qk(float *s, uint32_t qa, uint32_t ka) 
         const uint32_t off = (kk % KP) * 32;
         const uint64_t da = fwd_desc<C::RBQ>(qa + (kk / KP) * (C::BM * C::RBQ) + off, 16, 8 * C::RBQ);
         const uint64_t db = fwd_desc<C::RBQ>(ka + (kk / KP) * (C::BN * C::RBQ) + off, 16, 8 * C::RBQ);
-        mma_ss<typename C::Elem, C::BN>(s, da, db, kk > 0 ? 1 : 0);
+        wg_ss<typename C::Elem, C::BN>(s, da, db, kk > 0 ? 1 : 0);
     }
 }
 
@@ -216,7 +216,7 @@ __device__ __forceinline__ void fwd_gemm_pv(float *o, const uint32_t *pa, uint32
 #pragma unroll
     for (int kk = 0; kk < C::BN / 16; ++kk) {
         const uint64_t db = fwd_desc<C::RBV>(va + kk * 16 * C::RBV, C::BN * C::RBV, 8 * C::RBV);
-        mma_rs<typename C::Elem, C::DVP>(o, pa + 4 * kk, db, 1);
+        wg_rs<typename C::Elem, C::DVP>(o, pa + 4 * kk, db, 1);
     }
 }
 

@@ -48,6 +48,18 @@ __device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src
 template <int N> __device__ __forceinline__ void bulk_wait_read() {
     asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
 }
+// acc[64 x N] = A B over K: A and B K-major in 64-column panels (128-byte
+// swizzle) whose panels lie A_PANEL and B_PANEL bytes apart.
+template <typename T, int N, int K, int A_PANEL, int B_PANEL>
+__device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t b) {
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+        const uint32_t koff = (kk & 3) * 32;
+        wg_ss<T, N>(acc, gmma_desc(a + (kk >> 2) * A_PANEL + koff, 16, 1024),
+                    gmma_desc(b + (kk >> 2) * B_PANEL + koff, 16, 1024), kk > 0);
+    }
+}
+
 // 2^x, flushing denormal results to 0 (exp2f adds a range fix-up around MUFU.EX2).
 __device__ __forceinline__ float ex2_ftz(float x) {
     float y;
@@ -431,33 +443,15 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             float sT[WBM / 8][4], dpT[WBM / 8][4];
             wgmma_fence();
             if constexpr (!ROLES) {
-#pragma unroll
-                for (int kk = 0; kk < DQK / 16; ++kk) {
-                    const uint32_t koff = (kk & 3) * 32;
-                    const uint64_t ak = gmma_desc(sKa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
-                    const uint64_t bq = gmma_desc(sQa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    wg_ss<T, WBM>(&sT[0][0], ak, bq, kk > 0);
-                }
+                // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
+                gemm_ss_kmajor<T, WBM, DQK, WBN * 128, WBM * 128>(&sT[0][0], sKa + wg * 64 * 128, sQa);
                 wgmma_commit();
-#pragma unroll
-                for (int kk = 0; kk < DV / 16; ++kk) {
-                    const uint32_t koff = (kk & 3) * 32;
-                    const uint64_t av = gmma_desc(sVa + (kk >> 2) * (WBN * 128) + wg * 64 * 128 + koff, 16, 1024);
-                    const uint64_t bo = gmma_desc(sdOa + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    wg_ss<T, WBM>(&dpT[0][0], av, bo, kk > 0);
-                }
+                gemm_ss_kmajor<T, WBM, DV, WBN * 128, WBM * 128>(&dpT[0][0], sVa + wg * 64 * 128, sdOa);
                 wgmma_commit();
             } else {
                 // warpgroup 0: S^T = K Q^T; warpgroup 1: dP^T = V dO^T (padded
                 // to the same width, the same instructions); into sT
-                const uint32_t aa = wg ? sVa : sKa, ba = wg ? sdOa : sQa;
-#pragma unroll
-                for (int kk = 0; kk < PK / 16; ++kk) {
-                    const uint32_t koff = (kk & 3) * 32;
-                    const uint64_t a = gmma_desc(aa + (kk >> 2) * (WBN * 128) + koff, 16, 1024);
-                    const uint64_t b = gmma_desc(ba + (kk >> 2) * (WBM * 128) + koff, 16, 1024);
-                    wg_ss<T, WBM>(&sT[0][0], a, b, kk > 0);
-                }
+                gemm_ss_kmajor<T, WBM, PK, WBN * 128, WBM * 128>(&sT[0][0], wg ? sVa : sKa, wg ? sdOa : sQa);
                 wgmma_commit();
             }
             // behind the tensor-core work just issued

@@ -269,48 +269,38 @@ static int ws_here(run_ref_ws *ws)
  * larger case does not reallocate */
 static size_t grown(size_t bytes) { return bytes + bytes / 4 + 256; }
 
-void *run_ref_ws_dev(run_ref_ws *ws, int slot, size_t bytes)
+/* a slot of device (pinned 0) or pinned host memory (1) of at least `bytes` */
+static void *ws_slot(run_ref_ws *ws, void **mem, size_t *cap, size_t bytes, int pinned)
 {
     if (ws_here(ws))
         return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device"), NULL;
-    if (ws->dev_cap[slot] >= bytes && ws->dev[slot])
-        return ws->dev[slot];
-    if (ws->dev[slot])
-        (void)cudaFree(ws->dev[slot]);
-    ws->dev[slot] = NULL;
-    ws->dev_cap[slot] = 0;
+    if (*cap >= bytes && *mem)
+        return *mem;
+    if (*mem)
+        (void)(pinned ? cudaFreeHost(*mem) : cudaFree(*mem));
+    *mem = NULL;
+    *cap = 0;
     size_t n = grown(bytes);
-    cudaError_t e = cudaMalloc(&ws->dev[slot], n);
+    cudaError_t e = pinned ? cudaMallocHost(mem, n) : cudaMalloc(mem, n);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        ws->dev[slot] = NULL;
-        fa4cp_set_error(FA4CP_ERR_NOMEM, "GPU reference: cudaMalloc of %zu bytes: %s", n, cudaGetErrorString(e));
+        *mem = NULL;
+        fa4cp_set_error(FA4CP_ERR_NOMEM, "GPU reference: %s of %zu bytes: %s", pinned ? "cudaMallocHost" : "cudaMalloc",
+                        n, cudaGetErrorString(e));
         return NULL;
     }
-    ws->dev_cap[slot] = n;
-    return ws->dev[slot];
+    *cap = n;
+    return *mem;
+}
+
+void *run_ref_ws_dev(run_ref_ws *ws, int slot, size_t bytes)
+{
+    return ws_slot(ws, &ws->dev[slot], &ws->dev_cap[slot], bytes, 0);
 }
 
 static void *ws_pin(run_ref_ws *ws, int slot, size_t bytes)
 {
-    if (ws_here(ws))
-        return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device"), NULL;
-    if (ws->pin_cap[slot] >= bytes && ws->pin[slot])
-        return ws->pin[slot];
-    if (ws->pin[slot])
-        (void)cudaFreeHost(ws->pin[slot]);
-    ws->pin[slot] = NULL;
-    ws->pin_cap[slot] = 0;
-    size_t n = grown(bytes);
-    cudaError_t e = cudaMallocHost(&ws->pin[slot], n);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        ws->pin[slot] = NULL;
-        fa4cp_set_error(FA4CP_ERR_NOMEM, "GPU reference: cudaMallocHost of %zu bytes: %s", n, cudaGetErrorString(e));
-        return NULL;
-    }
-    ws->pin_cap[slot] = n;
-    return ws->pin[slot];
+    return ws_slot(ws, &ws->pin[slot], &ws->pin_cap[slot], bytes, 1);
 }
 
 /* ------------------------------------------------------------------ one check */

@@ -8,6 +8,25 @@
 
 namespace fa4cp {
 
+// The thread's two rows (i0, i0 + 8) below sq: D/8 packed pairs each (row r
+// in packed[2c + r]; packed NULL: zeros) and, from the quad's first lane, lse.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_write_rows(const uint32_t *packed, const float *lse, T *out_row0, int64_t stride,
+                                               float *lse_row0, int i0, int sq, int q) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int i = i0 + 8 * r;
+        if (i >= sq)
+            continue;
+        T *dst = out_row0 + (int64_t)i * stride + 2 * q;
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c)
+            *reinterpret_cast<uint32_t *>(dst + 8 * c) = packed ? packed[2 * c + r] : 0u;
+        if (q == 0)
+            lse_row0[i] = lse[r];
+    }
+}
+
 // o: m64nD fragment of this thread (rows i0 and i0 + 8 of the sequence);
 // out_row0 points at (sequence start, head h) of out; row stride `stride`.
 template <typename T, int D>
@@ -25,36 +44,15 @@ __device__ __forceinline__ void fwd_store_rows(const float *o, const float *inv,
 #pragma unroll
     for (int i = 0; i < D / 4; ++i) // keep the conversion here, not sunk into the branches
         asm volatile("" : "+r"(packed[i])::"memory");
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int i = i0 + 8 * r;
-        if (i >= sq)
-            continue;
-        T *dst = out_row0 + (int64_t)i * stride + 2 * q;
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c)
-            *reinterpret_cast<uint32_t *>(dst + 8 * c) = packed[2 * c + r];
-        if (q == 0)
-            lse_row0[i] = lse[r];
-    }
+    fwd_write_rows<T, D>(packed, lse, out_row0, stride, lse_row0, i0, sq, q);
 }
 
 // A tile no key is visible to: out 0, lse -inf for the thread's rows.
 template <typename T, int D>
 __device__ __forceinline__ void fwd_store_empty(T *out_row0, int64_t stride, float *lse_row0, int i0, int sq,
                                                 int q) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int i = i0 + 8 * r;
-        if (i >= sq)
-            continue;
-        T *dst = out_row0 + (int64_t)i * stride + 2 * q;
-#pragma unroll
-        for (int c = 0; c < D / 8; ++c)
-            *reinterpret_cast<uint32_t *>(dst + 8 * c) = 0u;
-        if (q == 0)
-            lse_row0[i] = -INFINITY;
-    }
+    const float none[2] = {-INFINITY, -INFINITY};
+    fwd_write_rows<T, D>(nullptr, none, out_row0, stride, lse_row0, i0, sq, q);
 }
 
 } // namespace fa4cp

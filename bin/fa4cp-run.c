@@ -317,6 +317,18 @@ static int dry_run(const opts *o, const world_info *w, fa4cp_workload *const *wl
     return rc;
 }
 
+/* The outcome of a case that measured nothing (no times, no errors). */
+static void unmeasured(case_outcome *oc, int exit_code, const char *result)
+{
+    memset(oc, 0, sizeof *oc);
+    oc->exit_code = exit_code;
+    oc->result = result;
+    oc->fwd_ms = oc->bwd_ms = oc->err = -1;
+    oc->fwd_tf = oc->bwd_tf = NAN;
+    for (int t = 0; t < NERR; t++)
+        oc->err_t[t] = -1;
+}
+
 /* A case's row of the table (or TAP line), and its failure on stderr. */
 static void print_case(const opts *o, const fa4cp_case *c, const case_outcome *oc, int number)
 {
@@ -385,13 +397,7 @@ static void on_watch_fire(void *ctx, const fa4cp_case *c, const char *msg)
     if (fire.w->rank != 0)
         return;
     case_outcome oc;
-    memset(&oc, 0, sizeof oc);
-    oc.exit_code = EXIT_TIMEOUT;
-    oc.result = "TIMEOUT";
-    oc.fwd_ms = oc.bwd_ms = oc.err = -1;
-    oc.fwd_tf = oc.bwd_tf = NAN;
-    for (int t = 0; t < NERR; t++)
-        oc.err_t[t] = -1;
+    unmeasured(&oc, EXIT_TIMEOUT, "TIMEOUT");
     snprintf(oc.msg, sizeof oc.msg, "%s", msg);
     print_case(fire.o, c, &oc, fire.number);
     if (fire.o->outdir)
@@ -620,12 +626,7 @@ int main(int argc, char **argv)
                     stopped = 128 + sig;
                     snprintf(stop_why, sizeof stop_why, "%s before case %d", sig_name(sig), c->index);
                 }
-                oc.exit_code = 0;
-                oc.result = "NOT RUN";
-                oc.fwd_ms = oc.bwd_ms = oc.err = -1;
-                oc.fwd_tf = oc.bwd_tf = NAN;
-                for (int t = 0; t < NERR; t++)
-                    oc.err_t[t] = -1;
+                unmeasured(&oc, 0, "NOT RUN");
                 snprintf(oc.msg, sizeof oc.msg, "not run: %s", stop_why);
                 nnot++;
             } else {

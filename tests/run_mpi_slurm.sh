@@ -35,48 +35,20 @@ SMOKE=$srcdir/jobs/smoke.yaml
 DIR=${FA4CP_SLURM_DIR:-/tmp/fa4cp-slurm}
 T0=$(date +%s)
 
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+. "$srcdir/tests/slurm/harness.sh"
 
-[ "${FA4CP_SKIP_SLURM:-0}" = 1 ] && skip_all "FA4CP_SKIP_SLURM=1"
-[ "$(id -u)" = 0 ] || skip_all "not root: the test starts slurmctld/slurmd and network namespaces"
 grep -q '^#define HAVE_MPI 1' "$builddir/config.h" 2>/dev/null ||
     skip_all "this build has no mpi transport (configure --with-mpi; Debian: libopenmpi-dev)"
 grep -q '^#define HAVE_PMIX 1' "$builddir/config.h" 2>/dev/null ||
     skip_all "this build has no PMIx bootstrap (multi-process runs need it)"
 [ -x "$RUN" ] && [ -x "$TCM" ] || skip_all "fa4cp-run or tests/test_comm_mpi not built"
-if [ "${FA4CP_SLURM_NO_APT:-0}" = 1 ]; then
-    for c in slurmctld slurmd srun; do
-        command -v "$c" >/dev/null || skip_all "$c not installed (FA4CP_SLURM_NO_APT=1)"
-    done
-fi
-for c in bc flock; do
-    command -v "$c" >/dev/null || skip_all "$c not installed (the cluster scripts need it)"
-done
+slurm_can_start "$DIR"
 
-mkdir -p "$DIR"
-exec 9>"$DIR/lock" # one test cluster at a time (tests/slurm.sh takes the same lock)
-flock -w 600 9 || skip_all "another fa4cp Slurm test held $DIR/lock for 10 minutes"
-
-N=0
-FAILS=0
-ok() { # ok STATUS DESCRIPTION (STATUS 0 = pass)
-    N=$((N + 1))
-    if [ "$1" = 0 ]; then echo "ok $N - $2"; else echo "not ok $N - $2"; FAILS=$((FAILS + 1)); fi
-}
-diag() { sed 's/^/# /'; }
 
 W=$DIR/mpi
 rm -rf "$W"
 mkdir -p "$W"
-STOPS=()
-cleanup() {
-    for s in "${STOPS[@]}"; do bash "$s" >/dev/null 2>&1; done
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
-export SLURM_2NODE_AUTH=none SLURM_LOCAL_AUTH=none
-[ "${FA4CP_SLURM_NO_APT:-0}" = 1 ] && export SLURM_LOCAL_SKIP_APT=1 SLURM_2NODE_SKIP_APT=1
 # Open MPI: its shared-memory and TCP paths (whatever else is installed);
 # sanitizer builds: Open MPI's and libpmix's own allocations are not ours
 export OMPI_MCA_pml=${OMPI_MCA_pml:-ob1} OMPI_MCA_btl=${OMPI_MCA_btl:-self,vader,tcp}
@@ -148,13 +120,6 @@ compare() { # compare DESCRIPTION OUTDIR [MAXCASE]: errors of OUTDIR's records (
     cmp -s "$dir.errors" "$dir.want" || diff "$dir.want" "$dir.errors" | diag
 }
 
-# a free pair of TCP ports from BASE on (other clusters may run on this machine)
-free_port() { # free_port BASE -> BASE, BASE+10, ... whose port and port+1 nobody listens on
-    local p=$1 used
-    used=$(ss -Hltn 2>/dev/null | awk '{n = split($4, a, ":"); print a[n]}')
-    while printf '%s\n' "$used" | grep -qx -e "$p" -e "$((p + 1))"; do p=$((p + 10)); done
-    echo "$p"
-}
 
 # ------------------------------------------------------------------ one node
 C1=$DIR/mpi-cluster1

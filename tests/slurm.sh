@@ -9,7 +9,8 @@
 # namespaces) on every exit path.
 #
 # Settings: FA4CP_SLURM_DIR (/tmp/fa4cp-slurm), FA4CP_SLURM_NO_APT=1 (never
-# apt-get), ports 6917/6918 (one node) and 6937 (two nodes), bridge f4w-br0,
+# apt-get), ports 6917/6918 (one node) and 6937 (two nodes), or the next
+# free ones, bridge f4w-br0,
 # namespaces f4w-node1/2 on 10.201.0.0/24, so as not to meet the default
 # clusters of shared/slurm-local.
 set -u
@@ -20,44 +21,12 @@ LAYOUT=$(cd "$builddir" && pwd)/bin/fa4cp-layout
 DIR=${FA4CP_SLURM_DIR:-/tmp/fa4cp-slurm}
 T0=$(date +%s)
 
-skip_all() { echo "1..0 # SKIP $*"; exit 0; }
-
-[ "${FA4CP_SKIP_SLURM:-0}" = 1 ] && skip_all "FA4CP_SKIP_SLURM=1"
-[ "$(id -u)" = 0 ] || skip_all "not root: the test starts slurmctld/slurmd and network namespaces"
+. "$srcdir/tests/slurm/harness.sh"
 [ -x "$LAYOUT" ] || skip_all "$LAYOUT not built"
-if [ "${FA4CP_SLURM_NO_APT:-0}" = 1 ]; then
-    for c in slurmctld slurmd srun; do
-        command -v "$c" >/dev/null || skip_all "$c not installed (FA4CP_SLURM_NO_APT=1)"
-    done
-fi
-for c in bc flock; do
-    command -v "$c" >/dev/null || skip_all "$c not installed (the cluster scripts need it)"
-done
+slurm_can_start "$DIR"
 
-mkdir -p "$DIR"
-# one test cluster at a time on this machine (plain and sanitizer builds, or two checkouts)
-exec 9>"$DIR/lock"
-flock -w 600 9 || skip_all "another fa4cp Slurm test held $DIR/lock for 10 minutes"
-
-N=0
-FAILS=0
-ok() {      # ok COND-STATUS DESCRIPTION
-    N=$((N + 1))
-    if [ "$1" = 0 ]; then echo "ok $N - $2"; else echo "not ok $N - $2"; FAILS=$((FAILS + 1)); fi
-}
-diag() { sed 's/^/# /'; }
-
-STOPS=()
-cleanup() {
-    for s in "${STOPS[@]}"; do bash "$s" >/dev/null 2>&1; done
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-export SLURM_2NODE_AUTH=none SLURM_LOCAL_AUTH=none
 # sanitizer builds: libpmix's own small leaks are not ours
 export LSAN_OPTIONS="suppressions=$srcdir/tests/slurm/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-[ "${FA4CP_SLURM_NO_APT:-0}" = 1 ] && export SLURM_LOCAL_SKIP_APT=1 SLURM_2NODE_SKIP_APT=1
 
 # the libtool wrapper may relink on its first run: do it once, not in 4 tasks at a time
 V=$("$LAYOUT" --version 2>&1) || skip_all "$LAYOUT --version failed"
@@ -75,7 +44,8 @@ run() {     # run TIMEOUT OUT ERR CMD... ; sets RC
 
 # ------------------------------------------------------------------ one node
 C1=$DIR/cluster1
-export SLURM_LOCAL_DIR=$C1 SLURM_LOCAL_CTLD_PORT=6917 SLURM_LOCAL_SLURMD_PORT=6918 SLURM_LOCAL_CPUS=8
+P1=$(free_port 6917)
+export SLURM_LOCAL_DIR=$C1 SLURM_LOCAL_CTLD_PORT=$P1 SLURM_LOCAL_SLURMD_PORT=$((P1 + 1)) SLURM_LOCAL_CPUS=8
 STOPS+=("$C1/stop.sh")
 if ! bash "$srcdir/tests/slurm/setup-local-slurm.sh" >"$DIR/setup1.log" 2>&1; then
     tail -n 15 "$DIR/setup1.log" | diag
@@ -161,7 +131,7 @@ echo "# one-node tests done after $(($(date +%s) - T0)) s"
 
 # ------------------------------------------------------------------ two emulated nodes
 C2=$DIR/cluster2
-export SLURM_2NODE_DIR=$C2 SLURM_2NODE_CTLD_PORT=6937 SLURM_2NODE_BRIDGE=f4w-br0 \
+export SLURM_2NODE_DIR=$C2 SLURM_2NODE_CTLD_PORT=$(free_port 6937) SLURM_2NODE_BRIDGE=f4w-br0 \
     SLURM_2NODE_NS=f4w SLURM_2NODE_NET=10.201.0 SLURM_2NODE_CPUS=4
 STOPS+=("$C2/stop.sh")
 netns_ok() {   # can this machine make network namespaces (CAP_SYS_ADMIN, CAP_NET_ADMIN)?

@@ -26,11 +26,9 @@
 #include "config.h"
 #endif
 #include "fa4cp.h"
+#include "cp_case.h"
 #include "tap.h"
-#include "testutil.h"
 
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +42,6 @@ int main(void)
 #else
 
 #include <cuda_runtime_api.h>
-
-#define MAXB 6
 
 #define CK(call)                                                                                   \
     do {                                                                                           \
@@ -81,63 +77,6 @@ static void get_comms(int n, fa4cp_local_world **w, fa4cp_comm **out)
             bail("local comm: %s", fa4cp_last_error());
 }
 
-typedef struct tcase {
-    fa4cp_cp_config cfg;
-    int cp, B, seqlen;
-    int pad;
-    int with_dlse;
-    int32_t cu[MAXB + 1], used[MAXB];
-} tcase;
-
-typedef struct gtensors {
-    void *q, *k, *v, *dout, *dlse;
-    void *out, *lse, *dq, *dk, *dv;      /* CPU reference */
-    void *gout, *glse, *gdq, *gdk, *gdv; /* non-CP cuda call */
-    void *cout, *clse, *cdq, *cdk, *cdv; /* CP results, unsharded */
-} gtensors;
-
-typedef struct rank_job {
-    const tcase *c;
-    fa4cp_comm *comm;
-    int dev;
-    /* host, rank-local */
-    void *q, *k, *v, *dout, *dlse, *out, *lse, *dq, *dk, *dv;
-    fa4cp_status st;
-    char err[600];
-} rank_job;
-
-static int64_t G_of(const tcase *c) { return c->cu[c->B]; }
-static int dv_of(const tcase *c) { return c->cfg.head_dim_v ? c->cfg.head_dim_v : c->cfg.head_dim; }
-/* q, dq: [rows, heads, d]; k, dk: [rows, kv_heads, d] */
-static size_t rowq(const tcase *c) { return (size_t)c->cfg.heads * (size_t)c->cfg.head_dim; }
-static size_t rowk(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)c->cfg.head_dim; }
-/* out, dout: [rows, heads, dv]; v, dv: [rows, kv_heads, dv] */
-static size_t rowo(const tcase *c) { return (size_t)c->cfg.heads * (size_t)dv_of(c); }
-static size_t rowv(const tcase *c) { return (size_t)c->cfg.kv_heads * (size_t)dv_of(c); }
-
-static void describe(const tcase *c, char *buf, size_t n)
-{
-    char mask[48];
-    if (c->cfg.window_left >= 0 || c->cfg.window_right >= 0)
-        snprintf(mask, sizeof mask, "%swindow (%d,%d)", c->cfg.causal ? "causal " : "",
-                 c->cfg.window_left, c->cfg.window_right);
-    else
-        snprintf(mask, sizeof mask, "%s", c->cfg.causal ? "causal" : "no mask");
-    int at = snprintf(buf, n, "cp=%d %s %s%s %s h=%d/%d d=%d dv=%d%s lens", c->cp,
-                      fa4cp_cp_comm_name(c->cfg.comm), fa4cp_cp_format_name(c->cfg.format),
-                      c->pad ? "+pad" : "", mask, c->cfg.heads, c->cfg.kv_heads, c->cfg.head_dim,
-                      dv_of(c), c->with_dlse ? " dlse" : "");
-    for (int i = 0; i < c->B && at > 0 && (size_t)at < n; i++)
-        at += snprintf(buf + at, n - (size_t)at, " %d/%d",
-                       c->pad ? c->used[i] : c->cu[i + 1] - c->cu[i], c->cu[i + 1] - c->cu[i]);
-}
-
-static int is_real(const tcase *c, int64_t row)
-{
-    int s = fa4cp_thd_seq_of_row(c->B, c->cu, row);
-    return s >= 0 && row - c->cu[s] < (c->pad ? c->used[s] : c->cu[s + 1] - c->cu[s]);
-}
-
 /* device copy of a host array (16 bytes of slack) */
 static void *dput(const void *h, size_t bytes)
 {
@@ -158,386 +97,127 @@ static void dget(void *h, const void *d, size_t bytes)
 
 static void *rank_main(void *p)
 {
-    rank_job *j = p;
-    const tcase *c = j->c;
-    const fa4cp_dtype dt = c->cfg.dtype, ld = fa4cp_lse_dtype(dt);
-    const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
-    const int64_t T = G_of(c) / c->cp;
-    const size_t nq = (size_t)T * rowq(c) * es, nk = (size_t)T * rowk(c) * es;
-    const size_t no = (size_t)T * rowo(c) * es, nv = (size_t)T * rowv(c) * es;
-    const size_t nl = (size_t)c->cfg.heads * (size_t)T * ls;
+    cp_rank *j = p;
+    const cp_tcase *c = j->c;
+    const int64_t T = cp_G(c) / c->cp;
     fa4cp_cp *cp = NULL;
-    fa4cp_cp_args a = FA4CP_CP_ARGS_INIT;
+    fa4cp_cp_args a;
     cudaStream_t s = NULL;
+    size_t sz[10];
+    cp_bufs d;
+    void **hs[10] = {&j->h.q,   &j->h.k,   &j->h.v,  &j->h.dout, &j->h.dlse,
+                     &j->h.out, &j->h.lse, &j->h.dq, &j->h.dk,   &j->h.dv};
+    void **ds[10] = {&d.q, &d.k, &d.v, &d.dout, &d.dlse, &d.out, &d.lse, &d.dq, &d.dk, &d.dv};
+    cp_sizes(c, T, sz);
     CK(cudaSetDevice(j->dev));
     CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    void *q = dput(j->q, nq), *k = dput(j->k, nk), *v = dput(j->v, nv), *dout = dput(j->dout, no);
-    void *dlse = j->dlse ? dput(j->dlse, nl) : NULL;
-    void *out = dput(j->out, no), *lse = dput(j->lse, nl); /* poison */
-    void *dq = dput(j->dq, nq), *dk = dput(j->dk, nk), *dv = dput(j->dv, nv);
+    for (int i = 0; i < 10; i++) /* inputs, and the poisoned outputs */
+        *ds[i] = *hs[i] ? dput(*hs[i], sz[i]) : NULL;
     j->st = fa4cp_cp_create(&c->cfg, j->comm, &cp);
-    if (j->st != FA4CP_OK)
-        goto out;
-    a.batch = c->B;
-    if (c->cfg.format == FA4CP_CP_BSHD) {
-        a.seqlen = c->seqlen;
-    } else {
-        a.cu_seqlens = c->cu;
-        a.seqused = c->pad ? c->used : NULL;
+    if (j->st == FA4CP_OK) {
+        cp_cp_args(c, &d, &a);
+        a.stream = s;
+        j->st = fa4cp_cp_fwd(cp, &a);
+        if (j->st == FA4CP_OK)
+            j->st = fa4cp_cp_bwd(cp, &a);
     }
-    a.q = q;
-    a.k = k;
-    a.v = v;
-    a.out = out;
-    a.lse = lse;
-    a.dout = dout;
-    a.dlse = dlse;
-    a.dq = dq;
-    a.dk = dk;
-    a.dv = dv;
-    a.stream = s;
-    j->st = fa4cp_cp_fwd(cp, &a);
-    if (j->st == FA4CP_OK)
-        j->st = fa4cp_cp_bwd(cp, &a);
     if (j->st == FA4CP_OK) {
         CK(cudaStreamSynchronize(s));
-        dget(j->out, out, no);
-        dget(j->lse, lse, nl);
-        dget(j->dq, dq, nq);
-        dget(j->dk, dk, nk);
-        dget(j->dv, dv, nv);
+        for (int i = 5; i < 10; i++)
+            dget(*hs[i], *ds[i], sz[i]);
     }
-out:
     if (j->st != FA4CP_OK)
         snprintf(j->err, sizeof j->err, "%s", fa4cp_last_error());
     fa4cp_cp_destroy(cp);
     CK(cudaStreamSynchronize(s));
-    void *ds[] = {q, k, v, dout, dlse, out, lse, dq, dk, dv};
-    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
-        if (ds[i])
-            CK(cudaFree(ds[i]));
+    for (int i = 0; i < 10; i++)
+        if (*ds[i])
+            CK(cudaFree(*ds[i]));
     CK(cudaStreamDestroy(s));
     return NULL;
 }
 
-static int run_cp(const tcase *c, gtensors *g, char *err, size_t errn)
+/* The CP ranks as threads (local transport in device memory, or nccl);
+ * results into g's last set. */
+static int run_cp(const cp_tcase *c, cp_global *g, char *err, size_t errn)
 {
-    const int n = c->cp;
-    const fa4cp_dtype dt = c->cfg.dtype, ld = fa4cp_lse_dtype(dt);
-    const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
-    const int64_t T = G_of(c) / n;
-    const int H = c->cfg.heads;
     fa4cp_local_world *w = NULL;
-    rank_job jobs[8];
-    pthread_t th[8];
-    int good = 1;
-    fa4cp_comm *comms[8];
-    memset(jobs, 0, sizeof jobs);
-    get_comms(n, &w, comms);
-    for (int r = 0; r < n; r++) {
-        rank_job *j = &jobs[r];
-        j->c = c;
-        j->dev = r % ngpus;
-        j->comm = comms[r];
-        size_t nq = (size_t)T * rowq(c) * es + 16, nk = (size_t)T * rowk(c) * es + 16,
-               no = (size_t)T * rowo(c) * es + 16, nv = (size_t)T * rowv(c) * es + 16,
-               nl = (size_t)H * T * ls + 16;
-        j->q = malloc(nq);
-        j->k = malloc(nk);
-        j->v = malloc(nv);
-        j->dout = malloc(no);
-        j->dlse = c->with_dlse ? malloc(nl) : NULL;
-        j->out = malloc(no);
-        j->lse = malloc(nl);
-        j->dq = malloc(nq);
-        j->dk = malloc(nk);
-        j->dv = malloc(nv);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowq(c) * es, g->q, j->q);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowk(c) * es, g->k, j->k);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowv(c) * es, g->v, j->v);
-        fa4cp_cp_shard(c->B, c->cu, n, r, rowo(c) * es, g->dout, j->dout);
-        if (j->dlse)
-            fa4cp_cp_shard_lse(c->B, c->cu, n, r, H, ls, g->dlse, j->dlse);
-        test_poison(dt, j->out, (size_t)T * rowo(c));
-        test_poison(ld, j->lse, (size_t)T * H);
-        test_poison(dt, j->dq, (size_t)T * rowq(c));
-        test_poison(dt, j->dk, (size_t)T * rowk(c));
-        test_poison(dt, j->dv, (size_t)T * rowv(c));
-    }
-    for (int r = 0; r < n; r++)
-        pthread_create(&th[r], NULL, rank_main, &jobs[r]);
-    for (int r = 0; r < n; r++)
-        pthread_join(th[r], NULL);
-    for (int r = 0; r < n; r++) {
-        rank_job *j = &jobs[r];
-        if (j->st != FA4CP_OK && good) {
-            snprintf(err, errn, "rank %d: %s: %s", r, fa4cp_strerror(j->st), j->err);
-            good = 0;
-        }
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowo(c) * es, j->out, g->cout);
-        fa4cp_cp_unshard_lse(c->B, c->cu, n, r, H, ls, j->lse, g->clse);
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowq(c) * es, j->dq, g->cdq);
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowk(c) * es, j->dk, g->cdk);
-        fa4cp_cp_unshard(c->B, c->cu, n, r, rowv(c) * es, j->dv, g->cdv);
-        void *ps[] = {j->q, j->k, j->v, j->dout, j->dlse, j->out, j->lse, j->dq, j->dk, j->dv};
-        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
-            free(ps[i]);
-        if (!use_nccl)
-            fa4cp_comm_destroy(j->comm);
-    }
+    fa4cp_comm *comms[CP_MAXRANKS];
+    get_comms(c->cp, &w, comms);
+    int good = cp_run_ranks(c, g, comms, ngpus, rank_main, err, errn);
+    for (int r = 0; r < c->cp && !use_nccl; r++)
+        fa4cp_comm_destroy(comms[r]);
     fa4cp_local_world_destroy(w);
     return good;
 }
 
-/* The non-CP cuda call on the global tensors (device 0). */
-static int run_cuda(const tcase *c, const fa4cp_attn_args *host, gtensors *g, char *err, size_t errn)
+/* The non-CP cuda call on the global tensors (device 0), results into set 1. */
+static int run_cuda(const cp_tcase *c, cp_global *g, char *err, size_t errn)
 {
-    const fa4cp_dtype dt = c->cfg.dtype, ld = fa4cp_lse_dtype(dt);
-    const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
-    const int64_t G = G_of(c);
-    const size_t nq = (size_t)G * rowq(c) * es, nk = (size_t)G * rowk(c) * es;
-    const size_t no = (size_t)G * rowo(c) * es, nv = (size_t)G * rowv(c) * es;
-    const size_t nl = (size_t)G * c->cfg.heads * ls;
-    fa4cp_attn_args a = *host;
+    fa4cp_attn_args a;
+    size_t sz[10];
+    cp_bufs d;
     int good = 1;
+    cp_attn_args(c, g, 1, &a);
+    const void *hs[10] = {a.q, a.k, a.v, a.dout, g->in.dlse, a.out, a.lse, NULL, NULL, NULL};
+    void **ds[10] = {&d.q, &d.k, &d.v, &d.dout, &d.dlse, &d.out, &d.lse, &d.dq, &d.dk, &d.dv};
+    void **res[5] = {&g->set[1].out, &g->set[1].lse, &g->set[1].dq, &g->set[1].dk, &g->set[1].dv};
+    cp_sizes(c, cp_G(c), sz);
     CK(cudaSetDevice(0));
     void *cu = dput(c->cu, sizeof c->cu), *used = dput(c->used, sizeof c->used);
-    void *q = dput(g->q, nq), *k = dput(g->k, nk), *v = dput(g->v, nv), *dout = dput(g->dout, no);
-    void *dlse = dput(g->dlse, nl), *out = dput(g->gout, no), *lse = dput(g->glse, nl);
-    void *dq = dput(NULL, nq), *dk = dput(NULL, nk), *dv = dput(NULL, nv);
+    for (int i = 0; i < 10; i++) /* inputs, the poisoned out/lse; dq, dk, dv uninitialised */
+        *ds[i] = dput(hs[i], hs[i] ? sz[i] : 0);
     a.cu_seqlens_q = a.cu_seqlens_k = cu;
     a.seqused_q = a.seqused_k = c->pad ? used : NULL;
-    a.q = q;
-    a.k = k;
-    a.v = v;
-    a.out = out;
-    a.lse = lse;
-    a.dout = dout;
-    a.dlse = host->dlse ? dlse : NULL;
-    a.dq = dq;
-    a.dk = dk;
-    a.dv = dv;
-    a.stream = NULL;
-    if (fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a) != FA4CP_OK ||
-        fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a) != FA4CP_OK) {
+    a.q = d.q;
+    a.k = d.k;
+    a.v = d.v;
+    a.out = d.out;
+    a.lse = d.lse;
+    a.dout = d.dout;
+    a.dlse = a.dlse ? d.dlse : NULL;
+    a.dq = d.dq;
+    a.dk = d.dk;
+    a.dv = d.dv;
+    if (fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a) != FA4CP_OK || fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a) != FA4CP_OK) {
         snprintf(err, errn, "non-CP cuda call: %s", fa4cp_last_error());
         good = 0;
     }
     CK(cudaDeviceSynchronize());
-    dget(g->gout, out, no);
-    dget(g->glse, lse, nl);
-    dget(g->gdq, dq, nq);
-    dget(g->gdk, dk, nk);
-    dget(g->gdv, dv, nv);
-    void *ds[] = {cu, used, q, k, v, dout, dlse, out, lse, dq, dk, dv};
-    for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
-        CK(cudaFree(ds[i]));
+    for (int i = 0; i < 5; i++)
+        dget(*res[i], *ds[5 + i], sz[5 + i]);
+    for (int i = 0; i < 10; i++)
+        CK(cudaFree(*ds[i]));
+    CK(cudaFree(cu));
+    CK(cudaFree(used));
     return good;
-}
-
-/* ------------------------------------------------------------------ comparison */
-
-typedef struct cmp {
-    double err;
-    size_t nonfinite, pad_bad, masked_bad;
-} cmp;
-
-static cmp compare(const tcase *c, fa4cp_dtype dt, const void *x, const void *ref, int64_t rows,
-                   size_t width, int want_zero, int check_pad)
-{
-    cmp k = {0};
-    double num = 0, den = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        int real = is_real(c, r);
-        for (size_t e = 0; e < width; e++) {
-            size_t i = (size_t)r * width + e;
-            if (!real) {
-                if (check_pad && (want_zero ? fa4cp_load(dt, x, i) != 0.0 : !test_is_poison(dt, x, i)))
-                    k.pad_bad++;
-                continue;
-            }
-            double v = fa4cp_load(dt, x, i), w = fa4cp_load(dt, ref, i);
-            if (!isfinite(v)) {
-                k.nonfinite++;
-                continue;
-            }
-            num += (v - w) * (v - w);
-            den += w * w;
-        }
-    }
-    k.err = k.nonfinite ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
-    return k;
-}
-
-static cmp compare_lse(const tcase *c, const void *x, const void *ref, int check_pad)
-{
-    cmp k = {0};
-    fa4cp_dtype ld = fa4cp_lse_dtype(c->cfg.dtype);
-    double num = 0, den = 0;
-    int64_t G = G_of(c);
-    for (int h = 0; h < c->cfg.heads; h++)
-        for (int64_t r = 0; r < G; r++) {
-            size_t i = (size_t)h * (size_t)G + (size_t)r;
-            if (!is_real(c, r)) {
-                if (check_pad && !test_is_poison(ld, x, i))
-                    k.pad_bad++;
-                continue;
-            }
-            double v = fa4cp_load(ld, x, i), w = fa4cp_load(ld, ref, i);
-            if (w == -INFINITY) {
-                if (v != -INFINITY)
-                    k.masked_bad++;
-                continue;
-            }
-            if (!isfinite(v)) {
-                k.nonfinite++;
-                continue;
-            }
-            num += (v - w) * (v - w);
-            den += w * w;
-        }
-    k.err = k.nonfinite ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
-    return k;
 }
 
 static double worst_cuda, worst_cpu;
 
-static double tol_of(const tcase *c) { return c->cfg.heads != c->cfg.kv_heads ? 3.5e-2 : 2.5e-2; }
-
-/* CP results against one reference set; 0 on a failure (with diag lines) */
-static int check_against(const tcase *c, const char *desc, const char *refname, gtensors *g,
-                         const void *out, const void *lse, const void *dq, const void *dk,
-                         const void *dv, double *worst)
-{
-    const fa4cp_dtype dt = c->cfg.dtype;
-    const int64_t G = G_of(c);
-    const double tol = tol_of(c);
-    int good = 1;
-    cmp o = compare(c, dt, g->cout, out, G, rowo(c), 0, 1);
-    cmp l = compare_lse(c, g->clse, lse, 1);
-    cmp q = compare(c, dt, g->cdq, dq, G, rowq(c), 1, 1);
-    cmp k = compare(c, dt, g->cdk, dk, G, rowk(c), 1, 1);
-    cmp v = compare(c, dt, g->cdv, dv, G, rowv(c), 1, 1);
-    cmp *cs[] = {&o, &l, &q, &k, &v};
-    const char *names[] = {"out", "lse", "dq", "dk", "dv"};
-    for (int i = 0; i < 5; i++) {
-        if (cs[i]->err / tol > *worst)
-            *worst = cs[i]->err / tol;
-        if (!(cs[i]->err <= tol) || cs[i]->nonfinite || cs[i]->pad_bad || cs[i]->masked_bad) {
-            diag("%s: against %s: %s error %.3g (tol %g), non-finite %zu, padding rows wrong "
-                 "%zu, fully masked rows wrong %zu",
-                 desc, refname, names[i], cs[i]->err, tol, cs[i]->nonfinite, cs[i]->pad_bad,
-                 cs[i]->masked_bad);
-            good = 0;
-        }
-    }
-    return good;
-}
+static double tol_of(const cp_tcase *c) { return c->cfg.heads != c->cfg.kv_heads ? 3.5e-2 : 2.5e-2; }
 
 /* ------------------------------------------------------------------ one case */
 
-static void fill_lengths(test_rng *rng, tcase *c, int maxlen)
+static int run_case(test_rng *rng, cp_tcase *c)
 {
-    const int m = 2 * c->cp;
-    c->cu[0] = 0;
-    if (c->cfg.format == FA4CP_CP_BSHD) {
-        c->B = test_rng_int(rng, 1, 2);
-        c->seqlen = m * test_rng_int(rng, (maxlen / 2) / m, maxlen / m);
-        fa4cp_cp_bshd_cu(c->B, c->seqlen, c->cu);
-        return;
-    }
-    c->B = test_rng_int(rng, 1, 3);
-    for (int i = 0; i < c->B; i++) {
-        int L = test_rng_int(rng, 0, 4) == 0 ? 0 : test_rng_int(rng, 1, maxlen);
-        int P;
-        if (c->pad) {
-            P = L + test_rng_int(rng, 0, 7);
-            P = (P + m - 1) / m * m;
-            c->used[i] = L;
-        } else {
-            P = L / m * m;
-        }
-        c->cu[i + 1] = c->cu[i] + P;
-    }
-}
-
-static int run_case(test_rng *rng, tcase *c)
-{
-    const fa4cp_dtype dt = c->cfg.dtype, ld = fa4cp_lse_dtype(dt);
-    const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(ld);
-    const int64_t G = G_of(c);
-    const int H = c->cfg.heads;
-    const size_t nq = (size_t)G * rowq(c), nk = (size_t)G * rowk(c), nl = (size_t)G * H;
-    const size_t no = (size_t)G * rowo(c), nv = (size_t)G * rowv(c);
     char desc[400], err[700] = "";
-    gtensors g;
+    cp_global g;
+    fa4cp_attn_args a;
     int good = 1;
-    describe(c, desc, sizeof desc);
-    void **all[] = {&g.q,    &g.k,    &g.v,   &g.dout, &g.dlse, &g.out,  &g.lse,
-                    &g.dq,   &g.dk,   &g.dv,  &g.gout, &g.glse, &g.gdq,  &g.gdk,
-                    &g.gdv,  &g.cout, &g.clse, &g.cdq, &g.cdk,  &g.cdv};
-    /* q k v dout dlse | out lse dq dk dv (cpu) | the same (non-CP cuda) | the same (CP) */
-    size_t sizes[] = {nq * es, nk * es, nv * es, no * es, nl * ls, no * es, nl * ls,
-                      nq * es, nk * es, nv * es, no * es, nl * ls, nq * es, nk * es,
-                      nv * es, no * es, nl * ls, nq * es, nk * es, nv * es};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        *all[i] = malloc(sizes[i] + 16);
-    test_fill(rng, dt, g.q, nq, 1.0);
-    test_fill(rng, dt, g.k, nk, 1.0);
-    test_fill(rng, dt, g.v, nv, 1.0);
-    test_fill(rng, dt, g.dout, no, 1.0);
-    test_fill(rng, ld, g.dlse, nl, 0.5);
-    void *poisoned[] = {g.out, g.gout, g.cout};
-    for (int i = 0; i < 3; i++)
-        test_poison(dt, poisoned[i], no);
-    test_poison(ld, g.lse, nl);
-    test_poison(ld, g.glse, nl);
-    test_poison(ld, g.clse, nl);
-
-    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
-    a.dtype = dt;
-    a.batch = c->B;
-    a.heads = H;
-    a.kv_heads = c->cfg.kv_heads;
-    a.head_dim = c->cfg.head_dim;
-    a.head_dim_v = c->cfg.head_dim_v;
-    a.total_q = a.total_k = G;
-    a.cu_seqlens_q = a.cu_seqlens_k = c->cu;
-    a.seqused_q = a.seqused_k = c->pad ? c->used : NULL;
-    a.softmax_scale = c->cfg.softmax_scale;
-    a.causal = c->cfg.causal;
-    a.window_left = c->cfg.window_left;
-    a.window_right = c->cfg.window_right;
-    a.q = g.q;
-    a.k = g.k;
-    a.v = g.v;
-    a.out = g.out;
-    a.lse = g.lse;
-    a.dout = g.dout;
-    a.dlse = c->with_dlse ? g.dlse : NULL;
-    a.dq = g.dq;
-    a.dk = g.dk;
-    a.dv = g.dv;
-    if (fa4cp_attn_fwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK ||
-        fa4cp_attn_bwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK)
+    cp_describe(c, desc, sizeof desc);
+    cp_global_alloc(rng, c, &g, 3); /* sets: the cpu reference, the non-CP cuda call, CP */
+    cp_attn_args(c, &g, 0, &a);
+    if (fa4cp_attn_fwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK || fa4cp_attn_bwd(FA4CP_BACKEND_CPU, &a) != FA4CP_OK)
         bail("reference failed for %s: %s", desc, fa4cp_last_error());
-    if (!run_cuda(c, &a, &g, err, sizeof err)) {
+    if (!run_cuda(c, &g, err, sizeof err) || !run_cp(c, &g, err, sizeof err)) {
         diag("%s: %s", desc, err);
         good = 0;
-        goto out;
+    } else {
+        good &= cp_check(c, desc, "the non-CP cuda call", &g, 1, tol_of(c), &worst_cuda);
+        good &= cp_check(c, desc, "the cpu reference", &g, 0, tol_of(c), &worst_cpu);
     }
-    if (!run_cp(c, &g, err, sizeof err)) {
-        diag("%s: %s", desc, err);
-        good = 0;
-        goto out;
-    }
-    good &= check_against(c, desc, "the non-CP cuda call", &g, g.gout, g.glse, g.gdq, g.gdk, g.gdv,
-                          &worst_cuda);
-    good &= check_against(c, desc, "the cpu reference", &g, g.out, g.lse, g.dq, g.dk, g.dv,
-                          &worst_cpu);
-out:
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        free(*all[i]);
+    cp_global_free(&g);
     return good;
 }
 
@@ -602,13 +282,7 @@ int main(int argc, char **argv)
                     continue;
                 int pass = 0, total = 0;
                 for (int f = 0; f < (small ? 2 : 6 * rounds); f++, idx++) {
-                    tcase c;
-                    memset(&c, 0, sizeof c);
-                    fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
-                    c.cfg = init;
-                    c.cfg.backend = FA4CP_BACKEND_CUDA;
-                    c.cp = cp;
-                    c.cfg.comm = (fa4cp_cp_comm_type)comm;
+                    cp_tcase c = cp_case(cp, (fa4cp_cp_comm_type)comm, FA4CP_BACKEND_CUDA);
                     c.cfg.format = f % 3 == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
                     c.pad = f % 3 == 2;
                     c.cfg.causal = masks[mk][0];
@@ -619,7 +293,7 @@ int main(int argc, char **argv)
                     pick_heads(comm, cp, idx + cp, &c.cfg.heads, &c.cfg.kv_heads);
                     c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
                     c.with_dlse = idx % 2;
-                    fill_lengths(&rng, &c, small ? 96 : 192);
+                    cp_fill_lengths(&rng, &c, small ? 96 : 192);
                     total++;
                     pass += run_case(&rng, &c);
                 }
@@ -631,13 +305,7 @@ int main(int argc, char **argv)
     /* padding-only chunks and empty sequences, every shape, causal and not */
     for (int comm = 0; comm < 3 && !small && (!only_cp || only_cp == 4) && (!use_nccl || ngpus >= 4); comm++)
         for (int causal = 0; causal < 2; causal++) {
-            tcase c;
-            memset(&c, 0, sizeof c);
-            fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
-            c.cfg = init;
-            c.cfg.backend = FA4CP_BACKEND_CUDA;
-            c.cp = 4;
-            c.cfg.comm = (fa4cp_cp_comm_type)comm;
+            cp_tcase c = cp_case(4, (fa4cp_cp_comm_type)comm, FA4CP_BACKEND_CUDA);
             c.cfg.format = FA4CP_CP_THD;
             c.pad = 1;
             c.cfg.causal = causal;
@@ -671,15 +339,10 @@ int main(int argc, char **argv)
             }
             int pass = 0, total = 0;
             for (int f = 0; f < (small ? 2 : 6); f++, idx++) {
-                tcase c;
-                memset(&c, 0, sizeof c);
-                fa4cp_cp_config init = FA4CP_CP_CONFIG_INIT;
-                c.cfg = init;
-                c.cfg.backend = FA4CP_BACKEND_CUDA;
-                c.cp = only_cp ? only_cp : small ? 2 : 2 + idx % 3;
+                cp_tcase c = cp_case(only_cp ? only_cp : small ? 2 : 2 + idx % 3, (fa4cp_cp_comm_type)comm,
+                                     FA4CP_BACKEND_CUDA);
                 if (use_nccl && c.cp > ngpus)
                     c.cp = ngpus;
-                c.cfg.comm = (fa4cp_cp_comm_type)comm;
                 c.cfg.format = f % 3 == 0 ? FA4CP_CP_BSHD : FA4CP_CP_THD;
                 c.pad = f % 3 == 2;
                 const int mk = f % (comm == FA4CP_CP_P2P || small ? 2 : 4);
@@ -692,7 +355,7 @@ int main(int argc, char **argv)
                 pick_heads(comm, c.cp, idx, &c.cfg.heads, &c.cfg.kv_heads);
                 c.cfg.softmax_scale = idx % 4 == 3 ? 0.09 : 0;
                 c.with_dlse = idx % 2;
-                fill_lengths(&rng, &c, small ? 96 : 160);
+                cp_fill_lengths(&rng, &c, small ? 96 : 160);
                 total++;
                 pass += run_case(&rng, &c);
             }

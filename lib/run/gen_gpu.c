@@ -350,10 +350,10 @@ fa4cp_status run_ref_gpu(const fa4cp_case *c, run_ref_ws *ws, const run_ref_job 
     const size_t d = (size_t)c->head_dim, dv = (size_t)c->head_dim_v;
     if (n <= 0)
         return FA4CP_OK;
-    if (c->head_dim > 1024 || c->head_dim_v > 1024)
+    if (c->head_dim > FA4CP_KREF_MAX_DIM || c->head_dim_v > FA4CP_KREF_MAX_DIM)
         return fa4cp_set_error(FA4CP_ERR_UNSUPPORTED,
-                               "the GPU reference takes head_dim and head_dim_v <= 1024, not %d and %d", c->head_dim,
-                               c->head_dim_v);
+                               "the GPU reference takes head_dim and head_dim_v <= %d (the cuda backend's widest), "
+                               "not %d and %d", FA4CP_KREF_MAX_DIM, c->head_dim, c->head_dim_v);
     if (ws_here(ws)) /* first: moving to another GPU frees what the ws holds */
         return fa4cp_set_error(FA4CP_ERR_CUDA, "GPU reference: no current CUDA device");
     if (nk > 0 && (!j->glse || !j->gD))

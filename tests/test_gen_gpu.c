@@ -354,21 +354,35 @@ static void gpu_reference(void)
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
         int h = c->heads, hk = c->kv_heads, dd = c->head_dim, dw = c->head_dim_v, group = h / hk;
         int64_t T = c->tokens, rows = c->padded_tokens / c->cp;
-        /* host oracle: every query row (lse, D for the key rows) */
+        /* host oracle: every query row (lse, D for the key rows), a whole
+         * sequence and kv head per call (each key row generated once: the
+         * longer shapes would take half a minute row by row) */
         double *lse = malloc(sizeof(double) * (size_t)T * h), *D = malloc(sizeof(double) * (size_t)T * h);
-        double *o = malloc(sizeof(double) * dw), *dq = malloc(sizeof(double) * dd);
-        double *dout = malloc(sizeof(double) * dw);
-        for (int s = 0; s < c->batch; s++)
-            for (int64_t i = 0; i < c->seqlen[s]; i++)
-                for (int hh = 0; hh < h; hh++) {
-                    int64_t t = c->cu_tokens[s] + i;
-                    fa4cp_ref_query_row(c, s, i, hh, o, &lse[(size_t)hh * T + t], dq);
-                    fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
-                    double acc = 0;
-                    for (int x = 0; x < dw; x++)
-                        acc += dout[x] * o[x];
-                    D[(size_t)hh * T + t] = acc;
-                }
+        double *o = malloc(sizeof(double) * (size_t)T * group * dw);
+        double *dout = malloc(sizeof(double) * dw), *ls = malloc(sizeof(double) * (size_t)T * group);
+        int64_t *all = malloc(sizeof(int64_t) * (size_t)T);
+        for (int s = 0; s < c->batch; s++) {
+            int64_t n = c->seqlen[s];
+            for (int64_t i = 0; i < n; i++)
+                all[i] = i;
+            for (int kv = 0; n > 0 && kv < hk; kv++) {
+                fa4cp_ref_query_rows(c, s, (int)n, all, kv, o, ls, NULL);
+                for (int64_t i = 0; i < n; i++)
+                    for (int g = 0; g < group; g++) {
+                        int64_t t = c->cu_tokens[s] + i;
+                        int hh = kv * group + g;
+                        const double *oi = o + ((size_t)i * group + g) * dw;
+                        lse[(size_t)hh * T + t] = ls[(size_t)i * group + g];
+                        fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
+                        double acc = 0;
+                        for (int x = 0; x < dw; x++)
+                            acc += dout[x] * oi[x];
+                        D[(size_t)hh * T + t] = acc;
+                    }
+            }
+        }
+        free(all);
+        free(ls);
         /* the gathered [cp][h][rows] lse (lse dtype) and D of the CP layout */
         int lfp64 = fa4cp_lse_dtype(c->dtype) == FA4CP_FP64;
         size_t gn = (size_t)c->cp * h * rows;
@@ -523,7 +537,7 @@ static void gpu_reference(void)
         }
         cudaFree(dglse);
         cudaFree(dgD);
-        free(lse), free(D), free(o), free(dq), free(dout), free(glse), free(gD), free(map), free(lse_r);
+        free(lse), free(D), free(o), free(dout), free(glse), free(gD), free(map), free(lse_r);
         free(go), free(gq), free(gl), free(gk), free(gv), free(ho), free(hq), free(hl), free(hkk), free(hv);
         fa4cp_workload_free(w);
     }

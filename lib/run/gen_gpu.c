@@ -55,7 +55,8 @@ int run_host_threads(int ranks)
  * (the gathers, the launch and its wait; a 1k-token full check of 4 ranks
  * sharing the GPU took ~13 ms when every check allocated its buffers and
  * regenerated every row, ~6 ms with kept buffers and the batch generated
- * once: docs/performance.md); one host core, generator or
+ * once, ~2.5 ms with the rows spread over the warps: docs/performance.md);
+ * one host core, generator or
  * reference (not measured carefully). */
 #define GPU_GEN_RATE 1.4e11
 #define GPU_REF_RATE 3.2e8

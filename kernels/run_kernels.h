@@ -44,6 +44,10 @@ int fa4cp_kgen_rowdot(int dtype, const void *ddout, const void *dout_, const int
 
 /* ---- reference (one query row or one key row per block, fp64) */
 
+/* the widest head_dim and head_dim_v the reference takes (the cuda
+ * attention backend's widest) */
+#define FA4CP_KREF_MAX_DIM 256
+
 typedef struct fa4cp_kref_case {
     int dtype;           /* storage dtype of inputs and outputs */
     int lse_fp64;        /* lse tensors are double (else float) */
@@ -57,9 +61,10 @@ typedef struct fa4cp_kref_case {
     int64_t rows;        /* local rows of one rank (padded_tokens / cp) */
     /* Optional inputs generated beforehand (fa4cp_kgen_fill with no map):
      * Q, K, V, dO of the whole batch in logical-token order, [tokens, heads
-     * (K, V: kv_heads), width] in dtype.  A NULL entry: each block
-     * regenerates the rows it reads (the values are the same, bit for bit;
-     * regenerating costs ~2 * visible keys * (d + dv) hashes per row). */
+     * (K, V: kv_heads), width] in dtype.  Read when every tensor the rows
+     * read is there (dO only with backward); else each block regenerates
+     * the rows it reads (the values are the same, bit for bit; regenerating
+     * costs ~2 * visible keys * (d + dv) hashes per row). */
     const void *src[4];
 } fa4cp_kref_case;
 

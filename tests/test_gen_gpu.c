@@ -321,19 +321,31 @@ static void gpu_reference(void)
                             "causal: false, window: [5, 11]", "causal: true, window: 0"};
     const char *dts[] = {"bf16", "fp16", "fp32", "fp64"};
     static const int dvs[][2] = {{24, 16}, {16, 40}, {48, 32}, {192, 128}};
+    /* the cuda backend's head dims, 2 to 8 dims per lane of the reference
+     * (partly idle lanes at 96), with sequences long enough for many rows
+     * per warp (the acceptance job's full check: 8/8 heads, d 128, 501 and
+     * 249 tokens, cp 4) */
+    static const struct {
+        int d, dv, kvh, cp, s0, s1, dt, shape;
+    } wide[] = {{128, 128, 8, 4, 501, 249, 0, 0}, {128, 128, 2, 2, 300, 77, 1, 1}, {256, 256, 4, 1, 170, 41, 2, 0},
+                {96, 96, 4, 3, 230, 1, 3, 3},      {64, 64, 4, 3, 400, 130, 0, 2},  {256, 256, 2, 2, 200, 50, 1, 1}};
     run_ref_ws ws;
     memset(&ws, 0, sizeof ws);
-    for (int sh = 0; sh < 14; sh++) {
+    for (int sh = 0; sh < 20; sh++) {
         char text[700];
         int cp = 1 + sh % 3, kvh = sh % 2 ? 2 : 4, d = sh == 9 ? 40 : 16 << (sh % 3), dv = d;
-        if (sh >= 10)
+        int s0 = 60 + (sh % 10) * 17, s1 = 1 + (sh % 10) * 5, dt = sh % 4, shape = sh % 5;
+        if (sh >= 10 && sh < 14)
             d = dvs[sh - 10][0], dv = dvs[sh - 10][1];
+        if (sh >= 14) {
+            d = wide[sh - 14].d, dv = wide[sh - 14].dv, kvh = wide[sh - 14].kvh, cp = wide[sh - 14].cp;
+            s0 = wide[sh - 14].s0, s1 = wide[sh - 14].s1, dt = wide[sh - 14].dt, shape = wide[sh - 14].shape;
+        }
         snprintf(text, sizeof text,
                  "version: 1\nattention: {heads: 8, kv_heads: %d, head_dim: %d, head_dim_v: %d, dtype: %s, %s, "
                  "sequences: [%d, %d, 3], pad_between_seqs: true}\ncp: {size: %d, comm: %s}\n"
                  "run: {seed: %d, backend: cpu, backward: true}\n",
-                 kvh, d, dv, dts[sh % 4], shapes[sh % 5], 60 + (sh % 10) * 17, 1 + (sh % 10) * 5, cp,
-                 sh % 5 >= 2 ? "all_gather" : "p2p", 1000 + sh);
+                 kvh, d, dv, dts[dt], shapes[shape], s0, s1, cp, shape >= 2 ? "all_gather" : "p2p", 1000 + sh);
         fa4cp_workload *w = load(text);
         if (!w) {
             ok(0, "reference workload %d", sh);
@@ -342,21 +354,35 @@ static void gpu_reference(void)
         const fa4cp_case *c = fa4cp_workload_get(w, 0);
         int h = c->heads, hk = c->kv_heads, dd = c->head_dim, dw = c->head_dim_v, group = h / hk;
         int64_t T = c->tokens, rows = c->padded_tokens / c->cp;
-        /* host oracle: every query row (lse, D for the key rows) */
+        /* host oracle: every query row (lse, D for the key rows), a whole
+         * sequence and kv head per call (each key row generated once: the
+         * longer shapes would take half a minute row by row) */
         double *lse = malloc(sizeof(double) * (size_t)T * h), *D = malloc(sizeof(double) * (size_t)T * h);
-        double *o = malloc(sizeof(double) * dw), *dq = malloc(sizeof(double) * dd);
-        double *dout = malloc(sizeof(double) * dw);
-        for (int s = 0; s < c->batch; s++)
-            for (int64_t i = 0; i < c->seqlen[s]; i++)
-                for (int hh = 0; hh < h; hh++) {
-                    int64_t t = c->cu_tokens[s] + i;
-                    fa4cp_ref_query_row(c, s, i, hh, o, &lse[(size_t)hh * T + t], dq);
-                    fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
-                    double acc = 0;
-                    for (int x = 0; x < dw; x++)
-                        acc += dout[x] * o[x];
-                    D[(size_t)hh * T + t] = acc;
-                }
+        double *o = malloc(sizeof(double) * (size_t)T * group * dw);
+        double *dout = malloc(sizeof(double) * dw), *ls = malloc(sizeof(double) * (size_t)T * group);
+        int64_t *all = malloc(sizeof(int64_t) * (size_t)T);
+        for (int s = 0; s < c->batch; s++) {
+            int64_t n = c->seqlen[s];
+            for (int64_t i = 0; i < n; i++)
+                all[i] = i;
+            for (int kv = 0; n > 0 && kv < hk; kv++) {
+                fa4cp_ref_query_rows(c, s, (int)n, all, kv, o, ls, NULL);
+                for (int64_t i = 0; i < n; i++)
+                    for (int g = 0; g < group; g++) {
+                        int64_t t = c->cu_tokens[s] + i;
+                        int hh = kv * group + g;
+                        const double *oi = o + ((size_t)i * group + g) * dw;
+                        lse[(size_t)hh * T + t] = ls[(size_t)i * group + g];
+                        fa4cp_gen_row(c, FA4CP_GEN_DOUT, t, hh, dout);
+                        double acc = 0;
+                        for (int x = 0; x < dw; x++)
+                            acc += dout[x] * oi[x];
+                        D[(size_t)hh * T + t] = acc;
+                    }
+            }
+        }
+        free(all);
+        free(ls);
         /* the gathered [cp][h][rows] lse (lse dtype) and D of the CP layout */
         int lfp64 = fa4cp_lse_dtype(c->dtype) == FA4CP_FP64;
         size_t gn = (size_t)c->cp * h * rows;
@@ -435,7 +461,7 @@ static void gpu_reference(void)
             ok(eo < 1e-12 && el < 1e-12 && eq < 1e-11 && ek < 1e-11 && ev < 1e-12,
                "%s %s h 8/%d d %d dv %d cp %d, %s: GPU reference = host float64 reference on %d random query "
                "rows (x%d heads) and key rows: rel err out %.2g lse %.2g dq %.2g dk %.2g dv %.2g",
-               dts[sh % 4], shapes[sh % 5], hk, dd, dw, c->cp,
+               dts[dt], shapes[shape], hk, dd, dw, c->cp,
                pregen ? "inputs generated once for the batch" : "rows regenerated by each block", nr, group, eo,
                el, eq, ek, ev);
         }
@@ -511,7 +537,7 @@ static void gpu_reference(void)
         }
         cudaFree(dglse);
         cudaFree(dgD);
-        free(lse), free(D), free(o), free(dq), free(dout), free(glse), free(gD), free(map), free(lse_r);
+        free(lse), free(D), free(o), free(dout), free(glse), free(gD), free(map), free(lse_r);
         free(go), free(gq), free(gl), free(gk), free(gv), free(ho), free(hq), free(hl), free(hkk), free(hv);
         fa4cp_workload_free(w);
     }

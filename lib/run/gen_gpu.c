@@ -55,7 +55,8 @@ int run_host_threads(int ranks)
  * (the gathers, the launch and its wait; a 1k-token full check of 4 ranks
  * sharing the GPU took ~13 ms when every check allocated its buffers and
  * regenerated every row, ~6 ms with kept buffers and the batch generated
- * once: docs/performance.md); one host core, generator or
+ * once, ~2.5 ms with the rows spread over the warps: docs/performance.md);
+ * one host core, generator or
  * reference (not measured carefully). */
 #define GPU_GEN_RATE 1.4e11
 #define GPU_REF_RATE 3.2e8
@@ -216,7 +217,8 @@ static fa4cp_kref_case kcase(const fa4cp_case *c, int64_t local_rows)
 
 /* ------------------------------------------------------------------ the workspace */
 
-static void ws_free_all(run_ref_ws *ws)
+/* free the device slots, and with pinned the pinned host ones too */
+static void ws_free(run_ref_ws *ws, int pinned)
 {
     int cur = -1;
     if (!ws->held)
@@ -226,12 +228,23 @@ static void ws_free_all(run_ref_ws *ws)
     for (int i = 0; i < RUN_WS_NDEV; i++)
         if (ws->dev[i])
             (void)cudaFree(ws->dev[i]);
-    for (int i = 0; i < RUN_WS_NPIN; i++)
+    memset(ws->dev, 0, sizeof ws->dev);
+    memset(ws->dev_cap, 0, sizeof ws->dev_cap);
+    for (int i = 0; pinned && i < RUN_WS_NPIN; i++)
         if (ws->pin[i])
             (void)cudaFreeHost(ws->pin[i]);
     if (cur >= 0 && cur != ws->device)
         (void)cudaSetDevice(cur);
-    memset(ws, 0, sizeof *ws);
+    if (pinned)
+        memset(ws, 0, sizeof *ws);
+}
+
+static void ws_free_all(run_ref_ws *ws) { ws_free(ws, 1); }
+
+void run_ref_ws_release_dev(run_ref_ws *ws)
+{
+    if (ws)
+        ws_free(ws, 0);
 }
 
 void run_ref_ws_release(run_ref_ws *ws)
@@ -266,8 +279,14 @@ static int ws_here(run_ref_ws *ws)
 }
 
 /* grow a slot: at least `bytes`, with room to spare so that a slightly
- * larger case does not reallocate */
-static size_t grown(size_t bytes) { return bytes + bytes / 4 + 256; }
+ * larger case does not reallocate, and at least 1 MiB (the rows and errors
+ * of a few-thousand-row check: the few rows of a sampled check do not
+ * leave slots that a small full check must grow again) */
+static size_t grown(size_t bytes)
+{
+    size_t n = bytes + bytes / 4 + 256;
+    return n < ((size_t)1 << 20) ? (size_t)1 << 20 : n;
+}
 
 /* a slot of device (pinned 0) or pinned host memory (1) of at least `bytes` */
 static void *ws_slot(run_ref_ws *ws, void **mem, size_t *cap, size_t bytes, int pinned)
@@ -474,5 +493,7 @@ size_t run_ref_ws_bytes(const run_ref_ws *ws)
 }
 
 void run_ref_ws_release(run_ref_ws *ws) { (void)ws; }
+
+void run_ref_ws_release_dev(run_ref_ws *ws) { (void)ws; }
 
 #endif

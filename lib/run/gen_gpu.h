@@ -82,6 +82,8 @@ void *run_ref_ws_dev(run_ref_ws *ws, int slot, size_t bytes);
 size_t run_ref_ws_bytes(const run_ref_ws *ws);
 /* Free everything (on the GPU the buffers live on); the ws can be used again. */
 void run_ref_ws_release(run_ref_ws *ws);
+/* Free the device slots only (the pinned host ones stay). */
+void run_ref_ws_release_dev(run_ref_ws *ws);
 
 /* One check on the GPU: nq query rows (out, lse and, with a backward, dq)
  * and nk key rows (dk, dv) in one launch, compared with the rank's device

@@ -27,6 +27,23 @@ static double mono_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The watcher sleeps on this until a rank returns (or 20 ms pass, for the
+ * timeout and the failure grace): a case ends when its last rank does, not
+ * at the watcher's next poll.  Static: a rank thread abandoned by a case
+ * that ended without it may still signal it. */
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv;
+static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
+
+static void watch_init(void)
+{
+    pthread_condattr_t at;
+    pthread_condattr_init(&at);
+    pthread_condattr_setclock(&at, CLOCK_MONOTONIC); /* mono_s's clock */
+    pthread_cond_init(&watch_cv, &at);
+    pthread_condattr_destroy(&at);
+}
+
 typedef struct thread_arg {
     const fa4cp_case *c;
     fa4cp_comm *comm;
@@ -41,7 +58,10 @@ static void *rank_thread(void *p)
 {
     thread_arg *a = p;
     run_case_rank(a->c, a->comm, a->rank, -1, a->inject, a->res);
+    pthread_mutex_lock(&watch_mu);
     __atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
     return NULL;
 }
 #endif
@@ -53,6 +73,7 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
 {
 #ifdef FA4CP_CP_CONFIG_INIT
     int ranks = w->size, groups = ranks / c->cp, rc = 0;
+    pthread_once(&watch_once, watch_init);
     run_exec_host_ranks(ranks);
     fa4cp_layout *layout = NULL;
     fa4cp_layout_place *place = calloc((size_t)ranks, sizeof *place);
@@ -102,6 +123,7 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
     double t_start = mono_s(), t_failed = -1;
     int failed = -1;
     int *done = calloc((size_t)ranks, sizeof *done);
+    pthread_mutex_lock(&watch_mu);
     for (;;) {
         int ndone = 0;
         for (int r = 0; r < started; r++) {
@@ -119,6 +141,7 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
          * ranks that never returned are left running: the caller ends the
          * process without cleaning up after them */
         if (failed >= 0 && mono_s() - t_failed > 2.0) {
+            pthread_mutex_unlock(&watch_mu);
             snprintf(msg, msglen, "rank %d failed: %.400s; the other ranks cannot finish the case: ending the job",
                      res[failed].rank, res[failed].msg);
             abandoned = 1; /* the caller says it, records it and ends the job */
@@ -126,6 +149,7 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
             return RUN_RUNTIME;
         }
         if (mono_s() - t_start > c->timeout_s + 5.0) {
+            pthread_mutex_unlock(&watch_mu);
             char why[64];
             for (int r = 0; r < ranks; r++)
                 done[r] = r >= started || __atomic_load_n(&args[r].done, __ATOMIC_ACQUIRE);
@@ -135,11 +159,18 @@ int run_local(const fa4cp_case *c, const world_info *w, int inject, rank_result 
             free(done);
             return RUN_TIMEOUT;
         }
-        /* 1 ms naps for the first second, then 20 ms: a short case is not
-         * held up by the watcher's sleep */
-        struct timespec nap = {0, (mono_s() - t_start < 1.0 ? 1 : 20) * 1000 * 1000};
-        nanosleep(&nap, NULL);
+        /* until a rank returns (it signals under watch_mu, after its done
+         * flag: no wake-up is lost), or 20 ms for the checks above */
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += 20 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&watch_cv, &watch_mu, &until);
     }
+    pthread_mutex_unlock(&watch_mu);
     free(done);
     for (int r = 0; r < started; r++)
         pthread_join(th[r], NULL);

@@ -27,16 +27,28 @@
 /* The tensors of a rank, in the order of devbufs */
 enum { B_Q, B_K, B_V, B_OUT, B_LSE, B_DOUT, B_DQ, B_DK, B_DV, B_MAP, NB };
 
-/* Kept between cases while the rank's buffers and the reference's workspace
- * stay under this (a 1k-token check case holds a few MiB; a 128k-token case
- * frees its GPU tensors at its end, as before) */
+/* Kept between cases while the rank's tensors and the reference's workspace
+ * stay under this (a 1k-token check case holds a few MiB); a case whose
+ * tensors are larger starts with nothing kept on the GPU and frees its
+ * tensors at its end (its peak memory is what it needs, as without keeping) */
 #define RUN_KEEP_BYTES ((size_t)256 << 20)
+/* After such a case: what a small case takes, allocated at its end (outside
+ * the small case's time; freed when a large case comes): the tensors of a
+ * few-thousand-token case, and the room of the reference's whole-batch
+ * inputs (RUN_WS_SRC) */
+#define RUN_RESERVE_BYTES ((size_t)16 << 20)
+
+/* A rank's tensors live in one allocation (the arena), sliced in the order
+ * of devbufs, each slice 256-byte aligned: one cudaMalloc per growth
+ * instead of one per tensor (each can take a fresh page mapping: ~0.1 ms,
+ * and the simulated ranks' calls queue on the driver). */
+#define RUN_SLICE_ALIGN ((size_t)256)
 
 struct rank_keep {
     int held, device;
     void *stream, *e0, *e1;
-    void *buf[NB];
-    size_t cap[NB];
+    void *arena;
+    size_t arena_cap;
     run_ref_ws ws;
 };
 
@@ -66,14 +78,17 @@ static struct rank_keep *keep_of(int rank)
     return k;
 }
 
+static void keep_free_arena(struct rank_keep *k)
+{
+    if (k->arena)
+        (void)cudaFree(k->arena);
+    k->arena = NULL;
+    k->arena_cap = 0;
+}
+
 static void keep_free_bufs(struct rank_keep *k)
 {
-    for (int i = 0; i < NB; i++) {
-        if (k->buf[i])
-            (void)cudaFree(k->buf[i]);
-        k->buf[i] = NULL;
-        k->cap[i] = 0;
-    }
+    keep_free_arena(k);
     run_ref_ws_release(&k->ws);
 }
 
@@ -106,14 +121,6 @@ void run_dev_release_all(void)
     keeps = NULL;
     nkeeps = 0;
     pthread_mutex_unlock(&keep_mu);
-}
-
-static size_t keep_bytes(const struct rank_keep *k)
-{
-    size_t n = run_ref_ws_bytes(&k->ws);
-    for (int i = 0; i < NB; i++)
-        n += k->cap[i];
-    return n;
 }
 
 /* GPU of a rank: `device` (multi-process: the world table's row, one GPU
@@ -168,19 +175,25 @@ fa4cp_status run_dev_open(devbufs *d, const fa4cp_case *c, int world_rank, int d
                [B_DK] = {&d->dk, rows * hk * dq * es, c->backward, 1},
                [B_DV] = {&d->dv, rows * hk * dw * es, c->backward, 1},
                [B_MAP] = {(void **)&d->map, sizeof(int64_t) * rows, 1, 0}};
+    size_t off[NB], need = 0;
+    for (int i = 0; i < NB; i++) {
+        off[i] = need;
+        if (t[i].want)
+            need += (t[i].bytes + RUN_SLICE_ALIGN - 1) / RUN_SLICE_ALIGN * RUN_SLICE_ALIGN;
+    }
+    if (need == 0)
+        need = RUN_SLICE_ALIGN;
+    if (need > RUN_KEEP_BYTES)
+        run_ref_ws_release_dev(&k->ws); /* a large case: nothing of earlier cases stays on the GPU */
+    if (k->arena_cap < need) { /* grow (the first case, or a larger one): one allocation */
+        keep_free_arena(k);
+        DEV_CK(cudaMalloc(&k->arena, need));
+        k->arena_cap = need;
+    }
     for (int i = 0; i < NB; i++) {
         if (!t[i].want)
             continue;
-        size_t need = t[i].bytes ? t[i].bytes : 16;
-        if (k->cap[i] < need) { /* grow (the first case, or a larger one) */
-            if (k->buf[i])
-                DEV_CK(cudaFree(k->buf[i]));
-            k->buf[i] = NULL;
-            k->cap[i] = 0;
-            DEV_CK(cudaMalloc(&k->buf[i], need));
-            k->cap[i] = need;
-        }
-        *t[i].dst = k->buf[i];
+        *t[i].dst = (unsigned char *)k->arena + off[i];
         if (t[i].zero && t[i].bytes)
             DEV_CK(cudaMemsetAsync(*t[i].dst, 0, t[i].bytes, (cudaStream_t)d->stream));
     }
@@ -237,7 +250,11 @@ fa4cp_status run_dev_fetch(devbufs *d, const fa4cp_case *c, bufs *b, rank_result
 }
 
 /* The case's work is done; its buffers stay for the next case unless they
- * are large (the memory is then the next case's, as without keeping). */
+ * are large (the memory is then the next case's, as without keeping).
+ * After a large case the rank allocates what a small one takes
+ * (RUN_RESERVE_BYTES of tensors and of the reference's batch inputs), so
+ * that a small case after large ones allocates nothing in its own time; a
+ * failure to do so only costs that case the allocation. */
 void run_dev_close(devbufs *d)
 {
     if (!d->on || !d->keep)
@@ -245,8 +262,17 @@ void run_dev_close(devbufs *d)
     struct rank_keep *k = d->keep;
     if (k->stream)
         (void)cudaStreamSynchronize((cudaStream_t)k->stream);
-    if (keep_bytes(k) > RUN_KEEP_BYTES)
-        keep_free_bufs(k);
+    if (run_ref_ws_bytes(&k->ws) > RUN_KEEP_BYTES)
+        run_ref_ws_release(&k->ws);
+    if (k->arena_cap + run_ref_ws_bytes(&k->ws) > RUN_KEEP_BYTES) {
+        keep_free_arena(k);
+        if (cudaMalloc(&k->arena, RUN_RESERVE_BYTES) == cudaSuccess)
+            k->arena_cap = RUN_RESERVE_BYTES;
+        else
+            k->arena = NULL;
+        if (!run_ref_ws_dev(&k->ws, RUN_WS_SRC, RUN_RESERVE_BYTES))
+            fa4cp_clear_error();
+    }
     (void)cudaGetLastError();
 }
 

@@ -51,7 +51,8 @@ typedef struct fa4cp_kparams {
      * instead of the work list (the deterministic backward ignores 1 and 16),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
-     * where it has one (FwdShape in fwd_kernel.cuh: d96, d192, (192, 128)),
+     * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer
+     * warpgroups instead of three, d192, (192, 128)),
      * 8192 the forward rescales O at every block (no conditional rescale,
      * fwd_softmax.cuh) */
     int tuning;

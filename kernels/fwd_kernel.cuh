@@ -1,5 +1,5 @@
-// fwd_kernel.cuh - the forward kernel (producer + 2 consumer warpgroups,
-// persistent), its launcher, and the tile of each head-dim family
+// fwd_kernel.cuh - the forward kernel (producer + 2 or 3 consumer
+// warpgroups, persistent), its launcher, and the tile of each head-dim family
 // (FwdShape); a family is instantiated by its own .cu (attn_fwd_hd.cuh).
 #pragma once
 
@@ -10,7 +10,7 @@
 namespace fa4cp {
 
 template <class C>
-__global__ void __launch_bounds__(384, 1)
+__global__ void __launch_bounds__(C::NT, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const FwdSched sc, int R) {
@@ -105,50 +105,54 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     return cudaGetLastError();
 }
 
-// The tile of each head-dim family (BN keys per block, NS K/V stages; BM is
-// 128), after FA3/FA4's sm90 table and the shared-memory limit (227 KB):
-//   (32, 32), (64, 64)         BN 128, NS 4
-//   (80, 80), (96, 96)         BN 128, NS 2   (32-column panels: 96 wide in smem)
-//   (128, 128)                 BN 128, NS 2   (3 stages measured no faster)
-//   (192, 192)                 BN  96, NS 2   (Q 48 KB + 2 x (36 + 36) KB; FA3's BN 112
-//                                             makes ptxas serialise the wgmmas, C7512)
-//   (192, 128)  MLA            BN 128, NS 2   (Q 48 KB + 2 x (48 + 32) KB)
-//   (256, 256)                 BN  64, NS 2   (Q 64 KB + 2 x (32 + 32) KB; FA3's BN 80
-//                                             spills 20 bytes at 232 registers)
-// ALT_BN/ALT_NS (ALT_BN 0: none) is a second bf16 tile of the family, run
-// when FA4CP_CUDA_TUNING has bit 4096: for timing experiments only.
+// The tile of each head-dim family (NWG consumer warpgroups: BM = 64 NWG
+// query rows; BN keys per block, NS K/V stages), after FA3/FA4's sm90 table
+// and the shared-memory limit (227 KB):
+//   (32, 32), (64, 64)         BM 192, BN 128, NS 4
+//   (80, 80), (96, 96)         BM 192, BN 128, NS 2   (32-column panels: 96 wide in smem)
+//   (128, 128)                 BM 128, BN 128, NS 2   (3 stages measured no faster)
+//   (192, 192)                 BM 128, BN  96, NS 2   (Q 48 KB + 2 x (36 + 36) KB; FA3's BN 112
+//                                                     makes ptxas serialise the wgmmas, C7512)
+//   (192, 128)  MLA            BM 128, BN 128, NS 2   (Q 48 KB + 2 x (48 + 32) KB)
+//   (256, 256)                 BM 128, BN  64, NS 2   (Q 64 KB + 2 x (32 + 32) KB; FA3's BN 80
+//                                                     spills 20 bytes at 232 registers)
+// ALT_BN/ALT_NS/ALT_NWG (ALT_BN 0: none) is a second bf16 tile of the
+// family, run when FA4CP_CUDA_TUNING has bit 4096: for timing experiments only.
 template <int DQK, int DV> struct FwdShape {
-    static constexpr int BN = 128, NS = 2, ALT_BN = 0, ALT_NS = 0;
+    static constexpr int NWG = 2, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 0, ALT_NS = 0;
 };
 template <> struct FwdShape<32, 32> {
-    static constexpr int BN = 128, NS = 4, ALT_BN = 0, ALT_NS = 0;
+    static constexpr int NWG = 3, BN = 128, NS = 4, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 4;
 };
 template <> struct FwdShape<64, 64> {
-    static constexpr int BN = 128, NS = 4, ALT_BN = 0, ALT_NS = 0;
+    static constexpr int NWG = 3, BN = 128, NS = 4, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 4;
+};
+template <> struct FwdShape<80, 80> {
+    static constexpr int NWG = 3, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 2;
 };
 template <> struct FwdShape<96, 96> {
-    static constexpr int BN = 128, NS = 2, ALT_BN = 144, ALT_NS = 2;
+    static constexpr int NWG = 3, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 2;
 };
 template <> struct FwdShape<192, 192> {
-    static constexpr int BN = 96, NS = 2, ALT_BN = 80, ALT_NS = 2;
+    static constexpr int NWG = 2, BN = 96, NS = 2, ALT_NWG = 2, ALT_BN = 80, ALT_NS = 2;
 };
 template <> struct FwdShape<192, 128> {
-    static constexpr int BN = 128, NS = 2, ALT_BN = 112, ALT_NS = 2;
+    static constexpr int NWG = 2, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 112, ALT_NS = 2;
 };
 template <> struct FwdShape<256, 256> {
-    static constexpr int BN = 64, NS = 2, ALT_BN = 0, ALT_NS = 0; // BN 48 x 3 stages spills too
+    static constexpr int NWG = 2, BN = 64, NS = 2, ALT_NWG = 2, ALT_BN = 0, ALT_NS = 0; // BN 48 x 3 stages spills too
 };
 
 // The launcher of one family: both element types, and the bf16 ALT tile.
 template <int DQK, int DV> static cudaError_t fwd_launch_family(const fa4cp_kparams &p) {
     using S = FwdShape<DQK, DV>;
     if (p.is_fp16)
-        return launch_fwd_ws<FwdCfg<__half, DQK, DV, S::BN, S::NS>>(p);
+        return launch_fwd_ws<FwdCfg<__half, DQK, DV, S::BN, S::NS, S::NWG>>(p);
     if constexpr (S::ALT_BN > 0) {
         if (p.tuning & 4096)
-            return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::ALT_BN, S::ALT_NS>>(p);
+            return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::ALT_BN, S::ALT_NS, S::ALT_NWG>>(p);
     }
-    return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::BN, S::NS>>(p);
+    return launch_fwd_ws<FwdCfg<__nv_bfloat16, DQK, DV, S::BN, S::NS, S::NWG>>(p);
 }
 
 } // namespace fa4cp

@@ -1,11 +1,15 @@
 // fwd_mainloop.cuh - the warp-specialised forward mainloop (sm_90a).
 //
-// CTA = 3 warpgroups.  Warpgroup 0 is the producer: after setmaxnreg.dec one
-// thread issues every TMA load (Q once per tile, K and V blocks into rings
-// of NS stages, in the order K(first), Q, then K(n) before V(n+1): V lags K
-// by one block, as the consumers need it one step later) and fetches the
-// next tile; warpgroups 1 and 2 are consumers
-// (setmaxnreg.inc), each owning 64 of the tile's 128 query rows.
+// CTA = 1 + NWG warpgroups (NWG = 2 or 3 consumer warpgroups, a parameter of
+// the family's FwdCfg).  Warpgroup 0 is the producer: after setmaxnreg.dec
+// one thread issues every TMA load (Q once per tile, K and V blocks into
+// rings of NS stages, in the order K(first), Q, then K(n) before V(n+1): V
+// lags K by one block, as the consumers need it one step later) and fetches
+// the next tile; warpgroups 1 .. NWG are consumers (setmaxnreg.inc), each
+// owning 64 of the tile's BM = 64 NWG query rows.  Three consumer
+// warpgroups (192-row tiles, FA3/FA4's choice for small head dims) give the
+// softmax of each more GEMM time of the others to hide under, where one
+// block's GEMMs are short (d <= 96).
 //
 // Head dims: the tile has DQK columns of Q and K and DV of V and O (DV may
 // differ from DQK: MLA's (192, 128)).  Shared memory holds each operand in
@@ -21,7 +25,7 @@
 // [NS][DVP/PWV][BN][PWV] (the canonical wgmma layouts: K-major for Q and K,
 // MN-major for V), then the mbarriers:
 //   full_k[s], full_v[s]  count 1 (producer's arrive.expect_tx + TMA bytes)
-//   empty_k[s], empty_v[s] count 8 (lane 0 of every consumer warp)
+//   empty_k[s], empty_v[s] count CONSUMER_WARPS (lane 0 of every consumer warp)
 //   full_q / empty_q      the same for the Q tile
 //   tile_full/tile_empty  the two-slot ring of tile indices (fwd_sched.cuh)
 // The K/V ring position (stage, phase) and the Q and tile counters carry
@@ -33,9 +37,13 @@
 //   wait_group 1 -> release K(j); mask; softmax of S (new max, p, sum)
 //   wait_group 0 -> release V(j-1); O *= alpha; P(j) = bf16(p) in registers
 // so the softmax of block j runs under the PV product of block j-1
-// (intra-warpgroup overlap), and [turn]/[pass] (named barriers 1 and 2)
-// make the two consumer warpgroups issue their products in turns, so one's
-// softmax runs under the other's GEMMs (ping-pong).
+// (intra-warpgroup overlap), and [turn]/[pass] make the consumer
+// warpgroups issue their products in a round robin 0, 1, .., NWG-1, 0, ..
+// (warpgroup w waits on named barrier 1 + w, 256 threads: its own 128 and
+// the 128 of its predecessor, which arrive when they have issued theirs), so
+// one's softmax runs under the others' GEMMs (ping-pong for NWG = 2).  Every
+// warpgroup of a CTA takes the same number of turns per tile (the tile's
+// block range is the CTA's), so the rotation never skews.
 #pragma once
 
 #include "attn_common.cuh"
@@ -57,13 +65,17 @@ template <int NS> struct FwdBars {
 };
 
 // One forward family: element type T, head dims DQK (q, k) and DV (v, out),
-// BN-key blocks, NS K/V stages.  BM 128 query rows = 2 consumer warpgroups
-// of 64; the register split (setmaxnreg, producer / consumer) gives the
-// consumers what O (DVP/2 fp32 per thread), S (BN/2) and P (BN/4) hold:
-// 56/224 up to 160 such registers (d 128 x BN 128), else 40/232 (128 x P +
-// 256 x C = 64512, the 384 x 168 the CTA is launched with).  24/240 makes
-// the producer spill; d 256 at BN 80 spills at 232 (so d 256 runs BN 64).
-template <typename T, int DQK_, int DV_, int BN_, int NS_> struct FwdCfg {
+// BN-key blocks, NS K/V stages, NWG consumer warpgroups of 64 query rows
+// (BM = 64 NWG).  The register split (setmaxnreg, producer / consumer)
+// gives the consumers what O (DVP/2 fp32 per thread), S (BN/2) and P (BN/4,
+// when in registers) hold.  Two consumer warpgroups: 56/224 up to 160 such
+// registers (d 128 x BN 128), else 40/232 (128 x P + 256 x C = 64512, the
+// 384 x 168 the CTA is launched with); 24/240 makes the producer spill; d 256
+// at BN 80 spills at 232 (so d 256 runs BN 64).  Three (512 threads, 128
+// registers each at launch, 65536 in all): see REG_P / REG_C below; the
+// consumers need about 56 registers beside O, S and P, so P goes through
+// shared memory there.
+template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct FwdCfg {
     using Elem = T;
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr int PWQ = DQK % 64 == 0 ? 64 : 32; // panel widths (columns) of Q/K and of V
@@ -71,26 +83,40 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_> struct FwdCfg {
     static constexpr int RBQ = PWQ * 2, RBV = PWV * 2; // bytes per panel row = swizzle width
     static constexpr int DQP = (DQK + PWQ - 1) / PWQ * PWQ; // widths in shared memory
     static constexpr int DVP = (DV + PWV - 1) / PWV * PWV;
-    static constexpr int BM = 128;
+    static constexpr int NWG = NWG_;   // consumer warpgroups
+    static constexpr int BM = 64 * NWG; // query rows of a tile
     static constexpr int BN = BN_;
     static constexpr int NS = NS_; // K/V stages
-    static constexpr int NT = 384; // producer + 2 consumer warpgroups
+    static constexpr int NT = 128 * (1 + NWG); // producer + consumer warpgroups
     static constexpr int TILE_Q = BM * DQP * 2;
     static constexpr int TILE_K = BN * DQP * 2;
     static constexpr int TILE_V = BN * DVP * 2;
     static constexpr int OFF_K = TILE_Q;
     static constexpr int OFF_V = OFF_K + NS * TILE_K;
-    static constexpr int OFF_BAR = OFF_V + NS * TILE_V;
+    // P as the A operand of O += P V: in registers (RS), or, with three
+    // consumer warpgroups, in shared memory (SS; FA4's choice there: the
+    // registers of the RS form do not fit in 160, ptxas serialises the
+    // wgmmas), [NWG][BN/64 panels][64 rows][64] with the 128-byte swizzle
+    static constexpr bool PV_SS = NWG == 3;
+    static constexpr int TILE_P = PV_SS ? 64 * BN * 2 : 0; // one warpgroup's
+    static constexpr int OFF_P = OFF_V + NS * TILE_V;
+    static constexpr int OFF_BAR = OFF_P + NWG * TILE_P;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(FwdBars<NS>) + 1024; // + alignment slack
-    static constexpr int CONSUMER_WARPS = 8;
-    static constexpr int ACC_REGS = DVP / 2 + BN / 2 + BN / 4; // O, S, P per thread
-    static constexpr int REG_P = ACC_REGS <= 160 ? 56 : 40;
-    static constexpr int REG_C = ACC_REGS <= 160 ? 224 : 232;
+    static constexpr int CONSUMER_WARPS = 4 * NWG;
+    static constexpr int ACC_REGS = DVP / 2 + BN / 2 + (PV_SS ? 0 : BN / 4); // O, S, P per thread
+    // three warpgroups: 48/152 (128 x 48 + 384 x 152 = 64512) while O and S
+    // fit in 96 registers (d <= 64; the 4-stage producer spills below 48),
+    // else 32/160 (d 80, 96: O + S = 112)
+    static constexpr int REG_P = NWG == 3 ? (DVP / 2 + BN / 2 <= 96 ? 48 : 32) : ACC_REGS <= 160 ? 56 : 40;
+    static constexpr int REG_C = NWG == 3 ? (DVP / 2 + BN / 2 <= 96 ? 152 : 160) : ACC_REGS <= 160 ? 224 : 232;
+    static_assert(NWG == 2 || NWG == 3, "two or three consumer warpgroups (named barriers 1 .. NWG)");
     static_assert(DQK % 16 == 0 && DQK <= 256, "DQK: a multiple of 16 up to 256 (k steps of QK^T)");
     static_assert(DV % 8 == 0 && DV <= 256, "DV: a multiple of 8 up to 256");
     static_assert(BN % 16 == 0 && BN <= 256, "BN: a multiple of 16 (k steps of PV) up to 256 (wgmma N)");
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
-    static_assert(128 * REG_P + 256 * REG_C <= 384 * 168, "register split within the CTA's launch allocation");
+    static_assert(!PV_SS || BN % 64 == 0, "P in shared memory: 64-column panels");
+    static_assert(128 * REG_P + 128 * NWG * REG_C <= 65536 / NT / 8 * 8 * NT,
+                  "register split within the CTA's launch allocation");
 };
 
 // --------------------------------------------------------------- producer
@@ -100,24 +126,29 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                                              const CUtensorMap *tmK, const CUtensorMap *tmV, uint32_t sQ,
                                              uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int R) {
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS;
+    using B = FwdBars<NS>;
+    // the barriers as 32-bit shared addresses (no generic pointer held: the
+    // producer runs in the few registers setmaxnreg leaves it)
+    const uint32_t bb = sm90::smem_addr(bars);
     sm90::tma_prefetch_desc(tmQ);
     sm90::tma_prefetch_desc(tmK);
     sm90::tma_prefetch_desc(tmV);
-    const int n_entries = sc.list[0];
-    const int ntiles = n_entries * sc.heads;
     const int grp = p.heads / p.kv_heads;
     int tile = blockIdx.x;
     uint32_t tcount = 0, kk = 0, vv = 0, qc = 0; // tiles, K blocks, V blocks, Q tiles so far
     for (;;) {
         const int s = tcount & 1;
-        sm90::mbar_wait(sm90::smem_addr(&bars->tile_empty[s]), ((tcount >> 1) & 1) ^ 1);
-        const bool valid = tile < ntiles;
-        *reinterpret_cast<volatile int *>(&bars->slot[s]) = valid ? tile : -1;
-        sm90::mbar_arrive(sm90::smem_addr(&bars->tile_full[s]));
+        sm90::mbar_wait(bb + offsetof(B, tile_empty) + 8 * s, ((tcount >> 1) & 1) ^ 1);
+        // read per tile (fewer registers held by the producer; an L1 hit)
+        const int n_entries = sc.list[0];
+        const bool valid = tile < n_entries * sc.heads;
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(bb + (uint32_t)offsetof(B, slot) + 4 * s),
+                     "r"(valid ? tile : -1)
+                     : "memory");
+        sm90::mbar_arrive(bb + offsetof(B, tile_full) + 8 * s);
         ++tcount;
         if (!valid)
             break;
-        const int next = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
         const FwdTile ft = fwd_decode(sc, n_entries, tile);
         const SeqInfo si = seq_info(p, ft.b);
         const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
@@ -129,8 +160,8 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
             auto load_k = [&](int n) {
                 const int st = kk % NS;
                 const uint32_t ph = (kk / NS) & 1;
-                const uint32_t fk = sm90::smem_addr(&bars->full_k[st]);
-                sm90::mbar_wait(sm90::smem_addr(&bars->empty_k[st]), ph ^ 1);
+                const uint32_t fk = bb + offsetof(B, full_k) + 8 * st;
+                sm90::mbar_wait(bb + offsetof(B, empty_k) + 8 * st, ph ^ 1);
                 sm90::mbar_arrive_expect_tx(fk, C::TILE_K);
 #pragma unroll
                 for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
@@ -141,8 +172,8 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
             auto load_v = [&](int n) {
                 const int st = vv % NS;
                 const uint32_t ph = (vv / NS) & 1;
-                const uint32_t fv = sm90::smem_addr(&bars->full_v[st]);
-                sm90::mbar_wait(sm90::smem_addr(&bars->empty_v[st]), ph ^ 1);
+                const uint32_t fv = bb + offsetof(B, full_v) + 8 * st;
+                sm90::mbar_wait(bb + offsetof(B, empty_v) + 8 * st, ph ^ 1);
                 sm90::mbar_arrive_expect_tx(fv, C::TILE_V);
 #pragma unroll
                 for (int pn = 0; pn < C::DVP / C::PWV; ++pn)
@@ -152,8 +183,8 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
             };
             load_k(fb.n_hi);
             {
-                const uint32_t fq = sm90::smem_addr(&bars->full_q);
-                sm90::mbar_wait(sm90::smem_addr(&bars->empty_q), (qc & 1) ^ 1);
+                const uint32_t fq = bb + offsetof(B, full_q);
+                sm90::mbar_wait(bb + offsetof(B, empty_q), (qc & 1) ^ 1);
                 sm90::mbar_arrive_expect_tx(fq, C::TILE_Q);
 #pragma unroll
                 for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
@@ -167,15 +198,21 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                     load_k(n);
                     load_v(n);
                 }
+                tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
             } else { // V lags K by one block: K(n) reaches the consumers earlier
                 for (int n = fb.n_hi - 1; n >= fb.n_lo; --n) {
                     load_k(n);
                     load_v(n + 1);
                 }
+                // the next tile, fetched after the last K load (FA3's place:
+                // the consumers are still on this tile's last blocks; held
+                // from the tile's start it would cost the producer a register)
+                tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
                 load_v(fb.n_lo);
             }
+        } else {
+            tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
         }
-        tile = next;
     }
 }
 
@@ -220,7 +257,46 @@ __device__ __forceinline__ void fwd_gemm_pv(float *o, const uint32_t *pa, uint32
     }
 }
 
-// Lane 0 of each warp arrives (the barriers count the 8 consumer warps).
+// The same from P in shared memory (PV_SS): pw is this warpgroup's P tile,
+// K-major [BN/64 panels][64 rows][64] (k step kk starts (kk % 4) * 32 bytes
+// into the rows of panel kk / 4).
+template <class C>
+__device__ __forceinline__ void fwd_gemm_pv_ss(float *o, uint32_t pw, uint32_t va) {
+#pragma unroll
+    for (int kk = 0; kk < C::BN / 16; ++kk) {
+        const uint64_t da = fwd_desc<128>(pw + (kk / 4) * (64 * 128) + (kk % 4) * 32, 16, 8 * 128);
+        const uint64_t db = fwd_desc<C::RBV>(va + kk * 16 * C::RBV, C::BN * C::RBV, 8 * C::RBV);
+        wg_ss_mn<typename C::Elem, C::DVP>(o, da, db, 1);
+    }
+}
+
+// P (fp32 m64nBN fragment, rows of this warp) -> the warpgroup's P tile in
+// shared memory, by stmatrix: k step t is four 8x8 matrices (rows 0-7 and
+// 8-15 of the warp, columns 16t and 16t + 8), the registers pack_p builds;
+// lane l gives the address of row l % 8 of matrix l / 8.  Then the fence
+// that makes the stores visible to wgmma (the async proxy); the warpgroup's
+// named-barrier wait orders them before the PV issue.
+template <class C>
+__device__ __forceinline__ void fwd_store_p(const float *s, uint32_t pw, int warp, int lane) {
+    const int j = lane >> 3, r = warp * 16 + (j & 1) * 8 + (lane & 7);
+    const uint32_t rb = pw + r * 128;
+    const int jc = j >> 1, rx = r & 7;
+#pragma unroll
+    for (int t = 0; t < C::BN / 16; ++t) {
+        uint32_t a[4];
+        a[0] = pack2<typename C::Elem>(s[8 * t + 0], s[8 * t + 1]);
+        a[1] = pack2<typename C::Elem>(s[8 * t + 2], s[8 * t + 3]);
+        a[2] = pack2<typename C::Elem>(s[8 * t + 4], s[8 * t + 5]);
+        a[3] = pack2<typename C::Elem>(s[8 * t + 6], s[8 * t + 7]);
+        const uint32_t addr = rb + (t / 4) * (64 * 128) + (((2 * (t % 4) + jc) ^ rx) << 4);
+        asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr), "r"(a[0]),
+                     "r"(a[1]), "r"(a[2]), "r"(a[3])
+                     : "memory");
+    }
+    sm90::fence_proxy_async_smem();
+}
+
+// Lane 0 of each warp arrives (the barriers count the CONSUMER_WARPS consumer warps).
 __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
     if (lane == 0)
         sm90::mbar_arrive(sm90::smem_addr(bar));
@@ -241,16 +317,35 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     // conditional rescale threshold (fwd_softmax.cuh); tuning 8192: always rescale
     const float thr = (p.tuning & 8192) ? -1.f : 8.f;
     const uint32_t qa = sQ + wg * 64 * C::RBQ; // this warpgroup's 64 rows of every Q panel
-    const uint32_t my_bar = 1 + wg, other_bar = 2 - wg;
+    // round robin of the GEMM turns: this warpgroup's barrier, its successor's
+    const uint32_t my_bar = 1 + wg, next_bar = 1 + (wg + 1) % C::NWG;
     T *const out = reinterpret_cast<T *>(p.out);
     uint32_t tcount = 0, kv = 0, qc = 0;
 
-    if (wg == 1)
-        sm90::named_arrive(1, 256); // so that consumer warpgroup 0 takes the first turn
+    if (wg == C::NWG - 1)
+        sm90::named_arrive(1, 256); // as warpgroup 0's predecessor: warpgroup 0 takes the first turn
 
     float s[BN / 2];
     float o[DVP / 2];
-    uint32_t pa[BN / 4]; // P as A fragments: 4 registers per k16 step
+    uint32_t pa[C::PV_SS ? 1 : BN / 4]; // RS: P as A fragments, 4 registers per k16 step
+    const uint32_t pw = sQ + C::OFF_P + wg * C::TILE_P; // SS: this warpgroup's P tile
+    // P(j) from the softmax's p, where O += P V reads it; its register fence; the product
+    auto make_p = [&]() {
+        if constexpr (C::PV_SS)
+            fwd_store_p<C>(s, pw, warp, lane);
+        else
+            pack_p<T, BN>(s, pa);
+    };
+    auto fence_p = [&]() {
+        if constexpr (!C::PV_SS)
+            reg_fence<BN / 4>(pa);
+    };
+    auto gemm_pv = [&](uint32_t va) {
+        if constexpr (C::PV_SS)
+            fwd_gemm_pv_ss<C>(o, pw, va);
+        else
+            fwd_gemm_pv<C>(o, pa, va);
+    };
     for (;;) {
         const int ts = tcount & 1;
         sm90::mbar_wait(sm90::smem_addr(&bars->tile_full[ts]), (tcount >> 1) & 1);
@@ -270,11 +365,22 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         fb.n_hi = sm90::warp_uniform(fb.n_hi);
         fb.empty = fb.n_hi < fb.n_lo;
         const int i0 = m0 + wg * 64 + warp * 16 + (lane >> 2); // rows i0, i0 + 8
-        T *const out_row0 = out + si.q_off * stride + (int64_t)ft.h * DV;
-        float *const lse_row0 = p.lse + (int64_t)ft.h * p.total_q + si.q_off;
+        // what the epilogue needs, kept small across the mainloop (the
+        // pointers are formed after it: fewer live registers under the GEMMs)
+        const int q_off = (int)si.q_off, sq = si.sq, h = ft.h;
         if (fb.empty) {
-            fwd_store_empty<T, DV>(out_row0, stride, lse_row0, i0, si.sq, q);
+            fwd_store_empty<T, DV>(out + si.q_off * stride + (int64_t)ft.h * DV, stride,
+                                   p.lse + (int64_t)ft.h * p.total_q + si.q_off, i0, si.sq, q);
             continue;
+        }
+        // the element mask, reduced to what the blocks need: the masked
+        // blocks (fwd_mask_blocks) and the visible keys of the thread's rows
+        const FwdMaskBlocks mb = fwd_mask_blocks<BM, BN>(mk, p.window_left, p.window_right, m0);
+        int row_lo[2], row_hi[2];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            row_lo[r] = (int)mk.lo(i0 + 8 * r);
+            row_hi[r] = (int)mk.hi(i0 + 8 * r);
         }
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
         ++qc;
@@ -293,16 +399,16 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         wgmma_fence();
         fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
         wgmma_commit();
-        sm90::named_arrive(other_bar, 256);
+        sm90::named_arrive(next_bar, 256);
         wgmma_wait<0>();
         reg_fence<BN / 2>(s);
         fwd_release(&bars->empty_k[st], lane);
         if (n == fb.n_lo)
             fwd_release(&bars->empty_q, lane);
-        if (fwd_block_masked<BM, BN>(mk, p.window_left, p.window_right, m0, n))
-            fwd_apply_mask<BN>(s, mk, i0, n * BN, q);
+        if (mb.masked(n))
+            fwd_apply_mask<BN>(s, row_lo, row_hi, n * BN, q);
         sm.step(s, sl2, thr, alpha);
-        pack_p<T, BN>(s, pa);
+        make_p();
 #pragma unroll
         for (int i = 0; i < DVP / 2; ++i)
             o[i] = 0.f;
@@ -323,42 +429,42 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             // flow out of the window between the two GEMM batches
             sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
             sm90::named_sync(my_bar, 256);
-            reg_fence<BN / 4>(pa);
+            fence_p();
             reg_fence<DVP / 2>(o);
             wgmma_fence();
             fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
             wgmma_commit();
-            fwd_gemm_pv<C>(o, pa, sV + pst * C::TILE_V);
+            gemm_pv(sV + pst * C::TILE_V);
             wgmma_commit();
-            sm90::named_arrive(other_bar, 256);
+            sm90::named_arrive(next_bar, 256);
             wgmma_wait<1>();
             reg_fence<BN / 2>(s);
             fwd_release(&bars->empty_k[st], lane);
             if (n == fb.n_lo)
                 fwd_release(&bars->empty_q, lane);
-            if (fwd_block_masked<BM, BN>(mk, p.window_left, p.window_right, m0, n))
-                fwd_apply_mask<BN>(s, mk, i0, n * BN, q);
+            if (mb.masked(n))
+                fwd_apply_mask<BN>(s, row_lo, row_hi, n * BN, q);
             const bool resc = sm.step(s, sl2, thr, alpha);
             reg_fence<BN / 2>(s);
             if (n == fb.n_lo)
                 break;
             wgmma_wait<0>();
             reg_fence<DVP / 2>(o);
-            reg_fence<BN / 4>(pa);
+            fence_p();
             fwd_release(&bars->empty_v[pst], lane);
             if (resc)
                 rescale_rows<DV>(o, alpha); // the padding columns of O stay 0
-            pack_p<T, BN>(s, pa);
+            make_p();
             pst = st;
             pph = ph;
         }
         if (fb.n_hi > fb.n_lo) { // the loop ran: finish its last step
             wgmma_wait<0>();
             reg_fence<DVP / 2>(o);
-            reg_fence<BN / 4>(pa);
+            fence_p();
             fwd_release(&bars->empty_v[pst], lane);
             rescale_rows<DV>(o, alpha); // the padding columns of O stay 0
-            pack_p<T, BN>(s, pa);
+            make_p();
             pst = st;
             pph = ph;
         }
@@ -366,19 +472,21 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         // last PV
         sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
         sm90::named_sync(my_bar, 256);
-        reg_fence<BN / 4>(pa);
+        fence_p();
         reg_fence<DVP / 2>(o);
         wgmma_fence();
-        fwd_gemm_pv<C>(o, pa, sV + pst * C::TILE_V);
+        gemm_pv(sV + pst * C::TILE_V);
         wgmma_commit();
-        sm90::named_arrive(other_bar, 256);
+        sm90::named_arrive(next_bar, 256);
         wgmma_wait<0>();
         reg_fence<DVP / 2>(o);
         fwd_release(&bars->empty_v[pst], lane);
 
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
-        fwd_store_rows<T, DV>(o, inv, lse, out_row0, stride, lse_row0, i0, si.sq, q);
+        const int i0e = m0 + wg * 64 + warp * 16 + (lane >> 2);
+        fwd_store_rows<T, DV>(o, inv, lse, out + (int64_t)q_off * stride + (int64_t)h * DV, stride,
+                              p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
     }
 }
 

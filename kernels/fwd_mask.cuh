@@ -23,22 +23,41 @@ __device__ __forceinline__ FwdBlocks fwd_blocks(const Mask &mk, int m0, int sq, 
     return fb;
 }
 
-// Does KV block n need the element mask for some row of the tile?
+// Which KV blocks need the element mask for some row of a tile (rows m0 ..
+// m0 + BM - 1): block n (keys n0 = n BN .. n0 + BN - 1) does iff it reaches
+// past sk (n0 + BN > sk), past what the tile's first row sees (window right
+// or causal: n0 + BN - 1 > hi(m0)), or below what its last row sees (window
+// left: n0 < lo(m0 + BM - 1)).  Each condition is monotone in n, so the test
+// is reduced once per tile to two block numbers: masked iff n >= from or
+// n < below.
+struct FwdMaskBlocks {
+    int from, below;
+    __device__ __forceinline__ bool masked(int n) const { return n >= from || n < below; }
+};
 template <int BM, int BN>
-__device__ __forceinline__ bool fwd_block_masked(const Mask &mk, int wl, int wr, int m0, int n) {
-    const int n0 = n * BN;
-    return n0 + BN > mk.sk || (wr >= 0 && (int64_t)n0 + BN - 1 > mk.hi(m0)) ||
-           (wl >= 0 && (int64_t)n0 < mk.lo(m0 + BM - 1));
+__device__ __forceinline__ FwdMaskBlocks fwd_mask_blocks(const Mask &mk, int wl, int wr, int m0) {
+    FwdMaskBlocks b;
+    b.from = mk.sk / BN; // (n + 1) BN > sk
+    if (wr >= 0) {       // (n + 1) BN - 1 > hi(m0)
+        const int64_t h1 = mk.hi(m0) + 1;
+        const int f = h1 <= 0 ? 0 : (int)(h1 / BN);
+        b.from = min(b.from, f);
+    }
+    b.below = 0;
+    if (wl >= 0) // n BN < lo(m0 + BM - 1)
+        b.below = (int)((mk.lo(m0 + BM - 1) + BN - 1) / BN);
+    return b;
 }
 
 // Set the invisible scores of a thread's m64nBN accumulator fragment to
-// -inf.  The thread holds rows i0 and i0 + 8; register 4c + 2r + e is row
-// i0 + 8r, column n0 + 8c + 2q + e (q = lane % 4).
+// -inf.  The thread holds rows i0 and i0 + 8, which see keys lo[r] ..
+// hi[r]; register 4c + 2r + e is row i0 + 8r, column n0 + 8c + 2q + e
+// (q = lane % 4).
 template <int BN>
-__device__ __forceinline__ void fwd_apply_mask(float *s, const Mask &mk, int i0, int n0, int q) {
+__device__ __forceinline__ void fwd_apply_mask(float *s, const int *row_lo, const int *row_hi, int n0, int q) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const int lo = (int)mk.lo(i0 + 8 * r), hi = (int)mk.hi(i0 + 8 * r);
+        const int lo = row_lo[r], hi = row_hi[r];
 #pragma unroll
         for (int c = 0; c < BN / 8; ++c)
 #pragma unroll

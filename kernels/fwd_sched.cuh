@@ -1,6 +1,6 @@
 // fwd_sched.cuh - the forward's persistent tile scheduler.
 //
-// A tile is (sequence b, 128-row query block mb, query head h).  The work
+// A tile is (sequence b, query block mb of BM rows, query head h).  The work
 // list of attn_sched.cuh holds the (b, mb) entries sorted longest-first
 // (sched[0] = count, sched[1 ..]); the tiles of the call are the entries
 // times the heads, ordered in L2 sections: the heads are cut into sections

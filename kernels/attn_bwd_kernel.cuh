@@ -31,7 +31,7 @@
 // warpgroups issue the same wgmma shapes.
 #pragma once
 
-#include "bwd_common.cuh"
+#include "bwd_ws_kernel.cuh"
 
 namespace fa4cp {
 
@@ -711,9 +711,6 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         const long long ctas = (long long)nb * ycount;
         if (ctas > 0x7fffffffLL)
             return cudaErrorInvalidConfiguration;
-        auto kern = p.deterministic ? bwd_dkdv_wg_kernel<T, DQK, DV, true> : bwd_dkdv_wg_kernel<T, DQK, DV, false>;
-        if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) != cudaSuccess)
-            return e;
         // deterministic: only without a left window (see the kernel)
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
@@ -722,9 +719,18 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }
-        kern<<<(unsigned)ctas, 256, SMEM, s>>>(p, nb, use_list);
-        if ((e = cudaGetLastError()) != cudaSuccess)
-            return e;
+        if constexpr (!W::ROLES) {
+            if ((e = launch_bwd_ws<T, DQK, DV>(p, ctas, nb, use_list)) != cudaSuccess)
+                return e;
+        } else {
+            auto kern =
+                p.deterministic ? bwd_dkdv_wg_kernel<T, DQK, DV, true> : bwd_dkdv_wg_kernel<T, DQK, DV, false>;
+            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) != cudaSuccess)
+                return e;
+            kern<<<(unsigned)ctas, 256, SMEM, s>>>(p, nb, use_list);
+            if ((e = cudaGetLastError()) != cudaSuccess)
+                return e;
+        }
     }
     if (p.total_q > 0) {
         bwd_finish_kernel<T, DQK><<<blocks_for(p.total_q * p.heads * (DQK / 8), 256), 256, 0, s>>>(p, 0);

@@ -556,16 +556,19 @@ __global__ void __launch_bounds__(384, 1)
                 issue_dk(); // with dV
                 fence_proxy_async();
                 sm90::named_sync(C::BAR_PDS, 256);
+                float dq[8][4];
                 if (cwg == 0) {
-                    float dq[8][4];
                     wgmma_fence();
                     dq_gemm(dq);
                     wgmma_wait<0>();
-                    sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
+                }
+                // both warpgroups at one bar.sync instruction (compute-sanitizer
+                // synccheck reports a named barrier synced from two places as
+                // divergence)
+                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
+                if (cwg == 0) {
                     stage_dq(dq, 0);
                     fence_proxy_async();
-                } else {
-                    sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
                 }
                 sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
                 wgmma_wait<0>();

@@ -95,10 +95,10 @@ template <typename T, int DQK_, int DV_> struct BwdWsCfg {
     static_assert(!S::ROLES, "the warp-specialised kernel takes the rows layout (head dims <= 128)");
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr int WBM = S::WBM, WBN = S::WBN, PK = S::PK, PV = S::PV;
-    static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2; // bytes
+    // tile bytes (the TMA's count the zero-filled columns past the width too)
+    static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
-    // the bytes the TMA brings (columns past the width are zero-filled, and count)
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
     static constexpr int OFF_DO = OFF_Q + 2 * TILE_Q, OFF_DS = OFF_DO + 2 * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
@@ -114,6 +114,9 @@ template <typename T, int DQK_, int DV_> struct BwdWsCfg {
     static constexpr int BAR_PDS = 1, BAR_DQ_FULL = 2, BAR_DQ_EMPTY = 4; // + buffer
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
+    static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
+                      STAT_BOX <= STAT_STRIDE && STAT_BOX * 4 % 16 == 0,
+                  "the statistics' TMA boxes: 128-byte aligned destinations, whole 16-byte units");
     static_assert(128 * REG_P + 256 * REG_C <= 384 * 168, "register split within the CTA's launch allocation");
 };
 

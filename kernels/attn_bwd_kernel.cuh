@@ -1,193 +1,58 @@
 // attn_bwd_kernel.cuh - the FlashAttention backward for THD varlen inputs
-// (sm_90a), one template for every (head_dim, head_dim_v); the attn_bwd_d*.cu
-// files instantiate it per head dim, attn_bwd.cu picks the instantiation.
+// (sm_90a), one launcher template for every (head_dim, head_dim_v); the
+// attn_bwd_d*.cu files instantiate it per head dim, attn_bwd.cu picks the
+// instantiation.
 //
 //   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
-//   2. main kernel (bwd_dkdv_wg_kernel), one CTA of 2 warpgroups per (KV
-//      block, kv head, sequence): K, V stay in shared memory; the CTA walks
-//      every query head of its GQA group and every visible 64-row query block
-//      (Q, dO loaded by cp.async, double-buffered where shared memory allows),
-//      recomputes S^T and dP^T with wgmma, forms P^T and dS^T in registers,
-//      accumulates dV += P^T dO and dK += dS^T Q in registers (so GQA sums
-//      are fixed-order) and adds dQ = dS K into an fp32 dq_accum by bulk
-//      reductions; deterministic: per-query-tile semaphores fix the order of
-//      those additions.
+//   2. main kernel, one CTA per (KV block, kv head, sequence): K, V stay in
+//      shared memory; the CTA walks every query head of its GQA group and
+//      every visible 64-row query block, recomputes S^T and dP^T with wgmma,
+//      forms P^T and dS^T in registers, accumulates dV += P^T dO and
+//      dK += dS^T Q in registers (so GQA sums are fixed-order) and adds
+//      dQ = dS K into an fp32 dq_accum by bulk reductions; deterministic:
+//      per-query-tile semaphores fix the order of those additions.
 //   3. finish: dq = scale * dq_accum and exact zeros in every padding row of
 //      dq, dk, dv.
 //
-// Two ways of sharing the work between the warpgroups (BwdShape):
-//   rows  (head dims <= 128): 128-row KV blocks, warpgroup w owns KV rows
-//         64w..64w+63 and does every product for them; dK, dV of its rows in
-//         its registers (BN x (D_QK + D_V) / 256 threads fp32 each).
-//   roles (head dims 192, 256): 64-row KV blocks; warpgroup 0 computes S^T,
-//         P^T and owns dV, warpgroup 1 computes dP^T, dS^T (P^T handed over
-//         in shared memory, fp32) and owns dK; both share dQ.  So each thread
-//         holds one 64 x D accumulator (D / 2 fp32), which d 256 needs.
+// Two main kernels, by the way the work is shared (BwdShape):
+//   rows  (head dims <= 128): bwd_ws_kernel (bwd_ws_kernel.cuh), 128-row KV
+//         blocks, a producer warpgroup (TMA, dQ writer) and two MMA
+//         warpgroups, warpgroup w owning KV rows 64w..64w+63.
+//   roles (head dims 192, 256): bwd_dkdv_wg_kernel (below), 2 warpgroups,
+//         64-row KV blocks; warpgroup 0 computes S^T, P^T and owns dV,
+//         warpgroup 1 computes dP^T, dS^T (P^T handed over in shared memory,
+//         fp32) and owns dK; both share dQ.  So each thread holds one 64 x D
+//         accumulator (D / 2 fp32), which d 256 needs.  Q, dO loaded by
+//         cp.async (double-buffered where shared memory allows).
 // Head dims that are not a multiple of 64 are padded to one in shared memory
-// (the padding columns zero-filled once): the products over the head dim
-// (S^T, dP^T) step over the real columns only, the products whose N is the
-// head dim (dV, dK, dQ) run over the padded width.  In the roles layout v
-// and dO are padded to D_QK's width (MLA's (192, 128)), so that both
-// warpgroups issue the same wgmma shapes.
+// (bwd_dkdv_wg_kernel: the padding columns zero-filled once; bwd_ws_kernel:
+// by the TMA's zero fill): the products over the head dim (S^T, dP^T) step
+// over the real columns only, the products whose N is the head dim (dV, dK,
+// dQ) run over the padded width.  In the roles layout v and dO are padded to
+// D_QK's width (MLA's (192, 128)), so that both warpgroups issue the same
+// wgmma shapes.
 #pragma once
 
-#include "attn_common.cuh"
-#include "attn_sched.cuh"
-#include "wgmma_ops.cuh"
-#include "wgmma.cuh"
+#include "bwd_ws_kernel.cuh"
 
 namespace fa4cp {
 
-// dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
-__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
-                 "cp.async.bulk.commit_group;\n" ::"l"(dst),
-                 "r"(smem_u32(src)), "r"(bytes)
-                 : "memory");
-}
-template <int N> __device__ __forceinline__ void bulk_wait_read() {
-    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
-// acc[64 x N] = A B over K: A and B K-major in 64-column panels (128-byte
-// swizzle) whose panels lie A_PANEL and B_PANEL bytes apart.
-template <typename T, int N, int K, int A_PANEL, int B_PANEL>
-__device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t b) {
-#pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-        const uint32_t koff = (kk & 3) * 32;
-        wg_ss<T, N>(acc, gmma_desc(a + (kk >> 2) * A_PANEL + koff, 16, 1024),
-                    gmma_desc(b + (kk >> 2) * B_PANEL + koff, 16, 1024), kk > 0);
-    }
-}
-
-// 2^x, flushing denormal results to 0 (exp2f adds a range fix-up around MUFU.EX2).
-__device__ __forceinline__ float ex2_ftz(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
-
-// Column of element `col` of a dq_accum row of D floats whose index in its
-// sequence is congruent to r8 modulo 8: its 16-byte chunk XOR a function of
-// r8 that stays inside the row (groups of 16 chunks when D % 64 == 0, of 8
-// when D % 32 == 0, else of 4), so that the dQ tile staged in shared memory
-// for the bulk reduction is written without bank conflicts.
-template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
-    const int f = D % 64 == 0 ? (r8 << 1) : D % 32 == 0 ? r8 : (r8 & 3);
-    return (((col >> 2) ^ f) << 2) | (col & 3);
-}
-
-// dst[0..1] += (a, b) in global memory, without returning the old values
-// (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
-__device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
-}
-
-// Deterministic dQ order: wait until *sem == v (acquire).
-__device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
-    int cur;
-    for (;;) {
-        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(cur) : "l"(sem) : "memory");
-        if (cur == v)
-            break;
-        __nanosleep(64);
-    }
-}
-// *sem, without ordering: a prefetch, issued half an iteration before the
-// bulk reduction it lets go.  Enough for that: the adder before has waited for
-// its reduction to complete before its release, so a reduction issued after
-// the count is seen lands after it (sem_wait_eq runs when the count is short).
-__device__ __forceinline__ int sem_load_relaxed(const int *sem) {
-    int v;
-    asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(sem) : "memory");
-    return v;
-}
-__device__ __forceinline__ void fence_proxy_async_global() {
-    asm volatile("fence.proxy.async.global;\n" ::: "memory");
-}
-// *sem += 1 (release), after the bulk reductions waited for have completed.
-__device__ __forceinline__ void sem_release_add(int *sem) {
-    asm volatile("fence.proxy.async.global;\n"
-                 "red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(sem)
-                 : "memory");
-}
-
-// Load ROWS x COLS (COLS % 8 == 0) of a THD tensor, rows [r0, r0+ROWS), into
-// a panelled tile (wgmma.cuh); rows at or past nvalid are zero-filled,
-// columns past COLS are left alone (the padding, zeroed once).
-template <typename T, int ROWS, int COLS, int NT>
-__device__ __forceinline__ void load_rows_pn(T *smem, const T *gbase, int64_t stride, int r0, int nvalid,
-                                             int tid) {
-    constexpr int CPR = COLS / 8;
-    constexpr int TOTAL = ROWS * CPR;
-#pragma unroll
-    for (int it = 0; it < (TOTAL + NT - 1) / NT; ++it) {
-        const int idx = it * NT + tid;
-        if (TOTAL % NT == 0 || idx < TOTAL) {
-            const int row = idx / CPR;
-            const int c = idx % CPR;
-            const int grow = r0 + row;
-            const bool ok = grow < nvalid;
-            const T *src = gbase + (ok ? (int64_t)grow * stride + c * 8 : 0);
-            cp_async16(smem_u32(smem + pnl<ROWS>(row, c * 8)), src, ok ? 16 : 0);
-        }
-    }
-}
-
-constexpr int round64(int x) { return (x + 63) / 64 * 64; }
-constexpr int imax(int a, int b) { return a > b ? a : b; }
-
-// Tile shape of a (head_dim, head_dim_v) pair (see the top of the file).
-template <int DQK_, int DV_> struct BwdShape {
-    static constexpr int DQK = DQK_, DV = DV_;
-    static constexpr bool ROLES = DQK > 128 || DV > 128;
-    static constexpr int WBM = 64;                // query rows per block
-    static constexpr int WBN = ROLES ? 64 : 128;  // KV rows per CTA
-    // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of 64
-    static constexpr int PK = ROLES ? round64(imax(DQK, DV)) : round64(DQK);
-    static constexpr int PV = ROLES ? PK : round64(DV);
-    static constexpr bool PADDED = PK != DQK || PV != DV;
-    // Q/dO buffers; d 256 has room for one (K, V, Q, dO 32 KB each + dQ 64 KB)
-    static constexpr int STAGES = PK >= 256 ? 1 : 2;
-    static constexpr int DQ_BUFS = ROLES ? 1 : 2; // fp32 dQ staging tiles
-    static constexpr int TQ = WBM * PK, TDO = WBM * PV, TK = WBN * PK, TV = WBN * PV;
-    static constexpr int SP_FLOATS = ROLES ? WBN * WBM : 0; // P^T handed to warpgroup 1
-    template <typename T> static constexpr int smem() {
-        // sK, sV, sQ[S], sdO[S], sdST, (sP), sdQ[B] (fp32), lse2[2], dsum[2]
-        return (TK + TV + STAGES * (TQ + TDO) + WBN * WBM) * (int)sizeof(T) +
-               (SP_FLOATS + DQ_BUFS * WBM * DQK + 4 * WBM) * (int)sizeof(float) + 1024;
-    }
-    // dQ = dS K per warpgroup, 64 columns at a time: rows layout, panel wg
-    // (if any); roles layout, panels wg, wg + 2, ... (wider chunks spill at d 256)
-    static constexpr int DQ_N = 64;
-    static constexpr int DQ_ROUNDS = ROLES ? (PK / DQ_N + 1) / 2 : 1;
-};
-
-template <int WBM, int WBN>
-__device__ __forceinline__ bool block_needs_mask_wg(const Mask &mk, const fa4cp_kparams &p, int64_t m0,
-                                                    int64_t n0) {
-    return (n0 + WBN > mk.sk) || (p.window_right >= 0 && n0 + WBN - 1 > mk.hi(m0)) ||
-           (p.window_left >= 0 && n0 < mk.lo(m0 + WBM - 1));
-}
-
-// ---------------------------------------------------------------- main kernel
-// Per 64-row query block (rows layout; the roles layout differs as said at
-// the top of the file):
-//   S^T = K Q^T, dP^T = V dO^T       (SS wgmma, K-major operands)
-//   P^T, dS^T in registers            (-> A operands, as in the forward)
-//   dV += P^T dO, dK += dS^T Q        (RS wgmma, dO/Q read MN-major)
-//   dQ  = dS K                        (SS wgmma, dS^T staged in smem, both MN-major)
+// ---------------------------------------------------------------- roles kernel
+// Per 64-row query block:
+//   warpgroup 0: S^T = K Q^T; warpgroup 1: dP^T = V dO^T (SS wgmma, K-major)
+//   P^T (warpgroup 0) -> shared memory -> dS^T (warpgroup 1), in registers
+//   dV += P^T dO (warpgroup 0), dK += dS^T Q (warpgroup 1)  (RS wgmma)
+//   dQ  = dS K   (SS wgmma, dS^T staged in smem, both MN-major; 64-column
+//                 chunks shared by the warpgroups)
 // dQ goes to dq_accum by bulk reductions, in a fixed order when deterministic.
-// The next block's loads and the dQ flush are issued behind S^T/dP^T, and (a
-// padded width of 128) dK after dQ, so that the dQ tile is staged while dK
-// runs.  DET = p.deterministic (a template parameter, so that the semaphore
-// code leaves the other instantiation alone).
+// The next block's loads and the dQ flush are issued behind S^T/dP^T.
+// DET = p.deterministic (a template parameter, so that the semaphore code
+// leaves the other instantiation alone).
 template <typename T, int DQK, int DV, bool DET>
 __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams p, int max_nb, bool use_list) {
     using C = BwdShape<DQK, DV>;
-    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV;
-    constexpr bool ROLES = C::ROLES;
+    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK;
+    static_assert(C::ROLES, "head dims <= 128 run bwd_ws_kernel (bwd_ws_kernel.cuh)");
     extern __shared__ __align__(128) unsigned char smem_raw[];
     // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
     // keeps its address space (LDS/STS instead of generic accesses)
@@ -283,20 +148,13 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         return (det ? mb_lo + nmb - 1 - it % nmb : mb_lo + (it + stagger) % nmb) * WBM;
     };
 
-    // rows: dv, dk of this warpgroup's 64 KV rows; roles: warpgroup 0 holds
-    // dV in acc_a, warpgroup 1 dK in acc_a (acc_b unused)
-    constexpr int NA = ROLES ? PK : PV, NB = ROLES ? 8 : PK;
-    float acc_a[NA / 8][4], acc_b[NB / 8][4];
+    // warpgroup 0 holds dV in acc_a, warpgroup 1 dK
+    float acc_a[PK / 8][4];
 #pragma unroll
-    for (int i = 0; i < NA / 8; ++i)
+    for (int i = 0; i < PK / 8; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j)
             acc_a[i][j] = 0.f;
-#pragma unroll
-    for (int i = 0; i < NB / 8; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-            acc_b[i][j] = 0.f;
 
     const float sl2 = p.scale * kLog2e;
     // dq_sem of (head hq, this sequence, query block mb): 1 + hq * sem_head +
@@ -306,7 +164,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     const int64_t sem_head = p.total_q / WBM + p.batch + 1;
     const int64_t sem_seq = 1 + si.q_off / WBM + bi;
     // this thread's KV rows (block-relative): jr0, jr0 + 8
-    const int jr0 = (ROLES ? 0 : wg * 64) + warp * 16 + g;
+    const int jr0 = warp * 16 + g;
 
     if (iters > 0) {
         if constexpr (C::PADDED) {
@@ -440,20 +298,12 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
             const uint32_t sQa = smem_u32(sQ + sb * C::TQ), sdOa = smem_u32(sdO + sb * C::TDO);
             const float *lse2 = sLse2 + st * WBM, *dsm = sDsum + st * WBM;
 
-            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            float sT[WBM / 8][4];
             wgmma_fence();
-            if constexpr (!ROLES) {
-                // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
-                gemm_ss_kmajor<T, WBM, DQK, WBN * 128, WBM * 128>(&sT[0][0], sKa + wg * 64 * 128, sQa);
-                wgmma_commit();
-                gemm_ss_kmajor<T, WBM, DV, WBN * 128, WBM * 128>(&dpT[0][0], sVa + wg * 64 * 128, sdOa);
-                wgmma_commit();
-            } else {
-                // warpgroup 0: S^T = K Q^T; warpgroup 1: dP^T = V dO^T (padded
-                // to the same width, the same instructions); into sT
-                gemm_ss_kmajor<T, WBM, PK, WBN * 128, WBM * 128>(&sT[0][0], wg ? sVa : sKa, wg ? sdOa : sQa);
-                wgmma_commit();
-            }
+            // warpgroup 0: S^T = K Q^T; warpgroup 1: dP^T = V dO^T (padded
+            // to the same width, the same instructions); into sT
+            gemm_ss_kmajor<T, WBM, PK, WBN * 128, WBM * 128>(&sT[0][0], wg ? sVa : sKa, wg ? sdOa : sQa);
+            wgmma_commit();
             // behind the tensor-core work just issued
             if constexpr (DET) {
                 release_dq(); // the reduction of iteration it-1 (of the tile of it-2)
@@ -528,159 +378,86 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
                     }
                 }
             };
-            if constexpr (!ROLES) {
-                wgmma_wait<1>(); // S^T is ready; dP^T may still be running
-                p_from_s();      // while dP^T runs on the tensor cores
-                wgmma_wait<0>();
-                ds_from(sT, dpT);
+            wgmma_wait<0>();
+            if (wg == 0) {
+                p_from_s();
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i)
+                    reinterpret_cast<float4 *>(sP)[i * 128 + (tid & 127)] =
+                        make_float4(sT[i][0], sT[i][1], sT[i][2], sT[i][3]);
+                // P^T fragments
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+#pragma unroll
+                    for (int i = 0; i < WBM / 8; ++i)
+                        pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(sT[i][2 * r], sT[i][2 * r + 1]);
+            }
+            __syncthreads(); // P^T of warpgroup 0 in shared memory
+            if (wg == 1) {
+                float pT[WBM / 8][4];
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    const float4 v = reinterpret_cast<const float4 *>(sP)[i * 128 + (tid & 127)];
+                    pT[i][0] = v.x;
+                    pT[i][1] = v.y;
+                    pT[i][2] = v.z;
+                    pT[i][3] = v.w;
+                }
+                ds_from(pT, sT);
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        pa[kk][j] = da[kk][j]; // the A operand of dK
+            }
+            // warpgroup 0: dV += P^T dO; warpgroup 1: dK += dS^T Q
+            {
+                const uint32_t bb = wg ? sQa : sdOa;
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk) {
-                    const uint64_t bo = gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024);
-                    wg_rs<T, PV>(&acc_a[0][0], pa[kk], bo, 1);
+                    const uint64_t b = gmma_desc(bb + kk * 16 * 128, WBM * 128, 1024);
+                    wg_rs<T, PK>(&acc_a[0][0], pa[kk], b, 1);
                 }
-                auto issue_dk = [&]() {
+                wgmma_commit();
+            }
+            fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier)
+            if constexpr (DET)
+                prefetch_sem(hq, m0); // this iteration's tile, added at the next
+            if (bulk_dq && tid == 0)
+                bulk_wait_read<0>(); // one staging tile: the reduction of iteration it-1 has read it
+            __syncthreads(); // dS^T in shared memory
 #pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk) {
-                        const uint64_t bq = gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024);
-                        wg_rs<T, PK>(&acc_b[0][0], da[kk], bq, 1);
-                    }
-                    wgmma_commit();
-                };
-                // a padded width of 64: only warpgroup 0 computes dQ; issuing dK
-                // on divergent paths would make ptxas serialize every wgmma, so
-                // keep the old order there
-                constexpr bool dk_after_dq = PK == 128;
-                if (dk_after_dq)
-                    wgmma_commit(); // dV; dK goes after dQ
-                else
-                    issue_dk();
-                bool dk_issued = !dk_after_dq;
-                fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier), while dV runs
-                // (a run-time test in the non-deterministic kernel, always true
-                // there: without it ptxas schedules the loop differently from the
-                // version measured, compared in SASS)
-                if (DET || !p.deterministic) {
-                    if constexpr (DET) {
-                        prefetch_sem(hq, m0); // this iteration's tile, added at the next
-                    } else if (bulk_dq && tid == 0) {
-                        bulk_wait_read<1>(); // the reduction of iteration it-2 has read sdQ[st]
-                    }
-                    __syncthreads(); // dS^T of both warpgroups is in shared memory
-                    // warpgroup w: dQ[:, 64w .. 64w+63] (width 128); 64: warpgroup 0 only
-                    if (PK == 128 || wg == 0) {
-                        float dq[8][4];
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < WBN / 16; ++kk) {
-                            const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
-                            const uint64_t b = gmma_desc(sKa + wg * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024);
-                            wg_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
-                        }
-                        wgmma_commit();
-                        if (dk_after_dq) {
-                            wgmma_fence();
-                            issue_dk(); // runs while the dQ tile is staged
-                            dk_issued = true;
-                            wgmma_wait<1>();
-                        } else {
-                            wgmma_wait<0>();
-                        }
-                        if (bulk_dq) {
-                            stage_dq(sdQ + qb * WBM * DQK, dq, wg * 64, 64);
-                            fence_proxy_async();
-                            prev_hq = hq;
-                            prev_m0 = m0;
-                        } else {
-                            red_dq(hq, m0, dq, wg * 64, 64);
-                        }
-                    }
-                }
-                if (!dk_issued)
-                    issue_dk();
-                wgmma_wait<0>();
-            } else {
-                wgmma_wait<0>();
-                if (wg == 0) {
-                    p_from_s();
-#pragma unroll
-                    for (int i = 0; i < WBM / 8; ++i)
-                        reinterpret_cast<float4 *>(sP)[i * 128 + (tid & 127)] =
-                            make_float4(sT[i][0], sT[i][1], sT[i][2], sT[i][3]);
-                    // P^T fragments
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-#pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
-                            pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(sT[i][2 * r], sT[i][2 * r + 1]);
-                }
-                __syncthreads(); // P^T of warpgroup 0 in shared memory
-                if (wg == 1) {
-                    float pT[WBM / 8][4];
-#pragma unroll
-                    for (int i = 0; i < WBM / 8; ++i) {
-                        const float4 v = reinterpret_cast<const float4 *>(sP)[i * 128 + (tid & 127)];
-                        pT[i][0] = v.x;
-                        pT[i][1] = v.y;
-                        pT[i][2] = v.z;
-                        pT[i][3] = v.w;
-                    }
-                    ds_from(pT, sT);
-#pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk)
-#pragma unroll
-                        for (int j = 0; j < 4; ++j)
-                            pa[kk][j] = da[kk][j]; // the A operand of dK
-                }
-                // warpgroup 0: dV += P^T dO; warpgroup 1: dK += dS^T Q
-                {
-                    const uint32_t bb = wg ? sQa : sdOa;
+            for (int rd = 0; rd < C::DQ_ROUNDS; ++rd) {
+                const int pc = 2 * rd + wg; // chunk of DQ_N columns
+                if ((PK / C::DQ_N) % 2 == 0 || pc < PK / C::DQ_N) {
+                    float dq[C::DQ_N / 8][4];
                     wgmma_fence();
 #pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk) {
-                        const uint64_t b = gmma_desc(bb + kk * 16 * 128, WBM * 128, 1024);
-                        wg_rs<T, PK>(&acc_a[0][0], pa[kk], b, 1);
+                    for (int kk = 0; kk < WBN / 16; ++kk) {
+                        const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
+                        const uint64_t b = gmma_desc(sKa + pc * (C::DQ_N / 64) * (WBN * 128) + kk * 16 * 128,
+                                                     WBN * 128, 1024);
+                        wg_ss_tt<T, C::DQ_N>(&dq[0][0], a, b, kk > 0);
                     }
                     wgmma_commit();
+                    wgmma_wait<0>();
+                    if (bulk_dq)
+                        stage_dq(sdQ, dq, pc * C::DQ_N, C::DQ_N);
+                    else
+                        red_dq(hq, m0, dq, pc * C::DQ_N, C::DQ_N);
                 }
-                fence_proxy_async(); // dS^T stores -> the dQ wgmma (after the barrier)
-                if constexpr (DET)
-                    prefetch_sem(hq, m0); // this iteration's tile, added at the next
-                if (bulk_dq && tid == 0)
-                    bulk_wait_read<0>(); // one staging tile: the reduction of iteration it-1 has read it
-                __syncthreads(); // dS^T in shared memory
-#pragma unroll
-                for (int rd = 0; rd < C::DQ_ROUNDS; ++rd) {
-                    const int pc = 2 * rd + wg; // chunk of DQ_N columns
-                    if ((PK / C::DQ_N) % 2 == 0 || pc < PK / C::DQ_N) {
-                        float dq[C::DQ_N / 8][4];
-                        wgmma_fence();
-#pragma unroll
-                        for (int kk = 0; kk < WBN / 16; ++kk) {
-                            const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
-                            const uint64_t b = gmma_desc(sKa + pc * (C::DQ_N / 64) * (WBN * 128) + kk * 16 * 128,
-                                                         WBN * 128, 1024);
-                            wg_ss_tt<T, C::DQ_N>(&dq[0][0], a, b, kk > 0);
-                        }
-                        wgmma_commit();
-                        wgmma_wait<0>();
-                        if (bulk_dq)
-                            stage_dq(sdQ, dq, pc * C::DQ_N, C::DQ_N);
-                        else
-                            red_dq(hq, m0, dq, pc * C::DQ_N, C::DQ_N);
-                    }
-                }
-                if (bulk_dq) {
-                    fence_proxy_async();
-                    prev_hq = hq;
-                    prev_m0 = m0;
-                }
-                wgmma_wait<0>();
-                if (C::STAGES == 1 && it + 1 < iters) {
-                    __syncthreads(); // every read of sQ, sdO is done
-                    issue(it + 1);
-                    cp_async_commit();
-                }
+            }
+            if (bulk_dq) {
+                fence_proxy_async();
+                prev_hq = hq;
+                prev_m0 = m0;
+            }
+            wgmma_wait<0>();
+            if (C::STAGES == 1 && it + 1 < iters) {
+                __syncthreads(); // every read of sQ, sdO is done
+                issue(it + 1);
+                cp_async_commit();
             }
             if (it + 1 < iters)
                 store_stats(st ^ 1);
@@ -702,18 +479,7 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
         const int j = n0 + jr0 + 8 * r;
         if (j >= si.sk)
             continue;
-        if constexpr (!ROLES) {
-#pragma unroll
-            for (int c = 0; c < PK / 8; ++c)
-                if (c * 8 < DQK)
-                    *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
-                        pack2<T>(acc_b[c][2 * r] * p.scale, acc_b[c][2 * r + 1] * p.scale);
-#pragma unroll
-            for (int c = 0; c < PV / 8; ++c)
-                if (c * 8 < DV)
-                    *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
-                        pack2<T>(acc_a[c][2 * r], acc_a[c][2 * r + 1]);
-        } else if (wg == 0) {
+        if (wg == 0) {
 #pragma unroll
             for (int c = 0; c < PK / 8; ++c)
                 if (c * 8 < DV)
@@ -847,9 +613,6 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         const long long ctas = (long long)nb * ycount;
         if (ctas > 0x7fffffffLL)
             return cudaErrorInvalidConfiguration;
-        auto kern = p.deterministic ? bwd_dkdv_wg_kernel<T, DQK, DV, true> : bwd_dkdv_wg_kernel<T, DQK, DV, false>;
-        if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) != cudaSuccess)
-            return e;
         // deterministic: only without a left window (see the kernel)
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
@@ -858,9 +621,18 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }
-        kern<<<(unsigned)ctas, 256, SMEM, s>>>(p, nb, use_list);
-        if ((e = cudaGetLastError()) != cudaSuccess)
-            return e;
+        if constexpr (!W::ROLES) {
+            if ((e = launch_bwd_ws<T, DQK, DV>(p, ctas, nb, use_list)) != cudaSuccess)
+                return e;
+        } else {
+            auto kern =
+                p.deterministic ? bwd_dkdv_wg_kernel<T, DQK, DV, true> : bwd_dkdv_wg_kernel<T, DQK, DV, false>;
+            if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM)) != cudaSuccess)
+                return e;
+            kern<<<(unsigned)ctas, 256, SMEM, s>>>(p, nb, use_list);
+            if ((e = cudaGetLastError()) != cudaSuccess)
+                return e;
+        }
     }
     if (p.total_q > 0) {
         bwd_finish_kernel<T, DQK><<<blocks_for(p.total_q * p.heads * (DQK / 8), 256), 256, 0, s>>>(p, 0);

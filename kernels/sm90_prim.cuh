@@ -140,6 +140,13 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap *map
                  "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "l"(hint)
                  : "memory");
 }
+__device__ __forceinline__ void tma_load_1d(uint32_t dst, const CUtensorMap *map, uint32_t bar, int c0,
+                                            uint64_t hint = kEvictNormal) {
+    asm volatile("cp.async.bulk.tensor.1d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1, {%2}], [%3], %4;\n" ::"r"(dst),
+                 "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(bar), "l"(hint)
+                 : "memory");
+}
 __device__ __forceinline__ void tma_load_3d(uint32_t dst, const CUtensorMap *map, uint32_t bar, int c0,
                                             int c1, int c2, uint64_t hint = kEvictNormal) {
     asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.L2::cache_hint"
@@ -269,6 +276,23 @@ __host__ inline cudaError_t tmap_ragged_thd(CUtensorMap *map, const void *base, 
                      const_cast<char *>(b), gdim, gstride, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,
                      box_cols == 64 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
                      CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                     CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+// A rank-1 map of n fp32 values (boxes of box elements, no swizzle; the
+// shared-memory destination 128-byte aligned); elements at or past n are
+// zero-filled.
+__host__ inline cudaError_t tmap_f32_1d(CUtensorMap *map, const void *base, int64_t n, int box) {
+    PFN_cuTensorMapEncodeTiled_v12000 enc = tmap_encoder();
+    if (!enc)
+        return cudaErrorNotSupported;
+    cuuint64_t gdim[1] = {(cuuint64_t)n};
+    cuuint32_t bx[1] = {(cuuint32_t)box};
+    cuuint32_t estr[1] = {1};
+    cuuint64_t gstr[1] = {0}; // (rank 1: no strides are read)
+    CUresult r = enc(map, CU_TENSOR_MAP_DATA_TYPE_FLOAT32, 1, const_cast<void *>(base), gdim, gstr, bx, estr,
+                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_NONE,
                      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }

@@ -1,0 +1,663 @@
+// bwd_ws_kernel.cuh - the warp-specialised dK/dV/dQ backward kernel of the
+// "rows" layout (head dims <= 128, BwdShape), after FA3/FA4's sm90 design
+// (shared/reference/hopper-bwd.md sections 1-4), and its launcher.
+//
+// CTA = 3 warpgroups (384 threads), one per (128-row KV block, kv head,
+// sequence), from the same work list / ticket order as bwd_dkdv_wg_kernel.
+// Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
+// roles split; every role follows the steps (query head, 64-row query
+// block) with its own counter (BwdWsStep).
+//   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
+//     dQ, the rest leave.
+//     - TMA lane: K and V once (ragged THD tensor maps, built once per call),
+//       then per step Q with its LSE values (a 1-D map over [heads][total_q];
+//       the box starts at a 16-byte boundary, up to 3 rows early) on
+//       q_full[s], dO with its Dsum values on do_full[s], into 2-stage rings
+//       (s = step & 1): full barriers count 1 (arrive.expect_tx), empty
+//       barriers count 8 (lane 0 of each MMA warp, after __syncwarp).  Where
+//       the 1-D maps cannot be made, warps 2 and 3 load the same values by
+//       plain loads and store them (full barriers count 1 + 32).
+//     - dQ writer: waits until both MMA warpgroups have staged the step's
+//       fp32 dQ tile in sdQ[s] (named barrier DQ_FULL + s: 256 arrive + 32
+//       sync), adds it to dq_accum with one cp.reduce.async.bulk, and once
+//       the bulk copy has read it hands the buffer back (DQ_EMPTY + s: 32
+//       arrive + 256 sync).  Deterministic: before the reduction it spins
+//       until the tile's semaphore equals this KV block's rank; after, it
+//       waits for the reduction to complete and bumps the semaphore.
+//   warpgroups 1, 2 (setmaxnreg.inc to 240): the MMA warpgroups; warpgroup w
+//     owns KV rows 64w..64w+63 and holds their dK and dV in registers.  Per
+//     step:
+//       wait Q; S^T = K Q^T; wait dO; dP^T = V dO^T; P^T = exp2(S^T * scale
+//       * log2 e - LSE * log2 e) under dP^T, then the element mask (keys past
+//       the sequence or out of the window, query rows past the sequence:
+//       their LSE belongs to another row); dS^T = P^T (dP^T - Dsum) ->
+//       sdS[s]; dV += P^T dO (RS); bar PdS (256: both halves of dS^T
+//       stored); dQ = dS K (SS; at d 128 warpgroup w the columns 64w..,
+//       at a padded width of 64 warpgroup 0 alone); dK += dS^T Q (RS);
+//       dV, dQ done -> release dO; stage dQ after DQ_EMPTY, DQ_FULL;
+//       dK done -> release Q.
+//     No CTA-wide barrier in the loop: dS^T is double-buffered (a warpgroup
+//     writes sdS[s] again two steps later, after the other one has passed
+//     the PdS barrier of the step between, i.e. finished its dQ product of
+//     step s), and so are the dQ staging tiles.
+// Shared memory holds only what the TMA, wgmma and the bulk copy engine
+// read or write, the thread-0 BwdWsInfo (written before a __syncthreads),
+// and dS^T / dQ (between the MMA warpgroups and the writer, behind named
+// barriers).
+// Head dims that are not a multiple of 64 (32, 80, 96) are padded to one in
+// shared memory by the TMA's zero fill of columns past the tensor's width.
+#pragma once
+
+#include "bwd_common.cuh"
+#include "sm90_prim.cuh"
+
+namespace fa4cp {
+
+// What a CTA does, decoded once by thread 0 into shared memory: every role
+// reads it from there by volatile loads when it needs a term, instead of
+// keeping the terms in registers (the producer warpgroup has 24, the MMA
+// warpgroups need all of their 240; a deterministic CTA's terms come from a
+// ticket in memory, which ptxas cannot recompute as it does from blockIdx).
+struct BwdWsInfo {
+    long long q_off, k_off, off; // sequence starts; off = sk - sq
+    int sq, sk, kvh, bi, n_block, n0;
+    int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
+};
+
+struct BwdWsBars {
+    uint64_t q_full[2], q_empty[2], do_full[2], do_empty[2], kv_full;
+    BwdWsInfo gi;
+};
+
+// The step counter of a role: step it works on query head kvh * G + it / nmb
+// and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
+// descending), followed without divisions.
+template <bool DET> struct BwdWsStep {
+    int hq, k = 0;
+    __device__ __forceinline__ explicit BwdWsStep(int hq0) : hq(hq0) {}
+    __device__ __forceinline__ int m0(const volatile BwdWsInfo &gi, int WBM) const {
+        const int nmb = gi.nmb;
+        int mi = DET ? nmb - 1 - k : k + gi.stagger;
+        if (!DET && mi >= nmb)
+            mi -= nmb;
+        return (gi.mb_lo + mi) * WBM;
+    }
+    __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
+        if (++k == gi.nmb) {
+            k = 0;
+            ++hq;
+        }
+    }
+};
+
+template <typename T, int DQK_, int DV_> struct BwdWsCfg {
+    using S = BwdShape<DQK_, DV_>;
+    static_assert(!S::ROLES, "the warp-specialised kernel takes the rows layout (head dims <= 128)");
+    static constexpr int DQK = DQK_, DV = DV_;
+    static constexpr int WBM = S::WBM, WBN = S::WBN, PK = S::PK, PV = S::PV;
+    // tile bytes (the TMA's count the zero-filled columns past the width too)
+    static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
+    static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
+    static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
+    static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
+    static constexpr int OFF_DO = OFF_Q + 2 * TILE_Q, OFF_DS = OFF_DO + 2 * TILE_DO;
+    // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
+    // srow & ~3 of the [heads][total_q] arrays (the TMA wants a 16-byte
+    // aligned start; the step's rows begin srow & 3 floats in), in stages of
+    // STAT_STRIDE floats (128-byte aligned)
+    static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = 96;
+    static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + 2 * TILE_DQ;
+    static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
+    static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
+    static constexpr int REG_P = 24, REG_C = 240;
+    // named barriers (0 is __syncthreads)
+    static constexpr int BAR_PDS = 1, BAR_DQ_FULL = 2, BAR_DQ_EMPTY = 4; // + buffer
+    static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
+    static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
+    static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
+                      STAT_BOX <= STAT_STRIDE && STAT_BOX * 4 % 16 == 0,
+                  "the statistics' TMA boxes: 128-byte aligned destinations, whole 16-byte units");
+    static_assert(128 * REG_P + 256 * REG_C <= 384 * 168, "register split within the CTA's launch allocation");
+};
+
+// A copy of x that the compiler cannot see through.
+__device__ __forceinline__ int opaque_int(int x) {
+    int y;
+    asm volatile("mov.b32 %0, %1;\n" : "=r"(y) : "r"(x));
+    return y;
+}
+
+// The work of a CTA: (kv head, sequence, KV block) of ticket tk (the
+// deterministic order, see bwd_dkdv_wg_kernel) or of blockIdx.x; false: none.
+// With the work list, the kv head is the slowest index: the CTAs running at
+// a time then share a few heads, whose Q, dO and dq_accum stay in L2 (at
+// B*S = 32k, d 128, 16 heads, one head's are 16 MB, all heads' 256 MB);
+// FA4CP_CUDA_TUNING 65536: the kv head fastest (bwd_dkdv_wg_kernel's order).
+// The deterministic order stays deadlock-free: the KV blocks of a (sequence,
+// head) still take their tickets in ascending order.
+template <int WBN, bool DET>
+__device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, bool use_list, int tk, int &kvh,
+                                            int &bi, int &n_block) {
+    const int HK = p.kv_heads;
+    const int w = DET ? tk : (int)blockIdx.x;
+    if (use_list) {
+        const int ne = p.sched[0];
+        int idx;
+        if (p.tuning & 65536) {
+            kvh = w % HK;
+            idx = w / HK;
+        } else {
+            kvh = w / (ne > 0 ? ne : 1);
+            idx = w - kvh * ne;
+        }
+        if (idx >= ne || kvh >= HK)
+            return false;
+        const int e = p.sched[1 + idx];
+        bi = e / max_nb;
+        n_block = e % max_nb;
+    } else if (DET) {
+        kvh = tk % HK;
+        n_block = (tk / HK) % max_nb;
+        bi = tk / (HK * max_nb);
+        if (n_block >= (seq_info(p, bi).sk + WBN - 1) / WBN)
+            return false;
+    } else {
+        kvh = blockIdx.x % HK;
+        bi = (blockIdx.x / HK) % p.batch;
+        const int nb_rev = blockIdx.x / (HK * p.batch);
+        const int nnb0 = (seq_info(p, bi).sk + WBN - 1) / WBN;
+        if (nb_rev >= nnb0)
+            return false;
+        n_block = nnb0 - 1 - nb_rev;
+    }
+    return true;
+}
+
+// Fills gi for the CTA (thread 0).
+template <int WBM, int WBN, bool DET>
+__device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &p, int max_nb, bool use_list) {
+    int kvh = 0, bi = 0, n_block = 0;
+    const int tk = DET ? atomicAdd(p.dq_sem, 1) : 0;
+    if (!bwd_ws_work<WBN, DET>(p, max_nb, use_list, tk, kvh, bi, n_block)) {
+        gi.iters = -1;
+        return;
+    }
+    const SeqInfo si = seq_info(p, bi);
+    const int n0 = n_block * WBN;
+    const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
+    const int n_last = min(n0 + WBN, si.sk) - 1;
+    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
+    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)si.sq - 1)
+        i_max = (int64_t)si.sq - 1;
+    int mb_lo = 0, nmb = 0;
+    if (i_min <= i_max) {
+        mb_lo = (int)(i_min / WBM);
+        nmb = (int)(i_max / WBM) - mb_lo + 1;
+    }
+    gi.q_off = si.q_off;
+    gi.k_off = si.k_off;
+    gi.off = mk.off;
+    gi.sq = si.sq;
+    gi.sk = si.sk;
+    gi.kvh = kvh;
+    gi.bi = bi;
+    gi.n_block = n_block;
+    gi.n0 = n0;
+    gi.mb_lo = mb_lo;
+    gi.nmb = nmb;
+    // as bwd_dkdv_wg_kernel: the KV blocks of a head start their walk over the
+    // query blocks at different places (non-deterministic); deterministic:
+    // query blocks descending
+    gi.stagger = (p.tuning & 1) || DET || nmb == 0 ? 0 : n_block % nmb;
+    gi.iters = nmb * (p.heads / p.kv_heads);
+}
+
+template <typename T, int DQK, int DV, bool DET>
+__global__ void __launch_bounds__(384, 1)
+    bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
+                  const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
+                  const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
+                  const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats) {
+    using C = BwdWsCfg<T, DQK, DV>;
+    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV;
+    extern __shared__ __align__(128) unsigned char smem_raw[]; // (as bwd_dkdv_wg_kernel's, same TU)
+    // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
+    // keeps its address space (LDS/STS instead of generic accesses)
+    unsigned char *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
+    BwdWsBars *bars = reinterpret_cast<BwdWsBars *>(base + C::OFF_BAR);
+    const volatile BwdWsInfo &gi = bars->gi;
+    const int tid = threadIdx.x;
+    if (tid == 0) {
+        bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list);
+        for (int i = 0; i < 2; ++i) {
+            // TMA lane (+ a statistics warp's lanes)
+            const uint32_t nfull = tma_stats ? 1 : 33;
+            sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
+            sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
+            sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 8);
+            sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 8);
+        }
+        sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
+        sm90::mbar_fence_init();
+    }
+    __syncthreads();
+    if (gi.iters < 0)
+        return;
+    const uint32_t sb = sm90::smem_addr(base);
+    float *sLse = reinterpret_cast<float *>(base + C::OFF_LSE);   // [2][STAT_STRIDE], LSE (as stored)
+    float *sDsum = reinterpret_cast<float *>(base + C::OFF_DSUM); // [2][STAT_STRIDE]
+    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);     // [2][WBM][DQK], dqa_col order
+    T *sdS = reinterpret_cast<T *>(base + C::OFF_DS);             // [2][WBN kv rows][WBM query cols]
+    const int wg = sm90::warp_uniform(tid >> 7);
+    const int lane = tid & 31;
+
+    if (wg == 0) {
+        sm90::setmaxnreg_dec<C::REG_P>();
+        const int warp = sm90::warp_uniform(tid >> 5);
+        if (gi.iters == 0)
+            return;
+        const int G = p.heads / p.kv_heads;
+        if (warp == 0) {
+            // ------------------------------------------------ TMA (lane 0)
+            if (lane != 0)
+                return;
+            sm90::tma_prefetch_desc(&tmQ);
+            sm90::tma_prefetch_desc(&tmdO);
+            sm90::tma_prefetch_desc(&tmLse);
+            sm90::tma_prefetch_desc(&tmDsum);
+            // K and V are read once, Q and dO (and their statistics) by every
+            // KV block of the head
+            const bool hints = !(p.tuning & 16384);
+            const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
+            const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
+            {
+                const uint32_t fkv = sm90::smem_addr(&bars->kv_full);
+                const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
+                sm90::mbar_arrive_expect_tx(fkv, C::TILE_K + C::TILE_V);
+#pragma unroll
+                for (int pn = 0; pn < PK / 64; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_K + pn * WBN * 128, &tmK, fkv, pn * 64, gi.kvh, kr, kx, h_kv);
+#pragma unroll
+                for (int pn = 0; pn < PV / 64; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_V + pn * WBN * 128, &tmV, fkv, pn * 64, gi.kvh, kr, kx, h_kv);
+            }
+            // Q with LSE, then dO with Dsum, of each step
+            const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
+            BwdWsStep<DET> st(gi.kvh * G);
+            for (int it = 0; it < gi.iters; ++it) {
+                const int s = it & 1;
+                const uint32_t ph = ((uint32_t)it >> 1) & 1;
+                const int sq = gi.sq, m0 = st.m0(gi, WBM);
+                const int qr = R - sq + m0, qx = (int)gi.q_off + sq;
+                // statistics from row m0 of head hq ([heads][total_q] floats),
+                // from a 16-byte boundary
+                const int srow = (int)((int64_t)st.hq * p.total_q + gi.q_off + m0) & ~3;
+                uint32_t f = sm90::smem_addr(&bars->q_full[s]);
+                sm90::mbar_wait(sm90::smem_addr(&bars->q_empty[s]), ph ^ 1);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_Q + stat_tx);
+#pragma unroll
+                for (int pn = 0; pn < PK / 64; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_Q + s * C::TILE_Q + pn * WBM * 128, &tmQ, f, pn * 64, st.hq, qr,
+                                      qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb + C::OFF_LSE + s * C::STAT_STRIDE * 4, &tmLse, f, srow, h_q);
+                f = sm90::smem_addr(&bars->do_full[s]);
+                sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[s]), ph ^ 1);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
+#pragma unroll
+                for (int pn = 0; pn < PV / 64; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_DO + s * C::TILE_DO + pn * WBM * 128, &tmdO, f, pn * 64, st.hq,
+                                      qr, qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb + C::OFF_DSUM + s * C::STAT_STRIDE * 4, &tmDsum, f, srow, h_q);
+                st.next(gi);
+            }
+        } else if (warp >= 2) {
+            // ------------------------------------------------ statistics by loads
+            // (!tma_stats: warp 2 LSE, warp 3 Dsum, by plain loads and
+            // shared-memory stores, the same floats as the TMA's)
+            if (tma_stats)
+                return;
+            const bool isq = warp == 2;
+            float *dst = isq ? sLse : sDsum;
+            const float *src = isq ? p.lse : p.dsum;
+            const int64_t n = (int64_t)p.heads * p.total_q;
+            BwdWsStep<DET> st(gi.kvh * G);
+            for (int it = 0; it < gi.iters; ++it) {
+                const int s = it & 1;
+                const uint32_t ph = ((uint32_t)it >> 1) & 1;
+                const int64_t srow = ((int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM)) & ~(int64_t)3;
+                sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+                for (int r = lane; r < C::STAT_BOX; r += 32)
+                    dst[s * C::STAT_STRIDE + r] = srow + r < n ? src[srow + r] : 0.f;
+                sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->q_full[s] : &bars->do_full[s]));
+                st.next(gi);
+            }
+        } else if (warp == 1) {
+            // ------------------------------------------------ dQ writer
+            const int iters = gi.iters;
+            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 288);
+            if (iters > 1)
+                sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 288);
+            BwdWsStep<DET> st(gi.kvh * G);
+            for (int it = 0; it < iters; ++it) {
+                const int b = it & 1;
+                sm90::named_sync(C::BAR_DQ_FULL + b, 288);
+                int *sem = nullptr;
+                if (lane == 0) {
+                    const int m0 = st.m0(gi, WBM);
+                    if constexpr (DET) {
+                        // The KV blocks that add to query block mb do so in
+                        // order: nlo(mb), nlo(mb) + 1, ...; its semaphore is
+                        // 1 + hq * sem_head + q_off / 64 + bi + mb (see
+                        // bwd_dkdv_wg_kernel).
+                        const int mb = m0 / WBM;
+                        const int64_t x = (int64_t)m0 + gi.off - p.window_left;
+                        const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
+                        const int64_t sem_head = p.total_q / WBM + p.batch + 1;
+                        sem = p.dq_sem + (1 + gi.q_off / WBM + gi.bi + st.hq * sem_head + mb);
+                        sem_wait_eq(sem, gi.n_block - nlo);
+                        fence_proxy_async_global();
+                    }
+                    float *dst = p.dq_accum + ((int64_t)st.hq * p.total_q + gi.q_off + m0) * DQK;
+                    sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + b * WBM * DQK),
+                                              (uint32_t)(min(WBM, gi.sq - m0) * DQK * 4));
+                    sm90::tma_store_commit();
+                    sm90::tma_store_wait_read<0>();
+                }
+                __syncwarp();
+                if (it + 2 < iters)
+                    sm90::named_arrive(C::BAR_DQ_EMPTY + b, 288);
+                if constexpr (DET) {
+                    if (lane == 0) {
+                        sm90::tma_store_wait<0>(); // the reduction has completed
+                        sem_release_add(sem);
+                    }
+                }
+                st.next(gi);
+            }
+            if (lane == 0)
+                sm90::tma_store_wait<0>();
+        }
+        return;
+    }
+    sm90::setmaxnreg_inc<C::REG_C>();
+
+    // ---------------------------------------------------- MMA warpgroups
+    const int ctid = tid - 128;
+    const int cwg = ctid >> 7, warp = (ctid >> 5) & 3;
+
+    float acc_v[PV / 8][4], acc_k[PK / 8][4]; // dV, dK of this warpgroup's 64 KV rows
+#pragma unroll
+    for (int i = 0; i < PV / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            acc_v[i][j] = 0.f;
+#pragma unroll
+    for (int i = 0; i < PK / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+            acc_k[i][j] = 0.f;
+    wgmma_fence(); // the zeroed accumulators, before any wgmma
+
+    if (gi.iters > 0) {
+        const float sl2 = p.scale * kLog2e;
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
+        BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+        for (int it = 0; it < gi.iters; ++it) {
+            const int s = it & 1;
+            const uint32_t ph = ((uint32_t)it >> 1) & 1;
+            // this thread's place, from an opaque copy of its index each step:
+            // else ptxas keeps the shared-memory addresses derived from it
+            // live across the loop, and spills
+            const int ct = opaque_int(ctid);
+            const int g = (ct & 31) >> 2, t = ct & 3, jr0 = (ct >> 7) * 64 + ((ct >> 5) & 3) * 16 + g;
+            const uint32_t sQa = sb + C::OFF_Q + s * C::TILE_Q, sdOa = sb + C::OFF_DO + s * C::TILE_DO;
+            const uint32_t sdSa = sb + C::OFF_DS + s * C::TILE_DS;
+            T *sdST = sdS + s * (WBN * WBM);
+
+            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            const int m0 = st.m0(gi, WBM);
+            // the step's statistics start this many floats into their stage
+            const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+            const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
+            st.next(gi);
+            // the element mask: keys past the sequence or out of the window,
+            // query rows past the sequence (whose statistics belong to other
+            // rows: LSE may be anything there)
+            const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                           Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
+                                                           gi.n0);
+            sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
+            wgmma_fence();
+            // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
+            gemm_ss_kmajor<T, WBM, DQK, WBN * 128, WBM * 128>(&sT[0][0], sKa + cwg * 64 * 128, sQa);
+            wgmma_commit();
+            sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
+            wgmma_fence(); // (else ptxas adds one, after the wait's loop)
+            gemm_ss_kmajor<T, WBM, DV, WBN * 128, WBM * 128>(&dpT[0][0], sVa + cwg * 64 * 128, sdOa);
+            wgmma_commit();
+
+            uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+            wgmma_wait<1>(); // S^T is ready; dP^T may still be running
+            // P^T (in place of S^T), while dP^T runs on the tensor cores
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i) {
+                // -LSE * log2(e) of this thread's query columns; an LSE of -inf
+                // (a row that sees no key) gives +inf, where every element is
+                // masked below
+                const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                    sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                }
+            }
+            if (need_mask) {
+                const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
+                const Mask mk{gi.off, p.window_left, p.window_right, sk};
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int64_t j = n0 + jr0 + 8 * r;
+#pragma unroll
+                    for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                        for (int c = 0; c < 2; ++c) {
+                            const int64_t qi = m0 + i * 8 + 2 * t + c;
+                            if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
+                                sT[i][2 * r + c] = 0.f;
+                        }
+                }
+            }
+            wgmma_wait<0>();
+            // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
+            // into sdS[s] for dQ
+            {
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i) {
+                    // Dsum of this thread's query columns of tile i (loaded per
+                    // tile: 16 registers at once would spill)
+                    const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        float pv[2], dsv[2];
+#pragma unroll
+                        for (int c = 0; c < 2; ++c) {
+                            pv[c] = sT[i][2 * r + c];
+                            dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsr[c]);
+                        }
+                        const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
+                        pa[i >> 1][(i & 1) * 2 + r] = pp;
+                        da[i >> 1][(i & 1) * 2 + r] = dd;
+                        *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
+                    }
+                }
+            }
+            // dV += P^T dO
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk)
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024), 1);
+            auto issue_dk = [&]() {
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+                    wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024), 1);
+                wgmma_commit();
+            };
+            // the dQ tile of this thread's fragment (rows m0 + rl, columns col0 + 8c + 2t)
+            float *tileq = sdQ + s * (WBM * DQK);
+            auto stage_dq = [&](const float(*dq)[4], int col0) {
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int rl = warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                    for (int c = 0; c < 64 / 8; ++c)
+                        if (DQK % 64 == 0 || col0 + c * 8 < DQK)
+                            *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, col0 + c * 8 + 2 * t)) =
+                                make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                }
+            };
+            auto dq_gemm = [&](float(*dq)[4]) {
+#pragma unroll
+                for (int kk = 0; kk < WBN / 16; ++kk) {
+                    const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
+                    const uint64_t b = gmma_desc(sKa + (PK == 128 ? cwg : 0) * (WBN * 128) + kk * 16 * 128,
+                                                 WBN * 128, 1024);
+                    wg_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
+                }
+                wgmma_commit();
+            };
+            if constexpr (PK == 128) {
+                wgmma_commit(); // dV
+                fence_proxy_async(); // dS^T stores -> the dQ wgmma of both warpgroups
+                sm90::named_sync(C::BAR_PDS, 256); // both halves of dS^T are in sdS[s]
+                // warpgroup w: dQ[:, 64w .. 64w+63]; then dK, which runs while dQ is staged
+                float dq[8][4];
+                wgmma_fence();
+                dq_gemm(dq);
+                issue_dk();
+                wgmma_wait<1>(); // dV, dQ done
+                __syncwarp();     // (the warp's reads of Dsum before its release)
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288); // the bulk copy has read sdQ[s] (step it-2)
+                stage_dq(dq, cwg * 64);
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                wgmma_wait<0>(); // dK done
+                __syncwarp();
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+            } else {
+                // a padded width of 64: warpgroup 0 computes dQ alone; dK is
+                // issued before the branch (wgmma on divergent paths after it
+                // would make ptxas serialise every wgmma)
+                issue_dk(); // with dV
+                fence_proxy_async();
+                sm90::named_sync(C::BAR_PDS, 256);
+                float dq[8][4];
+                if (cwg == 0) {
+                    wgmma_fence();
+                    dq_gemm(dq);
+                    wgmma_wait<0>();
+                }
+                // both warpgroups at one bar.sync instruction (compute-sanitizer
+                // synccheck reports a named barrier synced from two places as
+                // divergence)
+                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
+                if (cwg == 0) {
+                    stage_dq(dq, 0);
+                    fence_proxy_async();
+                }
+                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                wgmma_wait<0>();
+                __syncwarp();
+                if (lane == 0) {
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+                }
+            }
+        }
+    }
+
+    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+    const int n0 = gi.n0, sk = gi.sk;
+    const int g = lane >> 2, t = lane & 3;
+    const int jr0 = cwg * 64 + warp * 16 + g; // this thread's KV rows: jr0, jr0 + 8
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int j = n0 + jr0 + 8 * r;
+        if (j >= sk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < PK / 8; ++c)
+            if (c * 8 < DQK)
+                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_k[c][2 * r] * p.scale, acc_k[c][2 * r + 1] * p.scale);
+#pragma unroll
+        for (int c = 0; c < PV / 8; ++c)
+            if (c * 8 < DV)
+                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_v[c][2 * r], acc_v[c][2 * r + 1]);
+    }
+}
+
+// Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
+// already built); the tensor maps are made here, once per call.
+template <typename T, int DQK, int DV>
+cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list) {
+    using C = BwdWsCfg<T, DQK, DV>;
+    if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
+        return cudaSuccess;
+    int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
+    int64_t R = 256;
+    while (R < longest)
+        R <<= 1;
+    // (int32 TMA coordinates: rows, and the statistics' [heads][total_q] index)
+    if (p.total_q + R >= ((int64_t)1 << 31) || p.total_k + R >= ((int64_t)1 << 31) ||
+        (int64_t)p.heads * p.total_q + C::WBM >= ((int64_t)1 << 31))
+        return cudaErrorInvalidValue;
+    const bool fp16 = MmaType<T>::fp16;
+    // with no queries no tile is loaded: any valid base will do
+    const bool hq = p.total_q > 0;
+    const void *qb = hq ? p.q : p.k, *ob = hq ? p.dout : p.v;
+    const int64_t qr = hq ? p.total_q : p.total_k;
+    const int qh = hq ? p.heads : p.kv_heads;
+    CUtensorMap tq, tk, tv, tdo, tlse, tdsum;
+    const int64_t nstat = hq ? (int64_t)p.heads * p.total_q : C::WBM;
+    cudaError_t e;
+    if ((e = sm90::tmap_ragged_thd(&tq, qb, fp16, qr, qh, DQK, R, C::WBM)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tdo, ob, fp16, qr, qh, DV, R, C::WBM)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tk, p.k, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tv, p.v, fp16, p.total_k, p.kv_heads, DV, R, C::WBN)) != cudaSuccess ||
+        (e = sm90::tmap_f32_1d(&tlse, p.k, C::STAT_BOX, C::STAT_BOX)) != cudaSuccess ||
+        (e = sm90::tmap_f32_1d(&tdsum, p.k, C::STAT_BOX, C::STAT_BOX)) != cudaSuccess)
+        return e;
+    // The statistics by TMA (1-D maps over [heads][total_q]), or, where a map
+    // cannot be made or FA4CP_CUDA_TUNING has 32768, by two warps' loads (the
+    // maps above are then never used).
+    bool tma_stats = hq && !(p.tuning & 32768);
+    if (tma_stats) {
+        CUtensorMap a, b;
+        tma_stats = sm90::tmap_f32_1d(&a, p.lse, nstat, C::STAT_BOX) == cudaSuccess &&
+                    sm90::tmap_f32_1d(&b, p.dsum, nstat, C::STAT_BOX) == cudaSuccess;
+        if (tma_stats) {
+            tlse = a;
+            tdsum = b;
+        }
+    }
+    auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, true> : bwd_ws_kernel<T, DQK, DV, false>;
+    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
+        return e;
+    kern<<<(unsigned)ctas, 384, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
+                                                                     use_list, tma_stats);
+    return cudaGetLastError();
+}
+
+} // namespace fa4cp

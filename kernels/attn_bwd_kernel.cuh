@@ -608,6 +608,11 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             return e;
     }
     const int nb = (p.max_sk + W::WBN - 1) / W::WBN;
+    // Query rows per step of bwd_ws_kernel: 80 for dense d 128 calls (FA3's
+    // non-causal tile; FA4CP_CUDA_TUNING 131072: 64), else 64.
+    constexpr bool CAN80 = DQK == 128 && DV == 128;
+    const bool t80 = CAN80 && p.window_left < 0 && p.window_right < 0 && !(p.tuning & 131072);
+    const int wbm = t80 ? 80 : W::WBM;
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
         const long long ctas = (long long)nb * ycount;
@@ -617,12 +622,18 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
         if (use_list) { // also the deterministic order (see the kernel)
-            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, W::WBM, p.sched);
+            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }
         if constexpr (!W::ROLES) {
-            if ((e = launch_bwd_ws<T, DQK, DV>(p, ctas, nb, use_list)) != cudaSuccess)
+            if constexpr (CAN80) {
+                e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list)
+                        : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            } else {
+                e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            }
+            if (e != cudaSuccess)
                 return e;
         } else {
             auto kern =

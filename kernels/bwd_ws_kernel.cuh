@@ -5,8 +5,11 @@
 // CTA = 3 warpgroups (384 threads), one per (128-row KV block, kv head,
 // sequence), from the same work list / ticket order as bwd_dkdv_wg_kernel.
 // Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
-// roles split; every role follows the steps (query head, 64-row query
-// block) with its own counter (BwdWsStep).
+// roles split; every role follows the steps (query head, WBM-row query
+// block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
+// calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80, dV, dK with
+// 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for it), one
+// dQ staging tile, no window (launch_bwd_ws refuses one).
 //   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
 //     dQ, the rest leave.
 //     - TMA lane: K and V once (ragged THD tensor maps, built once per call),
@@ -90,11 +93,19 @@ template <bool DET> struct BwdWsStep {
     }
 };
 
-template <typename T, int DQK_, int DV_> struct BwdWsCfg {
+// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile).
+// At 80 rows the dQ product runs transposed, dQ^T = K^T dS^T (wgmma's M is
+// 64: warpgroup w the d-half 64w.., N = 80), with dS (not dS^T) in shared
+// memory, K-major ([query rows][keys], 64-key panels); one dQ staging tile
+// (two would not fit in 227 KB).
+template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> struct BwdWsCfg {
     using S = BwdShape<DQK_, DV_>;
     static_assert(!S::ROLES, "the warp-specialised kernel takes the rows layout (head dims <= 128)");
     static constexpr int DQK = DQK_, DV = DV_;
-    static constexpr int WBM = S::WBM, WBN = S::WBN, PK = S::PK, PV = S::PV;
+    static constexpr int WBM = WBM_, WBN = S::WBN, PK = S::PK, PV = S::PV;
+    static constexpr bool DQT = WBM % 64 != 0; // dQ^T = K^T dS^T
+    static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128), "80-row query blocks: d 128 only");
+    static constexpr int DQ_BUFS = DQT ? 1 : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
@@ -106,7 +117,7 @@ template <typename T, int DQK_, int DV_> struct BwdWsCfg {
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
     // STAT_STRIDE floats (128-byte aligned)
     static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = 96;
-    static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + 2 * TILE_DQ;
+    static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
     static constexpr int REG_P = 24, REG_C = 240;
@@ -215,14 +226,14 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.iters = nmb * (p.heads / p.kv_heads);
 }
 
-template <typename T, int DQK, int DV, bool DET>
+template <typename T, int DQK, int DV, int WBM_, bool DET>
 __global__ void __launch_bounds__(384, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats) {
-    using C = BwdWsCfg<T, DQK, DV>;
-    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV;
+    using C = BwdWsCfg<T, DQK, DV, WBM_>;
+    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     extern __shared__ __align__(128) unsigned char smem_raw[]; // (as bwd_dkdv_wg_kernel's, same TU)
     // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
     // keeps its address space (LDS/STS instead of generic accesses)
@@ -249,8 +260,9 @@ __global__ void __launch_bounds__(384, 1)
     const uint32_t sb = sm90::smem_addr(base);
     float *sLse = reinterpret_cast<float *>(base + C::OFF_LSE);   // [2][STAT_STRIDE], LSE (as stored)
     float *sDsum = reinterpret_cast<float *>(base + C::OFF_DSUM); // [2][STAT_STRIDE]
-    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);     // [2][WBM][DQK], dqa_col order
-    T *sdS = reinterpret_cast<T *>(base + C::OFF_DS);             // [2][WBN kv rows][WBM query cols]
+    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);     // [NQB][WBM][DQK], dqa_col order
+    // [2][WBN kv rows][WBM query cols] (DQT: [2][WBM query rows][WBN kv cols])
+    T *sdS = reinterpret_cast<T *>(base + C::OFF_DS);
     const int wg = sm90::warp_uniform(tid >> 7);
     const int lane = tid & 31;
 
@@ -340,11 +352,11 @@ __global__ void __launch_bounds__(384, 1)
             // ------------------------------------------------ dQ writer
             const int iters = gi.iters;
             sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 288);
-            if (iters > 1)
+            if (NQB > 1 && iters > 1)
                 sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 288);
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < iters; ++it) {
-                const int b = it & 1;
+                const int b = NQB > 1 ? it & 1 : 0;
                 sm90::named_sync(C::BAR_DQ_FULL + b, 288);
                 int *sem = nullptr;
                 if (lane == 0) {
@@ -369,7 +381,7 @@ __global__ void __launch_bounds__(384, 1)
                     sm90::tma_store_wait_read<0>();
                 }
                 __syncwarp();
-                if (it + 2 < iters)
+                if (it + NQB < iters)
                     sm90::named_arrive(C::BAR_DQ_EMPTY + b, 288);
                 if constexpr (DET) {
                     if (lane == 0) {
@@ -457,7 +469,19 @@ __global__ void __launch_bounds__(384, 1)
                     sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
                 }
             }
-            if (need_mask) {
+            if (C::DQT && need_mask) {
+                // (80-row blocks run only without a window, launch_bwd_ws):
+                // keys past the sequence, query rows past it
+                const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+#pragma unroll
+                for (int r = 0; r < 2; ++r)
+#pragma unroll
+                    for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                        for (int c = 0; c < 2; ++c)
+                            if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
+                                sT[i][2 * r + c] = 0.f;
+            } else if (need_mask) {
                 const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
                 const Mask mk{gi.off, p.window_left, p.window_right, sk};
 #pragma unroll
@@ -493,8 +517,24 @@ __global__ void __launch_bounds__(384, 1)
                         const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
                         pa[i >> 1][(i & 1) * 2 + r] = pp;
                         da[i >> 1][(i & 1) * 2 + r] = dd;
-                        *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
+                        if constexpr (!C::DQT)
+                            *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
                     }
+                }
+            }
+            if constexpr (C::DQT) {
+                // dS (query rows, keys: K-major for dQ^T) by stmatrix.trans: the
+                // 8x8 blocks (query tile 2p + (m >> 1), key rows 8 (m & 1)) of
+                // da[p][m]; lane l gives query row 8 (2p + (l >> 4)) + (l & 7)
+                // of block m = l >> 3
+                const int ln = ct & 31;
+                const int kv = (ct >> 7) * 64 + ((ct >> 5) & 3) * 16 + 8 * ((ln >> 3) & 1);
+#pragma unroll
+                for (int pp = 0; pp < WBM / 16; ++pp) {
+                    const uint32_t addr = smem_u32(sdST + pnl<WBM>(pp * 16 + (ln >> 4) * 8 + (ln & 7), kv));
+                    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                                 "r"(da[pp][0]), "r"(da[pp][1]), "r"(da[pp][2]), "r"(da[pp][3])
+                                 : "memory");
                 }
             }
             // dV += P^T dO
@@ -509,7 +549,8 @@ __global__ void __launch_bounds__(384, 1)
                 wgmma_commit();
             };
             // the dQ tile of this thread's fragment (rows m0 + rl, columns col0 + 8c + 2t)
-            float *tileq = sdQ + s * (WBM * DQK);
+            const int qb = NQB > 1 ? s : 0;
+            float *tileq = sdQ + qb * (WBM * DQK);
             auto stage_dq = [&](const float(*dq)[4], int col0) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
@@ -531,7 +572,42 @@ __global__ void __launch_bounds__(384, 1)
                 }
                 wgmma_commit();
             };
-            if constexpr (PK == 128) {
+            if constexpr (C::DQT) {
+                wgmma_commit(); // dV
+                fence_proxy_async(); // dS stores -> the dQ^T wgmma of both warpgroups
+                sm90::named_sync(C::BAR_PDS, 256); // both halves of dS are in sdS[s]
+                // warpgroup w: dQ^T[64w .. 64w+63][80 query rows] = K^T dS^T (A:
+                // K's panel w, M-major; B: dS, K-major); then dK
+                float dq[WBM / 8][4];
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < WBN / 16; ++kk) {
+                    const uint64_t a = gmma_desc(sKa + cwg * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024);
+                    const uint64_t b = gmma_desc(sdSa + (kk >> 2) * (WBM * 128) + (kk & 3) * 32, 16, 1024);
+                    wg_ss_tk<T, WBM>(&dq[0][0], a, b, kk > 0);
+                }
+                wgmma_commit();
+                issue_dk();
+                wgmma_wait<1>(); // dV, dQ done
+                __syncwarp();
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
+                // element (d = 64w + warp*16 + g + 8r, query row 8c + 2t + e)
+#pragma unroll
+                for (int c = 0; c < WBM / 8; ++c)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
+                        tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
+                    }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
+                wgmma_wait<0>(); // dK done
+                __syncwarp();
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+            } else if constexpr (PK == 128) {
                 wgmma_commit(); // dV
                 fence_proxy_async(); // dS^T stores -> the dQ wgmma of both warpgroups
                 sm90::named_sync(C::BAR_PDS, 256); // both halves of dS^T are in sdS[s]
@@ -610,9 +686,9 @@ __global__ void __launch_bounds__(384, 1)
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.
-template <typename T, int DQK, int DV>
+template <typename T, int DQK, int DV, int WBM>
 cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list) {
-    using C = BwdWsCfg<T, DQK, DV>;
+    using C = BwdWsCfg<T, DQK, DV, WBM>;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
         return cudaSuccess;
     int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
@@ -622,6 +698,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     // (int32 TMA coordinates: rows, and the statistics' [heads][total_q] index)
     if (p.total_q + R >= ((int64_t)1 << 31) || p.total_k + R >= ((int64_t)1 << 31) ||
         (int64_t)p.heads * p.total_q + C::WBM >= ((int64_t)1 << 31))
+        return cudaErrorInvalidValue;
+    if (C::DQT && (p.window_left >= 0 || p.window_right >= 0)) // (its element mask has no window)
         return cudaErrorInvalidValue;
     const bool fp16 = MmaType<T>::fp16;
     // with no queries no tile is loaded: any valid base will do
@@ -652,7 +730,7 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, true> : bwd_ws_kernel<T, DQK, DV, false>;
+    auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true> : bwd_ws_kernel<T, DQK, DV, WBM, false>;
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, 384, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

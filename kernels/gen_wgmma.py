@@ -9,12 +9,14 @@ Add an N to a list when a tile needs it (the forward's BN and padded DV, the
 backward's tile widths)."""
 
 # N of D[64 x N]: wg_ss (S = Q K^T, S^T, dP^T), wg_rs (O += P V, dV, dK),
-# wg_ss_tt (dQ = dS K), wg_ss_mn (O += P V with P in shared memory)
+# wg_ss_tt (dQ = dS K), wg_ss_mn (O += P V with P in shared memory),
+# wg_ss_tk (dQ^T = K^T dS^T of the backward's 80-row query blocks)
 NS = {
     "ss": [32, 64, 80, 96, 112, 128, 144, 192, 256],
     "rs": [32, 64, 80, 96, 112, 128, 144, 192, 256],
     "ss_tt": [64, 128],
     "ss_mn": [32, 64, 96, 128],
+    "ss_tk": [80],
 }
 TYPES = [("__nv_bfloat16", "bf16"), ("__half", "f16")]
 KINDS = {
@@ -23,6 +25,7 @@ KINDS = {
     "rs": ("in registers (4 per thread)", "MN-major in shared memory", "p, 1, 1, 1"),
     "ss_tt": ("MN-major in shared memory", "MN-major in shared memory", "p, 1, 1, 1, 1"),
     "ss_mn": ("K-major in shared memory", "MN-major in shared memory", "p, 1, 1, 0, 1"),
+    "ss_tk": ("MN-major in shared memory", "K-major in shared memory", "p, 1, 1, 1, 0"),
 }
 
 

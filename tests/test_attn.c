@@ -1,8 +1,10 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det|hd]   (cuda det: only the deterministic-backward cases;
+ * usage: test_attn [cpu|cuda] [det|hd|bwd]   (cuda det: only the deterministic-backward cases;
  *                                        cuda hd: only the head-dim families, a small run for
- *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants)
+ *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants;
+ *                                        cuda bwd: the backward of every head dim, both modes,
+ *                                        and the deterministic cases)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -966,6 +968,7 @@ static void cuda_deterministic(test_rng *r)
     det_case(r, FA4CP_BF16, 128, 128, 1, -1, -1, 0, 150, 600);  /* causal */
     det_case(r, FA4CP_BF16, 64, 64, 0, -1, -1, 0, 150, 600);    /* no mask */
     det_case(r, FA4CP_FP16, 128, 128, 0, 150, 40, 0, 150, 600); /* local window: KV blocks skip query tiles */
+    det_case(r, FA4CP_BF16, 128, 128, 0, -1, -1, 0, 150, 600);  /* no mask: 80-row query tiles */
 }
 
 /* The backward of every head dim of the cuda table, bf16 and fp16, both
@@ -1295,6 +1298,11 @@ int main(int argc, char **argv)
     test_rng rng = test_rng_init("test_attn");
     diag("backend %s", fa4cp_backend_name(backend));
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "det") == 0) {
+        cuda_deterministic(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "bwd") == 0) {
+        cuda_bwd_head_dims(&rng);
         cuda_deterministic(&rng);
         return done_testing();
     }

@@ -165,8 +165,8 @@ static int run_cuda(const cp_tcase *c, cp_global *g, char *err, size_t errn)
     cp_sizes(c, cp_G(c), sz);
     CK(cudaSetDevice(0));
     void *cu = dput(c->cu, sizeof c->cu), *used = dput(c->used, sizeof c->used);
-    for (int i = 0; i < 10; i++) /* inputs, the poisoned out/lse; dq, dk, dv uninitialised */
-        *ds[i] = dput(hs[i], hs[i] ? sz[i] : 0);
+    for (int i = 0; i < 10; i++) /* inputs, the poisoned out/lse; dq, dk, dv uninitialised (full size) */
+        *ds[i] = dput(hs[i], sz[i]);
     a.cu_seqlens_q = a.cu_seqlens_k = cu;
     a.seqused_q = a.seqused_k = c->pad ? used : NULL;
     a.q = d.q;

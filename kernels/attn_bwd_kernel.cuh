@@ -127,12 +127,8 @@ __global__ void __launch_bounds__(256, 1) bwd_dkdv_wg_kernel(const fa4cp_kparams
     const T *gv = reinterpret_cast<const T *>(p.v) + si.k_off * v_stride + (int64_t)kvh * DV;
 
     const int n_last = min(n0 + WBN, si.sk) - 1;
-    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
-    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
-    if (i_min < 0)
-        i_min = 0;
-    if (i_max > (int64_t)si.sq - 1)
-        i_max = (int64_t)si.sq - 1;
+    int64_t i_min, i_max;
+    rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
     int mb_lo = 0, nmb = 0;
     if (i_min <= i_max) {
         mb_lo = (int)(i_min / WBM);

@@ -147,6 +147,19 @@ struct Mask {
     }
 };
 
+// The query rows [i_min, i_max] (none when i_min > i_max) of a sequence of
+// sq rows that see a key of [n0, n_last], for the mask of off = sk - sq and
+// the window (wl, wr) (< 0: unbounded on that side).
+__device__ __forceinline__ void rows_seeing(int64_t off, int wl, int wr, int sq, int n0, int n_last,
+                                            int64_t &i_min, int64_t &i_max) {
+    i_min = wr >= 0 ? (int64_t)n0 - off - wr : 0;
+    i_max = wl >= 0 ? (int64_t)n_last - off + wl : (int64_t)sq - 1;
+    if (i_min < 0)
+        i_min = 0;
+    if (i_max > (int64_t)sq - 1)
+        i_max = (int64_t)sq - 1;
+}
+
 // Row of the THD tensor -> is it a real token?  (binary search on cu)
 __device__ __forceinline__ bool row_is_real(const int32_t *cu, const int32_t *used, int batch,
                                             int64_t row, int64_t *start, int *seq) {

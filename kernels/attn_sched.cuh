@@ -35,12 +35,8 @@ __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob,
     if (ob >= nnb)
         return -1;
     const int n0 = ob * BO, n_last = min(n0 + BO, si.sk) - 1;
-    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
-    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
-    if (i_min < 0)
-        i_min = 0;
-    if (i_max > (int64_t)si.sq - 1)
-        i_max = (int64_t)si.sq - 1;
+    int64_t i_min, i_max;
+    rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
     if (i_min > i_max)
         return 0;
     return (int)(i_max / BI - i_min / BI + 1);

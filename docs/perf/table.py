@@ -1,4 +1,5 @@
-"""table.py DIR -> the markdown table of docs/performance.md from DIR/../../kernels-{fwd,bwd}.jsonl"""
+"""usage: python3 docs/perf/table.py docs/perf -> the kernel table of docs/performance.md from
+docs/perf/kernels-{fwd,bwd}.jsonl"""
 import json, os, sys
 top = sys.argv[1]
 fw = {r["shape"]: r for r in map(json.loads, open(os.path.join(top, "kernels-fwd.jsonl")))}

@@ -1,6 +1,7 @@
 """join.py - one record per shape: fa4cp (bench_attn JSON) beside FA4, cuDNN
 and FA-2 (fa4_anchor.py JSON) of the same device call, and the matmul rate.
-usage: python3 join.py DIR  ->  DIR/../../kernels-fwd.jsonl, kernels-bwd.jsonl"""
+usage: python3 docs/perf/join.py DIR  ->  docs/perf/kernels-fwd.jsonl, kernels-bwd.jsonl
+(DIR: the outputs of one measuring call: gpu.txt, matmul.json, fa4cp*.jsonl, anchor.jsonl)"""
 import json
 import os
 import sys

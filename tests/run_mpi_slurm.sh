@@ -44,7 +44,6 @@ grep -q '^#define HAVE_PMIX 1' "$builddir/config.h" 2>/dev/null ||
 [ -x "$RUN" ] && [ -x "$TCM" ] || skip_all "fa4cp-run or tests/test_comm_mpi not built"
 slurm_can_start "$DIR"
 
-
 W=$DIR/mpi
 rm -rf "$W"
 mkdir -p "$W"
@@ -56,15 +55,6 @@ export LSAN_OPTIONS="suppressions=$srcdir/tests/mpi_lsan.supp${LSAN_OPTIONS:+:$L
 # the libtool wrappers may relink on their first run: once, not in 4 tasks at a time
 "$RUN" --version >/dev/null 2>&1
 "$TCM" --version >/dev/null 2>&1
-
-run() { # run TIMEOUT OUT ERR CMD... ; sets RC and DT (seconds)
-    local t=$1 o=$2 e=$3 t0
-    shift 3
-    t0=$(date +%s)
-    timeout -k 5 "$t" "$@" >"$o" 2>"$e"
-    RC=$?
-    DT=$(($(date +%s) - t0))
-}
 
 # a fault run: stderr lines stamped as they come, so that AFTER is the time
 # from the injected signal (the rank's own line) to the end of the job

@@ -35,13 +35,6 @@ case $V in *"pmix yes"*) ;; *) skip_all "built without PMIx ($V)";; esac
 # JSON field of the line of rank R: field R NAME < file
 field() { grep "\"rank\": $1, " | head -1 | sed -n "s/.*\"$2\": \\(\"[^\"]*\"\\|[-0-9]*\\).*/\\1/p" | tr -d '"'; }
 
-run() {     # run TIMEOUT OUT ERR CMD... ; sets RC
-    local t=$1 o=$2 e=$3
-    shift 3
-    timeout -k 5 "$t" "$@" >"$o" 2>"$e"
-    RC=$?
-}
-
 # ------------------------------------------------------------------ one node
 C1=$DIR/cluster1
 P1=$(free_port 6917)

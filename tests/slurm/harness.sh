@@ -14,6 +14,15 @@ ok() { # ok STATUS DESCRIPTION (STATUS 0 = pass)
 }
 diag() { sed 's/^/# /'; }
 
+run() { # run TIMEOUT OUT ERR CMD... ; sets RC and DT (seconds)
+    local t=$1 o=$2 e=$3 t0
+    shift 3
+    t0=$(date +%s)
+    timeout -k 5 "$t" "$@" >"$o" 2>"$e"
+    RC=$?
+    DT=$(($(date +%s) - t0))
+}
+
 # the stop scripts of every cluster started, run on every exit path
 STOPS=()
 slurm_cleanup() {

@@ -70,36 +70,34 @@ void cp_fill_lengths(test_rng *rng, cp_tcase *c, int maxlen)
 
 /* ------------------------------------------------------------------ tensors */
 
-void cp_sizes(const cp_tcase *c, int64_t rows, size_t sz[10])
+void cp_sizes(const cp_tcase *c, int64_t rows, size_t sz[CP_NBUF])
 {
     const fa4cp_dtype dt = c->cfg.dtype;
     const size_t es = fa4cp_dtype_size(dt), ls = fa4cp_dtype_size(fa4cp_lse_dtype(dt));
     const size_t R = (size_t)rows, nl = R * (size_t)c->cfg.heads * ls;
     const size_t nq = R * cp_rowq(c) * es, nk = R * cp_rowk(c) * es, no = R * cp_rowo(c) * es,
                  nv = R * cp_rowv(c) * es;
-    const size_t s[10] = {nq, nk, nv, no, nl, no, nl, nq, nk, nv}; /* the order of cp_bufs */
+    const size_t s[CP_NBUF] = {nq, nk, nv, no, nl, no, nl, nq, nk, nv}; /* the order of cp_bufs */
     memcpy(sz, s, sizeof s);
 }
 
 static void **slot(cp_bufs *b, int i)
 {
-    void **p[10] = {&b->q, &b->k, &b->v, &b->dout, &b->dlse, &b->out, &b->lse, &b->dq, &b->dk, &b->dv};
+    void **p[CP_NBUF] = {&b->q, &b->k, &b->v, &b->dout, &b->dlse, &b->out, &b->lse, &b->dq, &b->dk, &b->dv};
     return p[i];
 }
-
-enum { CP_INPUTS = 5, CP_ALL = 10 }; /* q..dlse are the inputs, out..dv the results */
 
 /* malloc the tensors first..last-1 of b (in the order of cp_bufs); the
  * results out and lse poisoned */
 static void bufs_alloc(const cp_tcase *c, int64_t rows, cp_bufs *b, int first, int last)
 {
     const fa4cp_dtype dt = c->cfg.dtype, ld = fa4cp_lse_dtype(dt);
-    size_t sz[10];
+    size_t sz[CP_NBUF];
     cp_sizes(c, rows, sz);
     for (int i = first; i < last; i++) /* 16 bytes of slack: no 0-byte malloc */
         if (!(*slot(b, i) = malloc(sz[i] + 16)))
             bail("out of host memory (%zu bytes)", sz[i]);
-    if (last > CP_INPUTS) {
+    if (last > CP_NIN) {
         test_poison(dt, b->out, (size_t)rows * cp_rowo(c));
         test_poison(ld, b->lse, (size_t)rows * (size_t)c->cfg.heads);
     }
@@ -107,7 +105,7 @@ static void bufs_alloc(const cp_tcase *c, int64_t rows, cp_bufs *b, int first, i
 
 static void bufs_free(cp_bufs *b)
 {
-    for (int i = 0; i < CP_ALL; i++) {
+    for (int i = 0; i < CP_NBUF; i++) {
         free(*slot(b, i));
         *slot(b, i) = NULL;
     }
@@ -119,14 +117,14 @@ void cp_global_alloc(test_rng *rng, const cp_tcase *c, cp_global *g, int nsets)
     const size_t G = (size_t)cp_G(c);
     memset(g, 0, sizeof *g);
     g->nsets = nsets;
-    bufs_alloc(c, cp_G(c), &g->in, 0, CP_INPUTS);
+    bufs_alloc(c, cp_G(c), &g->in, 0, CP_NIN);
     test_fill(rng, dt, g->in.q, G * cp_rowq(c), 1.0);
     test_fill(rng, dt, g->in.k, G * cp_rowk(c), 1.0);
     test_fill(rng, dt, g->in.v, G * cp_rowv(c), 1.0);
     test_fill(rng, dt, g->in.dout, G * cp_rowo(c), 1.0);
     test_fill(rng, ld, g->in.dlse, G * (size_t)c->cfg.heads, 0.5);
     for (int s = 0; s < nsets; s++)
-        bufs_alloc(c, cp_G(c), &g->set[s], CP_INPUTS, CP_ALL);
+        bufs_alloc(c, cp_G(c), &g->set[s], CP_NIN, CP_NBUF);
 }
 
 void cp_global_free(cp_global *g)
@@ -210,7 +208,7 @@ int cp_run_ranks(const cp_tcase *c, cp_global *g, fa4cp_comm *const *comms, int 
         j->comm = comms[r];
         j->rank = r;
         j->dev = r % (ngpus > 0 ? ngpus : 1);
-        bufs_alloc(c, T, &j->h, 0, CP_ALL);
+        bufs_alloc(c, T, &j->h, 0, CP_NBUF);
         if (!c->with_dlse) {
             free(j->h.dlse);
             j->h.dlse = NULL;

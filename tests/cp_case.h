@@ -43,7 +43,9 @@ int cp_is_real(const cp_tcase *c, int64_t row);
  * length). */
 void cp_fill_lengths(test_rng *rng, cp_tcase *c, int maxlen);
 
-/* The ten tensors of a forward + backward call. */
+/* The ten tensors of a forward + backward call: CP_NIN inputs (q..dlse),
+ * then the results (out..dv). */
+enum { CP_NIN = 5, CP_NBUF = 10 };
 typedef struct cp_bufs {
     void *q, *k, *v, *dout, *dlse, *out, *lse, *dq, *dk, *dv;
 } cp_bufs;
@@ -58,7 +60,7 @@ typedef struct cp_global {
 } cp_global;
 
 /* Bytes of the ten tensors (in the order of cp_bufs) of rows tokens. */
-void cp_sizes(const cp_tcase *c, int64_t rows, size_t sz[10]);
+void cp_sizes(const cp_tcase *c, int64_t rows, size_t sz[CP_NBUF]);
 
 void cp_global_alloc(test_rng *rng, const cp_tcase *c, cp_global *g, int nsets);
 void cp_global_free(cp_global *g);

@@ -111,11 +111,16 @@ constexpr int round64(int x) { return (x + 63) / 64 * 64; }
 constexpr int imax(int a, int b) { return a > b ? a : b; }
 
 // Tile shape of a (head_dim, head_dim_v) pair (see the top of the file).
+// Three layouts: rows (head dims <= 128: bwd_ws_kernel, 2 MMA warpgroups,
+// warpgroup w owns KV rows 64w..), wide (d_qk 192, d_v 192 or 128:
+// bwd_ws_kernel, 3 MMA warpgroups, 96-row KV blocks, warpgroup w owns the
+// d-panel w of dK^T and dV^T), roles (d 256: bwd_dkdv_wg_kernel).
 template <int DQK_, int DV_> struct BwdShape {
     static constexpr int DQK = DQK_, DV = DV_;
-    static constexpr bool ROLES = DQK > 128 || DV > 128;
-    static constexpr int WBM = 64;                // query rows per block
-    static constexpr int WBN = ROLES ? 64 : 128;  // KV rows per CTA
+    static constexpr bool WIDE = DQK == 192 && (DV == 192 || DV == 128);
+    static constexpr bool ROLES = !WIDE && (DQK > 128 || DV > 128);
+    static constexpr int WBM = 64;                           // query rows per block
+    static constexpr int WBN = WIDE ? 96 : ROLES ? 64 : 128; // KV rows per CTA
     // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of 64
     static constexpr int PK = ROLES ? round64(imax(DQK, DV)) : round64(DQK);
     static constexpr int PV = ROLES ? PK : round64(DV);

@@ -112,15 +112,16 @@ constexpr int imax(int a, int b) { return a > b ? a : b; }
 
 // Tile shape of a (head_dim, head_dim_v) pair (see the top of the file).
 // Three layouts: rows (head dims <= 128: bwd_ws_kernel, 2 MMA warpgroups,
-// warpgroup w owns KV rows 64w..), wide (d_qk 192, d_v 192 or 128:
-// bwd_ws_kernel, 3 MMA warpgroups, 96-row KV blocks, warpgroup w owns the
-// d-panel w of dK^T and dV^T), roles (d 256: bwd_dkdv_wg_kernel).
+// warpgroup w owns KV rows 64w..), wide (d_qk 192 with d_v 192 or 128, d
+// 256: bwd_ws_kernel, 96-row KV blocks and 3 MMA warpgroups at 192, 64 and
+// 2 at 256, the warpgroups own head-dim panels of dK^T and dV^T), roles
+// (bwd_dkdv_wg_kernel: no pair now).
 template <int DQK_, int DV_> struct BwdShape {
     static constexpr int DQK = DQK_, DV = DV_;
-    static constexpr bool WIDE = DQK == 192 && (DV == 192 || DV == 128);
+    static constexpr bool WIDE = (DQK == 192 && (DV == 192 || DV == 128)) || (DQK == 256 && DV == 256);
     static constexpr bool ROLES = !WIDE && (DQK > 128 || DV > 128);
-    static constexpr int WBM = 64;                           // query rows per block
-    static constexpr int WBN = WIDE ? 96 : ROLES ? 64 : 128; // KV rows per CTA
+    static constexpr int WBM = 64; // query rows per block
+    static constexpr int WBN = WIDE ? (DQK == 192 ? 96 : 64) : ROLES ? 64 : 128; // KV rows per CTA
     // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of 64
     static constexpr int PK = ROLES ? round64(imax(DQK, DV)) : round64(DQK);
     static constexpr int PV = ROLES ? PK : round64(DV);

@@ -105,21 +105,23 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int WBM = WBM_, WBN = S::WBN, PK = S::PK, PV = S::PV;
     static constexpr bool DQT = WBM % 64 != 0; // dQ^T = K^T dS^T
     static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128), "80-row query blocks: d 128 only");
-    // wide layout (d_qk 192): 3 MMA warpgroups, one dQ staging tile, one dO
-    // stage at d_v 192, P^T and dS^T (one buffer each) where rows keep the
-    // two dS^T buffers
+    // wide layout (d_qk 192, 256): 3 MMA warpgroups at d_qk 192 (PPW = 1
+    // head-dim panel of dK^T, dV^T, dQ each), 2 at 256 (PPW = 2); one dQ
+    // staging tile; one dO stage at d_v > 128, one Q stage at d 256; P^T and
+    // dS^T (one buffer each) where rows keep the two dS^T buffers
     static constexpr bool WIDE = S::WIDE;
-    static_assert(!WIDE || (WBM == 64 && PK == 192), "wide layout: d_qk 192, 64-row query blocks");
-    static constexpr int NWG = WIDE ? 3 : 2; // MMA warpgroups
+    static_assert(!WIDE || (WBM == 64 && (PK == 192 || PK == 256)), "wide layout: d_qk 192 or 256, 64-row query blocks");
+    static constexpr int NWG = WIDE && PK == 192 ? 3 : 2; // MMA warpgroups
+    static constexpr int PPW = PK / 64 / NWG;
     static constexpr int NT = 128 * (1 + NWG), NC = 128 * NWG, NDQ = NC + 32; // threads; named barrier counts
-    static constexpr int DO_STAGES = WIDE && PV > 128 ? 1 : 2;
+    static constexpr int Q_STAGES = WIDE && PK > 192 ? 1 : 2, DO_STAGES = WIDE && PV > 128 ? 1 : 2;
     static constexpr int DQ_BUFS = DQT || WIDE ? 1 : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
-    static constexpr int OFF_DO = OFF_Q + 2 * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
+    static constexpr int OFF_DO = OFF_Q + Q_STAGES * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
     // srow & ~3 of the [heads][total_q] arrays (the TMA wants a 16-byte
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
@@ -128,7 +130,7 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
-    static constexpr int REG_P = 24, REG_C = WIDE ? 160 : 240;
+    static constexpr int REG_P = 24, REG_C = NWG == 3 ? 160 : 240;
     // named barriers (0 is __syncthreads); wide: BAR_PDS_FREE, every MMA
     // warpgroup is done with the last step's P^T, dS^T
     static constexpr int BAR_PDS = 1, BAR_DQ_FULL = 2, BAR_DQ_EMPTY = 4; // + buffer
@@ -237,28 +239,32 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.iters = nmb * (p.heads / p.kv_heads);
 }
 
-// The MMA warpgroups of the wide layout (d_qk 192; BwdWsCfg::WIDE), after
-// FA3's d192 design (shared/reference/hopper-bwd.md section 1: 64 x 96 tiles,
-// dK/dV swapped, P and dS through shared memory): 3 warpgroups over a
-// 96-row KV block, per 64-row query step:
+// The MMA warpgroups of the wide layout (d_qk 192 and 256; BwdWsCfg::WIDE),
+// after FA3's d192 / d256 designs (shared/reference/hopper-bwd.md section 1:
+// dK/dV swapped, P and dS through shared memory): NWG warpgroups (3 at d_qk
+// 192 over a 96-row KV block, 2 at 256 over a 64-row one), per 64-row query
+// step:
 //   S = Q K^T and dP = dO V^T, warpgroup w the keys 32w..32w+31 (SS, N 32);
 //   P = exp2(S * scale * log2 e - LSE * log2 e), the element mask, dS = P (dP
 //   - Dsum); after BAR_PDS_FREE (every warpgroup is done with the last step's
-//   products) P^T and dS^T into shared memory ([96 keys][64 query rows], one
-//   panel, stmatrix.trans), then BAR_PDS;
-//   dV^T[panel w] += dO^T P, dQ[:, panel w] = dS K, dK^T[panel w] += Q^T dS
+//   products) P^T and dS^T into shared memory ([WBN keys][64 query rows],
+//   one panel, stmatrix.trans), then BAR_PDS;
+//   for the head-dim panels PPW w .. PPW w + PPW - 1 (PPW = 1 at 192, 2 at
+//   256): dV^T[panel] += dO^T P, dQ[:, panel] = dS K, dK^T[panel] += Q^T dS
 //   (SS: dO, Q, K read MN-major, P^T, dS^T K-major);
-//   dV, dQ done -> release dO, stage dQ (BAR_DQ_EMPTY, BAR_DQ_FULL as the
-//   rows layout, one staging tile); dK done -> release Q.
-// So each thread holds dK^T and dV^T of 64 head-dim rows x 96 keys (48 + 48
-// registers).  At d_v 128 warpgroup 2 has no dV panel: it runs the dV product
-// on dO's panel 0 into an accumulator it never stores (the same instruction
-// stream in every warpgroup).
+//   dV done -> release dO, dQ done -> stage dQ (BAR_DQ_EMPTY, BAR_DQ_FULL as
+//   the rows layout, one staging tile), dK done -> release Q (at d 256, one
+//   Q stage, dK is issued first; with two dO stages dO is released once dV
+//   and dQ are done).
+// So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
+// (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
+// dV panel: it runs the dV product on dO's panel 0 into an accumulator it
+// never stores (the same instruction stream in every warpgroup).
 template <typename T, typename C, bool DET>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
-    constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC;
+    constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
     const int ctid = tid - 128;
@@ -269,14 +275,17 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     T *sPT = reinterpret_cast<T *>(base + C::OFF_DS); // P^T, then dS^T: [WBN keys][WBM query rows]
     T *sdST = sPT + WBN * WBM;
 
-    float acc_v[WBN / 8][4], acc_k[WBN / 8][4]; // dV^T, dK^T: head-dim rows 64 cwg + .., keys 8c + ..
+    // dV^T, dK^T of head-dim panels PPW cwg + i: rows 64 (PPW cwg + i) + .., keys 8c + ..
+    float acc_v[PPW][WBN / 8][4], acc_k[PPW][WBN / 8][4];
 #pragma unroll
-    for (int i = 0; i < WBN / 8; ++i)
+    for (int i = 0; i < PPW; ++i)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            acc_v[i][j] = 0.f;
-            acc_k[i][j] = 0.f;
-        }
+        for (int c = 0; c < WBN / 8; ++c)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                acc_v[i][c][j] = 0.f;
+                acc_k[i][c][j] = 0.f;
+            }
     wgmma_fence();
 
     if (gi.iters > 0) {
@@ -286,10 +295,10 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
         for (int it = 0; it < gi.iters; ++it) {
-            const int s = it & 1;
-            const uint32_t ph = ((uint32_t)it >> 1) & 1;
-            const int sd = C::DO_STAGES == 2 ? s : 0;
-            const uint32_t phd = C::DO_STAGES == 2 ? ph : (uint32_t)it & 1;
+            const int s = C::Q_STAGES == 2 ? it & 1 : 0;
+            const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
+            const int sd = C::DO_STAGES == 2 ? it & 1 : 0;
+            const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
             // (an opaque copy of the thread's index each step, as the rows layout)
             const int ct = opaque_int(ctid);
             const int g = (ct & 31) >> 2, t = ct & 3, ln = ct & 31;
@@ -372,45 +381,93 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             fence_proxy_async(); // P^T, dS^T stores -> every warpgroup's wgmma
             sm90::named_sync(C::BAR_PDS, NC);
             wgmma_fence();
-            // dV^T[panel w] += dO^T P  (A: dO's panel, MN-major; B: P^T, K-major)
-            const int dvp = w < DV / 64 ? w : 0;
+            // dV^T[panel] += dO^T P  (A: dO's panel, MN-major; B: P^T, K-major),
+            // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major),
+            // dQ[:, panel] = dS K  (A: dS^T, MN-major; B: K's panel, MN-major),
+            // for the panels PPW w + i; dK first where Q has one stage (its
+            // release lets the next Q load run under dV and dQ)
+            auto gemm_dv = [&]() {
 #pragma unroll
-            for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_ss_tk<T, WBN>(&acc_v[0][0], gmma_desc(sdOa + dvp * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                 gmma_desc(sPa + kk * 32, 16, 1024), 1);
-            wgmma_commit();
-            // dQ[:, panel w] = dS K  (A: dS^T, MN-major; B: K's panel w, MN-major)
-            float dq[8][4];
+                for (int i = 0; i < PPW; ++i) {
+                    const int pv = PPW * w + i < DV / 64 ? PPW * w + i : 0; // (192, 128): a dummy for warpgroup 2
 #pragma unroll
-            for (int kk = 0; kk < WBN / 16; ++kk)
-                wg_ss_tt<T, 64>(&dq[0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
-                                gmma_desc(sKa + w * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024), kk > 0);
-            wgmma_commit();
-            // dK^T[panel w] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
+                    for (int kk = 0; kk < WBM / 16; ++kk)
+                        wg_ss_tk<T, WBN>(&acc_v[i][0][0],
+                                         gmma_desc(sdOa + pv * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
+                                         gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                }
+                wgmma_commit();
+            };
+            auto gemm_dk = [&]() {
 #pragma unroll
-            for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_ss_tk<T, WBN>(&acc_k[0][0], gmma_desc(sQa + w * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                 gmma_desc(sdSa + kk * 32, 16, 1024), 1);
-            wgmma_commit();
-            wgmma_wait<1>(); // dV, dQ done
-            __syncwarp();
-            if (lane == 0)
-                sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[sd]));
-            sm90::named_sync(C::BAR_DQ_EMPTY, C::NDQ); // the bulk copy has read sdQ (step it-1)
+                for (int i = 0; i < PPW; ++i)
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+                    for (int kk = 0; kk < WBM / 16; ++kk)
+                        wg_ss_tk<T, WBN>(&acc_k[i][0][0],
+                                         gmma_desc(sQa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
+                                         gmma_desc(sdSa + kk * 32, 16, 1024), 1);
+                wgmma_commit();
+            };
+            float dq[PPW][8][4];
+            auto gemm_dq = [&]() {
 #pragma unroll
-                for (int c = 0; c < 8; ++c)
-                    *reinterpret_cast<float2 *>(sdQ + rl * DQK + dqa_col<DQK>(g, w * 64 + c * 8 + 2 * t)) =
-                        make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                    for (int kk = 0; kk < WBN / 16; ++kk)
+                        wg_ss_tt<T, 64>(&dq[i][0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
+                                        gmma_desc(sKa + (PPW * w + i) * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024),
+                                        kk > 0);
+                wgmma_commit();
+            };
+            auto release = [&](uint64_t *bar) {
+                __syncwarp();
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(bar));
+            };
+            auto stage_dq = [&]() {
+                sm90::named_sync(C::BAR_DQ_EMPTY, C::NDQ); // the bulk copy has read sdQ (step it-1)
+#pragma unroll
+                for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                        for (int c = 0; c < 8; ++c)
+                            *reinterpret_cast<float2 *>(sdQ + rl * DQK +
+                                                        dqa_col<DQK>(g, (PPW * w + i) * 64 + c * 8 + 2 * t)) =
+                                make_float2(dq[i][c][2 * r], dq[i][c][2 * r + 1]);
+                    }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
+            };
+            if constexpr (C::Q_STAGES == 1) {
+                gemm_dk();
+                gemm_dv();
+                gemm_dq();
+                wgmma_wait<2>(); // dK done
+                release(&bars->q_empty[s]);
+                wgmma_wait<1>(); // dV done
+                release(&bars->do_empty[sd]);
+                wgmma_wait<0>();
+                stage_dq();
+            } else {
+                gemm_dv();
+                gemm_dq();
+                gemm_dk();
+                if constexpr (C::DO_STAGES == 1) {
+                    // (the next dO load waits for this release: as early as
+                    // possible; with two stages the extra wait cost 3-5 %)
+                    wgmma_wait<2>(); // dV done
+                    release(&bars->do_empty[sd]);
+                    wgmma_wait<1>(); // dQ done
+                } else {
+                    wgmma_wait<1>(); // dV, dQ done
+                    release(&bars->do_empty[sd]);
+                }
+                stage_dq();
+                wgmma_wait<0>(); // dK done
+                release(&bars->q_empty[s]);
             }
-            fence_proxy_async();
-            sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
-            wgmma_wait<0>(); // dK done
-            __syncwarp();
-            if (lane == 0)
-                sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
         }
     }
 
@@ -421,23 +478,26 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
     const int n0 = gi.n0, sk = gi.sk;
     const int g = lane >> 2, t = lane & 3;
-    const int d0 = cwg * 64 + ((ctid >> 5) & 3) * 16 + g;
-    const bool has_v = cwg * 64 < DV;
 #pragma unroll
-    for (int c = 0; c < WBN / 8; ++c)
+    for (int i = 0; i < PPW; ++i) {
+        const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;
+        const bool has_v = (PPW * cwg + i) * 64 < DV;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const int j = n0 + c * 8 + 2 * t + e;
-            if (j >= sk)
-                continue;
+        for (int c = 0; c < WBN / 8; ++c)
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int d = d0 + 8 * r;
-                dkp[(int64_t)j * k_stride + d] = static_cast<T>(acc_k[c][2 * r + e] * p.scale);
-                if (has_v)
-                    dvp[(int64_t)j * v_stride + d] = static_cast<T>(acc_v[c][2 * r + e]);
+            for (int e = 0; e < 2; ++e) {
+                const int j = n0 + c * 8 + 2 * t + e;
+                if (j >= sk)
+                    continue;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int d = d0 + 8 * r;
+                    dkp[(int64_t)j * k_stride + d] = static_cast<T>(acc_k[i][c][2 * r + e] * p.scale);
+                    if (has_v)
+                        dvp[(int64_t)j * v_stride + d] = static_cast<T>(acc_v[i][c][2 * r + e]);
+                }
             }
-        }
+    }
 }
 
 template <typename T, int DQK, int DV, int WBM_, bool DET>
@@ -514,8 +574,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < gi.iters; ++it) {
-                const int s = it & 1;
-                const uint32_t ph = ((uint32_t)it >> 1) & 1;
+                // (a ring of one stage: stage 0, phase it & 1)
+                const int s = C::Q_STAGES == 2 ? it & 1 : 0;
+                const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
                 const int sq = gi.sq, m0 = st.m0(gi, WBM);
                 const int qr = R - sq + m0, qx = (int)gi.q_off + sq;
                 // statistics from row m0 of head hq ([heads][total_q] floats),
@@ -530,9 +591,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                                       qx, h_q);
                 if (tma_stats)
                     sm90::tma_load_1d(sb + C::OFF_LSE + s * C::STAT_STRIDE * 4, &tmLse, f, srow, h_q);
-                // (one dO stage: stage 0, phase it & 1)
-                const int sd = C::DO_STAGES == 2 ? s : 0;
-                const uint32_t phd = C::DO_STAGES == 2 ? ph : (uint32_t)it & 1;
+                const int sd = C::DO_STAGES == 2 ? it & 1 : 0;
+                const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
                 f = sm90::smem_addr(&bars->do_full[sd]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[sd]), phd ^ 1);
                 sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
@@ -556,7 +616,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             const int64_t n = (int64_t)p.heads * p.total_q;
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < gi.iters; ++it) {
-                const bool one = !isq && C::DO_STAGES == 1; // (the dO ring's stage and phase)
+                const bool one = (isq ? C::Q_STAGES : C::DO_STAGES) == 1; // (a ring of one stage)
                 const int s = one ? 0 : it & 1;
                 const uint32_t ph = one ? (uint32_t)it & 1 : ((uint32_t)it >> 1) & 1;
                 const int64_t srow = ((int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM)) & ~(int64_t)3;

@@ -334,17 +334,25 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 }
             }
             if (need_mask) {
-                const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
-                const Mask mk{gi.off, p.window_left, p.window_right, sk};
+                // Mask's bounds in 32 bits, relative to the block (64-bit
+                // ones spilled): element (query m0 + qq, key n0 + jj) is
+                // masked iff qq >= qlim, jj >= jlim, jj - qq > dhi (key past
+                // hi) or jj - qq < dlo (before lo)
+                const int n0 = gi.n0;
+                const int qlim = gi.sq - m0, jlim = gi.sk - n0;
+                const int64_t rel = (int64_t)m0 - n0 + gi.off;
+                auto clamp32 = [](int64_t x) { return (int)(x < -(1 << 30) ? -(1 << 30) : x > (1 << 30) ? (1 << 30) : x); };
+                const int dhi = p.window_right < 0 ? (1 << 30) : clamp32(rel + p.window_right);
+                const int dlo = p.window_left < 0 ? -(1 << 30) : clamp32(rel - p.window_left);
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    const int64_t qi = m0 + wr + g + 8 * r;
+                    const int qq = wr + g + 8 * r;
 #pragma unroll
                     for (int c = 0; c < NKW / 8; ++c)
 #pragma unroll
                         for (int e = 0; e < 2; ++e) {
-                            const int64_t j = n0 + kw + c * 8 + 2 * t + e;
-                            if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
+                            const int jj = kw + c * 8 + 2 * t + e;
+                            if (qq >= qlim || jj >= jlim || jj - qq > dhi || jj - qq < dlo)
                                 sS[c][2 * r + e] = 0.f;
                         }
                 }

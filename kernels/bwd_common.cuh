@@ -1,6 +1,6 @@
 // bwd_common.cuh - helpers of the backward kernels (attn_bwd_kernel.cuh,
-// bwd_ws_kernel.cuh): bulk reductions, semaphores of the deterministic dQ
-// order, the dq_accum column map, the tile shapes (BwdShape).
+// bwd_ws_kernel.cuh): semaphores of the deterministic dQ order, the
+// dq_accum column map, the tile shapes (BwdShape).
 #pragma once
 
 #include "attn_common.cuh"
@@ -10,16 +10,6 @@
 
 namespace fa4cp {
 
-// dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
-__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
-                 "cp.async.bulk.commit_group;\n" ::"l"(dst),
-                 "r"(smem_u32(src)), "r"(bytes)
-                 : "memory");
-}
-template <int N> __device__ __forceinline__ void bulk_wait_read() {
-    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
 // acc[64 x N] = A B over K: A and B K-major in 64-column panels (128-byte
 // swizzle) whose panels lie A_PANEL and B_PANEL bytes apart.
 template <typename T, int N, int K, int A_PANEL, int B_PANEL>
@@ -38,7 +28,6 @@ __device__ __forceinline__ float ex2_ftz(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // Column of element `col` of a dq_accum row of D floats whose index in its
 // sequence is congruent to r8 modulo 8: its 16-byte chunk XOR a function of
@@ -48,12 +37,6 @@ __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wa
 template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
     const int f = D % 64 == 0 ? (r8 << 1) : D % 32 == 0 ? r8 : (r8 & 3);
     return (((col >> 2) ^ f) << 2) | (col & 3);
-}
-
-// dst[0..1] += (a, b) in global memory, without returning the old values
-// (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
-__device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
 }
 
 // Deterministic dQ order: wait until *sem == v (acquire).
@@ -66,15 +49,6 @@ __device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
         __nanosleep(64);
     }
 }
-// *sem, without ordering: a prefetch, issued half an iteration before the
-// bulk reduction it lets go.  Enough for that: the adder before has waited for
-// its reduction to complete before its release, so a reduction issued after
-// the count is seen lands after it (sem_wait_eq runs when the count is short).
-__device__ __forceinline__ int sem_load_relaxed(const int *sem) {
-    int v;
-    asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(sem) : "memory");
-    return v;
-}
 __device__ __forceinline__ void fence_proxy_async_global() {
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
@@ -85,61 +59,21 @@ __device__ __forceinline__ void sem_release_add(int *sem) {
                  : "memory");
 }
 
-// Load ROWS x COLS (COLS % 8 == 0) of a THD tensor, rows [r0, r0+ROWS), into
-// a panelled tile (wgmma.cuh); rows at or past nvalid are zero-filled,
-// columns past COLS are left alone (the padding, zeroed once).
-template <typename T, int ROWS, int COLS, int NT>
-__device__ __forceinline__ void load_rows_pn(T *smem, const T *gbase, int64_t stride, int r0, int nvalid,
-                                             int tid) {
-    constexpr int CPR = COLS / 8;
-    constexpr int TOTAL = ROWS * CPR;
-#pragma unroll
-    for (int it = 0; it < (TOTAL + NT - 1) / NT; ++it) {
-        const int idx = it * NT + tid;
-        if (TOTAL % NT == 0 || idx < TOTAL) {
-            const int row = idx / CPR;
-            const int c = idx % CPR;
-            const int grow = r0 + row;
-            const bool ok = grow < nvalid;
-            const T *src = gbase + (ok ? (int64_t)grow * stride + c * 8 : 0);
-            cp_async16(smem_u32(smem + pnl<ROWS>(row, c * 8)), src, ok ? 16 : 0);
-        }
-    }
-}
-
 constexpr int round64(int x) { return (x + 63) / 64 * 64; }
-constexpr int imax(int a, int b) { return a > b ? a : b; }
 
-// Tile shape of a (head_dim, head_dim_v) pair (see the top of the file).
-// Three layouts: rows (head dims <= 128: bwd_ws_kernel, 2 MMA warpgroups,
-// warpgroup w owns KV rows 64w..), wide (d_qk 192 with d_v 192 or 128, d
-// 256: bwd_ws_kernel, 96-row KV blocks and 3 MMA warpgroups at 192, 64 and
-// 2 at 256, the warpgroups own head-dim panels of dK^T and dV^T), roles
-// (bwd_dkdv_wg_kernel: no pair now).
+// Tile shape of a (head_dim, head_dim_v) pair, in one of the two layouts of
+// bwd_ws_kernel: rows (head dims <= 128: 128-row KV blocks, 2 MMA
+// warpgroups, warpgroup w owns KV rows 64w..), wide (d_qk 192 with d_v 192
+// or 128, d 256: 96-row KV blocks and 3 MMA warpgroups at 192, 64 and 2 at
+// 256; the warpgroups own head-dim panels of dK^T and dV^T).
 template <int DQK_, int DV_> struct BwdShape {
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr bool WIDE = (DQK == 192 && (DV == 192 || DV == 128)) || (DQK == 256 && DV == 256);
-    static constexpr bool ROLES = !WIDE && (DQK > 128 || DV > 128);
-    static constexpr int WBM = 64; // query rows per block
-    static constexpr int WBN = WIDE ? (DQK == 192 ? 96 : 64) : ROLES ? 64 : 128; // KV rows per CTA
+    static_assert(WIDE || (DQK <= 128 && DV <= 128), "no backward tiles for this (head_dim, head_dim_v)");
+    static constexpr int WBM = 64;                                // query rows per block
+    static constexpr int WBN = WIDE ? (DQK == 192 ? 96 : 64) : 128; // KV rows per CTA
     // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of 64
-    static constexpr int PK = ROLES ? round64(imax(DQK, DV)) : round64(DQK);
-    static constexpr int PV = ROLES ? PK : round64(DV);
-    static constexpr bool PADDED = PK != DQK || PV != DV;
-    // Q/dO buffers; d 256 has room for one (K, V, Q, dO 32 KB each + dQ 64 KB)
-    static constexpr int STAGES = PK >= 256 ? 1 : 2;
-    static constexpr int DQ_BUFS = ROLES ? 1 : 2; // fp32 dQ staging tiles
-    static constexpr int TQ = WBM * PK, TDO = WBM * PV, TK = WBN * PK, TV = WBN * PV;
-    static constexpr int SP_FLOATS = ROLES ? WBN * WBM : 0; // P^T handed to warpgroup 1
-    template <typename T> static constexpr int smem() {
-        // sK, sV, sQ[S], sdO[S], sdST, (sP), sdQ[B] (fp32), lse2[2], dsum[2]
-        return (TK + TV + STAGES * (TQ + TDO) + WBN * WBM) * (int)sizeof(T) +
-               (SP_FLOATS + DQ_BUFS * WBM * DQK + 4 * WBM) * (int)sizeof(float) + 1024;
-    }
-    // dQ = dS K per warpgroup, 64 columns at a time: rows layout, panel wg
-    // (if any); roles layout, panels wg, wg + 2, ... (wider chunks spill at d 256)
-    static constexpr int DQ_N = 64;
-    static constexpr int DQ_ROUNDS = ROLES ? (PK / DQ_N + 1) / 2 : 1;
+    static constexpr int PK = round64(DQK), PV = round64(DV);
 };
 
 template <int WBM, int WBN>

@@ -1,9 +1,12 @@
-// bwd_ws_kernel.cuh - the warp-specialised dK/dV/dQ backward kernel of the
-// "rows" layout (head dims <= 128, BwdShape), after FA3/FA4's sm90 design
-// (shared/reference/hopper-bwd.md sections 1-4), and its launcher.
+// bwd_ws_kernel.cuh - the warp-specialised dK/dV/dQ backward kernel, after
+// FA3/FA4's sm90 design (shared/reference/hopper-bwd.md sections 1-4), and
+// its launcher: the "rows" layout (head dims <= 128, BwdShape) described
+// here, the "wide" one (d_qk 192, d 256) at bwd_ws_mma_wide, which shares
+// the producer warpgroup (TMA lane, dQ writer) and the work decoding.
 //
-// CTA = 3 warpgroups (384 threads), one per (128-row KV block, kv head,
-// sequence), from the same work list / ticket order as bwd_dkdv_wg_kernel.
+// CTA = 3 warpgroups (384 threads; wide: 4 at d_qk 192), one per (128-row KV
+// block, kv head, sequence), from the longest-first work list (attn_sched.cuh) or, when
+// deterministic, by tickets (bwd_ws_work).
 // Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
 // roles split; every role follows the steps (query head, WBM-row query
 // block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
@@ -100,7 +103,6 @@ template <bool DET> struct BwdWsStep {
 // (two would not fit in 227 KB).
 template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> struct BwdWsCfg {
     using S = BwdShape<DQK_, DV_>;
-    static_assert(!S::ROLES, "the warp-specialised kernel takes the rows and wide layouts");
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr int WBM = WBM_, WBN = S::WBN, PK = S::PK, PV = S::PV;
     static constexpr bool DQT = WBM % 64 != 0; // dQ^T = K^T dS^T
@@ -151,12 +153,19 @@ __device__ __forceinline__ int opaque_int(int x) {
     return y;
 }
 
-// The work of a CTA: (kv head, sequence, KV block) of ticket tk (the
-// deterministic order, see bwd_dkdv_wg_kernel) or of blockIdx.x; false: none.
+// The work of a CTA: (kv head, sequence, KV block) of ticket tk or of
+// blockIdx.x; false: none.  Deterministic: the dQ additions to a query tile
+// go in ascending KV-block order (the dQ writer waits on the tile's
+// semaphore for its rank).  A CTA takes its work by a ticket (dq_sem[0]),
+// in the order the CTAs start, from an order in which the KV blocks of each
+// (sequence, kv head) ascend: the work list when there is no left window
+// (its costs then do not grow with the block and its sort is stable), else
+// sequence, KV block, kv head.  So a CTA only ever waits for CTAs that are
+// already running.
 // With the work list, the kv head is the slowest index: the CTAs running at
 // a time then share a few heads, whose Q, dO and dq_accum stay in L2 (at
 // B*S = 32k, d 128, 16 heads, one head's are 16 MB, all heads' 256 MB);
-// FA4CP_CUDA_TUNING 65536: the kv head fastest (bwd_dkdv_wg_kernel's order).
+// FA4CP_CUDA_TUNING 65536: the kv head fastest.
 // The deterministic order stays deadlock-free: the KV blocks of a (sequence,
 // head) still take their tickets in ascending order.
 template <int WBN, bool DET>
@@ -232,7 +241,7 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.n0 = n0;
     gi.mb_lo = mb_lo;
     gi.nmb = nmb;
-    // as bwd_dkdv_wg_kernel: the KV blocks of a head start their walk over the
+    // the KV blocks of a head start their walk over the
     // query blocks at different places (non-deterministic); deterministic:
     // query blocks descending
     gi.stagger = (p.tuning & 1) || DET || nmb == 0 ? 0 : n_block % nmb;
@@ -516,7 +525,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
-    extern __shared__ __align__(128) unsigned char smem_raw[]; // (as bwd_dkdv_wg_kernel's, same TU)
+    extern __shared__ __align__(128) unsigned char smem_raw[];
     // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
     // keeps its address space (LDS/STS instead of generic accesses)
     unsigned char *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -649,9 +658,14 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     const int m0 = st.m0(gi, WBM);
                     if constexpr (DET) {
                         // The KV blocks that add to query block mb do so in
-                        // order: nlo(mb), nlo(mb) + 1, ...; its semaphore is
-                        // 1 + hq * sem_head + q_off / 64 + bi + mb (see
-                        // bwd_dkdv_wg_kernel).
+                        // order: nlo(mb), nlo(mb) + 1, ... (both ends of a KV
+                        // block's query range grow with the block), so this
+                        // one waits for the count n_block - nlo(mb).  The
+                        // semaphore of (head hq, sequence bi, query block mb)
+                        // is 1 + hq * sem_head + q_off / 64 + bi + mb:
+                        // distinct over the sequences, since q_off / 64 +
+                        // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and
+                        // independent of max_sq.
                         const int mb = m0 / WBM;
                         const int64_t x = (int64_t)m0 + gi.off - p.window_left;
                         const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);

@@ -276,6 +276,12 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
+    // With two Q stages the dK^T product of a step is issued in the next one,
+    // after its S and dP, so that it runs under that step's softmax (the Q
+    // stage is released once it completes, half a step before the Q load
+    // that reuses it is needed); at the first step it adds the zeroed dS^T
+    // (times that step's Q).
+    constexpr bool PIPE = C::Q_STAGES == 2;
     const int ctid = tid - 128;
     const int cwg = ctid >> 7, lane = tid & 31;
     const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
@@ -301,6 +307,30 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         const float sl2 = p.scale * kLog2e;
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         const uint32_t sPa = sm90::smem_addr(sPT), sdSa = sm90::smem_addr(sdST);
+        // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
+        auto gemm_dk = [&](uint32_t qa) {
+            const int w = opaque_int(ctid) >> 7;
+#pragma unroll
+            for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+                    wg_ss_tk<T, WBN>(&acc_k[i][0][0],
+                                     gmma_desc(qa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
+                                     gmma_desc(sdSa + kk * 32, 16, 1024), 1);
+            wgmma_commit();
+        };
+        auto release = [&](uint64_t *bar) {
+            __syncwarp();
+            if (lane == 0)
+                sm90::mbar_arrive(sm90::smem_addr(bar));
+        };
+        if constexpr (PIPE) {
+            // the first step's pipelined dK^T reads dS^T: zero it
+            for (int i = ctid; i < WBN * WBM * 2 / 16; i += NC)
+                reinterpret_cast<uint4 *>(sdST)[i] = make_uint4(0, 0, 0, 0);
+            fence_proxy_async();
+            sm90::named_sync(C::BAR_PDS, NC);
+        }
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
         for (int it = 0; it < gi.iters; ++it) {
@@ -330,7 +360,9 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             wgmma_fence();
             gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128>(&dP[0][0], sdOa, sVa + kw * 128);
             wgmma_commit();
-            wgmma_wait<1>(); // S is ready
+            if constexpr (PIPE)
+                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa); // the last step's dK^T
+            wgmma_wait<PIPE ? 2 : 1>(); // S is ready
             {
                 // rows wr + g, wr + g + 8; an LSE of -inf gives +inf, masked below
                 const float nl0 = lse2[wr + g] * -kLog2e, nl1 = lse2[wr + g + 8] * -kLog2e;
@@ -366,7 +398,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                         }
                 }
             }
-            wgmma_wait<0>(); // dP is ready
+            wgmma_wait<PIPE ? 1 : 0>(); // dP is ready
             uint32_t pp[NKW / 8][2], dd[NKW / 8][2];
             {
                 const float ds0 = dsm[wr + g], ds1 = dsm[wr + g + 8];
@@ -377,6 +409,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                     dd[c][0] = pack2<T>(sS[c][0] * (dP[c][0] - ds0), sS[c][1] * (dP[c][1] - ds0));
                     dd[c][1] = pack2<T>(sS[c][2] * (dP[c][2] - ds1), sS[c][3] * (dP[c][3] - ds1));
                 }
+            }
+            if constexpr (PIPE) {
+                wgmma_wait<0>(); // the last step's dK^T is done
+                if (it > 0)
+                    release(&bars->q_empty[s ^ 1]);
             }
             sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
             // P^T, dS^T by stmatrix.trans: matrix i of 16-key step q16 is keys
@@ -415,16 +452,6 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 }
                 wgmma_commit();
             };
-            auto gemm_dk = [&]() {
-#pragma unroll
-                for (int i = 0; i < PPW; ++i)
-#pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk)
-                        wg_ss_tk<T, WBN>(&acc_k[i][0][0],
-                                         gmma_desc(sQa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                         gmma_desc(sdSa + kk * 32, 16, 1024), 1);
-                wgmma_commit();
-            };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
 #pragma unroll
@@ -435,11 +462,6 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                                         gmma_desc(sKa + (PPW * w + i) * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024),
                                         kk > 0);
                 wgmma_commit();
-            };
-            auto release = [&](uint64_t *bar) {
-                __syncwarp();
-                if (lane == 0)
-                    sm90::mbar_arrive(sm90::smem_addr(bar));
             };
             auto stage_dq = [&]() {
                 sm90::named_sync(C::BAR_DQ_EMPTY, C::NDQ); // the bulk copy has read sdQ (step it-1)
@@ -457,8 +479,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 fence_proxy_async();
                 sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
             };
-            if constexpr (C::Q_STAGES == 1) {
-                gemm_dk();
+            if constexpr (!PIPE) {
+                gemm_dk(sQa);
                 gemm_dv();
                 gemm_dq();
                 wgmma_wait<2>(); // dK done
@@ -470,21 +492,24 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             } else {
                 gemm_dv();
                 gemm_dq();
-                gemm_dk();
                 if constexpr (C::DO_STAGES == 1) {
                     // (the next dO load waits for this release: as early as
-                    // possible; with two stages the extra wait cost 3-5 %)
-                    wgmma_wait<2>(); // dV done
+                    // possible; with two stages an extra wait cost 3-5 %)
+                    wgmma_wait<1>(); // dV done
                     release(&bars->do_empty[sd]);
-                    wgmma_wait<1>(); // dQ done
+                    wgmma_wait<0>(); // dQ done
                 } else {
-                    wgmma_wait<1>(); // dV, dQ done
+                    wgmma_wait<0>(); // dV, dQ done
                     release(&bars->do_empty[sd]);
                 }
                 stage_dq();
-                wgmma_wait<0>(); // dK done
-                release(&bars->q_empty[s]);
             }
+        }
+        if constexpr (PIPE) {
+            // the last step's dK^T
+            wgmma_fence();
+            gemm_dk(sb + C::OFF_Q + ((gi.iters - 1) & 1) * C::TILE_Q);
+            wgmma_wait<0>();
         }
     }
 

@@ -98,11 +98,15 @@ template <bool DET> struct BwdWsStep {
     }
 };
 
-// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile).
+// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile),
+// or 128 (d 32, 64: FA3's 128 x 128 tile).
 // At 80 rows the dQ product runs transposed, dQ^T = K^T dS^T (wgmma's M is
 // 64: warpgroup w the d-half 64w.., N = 80), with dS (not dS^T) in shared
 // memory, K-major ([query rows][keys], 64-key panels); one dQ staging tile
 // (two would not fit in 227 KB).
+// At 128 rows S^T, dP^T are m64n128 per warpgroup and dQ = dS K is split
+// along M: warpgroup w the query rows 64w.. (A: dS^T's panel w), all
+// columns; two dQ staging tiles where they fit (d 32), else one (d 64).
 template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> struct BwdWsCfg {
     using S = BwdShape<DQK_, DV_>;
     static_assert(!S::ROLES, "the warp-specialised kernel takes the rows layout (head dims <= 128)");
@@ -112,10 +116,17 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // dQ = dS K: both warpgroups, N = 64 each (columns 64w..), or warpgroup 0
     // alone, N = PK
     static constexpr bool DQ2 = PK > 64;
+    static constexpr bool DQM = WBM == 128; // dQ split along M (query rows)
     static constexpr int DQN = DQ2 ? 64 : PK;
     static constexpr bool DQT = WBM % 64 != 0; // dQ^T = K^T dS^T
-    static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128 && PW == 64), "80-row query blocks: d 128 only");
-    static constexpr int DQ_BUFS = DQT ? 1 : 2;
+    static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128 && PW == 64) ||
+                      (WBM == 128 && PK <= 64 && PV <= 64),
+                  "80-row query blocks: d 128 only; 128-row: d <= 64");
+    // two dQ staging tiles where they fit beside the rest (4 KB: statistics,
+    // barriers, alignment); 128 rows: d 32 two, d 64 one
+    static constexpr int DQ_BUFS =
+        DQT || (WBN * (PK + PV) + 2 * WBM * (PK + PV) + 2 * WBN * WBM) * 2 + 2 * WBM * DQK * 4 > 232448 - 4096 ? 1
+                                                                                                                  : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
@@ -126,7 +137,7 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // srow & ~3 of the [heads][total_q] arrays (the TMA wants a 16-byte
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
     // STAT_STRIDE floats (128-byte aligned)
-    static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = 96;
+    static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = (STAT_BOX + 31) / 32 * 32;
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
@@ -558,10 +569,10 @@ __global__ void __launch_bounds__(384, 1)
             // the dQ tile of this thread's fragment (rows m0 + rl, columns col0 + 8c + 2t)
             const int qb = NQB > 1 ? s : 0;
             float *tileq = sdQ + qb * (WBM * DQK);
-            auto stage_dq = [&](const float(*dq)[4], int col0) {
+            auto stage_dq = [&](const float(*dq)[4], int row0, int col0) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    const int rl = warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+                    const int rl = row0 + warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
 #pragma unroll
                     for (int c = 0; c < DQN / 8; ++c)
                         if (DQK % 64 == 0 || col0 + c * 8 < DQK)
@@ -572,7 +583,9 @@ __global__ void __launch_bounds__(384, 1)
             auto dq_gemm = [&](float(*dq)[4]) {
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk) {
-                    const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
+                    // dS^T, MN-major: 128 rows, warpgroup w's query rows 64w.. (panel w)
+                    const uint64_t a =
+                        gmma_desc(sdSa + (C::DQM ? cwg * (WBN * 128) : 0) + kk * 16 * 128, WBM * 128, 1024);
                     // K, MN-major: warpgroup w's columns from 64w (panel 64w / PW)
                     const uint64_t b = gmma_desc_rb<RB>(
                         sKa + (C::DQ2 ? cwg * (64 / PW) : 0) * (WBN * RB) + kk * 16 * RB, WBN * RB, 8 * RB);
@@ -615,11 +628,12 @@ __global__ void __launch_bounds__(384, 1)
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-            } else if constexpr (C::DQ2) {
+            } else if constexpr (C::DQ2 || C::DQM) {
                 wgmma_commit(); // dV
                 fence_proxy_async(); // dS^T stores -> the dQ wgmma of both warpgroups
                 sm90::named_sync(C::BAR_PDS, 256); // both halves of dS^T are in sdS[s]
-                // warpgroup w: dQ[:, 64w .. 64w+63]; then dK, which runs while dQ is staged
+                // warpgroup w: dQ[:, 64w .. 64w+63] (DQM: dQ[64w .. 64w+63, :]); then
+                // dK, which runs while dQ is staged
                 float dq[DQN / 8][4];
                 wgmma_fence();
                 dq_gemm(dq);
@@ -628,10 +642,10 @@ __global__ void __launch_bounds__(384, 1)
                 __syncwarp();     // (the warp's reads of Dsum before its release)
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288); // the bulk copy has read sdQ[s] (step it-2)
-                stage_dq(dq, cwg * 64);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ[qb] (step it-NQB)
+                stage_dq(dq, C::DQM ? cwg * 64 : 0, C::DQM ? 0 : cwg * 64);
                 fence_proxy_async();
-                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done
                 __syncwarp();
                 if (lane == 0)
@@ -652,12 +666,12 @@ __global__ void __launch_bounds__(384, 1)
                 // both warpgroups at one bar.sync instruction (compute-sanitizer
                 // synccheck reports a named barrier synced from two places as
                 // divergence)
-                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288);
                 if (cwg == 0) {
-                    stage_dq(dq, 0);
+                    stage_dq(dq, 0, 0);
                     fence_proxy_async();
                 }
-                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>();
                 __syncwarp();
                 if (lane == 0) {

@@ -122,11 +122,6 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128 && PW == 64) ||
                       (WBM == 128 && PK <= 64 && PV <= 64),
                   "80-row query blocks: d 128 only; 128-row: d <= 64");
-    // two dQ staging tiles where they fit beside the rest (4 KB: statistics,
-    // barriers, alignment); 128 rows: d 32 two, d 64 one
-    static constexpr int DQ_BUFS =
-        DQT || (WBN * (PK + PV) + 2 * WBM * (PK + PV) + 2 * WBN * WBM) * 2 + 2 * WBM * DQK * 4 > 232448 - 4096 ? 1
-                                                                                                                  : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
@@ -138,6 +133,12 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
     // STAT_STRIDE floats (128-byte aligned)
     static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = (STAT_BOX + 31) / 32 * 32;
+    // two dQ staging tiles where they fit in 227 KB (128 rows: d 32 two, d 64 one)
+    static constexpr int DQ_BUFS = DQT || OFF_DS + 2 * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
+                                                  (int)sizeof(BwdWsBars) + 1024 >
+                                              232448
+                                       ? 1
+                                       : 2;
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack

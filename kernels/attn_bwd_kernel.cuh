@@ -24,11 +24,12 @@
 //         fp32) and owns dK; both share dQ.  So each thread holds one 64 x D
 //         accumulator (D / 2 fp32), which d 256 needs.  Q, dO loaded by
 //         cp.async (double-buffered where shared memory allows).
-// Head dims that are not a multiple of 64 are padded to one in shared memory
-// (bwd_dkdv_wg_kernel: the padding columns zero-filled once; bwd_ws_kernel:
-// by the TMA's zero fill): the products over the head dim (S^T, dP^T) step
-// over the real columns only, the products whose N is the head dim (dV, dK,
-// dQ) run over the padded width.  In the roles layout v and dO are padded to
+// Head dims that are not a multiple of the panel width (64; bwd_ws_kernel at
+// d 32/80/96: 32) are padded to one in shared memory (bwd_dkdv_wg_kernel:
+// the padding columns zero-filled once; bwd_ws_kernel: by the TMA's zero
+// fill): the products over the head dim (S^T, dP^T) step over the real
+// columns only, the products whose N is the head dim (dV, dK, dQ) run over
+// the padded width.  In the roles layout v and dO are padded to
 // D_QK's width (MLA's (192, 128)), so that both warpgroups issue the same
 // wgmma shapes.
 #pragma once

@@ -9,7 +9,8 @@
 // block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
 // calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80, dV, dK with
 // 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for it), one
-// dQ staging tile, no window (launch_bwd_ws refuses one).
+// dQ staging tile, no window (launch_bwd_ws refuses one); or 128 at d 32/64
+// (FA3's d64 tile): S^T, dP^T at m64n128, dQ split along the query rows.
 //   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
 //     dQ, the rest leave.
 //     - TMA lane: K and V once (ragged THD tensor maps, built once per call),

@@ -1,10 +1,12 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det|hd|bwd]   (cuda det: only the deterministic-backward cases;
+ * usage: test_attn [cpu|cuda] [det|hd|bwd|fwd]   (cuda det: only the deterministic-backward cases;
  *                                        cuda hd: only the head-dim families, a small run for
  *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants;
  *                                        cuda bwd: the backward of every head dim, both modes,
- *                                        and the deterministic cases)
+ *                                        and the deterministic cases;
+ *                                        cuda fwd: every case of the full run, forward only,
+ *                                        about a minute on an H200)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -62,6 +64,7 @@ typedef struct tensors {
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
 static int deterministic = 0; /* cuda: ask for the deterministic backward */
+static int fwd_only = 0;      /* "test_attn cuda fwd": check the forward of every case, no backward */
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -508,6 +511,8 @@ static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, cons
 /* Does the backend have a backward kernel for the case's head dims? */
 static int has_bwd(const tcase *c)
 {
+    if (fwd_only)
+        return 0;
     int ok_ = fa4cp_attn_supports(backend, c->dtype, c->d, c->dv_as_zero ? 0 : c->dv, 1) == FA4CP_OK;
     fa4cp_clear_error();
     return ok_;
@@ -1039,7 +1044,7 @@ static void cuda_bwd_head_dims(test_rng *r)
 static void cuda_cases(test_rng *r)
 {
     fa4cp_dtype dts[] = {FA4CP_BF16, FA4CP_FP16};
-    for (int det = 0; det < 2; det++)
+    for (int det = 0; det < (fwd_only ? 1 : 2); det++)
         for (int k = 0; k < 2; k++) {
             int passed = 0, total = 6, saw = 0;
             deterministic = det;
@@ -1052,8 +1057,9 @@ static void cuda_cases(test_rng *r)
                     c.wr = test_rng_int(r, 0, 200);
                 passed += run_case(r, &c, i % 2, &saw);
             }
-            is_int(passed, total, "%s, %s backward: %d random cases with sequences up to 300 rows",
-                   fa4cp_dtype_name(dts[k]), det ? "deterministic" : "atomic", total);
+            is_int(passed, total, "%s, %s: %d random cases with sequences up to 300 rows",
+                   fa4cp_dtype_name(dts[k]),
+                   fwd_only ? "forward" : det ? "deterministic backward" : "atomic backward", total);
         }
     deterministic = 0;
 
@@ -1091,8 +1097,10 @@ static void cuda_cases(test_rng *r)
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
     cuda_long_head_dims(r);
 
-    cuda_deterministic(r);
-    cuda_bwd_head_dims(r);
+    if (!fwd_only) {
+        cuda_deterministic(r);
+        cuda_bwd_head_dims(r);
+    }
 
     /* a misaligned pointer is refused before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
@@ -1218,7 +1226,7 @@ static void head_dim_cases(test_rng *r)
                  fa4cp_last_error());
             continue;
         }
-        const int bwd = fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) == FA4CP_OK;
+        const int bwd = !fwd_only && fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) == FA4CP_OK;
         fa4cp_clear_error();
         int passed = 0, total = cuda ? 8 : 6, saw = 0;
         for (int k = 0; k < total; k++) {
@@ -1243,7 +1251,9 @@ static void head_dim_cases(test_rng *r)
         }
         is_int(passed, total, "%s (head_dim, head_dim_v) = (%d, %d): %d random cases match the dense reference%s",
                fa4cp_backend_name(backend), dims[i][0], dims[i][1], total,
-               bwd ? " (forward and backward)" : " (forward only: the table has no backward kernel)");
+               bwd        ? " (forward and backward)"
+               : fwd_only ? " (forward only: test_attn cuda fwd)"
+                          : " (forward only: the table has no backward kernel)");
     }
 }
 
@@ -1306,6 +1316,8 @@ int main(int argc, char **argv)
         cuda_deterministic(&rng);
         return done_testing();
     }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "fwd") == 0)
+        fwd_only = 1; /* the cases below, forward only (no deterministic or backward-only sections) */
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {
         head_dim_cases(&rng);
         cuda_long_head_dims(&rng);

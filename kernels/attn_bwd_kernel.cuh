@@ -617,7 +617,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         // deterministic: only without a left window (see the kernel)
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
-        if (use_list) { // also the deterministic order (see the kernel)
+        // one sequence, no left window: the list is known (bwd_list_closed)
+        if (use_list && (W::ROLES || !bwd_list_closed(p))) { // also the deterministic order (see the kernel)
             sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;

@@ -3,7 +3,8 @@
 // attn_bwd_d*.cu files instantiate it per head dim, attn_bwd.cu picks the
 // instantiation.
 //
-//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
+//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows);
+//      it also zeroes dq_accum and (deterministic) the semaphores
 //   2. main kernel, one CTA per (KV block, kv head, sequence): K, V stay in
 //      shared memory; the CTA walks every query head of its GQA group and
 //      every visible 64-row query block, recomputes S^T and dP^T with wgmma,

@@ -29,12 +29,12 @@ constexpr int SCHED_BINS = 8192; // costs above share the top bin
 //     blocks descending are longest-first: entry idx = block nmb - 1 - idx,
 //     nmb = ceil(sq / BO) (ties in the other order than the list's, which
 //     the results do not depend on).
-// FA4CP_CUDA_TUNING 262144: run the list kernel anyway.
+// FA4CP_CUDA_TUNING 524288: run the list kernel anyway.
 __host__ __device__ __forceinline__ bool bwd_list_closed(const fa4cp_kparams &p) {
-    return p.batch == 1 && p.window_left < 0 && !(p.tuning & 262144);
+    return p.batch == 1 && p.window_left < 0 && !(p.tuning & 524288);
 }
 __host__ __device__ __forceinline__ bool fwd_list_closed(const fa4cp_kparams &p) {
-    return p.batch == 1 && !(p.tuning & 262144);
+    return p.batch == 1 && !(p.tuning & 524288);
 }
 
 template <bool BWD>

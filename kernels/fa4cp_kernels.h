@@ -59,7 +59,7 @@ typedef struct fa4cp_kparams {
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer
      * warpgroups instead of three, d192, (192, 128)),
      * 8192 the forward rescales O at every block (no conditional rescale,
-     * fwd_softmax.cuh), 262144 one-sequence calls build the work list too
+     * fwd_softmax.cuh), 524288 one-sequence calls build the work list too
      * (else their order is taken in closed form, attn_sched.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */

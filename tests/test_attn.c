@@ -1039,7 +1039,7 @@ static void cuda_bwd_head_dims(test_rng *r)
  * kernels take their work order in closed form instead of from the list
  * kernel (kernels/attn_sched.cuh: the forward always, the backward without a
  * left window).  Each case runs with the closed form and, by
- * FA4CP_CUDA_TUNING 262144, with the list kernel: the forward's out and lse
+ * FA4CP_CUDA_TUNING 524288, with the list kernel: the forward's out and lse
  * and the deterministic backward's dq, dk, dv are bit-identical between the
  * two (same tiles, same order of the dQ additions), and both modes match the
  * float64 reference with exact zeros in the padding rows (seqused shorter
@@ -1067,7 +1067,7 @@ static void one_seq_cases(test_rng *r)
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
     char list_tuning[32];
-    snprintf(list_tuning, sizeof list_tuning, "%d", (saved ? atoi(saved) : 0) | 262144);
+    snprintf(list_tuning, sizeof list_tuning, "%d", (saved ? atoi(saved) : 0) | 524288);
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         tcase c;
         memset(&c, 0, sizeof c);

@@ -25,11 +25,12 @@
 //         fp32) and owns dK; both share dQ.  So each thread holds one 64 x D
 //         accumulator (D / 2 fp32), which d 256 needs.  Q, dO loaded by
 //         cp.async (double-buffered where shared memory allows).
-// Head dims that are not a multiple of 64 are padded to one in shared memory
-// (bwd_dkdv_wg_kernel: the padding columns zero-filled once; bwd_ws_kernel:
-// by the TMA's zero fill): the products over the head dim (S^T, dP^T) step
-// over the real columns only, the products whose N is the head dim (dV, dK,
-// dQ) run over the padded width.  In the roles layout v and dO are padded to
+// Head dims that are not a multiple of the panel width (64; bwd_ws_kernel at
+// d 32/80/96: 32) are padded to one in shared memory (bwd_dkdv_wg_kernel:
+// the padding columns zero-filled once; bwd_ws_kernel: by the TMA's zero
+// fill): the products over the head dim (S^T, dP^T) step over the real
+// columns only, the products whose N is the head dim (dV, dK, dQ) run over
+// the padded width.  In the roles layout v and dO are padded to
 // D_QK's width (MLA's (192, 128)), so that both warpgroups issue the same
 // wgmma shapes.
 #pragma once
@@ -624,7 +625,10 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     // non-causal tile; FA4CP_CUDA_TUNING 131072: 64), else 64.
     constexpr bool CAN80 = DQK == 128 && DV == 128;
     const bool t80 = CAN80 && p.window_left < 0 && p.window_right < 0 && !(p.tuning & 131072);
-    const int wbm = t80 ? 80 : W::WBM;
+    // 128 for d 32, 64 (FA3's 128 x 128 tile; FA4CP_CUDA_TUNING 262144: 64)
+    constexpr bool CAN128 = !W::ROLES && W::PK <= 64 && W::PV <= 64;
+    const bool t128 = CAN128 && !(p.tuning & 262144);
+    const int wbm = t80 ? 80 : t128 ? 128 : W::WBM;
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
         const long long ctas = (long long)nb * ycount;
@@ -643,6 +647,9 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             if constexpr (CAN80) {
                 e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list)
                         : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            } else if constexpr (CAN128) {
+                e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list)
+                         : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
             } else {
                 e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
             }

@@ -175,7 +175,8 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
     const int HK = p.kv_heads;
     const int w = DET ? tk : (int)blockIdx.x;
     if (use_list) {
-        const int ne = p.sched[0];
+        const bool closed = bwd_list_closed(p); // (attn_sched.cuh)
+        const int ne = closed ? min((seq_info(p, 0).sk + WBN - 1) / WBN, max_nb) : p.sched[0];
         int idx;
         if (p.tuning & 65536) {
             kvh = w % HK;
@@ -186,7 +187,7 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
         }
         if (idx >= ne || kvh >= HK)
             return false;
-        const int e = p.sched[1 + idx];
+        const int e = closed ? idx : p.sched[1 + idx];
         bi = e / max_nb;
         n_block = e % max_nb;
     } else if (DET) {

@@ -89,6 +89,8 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     sc.max_mb = max_mb;
     sc.heads = p.heads;
     sc.hsec = nkv * grp;
+    const bool closed = fwd_list_closed(p); // one sequence: no list kernel (attn_sched.cuh)
+    sc.bm = closed ? C::BM : 0;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
         (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
@@ -98,9 +100,14 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
         cudaSuccess)
         return e;
-    sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
-    if ((e = cudaGetLastError()) != cudaSuccess)
-        return e;
+    if (closed) {
+        if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
+            return e;
+    } else {
+        sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
     fwd_ws_kernel<C><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }

@@ -140,7 +140,7 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
         const int s = tcount & 1;
         sm90::mbar_wait(bb + offsetof(B, tile_empty) + 8 * s, ((tcount >> 1) & 1) ^ 1);
         // read per tile (fewer registers held by the producer; an L1 hit)
-        const int n_entries = sc.list[0];
+        const int n_entries = fwd_num_entries(p, sc);
         const bool valid = tile < n_entries * sc.heads;
         asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(bb + (uint32_t)offsetof(B, slot) + 4 * s),
                      "r"(valid ? tile : -1)
@@ -318,7 +318,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     using T = typename C::Elem;
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS, DV = C::DV, DVP = C::DVP;
     const int warp = ct >> 5, lane = ct & 31, q = lane & 3;
-    const int n_entries = sc.list[0];
+    const int n_entries = fwd_num_entries(p, sc);
     const int H = p.heads;
     const int64_t stride = (int64_t)H * DV; // out rows
     const float sl2 = p.scale * kLog2e;

@@ -57,7 +57,8 @@ typedef struct fa4cp_kparams {
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer
-     * warpgroups instead of three, d192, (192, 128)),
+     * warpgroups instead of three, d128 three K/V stages instead of two,
+     * d192, (192, 128)),
      * 8192 the forward rescales O at every block (no conditional rescale,
      * fwd_softmax.cuh), 524288 one-sequence calls build the work list too
      * (else their order is taken in closed form, attn_sched.cuh) */

@@ -3,7 +3,8 @@
 // attn_bwd_d*.cu files instantiate it per head dim, attn_bwd.cu picks the
 // instantiation.
 //
-//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows)
+//   1. preprocess: Dsum[h, row] = rowsum(dO * O) - dLSE (0 for padding rows);
+//      it also zeroes dq_accum and (deterministic) the semaphores
 //   2. main kernel, one CTA per (KV block, kv head, sequence): K, V stay in
 //      shared memory; the CTA walks every query head of its GQA group and
 //      every visible 64-row query block, recomputes S^T and dP^T with wgmma,
@@ -20,10 +21,11 @@
 //        warpgroup w owning KV rows 64w..64w+63;
 //   wide (d_qk 192 with d_v 192 or 128, d 256): 96- or 64-row KV blocks,
 //        three or two MMA warpgroups owning head-dim panels of dK^T, dV^T.
-// Head dims that are not a multiple of 64 are padded to one in shared memory
-// by the TMA's zero fill: the products over the head dim (S^T, dP^T) step
-// over the real columns only, the products whose N is the head dim (dV, dK,
-// dQ) run over the padded width.
+// Head dims that are not a multiple of the panel width (64; at d 32/80/96:
+// 32) are padded to one in shared memory by the TMA's zero fill: the
+// products over the head dim (S^T, dP^T) step over the real columns only,
+// the products whose N is the head dim (dV, dK, dQ) run over the padded
+// width.
 #pragma once
 
 #include "bwd_ws_kernel.cuh"
@@ -32,12 +34,18 @@ namespace fa4cp {
 
 // Dsum[h, row] = sum_d dO * O - dLSE over real rows; 0 on padding rows.  L
 // lanes read a (row, head) pair's DV columns, 8 each; LP (a power of 2) lanes
-// per pair.
-template <typename T, int DV> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p) {
+// per pair.  The same lanes zero the pair's DQK floats of dq_accum (every
+// row, padding included, as a memset of the whole workspace would), and
+// threads 0 .. nsem - 1 the semaphores of a deterministic call (nsem = 0
+// otherwise), so that no memset runs before this kernel.
+template <typename T, int DQK, int DV> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p, int64_t nsem) {
     constexpr int L = DV / 8;
     constexpr int LP = L <= 4 ? 4 : L <= 8 ? 8 : L <= 16 ? 16 : 32;
     static_assert(L <= 32, "head_dim_v up to 256");
+    static_assert(DQK % 4 == 0, "dq_accum rows are zeroed by float4");
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid < nsem)
+        p.dq_sem[gid] = 0;
     const int64_t pair = gid / LP;
     const int c = (int)(gid % LP);
     const int64_t npairs = p.total_q * p.heads;
@@ -47,6 +55,10 @@ template <typename T, int DV> __global__ void bwd_preprocess_kernel(const fa4cp_
     float acc = 0.f;
     bool real = false;
     if (in) {
+        float4 *za = reinterpret_cast<float4 *>(p.dq_accum + ((int64_t)h * p.total_q + row) * DQK);
+#pragma unroll
+        for (int i = c; i < DQK / 4; i += LP)
+            za[i] = make_float4(0.f, 0.f, 0.f, 0.f);
         real = row_is_real(p.cu_q, p.used_q, p.batch, row, nullptr, nullptr);
         if (real && (L == LP || c < L)) {
             const int64_t off = (row * p.heads + h) * DV + c * 8;
@@ -69,41 +81,54 @@ template <typename T, int DV> __global__ void bwd_preprocess_kernel(const fa4cp_
     }
 }
 
-// Rows of dq (which = 0: real rows get scale * dq_accum, padding rows 0), or
-// exact zeros in the padding rows of dk and dv (1, both D wide), dk only (2)
-// or dv only (3).  D: the width of the rows.
-template <typename T, int D> __global__ void bwd_finish_kernel(const fa4cp_kparams p, int which) {
+// The backward's last kernel, two parts by block:
+//   blocks [0, dq_blocks): the rows of dq, 8 elements a thread: real rows
+//     get scale * dq_accum, padding rows exact zeros;
+//   the rest: exact zeros in the padding rows of dk and dv, one warp per 32
+//     rows of the key tensor: each lane tells whether its row is padding,
+//     and a warp whose rows are all real (every row, when the sequences
+//     leave no gaps) leaves at once; else the warp zeros its padding rows
+//     one at a time, every row kv_heads * DQK (dk) and kv_heads * DV (dv)
+//     contiguous elements.
+template <typename T, int DQK, int DV> __global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks) {
+    const uint4 zero = make_uint4(0, 0, 0, 0);
+    if ((int64_t)blockIdx.x >= dq_blocks) {
+        const int64_t wid = (((int64_t)blockIdx.x - dq_blocks) * blockDim.x + threadIdx.x) >> 5;
+        const int lane = threadIdx.x & 31;
+        const int64_t row = wid * 32 + lane;
+        const bool pad = row < p.total_k && !row_is_real(p.cu_k, p.used_k, p.batch, row, nullptr, nullptr);
+        unsigned m = __ballot_sync(0xffffffffu, pad);
+        const int64_t nk = (int64_t)p.kv_heads * (DQK / 8), nv = (int64_t)p.kv_heads * (DV / 8); // uint4 a row
+        while (m) {
+            const int64_t r = wid * 32 + __ffs(m) - 1;
+            m &= m - 1;
+            uint4 *dk = reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dk) + r * nk * 8);
+            uint4 *dv = reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dv) + r * nv * 8);
+            for (int64_t i = lane; i < nk; i += 32)
+                dk[i] = zero;
+            for (int64_t i = lane; i < nv; i += 32)
+                dv[i] = zero;
+        }
+        return;
+    }
     const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const int hh = which == 0 ? p.heads : p.kv_heads;
-    const int64_t total = which == 0 ? p.total_q : p.total_k;
-    const int64_t per_row = (int64_t)hh * (D / 8);
-    if (gid >= total * per_row)
+    const int64_t per_row = (int64_t)p.heads * (DQK / 8);
+    if (gid >= p.total_q * per_row)
         return;
     const int64_t row = gid / per_row;
     const int64_t off = gid * 8; // element offset (rows are contiguous)
     int64_t start = 0;
-    const bool real = which == 0 ? row_is_real(p.cu_q, p.used_q, p.batch, row, &start, nullptr)
-                                 : row_is_real(p.cu_k, p.used_k, p.batch, row, &start, nullptr);
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    if (which != 0) {
-        if (!real) {
-            if (which != 3)
-                *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dk) + off) = zero;
-            if (which != 2)
-                *reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dv) + off) = zero;
-        }
-        return;
-    }
+    const bool real = row_is_real(p.cu_q, p.used_q, p.batch, row, &start, nullptr);
     T *dq = reinterpret_cast<T *>(p.dq) + off;
     if (!real) {
         *reinterpret_cast<uint4 *>(dq) = zero;
     } else {
-        const int h = (int)((gid / (D / 8)) % p.heads);
-        const int col = (int)(gid % (D / 8)) * 8;
+        const int h = (int)((gid / (DQK / 8)) % p.heads);
+        const int col = (int)(gid % (DQK / 8)) * 8;
         const int r8 = (int)((row - start) & 7);
-        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * D;
-        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<D>(r8, col));
-        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<D>(r8, col + 4));
+        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * DQK;
+        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col));
+        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col + 4));
         const float s = p.scale;
         uint4 v;
         v.x = pack2<T>(a.x * s, a.y * s);
@@ -122,21 +147,13 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     using W = BwdShape<DQK, DV>;
     cudaStream_t s = (cudaStream_t)p.stream;
     cudaError_t e;
-    const int64_t q_elems = p.total_q * p.heads * DQK;
-    if (q_elems > 0) {
-        e = cudaMemsetAsync(p.dq_accum, 0, (size_t)q_elems * sizeof(float), s);
-        if (e != cudaSuccess)
-            return e;
-    }
-    if (p.deterministic) {
-        e = cudaMemsetAsync(p.dq_sem, 0, (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int), s);
-        if (e != cudaSuccess)
-            return e;
-    }
-    if (p.total_q > 0) {
+    // the preprocess zeroes dq_accum and, deterministic, the semaphores
+    // (also with no queries: the main kernel's CTAs take tickets from them)
+    const int64_t nsem = p.deterministic ? fa4cp_kernel_bwd_sem_count(&p) : 0;
+    if (p.total_q > 0 || nsem > 0) {
         constexpr int LP = DV / 8 <= 4 ? 4 : DV / 8 <= 8 ? 8 : DV / 8 <= 16 ? 16 : 32;
         const int64_t th = p.total_q * p.heads * LP;
-        bwd_preprocess_kernel<T, DV><<<blocks_for(th, 256), 256, 0, s>>>(p);
+        bwd_preprocess_kernel<T, DQK, DV><<<blocks_for(th > nsem ? th : nsem, 256), 256, 0, s>>>(p, nsem);
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
@@ -145,7 +162,10 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     // non-causal tile; FA4CP_CUDA_TUNING 131072: 64), else 64.
     constexpr bool CAN80 = DQK == 128 && DV == 128;
     const bool t80 = CAN80 && p.window_left < 0 && p.window_right < 0 && !(p.tuning & 131072);
-    const int wbm = t80 ? 80 : W::WBM;
+    // 128 for d 32, 64 (FA3's 128 x 128 tile; FA4CP_CUDA_TUNING 262144: 64)
+    constexpr bool CAN128 = W::PK <= 64 && W::PV <= 64;
+    const bool t128 = CAN128 && !(p.tuning & 262144);
+    const int wbm = t80 ? 80 : t128 ? 128 : W::WBM;
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
         const long long ctas = (long long)nb * ycount;
@@ -154,7 +174,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         // deterministic: only without a left window (see the kernel)
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
-        if (use_list) { // also the deterministic order (see the kernel)
+        // one sequence, no left window: the list is known (bwd_list_closed)
+        if (use_list && !bwd_list_closed(p)) { // also the deterministic order (see the kernel)
             sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
@@ -162,26 +183,22 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         if constexpr (CAN80) {
             e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list)
                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+        } else if constexpr (CAN128) {
+            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list)
+                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
         } else {
             e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
         }
         if (e != cudaSuccess)
             return e;
     }
-    if (p.total_q > 0) {
-        bwd_finish_kernel<T, DQK><<<blocks_for(p.total_q * p.heads * (DQK / 8), 256), 256, 0, s>>>(p, 0);
-        if ((e = cudaGetLastError()) != cudaSuccess)
-            return e;
-    }
-    if (p.total_k > 0) {
-        if (DQK == DV) {
-            bwd_finish_kernel<T, DQK><<<blocks_for(p.total_k * p.kv_heads * (DQK / 8), 256), 256, 0, s>>>(p, 1);
-        } else {
-            bwd_finish_kernel<T, DQK><<<blocks_for(p.total_k * p.kv_heads * (DQK / 8), 256), 256, 0, s>>>(p, 2);
-            if ((e = cudaGetLastError()) != cudaSuccess)
-                return e;
-            bwd_finish_kernel<T, DV><<<blocks_for(p.total_k * p.kv_heads * (DV / 8), 256), 256, 0, s>>>(p, 3);
-        }
+    // dq, and the padding rows of dk and dv, in one kernel
+    const int64_t dq_blocks = blocks_for(p.total_q * p.heads * (DQK / 8), 256);
+    const int64_t fin_blocks = dq_blocks + blocks_for(p.total_k, 256); // 8 warps of 32 key rows a block
+    if (fin_blocks > 0x7fffffffLL)
+        return cudaErrorInvalidConfiguration;
+    if (fin_blocks > 0) {
+        bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }

@@ -17,6 +17,26 @@ namespace fa4cp {
 constexpr int SCHED_THREADS = 1024;
 constexpr int SCHED_BINS = 8192; // costs above share the top bin
 
+// Calls whose order is known without the list kernel (9 us a call on an
+// H200, a CP step's every call), the kernels then take entry idx in closed
+// form, count from seq_info(p, 0):
+//   backward, one sequence, no left window: the costs (query blocks seeing a
+//     KV block) do not grow with the block and the sort is stable, so the list
+//     is the KV blocks ascending: entry idx = KV block idx, ceil(sk / BO) of
+//     them (the same order, so also the deterministic one);
+//   forward, one sequence: the costs (KV blocks a query block sees) do not
+//     fall with the block, but for windows by a block at most, so the query
+//     blocks descending are longest-first: entry idx = block nmb - 1 - idx,
+//     nmb = ceil(sq / BO) (ties in the other order than the list's, which
+//     the results do not depend on).
+// FA4CP_CUDA_TUNING 524288: run the list kernel anyway.
+__host__ __device__ __forceinline__ bool bwd_list_closed(const fa4cp_kparams &p) {
+    return p.batch == 1 && p.window_left < 0 && !(p.tuning & 524288);
+}
+__host__ __device__ __forceinline__ bool fwd_list_closed(const fa4cp_kparams &p) {
+    return p.batch == 1 && !(p.tuning & 524288);
+}
+
 template <bool BWD>
 __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob, int BO, int BI) {
     const SeqInfo si = seq_info(p, b);

@@ -10,15 +10,32 @@
 
 namespace fa4cp {
 
-// acc[64 x N] = A B over K: A and B K-major in 64-column panels (128-byte
-// swizzle) whose panels lie A_PANEL and B_PANEL bytes apart.
-template <typename T, int N, int K, int A_PANEL, int B_PANEL>
+// Shared-memory matrix descriptor of a swizzled layout with RB-byte panel
+// rows: RB 128 (64-column panels, 128-byte swizzle, layout type 1; the same
+// as gmma_desc) or 64 (32-column panels, 64-byte swizzle, type 2).  K-major:
+// sbo = 8 rows; MN-major: lbo = panel stride, sbo = 8 rows.
+template <int RB> __device__ __forceinline__ uint64_t gmma_desc_rb(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
+    uint64_t d = 0;
+    d |= (uint64_t)((saddr & 0x3FFFF) >> 4);
+    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
+    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
+    d |= (uint64_t)(RB == 128 ? 1 : 2) << 62;
+    return d;
+}
+
+// acc[64 x N] = A B over K: A and B K-major in panels of RB-byte rows (64
+// columns, 128-byte swizzle; or 32 columns, 64-byte swizzle) whose panels lie
+// A_PANEL and B_PANEL bytes apart (k step kk starts (kk % (RB / 32)) * 32
+// bytes into the rows of panel kk / (RB / 32)).
+template <typename T, int N, int K, int A_PANEL, int B_PANEL, int RB = 128>
 __device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t b) {
+    constexpr int KP = RB / 32; // k steps per panel
 #pragma unroll
     for (int kk = 0; kk < K / 16; ++kk) {
-        const uint32_t koff = (kk & 3) * 32;
-        wg_ss<T, N>(acc, gmma_desc(a + (kk >> 2) * A_PANEL + koff, 16, 1024),
-                    gmma_desc(b + (kk >> 2) * B_PANEL + koff, 16, 1024), kk > 0);
+        const uint32_t koff = (kk % KP) * 32;
+        wg_ss<T, N>(acc, gmma_desc_rb<RB>(a + (kk / KP) * A_PANEL + koff, 16, 8 * RB),
+                    gmma_desc_rb<RB>(b + (kk / KP) * B_PANEL + koff, 16, 8 * RB), kk > 0);
     }
 }
 
@@ -59,8 +76,6 @@ __device__ __forceinline__ void sem_release_add(int *sem) {
                  : "memory");
 }
 
-constexpr int round64(int x) { return (x + 63) / 64 * 64; }
-
 // Tile shape of a (head_dim, head_dim_v) pair, in one of the two layouts of
 // bwd_ws_kernel: rows (head dims <= 128: 128-row KV blocks, 2 MMA
 // warpgroups, warpgroup w owns KV rows 64w..), wide (d_qk 192 with d_v 192
@@ -72,8 +87,13 @@ template <int DQK_, int DV_> struct BwdShape {
     static_assert(WIDE || (DQK <= 128 && DV <= 128), "no backward tiles for this (head_dim, head_dim_v)");
     static constexpr int WBM = 64;                                // query rows per block
     static constexpr int WBN = WIDE ? (DQK == 192 ? 96 : 64) : 128; // KV rows per CTA
-    // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of 64
-    static constexpr int PK = round64(DQK), PV = round64(DV);
+    // panel width (columns) of K, V, Q, dO in shared memory: 64 (128-byte
+    // rows and swizzle), or, in the rows layout for head dims that are not a
+    // multiple of 64 (32, 80, 96), 32 (64-byte rows and swizzle, as the
+    // forward's), so that d 96 runs N = 96 and K = 96 instead of 128
+    static constexpr int PW = DQK % 64 == 0 && DV % 64 == 0 ? 64 : 32;
+    // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of PW
+    static constexpr int PK = (DQK + PW - 1) / PW * PW, PV = (DV + PW - 1) / PW * PW;
 };
 
 template <int WBM, int WBN>

@@ -12,7 +12,8 @@
 // block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
 // calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80, dV, dK with
 // 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for it), one
-// dQ staging tile, no window (launch_bwd_ws refuses one).
+// dQ staging tile, no window (launch_bwd_ws refuses one); or 128 at d 32/64
+// (FA3's d64 tile): S^T, dP^T at m64n128, dQ split along the query rows.
 //   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
 //     dQ, the rest leave.
 //     - TMA lane: K and V once (ragged THD tensor maps, built once per call),
@@ -50,8 +51,13 @@
 // read or write, the thread-0 BwdWsInfo (written before a __syncthreads),
 // and dS^T / dQ (between the MMA warpgroups and the writer, behind named
 // barriers).
-// Head dims that are not a multiple of 64 (32, 80, 96) are padded to one in
-// shared memory by the TMA's zero fill of columns past the tensor's width.
+// Head dims that are not a multiple of 64 (32, 80, 96) are stored in 32-column
+// panels with the 64-byte swizzle (BwdShape::PW), so S^T and dP^T step over
+// the real columns and dV, dK run N = 32 or 96; d 80 is padded to 96 by the
+// TMA's zero fill of columns past the tensor's width.  dQ: both warpgroups
+// at N = 64 where the width is over 64 (d 80, 96: warpgroup 1's columns
+// 64.. and the 32 past the K tile it reads, dropped), else warpgroup 0
+// alone at N = the width.
 #pragma once
 
 #include "bwd_common.cuh"
@@ -96,28 +102,41 @@ template <bool DET> struct BwdWsStep {
     }
 };
 
-// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile).
+// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile),
+// or 128 (d 32, 64: FA3's 128 x 128 tile).
 // At 80 rows the dQ product runs transposed, dQ^T = K^T dS^T (wgmma's M is
 // 64: warpgroup w the d-half 64w.., N = 80), with dS (not dS^T) in shared
 // memory, K-major ([query rows][keys], 64-key panels); one dQ staging tile
 // (two would not fit in 227 KB).
+// At 128 rows S^T, dP^T are m64n128 per warpgroup and dQ = dS K is split
+// along M: warpgroup w the query rows 64w.. (A: dS^T's panel w), all
+// columns; two dQ staging tiles where they fit (d 32), else one (d 64).
 template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> struct BwdWsCfg {
     using S = BwdShape<DQK_, DV_>;
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr int WBM = WBM_, WBN = S::WBN, PK = S::PK, PV = S::PV;
+    static constexpr int PW = S::PW, RB = 2 * PW; // panel width (columns), bytes per panel row
+    // dQ = dS K: both warpgroups, N = 64 each (columns 64w..), or warpgroup 0
+    // alone, N = PK
+    static constexpr bool DQ2 = PK > 64;
+    static constexpr bool DQM = WBM == 128; // dQ split along M (query rows)
+    static constexpr int DQN = DQ2 ? 64 : PK;
     static constexpr bool DQT = WBM % 64 != 0; // dQ^T = K^T dS^T
-    static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128), "80-row query blocks: d 128 only");
+    static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128 && PW == 64) ||
+                      (WBM == 128 && PK <= 64 && PV <= 64),
+                  "80-row query blocks: d 128 only; 128-row: d <= 64");
     // wide layout (d_qk 192, 256): 3 MMA warpgroups at d_qk 192 (PPW = 1
     // head-dim panel of dK^T, dV^T, dQ each), 2 at 256 (PPW = 2); one dQ
-    // staging tile; one dO stage at d_v > 128, one Q stage at d 256; P^T and
-    // dS^T (one buffer each) where rows keep the two dS^T buffers
+    // staging tile (DQ_BUFS below: two never fit); one dO stage at d_v > 128,
+    // one Q stage at d 256; P^T and dS^T (one buffer each) where rows keep
+    // the two dS^T buffers
     static constexpr bool WIDE = S::WIDE;
-    static_assert(!WIDE || (WBM == 64 && (PK == 192 || PK == 256)), "wide layout: d_qk 192 or 256, 64-row query blocks");
+    static_assert(!WIDE || (WBM == 64 && PW == 64 && (PK == 192 || PK == 256)),
+                  "wide layout: d_qk 192 or 256, 64-row query blocks");
     static constexpr int NWG = WIDE && PK == 192 ? 3 : 2; // MMA warpgroups
     static constexpr int PPW = PK / 64 / NWG;
     static constexpr int NT = 128 * (1 + NWG), NC = 128 * NWG, NDQ = NC + 32; // threads; named barrier counts
     static constexpr int Q_STAGES = WIDE && PK > 192 ? 1 : 2, DO_STAGES = WIDE && PV > 128 ? 1 : 2;
-    static constexpr int DQ_BUFS = DQT || WIDE ? 1 : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
@@ -128,7 +147,13 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // srow & ~3 of the [heads][total_q] arrays (the TMA wants a 16-byte
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
     // STAT_STRIDE floats (128-byte aligned)
-    static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = 96;
+    static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = (STAT_BOX + 31) / 32 * 32;
+    // two dQ staging tiles where they fit in 227 KB (128 rows: d 32 two, d 64 one)
+    static constexpr int DQ_BUFS = DQT || OFF_DS + 2 * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
+                                                  (int)sizeof(BwdWsBars) + 1024 >
+                                              232448
+                                       ? 1
+                                       : 2;
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
@@ -174,7 +199,8 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
     const int HK = p.kv_heads;
     const int w = DET ? tk : (int)blockIdx.x;
     if (use_list) {
-        const int ne = p.sched[0];
+        const bool closed = bwd_list_closed(p); // (attn_sched.cuh)
+        const int ne = closed ? min((seq_info(p, 0).sk + WBN - 1) / WBN, max_nb) : p.sched[0];
         int idx;
         if (p.tuning & 65536) {
             kvh = w % HK;
@@ -185,7 +211,7 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
         }
         if (idx >= ne || kvh >= HK)
             return false;
-        const int e = p.sched[1 + idx];
+        const int e = closed ? idx : p.sched[1 + idx];
         bi = e / max_nb;
         n_block = e % max_nb;
     } else if (DET) {
@@ -219,12 +245,8 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     const int n0 = n_block * WBN;
     const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
     const int n_last = min(n0 + WBN, si.sk) - 1;
-    int64_t i_min = p.window_right >= 0 ? (int64_t)n0 - mk.off - p.window_right : 0;
-    int64_t i_max = p.window_left >= 0 ? (int64_t)n_last - mk.off + p.window_left : (int64_t)si.sq - 1;
-    if (i_min < 0)
-        i_min = 0;
-    if (i_max > (int64_t)si.sq - 1)
-        i_max = (int64_t)si.sq - 1;
+    int64_t i_min, i_max;
+    rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
     int mb_lo = 0, nmb = 0;
     if (i_min <= i_max) {
         mb_lo = (int)(i_min / WBM);
@@ -550,6 +572,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
+    constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
     // keeps its address space (LDS/STS instead of generic accesses)
@@ -606,11 +629,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
                 sm90::mbar_arrive_expect_tx(fkv, C::TILE_K + C::TILE_V);
 #pragma unroll
-                for (int pn = 0; pn < PK / 64; ++pn)
-                    sm90::tma_load_4d(sb + C::OFF_K + pn * WBN * 128, &tmK, fkv, pn * 64, gi.kvh, kr, kx, h_kv);
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_K + pn * WBN * RB, &tmK, fkv, pn * PW, gi.kvh, kr, kx, h_kv);
 #pragma unroll
-                for (int pn = 0; pn < PV / 64; ++pn)
-                    sm90::tma_load_4d(sb + C::OFF_V + pn * WBN * 128, &tmV, fkv, pn * 64, gi.kvh, kr, kx, h_kv);
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_V + pn * WBN * RB, &tmV, fkv, pn * PW, gi.kvh, kr, kx, h_kv);
             }
             // Q with LSE, then dO with Dsum, of each step
             const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
@@ -628,8 +651,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 sm90::mbar_wait(sm90::smem_addr(&bars->q_empty[s]), ph ^ 1);
                 sm90::mbar_arrive_expect_tx(f, C::TILE_Q + stat_tx);
 #pragma unroll
-                for (int pn = 0; pn < PK / 64; ++pn)
-                    sm90::tma_load_4d(sb + C::OFF_Q + s * C::TILE_Q + pn * WBM * 128, &tmQ, f, pn * 64, st.hq, qr,
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_Q + s * C::TILE_Q + pn * WBM * RB, &tmQ, f, pn * PW, st.hq, qr,
                                       qx, h_q);
                 if (tma_stats)
                     sm90::tma_load_1d(sb + C::OFF_LSE + s * C::STAT_STRIDE * 4, &tmLse, f, srow, h_q);
@@ -639,8 +662,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[sd]), phd ^ 1);
                 sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
 #pragma unroll
-                for (int pn = 0; pn < PV / 64; ++pn)
-                    sm90::tma_load_4d(sb + C::OFF_DO + sd * C::TILE_DO + pn * WBM * 128, &tmdO, f, pn * 64, st.hq,
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb + C::OFF_DO + sd * C::TILE_DO + pn * WBM * RB, &tmdO, f, pn * PW, st.hq,
                                       qr, qx, h_q);
                 if (tma_stats)
                     sm90::tma_load_1d(sb + C::OFF_DSUM + sd * C::STAT_STRIDE * 4, &tmDsum, f, srow, h_q);
@@ -776,11 +799,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
-            gemm_ss_kmajor<T, WBM, DQK, WBN * 128, WBM * 128>(&sT[0][0], sKa + cwg * 64 * 128, sQa);
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + cwg * 64 * RB, sQa);
             wgmma_commit();
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence(); // (else ptxas adds one, after the wait's loop)
-            gemm_ss_kmajor<T, WBM, DV, WBN * 128, WBM * 128>(&dpT[0][0], sVa + cwg * 64 * 128, sdOa);
+            gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + cwg * 64 * RB, sdOa);
             wgmma_commit();
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
@@ -870,22 +893,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc(sdOa + kk * 16 * 128, WBM * 128, 1024), 1);
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
             auto issue_dk = [&]() {
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc(sQa + kk * 16 * 128, WBM * 128, 1024), 1);
+                    wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
                 wgmma_commit();
             };
             // the dQ tile of this thread's fragment (rows m0 + rl, columns col0 + 8c + 2t)
             const int qb = NQB > 1 ? s : 0;
             float *tileq = sdQ + qb * (WBM * DQK);
-            auto stage_dq = [&](const float(*dq)[4], int col0) {
+            auto stage_dq = [&](const float(*dq)[4], int row0, int col0) {
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    const int rl = warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+                    const int rl = row0 + warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
 #pragma unroll
-                    for (int c = 0; c < 64 / 8; ++c)
+                    for (int c = 0; c < DQN / 8; ++c)
                         if (DQK % 64 == 0 || col0 + c * 8 < DQK)
                             *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, col0 + c * 8 + 2 * t)) =
                                 make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
@@ -894,10 +917,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             auto dq_gemm = [&](float(*dq)[4]) {
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk) {
-                    const uint64_t a = gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024);
-                    const uint64_t b = gmma_desc(sKa + (PK == 128 ? cwg : 0) * (WBN * 128) + kk * 16 * 128,
-                                                 WBN * 128, 1024);
-                    wg_ss_tt<T, 64>(&dq[0][0], a, b, kk > 0);
+                    // dS^T, MN-major: 128 rows, warpgroup w's query rows 64w.. (panel w)
+                    const uint64_t a =
+                        gmma_desc(sdSa + (C::DQM ? cwg * (WBN * 128) : 0) + kk * 16 * 128, WBM * 128, 1024);
+                    // K, MN-major: warpgroup w's columns from 64w (panel 64w / PW)
+                    const uint64_t b = gmma_desc_rb<RB>(
+                        sKa + (C::DQ2 ? cwg * (64 / PW) : 0) * (WBN * RB) + kk * 16 * RB, WBN * RB, 8 * RB);
+                    wg_ss_tt<T, DQN>(&dq[0][0], a, b, kk > 0);
                 }
                 wgmma_commit();
             };
@@ -936,12 +962,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-            } else if constexpr (PK == 128) {
+            } else if constexpr (C::DQ2 || C::DQM) {
                 wgmma_commit(); // dV
                 fence_proxy_async(); // dS^T stores -> the dQ wgmma of both warpgroups
                 sm90::named_sync(C::BAR_PDS, 256); // both halves of dS^T are in sdS[s]
-                // warpgroup w: dQ[:, 64w .. 64w+63]; then dK, which runs while dQ is staged
-                float dq[8][4];
+                // warpgroup w: dQ[:, 64w .. 64w+63] (DQM: dQ[64w .. 64w+63, :]); then
+                // dK, which runs while dQ is staged
+                float dq[DQN / 8][4];
                 wgmma_fence();
                 dq_gemm(dq);
                 issue_dk();
@@ -949,22 +976,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 __syncwarp();     // (the warp's reads of Dsum before its release)
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288); // the bulk copy has read sdQ[s] (step it-2)
-                stage_dq(dq, cwg * 64);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ[qb] (step it-NQB)
+                stage_dq(dq, C::DQM ? cwg * 64 : 0, C::DQM ? 0 : cwg * 64);
                 fence_proxy_async();
-                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
             } else {
-                // a padded width of 64: warpgroup 0 computes dQ alone; dK is
+                // a width of 32 or 64: warpgroup 0 computes dQ alone; dK is
                 // issued before the branch (wgmma on divergent paths after it
                 // would make ptxas serialise every wgmma)
                 issue_dk(); // with dV
                 fence_proxy_async();
                 sm90::named_sync(C::BAR_PDS, 256);
-                float dq[8][4];
+                float dq[DQN / 8][4];
                 if (cwg == 0) {
                     wgmma_fence();
                     dq_gemm(dq);
@@ -973,12 +1000,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // both warpgroups at one bar.sync instruction (compute-sanitizer
                 // synccheck reports a named barrier synced from two places as
                 // divergence)
-                sm90::named_sync(C::BAR_DQ_EMPTY + s, 288);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288);
                 if (cwg == 0) {
-                    stage_dq(dq, 0);
+                    stage_dq(dq, 0, 0);
                     fence_proxy_async();
                 }
-                sm90::named_arrive(C::BAR_DQ_FULL + s, 288);
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>();
                 __syncwarp();
                 if (lane == 0) {
@@ -1039,10 +1066,10 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     CUtensorMap tq, tk, tv, tdo, tlse, tdsum;
     const int64_t nstat = hq ? (int64_t)p.heads * p.total_q : C::WBM;
     cudaError_t e;
-    if ((e = sm90::tmap_ragged_thd(&tq, qb, fp16, qr, qh, DQK, R, C::WBM)) != cudaSuccess ||
-        (e = sm90::tmap_ragged_thd(&tdo, ob, fp16, qr, qh, DV, R, C::WBM)) != cudaSuccess ||
-        (e = sm90::tmap_ragged_thd(&tk, p.k, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN)) != cudaSuccess ||
-        (e = sm90::tmap_ragged_thd(&tv, p.v, fp16, p.total_k, p.kv_heads, DV, R, C::WBN)) != cudaSuccess ||
+    if ((e = sm90::tmap_ragged_thd(&tq, qb, fp16, qr, qh, DQK, R, C::WBM, C::PW)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tdo, ob, fp16, qr, qh, DV, R, C::WBM, C::PW)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tk, p.k, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN, C::PW)) != cudaSuccess ||
+        (e = sm90::tmap_ragged_thd(&tv, p.v, fp16, p.total_k, p.kv_heads, DV, R, C::WBN, C::PW)) != cudaSuccess ||
         (e = sm90::tmap_f32_1d(&tlse, p.k, C::STAT_BOX, C::STAT_BOX)) != cudaSuccess ||
         (e = sm90::tmap_f32_1d(&tdsum, p.k, C::STAT_BOX, C::STAT_BOX)) != cudaSuccess)
         return e;

@@ -37,7 +37,7 @@ typedef struct fa4cp_kparams {
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
     /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
-     * entries (zeroed by the launcher): a ticket counter, then one semaphore
+     * entries (zeroed by the backward's preprocess kernel): a ticket counter, then one semaphore
      * per (head, sequence, 64-row query block), see attn_bwd.cu */
     int *dq_sem;
     /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 64) + 2;
@@ -57,9 +57,11 @@ typedef struct fa4cp_kparams {
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer
-     * warpgroups instead of three, d192, (192, 128)),
+     * warpgroups instead of three, d128 three K/V stages instead of two,
+     * d192, (192, 128)),
      * 8192 the forward rescales O at every block (no conditional rescale,
-     * fwd_softmax.cuh) */
+     * fwd_softmax.cuh), 524288 one-sequence calls build the work list too
+     * (else their order is taken in closed form, attn_sched.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

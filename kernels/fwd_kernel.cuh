@@ -89,6 +89,8 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     sc.max_mb = max_mb;
     sc.heads = p.heads;
     sc.hsec = nkv * grp;
+    const bool closed = fwd_list_closed(p); // one sequence: no list kernel (attn_sched.cuh)
+    sc.bm = closed ? C::BM : 0;
     int dev = 0, sms = 0;
     if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
         (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
@@ -98,9 +100,14 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
         cudaSuccess)
         return e;
-    sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
-    if ((e = cudaGetLastError()) != cudaSuccess)
-        return e;
+    if (closed) {
+        if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
+            return e;
+    } else {
+        sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, C::BM, C::BN, p.sched, ctr);
+        if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    }
     fwd_ws_kernel<C><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }
@@ -110,7 +117,10 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
 // and the shared-memory limit (227 KB):
 //   (32, 32), (64, 64)         BM 192, BN 128, NS 4
 //   (80, 80), (96, 96)         BM 192, BN 128, NS 2   (32-column panels: 96 wide in smem)
-//   (128, 128)                 BM 128, BN 128, NS 2   (3 stages measured no faster)
+//   (128, 128)                 BM 128, BN 128, NS 2   (ALT: NS 3, Q 32 KB + 3 x (32 + 32) KB,
+//                                                     225 KB, V loaded two blocks ahead: 7 %
+//                                                     fewer cycles in ncu, but in timed loops
+//                                                     under the 700 W cap no faster, 08:10 UTC)
 //   (192, 192)                 BM 128, BN  96, NS 2   (Q 48 KB + 2 x (36 + 36) KB; FA3's BN 112
 //                                                     makes ptxas serialise the wgmmas, C7512)
 //   (192, 128)  MLA            BM 128, BN 128, NS 2   (Q 48 KB + 2 x (48 + 32) KB)
@@ -132,6 +142,9 @@ template <> struct FwdShape<80, 80> {
 };
 template <> struct FwdShape<96, 96> {
     static constexpr int NWG = 3, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 2;
+};
+template <> struct FwdShape<128, 128> {
+    static constexpr int NWG = 2, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 3;
 };
 template <> struct FwdShape<192, 192> {
     static constexpr int NWG = 2, BN = 96, NS = 2, ALT_NWG = 2, ALT_BN = 80, ALT_NS = 2;

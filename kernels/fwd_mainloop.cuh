@@ -140,7 +140,7 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
         const int s = tcount & 1;
         sm90::mbar_wait(bb + offsetof(B, tile_empty) + 8 * s, ((tcount >> 1) & 1) ^ 1);
         // read per tile (fewer registers held by the producer; an L1 hit)
-        const int n_entries = sc.list[0];
+        const int n_entries = fwd_num_entries(p, sc);
         const bool valid = tile < n_entries * sc.heads;
         asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(bb + (uint32_t)offsetof(B, slot) + 4 * s),
                      "r"(valid ? tile : -1)
@@ -221,51 +221,59 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
 // Shared-memory matrix descriptor of a swizzled canonical layout with RB-byte
 // rows (RB 128: 128-byte swizzle, layout type 1; RB 64: 64-byte swizzle,
 // type 2).  K-major: sbo = 8 rows; MN-major: lbo = panel stride, sbo = 8 rows.
-template <int RB> __device__ __forceinline__ uint64_t fwd_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+// Built from two 32-bit words: the low word (start address >> 4, LBO >> 4)
+// is made once per operand (fwd_desc_lo) and each k step only adds its byte
+// offset >> 4 to it (shared addresses stay below 2^18, so the 14-bit address
+// field never carries into the LBO field); the high word (SBO >> 4, layout
+// type) is a constant of the layout: 94 instead of 130 instructions (d128)
+// between the turn's named barrier and its arrive, and a shorter dependency
+// chain (add, R2UR, HGMMA) in front of each wgmma.
+__device__ __forceinline__ uint32_t fwd_desc_lo(uint32_t saddr, uint32_t lbo) {
+    return ((saddr & 0x3FFFF) >> 4) | (((lbo >> 4) & 0x3FFF) << 16);
+}
+template <int RB> __device__ __forceinline__ uint64_t fwd_desc(uint32_t lo, uint32_t byte_off, uint32_t sbo) {
     static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
-    uint64_t d = 0;
-    d |= (uint64_t)((saddr & 0x3FFFF) >> 4);
-    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
-    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
-    d |= (uint64_t)(RB == 128 ? 1 : 2) << 62;
-    return d;
+    const uint32_t hi = ((sbo >> 4) & 0x3FFF) | ((RB == 128 ? 1u : 2u) << 30);
+    return ((uint64_t)hi << 32) | (uint64_t)(lo + (byte_off >> 4));
 }
 
 // S[64 x BN] = Q[wg rows] K^T over the DQK real columns (K-major operands;
 // k step kk starts (kk % (PWQ / 16)) * 32 bytes into the rows of panel
-// kk / (PWQ / 16)).
+// kk / (PWQ / 16)).  qd, kd: fwd_desc_lo of this warpgroup's Q rows and of
+// the K stage (LBO 16).
 template <class C>
-__device__ __forceinline__ void fwd_gemm_qk(float *s, uint32_t qa, uint32_t ka) {
+__device__ __forceinline__ void fwd_gemm_qk(float *s, uint32_t qd, uint32_t kd) {
     constexpr int KP = C::PWQ / 16; // k steps per panel
 #pragma unroll
     for (int kk = 0; kk < C::DQK / 16; ++kk) {
         const uint32_t off = (kk % KP) * 32;
-        const uint64_t da = fwd_desc<C::RBQ>(qa + (kk / KP) * (C::BM * C::RBQ) + off, 16, 8 * C::RBQ);
-        const uint64_t db = fwd_desc<C::RBQ>(ka + (kk / KP) * (C::BN * C::RBQ) + off, 16, 8 * C::RBQ);
+        const uint64_t da = fwd_desc<C::RBQ>(qd, (kk / KP) * (C::BM * C::RBQ) + off, 8 * C::RBQ);
+        const uint64_t db = fwd_desc<C::RBQ>(kd, (kk / KP) * (C::BN * C::RBQ) + off, 8 * C::RBQ);
         wg_ss<typename C::Elem, C::BN>(s, da, db, kk > 0 ? 1 : 0);
     }
 }
 
 // O[64 x DVP] += P[64 x BN] (registers) V[BN x DVP] (MN-major: N = DVP spans
 // the V panels, which sit BN * RBV bytes apart; k step kk is 16 rows on).
+// vd: fwd_desc_lo of the V stage with LBO = the panel stride.
 template <class C>
-__device__ __forceinline__ void fwd_gemm_pv(float *o, const uint32_t *pa, uint32_t va) {
+__device__ __forceinline__ void fwd_gemm_pv(float *o, const uint32_t *pa, uint32_t vd) {
 #pragma unroll
     for (int kk = 0; kk < C::BN / 16; ++kk) {
-        const uint64_t db = fwd_desc<C::RBV>(va + kk * 16 * C::RBV, C::BN * C::RBV, 8 * C::RBV);
+        const uint64_t db = fwd_desc<C::RBV>(vd, kk * 16 * C::RBV, 8 * C::RBV);
         wg_rs<typename C::Elem, C::DVP>(o, pa + 4 * kk, db, 1);
     }
 }
 
-// The same from P in shared memory (PV_SS): pw is this warpgroup's P tile,
-// K-major [BN/64 panels][64 rows][64] (k step kk starts (kk % 4) * 32 bytes
-// into the rows of panel kk / 4).
+// The same from P in shared memory (PV_SS): pd is fwd_desc_lo of this
+// warpgroup's P tile, K-major [BN/64 panels][64 rows][64] (k step kk starts
+// (kk % 4) * 32 bytes into the rows of panel kk / 4).
 template <class C>
-__device__ __forceinline__ void fwd_gemm_pv_ss(float *o, uint32_t pw, uint32_t va) {
+__device__ __forceinline__ void fwd_gemm_pv_ss(float *o, uint32_t pd, uint32_t vd) {
 #pragma unroll
     for (int kk = 0; kk < C::BN / 16; ++kk) {
-        const uint64_t da = fwd_desc<128>(pw + (kk / 4) * (64 * 128) + (kk % 4) * 32, 16, 8 * 128);
-        const uint64_t db = fwd_desc<C::RBV>(va + kk * 16 * C::RBV, C::BN * C::RBV, 8 * C::RBV);
+        const uint64_t da = fwd_desc<128>(pd, (kk / 4) * (64 * 128) + (kk % 4) * 32, 8 * 128);
+        const uint64_t db = fwd_desc<C::RBV>(vd, kk * 16 * C::RBV, 8 * C::RBV);
         wg_ss_mn<typename C::Elem, C::DVP>(o, da, db, 1);
     }
 }
@@ -310,7 +318,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     using T = typename C::Elem;
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS, DV = C::DV, DVP = C::DVP;
     const int warp = ct >> 5, lane = ct & 31, q = lane & 3;
-    const int n_entries = sc.list[0];
+    const int n_entries = fwd_num_entries(p, sc);
     const int H = p.heads;
     const int64_t stride = (int64_t)H * DV; // out rows
     const float sl2 = p.scale * kLog2e;
@@ -340,11 +348,17 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         if constexpr (!C::PV_SS)
             reg_fence<BN / 4>(pa);
     };
-    auto gemm_pv = [&](uint32_t va) {
+    // descriptor low words (fwd_desc_lo): Q rows of this warpgroup, K and V
+    // stage 0 (stage st adds st * TILE / 16), this warpgroup's P tile
+    const uint32_t qd = fwd_desc_lo(qa, 16), kd0 = fwd_desc_lo(sK, 16), vd0 = fwd_desc_lo(sV, C::BN * C::RBV);
+    const uint32_t pd = fwd_desc_lo(pw, 16);
+    auto gemm_qk = [&](int stage) { fwd_gemm_qk<C>(s, qd, kd0 + stage * (C::TILE_K >> 4)); };
+    auto gemm_pv = [&](int stage) {
+        const uint32_t vd = vd0 + stage * (C::TILE_V >> 4);
         if constexpr (C::PV_SS)
-            fwd_gemm_pv_ss<C>(o, pw, va);
+            fwd_gemm_pv_ss<C>(o, pd, vd);
         else
-            fwd_gemm_pv<C>(o, pa, va);
+            fwd_gemm_pv<C>(o, pa, vd);
     };
     for (;;) {
         const int ts = tcount & 1;
@@ -394,10 +408,10 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         int st = kv % NS;
         uint32_t ph = (kv / NS) & 1;
         ++kv;
-        sm90::mbar_wait(sm90::smem_addr(&bars->full_k[st]), ph);
+        sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[st]), ph);
         sm90::named_sync(my_bar, 256);
         wgmma_fence();
-        fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
+        gemm_qk(st);
         wgmma_commit();
         sm90::named_arrive(next_bar, 256);
         wgmma_wait<0>();
@@ -424,17 +438,17 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             st = kv % NS;
             ph = (kv / NS) & 1;
             ++kv;
-            sm90::mbar_wait(sm90::smem_addr(&bars->full_k[st]), ph);
+            sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[st]), ph);
             // V(j-1) was loaded before K(j): waiting for it here keeps control
             // flow out of the window between the two GEMM batches
-            sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
+            sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_v[pst]), pph);
             sm90::named_sync(my_bar, 256);
             fence_p();
             reg_fence<DVP / 2>(o);
             wgmma_fence();
-            fwd_gemm_qk<C>(s, qa, sK + st * C::TILE_K);
+            gemm_qk(st);
             wgmma_commit();
-            gemm_pv(sV + pst * C::TILE_V);
+            gemm_pv(pst);
             wgmma_commit();
             sm90::named_arrive(next_bar, 256);
             wgmma_wait<1>();
@@ -470,12 +484,12 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         }
 
         // last PV
-        sm90::mbar_wait(sm90::smem_addr(&bars->full_v[pst]), pph);
+        sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_v[pst]), pph);
         sm90::named_sync(my_bar, 256);
         fence_p();
         reg_fence<DVP / 2>(o);
         wgmma_fence();
-        gemm_pv(sV + pst * C::TILE_V);
+        gemm_pv(pst);
         wgmma_commit();
         sm90::named_arrive(next_bar, 256);
         wgmma_wait<0>();

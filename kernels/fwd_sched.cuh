@@ -14,6 +14,8 @@
 // next = atomicAdd(ctr, 1) + gridDim.x, fetched by the producer thread and
 // handed to the consumer warpgroups through a two-slot ring in shared memory
 // (tile_full / tile_empty mbarriers); -1 ends the loop.
+// One sequence: no list, its order in closed form (FwdSched::bm), the
+// counter zeroed by a memset.
 #pragma once
 
 #include "attn_common.cuh"
@@ -26,13 +28,20 @@ struct FwdSched {
     int max_mb;      // query blocks per sequence (upper bound)
     int heads;       // query heads
     int hsec;        // heads per L2 section (a multiple of the GQA group, or all heads)
+    int bm;          // > 0: one sequence (fwd_list_closed, attn_sched.cuh), the list in closed
+                     // form over query blocks of bm rows; 0: the list
 };
 
 struct FwdTile {
     int b, mb, h;
 };
 
-__device__ __forceinline__ int fwd_num_tiles(const FwdSched &s) { return s.list[0] * s.heads; }
+// The entries of the list: sched[0], or ceil(sq / bm) of the one sequence.
+__device__ __forceinline__ int fwd_num_entries(const fa4cp_kparams &p, const FwdSched &s) {
+    if (s.bm > 0)
+        return min((seq_info(p, 0).sq + s.bm - 1) / s.bm, s.max_mb);
+    return s.list[0];
+}
 
 __device__ __forceinline__ FwdTile fwd_decode(const FwdSched &s, int n_entries, int t) {
     const int per_sec = n_entries * s.hsec;
@@ -43,7 +52,7 @@ __device__ __forceinline__ FwdTile fwd_decode(const FwdSched &s, int n_entries, 
     const int e = rem / hn;
     FwdTile ft;
     ft.h = h0 + (rem - e * hn);
-    const int ent = s.list[1 + e];
+    const int ent = s.bm > 0 ? n_entries - 1 - e : s.list[1 + e];
     ft.b = ent / s.max_mb;
     ft.mb = ent - ft.b * s.max_mb;
     return ft;

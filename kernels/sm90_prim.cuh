@@ -84,6 +84,27 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
                  : "memory");
 }
 
+// The same for a wait that usually succeeds at once (the forward consumer's
+// K/V waits: the producer runs a block or more ahead): one try_wait first,
+// and the watchdog's clock read only once that one has not completed.
+__device__ __forceinline__ void mbar_wait_hot(uint32_t bar, uint32_t parity) {
+    asm volatile("{\n.reg .pred P1;\n.reg .u64 t0, t1;\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra DONE;\n"
+                 "mov.u64 t0, %%clock64;\n"
+                 "WAIT:\n"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
+                 "@P1 bra DONE;\n"
+                 "mov.u64 t1, %%clock64;\n"
+                 "sub.u64 t1, t1, t0;\n"
+                 "setp.gt.u64 P1, t1, %2;\n"
+                 "@P1 trap;\n"
+                 "bra WAIT;\n"
+                 "DONE:\n}\n" ::"r"(bar),
+                 "r"(parity), "l"((unsigned long long)FA4CP_MBAR_WATCHDOG)
+                 : "memory");
+}
+
 // ---------------------------------------------------------------- fences and barriers
 
 // Order this thread's generic-proxy shared-memory accesses before later

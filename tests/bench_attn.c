@@ -26,8 +26,8 @@
  * bwd_det_ms / bwd_det_tflops).
  *
  * --smoke runs one small varlen GQA case (fwd, bwd, deterministic bwd) and
- * exits: the workload for compute-sanitizer.  --fwd times the forward only
- * (the backward columns print 0). */
+ * exits: the workload for compute-sanitizer (--fwd --smoke: the forward
+ * only).  --fwd times the forward only (the backward columns print 0). */
 #include "fa4cp.h"
 
 #include <cuda_runtime_api.h>
@@ -278,7 +278,7 @@ static int smoke(void) {
             const int d = fams[fi][0], dvw = fams[fi][1];
             if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dvw, 0) != FA4CP_OK)
                 continue;
-            const int bwd = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dvw, 1) == FA4CP_OK;
+            const int bwd = !fwd_only && fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dvw, 1) == FA4CP_OK;
             size_t nq = (size_t)total * H * d, nk = (size_t)total * HK * d; /* dvw <= d */
             void *q, *k, *v, *o, *dout, *dq, *dk, *dv;
             float *lse;
@@ -371,7 +371,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--det"))
             with_det = 1;
         else if (!strcmp(argv[i], "--smoke"))
-            return smoke();
+            return smoke(); /* after --fwd: the forward only */
         else if (!strcmp(argv[i], "--profile"))
             profile = 1;
         else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {

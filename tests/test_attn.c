@@ -1,10 +1,14 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det|hd|bwd]   (cuda det: only the deterministic-backward cases;
+ * usage: test_attn [cpu|cuda] [det|hd|bwd|fwd|one]   (cuda det: only the deterministic-backward cases;
  *                                        cuda hd: only the head-dim families, a small run for
  *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants;
  *                                        cuda bwd: the backward of every head dim, both modes,
- *                                        and the deterministic cases)
+ *                                        and the deterministic cases;
+ *                                        cuda fwd: every case of the full run, forward only,
+ *                                        about a minute on an H200; cuda one: only the
+ *                                        one-sequence calls, closed-form work order against
+ *                                        the list kernel's)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -62,6 +66,7 @@ typedef struct tensors {
 
 static fa4cp_backend backend = FA4CP_BACKEND_CPU;
 static int deterministic = 0; /* cuda: ask for the deterministic backward */
+static int fwd_only = 0;      /* "test_attn cuda fwd": check the forward of every case, no backward */
 
 /* ------------------------------------------------------------------ shapes */
 
@@ -508,6 +513,8 @@ static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, cons
 /* Does the backend have a backward kernel for the case's head dims? */
 static int has_bwd(const tcase *c)
 {
+    if (fwd_only)
+        return 0;
     int ok_ = fa4cp_attn_supports(backend, c->dtype, c->d, c->dv_as_zero ? 0 : c->dv, 1) == FA4CP_OK;
     fa4cp_clear_error();
     return ok_;
@@ -1060,13 +1067,144 @@ static void cuda_bwd_head_dims(test_rng *r)
     deterministic = 0;
 }
 
+/* One sequence per call (every step of a CP plan over one sequence): the
+ * kernels take their work order in closed form instead of from the list
+ * kernel (kernels/attn_sched.cuh: the forward always, the backward without a
+ * left window).  Each case runs with the closed form and, by
+ * FA4CP_CUDA_TUNING 524288, with the list kernel: the forward's out and lse
+ * and the deterministic backward's dq, dk, dv are bit-identical between the
+ * two (same tiles, same order of the dQ additions), and both modes match the
+ * float64 reference with exact zeros in the padding rows (seqused shorter
+ * than the sequence's rows, and rows past it). */
+static void set_tuning(const char *v)
+{
+    if (v)
+        setenv("FA4CP_CUDA_TUNING", v, 1);
+    else
+        unsetenv("FA4CP_CUDA_TUNING");
+}
+
+static void one_seq_cases(test_rng *r)
+{
+    static const struct {
+        int d, H, Hk, sq, sk, causal, wl, wr, pad;
+    } cs[] = {
+        {128, 2, 2, 600, 900, 1, -1, -1, 0},   /* sq < sk, causal (the upper step) */
+        {64, 3, 1, 900, 500, 1, -1, -1, 1},    /* sq > sk, causal: the first rows see nothing */
+        {128, 2, 1, 700, 700, 0, -1, -1, 1},   /* dense: 80-row backward tiles */
+        {128, 2, 2, 650, 650, 0, -1, 70, 0},   /* a right window only (closed form both ways) */
+        {64, 2, 2, 520, 760, 0, 100, 20, 1},   /* a left window: the backward keeps the list */
+        {128, 4, 2, 333, 333, 1, -1, -1, 1},   /* GQA, short */
+    };
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    char list_tuning[32];
+    snprintf(list_tuning, sizeof list_tuning, "%d", (saved ? atoi(saved) : 0) | 524288);
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k % 2 ? FA4CP_FP16 : FA4CP_BF16;
+        c.batch = 1;
+        c.H = cs[k].H;
+        c.Hk = cs[k].Hk;
+        c.d = c.dv = cs[k].d;
+        c.causal = cs[k].causal;
+        c.wl = cs[k].wl;
+        c.wr = cs[k].wr;
+        c.use_seqused = cs[k].pad;
+        c.used_q[0] = cs[k].sq;
+        c.used_k[0] = cs[k].sk;
+        c.cu_q[1] = cs[k].sq + (cs[k].pad ? test_rng_int(r, 1, 40) : 0);
+        c.cu_k[1] = cs[k].sk + (cs[k].pad ? test_rng_int(r, 1, 40) : 0);
+        c.total_q = c.cu_q[1] + (cs[k].pad ? 3 : 0);
+        c.total_k = c.cu_k[1] + (cs[k].pad ? 2 : 0);
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, k % 2 == 0);
+        args_of(&c, &t, &a);
+        dense(&c, &t, 0);
+        const double tol = test_tol(c.dtype);
+        const fa4cp_dtype ld = fa4cp_lse_dtype(c.dtype);
+        const size_t es = fa4cp_dtype_size(c.dtype), ls = fa4cp_dtype_size(ld);
+        void *out2 = malloc(no(&c) * es + 16), *lse2 = malloc(nl(&c) * ls + 16);
+        /* forward: the list kernel's order first, then the closed form (whose out stays in t) */
+        int fwd_ok = 1, fwd_same = 0;
+        for (int closed = 0; closed < 2 && fwd_ok; closed++) {
+            set_tuning(closed ? saved : list_tuning);
+            test_poison(c.dtype, t.out, no(&c));
+            test_poison(ld, t.lse, nl(&c));
+            if (run(&c, 0, &a) != FA4CP_OK) {
+                diag("%s: forward failed: %s", desc, fa4cp_last_error());
+                fwd_ok = 0;
+                break;
+            }
+            check o = compare_rows(&c, c.dtype, t.out, t.o_ref, c.total_q, c.H, c.dv, 1, 0, 1);
+            check l = compare_lse(&c, t.lse, t.lse_ref);
+            if (!(o.err <= tol) || !(l.err <= tol) || o.poison_touched || l.poison_touched || l.masked_bad ||
+                masked_out_nonzero(&c, &t)) {
+                diag("%s (%s): forward out err %.3g lse err %.3g, padding rows written %zu/%zu, masked lse "
+                     "wrong %zu", desc, closed ? "closed form" : "list", o.err, l.err, o.poison_touched,
+                     l.poison_touched, l.masked_bad);
+                fwd_ok = 0;
+            }
+            if (!closed) {
+                memcpy(out2, t.out, no(&c) * es);
+                memcpy(lse2, t.lse, nl(&c) * ls);
+            } else {
+                fwd_same = memcmp(out2, t.out, no(&c) * es) == 0 && memcmp(lse2, t.lse, nl(&c) * ls) == 0;
+            }
+        }
+        ok(fwd_ok && fwd_same, "one sequence, %s: forward matches the reference, closed form and list bit-identical",
+           desc);
+        /* backward on the closed-form forward's out: atomic (closed form), then
+         * deterministic with the list and with the closed form */
+        int bwd_ok = fwd_ok, det_same = 0;
+        void *first[3] = {NULL, NULL, NULL};
+        void *outs[3] = {t.dq, t.dk, t.dv};
+        size_t n[3] = {nq(&c), nk(&c), nv(&c)};
+        if (bwd_ok) {
+            set_tuning(saved);
+            bwd_ok = check_bwd(&c, &t, &a, desc);
+        }
+        for (int v = 0; v < 2 && bwd_ok; v++) {
+            set_tuning(v ? saved : list_tuning);
+            deterministic = 1;
+            bwd_ok = check_bwd(&c, &t, &a, desc);
+            deterministic = 0;
+            for (int j = 0; j < 3 && bwd_ok; j++) {
+                if (!v) {
+                    first[j] = malloc(n[j] * es + 16);
+                    memcpy(first[j], outs[j], n[j] * es);
+                }
+            }
+            if (v && bwd_ok) {
+                det_same = 1;
+                for (int j = 0; j < 3; j++)
+                    det_same &= memcmp(first[j], outs[j], n[j] * es) == 0;
+            }
+        }
+        set_tuning(saved);
+        ok(bwd_ok && det_same, "one sequence, %s: both backward modes match the reference, deterministic closed "
+           "form and list bit-identical", desc);
+        for (int j = 0; j < 3; j++)
+            free(first[j]);
+        free(out2);
+        free(lse2);
+        free_tensors(&t);
+    }
+    set_tuning(saved);
+    free(saved);
+}
+
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
  * deterministic backward. */
 static void cuda_cases(test_rng *r)
 {
     fa4cp_dtype dts[] = {FA4CP_BF16, FA4CP_FP16};
-    for (int det = 0; det < 2; det++)
+    for (int det = 0; det < (fwd_only ? 1 : 2); det++)
         for (int k = 0; k < 2; k++) {
             int passed = 0, total = 6, saw = 0;
             deterministic = det;
@@ -1079,8 +1217,9 @@ static void cuda_cases(test_rng *r)
                     c.wr = test_rng_int(r, 0, 200);
                 passed += run_case(r, &c, i % 2, &saw);
             }
-            is_int(passed, total, "%s, %s backward: %d random cases with sequences up to 300 rows",
-                   fa4cp_dtype_name(dts[k]), det ? "deterministic" : "atomic", total);
+            is_int(passed, total, "%s, %s: %d random cases with sequences up to 300 rows",
+                   fa4cp_dtype_name(dts[k]),
+                   fwd_only ? "forward" : det ? "deterministic backward" : "atomic backward", total);
         }
     deterministic = 0;
 
@@ -1118,8 +1257,11 @@ static void cuda_cases(test_rng *r)
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
     cuda_long_head_dims(r);
 
-    cuda_deterministic(r);
-    cuda_bwd_head_dims(r);
+    if (!fwd_only) {
+        cuda_deterministic(r);
+        cuda_bwd_head_dims(r);
+        one_seq_cases(r);
+    }
 
     /* a misaligned pointer is refused before any launch */
     fa4cp_attn_args b = FA4CP_ATTN_ARGS_INIT;
@@ -1245,7 +1387,7 @@ static void head_dim_cases(test_rng *r)
                  fa4cp_last_error());
             continue;
         }
-        const int bwd = fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) == FA4CP_OK;
+        const int bwd = !fwd_only && fa4cp_attn_supports(backend, FA4CP_BF16, dims[i][0], dims[i][1], 1) == FA4CP_OK;
         fa4cp_clear_error();
         int passed = 0, total = cuda ? 8 : 6, saw = 0;
         for (int k = 0; k < total; k++) {
@@ -1270,7 +1412,9 @@ static void head_dim_cases(test_rng *r)
         }
         is_int(passed, total, "%s (head_dim, head_dim_v) = (%d, %d): %d random cases match the dense reference%s",
                fa4cp_backend_name(backend), dims[i][0], dims[i][1], total,
-               bwd ? " (forward and backward)" : " (forward only: the table has no backward kernel)");
+               bwd        ? " (forward and backward)"
+               : fwd_only ? " (forward only: test_attn cuda fwd)"
+                          : " (forward only: the table has no backward kernel)");
     }
 }
 
@@ -1331,6 +1475,12 @@ int main(int argc, char **argv)
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "bwd") == 0) {
         cuda_bwd_head_dims(&rng);
         cuda_deterministic(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "fwd") == 0)
+        fwd_only = 1; /* the cases below, forward only (no deterministic or backward-only sections) */
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "one") == 0) {
+        one_seq_cases(&rng);
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {

@@ -284,9 +284,10 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   256): dV^T[panel] += dO^T P, dQ[:, panel] = dS K, dK^T[panel] += Q^T dS
 //   (SS: dO, Q, K read MN-major, P^T, dS^T K-major);
 //   dV done -> release dO, dQ done -> stage dQ (BAR_DQ_EMPTY, BAR_DQ_FULL as
-//   the rows layout, one staging tile), dK done -> release Q (at d 256, one
-//   Q stage, dK is issued first; with two dO stages dO is released once dV
-//   and dQ are done).
+//   the rows layout, one staging tile), dK done -> release Q.  At d 256
+//   (one Q stage) dK^T is issued first; at d_qk 192 (two Q stages) a step's
+//   dK^T goes out in the next step, after its S and dP (PIPE below); with
+//   two dO stages ((192, 128)) dO is released once dV and dQ are done.
 // So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
 // (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
 // dV panel: it runs the dV product on dO's panel 0 into an accumulator it

@@ -1,6 +1,6 @@
 // bwd_common.cuh - helpers of the backward kernels (attn_bwd_kernel.cuh,
-// bwd_ws_kernel.cuh): bulk reductions, semaphores of the deterministic dQ
-// order, the dq_accum column map, the tile shapes (BwdShape).
+// bwd_ws_kernel.cuh): semaphores of the deterministic dQ order, the
+// dq_accum column map, the tile shapes (BwdShape).
 #pragma once
 
 #include "attn_common.cuh"
@@ -10,16 +10,6 @@
 
 namespace fa4cp {
 
-// dst[0 .. bytes/4) += src[...] (fp32), by the bulk copy engine; bytes % 16 == 0.
-__device__ __forceinline__ void bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n"
-                 "cp.async.bulk.commit_group;\n" ::"l"(dst),
-                 "r"(smem_u32(src)), "r"(bytes)
-                 : "memory");
-}
-template <int N> __device__ __forceinline__ void bulk_wait_read() {
-    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
-}
 // Shared-memory matrix descriptor of a swizzled layout with RB-byte panel
 // rows: RB 128 (64-column panels, 128-byte swizzle, layout type 1; the same
 // as gmma_desc) or 64 (32-column panels, 64-byte swizzle, type 2).  K-major:
@@ -55,7 +45,6 @@ __device__ __forceinline__ float ex2_ftz(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
-__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
 
 // Column of element `col` of a dq_accum row of D floats whose index in its
 // sequence is congruent to r8 modulo 8: its 16-byte chunk XOR a function of
@@ -65,12 +54,6 @@ __device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wa
 template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
     const int f = D % 64 == 0 ? (r8 << 1) : D % 32 == 0 ? r8 : (r8 & 3);
     return (((col >> 2) ^ f) << 2) | (col & 3);
-}
-
-// dst[0..1] += (a, b) in global memory, without returning the old values
-// (atomicAdd(float2*) compiles to atom with a result the warp then waits on).
-__device__ __forceinline__ void red_add_f32x2(float *dst, float a, float b) {
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
 }
 
 // Deterministic dQ order: wait until *sem == v (acquire).
@@ -83,15 +66,6 @@ __device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
         __nanosleep(64);
     }
 }
-// *sem, without ordering: a prefetch, issued half an iteration before the
-// bulk reduction it lets go.  Enough for that: the adder before has waited for
-// its reduction to complete before its release, so a reduction issued after
-// the count is seen lands after it (sem_wait_eq runs when the count is short).
-__device__ __forceinline__ int sem_load_relaxed(const int *sem) {
-    int v;
-    asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(sem) : "memory");
-    return v;
-}
 __device__ __forceinline__ void fence_proxy_async_global() {
     asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
@@ -102,60 +76,24 @@ __device__ __forceinline__ void sem_release_add(int *sem) {
                  : "memory");
 }
 
-// Load ROWS x COLS (COLS % 8 == 0) of a THD tensor, rows [r0, r0+ROWS), into
-// a panelled tile (wgmma.cuh); rows at or past nvalid are zero-filled,
-// columns past COLS are left alone (the padding, zeroed once).
-template <typename T, int ROWS, int COLS, int NT>
-__device__ __forceinline__ void load_rows_pn(T *smem, const T *gbase, int64_t stride, int r0, int nvalid,
-                                             int tid) {
-    constexpr int CPR = COLS / 8;
-    constexpr int TOTAL = ROWS * CPR;
-#pragma unroll
-    for (int it = 0; it < (TOTAL + NT - 1) / NT; ++it) {
-        const int idx = it * NT + tid;
-        if (TOTAL % NT == 0 || idx < TOTAL) {
-            const int row = idx / CPR;
-            const int c = idx % CPR;
-            const int grow = r0 + row;
-            const bool ok = grow < nvalid;
-            const T *src = gbase + (ok ? (int64_t)grow * stride + c * 8 : 0);
-            cp_async16(smem_u32(smem + pnl<ROWS>(row, c * 8)), src, ok ? 16 : 0);
-        }
-    }
-}
-
-constexpr int round64(int x) { return (x + 63) / 64 * 64; }
-constexpr int imax(int a, int b) { return a > b ? a : b; }
-
-// Tile shape of a (head_dim, head_dim_v) pair (see the top of the file).
+// Tile shape of a (head_dim, head_dim_v) pair, in one of the two layouts of
+// bwd_ws_kernel: rows (head dims <= 128: 128-row KV blocks, 2 MMA
+// warpgroups, warpgroup w owns KV rows 64w..), wide (d_qk 192 with d_v 192
+// or 128, d 256: 96-row KV blocks and 3 MMA warpgroups at 192, 64 and 2 at
+// 256; the warpgroups own head-dim panels of dK^T and dV^T).
 template <int DQK_, int DV_> struct BwdShape {
     static constexpr int DQK = DQK_, DV = DV_;
-    static constexpr bool ROLES = DQK > 128 || DV > 128;
-    static constexpr int WBM = 64;                // query rows per block
-    static constexpr int WBN = ROLES ? 64 : 128;  // KV rows per CTA
+    static constexpr bool WIDE = (DQK == 192 && (DV == 192 || DV == 128)) || (DQK == 256 && DV == 256);
+    static_assert(WIDE || (DQK <= 128 && DV <= 128), "no backward tiles for this (head_dim, head_dim_v)");
+    static constexpr int WBM = 64;                                // query rows per block
+    static constexpr int WBN = WIDE ? (DQK == 192 ? 96 : 64) : 128; // KV rows per CTA
     // panel width (columns) of K, V, Q, dO in shared memory: 64 (128-byte
     // rows and swizzle), or, in the rows layout for head dims that are not a
     // multiple of 64 (32, 80, 96), 32 (64-byte rows and swizzle, as the
     // forward's), so that d 96 runs N = 96 and K = 96 instead of 128
-    static constexpr int PW = ROLES || (DQK % 64 == 0 && DV % 64 == 0) ? 64 : 32;
+    static constexpr int PW = DQK % 64 == 0 && DV % 64 == 0 ? 64 : 32;
     // widths in shared memory (K, Q, dK, dQ: PK; V, dO, dV: PV), multiples of PW
-    static constexpr int PK = ROLES ? round64(imax(DQK, DV)) : (DQK + PW - 1) / PW * PW;
-    static constexpr int PV = ROLES ? PK : (DV + PW - 1) / PW * PW;
-    static constexpr bool PADDED = PK != DQK || PV != DV;
-    // Q/dO buffers; d 256 has room for one (K, V, Q, dO 32 KB each + dQ 64 KB)
-    static constexpr int STAGES = PK >= 256 ? 1 : 2;
-    static constexpr int DQ_BUFS = ROLES ? 1 : 2; // fp32 dQ staging tiles
-    static constexpr int TQ = WBM * PK, TDO = WBM * PV, TK = WBN * PK, TV = WBN * PV;
-    static constexpr int SP_FLOATS = ROLES ? WBN * WBM : 0; // P^T handed to warpgroup 1
-    template <typename T> static constexpr int smem() {
-        // sK, sV, sQ[S], sdO[S], sdST, (sP), sdQ[B] (fp32), lse2[2], dsum[2]
-        return (TK + TV + STAGES * (TQ + TDO) + WBN * WBM) * (int)sizeof(T) +
-               (SP_FLOATS + DQ_BUFS * WBM * DQK + 4 * WBM) * (int)sizeof(float) + 1024;
-    }
-    // dQ = dS K per warpgroup, 64 columns at a time: rows layout, panel wg
-    // (if any); roles layout, panels wg, wg + 2, ... (wider chunks spill at d 256)
-    static constexpr int DQ_N = 64;
-    static constexpr int DQ_ROUNDS = ROLES ? (PK / DQ_N + 1) / 2 : 1;
+    static constexpr int PK = (DQK + PW - 1) / PW * PW, PV = (DV + PW - 1) / PW * PW;
 };
 
 template <int WBM, int WBN>

@@ -1,9 +1,12 @@
-// bwd_ws_kernel.cuh - the warp-specialised dK/dV/dQ backward kernel of the
-// "rows" layout (head dims <= 128, BwdShape), after FA3/FA4's sm90 design
-// (shared/reference/hopper-bwd.md sections 1-4), and its launcher.
+// bwd_ws_kernel.cuh - the warp-specialised dK/dV/dQ backward kernel, after
+// FA3/FA4's sm90 design (shared/reference/hopper-bwd.md sections 1-4), and
+// its launcher: the "rows" layout (head dims <= 128, BwdShape) described
+// here, the "wide" one (d_qk 192, d 256) at bwd_ws_mma_wide, which shares
+// the producer warpgroup (TMA lane, dQ writer) and the work decoding.
 //
-// CTA = 3 warpgroups (384 threads), one per (128-row KV block, kv head,
-// sequence), from the same work list / ticket order as bwd_dkdv_wg_kernel.
+// CTA = 3 warpgroups (384 threads; wide: 4 at d_qk 192), one per (128-row KV
+// block, kv head, sequence), from the longest-first work list (attn_sched.cuh) or, when
+// deterministic, by tickets (bwd_ws_work).
 // Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
 // roles split; every role follows the steps (query head, WBM-row query
 // block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
@@ -110,7 +113,6 @@ template <bool DET> struct BwdWsStep {
 // columns; two dQ staging tiles where they fit (d 32), else one (d 64).
 template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> struct BwdWsCfg {
     using S = BwdShape<DQK_, DV_>;
-    static_assert(!S::ROLES, "the warp-specialised kernel takes the rows layout (head dims <= 128)");
     static constexpr int DQK = DQK_, DV = DV_;
     static constexpr int WBM = WBM_, WBN = S::WBN, PK = S::PK, PV = S::PV;
     static constexpr int PW = S::PW, RB = 2 * PW; // panel width (columns), bytes per panel row
@@ -123,12 +125,24 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static_assert(WBM == 64 || (WBM == 80 && PK == 128 && PV == 128 && PW == 64) ||
                       (WBM == 128 && PK <= 64 && PV <= 64),
                   "80-row query blocks: d 128 only; 128-row: d <= 64");
+    // wide layout (d_qk 192, 256): 3 MMA warpgroups at d_qk 192 (PPW = 1
+    // head-dim panel of dK^T, dV^T, dQ each), 2 at 256 (PPW = 2); one dQ
+    // staging tile (DQ_BUFS below: two never fit); one dO stage at d_v > 128,
+    // one Q stage at d 256; P^T and dS^T (one buffer each) where rows keep
+    // the two dS^T buffers
+    static constexpr bool WIDE = S::WIDE;
+    static_assert(!WIDE || (WBM == 64 && PW == 64 && (PK == 192 || PK == 256)),
+                  "wide layout: d_qk 192 or 256, 64-row query blocks");
+    static constexpr int NWG = WIDE && PK == 192 ? 3 : 2; // MMA warpgroups
+    static constexpr int PPW = PK / 64 / NWG;
+    static constexpr int NT = 128 * (1 + NWG), NC = 128 * NWG, NDQ = NC + 32; // threads; named barrier counts
+    static constexpr int Q_STAGES = WIDE && PK > 192 ? 1 : 2, DO_STAGES = WIDE && PV > 128 ? 1 : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
-    static constexpr int OFF_DO = OFF_Q + 2 * TILE_Q, OFF_DS = OFF_DO + 2 * TILE_DO;
+    static constexpr int OFF_DO = OFF_Q + Q_STAGES * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
     // srow & ~3 of the [heads][total_q] arrays (the TMA wants a 16-byte
     // aligned start; the step's rows begin srow & 3 floats in), in stages of
@@ -143,15 +157,18 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
-    static constexpr int REG_P = 24, REG_C = 240;
-    // named barriers (0 is __syncthreads)
+    static constexpr int REG_P = 24, REG_C = NWG == 3 ? 160 : 240;
+    // named barriers (0 is __syncthreads); wide: BAR_PDS_FREE, every MMA
+    // warpgroup is done with the last step's P^T, dS^T
     static constexpr int BAR_PDS = 1, BAR_DQ_FULL = 2, BAR_DQ_EMPTY = 4; // + buffer
+    static constexpr int BAR_PDS_FREE = 6;
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
     static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
                       STAT_BOX <= STAT_STRIDE && STAT_BOX * 4 % 16 == 0,
                   "the statistics' TMA boxes: 128-byte aligned destinations, whole 16-byte units");
-    static_assert(128 * REG_P + 256 * REG_C <= 384 * 168, "register split within the CTA's launch allocation");
+    static_assert(128 * REG_P + NC * REG_C <= NT * (65536 / NT / 8 * 8),
+                  "register split within the CTA's launch allocation");
 };
 
 // A copy of x that the compiler cannot see through.
@@ -161,12 +178,19 @@ __device__ __forceinline__ int opaque_int(int x) {
     return y;
 }
 
-// The work of a CTA: (kv head, sequence, KV block) of ticket tk (the
-// deterministic order, see bwd_dkdv_wg_kernel) or of blockIdx.x; false: none.
+// The work of a CTA: (kv head, sequence, KV block) of ticket tk or of
+// blockIdx.x; false: none.  Deterministic: the dQ additions to a query tile
+// go in ascending KV-block order (the dQ writer waits on the tile's
+// semaphore for its rank).  A CTA takes its work by a ticket (dq_sem[0]),
+// in the order the CTAs start, from an order in which the KV blocks of each
+// (sequence, kv head) ascend: the work list when there is no left window
+// (its costs then do not grow with the block and its sort is stable), else
+// sequence, KV block, kv head.  So a CTA only ever waits for CTAs that are
+// already running.
 // With the work list, the kv head is the slowest index: the CTAs running at
 // a time then share a few heads, whose Q, dO and dq_accum stay in L2 (at
 // B*S = 32k, d 128, 16 heads, one head's are 16 MB, all heads' 256 MB);
-// FA4CP_CUDA_TUNING 65536: the kv head fastest (bwd_dkdv_wg_kernel's order).
+// FA4CP_CUDA_TUNING 65536: the kv head fastest.
 // The deterministic order stays deadlock-free: the KV blocks of a (sequence,
 // head) still take their tickets in ascending order.
 template <int WBN, bool DET>
@@ -239,15 +263,310 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.n0 = n0;
     gi.mb_lo = mb_lo;
     gi.nmb = nmb;
-    // as bwd_dkdv_wg_kernel: the KV blocks of a head start their walk over the
+    // the KV blocks of a head start their walk over the
     // query blocks at different places (non-deterministic); deterministic:
     // query blocks descending
     gi.stagger = (p.tuning & 1) || DET || nmb == 0 ? 0 : n_block % nmb;
     gi.iters = nmb * (p.heads / p.kv_heads);
 }
 
+// The MMA warpgroups of the wide layout (d_qk 192 and 256; BwdWsCfg::WIDE),
+// after FA3's d192 / d256 designs (shared/reference/hopper-bwd.md section 1:
+// dK/dV swapped, P and dS through shared memory): NWG warpgroups (3 at d_qk
+// 192 over a 96-row KV block, 2 at 256 over a 64-row one), per 64-row query
+// step:
+//   S = Q K^T and dP = dO V^T, warpgroup w the keys 32w..32w+31 (SS, N 32);
+//   P = exp2(S * scale * log2 e - LSE * log2 e), the element mask, dS = P (dP
+//   - Dsum); after BAR_PDS_FREE (every warpgroup is done with the last step's
+//   products) P^T and dS^T into shared memory ([WBN keys][64 query rows],
+//   one panel, stmatrix.trans), then BAR_PDS;
+//   for the head-dim panels PPW w .. PPW w + PPW - 1 (PPW = 1 at 192, 2 at
+//   256): dV^T[panel] += dO^T P, dQ[:, panel] = dS K, dK^T[panel] += Q^T dS
+//   (SS: dO, Q, K read MN-major, P^T, dS^T K-major);
+//   dV done -> release dO, dQ done -> stage dQ (BAR_DQ_EMPTY, BAR_DQ_FULL as
+//   the rows layout, one staging tile), dK done -> release Q.  At d 256
+//   (one Q stage) dK^T is issued first; at d_qk 192 (two Q stages) a step's
+//   dK^T goes out in the next step, after its S and dP (PIPE below); with
+//   two dO stages ((192, 128)) dO is released once dV and dQ are done.
+// So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
+// (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
+// dV panel: it runs the dV product on dO's panel 0 into an accumulator it
+// never stores (the same instruction stream in every warpgroup).
+template <typename T, typename C, bool DET>
+__device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
+                                                const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
+                                                int tid) {
+    constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
+    constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
+    static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
+    // With two Q stages the dK^T product of a step is issued in the next one,
+    // after its S and dP, so that it runs under that step's softmax (the Q
+    // stage is released once it completes, half a step before the Q load
+    // that reuses it is needed); at the first step it adds the zeroed dS^T
+    // (times that step's Q).
+    constexpr bool PIPE = C::Q_STAGES == 2;
+    const int ctid = tid - 128;
+    const int cwg = ctid >> 7, lane = tid & 31;
+    const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
+    const float *sDsum = reinterpret_cast<const float *>(base + C::OFF_DSUM);
+    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);
+    T *sPT = reinterpret_cast<T *>(base + C::OFF_DS); // P^T, then dS^T: [WBN keys][WBM query rows]
+    T *sdST = sPT + WBN * WBM;
+
+    // dV^T, dK^T of head-dim panels PPW cwg + i: rows 64 (PPW cwg + i) + .., keys 8c + ..
+    float acc_v[PPW][WBN / 8][4], acc_k[PPW][WBN / 8][4];
+#pragma unroll
+    for (int i = 0; i < PPW; ++i)
+#pragma unroll
+        for (int c = 0; c < WBN / 8; ++c)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                acc_v[i][c][j] = 0.f;
+                acc_k[i][c][j] = 0.f;
+            }
+    wgmma_fence();
+
+    if (gi.iters > 0) {
+        const float sl2 = p.scale * kLog2e;
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        const uint32_t sPa = sm90::smem_addr(sPT), sdSa = sm90::smem_addr(sdST);
+        // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
+        auto gemm_dk = [&](uint32_t qa) {
+            const int w = opaque_int(ctid) >> 7;
+#pragma unroll
+            for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+                    wg_ss_tk<T, WBN>(&acc_k[i][0][0],
+                                     gmma_desc(qa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
+                                     gmma_desc(sdSa + kk * 32, 16, 1024), 1);
+            wgmma_commit();
+        };
+        auto release = [&](uint64_t *bar) {
+            __syncwarp();
+            if (lane == 0)
+                sm90::mbar_arrive(sm90::smem_addr(bar));
+        };
+        if constexpr (PIPE) {
+            // the first step's pipelined dK^T reads dS^T: zero it
+            for (int i = ctid; i < WBN * WBM * 2 / 16; i += NC)
+                reinterpret_cast<uint4 *>(sdST)[i] = make_uint4(0, 0, 0, 0);
+            fence_proxy_async();
+            sm90::named_sync(C::BAR_PDS, NC);
+        }
+        sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
+        BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+        for (int it = 0; it < gi.iters; ++it) {
+            const int s = C::Q_STAGES == 2 ? it & 1 : 0;
+            const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
+            const int sd = C::DO_STAGES == 2 ? it & 1 : 0;
+            const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
+            // (an opaque copy of the thread's index each step, as the rows layout)
+            const int ct = opaque_int(ctid);
+            const int g = (ct & 31) >> 2, t = ct & 3, ln = ct & 31;
+            const int wr = ((ct >> 5) & 3) * 16; // this warp's query rows (S), head-dim rows (dK^T, dV^T)
+            const int w = ct >> 7, kw = w * NKW; // this warpgroup's keys of S, dP
+            const uint32_t sQa = sb + C::OFF_Q + s * C::TILE_Q, sdOa = sb + C::OFF_DO + sd * C::TILE_DO;
+            const int m0 = st.m0(gi, WBM);
+            const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+            const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + sd * C::STAT_STRIDE + sdel;
+            st.next(gi);
+            const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                           Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
+                                                           gi.n0);
+            float sS[NKW / 8][4], dP[NKW / 8][4];
+            sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
+            wgmma_fence();
+            gemm_ss_kmajor<T, NKW, DQK, WBM * 128, WBN * 128>(&sS[0][0], sQa, sKa + kw * 128);
+            wgmma_commit();
+            sm90::mbar_wait(sm90::smem_addr(&bars->do_full[sd]), phd);
+            wgmma_fence();
+            gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128>(&dP[0][0], sdOa, sVa + kw * 128);
+            wgmma_commit();
+            if constexpr (PIPE)
+                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa); // the last step's dK^T
+            wgmma_wait<PIPE ? 2 : 1>(); // S is ready
+            {
+                // rows wr + g, wr + g + 8; an LSE of -inf gives +inf, masked below
+                const float nl0 = lse2[wr + g] * -kLog2e, nl1 = lse2[wr + g + 8] * -kLog2e;
+#pragma unroll
+                for (int c = 0; c < NKW / 8; ++c) {
+                    sS[c][0] = ex2_ftz(fmaf(sS[c][0], sl2, nl0));
+                    sS[c][1] = ex2_ftz(fmaf(sS[c][1], sl2, nl0));
+                    sS[c][2] = ex2_ftz(fmaf(sS[c][2], sl2, nl1));
+                    sS[c][3] = ex2_ftz(fmaf(sS[c][3], sl2, nl1));
+                }
+            }
+            if (need_mask) {
+                // Mask's bounds in 32 bits, relative to the block (64-bit
+                // ones spilled): element (query m0 + qq, key n0 + jj) is
+                // masked iff qq >= qlim, jj >= jlim, jj - qq > dhi (key past
+                // hi) or jj - qq < dlo (before lo)
+                const int n0 = gi.n0;
+                const int qlim = gi.sq - m0, jlim = gi.sk - n0;
+                const int64_t rel = (int64_t)m0 - n0 + gi.off;
+                auto clamp32 = [](int64_t x) { return (int)(x < -(1 << 30) ? -(1 << 30) : x > (1 << 30) ? (1 << 30) : x); };
+                const int dhi = p.window_right < 0 ? (1 << 30) : clamp32(rel + p.window_right);
+                const int dlo = p.window_left < 0 ? -(1 << 30) : clamp32(rel - p.window_left);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int qq = wr + g + 8 * r;
+#pragma unroll
+                    for (int c = 0; c < NKW / 8; ++c)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e) {
+                            const int jj = kw + c * 8 + 2 * t + e;
+                            if (qq >= qlim || jj >= jlim || jj - qq > dhi || jj - qq < dlo)
+                                sS[c][2 * r + e] = 0.f;
+                        }
+                }
+            }
+            wgmma_wait<PIPE ? 1 : 0>(); // dP is ready
+            uint32_t pp[NKW / 8][2], dd[NKW / 8][2];
+            {
+                const float ds0 = dsm[wr + g], ds1 = dsm[wr + g + 8];
+#pragma unroll
+                for (int c = 0; c < NKW / 8; ++c) {
+                    pp[c][0] = pack2<T>(sS[c][0], sS[c][1]);
+                    pp[c][1] = pack2<T>(sS[c][2], sS[c][3]);
+                    dd[c][0] = pack2<T>(sS[c][0] * (dP[c][0] - ds0), sS[c][1] * (dP[c][1] - ds0));
+                    dd[c][1] = pack2<T>(sS[c][2] * (dP[c][2] - ds1), sS[c][3] * (dP[c][3] - ds1));
+                }
+            }
+            if constexpr (PIPE) {
+                wgmma_wait<0>(); // the last step's dK^T is done
+                if (it > 0)
+                    release(&bars->q_empty[s ^ 1]);
+            }
+            sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
+            // P^T, dS^T by stmatrix.trans: matrix i of 16-key step q16 is keys
+            // kw + 16 q16 + 8 (i >> 1), query rows wr + 8 (i & 1); lane l gives
+            // the address of its (transposed) row l & 7, a key
+#pragma unroll
+            for (int q16 = 0; q16 < NKW / 16; ++q16) {
+                const int mi = ln >> 3;
+                const int off = pnl<WBN>(kw + 16 * q16 + 8 * (mi >> 1) + (ln & 7), wr + 8 * (mi & 1));
+                asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                                 sPa + 2 * off),
+                             "r"(pp[2 * q16][0]), "r"(pp[2 * q16][1]), "r"(pp[2 * q16 + 1][0]), "r"(pp[2 * q16 + 1][1])
+                             : "memory");
+                asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                                 sdSa + 2 * off),
+                             "r"(dd[2 * q16][0]), "r"(dd[2 * q16][1]), "r"(dd[2 * q16 + 1][0]), "r"(dd[2 * q16 + 1][1])
+                             : "memory");
+            }
+            fence_proxy_async(); // P^T, dS^T stores -> every warpgroup's wgmma
+            sm90::named_sync(C::BAR_PDS, NC);
+            wgmma_fence();
+            // dV^T[panel] += dO^T P  (A: dO's panel, MN-major; B: P^T, K-major),
+            // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major),
+            // dQ[:, panel] = dS K  (A: dS^T, MN-major; B: K's panel, MN-major),
+            // for the panels PPW w + i; dK first where Q has one stage (its
+            // release lets the next Q load run under dV and dQ)
+            auto gemm_dv = [&]() {
+#pragma unroll
+                for (int i = 0; i < PPW; ++i) {
+                    const int pv = PPW * w + i < DV / 64 ? PPW * w + i : 0; // (192, 128): a dummy for warpgroup 2
+#pragma unroll
+                    for (int kk = 0; kk < WBM / 16; ++kk)
+                        wg_ss_tk<T, WBN>(&acc_v[i][0][0],
+                                         gmma_desc(sdOa + pv * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
+                                         gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                }
+                wgmma_commit();
+            };
+            float dq[PPW][8][4];
+            auto gemm_dq = [&]() {
+#pragma unroll
+                for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                    for (int kk = 0; kk < WBN / 16; ++kk)
+                        wg_ss_tt<T, 64>(&dq[i][0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
+                                        gmma_desc(sKa + (PPW * w + i) * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024),
+                                        kk > 0);
+                wgmma_commit();
+            };
+            auto stage_dq = [&]() {
+                sm90::named_sync(C::BAR_DQ_EMPTY, C::NDQ); // the bulk copy has read sdQ (step it-1)
+#pragma unroll
+                for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                        for (int c = 0; c < 8; ++c)
+                            *reinterpret_cast<float2 *>(sdQ + rl * DQK +
+                                                        dqa_col<DQK>(g, (PPW * w + i) * 64 + c * 8 + 2 * t)) =
+                                make_float2(dq[i][c][2 * r], dq[i][c][2 * r + 1]);
+                    }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
+            };
+            if constexpr (!PIPE) {
+                gemm_dk(sQa);
+                gemm_dv();
+                gemm_dq();
+                wgmma_wait<2>(); // dK done
+                release(&bars->q_empty[s]);
+                wgmma_wait<1>(); // dV done
+                release(&bars->do_empty[sd]);
+                wgmma_wait<0>();
+                stage_dq();
+            } else {
+                gemm_dv();
+                gemm_dq();
+                if constexpr (C::DO_STAGES == 1) {
+                    // (the next dO load waits for this release: as early as
+                    // possible; with two stages an extra wait cost 3-5 %)
+                    wgmma_wait<1>(); // dV done
+                    release(&bars->do_empty[sd]);
+                    wgmma_wait<0>(); // dQ done
+                } else {
+                    wgmma_wait<0>(); // dV, dQ done
+                    release(&bars->do_empty[sd]);
+                }
+                stage_dq();
+            }
+        }
+        if constexpr (PIPE) {
+            // the last step's dK^T
+            wgmma_fence();
+            gemm_dk(sb + C::OFF_Q + ((gi.iters - 1) & 1) * C::TILE_Q);
+            wgmma_wait<0>();
+        }
+    }
+
+    // dK = scale * (dK^T)^T, dV: element (head-dim row d, key j) of the
+    // fragments to row n0 + j, column d
+    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+    const int n0 = gi.n0, sk = gi.sk;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int i = 0; i < PPW; ++i) {
+        const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;
+        const bool has_v = (PPW * cwg + i) * 64 < DV;
+#pragma unroll
+        for (int c = 0; c < WBN / 8; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int j = n0 + c * 8 + 2 * t + e;
+                if (j >= sk)
+                    continue;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int d = d0 + 8 * r;
+                    dkp[(int64_t)j * k_stride + d] = static_cast<T>(acc_k[i][c][2 * r + e] * p.scale);
+                    if (has_v)
+                        dvp[(int64_t)j * v_stride + d] = static_cast<T>(acc_v[i][c][2 * r + e]);
+                }
+            }
+    }
+}
+
 template <typename T, int DQK, int DV, int WBM_, bool DET>
-__global__ void __launch_bounds__(384, 1)
+__global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
@@ -255,7 +574,7 @@ __global__ void __launch_bounds__(384, 1)
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
-    extern __shared__ __align__(128) unsigned char smem_raw[]; // (as bwd_dkdv_wg_kernel's, same TU)
+    extern __shared__ __align__(128) unsigned char smem_raw[];
     // 1024-byte aligned for the swizzled panels; offsetting the shared pointer
     // keeps its address space (LDS/STS instead of generic accesses)
     unsigned char *base = smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u);
@@ -269,8 +588,8 @@ __global__ void __launch_bounds__(384, 1)
             const uint32_t nfull = tma_stats ? 1 : 33;
             sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
             sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
-            sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 8);
-            sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 8);
+            sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
+            sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
         }
         sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
         sm90::mbar_fence_init();
@@ -321,8 +640,9 @@ __global__ void __launch_bounds__(384, 1)
             const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < gi.iters; ++it) {
-                const int s = it & 1;
-                const uint32_t ph = ((uint32_t)it >> 1) & 1;
+                // (a ring of one stage: stage 0, phase it & 1)
+                const int s = C::Q_STAGES == 2 ? it & 1 : 0;
+                const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
                 const int sq = gi.sq, m0 = st.m0(gi, WBM);
                 const int qr = R - sq + m0, qx = (int)gi.q_off + sq;
                 // statistics from row m0 of head hq ([heads][total_q] floats),
@@ -337,15 +657,17 @@ __global__ void __launch_bounds__(384, 1)
                                       qx, h_q);
                 if (tma_stats)
                     sm90::tma_load_1d(sb + C::OFF_LSE + s * C::STAT_STRIDE * 4, &tmLse, f, srow, h_q);
-                f = sm90::smem_addr(&bars->do_full[s]);
-                sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[s]), ph ^ 1);
+                const int sd = C::DO_STAGES == 2 ? it & 1 : 0;
+                const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
+                f = sm90::smem_addr(&bars->do_full[sd]);
+                sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[sd]), phd ^ 1);
                 sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
 #pragma unroll
                 for (int pn = 0; pn < PV / PW; ++pn)
-                    sm90::tma_load_4d(sb + C::OFF_DO + s * C::TILE_DO + pn * WBM * RB, &tmdO, f, pn * PW, st.hq,
+                    sm90::tma_load_4d(sb + C::OFF_DO + sd * C::TILE_DO + pn * WBM * RB, &tmdO, f, pn * PW, st.hq,
                                       qr, qx, h_q);
                 if (tma_stats)
-                    sm90::tma_load_1d(sb + C::OFF_DSUM + s * C::STAT_STRIDE * 4, &tmDsum, f, srow, h_q);
+                    sm90::tma_load_1d(sb + C::OFF_DSUM + sd * C::STAT_STRIDE * 4, &tmDsum, f, srow, h_q);
                 st.next(gi);
             }
         } else if (warp >= 2) {
@@ -360,8 +682,9 @@ __global__ void __launch_bounds__(384, 1)
             const int64_t n = (int64_t)p.heads * p.total_q;
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < gi.iters; ++it) {
-                const int s = it & 1;
-                const uint32_t ph = ((uint32_t)it >> 1) & 1;
+                const bool one = (isq ? C::Q_STAGES : C::DO_STAGES) == 1; // (a ring of one stage)
+                const int s = one ? 0 : it & 1;
+                const uint32_t ph = one ? (uint32_t)it & 1 : ((uint32_t)it >> 1) & 1;
                 const int64_t srow = ((int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM)) & ~(int64_t)3;
                 sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
                 for (int r = lane; r < C::STAT_BOX; r += 32)
@@ -372,21 +695,26 @@ __global__ void __launch_bounds__(384, 1)
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
             const int iters = gi.iters;
-            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 288);
+            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
             if (NQB > 1 && iters > 1)
-                sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 288);
+                sm90::named_arrive(C::BAR_DQ_EMPTY + 1, C::NDQ);
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < iters; ++it) {
                 const int b = NQB > 1 ? it & 1 : 0;
-                sm90::named_sync(C::BAR_DQ_FULL + b, 288);
+                sm90::named_sync(C::BAR_DQ_FULL + b, C::NDQ);
                 int *sem = nullptr;
                 if (lane == 0) {
                     const int m0 = st.m0(gi, WBM);
                     if constexpr (DET) {
                         // The KV blocks that add to query block mb do so in
-                        // order: nlo(mb), nlo(mb) + 1, ...; its semaphore is
-                        // 1 + hq * sem_head + q_off / 64 + bi + mb (see
-                        // bwd_dkdv_wg_kernel).
+                        // order: nlo(mb), nlo(mb) + 1, ... (both ends of a KV
+                        // block's query range grow with the block), so this
+                        // one waits for the count n_block - nlo(mb).  The
+                        // semaphore of (head hq, sequence bi, query block mb)
+                        // is 1 + hq * sem_head + q_off / 64 + bi + mb:
+                        // distinct over the sequences, since q_off / 64 +
+                        // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and
+                        // independent of max_sq.
                         const int mb = m0 / WBM;
                         const int64_t x = (int64_t)m0 + gi.off - p.window_left;
                         const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
@@ -403,7 +731,7 @@ __global__ void __launch_bounds__(384, 1)
                 }
                 __syncwarp();
                 if (it + NQB < iters)
-                    sm90::named_arrive(C::BAR_DQ_EMPTY + b, 288);
+                    sm90::named_arrive(C::BAR_DQ_EMPTY + b, C::NDQ);
                 if constexpr (DET) {
                     if (lane == 0) {
                         sm90::tma_store_wait<0>(); // the reduction has completed
@@ -418,6 +746,10 @@ __global__ void __launch_bounds__(384, 1)
         return;
     }
     sm90::setmaxnreg_inc<C::REG_C>();
+    if constexpr (C::WIDE) {
+        bwd_ws_mma_wide<T, C, DET>(p, bars, gi, sb, base, tid);
+        return;
+    }
 
     // ---------------------------------------------------- MMA warpgroups
     const int ctid = tid - 128;
@@ -758,7 +1090,7 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true> : bwd_ws_kernel<T, DQK, DV, WBM, false>;
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
-    kern<<<(unsigned)ctas, 384, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
+    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
                                                                      use_list, tma_stats);
     return cudaGetLastError();
 }

@@ -47,13 +47,12 @@ typedef struct fa4cp_kparams {
     int64_t sched_cap;
     /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
      * setting gives correct results): 1 no m-block stagger in the backward,
-     * 16 dQ by red.v2 atomics instead of bulk reductions (the backward of head
-     * dims 192 and 256), 64 fixed tile order instead of the work list (the
-     * deterministic backward ignores 1 and 16), 16384 the backward of head
-     * dims <= 128 loads with no L2 eviction hints (else K, V evict-first, Q,
-     * dO and their statistics evict-last), 32768 the same backward loads its
-     * row statistics by two warps' plain loads instead of TMA, 65536 it takes
-     * its work with the kv head fastest (else slowest: better L2 reuse),
+     * 64 fixed tile order instead of the work list (the deterministic
+     * backward ignores 1), 16384 the backward loads with no L2 eviction
+     * hints (else K, V evict-first, Q, dO and their statistics evict-last),
+     * 32768 the backward loads its row statistics by two warps' plain loads
+     * instead of TMA, 65536 it takes its work with the kv head fastest (else
+     * slowest: better L2 reuse),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

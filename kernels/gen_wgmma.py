@@ -10,13 +10,14 @@ backward's tile widths)."""
 
 # N of D[64 x N]: wg_ss (S = Q K^T, S^T, dP^T), wg_rs (O += P V, dV, dK),
 # wg_ss_tt (dQ = dS K), wg_ss_mn (O += P V with P in shared memory),
-# wg_ss_tk (dQ^T = K^T dS^T of the backward's 80-row query blocks)
+# wg_ss_tk (dQ^T = K^T dS^T of the backward's 80-row query blocks; dV^T =
+# dO^T P, dK^T = Q^T dS of its wide layout, N = its 64- and 96-row KV blocks)
 NS = {
     "ss": [32, 64, 80, 96, 112, 128, 144, 192, 256],
     "rs": [32, 64, 80, 96, 112, 128, 144, 192, 256],
     "ss_tt": [32, 64, 128],
     "ss_mn": [32, 64, 96, 128],
-    "ss_tk": [80],
+    "ss_tk": [64, 80, 96],
 }
 TYPES = [("__nv_bfloat16", "bf16"), ("__half", "f16")]
 KINDS = {

@@ -984,7 +984,7 @@ static void cuda_deterministic(test_rng *r)
  * dim): random varlen batches (seqused padding, empty sequences, sq != sk,
  * GQA, dlse), each of the five masks; per head dim a deterministic case
  * (bit-identical over 5 runs, against the reference and the atomic mode); a
- * d256 sequence of many blocks. */
+ * d256 sequence of many blocks, and d_qk 192 ones with a window. */
 static void cuda_bwd_head_dims(test_rng *r)
 {
     static const int dims[][2] = {{32, 32},   {64, 64},   {80, 80},   {96, 96},
@@ -1036,6 +1036,33 @@ static void cuda_bwd_head_dims(test_rng *r)
         deterministic = det;
         ok(bwd_case(r, &c, 1), "cuda backward d256 %s: one sequence of %d rows (10 KV blocks), GQA 2/1, causal, dlse",
            det ? "deterministic" : "atomic", c.used_q[0]);
+    }
+    /* d_qk 192 (96-row KV blocks, three MMA warpgroups): one sequence of 7-8
+     * KV blocks and 10-11 query blocks, GQA 2/1, with a left window (masked
+     * blocks at both ends of each KV block's range), both modes */
+    for (int k = 0; k < 4; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k % 2 ? FA4CP_FP16 : FA4CP_BF16;
+        c.batch = 1;
+        c.H = 2;
+        c.Hk = 1;
+        c.d = 192;
+        c.dv = k < 2 ? 128 : 192;
+        c.causal = 1;
+        c.wl = 150 + test_rng_int(r, 0, 200);
+        c.wr = -1;
+        c.use_seqused = 1;
+        c.used_q[0] = 640 + test_rng_int(r, 0, 63);
+        c.used_k[0] = 610 + test_rng_int(r, 0, 95);
+        c.cu_q[1] = c.used_q[0] + 3;
+        c.cu_k[1] = c.used_k[0] + 5;
+        c.total_q = c.cu_q[1] + 1;
+        c.total_k = c.cu_k[1];
+        deterministic = k % 2;
+        ok(bwd_case(r, &c, 1),
+           "cuda backward (192, %d) %s: one sequence of %d queries, %d keys, GQA 2/1, causal with a %d-key window, dlse",
+           c.dv, deterministic ? "deterministic" : "atomic", c.used_q[0], c.used_k[0], c.wl);
     }
     deterministic = 0;
 }

@@ -1,3 +1,6 @@
+"""summary.py - one line per fa4cp-run record: wall, timed, setup, generation, check, fwd/bwd ms,
+GPU share, error, status.  usage: python3 docs/perf/summary.py OUT/results.jsonl ...
+(one copy for every measuring call; the call scripts ran it from their own folder)"""
 import json, sys
 for path in sys.argv[1:]:
     try:

@@ -249,14 +249,31 @@ int cp_run_ranks(const cp_tcase *c, cp_global *g, fa4cp_comm *const *comms, int 
 typedef struct cmp {
     double err;
     size_t nonfinite, pad_bad, masked_bad;
+    double num, den; /* sums of (x - ref)^2 and ref^2 over the finite real elements */
 } cmp;
+
+/* one real element: a non-finite x is counted, else it adds to the sums */
+static void cmp_add(cmp *k, double v, double w)
+{
+    if (!isfinite(v)) {
+        k->nonfinite++;
+        return;
+    }
+    k->num += (v - w) * (v - w);
+    k->den += w * w;
+}
+
+/* relative RMS error (absolute where the reference is all zero), infinite with a non-finite element */
+static void cmp_finish(cmp *k)
+{
+    k->err = k->nonfinite ? INFINITY : k->den > 0 ? sqrt(k->num / k->den) : sqrt(k->num);
+}
 
 /* rows x width elements; padding rows must be poison (want_zero 0) or exactly 0 */
 static cmp compare(const cp_tcase *c, const void *x, const void *ref, size_t width, int want_zero)
 {
     const fa4cp_dtype dt = c->cfg.dtype;
     cmp k = {0};
-    double num = 0, den = 0;
     for (int64_t r = 0; r < cp_G(c); r++) {
         int real = cp_is_real(c, r);
         for (size_t e = 0; e < width; e++) {
@@ -266,16 +283,10 @@ static cmp compare(const cp_tcase *c, const void *x, const void *ref, size_t wid
                     k.pad_bad++;
                 continue;
             }
-            double v = fa4cp_load(dt, x, i), w = fa4cp_load(dt, ref, i);
-            if (!isfinite(v)) {
-                k.nonfinite++;
-                continue;
-            }
-            num += (v - w) * (v - w);
-            den += w * w;
+            cmp_add(&k, fa4cp_load(dt, x, i), fa4cp_load(dt, ref, i));
         }
     }
-    k.err = k.nonfinite ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
+    cmp_finish(&k);
     return k;
 }
 
@@ -284,7 +295,6 @@ static cmp compare_lse(const cp_tcase *c, const void *x, const void *ref)
 {
     cmp k = {0};
     fa4cp_dtype ld = fa4cp_lse_dtype(c->cfg.dtype);
-    double num = 0, den = 0;
     int64_t G = cp_G(c);
     for (int h = 0; h < c->cfg.heads; h++)
         for (int64_t r = 0; r < G; r++) {
@@ -300,14 +310,9 @@ static cmp compare_lse(const cp_tcase *c, const void *x, const void *ref)
                     k.masked_bad++;
                 continue;
             }
-            if (!isfinite(v)) {
-                k.nonfinite++;
-                continue;
-            }
-            num += (v - w) * (v - w);
-            den += w * w;
+            cmp_add(&k, v, w);
         }
-    k.err = k.nonfinite ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
+    cmp_finish(&k);
     return k;
 }
 

@@ -10,20 +10,6 @@
 
 namespace fa4cp {
 
-// Shared-memory matrix descriptor of a swizzled layout with RB-byte panel
-// rows: RB 128 (64-column panels, 128-byte swizzle, layout type 1; the same
-// as gmma_desc) or 64 (32-column panels, 64-byte swizzle, type 2).  K-major:
-// sbo = 8 rows; MN-major: lbo = panel stride, sbo = 8 rows.
-template <int RB> __device__ __forceinline__ uint64_t gmma_desc_rb(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
-    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
-    uint64_t d = 0;
-    d |= (uint64_t)((saddr & 0x3FFFF) >> 4);
-    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
-    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
-    d |= (uint64_t)(RB == 128 ? 1 : 2) << 62;
-    return d;
-}
-
 // acc[64 x N] = A B over K: A and B K-major in panels of RB-byte rows (64
 // columns, 128-byte swizzle; or 32 columns, 64-byte swizzle) whose panels lie
 // A_PANEL and B_PANEL bytes apart (k step kk starts (kk % (RB / 32)) * 32

@@ -34,14 +34,22 @@ __device__ __forceinline__ void load_tile_pn(T *smem, const T *gbase, int64_t st
     }
 }
 
-// Shared-memory matrix descriptor, 128-byte swizzle.
-__device__ __forceinline__ uint64_t gmma_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+// Shared-memory matrix descriptor of a swizzled layout with RB-byte panel
+// rows: RB 128 (64-column panels, 128-byte swizzle, layout type 1) or 64
+// (32-column panels, 64-byte swizzle, type 2).  K-major: sbo = 8 rows;
+// MN-major: lbo = panel stride, sbo = 8 rows.
+template <int RB> __device__ __forceinline__ uint64_t gmma_desc_rb(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
     uint64_t d = 0;
     d |= (uint64_t)((saddr & 0x3FFFF) >> 4);
     d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
     d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
-    d |= (uint64_t)1 << 62;
+    d |= (uint64_t)(RB == 128 ? 1 : 2) << 62;
     return d;
+}
+// The 128-byte swizzle's.
+__device__ __forceinline__ uint64_t gmma_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo) {
+    return gmma_desc_rb<128>(saddr, lbo, sbo);
 }
 
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }

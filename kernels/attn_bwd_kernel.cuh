@@ -171,23 +171,29 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         const long long ctas = (long long)nb * ycount;
         if (ctas > 0x7fffffffLL)
             return cudaErrorInvalidConfiguration;
-        // deterministic: only without a left window (see the kernel)
+        // deterministic: only without a left window (see the kernel); the
+        // list's entries, then (sched[sched_cap - 1]) its kv-head section
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
-                              (int64_t)nb * p.batch + 1 <= p.sched_cap && !(p.tuning & 64);
+                              (int64_t)nb * p.batch + 2 <= p.sched_cap && !(p.tuning & 64);
+        int dev = 0, nsm = 0;
+        if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
+            (e = cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+            return e;
         // one sequence, no left window: the list is known (bwd_list_closed)
         if (use_list && !bwd_list_closed(p)) { // also the deterministic order (see the kernel)
-            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched);
+            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched, nullptr,
+                                                           p.sched + (p.sched_cap - 1), nsm);
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }
         if constexpr (CAN80) {
-            e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list)
-                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm)
+                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
         } else if constexpr (CAN128) {
-            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list)
-                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm)
+                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
         } else {
-            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list);
+            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
         }
         if (e != cudaSuccess)
             return e;

@@ -62,22 +62,64 @@ __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob,
     return (int)(i_max / BI - i_min / BI + 1);
 }
 
+// The backward's kv-head sections (bwd_ws_work, bwd_ws_kernel.cuh): the CTAs
+// take the entries of hs kv heads at a time, entry (longest first) then kv
+// head, and the next hs heads after them.  hs = 1 keeps the CTAs running at
+// a time on few heads (L2), but then the last head's longest entries start
+// near the end and run alone; with hs heads' work per SM at least the
+// longest entry, the longest-first order holds over the whole call.  So
+// x = longest * SMs / (sum of the entries' costs), and hs = ceil(x) where x
+// > 2, else 1 (the kernel clamps hs to [1, kv heads]).  Measured on an H200
+// (2026-11-29 10:23-10:28 UTC, the same binary with hs = ceil(x) and hs =
+// 1): at x = 8 (a CP step's 4096-row causal diagonal, 16 heads) the backward
+// took 0.41 ms instead of 0.50; at x = 1.02-1.54 hs = 2 was 3-5 % slower on
+// the FA4 varlen batch and d128 S8k causal (B = 4), 1-4 % faster at S16k-32k
+// causal (B <= 2): there the tail is small and L2 decides.
+__host__ __device__ __forceinline__ int bwd_head_section(long long longest, long long sum, int nsm) {
+    if (sum <= 0 || longest <= 0 || nsm <= 0 || longest * nsm <= 2 * sum)
+        return 1;
+    const long long hs = (longest * nsm + sum - 1) / sum;
+    return hs > (1 << 20) ? (1 << 20) : (int)hs;
+}
+
+// hs_out (the backward, optional): bwd_head_section over the list's costs on
+// nsm SMs, written to *hs_out.
 template <bool BWD>
 __global__ void __launch_bounds__(SCHED_THREADS) sched_kernel(const fa4cp_kparams p, int max_ob, int BO,
-                                                             int BI, int *sched, int *zero = nullptr) {
+                                                             int BI, int *sched, int *zero = nullptr,
+                                                             int *hs_out = nullptr, int nsm = 0) {
     __shared__ int hist[SCHED_BINS];
     __shared__ int part[SCHED_THREADS];
+    __shared__ unsigned long long csum;
+    __shared__ int cmax;
     const int tid = threadIdx.x;
     const int n = p.batch * max_ob;
     for (int c = tid; c < SCHED_BINS; c += SCHED_THREADS)
         hist[c] = 0;
-    __syncthreads();
-    for (int e = tid; e < n; e += SCHED_THREADS) {
-        const int c = entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI);
-        if (c >= 0)
-            atomicAdd(&hist[min(c, SCHED_BINS - 1)], 1);
+    if (tid == 0) {
+        csum = 0;
+        cmax = 0;
     }
     __syncthreads();
+    unsigned long long my_sum = 0;
+    int my_max = 0;
+    for (int e = tid; e < n; e += SCHED_THREADS) {
+        const int c = entry_cost<BWD>(p, e / max_ob, e % max_ob, BO, BI);
+        if (c >= 0) {
+            atomicAdd(&hist[min(c, SCHED_BINS - 1)], 1);
+            my_sum += (unsigned long long)c;
+            my_max = max(my_max, c);
+        }
+    }
+    if (hs_out) {
+        if (my_sum)
+            atomicAdd(&csum, my_sum);
+        if (my_max)
+            atomicMax(&cmax, my_max);
+    }
+    __syncthreads();
+    if (hs_out && tid == 0)
+        *hs_out = bwd_head_section(cmax, (long long)csum, nsm);
     // exclusive prefix sums over the bins in descending cost order: each
     // thread sums its PER bins, then a block-wide scan of those sums (warp
     // shuffles, then the 32 warp totals by warp 0); a serial loop over the

@@ -74,6 +74,7 @@ struct BwdWsInfo {
     long long q_off, k_off, off; // sequence starts; off = sk - sq
     int sq, sk, kvh, bi, n_block, n0;
     int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
+    int hq_end, g, hin; // BwdWsStep: the group's query heads end at hq_end; hin: heads inner
 };
 
 struct BwdWsBars {
@@ -83,9 +84,15 @@ struct BwdWsBars {
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
 // and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
-// descending), followed without divisions.
+// descending), followed without divisions.  Deterministic with gi.hin (the
+// default; FA4CP_CUDA_TUNING 33554432: off): the query heads inner, query
+// block mb_lo + nmb - 1 - it / G and head kvh * G + it % G, so that the KV
+// blocks of a GQA group that add to one query tile in turn (the semaphores)
+// reach it at the same step count and stay one step apart, instead of a
+// KV block with fewer query blocks per head catching up with the one before
+// it at every head and waiting for it.
 template <bool DET> struct BwdWsStep {
-    int hq, k = 0;
+    int hq, k = 0; // (heads inner: k counts the query blocks)
     __device__ __forceinline__ explicit BwdWsStep(int hq0) : hq(hq0) {}
     __device__ __forceinline__ int m0(const volatile BwdWsInfo &gi, int WBM) const {
         const int nmb = gi.nmb;
@@ -95,7 +102,12 @@ template <bool DET> struct BwdWsStep {
         return (gi.mb_lo + mi) * WBM;
     }
     __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
-        if (++k == gi.nmb) {
+        if (DET && gi.hin) {
+            if (++hq == gi.hq_end) {
+                hq -= gi.g;
+                ++k;
+            }
+        } else if (++k == gi.nmb) {
             k = 0;
             ++hq;
         }
@@ -187,29 +199,53 @@ __device__ __forceinline__ int opaque_int(int x) {
 // (its costs then do not grow with the block and its sort is stable), else
 // sequence, KV block, kv head.  So a CTA only ever waits for CTAs that are
 // already running.
-// With the work list, the kv head is the slowest index: the CTAs running at
-// a time then share a few heads, whose Q, dO and dq_accum stay in L2 (at
-// B*S = 32k, d 128, 16 heads, one head's are 16 MB, all heads' 256 MB);
-// FA4CP_CUDA_TUNING 65536: the kv head fastest.
+// With the work list, the kv heads go in sections of hs heads: inside a
+// section entry (longest first) then kv head, the sections one after the
+// other (bwd_head_section, attn_sched.cuh: where one kv head's work per SM
+// is under half the longest entry, hs heads' covers it, so the longest-first
+// order holds over the call; else hs = 1, the kv head slowest, so that the
+// CTAs running at a time share few heads, whose Q, dO and dq_accum stay in
+// L2: at B*S = 32k, d 128, 16 heads, one head's are 16 MB, all heads' 256
+// MB).  hs comes from the list kernel (sched[sched_cap - 1]), or for the
+// closed form from the first and last KV blocks' costs (exact for the
+// linear costs of a causal or dense sequence).  FA4CP_CUDA_TUNING 65536:
+// one section (the kv head fastest); 16777216: sections of one head (the
+// kv head slowest).
 // The deterministic order stays deadlock-free: the KV blocks of a (sequence,
 // head) still take their tickets in ascending order.
-template <int WBN, bool DET>
-__device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, bool use_list, int tk, int &kvh,
-                                            int &bi, int &n_block) {
+template <int WBM, int WBN, bool DET>
+__device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, bool use_list, int nsm, int tk,
+                                            int &kvh, int &bi, int &n_block) {
     const int HK = p.kv_heads;
     const int w = DET ? tk : (int)blockIdx.x;
     if (use_list) {
         const bool closed = bwd_list_closed(p); // (attn_sched.cuh)
         const int ne = closed ? min((seq_info(p, 0).sk + WBN - 1) / WBN, max_nb) : p.sched[0];
-        int idx;
+        if (ne <= 0)
+            return false;
+        int hs;
         if (p.tuning & 65536) {
-            kvh = w % HK;
-            idx = w / HK;
+            hs = HK;
+        } else if (p.tuning & 16777216) {
+            hs = 1;
+        } else if (closed) {
+            const long long c0 = max(entry_cost<true>(p, 0, 0, WBN, WBM), 0);
+            const long long c1 = max(entry_cost<true>(p, 0, ne - 1, WBN, WBM), 0);
+            hs = bwd_head_section(c0, (c0 + c1) * ne / 2, nsm);
         } else {
-            kvh = w / (ne > 0 ? ne : 1);
-            idx = w - kvh * ne;
+            hs = p.sched[p.sched_cap - 1];
         }
-        if (idx >= ne || kvh >= HK)
+        hs = min(max(hs, 1), HK);
+        const int per = ne * hs;
+        const int sec = w / per;
+        const int h0 = sec * hs;
+        if (h0 >= HK)
+            return false;
+        const int hn = min(hs, HK - h0);
+        const int rem = w - sec * per;
+        const int idx = rem / hn;
+        kvh = h0 + (rem - idx * hn);
+        if (idx >= ne) // (past the last, narrower section's entries)
             return false;
         const int e = closed ? idx : p.sched[1 + idx];
         bi = e / max_nb;
@@ -234,10 +270,11 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
 
 // Fills gi for the CTA (thread 0).
 template <int WBM, int WBN, bool DET>
-__device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &p, int max_nb, bool use_list) {
+__device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &p, int max_nb, bool use_list,
+                                            int nsm) {
     int kvh = 0, bi = 0, n_block = 0;
     const int tk = DET ? atomicAdd(p.dq_sem, 1) : 0;
-    if (!bwd_ws_work<WBN, DET>(p, max_nb, use_list, tk, kvh, bi, n_block)) {
+    if (!bwd_ws_work<WBM, WBN, DET>(p, max_nb, use_list, nsm, tk, kvh, bi, n_block)) {
         gi.iters = -1;
         return;
     }
@@ -267,7 +304,11 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     // query blocks at different places (non-deterministic); deterministic:
     // query blocks descending
     gi.stagger = (p.tuning & 1) || DET || nmb == 0 ? 0 : n_block % nmb;
-    gi.iters = nmb * (p.heads / p.kv_heads);
+    const int G = p.heads / p.kv_heads;
+    gi.iters = nmb * G;
+    gi.g = G;
+    gi.hq_end = (kvh + 1) * G;
+    gi.hin = !(p.tuning & 33554432);
 }
 
 // The MMA warpgroups of the wide layout (d_qk 192 and 256; BwdWsCfg::WIDE),
@@ -570,7 +611,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
-                  const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats) {
+                  const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
+                  int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
@@ -582,7 +624,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     const volatile BwdWsInfo &gi = bars->gi;
     const int tid = threadIdx.x;
     if (tid == 0) {
-        bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list);
+        bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
         for (int i = 0; i < 2; ++i) {
             // TMA lane (+ a statistics warp's lanes)
             const uint32_t nfull = tma_stats ? 1 : 33;
@@ -1042,9 +1084,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 }
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
-// already built); the tensor maps are made here, once per call.
+// already built); the tensor maps are made here, once per call.  nsm: the
+// device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
 template <typename T, int DQK, int DV, int WBM>
-cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list) {
+cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
         return cudaSuccess;
@@ -1091,7 +1134,7 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
-                                                                     use_list, tma_stats);
+                                                                     use_list, tma_stats, nsm);
     return cudaGetLastError();
 }
 

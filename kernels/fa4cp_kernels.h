@@ -51,8 +51,11 @@ typedef struct fa4cp_kparams {
      * backward ignores 1), 16384 the backward loads with no L2 eviction
      * hints (else K, V evict-first, Q, dO and their statistics evict-last),
      * 32768 the backward loads its row statistics by two warps' plain loads
-     * instead of TMA, 65536 it takes its work with the kv head fastest (else
-     * slowest: better L2 reuse), 131072 it keeps 64-row query blocks for
+     * instead of TMA, 65536 it takes its work with the kv head fastest,
+     * 16777216 with the kv head slowest (else in sections of kv heads sized
+     * so that the longest-first order holds over the call, attn_sched.cuh),
+     * 33554432 the deterministic backward walks a CTA's query heads outer
+     * (else inner), 131072 it keeps 64-row query blocks for
      * dense d128 (else 80), 262144 it keeps 64-row query blocks at d32 and
      * d64 (else 128),
      * 2048 the forward's producer loads K and V of a block together (not V

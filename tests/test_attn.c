@@ -566,11 +566,11 @@ out:
 /* The backward of a case whose t->out, t->lse hold the forward's results:
  * gradients from the float64 definition (with that out), poisoned outputs,
  * padding rows exactly 0. */
-static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc)
+/* The backward against gradients dense() already holds. */
+static int check_bwd_ref(const tcase *c, const tensors *tp, const fa4cp_attn_args *a, const char *desc)
 {
     tensors t = *tp;
     double tol = test_tol(c->dtype);
-    dense(c, tp, 1); /* gradients from the out the backend produced */
     test_poison(c->dtype, t.dq, nq(c));
     test_poison(c->dtype, t.dk, nk(c));
     test_poison(c->dtype, t.dv, nv(c));
@@ -590,6 +590,12 @@ static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, cons
         return 0;
     }
     return 1;
+}
+
+static int check_bwd(const tcase *c, tensors *tp, const fa4cp_attn_args *a, const char *desc)
+{
+    dense(c, tp, 1); /* gradients from the out the backend produced */
+    return check_bwd_ref(c, tp, a, desc);
 }
 
 /* out and lse of the float64 definition, rounded to the case's dtypes (the
@@ -1198,6 +1204,92 @@ static void one_seq_cases(test_rng *r)
     free(saved);
 }
 
+/* The backward's work order (kernels/bwd_ws_kernel.cuh, bwd_ws_work): the KV
+ * blocks of 8 kv heads taken in sections of hs heads (entry longest first,
+ * then kv head), hs from the costs (attn_sched.cuh, bwd_head_section): these
+ * shapes give 132-SM devices 3 (one sequence, closed form: 44 KV blocks of
+ * cost 2) and 6-8 (a varlen list) heads a section, so the last section is
+ * narrower.  Each case: the atomic backward against the float64 reference,
+ * then the deterministic backward in the default order, with the kv head
+ * slowest (FA4CP_CUDA_TUNING 16777216) and fastest (65536), which must agree
+ * bit for bit (the order of the CTAs moves no addition), and with the query
+ * heads outer (33554432: another order of dK, dV's additions), against the
+ * reference. */
+static void order_cases(test_rng *r)
+{
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    const int base = saved ? atoi(saved) : 0;
+    for (int k = 0; k < 2; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k ? FA4CP_FP16 : FA4CP_BF16;
+        c.H = 16;
+        c.Hk = 8;
+        c.d = c.dv = k ? 128 : 64;
+        c.wl = c.wr = -1;
+        c.use_seqused = 1;
+        if (k == 0) { /* one sequence: 130 queries (two 128-row blocks), 44 KV blocks */
+            c.batch = 1;
+            c.used_q[0] = 130;
+            c.used_k[0] = 44 * 128 - test_rng_int(r, 0, 100);
+        } else { /* a varlen batch, short in queries (dense: 80-row query blocks) */
+            c.batch = MAXB;
+            for (int b = 0; b < c.batch; b++) {
+                c.used_q[b] = test_rng_int(r, 40, 240);
+                c.used_k[b] = test_rng_int(r, 500, 700);
+            }
+        }
+        for (int b = 0; b < c.batch; b++) {
+            c.cu_q[b + 1] = c.cu_q[b] + c.used_q[b] + test_rng_int(r, 0, 9);
+            c.cu_k[b + 1] = c.cu_k[b] + c.used_k[b] + test_rng_int(r, 0, 9);
+        }
+        c.total_q = c.cu_q[c.batch] + 3;
+        c.total_k = c.cu_k[c.batch] + 2;
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        ref_forward(&c, &t);
+        dense(&c, &t, 1); /* the gradients, once for every run below */
+        const size_t es = fa4cp_dtype_size(c.dtype);
+        void *outs[3] = {t.dq, t.dk, t.dv};
+        size_t n[3] = {nq(&c), nk(&c), nv(&c)};
+        void *first[3] = {NULL, NULL, NULL};
+        for (int j = 0; j < 3; j++)
+            first[j] = malloc(n[j] * es + 16);
+        set_tuning(saved);
+        int good = check_bwd_ref(&c, &t, &a, desc), same = good;
+        static const int orders[] = {0, 16777216, 65536, 33554432};
+        for (int v = 0; v < 4 && good; v++) {
+            char tv[32];
+            snprintf(tv, sizeof tv, "%d", base | orders[v]);
+            set_tuning(tv);
+            deterministic = 1;
+            good = check_bwd_ref(&c, &t, &a, desc);
+            deterministic = 0;
+            for (int j = 0; j < 3 && good; j++) {
+                if (v == 0)
+                    memcpy(first[j], outs[j], n[j] * es);
+                else if (v < 3 && memcmp(first[j], outs[j], n[j] * es) != 0)
+                    same = 0;
+            }
+            if (!good)
+                diag("%s: FA4CP_CUDA_TUNING %s", desc, tv);
+        }
+        set_tuning(saved);
+        ok(good && same, "work order, %s: both backward modes match the reference, deterministic bit-identical "
+           "over the kv-head orders", desc);
+        for (int j = 0; j < 3; j++)
+            free(first[j]);
+        free_tensors(&t);
+    }
+    set_tuning(saved);
+    free(saved);
+}
+
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
  * deterministic backward. */
@@ -1261,6 +1353,7 @@ static void cuda_cases(test_rng *r)
         cuda_deterministic(r);
         cuda_bwd_head_dims(r);
         one_seq_cases(r);
+        order_cases(r);
     }
 
     /* a misaligned pointer is refused before any launch */
@@ -1481,6 +1574,7 @@ int main(int argc, char **argv)
         fwd_only = 1; /* the cases below, forward only (no deterministic or backward-only sections) */
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "one") == 0) {
         one_seq_cases(&rng);
+        order_cases(&rng);
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {

@@ -68,7 +68,8 @@ typedef struct fa4cp_kparams {
      * forward at two K/V stages takes every block's row max before its exp2
      * (FwdSoftmax::step; else its unmasked blocks run FwdSoftmax::step_spec:
      * the exp2 against the running base first, the max only when a row sum
-     * passes 2^8) */
+     * passes 2^8), 2097152 the forward launches with all 227 KB of shared
+     * memory whatever its tile needs (the largest carveout, the smallest L1) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -112,8 +112,8 @@ template <int BN, bool SCALED = false> struct FwdSoftmax {
     // 2^thr, the conditional rescale's bound), nothing changes and the step
     // returns 0.  Else (a warp-uniform branch, rare once the running max has
     // settled) each row's base moves up by e = the exponent of its largest
-    // p (quad max; 0 <= e <= 126), every p, the row sum and O are scaled by
-    // 2^-e, exactly (a power of two), and the step returns 1: out and lse
+    // p (quad max; 0 <= e <= 126), every p and the row sum are scaled by
+    // 2^-e (exact: a power of two), alpha = 2^-e for O, and it returns 1: out and lse
     // stay exact.  A p or a row sum that overflowed (a score jump of 128 or
     // more in log2 units: the scores are lost) returns 2 with nothing
     // changed: the caller recomputes S and runs step() on it.

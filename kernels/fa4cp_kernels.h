@@ -64,8 +64,15 @@ typedef struct fa4cp_kparams {
      * warpgroups instead of three, d128 three K/V stages instead of two,
      * d192, (192, 128)),
      * 8192 the forward rescales O at every block (no conditional rescale,
-     * fwd_softmax.cuh), 524288 one-sequence calls build the work list too
-     * (else their order is taken in closed form, attn_sched.cuh) */
+     * fwd_softmax.cuh; the d128 forward's step_spec, below: whenever a row
+     * sum of the warp exceeds 1/2, so that its rescaling path runs at nearly
+     * every block), 524288 one-sequence calls build the work list too (else
+     * their order is taken in closed form, attn_sched.cuh), 1048576 the d128
+     * forward at two K/V stages takes every block's row max before its exp2
+     * (FwdSoftmax::step; else its unmasked blocks run FwdSoftmax::step_spec:
+     * the exp2 against the running base first, the max only when a row sum
+     * passes 2^8), 2097152 the forward launches with all 227 KB of shared
+     * memory whatever its tile needs (the largest carveout, the smallest L1) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -97,7 +97,10 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
         return e;
     const long long tiles = entries * p.heads;
     const int grid = (int)(tiles < sms ? tiles : sms);
-    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) !=
+    // tuning 2097152: all 227 KB (the largest shared-memory carveout, the
+    // smallest L1), whatever the tile needs: for timing the carveout alone
+    const int smem = (p.tuning & 2097152) ? 232448 : C::SMEM;
+    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
         cudaSuccess)
         return e;
     if (closed) {
@@ -108,7 +111,7 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
-    fwd_ws_kernel<C><<<grid, C::NT, C::SMEM, stream>>>(p, tq, tk, tv, sc, (int)R);
+    fwd_ws_kernel<C><<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, sc, (int)R);
     return cudaGetLastError();
 }
 

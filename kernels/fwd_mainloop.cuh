@@ -37,7 +37,11 @@
 //   wait_group 1 -> release K(j); mask; softmax of S (new max, p, sum)
 //   wait_group 0 -> release V(j-1); O *= alpha; P(j) = bf16(p) in registers
 // so the softmax of block j runs under the PV product of block j-1
-// (intra-warpgroup overlap), and [turn]/[pass] make the consumer
+// (intra-warpgroup overlap).  d128 (FwdCfg::SPEC) runs the softmax of its
+// unmasked blocks as FwdSoftmax::step_spec, the exp2 against the running
+// base before the row max is known (the max only on its rare path), and
+// releases K(j) (and Q) after it, as that path may recompute S from them.
+// [turn]/[pass] make the consumer
 // warpgroups issue their products in a round robin 0, 1, .., NWG-1, 0, ..
 // (warpgroup w waits on named barrier 1 + w, 256 threads: its own 128 and
 // the 128 of its predecessor, which arrive when they have issued theirs), so
@@ -99,8 +103,16 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
     // wgmmas), [NWG][BN/64 panels][64 rows][64] with the 128-byte swizzle
     static constexpr bool PV_SS = NWG == 3;
     static constexpr int TILE_P = PV_SS ? 64 * BN * 2 : 0; // one warpgroup's
+    // the exp2 of a block's scores against the running base, before the row
+    // max (FwdSoftmax::step_spec): d128 at two K/V stages, where the
+    // consumer's chain from S to P is longer than the tensor pipe's turn
+    // and shared memory has room for S (step_spec's rare path recomputes it there)
+    static constexpr bool SPEC = DQK == 128 && DV == 128 && NWG == 2 && NS == 2;
     static constexpr int OFF_P = OFF_V + NS * TILE_V;
-    static constexpr int OFF_BAR = OFF_P + NWG * TILE_P;
+    // SPEC: a warpgroup's S fragments, [BN/8][128 threads][4 floats] (fwd_recompute_s)
+    static constexpr int TILE_S = SPEC ? 128 * BN / 2 * 4 : 0;
+    static constexpr int OFF_S = OFF_P + NWG * TILE_P;
+    static constexpr int OFF_BAR = OFF_S + NWG * TILE_S;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(FwdBars<NS>) + 1024; // + alignment slack
     static constexpr int CONSUMER_WARPS = 4 * NWG;
     static constexpr int ACC_REGS = DVP / 2 + BN / 2 + (PV_SS ? 0 : BN / 4); // O, S, P per thread
@@ -304,6 +316,57 @@ __device__ __forceinline__ void fwd_store_p(const float *s, uint32_t pw, int war
     sm90::fence_proxy_async_smem();
 }
 
+// S of this thread's rows recomputed from Q and K in shared memory, with
+// fp32 FMAs (FwdSoftmax::step_spec's rare path, where a score jump of 128 or
+// more in log2 units overflowed the exp2 taken before the max): register i =
+// 4c + 2r + e of this warp's m64nBN fragment is row warp * 16 + lane / 4 +
+// 8r of the warpgroup's Q rows (qa: their first row in panel 0) and key 8c +
+// 2q + e of the K stage at kst; both are 64-column panels with the 128-byte
+// swizzle (16-byte chunk ch of row x at (ch ^ (x % 8)) * 16).  The elements
+// go one at a time (a loop: few registers beside O and P, which the PV
+// product in flight still holds) to this thread's part of sb, [BN/8][128][4]
+// floats, and then into s (fwd_load_frag).
+template <class C> __device__ __noinline__ void fwd_recompute_s(uint32_t sb, uint32_t qa, uint32_t kst, int ct) {
+    static_assert(C::RBQ == 128, "64-column panels");
+    using T = typename C::Elem;
+    const int warp = ct >> 5, lane = ct & 31;
+    const int r0 = warp * 16 + (lane >> 2), q = lane & 3; // rows r0, r0 + 8: the same swizzle
+#pragma unroll 1
+    for (int i = 0; i < C::BN / 2; ++i) {
+        const int row = r0 + 8 * ((i >> 1) & 1), key = 8 * (i >> 2) + 2 * q + (i & 1);
+        float d = 0.f;
+#pragma unroll 1
+        for (int ch = 0; ch < C::DQK / 8; ++ch) {
+            uint32_t a[4], kv[4];
+            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(a[0]), "=r"(a[1]), "=r"(a[2]), "=r"(a[3])
+                         : "r"(qa + (ch / 8) * (C::BM * 128) + row * 128 + (uint32_t)(((ch % 8) ^ (row & 7)) << 4)));
+            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(kv[0]), "=r"(kv[1]), "=r"(kv[2]), "=r"(kv[3])
+                         : "r"(kst + (ch / 8) * (C::BN * 128) + key * 128 + (uint32_t)(((ch % 8) ^ (key & 7)) << 4)));
+#pragma unroll
+            for (int w = 0; w < 4; ++w) {
+                const float2 kf = unpack2<T>(kv[w]), x = unpack2<T>(a[w]);
+                d = fmaf(x.x, kf.x, fmaf(x.y, kf.y, d));
+            }
+        }
+        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(sb + ((i >> 2) * 128 + ct) * 16 + (i & 3) * 4), "f"(d)
+                     : "memory");
+    }
+}
+
+// An m64nN fragment (N/2 registers of this thread) from shared memory,
+// [N/8][128][4] floats from sb (fwd_recompute_s's layout: 16-byte accesses,
+// a warp's consecutive; only the thread itself wrote its part).
+template <int N> __device__ __forceinline__ void fwd_load_frag(float *f, uint32_t sb, int ct) {
+#pragma unroll
+    for (int i = 0; i < N / 8; ++i)
+        asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
+                     : "=f"(f[4 * i]), "=f"(f[4 * i + 1]), "=f"(f[4 * i + 2]), "=f"(f[4 * i + 3])
+                     : "r"(sb + (i * 128 + ct) * 16)
+                     : "memory");
+}
+
 // Lane 0 of each warp arrives (the barriers count the CONSUMER_WARPS consumer warps).
 __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
     if (lane == 0)
@@ -324,6 +387,9 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     const float sl2 = p.scale * kLog2e;
     // conditional rescale threshold (fwd_softmax.cuh); tuning 8192: always rescale
     const float thr = (p.tuning & 8192) ? -1.f : 8.f;
+    const float big = (p.tuning & 8192) ? 0.5f : 256.f; // 2^thr: step_spec's bound on a row sum
+    // step_spec for the unmasked blocks (tuning 1048576: step() everywhere)
+    const bool spec_on = C::SPEC && !(p.tuning & 1048576);
     const uint32_t qa = sQ + wg * 64 * C::RBQ; // this warpgroup's 64 rows of every Q panel
     // round robin of the GEMM turns: this warpgroup's barrier, its successor's
     const uint32_t my_bar = 1 + wg, next_bar = 1 + (wg + 1) % C::NWG;
@@ -399,7 +465,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
         ++qc;
 
-        FwdSoftmax<BN> sm;
+        FwdSoftmax<BN, C::SPEC> sm;
         sm.init();
         float alpha[2];
 
@@ -422,6 +488,8 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         if (mb.masked(n))
             fwd_apply_mask<BN>(s, row_lo, row_hi, n * BN, q);
         sm.step(s, sl2, thr, alpha);
+        // step_spec needs a base: every row of the warp has seen a key
+        bool spec_ok = spec_on && !sm.any_unseen();
         make_p();
 #pragma unroll
         for (int i = 0; i < DVP / 2; ++i)
@@ -453,12 +521,33 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             sm90::named_arrive(next_bar, 256);
             wgmma_wait<1>();
             reg_fence<BN / 2>(s);
-            fwd_release(&bars->empty_k[st], lane);
-            if (n == fb.n_lo)
-                fwd_release(&bars->empty_q, lane);
-            if (mb.masked(n))
-                fwd_apply_mask<BN>(s, row_lo, row_hi, n * BN, q);
-            const bool resc = sm.step(s, sl2, thr, alpha);
+            bool resc = false;
+            if (C::SPEC && spec_ok && !mb.masked(n)) {
+                // K(j) and Q stay until the step is through: its rare path reads them
+                if constexpr (C::SPEC) {
+                    const int r = sm.step_spec(s, sl2, big, alpha);
+                    if (r == 2) { // S again, through this warpgroup's scratch tile
+                        const uint32_t sb = sQ + C::OFF_S + wg * C::TILE_S;
+                        fwd_recompute_s<C>(sb, qa, sK + st * C::TILE_K, ct);
+                        fwd_load_frag<BN>(s, sb, ct);
+                        resc = sm.step(s, sl2, thr, alpha);
+                    } else {
+                        resc = r != 0;
+                    }
+                }
+                fwd_release(&bars->empty_k[st], lane);
+                if (n == fb.n_lo)
+                    fwd_release(&bars->empty_q, lane);
+            } else {
+                fwd_release(&bars->empty_k[st], lane);
+                if (n == fb.n_lo)
+                    fwd_release(&bars->empty_q, lane);
+                if (mb.masked(n))
+                    fwd_apply_mask<BN>(s, row_lo, row_hi, n * BN, q);
+                resc = sm.step(s, sl2, thr, alpha);
+                if constexpr (C::SPEC)
+                    spec_ok = spec_on && !sm.any_unseen();
+            }
             reg_fence<BN / 2>(s);
             if (n == fb.n_lo)
                 break;

@@ -1290,6 +1290,38 @@ static void order_cases(test_rng *r)
     free(saved);
 }
 
+/* Large logits, forward: softmax scales up to 30 (score jumps between key
+ * blocks far beyond the running max: the d128 forward's exp2 taken against
+ * the running base before the max, FwdSoftmax::step_spec, must move its base
+ * (a rise of 8 to 128 in log2 units) or recompute the block's scores (128
+ * and more: the exp2 overflowed)), several key blocks per sequence, random
+ * masks and padding, bf16 and fp16, d 128 and 64. */
+static void cuda_large_logits(test_rng *r)
+{
+    static const double scales[] = {0.5, 4.0, 30.0};
+    int saved = fwd_only, passed = 0, total = 0, saw = 0;
+    fwd_only = 1;
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 3; i++) {
+            tcase c;
+            random_case(r, &c, i % 2 ? FA4CP_FP16 : FA4CP_BF16, 600);
+            c.d = c.dv = i < 2 ? 128 : 64;
+            c.batch = c.batch > 2 ? 2 : c.batch;
+            c.total_q = c.total_q > c.cu_q[c.batch] ? c.total_q : c.cu_q[c.batch];
+            c.total_k = c.total_k > c.cu_k[c.batch] ? c.total_k : c.cu_k[c.batch];
+            if (c.wl >= 0)
+                c.wl = test_rng_int(r, 0, 500);
+            if (c.wr >= 0)
+                c.wr = test_rng_int(r, 0, 500);
+            c.scale = scales[k];
+            passed += run_case(r, &c, 0, &saw);
+            total++;
+        }
+    fwd_only = saved;
+    is_int(passed, total, "forward with large logits (softmax scale 0.5, 4, 30): %d random cases with sequences up "
+                          "to 600 rows", total);
+}
+
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
  * deterministic backward. */
@@ -1339,6 +1371,8 @@ static void cuda_cases(test_rng *r)
                    total);
         }
     }
+
+    cuda_large_logits(r);
 
     /* one long sequence (forward, sampled rows) */
     ok(long_case(r, FA4CP_BF16, 128, 128, 2, 1, 65536 + 77, 65536 + 77, 0, -1),

@@ -290,12 +290,21 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   two dO stages ((192, 128)) dO is released once dV and dQ are done.
 // So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
 // (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
-// dV panel: it runs the dV product on dO's panel 0 into an accumulator it
-// never stores (the same instruction stream in every warpgroup).
-template <typename T, typename C, bool DET>
+// dV panel: it runs its own copy of the loop (HV = 0, chosen once, before
+// the loop: a branch around single wgmma groups inside it made ptxas
+// serialise every wgmma), without the dV product.
+template <typename T, typename C, bool DET, int HV = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
+    if constexpr (HV < 0) {
+        // HV: this warpgroup has dV panels (1) or not (0)
+        if (C::DV < C::DQK && sm90::warp_uniform((tid - 128) >> 7) * C::PPW * 64 >= C::DV)
+            bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
+        else
+            bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
+        return;
+    }
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -464,16 +473,18 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             // for the panels PPW w + i; dK first where Q has one stage (its
             // release lets the next Q load run under dV and dQ)
             auto gemm_dv = [&]() {
+                if constexpr (HV > 0) {
 #pragma unroll
-                for (int i = 0; i < PPW; ++i) {
-                    const int pv = PPW * w + i < DV / 64 ? PPW * w + i : 0; // (192, 128): a dummy for warpgroup 2
+                    for (int i = 0; i < PPW; ++i) {
 #pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk)
-                        wg_ss_tk<T, WBN>(&acc_v[i][0][0],
-                                         gmma_desc(sdOa + pv * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                         gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                        for (int kk = 0; kk < WBM / 16; ++kk)
+                            wg_ss_tk<T, WBN>(&acc_v[i][0][0],
+                                             gmma_desc(sdOa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128,
+                                                       1024),
+                                             gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                    }
                 }
-                wgmma_commit();
+                wgmma_commit(); // (an empty group without dV panels)
             };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
@@ -546,7 +557,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 #pragma unroll
     for (int i = 0; i < PPW; ++i) {
         const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;
-        const bool has_v = (PPW * cwg + i) * 64 < DV;
+        const bool has_v = HV > 0 && (PPW * cwg + i) * 64 < DV;
 #pragma unroll
         for (int c = 0; c < WBN / 8; ++c)
 #pragma unroll

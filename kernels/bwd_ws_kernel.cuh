@@ -293,16 +293,28 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 // dV panel: it runs its own copy of the loop (HV = 0, chosen once, before
 // the loop: a branch around single wgmma groups inside it made ptxas
 // serialise every wgmma), without the dV product.
-template <typename T, typename C, bool DET, int HV = -1>
+// DVQ (FA4CP_CUDA_TUNING 67108864, two dO stages only): dV before dQ, dQ
+// staged after both (the older order).
+template <typename T, typename C, bool DET, int HV = -1, bool DVQ = false>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
     if constexpr (HV < 0) {
         // HV: this warpgroup has dV panels (1) or not (0)
-        if (C::DV < C::DQK && sm90::warp_uniform((tid - 128) >> 7) * C::PPW * 64 >= C::DV)
-            bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
-        else
+        const bool hv = !(C::DV < C::DQK && sm90::warp_uniform((tid - 128) >> 7) * C::PPW * 64 >= C::DV);
+        if constexpr (C::DO_STAGES == 2) {
+            if (p.tuning & 67108864) {
+                if (hv)
+                    bwd_ws_mma_wide<T, C, DET, 1, true>(p, bars, gi, sb, base, tid);
+                else
+                    bwd_ws_mma_wide<T, C, DET, 0, true>(p, bars, gi, sb, base, tid);
+                return;
+            }
+        }
+        if (hv)
             bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
+        else
+            bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
         return;
     }
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
@@ -523,20 +535,29 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>();
                 stage_dq();
-            } else {
+            } else if constexpr (C::DO_STAGES == 1) {
                 gemm_dv();
                 gemm_dq();
-                if constexpr (C::DO_STAGES == 1) {
-                    // (the next dO load waits for this release: as early as
-                    // possible; with two stages an extra wait cost 3-5 %)
-                    wgmma_wait<1>(); // dV done
-                    release(&bars->do_empty[sd]);
-                    wgmma_wait<0>(); // dQ done
-                } else {
-                    wgmma_wait<0>(); // dV, dQ done
-                    release(&bars->do_empty[sd]);
-                }
+                // (the next dO load waits for this release: as early as
+                // possible)
+                wgmma_wait<1>(); // dV done
+                release(&bars->do_empty[sd]);
+                wgmma_wait<0>(); // dQ done
                 stage_dq();
+            } else if constexpr (DVQ) {
+                gemm_dv();
+                gemm_dq();
+                wgmma_wait<0>(); // dV, dQ done
+                release(&bars->do_empty[sd]);
+                stage_dq();
+            } else {
+                // two dO stages: dQ first, staged while dV runs
+                gemm_dq();
+                gemm_dv();
+                wgmma_wait<1>(); // dQ done
+                stage_dq();
+                wgmma_wait<0>(); // dV done
+                release(&bars->do_empty[sd]);
             }
         }
         if constexpr (PIPE) {

@@ -290,31 +290,25 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   two dO stages ((192, 128)) dO is released once dV and dQ are done.
 // So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
 // (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
-// dV panel: it runs its own copy of the loop (HV = 0, chosen once, before
-// the loop: a branch around single wgmma groups inside it made ptxas
-// serialise every wgmma), without the dV product.
-// DVQ (FA4CP_CUDA_TUNING 67108864, two dO stages only): dV before dQ, dQ
-// staged after both (the older order).
-template <typename T, typename C, bool DET, int HV = -1, bool DVQ = false>
+// dV panel: it skips the dV product (a branch around those wgmmas, with
+// warpgroup.arrive at both ends: without them ptxas put one inside the
+// branch and serialised every wgmma, C7520).
+// QF (FA4CP_CUDA_TUNING 67108864, two dO stages only): dQ before dV, dQ
+// staged while dV runs (measured no faster: 0.98-1.02 at (192, 128));
+// chosen once for the whole CTA, so that every warpgroup syncs each named
+// barrier at one instruction.
+template <typename T, typename C, bool DET, int QF = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
-    if constexpr (HV < 0) {
-        // HV: this warpgroup has dV panels (1) or not (0)
-        const bool hv = !(C::DV < C::DQK && sm90::warp_uniform((tid - 128) >> 7) * C::PPW * 64 >= C::DV);
+    if constexpr (QF < 0) {
         if constexpr (C::DO_STAGES == 2) {
             if (p.tuning & 67108864) {
-                if (hv)
-                    bwd_ws_mma_wide<T, C, DET, 1, true>(p, bars, gi, sb, base, tid);
-                else
-                    bwd_ws_mma_wide<T, C, DET, 0, true>(p, bars, gi, sb, base, tid);
+                bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
                 return;
             }
         }
-        if (hv)
-            bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
-        else
-            bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
+        bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
         return;
     }
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
@@ -485,17 +479,21 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             // for the panels PPW w + i; dK first where Q has one stage (its
             // release lets the next Q load run under dV and dQ)
             auto gemm_dv = [&]() {
-                if constexpr (HV > 0) {
+                static_assert(DV == DQK || PPW == 1, "a warpgroup without dV panels: one panel each");
+                if (DV == DQK || PPW * w < DV / 64) { // ((192, 128): not warpgroup 2)
+                    if constexpr (DV < DQK)
+                        wgmma_fence();
 #pragma unroll
-                    for (int i = 0; i < PPW; ++i) {
+                    for (int i = 0; i < PPW; ++i)
 #pragma unroll
                         for (int kk = 0; kk < WBM / 16; ++kk)
                             wg_ss_tk<T, WBN>(&acc_v[i][0][0],
                                              gmma_desc(sdOa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128,
                                                        1024),
                                              gmma_desc(sPa + kk * 32, 16, 1024), 1);
-                    }
                 }
+                if constexpr (DV < DQK)
+                    wgmma_fence();
                 wgmma_commit(); // (an empty group without dV panels)
             };
             float dq[PPW][8][4];
@@ -544,14 +542,14 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>(); // dQ done
                 stage_dq();
-            } else if constexpr (DVQ) {
+            } else if constexpr (!QF) {
                 gemm_dv();
                 gemm_dq();
                 wgmma_wait<0>(); // dV, dQ done
                 release(&bars->do_empty[sd]);
                 stage_dq();
             } else {
-                // two dO stages: dQ first, staged while dV runs
+                // dQ first, staged while dV runs
                 gemm_dq();
                 gemm_dv();
                 wgmma_wait<1>(); // dQ done
@@ -578,7 +576,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 #pragma unroll
     for (int i = 0; i < PPW; ++i) {
         const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;
-        const bool has_v = HV > 0 && (PPW * cwg + i) * 64 < DV;
+        const bool has_v = (PPW * cwg + i) * 64 < DV;
 #pragma unroll
         for (int c = 0; c < WBN / 8; ++c)
 #pragma unroll

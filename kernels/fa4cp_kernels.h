@@ -54,8 +54,8 @@ typedef struct fa4cp_kparams {
      * instead of TMA, 65536 it takes its work with the kv head fastest (else
      * slowest: better L2 reuse), 131072 it keeps 64-row query blocks for
      * dense d128 (else 80), 262144 it keeps 64-row query blocks at d32 and
-     * d64 (else 128), 67108864 its (192, 128) kernel issues dV before dQ
-     * and stages dQ after both (else dQ first, staged while dV runs),
+     * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
+     * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

@@ -331,12 +331,27 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   two dO stages ((192, 128)) dO is released once dV and dQ are done.
 // So each thread holds dK^T and dV^T of PPW 64-row head-dim panels x WBN keys
 // (2 x 48 registers at 192, 2 x 64 at 256).  At d_v 128 warpgroup 2 has no
-// dV panel: it runs the dV product on dO's panel 0 into an accumulator it
-// never stores (the same instruction stream in every warpgroup).
-template <typename T, typename C, bool DET>
+// dV panel: it skips the dV product (a branch around those wgmmas, with
+// warpgroup.arrive at both ends: without them ptxas put one inside the
+// branch and serialised every wgmma, C7520).
+// QF (FA4CP_CUDA_TUNING 67108864, two dO stages only): dQ before dV, dQ
+// staged while dV runs (measured no faster: 0.98-1.02 at (192, 128));
+// chosen once for the whole CTA, so that every warpgroup syncs each named
+// barrier at one instruction.
+template <typename T, typename C, bool DET, int QF = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
+    if constexpr (QF < 0) {
+        if constexpr (C::DO_STAGES == 2) {
+            if (p.tuning & 67108864) {
+                bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
+                return;
+            }
+        }
+        bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
+        return;
+    }
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -505,16 +520,22 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             // for the panels PPW w + i; dK first where Q has one stage (its
             // release lets the next Q load run under dV and dQ)
             auto gemm_dv = [&]() {
+                static_assert(DV == DQK || PPW == 1, "a warpgroup without dV panels: one panel each");
+                if (DV == DQK || PPW * w < DV / 64) { // ((192, 128): not warpgroup 2)
+                    if constexpr (DV < DQK)
+                        wgmma_fence();
 #pragma unroll
-                for (int i = 0; i < PPW; ++i) {
-                    const int pv = PPW * w + i < DV / 64 ? PPW * w + i : 0; // (192, 128): a dummy for warpgroup 2
+                    for (int i = 0; i < PPW; ++i)
 #pragma unroll
-                    for (int kk = 0; kk < WBM / 16; ++kk)
-                        wg_ss_tk<T, WBN>(&acc_v[i][0][0],
-                                         gmma_desc(sdOa + pv * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                         gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                        for (int kk = 0; kk < WBM / 16; ++kk)
+                            wg_ss_tk<T, WBN>(&acc_v[i][0][0],
+                                             gmma_desc(sdOa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128,
+                                                       1024),
+                                             gmma_desc(sPa + kk * 32, 16, 1024), 1);
                 }
-                wgmma_commit();
+                if constexpr (DV < DQK)
+                    wgmma_fence();
+                wgmma_commit(); // (an empty group without dV panels)
             };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
@@ -553,20 +574,31 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>();
                 stage_dq();
-            } else {
+            } else if constexpr (C::DO_STAGES == 1) {
                 gemm_dv();
                 gemm_dq();
-                if constexpr (C::DO_STAGES == 1) {
-                    // (the next dO load waits for this release: as early as
-                    // possible; with two stages an extra wait cost 3-5 %)
-                    wgmma_wait<1>(); // dV done
-                    release(&bars->do_empty[sd]);
-                    wgmma_wait<0>(); // dQ done
-                } else {
-                    wgmma_wait<0>(); // dV, dQ done
-                    release(&bars->do_empty[sd]);
-                }
+                // (the next dO load waits for this release: as early as
+                // possible)
+                wgmma_wait<1>(); // dV done
+                release(&bars->do_empty[sd]);
+                wgmma_wait<0>(); // dQ done
                 stage_dq();
+            } else if constexpr (!QF) {
+                gemm_dv();
+                gemm_dq();
+                // (one wait: with two dO stages, waiting for dV first to
+                // release dO earlier cost 3-5 %)
+                wgmma_wait<0>(); // dV, dQ done
+                release(&bars->do_empty[sd]);
+                stage_dq();
+            } else {
+                // dQ first, staged while dV runs
+                gemm_dq();
+                gemm_dv();
+                wgmma_wait<1>(); // dQ done
+                stage_dq();
+                wgmma_wait<0>(); // dV done
+                release(&bars->do_empty[sd]);
             }
         }
         if constexpr (PIPE) {

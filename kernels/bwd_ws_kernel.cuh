@@ -55,9 +55,9 @@
 // panels with the 64-byte swizzle (BwdShape::PW), so S^T and dP^T step over
 // the real columns and dV, dK run N = 32 or 96; d 80 is padded to 96 by the
 // TMA's zero fill of columns past the tensor's width.  dQ: both warpgroups
-// at N = 64 where the width is over 64 (d 80: warpgroup 1's columns 80..
-// and the 32 past the K tile it reads, dropped; d 96: warpgroup 1 at N =
-// 32), else warpgroup 0 alone at N = the width.
+// at N = 64 where the width is over 64 (d 80, 96: warpgroup 1's columns
+// 64.. and the 32 past the K tile it reads, dropped), else warpgroup 0
+// alone at N = the width.
 #pragma once
 
 #include "bwd_common.cuh"
@@ -1031,42 +1031,6 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
                         tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
                     }
-                fence_proxy_async();
-                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
-                wgmma_wait<0>(); // dK done
-                __syncwarp();
-                if (lane == 0)
-                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-            } else if constexpr (C::DQ2 && PW == 32 && DQK == 96) {
-                // d 96: as below, but warpgroup 1 runs its columns 64..
-                // at N = 32 (the 32 past 96 it would drop at N = 64), in
-                // a branch of its own (d 80 keeps N = 64: this way its
-                // deterministic kernel lacks the registers for the
-                // wgmma pipeline, C7511)
-                wgmma_commit(); // dV
-                fence_proxy_async();
-                sm90::named_sync(C::BAR_PDS, 256);
-                float dq[DQN / 8][4];
-                if (cwg == 0) {
-                    wgmma_fence();
-                    dq_gemm(dq);
-                } else {
-                    wgmma_fence();
-#pragma unroll
-                    for (int kk = 0; kk < WBN / 16; ++kk)
-                        wg_ss_tt<T, 32>(&dq[0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
-                                        gmma_desc_rb<RB>(sKa + (64 / PW) * (WBN * RB) + kk * 16 * RB, WBN * RB, 8 * RB),
-                                        kk > 0);
-                    wgmma_commit();
-                }
-                wgmma_fence(); // (for dK's register operands, after the branch)
-                issue_dk();
-                wgmma_wait<1>(); // dV, dQ done
-                __syncwarp();
-                if (lane == 0)
-                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288);
-                stage_dq(dq, 0, cwg * 64); // (warpgroup 1: columns 64 .. DQK - 1)
                 fence_proxy_async();
                 sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done

@@ -27,10 +27,53 @@ template <int BN, bool SCALED = false> struct FwdSoftmax {
         l[0] = l[1] = 0.f;
     }
 
+    static constexpr int NC = BN / 8; // 8-column groups
+    static constexpr int K = 4;       // independent chains of a row's max and sum
+
+    // The max of row r over the quad, from init: K chains over this thread's
+    // columns (a single chain of BN/4 dependent FMNMX is latency-bound with
+    // only two consumer warps per scheduler), then the quad's shuffles.
+    __device__ __forceinline__ static float row_max(const float *s, int r, float init) {
+        float mk[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            mk[k] = init;
+#pragma unroll
+        for (int c = 0; c < NC; ++c)
+            mk[c % K] = fmaxf(mk[c % K], fmaxf(s[4 * c + 2 * r], s[4 * c + 2 * r + 1]));
+        float x = mk[0];
+#pragma unroll
+        for (int k = 1; k < K; ++k)
+            x = fmaxf(x, mk[k]);
+        x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+        return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+    }
+
+    // p = exp2(s * sl2 - base) in place for row r; returns this thread's
+    // part of the row sum (K chains).
+    __device__ __forceinline__ static float row_exp2(float *s, int r, float sl2, float base) {
+        float sk[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+            sk[k] = 0.f;
+#pragma unroll
+        for (int c = 0; c < NC; ++c)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const float v = ex2(fmaf(s[4 * c + 2 * r + e], sl2, -base));
+                s[4 * c + 2 * r + e] = v;
+                sk[c % K] += v;
+            }
+        float sum = sk[0];
+#pragma unroll
+        for (int k = 1; k < K; ++k)
+            sum += sk[k];
+        return sum;
+    }
+
     // s (BN/2 registers) -> p in place; alpha[r]: factor for the O rows.
-    // The row max and the row sum run as 4 independent chains each (a
-    // single chain of BN/4 dependent FMNMX / FADD is latency-bound with only
-    // two consumer warps per scheduler).
+    // The row max and the row sum run as K independent chains each
+    // (row_max, row_exp2).
     //
     // Conditional rescale (FA4's): while no row of the warp has a new max
     // more than thr (log2 units, of the scaled scores) above its running
@@ -41,25 +84,11 @@ template <int BN, bool SCALED = false> struct FwdSoftmax {
     // warp-uniform (__any_sync), so the skip is a uniform branch.  thr < 0:
     // always take the new max (the plain online softmax).
     __device__ __forceinline__ bool step(float *s, float sl2, float thr, float *alpha) {
-        constexpr int NC = BN / 8; // 8-column groups
-        constexpr int K = 4;
         float mx[2];
         bool grow = false;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            float mk[K];
-#pragma unroll
-            for (int k = 0; k < K; ++k)
-                mk[k] = SCALED ? -INFINITY : m[r];
-#pragma unroll
-            for (int c = 0; c < NC; ++c)
-                mk[c % K] = fmaxf(mk[c % K], fmaxf(s[4 * c + 2 * r], s[4 * c + 2 * r + 1]));
-            float x = mk[0];
-#pragma unroll
-            for (int k = 1; k < K; ++k)
-                x = fmaxf(x, mk[k]);
-            x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
-            x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+            const float x = row_max(s, r, SCALED ? -INFINITY : m[r]);
             if constexpr (SCALED) {
                 mx[r] = fmaxf(x * sl2, m[r]); // -inf while the row has seen nothing
                 grow |= !(m[r] != -INFINITY && mx[r] - m[r] <= thr);
@@ -80,23 +109,7 @@ template <int BN, bool SCALED = false> struct FwdSoftmax {
             } else {
                 alpha[r] = 1.f;
             }
-            const float base = m[r] == -INFINITY ? 0.f : m[r] * sc;
-            float sk[K];
-#pragma unroll
-            for (int k = 0; k < K; ++k)
-                sk[k] = 0.f;
-#pragma unroll
-            for (int c = 0; c < NC; ++c)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float v = ex2(fmaf(s[4 * c + 2 * r + e], sl2, -base));
-                    s[4 * c + 2 * r + e] = v;
-                    sk[c % K] += v;
-                }
-            float sum = sk[0];
-#pragma unroll
-            for (int k = 1; k < K; ++k)
-                sum += sk[k];
+            const float sum = row_exp2(s, r, sl2, m[r] == -INFINITY ? 0.f : m[r] * sc);
             l[r] = l[r] * alpha[r] + sum;
         }
         return upd;
@@ -119,29 +132,10 @@ template <int BN, bool SCALED = false> struct FwdSoftmax {
     // changed: the caller recomputes S and runs step() on it.
     __device__ __forceinline__ int step_spec(float *s, float sl2, float big, float *alpha) {
         static_assert(SCALED, "step_spec moves a scaled base");
-        constexpr int NC = BN / 8;
-        constexpr int K = 4;
         float sum[2];
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float sk[K];
-#pragma unroll
-            for (int k = 0; k < K; ++k)
-                sk[k] = 0.f;
-#pragma unroll
-            for (int c = 0; c < NC; ++c)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const float v = ex2(fmaf(s[4 * c + 2 * r + e], sl2, -m[r]));
-                    s[4 * c + 2 * r + e] = v;
-                    sk[c % K] += v;
-                }
-            float x = sk[0];
-#pragma unroll
-            for (int k = 1; k < K; ++k)
-                x += sk[k];
-            sum[r] = x;
-        }
+        for (int r = 0; r < 2; ++r)
+            sum[r] = row_exp2(s, r, sl2, m[r]);
         // false for NaN too
         if (!__any_sync(0xffffffffu, !(sum[0] <= big && sum[1] <= big))) {
             l[0] += sum[0];

@@ -131,10 +131,8 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
     // soon as the last QK^T has read it, under this tile's last blocks.
     static constexpr int O_WARP = 16 * DVP * 2;
     static constexpr int OFF_O = OFF_S + NWG * TILE_S;
-    static constexpr int O_KIND = SPEC                                              ? 1
-                                  : PV_SS                                           ? 2
-                                  : OFF_O + BM * DVP * 2 + (int)sizeof(FwdBars<NS>) + 1024 <= 232448 ? 3
-                                                                                    : 0;
+    static constexpr bool O_ROOM = OFF_O + BM * DVP * 2 + (int)sizeof(FwdBars<NS>) + 1024 <= 232448;
+    static constexpr int O_KIND = SPEC ? 1 : PV_SS ? 2 : O_ROOM ? 3 : 0;
     static constexpr int OFF_BAR = OFF_O + (O_KIND == 3 ? BM * DVP * 2 : 0);
     static constexpr int SMEM = OFF_BAR + (int)sizeof(FwdBars<NS>) + 1024; // + alignment slack
     static constexpr int CONSUMER_WARPS = 4 * NWG;

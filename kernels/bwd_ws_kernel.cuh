@@ -75,6 +75,12 @@ struct BwdWsInfo {
     int sq, sk, kvh, bi, n_block, n0;
     int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
     int hq_end, g, hin; // BwdWsStep: the group's query heads end at hq_end; hin: heads inner
+#if FA4CP_BWD_MT
+    // the steps whose query block needs no element mask (block_needs_mask_wg
+    // and the sequence's end): m0 - nm_lo <= nm_span, unsigned
+    int nm_lo;
+    unsigned nm_span;
+#endif
 };
 
 struct BwdWsBars {
@@ -309,6 +315,24 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.g = G;
     gi.hq_end = (kvh + 1) * G;
     gi.hin = !(p.tuning & 33554432);
+#if FA4CP_BWD_MT
+    // mask-free query blocks m0 (of the rows layout): m0 + WBM <= sq; with a
+    // right window n0 + WBN - 1 <= m0 + off + wr (so every key of the block
+    // is at or before hi(m0)), with a left one m0 + WBM - 1 + off - wl <= n0;
+    // none where the block has keys past the sequence
+    int64_t flo = 0, fhi = (int64_t)si.sq - WBM;
+    if (p.window_right >= 0)
+        flo = max(flo, (int64_t)n0 + WBN - 1 - mk.off - p.window_right);
+    if (p.window_left >= 0)
+        fhi = min(fhi, (int64_t)n0 - WBM + 1 - mk.off + p.window_left);
+    if (n0 + WBN > si.sk || flo > fhi) {
+        gi.nm_lo = -(1 << 30); // (m0 - nm_lo >= 2^30 > 0)
+        gi.nm_span = 0;
+    } else {
+        gi.nm_lo = (int)flo;
+        gi.nm_span = (unsigned)(fhi - flo);
+    }
+#endif
 }
 
 // The MMA warpgroups of the wide layout (d_qk 192 and 256; BwdWsCfg::WIDE),
@@ -638,7 +662,9 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     }
 }
 
-template <typename T, int DQK, int DV, int WBM_, bool DET>
+// WIN (80-row blocks only): the element mask also has the window (causal:
+// window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -862,20 +888,41 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             float sT[WBM / 8][4], dpT[WBM / 8][4];
             const int m0 = st.m0(gi, WBM);
             // the step's statistics start this many floats into their stage
+#if FA4CP_BWD_MT
+            // (modulo 4 in 32 bits)
+            const int sdel =
+                (int)(((unsigned)st.hq * (unsigned)p.total_q + (unsigned)gi.q_off + (unsigned)m0) & 3u);
+#else
             const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+#endif
             const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
             st.next(gi);
             // the element mask: keys past the sequence or out of the window,
             // query rows past the sequence (whose statistics belong to other
             // rows: LSE may be anything there)
+#if FA4CP_BWD_MT
+            const bool need_mask = (unsigned)m0 - (unsigned)gi.nm_lo > gi.nm_span;
+#else
             const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                            Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
                                                            gi.n0);
+#endif
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
             gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + cwg * 64 * RB, sQa);
             wgmma_commit();
+#if FA4CP_BWD_LS
+            // -LSE * log2(e) of this thread's query columns, loaded while S^T
+            // runs (an LSE of -inf, a row that sees no key, gives +inf,
+            // where every element is masked below)
+            float nls[WBM / 8][2];
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i) {
+                nls[i][0] = lse2[i * 8 + 2 * t] * -kLog2e;
+                nls[i][1] = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+            }
+#endif
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence(); // (else ptxas adds one, after the wait's loop)
             gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + cwg * 64 * RB, sdOa);
@@ -889,7 +936,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // -LSE * log2(e) of this thread's query columns; an LSE of -inf
                 // (a row that sees no key) gives +inf, where every element is
                 // masked below
+#if FA4CP_BWD_LS
+                const float nl0 = nls[i][0], nl1 = nls[i][1];
+#else
                 const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+#endif
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
@@ -897,17 +948,43 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
             }
             if (C::DQT && need_mask) {
-                // (80-row blocks run only without a window, launch_bwd_ws):
-                // keys past the sequence, query rows past it
-                const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+                // keys past the sequence, query rows past it (80-row blocks
+                // run with a window only as WIN, launch_bwd_ws)
+                if constexpr (WIN) {
+                    // and keys out of the window: element (query m0 + q, key
+                    // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
+                    // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
+                    // (before lo), Mask's bounds relative to the block in 32
+                    // bits; the tests below with the thread's terms on the
+                    // right
+                    const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
+                    const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
+                    auto clamp32 = [](int64_t x) {
+                        return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
+                    };
+                    const int wrt = p.window_right, wlt = p.window_left;
+                    const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
+                    const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
 #pragma unroll
-                for (int r = 0; r < 2; ++r)
+                    for (int r = 0; r < 2; ++r)
 #pragma unroll
-                    for (int i = 0; i < WBM / 8; ++i)
+                        for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
-                        for (int c = 0; c < 2; ++c)
-                            if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
-                                sT[i][2 * r + c] = 0.f;
+                            for (int c = 0; c < 2; ++c)
+                                if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
+                                    8 * r - i * 8 - c < dl)
+                                    sT[i][2 * r + c] = 0.f;
+                } else {
+                    const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+#pragma unroll
+                    for (int r = 0; r < 2; ++r)
+#pragma unroll
+                        for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                            for (int c = 0; c < 2; ++c)
+                                if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
+                                    sT[i][2 * r + c] = 0.f;
+                }
             } else if (need_mask) {
                 const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
                 const Mask mk{gi.off, p.window_left, p.window_right, sk};
@@ -1118,7 +1195,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
-template <typename T, int DQK, int DV, int WBM>
+template <typename T, int DQK, int DV, int WBM, bool WIN = false>
 cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
@@ -1131,7 +1208,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     if (p.total_q + R >= ((int64_t)1 << 31) || p.total_k + R >= ((int64_t)1 << 31) ||
         (int64_t)p.heads * p.total_q + C::WBM >= ((int64_t)1 << 31))
         return cudaErrorInvalidValue;
-    if (C::DQT && (p.window_left >= 0 || p.window_right >= 0)) // (its element mask has no window)
+    static_assert(!WIN || C::DQT, "WIN: the 80-row element mask");
+    if (C::DQT && !WIN && (p.window_left >= 0 || p.window_right >= 0)) // (its element mask has no window)
         return cudaErrorInvalidValue;
     const bool fp16 = MmaType<T>::fp16;
     // with no queries no tile is loaded: any valid base will do
@@ -1162,7 +1240,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true> : bwd_ws_kernel<T, DQK, DV, WBM, false>;
+    auto kern =
+        p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>;
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

@@ -105,7 +105,11 @@ template <bool DET> struct BwdWsStep {
         int mi = DET ? nmb - 1 - k : k + gi.stagger;
         if (!DET && mi >= nmb)
             mi -= nmb;
+#if FA4CP_BWD_MT
+        return gi.mb_lo + mi * WBM; // (mb_lo: the first block's row)
+#else
         return (gi.mb_lo + mi) * WBM;
+#endif
     }
     __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
         if (DET && gi.hin) {
@@ -292,8 +296,18 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
     int mb_lo = 0, nmb = 0;
     if (i_min <= i_max) {
+#if FA4CP_BWD_MT
+        // the first block's row: a multiple of WBM (deterministic: the
+        // semaphores count those blocks), or, non-deterministic with
+        // FA4CP_CUDA_TUNING 8388608, the first row that sees a key of the
+        // block rounded down to 8 (dqa_col's row phase), so that no step
+        // starts with rows that see nothing
+        mb_lo = !DET && (p.tuning & 8388608) ? (int)(i_min & ~(int64_t)7) : (int)(i_min / WBM) * WBM;
+        nmb = (int)((i_max - mb_lo) / WBM) + 1;
+#else
         mb_lo = (int)(i_min / WBM);
         nmb = (int)(i_max / WBM) - mb_lo + 1;
+#endif
     }
     gi.q_off = si.q_off;
     gi.k_off = si.k_off;

@@ -9,10 +9,11 @@
 // deterministic, by tickets (bwd_ws_work).
 // Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
 // roles split; every role follows the steps (query head, WBM-row query
-// block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
-// calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80, dV, dK with
-// 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for it), one
-// dQ staging tile, no window (launch_bwd_ws refuses one); or 128 at d 32/64
+// block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense and
+// causal d 128 calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80,
+// dV, dK with 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for
+// it), one dQ staging tile, a window only in the WIN kernel (causal: a right
+// window without a left one; launch_bwd_ws refuses one otherwise); or 128 at d 32/64
 // (FA3's d64 tile): S^T, dP^T at m64n128, dQ split along the query rows.
 //   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
 //     dQ, the rest leave.
@@ -75,12 +76,6 @@ struct BwdWsInfo {
     int sq, sk, kvh, bi, n_block, n0;
     int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
     int hq_end, g, hin; // BwdWsStep: the group's query heads end at hq_end; hin: heads inner
-#if FA4CP_BWD_MT
-    // the steps whose query block needs no element mask (block_needs_mask_wg
-    // and the sequence's end): m0 - nm_lo <= nm_span, unsigned
-    int nm_lo;
-    unsigned nm_span;
-#endif
 };
 
 struct BwdWsBars {
@@ -105,11 +100,7 @@ template <bool DET> struct BwdWsStep {
         int mi = DET ? nmb - 1 - k : k + gi.stagger;
         if (!DET && mi >= nmb)
             mi -= nmb;
-#if FA4CP_BWD_MT
-        return gi.mb_lo + mi * WBM; // (mb_lo: the first block's row)
-#else
         return (gi.mb_lo + mi) * WBM;
-#endif
     }
     __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
         if (DET && gi.hin) {
@@ -124,7 +115,7 @@ template <bool DET> struct BwdWsStep {
     }
 };
 
-// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile),
+// WBM_: query rows per step, 64, or 80 (dense and causal d 128: FA3's non-causal tile),
 // or 128 (d 32, 64: FA3's 128 x 128 tile).
 // At 80 rows the dQ product runs transposed, dQ^T = K^T dS^T (wgmma's M is
 // 64: warpgroup w the d-half 64w.., N = 80), with dS (not dS^T) in shared
@@ -296,18 +287,8 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
     int mb_lo = 0, nmb = 0;
     if (i_min <= i_max) {
-#if FA4CP_BWD_MT
-        // the first block's row: a multiple of WBM (deterministic: the
-        // semaphores count those blocks), or, non-deterministic with
-        // FA4CP_CUDA_TUNING 8388608, the first row that sees a key of the
-        // block rounded down to 8 (dqa_col's row phase), so that no step
-        // starts with rows that see nothing
-        mb_lo = !DET && (p.tuning & 8388608) ? (int)(i_min & ~(int64_t)7) : (int)(i_min / WBM) * WBM;
-        nmb = (int)((i_max - mb_lo) / WBM) + 1;
-#else
         mb_lo = (int)(i_min / WBM);
         nmb = (int)(i_max / WBM) - mb_lo + 1;
-#endif
     }
     gi.q_off = si.q_off;
     gi.k_off = si.k_off;
@@ -329,24 +310,6 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.g = G;
     gi.hq_end = (kvh + 1) * G;
     gi.hin = !(p.tuning & 33554432);
-#if FA4CP_BWD_MT
-    // mask-free query blocks m0 (of the rows layout): m0 + WBM <= sq; with a
-    // right window n0 + WBN - 1 <= m0 + off + wr (so every key of the block
-    // is at or before hi(m0)), with a left one m0 + WBM - 1 + off - wl <= n0;
-    // none where the block has keys past the sequence
-    int64_t flo = 0, fhi = (int64_t)si.sq - WBM;
-    if (p.window_right >= 0)
-        flo = max(flo, (int64_t)n0 + WBN - 1 - mk.off - p.window_right);
-    if (p.window_left >= 0)
-        fhi = min(fhi, (int64_t)n0 - WBM + 1 - mk.off + p.window_left);
-    if (n0 + WBN > si.sk || flo > fhi) {
-        gi.nm_lo = -(1 << 30); // (m0 - nm_lo >= 2^30 > 0)
-        gi.nm_span = 0;
-    } else {
-        gi.nm_lo = (int)flo;
-        gi.nm_span = (unsigned)(fhi - flo);
-    }
-#endif
 }
 
 // The MMA warpgroups of the wide layout (d_qk 192 and 256; BwdWsCfg::WIDE),
@@ -900,41 +863,20 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             float sT[WBM / 8][4], dpT[WBM / 8][4];
             const int m0 = st.m0(gi, WBM);
             // the step's statistics start this many floats into their stage
-#if FA4CP_BWD_MT
-            // (modulo 4 in 32 bits)
-            const int sdel =
-                (int)(((unsigned)st.hq * (unsigned)p.total_q + (unsigned)gi.q_off + (unsigned)m0) & 3u);
-#else
             const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
-#endif
             const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
             st.next(gi);
             // the element mask: keys past the sequence or out of the window,
             // query rows past the sequence (whose statistics belong to other
             // rows: LSE may be anything there)
-#if FA4CP_BWD_MT
-            const bool need_mask = (unsigned)m0 - (unsigned)gi.nm_lo > gi.nm_span;
-#else
             const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                            Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
                                                            gi.n0);
-#endif
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
             gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + cwg * 64 * RB, sQa);
             wgmma_commit();
-#if FA4CP_BWD_LS
-            // -LSE * log2(e) of this thread's query columns, loaded while S^T
-            // runs (an LSE of -inf, a row that sees no key, gives +inf,
-            // where every element is masked below)
-            float nls[WBM / 8][2];
-#pragma unroll
-            for (int i = 0; i < WBM / 8; ++i) {
-                nls[i][0] = lse2[i * 8 + 2 * t] * -kLog2e;
-                nls[i][1] = lse2[i * 8 + 2 * t + 1] * -kLog2e;
-            }
-#endif
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence(); // (else ptxas adds one, after the wait's loop)
             gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + cwg * 64 * RB, sdOa);
@@ -948,11 +890,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // -LSE * log2(e) of this thread's query columns; an LSE of -inf
                 // (a row that sees no key) gives +inf, where every element is
                 // masked below
-#if FA4CP_BWD_LS
-                const float nl0 = nls[i][0], nl1 = nls[i][1];
-#else
                 const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
-#endif
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));

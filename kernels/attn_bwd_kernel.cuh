@@ -162,8 +162,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     // non-causal tile; FA4CP_CUDA_TUNING 131072: 64) and for causal ones (a
     // right window, no left one: the 80-row kernel with the window in its
     // element mask, WIN; FA4CP_CUDA_TUNING 4194304: 64, as FA3's causal
-    // tile; 80 rows measured +4-7 % at S16k, S32k and FA4's varlen batch,
-    // 0 to -4 % at S8k in one call, R3 12:51 UTC), else 64.
+    // tile; 80 rows: +6-10 % against it at S4k-S32k and on FA4's varlen
+    // batch, H200 13:13 UTC, docs/performance.md), else 64.
     constexpr bool CAN80 = DQK == 128 && DV == 128;
     const bool t80w = CAN80 && p.window_left < 0 && p.window_right >= 0 && !(p.tuning & 4194304);
     const bool t80 = CAN80 && p.window_left < 0 && (p.window_right < 0 || t80w) && !(p.tuning & 131072);

@@ -673,7 +673,10 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 // reads (FA3's d96 choice).
 // Each copy runs the loop without branches on the warpgroup, so that no
 // wgmma sits on a divergent path (ptxas would serialise them all).
-template <typename T, typename C, bool DET, int W, bool VR>
+#ifndef FA4CP_BWD96_DQF
+#define FA4CP_BWD96_DQF 0
+#endif
+template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF>
 __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsBars *bars,
                                                   const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                   int tid) {
@@ -829,15 +832,19 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             if constexpr (W == 1)
                 sm90::named_arrive(s ? C::BAR_PDS1 : C::BAR_PDS, 256);
             // dV += P^T dO, dK += dS^T Q (RS)
+            auto issue_dk = [&]() {
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+                    wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+                wgmma_commit();
+            };
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk)
                 wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
             wgmma_commit();
-#pragma unroll
-            for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
-            wgmma_commit();
+            if constexpr (W == 1 || !DQF)
+                issue_dk();
             if constexpr (W == 1) {
                 wgmma_wait<1>(); // dV done
                 __syncwarp();    // (the warp's reads of Dsum before its release)
@@ -857,29 +864,48 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                     wg_ss_tt<T, PK>(&dq[0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
                                     gmma_desc_rb<RB>(sKa + kk * 16 * RB, WBN * RB, 8 * RB), kk > 0);
                 wgmma_commit();
-                wgmma_wait<1>(); // dV, dK done
-                __syncwarp();
-                if (lane == 0) {
-                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-                }
-                wgmma_wait<0>(); // dQ done: sdS[s] is free for warpgroup 1's step it+2
-                if (it + 2 < gi.iters)
-                    sm90::named_arrive(C::BAR_DSFREE + s, 256);
-                const int qb = NQB > 1 ? s : 0;
-                float *tileq = sdQ + qb * (WBM * DQK);
-                sm90::named_sync(C::BAR_DQ_EMPTY + qb, C::NDQ); // the bulk copy has read sdQ[qb] (step it-NQB)
+                // dQ into the staging tile once the bulk copy has read it
+                // (step it-NQB); sdS[s] back to warpgroup 1 (its step it+2)
+                auto stage_dq = [&]() {
+                    if (it + 2 < gi.iters)
+                        sm90::named_arrive(C::BAR_DSFREE + s, 256);
+                    const int qb = NQB > 1 ? s : 0;
+                    float *tileq = sdQ + qb * (WBM * DQK);
+                    sm90::named_sync(C::BAR_DQ_EMPTY + qb, C::NDQ);
 #pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+                    for (int r = 0; r < 2; ++r) {
+                        const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
 #pragma unroll
-                    for (int c = 0; c < PK / 8; ++c)
-                        if (c * 8 < DQK)
-                            *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
-                                make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                        for (int c = 0; c < PK / 8; ++c)
+                            if (c * 8 < DQK)
+                                *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
+                                    make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                    }
+                    fence_proxy_async();
+                    sm90::named_arrive(C::BAR_DQ_FULL + qb, C::NDQ);
+                };
+                if constexpr (DQF) {
+                    // dK after dQ, running while dQ is staged
+                    issue_dk();
+                    wgmma_wait<1>(); // dV, dQ done
+                    __syncwarp();
+                    if (lane == 0)
+                        sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                    stage_dq();
+                    wgmma_wait<0>(); // dK done
+                    __syncwarp();
+                    if (lane == 0)
+                        sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+                } else {
+                    wgmma_wait<1>(); // dV, dK done
+                    __syncwarp();
+                    if (lane == 0) {
+                        sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                        sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+                    }
+                    wgmma_wait<0>(); // dQ done
+                    stage_dq();
                 }
-                fence_proxy_async();
-                sm90::named_arrive(C::BAR_DQ_FULL + qb, C::NDQ);
             }
         }
     }

@@ -63,6 +63,8 @@
 #include "bwd_common.cuh"
 #include "sm90_prim.cuh"
 
+#include <type_traits>
+
 namespace fa4cp {
 
 // What a CTA does, decoded once by thread 0 into shared memory: every role
@@ -673,16 +675,27 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 // reads (FA3's d96 choice).
 // Each copy runs the loop without branches on the warpgroup, so that no
 // wgmma sits on a divergent path (ptxas would serialise them all).
+// Experiments (compile-time): DQF (FA4CP_BWD96_DQF) warpgroup 0 issues dQ
+// before dK and stages dQ while dK runs; ALT (FA4CP_BWD96_ALT) the
+// warpgroups take turns at dQ: warpgroup s computes and stages the dQ of the
+// steps on dS^T buffer s (even steps warpgroup 0, odd ones warpgroup 1; the
+// loop runs the steps in pairs so that the turn is a constant), the other
+// one arrives on BAR_PDS_S(s) and waits on BAR_DSFREE + s, so that both
+// carry the same work.
 #ifndef FA4CP_BWD96_DQF
 #define FA4CP_BWD96_DQF 0
 #endif
-template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF>
+#ifndef FA4CP_BWD96_ALT
+#define FA4CP_BWD96_ALT 0
+#endif
+template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF, bool ALT = FA4CP_BWD96_ALT>
 __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsBars *bars,
                                                   const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                   int tid) {
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, DQK = C::DQK, DV = C::DV;
     constexpr int PW = C::PW, RB = C::RB, NQB = C::DQ_BUFS;
     static_assert(WBM == 64 && WBN == 128 && PW == 32 && PK == 96 && PV == 96, "rows layout at a width of 96");
+    static_assert(!ALT || NQB == 2, "ALT: warpgroup s stages the dQ of buffer s's steps in sdQ[s]");
     const int ctid = tid - 128;
     const int warp = (ctid >> 5) & 3, lane = tid & 31;
     const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
@@ -718,8 +731,14 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             }
         }
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
-        for (int it = 0; it < gi.iters; ++it) {
-            const int s = it & 1;
+        const int iters = gi.iters;
+        // one step; SC: the dS^T buffer (and ALT's owner of the step's dQ,
+        // warpgroup SC) as a constant, or -1: it & 1
+        auto step = [&](const int it, auto SC) {
+            constexpr int SB = decltype(SC)::value;
+            // this warpgroup computes the step's dQ (else warpgroup 1 - W does)
+            constexpr bool own = ALT ? SB == W : W == 0;
+            const int s = SB >= 0 ? SB : it & 1;
             const uint32_t ph = ((uint32_t)it >> 1) & 1;
             // (an opaque copy of the thread's index each step, as the rows layout)
             const int ct = opaque_int(ctid);
@@ -810,8 +829,8 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                         pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
                 }
             }
-            if constexpr (W == 1) {
-                if (it >= 2) // warpgroup 0's dQ of step it-2 has read sdS[s]
+            if constexpr (!own) {
+                if (it >= 2) // the other warpgroup's dQ of step it-2 has read sdS[s]
                     sm90::named_sync(C::BAR_DSFREE + s, 256);
             }
             // dS^T into sdS[s] by stmatrix: da[kk] are the 8x8 blocks (key rows
@@ -828,8 +847,8 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                                  : "memory");
                 }
             }
-            fence_proxy_async(); // dS^T stores -> warpgroup 0's dQ wgmma
-            if constexpr (W == 1)
+            fence_proxy_async(); // dS^T stores -> the dQ wgmma
+            if constexpr (!own)
                 sm90::named_arrive(s ? C::BAR_PDS1 : C::BAR_PDS, 256);
             // dV += P^T dO, dK += dS^T Q (RS)
             auto issue_dk = [&]() {
@@ -843,9 +862,9 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             for (int kk = 0; kk < WBM / 16; ++kk)
                 wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
             wgmma_commit();
-            if constexpr (W == 1 || !DQF)
+            if constexpr (!own || !DQF)
                 issue_dk();
-            if constexpr (W == 1) {
+            if constexpr (!own) {
                 wgmma_wait<1>(); // dV done
                 __syncwarp();    // (the warp's reads of Dsum before its release)
                 if (lane == 0)
@@ -907,6 +926,17 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                     stage_dq();
                 }
             }
+        };
+        if constexpr (ALT) {
+            // steps in pairs: buffer 0 (dQ by warpgroup 0), buffer 1 (warpgroup 1)
+            for (int it = 0; it < iters; it += 2) {
+                step(it, std::integral_constant<int, 0>{});
+                if (it + 1 < iters)
+                    step(it + 1, std::integral_constant<int, 1>{});
+            }
+        } else {
+            for (int it = 0; it < iters; ++it)
+                step(it, std::integral_constant<int, -1>{});
         }
     }
 

@@ -25,6 +25,36 @@ __device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t 
     }
 }
 
+// A shared-memory matrix descriptor (gmma_desc_rb's) kept as a 32-bit low
+// word (start address >> 4, leading-byte offset) and a constant high word:
+// at(off) is the descriptor of the start address + off, by one 32-bit add
+// (shared addresses stay under 2^18, so the 14-bit address field never
+// carries), so that the k steps of a product add an immediate instead of
+// rebuilding the descriptor from the address each time (bwd128's desc.patch,
+// docs/perf/2026-11-29-h200-bwd-ncu; used by the d80/d96 loop).
+template <int RB> struct GDesc {
+    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
+    uint32_t lo, hi;
+    __device__ __forceinline__ GDesc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
+        : lo(((saddr & 0x3FFFF) >> 4) | (((lbo >> 4) & 0x3FFF) << 16)),
+          hi(((sbo >> 4) & 0x3FFF) | ((RB == 128 ? 1u : 2u) << 30)) {}
+    __device__ __forceinline__ uint64_t at(uint32_t off) const {
+        return ((uint64_t)hi << 32) | (uint64_t)(lo + (off >> 4));
+    }
+};
+
+// gemm_ss_kmajor with the descriptors of GDesc.
+template <typename T, int N, int K, int A_PANEL, int B_PANEL, int RB = 128>
+__device__ __forceinline__ void gemm_ss_kmajor_gd(float *acc, uint32_t a, uint32_t b) {
+    constexpr int KP = RB / 32; // k steps per panel
+    const GDesc<RB> da(a, 16, 8 * RB), db(b, 16, 8 * RB);
+#pragma unroll
+    for (int kk = 0; kk < K / 16; ++kk) {
+        const uint32_t koff = (kk % KP) * 32;
+        wg_ss<T, N>(acc, da.at((kk / KP) * A_PANEL + koff), db.at((kk / KP) * B_PANEL + koff), kk > 0);
+    }
+}
+
 // 2^x, flushing denormal results to 0 (exp2f adds a range fix-up around MUFU.EX2).
 __device__ __forceinline__ float ex2_ftz(float x) {
     float y;

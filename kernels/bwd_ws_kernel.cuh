@@ -688,7 +688,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 #ifndef FA4CP_BWD96_ALT
 #define FA4CP_BWD96_ALT 0
 #endif
-template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF, bool ALT = FA4CP_BWD96_ALT>
+#ifndef FA4CP_BWD96_GD
+#define FA4CP_BWD96_GD 0
+#endif
+template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF, bool ALT = FA4CP_BWD96_ALT,
+          bool GD = FA4CP_BWD96_GD>
 __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsBars *bars,
                                                   const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                   int tid) {
@@ -758,20 +762,28 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                                                            gi.n0);
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
-            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + W * 64 * RB, sQa);
+            if constexpr (GD)
+                gemm_ss_kmajor_gd<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + W * 64 * RB, sQa);
+            else
+                gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + W * 64 * RB, sQa);
             wgmma_commit();
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence();
             if constexpr (VR) {
                 // dP^T = V dO^T: A = V from registers, B = dO K-major (the
                 // MN-major form of dO^T)
+                const GDesc<RB> gdo(sdOa, 16, 8 * RB);
 #pragma unroll
                 for (int kk = 0; kk < DV / 16; ++kk)
                     wg_rs_kb<T, WBM>(&dpT[0][0], vf[kk],
-                                     gmma_desc_rb<RB>(sdOa + (kk >> 1) * (WBM * RB) + (kk & 1) * 32, 16, 8 * RB),
+                                     GD ? gdo.at((kk >> 1) * (WBM * RB) + (kk & 1) * 32)
+                                        : gmma_desc_rb<RB>(sdOa + (kk >> 1) * (WBM * RB) + (kk & 1) * 32, 16, 8 * RB),
                                      kk > 0);
             } else {
-                gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
+                if constexpr (GD)
+                    gemm_ss_kmajor_gd<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
+                else
+                    gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
             }
             wgmma_commit();
 
@@ -854,13 +866,19 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             auto issue_dk = [&]() {
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+                    wg_rs<T, PK>(&acc_k[0][0], da[kk],
+                                 GD ? GDesc<RB>(sQa, WBM * RB, 8 * RB).at(kk * 16 * RB)
+                                    : gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB),
+                                 1);
                 wgmma_commit();
             };
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk],
+                             GD ? GDesc<RB>(sdOa, WBM * RB, 8 * RB).at(kk * 16 * RB)
+                                : gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB),
+                             1);
             wgmma_commit();
             if constexpr (!own || !DQF)
                 issue_dk();
@@ -880,8 +898,12 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk)
-                    wg_ss_tt<T, PK>(&dq[0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
-                                    gmma_desc_rb<RB>(sKa + kk * 16 * RB, WBN * RB, 8 * RB), kk > 0);
+                    wg_ss_tt<T, PK>(&dq[0][0],
+                                    GD ? GDesc<128>(sdSa, WBM * 128, 1024).at(kk * 16 * 128)
+                                       : gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
+                                    GD ? GDesc<RB>(sKa, WBN * RB, 8 * RB).at(kk * 16 * RB)
+                                       : gmma_desc_rb<RB>(sKa + kk * 16 * RB, WBN * RB, 8 * RB),
+                                    kk > 0);
                 wgmma_commit();
                 // dQ into the staging tile once the bulk copy has read it
                 // (step it-NQB); sdS[s] back to warpgroup 1 (its step it+2)

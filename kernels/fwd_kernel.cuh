@@ -9,11 +9,12 @@
 
 namespace fa4cp {
 
-template <class C>
+// OTMA: O through shared memory and TMA stores (fwd_consumer).
+template <class C, bool OTMA>
 __global__ void __launch_bounds__(C::NT, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
-                  const FwdSched sc, int R) {
+                  const __grid_constant__ CUtensorMap tmO, const FwdSched sc, int R) {
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *base =
         reinterpret_cast<unsigned char *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
@@ -45,7 +46,7 @@ __global__ void __launch_bounds__(C::NT, 1)
         return;
     }
     sm90::setmaxnreg_inc<C::REG_C>();
-    fwd_consumer<C>(p, sc, sQ, sK, sV, bars, wg - 1, tid - 128 * wg);
+    fwd_consumer<C, OTMA>(p, sc, &tmO, sQ, sK, sV, bars, wg - 1, tid - 128 * wg, R);
 }
 
 template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
@@ -65,7 +66,7 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
         entries * p.heads >= ((int64_t)1 << 31))
         return cudaErrorInvalidValue;
     const bool fp16 = MmaType<typename C::Elem>::fp16;
-    CUtensorMap tq, tk, tv;
+    CUtensorMap tq, tk, tv, to;
     // with no keys every tile is empty and K/V are never read: any valid base will do
     const void *kb = p.total_k > 0 ? p.k : p.q, *vb = p.total_k > 0 ? p.v : p.q;
     const int kh = p.total_k > 0 ? p.kv_heads : p.heads, vd = p.total_k > 0 ? C::DV : C::DQK;
@@ -74,6 +75,16 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     if ((e = sm90::tmap_ragged_thd(&tq, p.q, fp16, p.total_q, p.heads, C::DQK, R, C::BM, C::PWQ)) != cudaSuccess ||
         (e = sm90::tmap_ragged_thd(&tk, kb, fp16, kr, kh, C::DQK, R, C::BN, C::PWQ)) != cudaSuccess ||
         (e = sm90::tmap_ragged_thd(&tv, vb, fp16, kr, kh, vd, R, C::BN, C::PWV)) != cudaSuccess)
+        return e;
+    // O through shared memory and TMA where the family has a staging area
+    // (FwdCfg::O_KIND); tuning 1073741824: direct stores (the old epilogue,
+    // for A/B timing).  The out map is ragged like Q's: rows at or past
+    // seqused_q fall out of bounds and are not written; 16-row boxes, one
+    // consumer warp's rows.
+    const bool o_tma = C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
+    memset(&to, 0, sizeof to);
+    if (o_tma && (e = sm90::tmap_ragged_thd(&to, p.out, fp16, p.total_q, p.heads, C::DV, R, 16, C::PWV)) !=
+                     cudaSuccess)
         return e;
     // L2 sections: whole GQA groups whose K and V fit in about 24 MB
     const int grp = p.heads / p.kv_heads;
@@ -100,7 +111,10 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
     // tuning 2097152: all 227 KB (the largest shared-memory carveout, the
     // smallest L1), whatever the tile needs: for timing the carveout alone
     const int smem = (p.tuning & 2097152) ? 232448 : C::SMEM;
-    if ((e = cudaFuncSetAttribute(fwd_ws_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
+    void (*const kern)(const fa4cp_kparams, const CUtensorMap, const CUtensorMap, const CUtensorMap,
+                       const CUtensorMap, const FwdSched, int) =
+        o_tma ? fwd_ws_kernel<C, C::O_KIND != 0> : fwd_ws_kernel<C, false>;
+    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
         cudaSuccess)
         return e;
     if (closed) {
@@ -111,7 +125,7 @@ template <class C> static cudaError_t launch_fwd_ws(const fa4cp_kparams &p) {
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
-    fwd_ws_kernel<C><<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, sc, (int)R);
+    kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
     return cudaGetLastError();
 }
 

@@ -28,6 +28,10 @@
 //   empty_k[s], empty_v[s] count CONSUMER_WARPS (lane 0 of every consumer warp)
 //   full_q / empty_q      the same for the Q tile
 //   tile_full/tile_empty  the two-slot ring of tile indices (fwd_sched.cuh)
+// The epilogue stages each consumer warp's 16 rows of O in shared memory
+// the tile is done with (FwdCfg::O_KIND) and stores them with TMA, through a
+// ragged map that drops rows at or past seqused_q (fwd_epilogue.cuh); the
+// store runs under the next tile's mainloop.
 // The K/V ring position (stage, phase) and the Q and tile counters carry
 // across tiles.  A tile no key is visible to skips every barrier on both
 // sides (both decide it from the same tile index).
@@ -109,10 +113,27 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
     // and shared memory has room for S (step_spec's rare path recomputes it there)
     static constexpr bool SPEC = DQK == 128 && DV == 128 && NWG == 2 && NS == 2;
     static constexpr int OFF_P = OFF_V + NS * TILE_V;
-    // SPEC: a warpgroup's S fragments, [BN/8][128 threads][4 floats] (fwd_recompute_s)
+    // SPEC: a warpgroup's S fragments, [4 warps][BN/8][32 lanes][4 floats] (fwd_recompute_s)
     static constexpr int TILE_S = SPEC ? 128 * BN / 2 * 4 : 0;
     static constexpr int OFF_S = OFF_P + NWG * TILE_P;
-    static constexpr int OFF_BAR = OFF_S + NWG * TILE_S;
+    // The O tile's staging area for the TMA store of the epilogue
+    // (fwd_epilogue.cuh): each consumer warp its 16 rows, [DVP/PWV
+    // panels][16 rows][PWV] (O_WARP bytes), in a region the tile no longer
+    // needs once its last PV product has completed, by O_KIND:
+    //   1  step_spec's S scratch (SPEC): warp w of warpgroup g at OFF_S +
+    //      (4g + w) * TILE_S / 4, which its rare path reuses (after the store's read)
+    //   2  the warpgroup's P tile (PV_SS): the warp's rows of each 64-column
+    //      P panel (2 KB each), which its next P overwrites (after the read)
+    //   3  a dedicated region at OFF_O where shared memory has room
+    //   0  none (d128 at three stages, d192, d192/128 and d256 beside their
+    //      tiles: 227 KB full): direct stores from registers, as before
+    // Q's buffer is no choice: the producer refills it for the next tile as
+    // soon as the last QK^T has read it, under this tile's last blocks.
+    static constexpr int O_WARP = 16 * DVP * 2;
+    static constexpr int OFF_O = OFF_S + NWG * TILE_S;
+    static constexpr bool O_ROOM = OFF_O + BM * DVP * 2 + (int)sizeof(FwdBars<NS>) + 1024 <= 232448;
+    static constexpr int O_KIND = SPEC ? 1 : PV_SS ? 2 : O_ROOM ? 3 : 0;
+    static constexpr int OFF_BAR = OFF_O + (O_KIND == 3 ? BM * DVP * 2 : 0);
     static constexpr int SMEM = OFF_BAR + (int)sizeof(FwdBars<NS>) + 1024; // + alignment slack
     static constexpr int CONSUMER_WARPS = 4 * NWG;
     static constexpr int ACC_REGS = DVP / 2 + BN / 2 + (PV_SS ? 0 : BN / 4); // O, S, P per thread
@@ -127,6 +148,9 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
     static_assert(BN % 16 == 0 && BN <= 256, "BN: a multiple of 16 (k steps of PV) up to 256 (wgmma N)");
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
     static_assert(!PV_SS || BN % 64 == 0, "P in shared memory: 64-column panels");
+    static_assert(OFF_O % 1024 == 0 && TILE_S % 4096 == 0, "O staging: 1024-byte aligned (swizzle atoms)");
+    static_assert(O_KIND != 1 || O_WARP <= TILE_S / 4, "O staging in the S scratch: a warp's quarter");
+    static_assert(O_KIND != 2 || O_WARP <= BN / 64 * 2048, "O staging in the P tile: the warp's P rows");
     static_assert(128 * REG_P + 128 * NWG * REG_C <= 65536 / NT / 8 * 8 * NT,
                   "register split within the CTA's launch allocation");
 };
@@ -324,8 +348,10 @@ __device__ __forceinline__ void fwd_store_p(const float *s, uint32_t pw, int war
 // 2q + e of the K stage at kst; both are 64-column panels with the 128-byte
 // swizzle (16-byte chunk ch of row x at (ch ^ (x % 8)) * 16).  The elements
 // go one at a time (a loop: few registers beside O and P, which the PV
-// product in flight still holds) to this thread's part of sb, [BN/8][128][4]
-// floats, and then into s (fwd_load_frag).
+// product in flight still holds) to this thread's part of sb, this warp's
+// quarter of the scratch tile, [BN/8][32][4] floats (per warp, so that the
+// epilogue can stage the warp's O rows in it: O_KIND 1), and then into s
+// (fwd_load_frag).
 template <class C> __device__ __noinline__ void fwd_recompute_s(uint32_t sb, uint32_t qa, uint32_t kst, int ct) {
     static_assert(C::RBQ == 128, "64-column panels");
     using T = typename C::Elem;
@@ -350,21 +376,34 @@ template <class C> __device__ __noinline__ void fwd_recompute_s(uint32_t sb, uin
                 d = fmaf(x.x, kf.x, fmaf(x.y, kf.y, d));
             }
         }
-        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(sb + ((i >> 2) * 128 + ct) * 16 + (i & 3) * 4), "f"(d)
+        asm volatile("st.shared.f32 [%0], %1;\n" ::"r"(sb + ((i >> 2) * 32 + lane) * 16 + (i & 3) * 4), "f"(d)
                      : "memory");
     }
 }
 
 // An m64nN fragment (N/2 registers of this thread) from shared memory,
-// [N/8][128][4] floats from sb (fwd_recompute_s's layout: 16-byte accesses,
-// a warp's consecutive; only the thread itself wrote its part).
-template <int N> __device__ __forceinline__ void fwd_load_frag(float *f, uint32_t sb, int ct) {
+// [N/8][32][4] floats from the warp's sb (fwd_recompute_s's layout: 16-byte
+// accesses, a warp's consecutive; only the thread itself wrote its part).
+template <int N> __device__ __forceinline__ void fwd_load_frag(float *f, uint32_t sb, int lane) {
 #pragma unroll
     for (int i = 0; i < N / 8; ++i)
         asm volatile("ld.shared.v4.f32 {%0, %1, %2, %3}, [%4];\n"
                      : "=f"(f[4 * i]), "=f"(f[4 * i + 1]), "=f"(f[4 * i + 2]), "=f"(f[4 * i + 3])
-                     : "r"(sb + (i * 128 + ct) * 16)
+                     : "r"(sb + (i * 32 + lane) * 16)
                      : "memory");
+}
+
+// Panel pn of the O staging area of warp `warp` of warpgroup wg (O_KIND
+// 1-3, see FwdCfg): 16 rows x RBV bytes, 1024-byte aligned.
+template <class C> __device__ __forceinline__ uint32_t fwd_o_panel(uint32_t sQ, int wg, int warp, int pn) {
+    static_assert(C::O_KIND != 0, "no O staging area");
+    const int off = pn * 16 * C::RBV;
+    if constexpr (C::O_KIND == 1)
+        return sQ + C::OFF_S + (4 * wg + warp) * (C::TILE_S / 4) + off;
+    else if constexpr (C::O_KIND == 2)
+        return sQ + C::OFF_P + wg * C::TILE_P + (off / 2048) * (64 * 128) + warp * 2048 + off % 2048;
+    else
+        return sQ + C::OFF_O + (4 * wg + warp) * C::O_WARP + off;
 }
 
 // Lane 0 of each warp arrives (the barriers count the CONSUMER_WARPS consumer warps).
@@ -375,9 +414,14 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 
 // --------------------------------------------------------------- consumer
 
-template <class C>
-__device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, uint32_t sQ, uint32_t sK,
-                                             uint32_t sV, FwdBars<C::NS> *bars, int wg, int ct) {
+// OTMA: the epilogue stores O through shared memory and TMA (needs
+// C::O_KIND != 0), else directly from registers.  A template parameter, not
+// a run-time switch: with both epilogues in one kernel ptxas spilled 40
+// bytes around the d128 mainloop (main: 8; the TMA kernel alone: none).
+template <class C, bool OTMA>
+__device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmO,
+                                             uint32_t sQ, uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int wg,
+                                             int ct, int R) {
     using T = typename C::Elem;
     constexpr int BM = C::BM, BN = C::BN, NS = C::NS, DV = C::DV, DVP = C::DVP;
     const int warp = ct >> 5, lane = ct & 31, q = lane & 3;
@@ -490,6 +534,8 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         sm.step(s, sl2, thr, alpha);
         // step_spec needs a base: every row of the warp has seen a key
         bool spec_ok = spec_on && !sm.any_unseen();
+        if constexpr (OTMA && C::O_KIND == 2)
+            fwd_o_free(); // the last tile's O store has read the warp's P rows
         make_p();
 #pragma unroll
         for (int i = 0; i < DVP / 2; ++i)
@@ -526,10 +572,12 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
                 // K(j) and Q stay until the step is through: its rare path reads them
                 if constexpr (C::SPEC) {
                     const int r = sm.step_spec(s, sl2, big, alpha);
-                    if (r == 2) { // S again, through this warpgroup's scratch tile
-                        const uint32_t sb = sQ + C::OFF_S + wg * C::TILE_S;
+                    if (r == 2) { // S again, through this warp's part of the scratch tile
+                        const uint32_t sb = sQ + C::OFF_S + wg * C::TILE_S + warp * (C::TILE_S / 4);
+                        if constexpr (OTMA) // the last tile's O store (O_KIND 1) has read it
+                            fwd_o_free();
                         fwd_recompute_s<C>(sb, qa, sK + st * C::TILE_K, ct);
-                        fwd_load_frag<BN>(s, sb, ct);
+                        fwd_load_frag<BN>(s, sb, lane);
                         resc = sm.step(s, sl2, thr, alpha);
                     } else {
                         resc = r != 0;
@@ -588,9 +636,23 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
         const int i0e = m0 + wg * 64 + warp * 16 + (lane >> 2);
-        fwd_store_rows<T, DV>(o, inv, lse, out + (int64_t)q_off * stride + (int64_t)h * DV, stride,
-                              p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
+        if constexpr (OTMA) { // through shared memory and TMA (fwd_epilogue.cuh)
+            static_assert(C::O_KIND != 0, "no O staging area");
+            uint32_t packed[DVP / 4];
+            fwd_pack_o<T, DVP>(o, inv, packed);
+            auto panel = [&](int pn) { return fwd_o_panel<C>(sQ, wg, warp, pn); };
+            fwd_o_free(); // the last tile's store has read the area
+            fwd_stage_o<DVP, C::PWV>(packed, panel, lane);
+            fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, h, m0 + wg * 64 + warp * 16, q_off, sq, R);
+            fwd_store_lse(lse, p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
+        } else {
+            fwd_store_rows<T, DV>(o, inv, lse, out + (int64_t)q_off * stride + (int64_t)h * DV, stride,
+                                  p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
+        }
     }
+    // the stores in flight complete before the CTA's shared memory goes
+    if constexpr (OTMA)
+        sm90::tma_store_wait<0>();
 }
 
 } // namespace fa4cp

@@ -63,8 +63,6 @@
 #include "bwd_common.cuh"
 #include "sm90_prim.cuh"
 
-#include <type_traits>
-
 namespace fa4cp {
 
 // What a CTA does, decoded once by thread 0 into shared memory: every role
@@ -667,37 +665,23 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
 // never arrives twice on a barrier warpgroup 0 has not yet synced.
 // dS^T goes to shared memory by stmatrix (4 per thread and step instead of
 // 32 32-bit stores); the element mask in 32-bit block-relative bounds (as
-// the wide layout's).  VR (FA4CP_CUDA_TUNING 134217728): V of the
-// warpgroup's 64 KV rows held in registers (24 per thread, loaded once by
-// ldmatrix), dP^T = V dO^T as an RS product, which halves its shared-memory
-// reads (FA3's d96 choice).
+// the wide layout's); the wgmma descriptors as a low word made once per
+// operand plus an immediate per k step (GDesc).  VR (the default;
+// FA4CP_CUDA_TUNING 134217728: off): V of the warpgroup's 64 KV rows held in
+// registers (24 per thread, loaded once by ldmatrix), dP^T = V dO^T as an RS
+// product, which halves its shared-memory reads (FA3's d96 choice).
 // Each copy runs the loop without branches on the warpgroup, so that no
 // wgmma sits on a divergent path (ptxas would serialise them all).
-// Experiments (compile-time): DQF (FA4CP_BWD96_DQF) warpgroup 0 issues dQ
-// before dK and stages dQ while dK runs; ALT (FA4CP_BWD96_ALT) the
-// warpgroups take turns at dQ: warpgroup s computes and stages the dQ of the
-// steps on dS^T buffer s (even steps warpgroup 0, odd ones warpgroup 1; the
-// loop runs the steps in pairs so that the turn is a constant), the other
-// one arrives on BAR_PDS_S(s) and waits on BAR_DSFREE + s, so that both
-// carry the same work.
-#ifndef FA4CP_BWD96_DQF
-#define FA4CP_BWD96_DQF 0
-#endif
-#ifndef FA4CP_BWD96_ALT
-#define FA4CP_BWD96_ALT 0
-#endif
-#ifndef FA4CP_BWD96_GD
-#define FA4CP_BWD96_GD 0
-#endif
-template <typename T, typename C, bool DET, int W, bool VR, bool DQF = FA4CP_BWD96_DQF, bool ALT = FA4CP_BWD96_ALT,
-          bool GD = FA4CP_BWD96_GD>
+// Measured and not kept (H200, 2026-11-29 12:40, docs/performance.md):
+// warpgroup 0 issuing dQ before dK, and the warpgroups taking turns at dQ
+// step by step (both within noise of this order).
+template <typename T, typename C, bool DET, int W, bool VR>
 __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsBars *bars,
                                                   const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                   int tid) {
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, DQK = C::DQK, DV = C::DV;
     constexpr int PW = C::PW, RB = C::RB, NQB = C::DQ_BUFS;
     static_assert(WBM == 64 && WBN == 128 && PW == 32 && PK == 96 && PV == 96, "rows layout at a width of 96");
-    static_assert(!ALT || NQB == 2, "ALT: warpgroup s stages the dQ of buffer s's steps in sdQ[s]");
     const int ctid = tid - 128;
     const int warp = (ctid >> 5) & 3, lane = tid & 31;
     const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
@@ -734,13 +718,9 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
         }
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
         const int iters = gi.iters;
-        // one step; SC: the dS^T buffer (and ALT's owner of the step's dQ,
-        // warpgroup SC) as a constant, or -1: it & 1
-        auto step = [&](const int it, auto SC) {
-            constexpr int SB = decltype(SC)::value;
-            // this warpgroup computes the step's dQ (else warpgroup 1 - W does)
-            constexpr bool own = ALT ? SB == W : W == 0;
-            const int s = SB >= 0 ? SB : it & 1;
+        // one step (a lambda: the form measured)
+        auto step = [&](const int it) {
+            const int s = it & 1;
             const uint32_t ph = ((uint32_t)it >> 1) & 1;
             // (an opaque copy of the thread's index each step, as the rows layout)
             const int ct = opaque_int(ctid);
@@ -760,10 +740,7 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                                                            gi.n0);
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
-            if constexpr (GD)
-                gemm_ss_kmajor_gd<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + W * 64 * RB, sQa);
-            else
-                gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + W * 64 * RB, sQa);
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + W * 64 * RB, sQa);
             wgmma_commit();
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence();
@@ -774,14 +751,9 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 #pragma unroll
                 for (int kk = 0; kk < DV / 16; ++kk)
                     wg_rs_kb<T, WBM>(&dpT[0][0], vf[kk],
-                                     GD ? gdo.at((kk >> 1) * (WBM * RB) + (kk & 1) * 32)
-                                        : gmma_desc_rb<RB>(sdOa + (kk >> 1) * (WBM * RB) + (kk & 1) * 32, 16, 8 * RB),
-                                     kk > 0);
+                                     gdo.at((kk >> 1) * (WBM * RB) + (kk & 1) * 32), kk > 0);
             } else {
-                if constexpr (GD)
-                    gemm_ss_kmajor_gd<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
-                else
-                    gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
+                gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB, true>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
             }
             wgmma_commit();
 
@@ -839,8 +811,8 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                         pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
                 }
             }
-            if constexpr (!own) {
-                if (it >= 2) // the other warpgroup's dQ of step it-2 has read sdS[s]
+            if constexpr (W == 1) {
+                if (it >= 2) // warpgroup 0's dQ of step it-2 has read sdS[s]
                     sm90::named_sync(C::BAR_DSFREE + s, 256);
             }
             // dS^T into sdS[s] by stmatrix: da[kk] are the 8x8 blocks (key rows
@@ -858,29 +830,19 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                 }
             }
             fence_proxy_async(); // dS^T stores -> the dQ wgmma
-            if constexpr (!own)
+            if constexpr (W == 1)
                 sm90::named_arrive(s ? C::BAR_PDS1 : C::BAR_PDS, 256);
             // dV += P^T dO, dK += dS^T Q (RS)
-            auto issue_dk = [&]() {
-#pragma unroll
-                for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_rs<T, PK>(&acc_k[0][0], da[kk],
-                                 GD ? GDesc<RB>(sQa, WBM * RB, 8 * RB).at(kk * 16 * RB)
-                                    : gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB),
-                                 1);
-                wgmma_commit();
-            };
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PV>(&acc_v[0][0], pa[kk],
-                             GD ? GDesc<RB>(sdOa, WBM * RB, 8 * RB).at(kk * 16 * RB)
-                                : gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB),
-                             1);
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], GDesc<RB>(sdOa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
             wgmma_commit();
-            if constexpr (!own || !DQF)
-                issue_dk();
-            if constexpr (!own) {
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk)
+                wg_rs<T, PK>(&acc_k[0][0], da[kk], GDesc<RB>(sQa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
+            wgmma_commit();
+            if constexpr (W == 1) {
                 wgmma_wait<1>(); // dV done
                 __syncwarp();    // (the warp's reads of Dsum before its release)
                 if (lane == 0)
@@ -896,68 +858,37 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk)
-                    wg_ss_tt<T, PK>(&dq[0][0],
-                                    GD ? GDesc<128>(sdSa, WBM * 128, 1024).at(kk * 16 * 128)
-                                       : gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
-                                    GD ? GDesc<RB>(sKa, WBN * RB, 8 * RB).at(kk * 16 * RB)
-                                       : gmma_desc_rb<RB>(sKa + kk * 16 * RB, WBN * RB, 8 * RB),
-                                    kk > 0);
+                    wg_ss_tt<T, PK>(&dq[0][0], GDesc<128>(sdSa, WBM * 128, 1024).at(kk * 16 * 128),
+                                    GDesc<RB>(sKa, WBN * RB, 8 * RB).at(kk * 16 * RB), kk > 0);
                 wgmma_commit();
-                // dQ into the staging tile once the bulk copy has read it
-                // (step it-NQB); sdS[s] back to warpgroup 1 (its step it+2)
-                auto stage_dq = [&]() {
-                    if (it + 2 < gi.iters)
-                        sm90::named_arrive(C::BAR_DSFREE + s, 256);
-                    const int qb = NQB > 1 ? s : 0;
-                    float *tileq = sdQ + qb * (WBM * DQK);
-                    sm90::named_sync(C::BAR_DQ_EMPTY + qb, C::NDQ);
-#pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
-#pragma unroll
-                        for (int c = 0; c < PK / 8; ++c)
-                            if (c * 8 < DQK)
-                                *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
-                                    make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
-                    }
-                    fence_proxy_async();
-                    sm90::named_arrive(C::BAR_DQ_FULL + qb, C::NDQ);
-                };
-                if constexpr (DQF) {
-                    // dK after dQ, running while dQ is staged
-                    issue_dk();
-                    wgmma_wait<1>(); // dV, dQ done
-                    __syncwarp();
-                    if (lane == 0)
-                        sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                    stage_dq();
-                    wgmma_wait<0>(); // dK done
-                    __syncwarp();
-                    if (lane == 0)
-                        sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-                } else {
-                    wgmma_wait<1>(); // dV, dK done
-                    __syncwarp();
-                    if (lane == 0) {
-                        sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                        sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
-                    }
-                    wgmma_wait<0>(); // dQ done
-                    stage_dq();
+                wgmma_wait<1>(); // dV, dK done
+                __syncwarp();
+                if (lane == 0) {
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
                 }
+                wgmma_wait<0>(); // dQ done: sdS[s] is free for warpgroup 1's step it+2
+                if (it + 2 < gi.iters)
+                    sm90::named_arrive(C::BAR_DSFREE + s, 256);
+                // dQ into the staging tile once the bulk copy has read it (step it-NQB)
+                const int qb = NQB > 1 ? s : 0;
+                float *tileq = sdQ + qb * (WBM * DQK);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, C::NDQ);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                    for (int c = 0; c < PK / 8; ++c)
+                        if (c * 8 < DQK)
+                            *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
+                                make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, C::NDQ);
             }
         };
-        if constexpr (ALT) {
-            // steps in pairs: buffer 0 (dQ by warpgroup 0), buffer 1 (warpgroup 1)
-            for (int it = 0; it < iters; it += 2) {
-                step(it, std::integral_constant<int, 0>{});
-                if (it + 1 < iters)
-                    step(it + 1, std::integral_constant<int, 1>{});
-            }
-        } else {
-            for (int it = 0; it < iters; ++it)
-                step(it, std::integral_constant<int, -1>{});
-        }
+        for (int it = 0; it < iters; ++it)
+            step(it);
     }
 
     const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
@@ -1172,7 +1103,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     }
     if constexpr (C::DQW) {
         // one copy of the loop per warpgroup (and per VR)
-        const bool vr = (p.tuning & 134217728) != 0;
+        const bool vr = !(p.tuning & 134217728);
         if (wg == 1) {
             if (vr)
                 bwd_ws_mma_rows96<T, C, DET, 0, true>(p, bars, gi, sb, base, tid);

@@ -54,10 +54,10 @@
 // Head dims that are not a multiple of 64 (32, 80, 96) are stored in 32-column
 // panels with the 64-byte swizzle (BwdShape::PW), so S^T and dP^T step over
 // the real columns and dV, dK run N = 32 or 96; d 80 is padded to 96 by the
-// TMA's zero fill of columns past the tensor's width.  dQ: both warpgroups
-// at N = 64 where the width is over 64 (d 80, 96: warpgroup 1's columns
-// 64.. and the 32 past the K tile it reads, dropped), else warpgroup 0
-// alone at N = the width.
+// TMA's zero fill of columns past the tensor's width.  dQ: warpgroup 0
+// alone at N = the width (32); at 96 (d 80, 96) the loop is
+// bwd_ws_mma_rows96 (warpgroup 0 computes dQ at N = 96, the warpgroups not
+// in step, V in registers).
 #pragma once
 
 #include "bwd_common.cuh"

@@ -61,6 +61,8 @@ typedef struct fa4cp_kparams {
      * kernel's element mask), 262144 it keeps 64-row query blocks at d32 and
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
+     * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
+     * product; else V in registers, RS),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

@@ -64,7 +64,8 @@ typedef struct fa4cp_kparams {
      * 8 the d128 forward packs GQA tiles (the G = heads / kv_heads query
      * heads of a KV head at floor(128 / G) tokens a tile, fwd_sched.cuh)
      * whenever 2 <= G <= 128, 16 it never packs (else it packs where the
-     * tiles fill better packed, fwd_pack_pays in fwd_kernel.cuh; 16 wins),
+     * tiles fill better packed, fwd_pack_pays in fwd_kernel.cuh; 16 wins;
+     * packed tiles store O by TMA where G is a power of two, else directly),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

@@ -124,9 +124,15 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     // for A/B timing).  The out map is ragged like Q's: rows at or past
     // seqused_q fall out of bounds and are not written; 16-row boxes, one
     // consumer warp's rows.
-    const bool o_tma = !pack && C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
+    // Packed tiles (G a power of two): a warp's 16 rows are min(G, 16) heads
+    // x max(16 / G, 1) tokens of out, one box of a map with that many heads
+    // (else direct stores).
+    const bool pow2 = (grp & (grp - 1)) == 0;
+    const bool o_tma =
+        (!pack || pow2) && C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
+    const int obh = pack ? (grp < 16 ? grp : 16) : 1, obr = 16 / obh; // box heads, tokens
     memset(&to, 0, sizeof to);
-    if (o_tma && (e = sm90::tmap_ragged_thd(&to, p.out, fp16, p.total_q, p.heads, C::DV, R, 16, C::PWV)) !=
+    if (o_tma && (e = sm90::tmap_ragged_thd(&to, p.out, fp16, p.total_q, p.heads, C::DV, R, obr, C::PWV, obh)) !=
                      cudaSuccess)
         return e;
     // L2 sections: whole GQA groups whose K and V fit in about 24 MB
@@ -157,7 +163,9 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     const int smem = (p.tuning & 2097152) ? 232448 : C::SMEM;
     void (*const kern)(const fa4cp_kparams, const CUtensorMap, const CUtensorMap, const CUtensorMap,
                        const CUtensorMap, const FwdSched, int) =
-        pack ? fwd_ws_kernel<C, false, PK> : o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, false> : fwd_ws_kernel<C, false, false>;
+        pack ? (o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, PK> : fwd_ws_kernel<C, false, PK>)
+        : o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, false>
+                : fwd_ws_kernel<C, false, false>;
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
         cudaSuccess)
         return e;

@@ -421,7 +421,9 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 
 // OTMA: the epilogue stores O through shared memory and TMA (needs
 // C::O_KIND != 0), else directly from registers.  PACK: packed GQA tiles
-// (fwd_sched.cuh; direct stores, each row at its own token and head).  A template parameter, not
+// (fwd_sched.cuh), each row at its own token and head: with OTMA (G a power
+// of two) a warp's 16 rows are one box of the out map, min(G, 16) heads x
+// max(16 / G, 1) tokens; else direct stores.  A template parameter, not
 // a run-time switch: with both epilogues in one kernel ptxas spilled 40
 // bytes around the d128 mainloop (main: 8; the TMA kernel alone: none).
 template <class C, bool OTMA, bool PACK>
@@ -445,7 +447,6 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     const uint32_t my_bar = 1 + wg, next_bar = 1 + (wg + 1) % C::NWG;
     T *const out = reinterpret_cast<T *>(p.out);
     uint32_t tcount = 0, kv = 0, qc = 0;
-    static_assert(!(PACK && OTMA), "packed tiles store O directly");
     // packed: G query heads per tile token, pt tokens per tile (rows = the tile's tokens)
     const int G = PACK ? sc.pg : 1, rows = PACK ? sc.pt : BM;
     const int xr = wg * 64 + warp * 16 + (lane >> 2); // the thread's tile rows xr, xr + 8
@@ -666,7 +667,22 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
         const int i0e = m0 + wg * 64 + warp * 16 + (lane >> 2);
-        if constexpr (PACK) { // each row at its token and query head
+        if constexpr (PACK && OTMA) { // the warp's rows: one box of G' heads x 16 / G' tokens (G' = min(G, 16))
+            static_assert(C::O_KIND != 0, "no O staging area");
+            uint32_t packed[DVP / 4];
+            fwd_pack_o<T, DVP>(o, inv, packed);
+            auto panel = [&](int pn) { return fwd_o_panel<C>(sQ, wg, warp, pn); };
+            fwd_o_free(); // the last tile's store has read the area
+            fwd_stage_o<DVP, C::PWV>(packed, panel, lane);
+            const int x0 = wg * 64 + warp * 16; // the warp's first tile row
+            fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, phead(h, x0), m0 + ptok(x0), q_off, sq, R);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) { // (G divides BM: no idle rows)
+                const int x = xr + 8 * r, t = m0 + ptok(x);
+                if (q == 0 && t < sq)
+                    p.lse[(int64_t)phead(h, x) * p.total_q + q_off + t] = lse[r];
+            }
+        } else if constexpr (PACK) { // each row at its token and query head
             uint32_t packed[DV / 4];
             fwd_pack_o<T, DV>(o, inv, packed); // first, on every thread (C7520)
             int64_t orow[2], lrow[2];

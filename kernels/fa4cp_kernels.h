@@ -42,7 +42,7 @@ typedef struct fa4cp_kparams {
     int *dq_sem;
     /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 64) + 2
      * (the forward packs GQA tiles only where it also holds batch * ceil(max_sq /
-     * floor(128 / G)) + 2 entries, G = heads / kv_heads);
+     * floor(BM / G)) + 2 entries, G = heads / kv_heads, BM its tile's rows);
      * the forward keeps its tile counter in sched[sched_cap - 1] (the forward
      * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;
@@ -61,11 +61,12 @@ typedef struct fa4cp_kparams {
      * dense d128 (else 80), 262144 it keeps 64-row query blocks at d32 and
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
-     * 8 the d128 forward packs GQA tiles (the G = heads / kv_heads query
-     * heads of a KV head at floor(128 / G) tokens a tile, fwd_sched.cuh)
-     * whenever 2 <= G <= 128, 16 it never packs (else it packs where the
-     * tiles fill better packed, fwd_pack_pays in fwd_kernel.cuh; 16 wins;
-     * packed tiles store O by TMA where G is a power of two, else directly),
+     * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
+     * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
+     * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never
+     * packs (else it packs where the tiles fill better packed, fwd_pack_pays
+     * in fwd_kernel.cuh; 16 wins; packed tiles store O by TMA where G is a
+     * power of two dividing BM, else directly),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

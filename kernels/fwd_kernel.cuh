@@ -124,12 +124,12 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     // for A/B timing).  The out map is ragged like Q's: rows at or past
     // seqused_q fall out of bounds and are not written; 16-row boxes, one
     // consumer warp's rows.
-    // Packed tiles (G a power of two): a warp's 16 rows are min(G, 16) heads
-    // x max(16 / G, 1) tokens of out, one box of a map with that many heads
-    // (else direct stores).
-    const bool pow2 = (grp & (grp - 1)) == 0;
+    // Packed tiles (G a power of two dividing BM): a warp's 16 rows are
+    // min(G, 16) heads x max(16 / G, 1) tokens of out, one box of a map with
+    // that many heads (else direct stores).
+    const bool boxed = C::BM % grp == 0 && (16 % grp == 0 || grp % 16 == 0); // no idle rows, whole boxes
     const bool o_tma =
-        (!pack || pow2) && C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
+        (!pack || boxed) && C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
     const int obh = pack ? (grp < 16 ? grp : 16) : 1, obr = 16 / obh; // box heads, tokens
     memset(&to, 0, sizeof to);
     if (o_tma && (e = sm90::tmap_ragged_thd(&to, p.out, fp16, p.total_q, p.heads, C::DV, R, obr, C::PWV, obh)) !=
@@ -208,7 +208,7 @@ template <> struct FwdShape<32, 32> {
 };
 template <> struct FwdShape<64, 64> {
     static constexpr int NWG = 3, BN = 128, NS = 4, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 4;
-    static constexpr bool PACK = false;
+    static constexpr bool PACK = true;
 };
 template <> struct FwdShape<80, 80> {
     static constexpr int NWG = 3, BN = 128, NS = 2, ALT_NWG = 2, ALT_BN = 128, ALT_NS = 2;

@@ -1325,15 +1325,15 @@ static void cuda_large_logits(test_rng *r)
                           "to 600 rows", total);
 }
 
-/* The d128 forward's packed GQA tiles (kernels/fwd_sched.cuh: the G query
- * heads of a KV head at BM / G tokens a tile), forward only (the backward
+/* The d64 and d128 forward's packed GQA tiles (kernels/fwd_sched.cuh: the G
+ * query heads of a KV head at BM / G tokens a tile), forward only (the backward
  * does not pack): random varlen batches of G query heads per KV head with
  * short and empty sequences and padding between them (seqused, rows past
  * the last sequence), random masks (causal, windows, bottom-right with sq
  * != sk), sq <= 64 against sk up to maxk (the decode-like case) or longer
  * self-attention, some with a large softmax scale (the d128 rare path);
  * against the float64 reference, outputs poisoned, padding rows untouched. */
-static int packed_case(test_rng *r, fa4cp_dtype dt, int H, int Hk, int maxb, int maxq, int maxk, int *saw)
+static int packed_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int maxb, int maxq, int maxk, int *saw)
 {
     tcase c;
     memset(&c, 0, sizeof c);
@@ -1341,7 +1341,7 @@ static int packed_case(test_rng *r, fa4cp_dtype dt, int H, int Hk, int maxb, int
     c.batch = test_rng_int(r, 1, maxb);
     c.H = H;
     c.Hk = Hk;
-    c.d = c.dv = 128;
+    c.d = c.dv = d;
     c.dv_as_zero = test_rng_int(r, 0, 1);
     int mask = test_rng_int(r, 0, 4); /* none, causal, window L, window L+R, causal+window L */
     c.causal = mask == 1 || mask == 4;
@@ -1380,10 +1380,11 @@ static void cuda_packed(test_rng *r, int small)
     if (small) { /* for compute-sanitizer: two small batches, packing forced */
         int passed = 0, saw = 0;
         set_tuning(forced);
-        passed += packed_case(r, FA4CP_BF16, 8, 1, 3, 40, 0, &saw);
-        passed += packed_case(r, FA4CP_FP16, 6, 1, 3, 20, 300, &saw);
+        passed += packed_case(r, FA4CP_BF16, 128, 8, 1, 3, 40, 0, &saw);
+        passed += packed_case(r, FA4CP_FP16, 128, 6, 1, 3, 20, 300, &saw);
+        passed += packed_case(r, FA4CP_BF16, 64, 16, 1, 3, 30, 200, &saw);
         set_tuning(saved);
-        is_int(passed, 2, "packed GQA 8/1 and 6/1 forward: 2 small random batches");
+        is_int(passed, 3, "packed GQA forward (d128 8/1 and 6/1, d64 16/1): 3 small random batches");
         fwd_only = fo;
         free(saved);
         return;
@@ -1394,24 +1395,26 @@ static void cuda_packed(test_rng *r, int small)
         set_tuning(forced);
         for (int i = 0; i < 6; i++, total++) {
             const fa4cp_dtype dt = (i + k) % 2 ? FA4CP_FP16 : FA4CP_BF16;
+            const int d = (i / 2 + k) % 2 ? 64 : 128;
             if (i < 2) /* short self-attention (and sq != sk through seqused) */
-                passed += packed_case(r, dt, H, Hk, MAXB, 64, 0, &saw);
+                passed += packed_case(r, dt, d, H, Hk, MAXB, 64, 0, &saw);
             else if (i < 4) /* decode-like: sq 1-64 against sk up to 4k */
-                passed += packed_case(r, dt, H, Hk, i == 2 ? 2 : MAXB, 64, i == 2 ? 4096 : 1500, &saw);
+                passed += packed_case(r, dt, d, H, Hk, i == 2 ? 2 : MAXB, 64, i == 2 ? 4096 : 1500, &saw);
             else /* several packed blocks and key blocks per sequence */
-                passed += packed_case(r, dt, H, Hk, 3, i == 4 ? 300 : 200, i == 4 ? 0 : 700, &saw);
+                passed += packed_case(r, dt, d, H, Hk, 3, i == 4 ? 300 : 200, i == 4 ? 0 : 700, &saw);
         }
         /* one sequence (its order in closed form, no list kernel) */
         for (int i = 0; i < 2; i++, total++)
-            passed += packed_case(r, i ? FA4CP_FP16 : FA4CP_BF16, H, Hk, 1, i ? 250 : 50, i ? 0 : 2500, &saw);
+            passed += packed_case(r, i ? FA4CP_FP16 : FA4CP_BF16, i ? 64 : 128, H, Hk, 1, i ? 250 : 50, i ? 0 : 2500,
+                                  &saw);
         set_tuning(saved);
-        is_int(passed, total, "packed GQA %d/%d forward (tuning 8): %d random varlen batches (short, empty, decode-like "
-                              "sq <= 64 vs sk <= 4k, windows, padding)", H, Hk, total);
+        is_int(passed, total, "packed GQA %d/%d forward (tuning 8): %d random varlen batches (d 64 and 128; short, "
+                              "empty, decode-like sq <= 64 vs sk <= 4k, windows, padding)", H, Hk, total);
         /* the default heuristic: short sequences pack, longer may not */
         passed = total = 0;
         for (int i = 0; i < 3; i++, total++)
-            passed += packed_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, H, Hk, MAXB, i == 2 ? 16 : 64,
-                                  i == 0 ? 0 : 2000, &saw);
+            passed += packed_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, i == 1 ? 64 : 128, H, Hk, MAXB,
+                                  i == 2 ? 16 : 64, i == 0 ? 0 : 2000, &saw);
         is_int(passed, total, "GQA %d/%d forward, short sequences, the default packing heuristic: %d random batches",
                H, Hk, total);
     }

@@ -10,18 +10,50 @@
 
 namespace fa4cp {
 
+// A shared-memory matrix descriptor (gmma_desc_rb's) kept as two 32-bit
+// words, as the forward's fwd_desc_lo / fwd_desc: the low word (start address
+// >> 4, leading-byte offset >> 4) made once per operand, and a high word
+// (stride-byte offset >> 4, layout type) that is a constant of the layout.
+// at(off) is the descriptor of the start address + off by one 32-bit add of
+// off >> 4 (shared addresses stay under 2^18, so the 14-bit address field
+// never carries into the LBO field): the k steps of a product add an
+// immediate instead of rebuilding the descriptor from the address in front
+// of each HGMMA.  Used by the wide layout (d_qk 192, 256: +4 % on one H200,
+// 2026-11-29 12:31); the rows layout measured 3-10 % slower with it at d128
+// (ptxas schedules its loop differently) and keeps gmma_desc_rb.
+template <int RB> struct GDesc {
+    static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
+    uint32_t lo, hi;
+    __device__ __forceinline__ GDesc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
+        : lo(((saddr & 0x3FFFF) >> 4) | (((lbo >> 4) & 0x3FFF) << 16)),
+          hi(((sbo >> 4) & 0x3FFF) | ((RB == 128 ? 1u : 2u) << 30)) {}
+    __device__ __forceinline__ uint64_t at(uint32_t off) const {
+        return ((uint64_t)hi << 32) | (uint64_t)(lo + (off >> 4));
+    }
+};
+
 // acc[64 x N] = A B over K: A and B K-major in panels of RB-byte rows (64
 // columns, 128-byte swizzle; or 32 columns, 64-byte swizzle) whose panels lie
 // A_PANEL and B_PANEL bytes apart (k step kk starts (kk % (RB / 32)) * 32
-// bytes into the rows of panel kk / (RB / 32)).
-template <typename T, int N, int K, int A_PANEL, int B_PANEL, int RB = 128>
+// bytes into the rows of panel kk / (RB / 32)).  GD: the descriptors through
+// GDesc (the wide layout), else rebuilt per k step (the rows layout).
+template <typename T, int N, int K, int A_PANEL, int B_PANEL, int RB = 128, bool GD = false>
 __device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t b) {
     constexpr int KP = RB / 32; // k steps per panel
+    if constexpr (GD) {
+        const GDesc<RB> da(a, 16, 8 * RB), db(b, 16, 8 * RB);
 #pragma unroll
-    for (int kk = 0; kk < K / 16; ++kk) {
-        const uint32_t koff = (kk % KP) * 32;
-        wg_ss<T, N>(acc, gmma_desc_rb<RB>(a + (kk / KP) * A_PANEL + koff, 16, 8 * RB),
-                    gmma_desc_rb<RB>(b + (kk / KP) * B_PANEL + koff, 16, 8 * RB), kk > 0);
+        for (int kk = 0; kk < K / 16; ++kk) {
+            const uint32_t koff = (kk % KP) * 32;
+            wg_ss<T, N>(acc, da.at((kk / KP) * A_PANEL + koff), db.at((kk / KP) * B_PANEL + koff), kk > 0);
+        }
+    } else {
+#pragma unroll
+        for (int kk = 0; kk < K / 16; ++kk) {
+            const uint32_t koff = (kk % KP) * 32;
+            wg_ss<T, N>(acc, gmma_desc_rb<RB>(a + (kk / KP) * A_PANEL + koff, 16, 8 * RB),
+                        gmma_desc_rb<RB>(b + (kk / KP) * B_PANEL + koff, 16, 8 * RB), kk > 0);
+        }
     }
 }
 

@@ -389,13 +389,12 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
         auto gemm_dk = [&](uint32_t qa) {
             const int w = opaque_int(ctid) >> 7;
+            const GDesc<128> ga(qa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sdSa, 16, 1024);
 #pragma unroll
             for (int i = 0; i < PPW; ++i)
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_ss_tk<T, WBN>(&acc_k[i][0][0],
-                                     gmma_desc(qa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128, 1024),
-                                     gmma_desc(sdSa + kk * 32, 16, 1024), 1);
+                    wg_ss_tk<T, WBN>(&acc_k[i][0][0], ga.at(i * (WBM * 128) + kk * 16 * 128), gb.at(kk * 32), 1);
             wgmma_commit();
         };
         auto release = [&](uint64_t *bar) {
@@ -433,11 +432,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             float sS[NKW / 8][4], dP[NKW / 8][4];
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
-            gemm_ss_kmajor<T, NKW, DQK, WBM * 128, WBN * 128>(&sS[0][0], sQa, sKa + kw * 128);
+            gemm_ss_kmajor<T, NKW, DQK, WBM * 128, WBN * 128, 128, true>(&sS[0][0], sQa, sKa + kw * 128);
             wgmma_commit();
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[sd]), phd);
             wgmma_fence();
-            gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128>(&dP[0][0], sdOa, sVa + kw * 128);
+            gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128, 128, true>(&dP[0][0], sdOa, sVa + kw * 128);
             wgmma_commit();
             if constexpr (PIPE)
                 gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa); // the last step's dK^T
@@ -524,14 +523,13 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 if (DV == DQK || PPW * w < DV / 64) { // ((192, 128): not warpgroup 2)
                     if constexpr (DV < DQK)
                         wgmma_fence();
+                    const GDesc<128> ga(sdOa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sPa, 16, 1024);
 #pragma unroll
                     for (int i = 0; i < PPW; ++i)
 #pragma unroll
                         for (int kk = 0; kk < WBM / 16; ++kk)
-                            wg_ss_tk<T, WBN>(&acc_v[i][0][0],
-                                             gmma_desc(sdOa + (PPW * w + i) * (WBM * 128) + kk * 16 * 128, WBM * 128,
-                                                       1024),
-                                             gmma_desc(sPa + kk * 32, 16, 1024), 1);
+                            wg_ss_tk<T, WBN>(&acc_v[i][0][0], ga.at(i * (WBM * 128) + kk * 16 * 128), gb.at(kk * 32),
+                                             1);
                 }
                 if constexpr (DV < DQK)
                     wgmma_fence();
@@ -539,12 +537,12 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
+                const GDesc<128> ga(sdSa, WBM * 128, 1024), gb(sKa + PPW * w * (WBN * 128), WBN * 128, 1024);
 #pragma unroll
                 for (int i = 0; i < PPW; ++i)
 #pragma unroll
                     for (int kk = 0; kk < WBN / 16; ++kk)
-                        wg_ss_tt<T, 64>(&dq[i][0][0], gmma_desc(sdSa + kk * 16 * 128, WBM * 128, 1024),
-                                        gmma_desc(sKa + (PPW * w + i) * (WBN * 128) + kk * 16 * 128, WBN * 128, 1024),
+                        wg_ss_tt<T, 64>(&dq[i][0][0], ga.at(kk * 16 * 128), gb.at(i * (WBN * 128) + kk * 16 * 128),
                                         kk > 0);
                 wgmma_commit();
             };

@@ -81,7 +81,10 @@ typedef struct fa4cp_kparams {
      * (FwdSoftmax::step; else its unmasked blocks run FwdSoftmax::step_spec:
      * the exp2 against the running base first, the max only when a row sum
      * passes 2^8), 2097152 the forward launches with all 227 KB of shared
-     * memory whatever its tile needs (the largest carveout, the smallest L1) */
+     * memory whatever its tile needs (the largest carveout, the smallest L1),
+     * 1073741824 the forward stores O directly from registers (else, where
+     * its tile leaves room, through shared memory and TMA stores: FwdCfg's
+     * O_KIND, fwd_kernel.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

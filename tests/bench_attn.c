@@ -2,7 +2,8 @@
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
  *                   [--shape d,S,causal[,dv]]...   (S = 0: the varlen batch, S = -1: the FA4 anchor's,
- *                                                   -2: short GQA sequences, -3: decode-like GQA)
+ *                                                   -2: short GQA sequences, -3: decode-like GQA,
+ *                                                   -4: mid-length GQA sequences)
  *                   [--bar] [--variants T1,T2,...] [--fwd] [--det]
  *
  * --shape may be given several times (up to 32); d is any head dim of the
@@ -22,8 +23,10 @@
  * 32/8, d 128, causal) is the last shape of --bar and the full list.  The GQA
  * packing shapes (--shape only): S = -2, 256 sequences of 16 to 128 tokens
  * (sk = sq); S = -3, 32 sequences of 1 to 16 queries against 1k to 8k keys
- * (log-uniform, the decode-like case); both H 32/8, their FLOPs the exact
- * count of visible (query, key) pairs (bottom-right causal when causal).  % peak is of
+ * (log-uniform, the decode-like case); S = -4, sequences of 256 to 1024
+ * tokens (uniform, sk = sq) up to 32768 in all, where the packing heuristic
+ * still packs; all H 32/8, their FLOPs the exact count of visible (query,
+ * key) pairs (bottom-right causal when causal).  % peak is of
  * the measured bf16 matmul rate (--peak, default 761 TFLOP/s, the H100 anchor
  * of shared/reference/device.md).
  *
@@ -152,7 +155,7 @@ typedef struct shape {
     int d, s, causal;
     /* 1: lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all;
      * 2: the FA4 anchor's batch (GQA 32/8, padding between sequences);
-     * 3: 256 short sequences, 4: decode-like (both GQA 32/8) */
+     * 3: 256 short sequences, 4: decode-like, 5: mid-length (all GQA 32/8) */
     int varlen;
     int dv; /* value head dim, 0: d */
 } shape;
@@ -184,10 +187,19 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         }
     } else if (sh->varlen >= 3) {
         /* sq, sk of each sequence; the visible pairs counted exactly */
-        batch = sh->varlen == 3 ? 256 : 32;
+        batch = sh->varlen == 3 ? 256 : sh->varlen == 4 ? 32 : 1000;
         for (int i = 0; i < batch; ++i) {
             int lq, lk;
-            if (sh->varlen == 3) {
+            if (sh->varlen == 5) {
+                lq = 256 + (int)(rng() % 769);
+                if (cu[i] + lq > TOKENS)
+                    lq = TOKENS - cu[i];
+                if (lq <= 0) {
+                    batch = i;
+                    break;
+                }
+                lk = lq;
+            } else if (sh->varlen == 3) {
                 lq = 16 + (int)(rng() % 113);
                 lk = lq;
             } else {
@@ -287,6 +299,8 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         snprintf(sname, sizeof sname, "gqa-short");
     else if (sh->varlen == 4)
         snprintf(sname, sizeof sname, "gqa-decode");
+    else if (sh->varlen == 5)
+        snprintf(sname, sizeof sname, "gqa-mid");
     else if (sh->varlen)
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
     else
@@ -433,10 +447,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_attn: at most %d --shape\n", nmany);
                 return 2;
             }
-            if (n < 3 || one.s < -3 || (one.s > 0 && TOKENS % one.s != 0) || one.d < 1 || one.d > HIDDEN ||
+            if (n < 3 || one.s < -4 || (one.s > 0 && TOKENS % one.s != 0) || one.d < 1 || one.d > HIDDEN ||
                 one.dv < 0 || one.dv > one.d) {
                 fprintf(stderr, "bench_attn: --shape %s: want d,S,causal[,dv] with S dividing %d (0: varlen, "
-                                "-1: the FA4 anchor's batch, -2: short GQA, -3: decode-like GQA) and dv <= d\n",
+                                "-1: the FA4 anchor's batch, -2: short GQA, -3: decode-like GQA, -4: mid-length "
+                                "GQA) and dv <= d\n",
                         argv[i], TOKENS);
                 return 2;
             }

@@ -65,13 +65,20 @@ __global__ void __launch_bounds__(C::NT, 1)
 // (the varlen batch of short sequences whose longest is long).  At long
 // sequences both fill their tiles and read K/V as often, so they stay
 // unpacked (the TMA epilogue).
-static inline bool fwd_pack_pays(int64_t s, int G, int BM) {
+//
+// Where a packed tile's O cannot take the TMA epilogue (G not a power of two
+// dividing BM: 6, 12, ...) its direct stores cost most of the gain: on an
+// H200 (R4, 13:09 UTC, d128 GQA 32/8 with the stores forced direct) packed
+// was 1.04x unpacked at 16-128 tokens and 0.86x at 256-1024, but 2.0x at
+// 1-16 queries against 1k-8k keys.  There it packs only when the unpacked
+// tiles are less than half as full (factor 0.5).
+static inline bool fwd_pack_pays(int64_t s, int G, int BM, double factor = 0.9) {
     if (s <= 0)
         return false;
     const int pt = BM / G;
     const double fill_u = (double)s / (double)(((s + BM - 1) / BM) * BM);
     const double fill_p = (double)s * G / (double)(((s + pt - 1) / pt) * BM);
-    return fill_u < 0.9 * fill_p;
+    return fill_u < factor * fill_p;
 }
 
 // PK: the family has a packed instantiation; the launch packs GQA tiles
@@ -81,10 +88,13 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     const cudaStream_t stream = (cudaStream_t)p.stream;
     const int grp = p.heads / p.kv_heads;
     bool pack = false;
+    // whole 16-row boxes of O and no idle rows: the packed tile can take the TMA epilogue
+    const bool boxed = C::BM % grp == 0 && (16 % grp == 0 || grp % 16 == 0);
     if (PK && grp >= 2 && grp <= C::BM && !(p.tuning & 16)) {
         const int64_t mean = p.batch > 0 ? (p.total_q + p.batch - 1) / p.batch : 0;
-        pack = (p.tuning & 8) || fwd_pack_pays(p.max_sq, grp, C::BM) ||
-               (p.batch > 1 && fwd_pack_pays(mean < p.max_sq ? mean : p.max_sq, grp, C::BM));
+        const double f = boxed && C::O_KIND != 0 ? 0.9 : 0.5;
+        pack = (p.tuning & 8) || fwd_pack_pays(p.max_sq, grp, C::BM, f) ||
+               (p.batch > 1 && fwd_pack_pays(mean < p.max_sq ? mean : p.max_sq, grp, C::BM, f));
         // a work list too short for the packed entries (fa4cp_kparams::sched_cap): unpacked
         const int ppt = C::BM / grp;
         if ((long long)((p.max_sq + ppt - 1) / ppt) * p.batch + 2 > p.sched_cap)
@@ -127,7 +137,6 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     // Packed tiles (G a power of two dividing BM): a warp's 16 rows are
     // min(G, 16) heads x max(16 / G, 1) tokens of out, one box of a map with
     // that many heads (else direct stores).
-    const bool boxed = C::BM % grp == 0 && (16 % grp == 0 || grp % 16 == 0); // no idle rows, whole boxes
     const bool o_tma =
         (!pack || boxed) && C::O_KIND != 0 && !(p.tuning & 1073741824) && ((uintptr_t)p.out & 15) == 0;
     const int obh = pack ? (grp < 16 ? grp : 16) : 1, obr = 16 / obh; // box heads, tokens

@@ -19,7 +19,8 @@ namespace fa4cp {
 // never carries into the LBO field): the k steps of a product add an
 // immediate instead of rebuilding the descriptor from the address in front
 // of each HGMMA.  Used by the wide layout (d_qk 192, 256: +4 % on one H200,
-// 2026-11-29 12:31); the rows layout measured 3-10 % slower with it at d128
+// 2026-11-29 12:31) and the d80/d96 loop (bwd_ws_mma_rows96: 1-6 % with V in
+// registers, 12:40); the rows layout measured 3-10 % slower with it at d128
 // (ptxas schedules its loop differently) and keeps gmma_desc_rb.
 template <int RB> struct GDesc {
     static_assert(RB == 128 || RB == 64, "128- or 64-byte swizzle");
@@ -75,8 +76,12 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 // {0, 2, 4, 6}, {1, 3, 5, 7} (the 80-row tile's dQ^T fragments, one float
 // per lane: lanes 4 apart are rows 2 apart); f = 2 r8 conflicted 2-way there
 // (ncu, d128 S16k dense: 269 M conflicts on 269 M shared stores).
+// D 96 (rows of 24 chunks, groups of 8): f = 2 (r8 & 3) + (r8 >> 2), whose
+// bits 1-2 differ over rows {0..3} and {4..7} (the float2 stores of a
+// half-warp: 16 banks for 32 words with f = r8, 2-way conflicted).
 template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
     const int f = D % 64 == 0 ? (((r8 & 6) << 1) | (((r8 ^ (r8 >> 2)) & 1) << 1))
+                  : D == 96     ? (((r8 & 3) << 1) | (r8 >> 2))
                   : D % 32 == 0 ? r8
                                 : (r8 & 3);
     return (((col >> 2) ^ f) << 2) | (col & 3);

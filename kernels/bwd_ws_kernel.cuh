@@ -54,10 +54,10 @@
 // Head dims that are not a multiple of 64 (32, 80, 96) are stored in 32-column
 // panels with the 64-byte swizzle (BwdShape::PW), so S^T and dP^T step over
 // the real columns and dV, dK run N = 32 or 96; d 80 is padded to 96 by the
-// TMA's zero fill of columns past the tensor's width.  dQ: both warpgroups
-// at N = 64 where the width is over 64 (d 80, 96: warpgroup 1's columns
-// 64.. and the 32 past the K tile it reads, dropped), else warpgroup 0
-// alone at N = the width.
+// TMA's zero fill of columns past the tensor's width.  dQ: warpgroup 0
+// alone at N = the width (32); at 96 (d 80, 96) the loop is
+// bwd_ws_mma_rows96 (warpgroup 0 computes dQ at N = 96, the warpgroups not
+// in step, V in registers).
 #pragma once
 
 #include "bwd_common.cuh"
@@ -147,7 +147,13 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
                   "wide layout: d_qk 192 or 256, 64-row query blocks");
     static constexpr int NWG = WIDE && PK == 192 ? 3 : 2; // MMA warpgroups
     static constexpr int PPW = PK / 64 / NWG;
-    static constexpr int NT = 128 * (1 + NWG), NC = 128 * NWG, NDQ = NC + 32; // threads; named barrier counts
+    // rows layout at a padded width of 96 (d 80, 96), 64-row steps: dQ by
+    // warpgroup 0 alone at N = 96, the warpgroups not kept in step
+    // (bwd_ws_mma_rows96)
+    static constexpr bool DQW = !WIDE && WBM == 64 && PW == 32 && PK == 96 && PV == 96;
+    // threads; named barrier counts (dQ staging: the MMA threads that stage
+    // dQ + the writer warp)
+    static constexpr int NT = 128 * (1 + NWG), NC = 128 * NWG, NDQ = (DQW ? 128 : NC) + 32;
     static constexpr int Q_STAGES = WIDE && PK > 192 ? 1 : 2, DO_STAGES = WIDE && PV > 128 ? 1 : 2;
     // tile bytes (the TMA's count the zero-filled columns past the width too)
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
@@ -174,6 +180,9 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // warpgroup is done with the last step's P^T, dS^T
     static constexpr int BAR_PDS = 1, BAR_DQ_FULL = 2, BAR_DQ_EMPTY = 4; // + buffer
     static constexpr int BAR_PDS_FREE = 6;
+    // DQW: BAR_PDS (dS^T buffer 0) and BAR_PDS1 (buffer 1), both halves of
+    // dS^T stored; BAR_DSFREE + buffer, warpgroup 0's dQ has read it
+    static constexpr int BAR_PDS1 = 7, BAR_DSFREE = 8;
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
     static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
@@ -636,6 +645,276 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     }
 }
 
+// The MMA warpgroups of the rows layout at a padded width of 96 (d 80, 96:
+// 32-column panels; BwdWsCfg::DQW), after FA4's d96 tile: warpgroup W (this
+// copy's, 0 or 1) owns KV rows 64W..64W+63 as in the rows layout, but dQ =
+// dS K is computed by warpgroup 0 alone at N = 96 (8 k16 steps over the 128
+// keys; no padded columns), and the two warpgroups are not kept in step:
+//   warpgroup 1: S^T, dP^T, P^T, dS^T as the rows layout; waits on
+//     BAR_DSFREE + s (warpgroup 0's dQ of step it-2 has read sdS[s]) before
+//     it stores its half of dS^T, then arrives on BAR_PDS_S(s) and issues dV
+//     and dK, releasing dO and Q as they complete: it never waits for
+//     warpgroup 0 otherwise, so it runs up to a step ahead and its softmax
+//     overlaps warpgroup 0's products on the tensor pipe;
+//   warpgroup 0: S^T, dP^T, P^T, dS^T; dV and dK issued; waits on
+//     BAR_PDS_S(s) (both halves of dS^T in sdS[s]); dQ (SS: dS^T MN-major,
+//     K MN-major, N = 96); releases dO and Q once dV and dK are done, hands
+//     sdS[s] back (BAR_DSFREE + s) once dQ is, stages dQ (BAR_DQ_EMPTY,
+//     BAR_DQ_FULL with the writer: 128 + 32 threads).
+// Two PdS barriers (one per dS^T buffer), so that warpgroup 1 one step ahead
+// never arrives twice on a barrier warpgroup 0 has not yet synced.
+// dS^T goes to shared memory by stmatrix (4 per thread and step instead of
+// 32 32-bit stores); the element mask in 32-bit block-relative bounds (as
+// the wide layout's); the wgmma descriptors as a low word made once per
+// operand plus an immediate per k step (GDesc).  VR (the default;
+// FA4CP_CUDA_TUNING 134217728: off): V of the warpgroup's 64 KV rows held in
+// registers (24 per thread, loaded once by ldmatrix), dP^T = V dO^T as an RS
+// product, which halves its shared-memory reads (FA3's d96 choice).
+// Each copy runs the loop without branches on the warpgroup, so that no
+// wgmma sits on a divergent path (ptxas would serialise them all).
+// Measured and not kept (H200, 2026-11-29 12:40, docs/performance.md):
+// warpgroup 0 issuing dQ before dK, and the warpgroups taking turns at dQ
+// step by step (both within noise of this order).
+template <typename T, typename C, bool DET, int W, bool VR>
+__device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsBars *bars,
+                                                  const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
+                                                  int tid) {
+    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, DQK = C::DQK, DV = C::DV;
+    constexpr int PW = C::PW, RB = C::RB, NQB = C::DQ_BUFS;
+    static_assert(WBM == 64 && WBN == 128 && PW == 32 && PK == 96 && PV == 96, "rows layout at a width of 96");
+    const int ctid = tid - 128;
+    const int warp = (ctid >> 5) & 3, lane = tid & 31;
+    const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
+    const float *sDsum = reinterpret_cast<const float *>(base + C::OFF_DSUM);
+    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);
+    T *sdS = reinterpret_cast<T *>(base + C::OFF_DS); // [2][WBN kv rows][WBM query cols]
+
+    float acc_v[PV / 8][4], acc_k[PK / 8][4]; // dV, dK of this warpgroup's 64 KV rows
+#pragma unroll
+    for (int i = 0; i < PV / 8; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            acc_v[i][j] = 0.f;
+            acc_k[i][j] = 0.f;
+        }
+    wgmma_fence(); // the zeroed accumulators, before any wgmma
+
+    if (gi.iters > 0) {
+        const float sl2 = p.scale * kLog2e;
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
+        // VR: the A fragments of V (rows 64W + 16 warp .., k step kk = columns
+        // 16kk..): ldmatrix.x4, lane l the row 16 warp + (l & 15), 16-byte
+        // chunk 2 (kk & 1) + (l >> 4) of panel kk >> 1, 64-byte swizzle
+        // (chunk c of row r at c ^ ((r >> 1) & 3))
+        uint32_t vf[VR ? PV / 16 : 1][4];
+        if constexpr (VR) {
+            const int r = W * 64 + warp * 16 + (lane & 15);
+#pragma unroll
+            for (int kk = 0; kk < PV / 16; ++kk) {
+                const int c = (2 * (kk & 1) + (lane >> 4)) ^ ((r >> 1) & 3);
+                ldmatrix_x4(vf[kk], sVa + (kk >> 1) * (WBN * RB) + r * RB + c * 16);
+            }
+        }
+        BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+        const int iters = gi.iters;
+        // one step (a lambda: the form measured)
+        auto step = [&](const int it) {
+            const int s = it & 1;
+            const uint32_t ph = ((uint32_t)it >> 1) & 1;
+            // (an opaque copy of the thread's index each step, as the rows layout)
+            const int ct = opaque_int(ctid);
+            const int g = (ct & 31) >> 2, t = ct & 3, ln = ct & 31, wr = ((ct >> 5) & 3) * 16;
+            const int jr0 = W * 64 + wr + g;
+            const uint32_t sQa = sb + C::OFF_Q + s * C::TILE_Q, sdOa = sb + C::OFF_DO + s * C::TILE_DO;
+            const uint32_t sdSa = sb + C::OFF_DS + s * C::TILE_DS;
+            T *sdST = sdS + s * (WBN * WBM);
+
+            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            const int m0 = st.m0(gi, WBM);
+            const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+            const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
+            st.next(gi);
+            const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                           Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
+                                                           gi.n0);
+            sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
+            wgmma_fence();
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + W * 64 * RB, sQa);
+            wgmma_commit();
+            sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
+            wgmma_fence();
+            if constexpr (VR) {
+                // dP^T = V dO^T: A = V from registers, B = dO K-major (the
+                // MN-major form of dO^T)
+                const GDesc<RB> gdo(sdOa, 16, 8 * RB);
+#pragma unroll
+                for (int kk = 0; kk < DV / 16; ++kk)
+                    wg_rs_kb<T, WBM>(&dpT[0][0], vf[kk],
+                                     gdo.at((kk >> 1) * (WBM * RB) + (kk & 1) * 32), kk > 0);
+            } else {
+                gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB, true>(&dpT[0][0], sVa + W * 64 * RB, sdOa);
+            }
+            wgmma_commit();
+
+            // -LSE * log2(e) of this thread's query columns, loaded while S^T runs
+            float nl[WBM / 8][2];
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i) {
+                nl[i][0] = lse2[i * 8 + 2 * t] * -kLog2e;
+                nl[i][1] = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+            }
+            wgmma_wait<1>(); // S^T is ready; dP^T may still be running
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl[i][0]));
+                    sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl[i][1]));
+                }
+            if (need_mask) {
+                // element (query m0 + qq, key n0 + jj) is masked iff qq >=
+                // qlim, jj >= jlim, jj - qq > dhi (key past hi) or jj - qq <
+                // dlo (before lo): Mask's bounds relative to the block
+                const int n0 = gi.n0;
+                const int qlim = gi.sq - m0, jlim = gi.sk - n0;
+                const int64_t rel = (int64_t)m0 - n0 + gi.off;
+                auto clamp32 = [](int64_t x) {
+                    return (int)(x < -(1 << 30) ? -(1 << 30) : x > (1 << 30) ? (1 << 30) : x);
+                };
+                const int dhi = p.window_right < 0 ? (1 << 30) : clamp32(rel + p.window_right);
+                const int dlo = p.window_left < 0 ? -(1 << 30) : clamp32(rel - p.window_left);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int jj = jr0 + 8 * r;
+#pragma unroll
+                    for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                        for (int c = 0; c < 2; ++c) {
+                            const int qq = i * 8 + 2 * t + c;
+                            if (qq >= qlim || jj >= jlim || jj - qq > dhi || jj - qq < dlo)
+                                sT[i][2 * r + c] = 0.f;
+                        }
+                }
+            }
+            wgmma_wait<0>();
+            // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T)
+            uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+#pragma unroll
+            for (int i = 0; i < WBM / 8; ++i) {
+                const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const float p0 = sT[i][2 * r], p1 = sT[i][2 * r + 1];
+                    pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(p0, p1);
+                    da[i >> 1][(i & 1) * 2 + r] =
+                        pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
+                }
+            }
+            if constexpr (W == 1) {
+                if (it >= 2) // warpgroup 0's dQ of step it-2 has read sdS[s]
+                    sm90::named_sync(C::BAR_DSFREE + s, 256);
+            }
+            // dS^T into sdS[s] by stmatrix: da[kk] are the 8x8 blocks (key rows
+            // 8 (m & 1), query tile 2kk + (m >> 1)) m = 0..3 of the warp's 16
+            // rows; lane l the address of row l & 7 of block l >> 3
+            {
+                const int m = ln >> 3;
+                const int row = W * 64 + wr + 8 * (m & 1) + (ln & 7);
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk) {
+                    const uint32_t addr = smem_u32(sdST + pnl<WBN>(row, (2 * kk + (m >> 1)) * 8));
+                    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                                 "r"(da[kk][0]), "r"(da[kk][1]), "r"(da[kk][2]), "r"(da[kk][3])
+                                 : "memory");
+                }
+            }
+            fence_proxy_async(); // dS^T stores -> the dQ wgmma
+            if constexpr (W == 1)
+                sm90::named_arrive(s ? C::BAR_PDS1 : C::BAR_PDS, 256);
+            // dV += P^T dO, dK += dS^T Q (RS)
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk)
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], GDesc<RB>(sdOa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
+            wgmma_commit();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk)
+                wg_rs<T, PK>(&acc_k[0][0], da[kk], GDesc<RB>(sQa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
+            wgmma_commit();
+            if constexpr (W == 1) {
+                wgmma_wait<1>(); // dV done
+                __syncwarp();    // (the warp's reads of Dsum before its release)
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                wgmma_wait<0>(); // dK done
+                __syncwarp();
+                if (lane == 0)
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+            } else {
+                sm90::named_sync(s ? C::BAR_PDS1 : C::BAR_PDS, 256); // both halves of dS^T are in sdS[s]
+                // dQ = dS K (A: dS^T, MN-major, 128 keys; B: K, MN-major, 96 columns)
+                float dq[PK / 8][4];
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < WBN / 16; ++kk)
+                    wg_ss_tt<T, PK>(&dq[0][0], GDesc<128>(sdSa, WBM * 128, 1024).at(kk * 16 * 128),
+                                    GDesc<RB>(sKa, WBN * RB, 8 * RB).at(kk * 16 * RB), kk > 0);
+                wgmma_commit();
+                wgmma_wait<1>(); // dV, dK done
+                __syncwarp();
+                if (lane == 0) {
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                    sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+                }
+                wgmma_wait<0>(); // dQ done: sdS[s] is free for warpgroup 1's step it+2
+                if (it + 2 < gi.iters)
+                    sm90::named_arrive(C::BAR_DSFREE + s, 256);
+                // dQ into the staging tile once the bulk copy has read it (step it-NQB)
+                const int qb = NQB > 1 ? s : 0;
+                float *tileq = sdQ + qb * (WBM * DQK);
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, C::NDQ);
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    const int rl = wr + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+                    for (int c = 0; c < PK / 8; ++c)
+                        if (c * 8 < DQK)
+                            *reinterpret_cast<float2 *>(tileq + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
+                                make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+                }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, C::NDQ);
+            }
+        };
+        for (int it = 0; it < iters; ++it)
+            step(it);
+    }
+
+    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+    const int n0 = gi.n0, sk = gi.sk;
+    const int g = lane >> 2, t = lane & 3;
+    const int jr0 = W * 64 + warp * 16 + g; // this thread's KV rows: jr0, jr0 + 8
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int j = n0 + jr0 + 8 * r;
+        if (j >= sk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < PK / 8; ++c)
+            if (c * 8 < DQK)
+                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_k[c][2 * r] * p.scale, acc_k[c][2 * r + 1] * p.scale);
+#pragma unroll
+        for (int c = 0; c < PV / 8; ++c)
+            if (c * 8 < DV)
+                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_v[c][2 * r], acc_v[c][2 * r + 1]);
+    }
+}
+
 template <typename T, int DQK, int DV, int WBM_, bool DET>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -820,6 +1099,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     sm90::setmaxnreg_inc<C::REG_C>();
     if constexpr (C::WIDE) {
         bwd_ws_mma_wide<T, C, DET>(p, bars, gi, sb, base, tid);
+        return;
+    }
+    if constexpr (C::DQW) {
+        // one copy of the loop per warpgroup (and per VR)
+        const bool vr = !(p.tuning & 134217728);
+        if (wg == 1) {
+            if (vr)
+                bwd_ws_mma_rows96<T, C, DET, 0, true>(p, bars, gi, sb, base, tid);
+            else
+                bwd_ws_mma_rows96<T, C, DET, 0, false>(p, bars, gi, sb, base, tid);
+        } else {
+            if (vr)
+                bwd_ws_mma_rows96<T, C, DET, 1, true>(p, bars, gi, sb, base, tid);
+            else
+                bwd_ws_mma_rows96<T, C, DET, 1, false>(p, bars, gi, sb, base, tid);
+        }
         return;
     }
 

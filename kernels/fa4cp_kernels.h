@@ -61,6 +61,8 @@ typedef struct fa4cp_kparams {
      * dense d128 (else 80), 262144 it keeps 64-row query blocks at d32 and
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
+     * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
+     * product; else V in registers, RS),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never

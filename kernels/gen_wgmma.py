@@ -9,13 +9,15 @@ Add an N to a list when a tile needs it (the forward's BN and padded DV, the
 backward's tile widths)."""
 
 # N of D[64 x N]: wg_ss (S = Q K^T, S^T, dP^T), wg_rs (O += P V, dV, dK),
+# wg_rs_kb (dP^T = V dO^T with V in registers, the backward at d 96),
 # wg_ss_tt (dQ = dS K), wg_ss_mn (O += P V with P in shared memory),
 # wg_ss_tk (dQ^T = K^T dS^T of the backward's 80-row query blocks; dV^T =
 # dO^T P, dK^T = Q^T dS of its wide layout, N = its 64- and 96-row KV blocks)
 NS = {
     "ss": [32, 64, 80, 96, 112, 128, 144, 192, 256],
     "rs": [32, 64, 80, 96, 112, 128, 144, 192, 256],
-    "ss_tt": [32, 64, 128],
+    "rs_kb": [64],
+    "ss_tt": [32, 64, 96, 128],
     "ss_mn": [32, 64, 96, 128],
     "ss_tk": [64, 80, 96],
 }
@@ -24,6 +26,7 @@ KINDS = {
     # kind: (A operand, B operand, trailing operands of the instruction)
     "ss": ("K-major in shared memory", "K-major in shared memory", "p, 1, 1, 0, 0"),
     "rs": ("in registers (4 per thread)", "MN-major in shared memory", "p, 1, 1, 1"),
+    "rs_kb": ("in registers (4 per thread)", "K-major in shared memory", "p, 1, 1, 0"),
     "ss_tt": ("MN-major in shared memory", "MN-major in shared memory", "p, 1, 1, 1, 1"),
     "ss_mn": ("K-major in shared memory", "MN-major in shared memory", "p, 1, 1, 0, 1"),
     "ss_tk": ("MN-major in shared memory", "K-major in shared memory", "p, 1, 1, 1, 0"),
@@ -53,14 +56,14 @@ print("""#pragma once
 namespace fa4cp {
 """)
 for kind in KINDS:
-    sig = "float *d, const uint32_t *a, uint64_t db, int scale_d" if kind == "rs" else \
+    sig = "float *d, const uint32_t *a, uint64_t db, int scale_d" if kind.startswith("rs") else \
         "float *d, uint64_t da, uint64_t db, int scale_d"
     print("template <typename T, int N> __device__ __forceinline__ void wg_%s(%s);" % (kind, sig))
 for kind, (_, _, tail) in KINDS.items():
     for n in NS[kind]:
         nr = n // 2
         for t, s in TYPES:
-            if kind == "rs":
+            if kind.startswith("rs"):
                 sig = "float *d, const uint32_t *a, uint64_t db, int scale_d"
                 pred, ab = nr + 5, "{%s}, %%%d" % (regs(4, nr), nr + 4)
                 ins = '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(scale_d)'

@@ -21,6 +21,11 @@
  *             a lower step (T x T/2) and an upper step (T/2 x T); summed over
  *             every rank's steps (n diagonals, n(n-1)/2 lower and upper):
  *             ratio_iso = that sum / noncp (the compute cost of the cut);
+ *             each call timed alone on an idle stream, so a short call also
+ *             pays the host's enqueue; the "queued" line times iters calls
+ *             back to back instead (the host enqueuing ahead, as the
+ *             executor's does): ratio_iso_queued, and its forward and
+ *             backward parts;
  *   executor  the CP forward then backward with n ranks as threads over the
  *             local device transport on `--gpus` GPUs (one GPU: every rank
  *             shares it); wall = host time from a barrier to every stream
@@ -104,12 +109,13 @@ static void fill(void *d, size_t n, unsigned seed)
 
 /* One attention shape: sq queries, sk keys, one sequence; median ms of fwd, bwd. */
 typedef struct shape_t {
-    double fwd, bwd;
+    double fwd, bwd;   /* median of single calls, each timed alone on an idle stream */
+    double qfwd, qbwd; /* iters calls back to back (the host enqueuing ahead), per call */
 } shape_t;
 
 static shape_t time_attn(int sq, int sk, int is_causal)
 {
-    shape_t r = {0, 0};
+    shape_t r = {0, 0, 0, 0};
     /* q, dq [sq, H, D]; k, dk [sk, H, D]; out, dout [sq, H, DV]; v, dv [sk, H, DV] */
     size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D, no = (size_t)sq * H * DV, nv = (size_t)sk * H * DV;
     void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nv * 2), *o = dalloc(no * 2);
@@ -166,6 +172,26 @@ static shape_t time_attn(int sq, int sk, int is_causal)
     }
     r.fwd = median(tf, iters);
     r.bwd = median(tb, iters);
+    /* Queued: iters forwards, then iters backwards, back to back between two
+     * events.  A single call timed on an idle stream also charges the host's
+     * enqueue (argument checks, tensor maps, launches: tens of us) to the GPU;
+     * queued, the host runs ahead of the GPU as the CP executor's does, and
+     * only the GPU's time per call is left. */
+    {
+        float f, b;
+        CK(cudaEventRecord(e0, NULL));
+        for (int it = 0; it < iters; it++)
+            FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
+        CK(cudaEventRecord(e1, NULL));
+        for (int it = 0; it < iters; it++)
+            FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+        CK(cudaEventRecord(e2, NULL));
+        CK(cudaEventSynchronize(e2));
+        CK(cudaEventElapsedTime(&f, e0, e1));
+        CK(cudaEventElapsedTime(&b, e1, e2));
+        r.qfwd = f / iters;
+        r.qbwd = b / iters;
+    }
     free(tf);
     free(tb);
     void *ps[] = {q, k, v, o, dout, dq, dk, dv, lse, cu};
@@ -326,7 +352,7 @@ int main(int argc, char **argv)
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
-        shape_t full = {NAN, NAN};
+        shape_t full = {NAN, NAN, NAN, NAN};
         /* FlashAttention convention: 2 (d + dv) per visible pair and head (causal: half the pairs) */
         double fl = 2.0 * H * (double)S * S * (D + DV) * (causal ? 0.5 : 1.0);
         if (!no_ref) {
@@ -345,13 +371,15 @@ int main(int argc, char **argv)
                 printf("# cp %d: nccl needs one GPU per rank (--gpus %d)\n", n, gpus);
                 continue;
             }
-            shape_t nan2 = {NAN, NAN};
+            shape_t nan2 = {NAN, NAN, NAN, NAN};
             shape_t dg = no_ref ? nan2 : time_attn(T, T, causal);
             shape_t lo = no_ref ? nan2 : time_attn(T, T / 2, 0), up = no_ref ? nan2 : time_attn(T / 2, T, 0);
             double pairs = 0.5 * n * (n - 1);
             double iso = causal ? n * (dg.fwd + dg.bwd) + pairs * (lo.fwd + lo.bwd + up.fwd + up.bwd)
                                 : n * n * (dg.fwd + dg.bwd);
             double ratio_iso = iso / (full.fwd + full.bwd);
+            double qiso_f = causal ? n * dg.qfwd + pairs * (lo.qfwd + up.qfwd) : n * n * dg.qfwd;
+            double qiso_b = causal ? n * dg.qbwd + pairs * (lo.qbwd + up.qbwd) : n * n * dg.qbwd;
 
             fa4cp_local_world *w = NULL;
             rank_job *jobs = calloc((size_t)n, sizeof *jobs);
@@ -386,6 +414,11 @@ int main(int argc, char **argv)
                    "%9.3f | %9.2f\n",
                    S, n, full.fwd, full.bwd, dg.fwd, dg.bwd, lo.fwd, lo.bwd, up.fwd, up.bwd,
                    ratio_iso, cw, gpus == 1 ? cw / (full.fwd + full.bwd) : NAN, sc);
+            if (!no_ref)
+                printf("    queued (%d calls back to back, ms per call): noncp %.3f/%.3f  diag %.3f/%.3f  "
+                       "low %.3f/%.3f  up %.3f/%.3f  ratio_iso_queued %.3f (fwd %.3f, bwd %.3f)\n",
+                       iters, full.qfwd, full.qbwd, dg.qfwd, dg.qbwd, lo.qfwd, lo.qbwd, up.qfwd, up.qbwd,
+                       (qiso_f + qiso_b) / (full.qfwd + full.qbwd), qiso_f / full.qfwd, qiso_b / full.qbwd);
             for (int dir = 0; dir < 2; dir++) {
                 const fa4cp_cp_timing *t = dir ? &jobs[0].tb : &jobs[0].tf;
                 double comp = 0, com = 0;

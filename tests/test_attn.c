@@ -1073,6 +1073,35 @@ static void cuda_bwd_head_dims(test_rng *r)
            "cuda backward (192, %d) %s: one sequence of %d queries, %d keys, GQA 2/1, causal with a %d-key window, dlse",
            c.dv, deterministic ? "deterministic" : "atomic", c.used_q[0], c.used_k[0], c.wl);
     }
+    /* d 80 and 96 (warpgroup 0 computes dQ alone, warpgroup 1 runs up to a
+     * step ahead, two dS^T buffers handed back by named barriers): one
+     * sequence of 5-6 KV blocks and 9-11 query blocks, GQA 2/1, so that a KV
+     * block walks 10-22 steps; dense, causal, and causal with a left window,
+     * both modes */
+    for (int k = 0; k < 6; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k % 2 ? FA4CP_FP16 : FA4CP_BF16;
+        c.batch = 1;
+        c.H = 2;
+        c.Hk = 1;
+        c.d = c.dv = k < 3 ? 96 : 80;
+        c.causal = k % 3 != 0;
+        c.wl = k % 3 == 2 ? 100 + test_rng_int(r, 0, 200) : -1;
+        c.wr = -1;
+        c.use_seqused = 1;
+        c.used_q[0] = 580 + test_rng_int(r, 0, 120);
+        c.used_k[0] = 600 + test_rng_int(r, 0, 100);
+        c.cu_q[1] = c.used_q[0] + 2;
+        c.cu_k[1] = c.used_k[0] + 3;
+        c.total_q = c.cu_q[1] + 1;
+        c.total_k = c.cu_k[1];
+        deterministic = k == 1 || k == 3 || k == 5;
+        ok(bwd_case(r, &c, 1),
+           "cuda backward d%d %s: one sequence of %d queries, %d keys, GQA 2/1, %s, dlse", c.d,
+           deterministic ? "deterministic" : "atomic", c.used_q[0], c.used_k[0],
+           !c.causal ? "dense" : c.wl >= 0 ? "causal with a left window" : "causal");
+    }
     deterministic = 0;
 }
 

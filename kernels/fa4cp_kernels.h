@@ -40,7 +40,9 @@ typedef struct fa4cp_kparams {
      * entries (zeroed by the backward's preprocess kernel): a ticket counter, then one semaphore
      * per (head, sequence, 64-row query block), see attn_bwd.cu */
     int *dq_sem;
-    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 64) + 2;
+    /* work list, int32 [sched_cap]: at least batch * ceil(max(max_sq, max_sk) / 64) + 2
+     * (the forward packs GQA tiles only where it also holds batch * ceil(max_sq /
+     * floor(BM / G)) + 2 entries, G = heads / kv_heads, BM its tile's rows);
      * the forward keeps its tile counter in sched[sched_cap - 1] (the forward
      * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;
@@ -63,6 +65,12 @@ typedef struct fa4cp_kparams {
      * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
      * product; else V in registers, RS),
+     * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
+     * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
+     * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never
+     * packs (else it packs where the tiles fill better packed, fwd_pack_pays
+     * in fwd_kernel.cuh; 16 wins; packed tiles store O by TMA where G is a
+     * power of two dividing BM, else directly),
      * 2048 the forward's producer loads K and V of a block together (not V
      * one block behind K), 4096 the bf16 forward runs its family's ALT tile
      * where it has one (FwdShape in fwd_kernel.cuh: d32-d96 two consumer

@@ -124,6 +124,27 @@ __device__ __forceinline__ void fwd_store_rows(const float *o, const float *inv,
     fwd_write_rows<T, D>(packed, lse, out_row0, stride, lse_row0, i0, sq, q);
 }
 
+// A packed GQA tile's rows (fwd_sched.cuh: each row its own token and query
+// head): the thread's rows r = 0, 1 where ok[r], O at out + orow[r] (D/8
+// packed pairs, as fwd_write_rows; packed NULL: zeros) and, from the quad's
+// first lane, lse at lse_base[lrow[r]].  Direct stores: a warp's 16 rows are
+// one box of the out map only when G divides 16.
+template <typename T, int D>
+__device__ __forceinline__ void fwd_write_rows_at(const uint32_t *packed, const float *lse, T *out, float *lse_base,
+                                                  const int64_t *orow, const int64_t *lrow, const bool *ok, int q) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        if (!ok[r])
+            continue;
+        T *dst = out + orow[r] + 2 * q;
+#pragma unroll
+        for (int c = 0; c < D / 8; ++c)
+            *reinterpret_cast<uint32_t *>(dst + 8 * c) = packed ? packed[2 * c + r] : 0u;
+        if (q == 0)
+            lse_base[lrow[r]] = lse[r];
+    }
+}
+
 // A tile no key is visible to: out 0, lse -inf for the thread's rows.
 template <typename T, int D>
 __device__ __forceinline__ void fwd_store_empty(T *out_row0, int64_t stride, float *lse_row0, int i0, int sq,

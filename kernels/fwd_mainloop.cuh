@@ -157,7 +157,9 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
 
 // --------------------------------------------------------------- producer
 
-template <class C>
+// PACK: packed GQA tiles (fwd_sched.cuh): tmQ's boxes are G heads x pt
+// tokens, the tile's head is its KV head.
+template <class C, bool PACK>
 __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmQ,
                                              const CUtensorMap *tmK, const CUtensorMap *tmV, uint32_t sQ,
                                              uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int R) {
@@ -170,6 +172,9 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
     sm90::tma_prefetch_desc(tmK);
     sm90::tma_prefetch_desc(tmV);
     const int grp = p.heads / p.kv_heads;
+    // packed: pt tokens x G heads of Q, the expect-tx bytes of the (full) boxes
+    const int rows = PACK ? sc.pt : BM;
+    const uint32_t q_bytes = PACK ? (uint32_t)(sc.pt * grp * C::DQP * 2) : (uint32_t)C::TILE_Q;
     int tile = blockIdx.x;
     uint32_t tcount = 0, kk = 0, vv = 0, qc = 0; // tiles, K blocks, V blocks, Q tiles so far
     for (;;) {
@@ -188,9 +193,9 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
         const FwdTile ft = fwd_decode(sc, n_entries, tile);
         const SeqInfo si = seq_info(p, ft.b);
         const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-        const FwdBlocks fb = fwd_blocks<BM, BN>(mk, ft.mb * BM, si.sq, si.sk);
+        const FwdBlocks fb = fwd_blocks_rows<BN>(mk, ft.mb * rows, rows, si.sq, si.sk);
         if (!fb.empty) {
-            const int kvh = ft.h / grp;
+            const int kvh = PACK ? ft.h : ft.h / grp;
             const int qx = (int)si.q_off + si.sq, kx = (int)si.k_off + si.sk;
             // K of block n, into the K ring
             auto load_k = [&](int n) {
@@ -221,11 +226,11 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
             {
                 const uint32_t fq = bb + offsetof(B, full_q);
                 sm90::mbar_wait(bb + offsetof(B, empty_q), (qc & 1) ^ 1);
-                sm90::mbar_arrive_expect_tx(fq, C::TILE_Q);
+                sm90::mbar_arrive_expect_tx(fq, q_bytes);
 #pragma unroll
                 for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
-                    sm90::tma_load_4d(sQ + pn * BM * C::RBQ, tmQ, fq, pn * C::PWQ, ft.h, R - si.sq + ft.mb * BM, qx,
-                                      sm90::kEvictFirst);
+                    sm90::tma_load_4d(sQ + pn * BM * C::RBQ, tmQ, fq, pn * C::PWQ, PACK ? kvh * grp : ft.h,
+                                      R - si.sq + ft.mb * rows, qx, sm90::kEvictFirst);
                 ++qc;
             }
             if (p.tuning & 2048) { // K and V of a block together
@@ -415,10 +420,13 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 // --------------------------------------------------------------- consumer
 
 // OTMA: the epilogue stores O through shared memory and TMA (needs
-// C::O_KIND != 0), else directly from registers.  A template parameter, not
+// C::O_KIND != 0), else directly from registers.  PACK: packed GQA tiles
+// (fwd_sched.cuh), each row at its own token and head: with OTMA (G a power
+// of two) a warp's 16 rows are one box of the out map, min(G, 16) heads x
+// max(16 / G, 1) tokens; else direct stores.  A template parameter, not
 // a run-time switch: with both epilogues in one kernel ptxas spilled 40
 // bytes around the d128 mainloop (main: 8; the TMA kernel alone: none).
-template <class C, bool OTMA>
+template <class C, bool OTMA, bool PACK>
 __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmO,
                                              uint32_t sQ, uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int wg,
                                              int ct, int R) {
@@ -439,6 +447,19 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
     const uint32_t my_bar = 1 + wg, next_bar = 1 + (wg + 1) % C::NWG;
     T *const out = reinterpret_cast<T *>(p.out);
     uint32_t tcount = 0, kv = 0, qc = 0;
+    // packed: G query heads per tile token, pt tokens per tile (rows = the tile's tokens)
+    const int G = PACK ? sc.pg : 1, rows = PACK ? sc.pt : BM;
+    const int xr = wg * 64 + warp * 16 + (lane >> 2); // the thread's tile rows xr, xr + 8
+    // packed: the token (from the tile's first, m0) and the query head (of KV head kvh) of tile row x
+    auto ptok = [&](int x) { return x / G; };
+    auto phead = [&](int kvh, int x) { return kvh * G + x % G; };
+    // packed: row r's O row and lse offsets, and whether it is written (a real row below sq)
+    auto prow = [&](int r, int m0, int kvh, int q_off, int sq, int64_t *orow, int64_t *lrow, bool *ok) {
+        const int x = xr + 8 * r, t = m0 + ptok(x), hd = phead(kvh, x);
+        ok[r] = x < rows * G && t < sq;
+        orow[r] = ((int64_t)q_off + t) * stride + (int64_t)hd * DV;
+        lrow[r] = (int64_t)hd * p.total_q + q_off + t;
+    };
 
     if (wg == C::NWG - 1)
         sm90::named_arrive(1, 256); // as warpgroup 0's predecessor: warpgroup 0 takes the first turn
@@ -483,8 +504,8 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         const FwdTile ft = fwd_decode(sc, n_entries, tile);
         const SeqInfo si = seq_info(p, ft.b);
         const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
-        const int m0 = ft.mb * BM;
-        FwdBlocks fb = fwd_blocks<BM, BN>(mk, m0, si.sq, si.sk);
+        const int m0 = ft.mb * rows; // packed: the first token
+        FwdBlocks fb = fwd_blocks_rows<BN>(mk, m0, rows, si.sq, si.sk);
         fb.n_lo = sm90::warp_uniform(fb.n_lo);
         fb.n_hi = sm90::warp_uniform(fb.n_hi);
         fb.empty = fb.n_hi < fb.n_lo;
@@ -493,18 +514,28 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         // pointers are formed after it: fewer live registers under the GEMMs)
         const int q_off = (int)si.q_off, sq = si.sq, h = ft.h;
         if (fb.empty) {
-            fwd_store_empty<T, DV>(out + si.q_off * stride + (int64_t)ft.h * DV, stride,
-                                   p.lse + (int64_t)ft.h * p.total_q + si.q_off, i0, si.sq, q);
+            if constexpr (PACK) {
+                int64_t orow[2], lrow[2];
+                bool ok[2];
+                const float none[2] = {-INFINITY, -INFINITY};
+                for (int r = 0; r < 2; ++r)
+                    prow(r, m0, h, q_off, sq, orow, lrow, ok);
+                fwd_write_rows_at<T, DV>(nullptr, none, out, p.lse, orow, lrow, ok, q);
+            } else {
+                fwd_store_empty<T, DV>(out + si.q_off * stride + (int64_t)ft.h * DV, stride,
+                                       p.lse + (int64_t)ft.h * p.total_q + si.q_off, i0, si.sq, q);
+            }
             continue;
         }
         // the element mask, reduced to what the blocks need: the masked
         // blocks (fwd_mask_blocks) and the visible keys of the thread's rows
-        const FwdMaskBlocks mb = fwd_mask_blocks<BM, BN>(mk, p.window_left, p.window_right, m0);
+        const FwdMaskBlocks mb = fwd_mask_blocks_rows<BN>(mk, p.window_left, p.window_right, m0, rows);
         int row_lo[2], row_hi[2];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-            row_lo[r] = (int)mk.lo(i0 + 8 * r);
-            row_hi[r] = (int)mk.hi(i0 + 8 * r);
+            const int t = PACK ? m0 + ptok(xr + 8 * r) : i0 + 8 * r; // the row's token
+            row_lo[r] = (int)mk.lo(t);
+            row_hi[r] = (int)mk.hi(t);
         }
         sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
         ++qc;
@@ -636,7 +667,30 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
         const int i0e = m0 + wg * 64 + warp * 16 + (lane >> 2);
-        if constexpr (OTMA) { // through shared memory and TMA (fwd_epilogue.cuh)
+        if constexpr (PACK && OTMA) { // the warp's rows: one box of G' heads x 16 / G' tokens (G' = min(G, 16))
+            static_assert(C::O_KIND != 0, "no O staging area");
+            uint32_t packed[DVP / 4];
+            fwd_pack_o<T, DVP>(o, inv, packed);
+            auto panel = [&](int pn) { return fwd_o_panel<C>(sQ, wg, warp, pn); };
+            fwd_o_free(); // the last tile's store has read the area
+            fwd_stage_o<DVP, C::PWV>(packed, panel, lane);
+            const int x0 = wg * 64 + warp * 16; // the warp's first tile row
+            fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, phead(h, x0), m0 + ptok(x0), q_off, sq, R);
+#pragma unroll
+            for (int r = 0; r < 2; ++r) { // (G divides BM: no idle rows)
+                const int x = xr + 8 * r, t = m0 + ptok(x);
+                if (q == 0 && t < sq)
+                    p.lse[(int64_t)phead(h, x) * p.total_q + q_off + t] = lse[r];
+            }
+        } else if constexpr (PACK) { // each row at its token and query head
+            uint32_t packed[DV / 4];
+            fwd_pack_o<T, DV>(o, inv, packed); // first, on every thread (C7520)
+            int64_t orow[2], lrow[2];
+            bool ok[2];
+            for (int r = 0; r < 2; ++r)
+                prow(r, m0, h, q_off, sq, orow, lrow, ok);
+            fwd_write_rows_at<T, DV>(packed, lse, out, p.lse, orow, lrow, ok, q);
+        } else if constexpr (OTMA) { // through shared memory and TMA (fwd_epilogue.cuh)
             static_assert(C::O_KIND != 0, "no O staging area");
             uint32_t packed[DVP / 4];
             fwd_pack_o<T, DVP>(o, inv, packed);

@@ -12,15 +12,20 @@ struct FwdBlocks {
     bool empty;     // no key visible to any row: out 0, lse -inf
 };
 
-template <int BM, int BN>
-__device__ __forceinline__ FwdBlocks fwd_blocks(const Mask &mk, int m0, int sq, int sk) {
+// Query rows m0 .. m0 + rows - 1 (a packed GQA tile: its tokens, fwd_sched.cuh).
+template <int BN>
+__device__ __forceinline__ FwdBlocks fwd_blocks_rows(const Mask &mk, int m0, int rows, int sq, int sk) {
     FwdBlocks fb;
-    const int m_last = min(m0 + BM, sq) - 1;
+    const int m_last = min(m0 + rows, sq) - 1;
     const int64_t j_hi = mk.hi(m_last), j_lo = mk.lo(m0);
     fb.empty = sk == 0 || m0 >= sq || j_hi < j_lo;
     fb.n_lo = fb.empty ? 0 : (int)(j_lo / BN);
     fb.n_hi = fb.empty ? -1 : (int)(j_hi / BN);
     return fb;
+}
+template <int BM, int BN>
+__device__ __forceinline__ FwdBlocks fwd_blocks(const Mask &mk, int m0, int sq, int sk) {
+    return fwd_blocks_rows<BN>(mk, m0, BM, sq, sk);
 }
 
 // Which KV blocks need the element mask for some row of a tile (rows m0 ..
@@ -34,8 +39,9 @@ struct FwdMaskBlocks {
     int from, below;
     __device__ __forceinline__ bool masked(int n) const { return n >= from || n < below; }
 };
-template <int BM, int BN>
-__device__ __forceinline__ FwdMaskBlocks fwd_mask_blocks(const Mask &mk, int wl, int wr, int m0) {
+// (rows: the tile's query rows, or its tokens when packed)
+template <int BN>
+__device__ __forceinline__ FwdMaskBlocks fwd_mask_blocks_rows(const Mask &mk, int wl, int wr, int m0, int rows) {
     FwdMaskBlocks b;
     b.from = mk.sk / BN; // (n + 1) BN > sk
     if (wr >= 0) {       // (n + 1) BN - 1 > hi(m0)
@@ -44,9 +50,13 @@ __device__ __forceinline__ FwdMaskBlocks fwd_mask_blocks(const Mask &mk, int wl,
         b.from = min(b.from, f);
     }
     b.below = 0;
-    if (wl >= 0) // n BN < lo(m0 + BM - 1)
-        b.below = (int)((mk.lo(m0 + BM - 1) + BN - 1) / BN);
+    if (wl >= 0) // n BN < lo(m0 + rows - 1)
+        b.below = (int)((mk.lo(m0 + rows - 1) + BN - 1) / BN);
     return b;
+}
+template <int BM, int BN>
+__device__ __forceinline__ FwdMaskBlocks fwd_mask_blocks(const Mask &mk, int wl, int wr, int m0) {
+    return fwd_mask_blocks_rows<BN>(mk, wl, wr, m0, BM);
 }
 
 // Set the invisible scores of a thread's m64nBN accumulator fragment to

@@ -16,6 +16,13 @@
 // (tile_full / tile_empty mbarriers); -1 ends the loop.
 // One sequence: no list, its order in closed form (FwdSched::bm), the
 // counter zeroed by a memset.
+//
+// GQA packing (fwd_ws_kernel<C, false, true>, chosen per call by the
+// launcher, fwd_kernel.cuh): a tile is (sequence b, packed block mb, KV head
+// h) and its BM rows are the G = pg query heads of that KV head at pt =
+// floor(BM / G) tokens: tile row x is token mb * pt + x / G of query head
+// h * G + x % G (rows from pt * G on idle when G does not divide BM).  The
+// list's entries are then blocks of pt tokens and `heads` counts KV heads.
 #pragma once
 
 #include "attn_common.cuh"
@@ -30,6 +37,7 @@ struct FwdSched {
     int hsec;        // heads per L2 section (a multiple of the GQA group, or all heads)
     int bm;          // > 0: one sequence (fwd_list_closed, attn_sched.cuh), the list in closed
                      // form over query blocks of bm rows; 0: the list
+    int pg, pt;      // packed kernel: query heads per KV head (G) and tokens per tile
 };
 
 struct FwdTile {

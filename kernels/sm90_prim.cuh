@@ -279,9 +279,12 @@ __host__ inline PFN_cuTensorMapEncodeTiled_v12000 tmap_encoder() {
 // address base + (off + i) * stride, and rows i >= len fall out of bounds
 // (zero-filled on load, dropped on store), so tiles never read or write a
 // neighbouring sequence.  R must be >= every len (any power of two >= the
-// longest sequence).
+// longest sequence).  box_heads > 1: boxes of box_heads consecutive heads
+// (head coordinate h .. h + box_heads - 1), laid out in shared memory row by
+// row, the heads of a row consecutive: box_rows * box_heads rows of box_cols
+// (the forward's packed GQA tiles, fwd_sched.cuh).
 __host__ inline cudaError_t tmap_ragged_thd(CUtensorMap *map, const void *base, bool fp16, int64_t rows, int heads,
-                                   int dim, int64_t R, int box_rows, int box_cols = 64) {
+                                   int dim, int64_t R, int box_rows, int box_cols = 64, int box_heads = 1) {
     PFN_cuTensorMapEncodeTiled_v12000 enc = tmap_encoder();
     if (!enc)
         return cudaErrorNotSupported;
@@ -289,9 +292,10 @@ __host__ inline cudaError_t tmap_ragged_thd(CUtensorMap *map, const void *base, 
     const char *b = static_cast<const char *>(base) - (uint64_t)R * stride;
     cuuint64_t gdim[4] = {(cuuint64_t)dim, (cuuint64_t)heads, (cuuint64_t)R, (cuuint64_t)rows + 1};
     cuuint64_t gstride[3] = {(cuuint64_t)dim * 2, stride, stride};
-    if (box_cols != 64 && box_cols != 32)
+    if ((box_cols != 64 && box_cols != 32) || box_heads < 1 || box_heads > heads || box_heads > 256 ||
+        box_rows < 1 || box_rows > 256)
         return cudaErrorInvalidValue;
-    cuuint32_t box[4] = {(cuuint32_t)box_cols, 1, (cuuint32_t)box_rows, 1};
+    cuuint32_t box[4] = {(cuuint32_t)box_cols, (cuuint32_t)box_heads, (cuuint32_t)box_rows, 1};
     cuuint32_t estr[4] = {1, 1, 1, 1};
     CUresult r = enc(map, fp16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4,
                      const_cast<char *>(b), gdim, gstride, box, estr, CU_TENSOR_MAP_INTERLEAVE_NONE,

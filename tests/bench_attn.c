@@ -1,7 +1,9 @@
 /* bench_attn.c - speed of the cuda attention backend (a benchmark, not a test).
  *
  * usage: bench_attn [--json FILE] [--peak TFLOPS] [--iters N] [--quick] [--smoke] [--profile]
- *                   [--shape d,S,causal[,dv]]...   (S = 0: the varlen batch, S = -1: the FA4 anchor's)
+ *                   [--shape d,S,causal[,dv]]...   (S = 0: the varlen batch, S = -1: the FA4 anchor's,
+ *                                                   -2: short GQA sequences, -3: decode-like GQA,
+ *                                                   -4: mid-length GQA sequences)
  *                   [--bar] [--variants T1,T2,...] [--fwd] [--det]
  *
  * --shape may be given several times (up to 32); d is any head dim of the
@@ -18,7 +20,14 @@
  * halved when causal, bwd 2.5 x fwd; varlen sums the per-sequence FLOPs.  The FA4
  * anchor's varlen batch (shared/anchors/fa4_anchor.py: 8 sequences of 513 to
  * 12000 tokens, each padded to a multiple of 8, cu_seqlens + seqused, GQA
- * 32/8, d 128, causal) is the last shape of --bar and the full list.  % peak is of
+ * 32/8, d 128, causal) is the last shape of --bar and the full list.  The GQA
+ * packing shapes (--shape only): S = -2, 256 sequences of 16 to 128 tokens
+ * (sk = sq); S = -3, 32 sequences of 1 to 16 queries against 1k to 8k keys
+ * (log-uniform, the decode-like case); S = -4, sequences of 256 to 1024
+ * tokens (uniform, sk = sq) up to 32768 in all, where the packing heuristic
+ * still packs; all H 32/8, their FLOPs the exact count of visible (query,
+ * key) pairs (bottom-right causal when causal), each the same batch at every
+ * call (the random varlen batch of S = 0 is drawn anew at each).  % peak is of
  * the measured bf16 matmul rate (--peak, default 761 TFLOP/s, the H100 anchor
  * of shared/reference/device.md).
  *
@@ -72,7 +81,7 @@ typedef struct bufs {
     void *q[NSETS], *k[NSETS], *v[NSETS], *out[NSETS], *dout[NSETS];
     float *lse[NSETS];
     void *dq, *dk, *dv;
-    int32_t *cu, *used;
+    int32_t *cu, *used, *cuk;
     size_t bytes; /* of one [TOKENS, HIDDEN] bf16 tensor */
 } bufs;
 
@@ -105,6 +114,7 @@ static void bufs_init(bufs *b, size_t tokens) {
     CK(cudaMalloc(&b->dv, b->bytes));
     CK(cudaMalloc((void **)&b->cu, 1024 * sizeof(int32_t)));
     CK(cudaMalloc((void **)&b->used, 1024 * sizeof(int32_t)));
+    CK(cudaMalloc((void **)&b->cuk, 1024 * sizeof(int32_t)));
     free(h);
 }
 
@@ -145,7 +155,8 @@ static float time_call(bufs *b, fa4cp_attn_args *a, int bwd, int iters) {
 typedef struct shape {
     int d, s, causal;
     /* 1: lengths drawn log-uniformly in [1k, 32k], 32768 tokens in all;
-     * 2: the FA4 anchor's batch (GQA 32/8, padding between sequences) */
+     * 2: the FA4 anchor's batch (GQA 32/8, padding between sequences);
+     * 3: 256 short sequences, 4: decode-like, 5: mid-length (all GQA 32/8) */
     int varlen;
     int dv; /* value head dim, 0: d */
 } shape;
@@ -155,12 +166,13 @@ static int with_det = 0; /* --det */
 
 static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *json) {
     const int d = sh->d, dv = sh->dv ? sh->dv : sh->d;
-    const int H = sh->varlen == 2 ? 32 : HIDDEN / d, HK = sh->varlen == 2 ? 8 : H;
+    const int H = sh->varlen >= 2 ? 32 : HIDDEN / d, HK = sh->varlen >= 2 ? 8 : H;
     /* no backward kernel for these head dims: time the forward only */
     const int no_bwd = fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, d, dv, 1) != FA4CP_OK;
     const int fwd_only_here = fwd_only || no_bwd;
-    int32_t cu[1024], used[1024];
-    int batch = 0;
+    int32_t cu[1024], used[1024], cuk[1024];
+    int batch = 0, maxk = 0;
+    cuk[0] = 0;
     double flops = 0;
     int maxlen = 0;
     cu[0] = 0;
@@ -174,6 +186,46 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
             if (pad > maxlen)
                 maxlen = pad;
         }
+    } else if (sh->varlen >= 3) {
+        /* sq, sk of each sequence; the visible pairs counted exactly.  The
+         * same batch at every call of the shape (each --variants value):
+         * its own generator state, seeded by the shape, the global one kept */
+        const uint64_t saved = rng_state;
+        rng_state = 0x2545F4914F6CDD1Dull * (uint64_t)(sh->varlen + 1);
+        batch = sh->varlen == 3 ? 256 : sh->varlen == 4 ? 32 : 1000;
+        for (int i = 0; i < batch; ++i) {
+            int lq, lk;
+            if (sh->varlen == 5) {
+                lq = 256 + (int)(rng() % 769);
+                if (cu[i] + lq > TOKENS)
+                    lq = TOKENS - cu[i];
+                if (lq <= 0) {
+                    batch = i;
+                    break;
+                }
+                lk = lq;
+            } else if (sh->varlen == 3) {
+                lq = 16 + (int)(rng() % 113);
+                lk = lq;
+            } else {
+                lq = 1 + (int)(rng() % 16);
+                double u = (double)(rng() >> 11) / 9007199254740992.0;
+                lk = (int)(1024.0 * pow(8.0, u));
+            }
+            cu[i + 1] = cu[i] + lq;
+            cuk[i + 1] = cuk[i] + lk;
+            double pairs = 0;
+            for (int r = 0; r < lq; ++r) {
+                int64_t vis = sh->causal ? (int64_t)r + lk - lq + 1 : lk;
+                pairs += vis < 0 ? 0 : vis > lk ? lk : (double)vis;
+            }
+            flops += 2.0 * H * pairs * (d + dv);
+            if (lq > maxlen)
+                maxlen = lq;
+            if (lk > maxk)
+                maxk = lk;
+        }
+        rng_state = saved;
     } else if (sh->varlen) {
         int64_t total = 0;
         while (batch < 1000) {
@@ -193,11 +245,20 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         for (int i = 0; i < batch; ++i)
             cu[i + 1] = cu[i] + sh->s;
     }
-    for (int i = 0; i < batch && sh->varlen != 2; ++i) {
+    for (int i = 0; i < batch && sh->varlen < 2; ++i) {
         double L = cu[i + 1] - cu[i];
         flops += 2.0 * H * L * L * (d + dv) / (sh->causal ? 2 : 1);
         if (L > maxlen)
             maxlen = (int)L;
+    }
+    if (sh->varlen < 3) {
+        memcpy(cuk, cu, sizeof(int32_t) * (size_t)(batch + 1));
+        maxk = maxlen;
+    }
+    if ((size_t)cuk[batch] * HK * d * 2 > b->bytes) {
+        fprintf(stderr, "bench_attn: shape needs %zu bytes per K tensor, buffers have %zu\n",
+                (size_t)cuk[batch] * HK * d * 2, b->bytes);
+        exit(2);
     }
     if ((size_t)cu[batch] * H * d * 2 > b->bytes) {
         fprintf(stderr, "bench_attn: shape needs %zu bytes per tensor, buffers have %zu\n",
@@ -205,6 +266,7 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
         exit(2);
     }
     CK(cudaMemcpy(b->cu, cu, sizeof(int32_t) * (size_t)(batch + 1), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(b->cuk, cuk, sizeof(int32_t) * (size_t)(batch + 1), cudaMemcpyHostToDevice));
     if (sh->varlen == 2)
         CK(cudaMemcpy(b->used, used, sizeof(int32_t) * (size_t)batch, cudaMemcpyHostToDevice));
     fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
@@ -214,11 +276,14 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     a.kv_heads = HK;
     a.head_dim = d;
     a.head_dim_v = dv;
-    a.total_q = a.total_k = cu[batch];
-    a.cu_seqlens_q = a.cu_seqlens_k = b->cu;
+    a.total_q = cu[batch];
+    a.total_k = cuk[batch];
+    a.cu_seqlens_q = b->cu;
+    a.cu_seqlens_k = b->cuk;
     if (sh->varlen == 2)
         a.seqused_q = a.seqused_k = b->used;
-    a.max_seqlen_q = a.max_seqlen_k = maxlen;
+    a.max_seqlen_q = maxlen;
+    a.max_seqlen_k = maxk;
     a.causal = sh->causal;
     a.dq = b->dq;
     a.dk = b->dk;
@@ -236,6 +301,12 @@ static void run_shape(bufs *b, const shape *sh, int iters, double peak, FILE *js
     char sname[32];
     if (sh->varlen == 2)
         snprintf(sname, sizeof sname, "fa4-varlen");
+    else if (sh->varlen == 3)
+        snprintf(sname, sizeof sname, "gqa-short");
+    else if (sh->varlen == 4)
+        snprintf(sname, sizeof sname, "gqa-decode");
+    else if (sh->varlen == 5)
+        snprintf(sname, sizeof sname, "gqa-mid");
     else if (sh->varlen)
         snprintf(sname, sizeof sname, "varlen(%d)", batch);
     else
@@ -382,17 +453,19 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_attn: at most %d --shape\n", nmany);
                 return 2;
             }
-            if (n < 3 || one.s < -1 || (one.s > 0 && TOKENS % one.s != 0) || one.d < 1 || one.d > HIDDEN ||
+            if (n < 3 || one.s < -4 || (one.s > 0 && TOKENS % one.s != 0) || one.d < 1 || one.d > HIDDEN ||
                 one.dv < 0 || one.dv > one.d) {
                 fprintf(stderr, "bench_attn: --shape %s: want d,S,causal[,dv] with S dividing %d (0: varlen, "
-                                "-1: the FA4 anchor's batch) and dv <= d\n", argv[i], TOKENS);
+                                "-1: the FA4 anchor's batch, -2: short GQA, -3: decode-like GQA, -4: mid-length "
+                                "GQA) and dv <= d\n",
+                        argv[i], TOKENS);
                 return 2;
             }
             if (fa4cp_attn_supports(FA4CP_BACKEND_CUDA, FA4CP_BF16, one.d, one.dv, 0) != FA4CP_OK) {
                 fprintf(stderr, "bench_attn: --shape %s: %s\n", argv[i], fa4cp_last_error());
                 return 2;
             }
-            one.varlen = one.s == 0 ? 1 : one.s == -1 ? 2 : 0;
+            one.varlen = one.s == 0 ? 1 : one.s < 0 ? 1 - one.s : 0;
             many[nmany++] = one;
             quick = 3;
         }

@@ -1,6 +1,7 @@
 /* test_attn.c - conformance of the raw attention call.
  *
- * usage: test_attn [cpu|cuda] [det|hd|bwd|fwd|one]   (cuda det: only the deterministic-backward cases;
+ * usage: test_attn [cpu|cuda] [det|hd|bwd|fwd|one|pack|packsmall]
+ *                                       (cuda det: only the deterministic-backward cases;
  *                                        cuda hd: only the head-dim families, a small run for
  *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants;
  *                                        cuda bwd: the backward of every head dim, both modes,
@@ -8,7 +9,9 @@
  *                                        cuda fwd: every case of the full run, forward only,
  *                                        about a minute on an H200; cuda one: only the
  *                                        one-sequence calls, closed-form work order against
- *                                        the list kernel's)
+ *                                        the list kernel's; cuda pack: only the packed GQA
+ *                                        forward cases, packsmall: two small ones of them,
+ *                                        for compute-sanitizer)
  *
  * Every case draws fresh random shapes and inputs, poisons the outputs, runs
  * the backend and compares with a dense float64 implementation written here
@@ -1421,6 +1424,103 @@ static void cuda_large_logits(test_rng *r)
                           "to 600 rows", total);
 }
 
+/* The d64 and d128 forward's packed GQA tiles (kernels/fwd_sched.cuh: the G
+ * query heads of a KV head at BM / G tokens a tile), forward only (the backward
+ * does not pack): random varlen batches of G query heads per KV head with
+ * short and empty sequences and padding between them (seqused, rows past
+ * the last sequence), random masks (causal, windows, bottom-right with sq
+ * != sk), sq <= 64 against sk up to maxk (the decode-like case) or longer
+ * self-attention, some with a large softmax scale (the d128 rare path);
+ * against the float64 reference, outputs poisoned, padding rows untouched. */
+static int packed_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int maxb, int maxq, int maxk, int *saw)
+{
+    tcase c;
+    memset(&c, 0, sizeof c);
+    c.dtype = dt;
+    c.batch = test_rng_int(r, 1, maxb);
+    c.H = H;
+    c.Hk = Hk;
+    c.d = c.dv = d;
+    c.dv_as_zero = test_rng_int(r, 0, 1);
+    int mask = test_rng_int(r, 0, 4); /* none, causal, window L, window L+R, causal+window L */
+    c.causal = mask == 1 || mask == 4;
+    c.wl = mask >= 2 ? test_rng_int(r, 0, maxk > maxq ? maxk : maxq) : -1;
+    c.wr = mask == 3 ? test_rng_int(r, 0, 40) : -1;
+    c.use_seqused = test_rng_int(r, 0, 2) != 0;
+    c.cu_q[0] = c.cu_k[0] = 0;
+    for (int b = 0; b < c.batch; b++) {
+        int lq = test_rng_int(r, 0, 5) == 0 ? 0 : test_rng_int(r, 1, maxq);
+        int lk = maxk == 0 ? lq : test_rng_int(r, 0, 7) == 0 ? 0 : test_rng_int(r, 1, maxk);
+        int pq = lq, pk = lk;
+        if (c.use_seqused) {
+            pq += test_rng_int(r, 0, 9);
+            pk += test_rng_int(r, 0, 9);
+            c.used_q[b] = lq;
+            c.used_k[b] = lk;
+        }
+        c.cu_q[b + 1] = c.cu_q[b] + pq;
+        c.cu_k[b + 1] = c.cu_k[b] + pk;
+    }
+    c.total_q = c.cu_q[c.batch] + test_rng_int(r, 0, 5);
+    c.total_k = c.cu_k[c.batch] + test_rng_int(r, 0, 5);
+    c.scale = test_rng_int(r, 0, 3) == 0 ? 4.0 : 0;
+    return run_case(r, &c, 0, saw);
+}
+
+static void cuda_packed(test_rng *r, int small)
+{
+    static const int gqa[][2] = {{8, 1}, {12, 2}, {6, 1}, {16, 1}};
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    char forced[32];
+    snprintf(forced, sizeof forced, "%d", (saved ? atoi(saved) : 0) | 8);
+    int fo = fwd_only;
+    fwd_only = 1;
+    if (small) { /* for compute-sanitizer: two small batches, packing forced */
+        int passed = 0, saw = 0;
+        set_tuning(forced);
+        passed += packed_case(r, FA4CP_BF16, 128, 8, 1, 3, 40, 0, &saw);
+        passed += packed_case(r, FA4CP_FP16, 128, 6, 1, 3, 20, 300, &saw);
+        passed += packed_case(r, FA4CP_BF16, 64, 16, 1, 3, 30, 200, &saw);
+        set_tuning(saved);
+        is_int(passed, 3, "packed GQA forward (d128 8/1 and 6/1, d64 16/1): 3 small random batches");
+        fwd_only = fo;
+        free(saved);
+        return;
+    }
+    for (int k = 0; k < 4; k++) {
+        const int H = gqa[k][0], Hk = gqa[k][1];
+        int passed = 0, total = 0, saw = 0;
+        set_tuning(forced);
+        for (int i = 0; i < 6; i++, total++) {
+            const fa4cp_dtype dt = (i + k) % 2 ? FA4CP_FP16 : FA4CP_BF16;
+            const int d = (i / 2 + k) % 2 ? 64 : 128;
+            if (i < 2) /* short self-attention (and sq != sk through seqused) */
+                passed += packed_case(r, dt, d, H, Hk, MAXB, 64, 0, &saw);
+            else if (i < 4) /* decode-like: sq 1-64 against sk up to 4k */
+                passed += packed_case(r, dt, d, H, Hk, i == 2 ? 2 : MAXB, 64, i == 2 ? 4096 : 1500, &saw);
+            else /* several packed blocks and key blocks per sequence */
+                passed += packed_case(r, dt, d, H, Hk, 3, i == 4 ? 300 : 200, i == 4 ? 0 : 700, &saw);
+        }
+        /* one sequence (its order in closed form, no list kernel) */
+        for (int i = 0; i < 2; i++, total++)
+            passed += packed_case(r, i ? FA4CP_FP16 : FA4CP_BF16, i ? 64 : 128, H, Hk, 1, i ? 250 : 50, i ? 0 : 2500,
+                                  &saw);
+        set_tuning(saved);
+        is_int(passed, total, "packed GQA %d/%d forward (tuning 8): %d random varlen batches (d 64 and 128; short, "
+                              "empty, decode-like sq <= 64 vs sk <= 4k, windows, padding)", H, Hk, total);
+        /* the default heuristic: short sequences pack, longer may not */
+        passed = total = 0;
+        for (int i = 0; i < 3; i++, total++)
+            passed += packed_case(r, i % 2 ? FA4CP_FP16 : FA4CP_BF16, i == 1 ? 64 : 128, H, Hk, MAXB,
+                                  i == 2 ? 16 : 64, i == 0 ? 0 : 2000, &saw);
+        is_int(passed, total, "GQA %d/%d forward, short sequences, the default packing heuristic: %d random batches",
+               H, Hk, total);
+    }
+    fwd_only = fo;
+    free(saved);
+}
+
 /* Sequences longer than the kernels' tiles (several query and key blocks,
  * partial last blocks), both backward paths, and bit-identical repeats of the
  * deterministic backward. */
@@ -1472,6 +1572,7 @@ static void cuda_cases(test_rng *r)
     }
 
     cuda_large_logits(r);
+    cuda_packed(r, 0);
 
     /* one long sequence (forward, sampled rows) */
     ok(long_case(r, FA4CP_BF16, 128, 128, 2, 1, 65536 + 77, 65536 + 77, 0, -1),
@@ -1710,6 +1811,10 @@ int main(int argc, char **argv)
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "one") == 0) {
         one_seq_cases(&rng);
         order_cases(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strncmp(argv[2], "pack", 4) == 0) {
+        cuda_packed(&rng, strcmp(argv[2], "packsmall") == 0); /* "pack", or "packsmall" for compute-sanitizer */
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "hd") == 0) {

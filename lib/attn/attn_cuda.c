@@ -235,7 +235,16 @@ static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
     /* blocks of 64 rows, the smallest a kernel takes (the backward's KV
      * blocks at head dims 192 and 256); + 1: the forward's persistent tile
      * counter lives in the last slot */
-    p->sched_cap = (int64_t)p->batch * ((longest + 63) / 64) + 2;
+    int64_t blocks = (longest + 63) / 64;
+    /* the forward's packed GQA tiles (kernels/fwd_sched.cuh) take floor(BM / G)
+     * tokens of G query heads each, BM >= 64 */
+    const int g = p->kv_heads > 0 ? p->heads / p->kv_heads : 1;
+    if (g >= 2) {
+        const int64_t pt = g < 64 ? 64 / g : 1;
+        const int64_t pb = (p->max_sq + pt - 1) / pt;
+        blocks = pb > blocks ? pb : blocks;
+    }
+    p->sched_cap = (int64_t)p->batch * blocks + 2;
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
 out:

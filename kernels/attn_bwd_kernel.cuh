@@ -159,9 +159,14 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     }
     const int nb = (p.max_sk + W::WBN - 1) / W::WBN;
     // Query rows per step of bwd_ws_kernel: 80 for dense d 128 calls (FA3's
-    // non-causal tile; FA4CP_CUDA_TUNING 131072: 64), else 64.
+    // non-causal tile; FA4CP_CUDA_TUNING 131072: 64) and for causal ones (a
+    // right window, no left one: the 80-row kernel with the window in its
+    // element mask, WIN; FA4CP_CUDA_TUNING 4194304: 64, as FA3's causal
+    // tile; 80 rows: +6-10 % against it at S4k-S32k and on FA4's varlen
+    // batch, H200 13:13 UTC, docs/performance.md), else 64.
     constexpr bool CAN80 = DQK == 128 && DV == 128;
-    const bool t80 = CAN80 && p.window_left < 0 && p.window_right < 0 && !(p.tuning & 131072);
+    const bool t80w = CAN80 && p.window_left < 0 && p.window_right >= 0 && !(p.tuning & 4194304);
+    const bool t80 = CAN80 && p.window_left < 0 && (p.window_right < 0 || t80w) && !(p.tuning & 131072);
     // 128 for d 32, 64 (FA3's 128 x 128 tile; FA4CP_CUDA_TUNING 262144: 64)
     constexpr bool CAN128 = W::PK <= 64 && W::PV <= 64;
     const bool t128 = CAN128 && !(p.tuning & 262144);
@@ -187,7 +192,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
                 return e;
         }
         if constexpr (CAN80) {
-            e = t80 ? launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm)
+            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm)
+                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm))
                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
         } else if constexpr (CAN128) {
             e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm)

@@ -9,10 +9,11 @@
 // deterministic, by tickets (bwd_ws_work).
 // Thread 0 decodes the CTA's work into shared memory (BwdWsInfo) before the
 // roles split; every role follows the steps (query head, WBM-row query
-// block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense d 128
-// calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80, dV, dK with
-// 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for it), one
-// dQ staging tile, no window (launch_bwd_ws refuses one); or 128 at d 32/64
+// block) with its own counter (BwdWsStep).  WBM = 64, or 80 for dense and
+// causal d 128 calls (FA3's non-causal tile, BwdWsCfg): S^T, dP^T at m64n80,
+// dV, dK with 5 k16 steps, dQ^T = K^T dS^T per d-half (dS stored K-major for
+// it), one dQ staging tile, a window only in the WIN kernel (causal: a right
+// window without a left one; launch_bwd_ws refuses one otherwise); or 128 at d 32/64
 // (FA3's d64 tile): S^T, dP^T at m64n128, dQ split along the query rows.
 //   warpgroup 0 (setmaxnreg.dec to 24): warp 0 lane 0 loads, warp 1 writes
 //     dQ, the rest leave.
@@ -114,7 +115,7 @@ template <bool DET> struct BwdWsStep {
     }
 };
 
-// WBM_: query rows per step, 64, or 80 (dense d 128: FA3's non-causal tile),
+// WBM_: query rows per step, 64, or 80 (dense and causal d 128: FA3's non-causal tile),
 // or 128 (d 32, 64: FA3's 128 x 128 tile).
 // At 80 rows the dQ product runs transposed, dQ^T = K^T dS^T (wgmma's M is
 // 64: warpgroup w the d-half 64w.., N = 80), with dS (not dS^T) in shared
@@ -915,7 +916,9 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
     }
 }
 
-template <typename T, int DQK, int DV, int WBM_, bool DET>
+// WIN (80-row blocks only): the element mask also has the window (causal:
+// window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -1190,17 +1193,43 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
             }
             if (C::DQT && need_mask) {
-                // (80-row blocks run only without a window, launch_bwd_ws):
-                // keys past the sequence, query rows past it
-                const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+                // keys past the sequence, query rows past it (80-row blocks
+                // run with a window only as WIN, launch_bwd_ws)
+                if constexpr (WIN) {
+                    // and keys out of the window: element (query m0 + q, key
+                    // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
+                    // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
+                    // (before lo), Mask's bounds relative to the block in 32
+                    // bits; the tests below with the thread's terms on the
+                    // right
+                    const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
+                    const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
+                    auto clamp32 = [](int64_t x) {
+                        return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
+                    };
+                    const int wrt = p.window_right, wlt = p.window_left;
+                    const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
+                    const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
 #pragma unroll
-                for (int r = 0; r < 2; ++r)
+                    for (int r = 0; r < 2; ++r)
 #pragma unroll
-                    for (int i = 0; i < WBM / 8; ++i)
+                        for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
-                        for (int c = 0; c < 2; ++c)
-                            if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
-                                sT[i][2 * r + c] = 0.f;
+                            for (int c = 0; c < 2; ++c)
+                                if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
+                                    8 * r - i * 8 - c < dl)
+                                    sT[i][2 * r + c] = 0.f;
+                } else {
+                    const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+#pragma unroll
+                    for (int r = 0; r < 2; ++r)
+#pragma unroll
+                        for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                            for (int c = 0; c < 2; ++c)
+                                if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
+                                    sT[i][2 * r + c] = 0.f;
+                }
             } else if (need_mask) {
                 const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
                 const Mask mk{gi.off, p.window_left, p.window_right, sk};
@@ -1411,7 +1440,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
-template <typename T, int DQK, int DV, int WBM>
+template <typename T, int DQK, int DV, int WBM, bool WIN = false>
 cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
@@ -1424,7 +1453,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     if (p.total_q + R >= ((int64_t)1 << 31) || p.total_k + R >= ((int64_t)1 << 31) ||
         (int64_t)p.heads * p.total_q + C::WBM >= ((int64_t)1 << 31))
         return cudaErrorInvalidValue;
-    if (C::DQT && (p.window_left >= 0 || p.window_right >= 0)) // (its element mask has no window)
+    static_assert(!WIN || C::DQT, "WIN: the 80-row element mask");
+    if (C::DQT && !WIN && (p.window_left >= 0 || p.window_right >= 0)) // (its element mask has no window)
         return cudaErrorInvalidValue;
     const bool fp16 = MmaType<T>::fp16;
     // with no queries no tile is loaded: any valid base will do
@@ -1455,7 +1485,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    auto kern = p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true> : bwd_ws_kernel<T, DQK, DV, WBM, false>;
+    auto kern =
+        p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>;
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

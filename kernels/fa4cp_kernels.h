@@ -58,7 +58,9 @@ typedef struct fa4cp_kparams {
      * so that the longest-first order holds over the call, attn_sched.cuh),
      * 33554432 the deterministic backward walks a CTA's query heads outer
      * (else inner), 131072 it keeps 64-row query blocks for
-     * dense d128 (else 80), 262144 it keeps 64-row query blocks at d32 and
+     * dense and causal d128 (else 80), 4194304 for causal d128 (a right
+     * window without a left one; else 80, the window in the 80-row
+     * kernel's element mask), 262144 it keeps 64-row query blocks at d32 and
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS

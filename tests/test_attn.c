@@ -5,7 +5,7 @@
  *                                        cuda hd: only the head-dim families, a small run for
  *                                        compute-sanitizer and FA4CP_CUDA_TUNING tile variants;
  *                                        cuda bwd: the backward of every head dim, both modes,
- *                                        and the deterministic cases;
+ *                                        the deterministic cases and the causal d128 tiles;
  *                                        cuda fwd: every case of the full run, forward only,
  *                                        about a minute on an H200; cuda one: only the
  *                                        one-sequence calls, closed-form work order against
@@ -1322,6 +1322,76 @@ static void order_cases(test_rng *r)
     free(saved);
 }
 
+/* The causal d128 backward's tiles (kernels/attn_bwd_kernel.cuh, launch_bwd):
+ * 80-row query blocks with the window in their element mask (the default
+ * for a right window without a left one) and 64-row ones (FA4CP_CUDA_TUNING
+ * 4194304), each in both modes, against the float64 reference: one sequence
+ * (the diagonal inside 80-row blocks), sq < sk and sq > sk (causal
+ * bottom-right: the diagonal off the blocks' 8-row phase; rows that see no
+ * key), and a right window only over a varlen batch, GQA. */
+static void causal_tile_cases(test_rng *r)
+{
+    static const struct {
+        int H, Hk, sq, sk, wr, batch;
+    } cs[] = {
+        {2, 1, 700, 700, -1, 1}, /* causal */
+        {2, 2, 600, 903, -1, 1}, /* causal, sq < sk (the upper CP step) */
+        {4, 2, 901, 500, -1, 1}, /* causal, sq > sk: the first 401 rows see nothing */
+        {2, 1, 0, 0, 37, 3},     /* a right window only, varlen */
+    };
+    static const int tiles[] = {0, 4194304};
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    const int base = saved ? atoi(saved) : 0;
+    for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k % 2 ? FA4CP_FP16 : FA4CP_BF16;
+        c.batch = cs[k].batch;
+        c.H = cs[k].H;
+        c.Hk = cs[k].Hk;
+        c.d = c.dv = 128;
+        c.causal = cs[k].wr < 0;
+        c.wl = -1;
+        c.wr = cs[k].wr;
+        c.use_seqused = 1;
+        for (int b = 0; b < c.batch; b++) {
+            c.used_q[b] = c.batch > 1 ? test_rng_int(r, 90, 400) : cs[k].sq;
+            c.used_k[b] = c.batch > 1 ? test_rng_int(r, 90, 400) : cs[k].sk;
+            c.cu_q[b + 1] = c.cu_q[b] + c.used_q[b] + test_rng_int(r, 0, 9);
+            c.cu_k[b + 1] = c.cu_k[b] + c.used_k[b] + test_rng_int(r, 0, 9);
+        }
+        c.total_q = c.cu_q[c.batch] + 3;
+        c.total_k = c.cu_k[c.batch] + 2;
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        ref_forward(&c, &t);
+        dense(&c, &t, 1);
+        int good = 1;
+        for (size_t v = 0; v < sizeof tiles / sizeof tiles[0] && good; v++)
+            for (int det = 0; det < 2 && good; det++) {
+                char tv[32];
+                snprintf(tv, sizeof tv, "%d", base | tiles[v]);
+                set_tuning(tv);
+                deterministic = det;
+                good = check_bwd_ref(&c, &t, &a, desc);
+                deterministic = 0;
+                if (!good)
+                    diag("%s: FA4CP_CUDA_TUNING %s, %s", desc, tv, det ? "deterministic" : "atomic");
+            }
+        set_tuning(saved);
+        ok(good, "causal d128 backward tiles, %s: 80-row and 64-row query blocks (FA4CP_CUDA_TUNING 4194304), "
+           "both modes match the reference", desc);
+        free_tensors(&t);
+    }
+    set_tuning(saved);
+    free(saved);
+}
+
 /* Large logits, forward: softmax scales up to 30 (score jumps between key
  * blocks far beyond the running max: the d128 forward's exp2 taken against
  * the running base before the max, FwdSoftmax::step_spec, must move its base
@@ -1518,6 +1588,7 @@ static void cuda_cases(test_rng *r)
         cuda_bwd_head_dims(r);
         one_seq_cases(r);
         order_cases(r);
+        causal_tile_cases(r);
     }
 
     /* a misaligned pointer is refused before any launch */
@@ -1732,6 +1803,7 @@ int main(int argc, char **argv)
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "bwd") == 0) {
         cuda_bwd_head_dims(&rng);
         cuda_deterministic(&rng);
+        causal_tile_cases(&rng);
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "fwd") == 0)

@@ -646,6 +646,38 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     }
 }
 
+// The end of a rows-layout MMA warpgroup: the thread's rows jr0 and jr0 + 8
+// of the CTA's KV block (jr0 = row0 + lane / 4, row0 its warp's first row;
+// those below sk) of dK, scaled by the softmax scale, and dV, from its
+// registers.
+template <typename T, int DQK, int DV, int PK, int PV>
+__device__ __forceinline__ void bwd_rows_store_dkdv(const fa4cp_kparams &p, const volatile BwdWsInfo &gi,
+                                                    const float (&acc_k)[PK / 8][4],
+                                                    const float (&acc_v)[PV / 8][4], int row0, int lane) {
+    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+    const int n0 = gi.n0, sk = gi.sk;
+    const int g = lane >> 2, t = lane & 3;
+    const int jr0 = row0 + g; // this thread's KV rows: jr0, jr0 + 8
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int j = n0 + jr0 + 8 * r;
+        if (j >= sk)
+            continue;
+#pragma unroll
+        for (int c = 0; c < PK / 8; ++c)
+            if (c * 8 < DQK)
+                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_k[c][2 * r] * p.scale, acc_k[c][2 * r + 1] * p.scale);
+#pragma unroll
+        for (int c = 0; c < PV / 8; ++c)
+            if (c * 8 < DV)
+                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
+                    pack2<T>(acc_v[c][2 * r], acc_v[c][2 * r + 1]);
+    }
+}
+
 // The MMA warpgroups of the rows layout at a padded width of 96 (d 80, 96:
 // 32-column panels; BwdWsCfg::DQW), after FA4's d96 tile: warpgroup W (this
 // copy's, 0 or 1) owns KV rows 64W..64W+63 as in the rows layout, but dQ =
@@ -892,28 +924,7 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             step(it);
     }
 
-    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
-    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
-    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
-    const int n0 = gi.n0, sk = gi.sk;
-    const int g = lane >> 2, t = lane & 3;
-    const int jr0 = W * 64 + warp * 16 + g; // this thread's KV rows: jr0, jr0 + 8
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int j = n0 + jr0 + 8 * r;
-        if (j >= sk)
-            continue;
-#pragma unroll
-        for (int c = 0; c < PK / 8; ++c)
-            if (c * 8 < DQK)
-                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
-                    pack2<T>(acc_k[c][2 * r] * p.scale, acc_k[c][2 * r + 1] * p.scale);
-#pragma unroll
-        for (int c = 0; c < PV / 8; ++c)
-            if (c * 8 < DV)
-                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
-                    pack2<T>(acc_v[c][2 * r], acc_v[c][2 * r + 1]);
-    }
+    bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, W * 64 + warp * 16, lane);
 }
 
 // WIN (80-row blocks only): the element mask also has the window (causal:
@@ -1413,28 +1424,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
     }
 
-    const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
-    T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
-    T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
-    const int n0 = gi.n0, sk = gi.sk;
-    const int g = lane >> 2, t = lane & 3;
-    const int jr0 = cwg * 64 + warp * 16 + g; // this thread's KV rows: jr0, jr0 + 8
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        const int j = n0 + jr0 + 8 * r;
-        if (j >= sk)
-            continue;
-#pragma unroll
-        for (int c = 0; c < PK / 8; ++c)
-            if (c * 8 < DQK)
-                *reinterpret_cast<uint32_t *>(dkp + (int64_t)j * k_stride + c * 8 + 2 * t) =
-                    pack2<T>(acc_k[c][2 * r] * p.scale, acc_k[c][2 * r + 1] * p.scale);
-#pragma unroll
-        for (int c = 0; c < PV / 8; ++c)
-            if (c * 8 < DV)
-                *reinterpret_cast<uint32_t *>(dvp + (int64_t)j * v_stride + c * 8 + 2 * t) =
-                    pack2<T>(acc_v[c][2 * r], acc_v[c][2 * r + 1]);
-    }
+    bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
 }
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is

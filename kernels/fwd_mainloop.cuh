@@ -667,20 +667,25 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         float inv[2], lse[2];
         sm.finalize(sl2, inv, lse);
         const int i0e = m0 + wg * 64 + warp * 16 + (lane >> 2);
-        if constexpr (PACK && OTMA) { // the warp's rows: one box of G' heads x 16 / G' tokens (G' = min(G, 16))
+        if constexpr (OTMA) { // through shared memory and TMA (fwd_epilogue.cuh)
             static_assert(C::O_KIND != 0, "no O staging area");
             uint32_t packed[DVP / 4];
             fwd_pack_o<T, DVP>(o, inv, packed);
             auto panel = [&](int pn) { return fwd_o_panel<C>(sQ, wg, warp, pn); };
             fwd_o_free(); // the last tile's store has read the area
             fwd_stage_o<DVP, C::PWV>(packed, panel, lane);
-            const int x0 = wg * 64 + warp * 16; // the warp's first tile row
-            fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, phead(h, x0), m0 + ptok(x0), q_off, sq, R);
+            if constexpr (PACK) { // the warp's rows: one box of G' heads x 16 / G' tokens (G' = min(G, 16))
+                const int x0 = wg * 64 + warp * 16; // the warp's first tile row
+                fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, phead(h, x0), m0 + ptok(x0), q_off, sq, R);
 #pragma unroll
-            for (int r = 0; r < 2; ++r) { // (G divides BM: no idle rows)
-                const int x = xr + 8 * r, t = m0 + ptok(x);
-                if (q == 0 && t < sq)
-                    p.lse[(int64_t)phead(h, x) * p.total_q + q_off + t] = lse[r];
+                for (int r = 0; r < 2; ++r) { // (G divides BM: no idle rows)
+                    const int x = xr + 8 * r, t = m0 + ptok(x);
+                    if (q == 0 && t < sq)
+                        p.lse[(int64_t)phead(h, x) * p.total_q + q_off + t] = lse[r];
+                }
+            } else {
+                fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, h, m0 + wg * 64 + warp * 16, q_off, sq, R);
+                fwd_store_lse(lse, p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
             }
         } else if constexpr (PACK) { // each row at its token and query head
             uint32_t packed[DV / 4];
@@ -690,15 +695,6 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             for (int r = 0; r < 2; ++r)
                 prow(r, m0, h, q_off, sq, orow, lrow, ok);
             fwd_write_rows_at<T, DV>(packed, lse, out, p.lse, orow, lrow, ok, q);
-        } else if constexpr (OTMA) { // through shared memory and TMA (fwd_epilogue.cuh)
-            static_assert(C::O_KIND != 0, "no O staging area");
-            uint32_t packed[DVP / 4];
-            fwd_pack_o<T, DVP>(o, inv, packed);
-            auto panel = [&](int pn) { return fwd_o_panel<C>(sQ, wg, warp, pn); };
-            fwd_o_free(); // the last tile's store has read the area
-            fwd_stage_o<DVP, C::PWV>(packed, panel, lane);
-            fwd_store_o_tma<DVP, C::PWV>(tmO, panel, lane, h, m0 + wg * 64 + warp * 16, q_off, sq, R);
-            fwd_store_lse(lse, p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
         } else {
             fwd_store_rows<T, DV>(o, inv, lse, out + (int64_t)q_off * stride + (int64_t)h * DV, stride,
                                   p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);

@@ -160,6 +160,10 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
+    // wide, two Q and two dO stages ((192, 128)): a third P^T / dS^T tile,
+    // so that dS^T has two buffers (bwd_ws_mma_wide's variants 2 and 3)
+    static constexpr bool DS2 = WIDE && Q_STAGES == 2 && DO_STAGES == 2;
+    static constexpr int NDS = DS2 ? 3 : 2; // P^T / dS^T tiles
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
     static constexpr int OFF_DO = OFF_Q + Q_STAGES * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
@@ -168,12 +172,12 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // STAT_STRIDE floats (128-byte aligned)
     static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = (STAT_BOX + 31) / 32 * 32;
     // two dQ staging tiles where they fit in 227 KB (128 rows: d 32 two, d 64 one)
-    static constexpr int DQ_BUFS = DQT || OFF_DS + 2 * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
+    static constexpr int DQ_BUFS = DQT || OFF_DS + NDS * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
                                                   (int)sizeof(BwdWsBars) + 1024 >
                                               232448
                                        ? 1
                                        : 2;
-    static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
+    static constexpr int OFF_DQ = OFF_DS + NDS * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
     static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
     static constexpr int REG_P = 24, REG_C = NWG == 3 ? 160 : 240;
@@ -185,6 +189,8 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // dS^T stored; BAR_DSFREE + buffer, warpgroup 0's dQ has read it
     static constexpr int BAR_PDS1 = 7, BAR_DSFREE = 8;
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
+    static_assert(!DS2 || 4 * TILE_DS <= NDS * TILE_DS + DQ_BUFS * TILE_DQ,
+                  "variant 3: two P^T and two dS^T tiles over the dS and dQ staging area");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
     static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
                       STAT_BOX <= STAT_STRIDE && STAT_BOX * 4 % 16 == 0,
@@ -344,24 +350,65 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 // dV panel: it skips the dV product (a branch around those wgmmas, with
 // warpgroup.arrive at both ends: without them ptxas put one inside the
 // branch and serialised every wgmma, C7520).
-// QF (FA4CP_CUDA_TUNING 67108864, two dO stages only): dQ before dV, dQ
-// staged while dV runs (measured no faster: 0.98-1.02 at (192, 128));
-// chosen once for the whole CTA, so that every warpgroup syncs each named
-// barrier at one instruction.
-template <typename T, typename C, bool DET, int QF = -1>
+// Variants V at (192, 128) (two Q and two dO stages, BwdWsCfg::DS2), by
+// FA4CP_CUDA_TUNING (bwd_wide_variant), chosen once for the whole CTA, so
+// that every warpgroup syncs each named barrier at one instruction:
+//   0: as above;
+//   1 (67108864, QF): dQ before dV, dQ staged while dV runs (measured no
+//     faster: 0.98-1.02 at (192, 128));
+//   2 (268435456): two dS^T buffers (a step writes buffer it & 1), without
+//     BAR_PDS_FREE: the BAR_DQ_EMPTY sync of the last step's dQ staging
+//     comes after every warpgroup's last dV and dQ (P^T, dS^T read), and the
+//     pipelined dK^T of step it - 1, the one reader left, reads the other
+//     buffer;
+//   3 (536870912, not deterministic): dQ added to dq_accum from registers
+//     by red.global.add.v2.f32 (no staging tile, no dQ writer, no
+//     BAR_DQ_*), two P^T and two dS^T buffers over the dS and the unused
+//     staging area, so BAR_PDS is the step's only named barrier: a
+//     warpgroup writes buffer it & 1 again in step it + 2, after the
+//     BAR_PDS of step it + 1, which every warpgroup reaches after its dV, dQ
+//     of step it and its dK^T of step it - 1 (issued in step it) are done.
+template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
+    if constexpr (C::WIDE && C::DS2) {
+        if (p.tuning & 67108864)
+            return 1;
+        if (!DET && (p.tuning & 536870912))
+            return 3;
+        if (p.tuning & 268435456)
+            return 2;
+    }
+    return 0;
+}
+
+template <typename T, typename C, bool DET, int V = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
-    if constexpr (QF < 0) {
-        if constexpr (C::DO_STAGES == 2) {
-            if (p.tuning & 67108864) {
+    if constexpr (V < 0) {
+        if constexpr (C::DS2) {
+            const int v = bwd_wide_variant<C, DET>(p);
+            if (v == 1) {
                 bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
                 return;
+            }
+            if (v == 2) {
+                bwd_ws_mma_wide<T, C, DET, 2>(p, bars, gi, sb, base, tid);
+                return;
+            }
+            if constexpr (!DET) {
+                if (v == 3) {
+                    bwd_ws_mma_wide<T, C, DET, 3>(p, bars, gi, sb, base, tid);
+                    return;
+                }
             }
         }
         bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
         return;
     }
+    constexpr bool QF = V == 1;
+    // tiles of P^T and dS^T: buffer b of each (V 2: dS^T only, V 3: both)
+    constexpr int NB_P = V == 3 ? 2 : 1, NB_DS = V >= 2 ? 2 : 1;
+    constexpr int OFF_PT1 = 2 * C::TILE_DS, OFF_DST1 = V == 3 ? 2 * C::TILE_DS : C::TILE_DS;
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -396,10 +443,13 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         const float sl2 = p.scale * kLog2e;
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         const uint32_t sPa = sm90::smem_addr(sPT), sdSa = sm90::smem_addr(sdST);
+        // buffer b's P^T, dS^T
+        auto pt_at = [&](int b) { return NB_P > 1 ? sPa + b * OFF_PT1 : sPa; };
+        auto dst_at = [&](int b) { return NB_DS > 1 ? sdSa + b * OFF_DST1 : sdSa; };
         // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
-        auto gemm_dk = [&](uint32_t qa) {
+        auto gemm_dk = [&](uint32_t qa, uint32_t dsa) {
             const int w = opaque_int(ctid) >> 7;
-            const GDesc<128> ga(qa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sdSa, 16, 1024);
+            const GDesc<128> ga(qa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(dsa, 16, 1024);
 #pragma unroll
             for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -413,9 +463,12 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 sm90::mbar_arrive(sm90::smem_addr(bar));
         };
         if constexpr (PIPE) {
-            // the first step's pipelined dK^T reads dS^T: zero it
+            // the first step's pipelined dK^T reads dS^T (buffer 1 where
+            // there are two): zero it
+            uint4 *z = reinterpret_cast<uint4 *>(reinterpret_cast<unsigned char *>(sdST) +
+                                                 (NB_DS > 1 ? OFF_DST1 : 0));
             for (int i = ctid; i < WBN * WBM * 2 / 16; i += NC)
-                reinterpret_cast<uint4 *>(sdST)[i] = make_uint4(0, 0, 0, 0);
+                z[i] = make_uint4(0, 0, 0, 0);
             fence_proxy_async();
             sm90::named_sync(C::BAR_PDS, NC);
         }
@@ -435,7 +488,9 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             const int m0 = st.m0(gi, WBM);
             const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
             const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + sd * C::STAT_STRIDE + sdel;
+            const int hq = st.hq;
             st.next(gi);
+            const uint32_t sPs = pt_at(it & 1), sdSs = dst_at(it & 1); // this step's P^T, dS^T
             const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                            Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
                                                            gi.n0);
@@ -449,7 +504,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128, 128, true>(&dP[0][0], sdOa, sVa + kw * 128);
             wgmma_commit();
             if constexpr (PIPE)
-                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa); // the last step's dK^T
+                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa, dst_at((it & 1) ^ 1)); // the last step's dK^T
             wgmma_wait<PIPE ? 2 : 1>(); // S is ready
             {
                 // rows wr + g, wr + g + 8; an LSE of -inf gives +inf, masked below
@@ -503,7 +558,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 if (it > 0)
                     release(&bars->q_empty[s ^ 1]);
             }
-            sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
+            if constexpr (V < 2)
+                sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
             // P^T, dS^T by stmatrix.trans: matrix i of 16-key step q16 is keys
             // kw + 16 q16 + 8 (i >> 1), query rows wr + 8 (i & 1); lane l gives
             // the address of its (transposed) row l & 7, a key
@@ -512,11 +568,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 const int mi = ln >> 3;
                 const int off = pnl<WBN>(kw + 16 * q16 + 8 * (mi >> 1) + (ln & 7), wr + 8 * (mi & 1));
                 asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                                 sPa + 2 * off),
+                                 sPs + 2 * off),
                              "r"(pp[2 * q16][0]), "r"(pp[2 * q16][1]), "r"(pp[2 * q16 + 1][0]), "r"(pp[2 * q16 + 1][1])
                              : "memory");
                 asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                                 sdSa + 2 * off),
+                                 sdSs + 2 * off),
                              "r"(dd[2 * q16][0]), "r"(dd[2 * q16][1]), "r"(dd[2 * q16 + 1][0]), "r"(dd[2 * q16 + 1][1])
                              : "memory");
             }
@@ -533,7 +589,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 if (DV == DQK || PPW * w < DV / 64) { // ((192, 128): not warpgroup 2)
                     if constexpr (DV < DQK)
                         wgmma_fence();
-                    const GDesc<128> ga(sdOa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sPa, 16, 1024);
+                    const GDesc<128> ga(sdOa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sPs, 16, 1024);
 #pragma unroll
                     for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -547,7 +603,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
-                const GDesc<128> ga(sdSa, WBM * 128, 1024), gb(sKa + PPW * w * (WBN * 128), WBN * 128, 1024);
+                const GDesc<128> ga(sdSs, WBM * 128, 1024), gb(sKa + PPW * w * (WBN * 128), WBN * 128, 1024);
 #pragma unroll
                 for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -572,8 +628,29 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 fence_proxy_async();
                 sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
             };
+            // (V 3) dQ added to dq_accum from registers: rows wr + g, wr + g
+            // + 8 of the step (those in the sequence), in dqa_col order (the
+            // staging tile's, so that the finish kernel reads one layout)
+            auto red_dq = [&]() {
+                const int qlim = gi.sq - m0;
+                float *row = p.dq_accum + ((int64_t)hq * p.total_q + gi.q_off + m0 + wr + g) * DQK;
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    if (wr + g + 8 * r >= qlim)
+                        continue;
+#pragma unroll
+                    for (int i = 0; i < PPW; ++i)
+#pragma unroll
+                        for (int c = 0; c < 8; ++c) {
+                            float *a = row + 8 * r * DQK + dqa_col<DQK>(g, (PPW * w + i) * 64 + c * 8 + 2 * t);
+                            asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(a), "f"(dq[i][c][2 * r]),
+                                         "f"(dq[i][c][2 * r + 1])
+                                         : "memory");
+                        }
+                }
+            };
             if constexpr (!PIPE) {
-                gemm_dk(sQa);
+                gemm_dk(sQa, sdSs);
                 gemm_dv();
                 gemm_dq();
                 wgmma_wait<2>(); // dK done
@@ -598,7 +675,10 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 // release dO earlier cost 3-5 %)
                 wgmma_wait<0>(); // dV, dQ done
                 release(&bars->do_empty[sd]);
-                stage_dq();
+                if constexpr (V == 3)
+                    red_dq();
+                else
+                    stage_dq();
             } else {
                 // dQ first, staged while dV runs
                 gemm_dq();
@@ -612,7 +692,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         if constexpr (PIPE) {
             // the last step's dK^T
             wgmma_fence();
-            gemm_dk(sb + C::OFF_Q + ((gi.iters - 1) & 1) * C::TILE_Q);
+            const int last = gi.iters - 1; // (one volatile load)
+            gemm_dk(sb + C::OFF_Q + (last & 1) * C::TILE_Q, dst_at(last & 1));
             wgmma_wait<0>();
         }
     }
@@ -1059,6 +1140,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             }
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
+            if constexpr (C::WIDE) {
+                if (bwd_wide_variant<C, DET>(p) == 3)
+                    return; // the MMA warpgroups add dQ themselves
+            }
             const int iters = gi.iters;
             sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
             if (NQB > 1 && iters > 1)

@@ -367,13 +367,15 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //     staging area, so BAR_PDS is the step's only named barrier: a
 //     warpgroup writes buffer it & 1 again in step it + 2, after the
 //     BAR_PDS of step it + 1, which every warpgroup reaches after its dV, dQ
-//     of step it and its dK^T of step it - 1 (issued in step it) are done.
+//     of step it and its dK^T of step it - 1 (issued in step it) are done;
+//   4 (536870912 | 268435456, not deterministic): variant 3 with dQ issued
+//     before dV and added while dV runs.
 template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
     if constexpr (C::WIDE && C::DS2) {
         if (p.tuning & 67108864)
             return 1;
         if (!DET && (p.tuning & 536870912))
-            return 3;
+            return p.tuning & 268435456 ? 4 : 3;
         if (p.tuning & 268435456)
             return 2;
     }
@@ -400,6 +402,10 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                     bwd_ws_mma_wide<T, C, DET, 3>(p, bars, gi, sb, base, tid);
                     return;
                 }
+                if (v == 4) {
+                    bwd_ws_mma_wide<T, C, DET, 4>(p, bars, gi, sb, base, tid);
+                    return;
+                }
             }
         }
         bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
@@ -407,8 +413,9 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     }
     constexpr bool QF = V == 1;
     // tiles of P^T and dS^T: buffer b of each (V 2: dS^T only, V 3: both)
-    constexpr int NB_P = V == 3 ? 2 : 1, NB_DS = V >= 2 ? 2 : 1;
-    constexpr int OFF_PT1 = 2 * C::TILE_DS, OFF_DST1 = V == 3 ? 2 * C::TILE_DS : C::TILE_DS;
+    constexpr bool RED = V >= 3; // dQ by red.global, P^T and dS^T double-buffered
+    constexpr int NB_P = RED ? 2 : 1, NB_DS = V >= 2 ? 2 : 1;
+    constexpr int OFF_PT1 = 2 * C::TILE_DS, OFF_DST1 = RED ? 2 * C::TILE_DS : C::TILE_DS;
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -668,6 +675,13 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>(); // dQ done
                 stage_dq();
+            } else if constexpr (V == 4) {
+                gemm_dq();
+                gemm_dv();
+                wgmma_wait<1>(); // dQ done
+                red_dq();
+                wgmma_wait<0>(); // dV done
+                release(&bars->do_empty[sd]);
             } else if constexpr (!QF) {
                 gemm_dv();
                 gemm_dq();
@@ -1141,7 +1155,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
             if constexpr (C::WIDE) {
-                if (bwd_wide_variant<C, DET>(p) == 3)
+                if (bwd_wide_variant<C, DET>(p) >= 3)
                     return; // the MMA warpgroups add dQ themselves
             }
             const int iters = gi.iters;

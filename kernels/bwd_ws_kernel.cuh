@@ -382,6 +382,10 @@ template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(
     return 0;
 }
 
+// The wide layout's dK, dV through shared memory in 16-byte chunks (else
+// from the registers by 2-byte stores).
+__device__ __forceinline__ bool bwd_wide_epi_smem(const fa4cp_kparams &p) { return true; }
+
 template <typename T, typename C, bool DET, int V = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
@@ -719,6 +723,57 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
     const int n0 = gi.n0, sk = gi.sk;
     const int g = lane >> 2, t = lane & 3;
+    if (bwd_wide_epi_smem(p)) {
+        // Through shared memory: every MMA warpgroup is done with K and V
+        // (its last wgmma has completed; the loads have all been consumed),
+        // so dK and dV go into the K and V tiles' place in their layout
+        // ([WBN keys][d], 64-column panels, 128-byte swizzle) by
+        // stmatrix.trans (the fragments are dK^T, dV^T: head-dim rows, key
+        // columns), then to global memory in 16-byte rows' chunks (the
+        // scalar stores below write 2 bytes each, 4 rows a warp)
+        sm90::named_sync(C::BAR_PDS, NC);
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        const int wr = ((ctid >> 5) & 3) * 16, mi = lane >> 3;
+#pragma unroll
+        for (int i = 0; i < PPW; ++i) {
+            const int col = (PPW * cwg + i) * 64 + wr + 8 * (mi & 1);
+            const bool has_v = (PPW * cwg + i) * 64 < DV;
+#pragma unroll
+            for (int q16 = 0; q16 < WBN / 16; ++q16) {
+                const uint32_t off = 2 * pnl<WBN>(16 * q16 + 8 * (mi >> 1) + (lane & 7), col);
+                const float sc = p.scale;
+                asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sKa + off),
+                             "r"(pack2<T>(acc_k[i][2 * q16][0] * sc, acc_k[i][2 * q16][1] * sc)),
+                             "r"(pack2<T>(acc_k[i][2 * q16][2] * sc, acc_k[i][2 * q16][3] * sc)),
+                             "r"(pack2<T>(acc_k[i][2 * q16 + 1][0] * sc, acc_k[i][2 * q16 + 1][1] * sc)),
+                             "r"(pack2<T>(acc_k[i][2 * q16 + 1][2] * sc, acc_k[i][2 * q16 + 1][3] * sc))
+                             : "memory");
+                if (has_v)
+                    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                                     sVa + off),
+                                 "r"(pack2<T>(acc_v[i][2 * q16][0], acc_v[i][2 * q16][1])),
+                                 "r"(pack2<T>(acc_v[i][2 * q16][2], acc_v[i][2 * q16][3])),
+                                 "r"(pack2<T>(acc_v[i][2 * q16 + 1][0], acc_v[i][2 * q16 + 1][1])),
+                                 "r"(pack2<T>(acc_v[i][2 * q16 + 1][2], acc_v[i][2 * q16 + 1][3]))
+                                 : "memory");
+            }
+        }
+        sm90::named_sync(C::BAR_PDS, NC);
+        const int nrows = min(WBN, sk - n0);
+        for (int x = ctid; x < WBN * (DQK / 8); x += NC) {
+            const int j = x / (DQK / 8), c = x % (DQK / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dkp + (int64_t)(n0 + j) * k_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_K + 2 * pnl<WBN>(j, c * 8));
+        }
+        for (int x = ctid; x < WBN * (DV / 8); x += NC) {
+            const int j = x / (DV / 8), c = x % (DV / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dvp + (int64_t)(n0 + j) * v_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_V + 2 * pnl<WBN>(j, c * 8));
+        }
+        return;
+    }
 #pragma unroll
     for (int i = 0; i < PPW; ++i) {
         const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;

@@ -369,13 +369,17 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //     BAR_PDS of step it + 1, which every warpgroup reaches after its dV, dQ
 //     of step it and its dK^T of step it - 1 (issued in step it) are done;
 //   4 (536870912 | 268435456, not deterministic): variant 3 with dQ issued
-//     before dV and added while dV runs.
+//     before dV and added while dV runs;
+//   5, 6 (variants 3, 4 | 67108864): the last step's dK^T waited for (and
+//     its Q stage released) after this step's dV and dQ are issued, not
+//     before the P^T / dS^T stores (it reads the other dS^T buffer), so
+//     that dV and dQ queue behind it on the tensor pipe.
 template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
     if constexpr (C::WIDE && C::DS2) {
+        if (!DET && (p.tuning & 536870912))
+            return (p.tuning & 268435456 ? 4 : 3) + (p.tuning & 67108864 ? 2 : 0);
         if (p.tuning & 67108864)
             return 1;
-        if (!DET && (p.tuning & 536870912))
-            return p.tuning & 268435456 ? 4 : 3;
         if (p.tuning & 268435456)
             return 2;
     }
@@ -410,6 +414,14 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                     bwd_ws_mma_wide<T, C, DET, 4>(p, bars, gi, sb, base, tid);
                     return;
                 }
+                if (v == 5) {
+                    bwd_ws_mma_wide<T, C, DET, 5>(p, bars, gi, sb, base, tid);
+                    return;
+                }
+                if (v == 6) {
+                    bwd_ws_mma_wide<T, C, DET, 6>(p, bars, gi, sb, base, tid);
+                    return;
+                }
             }
         }
         bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
@@ -418,6 +430,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     constexpr bool QF = V == 1;
     // tiles of P^T and dS^T: buffer b of each (V 2: dS^T only, V 3: both)
     constexpr bool RED = V >= 3; // dQ by red.global, P^T and dS^T double-buffered
+    constexpr bool DQF = V == 4 || V == 6; // (RED) dQ issued before dV
+    constexpr bool LATEK = V == 5 || V == 6; // (RED) the last step's dK^T waited for after dV, dQ are issued
     constexpr int NB_P = RED ? 2 : 1, NB_DS = V >= 2 ? 2 : 1;
     constexpr int OFF_PT1 = 2 * C::TILE_DS, OFF_DST1 = RED ? 2 * C::TILE_DS : C::TILE_DS;
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
@@ -564,7 +578,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                     dd[c][1] = pack2<T>(sS[c][2] * (dP[c][2] - ds1), sS[c][3] * (dP[c][3] - ds1));
                 }
             }
-            if constexpr (PIPE) {
+            if constexpr (PIPE && !LATEK) {
                 wgmma_wait<0>(); // the last step's dK^T is done
                 if (it > 0)
                     release(&bars->q_empty[s ^ 1]);
@@ -679,13 +693,31 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>(); // dQ done
                 stage_dq();
-            } else if constexpr (V == 4) {
-                gemm_dq();
-                gemm_dv();
-                wgmma_wait<1>(); // dQ done
-                red_dq();
-                wgmma_wait<0>(); // dV done
-                release(&bars->do_empty[sd]);
+            } else if constexpr (RED) {
+                // (LATEK: the last step's dK^T, committed before them, may
+                // still run: dV and dQ queue behind it)
+                if constexpr (DQF) {
+                    gemm_dq();
+                    gemm_dv();
+                } else {
+                    gemm_dv();
+                    gemm_dq();
+                }
+                if constexpr (LATEK) {
+                    wgmma_wait<2>(); // the last step's dK^T is done
+                    if (it > 0)
+                        release(&bars->q_empty[s ^ 1]);
+                }
+                if constexpr (DQF) {
+                    wgmma_wait<1>(); // dQ done
+                    red_dq();
+                    wgmma_wait<0>(); // dV done
+                    release(&bars->do_empty[sd]);
+                } else {
+                    wgmma_wait<0>(); // dV, dQ done
+                    release(&bars->do_empty[sd]);
+                    red_dq();
+                }
             } else if constexpr (!QF) {
                 gemm_dv();
                 gemm_dq();
@@ -693,10 +725,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 // release dO earlier cost 3-5 %)
                 wgmma_wait<0>(); // dV, dQ done
                 release(&bars->do_empty[sd]);
-                if constexpr (V == 3)
-                    red_dq();
-                else
-                    stage_dq();
+                stage_dq();
             } else {
                 // dQ first, staged while dV runs
                 gemm_dq();

@@ -160,10 +160,10 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
-    // wide, two Q and two dO stages ((192, 128)): a third P^T / dS^T tile,
-    // so that dS^T has two buffers (bwd_ws_mma_wide's variants 2 and 3)
+    // wide, two Q and two dO stages ((192, 128)): a second dS^T tile after
+    // the barriers (OFF_DS2; the other offsets stay), for bwd_ws_mma_wide's
+    // variant 2
     static constexpr bool DS2 = WIDE && Q_STAGES == 2 && DO_STAGES == 2;
-    static constexpr int NDS = DS2 ? 3 : 2; // P^T / dS^T tiles
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
     static constexpr int OFF_DO = OFF_Q + Q_STAGES * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
@@ -172,14 +172,15 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // STAT_STRIDE floats (128-byte aligned)
     static constexpr int STAT_BOX = WBM + 4, STAT_STRIDE = (STAT_BOX + 31) / 32 * 32;
     // two dQ staging tiles where they fit in 227 KB (128 rows: d 32 two, d 64 one)
-    static constexpr int DQ_BUFS = DQT || OFF_DS + NDS * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
+    static constexpr int DQ_BUFS = DQT || OFF_DS + 2 * TILE_DS + 2 * TILE_DQ + 4 * STAT_STRIDE * 4 +
                                                   (int)sizeof(BwdWsBars) + 1024 >
                                               232448
                                        ? 1
                                        : 2;
-    static constexpr int OFF_DQ = OFF_DS + NDS * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
+    static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
-    static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
+    static constexpr int OFF_DS2 = (OFF_BAR + (int)sizeof(BwdWsBars) + 1023) / 1024 * 1024;
+    static constexpr int SMEM = (DS2 ? OFF_DS2 + TILE_DS : OFF_BAR + (int)sizeof(BwdWsBars)) + 1024; // + alignment slack
     static constexpr int REG_P = 24, REG_C = NWG == 3 ? 160 : 240;
     // named barriers (0 is __syncthreads); wide: BAR_PDS_FREE, every MMA
     // warpgroup is done with the last step's P^T, dS^T
@@ -189,8 +190,6 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // dS^T stored; BAR_DSFREE + buffer, warpgroup 0's dQ has read it
     static constexpr int BAR_PDS1 = 7, BAR_DSFREE = 8;
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
-    static_assert(!DS2 || 4 * TILE_DS <= NDS * TILE_DS + DQ_BUFS * TILE_DQ,
-                  "variant 3: two P^T and two dS^T tiles over the dS and dQ staging area");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
     static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
                       STAT_BOX <= STAT_STRIDE && STAT_BOX * 4 % 16 == 0,
@@ -360,24 +359,13 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //     BAR_PDS_FREE: the BAR_DQ_EMPTY sync of the last step's dQ staging
 //     comes after every warpgroup's last dV and dQ (P^T, dS^T read), and the
 //     pipelined dK^T of step it - 1, the one reader left, reads the other
-//     buffer;
-//   3 (536870912, not deterministic): dQ added to dq_accum from registers
-//     by red.global.add.v2.f32 (no staging tile, no dQ writer, no
-//     BAR_DQ_*), two P^T and two dS^T buffers over the dS and the unused
-//     staging area, so BAR_PDS is the step's only named barrier: a
-//     warpgroup writes buffer it & 1 again in step it + 2, after the
-//     BAR_PDS of step it + 1, which every warpgroup reaches after its dV, dQ
-//     of step it and its dK^T of step it - 1 (issued in step it) are done;
-//   4 (536870912 | 268435456, not deterministic): variant 3 with dQ issued
-//     before dV and added while dV runs;
-//   5, 6 (variants 3, 4 | 67108864): the last step's dK^T waited for (and
-//     its Q stage released) after this step's dV and dQ are issued, not
-//     before the P^T / dS^T stores (it reads the other dS^T buffer), so
-//     that dV and dQ queue behind it on the tensor pipe.
+//     buffer (2026-11-29 R2: dQ added to dq_accum from registers by
+//     red.global.add.v2.f32 instead, no staging tile, no writer, one named
+//     barrier a step, ran 0.70-0.77 of this loop: the L2's reductions of
+//     single sectors became the limit, L2 69 % busy and the tensor pipe 35 %
+//     against 50 %; dropped).
 template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
     if constexpr (C::WIDE && C::DS2) {
-        if (!DET && (p.tuning & 536870912))
-            return (p.tuning & 268435456 ? 4 : 3) + (p.tuning & 67108864 ? 2 : 0);
         if (p.tuning & 67108864)
             return 1;
         if (p.tuning & 268435456)
@@ -386,9 +374,13 @@ template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(
     return 0;
 }
 
-// The wide layout's dK, dV through shared memory in 16-byte chunks (else
-// from the registers by 2-byte stores).
-__device__ __forceinline__ bool bwd_wide_epi_smem(const fa4cp_kparams &p) { return true; }
+// FA4CP_CUDA_TUNING 536870912: at d_qk 192 the wide layout's dK, dV go
+// through shared memory in 16-byte chunks (else from the registers by 2-byte
+// stores).  Not at d 256: both ends in one kernel there (240 registers, 128
+// of them dK^T and dV^T) spilled 768 bytes and serialised its wgmma (C7512).
+template <typename C> __device__ __forceinline__ bool bwd_wide_epi_smem(const fa4cp_kparams &p) {
+    return C::DQK == 192 && (p.tuning & 536870912) != 0;
+}
 
 template <typename T, typename C, bool DET, int V = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
@@ -405,35 +397,13 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 bwd_ws_mma_wide<T, C, DET, 2>(p, bars, gi, sb, base, tid);
                 return;
             }
-            if constexpr (!DET) {
-                if (v == 3) {
-                    bwd_ws_mma_wide<T, C, DET, 3>(p, bars, gi, sb, base, tid);
-                    return;
-                }
-                if (v == 4) {
-                    bwd_ws_mma_wide<T, C, DET, 4>(p, bars, gi, sb, base, tid);
-                    return;
-                }
-                if (v == 5) {
-                    bwd_ws_mma_wide<T, C, DET, 5>(p, bars, gi, sb, base, tid);
-                    return;
-                }
-                if (v == 6) {
-                    bwd_ws_mma_wide<T, C, DET, 6>(p, bars, gi, sb, base, tid);
-                    return;
-                }
-            }
         }
         bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
         return;
     }
     constexpr bool QF = V == 1;
-    // tiles of P^T and dS^T: buffer b of each (V 2: dS^T only, V 3: both)
-    constexpr bool RED = V >= 3; // dQ by red.global, P^T and dS^T double-buffered
-    constexpr bool DQF = V == 4 || V == 6; // (RED) dQ issued before dV
-    constexpr bool LATEK = V == 5 || V == 6; // (RED) the last step's dK^T waited for after dV, dQ are issued
-    constexpr int NB_P = RED ? 2 : 1, NB_DS = V >= 2 ? 2 : 1;
-    constexpr int OFF_PT1 = 2 * C::TILE_DS, OFF_DST1 = RED ? 2 * C::TILE_DS : C::TILE_DS;
+    // dS^T buffers (V 2: two, the second at OFF_DS2)
+    constexpr int NB_DS = V == 2 ? 2 : 1;
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -469,8 +439,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         const uint32_t sPa = sm90::smem_addr(sPT), sdSa = sm90::smem_addr(sdST);
         // buffer b's P^T, dS^T
-        auto pt_at = [&](int b) { return NB_P > 1 ? sPa + b * OFF_PT1 : sPa; };
-        auto dst_at = [&](int b) { return NB_DS > 1 ? sdSa + b * OFF_DST1 : sdSa; };
+        constexpr int DS1 = C::OFF_DS2 - (C::OFF_DS + C::TILE_DS); // (V 2) dS^T buffer 1, from buffer 0
+        auto dst_at = [&](int b) { return NB_DS > 1 ? sdSa + b * DS1 : sdSa; };
         // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
         auto gemm_dk = [&](uint32_t qa, uint32_t dsa) {
             const int w = opaque_int(ctid) >> 7;
@@ -490,8 +460,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         if constexpr (PIPE) {
             // the first step's pipelined dK^T reads dS^T (buffer 1 where
             // there are two): zero it
-            uint4 *z = reinterpret_cast<uint4 *>(reinterpret_cast<unsigned char *>(sdST) +
-                                                 (NB_DS > 1 ? OFF_DST1 : 0));
+            uint4 *z = reinterpret_cast<uint4 *>(reinterpret_cast<unsigned char *>(sdST) + (NB_DS > 1 ? DS1 : 0));
             for (int i = ctid; i < WBN * WBM * 2 / 16; i += NC)
                 z[i] = make_uint4(0, 0, 0, 0);
             fence_proxy_async();
@@ -513,9 +482,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             const int m0 = st.m0(gi, WBM);
             const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
             const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + sd * C::STAT_STRIDE + sdel;
-            const int hq = st.hq;
             st.next(gi);
-            const uint32_t sPs = pt_at(it & 1), sdSs = dst_at(it & 1); // this step's P^T, dS^T
+            const uint32_t sPs = sPa, sdSs = dst_at(it & 1); // this step's P^T, dS^T
             const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                            Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
                                                            gi.n0);
@@ -578,7 +546,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                     dd[c][1] = pack2<T>(sS[c][2] * (dP[c][2] - ds1), sS[c][3] * (dP[c][3] - ds1));
                 }
             }
-            if constexpr (PIPE && !LATEK) {
+            if constexpr (PIPE) {
                 wgmma_wait<0>(); // the last step's dK^T is done
                 if (it > 0)
                     release(&bars->q_empty[s ^ 1]);
@@ -653,27 +621,6 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 fence_proxy_async();
                 sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
             };
-            // (V 3) dQ added to dq_accum from registers: rows wr + g, wr + g
-            // + 8 of the step (those in the sequence), in dqa_col order (the
-            // staging tile's, so that the finish kernel reads one layout)
-            auto red_dq = [&]() {
-                const int qlim = gi.sq - m0;
-                float *row = p.dq_accum + ((int64_t)hq * p.total_q + gi.q_off + m0 + wr + g) * DQK;
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    if (wr + g + 8 * r >= qlim)
-                        continue;
-#pragma unroll
-                    for (int i = 0; i < PPW; ++i)
-#pragma unroll
-                        for (int c = 0; c < 8; ++c) {
-                            float *a = row + 8 * r * DQK + dqa_col<DQK>(g, (PPW * w + i) * 64 + c * 8 + 2 * t);
-                            asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(a), "f"(dq[i][c][2 * r]),
-                                         "f"(dq[i][c][2 * r + 1])
-                                         : "memory");
-                        }
-                }
-            };
             if constexpr (!PIPE) {
                 gemm_dk(sQa, sdSs);
                 gemm_dv();
@@ -693,31 +640,6 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 release(&bars->do_empty[sd]);
                 wgmma_wait<0>(); // dQ done
                 stage_dq();
-            } else if constexpr (RED) {
-                // (LATEK: the last step's dK^T, committed before them, may
-                // still run: dV and dQ queue behind it)
-                if constexpr (DQF) {
-                    gemm_dq();
-                    gemm_dv();
-                } else {
-                    gemm_dv();
-                    gemm_dq();
-                }
-                if constexpr (LATEK) {
-                    wgmma_wait<2>(); // the last step's dK^T is done
-                    if (it > 0)
-                        release(&bars->q_empty[s ^ 1]);
-                }
-                if constexpr (DQF) {
-                    wgmma_wait<1>(); // dQ done
-                    red_dq();
-                    wgmma_wait<0>(); // dV done
-                    release(&bars->do_empty[sd]);
-                } else {
-                    wgmma_wait<0>(); // dV, dQ done
-                    release(&bars->do_empty[sd]);
-                    red_dq();
-                }
             } else if constexpr (!QF) {
                 gemm_dv();
                 gemm_dq();
@@ -752,7 +674,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
     const int n0 = gi.n0, sk = gi.sk;
     const int g = lane >> 2, t = lane & 3;
-    if (bwd_wide_epi_smem(p)) {
+    if (bwd_wide_epi_smem<C>(p)) {
         // Through shared memory: every MMA warpgroup is done with K and V
         // (its last wgmma has completed; the loads have all been consumed),
         // so dK and dV go into the K and V tiles' place in their layout
@@ -1238,10 +1160,6 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             }
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
-            if constexpr (C::WIDE) {
-                if (bwd_wide_variant<C, DET>(p) >= 3)
-                    return; // the MMA warpgroups add dQ themselves
-            }
             const int iters = gi.iters;
             sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
             if (NQB > 1 && iters > 1)

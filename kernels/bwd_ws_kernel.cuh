@@ -334,8 +334,9 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   S = Q K^T and dP = dO V^T, warpgroup w the keys 32w..32w+31 (SS, N 32);
 //   P = exp2(S * scale * log2 e - LSE * log2 e), the element mask, dS = P (dP
 //   - Dsum); after BAR_PDS_FREE (every warpgroup is done with the last step's
-//   products) P^T and dS^T into shared memory ([WBN keys][64 query rows],
-//   one panel, stmatrix.trans), then BAR_PDS;
+//   products; not at (192, 128), variant 2 below) P^T and dS^T into shared
+//   memory ([WBN keys][64 query rows], one panel, stmatrix.trans), then
+//   BAR_PDS;
 //   for the head-dim panels PPW w .. PPW w + PPW - 1 (PPW = 1 at 192, 2 at
 //   256): dV^T[panel] += dO^T P, dQ[:, panel] = dS K, dK^T[panel] += Q^T dS
 //   (SS: dO, Q, K read MN-major, P^T, dS^T K-major);
@@ -349,37 +350,30 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 // dV panel: it skips the dV product (a branch around those wgmmas, with
 // warpgroup.arrive at both ends: without them ptxas put one inside the
 // branch and serialised every wgmma, C7520).
-// Variants V at (192, 128) (two Q and two dO stages, BwdWsCfg::DS2), by
-// FA4CP_CUDA_TUNING (bwd_wide_variant), chosen once for the whole CTA, so
-// that every warpgroup syncs each named barrier at one instruction:
-//   0: as above;
-//   1 (67108864, QF): dQ before dV, dQ staged while dV runs (measured no
-//     faster: 0.98-1.02 at (192, 128));
-//   2 (268435456): two dS^T buffers (a step writes buffer it & 1), without
-//     BAR_PDS_FREE: the BAR_DQ_EMPTY sync of the last step's dQ staging
-//     comes after every warpgroup's last dV and dQ (P^T, dS^T read), and the
-//     pipelined dK^T of step it - 1, the one reader left, reads the other
-//     buffer (2026-11-29 R2: dQ added to dq_accum from registers by
-//     red.global.add.v2.f32 instead, no staging tile, no writer, one named
-//     barrier a step, ran 0.70-0.77 of this loop: the L2's reductions of
-//     single sectors became the limit, L2 69 % busy and the tensor pipe 35 %
-//     against 50 %; dropped).
+// Variants V (bwd_wide_variant), chosen once for the whole CTA, so that
+// every warpgroup syncs each named barrier at one instruction:
+//   2 (the default at (192, 128): two Q and two dO stages, BwdWsCfg::DS2):
+//     two dS^T buffers (a step writes buffer it & 1; the second tile,
+//     OFF_DS2, after the barriers) and no BAR_PDS_FREE: the BAR_DQ_EMPTY
+//     sync of the last step's dQ staging comes after every warpgroup's last
+//     dV and dQ (P^T, dS^T read), and the pipelined dK^T of step it - 1, the
+//     one reader left, reads the other buffer.  1.01-1.02 of the one-buffer
+//     loop on the H200 (2026-11-29 R3, docs/performance.md "hd192");
+//   0 (d192, d256; at (192, 128) FA4CP_CUDA_TUNING 268435456): one dS^T
+//     buffer and BAR_PDS_FREE, as above;
+//   1 (67108864, QF, (192, 128)): variant 0 with dQ before dV, dQ staged
+//     while dV runs (measured no faster: 0.98-1.02 at (192, 128)).
+// (dQ added to dq_accum from registers by red.global.add.v2.f32 instead, no
+// staging tile, no writer, one named barrier a step, ran 0.70-0.77 of this
+// loop at (192, 128): the L2's reductions of single sectors became the
+// limit, L2 69 % busy and the tensor pipe 35 % against 50 %; dropped, R2.)
 template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
     if constexpr (C::WIDE && C::DS2) {
         if (p.tuning & 67108864)
             return 1;
-        if (p.tuning & 268435456)
-            return 2;
+        return p.tuning & 268435456 ? 0 : 2;
     }
     return 0;
-}
-
-// FA4CP_CUDA_TUNING 536870912: at d_qk 192 the wide layout's dK, dV go
-// through shared memory in 16-byte chunks (else from the registers by 2-byte
-// stores).  Not at d 256: both ends in one kernel there (240 registers, 128
-// of them dK^T and dV^T) spilled 768 bytes and serialised its wgmma (C7512).
-template <typename C> __device__ __forceinline__ bool bwd_wide_epi_smem(const fa4cp_kparams &p) {
-    return C::DQK == 192 && (p.tuning & 536870912) != 0;
 }
 
 template <typename T, typename C, bool DET, int V = -1>
@@ -674,57 +668,6 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
     T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
     const int n0 = gi.n0, sk = gi.sk;
     const int g = lane >> 2, t = lane & 3;
-    if (bwd_wide_epi_smem<C>(p)) {
-        // Through shared memory: every MMA warpgroup is done with K and V
-        // (its last wgmma has completed; the loads have all been consumed),
-        // so dK and dV go into the K and V tiles' place in their layout
-        // ([WBN keys][d], 64-column panels, 128-byte swizzle) by
-        // stmatrix.trans (the fragments are dK^T, dV^T: head-dim rows, key
-        // columns), then to global memory in 16-byte rows' chunks (the
-        // scalar stores below write 2 bytes each, 4 rows a warp)
-        sm90::named_sync(C::BAR_PDS, NC);
-        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
-        const int wr = ((ctid >> 5) & 3) * 16, mi = lane >> 3;
-#pragma unroll
-        for (int i = 0; i < PPW; ++i) {
-            const int col = (PPW * cwg + i) * 64 + wr + 8 * (mi & 1);
-            const bool has_v = (PPW * cwg + i) * 64 < DV;
-#pragma unroll
-            for (int q16 = 0; q16 < WBN / 16; ++q16) {
-                const uint32_t off = 2 * pnl<WBN>(16 * q16 + 8 * (mi >> 1) + (lane & 7), col);
-                const float sc = p.scale;
-                asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sKa + off),
-                             "r"(pack2<T>(acc_k[i][2 * q16][0] * sc, acc_k[i][2 * q16][1] * sc)),
-                             "r"(pack2<T>(acc_k[i][2 * q16][2] * sc, acc_k[i][2 * q16][3] * sc)),
-                             "r"(pack2<T>(acc_k[i][2 * q16 + 1][0] * sc, acc_k[i][2 * q16 + 1][1] * sc)),
-                             "r"(pack2<T>(acc_k[i][2 * q16 + 1][2] * sc, acc_k[i][2 * q16 + 1][3] * sc))
-                             : "memory");
-                if (has_v)
-                    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                                     sVa + off),
-                                 "r"(pack2<T>(acc_v[i][2 * q16][0], acc_v[i][2 * q16][1])),
-                                 "r"(pack2<T>(acc_v[i][2 * q16][2], acc_v[i][2 * q16][3])),
-                                 "r"(pack2<T>(acc_v[i][2 * q16 + 1][0], acc_v[i][2 * q16 + 1][1])),
-                                 "r"(pack2<T>(acc_v[i][2 * q16 + 1][2], acc_v[i][2 * q16 + 1][3]))
-                                 : "memory");
-            }
-        }
-        sm90::named_sync(C::BAR_PDS, NC);
-        const int nrows = min(WBN, sk - n0);
-        for (int x = ctid; x < WBN * (DQK / 8); x += NC) {
-            const int j = x / (DQK / 8), c = x % (DQK / 8);
-            if (j < nrows)
-                *reinterpret_cast<uint4 *>(dkp + (int64_t)(n0 + j) * k_stride + c * 8) =
-                    *reinterpret_cast<const uint4 *>(base + C::OFF_K + 2 * pnl<WBN>(j, c * 8));
-        }
-        for (int x = ctid; x < WBN * (DV / 8); x += NC) {
-            const int j = x / (DV / 8), c = x % (DV / 8);
-            if (j < nrows)
-                *reinterpret_cast<uint4 *>(dvp + (int64_t)(n0 + j) * v_stride + c * 8) =
-                    *reinterpret_cast<const uint4 *>(base + C::OFF_V + 2 * pnl<WBN>(j, c * 8));
-        }
-        return;
-    }
 #pragma unroll
     for (int i = 0; i < PPW; ++i) {
         const int d0 = (PPW * cwg + i) * 64 + ((ctid >> 5) & 3) * 16 + g;

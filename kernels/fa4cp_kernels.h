@@ -65,10 +65,8 @@ typedef struct fa4cp_kparams {
      * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
      * product; else V in registers, RS), 268435456 its (192, 128) kernel
-     * keeps two dS^T buffers and drops the BAR_PDS_FREE barrier of each step
-     * (bwd_ws_mma_wide's variant 2), 536870912 its d_qk 192 kernels store dK
-     * and dV through shared memory in 16-byte chunks (else 2-byte stores
-     * from the registers),
+     * keeps one dS^T buffer and a BAR_PDS_FREE barrier each step (else two
+     * buffers and no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never

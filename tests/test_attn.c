@@ -1050,8 +1050,8 @@ static void cuda_bwd_head_dims(test_rng *r)
      * KV blocks and 10-11 query blocks, GQA 2/1, with a left window (masked
      * blocks at both ends of each KV block's range), both modes; and (192,
      * 128) atomic, dense (bf16) and causal (fp16) without a window, so that
-     * a KV block walks up to 11 steps (the tuning variants of its loop:
-     * buffers that alternate by step, warpgroups that run ahead) */
+     * a KV block walks up to 11 steps (its loop's two dS^T buffers alternate
+     * by step) */
     for (int k = 0; k < 6; k++) {
         tcase c;
         memset(&c, 0, sizeof c);

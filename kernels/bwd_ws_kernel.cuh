@@ -81,7 +81,18 @@ struct BwdWsInfo {
 struct BwdWsBars {
     uint64_t q_full[2], q_empty[2], do_full[2], do_empty[2], kv_full;
     BwdWsInfo gi;
+    // SP (80-row steps): the step's LSE (stage s) and Dsum (stage s) are in
+    // the thread order of the MMA warps' fragments (bwd_stat_pos), LSE times
+    // -log2 e (the producer's warps 2 and 3, 32 arrivals)
+    uint64_t lse_full[2], dsum_full[2];
 };
+
+// SP: where query row q (0..79) of an 80-row step's statistics goes: the
+// rows 8i + 2t + c (i 0..9, c 0..1) that the lanes t = lane & 3 of an MMA
+// warp read (S^T / dP^T fragments: query rows along N) are the 20 floats
+// from 20t, i.e. five 16-byte loads a thread instead of twenty 4-byte ones
+// (the loads of a warp touch 4 distinct 16-byte words: one wavefront).
+__device__ __forceinline__ int bwd_stat_pos(int q) { return ((q >> 1) & 3) * 20 + (q >> 3) * 2 + (q & 1); }
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
 // and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
@@ -929,7 +940,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 
 // WIN (80-row blocks only): the element mask also has the window (causal:
 // window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
-template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false>
+// SP (80-row blocks only; FA4CP_CUDA_TUNING 128: off): the producer's warps
+// 2 and 3 rewrite each step's LSE (times -log2 e) and Dsum in the order the
+// MMA threads read them (bwd_stat_pos) and arrive on lse_full / dsum_full;
+// the MMA threads then read them by 16-byte loads from an aligned start (10
+// shared loads a step instead of 40, whose 4-byte loads sat at the step's
+// row offset modulo 4 into the TMA's 16-byte aligned box).
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -937,6 +954,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
+    static_assert(!SP || C::DQT, "SP: 80-row steps");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -955,6 +973,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
             sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
             sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
+            if constexpr (SP) {
+                sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
+                sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+            }
         }
         sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
         sm90::mbar_fence_init();
@@ -1038,8 +1060,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         } else if (warp >= 2) {
             // ------------------------------------------------ statistics by loads
             // (!tma_stats: warp 2 LSE, warp 3 Dsum, by plain loads and
-            // shared-memory stores, the same floats as the TMA's)
-            if (tma_stats)
+            // shared-memory stores, the same floats as the TMA's; SP: in
+            // the MMA threads' order, see bwd_stat_pos, also after the TMA's)
+            if (tma_stats && !SP)
                 return;
             const bool isq = warp == 2;
             float *dst = isq ? sLse : sDsum;
@@ -1050,11 +1073,46 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const bool one = (isq ? C::Q_STAGES : C::DO_STAGES) == 1; // (a ring of one stage)
                 const int s = one ? 0 : it & 1;
                 const uint32_t ph = one ? (uint32_t)it & 1 : ((uint32_t)it >> 1) & 1;
-                const int64_t srow = ((int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM)) & ~(int64_t)3;
-                sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
-                for (int r = lane; r < C::STAT_BOX; r += 32)
-                    dst[s * C::STAT_STRIDE + r] = srow + r < n ? src[srow + r] : 0.f;
-                sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->q_full[s] : &bars->do_full[s]));
+                const int64_t row = (int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM);
+                const int64_t srow = row & ~(int64_t)3;
+                uint64_t *full = isq ? &bars->q_full[s] : &bars->do_full[s];
+                if constexpr (SP) {
+                    static_assert(C::STAT_BOX <= 96 && C::WBM == 80, "SP: 80-row steps, 3 floats a lane");
+                    // the box's floats r = lane + 32k, from the TMA's copy or
+                    // from memory; row q = r - sdel of the step
+                    float v[3];
+                    if (tma_stats) {
+                        sm90::mbar_wait(sm90::smem_addr(full), ph);
+#pragma unroll
+                        for (int k = 0; k < 3; ++k) {
+                            const int r = lane + 32 * k;
+                            v[k] = r < C::STAT_BOX ? dst[s * C::STAT_STRIDE + r] : 0.f;
+                        }
+                    } else {
+                        sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+#pragma unroll
+                        for (int k = 0; k < 3; ++k) {
+                            const int r = lane + 32 * k;
+                            v[k] = r < C::STAT_BOX && srow + r < n ? src[srow + r] : 0.f;
+                        }
+                    }
+                    __syncwarp(); // (every lane has read the TMA's box before any rewrites it)
+                    const int sdel = (int)(row & 3);
+#pragma unroll
+                    for (int k = 0; k < 3; ++k) {
+                        const int q = lane + 32 * k - sdel;
+                        if (q >= 0 && q < C::WBM)
+                            dst[s * C::STAT_STRIDE + bwd_stat_pos(q)] = isq ? v[k] * -kLog2e : v[k];
+                    }
+                    if (!tma_stats)
+                        sm90::mbar_arrive(sm90::smem_addr(full));
+                    sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->lse_full[s] : &bars->dsum_full[s]));
+                } else {
+                    sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+                    for (int r = lane; r < C::STAT_BOX; r += 32)
+                        dst[s * C::STAT_STRIDE + r] = srow + r < n ? src[srow + r] : 0.f;
+                    sm90::mbar_arrive(sm90::smem_addr(full));
+                }
                 st.next(gi);
             }
         } else if (warp == 1) {
@@ -1189,6 +1247,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             wgmma_commit();
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+            // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
+            const float *lsp = sLse + s * C::STAT_STRIDE + 20 * t, *dsp = sDsum + s * C::STAT_STRIDE + 20 * t;
+            if constexpr (SP)
+                sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
             // P^T (in place of S^T), while dP^T runs on the tensor cores
 #pragma unroll
@@ -1196,7 +1258,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // -LSE * log2(e) of this thread's query columns; an LSE of -inf
                 // (a row that sees no key) gives +inf, where every element is
                 // masked below
-                const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                float nl0, nl1;
+                if constexpr (SP) {
+                    const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
+                    nl0 = i & 1 ? l4.z : l4.x;
+                    nl1 = i & 1 ? l4.w : l4.y;
+                } else {
+                    nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
+                    nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                }
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
@@ -1257,6 +1327,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         }
                 }
             }
+            if constexpr (SP)
+                sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
             wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
@@ -1264,8 +1336,16 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 #pragma unroll
                 for (int i = 0; i < WBM / 8; ++i) {
                     // Dsum of this thread's query columns of tile i (loaded per
-                    // tile: 16 registers at once would spill)
-                    const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+                    // tile: 16 registers at once would spill; SP: per two tiles)
+                    float dsr[2];
+                    if constexpr (SP) {
+                        const float4 d4 = *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
+                        dsr[0] = i & 1 ? d4.z : d4.x;
+                        dsr[1] = i & 1 ? d4.w : d4.y;
+                    } else {
+                        dsr[0] = dsm[i * 8 + 2 * t];
+                        dsr[1] = dsm[i * 8 + 2 * t + 1];
+                    }
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         float pv[2], dsv[2];
@@ -1475,8 +1555,12 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    auto kern =
-        p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>;
+    // SP: the 80-row steps' statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off)
+    const bool sp = C::DQT && !(p.tuning & 128);
+    auto kern = p.deterministic ? (sp ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, C::DQT>
+                                      : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN>)
+                                : (sp ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, C::DQT>
+                                      : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

@@ -946,7 +946,11 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // the MMA threads then read them by 16-byte loads from an aligned start (10
 // shared loads a step instead of 40, whose 4-byte loads sat at the step's
 // row offset modulo 4 into the TMA's 16-byte aligned box).
-template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false>
+// EV (80-row blocks only; FA4CP_CUDA_TUNING 256: on): dV += P^T dO issued
+// as soon as P^T is packed, before the wait for dP^T, so that the tensor
+// pipe goes from dP^T to dV while dS^T is formed and stored (else dV waits
+// for dS^T: the pipe idles from dP^T's end to the dV issue).
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false, bool EV = false>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -955,6 +959,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     static_assert(!SP || C::DQT, "SP: 80-row steps");
+    static_assert(!EV || C::DQT, "EV: 80-row steps");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1327,9 +1332,26 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         }
                 }
             }
+            // dV += P^T dO
+            auto issue_dv = [&]() {
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk)
+                    wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+            };
+            if constexpr (EV) {
+                // P^T, and dV issued while dP^T may still be running
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                    for (int r = 0; r < 2; ++r)
+                        pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(sT[i][2 * r], sT[i][2 * r + 1]);
+                issue_dv();
+                wgmma_commit();
+            }
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
-            wgmma_wait<0>();
+            wgmma_wait<EV ? 1 : 0>(); // dP^T is ready (EV: dV may still be running)
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
             {
@@ -1349,13 +1371,21 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         float pv[2], dsv[2];
-#pragma unroll
-                        for (int c = 0; c < 2; ++c) {
-                            pv[c] = sT[i][2 * r + c];
-                            dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsr[c]);
+                        if constexpr (EV) {
+                            // (P^T as packed for dV: sT is dead, its registers free)
+                            const float2 p2 = unpack2<T>(pa[i >> 1][(i & 1) * 2 + r]);
+                            pv[0] = p2.x;
+                            pv[1] = p2.y;
+                        } else {
+                            pv[0] = sT[i][2 * r];
+                            pv[1] = sT[i][2 * r + 1];
                         }
-                        const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
-                        pa[i >> 1][(i & 1) * 2 + r] = pp;
+#pragma unroll
+                        for (int c = 0; c < 2; ++c)
+                            dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsr[c]);
+                        const uint32_t dd = pack2<T>(dsv[0], dsv[1]);
+                        if constexpr (!EV)
+                            pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(pv[0], pv[1]);
                         da[i >> 1][(i & 1) * 2 + r] = dd;
                         if constexpr (!C::DQT)
                             *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
@@ -1377,11 +1407,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                                  : "memory");
                 }
             }
-            // dV += P^T dO
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+            if constexpr (!EV)
+                issue_dv();
             auto issue_dk = [&]() {
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
@@ -1416,7 +1443,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 wgmma_commit();
             };
             if constexpr (C::DQT) {
-                wgmma_commit(); // dV
+                if constexpr (!EV)
+                    wgmma_commit(); // dV
                 fence_proxy_async(); // dS stores -> the dQ^T wgmma of both warpgroups
                 sm90::named_sync(C::BAR_PDS, 256); // both halves of dS are in sdS[s]
                 // warpgroup w: dQ^T[64w .. 64w+63][80 query rows] = K^T dS^T (A:
@@ -1556,11 +1584,14 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
         }
     }
     // SP: the 80-row steps' statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off)
-    const bool sp = C::DQT && !(p.tuning & 128);
-    auto kern = p.deterministic ? (sp ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, C::DQT>
-                                      : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN>)
-                                : (sp ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, C::DQT>
-                                      : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>);
+    // EV: dV before dS^T at 80 rows (FA4CP_CUDA_TUNING 256: on)
+    const bool sp = C::DQT && !(p.tuning & 128), ev = C::DQT && (p.tuning & 256);
+    constexpr bool Q = C::DQT;
+    auto kern = p.deterministic
+                    ? (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, Q, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, Q>)
+                          : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN>))
+                    : (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, Q, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, Q>)
+                          : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>));
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

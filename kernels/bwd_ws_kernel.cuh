@@ -81,18 +81,23 @@ struct BwdWsInfo {
 struct BwdWsBars {
     uint64_t q_full[2], q_empty[2], do_full[2], do_empty[2], kv_full;
     BwdWsInfo gi;
-    // SP (80-row steps): the step's LSE (stage s) and Dsum (stage s) are in
+    // SP (the rows loop): the step's LSE (stage s) and Dsum (stage s) are in
     // the thread order of the MMA warps' fragments (bwd_stat_pos), LSE times
     // -log2 e (the producer's warps 2 and 3, 32 arrivals)
     uint64_t lse_full[2], dsum_full[2];
 };
 
-// SP: where query row q (0..79) of an 80-row step's statistics goes: the
-// rows 8i + 2t + c (i 0..9, c 0..1) that the lanes t = lane & 3 of an MMA
-// warp read (S^T / dP^T fragments: query rows along N) are the 20 floats
-// from 20t, i.e. five 16-byte loads a thread instead of twenty 4-byte ones
-// (the loads of a warp touch 4 distinct 16-byte words: one wavefront).
-__device__ __forceinline__ int bwd_stat_pos(int q) { return ((q >> 1) & 3) * 20 + (q >> 3) * 2 + (q & 1); }
+// SP: where query row q (0..WBM-1) of a step's statistics goes: the rows 8i +
+// 2t + c (i < WBM / 8, c 0..1) that the lanes t = lane & 3 of an MMA warp
+// read (S^T / dP^T fragments: query rows along N) are the WBM / 4 floats
+// from BWD_STAT_TS(WBM) t, i.e. WBM / 16 16-byte loads a thread instead of
+// WBM / 4 4-byte ones.  The 4 distinct 16-byte words a warp reads lie in
+// distinct bank groups (20 t: banks 0, 20, 8, 28; 36 t: 0, 4, 8, 12): one
+// wavefront.
+#define BWD_STAT_TS(WBM) ((WBM) == 80 ? 20 : (WBM) / 4 + 4)
+template <int WBM> __device__ __forceinline__ int bwd_stat_pos(int q) {
+    return ((q >> 1) & 3) * BWD_STAT_TS(WBM) + (q >> 3) * 2 + (q & 1);
+}
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
 // and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
@@ -940,12 +945,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 
 // WIN (80-row blocks only): the element mask also has the window (causal:
 // window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
-// SP (80-row blocks only; FA4CP_CUDA_TUNING 128: off): the producer's warps
-// 2 and 3 rewrite each step's LSE (times -log2 e) and Dsum in the order the
-// MMA threads read them (bwd_stat_pos) and arrive on lse_full / dsum_full;
-// the MMA threads then read them by 16-byte loads from an aligned start (10
-// shared loads a step instead of 40, whose 4-byte loads sat at the step's
-// row offset modulo 4 into the TMA's 16-byte aligned box).
+// SP (the rows loop at 64, 80 and 128 rows, not bwd_ws_mma_rows96 nor the
+// wide layout; FA4CP_CUDA_TUNING 128: off): the producer's warps 2 and 3
+// rewrite each step's LSE (times -log2 e) and Dsum in the order the MMA
+// threads read them (bwd_stat_pos) and arrive on lse_full / dsum_full; the
+// MMA threads then read them by 16-byte loads from an aligned start (at 80
+// rows 10 shared loads a step instead of 40, whose 4-byte loads sat at the
+// step's row offset modulo 4 into the TMA's 16-byte aligned box).
 // EV (80-row blocks only; FA4CP_CUDA_TUNING 256: on): dV += P^T dO issued
 // as soon as P^T is packed, before the wait for dP^T, so that the tensor
 // pipe goes from dP^T to dV while dS^T is formed and stored (else dV waits
@@ -958,7 +964,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    static_assert(!SP || C::DQT, "SP: 80-row steps");
+    static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop");
     static_assert(!EV || C::DQT, "EV: 80-row steps");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
@@ -1082,21 +1088,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const int64_t srow = row & ~(int64_t)3;
                 uint64_t *full = isq ? &bars->q_full[s] : &bars->do_full[s];
                 if constexpr (SP) {
-                    static_assert(C::STAT_BOX <= 96 && C::WBM == 80, "SP: 80-row steps, 3 floats a lane");
+                    constexpr int NK = (C::STAT_BOX + 31) / 32; // floats a lane
+                    static_assert(4 * BWD_STAT_TS(C::WBM) <= C::STAT_STRIDE, "SP: the rows fit the stage");
                     // the box's floats r = lane + 32k, from the TMA's copy or
                     // from memory; row q = r - sdel of the step
-                    float v[3];
+                    float v[NK];
                     if (tma_stats) {
                         sm90::mbar_wait(sm90::smem_addr(full), ph);
 #pragma unroll
-                        for (int k = 0; k < 3; ++k) {
+                        for (int k = 0; k < NK; ++k) {
                             const int r = lane + 32 * k;
                             v[k] = r < C::STAT_BOX ? dst[s * C::STAT_STRIDE + r] : 0.f;
                         }
                     } else {
                         sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
 #pragma unroll
-                        for (int k = 0; k < 3; ++k) {
+                        for (int k = 0; k < NK; ++k) {
                             const int r = lane + 32 * k;
                             v[k] = r < C::STAT_BOX && srow + r < n ? src[srow + r] : 0.f;
                         }
@@ -1104,10 +1111,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     __syncwarp(); // (every lane has read the TMA's box before any rewrites it)
                     const int sdel = (int)(row & 3);
 #pragma unroll
-                    for (int k = 0; k < 3; ++k) {
+                    for (int k = 0; k < NK; ++k) {
                         const int q = lane + 32 * k - sdel;
                         if (q >= 0 && q < C::WBM)
-                            dst[s * C::STAT_STRIDE + bwd_stat_pos(q)] = isq ? v[k] * -kLog2e : v[k];
+                            dst[s * C::STAT_STRIDE + bwd_stat_pos<C::WBM>(q)] = isq ? v[k] * -kLog2e : v[k];
                     }
                     if (!tma_stats)
                         sm90::mbar_arrive(sm90::smem_addr(full));
@@ -1253,7 +1260,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
             // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
-            const float *lsp = sLse + s * C::STAT_STRIDE + 20 * t, *dsp = sDsum + s * C::STAT_STRIDE + 20 * t;
+            const float *lsp = sLse + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t,
+                        *dsp = sDsum + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t;
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
@@ -1583,14 +1591,14 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    // SP: the 80-row steps' statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off)
+    // SP: the rows loop's statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off)
     // EV: dV before dS^T at 80 rows (FA4CP_CUDA_TUNING 256: on)
-    const bool sp = C::DQT && !(p.tuning & 128), ev = C::DQT && (p.tuning & 256);
-    constexpr bool Q = C::DQT;
+    const bool sp = !C::WIDE && !C::DQW && !(p.tuning & 128), ev = C::DQT && (p.tuning & 256);
+    constexpr bool Q = C::DQT, RL = !C::WIDE && !C::DQW;
     auto kern = p.deterministic
-                    ? (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, Q, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, Q>)
+                    ? (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, RL, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, RL>)
                           : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN>))
-                    : (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, Q, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, Q>)
+                    : (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, RL, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, RL>)
                           : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>));
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;

@@ -95,6 +95,8 @@ struct BwdWsBars {
 // distinct bank groups (20 t: banks 0, 20, 8, 28; 36 t: 0, 4, 8, 12): one
 // wavefront.
 #define BWD_STAT_TS(WBM) ((WBM) == 80 ? 20 : (WBM) / 4 + 4)
+// SI: the step's m0 and mask flag (two ints) at this float of the LSE stage
+#define BWD_STAT_SI(WBM) (4 * BWD_STAT_TS(WBM))
 template <int WBM> __device__ __forceinline__ int bwd_stat_pos(int q) {
     return ((q >> 1) & 3) * BWD_STAT_TS(WBM) + (q >> 3) * 2 + (q & 1);
 }
@@ -952,11 +954,12 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // MMA threads then read them by 16-byte loads from an aligned start (at 80
 // rows 10 shared loads a step instead of 40, whose 4-byte loads sat at the
 // step's row offset modulo 4 into the TMA's 16-byte aligned box).
-// EV (80-row blocks only; FA4CP_CUDA_TUNING 256: on): dV += P^T dO issued
-// as soon as P^T is packed, before the wait for dP^T, so that the tensor
-// pipe goes from dP^T to dV while dS^T is formed and stored (else dV waits
-// for dS^T: the pipe idles from dP^T's end to the dV issue).
-template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false, bool EV = false>
+// SI (with SP; FA4CP_CUDA_TUNING 256: on): warp 2 also writes the step's
+// first query row m0 and whether it needs the element mask next to its LSE
+// (BWD_STAT_SI), so that the MMA threads' loop top keeps no step counter and
+// computes no mask test (their volatile BwdWsInfo loads and 64-bit tests):
+// it waits for Q and issues S^T at once.
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false, bool SI = false>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -965,7 +968,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop");
-    static_assert(!EV || C::DQT, "EV: 80-row steps");
+    static_assert(!SI || SP, "SI: with SP");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1116,6 +1119,18 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         if (q >= 0 && q < C::WBM)
                             dst[s * C::STAT_STRIDE + bwd_stat_pos<C::WBM>(q)] = isq ? v[k] * -kLog2e : v[k];
                     }
+                    if constexpr (SI) {
+                        static_assert(BWD_STAT_SI(C::WBM) + 2 <= C::STAT_STRIDE, "SI: room in the stage");
+                        if (isq && lane == 0) {
+                            const int m0 = st.m0(gi, WBM);
+                            const bool nm = m0 + WBM > gi.sq ||
+                                            block_needs_mask_wg<WBM, WBN>(
+                                                Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0, gi.n0);
+                            int *si = reinterpret_cast<int *>(dst + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+                            si[0] = m0;
+                            si[1] = nm;
+                        }
+                    }
                     if (!tma_stats)
                         sm90::mbar_arrive(sm90::smem_addr(full));
                     sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->lse_full[s] : &bars->dsum_full[s]));
@@ -1224,6 +1239,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+        (void)st; // (SI: unused)
         for (int it = 0; it < gi.iters; ++it) {
             const int s = it & 1;
             const uint32_t ph = ((uint32_t)it >> 1) & 1;
@@ -1237,17 +1253,23 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             T *sdST = sdS + s * (WBN * WBM);
 
             float sT[WBM / 8][4], dpT[WBM / 8][4];
-            const int m0 = st.m0(gi, WBM);
-            // the step's statistics start this many floats into their stage
-            const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
-            const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
-            st.next(gi);
-            // the element mask: keys past the sequence or out of the window,
-            // query rows past the sequence (whose statistics belong to other
-            // rows: LSE may be anything there)
-            const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
-                                                           Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
-                                                           gi.n0);
+            // (SI: m0 and need_mask from warp 2, after lse_full below)
+            int m0 = 0;
+            bool need_mask = false;
+            const float *lse2 = sLse, *dsm = sDsum;
+            if constexpr (!SI) {
+                m0 = st.m0(gi, WBM);
+                // the step's statistics start this many floats into their stage
+                const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+                lse2 = sLse + s * C::STAT_STRIDE + sdel;
+                dsm = sDsum + s * C::STAT_STRIDE + sdel;
+                st.next(gi);
+                // the element mask: keys past the sequence or out of the window,
+                // query rows past the sequence (whose statistics belong to other
+                // rows: LSE may be anything there)
+                need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                    Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0, gi.n0);
+            }
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
@@ -1264,6 +1286,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         *dsp = sDsum + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t;
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
+            if constexpr (SI) {
+                const int2 si = *reinterpret_cast<const int2 *>(sLse + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+                m0 = si.x;
+                need_mask = si.y != 0;
+            }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
             // P^T (in place of S^T), while dP^T runs on the tensor cores
 #pragma unroll
@@ -1340,26 +1367,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         }
                 }
             }
-            // dV += P^T dO
-            auto issue_dv = [&]() {
-                wgmma_fence();
-#pragma unroll
-                for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
-            };
-            if constexpr (EV) {
-                // P^T, and dV issued while dP^T may still be running
-#pragma unroll
-                for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-                        pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(sT[i][2 * r], sT[i][2 * r + 1]);
-                issue_dv();
-                wgmma_commit();
-            }
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
-            wgmma_wait<EV ? 1 : 0>(); // dP^T is ready (EV: dV may still be running)
+            wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
             {
@@ -1379,21 +1389,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         float pv[2], dsv[2];
-                        if constexpr (EV) {
-                            // (P^T as packed for dV: sT is dead, its registers free)
-                            const float2 p2 = unpack2<T>(pa[i >> 1][(i & 1) * 2 + r]);
-                            pv[0] = p2.x;
-                            pv[1] = p2.y;
-                        } else {
-                            pv[0] = sT[i][2 * r];
-                            pv[1] = sT[i][2 * r + 1];
-                        }
 #pragma unroll
-                        for (int c = 0; c < 2; ++c)
+                        for (int c = 0; c < 2; ++c) {
+                            pv[c] = sT[i][2 * r + c];
                             dsv[c] = pv[c] * (dpT[i][2 * r + c] - dsr[c]);
-                        const uint32_t dd = pack2<T>(dsv[0], dsv[1]);
-                        if constexpr (!EV)
-                            pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(pv[0], pv[1]);
+                        }
+                        const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
+                        pa[i >> 1][(i & 1) * 2 + r] = pp;
                         da[i >> 1][(i & 1) * 2 + r] = dd;
                         if constexpr (!C::DQT)
                             *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
@@ -1415,8 +1417,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                                  : "memory");
                 }
             }
-            if constexpr (!EV)
-                issue_dv();
+            // dV += P^T dO
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk)
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
             auto issue_dk = [&]() {
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
@@ -1451,8 +1456,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 wgmma_commit();
             };
             if constexpr (C::DQT) {
-                if constexpr (!EV)
-                    wgmma_commit(); // dV
+                wgmma_commit(); // dV
                 fence_proxy_async(); // dS stores -> the dQ^T wgmma of both warpgroups
                 sm90::named_sync(C::BAR_PDS, 256); // both halves of dS are in sdS[s]
                 // warpgroup w: dQ^T[64w .. 64w+63][80 query rows] = K^T dS^T (A:
@@ -1543,6 +1547,17 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
 }
 
+// The bwd_ws_kernel instantiation of a call: SP, SI where the layout has them
+// (the rows loop).
+template <typename T, int DQK, int DV, int WBM, bool DET, bool WIN>
+static auto bwd_ws_pick(bool sp, bool si) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
+    using C = BwdWsCfg<T, DQK, DV, WBM>;
+    constexpr bool RL = !C::WIDE && !C::DQW;
+    if (!sp || !RL)
+        return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
+    return si ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, RL, RL> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, RL>;
+}
+
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
@@ -1591,15 +1606,11 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    // SP: the rows loop's statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off)
-    // EV: dV before dS^T at 80 rows (FA4CP_CUDA_TUNING 256: on)
-    const bool sp = !C::WIDE && !C::DQW && !(p.tuning & 128), ev = C::DQT && (p.tuning & 256);
-    constexpr bool Q = C::DQT, RL = !C::WIDE && !C::DQW;
-    auto kern = p.deterministic
-                    ? (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, RL, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, RL>)
-                          : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, true, WIN>))
-                    : (sp ? (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, RL, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, RL>)
-                          : (ev ? bwd_ws_kernel<T, DQK, DV, WBM, false, WIN, false, Q> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>));
+    // SP: the rows loop's statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off);
+    // SI: the step's m0 and mask flag from warp 2 (256: on)
+    const bool sp = !(p.tuning & 128), si = p.tuning & 256;
+    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(sp, si)
+                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(sp, si);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

@@ -68,8 +68,9 @@ typedef struct fa4cp_kparams {
      * 128-row steps) reads each step's LSE and Dsum by 4-byte loads from the
      * TMA's box (else the producer's warps 2 and 3 rewrite them in the MMA
      * threads' order, LSE times -log2 e, read by 16-byte loads: SP,
-     * bwd_ws_kernel.cuh), 256 its 80-row steps issue dV before the wait for
-     * dP^T and form dS^T from the packed P^T (EV; else dV after dS^T),
+     * bwd_ws_kernel.cuh), 256 under SP warp 2 also hands the MMA threads
+     * each step's first query row and mask flag (SI; else their loop top
+     * computes them),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never

@@ -947,19 +947,27 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 
 // WIN (80-row blocks only): the element mask also has the window (causal:
 // window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
-// SP (the rows loop at 64, 80 and 128 rows, not bwd_ws_mma_rows96 nor the
-// wide layout; FA4CP_CUDA_TUNING 128: off): the producer's warps 2 and 3
-// rewrite each step's LSE (times -log2 e) and Dsum in the order the MMA
-// threads read them (bwd_stat_pos) and arrive on lse_full / dsum_full; the
-// MMA threads then read them by 16-byte loads from an aligned start (at 80
-// rows 10 shared loads a step instead of 40, whose 4-byte loads sat at the
-// step's row offset modulo 4 into the TMA's 16-byte aligned box).
-// SI (with SP; FA4CP_CUDA_TUNING 256: on): warp 2 also writes the step's
-// first query row m0 and whether it needs the element mask next to its LSE
-// (BWD_STAT_SI), so that the MMA threads' loop top keeps no step counter and
-// computes no mask test (their volatile BwdWsInfo loads and 64-bit tests):
-// it waits for Q and issues S^T at once.
-template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, bool SP = false, bool SI = false>
+// SP (the rows loop; bwd_ws_pick uses it at 80 rows only, with SI): the
+// producer's warps 2 and 3 rewrite each step's LSE (times -log2 e) and Dsum
+// in the order the MMA threads read them (bwd_stat_pos) and arrive on
+// lse_full / dsum_full; the MMA threads then read them by 16-byte loads from
+// an aligned start (at 80 rows 10 shared loads a step instead of 40, whose
+// 4-byte loads sat at the step's row offset modulo 4 into the TMA's 16-byte
+// aligned box).  Measured alone (R1, R2: 0.96-1.02 of the old loads) it
+// only pays with SI; at 128 rows (d64) it was slower (0.96).
+// SI (with SP): warp 2 also writes the step's first query row m0 and
+// whether it needs the element mask next to its LSE (BWD_STAT_SI), so that
+// the MMA threads' loop top keeps no step counter and computes no mask test
+// (their volatile BwdWsInfo loads and 64-bit tests): it waits for Q and
+// issues S^T at once (963 instead of 1028 SASS instructions a step at 80
+// rows).  SP + SI: FA4CP_CUDA_TUNING 128 off.
+// EP (the rows loop at 64-column panels, FA4CP_CUDA_TUNING 256: on): dK and
+// dV through shared memory, stmatrix into the K and V tiles' place once
+// both MMA warpgroups are done with them, then 16-byte row chunks to global
+// memory (else 4-byte stores from the fragments, 8 rows a warp store).
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4 };
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -967,7 +975,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop");
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP;
+    static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
+    static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
@@ -1097,6 +1107,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     // from memory; row q = r - sdel of the step
                     float v[NK];
                     if (tma_stats) {
+                        // (the MMA threads' release of step it-2's stage:
+                        // implied by q_full / do_full through the TMA lane,
+                        // waited for here too so that the order of this
+                        // warp's rewrite after their reads is direct; R2's
+                        // racecheck flagged the rewritten floats past the
+                        // TMA's box at 64 and 128 rows without it)
+                        sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
                         sm90::mbar_wait(sm90::smem_addr(full), ph);
 #pragma unroll
                         for (int k = 0; k < NK; ++k) {
@@ -1544,18 +1561,71 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
     }
 
-    bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
+    if constexpr (EP) {
+        // Every MMA warpgroup is done with K and V (their last wgmma has
+        // completed, the loads all consumed): dK (scaled) and dV into their
+        // place ([WBN rows][d], 64-column panels, 128-byte swizzle) by
+        // stmatrix (the fragments' 8x8 blocks: matrix mi = lane >> 3 of
+        // columns 8 (c + (mi >> 1)), rows 8 (mi & 1) of the warp's 16), then
+        // to global memory in 16-byte chunks of the rows below sk
+        sm90::named_sync(C::BAR_PDS, 256);
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        const int mi = lane >> 3, r = cwg * 64 + warp * 16 + 8 * (mi & 1) + (lane & 7);
+        const float sc = p.scale;
+#pragma unroll
+        for (int c = 0; c < PK / 8; c += 2) {
+            const uint32_t off = 2 * pnl<WBN>(r, 8 * (c + (mi >> 1)));
+            asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sKa + off),
+                         "r"(pack2<T>(acc_k[c][0] * sc, acc_k[c][1] * sc)),
+                         "r"(pack2<T>(acc_k[c][2] * sc, acc_k[c][3] * sc)),
+                         "r"(pack2<T>(acc_k[c + 1][0] * sc, acc_k[c + 1][1] * sc)),
+                         "r"(pack2<T>(acc_k[c + 1][2] * sc, acc_k[c + 1][3] * sc))
+                         : "memory");
+        }
+#pragma unroll
+        for (int c = 0; c < PV / 8; c += 2) {
+            const uint32_t off = 2 * pnl<WBN>(r, 8 * (c + (mi >> 1)));
+            asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sVa + off),
+                         "r"(pack2<T>(acc_v[c][0], acc_v[c][1])), "r"(pack2<T>(acc_v[c][2], acc_v[c][3])),
+                         "r"(pack2<T>(acc_v[c + 1][0], acc_v[c + 1][1])),
+                         "r"(pack2<T>(acc_v[c + 1][2], acc_v[c + 1][3]))
+                         : "memory");
+        }
+        sm90::named_sync(C::BAR_PDS, 256);
+        const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+        T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+        T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+        const int n0 = gi.n0, nrows = min(WBN, gi.sk - n0);
+        static_assert(PK == DQK && PV == DV, "EP: no padded columns");
+#pragma unroll 2
+        for (int x = ctid; x < WBN * (DQK / 8); x += 256) {
+            const int j = x / (DQK / 8), c = x % (DQK / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dkp + (int64_t)(n0 + j) * k_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_K + 2 * pnl<WBN>(j, c * 8));
+        }
+#pragma unroll 2
+        for (int x = ctid; x < WBN * (DV / 8); x += 256) {
+            const int j = x / (DV / 8), c = x % (DV / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dvp + (int64_t)(n0 + j) * v_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_V + 2 * pnl<WBN>(j, c * 8));
+        }
+    } else {
+        bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
+    }
 }
 
-// The bwd_ws_kernel instantiation of a call: SP, SI where the layout has them
-// (the rows loop).
+// The bwd_ws_kernel instantiation of a call: SP and SI (together) at 80
+// rows, EP in the rows loop at 64-column panels (d64, d128).
 template <typename T, int DQK, int DV, int WBM, bool DET, bool WIN>
-static auto bwd_ws_pick(bool sp, bool si) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
+static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
-    constexpr bool RL = !C::WIDE && !C::DQW;
-    if (!sp || !RL)
-        return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
-    return si ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, RL, RL> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, RL>;
+    constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
+    constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
+    if (!(var & BWD_SP))
+        return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
+    return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
 }
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
@@ -1606,11 +1676,10 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    // SP: the rows loop's statistics in the MMA threads' order (FA4CP_CUDA_TUNING 128: off);
-    // SI: the step's m0 and mask flag from warp 2 (256: on)
-    const bool sp = !(p.tuning & 128), si = p.tuning & 256;
-    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(sp, si)
-                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(sp, si);
+    // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
+    const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0);
+    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
+                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

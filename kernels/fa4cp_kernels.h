@@ -64,7 +64,14 @@ typedef struct fa4cp_kparams {
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
-     * product; else V in registers, RS),
+     * product; else V in registers, RS), 128 its 80-row steps read each step's
+     * LSE and Dsum by 4-byte loads from the TMA's box and compute the step's
+     * first row and mask test themselves (else the producer's warps 2 and 3
+     * rewrite the statistics in the MMA threads' order, LSE times -log2 e,
+     * read by 16-byte loads, with the step's row and mask flag: SP + SI,
+     * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
+     * through shared memory in 16-byte row chunks (EP; else from the
+     * fragments by 4-byte stores),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never

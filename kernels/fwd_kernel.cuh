@@ -6,6 +6,7 @@
 #include "attn_sched.cuh"
 #include "fwd_launch.h"
 #include "fwd_mainloop.cuh"
+#include "launch_cache.cuh"
 
 namespace fa4cp {
 
@@ -162,8 +163,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     sc.pg = pack ? grp : 1;
     sc.pt = pt;
     int dev = 0, sms = 0;
-    if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+    if ((e = current_device_sms(&dev, &sms)) != cudaSuccess)
         return e;
     const long long tiles = entries * theads;
     const int grid = (int)(tiles < sms ? tiles : sms);
@@ -175,8 +175,11 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
         pack ? (o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, PK> : fwd_ws_kernel<C, false, PK>)
         : o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, false>
                 : fwd_ws_kernel<C, false, false>;
-    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
-        cudaSuccess)
+    // the attribute once per (kernel, device, size): launch_cache.cuh
+    static FuncSmemCache smem_cache[4];
+    FuncSmemCache &sm_c = smem_cache[(pack ? 2 : 0) + (o_tma ? 1 : 0)];
+    bool cached = false;
+    if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
         return e;
     if (closed) {
         if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
@@ -187,7 +190,16 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
             return e;
     }
     kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
-    return cudaGetLastError();
+    e = cudaGetLastError();
+    if (e != cudaSuccess && cached) {
+        // the cached attribute may be stale (a cudaDeviceReset): set it and try once more
+        func_smem_forget(sm_c, dev);
+        if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
+            return e;
+        kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
+        e = cudaGetLastError();
+    }
+    return e;
 }
 
 // The tile of each head-dim family (NWG consumer warpgroups: BM = 64 NWG

@@ -82,6 +82,31 @@ static inline bool fwd_pack_pays(int64_t s, int G, int BM, double factor = 0.9) 
     return fill_u < factor * fill_p;
 }
 
+// The forward's L2 sections (FwdSched::hsec) in whole GQA groups: at most
+// nkv groups a section (their K and V fit in L2), and of the sizes from
+// ceil(nkv / 2) to nkv the one whose last section is fullest (the largest on
+// ties).  The tiles go section after section, each longest first, so a last
+// section much smaller than the others starts its longest tiles when the
+// others are nearly done and runs them alone: the CP diagonal step (causal
+// 4096 x 4096, 16 heads, d128: nkv 12) took sections of 12 and 4 heads, a
+// greedy list schedule of its tiles on 132 SMs ends 15 % after balance;
+// sections of 8 and 8 end at balance (2 heads of 1 at 16384: 4.6 %).
+// FA4CP_CUDA_TUNING 512: sections of nkv groups, the last one what is left.
+static inline int fwd_section_groups(int groups, int nkv, int tuning) {
+    if (nkv >= groups || (tuning & 512))
+        return nkv < groups ? nkv : groups;
+    int best = nkv, best_last = -1;
+    for (int hs = nkv; hs >= (nkv + 1) / 2 && hs >= 1; --hs) {
+        const int last = groups - (groups - 1) / hs * hs;
+        // last / hs > best_last / best, strictly (so the larger hs keeps a tie)
+        if (best_last < 0 || (long long)last * best > (long long)best_last * hs) {
+            best = hs;
+            best_last = last;
+        }
+    }
+    return best;
+}
+
 // PK: the family has a packed instantiation; the launch packs GQA tiles
 // where fwd_pack_pays says so (tuning 8: always, 16: never), with G query
 // heads per KV head, 2 <= G <= BM (G not dividing BM: idle rows).
@@ -150,8 +175,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     int nkv = (int)(24.0 * 1024 * 1024 / kv_head_bytes);
     if (nkv < 1)
         nkv = 1;
-    if (nkv > p.kv_heads)
-        nkv = p.kv_heads;
+    nkv = fwd_section_groups(p.kv_heads, nkv, p.tuning);
     FwdSched sc;
     sc.list = p.sched;
     sc.ctr = ctr;

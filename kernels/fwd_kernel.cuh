@@ -206,9 +206,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
         return e;
     if (closed) {
-        // the counter's zero by the GPU's front end (FA4CP_CUDA_TUNING 1024:
-        // a cudaMemsetAsync, a kernel), launch_cache.cuh
-        if ((e = zero_u32_async(ctr, stream, dev, (p.tuning & 1024) != 0)) != cudaSuccess)
+        if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
             return e;
     } else {
         sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, pt, C::BN, p.sched, ctr);

@@ -71,40 +71,4 @@ inline void func_smem_forget(FuncSmemCache &c, int dev) {
         c.smem[dev].store(0, std::memory_order_relaxed);
 }
 
-// A 32-bit zero written to device memory in stream order by the GPU's front
-// end (cuStreamWriteValue32: no kernel, unlike a cudaMemsetAsync of 4 bytes),
-// where the driver offers it; else (or where it fails: the device or the
-// stream does not support memory operations) by cudaMemsetAsync, and that
-// device keeps the memset from then on.
-inline cudaError_t zero_u32_async(int *ptr, cudaStream_t s, int dev, bool force_memset) {
-    static std::atomic<int> state[LC_MAX_DEVICES]; // 0 untried, 1 write-value works, -1 memset
-    static std::atomic<PFN_cuStreamWriteValue32_v11070> fn{nullptr};
-    static std::atomic<int> fn_state{0}; // 0 not looked up, 1 found, -1 not found
-    const bool slot = dev >= 0 && dev < LC_MAX_DEVICES;
-    const int st = slot ? state[dev].load(std::memory_order_relaxed) : -1;
-    if (!force_memset && st >= 0) {
-        if (fn_state.load(std::memory_order_acquire) == 0) {
-            void *p = nullptr;
-            cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-            const bool ok = cudaGetDriverEntryPointByVersion("cuStreamWriteValue32", &p, 12000, cudaEnableDefault,
-                                                             &q) == cudaSuccess &&
-                            q == cudaDriverEntryPointSuccess && p;
-            if (ok)
-                fn.store(reinterpret_cast<PFN_cuStreamWriteValue32_v11070>(p), std::memory_order_relaxed);
-            fn_state.store(ok ? 1 : -1, std::memory_order_release);
-        }
-        PFN_cuStreamWriteValue32_v11070 f = fn.load(std::memory_order_relaxed);
-        if (fn_state.load(std::memory_order_acquire) == 1 && f) {
-            if (f((CUstream)s, (CUdeviceptr)(uintptr_t)ptr, 0u, CU_STREAM_WRITE_VALUE_DEFAULT) == CUDA_SUCCESS) {
-                if (st == 0)
-                    state[dev].store(1, std::memory_order_relaxed);
-                return cudaSuccess;
-            }
-            if (st == 0)
-                state[dev].store(-1, std::memory_order_relaxed);
-        }
-    }
-    return cudaMemsetAsync(ptr, 0, sizeof(int), s);
-}
-
 } // namespace fa4cp

@@ -140,145 +140,6 @@ template <typename T, int DQK, int DV> __global__ void bwd_finish_kernel(const f
     }
 }
 
-// The same two kernels with every global load issued before anything that
-// depends on a load (FA4CP_CUDA_TUNING 1024: the kernels above).  A CP step's
-// preprocess and finish are short (4096 x 16 query rows: 67 and 50 MB, 18 and
-// 14 us in ncu on an H200, R2 15:11 UTC, at half the DRAM's peak): there the
-// kernels above wait on a sequence-table load before their data loads (the
-// preprocess reads O and dO only for real rows, the finish's dq_accum column
-// depends on the row's index in its sequence) and divide in 64 bits.  Here
-// each thread takes U items whose loads go out first: O and dO of rows
-// < total_q (allocated whether real or not; padding rows' values unused), and
-// the finish's dq_accum chunks at the thread's physical position, whose
-// logical column (the row's swizzle, dqa_col) only places the store; indices
-// in I (32 bits where they fit).
-constexpr int BWD_PP_U = 2; // (row, head) pairs a lane group takes in bwd_preprocess2_kernel
-constexpr int BWD_FIN_U = 2; // 8-element dq chunks a thread takes in bwd_finish2_kernel
-
-template <typename T, int DQK, int DV, typename I>
-__global__ void __launch_bounds__(256) bwd_preprocess2_kernel(const fa4cp_kparams p, int64_t nsem) {
-    constexpr int L = DV / 8;
-    constexpr int LP = L <= 4 ? 4 : L <= 8 ? 8 : L <= 16 ? 16 : 32;
-    constexpr int GPB = 256 / LP; // lane groups (pairs at a time) in a block
-    static_assert(L <= 32, "head_dim_v up to 256");
-    static_assert(DQK % 4 == 0, "dq_accum rows are zeroed by float4");
-    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (gid < nsem)
-        p.dq_sem[gid] = 0;
-    const int c = threadIdx.x % LP;
-    const I npairs = (I)(p.total_q * p.heads), heads = (I)p.heads, tq = (I)p.total_q;
-    const I pair0 = (I)blockIdx.x * (I)(GPB * BWD_PP_U) + (I)(threadIdx.x / LP);
-    uint4 o[BWD_PP_U], d[BWD_PP_U];
-#pragma unroll
-    for (int u = 0; u < BWD_PP_U; ++u) { // the loads first (out and dout are [row][head][DV]: index pair)
-        const I pair = pair0 + (I)(u * GPB);
-        o[u] = d[u] = make_uint4(0, 0, 0, 0);
-        if (pair < npairs && (L == LP || c < L)) {
-            const int64_t off = (int64_t)pair * DV + c * 8;
-            o[u] = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.out) + off);
-            d[u] = *reinterpret_cast<const uint4 *>(reinterpret_cast<const T *>(p.dout) + off);
-        }
-    }
-#pragma unroll
-    for (int u = 0; u < BWD_PP_U; ++u) {
-        const I pair = pair0 + (I)(u * GPB);
-        const bool in = pair < npairs;
-        const I row = in ? pair / heads : 0, h = in ? pair - row * heads : 0;
-        if (in) {
-            float4 *za = reinterpret_cast<float4 *>(p.dq_accum + ((int64_t)h * tq + row) * DQK);
-#pragma unroll
-            for (int i = c; i < DQK / 4; i += LP)
-                za[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-        const bool real = in && row_is_real(p.cu_q, p.used_q, p.batch, (int64_t)row, nullptr, nullptr);
-        float acc = 0.f;
-        const uint32_t ow[4] = {o[u].x, o[u].y, o[u].z, o[u].w}, dw[4] = {d[u].x, d[u].y, d[u].z, d[u].w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            float2 a = unpack2<T>(ow[i]), b = unpack2<T>(dw[i]);
-            acc += a.x * b.x + a.y * b.y;
-        }
-#pragma unroll
-        for (int sh = LP / 2; sh > 0; sh >>= 1)
-            acc += __shfl_xor_sync(0xffffffffu, acc, sh);
-        if (in && c == 0) {
-            const int64_t idx = (int64_t)h * tq + row;
-            p.dsum[idx] = real ? acc - (p.dlse ? p.dlse[idx] : 0.f) : 0.f;
-        }
-    }
-}
-
-// Blocks [0, dq_blocks): dq, BWD_FIN_U chunks of 8 elements a thread; the
-// rest: the padding rows of dk and dv, as bwd_finish_kernel.  A thread reads
-// dq_accum chunks 2j, 2j + 1 (physical) of its (row, head): with the row's
-// swizzle f (dqa_col: physical chunk = logical chunk ^ f) they hold the
-// logical chunks 2j ^ (f & ~1) and its neighbour, swapped when f is odd.
-template <typename T, int DQK, int DV, typename I>
-__global__ void __launch_bounds__(256) bwd_finish2_kernel(const fa4cp_kparams p, int64_t dq_blocks) {
-    const uint4 zero = make_uint4(0, 0, 0, 0);
-    if ((int64_t)blockIdx.x >= dq_blocks) {
-        const int64_t wid = (((int64_t)blockIdx.x - dq_blocks) * blockDim.x + threadIdx.x) >> 5;
-        const int lane = threadIdx.x & 31;
-        const int64_t row = wid * 32 + lane;
-        const bool pad = row < p.total_k && !row_is_real(p.cu_k, p.used_k, p.batch, row, nullptr, nullptr);
-        unsigned m = __ballot_sync(0xffffffffu, pad);
-        const int64_t nk = (int64_t)p.kv_heads * (DQK / 8), nv = (int64_t)p.kv_heads * (DV / 8); // uint4 a row
-        while (m) {
-            const int64_t r = wid * 32 + __ffs(m) - 1;
-            m &= m - 1;
-            uint4 *dk = reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dk) + r * nk * 8);
-            uint4 *dv = reinterpret_cast<uint4 *>(reinterpret_cast<T *>(p.dv) + r * nv * 8);
-            for (int64_t i = lane; i < nk; i += 32)
-                dk[i] = zero;
-            for (int64_t i = lane; i < nv; i += 32)
-                dv[i] = zero;
-        }
-        return;
-    }
-    constexpr int CPR = DQK / 8; // chunks (of 8 elements) of a (row, head)
-    const I per_row = (I)p.heads * (I)CPR, tq = (I)p.total_q;
-    const I nchunks = tq * per_row;
-    const I g0 = (I)blockIdx.x * (I)(256 * BWD_FIN_U) + (I)threadIdx.x;
-    float4 a[BWD_FIN_U], b[BWD_FIN_U];
-#pragma unroll
-    for (int u = 0; u < BWD_FIN_U; ++u) { // the loads first
-        const I g = g0 + (I)(u * 256);
-        a[u] = b[u] = make_float4(0.f, 0.f, 0.f, 0.f);
-        if (g < nchunks) {
-            const I row = g / per_row, rem = g - row * per_row;
-            const I h = rem / (I)CPR, j = rem - h * (I)CPR;
-            const float *src = p.dq_accum + ((int64_t)h * tq + row) * DQK + j * 8;
-            a[u] = *reinterpret_cast<const float4 *>(src);
-            b[u] = *reinterpret_cast<const float4 *>(src + 4);
-        }
-    }
-    const float s = p.scale;
-#pragma unroll
-    for (int u = 0; u < BWD_FIN_U; ++u) {
-        const I g = g0 + (I)(u * 256);
-        if (g >= nchunks)
-            continue;
-        const I row = g / per_row, rem = g - row * per_row;
-        const I h = rem / (I)CPR, j = rem - h * (I)CPR;
-        int64_t start = 0;
-        const bool real = row_is_real(p.cu_q, p.used_q, p.batch, (int64_t)row, &start, nullptr);
-        T *dq = reinterpret_cast<T *>(p.dq) + ((int64_t)row * p.heads + h) * DQK;
-        if (!real) {
-            *reinterpret_cast<uint4 *>(dq + j * 8) = zero;
-        } else {
-            const int f = dqa_col<DQK>((int)(((int64_t)row - start) & 7), 0) >> 2;
-            const int lc = (int)(2 * j) ^ (f & ~1); // the logical chunk of the pair's first
-            const float4 x = (f & 1) ? b[u] : a[u], y = (f & 1) ? a[u] : b[u];
-            uint4 v;
-            v.x = pack2<T>(x.x * s, x.y * s);
-            v.y = pack2<T>(x.z * s, x.w * s);
-            v.z = pack2<T>(y.x * s, y.y * s);
-            v.w = pack2<T>(y.z * s, y.w * s);
-            *reinterpret_cast<uint4 *>(dq + lc * 4) = v;
-        }
-    }
-}
-
 static inline unsigned blocks_for(int64_t threads, int per_block) {
     return (unsigned)((threads + per_block - 1) / per_block);
 }
@@ -290,26 +151,10 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     // the preprocess zeroes dq_accum and, deterministic, the semaphores
     // (also with no queries: the main kernel's CTAs take tickets from them)
     const int64_t nsem = p.deterministic ? fa4cp_kernel_bwd_sem_count(&p) : 0;
-    // FA4CP_CUDA_TUNING 1024: the preprocess and finish kernels of main
-    // before the loads-first ones (bwd_preprocess2_kernel, bwd_finish2_kernel)
-    const bool old_pf = (p.tuning & 1024) != 0;
     if (p.total_q > 0 || nsem > 0) {
         constexpr int LP = DV / 8 <= 4 ? 4 : DV / 8 <= 8 ? 8 : DV / 8 <= 16 ? 16 : 32;
         const int64_t th = p.total_q * p.heads * LP;
-        if (old_pf) {
-            bwd_preprocess_kernel<T, DQK, DV><<<blocks_for(th > nsem ? th : nsem, 256), 256, 0, s>>>(p, nsem);
-        } else {
-            // a block: 256 / LP lane groups of BWD_PP_U pairs each (and nsem threads)
-            const int64_t ppb = (256 / LP) * BWD_PP_U;
-            const int64_t bl = (p.total_q * p.heads + ppb - 1) / ppb, bs = blocks_for(nsem, 256);
-            const int64_t nb2 = bl > bs ? bl : bs;
-            if (nb2 > 0x7fffffffLL)
-                return cudaErrorInvalidConfiguration;
-            if (p.total_q * p.heads * LP + 256LL * BWD_PP_U < (1LL << 31))
-                bwd_preprocess2_kernel<T, DQK, DV, uint32_t><<<(unsigned)nb2, 256, 0, s>>>(p, nsem);
-            else
-                bwd_preprocess2_kernel<T, DQK, DV, int64_t><<<(unsigned)nb2, 256, 0, s>>>(p, nsem);
-        }
+        bwd_preprocess_kernel<T, DQK, DV><<<blocks_for(th > nsem ? th : nsem, 256), 256, 0, s>>>(p, nsem);
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
@@ -360,18 +205,12 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             return e;
     }
     // dq, and the padding rows of dk and dv, in one kernel
-    const int64_t nchunks = p.total_q * p.heads * (DQK / 8);
-    const int64_t dq_blocks = old_pf ? blocks_for(nchunks, 256) : blocks_for(nchunks, 256 * BWD_FIN_U);
+    const int64_t dq_blocks = blocks_for(p.total_q * p.heads * (DQK / 8), 256);
     const int64_t fin_blocks = dq_blocks + blocks_for(p.total_k, 256); // 8 warps of 32 key rows a block
     if (fin_blocks > 0x7fffffffLL)
         return cudaErrorInvalidConfiguration;
     if (fin_blocks > 0) {
-        if (old_pf)
-            bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
-        else if (nchunks + 256LL * BWD_FIN_U < (1LL << 31))
-            bwd_finish2_kernel<T, DQK, DV, uint32_t><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
-        else
-            bwd_finish2_kernel<T, DQK, DV, int64_t><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
+        bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }

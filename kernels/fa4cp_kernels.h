@@ -91,10 +91,8 @@ typedef struct fa4cp_kparams {
      * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
      * groups each, the last what is left (else sized between nkv / 2 and nkv
      * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh), 1024
-     * the backward's preprocess and finish kernels issue their loads after
-     * the sequence-table lookups they depend on (bwd_preprocess_kernel,
-     * bwd_finish_kernel; else every load first: bwd_preprocess2_kernel,
-     * bwd_finish2_kernel, attn_bwd_kernel.cuh) */
+     * a one-sequence forward zeroes its tile counter by cudaMemsetAsync (else
+     * by cuStreamWriteValue32, launch_cache.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

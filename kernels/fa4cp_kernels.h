@@ -90,9 +90,7 @@ typedef struct fa4cp_kparams {
      * its tile leaves room, through shared memory and TMA stores: FwdCfg's
      * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
      * groups each, the last what is left (else sized between nkv / 2 and nkv
-     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh), 1024
-     * a one-sequence forward zeroes its tile counter by cudaMemsetAsync (else
-     * by cuStreamWriteValue32, launch_cache.cuh) */
+     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

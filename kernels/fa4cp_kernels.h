@@ -95,7 +95,9 @@ typedef struct fa4cp_kparams {
      * memory whatever its tile needs (the largest carveout, the smallest L1),
      * 1073741824 the forward stores O directly from registers (else, where
      * its tile leaves room, through shared memory and TMA stores: FwdCfg's
-     * O_KIND, fwd_kernel.cuh) */
+     * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
+     * groups each, the last what is left (else sized between nkv / 2 and nkv
+     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

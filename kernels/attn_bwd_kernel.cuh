@@ -29,6 +29,7 @@
 #pragma once
 
 #include "bwd_ws_kernel.cuh"
+#include "launch_cache.cuh"
 
 namespace fa4cp {
 
@@ -181,8 +182,7 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         const bool use_list = (!p.deterministic || p.window_left < 0) && p.sched &&
                               (int64_t)nb * p.batch + 2 <= p.sched_cap && !(p.tuning & 64);
         int dev = 0, nsm = 0;
-        if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-            (e = cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+        if ((e = current_device_sms(&dev, &nsm)) != cudaSuccess) // (read once per device)
             return e;
         // one sequence, no left window: the list is known (bwd_list_closed)
         if (use_list && !bwd_list_closed(p)) { // also the deterministic order (see the kernel)

@@ -81,7 +81,25 @@ struct BwdWsInfo {
 struct BwdWsBars {
     uint64_t q_full[2], q_empty[2], do_full[2], do_empty[2], kv_full;
     BwdWsInfo gi;
+    // SP (the rows loop): the step's LSE (stage s) and Dsum (stage s) are in
+    // the thread order of the MMA warps' fragments (bwd_stat_pos), LSE times
+    // -log2 e (the producer's warps 2 and 3, 32 arrivals)
+    uint64_t lse_full[2], dsum_full[2];
 };
+
+// SP: where query row q (0..WBM-1) of a step's statistics goes: the rows 8i +
+// 2t + c (i < WBM / 8, c 0..1) that the lanes t = lane & 3 of an MMA warp
+// read (S^T / dP^T fragments: query rows along N) are the WBM / 4 floats
+// from BWD_STAT_TS(WBM) t, i.e. WBM / 16 16-byte loads a thread instead of
+// WBM / 4 4-byte ones.  The 4 distinct 16-byte words a warp reads lie in
+// distinct bank groups (20 t: banks 0, 20, 8, 28; 36 t: 0, 4, 8, 12): one
+// wavefront.
+#define BWD_STAT_TS(WBM) ((WBM) == 80 ? 20 : (WBM) / 4 + 4)
+// SI: the step's m0 and mask flag (two ints) at this float of the LSE stage
+#define BWD_STAT_SI(WBM) (4 * BWD_STAT_TS(WBM))
+template <int WBM> __device__ __forceinline__ int bwd_stat_pos(int q) {
+    return ((q >> 1) & 3) * BWD_STAT_TS(WBM) + (q >> 3) * 2 + (q & 1);
+}
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
 // and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
@@ -973,7 +991,27 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 
 // WIN (80-row blocks only): the element mask also has the window (causal:
 // window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
-template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false>
+// SP (the rows loop; bwd_ws_pick uses it at 80 rows only, with SI): the
+// producer's warps 2 and 3 rewrite each step's LSE (times -log2 e) and Dsum
+// in the order the MMA threads read them (bwd_stat_pos) and arrive on
+// lse_full / dsum_full; the MMA threads then read them by 16-byte loads from
+// an aligned start (at 80 rows 10 shared loads a step instead of 40, whose
+// 4-byte loads sat at the step's row offset modulo 4 into the TMA's 16-byte
+// aligned box).  Measured alone (R1, R2: 0.96-1.02 of the old loads) it
+// only pays with SI; at 128 rows (d64) it was slower (0.96).
+// SI (with SP): warp 2 also writes the step's first query row m0 and
+// whether it needs the element mask next to its LSE (BWD_STAT_SI), so that
+// the MMA threads' loop top keeps no step counter and computes no mask test
+// (their volatile BwdWsInfo loads and 64-bit tests): it waits for Q and
+// issues S^T at once (963 instead of 1028 SASS instructions a step at 80
+// rows).  SP + SI: FA4CP_CUDA_TUNING 128 off.
+// EP (the rows loop at 64-column panels, FA4CP_CUDA_TUNING 256: on): dK and
+// dV through shared memory, stmatrix into the K and V tiles' place once
+// both MMA warpgroups are done with them, then 16-byte row chunks to global
+// memory (else 4-byte stores from the fragments, 8 rows a warp store).
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4 };
+template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -981,6 +1019,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP;
+    static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
+    static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
+    static_assert(!SI || SP, "SI: with SP");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -999,6 +1041,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
             sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
             sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
+            if constexpr (SP) {
+                sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
+                sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+            }
         }
         sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
         sm90::mbar_fence_init();
@@ -1082,8 +1128,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         } else if (warp >= 2) {
             // ------------------------------------------------ statistics by loads
             // (!tma_stats: warp 2 LSE, warp 3 Dsum, by plain loads and
-            // shared-memory stores, the same floats as the TMA's)
-            if (tma_stats)
+            // shared-memory stores, the same floats as the TMA's; SP: in
+            // the MMA threads' order, see bwd_stat_pos, also after the TMA's)
+            if (tma_stats && !SP)
                 return;
             const bool isq = warp == 2;
             float *dst = isq ? sLse : sDsum;
@@ -1094,11 +1141,66 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const bool one = (isq ? C::Q_STAGES : C::DO_STAGES) == 1; // (a ring of one stage)
                 const int s = one ? 0 : it & 1;
                 const uint32_t ph = one ? (uint32_t)it & 1 : ((uint32_t)it >> 1) & 1;
-                const int64_t srow = ((int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM)) & ~(int64_t)3;
-                sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
-                for (int r = lane; r < C::STAT_BOX; r += 32)
-                    dst[s * C::STAT_STRIDE + r] = srow + r < n ? src[srow + r] : 0.f;
-                sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->q_full[s] : &bars->do_full[s]));
+                const int64_t row = (int64_t)st.hq * p.total_q + gi.q_off + st.m0(gi, WBM);
+                const int64_t srow = row & ~(int64_t)3;
+                uint64_t *full = isq ? &bars->q_full[s] : &bars->do_full[s];
+                if constexpr (SP) {
+                    constexpr int NK = (C::STAT_BOX + 31) / 32; // floats a lane
+                    static_assert(4 * BWD_STAT_TS(C::WBM) <= C::STAT_STRIDE, "SP: the rows fit the stage");
+                    // the box's floats r = lane + 32k, from the TMA's copy or
+                    // from memory; row q = r - sdel of the step
+                    float v[NK];
+                    if (tma_stats) {
+                        // (the MMA threads' release of step it-2's stage:
+                        // implied by q_full / do_full through the TMA lane,
+                        // waited for here too so that the order of this
+                        // warp's rewrite after their reads is direct; R2's
+                        // racecheck flagged the rewritten floats past the
+                        // TMA's box at 64 and 128 rows without it)
+                        sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+                        sm90::mbar_wait(sm90::smem_addr(full), ph);
+#pragma unroll
+                        for (int k = 0; k < NK; ++k) {
+                            const int r = lane + 32 * k;
+                            v[k] = r < C::STAT_BOX ? dst[s * C::STAT_STRIDE + r] : 0.f;
+                        }
+                    } else {
+                        sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+#pragma unroll
+                        for (int k = 0; k < NK; ++k) {
+                            const int r = lane + 32 * k;
+                            v[k] = r < C::STAT_BOX && srow + r < n ? src[srow + r] : 0.f;
+                        }
+                    }
+                    __syncwarp(); // (every lane has read the TMA's box before any rewrites it)
+                    const int sdel = (int)(row & 3);
+#pragma unroll
+                    for (int k = 0; k < NK; ++k) {
+                        const int q = lane + 32 * k - sdel;
+                        if (q >= 0 && q < C::WBM)
+                            dst[s * C::STAT_STRIDE + bwd_stat_pos<C::WBM>(q)] = isq ? v[k] * -kLog2e : v[k];
+                    }
+                    if constexpr (SI) {
+                        static_assert(BWD_STAT_SI(C::WBM) + 2 <= C::STAT_STRIDE, "SI: room in the stage");
+                        if (isq && lane == 0) {
+                            const int m0 = st.m0(gi, WBM);
+                            const bool nm = m0 + WBM > gi.sq ||
+                                            block_needs_mask_wg<WBM, WBN>(
+                                                Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0, gi.n0);
+                            int *si = reinterpret_cast<int *>(dst + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+                            si[0] = m0;
+                            si[1] = nm;
+                        }
+                    }
+                    if (!tma_stats)
+                        sm90::mbar_arrive(sm90::smem_addr(full));
+                    sm90::mbar_arrive(sm90::smem_addr(isq ? &bars->lse_full[s] : &bars->dsum_full[s]));
+                } else {
+                    sm90::mbar_wait(sm90::smem_addr(isq ? &bars->q_empty[s] : &bars->do_empty[s]), ph ^ 1);
+                    for (int r = lane; r < C::STAT_BOX; r += 32)
+                        dst[s * C::STAT_STRIDE + r] = srow + r < n ? src[srow + r] : 0.f;
+                    sm90::mbar_arrive(sm90::smem_addr(full));
+                }
                 st.next(gi);
             }
         } else if (warp == 1) {
@@ -1198,6 +1300,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+        (void)st; // (SI: unused)
         for (int it = 0; it < gi.iters; ++it) {
             const int s = it & 1;
             const uint32_t ph = ((uint32_t)it >> 1) & 1;
@@ -1211,17 +1314,23 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             T *sdST = sdS + s * (WBN * WBM);
 
             float sT[WBM / 8][4], dpT[WBM / 8][4];
-            const int m0 = st.m0(gi, WBM);
-            // the step's statistics start this many floats into their stage
-            const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
-            const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
-            st.next(gi);
-            // the element mask: keys past the sequence or out of the window,
-            // query rows past the sequence (whose statistics belong to other
-            // rows: LSE may be anything there)
-            const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
-                                                           Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
-                                                           gi.n0);
+            // (SI: m0 and need_mask from warp 2, after lse_full below)
+            int m0 = 0;
+            bool need_mask = false;
+            const float *lse2 = sLse, *dsm = sDsum;
+            if constexpr (!SI) {
+                m0 = st.m0(gi, WBM);
+                // the step's statistics start this many floats into their stage
+                const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+                lse2 = sLse + s * C::STAT_STRIDE + sdel;
+                dsm = sDsum + s * C::STAT_STRIDE + sdel;
+                st.next(gi);
+                // the element mask: keys past the sequence or out of the window,
+                // query rows past the sequence (whose statistics belong to other
+                // rows: LSE may be anything there)
+                need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                    Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0, gi.n0);
+            }
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
@@ -1233,6 +1342,16 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             wgmma_commit();
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+            // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
+            const float *lsp = sLse + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t,
+                        *dsp = sDsum + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t;
+            if constexpr (SP)
+                sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
+            if constexpr (SI) {
+                const int2 si = *reinterpret_cast<const int2 *>(sLse + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+                m0 = si.x;
+                need_mask = si.y != 0;
+            }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
             // P^T (in place of S^T), while dP^T runs on the tensor cores
 #pragma unroll
@@ -1240,7 +1359,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // -LSE * log2(e) of this thread's query columns; an LSE of -inf
                 // (a row that sees no key) gives +inf, where every element is
                 // masked below
-                const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                float nl0, nl1;
+                if constexpr (SP) {
+                    const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
+                    nl0 = i & 1 ? l4.z : l4.x;
+                    nl1 = i & 1 ? l4.w : l4.y;
+                } else {
+                    nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
+                    nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                }
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
                     sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
@@ -1301,6 +1428,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         }
                 }
             }
+            if constexpr (SP)
+                sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
             wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
@@ -1308,8 +1437,16 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 #pragma unroll
                 for (int i = 0; i < WBM / 8; ++i) {
                     // Dsum of this thread's query columns of tile i (loaded per
-                    // tile: 16 registers at once would spill)
-                    const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+                    // tile: 16 registers at once would spill; SP: per two tiles)
+                    float dsr[2];
+                    if constexpr (SP) {
+                        const float4 d4 = *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
+                        dsr[0] = i & 1 ? d4.z : d4.x;
+                        dsr[1] = i & 1 ? d4.w : d4.y;
+                    } else {
+                        dsr[0] = dsm[i * 8 + 2 * t];
+                        dsr[1] = dsm[i * 8 + 2 * t + 1];
+                    }
 #pragma unroll
                     for (int r = 0; r < 2; ++r) {
                         float pv[2], dsv[2];
@@ -1468,7 +1605,71 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
     }
 
-    bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
+    if constexpr (EP) {
+        // Every MMA warpgroup is done with K and V (their last wgmma has
+        // completed, the loads all consumed): dK (scaled) and dV into their
+        // place ([WBN rows][d], 64-column panels, 128-byte swizzle) by
+        // stmatrix (the fragments' 8x8 blocks: matrix mi = lane >> 3 of
+        // columns 8 (c + (mi >> 1)), rows 8 (mi & 1) of the warp's 16), then
+        // to global memory in 16-byte chunks of the rows below sk
+        sm90::named_sync(C::BAR_PDS, 256);
+        const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+        const int mi = lane >> 3, r = cwg * 64 + warp * 16 + 8 * (mi & 1) + (lane & 7);
+        const float sc = p.scale;
+#pragma unroll
+        for (int c = 0; c < PK / 8; c += 2) {
+            const uint32_t off = 2 * pnl<WBN>(r, 8 * (c + (mi >> 1)));
+            asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sKa + off),
+                         "r"(pack2<T>(acc_k[c][0] * sc, acc_k[c][1] * sc)),
+                         "r"(pack2<T>(acc_k[c][2] * sc, acc_k[c][3] * sc)),
+                         "r"(pack2<T>(acc_k[c + 1][0] * sc, acc_k[c + 1][1] * sc)),
+                         "r"(pack2<T>(acc_k[c + 1][2] * sc, acc_k[c + 1][3] * sc))
+                         : "memory");
+        }
+#pragma unroll
+        for (int c = 0; c < PV / 8; c += 2) {
+            const uint32_t off = 2 * pnl<WBN>(r, 8 * (c + (mi >> 1)));
+            asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(sVa + off),
+                         "r"(pack2<T>(acc_v[c][0], acc_v[c][1])), "r"(pack2<T>(acc_v[c][2], acc_v[c][3])),
+                         "r"(pack2<T>(acc_v[c + 1][0], acc_v[c + 1][1])),
+                         "r"(pack2<T>(acc_v[c + 1][2], acc_v[c + 1][3]))
+                         : "memory");
+        }
+        sm90::named_sync(C::BAR_PDS, 256);
+        const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
+        T *dkp = reinterpret_cast<T *>(p.dk) + gi.k_off * k_stride + (int64_t)gi.kvh * DQK;
+        T *dvp = reinterpret_cast<T *>(p.dv) + gi.k_off * v_stride + (int64_t)gi.kvh * DV;
+        const int n0 = gi.n0, nrows = min(WBN, gi.sk - n0);
+        static_assert(PK == DQK && PV == DV, "EP: no padded columns");
+#pragma unroll 2
+        for (int x = ctid; x < WBN * (DQK / 8); x += 256) {
+            const int j = x / (DQK / 8), c = x % (DQK / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dkp + (int64_t)(n0 + j) * k_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_K + 2 * pnl<WBN>(j, c * 8));
+        }
+#pragma unroll 2
+        for (int x = ctid; x < WBN * (DV / 8); x += 256) {
+            const int j = x / (DV / 8), c = x % (DV / 8);
+            if (j < nrows)
+                *reinterpret_cast<uint4 *>(dvp + (int64_t)(n0 + j) * v_stride + c * 8) =
+                    *reinterpret_cast<const uint4 *>(base + C::OFF_V + 2 * pnl<WBN>(j, c * 8));
+        }
+    } else {
+        bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, cwg * 64 + warp * 16, lane);
+    }
+}
+
+// The bwd_ws_kernel instantiation of a call: SP and SI (together) at 80
+// rows, EP in the rows loop at 64-column panels (d64, d128).
+template <typename T, int DQK, int DV, int WBM, bool DET, bool WIN>
+static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
+    using C = BwdWsCfg<T, DQK, DV, WBM>;
+    constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
+    constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
+    if (!(var & BWD_SP))
+        return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
+    return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
 }
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
@@ -1519,8 +1720,10 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    auto kern =
-        p.deterministic ? bwd_ws_kernel<T, DQK, DV, WBM, true, WIN> : bwd_ws_kernel<T, DQK, DV, WBM, false, WIN>;
+    // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
+    const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0);
+    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
+                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,

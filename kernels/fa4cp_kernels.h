@@ -64,9 +64,16 @@ typedef struct fa4cp_kparams {
      * d64 (else 128), 67108864 its (192, 128) kernel issues dQ before dV
      * and stages dQ while dV runs (else dV first, dQ staged after both),
      * 134217728 its d80/d96 kernel reads V from shared memory (dP^T an SS
-     * product; else V in registers, RS), 268435456 its (192, 128) kernel
-     * keeps one dS^T buffer and a BAR_PDS_FREE barrier each step (else two
-     * buffers and no such barrier: bwd_ws_mma_wide's variant 2),
+     * product; else V in registers, RS), 128 its 80-row steps read each step's
+     * LSE and Dsum by 4-byte loads from the TMA's box and compute the step's
+     * first row and mask test themselves (else the producer's warps 2 and 3
+     * rewrite the statistics in the MMA threads' order, LSE times -log2 e,
+     * read by 16-byte loads, with the step's row and mask flag: SP + SI,
+     * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
+     * through shared memory in 16-byte row chunks (EP; else from the
+     * fragments by 4-byte stores), 268435456 its (192, 128) kernel keeps one
+     * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
+     * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never
@@ -90,7 +97,9 @@ typedef struct fa4cp_kparams {
      * memory whatever its tile needs (the largest carveout, the smallest L1),
      * 1073741824 the forward stores O directly from registers (else, where
      * its tile leaves room, through shared memory and TMA stores: FwdCfg's
-     * O_KIND, fwd_kernel.cuh) */
+     * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
+     * groups each, the last what is left (else sized between nkv / 2 and nkv
+     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh) */
     int tuning;
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -6,6 +6,7 @@
 #include "attn_sched.cuh"
 #include "fwd_launch.h"
 #include "fwd_mainloop.cuh"
+#include "launch_cache.cuh"
 
 namespace fa4cp {
 
@@ -81,6 +82,31 @@ static inline bool fwd_pack_pays(int64_t s, int G, int BM, double factor = 0.9) 
     return fill_u < factor * fill_p;
 }
 
+// The forward's L2 sections (FwdSched::hsec) in whole GQA groups: at most
+// nkv groups a section (their K and V fit in L2), and of the sizes from
+// ceil(nkv / 2) to nkv the one whose last section is fullest (the largest on
+// ties).  The tiles go section after section, each longest first, so a last
+// section much smaller than the others starts its longest tiles when the
+// others are nearly done and runs them alone: the CP diagonal step (causal
+// 4096 x 4096, 16 heads, d128: nkv 12) took sections of 12 and 4 heads, a
+// greedy list schedule of its tiles on 132 SMs ends 15 % after balance;
+// sections of 8 and 8 end at balance (2 heads of 1 at 16384: 4.6 %).
+// FA4CP_CUDA_TUNING 512: sections of nkv groups, the last one what is left.
+static inline int fwd_section_groups(int groups, int nkv, int tuning) {
+    if (nkv >= groups || (tuning & 512))
+        return nkv < groups ? nkv : groups;
+    int best = nkv, best_last = -1;
+    for (int hs = nkv; hs >= (nkv + 1) / 2 && hs >= 1; --hs) {
+        const int last = groups - (groups - 1) / hs * hs;
+        // last / hs > best_last / best, strictly (so the larger hs keeps a tie)
+        if (best_last < 0 || (long long)last * best > (long long)best_last * hs) {
+            best = hs;
+            best_last = last;
+        }
+    }
+    return best;
+}
+
 // PK: the family has a packed instantiation; the launch packs GQA tiles
 // where fwd_pack_pays says so (tuning 8: always, 16: never), with G query
 // heads per KV head, 2 <= G <= BM (G not dividing BM: idle rows).
@@ -149,8 +175,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     int nkv = (int)(24.0 * 1024 * 1024 / kv_head_bytes);
     if (nkv < 1)
         nkv = 1;
-    if (nkv > p.kv_heads)
-        nkv = p.kv_heads;
+    nkv = fwd_section_groups(p.kv_heads, nkv, p.tuning);
     FwdSched sc;
     sc.list = p.sched;
     sc.ctr = ctr;
@@ -162,8 +187,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     sc.pg = pack ? grp : 1;
     sc.pt = pt;
     int dev = 0, sms = 0;
-    if ((e = cudaGetDevice(&dev)) != cudaSuccess ||
-        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+    if ((e = current_device_sms(&dev, &sms)) != cudaSuccess)
         return e;
     const long long tiles = entries * theads;
     const int grid = (int)(tiles < sms ? tiles : sms);
@@ -175,8 +199,11 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
         pack ? (o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, PK> : fwd_ws_kernel<C, false, PK>)
         : o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, false>
                 : fwd_ws_kernel<C, false, false>;
-    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) !=
-        cudaSuccess)
+    // the attribute once per (kernel, device, size): launch_cache.cuh
+    static FuncSmemCache smem_cache[4];
+    FuncSmemCache &sm_c = smem_cache[(pack ? 2 : 0) + (o_tma ? 1 : 0)];
+    bool cached = false;
+    if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
         return e;
     if (closed) {
         if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
@@ -187,7 +214,16 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
             return e;
     }
     kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
-    return cudaGetLastError();
+    e = cudaGetLastError();
+    if (e != cudaSuccess && cached) {
+        // the cached attribute may be stale (a cudaDeviceReset): set it and try once more
+        func_smem_forget(sm_c, dev);
+        if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
+            return e;
+        kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
+        e = cudaGetLastError();
+    }
+    return e;
 }
 
 // The tile of each head-dim family (NWG consumer warpgroups: BM = 64 NWG

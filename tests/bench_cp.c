@@ -3,7 +3,7 @@
  *
  * usage: bench_cp [--tokens 32768,65536,131072] [--cp 2,4,8] [--heads 16]
  *                 [--dim 128] [--dim-v DV] [--iters 3] [--warmup 1] [--gpus 1]
- *                 [--no-causal] [--nccl] [--no-ref]
+ *                 [--no-causal] [--nccl] [--no-ref] [--no-exec]
  *
  * --dim-v: the head dim of v, out, dout and dv (default --dim; MLA: --dim
  * 192 --dim-v 128).  TFLOP/s in the FlashAttention convention: forward
@@ -11,7 +11,10 @@
  * d), backward 2.5 times that.
  * --gpus N spreads the ranks over N GPUs (rank r on GPU r % N); --nccl uses
  * the nccl transport (threads, one GPU per rank) instead of the local one;
- * --no-ref skips the non-CP and isolated timings (for the ring overlap runs).
+ * --no-ref skips the non-CP and isolated timings (for the ring overlap runs);
+ * --no-exec skips the executor (the raw calls alone: e.g. under ncu, whose
+ * per-kernel durations split a backward step into preprocess, main kernel
+ * and finish).
  *
  * For each length S (one sequence, bf16, BSHD) and CP size n:
  *   noncp     one cuda forward / backward on the whole sequence (CUDA events,
@@ -25,7 +28,11 @@
  *             pays the host's enqueue; the "queued" line times iters calls
  *             back to back instead (the host enqueuing ahead, as the
  *             executor's does): ratio_iso_queued, and its forward and
- *             backward parts;
+ *             backward parts; "host" is the CPU wall time of each of those
+ *             queued calls (median, us): the GPU is still busy with the
+ *             calls before, so it is the host's enqueue alone (checks,
+ *             workspace, tensor maps, launches), what a single call on an
+ *             idle stream waits for before its first kernel starts;
  *   executor  the CP forward then backward with n ranks as threads over the
  *             local device transport on `--gpus` GPUs (one GPU: every rank
  *             shares it); wall = host time from a barrier to every stream
@@ -66,7 +73,8 @@
         }                                                                                          \
     } while (0)
 
-static int H = 16, D = 128, DV = 0, iters = 3, warmup = 1, gpus = 1, causal = 1, use_nccl = 0, no_ref = 0;
+static int H = 16, D = 128, DV = 0, iters = 3, warmup = 1, gpus = 1, causal = 1, use_nccl = 0, no_ref = 0,
+           no_exec = 0;
 
 static double now_s(void)
 {
@@ -111,11 +119,12 @@ static void fill(void *d, size_t n, unsigned seed)
 typedef struct shape_t {
     double fwd, bwd;   /* median of single calls, each timed alone on an idle stream */
     double qfwd, qbwd; /* iters calls back to back (the host enqueuing ahead), per call */
+    double hfwd, hbwd; /* host time (us) of each of those queued calls: its enqueue (median) */
 } shape_t;
 
 static shape_t time_attn(int sq, int sk, int is_causal)
 {
-    shape_t r = {0, 0, 0, 0};
+    shape_t r = {0, 0, 0, 0, 0, 0};
     /* q, dq [sq, H, D]; k, dk [sk, H, D]; out, dout [sq, H, DV]; v, dv [sk, H, DV] */
     size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D, no = (size_t)sq * H * DV, nv = (size_t)sk * H * DV;
     void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nv * 2), *o = dalloc(no * 2);
@@ -180,17 +189,25 @@ static shape_t time_attn(int sq, int sk, int is_causal)
     {
         float f, b;
         CK(cudaEventRecord(e0, NULL));
-        for (int it = 0; it < iters; it++)
+        for (int it = 0; it < iters; it++) {
+            double t0 = now_s();
             FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
+            tf[it] = 1e6 * (now_s() - t0);
+        }
         CK(cudaEventRecord(e1, NULL));
-        for (int it = 0; it < iters; it++)
+        for (int it = 0; it < iters; it++) {
+            double t0 = now_s();
             FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
+            tb[it] = 1e6 * (now_s() - t0);
+        }
         CK(cudaEventRecord(e2, NULL));
         CK(cudaEventSynchronize(e2));
         CK(cudaEventElapsedTime(&f, e0, e1));
         CK(cudaEventElapsedTime(&b, e1, e2));
         r.qfwd = f / iters;
         r.qbwd = b / iters;
+        r.hfwd = median(tf, iters);
+        r.hbwd = median(tb, iters);
     }
     free(tf);
     free(tb);
@@ -323,9 +340,12 @@ int main(int argc, char **argv)
             use_nccl = 1;
         else if (!strcmp(argv[i], "--no-ref"))
             no_ref = 1;
+        else if (!strcmp(argv[i], "--no-exec"))
+            no_exec = 1;
         else {
             fprintf(stderr, "usage: bench_cp [--tokens a,b] [--cp a,b] [--heads H] [--dim D] [--dim-v DV] "
-                            "[--iters N] [--warmup N] [--gpus N] [--no-causal] [--nccl] [--no-ref]\n");
+                            "[--iters N] [--warmup N] [--gpus N] [--no-causal] [--nccl] [--no-ref] "
+                            "[--no-exec]\n");
             return 1;
         }
     }
@@ -352,13 +372,15 @@ int main(int argc, char **argv)
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
-        shape_t full = {NAN, NAN, NAN, NAN};
+        shape_t full = {NAN, NAN, NAN, NAN, NAN, NAN};
         /* FlashAttention convention: 2 (d + dv) per visible pair and head (causal: half the pairs) */
         double fl = 2.0 * H * (double)S * S * (D + DV) * (causal ? 0.5 : 1.0);
         if (!no_ref) {
             full = time_attn(S, S, causal);
-            printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s)\n", S,
-                   full.fwd, fl / full.fwd * 1e-9, full.bwd, 2.5 * fl / full.bwd * 1e-9);
+            printf("# non-CP %d tokens: fwd %.2f ms (%.0f TFLOP/s), bwd %.2f ms (%.0f TFLOP/s); queued fwd "
+                   "%.3f ms (%.0f TFLOP/s), bwd %.3f ms (%.0f TFLOP/s)\n",
+                   S, full.fwd, fl / full.fwd * 1e-9, full.bwd, 2.5 * fl / full.bwd * 1e-9, full.qfwd,
+                   fl / full.qfwd * 1e-9, full.qbwd, 2.5 * fl / full.qbwd * 1e-9);
         }
         for (int ci = 0; ci < ncp; ci++) {
             const int n = cps[ci];
@@ -371,7 +393,7 @@ int main(int argc, char **argv)
                 printf("# cp %d: nccl needs one GPU per rank (--gpus %d)\n", n, gpus);
                 continue;
             }
-            shape_t nan2 = {NAN, NAN, NAN, NAN};
+            shape_t nan2 = {NAN, NAN, NAN, NAN, NAN, NAN};
             shape_t dg = no_ref ? nan2 : time_attn(T, T, causal);
             shape_t lo = no_ref ? nan2 : time_attn(T, T / 2, 0), up = no_ref ? nan2 : time_attn(T / 2, T, 0);
             double pairs = 0.5 * n * (n - 1);
@@ -383,34 +405,43 @@ int main(int argc, char **argv)
 
             fa4cp_local_world *w = NULL;
             rank_job *jobs = calloc((size_t)n, sizeof *jobs);
-            pthread_t *th = calloc((size_t)n, sizeof *th);
-            double *wall = calloc((size_t)iters, sizeof *wall);
-            fa4cp_comm *comms[64];
-            if (use_nccl) {
-                int devs[64];
+            double cw = NAN, sc = NAN;
+            if (!no_exec) {
+                pthread_t *th = calloc((size_t)n, sizeof *th);
+                double *wall = calloc((size_t)iters, sizeof *wall);
+                fa4cp_comm *comms[64];
+                if (use_nccl) {
+                    int devs[64];
+                    for (int r = 0; r < n; r++)
+                        devs[r] = r % gpus;
+                    FK(fa4cp_nccl_local_comms(n, devs, 600.0, comms));
+                } else {
+                    FK(fa4cp_local_world_create(n, 1, 600.0, &w));
+                    for (int r = 0; r < n; r++)
+                        FK(fa4cp_local_comm(w, r, &comms[r]));
+                }
+                for (int r = 0; r < n; r++) {
+                    jobs[r].r = r;
+                    jobs[r].n = n;
+                    jobs[r].S = S;
+                    jobs[r].wall = wall;
+                    jobs[r].comm = comms[r];
+                }
                 for (int r = 0; r < n; r++)
-                    devs[r] = r % gpus;
-                FK(fa4cp_nccl_local_comms(n, devs, 600.0, comms));
-            } else {
-                FK(fa4cp_local_world_create(n, 1, 600.0, &w));
+                    pthread_create(&th[r], NULL, rank_main, &jobs[r]);
                 for (int r = 0; r < n; r++)
-                    FK(fa4cp_local_comm(w, r, &comms[r]));
+                    pthread_join(th[r], NULL);
+                cw = median(wall, iters);
+                sc = 0;
+                for (int r = 0; r < n; r++)
+                    sc += jobs[r].compute_sum;
+                for (int r = 0; r < n; r++)
+                    fa4cp_comm_destroy(jobs[r].comm);
+                fa4cp_local_world_destroy(w);
+                free(th);
+                free(wall);
             }
-            for (int r = 0; r < n; r++) {
-                jobs[r].r = r;
-                jobs[r].n = n;
-                jobs[r].S = S;
-                jobs[r].wall = wall;
-                jobs[r].comm = comms[r];
-            }
-            for (int r = 0; r < n; r++)
-                pthread_create(&th[r], NULL, rank_main, &jobs[r]);
-            for (int r = 0; r < n; r++)
-                pthread_join(th[r], NULL);
-            double cw = median(wall, iters), sc = 0;
-            for (int r = 0; r < n; r++)
-                sc += jobs[r].compute_sum;
-            printf("  %7d %3d | %9.2f %9.2f | %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f | %9.3f | %9.2f "
+            printf("  %7d %3d | %9.2f %9.2f | %8.3f %8.3f %8.3f %8.3f %8.3f %8.3f | %9.3f | %9.2f "
                    "%9.3f | %9.2f\n",
                    S, n, full.fwd, full.bwd, dg.fwd, dg.bwd, lo.fwd, lo.bwd, up.fwd, up.bwd,
                    ratio_iso, cw, gpus == 1 ? cw / (full.fwd + full.bwd) : NAN, sc);
@@ -419,7 +450,11 @@ int main(int argc, char **argv)
                        "low %.3f/%.3f  up %.3f/%.3f  ratio_iso_queued %.3f (fwd %.3f, bwd %.3f)\n",
                        iters, full.qfwd, full.qbwd, dg.qfwd, dg.qbwd, lo.qfwd, lo.qbwd, up.qfwd, up.qbwd,
                        (qiso_f + qiso_b) / (full.qfwd + full.qbwd), qiso_f / full.qfwd, qiso_b / full.qbwd);
-            for (int dir = 0; dir < 2; dir++) {
+            if (!no_ref)
+                printf("    host (us per queued call, median, fwd/bwd): noncp %.1f/%.1f  diag %.1f/%.1f  "
+                       "low %.1f/%.1f  up %.1f/%.1f\n",
+                       full.hfwd, full.hbwd, dg.hfwd, dg.hbwd, lo.hfwd, lo.hbwd, up.hfwd, up.hbwd);
+            for (int dir = 0; dir < 2 && !no_exec; dir++) {
                 const fa4cp_cp_timing *t = dir ? &jobs[0].tb : &jobs[0].tf;
                 double comp = 0, com = 0;
                 printf("    rank 0 %s steps (compute/comm ms):", dir ? "bwd" : "fwd");
@@ -432,12 +467,7 @@ int main(int argc, char **argv)
                 printf("  call %.2f  compute/call %.3f  comm/compute %.3f\n", t->call_ms,
                        comp / t->call_ms, comp > 0 ? com / comp : 0.0);
             }
-            for (int r = 0; r < n; r++)
-                fa4cp_comm_destroy(jobs[r].comm);
-            fa4cp_local_world_destroy(w);
             free(jobs);
-            free(th);
-            free(wall);
             fflush(stdout);
         }
     }

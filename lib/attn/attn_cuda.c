@@ -22,10 +22,22 @@
                        #call, cudaGetErrorString(e_));                                             \
     } while (0)
 
+#define MAX_DEVICES 64
+
+/* Devices found to be sm_90 (1; 0: not checked yet), so that a call on one
+ * asks only for the current device: these calls are short (a CP step's
+ * forward is about 0.1 ms), and what the host spends before the first kernel
+ * is time the GPU waits when a call runs alone.  Set with atomics: the CP
+ * executor calls from several threads. */
+static int device_checked[MAX_DEVICES];
+
 /* Is the current device one the sm_90a kernels run on? */
 static fa4cp_status device_ok(void) {
     fa4cp_status st = FA4CP_OK;
     int dev = 0, n = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < MAX_DEVICES &&
+        __atomic_load_n(&device_checked[dev], __ATOMIC_RELAXED))
+        return FA4CP_OK;
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0)
         FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: no CUDA device (%s)",
@@ -38,6 +50,8 @@ static fa4cp_status device_ok(void) {
                    "cuda attention: device %d has compute capability %d.%d; the kernels are "
                    "built for sm_90a (Hopper, 9.0) only",
                    dev, major, minor);
+    if (dev >= 0 && dev < MAX_DEVICES)
+        __atomic_store_n(&device_checked[dev], 1, __ATOMIC_RELAXED);
 out:
     return st;
 }
@@ -56,8 +70,7 @@ int fa4cp_attn_cuda_available(void) {
  * device, owned by fa4cp, that keeps what it has allocated (release threshold
  * unlimited): repeated backward calls then reuse the memory instead of mapping
  * it again each time, and the process's default pool is left alone. */
-#define MAX_DEVICES 64
-static cudaMemPool_t pools[MAX_DEVICES];
+static cudaMemPool_t pools[MAX_DEVICES]; /* created under pool_lock, read by atomic loads */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static fa4cp_status workspace_pool(cudaMemPool_t *out_pool) {
@@ -67,6 +80,9 @@ static fa4cp_status workspace_pool(cudaMemPool_t *out_pool) {
     CUDA_CHECK(cudaGetDevice(&dev));
     if (dev < 0 || dev >= MAX_DEVICES)
         FA4CP_FAIL(FA4CP_ERR_UNSUPPORTED, "cuda attention: device %d >= %d", dev, MAX_DEVICES);
+    *out_pool = __atomic_load_n(&pools[dev], __ATOMIC_ACQUIRE);
+    if (*out_pool)
+        return FA4CP_OK;
     pthread_mutex_lock(&pool_lock);
     locked = 1;
     if (!pools[dev]) {
@@ -78,7 +94,7 @@ static fa4cp_status workspace_pool(cudaMemPool_t *out_pool) {
         props.location.id = dev;
         CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
         CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-        pools[dev] = pool;
+        __atomic_store_n(&pools[dev], pool, __ATOMIC_RELEASE);
     }
     *out_pool = pools[dev];
 out:
@@ -227,10 +243,8 @@ out:
     return st;
 }
 
-/* The longest-first work list of the kernels (see kernels/attn_sched.cuh). */
-static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
-    fa4cp_status st = FA4CP_OK;
-    cudaMemPool_t pool = NULL;
+/* Entries of the longest-first work list of the kernels (kernels/attn_sched.cuh). */
+static int64_t sched_entries(const fa4cp_kparams *p) {
     int64_t longest = p->max_sq > p->max_sk ? p->max_sq : p->max_sk;
     /* blocks of 64 rows, the smallest a kernel takes (the backward's KV
      * blocks at head dims 192 and 256); + 1: the forward's persistent tile
@@ -244,7 +258,14 @@ static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
         const int64_t pb = (p->max_sq + pt - 1) / pt;
         blocks = pb > blocks ? pb : blocks;
     }
-    p->sched_cap = (int64_t)p->batch * blocks + 2;
+    return (int64_t)p->batch * blocks + 2;
+}
+
+/* The work list (the forward's only workspace). */
+static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
+    fa4cp_status st = FA4CP_OK;
+    cudaMemPool_t pool = NULL;
+    p->sched_cap = sched_entries(p);
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
 out:
@@ -281,34 +302,17 @@ out:
     return free_async(p.sched, a ? (cudaStream_t)a->stream : NULL, st);
 }
 
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
 fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
     cudaStream_t s = NULL;
-    void *dq_accum = NULL, *dsum = NULL, *dq_sem = NULL;
-    p.sched = NULL;
+    char *ws = NULL;
     FA4CP_TRY(check_args(a, 1));
     FA4CP_TRY(device_ok());
     FA4CP_TRY(make_params(a, &p));
     s = (cudaStream_t)a->stream;
-    if (a->total_q > 0) {
-        size_t rows = (size_t)a->total_q * (size_t)a->heads;
-        cudaMemPool_t pool = NULL;
-        FA4CP_TRY(workspace_pool(&pool));
-        CUDA_CHECK(cudaMallocFromPoolAsync(&dsum, rows * sizeof(float), pool, s));
-        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_accum, rows * (size_t)a->head_dim * sizeof(float),
-                                           pool, s));
-    }
-    if (p.deterministic && a->batch > 0) {
-        /* also without queries: the main kernel's CTAs take tickets from it */
-        cudaMemPool_t pool = NULL;
-        FA4CP_TRY(workspace_pool(&pool));
-        size_t n = (size_t)fa4cp_kernel_bwd_sem_count(&p);
-        CUDA_CHECK(cudaMallocFromPoolAsync(&dq_sem, n * sizeof(int32_t), pool, s));
-    }
-    p.dsum = dsum;
-    p.dq_accum = dq_accum;
-    p.dq_sem = dq_sem;
     if (a->batch == 0) {
         /* no sequence: every row is padding */
         size_t es = fa4cp_dtype_size(a->dtype);
@@ -322,11 +326,28 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         }
         goto out;
     }
-    FA4CP_TRY(alloc_sched(&p, s));
+    {
+        /* The workspace in one pool allocation (one allocation and one free a
+         * call instead of four of each), each part 256-byte aligned: Dsum
+         * [heads][total_q] and dq_accum [heads][total_q][head_dim] (fp32, with
+         * queries), the deterministic call's semaphores (also without
+         * queries: the main kernel's CTAs take tickets from them), the work
+         * list. */
+        const size_t rows = (size_t)a->total_q * (size_t)a->heads;
+        const size_t n_dsum = rows * sizeof(float), n_acc = rows * (size_t)a->head_dim * sizeof(float);
+        const size_t n_sem = p.deterministic ? (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int32_t) : 0;
+        p.sched_cap = sched_entries(&p);
+        const size_t o_acc = align256(n_dsum), o_sem = align256(o_acc + n_acc), o_sched = align256(o_sem + n_sem);
+        const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
+        cudaMemPool_t pool = NULL;
+        FA4CP_TRY(workspace_pool(&pool));
+        CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
+        p.dsum = rows ? (float *)ws : NULL;
+        p.dq_accum = rows ? (float *)(ws + o_acc) : NULL;
+        p.dq_sem = n_sem ? (int *)(ws + o_sem) : NULL;
+        p.sched = (int *)(ws + o_sched);
+    }
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
 out:
-    st = free_async(p.sched, s, st);
-    st = free_async(dq_accum, s, st);
-    st = free_async(dq_sem, s, st);
-    return free_async(dsum, s, st);
+    return free_async(ws, s, st);
 }

@@ -1,0 +1,74 @@
+// launch_cache.cuh - host-side facts the launchers need on every call, read
+// from the driver once per device (or per kernel and device) instead of per
+// call: a CP step's call is short (0.1 ms forward), and what the host spends
+// before its kernel starts is time the GPU waits when the call runs alone.
+//
+// Thread-safe without locks: the CP executor calls from several threads on
+// one device.  Each cache slot is an atomic int written with the value the
+// driver gave; two threads filling the same slot write the same value (and a
+// cudaFuncSetAttribute twice with the same size is harmless).  Devices past
+// LC_MAX_DEVICES are not cached (read every call, as before).
+//
+// What is cached stays valid as long as the process's CUDA context does: a
+// cudaDeviceReset drops the kernels' attributes, so a launch that fails after
+// a cached attribute sets it again and retries once (launch_fwd_ws).
+#pragma once
+
+#include <atomic>
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+#include <stdint.h>
+
+namespace fa4cp {
+
+constexpr int LC_MAX_DEVICES = 64;
+
+// The current device and its multiprocessor count (read once per device).
+inline cudaError_t current_device_sms(int *dev, int *sms) {
+    static std::atomic<int> cache[LC_MAX_DEVICES]; // 0: not read yet (static: zero-initialised)
+    cudaError_t e = cudaGetDevice(dev);
+    if (e != cudaSuccess)
+        return e;
+    const bool slot = *dev >= 0 && *dev < LC_MAX_DEVICES;
+    if (slot) {
+        const int v = cache[*dev].load(std::memory_order_relaxed);
+        if (v > 0) {
+            *sms = v;
+            return cudaSuccess;
+        }
+    }
+    if ((e = cudaDeviceGetAttribute(sms, cudaDevAttrMultiProcessorCount, *dev)) != cudaSuccess)
+        return e;
+    if (slot && *sms > 0)
+        cache[*dev].store(*sms, std::memory_order_relaxed);
+    return cudaSuccess;
+}
+
+// The dynamic shared memory a kernel was last allowed on each device: one
+// table per kernel (the caller's `static FuncSmemCache`), so that
+// cudaFuncSetAttribute runs once per (kernel, device, size).
+struct FuncSmemCache {
+    std::atomic<int> smem[LC_MAX_DEVICES]; // 0: not set by us
+};
+
+// Allow `kern` `smem` bytes of dynamic shared memory on device `dev`, unless
+// the cache says it already is.  *cached: whether the call was skipped.
+inline cudaError_t func_smem_once(FuncSmemCache &c, const void *kern, int smem, int dev, bool *cached) {
+    const bool slot = dev >= 0 && dev < LC_MAX_DEVICES;
+    *cached = slot && c.smem[dev].load(std::memory_order_acquire) == smem;
+    if (*cached)
+        return cudaSuccess;
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess && slot)
+        c.smem[dev].store(smem, std::memory_order_release);
+    return e;
+}
+
+// Forget the cached size of `kern` on `dev` (a launch failed: set it again).
+inline void func_smem_forget(FuncSmemCache &c, int dev) {
+    if (dev >= 0 && dev < LC_MAX_DEVICES)
+        c.smem[dev].store(0, std::memory_order_relaxed);
+}
+
+} // namespace fa4cp

@@ -178,6 +178,10 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     static constexpr int TILE_K = WBN * PK * 2, TILE_V = WBN * PV * 2;
     static constexpr int TILE_Q = WBM * PK * 2, TILE_DO = WBM * PV * 2;
     static constexpr int TILE_DS = WBN * WBM * 2, TILE_DQ = WBM * DQK * 4;
+    // wide, two Q and two dO stages ((192, 128)): a second dS^T tile after
+    // the barriers (OFF_DS2; the other offsets stay), for bwd_ws_mma_wide's
+    // variant 2
+    static constexpr bool DS2 = WIDE && Q_STAGES == 2 && DO_STAGES == 2;
     static constexpr int OFF_K = 0, OFF_V = OFF_K + TILE_K, OFF_Q = OFF_V + TILE_V;
     static constexpr int OFF_DO = OFF_Q + Q_STAGES * TILE_Q, OFF_DS = OFF_DO + DO_STAGES * TILE_DO;
     // Row statistics (LSE, Dsum) of a step: the STAT_BOX floats from row
@@ -193,7 +197,8 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
                                        : 2;
     static constexpr int OFF_DQ = OFF_DS + 2 * TILE_DS, OFF_LSE = OFF_DQ + DQ_BUFS * TILE_DQ;
     static constexpr int OFF_DSUM = OFF_LSE + 2 * STAT_STRIDE * 4, OFF_BAR = OFF_DSUM + 2 * STAT_STRIDE * 4;
-    static constexpr int SMEM = OFF_BAR + (int)sizeof(BwdWsBars) + 1024; // + alignment slack
+    static constexpr int OFF_DS2 = (OFF_BAR + (int)sizeof(BwdWsBars) + 1023) / 1024 * 1024;
+    static constexpr int SMEM = (DS2 ? OFF_DS2 + TILE_DS : OFF_BAR + (int)sizeof(BwdWsBars)) + 1024; // + alignment slack
     static constexpr int REG_P = 24, REG_C = NWG == 3 ? 160 : 240;
     // named barriers (0 is __syncthreads); wide: BAR_PDS_FREE, every MMA
     // warpgroup is done with the last step's P^T, dS^T
@@ -347,8 +352,9 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 //   S = Q K^T and dP = dO V^T, warpgroup w the keys 32w..32w+31 (SS, N 32);
 //   P = exp2(S * scale * log2 e - LSE * log2 e), the element mask, dS = P (dP
 //   - Dsum); after BAR_PDS_FREE (every warpgroup is done with the last step's
-//   products) P^T and dS^T into shared memory ([WBN keys][64 query rows],
-//   one panel, stmatrix.trans), then BAR_PDS;
+//   products; not at (192, 128), variant 2 below) P^T and dS^T into shared
+//   memory ([WBN keys][64 query rows], one panel, stmatrix.trans), then
+//   BAR_PDS;
 //   for the head-dim panels PPW w .. PPW w + PPW - 1 (PPW = 1 at 192, 2 at
 //   256): dV^T[panel] += dO^T P, dQ[:, panel] = dS K, dK^T[panel] += Q^T dS
 //   (SS: dO, Q, K read MN-major, P^T, dS^T K-major);
@@ -362,24 +368,54 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 // dV panel: it skips the dV product (a branch around those wgmmas, with
 // warpgroup.arrive at both ends: without them ptxas put one inside the
 // branch and serialised every wgmma, C7520).
-// QF (FA4CP_CUDA_TUNING 67108864, two dO stages only): dQ before dV, dQ
-// staged while dV runs (measured no faster: 0.98-1.02 at (192, 128));
-// chosen once for the whole CTA, so that every warpgroup syncs each named
-// barrier at one instruction.
-template <typename T, typename C, bool DET, int QF = -1>
+// Variants V (bwd_wide_variant), chosen once for the whole CTA, so that
+// every warpgroup syncs each named barrier at one instruction:
+//   2 (the default at (192, 128): two Q and two dO stages, BwdWsCfg::DS2):
+//     two dS^T buffers (a step writes buffer it & 1; the second tile,
+//     OFF_DS2, after the barriers) and no BAR_PDS_FREE: the BAR_DQ_EMPTY
+//     sync of the last step's dQ staging comes after every warpgroup's last
+//     dV and dQ (P^T, dS^T read), and the pipelined dK^T of step it - 1, the
+//     one reader left, reads the other buffer.  1.01-1.02 of the one-buffer
+//     loop on the H200 (2026-11-29 R3, docs/performance.md "hd192");
+//   0 (d192, d256; at (192, 128) FA4CP_CUDA_TUNING 268435456): one dS^T
+//     buffer and BAR_PDS_FREE, as above;
+//   1 (67108864, QF, (192, 128)): variant 0 with dQ before dV, dQ staged
+//     while dV runs (measured no faster: 0.98-1.02 at (192, 128)).
+// (dQ added to dq_accum from registers by red.global.add.v2.f32 instead, no
+// staging tile, no writer, one named barrier a step, ran 0.70-0.77 of this
+// loop at (192, 128): the L2's reductions of single sectors became the
+// limit, L2 69 % busy and the tensor pipe 35 % against 50 %; dropped, R2.)
+template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
+    if constexpr (C::WIDE && C::DS2) {
+        if (p.tuning & 67108864)
+            return 1;
+        return p.tuning & 268435456 ? 0 : 2;
+    }
+    return 0;
+}
+
+template <typename T, typename C, bool DET, int V = -1>
 __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBars *bars,
                                                 const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
                                                 int tid) {
-    if constexpr (QF < 0) {
-        if constexpr (C::DO_STAGES == 2) {
-            if (p.tuning & 67108864) {
+    if constexpr (V < 0) {
+        if constexpr (C::DS2) {
+            const int v = bwd_wide_variant<C, DET>(p);
+            if (v == 1) {
                 bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
+                return;
+            }
+            if (v == 2) {
+                bwd_ws_mma_wide<T, C, DET, 2>(p, bars, gi, sb, base, tid);
                 return;
             }
         }
         bwd_ws_mma_wide<T, C, DET, 0>(p, bars, gi, sb, base, tid);
         return;
     }
+    constexpr bool QF = V == 1;
+    // dS^T buffers (V 2: two, the second at OFF_DS2)
+    constexpr int NB_DS = V == 2 ? 2 : 1;
     constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, DV = C::DV, NC = C::NC, PPW = C::PPW;
     constexpr int NKW = WBN / C::NWG; // keys of S, dP per warpgroup
     static_assert(NKW % 16 == 0 && WBM == 64, "wide layout: 16-key steps of the transposed stores");
@@ -414,10 +450,13 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         const float sl2 = p.scale * kLog2e;
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         const uint32_t sPa = sm90::smem_addr(sPT), sdSa = sm90::smem_addr(sdST);
+        // buffer b's P^T, dS^T
+        constexpr int DS1 = C::OFF_DS2 - (C::OFF_DS + C::TILE_DS); // (V 2) dS^T buffer 1, from buffer 0
+        auto dst_at = [&](int b) { return NB_DS > 1 ? sdSa + b * DS1 : sdSa; };
         // dK^T[panel] += Q^T dS  (A: Q's panel, MN-major; B: dS^T, K-major)
-        auto gemm_dk = [&](uint32_t qa) {
+        auto gemm_dk = [&](uint32_t qa, uint32_t dsa) {
             const int w = opaque_int(ctid) >> 7;
-            const GDesc<128> ga(qa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sdSa, 16, 1024);
+            const GDesc<128> ga(qa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(dsa, 16, 1024);
 #pragma unroll
             for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -431,9 +470,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 sm90::mbar_arrive(sm90::smem_addr(bar));
         };
         if constexpr (PIPE) {
-            // the first step's pipelined dK^T reads dS^T: zero it
+            // the first step's pipelined dK^T reads dS^T (buffer 1 where
+            // there are two): zero it
+            uint4 *z = reinterpret_cast<uint4 *>(reinterpret_cast<unsigned char *>(sdST) + (NB_DS > 1 ? DS1 : 0));
             for (int i = ctid; i < WBN * WBM * 2 / 16; i += NC)
-                reinterpret_cast<uint4 *>(sdST)[i] = make_uint4(0, 0, 0, 0);
+                z[i] = make_uint4(0, 0, 0, 0);
             fence_proxy_async();
             sm90::named_sync(C::BAR_PDS, NC);
         }
@@ -454,6 +495,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
             const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + sd * C::STAT_STRIDE + sdel;
             st.next(gi);
+            const uint32_t sPs = sPa, sdSs = dst_at(it & 1); // this step's P^T, dS^T
             const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                            Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
                                                            gi.n0);
@@ -467,7 +509,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             gemm_ss_kmajor<T, NKW, DV, WBM * 128, WBN * 128, 128, true>(&dP[0][0], sdOa, sVa + kw * 128);
             wgmma_commit();
             if constexpr (PIPE)
-                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa); // the last step's dK^T
+                gemm_dk(it > 0 ? sb + C::OFF_Q + (s ^ 1) * C::TILE_Q : sQa, dst_at((it & 1) ^ 1)); // the last step's dK^T
             wgmma_wait<PIPE ? 2 : 1>(); // S is ready
             {
                 // rows wr + g, wr + g + 8; an LSE of -inf gives +inf, masked below
@@ -521,7 +563,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 if (it > 0)
                     release(&bars->q_empty[s ^ 1]);
             }
-            sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
+            if constexpr (V < 2)
+                sm90::named_sync(C::BAR_PDS_FREE, NC); // every warpgroup is done with the last P^T, dS^T
             // P^T, dS^T by stmatrix.trans: matrix i of 16-key step q16 is keys
             // kw + 16 q16 + 8 (i >> 1), query rows wr + 8 (i & 1); lane l gives
             // the address of its (transposed) row l & 7, a key
@@ -530,11 +573,11 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 const int mi = ln >> 3;
                 const int off = pnl<WBN>(kw + 16 * q16 + 8 * (mi >> 1) + (ln & 7), wr + 8 * (mi & 1));
                 asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                                 sPa + 2 * off),
+                                 sPs + 2 * off),
                              "r"(pp[2 * q16][0]), "r"(pp[2 * q16][1]), "r"(pp[2 * q16 + 1][0]), "r"(pp[2 * q16 + 1][1])
                              : "memory");
                 asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
-                                 sdSa + 2 * off),
+                                 sdSs + 2 * off),
                              "r"(dd[2 * q16][0]), "r"(dd[2 * q16][1]), "r"(dd[2 * q16 + 1][0]), "r"(dd[2 * q16 + 1][1])
                              : "memory");
             }
@@ -551,7 +594,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 if (DV == DQK || PPW * w < DV / 64) { // ((192, 128): not warpgroup 2)
                     if constexpr (DV < DQK)
                         wgmma_fence();
-                    const GDesc<128> ga(sdOa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sPa, 16, 1024);
+                    const GDesc<128> ga(sdOa + PPW * w * (WBM * 128), WBM * 128, 1024), gb(sPs, 16, 1024);
 #pragma unroll
                     for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -565,7 +608,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
             };
             float dq[PPW][8][4];
             auto gemm_dq = [&]() {
-                const GDesc<128> ga(sdSa, WBM * 128, 1024), gb(sKa + PPW * w * (WBN * 128), WBN * 128, 1024);
+                const GDesc<128> ga(sdSs, WBM * 128, 1024), gb(sKa + PPW * w * (WBN * 128), WBN * 128, 1024);
 #pragma unroll
                 for (int i = 0; i < PPW; ++i)
 #pragma unroll
@@ -591,7 +634,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                 sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
             };
             if constexpr (!PIPE) {
-                gemm_dk(sQa);
+                gemm_dk(sQa, sdSs);
                 gemm_dv();
                 gemm_dq();
                 wgmma_wait<2>(); // dK done
@@ -630,7 +673,8 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
         if constexpr (PIPE) {
             // the last step's dK^T
             wgmma_fence();
-            gemm_dk(sb + C::OFF_Q + ((gi.iters - 1) & 1) * C::TILE_Q);
+            const int last = gi.iters - 1; // (one volatile load)
+            gemm_dk(sb + C::OFF_Q + (last & 1) * C::TILE_Q, dst_at(last & 1));
             wgmma_wait<0>();
         }
     }

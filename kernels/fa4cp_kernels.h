@@ -71,7 +71,9 @@ typedef struct fa4cp_kparams {
      * read by 16-byte loads, with the step's row and mask flag: SP + SI,
      * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
      * through shared memory in 16-byte row chunks (EP; else from the
-     * fragments by 4-byte stores),
+     * fragments by 4-byte stores), 268435456 its (192, 128) kernel keeps one
+     * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
+     * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads
      * query heads of a KV head at floor(BM / G) tokens a tile, BM = 192 at
      * d64, 128 at d128, fwd_sched.cuh) whenever 2 <= G <= BM, 16 it never

@@ -1048,8 +1048,11 @@ static void cuda_bwd_head_dims(test_rng *r)
     }
     /* d_qk 192 (96-row KV blocks, three MMA warpgroups): one sequence of 7-8
      * KV blocks and 10-11 query blocks, GQA 2/1, with a left window (masked
-     * blocks at both ends of each KV block's range), both modes */
-    for (int k = 0; k < 4; k++) {
+     * blocks at both ends of each KV block's range), both modes; and (192,
+     * 128) atomic, dense (bf16) and causal (fp16) without a window, so that
+     * a KV block walks up to 11 steps (its loop's two dS^T buffers alternate
+     * by step) */
+    for (int k = 0; k < 6; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
         c.dtype = k % 2 ? FA4CP_FP16 : FA4CP_BF16;
@@ -1057,9 +1060,9 @@ static void cuda_bwd_head_dims(test_rng *r)
         c.H = 2;
         c.Hk = 1;
         c.d = 192;
-        c.dv = k < 2 ? 128 : 192;
-        c.causal = 1;
-        c.wl = 150 + test_rng_int(r, 0, 200);
+        c.dv = k < 2 || k >= 4 ? 128 : 192;
+        c.causal = k != 4;
+        c.wl = k >= 4 ? -1 : 150 + test_rng_int(r, 0, 200);
         c.wr = -1;
         c.use_seqused = 1;
         c.used_q[0] = 640 + test_rng_int(r, 0, 63);
@@ -1068,10 +1071,15 @@ static void cuda_bwd_head_dims(test_rng *r)
         c.cu_k[1] = c.used_k[0] + 5;
         c.total_q = c.cu_q[1] + 1;
         c.total_k = c.cu_k[1];
-        deterministic = k % 2;
-        ok(bwd_case(r, &c, 1),
-           "cuda backward (192, %d) %s: one sequence of %d queries, %d keys, GQA 2/1, causal with a %d-key window, dlse",
-           c.dv, deterministic ? "deterministic" : "atomic", c.used_q[0], c.used_k[0], c.wl);
+        deterministic = k < 4 && k % 2;
+        char mask[48];
+        if (c.wl >= 0)
+            snprintf(mask, sizeof mask, "causal with a %d-key window", c.wl);
+        else
+            snprintf(mask, sizeof mask, "%s", c.causal ? "causal" : "dense");
+        ok(bwd_case(r, &c, 1), "cuda backward (192, %d) %s %s: one sequence of %d queries, %d keys, GQA 2/1, %s, dlse",
+           c.dv, fa4cp_dtype_name(c.dtype), deterministic ? "deterministic" : "atomic", c.used_q[0], c.used_k[0],
+           mask);
     }
     /* d 80 and 96 (warpgroup 0 computes dQ alone, warpgroup 1 runs up to a
      * step ahead, two dS^T buffers handed back by named barriers): one

@@ -385,8 +385,8 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
 // staging tile, no writer, one named barrier a step, ran 0.70-0.77 of this
 // loop at (192, 128): the L2's reductions of single sectors became the
 // limit, L2 69 % busy and the tensor pipe 35 % against 50 %; dropped, R2.)
-template <typename C, bool DET> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
-    if constexpr (C::WIDE && C::DS2) {
+template <typename C> __device__ __forceinline__ int bwd_wide_variant(const fa4cp_kparams &p) {
+    if constexpr (C::DS2) { // (DS2: wide, two Q and two dO stages)
         if (p.tuning & 67108864)
             return 1;
         return p.tuning & 268435456 ? 0 : 2;
@@ -400,7 +400,7 @@ __device__ __forceinline__ void bwd_ws_mma_wide(const fa4cp_kparams &p, BwdWsBar
                                                 int tid) {
     if constexpr (V < 0) {
         if constexpr (C::DS2) {
-            const int v = bwd_wide_variant<C, DET>(p);
+            const int v = bwd_wide_variant<C>(p);
             if (v == 1) {
                 bwd_ws_mma_wide<T, C, DET, 1>(p, bars, gi, sb, base, tid);
                 return;

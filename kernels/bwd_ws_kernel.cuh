@@ -1102,7 +1102,20 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     BwdWsBars *bars = reinterpret_cast<BwdWsBars *>(base + C::OFF_BAR);
     const volatile BwdWsInfo &gi = bars->gi;
     const int tid = threadIdx.x;
+    // KS (the rows layout, FA4CP_CUDA_TUNING 4): K and V issued by thread 0
+    // (the TMA lane) as soon as its decode has the block, before the
+    // __syncthreads; K alone on kv_full, V on do_full[0] with the first
+    // step's dO (which the first dP^T waits for), so that the first S^T
+    // waits for K and Q only (the MMA warps' code is the same either way)
+    constexpr bool KSOK = !C::WIDE && !C::DQW;
+    const bool ks = KSOK && (p.tuning & 4);
     if (tid == 0) {
+        if (ks) {
+            sm90::tma_prefetch_desc(&tmK);
+            sm90::tma_prefetch_desc(&tmV);
+            sm90::tma_prefetch_desc(&tmQ);
+            sm90::tma_prefetch_desc(&tmdO);
+        }
         bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
         for (int i = 0; i < 2; ++i) {
             // TMA lane (+ a statistics warp's lanes)
@@ -1118,6 +1131,21 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
         sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
         sm90::mbar_fence_init();
+        if (ks && gi.iters > 0) {
+            const bool hints = !(p.tuning & 16384);
+            const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
+            const uint32_t fk = sm90::smem_addr(&bars->kv_full), fv = sm90::smem_addr(&bars->do_full[0]);
+            const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk, kvh = gi.kvh;
+            const uint32_t sb0 = sm90::smem_addr(base);
+            sm90::mbar_arrive_expect_tx(fk, C::TILE_K);
+#pragma unroll
+            for (int pn = 0; pn < PK / PW; ++pn)
+                sm90::tma_load_4d(sb0 + C::OFF_K + pn * WBN * RB, &tmK, fk, pn * PW, kvh, kr, kx, h_kv);
+            sm90::mbar_expect_tx(fv, C::TILE_V);
+#pragma unroll
+            for (int pn = 0; pn < PV / PW; ++pn)
+                sm90::tma_load_4d(sb0 + C::OFF_V + pn * WBN * RB, &tmV, fv, pn * PW, kvh, kr, kx, h_kv);
+        }
     }
     __syncthreads();
     if (gi.iters < 0)
@@ -1150,7 +1178,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             const bool hints = !(p.tuning & 16384);
             const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
             const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
-            {
+            if (!ks) {
                 const uint32_t fkv = sm90::smem_addr(&bars->kv_full);
                 const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
                 sm90::mbar_arrive_expect_tx(fkv, C::TILE_K + C::TILE_V);
@@ -1277,8 +1305,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             // ------------------------------------------------ dQ writer
             if constexpr (DH) {
                 bwd_ws_dq_writer_dh<C, DET>(p, gi, sdQ, lane, G);
-                if (lane == 0)
-                    sm90::tma_store_wait<0>();
+                if (lane == 0) {
+                    if (ks) // (as below)
+                        sm90::tma_store_wait_read<0>();
+                    else
+                        sm90::tma_store_wait<0>();
+                }
                 return;
             }
             const int iters = gi.iters;
@@ -1327,8 +1359,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
                 st.next(gi);
             }
-            if (lane == 0)
-                sm90::tma_store_wait<0>();
+            if (lane == 0) {
+                // KS: the CTA leaves once its last reduction has read sdQ, as
+                // CUTLASS's TMA-store epilogues do (the kernel's end orders its
+                // writes before the finish kernel; deterministic: completed above)
+                if (ks)
+                    sm90::tma_store_wait_read<0>();
+                else
+                    sm90::tma_store_wait<0>();
+            }
         }
         return;
     }

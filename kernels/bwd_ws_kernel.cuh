@@ -1009,77 +1009,8 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // dV through shared memory, stmatrix into the K and V tiles' place once
 // both MMA warpgroups are done with them, then 16-byte row chunks to global
 // memory (else 4-byte stores from the fragments, 8 rows a warp store).
-// DH (80-row steps, FA4CP_CUDA_TUNING 2; with SP + SI): the dQ staging tile
-// handed to the writer in two halves of query rows (0-39, 40-79), each on
-// its own pair of named barriers (BAR_DQ_FULL / BAR_DQ_EMPTY + half: the one
-// tile leaves the + 1 ids free); the writer adds each half by its own bulk
-// reduction and hands it back once that has been read, so that the first
-// half's copy starts 20 stores earlier and the next step stages into it
-// while the second half is still being read (bwd_ws_dq_writer_dh).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_DH (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_DH = 8 };
-
-// The dQ writer warp of DH (see above): per step, the first half's bulk
-// reduction once BAR_DQ_FULL + 0 completes, the second's after BAR_DQ_FULL
-// + 1, each half handed back (BAR_DQ_EMPTY + half) once its copy has read
-// it; deterministic: after both reductions have completed the tile's
-// semaphore is bumped (the wait for this KV block's rank as the one-tile
-// writer).
-template <typename C, bool DET>
-__device__ __forceinline__ void bwd_ws_dq_writer_dh(const fa4cp_kparams &p, const volatile BwdWsInfo &gi,
-                                                    const float *sdQ, int lane, int G) {
-    constexpr int WBM = C::WBM, WBN = C::WBN, DQK = C::DQK, HR = WBM / 2; // rows a half
-    const int iters = gi.iters;
-    sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
-    sm90::named_arrive(C::BAR_DQ_EMPTY + 1, C::NDQ);
-    BwdWsStep<DET> st(gi.kvh * G);
-    for (int it = 0; it < iters; ++it) {
-        int *sem = nullptr;
-        float *dst = nullptr;
-        int rows = 0;
-        sm90::named_sync(C::BAR_DQ_FULL + 0, C::NDQ);
-        if (lane == 0) {
-            const int m0 = st.m0(gi, WBM);
-            if constexpr (DET) {
-                // (as the one-tile writer)
-                const int mb = m0 / WBM;
-                const int64_t x = (int64_t)m0 + gi.off - p.window_left;
-                const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
-                const int64_t sem_head = p.total_q / WBM + p.batch + 1;
-                sem = p.dq_sem + (1 + gi.q_off / WBM + gi.bi + st.hq * sem_head + mb);
-                sem_wait_eq(sem, gi.n_block - nlo);
-                fence_proxy_async_global();
-            }
-            dst = p.dq_accum + ((int64_t)st.hq * p.total_q + gi.q_off + m0) * DQK;
-            rows = min(WBM, gi.sq - m0);
-            sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ), (uint32_t)(min(rows, HR) * DQK * 4));
-            sm90::tma_store_commit();
-        }
-        sm90::named_sync(C::BAR_DQ_FULL + 1, C::NDQ);
-        if (lane == 0) {
-            if (rows > HR)
-                sm90::bulk_reduce_add_f32(dst + HR * DQK, sm90::smem_addr(sdQ + HR * DQK),
-                                          (uint32_t)((rows - HR) * DQK * 4));
-            sm90::tma_store_commit();
-            sm90::tma_store_wait_read<1>(); // the first half has been read
-        }
-        __syncwarp();
-        if (it + 1 < iters)
-            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
-        if (lane == 0)
-            sm90::tma_store_wait_read<0>();
-        __syncwarp();
-        if (it + 1 < iters)
-            sm90::named_arrive(C::BAR_DQ_EMPTY + 1, C::NDQ);
-        if constexpr (DET) {
-            if (lane == 0) {
-                sm90::tma_store_wait<0>(); // the reductions have completed
-                sem_release_add(sem);
-            }
-        }
-        st.next(gi);
-    }
-}
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1088,8 +1019,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, DH = VAR & BWD_DH;
-    static_assert(!DH || (C::DQT && C::DQ_BUFS == 1 && SP && !EP), "DH: 80-row steps, one dQ tile, with SP");
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP;
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
     static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
@@ -1303,16 +1233,6 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             }
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
-            if constexpr (DH) {
-                bwd_ws_dq_writer_dh<C, DET>(p, gi, sdQ, lane, G);
-                if (lane == 0) {
-                    if (ks) // (as below)
-                        sm90::tma_store_wait_read<0>();
-                    else
-                        sm90::tma_store_wait<0>();
-                }
-                return;
-            }
             const int iters = gi.iters;
             sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
             if (NQB > 1 && iters > 1)
@@ -1651,30 +1571,17 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
                 // element (d = 64w + warp*16 + g + 8r, query row 8c + 2t + e)
-                auto stage_dqt = [&](int c0, int c1) {
 #pragma unroll
-                    for (int c = c0; c < c1; ++c)
+                for (int c = 0; c < WBM / 8; ++c)
 #pragma unroll
-                        for (int e = 0; e < 4; ++e) {
-                            const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
-                            tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
-                        }
-                    fence_proxy_async();
-                };
-                if constexpr (DH) {
-                    // (half h: rows 40h.., on BAR_DQ_EMPTY / BAR_DQ_FULL + h)
-                    sm90::named_sync(C::BAR_DQ_EMPTY + 0, 288); // the first half of step it-1 has been read
-                    stage_dqt(0, WBM / 16);
-                    sm90::named_arrive(C::BAR_DQ_FULL + 0, 288);
-                    sm90::named_sync(C::BAR_DQ_EMPTY + 1, 288);
-                    stage_dqt(WBM / 16, WBM / 8);
-                    sm90::named_arrive(C::BAR_DQ_FULL + 1, 288);
-                } else {
-                    sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
-                    stage_dqt(0, WBM / 8);
-                    sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
-                }
+                    for (int e = 0; e < 4; ++e) {
+                        const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
+                        tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
+                    }
+                fence_proxy_async();
+                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done
                 __syncwarp();
                 if (lane == 0)
@@ -1789,16 +1696,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 }
 
 // The bwd_ws_kernel instantiation of a call: SP and SI (together) at 80
-// rows, EP in the rows loop at 64-column panels (d64, d128), DH at 80 rows
-// with SP + SI (not with EP: DH wins).
+// rows, EP in the rows loop at 64-column panels (d64, d128).
 template <typename T, int DQK, int DV, int WBM, bool DET, bool WIN>
 static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
-    if constexpr (C::DQT && C::DQ_BUFS == 1 && C::WBM % 16 == 0) // DH (before EP)
-        if ((var & BWD_SP) && (var & BWD_DH))
-            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_DH>;
     if (!(var & BWD_SP))
         return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
     return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
@@ -1852,9 +1755,8 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
             tdsum = b;
         }
     }
-    // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on), DH (2: on)
-    const int var =
-        (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) | (p.tuning & 2 ? BWD_DH : 0);
+    // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
+    const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0);
     auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)

@@ -71,15 +71,12 @@ typedef struct fa4cp_kparams {
      * read by 16-byte loads, with the step's row and mask flag: SP + SI,
      * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
      * through shared memory in 16-byte row chunks (EP; else from the
-     * fragments by 4-byte stores), 2 its 80-row steps hand the dQ tile to
-     * the writer in two halves of query rows, each on its own named
-     * barriers (DH; with SP + SI, not with EP; else the whole tile), 4 the
-     * rows layout's thread 0 issues K and V as soon as it has decoded the
-     * CTA's work, before the __syncthreads, K alone on kv_full and V with
-     * the first dO, and its dQ writer leaves once the last reduction has
-     * read its tile (KS; else the TMA lane loads K and V together after the
-     * __syncthreads and the writer waits for the reduction to complete),
-     * 268435456 its (192, 128) kernel keeps one
+     * fragments by 4-byte stores), 4 the rows layout's thread 0 issues K
+     * and V as soon as it has decoded the CTA's work, before the
+     * __syncthreads, K alone on kv_full and V with the first dO, and its dQ
+     * writer leaves once the last reduction has read its tile (KS; else the
+     * TMA lane loads K and V together after the __syncthreads and the writer
+     * waits for the reduction to complete), 268435456 its (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads

@@ -71,7 +71,9 @@ typedef struct fa4cp_kparams {
      * read by 16-byte loads, with the step's row and mask flag: SP + SI,
      * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
      * through shared memory in 16-byte row chunks (EP; else from the
-     * fragments by 4-byte stores), 268435456 its (192, 128) kernel keeps one
+     * fragments by 4-byte stores), 1024 its 128-row steps (d32, d64) store
+     * dS^T by 4-byte stores inside the dS loop (else by stmatrix after it:
+     * ST, bwd_ws_kernel.cuh), 268435456 its (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads

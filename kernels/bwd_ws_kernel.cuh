@@ -1009,8 +1009,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // dV through shared memory, stmatrix into the K and V tiles' place once
 // both MMA warpgroups are done with them, then 16-byte row chunks to global
 // memory (else 4-byte stores from the fragments, 8 rows a warp store).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4 };
+// ST (the rows loop at 128 rows, d 32 and 64; FA4CP_CUDA_TUNING 1024: off):
+// the step's dS^T goes to sdS[s] by 8 stmatrix a thread after the whole
+// dS^T = P^T (dP^T - Dsum) loop, instead of 32 4-byte stores inside it,
+// where each tile's Dsum loads waited for the last tile's stores (ptxas
+// keeps shared loads after earlier shared stores it cannot tell apart).
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1019,10 +1024,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP;
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST;
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
     static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
+    static_assert(!ST || C::DQM, "ST: the 128-row loop");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1493,9 +1499,23 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         const uint32_t pp = pack2<T>(pv[0], pv[1]), dd = pack2<T>(dsv[0], dsv[1]);
                         pa[i >> 1][(i & 1) * 2 + r] = pp;
                         da[i >> 1][(i & 1) * 2 + r] = dd;
-                        if constexpr (!C::DQT)
+                        if constexpr (!C::DQT && !ST)
                             *reinterpret_cast<uint32_t *>(sdST + pnl<WBN>(jr0 + 8 * r, i * 8 + 2 * t)) = dd;
                     }
+                }
+            }
+            if constexpr (ST) {
+                // dS^T into sdS[s] by stmatrix: da[kk] are the 8x8 blocks (key
+                // rows 8 (m & 1), query tile 2kk + (m >> 1)) m = 0..3 of the
+                // warp's 16 rows; lane l the address of row l & 7 of block l >> 3
+                const int ln = ct & 31, m = ln >> 3;
+                const int row = jr0 - g + 8 * (m & 1) + (ln & 7);
+#pragma unroll
+                for (int kk = 0; kk < WBM / 16; ++kk) {
+                    const uint32_t addr = smem_u32(sdST + pnl<WBN>(row, (2 * kk + (m >> 1)) * 8));
+                    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                                 "r"(da[kk][0]), "r"(da[kk][1]), "r"(da[kk][2]), "r"(da[kk][3])
+                                 : "memory");
                 }
             }
             if constexpr (C::DQT) {
@@ -1702,6 +1722,11 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
+    if constexpr (C::DQM) {
+        if (var & BWD_ST)
+            return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | E>
+                                : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST>;
+    }
     if (!(var & BWD_SP))
         return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
     return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
@@ -1756,7 +1781,9 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
         }
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
-    const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0);
+    // ST at 128 rows (1024: off)
+    const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
+                    (p.tuning & 1024 ? 0 : BWD_ST);
     auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)

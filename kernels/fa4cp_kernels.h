@@ -71,7 +71,9 @@ typedef struct fa4cp_kparams {
      * read by 16-byte loads, with the step's row and mask flag: SP + SI,
      * bwd_ws_kernel.cuh), 256 the rows loop at d64 and d128 stores dK and dV
      * through shared memory in 16-byte row chunks (EP; else from the
-     * fragments by 4-byte stores), 4 the rows layout's thread 0 issues K
+     * fragments by 4-byte stores), 1024 its 128-row steps (d32, d64) store
+     * dS^T by 4-byte stores inside the dS loop (else by stmatrix after it:
+     * ST, bwd_ws_kernel.cuh), 4 the rows layout's thread 0 issues K
      * and V as soon as it has decoded the CTA's work, before the
      * __syncthreads, K alone on kv_full and V with the first dO, and its dQ
      * writer leaves once the last reduction has read its tile (KS; else the

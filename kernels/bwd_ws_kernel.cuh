@@ -1038,11 +1038,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     BwdWsBars *bars = reinterpret_cast<BwdWsBars *>(base + C::OFF_BAR);
     const volatile BwdWsInfo &gi = bars->gi;
     const int tid = threadIdx.x;
-    // KS (the rows layout, FA4CP_CUDA_TUNING 4): K and V issued by thread 0
-    // (the TMA lane) as soon as its decode has the block, before the
-    // __syncthreads; K alone on kv_full, V on do_full[0] with the first
-    // step's dO (which the first dP^T waits for), so that the first S^T
-    // waits for K and Q only (the MMA warps' code is the same either way)
+    // KS (the rows layout, FA4CP_CUDA_TUNING 4): K issued by thread 0 (the
+    // TMA lane) as soon as its decode has the block, before the
+    // __syncthreads, alone on kv_full; V after the first step's Q, on
+    // do_full[0] with its dO (which the first dP^T waits for), so that the
+    // first S^T waits for K and Q only (the MMA warps' code is the same
+    // either way)
     constexpr bool KSOK = !C::WIDE && !C::DQW;
     const bool ks = KSOK && (p.tuning & 4);
     if (tid == 0) {
@@ -1070,17 +1071,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         if (ks && gi.iters > 0) {
             const bool hints = !(p.tuning & 16384);
             const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
-            const uint32_t fk = sm90::smem_addr(&bars->kv_full), fv = sm90::smem_addr(&bars->do_full[0]);
+            const uint32_t fk = sm90::smem_addr(&bars->kv_full);
             const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk, kvh = gi.kvh;
             const uint32_t sb0 = sm90::smem_addr(base);
             sm90::mbar_arrive_expect_tx(fk, C::TILE_K);
 #pragma unroll
             for (int pn = 0; pn < PK / PW; ++pn)
                 sm90::tma_load_4d(sb0 + C::OFF_K + pn * WBN * RB, &tmK, fk, pn * PW, kvh, kr, kx, h_kv);
-            sm90::mbar_expect_tx(fv, C::TILE_V);
-#pragma unroll
-            for (int pn = 0; pn < PV / PW; ++pn)
-                sm90::tma_load_4d(sb0 + C::OFF_V + pn * WBN * RB, &tmV, fv, pn * PW, kvh, kr, kx, h_kv);
         }
     }
     __syncthreads();
@@ -1150,7 +1147,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
                 f = sm90::smem_addr(&bars->do_full[sd]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[sd]), phd ^ 1);
-                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
+                // (KS: V with the first dO, after the first Q)
+                const bool kv0 = ks && it == 0;
+                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx + (kv0 ? C::TILE_V : 0));
+                if (kv0) {
+                    const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
+#pragma unroll
+                    for (int pn = 0; pn < PV / PW; ++pn)
+                        sm90::tma_load_4d(sb + C::OFF_V + pn * WBN * RB, &tmV, f, pn * PW, gi.kvh, kr, kx, h_kv);
+                }
 #pragma unroll
                 for (int pn = 0; pn < PV / PW; ++pn)
                     sm90::tma_load_4d(sb + C::OFF_DO + sd * C::TILE_DO + pn * WBM * RB, &tmdO, f, pn * PW, st.hq,

@@ -73,12 +73,13 @@ typedef struct fa4cp_kparams {
      * through shared memory in 16-byte row chunks (EP; else from the
      * fragments by 4-byte stores), 1024 its 128-row steps (d32, d64) store
      * dS^T by 4-byte stores inside the dS loop (else by stmatrix after it:
-     * ST, bwd_ws_kernel.cuh), 4 the rows layout's thread 0 issues K
-     * and V as soon as it has decoded the CTA's work, before the
-     * __syncthreads, K alone on kv_full and V with the first dO, and its dQ
-     * writer leaves once the last reduction has read its tile (KS; else the
-     * TMA lane loads K and V together after the __syncthreads and the writer
-     * waits for the reduction to complete), 268435456 its (192, 128) kernel keeps one
+     * ST, bwd_ws_kernel.cuh), 4 the rows layout's thread 0 issues K as
+     * soon as it has decoded the CTA's work, before the __syncthreads, alone
+     * on kv_full, V after the first Q with the first dO, and its dQ writer
+     * leaves once the last reduction has read its tile (KS; else the TMA
+     * lane loads K and V together after the __syncthreads and the writer
+     * waits for the reduction to complete), 268435456 its
+     * (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads

@@ -1014,17 +1014,27 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // dS^T = P^T (dP^T - Dsum) loop, instead of 32 4-byte stores inside it,
 // where each tile's Dsum loads waited for the last tile's stores (ptxas
 // keeps shared loads after earlier shared stores it cannot tell apart).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8 };
+// ET (FA4CP_CUDA_TUNING 2; the 80- and 128-row steps at 64-column panels,
+// d64 and d128): EP's stmatrix into the K and V tiles, then one thread's TMA
+// stores of both tiles (tmdK, tmdV: ragged maps as K's and V's, the rows
+// past the sequence dropped), the CTA leaving once they have read shared
+// memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
+// store), which took 9.2 k cycles of the CTA's end at d128 (R1 stamps:
+// S8k causal, 54 steps of 5.0 k cycles a CTA).
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_ET (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_ET = 16 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
-                  const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
+                  const __grid_constant__ CUtensorMap tmDsum, const __grid_constant__ CUtensorMap tmdK,
+                  const __grid_constant__ CUtensorMap tmdV, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST;
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, ET = VAR & BWD_ET;
+    static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
+                  "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
     static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
@@ -1665,7 +1675,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
     }
 
-    if constexpr (EP) {
+    if constexpr (EP || ET) {
         // Every MMA warpgroup is done with K and V (their last wgmma has
         // completed, the loads all consumed): dK (scaled) and dV into their
         // place ([WBN rows][d], 64-column panels, 128-byte swizzle) by
@@ -1694,6 +1704,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                          "r"(pack2<T>(acc_v[c + 1][0], acc_v[c + 1][1])),
                          "r"(pack2<T>(acc_v[c + 1][2], acc_v[c + 1][3]))
                          : "memory");
+        }
+        if constexpr (ET) {
+            sm90::fence_proxy_async_smem(); // (the stmatrix writes -> the TMA's reads)
+            sm90::named_sync(C::BAR_PDS, 256);
+            if (ctid == 0) {
+                const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk, kvh = gi.kvh;
+#pragma unroll
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_store_4d(&tmdK, sb + C::OFF_K + pn * WBN * RB, pn * PW, kvh, kr, kx);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_store_4d(&tmdV, sb + C::OFF_V + pn * WBN * RB, pn * PW, kvh, kr, kx);
+                sm90::tma_store_commit();
+                sm90::tma_store_wait_read<0>(); // (shared memory stays the CTA's until then)
+            }
+            return;
         }
         sm90::named_sync(C::BAR_PDS, 256);
         const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
@@ -1727,6 +1753,15 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
+    if constexpr (EPOK && (C::DQT || C::DQM)) { // ET (not with EP, nor without SP at 80 rows)
+        if ((var & BWD_ET) && !(var & BWD_EP)) {
+            if constexpr (C::DQM)
+                return var & BWD_ST ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_ET>
+                                    : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ET>;
+            else if (var & BWD_SP)
+                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+        }
+    }
     if constexpr (C::DQM) {
         if (var & BWD_ST)
             return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | E>
@@ -1787,14 +1822,21 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off)
+    // ET (2: on)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
-                    (p.tuning & 1024 ? 0 : BWD_ST);
+                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 2 ? BWD_ET : 0);
+    // ET's dK and dV maps (else K's and V's, never used)
+    CUtensorMap tdk = tk, tdv = tv;
+    if ((var & BWD_ET) &&
+        ((e = sm90::tmap_ragged_thd(&tdk, p.dk, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN, C::PW)) != cudaSuccess ||
+         (e = sm90::tmap_ragged_thd(&tdv, p.dv, fp16, p.total_k, p.kv_heads, DV, R, C::WBN, C::PW)) != cudaSuccess))
+        return e;
     auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
-    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
-                                                                     use_list, tma_stats, nsm);
+    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
+                                                                     nb, use_list, tma_stats, nsm);
     return cudaGetLastError();
 }
 

@@ -78,7 +78,9 @@ typedef struct fa4cp_kparams {
      * on kv_full, V after the first Q with the first dO, and its dQ writer
      * leaves once the last reduction has read its tile (KS; else the TMA
      * lane loads K and V together after the __syncthreads and the writer
-     * waits for the reduction to complete), 268435456 its
+     * waits for the reduction to complete), 2 the rows loop at d64 and d128
+     * (80- and 128-row steps) writes dK and dV by stmatrix into the K and V
+     * tiles and one thread's TMA stores (ET; not with EP), 268435456 its
      * (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),

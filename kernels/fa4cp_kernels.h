@@ -73,7 +73,12 @@ typedef struct fa4cp_kparams {
      * through shared memory in 16-byte row chunks (EP; else from the
      * fragments by 4-byte stores), 1024 its 128-row steps (d32, d64) store
      * dS^T by 4-byte stores inside the dS loop (else by stmatrix after it:
-     * ST, bwd_ws_kernel.cuh), 268435456 its (192, 128) kernel keeps one
+     * ST, bwd_ws_kernel.cuh) and keep both MMA warpgroups in step (no PP),
+     * 8388608 its d64 128-row steps keep the warpgroups in step, each
+     * step's dQ in that step (else PP: a step's dQ in the next step, the
+     * warpgroups out of step, bwd_ws_mma_rows128pp), 536870912 PP starts
+     * both warpgroups at once (else warpgroup 1 after warpgroup 0's first
+     * products), 268435456 its (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads

@@ -207,6 +207,12 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
     // DQW: BAR_PDS (dS^T buffer 0) and BAR_PDS1 (buffer 1), both halves of
     // dS^T stored; BAR_DSFREE + buffer, warpgroup 0's dQ has read it
     static constexpr int BAR_PDS1 = 7, BAR_DSFREE = 8;
+    // PP (bwd_ws_mma_rows128pp): BAR_PP_P + 2b + v, the other warpgroup's
+    // half of dS^T is in sdS[b] (warpgroup v syncs); BAR_PP_F + 2b + v,
+    // the other warpgroup's dQ has read sdS[b] (warpgroup v may write it);
+    // BAR_PP_GO, warpgroup 0's first products are issued (the start offset);
+    // BAR_DQ_EMPTY + w, the writer has read warpgroup w's half of the dQ tile
+    static constexpr int BAR_PP_P = 6, BAR_PP_F = 10, BAR_PP_GO = 14;
     static_assert(SMEM <= 232448, "the tiles must fit in 227 KB of shared memory");
     static_assert(OFF_DS % 1024 == 0 && TILE_Q % 1024 == 0 && TILE_DO % 1024 == 0, "1024-byte aligned panels");
     static_assert(OFF_LSE % 128 == 0 && OFF_DSUM % 128 == 0 && STAT_STRIDE * 4 % 128 == 0 &&
@@ -989,6 +995,214 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
     bwd_rows_store_dkdv<T, DQK, DV, PK, PV>(p, gi, acc_k, acc_v, W * 64 + warp * 16, lane);
 }
 
+// PP (the 128-row loop at d 64, BwdWsCfg::DQM with one dQ staging tile;
+// FA4CP_CUDA_TUNING 1024 or 8388608: off): the two MMA warpgroups out of
+// step.  In the rows loop both warpgroups meet at the PdS barrier and at the
+// dQ staging barrier of every step, so they run their exp2 and dS phases at
+// the same time while the tensor pipe has only dP^T to do.  Here a step's dQ
+// is computed in the next step, so that no warpgroup waits for the other one
+// within a step:
+//   S^T, dP^T, P^T, dS^T as the rows loop (dS^T by stmatrix, ST); before
+//   the stores into sdS[s], wait on BAR_PP_F + 2s + w (the other
+//   warpgroup's dQ of step it-2 has read sdS[s]; from step 2 on); after
+//   them arrive on BAR_PP_P + 2s + (1 - w);
+//   wait on BAR_PP_P + 2(s^1) + w (the other half of step it-1's dS^T is
+//   in sdS[s^1]), issue dQ of step it-1 (rows 64w.. of it: sdS[s^1]'s panel
+//   w), dV and dK of step it (RS);
+//   dQ done: arrive on BAR_PP_F + 2(s^1) + (1 - w), stage the rows 64w.. of
+//   the dQ tile after BAR_DQ_EMPTY + w (the writer has read this half of
+//   the last tile), arrive on BAR_DQ_FULL (both warpgroups + the writer);
+//   dV done: release dO; dK done: release Q;
+// and the last step's dQ after the loop.  Warpgroup 1 starts once warpgroup
+// 0 has issued its first products (BAR_PP_GO; 536870912: no offset), so
+// that one warpgroup's exp2 runs under the other's products.  A barrier
+// waits only when the other warpgroup is a whole step behind.
+template <bool B> struct BwdBoolC {
+    static constexpr bool value = B;
+};
+template <typename T, typename C, bool DET>
+__device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, BwdWsBars *bars,
+                                                     const volatile BwdWsInfo &gi, uint32_t sb, unsigned char *base,
+                                                     int tid, float (&acc_v)[C::PV / 8][4],
+                                                     float (&acc_k)[C::PK / 8][4]) {
+    constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, DQK = C::DQK, DV = C::DV;
+    constexpr int RB = C::RB;
+    static_assert(C::DQM && !C::DQT && C::DQ_BUFS == 1 && PK == 64 && PV == 64 && C::PW == 64,
+                  "PP: 128-row steps at d 64, one dQ staging tile");
+    const int ctid = tid - 128;
+    const float *sLse = reinterpret_cast<const float *>(base + C::OFF_LSE);
+    const float *sDsum = reinterpret_cast<const float *>(base + C::OFF_DSUM);
+    float *sdQ = reinterpret_cast<float *>(base + C::OFF_DQ);
+    T *sdS = reinterpret_cast<T *>(base + C::OFF_DS);
+    const float sl2 = p.scale * kLog2e;
+    const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
+    // (the zeroed accumulators made opaque here: else, the first step being
+    // peeled, the compiler copies the zero into them between that step's
+    // fence and its dV / dK issue, and ptxas adds a warpgroup.arrive, C7519)
+    reg_fence<PV / 2>(&acc_v[0][0]);
+    reg_fence<PK / 2>(&acc_k[0][0]);
+    sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
+    if ((ctid >> 7) == 1 && !(p.tuning & 536870912))
+        sm90::named_sync(C::BAR_PP_GO, 256);
+    BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
+    // dQ of step j (sdS[j & 1], this warpgroup's rows): issue and commit
+    // (dq: an array of the caller's, fresh at each use, so that no copy of
+    // its last values sits between the fence and the wgmma)
+    auto dq_gemm = [&](float(&dq)[DQK / 8][4], int j, int cwg) {
+        const uint32_t a0 = sb + C::OFF_DS + (j & 1) * C::TILE_DS + cwg * (WBN * 128);
+#pragma unroll
+        for (int kk = 0; kk < WBN / 16; ++kk)
+            wg_ss_tt<T, DQK>(&dq[0][0], gmma_desc(a0 + kk * 16 * 128, WBM * 128, 1024),
+                             gmma_desc_rb<RB>(sKa + kk * 16 * RB, WBN * RB, 8 * RB), kk > 0);
+        wgmma_commit();
+    };
+    // stage this warpgroup's rows of the dQ tile once the writer has read the last one
+    auto stage_dq = [&](const float(&dq)[DQK / 8][4], int ct) {
+        const int g = (ct & 31) >> 2, t = ct & 3, cwg = ct >> 7, warp = (ct >> 5) & 3;
+        sm90::named_sync(C::BAR_DQ_EMPTY + cwg, 160);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int rl = cwg * 64 + warp * 16 + g + 8 * r; // (m0 + rl) & 7 == g
+#pragma unroll
+            for (int c = 0; c < DQK / 8; ++c)
+                *reinterpret_cast<float2 *>(sdQ + rl * DQK + dqa_col<DQK>(g, c * 8 + 2 * t)) =
+                    make_float2(dq[c][2 * r], dq[c][2 * r + 1]);
+        }
+        fence_proxy_async();
+        sm90::named_arrive(C::BAR_DQ_FULL, C::NDQ);
+    };
+    // one step; the first one (FIRST) has no dQ of a step before it (peeled:
+    // a wgmma under a branch would make ptxas serialise them all)
+    auto step = [&](const int it, auto first_c) {
+        constexpr bool FIRST = decltype(first_c)::value;
+        const int s = it & 1;
+        const uint32_t ph = ((uint32_t)it >> 1) & 1;
+        // (an opaque copy of the thread's index each step, as the rows loop)
+        const int ct = opaque_int(ctid);
+        const int g = (ct & 31) >> 2, t = ct & 3, jr0 = (ct >> 7) * 64 + ((ct >> 5) & 3) * 16 + g;
+        const int cwg = ct >> 7, lane = ct & 31;
+        const uint32_t sQa = sb + C::OFF_Q + s * C::TILE_Q, sdOa = sb + C::OFF_DO + s * C::TILE_DO;
+        T *sdST = sdS + s * (WBN * WBM);
+        const int m0 = st.m0(gi, WBM);
+        const int sdel = (int)(((int64_t)st.hq * p.total_q + gi.q_off + m0) & 3);
+        const float *lse2 = sLse + s * C::STAT_STRIDE + sdel, *dsm = sDsum + s * C::STAT_STRIDE + sdel;
+        st.next(gi);
+        const bool need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
+                                                       Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0,
+                                                       gi.n0);
+        float sT[WBM / 8][4], dpT[WBM / 8][4];
+        sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
+        wgmma_fence();
+        gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB>(&sT[0][0], sKa + cwg * 64 * RB, sQa);
+        wgmma_commit();
+        sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
+        wgmma_fence();
+        gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB>(&dpT[0][0], sVa + cwg * 64 * RB, sdOa);
+        wgmma_commit();
+        wgmma_wait<1>(); // S^T is ready; dP^T may still be running
+#pragma unroll
+        for (int i = 0; i < WBM / 8; ++i) {
+            const float nl0 = lse2[i * 8 + 2 * t] * -kLog2e, nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+            }
+        }
+        if (need_mask) {
+            const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
+            const Mask mk{gi.off, p.window_left, p.window_right, sk};
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int64_t j = n0 + jr0 + 8 * r;
+#pragma unroll
+                for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int64_t qi = m0 + i * 8 + 2 * t + c;
+                        if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
+                            sT[i][2 * r + c] = 0.f;
+                    }
+            }
+        }
+        wgmma_wait<0>();
+        // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T)
+        uint32_t pa[WBM / 16][4], da[WBM / 16][4];
+#pragma unroll
+        for (int i = 0; i < WBM / 8; ++i) {
+            const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const float p0 = sT[i][2 * r], p1 = sT[i][2 * r + 1];
+                pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(p0, p1);
+                da[i >> 1][(i & 1) * 2 + r] =
+                    pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
+            }
+        }
+        if (!FIRST && it >= 2) // the other warpgroup's dQ of step it-2 has read sdS[s]
+            sm90::named_sync(C::BAR_PP_F + 2 * s + cwg, 256);
+        {
+            // dS^T into sdS[s] by stmatrix (as ST in the rows loop)
+            const int ln = ct & 31, m = ln >> 3;
+            const int row = jr0 - g + 8 * (m & 1) + (ln & 7);
+#pragma unroll
+            for (int kk = 0; kk < WBM / 16; ++kk) {
+                const uint32_t addr = smem_u32(sdST + pnl<WBN>(row, (2 * kk + (m >> 1)) * 8));
+                asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
+                             "r"(da[kk][0]), "r"(da[kk][1]), "r"(da[kk][2]), "r"(da[kk][3])
+                             : "memory");
+            }
+        }
+        fence_proxy_async(); // dS^T stores -> the other warpgroup's dQ wgmma
+        sm90::named_arrive(C::BAR_PP_P + 2 * s + (cwg ^ 1), 256);
+        if constexpr (!FIRST) // the other half of step it-1's dS^T is in sdS[s^1]
+            sm90::named_sync(C::BAR_PP_P + 2 * (s ^ 1) + cwg, 256);
+        wgmma_fence();
+        float dq[DQK / 8][4];
+        if constexpr (!FIRST)
+            dq_gemm(dq, it - 1, cwg);
+        // dV += P^T dO, dK += dS^T Q (RS)
+#pragma unroll
+        for (int kk = 0; kk < WBM / 16; ++kk)
+            wg_rs<T, PV>(&acc_v[0][0], pa[kk], gmma_desc_rb<RB>(sdOa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < WBM / 16; ++kk)
+            wg_rs<T, PK>(&acc_k[0][0], da[kk], gmma_desc_rb<RB>(sQa + kk * 16 * RB, WBM * RB, 8 * RB), 1);
+        wgmma_commit();
+        if constexpr (FIRST) {
+            if (cwg == 0 && !(p.tuning & 536870912))
+                sm90::named_arrive(C::BAR_PP_GO, 256);
+        } else {
+            wgmma_wait<2>(); // dQ of step it-1 done
+            if (it + 1 < gi.iters) // sdS[s^1] is free for the other warpgroup's step it+1
+                sm90::named_arrive(C::BAR_PP_F + 2 * (s ^ 1) + (cwg ^ 1), 256);
+            stage_dq(dq, ct);
+        }
+        wgmma_wait<1>(); // dV done
+        __syncwarp();     // (the warp's reads of Dsum before its release)
+        if (lane == 0)
+            sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
+        wgmma_wait<0>(); // dK done
+        __syncwarp();
+        if (lane == 0)
+            sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
+    };
+    step(0, BwdBoolC<true>{});
+    for (int it = 1; it < gi.iters; ++it)
+        step(it, BwdBoolC<false>{});
+    // the last step's dQ
+    {
+        const int last = gi.iters - 1, ct = opaque_int(ctid);
+        sm90::named_sync(C::BAR_PP_P + 2 * (last & 1) + (ct >> 7), 256);
+        float dq[DQK / 8][4];
+        wgmma_fence();
+        dq_gemm(dq, last, ct >> 7);
+        wgmma_wait<0>();
+        stage_dq(dq, ct);
+    }
+}
+
 // WIN (80-row blocks only): the element mask also has the window (causal:
 // window_right 0), for causal d 128 calls at 80 rows (launch_bwd).
 // SP (the rows loop; bwd_ws_pick uses it at 80 rows only, with SI): the
@@ -1014,15 +1228,16 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
 // dS^T = P^T (dP^T - Dsum) loop, instead of 32 4-byte stores inside it,
 // where each tile's Dsum loads waited for the last tile's stores (ptxas
 // keeps shared loads after earlier shared stores it cannot tell apart).
-// ET (FA4CP_CUDA_TUNING 2; the 80- and 128-row steps at 64-column panels,
-// d64 and d128): EP's stmatrix into the K and V tiles, then one thread's TMA
+// PP: bwd_ws_mma_rows128pp (d 64 at 128 rows; with ST, without EP).
+// ET (FA4CP_CUDA_TUNING 2; the 80-row steps (d128) and PP's 128-row ones
+// (d64)): EP's stmatrix into the K and V tiles, then one thread's TMA
 // stores of both tiles (tmdK, tmdV: ragged maps as K's and V's, the rows
 // past the sequence dropped), the CTA leaving once they have read shared
 // memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
 // store), which took 9.2 k cycles of the CTA's end at d128 (R1 stamps:
 // S8k causal, 54 steps of 5.0 k cycles a CTA).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_ET (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_ET = 16 };
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1032,13 +1247,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmdV, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
-    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, ET = VAR & BWD_ET;
+    constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
+    constexpr bool ET = VAR & BWD_ET;
     static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
                   "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
     static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
     static_assert(!ST || C::DQM, "ST: the 128-row loop");
+    static_assert(!PP || (ST && C::DQM && C::DQ_BUFS == 1), "PP: the 128-row loop with one dQ staging tile");
     constexpr int WBM = C::WBM, WBN = C::WBN, PK = C::PK, PV = C::PV, NQB = C::DQ_BUFS;
     constexpr int PW = C::PW, RB = C::RB, DQN = C::DQN;
     extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -1255,9 +1472,18 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         } else if (warp == 1) {
             // ------------------------------------------------ dQ writer
             const int iters = gi.iters;
-            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, C::NDQ);
+            // (PP: each MMA warpgroup waits for its own half, BAR_DQ_EMPTY + w)
+            auto empty = [&](int b) {
+                if constexpr (PP) {
+                    sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
+                    sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 160);
+                } else {
+                    sm90::named_arrive(C::BAR_DQ_EMPTY + b, C::NDQ);
+                }
+            };
+            empty(0);
             if (NQB > 1 && iters > 1)
-                sm90::named_arrive(C::BAR_DQ_EMPTY + 1, C::NDQ);
+                empty(1);
             BwdWsStep<DET> st(gi.kvh * G);
             for (int it = 0; it < iters; ++it) {
                 const int b = NQB > 1 ? it & 1 : 0;
@@ -1291,7 +1517,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
                 __syncwarp();
                 if (it + NQB < iters)
-                    sm90::named_arrive(C::BAR_DQ_EMPTY + b, C::NDQ);
+                    empty(b);
                 if constexpr (DET) {
                     if (lane == 0) {
                         sm90::tma_store_wait<0>(); // the reduction has completed
@@ -1351,7 +1577,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             acc_k[i][j] = 0.f;
     wgmma_fence(); // the zeroed accumulators, before any wgmma
 
-    if (gi.iters > 0) {
+    if constexpr (PP) {
+        if (gi.iters > 0)
+            bwd_ws_mma_rows128pp<T, C, DET>(p, bars, gi, sb, base, tid, acc_v, acc_k);
+    } else if (gi.iters > 0) {
         const float sl2 = p.scale * kLog2e;
         const uint32_t sKa = sb + C::OFF_K, sVa = sb + C::OFF_V;
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
@@ -1753,16 +1982,18 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
-    if constexpr (EPOK && (C::DQT || C::DQM)) { // ET (not with EP, nor without SP at 80 rows)
-        if ((var & BWD_ET) && !(var & BWD_EP)) {
-            if constexpr (C::DQM)
-                return var & BWD_ST ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_ET>
-                                    : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ET>;
-            else if (var & BWD_SP)
-                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
-        }
+    if constexpr (EPOK && C::DQT) { // ET at 80 rows (with SP + SI, not with EP)
+        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP))
+            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
     }
     if constexpr (C::DQM) {
+        if constexpr (C::DQ_BUFS == 1 && C::PK == 64 && C::PV == 64) {
+            // (not with EP: its epilogue after this loop spilled 12-16 bytes;
+            // ET at 128 rows with PP only)
+            if ((var & BWD_PP) && (var & BWD_ST) && !(var & BWD_EP))
+                return var & BWD_ET ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_PP | BWD_ET>
+                                    : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_PP>;
+        }
         if (var & BWD_ST)
             return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | E>
                                 : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST>;
@@ -1821,10 +2052,10 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
         }
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
-    // ST at 128 rows (1024: off)
+    // ST at 128 rows (1024: off), PP with it (8388608: off)
     // ET (2: on)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
-                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 2 ? BWD_ET : 0);
+                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? BWD_ET : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
     if ((var & BWD_ET) &&

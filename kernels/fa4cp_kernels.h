@@ -73,13 +73,18 @@ typedef struct fa4cp_kparams {
      * through shared memory in 16-byte row chunks (EP; else from the
      * fragments by 4-byte stores), 1024 its 128-row steps (d32, d64) store
      * dS^T by 4-byte stores inside the dS loop (else by stmatrix after it:
-     * ST, bwd_ws_kernel.cuh), 4 the rows layout's thread 0 issues K as
+     * ST, bwd_ws_kernel.cuh) and keep both MMA warpgroups in step (no PP),
+     * 8388608 its d64 128-row steps keep the warpgroups in step, each
+     * step's dQ in that step (else PP: a step's dQ in the next step, the
+     * warpgroups out of step, bwd_ws_mma_rows128pp), 536870912 PP starts
+     * both warpgroups at once (else warpgroup 1 after warpgroup 0's first
+     * products), 4 the rows layout's thread 0 issues K as
      * soon as it has decoded the CTA's work, before the __syncthreads, alone
      * on kv_full, V after the first Q with the first dO, and its dQ writer
      * leaves once the last reduction has read its tile (KS; else the TMA
      * lane loads K and V together after the __syncthreads and the writer
-     * waits for the reduction to complete), 2 the rows loop at d64 and d128
-     * (80- and 128-row steps) writes dK and dV by stmatrix into the K and V
+     * waits for the reduction to complete), 2 the 80-row steps (d128) and
+     * PP's 128-row ones (d64) write dK and dV by stmatrix into the K and V
      * tiles and one thread's TMA stores (ET; not with EP), 268435456 its
      * (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and

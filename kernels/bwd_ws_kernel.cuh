@@ -1229,8 +1229,8 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // where each tile's Dsum loads waited for the last tile's stores (ptxas
 // keeps shared loads after earlier shared stores it cannot tell apart).
 // PP: bwd_ws_mma_rows128pp (d 64 at 128 rows; with ST, without EP).
-// ET (FA4CP_CUDA_TUNING 2; the 80-row steps (d128) and PP's 128-row ones
-// (d64)): EP's stmatrix into the K and V tiles, then one thread's TMA
+// ET (the 80-row steps (d128) and PP's 128-row ones (d64); FA4CP_CUDA_TUNING
+// 2: off): EP's stmatrix into the K and V tiles, then one thread's TMA
 // stores of both tiles (tmdK, tmdV: ragged maps as K's and V's, the rows
 // past the sequence dropped), the CTA leaving once they have read shared
 // memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
@@ -1265,46 +1265,84 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     BwdWsBars *bars = reinterpret_cast<BwdWsBars *>(base + C::OFF_BAR);
     const volatile BwdWsInfo &gi = bars->gi;
     const int tid = threadIdx.x;
-    // KS (the rows layout, FA4CP_CUDA_TUNING 4): K issued by thread 0 (the
-    // TMA lane) as soon as its decode has the block, before the
-    // __syncthreads, alone on kv_full; V after the first step's Q, on
-    // do_full[0] with its dO (which the first dP^T waits for), so that the
-    // first S^T waits for K and Q only (the MMA warps' code is the same
-    // either way)
+    // KS (the rows layout; FA4CP_CUDA_TUNING 4: off): thread 0 (the TMA lane)
+    // prefetches the tensor maps and initialises the barriers before its
+    // decode, and issues the first step's loads as soon as the decode has
+    // them, from its registers and before the __syncthreads: K (kv_full),
+    // Q with its LSE (q_full[0]), V with dO and its Dsum (do_full[0], which
+    // the first dP^T waits for), so that the first S^T waits for K and Q
+    // only; the TMA lane's loop starts at the second step (the MMA warps'
+    // code is the same either way)
     constexpr bool KSOK = !C::WIDE && !C::DQW;
-    const bool ks = KSOK && (p.tuning & 4);
+    const bool ks = KSOK && !(p.tuning & 4);
     if (tid == 0) {
-        if (ks) {
-            sm90::tma_prefetch_desc(&tmK);
-            sm90::tma_prefetch_desc(&tmV);
-            sm90::tma_prefetch_desc(&tmQ);
-            sm90::tma_prefetch_desc(&tmdO);
-        }
-        bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
-        for (int i = 0; i < 2; ++i) {
-            // TMA lane (+ a statistics warp's lanes)
-            const uint32_t nfull = tma_stats ? 1 : 33;
-            sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
-            sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
-            sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
-            sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
-            if constexpr (SP) {
-                sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
-                sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+        auto init_bars = [&]() {
+            for (int i = 0; i < 2; ++i) {
+                // TMA lane (+ a statistics warp's lanes)
+                const uint32_t nfull = tma_stats ? 1 : 33;
+                sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
+                sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
+                sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
+                sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
+                if constexpr (SP) {
+                    sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
+                    sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+                }
             }
-        }
-        sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
-        sm90::mbar_fence_init();
-        if (ks && gi.iters > 0) {
-            const bool hints = !(p.tuning & 16384);
-            const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
-            const uint32_t fk = sm90::smem_addr(&bars->kv_full);
-            const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk, kvh = gi.kvh;
-            const uint32_t sb0 = sm90::smem_addr(base);
-            sm90::mbar_arrive_expect_tx(fk, C::TILE_K);
+            sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
+            sm90::mbar_fence_init();
+        };
+        if (!ks) {
+            bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
+            init_bars();
+        } else {
+            sm90::tma_prefetch_desc(&tmK);
+            sm90::tma_prefetch_desc(&tmQ);
+            sm90::tma_prefetch_desc(&tmV);
+            sm90::tma_prefetch_desc(&tmdO);
+            if (tma_stats) {
+                sm90::tma_prefetch_desc(&tmLse);
+                sm90::tma_prefetch_desc(&tmDsum);
+            }
+            init_bars();
+            bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
+            const BwdWsInfo &w = bars->gi; // (plain loads: the values just stored)
+            if (w.iters > 0) {
+                const bool hints = !(p.tuning & 16384);
+                const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
+                const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
+                const uint32_t sb0 = sm90::smem_addr(base);
+                const int kr = R - w.sk + w.n0, kx = (int)w.k_off + w.sk, kvh = w.kvh;
+                // the first step (BwdWsStep's): query head kvh * G, block mb_lo +
+                // stagger (deterministic: the last)
+                const int hq0 = kvh * (p.heads / p.kv_heads);
+                const int m0 = (w.mb_lo + (DET ? w.nmb - 1 : w.stagger)) * WBM;
+                const int qr = R - w.sq + m0, qx = (int)w.q_off + w.sq;
+                const int srow = (int)((int64_t)hq0 * p.total_q + w.q_off + m0) & ~3;
+                const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
+                uint32_t f = sm90::smem_addr(&bars->kv_full);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_K);
 #pragma unroll
-            for (int pn = 0; pn < PK / PW; ++pn)
-                sm90::tma_load_4d(sb0 + C::OFF_K + pn * WBN * RB, &tmK, fk, pn * PW, kvh, kr, kx, h_kv);
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_K + pn * WBN * RB, &tmK, f, pn * PW, kvh, kr, kx, h_kv);
+                f = sm90::smem_addr(&bars->q_full[0]);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_Q + stat_tx);
+#pragma unroll
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_Q + pn * WBM * RB, &tmQ, f, pn * PW, hq0, qr, qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb0 + C::OFF_LSE, &tmLse, f, srow, h_q);
+                f = sm90::smem_addr(&bars->do_full[0]);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx + C::TILE_V);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_V + pn * WBN * RB, &tmV, f, pn * PW, kvh, kr, kx, h_kv);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_DO + pn * WBM * RB, &tmdO, f, pn * PW, hq0, qr, qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb0 + C::OFF_DSUM, &tmDsum, f, srow, h_q);
+            }
         }
     }
     __syncthreads();
@@ -1352,7 +1390,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             // Q with LSE, then dO with Dsum, of each step
             const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
             BwdWsStep<DET> st(gi.kvh * G);
-            for (int it = 0; it < gi.iters; ++it) {
+            int it0 = 0;
+            if (ks) { // (thread 0 has issued the first step's loads)
+                st.next(gi);
+                it0 = 1;
+            }
+            for (int it = it0; it < gi.iters; ++it) {
                 // (a ring of one stage: stage 0, phase it & 1)
                 const int s = C::Q_STAGES == 2 ? it & 1 : 0;
                 const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
@@ -1374,15 +1417,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const uint32_t phd = C::DO_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
                 f = sm90::smem_addr(&bars->do_full[sd]);
                 sm90::mbar_wait(sm90::smem_addr(&bars->do_empty[sd]), phd ^ 1);
-                // (KS: V with the first dO, after the first Q)
-                const bool kv0 = ks && it == 0;
-                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx + (kv0 ? C::TILE_V : 0));
-                if (kv0) {
-                    const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
-#pragma unroll
-                    for (int pn = 0; pn < PV / PW; ++pn)
-                        sm90::tma_load_4d(sb + C::OFF_V + pn * WBN * RB, &tmV, f, pn * PW, gi.kvh, kr, kx, h_kv);
-                }
+                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx);
 #pragma unroll
                 for (int pn = 0; pn < PV / PW; ++pn)
                     sm90::tma_load_4d(sb + C::OFF_DO + sd * C::TILE_DO + pn * WBM * RB, &tmdO, f, pn * PW, st.hq,
@@ -2053,9 +2088,9 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: on)
+    // ET (2: off)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
-                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? BWD_ET : 0);
+                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
     if ((var & BWD_ET) &&

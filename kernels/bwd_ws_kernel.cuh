@@ -1229,17 +1229,28 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // where each tile's Dsum loads waited for the last tile's stores (ptxas
 // keeps shared loads after earlier shared stores it cannot tell apart).
 // PP: bwd_ws_mma_rows128pp (d 64 at 128 rows; with ST, without EP).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16 };
+// ET (the 80-row steps (d128) and PP's 128-row ones (d64); FA4CP_CUDA_TUNING
+// 2: off): EP's stmatrix into the K and V tiles, then one thread's TMA
+// stores of both tiles (tmdK, tmdV: ragged maps as K's and V's, the rows
+// past the sequence dropped), the CTA leaving once they have read shared
+// memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
+// store), which took 9.2 k cycles of the CTA's end at d128 (R1 stamps:
+// S8k causal, 54 steps of 5.0 k cycles a CTA).
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmdO, const __grid_constant__ CUtensorMap tmLse,
-                  const __grid_constant__ CUtensorMap tmDsum, int R, int max_nb, bool use_list, bool tma_stats,
+                  const __grid_constant__ CUtensorMap tmDsum, const __grid_constant__ CUtensorMap tmdK,
+                  const __grid_constant__ CUtensorMap tmdV, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
+    constexpr bool ET = VAR & BWD_ET;
+    static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
+                  "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
     static_assert(!EP || (!C::WIDE && !C::DQW && C::PW == 64), "EP: the rows loop, 64-column panels");
     static_assert(!SI || SP, "SI: with SP");
@@ -1254,22 +1265,85 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     BwdWsBars *bars = reinterpret_cast<BwdWsBars *>(base + C::OFF_BAR);
     const volatile BwdWsInfo &gi = bars->gi;
     const int tid = threadIdx.x;
+    // KS (the rows layout; FA4CP_CUDA_TUNING 4: off): thread 0 (the TMA lane)
+    // prefetches the tensor maps and initialises the barriers before its
+    // decode, and issues the first step's loads as soon as the decode has
+    // them, from its registers and before the __syncthreads: K (kv_full),
+    // Q with its LSE (q_full[0]), V with dO and its Dsum (do_full[0], which
+    // the first dP^T waits for), so that the first S^T waits for K and Q
+    // only; the TMA lane's loop starts at the second step (the MMA warps'
+    // code is the same either way)
+    constexpr bool KSOK = !C::WIDE && !C::DQW;
+    const bool ks = KSOK && !(p.tuning & 4);
     if (tid == 0) {
-        bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
-        for (int i = 0; i < 2; ++i) {
-            // TMA lane (+ a statistics warp's lanes)
-            const uint32_t nfull = tma_stats ? 1 : 33;
-            sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
-            sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
-            sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
-            sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
-            if constexpr (SP) {
-                sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
-                sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+        auto init_bars = [&]() {
+            for (int i = 0; i < 2; ++i) {
+                // TMA lane (+ a statistics warp's lanes)
+                const uint32_t nfull = tma_stats ? 1 : 33;
+                sm90::mbar_init(sm90::smem_addr(&bars->q_full[i]), nfull);
+                sm90::mbar_init(sm90::smem_addr(&bars->do_full[i]), nfull);
+                sm90::mbar_init(sm90::smem_addr(&bars->q_empty[i]), 4 * C::NWG);
+                sm90::mbar_init(sm90::smem_addr(&bars->do_empty[i]), 4 * C::NWG);
+                if constexpr (SP) {
+                    sm90::mbar_init(sm90::smem_addr(&bars->lse_full[i]), 32);
+                    sm90::mbar_init(sm90::smem_addr(&bars->dsum_full[i]), 32);
+                }
+            }
+            sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
+            sm90::mbar_fence_init();
+        };
+        if (!ks) {
+            bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
+            init_bars();
+        } else {
+            sm90::tma_prefetch_desc(&tmK);
+            sm90::tma_prefetch_desc(&tmQ);
+            sm90::tma_prefetch_desc(&tmV);
+            sm90::tma_prefetch_desc(&tmdO);
+            if (tma_stats) {
+                sm90::tma_prefetch_desc(&tmLse);
+                sm90::tma_prefetch_desc(&tmDsum);
+            }
+            init_bars();
+            bwd_ws_info<WBM, WBN, DET>(bars->gi, p, max_nb, use_list, nsm);
+            const BwdWsInfo &w = bars->gi; // (plain loads: the values just stored)
+            if (w.iters > 0) {
+                const bool hints = !(p.tuning & 16384);
+                const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
+                const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
+                const uint32_t sb0 = sm90::smem_addr(base);
+                const int kr = R - w.sk + w.n0, kx = (int)w.k_off + w.sk, kvh = w.kvh;
+                // the first step (BwdWsStep's): query head kvh * G, block mb_lo +
+                // stagger (deterministic: the last)
+                const int hq0 = kvh * (p.heads / p.kv_heads);
+                const int m0 = (w.mb_lo + (DET ? w.nmb - 1 : w.stagger)) * WBM;
+                const int qr = R - w.sq + m0, qx = (int)w.q_off + w.sq;
+                const int srow = (int)((int64_t)hq0 * p.total_q + w.q_off + m0) & ~3;
+                const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
+                uint32_t f = sm90::smem_addr(&bars->kv_full);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_K);
+#pragma unroll
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_K + pn * WBN * RB, &tmK, f, pn * PW, kvh, kr, kx, h_kv);
+                f = sm90::smem_addr(&bars->q_full[0]);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_Q + stat_tx);
+#pragma unroll
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_Q + pn * WBM * RB, &tmQ, f, pn * PW, hq0, qr, qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb0 + C::OFF_LSE, &tmLse, f, srow, h_q);
+                f = sm90::smem_addr(&bars->do_full[0]);
+                sm90::mbar_arrive_expect_tx(f, C::TILE_DO + stat_tx + C::TILE_V);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_V + pn * WBN * RB, &tmV, f, pn * PW, kvh, kr, kx, h_kv);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_load_4d(sb0 + C::OFF_DO + pn * WBM * RB, &tmdO, f, pn * PW, hq0, qr, qx, h_q);
+                if (tma_stats)
+                    sm90::tma_load_1d(sb0 + C::OFF_DSUM, &tmDsum, f, srow, h_q);
             }
         }
-        sm90::mbar_init(sm90::smem_addr(&bars->kv_full), 1);
-        sm90::mbar_fence_init();
     }
     __syncthreads();
     if (gi.iters < 0)
@@ -1302,7 +1376,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             const bool hints = !(p.tuning & 16384);
             const uint64_t h_kv = hints ? sm90::kEvictFirst : sm90::kEvictNormal;
             const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
-            {
+            if (!ks) {
                 const uint32_t fkv = sm90::smem_addr(&bars->kv_full);
                 const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk;
                 sm90::mbar_arrive_expect_tx(fkv, C::TILE_K + C::TILE_V);
@@ -1316,7 +1390,12 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             // Q with LSE, then dO with Dsum, of each step
             const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
             BwdWsStep<DET> st(gi.kvh * G);
-            for (int it = 0; it < gi.iters; ++it) {
+            int it0 = 0;
+            if (ks) { // (thread 0 has issued the first step's loads)
+                st.next(gi);
+                it0 = 1;
+            }
+            for (int it = it0; it < gi.iters; ++it) {
                 // (a ring of one stage: stage 0, phase it & 1)
                 const int s = C::Q_STAGES == 2 ? it & 1 : 0;
                 const uint32_t ph = C::Q_STAGES == 2 ? ((uint32_t)it >> 1) & 1 : (uint32_t)it & 1;
@@ -1482,8 +1561,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
                 st.next(gi);
             }
-            if (lane == 0)
-                sm90::tma_store_wait<0>();
+            if (lane == 0) {
+                // KS: the CTA leaves once its last reduction has read sdQ, as
+                // CUTLASS's TMA-store epilogues do (the kernel's end orders its
+                // writes before the finish kernel; deterministic: completed above)
+                if (ks)
+                    sm90::tma_store_wait_read<0>();
+                else
+                    sm90::tma_store_wait<0>();
+            }
         }
         return;
     }
@@ -1853,7 +1939,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         }
     }
 
-    if constexpr (EP) {
+    if constexpr (EP || ET) {
         // Every MMA warpgroup is done with K and V (their last wgmma has
         // completed, the loads all consumed): dK (scaled) and dV into their
         // place ([WBN rows][d], 64-column panels, 128-byte swizzle) by
@@ -1882,6 +1968,22 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                          "r"(pack2<T>(acc_v[c + 1][0], acc_v[c + 1][1])),
                          "r"(pack2<T>(acc_v[c + 1][2], acc_v[c + 1][3]))
                          : "memory");
+        }
+        if constexpr (ET) {
+            sm90::fence_proxy_async_smem(); // (the stmatrix writes -> the TMA's reads)
+            sm90::named_sync(C::BAR_PDS, 256);
+            if (ctid == 0) {
+                const int kr = R - gi.sk + gi.n0, kx = (int)gi.k_off + gi.sk, kvh = gi.kvh;
+#pragma unroll
+                for (int pn = 0; pn < PK / PW; ++pn)
+                    sm90::tma_store_4d(&tmdK, sb + C::OFF_K + pn * WBN * RB, pn * PW, kvh, kr, kx);
+#pragma unroll
+                for (int pn = 0; pn < PV / PW; ++pn)
+                    sm90::tma_store_4d(&tmdV, sb + C::OFF_V + pn * WBN * RB, pn * PW, kvh, kr, kx);
+                sm90::tma_store_commit();
+                sm90::tma_store_wait_read<0>(); // (shared memory stays the CTA's until then)
+            }
+            return;
         }
         sm90::named_sync(C::BAR_PDS, 256);
         const int64_t k_stride = (int64_t)p.kv_heads * DQK, v_stride = (int64_t)p.kv_heads * DV;
@@ -1915,11 +2017,17 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
+    if constexpr (EPOK && C::DQT) { // ET at 80 rows (with SP + SI, not with EP)
+        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP))
+            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+    }
     if constexpr (C::DQM) {
         if constexpr (C::DQ_BUFS == 1 && C::PK == 64 && C::PV == 64) {
-            // (not with EP: its epilogue after this loop spilled 12-16 bytes)
+            // (not with EP: its epilogue after this loop spilled 12-16 bytes;
+            // ET at 128 rows with PP only)
             if ((var & BWD_PP) && (var & BWD_ST) && !(var & BWD_EP))
-                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_PP>;
+                return var & BWD_ET ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_PP | BWD_ET>
+                                    : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | BWD_PP>;
         }
         if (var & BWD_ST)
             return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, BWD_ST | E>
@@ -1980,14 +2088,21 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
+    // ET (2: off)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
-                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP);
+                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET);
+    // ET's dK and dV maps (else K's and V's, never used)
+    CUtensorMap tdk = tk, tdv = tv;
+    if ((var & BWD_ET) &&
+        ((e = sm90::tmap_ragged_thd(&tdk, p.dk, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN, C::PW)) != cudaSuccess ||
+         (e = sm90::tmap_ragged_thd(&tdv, p.dv, fp16, p.total_k, p.kv_heads, DV, R, C::WBN, C::PW)) != cudaSuccess))
+        return e;
     auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
-    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, (int)R, nb,
-                                                                     use_list, tma_stats, nsm);
+    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
+                                                                     nb, use_list, tma_stats, nsm);
     return cudaGetLastError();
 }
 

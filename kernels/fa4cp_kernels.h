@@ -78,7 +78,16 @@ typedef struct fa4cp_kparams {
      * step's dQ in that step (else PP: a step's dQ in the next step, the
      * warpgroups out of step, bwd_ws_mma_rows128pp), 536870912 PP starts
      * both warpgroups at once (else warpgroup 1 after warpgroup 0's first
-     * products), 268435456 its (192, 128) kernel keeps one
+     * products), 4 the rows layout's TMA lane loads K and V together after
+     * the __syncthreads and its dQ writer waits for the last reduction to
+     * complete (else KS: thread 0 prefetches the maps, initialises the
+     * barriers before its decode and issues the first step's K, Q, V and dO
+     * as soon as the decode has them, before the __syncthreads, and the
+     * writer leaves once the last reduction has read its tile), 2 the 80-row
+     * steps (d128) and PP's 128-row ones (d64) store dK and dV from the
+     * fragments by 4-byte stores (else ET: stmatrix into the K and V tiles
+     * and one thread's TMA stores; 256's EP instead where it is set),
+     * 268435456 its (192, 128) kernel keeps one
      * dS^T buffer and a BAR_PDS_FREE barrier each step (else two buffers and
      * no such barrier: bwd_ws_mma_wide's variant 2),
      * 8 the d64 and d128 forward packs GQA tiles (the G = heads / kv_heads

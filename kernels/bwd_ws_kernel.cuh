@@ -746,6 +746,27 @@ __device__ __forceinline__ void bwd_rows_store_dkdv(const fa4cp_kparams &p, cons
     }
 }
 
+// dS^T = P^T (dP^T - Dsum) of a thread's S^T / dP^T accumulators (query
+// columns i * 8 + 2t and + 1 of row block i) as the A fragments of the next
+// products: pa (P^T, for dV) and da (dS^T, for dK); dsm: the step's Dsum
+// values in shared memory.  (bwd_ws_mma_rows96 and bwd_ws_mma_rows128pp.)
+template <typename T, int WBM>
+__device__ __forceinline__ void bwd_pds_frags(const float (&sT)[WBM / 8][4], const float (&dpT)[WBM / 8][4],
+                                              const float *dsm, int t, uint32_t (&pa)[WBM / 16][4],
+                                              uint32_t (&da)[WBM / 16][4]) {
+#pragma unroll
+    for (int i = 0; i < WBM / 8; ++i) {
+        const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const float p0 = sT[i][2 * r], p1 = sT[i][2 * r + 1];
+            pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(p0, p1);
+            da[i >> 1][(i & 1) * 2 + r] =
+                pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
+        }
+    }
+}
+
 // The MMA warpgroups of the rows layout at a padded width of 96 (d 80, 96:
 // 32-column panels; BwdWsCfg::DQW), after FA4's d96 tile: warpgroup W (this
 // copy's, 0 or 1) owns KV rows 64W..64W+63 as in the rows layout, but dQ =
@@ -901,17 +922,7 @@ __device__ __forceinline__ void bwd_ws_mma_rows96(const fa4cp_kparams &p, BwdWsB
             wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T)
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
-#pragma unroll
-            for (int i = 0; i < WBM / 8; ++i) {
-                const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const float p0 = sT[i][2 * r], p1 = sT[i][2 * r + 1];
-                    pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(p0, p1);
-                    da[i >> 1][(i & 1) * 2 + r] =
-                        pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
-                }
-            }
+            bwd_pds_frags<T, WBM>(sT, dpT, dsm, t, pa, da);
             if constexpr (W == 1) {
                 if (it >= 2) // warpgroup 0's dQ of step it-2 has read sdS[s]
                     sm90::named_sync(C::BAR_DSFREE + s, 256);
@@ -1128,17 +1139,7 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
         wgmma_wait<0>();
         // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T)
         uint32_t pa[WBM / 16][4], da[WBM / 16][4];
-#pragma unroll
-        for (int i = 0; i < WBM / 8; ++i) {
-            const float dsr[2] = {dsm[i * 8 + 2 * t], dsm[i * 8 + 2 * t + 1]};
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const float p0 = sT[i][2 * r], p1 = sT[i][2 * r + 1];
-                pa[i >> 1][(i & 1) * 2 + r] = pack2<T>(p0, p1);
-                da[i >> 1][(i & 1) * 2 + r] =
-                    pack2<T>(p0 * (dpT[i][2 * r] - dsr[0]), p1 * (dpT[i][2 * r + 1] - dsr[1]));
-            }
-        }
+        bwd_pds_frags<T, WBM>(sT, dpT, dsm, t, pa, da);
         if (!FIRST && it >= 2) // the other warpgroup's dQ of step it-2 has read sdS[s]
             sm90::named_sync(C::BAR_PP_F + 2 * s + cwg, 256);
         {

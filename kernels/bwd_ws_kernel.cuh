@@ -746,6 +746,30 @@ __device__ __forceinline__ void bwd_rows_store_dkdv(const fa4cp_kparams &p, cons
     }
 }
 
+// The element mask of a rows-layout step on a thread's S^T accumulators
+// (P^T after the exp2): 0 where the key (KV row jr0 + 8r of the block) or
+// the query (row m0 + i * 8 + 2t + c of the sequence) is past its sequence,
+// or the key lies outside the query's window.  (The rows loop's general
+// case and bwd_ws_mma_rows128pp.)
+template <int WBM>
+__device__ __forceinline__ void bwd_mask_sT(float (&sT)[WBM / 8][4], const volatile BwdWsInfo &gi,
+                                            const fa4cp_kparams &p, int m0, int jr0, int t) {
+    const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
+    const Mask mk{gi.off, p.window_left, p.window_right, sk};
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int64_t j = n0 + jr0 + 8 * r;
+#pragma unroll
+        for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+                const int64_t qi = m0 + i * 8 + 2 * t + c;
+                if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
+                    sT[i][2 * r + c] = 0.f;
+            }
+    }
+}
+
 // dS^T = P^T (dP^T - Dsum) of a thread's S^T / dP^T accumulators (query
 // columns i * 8 + 2t and + 1 of row block i) as the A fragments of the next
 // products: pa (P^T, for dV) and da (dS^T, for dK); dsm: the step's Dsum
@@ -1121,20 +1145,7 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
             }
         }
         if (need_mask) {
-            const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
-            const Mask mk{gi.off, p.window_left, p.window_right, sk};
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                const int64_t j = n0 + jr0 + 8 * r;
-#pragma unroll
-                for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                    for (int c = 0; c < 2; ++c) {
-                        const int64_t qi = m0 + i * 8 + 2 * t + c;
-                        if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
-                            sT[i][2 * r + c] = 0.f;
-                    }
-            }
+            bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
         }
         wgmma_wait<0>();
         // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T)
@@ -1734,20 +1745,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                                     sT[i][2 * r + c] = 0.f;
                 }
             } else if (need_mask) {
-                const int sk = gi.sk, n0 = gi.n0, sq = gi.sq;
-                const Mask mk{gi.off, p.window_left, p.window_right, sk};
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    const int64_t j = n0 + jr0 + 8 * r;
-#pragma unroll
-                    for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                        for (int c = 0; c < 2; ++c) {
-                            const int64_t qi = m0 + i * 8 + 2 * t + c;
-                            if (qi >= sq || j >= sk || j < mk.lo(qi) || j > mk.hi(qi))
-                                sT[i][2 * r + c] = 0.f;
-                        }
-                }
+                bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
             }
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);

@@ -116,7 +116,7 @@ typedef struct fa4cp_kparams {
      * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
      * groups each, the last what is left (else sized between nkv / 2 and nkv
      * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh) */
-    int tuning;
+    long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;
 

@@ -92,7 +92,7 @@ static inline bool fwd_pack_pays(int64_t s, int G, int BM, double factor = 0.9) 
 // greedy list schedule of its tiles on 132 SMs ends 15 % after balance;
 // sections of 8 and 8 end at balance (2 heads of 1 at 16384: 4.6 %).
 // FA4CP_CUDA_TUNING 512: sections of nkv groups, the last one what is left.
-static inline int fwd_section_groups(int groups, int nkv, int tuning) {
+static inline int fwd_section_groups(int groups, int nkv, long long tuning) {
     if (nkv >= groups || (tuning & 512))
         return nkv < groups ? nkv : groups;
     int best = nkv, best_last = -1;

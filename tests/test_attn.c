@@ -1145,7 +1145,7 @@ static void one_seq_cases(test_rng *r)
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
     char list_tuning[32];
-    snprintf(list_tuning, sizeof list_tuning, "%d", (saved ? atoi(saved) : 0) | 524288);
+    snprintf(list_tuning, sizeof list_tuning, "%lld", (saved ? strtoll(saved, NULL, 10) : 0) | 524288LL);
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         tcase c;
         memset(&c, 0, sizeof c);

@@ -210,7 +210,7 @@ static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
     p->deterministic = a->deterministic != 0;
     {
         const char *tn = getenv("FA4CP_CUDA_TUNING"); /* experiments only */
-        p->tuning = tn ? atoi(tn) : 0;
+        p->tuning = tn ? strtoll(tn, NULL, 10) : 0;
     }
     p->stream = a->stream;
     if (a->batch > 0 && (p->max_sq == 0 || p->max_sk == 0)) {

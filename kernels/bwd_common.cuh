@@ -87,6 +87,18 @@ template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
     return (((col >> 2) ^ f) << 2) | (col & 3);
 }
 
+// The 80-row tile's dq_accum rows under DP (bwd_ws_kernel, d 128): element
+// d = 16b + 8h + g (g < 8) at position 16b + 2g + h of the row, so that a
+// lane's dQ^T fragments (d, d + 8) of one query row are one float2, then
+// dqa_col's chunk swizzle.  The chunks keep bit 0 under that swizzle, so the
+// float2 stores of a half-warp (rows 2t + e, t < 4, four lanes of 8 bytes
+// a row in two chunks) fill 32 banks once, as dqa_col's one-float stores
+// did.  bwd_finish_kernel reads the rows back in this order (pairs).
+template <int D> __device__ __forceinline__ int dqa_pair_col(int r8, int d) {
+    static_assert(D % 16 == 0, "pairs (d, d + 8) inside 16-column groups");
+    return dqa_col<D>(r8, (d & ~15) | ((d & 7) << 1) | ((d >> 3) & 1));
+}
+
 // Deterministic dQ order: wait until *sem == v (acquire).
 __device__ __forceinline__ void sem_wait_eq(const int *sem, int v) {
     int cur;

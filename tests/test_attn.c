@@ -1259,7 +1259,7 @@ static void order_cases(test_rng *r)
 {
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
-    const int base = saved ? atoi(saved) : 0;
+    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
     for (int k = 0; k < 2; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1305,7 +1305,7 @@ static void order_cases(test_rng *r)
         static const int orders[] = {0, 16777216, 65536, 33554432};
         for (int v = 0; v < 4 && good; v++) {
             char tv[32];
-            snprintf(tv, sizeof tv, "%d", base | orders[v]);
+            snprintf(tv, sizeof tv, "%lld", base | orders[v]);
             set_tuning(tv);
             deterministic = 1;
             good = check_bwd_ref(&c, &t, &a, desc);
@@ -1350,7 +1350,7 @@ static void causal_tile_cases(test_rng *r)
     static const int tiles[] = {0, 4194304};
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
-    const int base = saved ? atoi(saved) : 0;
+    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1383,7 +1383,7 @@ static void causal_tile_cases(test_rng *r)
         for (size_t v = 0; v < sizeof tiles / sizeof tiles[0] && good; v++)
             for (int det = 0; det < 2 && good; det++) {
                 char tv[32];
-                snprintf(tv, sizeof tv, "%d", base | tiles[v]);
+                snprintf(tv, sizeof tv, "%lld", base | tiles[v]);
                 set_tuning(tv);
                 deterministic = det;
                 good = check_bwd_ref(&c, &t, &a, desc);
@@ -1481,7 +1481,7 @@ static void cuda_packed(test_rng *r, int small)
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
     char forced[32];
-    snprintf(forced, sizeof forced, "%d", (saved ? atoi(saved) : 0) | 8);
+    snprintf(forced, sizeof forced, "%lld", (saved ? strtoll(saved, NULL, 10) : 0) | 8LL);
     int fo = fwd_only;
     fwd_only = 1;
     if (small) { /* for compute-sanitizer: two small batches, packing forced */

@@ -1253,8 +1253,14 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // 8-byte stores a thread a step instead of 40 4-byte ones; the tile's rows
 // in dqa_pair_col order (bwd_common.cuh), which the finish kernel reads
 // back (bwd_finish_kernel, pairs).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64 };
+// PX (80 rows without a window, with DP; FA4CP_CUDA_TUNING 17179869184:
+// off): a quarter of P^T's exponentials (r = 1 of even tiles) by ex2_poly
+// on the FMA/ALU pipes instead of MUFU.EX2; PH (34359738368: on) a half
+// (r = 1 of every tile).  Not in the windowed (causal) 80-row kernel: it
+// spilled 4 bytes there.
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
+// (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1265,8 +1271,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
-    constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP;
+    constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH;
     static_assert(!DP || (C::DQT && ET && SP && DQK % 16 == 0), "DP: the 80-row loop with ET");
+    static_assert(!PX || (DP && !WIN), "PX: with DP, without a window");
+    static_assert(!PH || PX, "PH: with PX");
     static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
                   "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
@@ -1708,8 +1716,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
-                    sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    if (PX && r == 1 && (PH || (i & 1) == 0)) {
+                        sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
+                        sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    } else {
+                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    }
                 }
             }
             if (C::DQT && need_mask) {
@@ -2034,9 +2047,16 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
     if constexpr (EPOK && C::DQT) { // ET at 80 rows (with SP + SI, not with EP), DP with it
-        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP))
-            return var & BWD_DP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP>
-                                : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP)) {
+            if (!(var & BWD_DP))
+                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+            if constexpr (!WIN) {
+                if (var & BWD_PX)
+                    return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
+                                        : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
+            }
+            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP>;
+        }
     }
     if constexpr (C::DQM) {
         if constexpr (C::DQ_BUFS == 1 && C::PK == 64 && C::PV == 64) {
@@ -2115,10 +2135,11 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off), DP (4294967296: off)
+    // ET (2: off), DP (4294967296: off), PX (17179869184: off), PH (34359738368: on)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
-                    (p.tuning & 4294967296LL ? 0 : BWD_DP);
+                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & 17179869184LL ? 0 : BWD_PX) |
+                    (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
     if ((var & BWD_ET) &&

@@ -91,7 +91,11 @@ template <typename T, int DQK, int DV> __global__ void bwd_preprocess_kernel(con
 //     leave no gaps) leaves at once; else the warp zeros its padding rows
 //     one at a time, every row kv_heads * DQK (dk) and kv_heads * DV (dv)
 //     contiguous elements.
-template <typename T, int DQK, int DV> __global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks) {
+// pairs: dq_accum's rows are in dqa_pair_col order (the 80-row main kernel's
+// DP); a thread then reads the same two chunks and writes the columns they
+// hold, 16b + 4j + (0..3) and 8 further (8 bytes each).
+template <typename T, int DQK, int DV>
+__global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks, bool pairs) {
     const uint4 zero = make_uint4(0, 0, 0, 0);
     if ((int64_t)blockIdx.x >= dq_blocks) {
         const int64_t wid = (((int64_t)blockIdx.x - dq_blocks) * blockDim.x + threadIdx.x) >> 5;
@@ -131,6 +135,14 @@ template <typename T, int DQK, int DV> __global__ void bwd_finish_kernel(const f
         const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col));
         const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col + 4));
         const float s = p.scale;
+        if constexpr (DQK % 16 == 0) {
+            if (pairs) { // positions col .. col + 7: (g, h) for g = col / 2 % 8 .. + 3, h = 0, 1
+                T *dq0 = dq - col + (col & ~15) + (col & 8) / 2;
+                *reinterpret_cast<uint2 *>(dq0) = make_uint2(pack2<T>(a.x * s, a.z * s), pack2<T>(b.x * s, b.z * s));
+                *reinterpret_cast<uint2 *>(dq0 + 8) = make_uint2(pack2<T>(a.y * s, a.w * s), pack2<T>(b.y * s, b.w * s));
+                return;
+            }
+        }
         uint4 v;
         v.x = pack2<T>(a.x * s, a.y * s);
         v.y = pack2<T>(a.z * s, a.w * s);
@@ -159,6 +171,7 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             return e;
     }
     const int nb = (p.max_sk + W::WBN - 1) / W::WBN;
+    bool pairs = false; // dq_accum in dqa_pair_col order (the main kernel's DP)
     // Query rows per step of bwd_ws_kernel: 80 for dense d 128 calls (FA3's
     // non-causal tile; FA4CP_CUDA_TUNING 131072: 64) and for causal ones (a
     // right window, no left one: the 80-row kernel with the window in its
@@ -192,14 +205,14 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
                 return e;
         }
         if constexpr (CAN80) {
-            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm)
-                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm))
-                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
+            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm, &pairs)
+                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm, &pairs))
+                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
         } else if constexpr (CAN128) {
-            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm)
-                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
+            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm, &pairs)
+                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
         } else {
-            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm);
+            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
         }
         if (e != cudaSuccess)
             return e;
@@ -210,7 +223,7 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     if (fin_blocks > 0x7fffffffLL)
         return cudaErrorInvalidConfiguration;
     if (fin_blocks > 0) {
-        bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks);
+        bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks, pairs);
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }

@@ -65,6 +65,26 @@ __device__ __forceinline__ float ex2_ftz(float x) {
     return y;
 }
 
+// 2^x without the MUFU: x rounded to j by the 1.5 * 2^23 shifter (FADDs),
+// 2^(x - j) on [-1/2, 1/2] by Horner's degree-5 Taylor polynomial (relative
+// error < 3e-6, far under bf16's 2^-9), j added to the exponent field.  x
+// is clamped at -125 (the result stays a normal float, ~2^-125 where
+// ex2_ftz gives 0); x = +inf or NaN gives NaN (the callers mask those
+// elements to 0, as they do ex2_ftz's inf).  About 10 FMA/ALU instructions
+// against one MUFU.EX2 at an eighth of their rate: a share of a tile's
+// exponentials moved off the MUFU (PX, bwd_ws_kernel).
+__device__ __forceinline__ float ex2_poly(float x) {
+    const float xc = fmaxf(x, -125.f);
+    const float sh = xc + 12582912.f; // j in the low mantissa bits
+    const float f = xc - (sh - 12582912.f);
+    float p = fmaf(f, 1.3333558e-3f, 9.6181291e-3f);
+    p = fmaf(p, f, 5.5504109e-2f);
+    p = fmaf(p, f, 2.4022651e-1f);
+    p = fmaf(p, f, 6.9314718e-1f);
+    p = fmaf(p, f, 1.f);
+    return __int_as_float(__float_as_int(p) + (__float_as_int(sh) << 23));
+}
+
 // Column of element `col` of a dq_accum row of D floats whose index in its
 // sequence is congruent to r8 modulo 8: its 16-byte chunk XOR a function of
 // r8 that stays inside the row (groups of 16 chunks when D % 64 == 0, of 8
@@ -85,6 +105,18 @@ template <int D> __device__ __forceinline__ int dqa_col(int r8, int col) {
                   : D % 32 == 0 ? r8
                                 : (r8 & 3);
     return (((col >> 2) ^ f) << 2) | (col & 3);
+}
+
+// The 80-row tile's dq_accum rows under DP (bwd_ws_kernel, d 128): element
+// d = 16b + 8h + g (g < 8) at position 16b + 2g + h of the row, so that a
+// lane's dQ^T fragments (d, d + 8) of one query row are one float2, then
+// dqa_col's chunk swizzle.  The chunks keep bit 0 under that swizzle, so the
+// float2 stores of a half-warp (rows 2t + e, t < 4, four lanes of 8 bytes
+// a row in two chunks) fill 32 banks once, as dqa_col's one-float stores
+// did.  bwd_finish_kernel reads the rows back in this order (pairs).
+template <int D> __device__ __forceinline__ int dqa_pair_col(int r8, int d) {
+    static_assert(D % 16 == 0, "pairs (d, d + 8) inside 16-column groups");
+    return dqa_col<D>(r8, (d & ~15) | ((d & 7) << 1) | ((d >> 3) & 1));
 }
 
 // Deterministic dQ order: wait until *sem == v (acquire).

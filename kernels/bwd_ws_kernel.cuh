@@ -1248,8 +1248,19 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
 // store), which took 9.2 k cycles of the CTA's end at d128 (R1 stamps:
 // S8k causal, 54 steps of 5.0 k cycles a CTA).
-// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32 };
+// DP (80 rows, with SP + SI + ET; FA4CP_CUDA_TUNING 4294967296: off): the
+// dQ^T fragments staged as float2 pairs (d, d + 8) of one query row, 20
+// 8-byte stores a thread a step instead of 40 4-byte ones; the tile's rows
+// in dqa_pair_col order (bwd_common.cuh), which the finish kernel reads
+// back (bwd_finish_kernel, pairs).
+// PX (80 rows without a window, with DP; FA4CP_CUDA_TUNING 17179869184:
+// off): a quarter of P^T's exponentials (r = 1 of even tiles) by ex2_poly
+// on the FMA/ALU pipes instead of MUFU.EX2; PH (34359738368: on) a half
+// (r = 1 of every tile).  Not in the windowed (causal) 80-row kernel: it
+// spilled 4 bytes there.
+// VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
+// (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1260,7 +1271,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
-    constexpr bool ET = VAR & BWD_ET;
+    constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH;
+    static_assert(!DP || (C::DQT && ET && SP && DQK % 16 == 0), "DP: the 80-row loop with ET");
+    static_assert(!PX || (DP && !WIN), "PX: with DP, without a window");
+    static_assert(!PH || PX, "PH: with PX");
     static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
                   "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
@@ -1702,8 +1716,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
 #pragma unroll
                 for (int r = 0; r < 2; ++r) {
-                    sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
-                    sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    if (PX && r == 1 && (PH || (i & 1) == 0)) {
+                        sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
+                        sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    } else {
+                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                    }
                 }
             }
             if (C::DQT && need_mask) {
@@ -1871,13 +1890,24 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
                 sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
                 // element (d = 64w + warp*16 + g + 8r, query row 8c + 2t + e)
+                if constexpr (DP) { // (d, d + 8) of a row side by side: one float2
 #pragma unroll
-                for (int c = 0; c < WBM / 8; ++c)
+                    for (int c = 0; c < WBM / 8; ++c)
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
-                        tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
-                    }
+                        for (int e = 0; e < 2; ++e) {
+                            const int q = c * 8 + 2 * t + e, d = cwg * 64 + warp * 16 + g;
+                            *reinterpret_cast<float2 *>(tileq + q * DQK + dqa_pair_col<DQK>(q & 7, d)) =
+                                make_float2(dq[c][e], dq[c][e + 2]);
+                        }
+                } else {
+#pragma unroll
+                    for (int c = 0; c < WBM / 8; ++c)
+#pragma unroll
+                        for (int e = 0; e < 4; ++e) {
+                            const int q = c * 8 + 2 * t + (e & 1), d = cwg * 64 + warp * 16 + g + 8 * (e >> 1);
+                            tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
+                        }
+                }
                 fence_proxy_async();
                 sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done
@@ -2016,9 +2046,17 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
-    if constexpr (EPOK && C::DQT) { // ET at 80 rows (with SP + SI, not with EP)
-        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP))
-            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+    if constexpr (EPOK && C::DQT) { // ET at 80 rows (with SP + SI, not with EP), DP with it
+        if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP)) {
+            if (!(var & BWD_DP))
+                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+            if constexpr (!WIN) {
+                if (var & BWD_PX)
+                    return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
+                                        : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
+            }
+            return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP>;
+        }
     }
     if constexpr (C::DQM) {
         if constexpr (C::DQ_BUFS == 1 && C::PK == 64 && C::PV == 64) {
@@ -2037,12 +2075,22 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
 }
 
+// Whether bwd_ws_pick's kernel for var stages dQ in dqa_pair_col order (DP).
+template <typename T, int DQK, int DV, int WBM> static bool bwd_ws_dq_pairs(int var) {
+    using C = BwdWsCfg<T, DQK, DV, WBM>;
+    constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
+    return EPOK && C::DQT && (var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP) && (var & BWD_DP);
+}
+
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
+// *dq_pairs: whether dq_accum's rows are in dqa_pair_col order (DP), for
+// the finish kernel.
 template <typename T, int DQK, int DV, int WBM, bool WIN = false>
-cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm) {
+cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm, bool *dq_pairs) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
+    *dq_pairs = false;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
         return cudaSuccess;
     int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
@@ -2087,9 +2135,11 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off)
+    // ET (2: off), DP (4294967296: off), PX (17179869184: off), PH (34359738368: on)
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
-                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET);
+                    (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
+                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & 17179869184LL ? 0 : BWD_PX) |
+                    (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
     if ((var & BWD_ET) &&
@@ -2102,6 +2152,7 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
                                                                      nb, use_list, tma_stats, nsm);
+    *dq_pairs = bwd_ws_dq_pairs<T, DQK, DV, WBM>(var);
     return cudaGetLastError();
 }
 

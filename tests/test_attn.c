@@ -1400,6 +1400,67 @@ static void causal_tile_cases(test_rng *r)
     free(saved);
 }
 
+/* The 80-row d128 backward's staging and exponential variants, each in both
+ * modes against the float64 reference: the default (DP: dQ^T staged as
+ * float2 pairs, dq_accum rows in dqa_pair_col order; PX: a quarter of the
+ * dense kernel's exponentials by polynomial), DP off (FA4CP_CUDA_TUNING
+ * 4294967296: one-float stores, dqa_col order), PX off (17179869184) and PH
+ * (34359738368: half of them by polynomial); a dense varlen batch with GQA
+ * and padding rows, and a causal sequence (DP without PX). */
+static void bwd80_variant_cases(test_rng *r)
+{
+    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL};
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
+    for (int k = 0; k < 2; k++) {
+        tcase c;
+        memset(&c, 0, sizeof c);
+        c.dtype = k ? FA4CP_FP16 : FA4CP_BF16;
+        c.H = 4;
+        c.Hk = k ? 4 : 2;
+        c.d = c.dv = 128;
+        c.causal = k;
+        c.wl = c.wr = -1;
+        c.use_seqused = 1;
+        c.batch = k ? 1 : 3;
+        for (int b = 0; b < c.batch; b++) {
+            c.used_q[b] = k ? 613 : test_rng_int(r, 90, 400);
+            c.used_k[b] = k ? 613 : test_rng_int(r, 90, 400);
+            c.cu_q[b + 1] = c.cu_q[b] + c.used_q[b] + test_rng_int(r, 0, 9);
+            c.cu_k[b + 1] = c.cu_k[b] + c.used_k[b] + test_rng_int(r, 0, 9);
+        }
+        c.total_q = c.cu_q[c.batch] + 3;
+        c.total_k = c.cu_k[c.batch] + 2;
+        char desc[256];
+        describe(&c, desc, sizeof desc);
+        tensors t;
+        fa4cp_attn_args a;
+        alloc_tensors(&c, &t, r, 1);
+        args_of(&c, &t, &a);
+        ref_forward(&c, &t);
+        dense(&c, &t, 1);
+        int good = 1;
+        for (size_t v = 0; v < sizeof vars / sizeof vars[0] && good; v++)
+            for (int det = 0; det < 2 && good; det++) {
+                char tv[32];
+                snprintf(tv, sizeof tv, "%lld", base | vars[v]);
+                set_tuning(tv);
+                deterministic = det;
+                good = check_bwd_ref(&c, &t, &a, desc);
+                deterministic = 0;
+                if (!good)
+                    diag("%s: FA4CP_CUDA_TUNING %s, %s", desc, tv, det ? "deterministic" : "atomic");
+            }
+        set_tuning(saved);
+        ok(good, "d128 80-row backward variants, %s: DP and PX on and off, PH, both modes match the reference",
+           desc);
+        free_tensors(&t);
+    }
+    set_tuning(saved);
+    free(saved);
+}
+
 /* Large logits, forward: softmax scales up to 30 (score jumps between key
  * blocks far beyond the running max: the d128 forward's exp2 taken against
  * the running base before the max, FwdSoftmax::step_spec, must move its base
@@ -1597,6 +1658,7 @@ static void cuda_cases(test_rng *r)
         one_seq_cases(r);
         order_cases(r);
         causal_tile_cases(r);
+        bwd80_variant_cases(r);
     }
 
     /* a misaligned pointer is refused before any launch */
@@ -1812,6 +1874,7 @@ int main(int argc, char **argv)
         cuda_bwd_head_dims(&rng);
         cuda_deterministic(&rng);
         causal_tile_cases(&rng);
+        bwd80_variant_cases(&rng);
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "fwd") == 0)

@@ -152,6 +152,135 @@ __global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks, bool
     }
 }
 
+// The backward's work list (attn_sched.cuh's order: entries by cost,
+// largest first, stable), built in a few microseconds.  sched_kernel<true>
+// took 23 us for the 256 entries of d128 S8k causal B 4 (ncu, H200: 45 k
+// cycles): its 64-bit shared atomicAdd of the costs' sum (a CAS loop, every
+// thread on one word), 8192 bins zeroed and scanned, two passes over the
+// entries, and a __syncthreads for each warp's turn in the scatter.  Here:
+//   - nbins bins, the costs' bound for the call: a KV block's cost is at
+//     most ceil(max_sq / BI) (the host's nbins - 1; a larger cost would take
+//     the top bin, as the old kernel's 8192nd does);
+//   - warp w owns entries [w * per, (w + 1) * per) and counts them into its
+//     own row of bins (no atomics between warps), the costs' sum and max by
+//     shuffles;
+//   - a thread per bin scans the warps' counts (each warp's start inside the
+//     bin), warp 0 scans the bins, largest cost first;
+//   - each warp scatters its entries with its own cursors: entries of equal
+//     cost keep their order (sequence, then block), warp by warp, lane by
+//     lane, as the old kernel's chunks of turns did.  So the list, the
+//     count and hs are the old kernel's, bit for bit.
+// Four __syncthreads in all.  Dynamic shared memory: (warps + 1) * nbins
+// ints, at most SCHED_BWD_SMEM_INTS; calls with more than
+// SCHED_BWD_MAX_BINS bins (max_sq / BI past 4095) run the old kernel, as
+// FA4CP_CUDA_TUNING 8589934592 does.
+constexpr int SCHED_BWD_MAX_BINS = 4096;
+// 48 KB of shared memory in all (static and dynamic: no opt-in needed),
+// less the static arrays' 384 bytes
+constexpr int SCHED_BWD_SMEM_INTS = 12288 - 96;
+
+// (a template: the attn_bwd_d*.cu files each instantiate it, MAXT = 1024)
+template <int MAXT>
+__global__ void __launch_bounds__(MAXT) sched_bwd_kernel(const fa4cp_kparams p, int max_ob, int BO, int BI,
+                                                         int nbins, int *sched, int *hs_out, int nsm) {
+    extern __shared__ int sb_cnt[]; // [warps][nbins] counts, then cursors; then tot[nbins]
+    __shared__ unsigned long long wsum[32];
+    __shared__ int wmax[32];
+    const int nw = blockDim.x >> 5;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int n = p.batch * max_ob;
+    const int per = (n + nw - 1) / nw;
+    const int e0 = warp * per, e1 = min(n, e0 + per);
+    int *cnt = sb_cnt + warp * nbins;
+    int *tot = sb_cnt + nw * nbins;
+    for (int i = tid; i < nw * nbins; i += blockDim.x)
+        sb_cnt[i] = 0;
+    __syncthreads();
+    unsigned long long s = 0;
+    int mx = 0;
+    for (int base = e0; base < e1; base += 32) { // (warp-uniform trips)
+        const int e = base + lane;
+        const int c = e < e1 ? entry_cost<true>(p, e / max_ob, e % max_ob, BO, BI) : -1;
+        const int bin = c >= 0 ? min(c, nbins - 1) : -1;
+        if (c > 0) {
+            s += (unsigned long long)c;
+            mx = max(mx, c);
+        }
+        const unsigned same = __match_any_sync(0xffffffffu, bin);
+        if (bin >= 0 && lane == __ffs(same) - 1)
+            cnt[bin] += __popc(same);
+        __syncwarp();
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        s += __shfl_xor_sync(0xffffffffu, s, o);
+        mx = max(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    }
+    if (lane == 0) {
+        wsum[warp] = s;
+        wmax[warp] = mx;
+    }
+    __syncthreads();
+    // bin c: each warp's start among the bin's entries, and the bin's total
+    for (int c = tid; c < nbins; c += blockDim.x) {
+        int run = 0;
+        for (int w = 0; w < nw; ++w) {
+            const int v = sb_cnt[w * nbins + c];
+            sb_cnt[w * nbins + c] = run;
+            run += v;
+        }
+        tot[c] = run;
+    }
+    __syncthreads();
+    if (warp == 0) { // the bins' starts, largest cost first; the count; hs
+        int carry = 0;
+        for (int top = nbins - 1; top >= 0; top -= 32) {
+            const int c = top - lane;
+            const int v = c >= 0 ? tot[c] : 0;
+            int incl = v;
+#pragma unroll
+            for (int off = 1; off < 32; off <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, incl, off);
+                if (lane >= off)
+                    incl += u;
+            }
+            if (c >= 0)
+                tot[c] = carry + incl - v;
+            carry += __shfl_sync(0xffffffffu, incl, 31);
+        }
+        if (lane == 0)
+            sched[0] = carry;
+        if (hs_out) {
+            unsigned long long ts = lane < nw ? wsum[lane] : 0ull;
+            int tm = lane < nw ? wmax[lane] : 0;
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                ts += __shfl_xor_sync(0xffffffffu, ts, o);
+                tm = max(tm, __shfl_xor_sync(0xffffffffu, tm, o));
+            }
+            if (lane == 0)
+                *hs_out = bwd_head_section(tm, (long long)ts, nsm);
+        }
+    }
+    __syncthreads();
+    for (int base = e0; base < e1; base += 32) {
+        const int e = base + lane;
+        const int c = e < e1 ? entry_cost<true>(p, e / max_ob, e % max_ob, BO, BI) : -1;
+        const int bin = c >= 0 ? min(c, nbins - 1) : -1;
+        const unsigned same = __match_any_sync(0xffffffffu, bin);
+        const int leader = __ffs(same) - 1;
+        int first = 0;
+        if (lane == leader && bin >= 0) {
+            first = tot[bin] + cnt[bin];
+            cnt[bin] += __popc(same);
+        }
+        first = __shfl_sync(0xffffffffu, first, leader);
+        if (bin >= 0)
+            sched[1 + first + __popc(same & ((1u << lane) - 1))] = e;
+        __syncwarp();
+    }
+}
+
 static inline unsigned blocks_for(int64_t threads, int per_block) {
     return (unsigned)((threads + per_block - 1) / per_block);
 }
@@ -199,8 +328,21 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             return e;
         // one sequence, no left window: the list is known (bwd_list_closed)
         if (use_list && !bwd_list_closed(p)) { // also the deterministic order (see the kernel)
-            sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched, nullptr,
-                                                           p.sched + (p.sched_cap - 1), nsm);
+            // sched_bwd_kernel's bins: costs 0 .. ceil(max_sq / wbm); its
+            // warps: a row of bins each, at most 32, entries a warp >= 32
+            const int nbins = (p.max_sq > 0 ? (p.max_sq + wbm - 1) / wbm : 0) + 1;
+            const int64_t n = (int64_t)nb * p.batch;
+            if (nbins <= SCHED_BWD_MAX_BINS && !(p.tuning & (1LL << 33))) {
+                int64_t nw = (n + 31) / 32;
+                nw = nw < 32 ? nw : 32;
+                nw = nw < SCHED_BWD_SMEM_INTS / nbins - 1 ? nw : SCHED_BWD_SMEM_INTS / nbins - 1;
+                nw = nw > 1 ? nw : 1;
+                sched_bwd_kernel<1024><<<1, (unsigned)nw * 32, (size_t)(nw + 1) * nbins * sizeof(int), s>>>(
+                    p, nb, W::WBN, wbm, nbins, p.sched, p.sched + (p.sched_cap - 1), nsm);
+            } else { // FA4CP_CUDA_TUNING 8589934592: the old list kernel
+                sched_kernel<true><<<1, SCHED_THREADS, 0, s>>>(p, nb, W::WBN, wbm, p.sched, nullptr,
+                                                               p.sched + (p.sched_cap - 1), nsm);
+            }
             if ((e = cudaGetLastError()) != cudaSuccess)
                 return e;
         }

@@ -115,7 +115,15 @@ typedef struct fa4cp_kparams {
      * its tile leaves room, through shared memory and TMA stores: FwdCfg's
      * O_KIND, fwd_kernel.cuh), 512 the forward's L2 sections are nkv GQA
      * groups each, the last what is left (else sized between nkv / 2 and nkv
-     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh) */
+     * so that the last is fullest: fwd_section_groups, fwd_kernel.cuh),
+     * 8589934592 (2^33) the backward builds its work list by the old
+     * sched_kernel<true> (8192 bins, attn_sched.cuh; else sched_bwd_kernel,
+     * attn_bwd_kernel.cuh: the same list in a few microseconds), 4294967296
+     * (2^32) the 80-row d128 backward stages dQ^T by one-float stores in
+     * dqa_col order (else DP: float2 pairs (d, d + 8), dqa_pair_col order,
+     * bwd_ws_kernel.cuh), 17179869184 (2^34) its dense (no window) kernel
+     * takes every exponential by MUFU.EX2 (else PX: a quarter by ex2_poly),
+     * 34359738368 (2^35) half of them by ex2_poly (PH) */
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

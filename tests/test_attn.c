@@ -1330,6 +1330,52 @@ static void order_cases(test_rng *r)
     free(saved);
 }
 
+/* c's sequence table: lengths drawn in [90, 400] when c->batch > 1, else sq
+ * queries and sk keys; 0-9 padding rows after each sequence, 3 and 2 at the
+ * ends. */
+static void seq_table(tcase *c, test_rng *r, int sq, int sk)
+{
+    for (int b = 0; b < c->batch; b++) {
+        c->used_q[b] = c->batch > 1 ? test_rng_int(r, 90, 400) : sq;
+        c->used_k[b] = c->batch > 1 ? test_rng_int(r, 90, 400) : sk;
+        c->cu_q[b + 1] = c->cu_q[b] + c->used_q[b] + test_rng_int(r, 0, 9);
+        c->cu_k[b + 1] = c->cu_k[b] + c->used_k[b] + test_rng_int(r, 0, 9);
+    }
+    c->total_q = c->cu_q[c->batch] + 3;
+    c->total_k = c->cu_k[c->batch] + 2;
+}
+
+/* Case c's tensors and float64 gradients, then the backward in both modes
+ * under FA4CP_CUDA_TUNING base | vars[v] for each v, against them (saved:
+ * the tuning to restore after); desc gets the case's description.  1 if
+ * every run matched. */
+static int bwd_modes_under(tcase *c, test_rng *r, long long base, const long long *vars, size_t nv,
+                           const char *saved, char *desc, size_t dn)
+{
+    describe(c, desc, dn);
+    tensors t;
+    fa4cp_attn_args a;
+    alloc_tensors(c, &t, r, 1);
+    args_of(c, &t, &a);
+    ref_forward(c, &t);
+    dense(c, &t, 1);
+    int good = 1;
+    for (size_t v = 0; v < nv && good; v++)
+        for (int det = 0; det < 2 && good; det++) {
+            char tv[32];
+            snprintf(tv, sizeof tv, "%lld", base | vars[v]);
+            set_tuning(tv);
+            deterministic = det;
+            good = check_bwd_ref(c, &t, &a, desc);
+            deterministic = 0;
+            if (!good)
+                diag("%s: FA4CP_CUDA_TUNING %s, %s", desc, tv, det ? "deterministic" : "atomic");
+        }
+    set_tuning(saved);
+    free_tensors(&t);
+    return good;
+}
+
 /* The causal d128 backward's tiles (kernels/attn_bwd_kernel.cuh, launch_bwd):
  * 80-row query blocks with the window in their element mask (the default
  * for a right window without a left one) and 64-row ones (FA4CP_CUDA_TUNING
@@ -1347,7 +1393,7 @@ static void causal_tile_cases(test_rng *r)
         {4, 2, 901, 500, -1, 1}, /* causal, sq > sk: the first 401 rows see nothing */
         {2, 1, 0, 0, 37, 3},     /* a right window only, varlen */
     };
-    static const int tiles[] = {0, 4194304};
+    static const long long tiles[] = {0, 4194304};
     const char *old = getenv("FA4CP_CUDA_TUNING");
     char *saved = old ? strdup(old) : NULL;
     const long long base = saved ? strtoll(saved, NULL, 10) : 0;
@@ -1363,38 +1409,11 @@ static void causal_tile_cases(test_rng *r)
         c.wl = -1;
         c.wr = cs[k].wr;
         c.use_seqused = 1;
-        for (int b = 0; b < c.batch; b++) {
-            c.used_q[b] = c.batch > 1 ? test_rng_int(r, 90, 400) : cs[k].sq;
-            c.used_k[b] = c.batch > 1 ? test_rng_int(r, 90, 400) : cs[k].sk;
-            c.cu_q[b + 1] = c.cu_q[b] + c.used_q[b] + test_rng_int(r, 0, 9);
-            c.cu_k[b + 1] = c.cu_k[b] + c.used_k[b] + test_rng_int(r, 0, 9);
-        }
-        c.total_q = c.cu_q[c.batch] + 3;
-        c.total_k = c.cu_k[c.batch] + 2;
+        seq_table(&c, r, cs[k].sq, cs[k].sk);
         char desc[256];
-        describe(&c, desc, sizeof desc);
-        tensors t;
-        fa4cp_attn_args a;
-        alloc_tensors(&c, &t, r, 1);
-        args_of(&c, &t, &a);
-        ref_forward(&c, &t);
-        dense(&c, &t, 1);
-        int good = 1;
-        for (size_t v = 0; v < sizeof tiles / sizeof tiles[0] && good; v++)
-            for (int det = 0; det < 2 && good; det++) {
-                char tv[32];
-                snprintf(tv, sizeof tv, "%lld", base | tiles[v]);
-                set_tuning(tv);
-                deterministic = det;
-                good = check_bwd_ref(&c, &t, &a, desc);
-                deterministic = 0;
-                if (!good)
-                    diag("%s: FA4CP_CUDA_TUNING %s, %s", desc, tv, det ? "deterministic" : "atomic");
-            }
-        set_tuning(saved);
+        const int good = bwd_modes_under(&c, r, base, tiles, sizeof tiles / sizeof tiles[0], saved, desc, sizeof desc);
         ok(good, "causal d128 backward tiles, %s: 80-row and 64-row query blocks (FA4CP_CUDA_TUNING 4194304), "
            "both modes match the reference", desc);
-        free_tensors(&t);
     }
     set_tuning(saved);
     free(saved);
@@ -1424,38 +1443,11 @@ static void bwd80_variant_cases(test_rng *r)
         c.wl = c.wr = -1;
         c.use_seqused = 1;
         c.batch = k ? 1 : 3;
-        for (int b = 0; b < c.batch; b++) {
-            c.used_q[b] = k ? 613 : test_rng_int(r, 90, 400);
-            c.used_k[b] = k ? 613 : test_rng_int(r, 90, 400);
-            c.cu_q[b + 1] = c.cu_q[b] + c.used_q[b] + test_rng_int(r, 0, 9);
-            c.cu_k[b + 1] = c.cu_k[b] + c.used_k[b] + test_rng_int(r, 0, 9);
-        }
-        c.total_q = c.cu_q[c.batch] + 3;
-        c.total_k = c.cu_k[c.batch] + 2;
+        seq_table(&c, r, 613, 613);
         char desc[256];
-        describe(&c, desc, sizeof desc);
-        tensors t;
-        fa4cp_attn_args a;
-        alloc_tensors(&c, &t, r, 1);
-        args_of(&c, &t, &a);
-        ref_forward(&c, &t);
-        dense(&c, &t, 1);
-        int good = 1;
-        for (size_t v = 0; v < sizeof vars / sizeof vars[0] && good; v++)
-            for (int det = 0; det < 2 && good; det++) {
-                char tv[32];
-                snprintf(tv, sizeof tv, "%lld", base | vars[v]);
-                set_tuning(tv);
-                deterministic = det;
-                good = check_bwd_ref(&c, &t, &a, desc);
-                deterministic = 0;
-                if (!good)
-                    diag("%s: FA4CP_CUDA_TUNING %s, %s", desc, tv, det ? "deterministic" : "atomic");
-            }
-        set_tuning(saved);
+        const int good = bwd_modes_under(&c, r, base, vars, sizeof vars / sizeof vars[0], saved, desc, sizeof desc);
         ok(good, "d128 80-row backward variants, %s: DP and PX on and off, PH, both modes match the reference",
            desc);
-        free_tensors(&t);
     }
     set_tuning(saved);
     free(saved);

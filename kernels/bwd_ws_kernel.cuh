@@ -2041,8 +2041,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 
 // The bwd_ws_kernel instantiation of a call: SP and SI (together) at 80
 // rows, EP in the rows loop at 64-column panels (d64, d128).
+// *pairs: whether the kernel stages dQ in dqa_pair_col order (DP), for the
+// finish kernel.
 template <typename T, int DQK, int DV, int WBM, bool DET, bool WIN>
-static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
+static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
     constexpr int S = C::DQT ? BWD_SP | BWD_SI : 0, E = EPOK ? BWD_EP : 0;
@@ -2050,6 +2052,7 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
         if ((var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP)) {
             if (!(var & BWD_DP))
                 return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
+            *pairs = true;
             if constexpr (!WIN) {
                 if (var & BWD_PX)
                     return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
@@ -2073,13 +2076,6 @@ static auto bwd_ws_pick(int var) -> decltype(&bwd_ws_kernel<T, DQK, DV, WBM, DET
     if (!(var & BWD_SP))
         return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN>;
     return var & BWD_EP ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | E> : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S>;
-}
-
-// Whether bwd_ws_pick's kernel for var stages dQ in dqa_pair_col order (DP).
-template <typename T, int DQK, int DV, int WBM> static bool bwd_ws_dq_pairs(int var) {
-    using C = BwdWsCfg<T, DQK, DV, WBM>;
-    constexpr bool EPOK = !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV;
-    return EPOK && C::DQT && (var & BWD_ET) && (var & BWD_SP) && !(var & BWD_EP) && (var & BWD_DP);
 }
 
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
@@ -2146,13 +2142,14 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
         ((e = sm90::tmap_ragged_thd(&tdk, p.dk, fp16, p.total_k, p.kv_heads, DQK, R, C::WBN, C::PW)) != cudaSuccess ||
          (e = sm90::tmap_ragged_thd(&tdv, p.dv, fp16, p.total_k, p.kv_heads, DV, R, C::WBN, C::PW)) != cudaSuccess))
         return e;
-    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var)
-                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var);
+    bool pairs = false;
+    auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var, &pairs)
+                                : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var, &pairs);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
                                                                      nb, use_list, tma_stats, nsm);
-    *dq_pairs = bwd_ws_dq_pairs<T, DQK, DV, WBM>(var);
+    *dq_pairs = pairs;
     return cudaGetLastError();
 }
 

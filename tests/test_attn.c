@@ -1130,6 +1130,17 @@ static void set_tuning(const char *v)
         unsetenv("FA4CP_CUDA_TUNING");
 }
 
+/* A copy of FA4CP_CUDA_TUNING as the test found it (NULL if unset; the
+ * caller restores it by set_tuning and frees it), its value in *base (0 if
+ * unset): the cases below add their bits to it. */
+static char *tuning_save(long long *base)
+{
+    const char *old = getenv("FA4CP_CUDA_TUNING");
+    char *saved = old ? strdup(old) : NULL;
+    *base = saved ? strtoll(saved, NULL, 10) : 0;
+    return saved;
+}
+
 static void one_seq_cases(test_rng *r)
 {
     static const struct {
@@ -1142,10 +1153,10 @@ static void one_seq_cases(test_rng *r)
         {64, 2, 2, 520, 760, 0, 100, 20, 1},   /* a left window: the backward keeps the list */
         {128, 4, 2, 333, 333, 1, -1, -1, 1},   /* GQA, short */
     };
-    const char *old = getenv("FA4CP_CUDA_TUNING");
-    char *saved = old ? strdup(old) : NULL;
+    long long base;
+    char *saved = tuning_save(&base);
     char list_tuning[32];
-    snprintf(list_tuning, sizeof list_tuning, "%lld", (saved ? strtoll(saved, NULL, 10) : 0) | 524288LL);
+    snprintf(list_tuning, sizeof list_tuning, "%lld", base | 524288LL);
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1257,9 +1268,8 @@ static void one_seq_cases(test_rng *r)
  * reference. */
 static void order_cases(test_rng *r)
 {
-    const char *old = getenv("FA4CP_CUDA_TUNING");
-    char *saved = old ? strdup(old) : NULL;
-    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
+    long long base;
+    char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1394,9 +1404,8 @@ static void causal_tile_cases(test_rng *r)
         {2, 1, 0, 0, 37, 3},     /* a right window only, varlen */
     };
     static const long long tiles[] = {0, 4194304};
-    const char *old = getenv("FA4CP_CUDA_TUNING");
-    char *saved = old ? strdup(old) : NULL;
-    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
+    long long base;
+    char *saved = tuning_save(&base);
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1429,9 +1438,8 @@ static void causal_tile_cases(test_rng *r)
 static void bwd80_variant_cases(test_rng *r)
 {
     static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL};
-    const char *old = getenv("FA4CP_CUDA_TUNING");
-    char *saved = old ? strdup(old) : NULL;
-    const long long base = saved ? strtoll(saved, NULL, 10) : 0;
+    long long base;
+    char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
         tcase c;
         memset(&c, 0, sizeof c);
@@ -1531,10 +1539,10 @@ static int packed_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int ma
 static void cuda_packed(test_rng *r, int small)
 {
     static const int gqa[][2] = {{8, 1}, {12, 2}, {6, 1}, {16, 1}};
-    const char *old = getenv("FA4CP_CUDA_TUNING");
-    char *saved = old ? strdup(old) : NULL;
+    long long base;
+    char *saved = tuning_save(&base);
     char forced[32];
-    snprintf(forced, sizeof forced, "%lld", (saved ? strtoll(saved, NULL, 10) : 0) | 8LL);
+    snprintf(forced, sizeof forced, "%lld", base | 8LL);
     int fo = fwd_only;
     fwd_only = 1;
     if (small) { /* for compute-sanitizer: two small batches, packing forced */

@@ -285,18 +285,32 @@ static inline unsigned blocks_for(int64_t threads, int per_block) {
     return (unsigned)((threads + per_block - 1) / per_block);
 }
 
-template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparams &p) {
+template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparams &p0) {
     using W = BwdShape<DQK, DV>;
-    cudaStream_t s = (cudaStream_t)p.stream;
+    cudaStream_t s = (cudaStream_t)p0.stream;
     cudaError_t e;
+    // A chain's calls (p.chain) share dsum and dq_accum: its first call
+    // runs the preprocess, its last writes dq, and every call keeps
+    // dq_accum in dqa_col order (the DP layout only where a call is alone:
+    // the chain's calls may run different kernels).
+    const bool first = !p0.chain || (p0.chain & FA4CP_KCHAIN_FIRST);
+    const bool last = !p0.chain || (p0.chain & FA4CP_KCHAIN_LAST);
+    fa4cp_kparams pc = p0;
+    if (p0.chain)
+        pc.tuning |= 4294967296LL;
+    const fa4cp_kparams &p = pc;
     // the preprocess zeroes dq_accum and, deterministic, the semaphores
-    // (also with no queries: the main kernel's CTAs take tickets from them)
+    // (also with no queries: the main kernel's CTAs take tickets from them);
+    // a chain's later calls zero only the semaphores
     const int64_t nsem = p.deterministic ? fa4cp_kernel_bwd_sem_count(&p) : 0;
-    if (p.total_q > 0 || nsem > 0) {
+    if (first && (p.total_q > 0 || nsem > 0)) {
         constexpr int LP = DV / 8 <= 4 ? 4 : DV / 8 <= 8 ? 8 : DV / 8 <= 16 ? 16 : 32;
         const int64_t th = p.total_q * p.heads * LP;
         bwd_preprocess_kernel<T, DQK, DV><<<blocks_for(th > nsem ? th : nsem, 256), 256, 0, s>>>(p, nsem);
         if ((e = cudaGetLastError()) != cudaSuccess)
+            return e;
+    } else if (nsem > 0) {
+        if ((e = cudaMemsetAsync(p.dq_sem, 0, (size_t)nsem * sizeof(int), s)) != cudaSuccess)
             return e;
     }
     const int nb = (p.max_sk + W::WBN - 1) / W::WBN;
@@ -359,8 +373,9 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
         if (e != cudaSuccess)
             return e;
     }
-    // dq, and the padding rows of dk and dv, in one kernel
-    const int64_t dq_blocks = blocks_for(p.total_q * p.heads * (DQK / 8), 256);
+    // dq (the last call of a chain), and the padding rows of dk and dv, in
+    // one kernel
+    const int64_t dq_blocks = last ? blocks_for(p.total_q * p.heads * (DQK / 8), 256) : 0;
     const int64_t fin_blocks = dq_blocks + blocks_for(p.total_k, 256); // 8 warps of 32 key rows a block
     if (fin_blocks > 0x7fffffffLL)
         return cudaErrorInvalidConfiguration;

@@ -36,6 +36,13 @@ typedef struct fa4cp_kparams {
     float *dq_accum;
     float *dsum;     /* [h, total_q] fp32 workspace: rowsum(dO*O) - dLSE */
     int deterministic;
+    /* bwd: 0 one call (the preprocess fills dsum and zeroes dq_accum, the
+     * finish writes dq); else a call of a chain whose dsum and dq_accum are
+     * the caller's (fa4cp_attn_args.dq_carry): FA4CP_KCHAIN, plus
+     * FA4CP_KCHAIN_FIRST for the call that runs the preprocess and
+     * FA4CP_KCHAIN_LAST for the one that writes dq.  A chain's dq_accum
+     * is in dqa_col order in every call (no DP) */
+    int chain;
     /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
      * entries (zeroed by the backward's preprocess kernel): a ticket counter, then one semaphore
      * per (head, sequence, 64-row query block), see attn_bwd.cu */
@@ -127,6 +134,10 @@ typedef struct fa4cp_kparams {
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;
+
+#define FA4CP_KCHAIN_FIRST 1 /* = FA4CP_CARRY_FIRST */
+#define FA4CP_KCHAIN_LAST 2  /* = FA4CP_CARRY_LAST */
+#define FA4CP_KCHAIN 4
 
 /* Forward: out, lse for every real row.  Returns a cudaError_t. */
 int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p);

@@ -203,7 +203,28 @@ typedef struct fa4cp_attn_args {
     /* head dim of v, out, dout and dv: [rows, heads or kv_heads, head_dim_v]
      * (MLA: head_dim 192, head_dim_v 128); 0 = head_dim */
     int head_dim_v;
+    /* backward: dq summed over a chain of calls that share their queries
+     * (a CP rank's ring steps over the same query rows), instead of one
+     * call's dq.  NULL (default): one call, dq written.  Else a buffer of
+     * dq_carry_bytes >= fa4cp_attn_bwd_carry_bytes() (device memory for
+     * cuda, host for cpu) that holds the chain's state between its calls,
+     * and carry says where this call is in the chain: FA4CP_CARRY_FIRST
+     * starts it (the rows' D = rowsum(dO * O) - dLSE, the sum cleared),
+     * FA4CP_CARRY_LAST ends it (dq = the sum of every call's dQ, padding
+     * rows exact zeros), 0 adds this call's dQ only (dq is not touched and
+     * may be NULL), FIRST | LAST is one call.  From FIRST to LAST the calls
+     * keep dtype, heads, head_dim(_v), total_q, cu_seqlens_q, seqused_q, q,
+     * out, dout, lse, dlse, softmax_scale and deterministic, and run in
+     * order (one cuda stream); the keys (k, v, cu_seqlens_k, seqused_k,
+     * total_k), causal and the window may change; dk
+     * and dv are each call's own. */
+    void *dq_carry;
+    size_t dq_carry_bytes;
+    int carry;
 } fa4cp_attn_args;
+
+#define FA4CP_CARRY_FIRST 1
+#define FA4CP_CARRY_LAST 2
 
 #define FA4CP_ATTN_ARGS_INIT                                                                       \
     {                                                                                              \
@@ -239,6 +260,12 @@ FA4CP_API fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_
 
 FA4CP_API fa4cp_status fa4cp_attn_fwd(fa4cp_backend backend, const fa4cp_attn_args *a);
 FA4CP_API fa4cp_status fa4cp_attn_bwd(fa4cp_backend backend, const fa4cp_attn_args *a);
+
+/* Bytes of fa4cp_attn_args.dq_carry for a backward chain over these queries
+ * (backend, dtype, heads, head_dim and total_q of a): cpu 8 per element of
+ * dq (a float64 sum), cuda 4 per element of dq plus 4 per (row, head) (an
+ * fp32 sum in the kernels' layout and D).  0 for a = NULL. */
+FA4CP_API size_t fa4cp_attn_bwd_carry_bytes(fa4cp_backend backend, const fa4cp_attn_args *a);
 
 /* Element type of lse/dlse for a storage dtype: FA4CP_FP64 for fp64, else FA4CP_FP32. */
 FA4CP_API fa4cp_dtype fa4cp_lse_dtype(fa4cp_dtype dtype);

@@ -627,6 +627,227 @@ static int bwd_case(test_rng *r, tcase *c, int with_dlse)
     return good;
 }
 
+/* ------------------------------------------------------------------ backward chains (dq_carry) */
+
+/* The rows of every sequence's keys [off[b], off[b] + len of the call's
+ * sequence b) of the whole case's tensor src into the call's dst (rows of w
+ * elements of es bytes). */
+static void key_rows(const tcase *cf, const tcase *cc, const int64_t *off, const void *src, void *dst, size_t w,
+                     size_t es)
+{
+    for (int b = 0; b < cc->batch; b++)
+        memcpy((char *)dst + (size_t)cc->cu_k[b] * w * es, (const char *)src + (size_t)(cf->cu_k[b] + off[b]) * w * es,
+               (size_t)(cc->cu_k[b + 1] - cc->cu_k[b]) * w * es);
+}
+
+/* A CP rank's backward as one chain of calls (fa4cp.h, dq_carry): per
+ * sequence, sq queries against the keys [B1 | B2 | A], causal bottom-right,
+ * so that a query sees all of B1 and B2 and, causally, A's sq keys (they end
+ * at its diagonal).  The chain: A (causal, carry FIRST), B1 (no mask, 0), B2
+ * (no mask, LAST); ncalls 1: A alone (FIRST | LAST, no B keys).  Every call
+ * gets the whole case's out and lse (the float64 reference, rounded), dout
+ * and dlse.  The chain's dq against the whole case's float64 dq, each call's
+ * dk, dv against the reference's rows of its keys (padding rows exact
+ * zeros), the chain state poisoned before its first call; the middle call
+ * gets a poisoned dq (odd seeds) or NULL and must leave it alone. */
+static int chain_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int batch, int maxq, int maxk, int ncalls,
+                      int with_dlse)
+{
+    tcase cf;
+    memset(&cf, 0, sizeof cf);
+    cf.dtype = dt;
+    cf.batch = batch;
+    cf.H = H;
+    cf.Hk = Hk;
+    cf.d = cf.dv = d;
+    cf.causal = 1;
+    cf.wl = cf.wr = -1;
+    int32_t kb[2][MAXB];
+    for (int b = 0; b < batch; b++) {
+        const int sq = test_rng_int(r, 0, maxq);
+        kb[0][b] = ncalls > 1 ? test_rng_int(r, 0, maxk) : 0;
+        kb[1][b] = ncalls > 1 ? test_rng_int(r, 0, maxk) : 0;
+        cf.cu_q[b + 1] = cf.cu_q[b] + sq;
+        cf.cu_k[b + 1] = cf.cu_k[b] + kb[0][b] + kb[1][b] + sq;
+    }
+    cf.total_q = cf.cu_q[batch] + test_rng_int(r, 0, 5); /* padding rows after the sequences */
+    cf.total_k = cf.cu_k[batch] + test_rng_int(r, 0, 3);
+    char desc[256];
+    describe(&cf, desc, sizeof desc);
+    tensors tf;
+    alloc_tensors(&cf, &tf, r, with_dlse);
+    ref_forward(&cf, &tf);
+    dense(&cf, &tf, 1);
+    const size_t es = fa4cp_dtype_size(dt);
+    int good = 1;
+    tcase cc[3];
+    void *k[3] = {0}, *v[3] = {0}, *dk[3] = {0}, *dv[3] = {0};
+    double *dkr[3] = {0}, *dvr[3] = {0};
+    for (int i = 0; i < ncalls; i++) {
+        int64_t off[MAXB];
+        cc[i] = cf;
+        cc[i].causal = i == 0;
+        for (int b = 0; b < batch; b++) {
+            const int sq = cf.cu_q[b + 1] - cf.cu_q[b];
+            const int len = i == 0 ? sq : kb[i - 1][b];
+            off[b] = i == 0 ? kb[0][b] + kb[1][b] : i == 1 ? 0 : kb[0][b];
+            cc[i].cu_k[b + 1] = cc[i].cu_k[b] + len;
+        }
+        cc[i].total_k = cc[i].cu_k[batch] + 2;
+        k[i] = malloc(nk(&cc[i]) * es + 16);
+        v[i] = malloc(nv(&cc[i]) * es + 16);
+        dk[i] = malloc(nk(&cc[i]) * es + 16);
+        dv[i] = malloc(nv(&cc[i]) * es + 16);
+        dkr[i] = calloc(nk(&cc[i]) + 2, sizeof(double));
+        dvr[i] = calloc(nv(&cc[i]) + 2, sizeof(double));
+        if (!k[i] || !v[i] || !dk[i] || !dv[i] || !dkr[i] || !dvr[i])
+            bail("chain case: out of host memory");
+        test_fill(r, dt, k[i], nk(&cc[i]), 1.0); /* padding rows: garbage the call must not read */
+        test_fill(r, dt, v[i], nv(&cc[i]), 1.0);
+        key_rows(&cf, &cc[i], off, tf.k, k[i], (size_t)Hk * d, es);
+        key_rows(&cf, &cc[i], off, tf.v, v[i], (size_t)Hk * d, es);
+        key_rows(&cf, &cc[i], off, tf.dk_ref, dkr[i], (size_t)Hk * d, sizeof(double));
+        key_rows(&cf, &cc[i], off, tf.dv_ref, dvr[i], (size_t)Hk * d, sizeof(double));
+        test_poison(dt, dk[i], nk(&cc[i]));
+        test_poison(dt, dv[i], nv(&cc[i]));
+    }
+    test_poison(dt, tf.dq, nq(&cf));
+    fa4cp_attn_args a0;
+    args_of(&cf, &tf, &a0);
+    const size_t cb = fa4cp_attn_bwd_carry_bytes(backend, &a0);
+    void *carry = NULL;
+#ifdef HAVE_CUDA
+    if (backend == FA4CP_BACKEND_CUDA) {
+        if (cudaMalloc(&carry, cb ? cb : 1) != cudaSuccess || cudaMemset(carry, 0xff, cb) != cudaSuccess)
+            bail("chain case: cudaMalloc of %zu bytes failed", cb);
+    }
+#endif
+    if (!carry) {
+        carry = malloc(cb + 16);
+        if (!carry)
+            bail("chain case: out of host memory");
+        memset(carry, 0xff, cb); /* NaN: the first call must clear it */
+    }
+    for (int i = 0; i < ncalls && good; i++) {
+        fa4cp_attn_args a = a0;
+        a.total_k = cc[i].total_k;
+        a.cu_seqlens_k = cc[i].cu_k;
+        a.causal = cc[i].causal;
+        a.k = k[i];
+        a.v = v[i];
+        a.dk = dk[i];
+        a.dv = dv[i];
+        a.dq_carry = carry;
+        a.dq_carry_bytes = cb;
+        a.carry = (i == 0 ? FA4CP_CARRY_FIRST : 0) | (i == ncalls - 1 ? FA4CP_CARRY_LAST : 0);
+        const int mid = a.carry == 0;
+        if (mid && !(test_rng_int(r, 0, 1)))
+            a.dq = NULL;
+        fa4cp_status st = run(&cc[i], 1, &a);
+        if (st != FA4CP_OK) {
+            diag("%s: chain call %d (carry %d) failed: %s", desc, i, a.carry, fa4cp_last_error());
+            good = 0;
+            break;
+        }
+        if (mid) {
+            size_t touched = 0;
+            for (size_t e = 0; e < nq(&cf); e++)
+                touched += !test_is_poison(dt, tf.dq, e);
+            if (touched) {
+                diag("%s: the chain's middle call wrote %zu elements of dq", desc, touched);
+                good = 0;
+            }
+        }
+        check gk = compare_rows(&cc[i], dt, dk[i], dkr[i], cc[i].total_k, Hk, d, 0, 1, 0);
+        check gv = compare_rows(&cc[i], dt, dv[i], dvr[i], cc[i].total_k, Hk, d, 0, 1, 0);
+        if (!(gk.err <= test_tol(dt)) || !(gv.err <= test_tol(dt)) || gk.pad_nonzero || gv.pad_nonzero) {
+            diag("%s: chain call %d: dk err %.3g dv err %.3g (tol %g), padding non-zero %zu/%zu", desc, i, gk.err,
+                 gv.err, test_tol(dt), gk.pad_nonzero, gv.pad_nonzero);
+            good = 0;
+        }
+    }
+    if (good) {
+        check gq = compare_rows(&cf, dt, tf.dq, tf.dq_ref, cf.total_q, H, d, 1, 1, 0);
+        if (!(gq.err <= test_tol(dt)) || gq.pad_nonzero) {
+            diag("%s: the chain's dq err %.3g (tol %g), padding non-zero %zu", desc, gq.err, test_tol(dt),
+                 gq.pad_nonzero);
+            good = 0;
+        }
+    }
+#ifdef HAVE_CUDA
+    if (backend == FA4CP_BACKEND_CUDA)
+        cudaFree(carry);
+    else
+#endif
+        free(carry);
+    for (int i = 0; i < ncalls; i++) {
+        free(k[i]);
+        free(v[i]);
+        free(dk[i]);
+        free(dv[i]);
+        free(dkr[i]);
+        free(dvr[i]);
+    }
+    free_tensors(&tf);
+    return good;
+}
+
+/* Chains of three calls and of one, GQA, dlse; on cuda d64 (128-row
+ * steps), d128 (the 80-row kernels: causal for A, dense for B) and d96, in
+ * both modes.  And what a chain refuses. */
+static void chain_cases(test_rng *r)
+{
+    const int cuda = backend == FA4CP_BACKEND_CUDA;
+    static const int dims[] = {64, 128, 96};
+    for (int det = 0; det < (cuda ? 2 : 1); det++) {
+        deterministic = det;
+        int passed = 0, total = 0;
+        for (int i = 0; i < (cuda ? 9 : 6); i++, total++) {
+            const fa4cp_dtype dt = cuda ? (i % 2 ? FA4CP_FP16 : FA4CP_BF16) : i % 2 ? FA4CP_FP32 : FA4CP_FP64;
+            const int d = cuda ? dims[i % 3] : 8 + 4 * (i % 2);
+            const int hk = 1 + i % 2, g = 1 + (i / 2) % 3;
+            passed += chain_case(r, dt, d, hk * g, hk, test_rng_int(r, 1, 4), cuda ? 300 : 12, cuda ? 260 : 10,
+                                 i % 4 == 3 ? 1 : 3, i % 2);
+        }
+        is_int(passed, total,
+               "%s%s: %d backward chains (dq_carry: causal diagonal, then unmasked key blocks) sum to the "
+               "whole call's dq; each call's dk, dv and padding rows right",
+               fa4cp_backend_name(backend), det ? " deterministic" : "", total);
+    }
+    deterministic = 0;
+
+    int32_t cu[2] = {0, 8};
+    double buf[8 * 2 * 8];
+    float lse[16];
+    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+    a.dtype = FA4CP_FP32;
+    a.batch = 1;
+    a.heads = a.kv_heads = 2;
+    a.head_dim = 8;
+    a.total_q = a.total_k = 8;
+    a.cu_seqlens_q = a.cu_seqlens_k = cu;
+    a.q = a.k = a.v = a.dout = buf;
+    a.out = a.dk = a.dv = buf;
+    a.lse = lse;
+    a.carry = FA4CP_CARRY_FIRST;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: carry without dq_carry is refused");
+    like(fa4cp_last_error(), "dq_carry is NULL", "the refusal names dq_carry");
+    a.dq_carry = buf;
+    a.dq_carry_bytes = fa4cp_attn_bwd_carry_bytes(FA4CP_BACKEND_CPU, &a) - 8;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: a dq_carry too small is refused");
+    like(fa4cp_last_error(), "fa4cp_attn_bwd_carry_bytes", "the refusal says how many bytes and where from");
+    a.dq_carry_bytes += 8;
+    a.carry = 4;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: carry 4 is refused");
+    a.carry = FA4CP_CARRY_LAST;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: the last call without dq is refused");
+    a.carry = 0;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_OK, "chain: a middle call needs no dq");
+    ok(fa4cp_attn_bwd_carry_bytes(FA4CP_BACKEND_CUDA, &a) == 256 + 8 * 2 * 8 * 4 &&
+           fa4cp_attn_bwd_carry_bytes(FA4CP_BACKEND_CPU, &a) == 8 * 2 * 8 * 8,
+       "chain: carry bytes (cuda: D 256-byte aligned + fp32 sum; cpu: float64 sum)");
+}
+
 /* ------------------------------------------------------------------ finite differences (cpu, fp64) */
 
 /* L = sum(out * dout) + sum(lse * dlse) over real rows */
@@ -1875,6 +2096,11 @@ int main(int argc, char **argv)
         cuda_deterministic(&rng);
         causal_tile_cases(&rng);
         bwd80_variant_cases(&rng);
+        chain_cases(&rng);
+        return done_testing();
+    }
+    if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "chain") == 0) {
+        chain_cases(&rng);
         return done_testing();
     }
     if (backend == FA4CP_BACKEND_CUDA && argc > 2 && strcmp(argv[2], "fwd") == 0)
@@ -1936,6 +2162,8 @@ int main(int argc, char **argv)
     head_dim_cases(&rng);
     if (backend == FA4CP_BACKEND_CUDA)
         cuda_cases(&rng);
+    if (!fwd_only)
+        chain_cases(&rng);
     refusals();
     cuda_refusals();
     if (backend == FA4CP_BACKEND_CPU)

@@ -82,8 +82,25 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
     NEED(a->total_q == 0 || (a->q && a->out && a->lse), "q, out and lse are required");
     NEED(a->total_k == 0 || (a->k && a->v), "k and v are required");
     if (backward) {
-        NEED(a->total_q == 0 || (a->dout && a->dq), "backward needs dout and dq");
+        const int chain = a->dq_carry != NULL;
+        NEED(a->carry >= 0 && a->carry <= (FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST),
+             "carry is %d: it must be 0, FA4CP_CARRY_FIRST (1), FA4CP_CARRY_LAST (2) or both (3)", a->carry);
+        NEED(chain || a->carry == 0,
+             "carry is %d but dq_carry is NULL: a chain of backward calls sums dq in dq_carry "
+             "(fa4cp_attn_bwd_carry_bytes bytes)",
+             a->carry);
+        NEED(a->total_q == 0 || a->dout, "backward needs dout");
+        NEED(a->total_q == 0 || a->dq || (chain && !(a->carry & FA4CP_CARRY_LAST)),
+             "backward needs dq%s", chain ? " (the chain's last call, carry FA4CP_CARRY_LAST, writes it)" : "");
         NEED(a->total_k == 0 || (a->dk && a->dv), "backward needs dk and dv");
+        if (chain) {
+            const size_t need = fa4cp_attn_bwd_carry_bytes(backend, a);
+            NEED(a->dq_carry_bytes >= need,
+                 "dq_carry_bytes is %zu: this chain (%s, %lld query rows, %d heads, head_dim %d) needs %zu "
+                 "(fa4cp_attn_bwd_carry_bytes)",
+                 a->dq_carry_bytes, fa4cp_backend_name(backend), (long long)a->total_q, a->heads, a->head_dim,
+                 need);
+        }
     }
     /* what the backend has kernels for: before any device is touched */
     fa4cp_status sup = fa4cp_attn_supports(backend, a->dtype, a->head_dim, a->head_dim_v, backward);
@@ -104,6 +121,16 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
              (long long)a->total_k);
     }
     return FA4CP_OK;
+}
+
+size_t fa4cp_attn_bwd_carry_bytes(fa4cp_backend backend, const fa4cp_attn_args *a)
+{
+    if (!a || a->total_q <= 0 || a->heads <= 0 || a->head_dim <= 0)
+        return 0;
+    const size_t rows = (size_t)a->total_q * (size_t)a->heads, n = rows * (size_t)a->head_dim;
+    if (backend == FA4CP_BACKEND_CUDA) /* D [heads][total_q], 256-byte aligned, then dq_accum */
+        return ((rows * sizeof(float) + 255) & ~(size_t)255) + n * sizeof(float);
+    return n * sizeof(double);
 }
 
 static fa4cp_status dispatch(fa4cp_backend backend, const fa4cp_attn_args *a, int backward)

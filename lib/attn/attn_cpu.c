@@ -146,9 +146,16 @@ fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
     }
     double *q = rows, *dq = rows + d, *o = rows + 2 * d, *dO = rows + 2 * d + dvw;
 
-    /* dq: padding rows (and rows in no sequence) are exactly zero */
-    for (size_t i = 0; i < (size_t)a->total_q * (size_t)H * (size_t)d; i++)
-        fa4cp_store(a->dtype, a->dq, i, 0.0);
+    /* dq: padding rows (and rows in no sequence) are exactly zero.  In a
+     * chain (dq_carry) the float64 sum takes every call's dQ instead: its
+     * first call clears it, its last writes dq from it (fa4cp.h). */
+    const size_t nq = (size_t)a->total_q * (size_t)H * (size_t)d;
+    double *acc = a->dq_carry;
+    if (!acc)
+        for (size_t i = 0; i < nq; i++)
+            fa4cp_store(a->dtype, a->dq, i, 0.0);
+    else if (a->carry & FA4CP_CARRY_FIRST)
+        memset(acc, 0, nq * sizeof(double));
 
     for (int b = 0; b < a->batch; b++) {
         seq s = seq_of(a, b);
@@ -193,11 +200,18 @@ fa4cp_status fa4cp_attn_cpu_bwd(const fa4cp_attn_args *a)
                     for (int x = 0; x < dvw; x++)
                         dv[vbase + (size_t)x] += p * dO[x];
                 }
-                for (int x = 0; x < d; x++)
-                    fa4cp_store(a->dtype, a->dq, qbase + (size_t)x, dq[x]);
+                if (acc)
+                    for (int x = 0; x < d; x++)
+                        acc[qbase + (size_t)x] += dq[x];
+                else
+                    for (int x = 0; x < d; x++)
+                        fa4cp_store(a->dtype, a->dq, qbase + (size_t)x, dq[x]);
             }
         }
     }
+    if (acc && (a->carry & FA4CP_CARRY_LAST))
+        for (size_t i = 0; i < nq; i++)
+            fa4cp_store(a->dtype, a->dq, i, acc[i]);
     /* every row of dk/dv: padding rows were never touched, so they are 0 */
     for (size_t i = 0; i < nk; i++)
         fa4cp_store(a->dtype, a->dk, i, dk[i]);

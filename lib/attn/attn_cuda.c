@@ -144,7 +144,8 @@ static fa4cp_status check_args(const fa4cp_attn_args *a, int backward) {
             {a->k, "k", a->total_k > 0},
             {a->v, "v", a->total_k > 0},
             {a->dout, "dout", backward && a->total_q > 0},
-            {a->dq, "dq", backward && a->total_q > 0},
+            {a->dq, "dq", backward && a->total_q > 0 && (!a->dq_carry || (a->carry & FA4CP_CARRY_LAST))},
+            {a->dq_carry, "dq_carry", backward && a->total_q > 0 && a->dq_carry},
             {a->dk, "dk", backward && a->total_k > 0},
             {a->dv, "dv", backward && a->total_k > 0},
         };
@@ -208,6 +209,7 @@ static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
     p->sched = NULL;
     p->sched_cap = 0;
     p->deterministic = a->deterministic != 0;
+    p->chain = 0;
     {
         const char *tn = getenv("FA4CP_CUDA_TUNING"); /* experiments only */
         p->tuning = tn ? strtoll(tn, NULL, 10) : 0;
@@ -304,6 +306,9 @@ out:
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
+_Static_assert(FA4CP_KCHAIN_FIRST == FA4CP_CARRY_FIRST && FA4CP_KCHAIN_LAST == FA4CP_CARRY_LAST,
+               "the kernels' chain bits are fa4cp.h's carry bits");
+
 fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
@@ -316,7 +321,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     if (a->batch == 0) {
         /* no sequence: every row is padding */
         size_t es = fa4cp_dtype_size(a->dtype);
-        if (a->total_q > 0)
+        if (a->total_q > 0 && (!a->dq_carry || (a->carry & FA4CP_CARRY_LAST)))
             CUDA_CHECK(cudaMemsetAsync(a->dq, 0, (size_t)a->total_q * a->heads * a->head_dim * es, s));
         if (a->total_k > 0) {
             size_t kb = (size_t)a->total_k * a->kv_heads * a->head_dim * es;
@@ -336,16 +341,23 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         const size_t rows = (size_t)a->total_q * (size_t)a->heads;
         const size_t n_dsum = rows * sizeof(float), n_acc = rows * (size_t)a->head_dim * sizeof(float);
         const size_t n_sem = p.deterministic ? (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int32_t) : 0;
+        /* a chain (dq_carry): Dsum and dq_accum live in the caller's buffer
+         * from its first call to its last (fa4cp_attn_bwd_carry_bytes has
+         * the same layout), the workspace holds the rest */
+        const int chain = a->dq_carry != NULL;
         p.sched_cap = sched_entries(&p);
-        const size_t o_acc = align256(n_dsum), o_sem = align256(o_acc + n_acc), o_sched = align256(o_sem + n_sem);
+        const size_t o_acc = chain ? 0 : align256(n_dsum), o_sem = chain ? 0 : align256(o_acc + n_acc);
+        const size_t o_sched = align256(o_sem + n_sem);
         const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
         cudaMemPool_t pool = NULL;
         FA4CP_TRY(workspace_pool(&pool));
         CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
-        p.dsum = rows ? (float *)ws : NULL;
-        p.dq_accum = rows ? (float *)(ws + o_acc) : NULL;
+        char *acc = chain ? (char *)a->dq_carry : ws;
+        p.dsum = rows ? (float *)acc : NULL;
+        p.dq_accum = rows ? (float *)(acc + align256(n_dsum)) : NULL;
         p.dq_sem = n_sem ? (int *)(ws + o_sem) : NULL;
         p.sched = (int *)(ws + o_sched);
+        p.chain = chain ? FA4CP_KCHAIN | a->carry : 0;
     }
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
 out:

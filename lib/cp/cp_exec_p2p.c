@@ -155,6 +155,33 @@ out:
     return st;
 }
 
+/* The backward's dQ chains (fa4cp.h, dq_carry): the steps over the whole
+ * local Q (k = 0) and those over its second half (k = 1) each sum their dQ
+ * in one backward chain, from the first ATTENTION of the program over those
+ * queries (the preprocess runs once) to the last (dq is written once, then
+ * added into the accumulator).  -1: no such step. */
+static void p2p_chains(const exec *x, int first[2], int last[2])
+{
+    first[0] = first[1] = last[0] = last[1] = -1;
+    for (int i = 0; i < x->nprog; i++) {
+        const fa4cp_cp_instr *in = &x->prog[i];
+        if (in->op != FA4CP_CP_OP_ATTENTION || in->step < 0)
+            continue;
+        const int k = x->plan->bwd[in->step].q_half == 1;
+        if (first[k] < 0)
+            first[k] = in->step;
+        last[k] = in->step;
+    }
+}
+
+/* Bytes of the chain over rows query rows. */
+static size_t p2p_carry_bytes(const exec *x, int64_t rows)
+{
+    fa4cp_attn_args c = cpx_base_args(x);
+    c.total_q = rows;
+    return fa4cp_attn_bwd_carry_bytes(x->cfg->backend, &c);
+}
+
 /* The backward interprets the program the same way: per step one symmetric
  * sendrecv group (the dK/dV finished before, and/or this KV block), the
  * attention call, the accumulation of dQ and of the travelling dK/dV; then
@@ -181,7 +208,12 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
     void *doh = cpx_xalloc(x, ohb, "p2p dout second half");
     void *lh = cpx_xalloc(x, lhb, "p2p lse second half"), *dlh = cpx_xalloc(x, lhb, "p2p dlse second half");
     void *kvh = cpx_xalloc(x, (size_t)x->Th * (x->rk + x->rv) * x->es, "p2p KV first half");
-    NOMEM_IF(dkv_in && dkv_out && dq && pdq && pdkv && qh && oh && doh && lh && dlh && kvh);
+    const size_t carry_bytes[2] = {p2p_carry_bytes(x, x->T), p2p_carry_bytes(x, x->Th)};
+    void *carry[2] = {cpx_xalloc(x, carry_bytes[0], "p2p dQ chain (local Q)"),
+                      cpx_xalloc(x, carry_bytes[1], "p2p dQ chain (Q second half)")};
+    int first[2], last[2];
+    p2p_chains(x, first, last);
+    NOMEM_IF(dkv_in && dkv_out && dq && pdq && pdkv && qh && oh && doh && lh && dlh && kvh && carry[0] && carry[1]);
     map all, h1_to_half, h1_back_all, h0_to_half, h0_back_all;
     FA4CP_TRY(cpx_map_all(x, x->T, &all));
     FA4CP_TRY(cpx_map_rows(x, x->r, -1, 1, 0, 1, &h1_to_half));
@@ -248,7 +280,10 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
             c.dout = qhalf ? doh : a->dout;
             c.lse = qhalf ? lh : a->lse;
             c.dlse = a->dlse ? (qhalf ? dlh : a->dlse) : NULL;
-            c.dq = pdq;
+            c.dq_carry = carry[qhalf];
+            c.dq_carry_bytes = carry_bytes[qhalf];
+            c.carry = (s == first[qhalf] ? FA4CP_CARRY_FIRST : 0) | (s == last[qhalf] ? FA4CP_CARRY_LAST : 0);
+            c.dq = c.carry & FA4CP_CARRY_LAST ? pdq : NULL;
             c.dk = pdkv;
             c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;
             FA4CP_TRY(cpx_attn(x, &c, 1));
@@ -266,7 +301,8 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
                 FA4CP_FAIL(FA4CP_ERR_INTERNAL, "cp p2p: step %d merges by %d, not through the LSE", s,
                            (int)sp->merge);
             const map *mq = sp->q_half == 1 ? &h1_back_all : &all;
-            FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
+            if (s == last[sp->q_half == 1]) /* the chain's dq */
+                FA4CP_TRY(o->add(x->ad, dq, x->dt, pdq, mq->p, mq->n, x->rq, x->stream));
             FA4CP_TRY(cpx_stamp(x, CP_EV_COMP1, s, x->stream));
             FA4CP_TRY(arrived(x, &req, s)); /* dkv_in has arrived, dkv_out has left */
             if (s > 0)
@@ -298,7 +334,7 @@ size_t cpx_p2p_workspace(const exec *x, int bwd)
     if (!bwd) /* kv[2], acc, alse, pout, plse, qh, kvh; maps real, h1_to_half, h1_back, h0_to_half */
         return 2 * kvb + T * x->ro * (x->as + x->es) + 2 * (size_t)x->H * T * x->as + qhb + kvh +
                pair * (T1 + 3 * Th1);
-    /* kv[2], dkv_in, dkv_out, dq, pdq, pdkv, qh, oh, doh, lh, dlh, kvh; 5 maps */
+    /* kv[2], dkv_in, dkv_out, dq, pdq, pdkv, qh, oh, doh, lh, dlh, kvh, the two dQ chains; 5 maps */
     return 2 * kvb + 2 * (T * (x->rk + x->rv) * x->as) + T * x->rq * (x->as + x->es) + kvb + qhb +
-           2 * ohb + 2 * lhb + kvh + pair * (T1 + 4 * Th1);
+           2 * ohb + 2 * lhb + kvh + p2p_carry_bytes(x, x->T) + p2p_carry_bytes(x, x->Th) + pair * (T1 + 4 * Th1);
 }

@@ -25,7 +25,14 @@
  *             every rank's steps (n diagonals, n(n-1)/2 lower and upper):
  *             ratio_iso = that sum / noncp (the compute cost of the cut);
  *             each call timed alone on an idle stream, so a short call also
- *             pays the host's enqueue; the "queued" line times iters calls
+ *             pays the host's enqueue.  The backward calls are the
+ *             executor's: a rank's steps over one set of queries are one dQ
+ *             chain (fa4cp.h dq_carry: the preprocess in its first call, dq
+ *             in its last), so each is timed by its place in its chain
+ *             ("chain calls" line) and summed as the executor runs them;
+ *             "single calls" sums every step as a whole backward call
+ *             instead (ratio_iso_single: the cost before chains);
+ *             the "queued" line times iters calls
  *             back to back instead (the host enqueuing ahead, as the
  *             executor's does): ratio_iso_queued, and its forward and
  *             backward parts; "host" is the CPU wall time of each of those
@@ -120,11 +127,15 @@ typedef struct shape_t {
     double fwd, bwd;   /* median of single calls, each timed alone on an idle stream */
     double qfwd, qbwd; /* iters calls back to back (the host enqueuing ahead), per call */
     double hfwd, hbwd; /* host time (us) of each of those queued calls: its enqueue (median) */
+    /* the backward as a call of a dQ chain (fa4cp.h dq_carry), by carry:
+     * [0] a middle call, [1] FIRST, [2] LAST, [3] FIRST | LAST; alone (after
+     * a forward, as bwd) and queued */
+    double cbwd[4], cqbwd[4];
 } shape_t;
 
 static shape_t time_attn(int sq, int sk, int is_causal)
 {
-    shape_t r = {0, 0, 0, 0, 0, 0};
+    shape_t r = {0};
     /* q, dq [sq, H, D]; k, dk [sk, H, D]; out, dout [sq, H, DV]; v, dv [sk, H, DV] */
     size_t nq = (size_t)sq * H * D, nk = (size_t)sk * H * D, no = (size_t)sq * H * DV, nv = (size_t)sk * H * DV;
     void *q = dalloc(nq * 2), *k = dalloc(nk * 2), *v = dalloc(nv * 2), *o = dalloc(no * 2);
@@ -208,6 +219,42 @@ static shape_t time_attn(int sq, int sk, int is_causal)
         r.qbwd = b / iters;
         r.hfwd = median(tf, iters);
         r.hbwd = median(tb, iters);
+    }
+    /* The backward as a call of a dQ chain (the CP executor's backward
+     * calls: the preprocess in a chain's first call, dq in its last), each
+     * carry value timed as bwd above: alone after a forward, then queued.
+     * One FIRST | LAST call first, so that every variant's chain state
+     * holds real D values. */
+    {
+        fa4cp_attn_args c = a;
+        c.dq_carry_bytes = fa4cp_attn_bwd_carry_bytes(FA4CP_BACKEND_CUDA, &a);
+        c.dq_carry = dalloc(c.dq_carry_bytes);
+        c.carry = FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST;
+        FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
+        for (int cv = 0; cv < 4; cv++) {
+            float f, b;
+            c.carry = cv;
+            for (int it = -warmup; it < iters; it++) {
+                CK(cudaEventRecord(e0, NULL));
+                FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
+                CK(cudaEventRecord(e1, NULL));
+                FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
+                CK(cudaEventRecord(e2, NULL));
+                CK(cudaEventSynchronize(e2));
+                CK(cudaEventElapsedTime(&b, e1, e2));
+                if (it >= 0)
+                    tb[it] = b;
+            }
+            r.cbwd[cv] = median(tb, iters);
+            CK(cudaEventRecord(e1, NULL));
+            for (int it = 0; it < iters; it++)
+                FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
+            CK(cudaEventRecord(e2, NULL));
+            CK(cudaEventSynchronize(e2));
+            CK(cudaEventElapsedTime(&f, e1, e2));
+            r.cqbwd[cv] = f / iters;
+        }
+        CK(cudaFree(c.dq_carry));
     }
     free(tf);
     free(tb);
@@ -372,7 +419,7 @@ int main(int argc, char **argv)
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
-        shape_t full = {NAN, NAN, NAN, NAN, NAN, NAN};
+        shape_t full = {NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
         /* FlashAttention convention: 2 (d + dv) per visible pair and head (causal: half the pairs) */
         double fl = 2.0 * H * (double)S * S * (D + DV) * (causal ? 0.5 : 1.0);
         if (!no_ref) {
@@ -393,15 +440,50 @@ int main(int argc, char **argv)
                 printf("# cp %d: nccl needs one GPU per rank (--gpus %d)\n", n, gpus);
                 continue;
             }
-            shape_t nan2 = {NAN, NAN, NAN, NAN, NAN, NAN};
+            shape_t nan2 = {NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
             shape_t dg = no_ref ? nan2 : time_attn(T, T, causal);
             shape_t lo = no_ref ? nan2 : time_attn(T, T / 2, 0), up = no_ref ? nan2 : time_attn(T / 2, T, 0);
             double pairs = 0.5 * n * (n - 1);
-            double iso = causal ? n * (dg.fwd + dg.bwd) + pairs * (lo.fwd + lo.bwd + up.fwd + up.bwd)
-                                : n * n * (dg.fwd + dg.bwd);
-            double ratio_iso = iso / (full.fwd + full.bwd);
+            /* every step a whole backward call (a standalone fa4cp_attn_bwd) */
+            double iso1 = causal ? n * (dg.fwd + dg.bwd) + pairs * (lo.fwd + lo.bwd + up.fwd + up.bwd)
+                                 : n * n * (dg.fwd + dg.bwd);
             double qiso_f = causal ? n * dg.qfwd + pairs * (lo.qfwd + up.qfwd) : n * n * dg.qfwd;
-            double qiso_b = causal ? n * dg.qbwd + pairs * (lo.qbwd + up.qbwd) : n * n * dg.qbwd;
+            double qiso1_b = causal ? n * dg.qbwd + pairs * (lo.qbwd + up.qbwd) : n * n * dg.qbwd;
+            /* The executor's backward calls (cp_exec_p2p.c): a rank's steps
+             * over its whole Q (the diagonal, then its r lower steps: KV of
+             * ranks r-1 .. 0) are one dQ chain, those over Q's second half
+             * (its n-1-r upper steps) another; without a mask every step is
+             * a T x T call of one chain. */
+            double chb = 0, qchb = 0;
+#define CHAIN(sh, len)                                                                                     \
+    do {                                                                                                   \
+        const int l_ = (len);                                                                              \
+        if (l_ == 1) {                                                                                     \
+            chb += (sh).cbwd[3];                                                                           \
+            qchb += (sh).cqbwd[3];                                                                         \
+        } else if (l_ >= 2) {                                                                              \
+            chb += (sh).cbwd[1] + (l_ - 2) * (sh).cbwd[0] + (sh).cbwd[2];                                  \
+            qchb += (sh).cqbwd[1] + (l_ - 2) * (sh).cqbwd[0] + (sh).cqbwd[2];                              \
+        }                                                                                                  \
+    } while (0)
+            for (int r = 0; r < n; r++) {
+                if (!causal) {
+                    CHAIN(dg, n);
+                    continue;
+                }
+                if (r == 0) {
+                    CHAIN(dg, 1);
+                } else { /* diagonal (FIRST), r - 1 lower steps (0), the last lower (LAST) */
+                    chb += dg.cbwd[1] + (r - 1) * lo.cbwd[0] + lo.cbwd[2];
+                    qchb += dg.cqbwd[1] + (r - 1) * lo.cqbwd[0] + lo.cqbwd[2];
+                }
+                CHAIN(up, n - 1 - r);
+            }
+#undef CHAIN
+            double iso_f = causal ? n * dg.fwd + pairs * (lo.fwd + up.fwd) : n * n * dg.fwd;
+            double ratio_iso = (iso_f + chb) / (full.fwd + full.bwd);
+            double ratio_iso1 = iso1 / (full.fwd + full.bwd);
+            double qiso_b = qchb;
 
             fa4cp_local_world *w = NULL;
             rank_job *jobs = calloc((size_t)n, sizeof *jobs);
@@ -454,6 +536,21 @@ int main(int argc, char **argv)
                 printf("    host (us per queued call, median, fwd/bwd): noncp %.1f/%.1f  diag %.1f/%.1f  "
                        "low %.1f/%.1f  up %.1f/%.1f\n",
                        full.hfwd, full.hbwd, dg.hfwd, dg.hbwd, lo.hfwd, lo.hbwd, up.hfwd, up.hbwd);
+            if (!no_ref) {
+                printf("    chain calls (bwd ms alone/queued by carry: middle, FIRST, LAST, FIRST|LAST): diag");
+                for (int v = 0; v < 4; v++)
+                    printf(" %.3f/%.3f", dg.cbwd[v], dg.cqbwd[v]);
+                printf("  low");
+                for (int v = 0; v < 4; v++)
+                    printf(" %.3f/%.3f", lo.cbwd[v], lo.cqbwd[v]);
+                printf("  up");
+                for (int v = 0; v < 4; v++)
+                    printf(" %.3f/%.3f", up.cbwd[v], up.cqbwd[v]);
+                printf("\n");
+                printf("    single calls (every step a whole backward, no chains): ratio_iso_single %.3f, "
+                       "queued %.3f (bwd %.3f)\n",
+                       ratio_iso1, (qiso_f + qiso1_b) / (full.qfwd + full.qbwd), qiso1_b / full.qbwd);
+            }
             for (int dir = 0; dir < 2 && !no_exec; dir++) {
                 const fa4cp_cp_timing *t = dir ? &jobs[0].tb : &jobs[0].tf;
                 double comp = 0, com = 0;

@@ -450,10 +450,10 @@ int main(int argc, char **argv)
             double qiso_f = causal ? n * dg.qfwd + pairs * (lo.qfwd + up.qfwd) : n * n * dg.qfwd;
             double qiso1_b = causal ? n * dg.qbwd + pairs * (lo.qbwd + up.qbwd) : n * n * dg.qbwd;
             /* The executor's backward calls (cp_exec_p2p.c): a rank's steps
-             * over its whole Q (the diagonal, then its r lower steps: KV of
-             * ranks r-1 .. 0) are one dQ chain, those over Q's second half
-             * (its n-1-r upper steps) another; without a mask every step is
-             * a T x T call of one chain. */
+             * over its whole Q (the diagonal first, its r lower steps with
+             * the KV of ranks 0 .. r-1 last) are one dQ chain, those over
+             * Q's second half (its n-1-r upper steps, in between) another;
+             * without a mask every step is a T x T call of one chain. */
             double chb = 0, qchb = 0;
 #define CHAIN(sh, len)                                                                                     \
     do {                                                                                                   \
@@ -473,7 +473,7 @@ int main(int argc, char **argv)
                 }
                 if (r == 0) {
                     CHAIN(dg, 1);
-                } else { /* diagonal (FIRST), r - 1 lower steps (0), the last lower (LAST) */
+                } else { /* the diagonal (FIRST), r - 1 lower steps (0), the last lower step (LAST) */
                     chb += dg.cbwd[1] + (r - 1) * lo.cbwd[0] + lo.cbwd[2];
                     qchb += dg.cqbwd[1] + (r - 1) * lo.cqbwd[0] + lo.cqbwd[2];
                 }

@@ -123,13 +123,7 @@ typedef struct fa4cp_kparams {
      * dqa_col order (else DP: float2 pairs (d, d + 8), dqa_pair_col order,
      * bwd_ws_kernel.cuh), 17179869184 (2^34) its dense (no window) kernel
      * takes every exponential by MUFU.EX2 (else PX: a quarter by ex2_poly),
-     * 34359738368 (2^35) half of them by ex2_poly (PH), 274877906944 (2^38)
-     * the forward's old tile boundary (else QP: its producer prefetches the
-     * next tile's Q into L2, and MT: the d128 kernel of two K/V stages,
-     * unpacked, O by TMA, issues a tile's last PV product and the next
-     * tile's first QK^T in one turn, the tile's last block without
-     * step_spec; fwd_mainloop.cuh), 549755813888 (2^39) QP without MT,
-     * 1099511627776 (2^40) MT with step_spec on the last block too */
+     * 34359738368 (2^35) half of them by ex2_poly (PH) */
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

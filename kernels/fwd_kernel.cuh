@@ -12,7 +12,7 @@ namespace fa4cp {
 
 // OTMA: O through shared memory and TMA stores (fwd_consumer).  PACK:
 // packed GQA tiles (fwd_sched.cuh), tmQ's boxes G heads x pt tokens.
-template <class C, bool OTMA, bool PACK, bool MT = false>
+template <class C, bool OTMA, bool PACK>
 __global__ void __launch_bounds__(C::NT, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(C::NT, 1)
         return;
     }
     sm90::setmaxnreg_inc<C::REG_C>();
-    fwd_consumer<C, OTMA, PACK, MT>(p, sc, &tmO, sQ, sK, sV, bars, wg - 1, tid - 128 * wg, R);
+    fwd_consumer<C, OTMA, PACK>(p, sc, &tmO, sQ, sK, sV, bars, wg - 1, tid - 128 * wg, R);
 }
 
 // GQA packing (fwd_sched.cuh) pays where it fills tiles the unpacked kernel
@@ -194,18 +194,14 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     // tuning 2097152: all 227 KB (the largest shared-memory carveout, the
     // smallest L1), whatever the tile needs: for timing the carveout alone
     const int smem = (p.tuning & 2097152) ? 232448 : C::SMEM;
-    // MT, the merged turn at the tile boundary (fwd_consumer; the d128
-    // kernel of two K/V stages, unpacked, O by TMA: a CP step's), off under
-    // FA4CP_CUDA_TUNING 2^38 (the old tile boundary) or 2^39 (QP alone)
-    const bool mt = C::SPEC && o_tma && !pack && !(p.tuning & (3ll << 38));
     void (*const kern)(const fa4cp_kparams, const CUtensorMap, const CUtensorMap, const CUtensorMap,
                        const CUtensorMap, const FwdSched, int) =
         pack ? (o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, PK> : fwd_ws_kernel<C, false, PK>)
-        : o_tma ? (mt ? fwd_ws_kernel<C, C::O_KIND != 0, false, C::SPEC> : fwd_ws_kernel<C, C::O_KIND != 0, false>)
+        : o_tma ? fwd_ws_kernel<C, C::O_KIND != 0, false>
                 : fwd_ws_kernel<C, false, false>;
     // the attribute once per (kernel, device, size): launch_cache.cuh
-    static FuncSmemCache smem_cache[5];
-    FuncSmemCache &sm_c = smem_cache[mt ? 4 : (pack ? 2 : 0) + (o_tma ? 1 : 0)];
+    static FuncSmemCache smem_cache[4];
+    FuncSmemCache &sm_c = smem_cache[(pack ? 2 : 0) + (o_tma ? 1 : 0)];
     bool cached = false;
     if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
         return e;

@@ -456,7 +456,7 @@ __device__ __forceinline__ void fwd_release(uint64_t *bar, int lane) {
 // max(16 / G, 1) tokens; else direct stores.  A template parameter, not
 // a run-time switch: with both epilogues in one kernel ptxas spilled 40
 // bytes around the d128 mainloop (main: 8; the TMA kernel alone: none).
-template <class C, bool OTMA, bool PACK, bool MT>
+template <class C, bool OTMA, bool PACK>
 __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmO,
                                              uint32_t sQ, uint32_t sK, uint32_t sV, FwdBars<C::NS> *bars, int wg,
                                              int ct, int R) {
@@ -521,86 +521,16 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         else
             fwd_gemm_pv<C>(o, pa, vd);
     };
-    // the next tile index from the producer's two-slot ring (-1: none left)
-    auto acquire = [&]() -> int {
+    for (;;) {
         const int ts = tcount & 1;
         sm90::mbar_wait(sm90::smem_addr(&bars->tile_full[ts]), (tcount >> 1) & 1);
         // warp-uniform values (shfl from lane 0) keep the wgmma code on a
         // path ptxas knows is not divergent
-        const int t = sm90::warp_uniform(*reinterpret_cast<volatile int *>(&bars->slot[ts]));
+        const int tile = sm90::warp_uniform(*reinterpret_cast<volatile int *>(&bars->slot[ts]));
         fwd_release(&bars->tile_empty[ts], lane);
         ++tcount;
-        return t;
-    };
-    // A tile no key is visible to: out 0, lse -inf for the thread's rows.
-    auto store_empty = [&](const FwdTile &ft, const SeqInfo &si) {
-        const int m0 = ft.mb * rows;
-        if constexpr (PACK) {
-            int64_t orow[2], lrow[2];
-            bool ok[2];
-            const float none[2] = {-INFINITY, -INFINITY};
-            for (int r = 0; r < 2; ++r)
-                prow(r, m0, ft.h, (int)si.q_off, si.sq, orow, lrow, ok);
-            fwd_write_rows_at<T, DV>(nullptr, none, out, p.lse, orow, lrow, ok, q);
-        } else {
-            fwd_store_empty<T, DV>(out + si.q_off * stride + (int64_t)ft.h * DV, stride,
-                                   p.lse + (int64_t)ft.h * p.total_q + si.q_off, m0 + wg * 64 + warp * 16 + (lane >> 2),
-                                   si.sq, q);
-        }
-    };
-    // MT: the next tile with keys from the ring (-1: none left), the empty
-    // ones on the way written (their first QK^T is issued ahead, in the
-    // last turn of the tile before, so no tile without keys comes between)
-    auto acquire_keyed = [&]() -> int {
-        for (;;) {
-            const int t = acquire();
-            if (t < 0)
-                return t;
-            const FwdTile nt = fwd_decode(sc, n_entries, t);
-            const SeqInfo ns = seq_info(p, nt.b);
-            const Mask nm{(int64_t)ns.sk - ns.sq, p.window_left, p.window_right, ns.sk};
-            const FwdBlocks nb = fwd_blocks_rows<BN>(nm, nt.mb * rows, rows, ns.sq, ns.sk);
-            if (sm90::warp_uniform(nb.n_hi >= nb.n_lo ? 1 : 0))
-                return t;
-            store_empty(nt, ns);
-        }
-    };
-    // MT, the merged turn (fwd_ws_kernel<C, true, false, true>, d128's CP
-    // kernel; FA4CP_CUDA_TUNING 2^38 or 2^39: the kernel without it): a
-    // tile's last turn issues its last PV product and the next tile's first
-    // QK^T together, as every turn inside a tile pairs a QK^T with a PV, and
-    // the epilogue runs under that QK^T.  Without it the tensor pipe has one
-    // product (the other warpgroup's last PV) to hide a warpgroup's epilogue
-    // and the next tile's decode under, and again one (the other's first
-    // QK^T) under the first block's softmax.  The next Q and K are waited
-    // for before that turn (no wait's loop while a product is in flight:
-    // C7520).  The tile's last block takes FwdSoftmax::step, not step_spec,
-    // so that Q (and K) are released as soon as its QK^T has completed
-    // (step_spec's rare path reads them) and the next Q load starts a
-    // softmax earlier.  The first QK^T of the CTA's
-    // first tile is issued before the loop; with no next tile the last turn
-    // issues a QK^T whose result is never read (Q and the K stage hold stale
-    // tiles then: no load is in flight), so that no wgmma sits in a branch
-    // (ptxas serialises them all then, C7518).
-    // (FA4CP_CUDA_TUNING 2^40: the last block takes step_spec too)
-    const bool last_exact = MT && !(p.tuning & (1ll << 40));
-    int tile;
-    if constexpr (MT) {
-        tile = acquire_keyed();
-        if (tile >= 0) {
-            sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
-            ++qc;
-            sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[kv % NS]), (kv / NS) & 1);
-        }
-        sm90::named_sync(my_bar, 256);
-        wgmma_fence();
-        gemm_qk(kv % NS);
-        wgmma_commit();
-        sm90::named_arrive(next_bar, 256);
-    } else {
-        tile = acquire();
-    }
-    while (tile >= 0) {
+        if (tile < 0)
+            break;
         const FwdTile ft = fwd_decode(sc, n_entries, tile);
         const SeqInfo si = seq_info(p, ft.b);
         const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
@@ -613,9 +543,18 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
         // what the epilogue needs, kept small across the mainloop (the
         // pointers are formed after it: fewer live registers under the GEMMs)
         const int q_off = (int)si.q_off, sq = si.sq, h = ft.h;
-        if (!MT && fb.empty) { // (MT: acquire_keyed wrote the empty tiles)
-            store_empty(ft, si);
-            tile = acquire();
+        if (fb.empty) {
+            if constexpr (PACK) {
+                int64_t orow[2], lrow[2];
+                bool ok[2];
+                const float none[2] = {-INFINITY, -INFINITY};
+                for (int r = 0; r < 2; ++r)
+                    prow(r, m0, h, q_off, sq, orow, lrow, ok);
+                fwd_write_rows_at<T, DV>(nullptr, none, out, p.lse, orow, lrow, ok, q);
+            } else {
+                fwd_store_empty<T, DV>(out + si.q_off * stride + (int64_t)ft.h * DV, stride,
+                                       p.lse + (int64_t)ft.h * p.total_q + si.q_off, i0, si.sq, q);
+            }
             continue;
         }
         // the element mask, reduced to what the blocks need: the masked
@@ -628,28 +567,24 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             row_lo[r] = (int)mk.lo(t);
             row_hi[r] = (int)mk.hi(t);
         }
-        if constexpr (!MT) {
-            sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
-            ++qc;
-        }
+        sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
+        ++qc;
 
         FwdSoftmax<BN, C::SPEC> sm;
         sm.init();
         float alpha[2];
 
-        // first block: S, softmax, P; O starts at 0 (MT: its QK^T is in flight)
+        // first block: S, softmax, P; O starts at 0
         int n = fb.n_hi;
         int st = kv % NS;
         uint32_t ph = (kv / NS) & 1;
         ++kv;
-        if constexpr (!MT) {
-            sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[st]), ph);
-            sm90::named_sync(my_bar, 256);
-            wgmma_fence();
-            gemm_qk(st);
-            wgmma_commit();
-            sm90::named_arrive(next_bar, 256);
-        }
+        sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[st]), ph);
+        sm90::named_sync(my_bar, 256);
+        wgmma_fence();
+        gemm_qk(st);
+        wgmma_commit();
+        sm90::named_arrive(next_bar, 256);
         wgmma_wait<0>();
         reg_fence<BN / 2>(s);
         fwd_release(&bars->empty_k[st], lane);
@@ -694,7 +629,7 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             wgmma_wait<1>();
             reg_fence<BN / 2>(s);
             bool resc = false;
-            if (C::SPEC && spec_ok && !mb.masked(n) && !(last_exact && n == fb.n_lo)) {
+            if (C::SPEC && spec_ok && !mb.masked(n)) {
                 // K(j) and Q stay until the step is through: its rare path reads them
                 if constexpr (C::SPEC) {
                     const int r = sm.step_spec(s, sl2, big, alpha);
@@ -746,32 +681,16 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             pph = ph;
         }
 
-        // MT: the next tile with keys, whose first QK^T joins the last turn
-        const int next = MT ? acquire_keyed() : -1;
-        // last PV (MT: then the next tile's first QK^T, a second bulk group;
-        // its Q and K waited for before the turn: no control flow while a
-        // product is in flight, C7520)
+        // last PV
         sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_v[pst]), pph);
-        if (MT && next >= 0) {
-            sm90::mbar_wait(sm90::smem_addr(&bars->full_q), qc & 1);
-            ++qc;
-            sm90::mbar_wait_hot(sm90::smem_addr(&bars->full_k[kv % NS]), (kv / NS) & 1);
-        }
         sm90::named_sync(my_bar, 256);
         fence_p();
         reg_fence<DVP / 2>(o);
         wgmma_fence();
         gemm_pv(pst);
         wgmma_commit();
-        if constexpr (MT) {
-            gemm_qk(kv % NS);
-            wgmma_commit();
-        }
         sm90::named_arrive(next_bar, 256);
-        if constexpr (MT)
-            wgmma_wait<1>();
-        else
-            wgmma_wait<0>();
+        wgmma_wait<0>();
         reg_fence<DVP / 2>(o);
         fwd_release(&bars->empty_v[pst], lane);
 
@@ -810,11 +729,6 @@ __device__ __forceinline__ void fwd_consumer(const fa4cp_kparams &p, const FwdSc
             fwd_store_rows<T, DV>(o, inv, lse, out + (int64_t)q_off * stride + (int64_t)h * DV, stride,
                                   p.lse + (int64_t)h * p.total_q + q_off, i0e, sq, q);
         }
-        tile = MT ? next : acquire();
-    }
-    if constexpr (MT) { // the last turn's QK^T with no tile after it
-        wgmma_wait<0>();
-        reg_fence<BN / 2>(s);
     }
     // the stores in flight complete before the CTA's shared memory goes
     if constexpr (OTMA)

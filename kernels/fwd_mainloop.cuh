@@ -157,34 +157,6 @@ template <typename T, int DQK_, int DV_, int BN_, int NS_, int NWG_ = 2> struct 
 
 // --------------------------------------------------------------- producer
 
-// QP (FA4CP_CUDA_TUNING 2^38: off, the old tile boundary): a CTA's tiles
-// share one Q buffer, which the producer refills only once every consumer
-// warp has run the tile's last QK^T; after that the tensor pipe has only
-// the tile's last PV products left to run, and a Q tile from DRAM (a CP
-// step reads each query block once) arrives after the consumers want it.
-// So the producer, once it has the next tile (after the tile's last K load,
-// about two blocks before the end), prefetches the next tile's Q into L2
-// (fwd_prefetch_q), and the Q load becomes an L2 hit.
-__device__ __forceinline__ void tma_prefetch_l2_4d(const CUtensorMap *map, int c0, int c1, int c2, int c3) {
-    asm volatile("cp.async.bulk.prefetch.tensor.4d.L2.global.tile [%0, {%1, %2, %3, %4}];\n" ::"l"(
-                     reinterpret_cast<uint64_t>(map)),
-                 "r"(c0), "r"(c1), "r"(c2), "r"(c3)
-                 : "memory");
-}
-template <class C, bool PACK>
-__device__ __forceinline__ void fwd_prefetch_q(const fa4cp_kparams &p, const FwdSched &sc, const CUtensorMap *tmQ,
-                                               int tile, int rows, int grp, int R) {
-    const int n_entries = fwd_num_entries(p, sc);
-    if (tile >= n_entries * sc.heads)
-        return;
-    const FwdTile ft = fwd_decode(sc, n_entries, tile);
-    const SeqInfo si = seq_info(p, ft.b);
-    const int qh = PACK ? ft.h * grp : ft.h;
-#pragma unroll
-    for (int pn = 0; pn < C::DQP / C::PWQ; ++pn)
-        tma_prefetch_l2_4d(tmQ, pn * C::PWQ, qh, R - si.sq + ft.mb * rows, (int)si.q_off + si.sq);
-}
-
 // PACK: packed GQA tiles (fwd_sched.cuh): tmQ's boxes are G heads x pt
 // tokens, the tile's head is its KV head.
 template <class C, bool PACK>
@@ -278,8 +250,6 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                 // from the tile's start it would cost the producer a register)
                 tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
                 load_v(fb.n_lo);
-                if (!(p.tuning & (1ll << 38))) // QP: the next tile's Q into L2 (above)
-                    fwd_prefetch_q<C, PACK>(p, sc, tmQ, tile, rows, grp, R);
             }
         } else {
             tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;

@@ -1871,6 +1871,12 @@ static void cuda_cases(test_rng *r)
        "fp16 d64 GQA 3/1: sq 40000 < sk 70001, causal bottom-right (sampled rows vs float64)");
     ok(long_case(r, FA4CP_BF16, 128, 128, 2, 2, 66000, 66000, 1, 3000),
        "bf16 d128: one sequence of 66000 rows, causal with a 3000-key window (sampled rows vs float64)");
+    /* K/V of 8 MB a head: L2 sections of 2 heads (fwd_section_groups), each
+     * ending in the tiles of the 28 query blocks that see no key, so a CTA
+     * meets tiles without keys between tiles with them */
+    ok(long_case(r, FA4CP_BF16, 128, 128, 6, 6, 20000, 16384, 1, -1),
+       "bf16 d128 6 heads: sq 20000 > sk 16384, causal bottom-right, empty tiles between L2 sections (sampled rows vs "
+       "float64)");
     cuda_long_head_dims(r);
 
     if (!fwd_only) {

@@ -74,7 +74,7 @@ namespace fa4cp {
 struct BwdWsInfo {
     long long q_off, k_off, off; // sequence starts; off = sk - sq
     int sq, sk, kvh, bi, n_block, n0;
-    int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
+    int q0, nmb, stagger, iters; // q0: the walk's first row (bwd_walk_start); iters < 0: no work (the CTA leaves)
     int hq_end, g, hin; // BwdWsStep: the group's query heads end at hq_end; hin: heads inner
 };
 
@@ -102,10 +102,14 @@ template <int WBM> __device__ __forceinline__ int bwd_stat_pos(int q) {
 }
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
-// and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
-// descending), followed without divisions.  Deterministic with gi.hin (the
-// default; FA4CP_CUDA_TUNING 33554432: off): the query heads inner, query
-// block mb_lo + nmb - 1 - it / G and head kvh * G + it % G, so that the KV
+// and the WBM query rows from q0 + ((it + stagger) % nmb) * WBM (deterministic:
+// descending), followed without divisions.  q0 (bwd_walk_start, attn_sched.cuh):
+// the first row that sees the KV block rounded down to a multiple of 8, or
+// (deterministic, FA4CP_CUDA_TUNING 2^36) to a multiple of WBM, so that the
+// deterministic steps are the query blocks of the semaphores.  Deterministic
+// with gi.hin (the default; FA4CP_CUDA_TUNING 33554432: off): the query heads
+// inner, the rows from q0 + (nmb - 1 - it / G) * WBM and head kvh * G + it % G,
+// so that the KV
 // blocks of a GQA group that add to one query tile in turn (the semaphores)
 // reach it at the same step count and stay one step apart, instead of a
 // KV block with fewer query blocks per head catching up with the one before
@@ -118,7 +122,7 @@ template <bool DET> struct BwdWsStep {
         int mi = DET ? nmb - 1 - k : k + gi.stagger;
         if (!DET && mi >= nmb)
             mi -= nmb;
-        return (gi.mb_lo + mi) * WBM;
+        return gi.q0 + mi * WBM;
     }
     __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
         if (DET && gi.hin) {
@@ -323,10 +327,13 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     const int n_last = min(n0 + WBN, si.sk) - 1;
     int64_t i_min, i_max;
     rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
-    int mb_lo = 0, nmb = 0;
+    // the walk: nmb steps of WBM rows from q0 (attn_sched.cuh; entry_cost
+    // counts the same steps)
+    int q0 = 0, nmb = 0;
     if (i_min <= i_max) {
-        mb_lo = (int)(i_min / WBM);
-        nmb = (int)(i_max / WBM) - mb_lo + 1;
+        const bool aligned = bwd_walk_aligned(p, DET);
+        q0 = (int)bwd_walk_start(i_min, WBM, aligned);
+        nmb = bwd_walk_steps(i_min, i_max, WBM, aligned);
     }
     gi.q_off = si.q_off;
     gi.k_off = si.k_off;
@@ -337,7 +344,7 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.bi = bi;
     gi.n_block = n_block;
     gi.n0 = n0;
-    gi.mb_lo = mb_lo;
+    gi.q0 = q0;
     gi.nmb = nmb;
     // the KV blocks of a head start their walk over the
     // query blocks at different places (non-deterministic); deterministic:
@@ -1339,10 +1346,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
                 const uint32_t sb0 = sm90::smem_addr(base);
                 const int kr = R - w.sk + w.n0, kx = (int)w.k_off + w.sk, kvh = w.kvh;
-                // the first step (BwdWsStep's): query head kvh * G, block mb_lo +
-                // stagger (deterministic: the last)
+                // the first step (BwdWsStep's): query head kvh * G, rows from q0 +
+                // stagger * WBM (deterministic: the last step's)
                 const int hq0 = kvh * (p.heads / p.kv_heads);
-                const int m0 = (w.mb_lo + (DET ? w.nmb - 1 : w.stagger)) * WBM;
+                const int m0 = w.q0 + (DET ? w.nmb - 1 : w.stagger) * WBM;
                 const int qr = R - w.sq + m0, qx = (int)w.q_off + w.sq;
                 const int srow = (int)((int64_t)hq0 * p.total_q + w.q_off + m0) & ~3;
                 const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;

@@ -226,6 +226,11 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
                   "register split within the CTA's launch allocation");
 };
 
+// A compile-time bool as a value (a generic lambda's template argument).
+template <bool B> struct BoolC {
+    static constexpr bool value = B;
+};
+
 // A copy of x that the compiler cannot see through.
 __device__ __forceinline__ int opaque_int(int x) {
     int y;
@@ -1260,11 +1265,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // 8-byte stores a thread a step instead of 40 4-byte ones; the tile's rows
 // in dqa_pair_col order (bwd_common.cuh), which the finish kernel reads
 // back (bwd_finish_kernel, pairs).
-// PX (80 rows without a window, with DP; FA4CP_CUDA_TUNING 17179869184:
-// off): a quarter of P^T's exponentials (r = 1 of even tiles) by ex2_poly
-// on the FMA/ALU pipes instead of MUFU.EX2; PH (34359738368: on) a half
-// (r = 1 of every tile).  Not in the windowed (causal) 80-row kernel: it
-// spilled 4 bytes there.
+// PX (80 rows, with DP; FA4CP_CUDA_TUNING 17179869184: off without a
+// window, 137438953472 = 2^37: off in the windowed kernel): a quarter of
+// P^T's exponentials (r = 1 of even tiles) by ex2_poly on the FMA/ALU pipes
+// instead of MUFU.EX2; PH (34359738368: on; not in the windowed kernel) a
+// half (r = 1 of every tile).  In the windowed (causal) kernel (PXW) only in
+// the steps without the element mask (its masked steps keep MUFU.EX2: PX in
+// every step spilled 4 bytes there).
 // VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
 // (bwd_ws_pick).
 enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256 };
@@ -1280,8 +1287,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
     constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH;
     static_assert(!DP || (C::DQT && ET && SP && DQK % 16 == 0), "DP: the 80-row loop with ET");
-    static_assert(!PX || (DP && !WIN), "PX: with DP, without a window");
-    static_assert(!PH || PX, "PH: with PX");
+    static_assert(!PX || DP, "PX: with DP");
+    static_assert(!PH || (PX && !WIN), "PH: with PX, without a window");
     static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
                   "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
@@ -1706,72 +1713,94 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 need_mask = si.y != 0;
             }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
-            // P^T (in place of S^T), while dP^T runs on the tensor cores
+            // P^T (in place of S^T), while dP^T runs on the tensor cores; pxs:
+            // PX's share by ex2_poly in this step
+            auto p_of_s = [&](auto pxs) {
+                constexpr bool PXS = decltype(pxs)::value;
 #pragma unroll
-            for (int i = 0; i < WBM / 8; ++i) {
-                // -LSE * log2(e) of this thread's query columns; an LSE of -inf
-                // (a row that sees no key) gives +inf, where every element is
-                // masked below
-                float nl0, nl1;
-                if constexpr (SP) {
-                    const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
-                    nl0 = i & 1 ? l4.z : l4.x;
-                    nl1 = i & 1 ? l4.w : l4.y;
-                } else {
-                    nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
-                    nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
-                }
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    if (PX && r == 1 && (PH || (i & 1) == 0)) {
-                        sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
-                        sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                for (int i = 0; i < WBM / 8; ++i) {
+                    // -LSE * log2(e) of this thread's query columns; an LSE of -inf
+                    // (a row that sees no key) gives +inf, where every element is
+                    // masked below
+                    float nl0, nl1;
+                    if constexpr (SP) {
+                        const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
+                        nl0 = i & 1 ? l4.z : l4.x;
+                        nl1 = i & 1 ? l4.w : l4.y;
                     } else {
-                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
-                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
+                        nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                    }
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        if (PXS && r == 1 && (PH || (i & 1) == 0)) {
+                            sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
+                            sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        } else {
+                            sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                            sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        }
                     }
                 }
-            }
-            if (C::DQT && need_mask) {
-                // keys past the sequence, query rows past it (80-row blocks
-                // run with a window only as WIN, launch_bwd_ws)
-                if constexpr (WIN) {
-                    // and keys out of the window: element (query m0 + q, key
-                    // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
-                    // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
-                    // (before lo), Mask's bounds relative to the block in 32
-                    // bits; the tests below with the thread's terms on the
-                    // right
-                    const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
-                    const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
-                    auto clamp32 = [](int64_t x) {
-                        return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
-                    };
-                    const int wrt = p.window_right, wlt = p.window_left;
-                    const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
-                    const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
+            };
+            // the element mask (the steps that need it)
+            auto mask_p = [&]() {
+                if constexpr (C::DQT) {
+                    // keys past the sequence, query rows past it (80-row blocks
+                    // run with a window only as WIN, launch_bwd_ws)
+                    if constexpr (WIN) {
+                        // and keys out of the window: element (query m0 + q, key
+                        // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
+                        // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
+                        // (before lo), Mask's bounds relative to the block in 32
+                        // bits; the tests below with the thread's terms on the
+                        // right
+                        const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
+                        const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
+                        auto clamp32 = [](int64_t x) {
+                            return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
+                        };
+                        const int wrt = p.window_right, wlt = p.window_left;
+                        const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
+                        const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
 #pragma unroll
-                    for (int r = 0; r < 2; ++r)
+                        for (int r = 0; r < 2; ++r)
 #pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
+                            for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
-                            for (int c = 0; c < 2; ++c)
-                                if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
-                                    8 * r - i * 8 - c < dl)
-                                    sT[i][2 * r + c] = 0.f;
+                                for (int c = 0; c < 2; ++c)
+                                    if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
+                                        8 * r - i * 8 - c < dl)
+                                        sT[i][2 * r + c] = 0.f;
+                    } else {
+                        const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+#pragma unroll
+                        for (int r = 0; r < 2; ++r)
+#pragma unroll
+                            for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                                for (int c = 0; c < 2; ++c)
+                                    if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
+                                        sT[i][2 * r + c] = 0.f;
+                    }
                 } else {
-                    const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-#pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                            for (int c = 0; c < 2; ++c)
-                                if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
-                                    sT[i][2 * r + c] = 0.f;
+                    bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
                 }
-            } else if (need_mask) {
-                bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
+            };
+            if constexpr (PX && WIN) {
+                // PXW: ex2_poly in the steps without the element mask only
+                // (the two paths apart: with the mask after the exponentials
+                // of both, ptxas spilled 12 bytes)
+                if (need_mask) {
+                    p_of_s(BoolC<false>{});
+                    mask_p();
+                } else {
+                    p_of_s(BoolC<true>{});
+                }
+            } else {
+                p_of_s(BoolC<PX>{});
+                if (need_mask)
+                    mask_p();
             }
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
@@ -2064,6 +2093,9 @@ static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK,
                 if (var & BWD_PX)
                     return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
                                         : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
+            } else { // (PXW: PX in the unmasked steps, no PH)
+                if (var & BWD_PX)
+                    return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
             }
             return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP>;
         }
@@ -2138,10 +2170,12 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off), DP (4294967296: off), PX (17179869184: off), PH (34359738368: on)
+    // ET (2: off), DP (4294967296: off), PX (17179869184: off; the windowed
+    // kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
+    const long long px_off = WIN ? 137438953472LL : 17179869184LL;
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
-                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & 17179869184LL ? 0 : BWD_PX) |
+                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & px_off ? 0 : BWD_PX) |
                     (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;

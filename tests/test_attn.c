@@ -1437,13 +1437,14 @@ static void causal_tile_cases(test_rng *r)
 /* The 80-row d128 backward's staging and exponential variants, each in both
  * modes against the float64 reference: the default (DP: dQ^T staged as
  * float2 pairs, dq_accum rows in dqa_pair_col order; PX: a quarter of the
- * dense kernel's exponentials by polynomial), DP off (FA4CP_CUDA_TUNING
- * 4294967296: one-float stores, dqa_col order), PX off (17179869184) and PH
- * (34359738368: half of them by polynomial); a dense varlen batch with GQA
- * and padding rows, and a causal sequence (DP without PX). */
+ * dense kernel's exponentials by polynomial, and of the causal kernel's
+ * unmasked steps', PXW), DP off (FA4CP_CUDA_TUNING 4294967296: one-float
+ * stores, dqa_col order), PX off (17179869184: dense), PH (34359738368:
+ * half of them by polynomial, dense) and PXW off (137438953472: causal); a
+ * dense varlen batch with GQA and padding rows, and a causal sequence. */
 static void bwd80_variant_cases(test_rng *r)
 {
-    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL};
+    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL, 137438953472LL};
     long long base;
     char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
@@ -1460,7 +1461,7 @@ static void bwd80_variant_cases(test_rng *r)
         seq_table(&c, r, 613, 613);
         char desc[256];
         const int good = bwd_modes_under(&c, r, base, vars, sizeof vars / sizeof vars[0], saved, desc, sizeof desc);
-        ok(good, "d128 80-row backward variants, %s: DP and PX on and off, PH, both modes match the reference",
+        ok(good, "d128 80-row backward variants, %s: DP, PX and PXW on and off, PH, both modes match the reference",
            desc);
     }
     set_tuning(saved);

@@ -74,7 +74,7 @@ namespace fa4cp {
 struct BwdWsInfo {
     long long q_off, k_off, off; // sequence starts; off = sk - sq
     int sq, sk, kvh, bi, n_block, n0;
-    int mb_lo, nmb, stagger, iters; // iters < 0: no work (the CTA leaves)
+    int q0, nmb, stagger, iters; // q0: the walk's first row (bwd_walk_start); iters < 0: no work (the CTA leaves)
     int hq_end, g, hin; // BwdWsStep: the group's query heads end at hq_end; hin: heads inner
 };
 
@@ -102,10 +102,14 @@ template <int WBM> __device__ __forceinline__ int bwd_stat_pos(int q) {
 }
 
 // The step counter of a role: step it works on query head kvh * G + it / nmb
-// and query block mb_lo + (it + stagger) % nmb (deterministic: blocks
-// descending), followed without divisions.  Deterministic with gi.hin (the
-// default; FA4CP_CUDA_TUNING 33554432: off): the query heads inner, query
-// block mb_lo + nmb - 1 - it / G and head kvh * G + it % G, so that the KV
+// and the WBM query rows from q0 + ((it + stagger) % nmb) * WBM (deterministic:
+// descending), followed without divisions.  q0 (bwd_walk_start, attn_sched.cuh):
+// the first row that sees the KV block rounded down to a multiple of 8, or
+// (deterministic, FA4CP_CUDA_TUNING 2^36) to a multiple of WBM, so that the
+// deterministic steps are the query blocks of the semaphores.  Deterministic
+// with gi.hin (the default; FA4CP_CUDA_TUNING 33554432: off): the query heads
+// inner, the rows from q0 + (nmb - 1 - it / G) * WBM and head kvh * G + it % G,
+// so that the KV
 // blocks of a GQA group that add to one query tile in turn (the semaphores)
 // reach it at the same step count and stay one step apart, instead of a
 // KV block with fewer query blocks per head catching up with the one before
@@ -118,7 +122,7 @@ template <bool DET> struct BwdWsStep {
         int mi = DET ? nmb - 1 - k : k + gi.stagger;
         if (!DET && mi >= nmb)
             mi -= nmb;
-        return (gi.mb_lo + mi) * WBM;
+        return gi.q0 + mi * WBM;
     }
     __device__ __forceinline__ void next(const volatile BwdWsInfo &gi) {
         if (DET && gi.hin) {
@@ -222,6 +226,11 @@ template <typename T, int DQK_, int DV_, int WBM_ = BwdShape<DQK_, DV_>::WBM> st
                   "register split within the CTA's launch allocation");
 };
 
+// A compile-time bool as a value (a generic lambda's template argument).
+template <bool B> struct BoolC {
+    static constexpr bool value = B;
+};
+
 // A copy of x that the compiler cannot see through.
 __device__ __forceinline__ int opaque_int(int x) {
     int y;
@@ -323,10 +332,13 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     const int n_last = min(n0 + WBN, si.sk) - 1;
     int64_t i_min, i_max;
     rows_seeing(mk.off, p.window_left, p.window_right, si.sq, n0, n_last, i_min, i_max);
-    int mb_lo = 0, nmb = 0;
+    // the walk: nmb steps of WBM rows from q0 (attn_sched.cuh; entry_cost
+    // counts the same steps)
+    int q0 = 0, nmb = 0;
     if (i_min <= i_max) {
-        mb_lo = (int)(i_min / WBM);
-        nmb = (int)(i_max / WBM) - mb_lo + 1;
+        const bool aligned = bwd_walk_aligned(p, DET);
+        q0 = (int)bwd_walk_start(i_min, WBM, aligned);
+        nmb = bwd_walk_steps(i_min, i_max, WBM, aligned);
     }
     gi.q_off = si.q_off;
     gi.k_off = si.k_off;
@@ -337,7 +349,7 @@ __device__ __forceinline__ void bwd_ws_info(BwdWsInfo &gi, const fa4cp_kparams &
     gi.bi = bi;
     gi.n_block = n_block;
     gi.n0 = n0;
-    gi.mb_lo = mb_lo;
+    gi.q0 = q0;
     gi.nmb = nmb;
     // the KV blocks of a head start their walk over the
     // query blocks at different places (non-deterministic); deterministic:
@@ -1253,11 +1265,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // 8-byte stores a thread a step instead of 40 4-byte ones; the tile's rows
 // in dqa_pair_col order (bwd_common.cuh), which the finish kernel reads
 // back (bwd_finish_kernel, pairs).
-// PX (80 rows without a window, with DP; FA4CP_CUDA_TUNING 17179869184:
-// off): a quarter of P^T's exponentials (r = 1 of even tiles) by ex2_poly
-// on the FMA/ALU pipes instead of MUFU.EX2; PH (34359738368: on) a half
-// (r = 1 of every tile).  Not in the windowed (causal) 80-row kernel: it
-// spilled 4 bytes there.
+// PX (80 rows, with DP; FA4CP_CUDA_TUNING 17179869184: off without a
+// window, 137438953472 = 2^37: off in the windowed kernel): a quarter of
+// P^T's exponentials (r = 1 of even tiles) by ex2_poly on the FMA/ALU pipes
+// instead of MUFU.EX2; PH (34359738368: on; not in the windowed kernel) a
+// half (r = 1 of every tile).  In the windowed (causal) kernel (PXW) only in
+// the steps without the element mask (its masked steps keep MUFU.EX2: PX in
+// every step spilled 4 bytes there).
 // VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
 // (bwd_ws_pick).
 enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256 };
@@ -1273,8 +1287,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
     constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH;
     static_assert(!DP || (C::DQT && ET && SP && DQK % 16 == 0), "DP: the 80-row loop with ET");
-    static_assert(!PX || (DP && !WIN), "PX: with DP, without a window");
-    static_assert(!PH || PX, "PH: with PX");
+    static_assert(!PX || DP, "PX: with DP");
+    static_assert(!PH || (PX && !WIN), "PH: with PX, without a window");
     static_assert(!ET || (!EP && !C::WIDE && !C::DQW && C::PW == 64 && C::PK == DQK && C::PV == DV),
                   "ET: the rows loop, 64-column panels, no padded columns");
     static_assert(!SP || (!C::WIDE && !C::DQW), "SP: the rows loop (bwd_ws_pick: 80 rows only)");
@@ -1339,10 +1353,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const uint64_t h_q = hints ? sm90::kEvictLast : sm90::kEvictNormal;
                 const uint32_t sb0 = sm90::smem_addr(base);
                 const int kr = R - w.sk + w.n0, kx = (int)w.k_off + w.sk, kvh = w.kvh;
-                // the first step (BwdWsStep's): query head kvh * G, block mb_lo +
-                // stagger (deterministic: the last)
+                // the first step (BwdWsStep's): query head kvh * G, rows from q0 +
+                // stagger * WBM (deterministic: the last step's)
                 const int hq0 = kvh * (p.heads / p.kv_heads);
-                const int m0 = (w.mb_lo + (DET ? w.nmb - 1 : w.stagger)) * WBM;
+                const int m0 = w.q0 + (DET ? w.nmb - 1 : w.stagger) * WBM;
                 const int qr = R - w.sq + m0, qx = (int)w.q_off + w.sq;
                 const int srow = (int)((int64_t)hq0 * p.total_q + w.q_off + m0) & ~3;
                 const int stat_tx = tma_stats ? C::STAT_BOX * 4 : 0;
@@ -1699,72 +1713,94 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 need_mask = si.y != 0;
             }
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
-            // P^T (in place of S^T), while dP^T runs on the tensor cores
+            // P^T (in place of S^T), while dP^T runs on the tensor cores; pxs:
+            // PX's share by ex2_poly in this step
+            auto p_of_s = [&](auto pxs) {
+                constexpr bool PXS = decltype(pxs)::value;
 #pragma unroll
-            for (int i = 0; i < WBM / 8; ++i) {
-                // -LSE * log2(e) of this thread's query columns; an LSE of -inf
-                // (a row that sees no key) gives +inf, where every element is
-                // masked below
-                float nl0, nl1;
-                if constexpr (SP) {
-                    const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
-                    nl0 = i & 1 ? l4.z : l4.x;
-                    nl1 = i & 1 ? l4.w : l4.y;
-                } else {
-                    nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
-                    nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
-                }
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    if (PX && r == 1 && (PH || (i & 1) == 0)) {
-                        sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
-                        sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                for (int i = 0; i < WBM / 8; ++i) {
+                    // -LSE * log2(e) of this thread's query columns; an LSE of -inf
+                    // (a row that sees no key) gives +inf, where every element is
+                    // masked below
+                    float nl0, nl1;
+                    if constexpr (SP) {
+                        const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
+                        nl0 = i & 1 ? l4.z : l4.x;
+                        nl1 = i & 1 ? l4.w : l4.y;
                     } else {
-                        sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
-                        sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        nl0 = lse2[i * 8 + 2 * t] * -kLog2e;
+                        nl1 = lse2[i * 8 + 2 * t + 1] * -kLog2e;
+                    }
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        if (PXS && r == 1 && (PH || (i & 1) == 0)) {
+                            sT[i][2 * r] = ex2_poly(fmaf(sT[i][2 * r], sl2, nl0));
+                            sT[i][2 * r + 1] = ex2_poly(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        } else {
+                            sT[i][2 * r] = ex2_ftz(fmaf(sT[i][2 * r], sl2, nl0));
+                            sT[i][2 * r + 1] = ex2_ftz(fmaf(sT[i][2 * r + 1], sl2, nl1));
+                        }
                     }
                 }
-            }
-            if (C::DQT && need_mask) {
-                // keys past the sequence, query rows past it (80-row blocks
-                // run with a window only as WIN, launch_bwd_ws)
-                if constexpr (WIN) {
-                    // and keys out of the window: element (query m0 + q, key
-                    // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
-                    // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
-                    // (before lo), Mask's bounds relative to the block in 32
-                    // bits; the tests below with the thread's terms on the
-                    // right
-                    const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
-                    const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
-                    auto clamp32 = [](int64_t x) {
-                        return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
-                    };
-                    const int wrt = p.window_right, wlt = p.window_left;
-                    const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
-                    const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
+            };
+            // the element mask (the steps that need it)
+            auto mask_p = [&]() {
+                if constexpr (C::DQT) {
+                    // keys past the sequence, query rows past it (80-row blocks
+                    // run with a window only as WIN, launch_bwd_ws)
+                    if constexpr (WIN) {
+                        // and keys out of the window: element (query m0 + q, key
+                        // n0 + jr0 + 8r), q = 8i + 2t + c, is masked iff 8r >=
+                        // jlim, q >= qlim, jr0 + 8r - q > dhi (past hi) or < dlo
+                        // (before lo), Mask's bounds relative to the block in 32
+                        // bits; the tests below with the thread's terms on the
+                        // right
+                        const int qlim = gi.sq - m0 - 2 * t, jlim = gi.sk - gi.n0 - jr0;
+                        const int64_t rel = (int64_t)m0 - gi.n0 + gi.off;
+                        auto clamp32 = [](int64_t x) {
+                            return (int)(x < -(1 << 29) ? -(1 << 29) : x > (1 << 29) ? (1 << 29) : x);
+                        };
+                        const int wrt = p.window_right, wlt = p.window_left;
+                        const int dh = wrt < 0 ? 1 << 30 : clamp32(rel + wrt) - jr0 + 2 * t;
+                        const int dl = wlt < 0 ? -(1 << 30) : clamp32(rel - wlt) - jr0 + 2 * t;
 #pragma unroll
-                    for (int r = 0; r < 2; ++r)
+                        for (int r = 0; r < 2; ++r)
 #pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
+                            for (int i = 0; i < WBM / 8; ++i)
 #pragma unroll
-                            for (int c = 0; c < 2; ++c)
-                                if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
-                                    8 * r - i * 8 - c < dl)
-                                    sT[i][2 * r + c] = 0.f;
+                                for (int c = 0; c < 2; ++c)
+                                    if (8 * r >= jlim || i * 8 + c >= qlim || 8 * r - i * 8 - c > dh ||
+                                        8 * r - i * 8 - c < dl)
+                                        sT[i][2 * r + c] = 0.f;
+                    } else {
+                        const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
+#pragma unroll
+                        for (int r = 0; r < 2; ++r)
+#pragma unroll
+                            for (int i = 0; i < WBM / 8; ++i)
+#pragma unroll
+                                for (int c = 0; c < 2; ++c)
+                                    if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
+                                        sT[i][2 * r + c] = 0.f;
+                    }
                 } else {
-                    const int qlim = gi.sq - m0, jlim = gi.sk - gi.n0 - jr0;
-#pragma unroll
-                    for (int r = 0; r < 2; ++r)
-#pragma unroll
-                        for (int i = 0; i < WBM / 8; ++i)
-#pragma unroll
-                            for (int c = 0; c < 2; ++c)
-                                if (8 * r >= jlim || i * 8 + 2 * t + c >= qlim)
-                                    sT[i][2 * r + c] = 0.f;
+                    bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
                 }
-            } else if (need_mask) {
-                bwd_mask_sT<WBM>(sT, gi, p, m0, jr0, t);
+            };
+            if constexpr (PX && WIN) {
+                // PXW: ex2_poly in the steps without the element mask only
+                // (the two paths apart: with the mask after the exponentials
+                // of both, ptxas spilled 12 bytes)
+                if (need_mask) {
+                    p_of_s(BoolC<false>{});
+                    mask_p();
+                } else {
+                    p_of_s(BoolC<true>{});
+                }
+            } else {
+                p_of_s(BoolC<PX>{});
+                if (need_mask)
+                    mask_p();
             }
             if constexpr (SP)
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
@@ -2057,6 +2093,9 @@ static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK,
                 if (var & BWD_PX)
                     return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
                                         : bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
+            } else { // (PXW: PX in the unmasked steps, no PH)
+                if (var & BWD_PX)
+                    return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX>;
             }
             return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP>;
         }
@@ -2131,10 +2170,12 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off), DP (4294967296: off), PX (17179869184: off), PH (34359738368: on)
+    // ET (2: off), DP (4294967296: off), PX (17179869184: off; the windowed
+    // kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
+    const long long px_off = WIN ? 137438953472LL : 17179869184LL;
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
-                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & 17179869184LL ? 0 : BWD_PX) |
+                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & px_off ? 0 : BWD_PX) |
                     (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;

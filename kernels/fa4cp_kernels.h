@@ -130,7 +130,14 @@ typedef struct fa4cp_kparams {
      * dqa_col order (else DP: float2 pairs (d, d + 8), dqa_pair_col order,
      * bwd_ws_kernel.cuh), 17179869184 (2^34) its dense (no window) kernel
      * takes every exponential by MUFU.EX2 (else PX: a quarter by ex2_poly),
-     * 34359738368 (2^35) half of them by ex2_poly (PH) */
+     * 34359738368 (2^35) half of them by ex2_poly (PH), 68719476736 (2^36)
+     * the non-deterministic backward walks a KV block's query rows in
+     * steps from a multiple of the step's rows, as the deterministic one
+     * always does (else from the first row that sees the block rounded down
+     * to a multiple of 8: bwd_walk_start, attn_sched.cuh; the work list
+     * counts the same steps), 137438953472 (2^37) its windowed (causal)
+     * 80-row d128 kernel takes every exponential by MUFU.EX2 (else PXW: PX's
+     * quarter by ex2_poly in its steps without the element mask) */
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

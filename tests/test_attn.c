@@ -1610,10 +1610,15 @@ static int bwd_modes_under(tcase *c, test_rng *r, long long base, const long lon
 /* The causal d128 backward's tiles (kernels/attn_bwd_kernel.cuh, launch_bwd):
  * 80-row query blocks with the window in their element mask (the default
  * for a right window without a left one) and 64-row ones (FA4CP_CUDA_TUNING
- * 4194304), each in both modes, against the float64 reference: one sequence
- * (the diagonal inside 80-row blocks), sq < sk and sq > sk (causal
- * bottom-right: the diagonal off the blocks' 8-row phase; rows that see no
- * key), and a right window only over a varlen batch, GQA. */
+ * 4194304), each with a KV block's walk from its first seeing row rounded
+ * down to 8 (the default, non-deterministic) and from a multiple of the
+ * step's rows (2^36; the deterministic mode always), in both modes, against
+ * the float64 reference: one sequence (the diagonal inside 80-row blocks),
+ * sq < sk and sq > sk (causal bottom-right: the diagonal off the blocks'
+ * 8-row phase, e.g. 600 x 903: KV block 3 first seen by row 81, the walk
+ * from 80; 901 x 500: block 0 by row 401; rows that see no key), a causal
+ * varlen GQA batch (lengths drawn in [90, 400], sq != sk each way, padding
+ * rows), and a right window only over a varlen batch, GQA. */
 static void causal_tile_cases(test_rng *r)
 {
     static const struct {
@@ -1622,9 +1627,10 @@ static void causal_tile_cases(test_rng *r)
         {2, 1, 700, 700, -1, 1}, /* causal */
         {2, 2, 600, 903, -1, 1}, /* causal, sq < sk (the upper CP step) */
         {4, 2, 901, 500, -1, 1}, /* causal, sq > sk: the first 401 rows see nothing */
+        {4, 2, 0, 0, -1, 5},     /* causal, varlen */
         {2, 1, 0, 0, 37, 3},     /* a right window only, varlen */
     };
-    static const long long tiles[] = {0, 4194304};
+    static const long long tiles[] = {0, 4194304, 68719476736LL, 4194304 | 68719476736LL};
     long long base;
     char *saved = tuning_save(&base);
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
@@ -1643,7 +1649,7 @@ static void causal_tile_cases(test_rng *r)
         char desc[256];
         const int good = bwd_modes_under(&c, r, base, tiles, sizeof tiles / sizeof tiles[0], saved, desc, sizeof desc);
         ok(good, "causal d128 backward tiles, %s: 80-row and 64-row query blocks (FA4CP_CUDA_TUNING 4194304), "
-           "both modes match the reference", desc);
+           "walks from row & ~7 and aligned (2^36), both modes match the reference", desc);
     }
     set_tuning(saved);
     free(saved);
@@ -1652,13 +1658,14 @@ static void causal_tile_cases(test_rng *r)
 /* The 80-row d128 backward's staging and exponential variants, each in both
  * modes against the float64 reference: the default (DP: dQ^T staged as
  * float2 pairs, dq_accum rows in dqa_pair_col order; PX: a quarter of the
- * dense kernel's exponentials by polynomial), DP off (FA4CP_CUDA_TUNING
- * 4294967296: one-float stores, dqa_col order), PX off (17179869184) and PH
- * (34359738368: half of them by polynomial); a dense varlen batch with GQA
- * and padding rows, and a causal sequence (DP without PX). */
+ * dense kernel's exponentials by polynomial, and of the causal kernel's
+ * unmasked steps', PXW), DP off (FA4CP_CUDA_TUNING 4294967296: one-float
+ * stores, dqa_col order), PX off (17179869184: dense), PH (34359738368:
+ * half of them by polynomial, dense) and PXW off (137438953472: causal); a
+ * dense varlen batch with GQA and padding rows, and a causal sequence. */
 static void bwd80_variant_cases(test_rng *r)
 {
-    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL};
+    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL, 137438953472LL};
     long long base;
     char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
@@ -1675,7 +1682,7 @@ static void bwd80_variant_cases(test_rng *r)
         seq_table(&c, r, 613, 613);
         char desc[256];
         const int good = bwd_modes_under(&c, r, base, vars, sizeof vars / sizeof vars[0], saved, desc, sizeof desc);
-        ok(good, "d128 80-row backward variants, %s: DP and PX on and off, PH, both modes match the reference",
+        ok(good, "d128 80-row backward variants, %s: DP, PX and PXW on and off, PH, both modes match the reference",
            desc);
     }
     set_tuning(saved);

@@ -792,6 +792,24 @@ static int chain_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int bat
     return good;
 }
 
+/* An fp32 call of one 8-row sequence at head_dim 8 with every tensor in buf
+ * (refusals: checked, never run) */
+static fa4cp_attn_args tiny_args(int heads, int kv_heads, const int32_t *cu, void *buf, float *lse)
+{
+    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
+    a.dtype = FA4CP_FP32;
+    a.batch = 1;
+    a.heads = heads;
+    a.kv_heads = kv_heads;
+    a.head_dim = 8;
+    a.total_q = a.total_k = 8;
+    a.cu_seqlens_q = a.cu_seqlens_k = cu;
+    a.q = a.k = a.v = a.dout = buf;
+    a.out = a.dk = a.dv = buf;
+    a.lse = lse;
+    return a;
+}
+
 /* Chains of three calls and of one, GQA, dlse; on cuda d64 (128-row
  * steps), d128 (the 80-row kernels: causal for A, dense for B) and d96, in
  * both modes.  And what a chain refuses. */
@@ -819,16 +837,7 @@ static void chain_cases(test_rng *r)
     int32_t cu[2] = {0, 8};
     double buf[8 * 2 * 8];
     float lse[16];
-    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
-    a.dtype = FA4CP_FP32;
-    a.batch = 1;
-    a.heads = a.kv_heads = 2;
-    a.head_dim = 8;
-    a.total_q = a.total_k = 8;
-    a.cu_seqlens_q = a.cu_seqlens_k = cu;
-    a.q = a.k = a.v = a.dout = buf;
-    a.out = a.dk = a.dv = buf;
-    a.lse = lse;
+    fa4cp_attn_args a = tiny_args(2, 2, cu, buf, lse);
     a.carry = FA4CP_CARRY_FIRST;
     is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: carry without dq_carry is refused");
     like(fa4cp_last_error(), "dq_carry is NULL", "the refusal names dq_carry");
@@ -2057,17 +2066,7 @@ static void refusals(void)
     int32_t cu[2] = {0, 8};
     double buf[8 * 4 * 8];
     float lse[32];
-    fa4cp_attn_args a = FA4CP_ATTN_ARGS_INIT;
-    a.dtype = FA4CP_FP32;
-    a.batch = 1;
-    a.heads = 3;
-    a.kv_heads = 2;
-    a.head_dim = 8;
-    a.total_q = a.total_k = 8;
-    a.cu_seqlens_q = a.cu_seqlens_k = cu;
-    a.q = a.k = a.v = buf;
-    a.out = buf;
-    a.lse = lse;
+    fa4cp_attn_args a = tiny_args(3, 2, cu, buf, lse);
     is_int(fa4cp_attn_fwd(backend, &a), FA4CP_ERR_INVALID, "heads not a multiple of kv_heads is refused");
     like(fa4cp_last_error(), "heads (3) is not a multiple of kv_heads (2)", "GQA refusal message");
     a.heads = 4;

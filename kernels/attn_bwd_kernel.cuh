@@ -285,20 +285,15 @@ static inline unsigned blocks_for(int64_t threads, int per_block) {
     return (unsigned)((threads + per_block - 1) / per_block);
 }
 
-template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparams &p0) {
+template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparams &p) {
     using W = BwdShape<DQK, DV>;
-    cudaStream_t s = (cudaStream_t)p0.stream;
+    cudaStream_t s = (cudaStream_t)p.stream;
     cudaError_t e;
     // A chain's calls (p.chain) share dsum and dq_accum: its first call
-    // runs the preprocess, its last writes dq, and every call keeps
-    // dq_accum in dqa_col order (the DP layout only where a call is alone:
-    // the chain's calls may run different kernels).
-    const bool first = !p0.chain || (p0.chain & FA4CP_KCHAIN_FIRST);
-    const bool last = !p0.chain || (p0.chain & FA4CP_KCHAIN_LAST);
-    fa4cp_kparams pc = p0;
-    if (p0.chain)
-        pc.tuning |= 4294967296LL;
-    const fa4cp_kparams &p = pc;
+    // runs the preprocess, its last writes dq (and launch_bwd_ws keeps
+    // dq_accum in dqa_col order in each of them).
+    const bool first = !p.chain || (p.chain & FA4CP_KCHAIN_FIRST);
+    const bool last = !p.chain || (p.chain & FA4CP_KCHAIN_LAST);
     // the preprocess zeroes dq_accum and, deterministic, the semaphores
     // (also with no queries: the main kernel's CTAs take tickets from them);
     // a chain's later calls zero only the semaphores

@@ -2170,12 +2170,13 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off), DP (4294967296: off), PX (17179869184: off; the windowed
+    // ET (2: off), DP (4294967296: off; off in a chain's calls, whose kernels may
+    // differ: dq_accum in dqa_col order), PX (17179869184: off; the windowed
     // kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
     const long long px_off = WIN ? 137438953472LL : 17179869184LL;
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
-                    (p.tuning & 4294967296LL ? 0 : BWD_DP) | (p.tuning & px_off ? 0 : BWD_PX) |
+                    ((p.tuning & 4294967296LL) || p.chain ? 0 : BWD_DP) | (p.tuning & px_off ? 0 : BWD_PX) |
                     (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;

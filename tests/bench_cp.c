@@ -122,6 +122,33 @@ static void fill(void *d, size_t n, unsigned seed)
     free(h);
 }
 
+/* iters calls (after warmup) of the forward a then the backward b, each
+ * timed alone on an idle stream (the backward's host enqueue runs while the
+ * forward does): the backward's median, the forward's into *fwd (if not
+ * NULL).  tf, tb: [iters] scratch. */
+static double time_alone(const fa4cp_attn_args *a, const fa4cp_attn_args *b, cudaEvent_t ev[3], double *tf,
+                         double *tb, double *fwd)
+{
+    for (int it = -warmup; it < iters; it++) {
+        float f, g;
+        CK(cudaEventRecord(ev[0], NULL));
+        FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, a));
+        CK(cudaEventRecord(ev[1], NULL));
+        FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, b));
+        CK(cudaEventRecord(ev[2], NULL));
+        CK(cudaEventSynchronize(ev[2]));
+        CK(cudaEventElapsedTime(&f, ev[0], ev[1]));
+        CK(cudaEventElapsedTime(&g, ev[1], ev[2]));
+        if (it >= 0) {
+            tf[it] = f;
+            tb[it] = g;
+        }
+    }
+    if (fwd)
+        *fwd = median(tf, iters);
+    return median(tb, iters);
+}
+
 /* One attention shape: sq queries, sk keys, one sequence; median ms of fwd, bwd. */
 typedef struct shape_t {
     double fwd, bwd;   /* median of single calls, each timed alone on an idle stream */
@@ -132,6 +159,21 @@ typedef struct shape_t {
      * a forward, as bwd) and queued */
     double cbwd[4], cqbwd[4];
 } shape_t;
+
+/* A dQ chain of len backward calls (bench_cp's ratio_iso): the first of
+ * shape first (FIRST; FIRST | LAST alone), the others of shape rest (0,
+ * the last LAST); adds its times alone to *alone and queued to *queued. */
+static void chain_add(const shape_t *first, const shape_t *rest, int len, double *alone,
+                      double *queued)
+{
+    if (len == 1) {
+        *alone += first->cbwd[3];
+        *queued += first->cqbwd[3];
+    } else if (len >= 2) {
+        *alone += first->cbwd[1] + (len - 2) * rest->cbwd[0] + rest->cbwd[2];
+        *queued += first->cqbwd[1] + (len - 2) * rest->cqbwd[0] + rest->cqbwd[2];
+    }
+}
 
 static shape_t time_attn(int sq, int sk, int is_causal)
 {
@@ -170,28 +212,11 @@ static shape_t time_attn(int sq, int sk, int is_causal)
     a.dq = dq;
     a.dk = dk;
     a.dv = dv;
-    cudaEvent_t e0, e1, e2;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
-    CK(cudaEventCreate(&e2));
+    cudaEvent_t ev[3];
+    for (int i = 0; i < 3; i++)
+        CK(cudaEventCreate(&ev[i]));
     double *tf = calloc((size_t)iters, sizeof *tf), *tb = calloc((size_t)iters, sizeof *tb);
-    for (int it = -warmup; it < iters; it++) {
-        float f, b;
-        CK(cudaEventRecord(e0, NULL));
-        FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
-        CK(cudaEventRecord(e1, NULL));
-        FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
-        CK(cudaEventRecord(e2, NULL));
-        CK(cudaEventSynchronize(e2));
-        CK(cudaEventElapsedTime(&f, e0, e1));
-        CK(cudaEventElapsedTime(&b, e1, e2));
-        if (it >= 0) {
-            tf[it] = f;
-            tb[it] = b;
-        }
-    }
-    r.fwd = median(tf, iters);
-    r.bwd = median(tb, iters);
+    r.bwd = time_alone(&a, &a, ev, tf, tb, &r.fwd);
     /* Queued: iters forwards, then iters backwards, back to back between two
      * events.  A single call timed on an idle stream also charges the host's
      * enqueue (argument checks, tensor maps, launches: tens of us) to the GPU;
@@ -199,22 +224,22 @@ static shape_t time_attn(int sq, int sk, int is_causal)
      * only the GPU's time per call is left. */
     {
         float f, b;
-        CK(cudaEventRecord(e0, NULL));
+        CK(cudaEventRecord(ev[0], NULL));
         for (int it = 0; it < iters; it++) {
             double t0 = now_s();
             FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
             tf[it] = 1e6 * (now_s() - t0);
         }
-        CK(cudaEventRecord(e1, NULL));
+        CK(cudaEventRecord(ev[1], NULL));
         for (int it = 0; it < iters; it++) {
             double t0 = now_s();
             FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &a));
             tb[it] = 1e6 * (now_s() - t0);
         }
-        CK(cudaEventRecord(e2, NULL));
-        CK(cudaEventSynchronize(e2));
-        CK(cudaEventElapsedTime(&f, e0, e1));
-        CK(cudaEventElapsedTime(&b, e1, e2));
+        CK(cudaEventRecord(ev[2], NULL));
+        CK(cudaEventSynchronize(ev[2]));
+        CK(cudaEventElapsedTime(&f, ev[0], ev[1]));
+        CK(cudaEventElapsedTime(&b, ev[1], ev[2]));
         r.qfwd = f / iters;
         r.qbwd = b / iters;
         r.hfwd = median(tf, iters);
@@ -232,26 +257,15 @@ static shape_t time_attn(int sq, int sk, int is_causal)
         c.carry = FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST;
         FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
         for (int cv = 0; cv < 4; cv++) {
-            float f, b;
+            float f;
             c.carry = cv;
-            for (int it = -warmup; it < iters; it++) {
-                CK(cudaEventRecord(e0, NULL));
-                FK(fa4cp_attn_fwd(FA4CP_BACKEND_CUDA, &a));
-                CK(cudaEventRecord(e1, NULL));
-                FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
-                CK(cudaEventRecord(e2, NULL));
-                CK(cudaEventSynchronize(e2));
-                CK(cudaEventElapsedTime(&b, e1, e2));
-                if (it >= 0)
-                    tb[it] = b;
-            }
-            r.cbwd[cv] = median(tb, iters);
-            CK(cudaEventRecord(e1, NULL));
+            r.cbwd[cv] = time_alone(&a, &c, ev, tf, tb, NULL);
+            CK(cudaEventRecord(ev[1], NULL));
             for (int it = 0; it < iters; it++)
                 FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
-            CK(cudaEventRecord(e2, NULL));
-            CK(cudaEventSynchronize(e2));
-            CK(cudaEventElapsedTime(&f, e1, e2));
+            CK(cudaEventRecord(ev[2], NULL));
+            CK(cudaEventSynchronize(ev[2]));
+            CK(cudaEventElapsedTime(&f, ev[1], ev[2]));
             r.cqbwd[cv] = f / iters;
         }
         CK(cudaFree(c.dq_carry));
@@ -261,9 +275,8 @@ static shape_t time_attn(int sq, int sk, int is_causal)
     void *ps[] = {q, k, v, o, dout, dq, dk, dv, lse, cu};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         CK(cudaFree(ps[i]));
-    CK(cudaEventDestroy(e0));
-    CK(cudaEventDestroy(e1));
-    CK(cudaEventDestroy(e2));
+    for (int i = 0; i < 3; i++)
+        CK(cudaEventDestroy(ev[i]));
     return r;
 }
 
@@ -455,31 +468,14 @@ int main(int argc, char **argv)
              * Q's second half (its n-1-r upper steps, in between) another;
              * without a mask every step is a T x T call of one chain. */
             double chb = 0, qchb = 0;
-#define CHAIN(sh, len)                                                                                     \
-    do {                                                                                                   \
-        const int l_ = (len);                                                                              \
-        if (l_ == 1) {                                                                                     \
-            chb += (sh).cbwd[3];                                                                           \
-            qchb += (sh).cqbwd[3];                                                                         \
-        } else if (l_ >= 2) {                                                                              \
-            chb += (sh).cbwd[1] + (l_ - 2) * (sh).cbwd[0] + (sh).cbwd[2];                                  \
-            qchb += (sh).cqbwd[1] + (l_ - 2) * (sh).cqbwd[0] + (sh).cqbwd[2];                              \
-        }                                                                                                  \
-    } while (0)
             for (int r = 0; r < n; r++) {
                 if (!causal) {
-                    CHAIN(dg, n);
+                    chain_add(&dg, &dg, n, &chb, &qchb);
                     continue;
                 }
-                if (r == 0) {
-                    CHAIN(dg, 1);
-                } else { /* the diagonal (FIRST), r - 1 lower steps (0), the last lower step (LAST) */
-                    chb += dg.cbwd[1] + (r - 1) * lo.cbwd[0] + lo.cbwd[2];
-                    qchb += dg.cqbwd[1] + (r - 1) * lo.cqbwd[0] + lo.cqbwd[2];
-                }
-                CHAIN(up, n - 1 - r);
+                chain_add(&dg, &lo, r + 1, &chb, &qchb); /* the diagonal, then r lower steps */
+                chain_add(&up, &up, n - 1 - r, &chb, &qchb);
             }
-#undef CHAIN
             double iso_f = causal ? n * dg.fwd + pairs * (lo.fwd + up.fwd) : n * n * dg.fwd;
             double ratio_iso = (iso_f + chb) / (full.fwd + full.bwd);
             double ratio_iso1 = iso1 / (full.fwd + full.bwd);

@@ -91,7 +91,8 @@ template <typename T, int DQK, int DV> __global__ void bwd_preprocess_kernel(con
 //     leave no gaps) leaves at once; else the warp zeros its padding rows
 //     one at a time, every row kv_heads * DQK (dk) and kv_heads * DV (dv)
 //     contiguous elements.
-// pairs: dq_accum's rows are in dqa_pair_col order (the 80-row main kernel's
+// pairs: dq_accum is in two planes of 64 columns, [heads][2][total_q][64],
+// its rows in dqa_pair_col<64> order (the 80-row main kernel's
 // DP); a thread then reads the same two chunks and writes the columns they
 // hold, 16b + 4j + (0..3) and 8 further (8 bytes each).
 template <typename T, int DQK, int DV>
@@ -131,18 +132,22 @@ __global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks, bool
         const int h = (int)((gid / (DQK / 8)) % p.heads);
         const int col = (int)(gid % (DQK / 8)) * 8;
         const int r8 = (int)((row - start) & 7);
-        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * DQK;
-        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col));
-        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col + 4));
         const float s = p.scale;
-        if constexpr (DQK % 16 == 0) {
-            if (pairs) { // positions col .. col + 7: (g, h) for g = col / 2 % 8 .. + 3, h = 0, 1
+        if constexpr (DQK == 128) {
+            if (pairs) { // planes of 64 columns, [heads][2][total_q][64]; positions col .. col + 7
+                         // of a row: (g, h) for g = col / 2 % 8 .. + 3, h = 0, 1
+                const float *src = p.dq_accum + (((int64_t)h * 2 + (col >> 6)) * p.total_q + row) * 64;
+                const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<64>(r8, col & 63));
+                const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<64>(r8, (col & 63) + 4));
                 T *dq0 = dq - col + (col & ~15) + (col & 8) / 2;
                 *reinterpret_cast<uint2 *>(dq0) = make_uint2(pack2<T>(a.x * s, a.z * s), pack2<T>(b.x * s, b.z * s));
                 *reinterpret_cast<uint2 *>(dq0 + 8) = make_uint2(pack2<T>(a.y * s, a.w * s), pack2<T>(b.y * s, b.w * s));
                 return;
             }
         }
+        const float *src = p.dq_accum + ((int64_t)h * p.total_q + row) * DQK;
+        const float4 a = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col));
+        const float4 b = *reinterpret_cast<const float4 *>(src + dqa_col<DQK>(r8, col + 4));
         uint4 v;
         v.x = pack2<T>(a.x * s, a.y * s);
         v.y = pack2<T>(a.z * s, a.w * s);

@@ -29,7 +29,8 @@
 //       fp32 dQ tile in sdQ[s] (named barrier DQ_FULL + s: 256 arrive + 32
 //       sync), adds it to dq_accum with one cp.reduce.async.bulk, and once
 //       the bulk copy has read it hands the buffer back (DQ_EMPTY + s: 32
-//       arrive + 256 sync).  Deterministic: before the reduction it spins
+//       arrive + 256 sync); under DP per warpgroup plane (below).
+//       Deterministic: before the reduction it spins
 //       until the tile's semaphore equals this KV block's rank; after, it
 //       waits for the reduction to complete and bumps the semaphore.
 //   warpgroups 1, 2 (setmaxnreg.inc to 240): the MMA warpgroups; warpgroup w
@@ -1262,8 +1263,13 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // S8k causal, 54 steps of 5.0 k cycles a CTA).
 // DP (80 rows, with SP + SI + ET; FA4CP_CUDA_TUNING 4294967296: off): the
 // dQ^T fragments staged as float2 pairs (d, d + 8) of one query row, 20
-// 8-byte stores a thread a step instead of 40 4-byte ones; the tile's rows
-// in dqa_pair_col order (bwd_common.cuh), which the finish kernel reads
+// 8-byte stores a thread a step instead of 40 4-byte ones, each warpgroup
+// into its own [80][64] plane of the tile (its 64 columns), handed to the
+// writer at its own barrier pair (DQ_EMPTY / DQ_FULL + w, 128 + 32
+// threads), which reduces each plane by its own bulk operation, so that
+// neither warpgroup waits for the other there (FA4's dQ is per warpgroup
+// too); dq_accum is then [heads][2][total_q][64], its rows in
+// dqa_pair_col<64> order (bwd_common.cuh), which the finish kernel reads
 // back (bwd_finish_kernel, pairs).
 // PX (80 rows, with DP; FA4CP_CUDA_TUNING 17179869184: off without a
 // window, 137438953472 = 2^37: off in the windowed kernel): a quarter of
@@ -1556,50 +1562,94 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     sm90::named_arrive(C::BAR_DQ_EMPTY + b, C::NDQ);
                 }
             };
-            empty(0);
-            if (NQB > 1 && iters > 1)
-                empty(1);
-            BwdWsStep<DET> st(gi.kvh * G);
-            for (int it = 0; it < iters; ++it) {
-                const int b = NQB > 1 ? it & 1 : 0;
-                sm90::named_sync(C::BAR_DQ_FULL + b, C::NDQ);
+            // Deterministic: wait for this CTA's turn at the step's query
+            // tile (lane 0); the semaphore to release once the additions
+            // have completed
+            auto turn = [&](const BwdWsStep<DET> &st, int m0) -> int * {
                 int *sem = nullptr;
-                if (lane == 0) {
-                    const int m0 = st.m0(gi, WBM);
-                    if constexpr (DET) {
-                        // The KV blocks that add to query block mb do so in
-                        // order: nlo(mb), nlo(mb) + 1, ... (both ends of a KV
-                        // block's query range grow with the block), so this
-                        // one waits for the count n_block - nlo(mb).  The
-                        // semaphore of (head hq, sequence bi, query block mb)
-                        // is 1 + hq * sem_head + q_off / 64 + bi + mb:
-                        // distinct over the sequences, since q_off / 64 +
-                        // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and
-                        // independent of max_sq.
-                        const int mb = m0 / WBM;
-                        const int64_t x = (int64_t)m0 + gi.off - p.window_left;
-                        const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
-                        const int64_t sem_head = p.total_q / WBM + p.batch + 1;
-                        sem = p.dq_sem + (1 + gi.q_off / WBM + gi.bi + st.hq * sem_head + mb);
-                        sem_wait_eq(sem, gi.n_block - nlo);
-                        fence_proxy_async_global();
-                    }
-                    float *dst = p.dq_accum + ((int64_t)st.hq * p.total_q + gi.q_off + m0) * DQK;
-                    sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + b * WBM * DQK),
-                                              (uint32_t)(min(WBM, gi.sq - m0) * DQK * 4));
-                    sm90::tma_store_commit();
-                    sm90::tma_store_wait_read<0>();
-                }
-                __syncwarp();
-                if (it + NQB < iters)
-                    empty(b);
                 if constexpr (DET) {
-                    if (lane == 0) {
-                        sm90::tma_store_wait<0>(); // the reduction has completed
-                        sem_release_add(sem);
-                    }
+                    // The KV blocks that add to query block mb do so in
+                    // order: nlo(mb), nlo(mb) + 1, ... (both ends of a KV
+                    // block's query range grow with the block), so this
+                    // one waits for the count n_block - nlo(mb).  The
+                    // semaphore of (head hq, sequence bi, query block mb)
+                    // is 1 + hq * sem_head + q_off / 64 + bi + mb:
+                    // distinct over the sequences, since q_off / 64 +
+                    // ceil(sq / 64) <= (q_off + sq) / 64 + 1, and
+                    // independent of max_sq.
+                    const int mb = m0 / WBM;
+                    const int64_t x = (int64_t)m0 + gi.off - p.window_left;
+                    const int nlo = p.window_left < 0 || x < 0 ? 0 : (int)(x / WBN);
+                    const int64_t sem_head = p.total_q / WBM + p.batch + 1;
+                    sem = p.dq_sem + (1 + gi.q_off / WBM + gi.bi + st.hq * sem_head + mb);
+                    sem_wait_eq(sem, gi.n_block - nlo);
+                    fence_proxy_async_global();
                 }
-                st.next(gi);
+                return sem;
+            };
+            BwdWsStep<DET> st(gi.kvh * G);
+            if constexpr (DP) {
+                // the 80-row tile in two planes, one per MMA warpgroup: dq_accum
+                // as [heads][2][total_q][64] (dqa_pair_col<64> order in a
+                // row), each plane reduced once its warpgroup has staged it
+                static_assert(C::DQT, "DP: the 80-row tile");
+                sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
+                sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 160);
+                for (int it = 0; it < iters; ++it) {
+                    int *sem = nullptr;
+                    const int m0 = st.m0(gi, WBM);
+#pragma unroll
+                    for (int w = 0; w < 2; ++w) {
+                        sm90::named_sync(C::BAR_DQ_FULL + w, 160);
+                        if (lane == 0) {
+                            if (w == 0)
+                                sem = turn(st, m0);
+                            float *dst = p.dq_accum + (((int64_t)st.hq * 2 + w) * p.total_q + gi.q_off + m0) * 64;
+                            sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + w * (WBM * 64)),
+                                                      (uint32_t)(min(WBM, gi.sq - m0) * 64 * 4));
+                            sm90::tma_store_commit();
+                            sm90::tma_store_wait_read<0>();
+                        }
+                        __syncwarp();
+                        if (it + 1 < iters)
+                            sm90::named_arrive(C::BAR_DQ_EMPTY + w, 160);
+                    }
+                    if constexpr (DET) {
+                        if (lane == 0) {
+                            sm90::tma_store_wait<0>(); // both reductions have completed
+                            sem_release_add(sem);
+                        }
+                    }
+                    st.next(gi);
+                }
+            } else {
+                empty(0);
+                if (NQB > 1 && iters > 1)
+                    empty(1);
+                for (int it = 0; it < iters; ++it) {
+                    const int b = NQB > 1 ? it & 1 : 0;
+                    sm90::named_sync(C::BAR_DQ_FULL + b, C::NDQ);
+                    int *sem = nullptr;
+                    if (lane == 0) {
+                        const int m0 = st.m0(gi, WBM);
+                        sem = turn(st, m0);
+                        float *dst = p.dq_accum + ((int64_t)st.hq * p.total_q + gi.q_off + m0) * DQK;
+                        sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + b * WBM * DQK),
+                                                  (uint32_t)(min(WBM, gi.sq - m0) * DQK * 4));
+                        sm90::tma_store_commit();
+                        sm90::tma_store_wait_read<0>();
+                    }
+                    __syncwarp();
+                    if (it + NQB < iters)
+                        empty(b);
+                    if constexpr (DET) {
+                        if (lane == 0) {
+                            sm90::tma_store_wait<0>(); // the reduction has completed
+                            sem_release_add(sem);
+                        }
+                    }
+                    st.next(gi);
+                }
             }
             if (lane == 0) {
                 // KS: the CTA leaves once its last reduction has read sdQ, as
@@ -1944,18 +1994,29 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->do_empty[s]));
-                sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
+                // DP: this warpgroup's half of the tile (its 64 columns of dQ)
+                // is its own [80][64] plane, handed to the writer at its own
+                // barriers (BAR_DQ_EMPTY / BAR_DQ_FULL + w, 160 threads); else
+                // the whole tile at the 288-thread pair
+                if constexpr (DP)
+                    sm90::named_sync(C::BAR_DQ_EMPTY + (ct >> 7), 160); // the writer has read this half (step it-1)
+                else
+                    sm90::named_sync(C::BAR_DQ_EMPTY + qb, 288); // the bulk copy has read sdQ (step it-1)
                 // element (d = 64w + warp*16 + g + 8r, query row 8c + 2t + e)
                 if constexpr (DP) { // (d, d + 8) of a row side by side: one float2
+                    static_assert(NQB == 1 && DQK == 128, "DP: one staging tile, two 64-column planes");
+                    // (from this step's ct: cwg and warp kept live over the loop spilled)
+                    float *plane = tileq + (ct >> 7) * (WBM * 64);
+                    const int dl = (((ct >> 5) & 3) << 4) + g; // d - 64w
 #pragma unroll
-                    for (int c = 0; c < WBM / 8; ++c)
+                    for (int e = 0; e < 2; ++e) {
+                        // row q = 8c + 2t + e: q & 7 = 2t + e, so one address a
+                        // thread and e, and 8 rows (512 floats) further each c
+                        float *pe = plane + (2 * t + e) * 64 + dqa_pair_col<64>(2 * t + e, dl);
 #pragma unroll
-                        for (int e = 0; e < 2; ++e) {
-                            // (UD: d from this step's ct; cwg and warp kept live over the loop spilled)
-                            const int q = c * 8 + 2 * t + e, d = (UD ? (ct >> 5) << 4 : cwg * 64 + warp * 16) + g;
-                            *reinterpret_cast<float2 *>(tileq + q * DQK + dqa_pair_col<DQK>(q & 7, d)) =
-                                make_float2(dq[c][e], dq[c][e + 2]);
-                        }
+                        for (int c = 0; c < WBM / 8; ++c)
+                            *reinterpret_cast<float2 *>(pe + c * 512) = make_float2(dq[c][e], dq[c][e + 2]);
+                    }
                 } else {
 #pragma unroll
                     for (int c = 0; c < WBM / 8; ++c)
@@ -1967,7 +2028,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         }
                 }
                 fence_proxy_async();
-                sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
+                if constexpr (DP)
+                    sm90::named_arrive(C::BAR_DQ_FULL + (ct >> 7), 160);
+                else
+                    sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
                 wgmma_wait<0>(); // dK done
                 __syncwarp();
                 if (lane == 0)

@@ -127,8 +127,9 @@ typedef struct fa4cp_kparams {
      * sched_kernel<true> (8192 bins, attn_sched.cuh; else sched_bwd_kernel,
      * attn_bwd_kernel.cuh: the same list in a few microseconds), 4294967296
      * (2^32) the 80-row d128 backward stages dQ^T by one-float stores in
-     * dqa_col order (else DP: float2 pairs (d, d + 8), dqa_pair_col order,
-     * bwd_ws_kernel.cuh), 17179869184 (2^34) its dense (no window) kernel
+     * dqa_col order, the whole tile at one barrier pair (else DP: float2
+     * pairs (d, d + 8), a [80][64] plane per warpgroup at its own barrier
+     * pair, dqa_pair_col<64> order, bwd_ws_kernel.cuh), 17179869184 (2^34) its dense (no window) kernel
      * takes every exponential by MUFU.EX2 (else PX: a quarter by ex2_poly),
      * 34359738368 (2^35) half of them by ex2_poly (PH), 68719476736 (2^36)
      * the non-deterministic backward walks a KV block's query rows in

@@ -432,7 +432,9 @@ int main(int argc, char **argv)
            "cp_wall", "ratio_wall", "sum_comp");
     for (int ti = 0; ti < ntok; ti++) {
         const int S = tokens[ti];
-        shape_t full = {NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
+        /* a shape not timed (--no-ref): every time NaN */
+        const shape_t nan2 = {NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
+        shape_t full = nan2;
         /* FlashAttention convention: 2 (d + dv) per visible pair and head (causal: half the pairs) */
         double fl = 2.0 * H * (double)S * S * (D + DV) * (causal ? 0.5 : 1.0);
         if (!no_ref) {
@@ -453,7 +455,6 @@ int main(int argc, char **argv)
                 printf("# cp %d: nccl needs one GPU per rank (--gpus %d)\n", n, gpus);
                 continue;
             }
-            shape_t nan2 = {NAN, NAN, NAN, NAN, NAN, NAN, {NAN, NAN, NAN, NAN}, {NAN, NAN, NAN, NAN}};
             shape_t dg = no_ref ? nan2 : time_attn(T, T, causal);
             shape_t lo = no_ref ? nan2 : time_attn(T, T / 2, 0), up = no_ref ? nan2 : time_attn(T / 2, T, 0);
             double pairs = 0.5 * n * (n - 1);

@@ -128,8 +128,8 @@ size_t fa4cp_attn_bwd_carry_bytes(fa4cp_backend backend, const fa4cp_attn_args *
     if (!a || a->total_q <= 0 || a->heads <= 0 || a->head_dim <= 0)
         return 0;
     const size_t rows = (size_t)a->total_q * (size_t)a->heads, n = rows * (size_t)a->head_dim;
-    if (backend == FA4CP_BACKEND_CUDA) /* D [heads][total_q], 256-byte aligned, then dq_accum */
-        return ((rows * sizeof(float) + 255) & ~(size_t)255) + n * sizeof(float);
+    if (backend == FA4CP_BACKEND_CUDA) /* D, then dq_accum (fp32) */
+        return fa4cp_attn_cuda_acc_offset(rows) + n * sizeof(float);
     return n * sizeof(double);
 }
 

@@ -339,22 +339,22 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
          * queries: the main kernel's CTAs take tickets from them), the work
          * list. */
         const size_t rows = (size_t)a->total_q * (size_t)a->heads;
-        const size_t n_dsum = rows * sizeof(float), n_acc = rows * (size_t)a->head_dim * sizeof(float);
+        const size_t n_acc = rows * (size_t)a->head_dim * sizeof(float);
         const size_t n_sem = p.deterministic ? (size_t)fa4cp_kernel_bwd_sem_count(&p) * sizeof(int32_t) : 0;
         /* a chain (dq_carry): Dsum and dq_accum live in the caller's buffer
-         * from its first call to its last (fa4cp_attn_bwd_carry_bytes has
-         * the same layout), the workspace holds the rest */
+         * from its first call to its last, in the same layout (sized by
+         * fa4cp_attn_bwd_carry_bytes), the workspace holds the rest */
         const int chain = a->dq_carry != NULL;
+        const size_t o_acc = fa4cp_attn_cuda_acc_offset(rows);
         p.sched_cap = sched_entries(&p);
-        const size_t o_acc = chain ? 0 : align256(n_dsum), o_sem = chain ? 0 : align256(o_acc + n_acc);
-        const size_t o_sched = align256(o_sem + n_sem);
+        const size_t o_sem = chain ? 0 : align256(o_acc + n_acc), o_sched = align256(o_sem + n_sem);
         const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
         cudaMemPool_t pool = NULL;
         FA4CP_TRY(workspace_pool(&pool));
         CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
         char *acc = chain ? (char *)a->dq_carry : ws;
         p.dsum = rows ? (float *)acc : NULL;
-        p.dq_accum = rows ? (float *)(acc + align256(n_dsum)) : NULL;
+        p.dq_accum = rows ? (float *)(acc + o_acc) : NULL;
         p.dq_sem = n_sem ? (int *)(ws + o_sem) : NULL;
         p.sched = (int *)(ws + o_sched);
         p.chain = chain ? FA4CP_KCHAIN | a->carry : 0;

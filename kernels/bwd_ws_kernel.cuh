@@ -1688,28 +1688,21 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     // ---------------------------------------------------- MMA warpgroups
     const int ctid = tid - 128;
     const int cwg = ctid >> 7, warp = (ctid >> 5) & 3;
-    // UD (the dense kernels): the wgmma descriptors in uniform registers, the
-    // warpgroup's operand offsets from a warp-uniform copy of its index (a
-    // shuffle) and each k step's descriptor a low word plus an immediate
-    // (GDesc): 3 to 5 uniform instructions a wgmma instead of about 12, most
-    // of them vector ones and an R2UR each (22 % fewer instructions, 1.3 %
-    // fewer cycles at d128 S16k dense).  The windowed (causal) kernels keep
-    // descriptors rebuilt per k step: UD there read 0.3 % more cycles at
-    // S8k causal (ncu, H200 R3 01:01 UTC).
-    constexpr bool UD = !WIN;
-    const uint32_t cwd = UD ? (uint32_t)sm90::warp_uniform(cwg) : (uint32_t)cwg;
+    // UD: the wgmma descriptors in uniform registers, the warpgroup's
+    // operand offsets from a warp-uniform copy of its index (a shuffle) and
+    // each k step's descriptor a low word plus an immediate (GDesc): 3 to 5
+    // uniform instructions a wgmma instead of about 12, most of them vector
+    // ones and an R2UR each (22 % fewer instructions, 1.3 % fewer cycles at
+    // d128 S16k dense; in the windowed (causal) kernel, since the dQ planes,
+    // 3.4 % fewer at S8k causal and 3.7 % on FA4's varlen batch: ncu, H200
+    // R1 2026-11-30 03:13 UTC)
+    const uint32_t cwd = (uint32_t)sm90::warp_uniform(cwg);
     // the descriptor of an operand at base a, k-step offset off
     auto desc_at = [](uint32_t a, uint32_t lbo, uint32_t sbo, uint32_t off) -> uint64_t {
-        if constexpr (UD)
-            return GDesc<RB>(a, lbo, sbo).at(off);
-        else
-            return gmma_desc_rb<RB>(a + off, lbo, sbo);
+        return GDesc<RB>(a, lbo, sbo).at(off);
     };
     auto desc128_at = [](uint32_t a, uint32_t lbo, uint32_t sbo, uint32_t off) -> uint64_t {
-        if constexpr (UD)
-            return GDesc<128>(a, lbo, sbo).at(off);
-        else
-            return gmma_desc(a + off, lbo, sbo);
+        return GDesc<128>(a, lbo, sbo).at(off);
     };
 
     float acc_v[PV / 8][4], acc_k[PK / 8][4]; // dV, dK of this warpgroup's 64 KV rows
@@ -1767,11 +1760,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
             wgmma_fence();
             // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
-            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, UD>(&sT[0][0], sKa + cwd * 64 * RB, sQa);
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sQa);
             wgmma_commit();
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence(); // (else ptxas adds one, after the wait's loop)
-            gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB, UD>(&dpT[0][0], sVa + cwd * 64 * RB, sdOa);
+            gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB, true>(&dpT[0][0], sVa + cwd * 64 * RB, sdOa);
             wgmma_commit();
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
@@ -1929,8 +1922,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // 8x8 blocks (query tile 2p + (m >> 1), key rows 8 (m & 1)) of
                 // da[p][m]; lane l gives query row 8 (2p + (l >> 4)) + (l & 7)
                 // of block m = l >> 3
-                // (UD: from an opaque copy here, else ptxas kept the address live and spilled)
-                const int cs = UD ? opaque_int(ctid) : ct, ln = cs & 31;
+                // (from an opaque copy here, else ptxas kept the address live and spilled)
+                const int cs = opaque_int(ctid), ln = cs & 31;
                 const int kv = (cs >> 7) * 64 + ((cs >> 5) & 3) * 16 + 8 * ((ln >> 3) & 1);
 #pragma unroll
                 for (int pp = 0; pp < WBM / 16; ++pp) {
@@ -2023,7 +2016,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
 #pragma unroll
                         for (int e = 0; e < 4; ++e) {
                             const int q = c * 8 + 2 * t + (e & 1),
-                                      d = (UD ? (ct >> 5) << 4 : cwg * 64 + warp * 16) + g + 8 * (e >> 1);
+                                      d = ((ct >> 5) << 4) + g + 8 * (e >> 1);
                             tileq[q * DQK + dqa_col<DQK>(q & 7, d)] = dq[c][e];
                         }
                 }

@@ -290,6 +290,25 @@ static inline unsigned blocks_for(int64_t threads, int per_block) {
     return (unsigned)((threads + per_block - 1) / per_block);
 }
 
+// DP (bwd_ws_kernel.cuh): whether dq_accum is in the planes of the 80-row
+// d128 kernel, which the finish kernel then reads.  One call: when it runs
+// that kernel (t80) with DP's prerequisites (SP, ET, no EP) and without
+// FA4CP_CUDA_TUNING 4294967296.  A chain's calls must all agree, whatever
+// their keys, window and causality: the planes only where the caller
+// promised that no call of the chain has a left window (FA4CP_KCHAIN_NLW,
+// fa4cp_attn_args.carry's FA4CP_CARRY_NO_LEFT_WINDOW), so that every call
+// runs the 80-row kernel (t80 false there only under the tuning bits that
+// keep 64-row blocks, 131072 and 4194304), also the last call that has no
+// keys and launches no main kernel.
+static bool bwd_dq_planes(const fa4cp_kparams &p, bool t80) {
+    if (p.tuning & (4294967296LL | 128 | 256 | 2))
+        return false;
+    if (p.chain)
+        return (p.chain & FA4CP_KCHAIN_NLW) && !(p.tuning & (131072 | 4194304)) && p.head_dim == 128 &&
+               p.head_dim_v == 128;
+    return t80;
+}
+
 template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparams &p) {
     using W = BwdShape<DQK, DV>;
     cudaStream_t s = (cudaStream_t)p.stream;
@@ -314,7 +333,6 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
             return e;
     }
     const int nb = (p.max_sk + W::WBN - 1) / W::WBN;
-    bool pairs = false; // dq_accum in dqa_pair_col order (the main kernel's DP)
     // Query rows per step of bwd_ws_kernel: 80 for dense d 128 calls (FA3's
     // non-causal tile; FA4CP_CUDA_TUNING 131072: 64) and for causal ones (a
     // right window, no left one: the 80-row kernel with the window in its
@@ -328,6 +346,7 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     constexpr bool CAN128 = W::PK <= 64 && W::PV <= 64;
     const bool t128 = CAN128 && !(p.tuning & 262144);
     const int wbm = t80 ? 80 : t128 ? 128 : W::WBM;
+    const bool pairs = bwd_dq_planes(p, t80); // dq_accum in DP's planes
     const long long ycount = (long long)p.batch * p.kv_heads;
     if (nb > 0 && ycount > 0) { // also with no queries: real dk, dv rows get 0
         const long long ctas = (long long)nb * ycount;
@@ -361,14 +380,14 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
                 return e;
         }
         if constexpr (CAN80) {
-            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm, &pairs)
-                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm, &pairs))
-                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
+            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm, pairs)
+                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm, pairs))
+                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
         } else if constexpr (CAN128) {
-            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm, &pairs)
-                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
+            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm, pairs)
+                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
         } else {
-            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, &pairs);
+            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
         }
         if (e != cudaSuccess)
             return e;

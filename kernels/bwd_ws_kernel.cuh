@@ -1261,8 +1261,10 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // memory; instead of 64 4-byte stores a thread (8 rows of 16 bytes a warp
 // store), which took 9.2 k cycles of the CTA's end at d128 (R1 stamps:
 // S8k causal, 54 steps of 5.0 k cycles a CTA).
-// DP (80 rows, with SP + SI + ET; FA4CP_CUDA_TUNING 4294967296: off): the
-// dQ^T fragments staged as float2 pairs (d, d + 8) of one query row, 20
+// DP (80 rows, with SP + SI + ET; FA4CP_CUDA_TUNING 4294967296: off; in a
+// chain's calls only with the caller's FA4CP_KCHAIN_NLW: launch_bwd's
+// bwd_dq_planes): the dQ^T fragments staged as float2 pairs (d, d + 8) of
+// one query row, 20
 // 8-byte stores a thread a step instead of 40 4-byte ones, each warpgroup
 // into its own [80][64] plane of the tile (its 64 columns), handed to the
 // writer at its own barrier pair (DQ_EMPTY / DQ_FULL + w, 128 + 32
@@ -2199,12 +2201,11 @@ static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK,
 // Launches bwd_ws_kernel over ctas CTAs (the work list, if use_list, is
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
-// *dq_pairs: whether dq_accum's rows are in dqa_pair_col order (DP), for
-// the finish kernel.
+// dp: dq_accum in DP's planes (launch_bwd's rule, bwd_dq_planes), which
+// this kernel must then write.
 template <typename T, int DQK, int DV, int WBM, bool WIN = false>
-cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm, bool *dq_pairs) {
+cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm, bool dp) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
-    *dq_pairs = false;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
         return cudaSuccess;
     int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
@@ -2249,13 +2250,12 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     }
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
-    // ET (2: off), DP (4294967296: off; off in a chain's calls, whose kernels may
-    // differ: dq_accum in dqa_col order), PX (17179869184: off; the windowed
-    // kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
+    // ET (2: off), DP (dp: launch_bwd's bwd_dq_planes), PX (17179869184: off;
+    // the windowed kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
     const long long px_off = WIN ? 137438953472LL : 17179869184LL;
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
-                    ((p.tuning & 4294967296LL) || p.chain ? 0 : BWD_DP) | (p.tuning & px_off ? 0 : BWD_PX) |
+                    (dp ? BWD_DP : 0) | (p.tuning & px_off ? 0 : BWD_PX) |
                     (p.tuning & 34359738368LL ? BWD_PH : 0);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
@@ -2268,9 +2268,10 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var, &pairs);
     if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
         return e;
+    if (pairs != dp) // (bwd_dq_planes promised the planes' kernel, or the other layout)
+        return cudaErrorInvalidValue;
     kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
                                                                      nb, use_list, tma_stats, nsm);
-    *dq_pairs = pairs;
     return cudaGetLastError();
 }
 

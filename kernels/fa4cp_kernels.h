@@ -41,7 +41,9 @@ typedef struct fa4cp_kparams {
      * the caller's (fa4cp_attn_args.dq_carry): FA4CP_KCHAIN, plus
      * FA4CP_KCHAIN_FIRST for the call that runs the preprocess and
      * FA4CP_KCHAIN_LAST for the one that writes dq.  A chain's dq_accum
-     * is in dqa_col order in every call (no DP) */
+     * is in dqa_col order in every call, or, with FA4CP_KCHAIN_NLW (the
+     * caller's promise that no call has a left window), at d 128 in the
+     * 80-row kernel's planes (DP, bwd_dq_planes in attn_bwd_kernel.cuh) */
     int chain;
     /* deterministic bwd: int32 workspace of fa4cp_kernel_bwd_sem_count()
      * entries (zeroed by the backward's preprocess kernel): a ticket counter, then one semaphore
@@ -146,6 +148,7 @@ typedef struct fa4cp_kparams {
 #define FA4CP_KCHAIN_FIRST 1 /* = FA4CP_CARRY_FIRST */
 #define FA4CP_KCHAIN_LAST 2  /* = FA4CP_CARRY_LAST */
 #define FA4CP_KCHAIN 4
+#define FA4CP_KCHAIN_NLW 8 /* fa4cp_attn_args.carry's FA4CP_CARRY_NO_LEFT_WINDOW */
 
 /* Forward: out, lse for every real row.  Returns a cudaError_t. */
 int fa4cp_kernel_attn_fwd(const fa4cp_kparams *p);

@@ -214,10 +214,14 @@ typedef struct fa4cp_attn_args {
      * rows exact zeros), 0 adds this call's dQ only (dq is not touched and
      * may be NULL), FIRST | LAST is one call.  From FIRST to LAST the calls
      * keep dtype, heads, head_dim(_v), total_q, cu_seqlens_q, seqused_q, q,
-     * out, dout, lse, dlse, softmax_scale and deterministic, and run in
-     * order (one cuda stream); the keys (k, v, cu_seqlens_k, seqused_k,
-     * total_k), causal and the window may change; dk
-     * and dv are each call's own. */
+     * out, dout, lse, dlse, softmax_scale, deterministic and carry's
+     * FA4CP_CARRY_NO_LEFT_WINDOW bit, and run in order (one cuda stream);
+     * the keys (k, v, cu_seqlens_k, seqused_k, total_k), causal and the
+     * window may change; dk and dv are each call's own.
+     * FA4CP_CARRY_NO_LEFT_WINDOW, set on every call of a chain, promises
+     * that none of them has a left window (window_left -1; a call with one
+     * is refused): the cuda backend then keeps the sum in the faster layout
+     * of its one-call backward (head_dim 128). */
     void *dq_carry;
     size_t dq_carry_bytes;
     int carry;
@@ -225,6 +229,7 @@ typedef struct fa4cp_attn_args {
 
 #define FA4CP_CARRY_FIRST 1
 #define FA4CP_CARRY_LAST 2
+#define FA4CP_CARRY_NO_LEFT_WINDOW 4
 
 #define FA4CP_ATTN_ARGS_INIT                                                                       \
     {                                                                                              \

@@ -249,16 +249,17 @@ static shape_t time_attn(int sq, int sk, int is_causal)
      * calls: the preprocess in a chain's first call, dq in its last), each
      * carry value timed as bwd above: alone after a forward, then queued.
      * One FIRST | LAST call first, so that every variant's chain state
-     * holds real D values. */
+     * holds real D values.  With FA4CP_CARRY_NO_LEFT_WINDOW, as the p2p
+     * executor's chains (no step has a left window). */
     {
         fa4cp_attn_args c = a;
         c.dq_carry_bytes = fa4cp_attn_bwd_carry_bytes(FA4CP_BACKEND_CUDA, &a);
         c.dq_carry = dalloc(c.dq_carry_bytes);
-        c.carry = FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST;
+        c.carry = FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST | FA4CP_CARRY_NO_LEFT_WINDOW;
         FK(fa4cp_attn_bwd(FA4CP_BACKEND_CUDA, &c));
         for (int cv = 0; cv < 4; cv++) {
             float f;
-            c.carry = cv;
+            c.carry = cv | FA4CP_CARRY_NO_LEFT_WINDOW;
             r.cbwd[cv] = time_alone(&a, &c, ev, tf, tb, NULL);
             CK(cudaEventRecord(ev[1], NULL));
             for (int it = 0; it < iters; it++)

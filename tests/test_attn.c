@@ -649,9 +649,11 @@ static void key_rows(const tcase *cf, const tcase *cc, const int64_t *off, const
  * and dlse.  The chain's dq against the whole case's float64 dq, each call's
  * dk, dv against the reference's rows of its keys (padding rows exact
  * zeros), the chain state poisoned before its first call; the middle call
- * gets a poisoned dq (odd seeds) or NULL and must leave it alone. */
+ * gets a poisoned dq (odd seeds) or NULL and must leave it alone.  nlw:
+ * every call with FA4CP_CARRY_NO_LEFT_WINDOW (cuda d128: the sum in the
+ * 80-row kernel's planes). */
 static int chain_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int batch, int maxq, int maxk, int ncalls,
-                      int with_dlse)
+                      int with_dlse, int nlw)
 {
     tcase cf;
     memset(&cf, 0, sizeof cf);
@@ -741,6 +743,7 @@ static int chain_case(test_rng *r, fa4cp_dtype dt, int d, int H, int Hk, int bat
         a.dq_carry_bytes = cb;
         a.carry = (i == 0 ? FA4CP_CARRY_FIRST : 0) | (i == ncalls - 1 ? FA4CP_CARRY_LAST : 0);
         const int mid = a.carry == 0;
+        a.carry |= nlw ? FA4CP_CARRY_NO_LEFT_WINDOW : 0;
         if (mid && !(test_rng_int(r, 0, 1)))
             a.dq = NULL;
         fa4cp_status st = run(&cc[i], 1, &a);
@@ -812,26 +815,29 @@ static fa4cp_attn_args tiny_args(int heads, int kv_heads, const int32_t *cu, voi
 
 /* Chains of three calls and of one, GQA, dlse; on cuda d64 (128-row
  * steps), d128 (the 80-row kernels: causal for A, dense for B) and d96, in
- * both modes.  And what a chain refuses. */
+ * both modes; without and with FA4CP_CARRY_NO_LEFT_WINDOW (cuda d128: the
+ * planes).  And what a chain refuses. */
 static void chain_cases(test_rng *r)
 {
     const int cuda = backend == FA4CP_BACKEND_CUDA;
     static const int dims[] = {64, 128, 96};
-    for (int det = 0; det < (cuda ? 2 : 1); det++) {
-        deterministic = det;
-        int passed = 0, total = 0;
-        for (int i = 0; i < (cuda ? 9 : 6); i++, total++) {
-            const fa4cp_dtype dt = cuda ? (i % 2 ? FA4CP_FP16 : FA4CP_BF16) : i % 2 ? FA4CP_FP32 : FA4CP_FP64;
-            const int d = cuda ? dims[i % 3] : 8 + 4 * (i % 2);
-            const int hk = 1 + i % 2, g = 1 + (i / 2) % 3;
-            passed += chain_case(r, dt, d, hk * g, hk, test_rng_int(r, 1, 4), cuda ? 300 : 12, cuda ? 260 : 10,
-                                 i % 4 == 3 ? 1 : 3, i % 2);
+    for (int nlw = 0; nlw < 2; nlw++)
+        for (int det = 0; det < (cuda ? 2 : 1); det++) {
+            deterministic = det;
+            int passed = 0, total = 0;
+            for (int i = 0; i < (cuda ? 9 : 6); i++, total++) {
+                const fa4cp_dtype dt = cuda ? (i % 2 ? FA4CP_FP16 : FA4CP_BF16) : i % 2 ? FA4CP_FP32 : FA4CP_FP64;
+                const int d = cuda ? dims[i % 3] : 8 + 4 * (i % 2);
+                const int hk = 1 + i % 2, g = 1 + (i / 2) % 3;
+                passed += chain_case(r, dt, d, hk * g, hk, test_rng_int(r, 1, 4), cuda ? 300 : 12, cuda ? 260 : 10,
+                                     i % 4 == 3 ? 1 : 3, i % 2, nlw);
+            }
+            is_int(passed, total,
+                   "%s%s: %d backward chains (dq_carry: causal diagonal, then unmasked key blocks%s) sum to the "
+                   "whole call's dq; each call's dk, dv and padding rows right",
+                   fa4cp_backend_name(backend), det ? " deterministic" : "", total,
+                   nlw ? "; FA4CP_CARRY_NO_LEFT_WINDOW" : "");
         }
-        is_int(passed, total,
-               "%s%s: %d backward chains (dq_carry: causal diagonal, then unmasked key blocks) sum to the "
-               "whole call's dq; each call's dk, dv and padding rows right",
-               fa4cp_backend_name(backend), det ? " deterministic" : "", total);
-    }
     deterministic = 0;
 
     int32_t cu[2] = {0, 8};
@@ -846,8 +852,17 @@ static void chain_cases(test_rng *r)
     is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: a dq_carry too small is refused");
     like(fa4cp_last_error(), "fa4cp_attn_bwd_carry_bytes", "the refusal says how many bytes and where from");
     a.dq_carry_bytes += 8;
-    a.carry = 4;
-    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: carry 4 is refused");
+    a.carry = 8;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: carry 8 is refused");
+    a.carry = FA4CP_CARRY_NO_LEFT_WINDOW;
+    a.window_left = 3;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID,
+           "chain: FA4CP_CARRY_NO_LEFT_WINDOW with a left window is refused");
+    like(fa4cp_last_error(), "window_left is 3", "the refusal names the window");
+    like(fa4cp_last_error(), "FA4CP_CARRY_NO_LEFT_WINDOW", "the refusal names the promise");
+    a.window_left = -1;
+    is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_OK,
+           "chain: a middle call with FA4CP_CARRY_NO_LEFT_WINDOW and no left window is taken");
     a.carry = FA4CP_CARRY_LAST;
     is_int(fa4cp_attn_check(FA4CP_BACKEND_CPU, &a, 1), FA4CP_ERR_INVALID, "chain: the last call without dq is refused");
     a.carry = 0;

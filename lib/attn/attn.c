@@ -83,8 +83,14 @@ fa4cp_status fa4cp_attn_check(fa4cp_backend backend, const fa4cp_attn_args *a, i
     NEED(a->total_k == 0 || (a->k && a->v), "k and v are required");
     if (backward) {
         const int chain = a->dq_carry != NULL;
-        NEED(a->carry >= 0 && a->carry <= (FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST),
-             "carry is %d: it must be 0, FA4CP_CARRY_FIRST (1), FA4CP_CARRY_LAST (2) or both (3)", a->carry);
+        NEED(a->carry >= 0 && a->carry <= (FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST | FA4CP_CARRY_NO_LEFT_WINDOW),
+             "carry is %d: it must be 0, FA4CP_CARRY_FIRST (1), FA4CP_CARRY_LAST (2) or both (3), each with "
+             "FA4CP_CARRY_NO_LEFT_WINDOW (4) or without",
+             a->carry);
+        NEED(!(a->carry & FA4CP_CARRY_NO_LEFT_WINDOW) || a->window_left < 0,
+             "carry has FA4CP_CARRY_NO_LEFT_WINDOW (4), a promise that no call of the chain has a left window, "
+             "but window_left is %d: start the chain without it",
+             a->window_left);
         NEED(chain || a->carry == 0,
              "carry is %d but dq_carry is NULL: a chain of backward calls sums dq in dq_carry "
              "(fa4cp_attn_bwd_carry_bytes bytes)",

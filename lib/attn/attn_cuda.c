@@ -357,7 +357,9 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         p.dq_accum = rows ? (float *)(acc + o_acc) : NULL;
         p.dq_sem = n_sem ? (int *)(ws + o_sem) : NULL;
         p.sched = (int *)(ws + o_sched);
-        p.chain = chain ? FA4CP_KCHAIN | a->carry : 0;
+        p.chain = chain ? FA4CP_KCHAIN | (a->carry & (FA4CP_CARRY_FIRST | FA4CP_CARRY_LAST)) |
+                              (a->carry & FA4CP_CARRY_NO_LEFT_WINDOW ? FA4CP_KCHAIN_NLW : 0)
+                        : 0;
     }
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
 out:

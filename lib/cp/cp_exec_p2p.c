@@ -282,7 +282,9 @@ fa4cp_status cpx_p2p_bwd(exec *x, const fa4cp_cp_args *a)
             c.dlse = a->dlse ? (qhalf ? dlh : a->dlse) : NULL;
             c.dq_carry = carry[qhalf];
             c.dq_carry_bytes = carry_bytes[qhalf];
-            c.carry = (s == first[qhalf] ? FA4CP_CARRY_FIRST : 0) | (s == last[qhalf] ? FA4CP_CARRY_LAST : 0);
+            /* (p2p has no sliding window: no step has a left window) */
+            c.carry = (s == first[qhalf] ? FA4CP_CARRY_FIRST : 0) | (s == last[qhalf] ? FA4CP_CARRY_LAST : 0) |
+                      FA4CP_CARRY_NO_LEFT_WINDOW;
             c.dq = c.carry & FA4CP_CARRY_LAST ? pdq : NULL;
             c.dk = pdkv;
             c.dv = U8(pdkv) + (size_t)c.total_k * x->rk * x->es;

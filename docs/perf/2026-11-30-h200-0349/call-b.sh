@@ -1,0 +1,28 @@
+#!/bin/bash
+# call B (same warm machine): assemble FA4; fa4cp bench (bar with the deterministic
+# backward, head dims), a bf16 matmul, the FA4 / cuDNN / FA-2 anchors on the same shapes
+cd "$(dirname "$0")"; for f in *.xz; do xz -d -f "$f"; done; chmod +x bench_*
+export LD_LIBRARY_PATH=$PWD PYTHONUNBUFFERED=1; O=$OUT
+bash ../../.anchors/install.sh || exit 3
+export FA4_SITE=/tmp/fa4site
+S=$(date +%s); el() { echo "t=$(( $(date +%s) - S ))"; }
+date -u +%FT%TZ | tee $O/gpu.txt; nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv,noheader | tee -a $O/gpu.txt
+timeout 100 ./bench_attn --bar --det --peak 788 --iters 10 --json $O/fa4cp.jsonl > $O/bench.txt 2>&1; echo "bench rc=$? $(el)"
+H=""; for s in 64,4096,0 96,8192,0 96,8192,1 96,16384,0 96,16384,1 192,8192,0,128 192,8192,1,128 192,16384,0,128 192,16384,1,128 256,16384,0; do H="$H --shape $s"; done
+timeout 80 ./bench_attn $H --peak 788 --iters 10 --json $O/fa4cp_hd.jsonl >> $O/bench.txt 2>&1; echo "bench hd rc=$? $(el)"
+timeout 40 ./bench_attn --shape 128,-2,1 --shape 128,-2,0 --shape 128,-3,0 --shape 128,-3,1 --fwd --variants 0,16 --peak 788 --iters 20 --json $O/fa4cp_gqa.jsonl >> $O/bench.txt 2>&1; echo "bench gqa rc=$? $(el)"
+cat $O/bench.txt
+python3 -c "
+import torch,json
+a=torch.randn(8192,8192,device='cuda',dtype=torch.bfloat16);b=torch.randn_like(a)
+for _ in range(3): a@b
+torch.cuda.synchronize();e=[torch.cuda.Event(enable_timing=True) for _ in range(2)];e[0].record()
+for _ in range(10): a@b
+e[1].record();e[1].synchronize();print(json.dumps({'matmul_bf16_tflops':round(10*2*8192**3/e[0].elapsed_time(e[1])/1e9,1)}))" | tee $O/matmul.json
+timeout 200 python3 fa4_anchor.py --shapes "128,4096,0;128,8192,0;128,8192,1;128,16384,0;128,16384,1;128,32768,1;64,16384,1;64,4096,0;96,8192,0;96,8192,1;96,16384,0;96,16384,1;192,8192,0,128;192,8192,1,128;192,16384,0,128;192,16384,1,128;256,16384,0" --json $O/anchor.jsonl > $O/anchor.txt 2>&1; echo "anchor rc=$? $(el)"; cut -c1-300 $O/anchor.txt
+# ncu of the backward's main kernel: this build against main d3d4f0a (bench_old), interleaved
+i=0; for sh in 128,8192,1 128,-1,1 128,16384,1 128,16384,0; do for b in bench_old bench_attn bench_old bench_attn; do
+  i=$((i+1)); f=$O/ncu_${i}_${b}_$(echo $sh | tr , _ | tr - m).txt
+  timeout 20 ncu --clock-control none -k regex:bwd_ws --metrics gpu__time_duration.sum,sm__cycles_elapsed.max ./$b --profile --shape $sh > $f 2>&1
+  echo "ncu $b $sh: $(grep -E 'sm__cycles' $f | awk '{print $3}' | tr '\n' ' ') $(el)"
+done; done

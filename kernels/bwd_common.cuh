@@ -37,7 +37,8 @@ template <int RB> struct GDesc {
 // columns, 128-byte swizzle; or 32 columns, 64-byte swizzle) whose panels lie
 // A_PANEL and B_PANEL bytes apart (k step kk starts (kk % (RB / 32)) * 32
 // bytes into the rows of panel kk / (RB / 32)).  GD: the descriptors through
-// GDesc (the wide layout), else rebuilt per k step (the rows layout).
+// GDesc (the wide layout and the rows loops), else rebuilt per k step
+// (rows128pp).
 template <typename T, int N, int K, int A_PANEL, int B_PANEL, int RB = 128, bool GD = false>
 __device__ __forceinline__ void gemm_ss_kmajor(float *acc, uint32_t a, uint32_t b) {
     constexpr int KP = RB / 32; // k steps per panel

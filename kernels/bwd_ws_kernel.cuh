@@ -1264,9 +1264,9 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // DP (80 rows, with SP + SI + ET; FA4CP_CUDA_TUNING 4294967296: off; in a
 // chain's calls only with the caller's FA4CP_KCHAIN_NLW: launch_bwd's
 // bwd_dq_planes): the dQ^T fragments staged as float2 pairs (d, d + 8) of
-// one query row, 20
-// 8-byte stores a thread a step instead of 40 4-byte ones, each warpgroup
-// into its own [80][64] plane of the tile (its 64 columns), handed to the
+// one query row, 20 8-byte stores a thread a step instead of 40 4-byte
+// ones, each warpgroup into its own [80][64] plane of the tile (its 64
+// columns), handed to the
 // writer at its own barrier pair (DQ_EMPTY / DQ_FULL + w, 128 + 32
 // threads), which reduces each plane by its own bulk operation, so that
 // neither warpgroup waits for the other there (FA4's dQ is per warpgroup
@@ -1699,13 +1699,6 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     // 3.4 % fewer at S8k causal and 3.7 % on FA4's varlen batch: ncu, H200
     // R1 2026-11-30 03:13 UTC)
     const uint32_t cwd = (uint32_t)sm90::warp_uniform(cwg);
-    // the descriptor of an operand at base a, k-step offset off
-    auto desc_at = [](uint32_t a, uint32_t lbo, uint32_t sbo, uint32_t off) -> uint64_t {
-        return GDesc<RB>(a, lbo, sbo).at(off);
-    };
-    auto desc128_at = [](uint32_t a, uint32_t lbo, uint32_t sbo, uint32_t off) -> uint64_t {
-        return GDesc<128>(a, lbo, sbo).at(off);
-    };
 
     float acc_v[PV / 8][4], acc_k[PK / 8][4]; // dV, dK of this warpgroup's 64 KV rows
 #pragma unroll
@@ -1941,11 +1934,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             wgmma_fence();
 #pragma unroll
             for (int kk = 0; kk < WBM / 16; ++kk)
-                wg_rs<T, PV>(&acc_v[0][0], pa[kk], desc_at(sdOa, WBM * RB, 8 * RB, kk * 16 * RB), 1);
+                wg_rs<T, PV>(&acc_v[0][0], pa[kk], GDesc<RB>(sdOa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
             auto issue_dk = [&]() {
 #pragma unroll
                 for (int kk = 0; kk < WBM / 16; ++kk)
-                    wg_rs<T, PK>(&acc_k[0][0], da[kk], desc_at(sQa, WBM * RB, 8 * RB, kk * 16 * RB), 1);
+                    wg_rs<T, PK>(&acc_k[0][0], da[kk], GDesc<RB>(sQa, WBM * RB, 8 * RB).at(kk * 16 * RB), 1);
                 wgmma_commit();
             };
             // the dQ tile of this thread's fragment (rows m0 + rl, columns col0 + 8c + 2t)
@@ -1969,8 +1962,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 const uint32_t b0 = sKa + (C::DQ2 ? cwd * (64 / PW) : 0) * (WBN * RB);
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk)
-                    wg_ss_tt<T, DQN>(&dq[0][0], desc128_at(a0, WBM * 128, 1024, kk * 16 * 128),
-                                     desc_at(b0, WBN * RB, 8 * RB, kk * 16 * RB), kk > 0);
+                    wg_ss_tt<T, DQN>(&dq[0][0], GDesc<128>(a0, WBM * 128, 1024).at(kk * 16 * 128),
+                                     GDesc<RB>(b0, WBN * RB, 8 * RB).at(kk * 16 * RB), kk > 0);
                 wgmma_commit();
             };
             if constexpr (C::DQT) {
@@ -1983,8 +1976,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 wgmma_fence();
 #pragma unroll
                 for (int kk = 0; kk < WBN / 16; ++kk)
-                    wg_ss_tk<T, WBM>(&dq[0][0], desc128_at(sKa + cwd * (WBN * 128), WBN * 128, 1024, kk * 16 * 128),
-                                     desc128_at(sdSa, 16, 1024, (kk >> 2) * (WBM * 128) + (kk & 3) * 32), kk > 0);
+                    wg_ss_tk<T, WBM>(&dq[0][0],
+                                     GDesc<128>(sKa + cwd * (WBN * 128), WBN * 128, 1024).at(kk * 16 * 128),
+                                     GDesc<128>(sdSa, 16, 1024).at((kk >> 2) * (WBM * 128) + (kk & 3) * 32), kk > 0);
                 wgmma_commit();
                 issue_dk();
                 wgmma_wait<1>(); // dV, dQ done

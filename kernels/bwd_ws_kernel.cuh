@@ -1280,9 +1280,28 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 // half (r = 1 of every tile).  In the windowed (causal) kernel (PXW) only in
 // the steps without the element mask (its masked steps keep MUFU.EX2: PX in
 // every step spilled 4 bytes there).
+// SN (80 rows, with PX, without PH; FA4CP_CUDA_TUNING 274877906944 = 2^38:
+// off): the latencies at the step's turns taken off the tensor cores' path:
+// - a step's last act is the next step's S^T, issued as soon as its dK is
+//   done, so that the tensor cores go on from dK to S^T without the turn of
+//   the loop (the q_empty arrive, the loop top's waits) between them; the
+//   last step issues a spare one (this step's Q again, whose result nobody
+//   reads: a branch or a loop exit before the wgmma made ptxas serialise
+//   them);
+// - the statistics' waits and the m0 / mask-flag load before dP^T's issue
+//   (the load's latency under it, not before the first exponential);
+// - the first two tiles' Dsum values loaded before dP^T's wait (the dS^T
+//   loop, while the tensor cores idle, not starting with a load's latency).
+// ncu, H200 2026-11-30 (S1-S3, main kernel cycles): S^T alone -1.3 to -1.8 %
+// at d128 S8k causal, -0.6 % S16k dense, -2.0 % FA4's varlen batch; with the
+// waits -2.7 %, -2.1 %, -3.2 % (S4k dense -1.8 %); with the Dsum load -2.7 %,
+// -3.3 %, -3.1 % (S4k dense -2.9 %).  Tried: dP^T issued at the turn too
+// (both products' accumulators live over it: 52 bytes spilled, 2.6-4.4 %
+// slower); the first LSE values before dP^T's issue (+0.1-0.4 %).
 // VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
-// (bwd_ws_pick).
-enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256 };
+// | BWD_SN (bwd_ws_pick).
+enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256,
+       BWD_SN = 512 };
 template <typename T, int DQK, int DV, int WBM_, bool DET, bool WIN = false, int VAR = 0>
 __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
     bwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
@@ -1293,7 +1312,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   int nsm) {
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
-    constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH;
+    constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH, SN = VAR & BWD_SN;
+    static_assert(!SN || (DP && SP && SI), "SN: with DP, SP, SI");
     static_assert(!DP || (C::DQT && ET && SP && DQK % 16 == 0), "DP: the 80-row loop with ET");
     static_assert(!PX || DP, "PX: with DP");
     static_assert(!PH || (PX && !WIN), "PH: with PX, without a window");
@@ -1722,6 +1742,16 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         sm90::mbar_wait(sm90::smem_addr(&bars->kv_full), 0);
         BwdWsStep<DET> st(gi.kvh * (p.heads / p.kv_heads));
         (void)st; // (SI: unused)
+        // SN: the next step's S^T is issued at the end of a step, as soon as
+        // its dK is done, so that the tensor cores go from dK to S^T without
+        // the turn of the loop between them
+        float sT[WBM / 8][4];
+        if constexpr (SN) {
+            sm90::mbar_wait(sm90::smem_addr(&bars->q_full[0]), 0);
+            wgmma_fence();
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sb + C::OFF_Q);
+            wgmma_commit();
+        }
         for (int it = 0; it < gi.iters; ++it) {
             const int s = it & 1;
             const uint32_t ph = ((uint32_t)it >> 1) & 1;
@@ -1734,7 +1764,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             const uint32_t sdSa = sb + C::OFF_DS + s * C::TILE_DS;
             T *sdST = sdS + s * (WBN * WBM);
 
-            float sT[WBM / 8][4], dpT[WBM / 8][4];
+            float dpT[WBM / 8][4];
             // (SI: m0 and need_mask from warp 2, after lse_full below)
             int m0 = 0;
             bool need_mask = false;
@@ -1752,28 +1782,39 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 need_mask = m0 + WBM > gi.sq || block_needs_mask_wg<WBM, WBN>(
                                                     Mask{gi.off, p.window_left, p.window_right, gi.sk}, p, m0, gi.n0);
             }
-            sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
-            wgmma_fence();
-            // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
-            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sQa);
-            wgmma_commit();
+            if constexpr (!SN) {
+                sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
+                wgmma_fence();
+                // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
+                gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sQa);
+                wgmma_commit();
+            }
+            // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
+            const float *lsp = sLse + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t,
+                        *dsp = sDsum + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t;
+            // SN: the statistics' waits and the step's m0 / mask flag before
+            // dP^T's issue, so that the shared load's latency passes under it
+            int2 siw = make_int2(0, 0);
+            if constexpr (SN) {
+                sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
+                sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
+                siw = *reinterpret_cast<const int2 *>(sLse + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+            }
             sm90::mbar_wait(sm90::smem_addr(&bars->do_full[s]), ph);
             wgmma_fence(); // (else ptxas adds one, after the wait's loop)
             gemm_ss_kmajor<T, WBM, DV, WBN * RB, WBM * RB, RB, true>(&dpT[0][0], sVa + cwd * 64 * RB, sdOa);
             wgmma_commit();
 
             uint32_t pa[WBM / 16][4], da[WBM / 16][4];
-            // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
-            const float *lsp = sLse + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t,
-                        *dsp = sDsum + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t;
             // (SP: Dsum's wait here too, not between P^T and dS^T: -1.3 % cycles
             // at d128 S8k causal, -0.4 % S16k dense, ncu H200 R2 2026-11-30)
-            if constexpr (SP) {
+            if constexpr (SP && !SN) {
                 sm90::mbar_wait(sm90::smem_addr(&bars->lse_full[s]), ph);
                 sm90::mbar_wait(sm90::smem_addr(&bars->dsum_full[s]), ph);
             }
             if constexpr (SI) {
-                const int2 si = *reinterpret_cast<const int2 *>(sLse + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
+                const int2 si =
+                    SN ? siw : *reinterpret_cast<const int2 *>(sLse + s * C::STAT_STRIDE + BWD_STAT_SI(WBM));
                 m0 = si.x;
                 need_mask = si.y != 0;
             }
@@ -1867,6 +1908,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 if (need_mask)
                     mask_p();
             }
+            // SN: the first Dsum values before dP^T's wait, so that the dS^T
+            // loop (the tensor cores idle) does not start with a load's latency
+            float4 dpre = make_float4(0.f, 0.f, 0.f, 0.f);
+            if constexpr (SN)
+                dpre = *reinterpret_cast<const float4 *>(dsp);
             wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
@@ -1877,7 +1923,9 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     // tile: 16 registers at once would spill; SP: per two tiles)
                     float dsr[2];
                     if constexpr (SP) {
-                        const float4 d4 = *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
+                        // (SN: the first two tiles' from before dP^T's wait)
+                        const float4 d4 =
+                            SN && i < 2 ? dpre : *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
                         dsr[0] = i & 1 ? d4.z : d4.x;
                         dsr[1] = i & 1 ? d4.w : d4.y;
                     } else {
@@ -2023,7 +2071,26 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     sm90::named_arrive(C::BAR_DQ_FULL + (ct >> 7), 160);
                 else
                     sm90::named_arrive(C::BAR_DQ_FULL + qb, 288);
-                wgmma_wait<0>(); // dK done
+                if constexpr (SN) {
+                    // the next step's S^T, issued after dK's wait: with dK
+                    // still in flight ptxas counts the accumulators of dV,
+                    // dQ^T, dK and S^T at once, too many registers, and
+                    // serialises every wgmma (C7512).  After the last step
+                    // this step's Q again, a product nobody reads: a wgmma
+                    // under a branch would serialise them all, and so did
+                    // (C7515) a loop exit before it
+                    const bool nx = it + 1 < gi.iters;
+                    const int s1 = nx ? s ^ 1 : s;
+                    if (nx)
+                        sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s1]), ((uint32_t)(it + 1) >> 1) & 1);
+                    wgmma_wait<0>(); // dK done
+                    wgmma_fence();
+                    gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB,
+                                                                              sb + C::OFF_Q + s1 * C::TILE_Q);
+                    wgmma_commit();
+                } else {
+                    wgmma_wait<0>(); // dK done
+                }
                 __syncwarp();
                 if (lane == 0)
                     sm90::mbar_arrive(sm90::smem_addr(&bars->q_empty[s]));
@@ -2079,6 +2146,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 }
             }
         }
+        if constexpr (SN)
+            wgmma_wait<0>(); // (the last step's spare S^T)
     }
 
     if constexpr (EP || ET) {
@@ -2166,6 +2235,8 @@ static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK,
             if (!(var & BWD_DP))
                 return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET>;
             *pairs = true;
+            if ((var & BWD_PX) && (var & BWD_SN) && !(var & BWD_PH))
+                return bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_SN>;
             if constexpr (!WIN) {
                 if (var & BWD_PX)
                     return var & BWD_PH ? bwd_ws_kernel<T, DQK, DV, WBM, DET, WIN, S | BWD_ET | BWD_DP | BWD_PX | BWD_PH>
@@ -2247,12 +2318,13 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     // SP + SI at 80 rows (FA4CP_CUDA_TUNING 128: off), EP (256: on)
     // ST at 128 rows (1024: off), PP with it (8388608: off)
     // ET (2: off), DP (dp: launch_bwd's bwd_dq_planes), PX (17179869184: off;
-    // the windowed kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on)
+    // the windowed kernel's, PXW: 137438953472 = 2^37), PH (34359738368: on),
+    // SN with PX and without PH (274877906944 = 2^38: off)
     const long long px_off = WIN ? 137438953472LL : 17179869184LL;
     const int var = (p.tuning & 128 ? 0 : BWD_SP | BWD_SI) | (p.tuning & 256 ? BWD_EP : 0) |
                     (p.tuning & 1024 ? 0 : BWD_ST) | (p.tuning & 8388608 ? 0 : BWD_PP) | (p.tuning & 2 ? 0 : BWD_ET) |
                     (dp ? BWD_DP : 0) | (p.tuning & px_off ? 0 : BWD_PX) |
-                    (p.tuning & 34359738368LL ? BWD_PH : 0);
+                    (p.tuning & 34359738368LL ? BWD_PH : 0) | (p.tuning & 274877906944LL ? 0 : BWD_SN);
     // ET's dK and dV maps (else K's and V's, never used)
     CUtensorMap tdk = tk, tdv = tv;
     if ((var & BWD_ET) &&

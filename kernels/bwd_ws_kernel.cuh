@@ -1289,15 +1289,20 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 //   reads: a branch or a loop exit before the wgmma made ptxas serialise
 //   them);
 // - the statistics' waits and the m0 / mask-flag load before dP^T's issue
-//   (the load's latency under it, not before the first exponential);
-// - the first two tiles' Dsum values loaded before dP^T's wait (the dS^T
+//   (the load's latency under it, not before the first exponential), the
+//   first two tiles' LSE values before S^T's wait;
+// - the first four tiles' Dsum values loaded before dP^T's wait (the dS^T
 //   loop, while the tensor cores idle, not starting with a load's latency).
-// ncu, H200 2026-11-30 (S1-S3, main kernel cycles): S^T alone -1.3 to -1.8 %
-// at d128 S8k causal, -0.6 % S16k dense, -2.0 % FA4's varlen batch; with the
-// waits -2.7 %, -2.1 %, -3.2 % (S4k dense -1.8 %); with the Dsum load -2.7 %,
-// -3.3 %, -3.1 % (S4k dense -2.9 %).  Tried: dP^T issued at the turn too
-// (both products' accumulators live over it: 52 bytes spilled, 2.6-4.4 %
-// slower); the first LSE values before dP^T's issue (+0.1-0.4 %).
+// ncu, H200 2026-11-30 (S1-S4, main kernel cycles against the old loop):
+// S^T alone -1.3 to -1.8 % at d128 S8k causal, -0.6 % S16k dense, -2.0 %
+// FA4's varlen batch; with the waits -2.7 %, -2.1 %, -3.2 % (S4k dense -1.8
+// %); with two tiles' Dsum values -2.7 %, -3.3 %, -3.1 % (S4k dense -2.9 %); all of
+// the above -3.7 %, -4.8 %, -4.4 % (S4k dense -4.5 %).  Tried: dP^T issued
+// at the turn too (both products' accumulators live over it: 52 bytes
+// spilled, 2.6-4.4 % slower); the first LSE values before dP^T's issue
+// (+0.1-0.4 %); dV issued before the stmatrix of dS (ptxas serialised the
+// wgmmas, C7512); the dQ writer's two plane reductions in flight at once
+// (+0.6 to +1.4 %).
 // VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
 // | BWD_SN (bwd_ws_pick).
 enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256,
@@ -1818,6 +1823,11 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 m0 = si.x;
                 need_mask = si.y != 0;
             }
+            // SN: the first two tiles' LSE values before S^T's wait (their
+            // latency under it; before dP^T's issue they cost 0.1-0.4 %)
+            float4 lpre = make_float4(0.f, 0.f, 0.f, 0.f);
+            if constexpr (SN)
+                lpre = *reinterpret_cast<const float4 *>(lsp);
             wgmma_wait<1>(); // S^T is ready; dP^T may still be running
             // P^T (in place of S^T), while dP^T runs on the tensor cores; pxs:
             // PX's share by ex2_poly in this step
@@ -1830,7 +1840,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     // masked below
                     float nl0, nl1;
                     if constexpr (SP) {
-                        const float4 l4 = *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
+                        const float4 l4 =
+                            SN && i < 2 ? lpre : *reinterpret_cast<const float4 *>(lsp + 4 * (i >> 1));
                         nl0 = i & 1 ? l4.z : l4.x;
                         nl1 = i & 1 ? l4.w : l4.y;
                     } else {
@@ -1908,11 +1919,14 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 if (need_mask)
                     mask_p();
             }
-            // SN: the first Dsum values before dP^T's wait, so that the dS^T
-            // loop (the tensor cores idle) does not start with a load's latency
-            float4 dpre = make_float4(0.f, 0.f, 0.f, 0.f);
-            if constexpr (SN)
+            // SN: the first four tiles' Dsum values before dP^T's wait, so
+            // that the dS^T loop (the tensor cores idle) does not start with
+            // a load's latency
+            float4 dpre = make_float4(0.f, 0.f, 0.f, 0.f), dpre2 = dpre;
+            if constexpr (SN) {
                 dpre = *reinterpret_cast<const float4 *>(dsp);
+                dpre2 = *reinterpret_cast<const float4 *>(dsp + 4);
+            }
             wgmma_wait<0>();
             // dS^T = P^T (dP^T - Dsum): fragments pa (P^T), da (dS^T), and dS^T
             // into sdS[s] for dQ
@@ -1923,9 +1937,10 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     // tile: 16 registers at once would spill; SP: per two tiles)
                     float dsr[2];
                     if constexpr (SP) {
-                        // (SN: the first two tiles' from before dP^T's wait)
-                        const float4 d4 =
-                            SN && i < 2 ? dpre : *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
+                        // (SN: the first four tiles' from before dP^T's wait)
+                        const float4 d4 = SN && i < 2    ? dpre
+                                          : SN && i < 4  ? dpre2
+                                                         : *reinterpret_cast<const float4 *>(dsp + 4 * (i >> 1));
                         dsr[0] = i & 1 ? d4.z : d4.x;
                         dsr[1] = i & 1 ? d4.w : d4.y;
                     } else {

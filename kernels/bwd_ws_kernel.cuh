@@ -1622,9 +1622,44 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 static_assert(C::DQT, "DP: the 80-row tile");
                 sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
                 sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 160);
+                // DT (deterministic; FA4CP_CUDA_TUNING 549755813888 = 2^39: off):
+                // once the turn has come, both planes' reductions go out at
+                // once and the semaphore is released when both have
+                // completed, so that the turn is held for one reduction's
+                // latency instead of two reads and a completion; the KV
+                // blocks of a query tile pass it on in a chain
+                const bool dt = DET && !(p.tuning & 549755813888LL);
                 for (int it = 0; it < iters; ++it) {
                     int *sem = nullptr;
                     const int m0 = st.m0(gi, WBM);
+                    if (dt) {
+#pragma unroll
+                        for (int w = 0; w < 2; ++w) {
+                            sm90::named_sync(C::BAR_DQ_FULL + w, 160);
+                            if (lane == 0) {
+                                if (w == 0)
+                                    sem = turn(st, m0);
+                                float *dst =
+                                    p.dq_accum + (((int64_t)st.hq * 2 + w) * p.total_q + gi.q_off + m0) * 64;
+                                sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + w * (WBM * 64)),
+                                                          (uint32_t)(min(WBM, gi.sq - m0) * 64 * 4));
+                                sm90::tma_store_commit();
+                            }
+                        }
+                        if (lane == 0)
+                            sm90::tma_store_wait_read<0>();
+                        __syncwarp();
+                        if (it + 1 < iters) {
+                            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
+                            sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 160);
+                        }
+                        if (lane == 0) {
+                            sm90::tma_store_wait<0>(); // both reductions have completed
+                            sem_release_add(sem);
+                        }
+                        st.next(gi);
+                        continue;
+                    }
 #pragma unroll
                     for (int w = 0; w < 2; ++w) {
                         sm90::named_sync(C::BAR_DQ_FULL + w, 160);

@@ -1685,13 +1685,20 @@ static void causal_tile_cases(test_rng *r)
  * dense kernel's exponentials by polynomial, and of the causal kernel's
  * unmasked steps', PXW), DP off (FA4CP_CUDA_TUNING 4294967296: one-float
  * stores, dqa_col order), PX off (17179869184: dense), PH (34359738368:
- * half of them by polynomial, dense), PXW off (137438953472: causal) and SN
+ * half of them by polynomial, dense), PXW off (137438953472: causal), SN
  * off (274877906944: the next step's S^T issued at the loop's top, not at
- * the end of a step); a dense varlen batch with GQA and padding rows, and a
- * causal sequence. */
+ * the end of a step) and DT off (549755813888: the deterministic dQ writer
+ * reads each plane out before the next one's reduction); a dense varlen
+ * batch with GQA and padding rows, and a causal sequence. */
 static void bwd80_variant_cases(test_rng *r)
 {
-    static const long long vars[] = {0, 4294967296LL, 17179869184LL, 34359738368LL, 137438953472LL, 274877906944LL};
+    static const long long vars[] = {0,
+                                     4294967296LL,
+                                     17179869184LL,
+                                     34359738368LL,
+                                     137438953472LL,
+                                     274877906944LL,
+                                     549755813888LL};
     long long base;
     char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
@@ -1708,7 +1715,7 @@ static void bwd80_variant_cases(test_rng *r)
         seq_table(&c, r, 613, 613);
         char desc[256];
         const int good = bwd_modes_under(&c, r, base, vars, sizeof vars / sizeof vars[0], saved, desc, sizeof desc);
-        ok(good, "d128 80-row backward variants, %s: DP, PX, PXW and SN on and off, PH, both modes match the reference",
+        ok(good, "d128 80-row backward variants, %s: DP, PX, PXW, SN and DT on and off, PH, both modes match the reference",
            desc);
     }
     set_tuning(saved);

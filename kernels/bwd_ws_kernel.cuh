@@ -1295,14 +1295,16 @@ __device__ __forceinline__ void bwd_ws_mma_rows128pp(const fa4cp_kparams &p, Bwd
 //   loop, while the tensor cores idle, not starting with a load's latency).
 // ncu, H200 2026-11-30 (S1-S4, main kernel cycles against the old loop):
 // S^T alone -1.3 to -1.8 % at d128 S8k causal, -0.6 % S16k dense, -2.0 %
-// FA4's varlen batch; with the waits -2.7 %, -2.1 %, -3.2 % (S4k dense -1.8
-// %); with two tiles' Dsum values -2.7 %, -3.3 %, -3.1 % (S4k dense -2.9 %); all of
-// the above -3.7 %, -4.8 %, -4.4 % (S4k dense -4.5 %).  Tried: dP^T issued
-// at the turn too (both products' accumulators live over it: 52 bytes
-// spilled, 2.6-4.4 % slower); the first LSE values before dP^T's issue
-// (+0.1-0.4 %); dV issued before the stmatrix of dS (ptxas serialised the
-// wgmmas, C7512); the dQ writer's two plane reductions in flight at once
-// (+0.6 to +1.4 %).
+// FA4's varlen batch; with the waits -2.7 %, -2.1 %, -3.2 % (S4k dense
+// -1.8 %); with two tiles' Dsum values -2.7 %, -3.3 %, -3.1 % (S4k dense
+// -2.9 %); all of the above -3.7 %, -4.8 %, -4.4 % (S4k dense -4.5 %).
+// Tried: dP^T issued at the turn too (both products' accumulators live
+// over it: 52 bytes spilled, 2.6-4.4 % slower); the first LSE values
+// before dP^T's issue (+0.1-0.4 %); dV issued before the stmatrix of dS
+// (ptxas serialised the wgmmas, C7512); in the normal kernel the dQ
+// writer's two plane reductions in flight at once (+0.6 to +1.4 %: the
+// first plane's hand-back then waits for the second's staging; the
+// deterministic kernel's writer does it, DT, where the turn is the limit).
 // VAR: the variant bits BWD_SP | BWD_SI | BWD_EP | BWD_ST | BWD_PP | BWD_ET | BWD_DP | BWD_PX | BWD_PH
 // | BWD_SN (bwd_ws_pick).
 enum { BWD_SP = 1, BWD_SI = 2, BWD_EP = 4, BWD_ST = 8, BWD_PP = 16, BWD_ET = 32, BWD_DP = 64, BWD_PX = 128, BWD_PH = 256,

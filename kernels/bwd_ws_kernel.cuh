@@ -1788,11 +1788,16 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
         // its dK is done, so that the tensor cores go from dK to S^T without
         // the turn of the loop between them
         float sT[WBM / 8][4];
+        // S^T = K Q^T for this warpgroup's 64 KV rows, Q from stage q
+        auto issue_st = [&](int q) {
+            wgmma_fence();
+            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB,
+                                                                      sb + C::OFF_Q + q * C::TILE_Q);
+            wgmma_commit();
+        };
         if constexpr (SN) {
             sm90::mbar_wait(sm90::smem_addr(&bars->q_full[0]), 0);
-            wgmma_fence();
-            gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sb + C::OFF_Q);
-            wgmma_commit();
+            issue_st(0);
         }
         for (int it = 0; it < gi.iters; ++it) {
             const int s = it & 1;
@@ -1826,10 +1831,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
             }
             if constexpr (!SN) {
                 sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s]), ph);
-                wgmma_fence();
-                // S^T = K Q^T, dP^T = V dO^T for this warpgroup's 64 KV rows
-                gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB, sQa);
-                wgmma_commit();
+                issue_st(s);
             }
             // SP: this thread's rows of the statistics (bwd_stat_pos), from stage s's start
             const float *lsp = sLse + s * C::STAT_STRIDE + BWD_STAT_TS(WBM) * t,
@@ -2136,10 +2138,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                     if (nx)
                         sm90::mbar_wait(sm90::smem_addr(&bars->q_full[s1]), ((uint32_t)(it + 1) >> 1) & 1);
                     wgmma_wait<0>(); // dK done
-                    wgmma_fence();
-                    gemm_ss_kmajor<T, WBM, DQK, WBN * RB, WBM * RB, RB, true>(&sT[0][0], sKa + cwd * 64 * RB,
-                                                                              sb + C::OFF_Q + s1 * C::TILE_Q);
-                    wgmma_commit();
+                    issue_st(s1);
                 } else {
                     wgmma_wait<0>(); // dK done
                 }

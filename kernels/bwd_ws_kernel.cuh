@@ -1631,6 +1631,13 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 // latency instead of two reads and a completion; the KV
                 // blocks of a query tile pass it on in a chain
                 const bool dt = DET && !(p.tuning & 549755813888LL);
+                // plane w's reduction into dq_accum (lane 0)
+                auto reduce_plane = [&](int w, int m0) {
+                    float *dst = p.dq_accum + (((int64_t)st.hq * 2 + w) * p.total_q + gi.q_off + m0) * 64;
+                    sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + w * (WBM * 64)),
+                                              (uint32_t)(min(WBM, gi.sq - m0) * 64 * 4));
+                    sm90::tma_store_commit();
+                };
                 for (int it = 0; it < iters; ++it) {
                     int *sem = nullptr;
                     const int m0 = st.m0(gi, WBM);
@@ -1641,11 +1648,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                             if (lane == 0) {
                                 if (w == 0)
                                     sem = turn(st, m0);
-                                float *dst =
-                                    p.dq_accum + (((int64_t)st.hq * 2 + w) * p.total_q + gi.q_off + m0) * 64;
-                                sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + w * (WBM * 64)),
-                                                          (uint32_t)(min(WBM, gi.sq - m0) * 64 * 4));
-                                sm90::tma_store_commit();
+                                reduce_plane(w, m0);
                             }
                         }
                         if (lane == 0)
@@ -1668,10 +1671,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                         if (lane == 0) {
                             if (w == 0)
                                 sem = turn(st, m0);
-                            float *dst = p.dq_accum + (((int64_t)st.hq * 2 + w) * p.total_q + gi.q_off + m0) * 64;
-                            sm90::bulk_reduce_add_f32(dst, sm90::smem_addr(sdQ + w * (WBM * 64)),
-                                                      (uint32_t)(min(WBM, gi.sq - m0) * 64 * 4));
-                            sm90::tma_store_commit();
+                            reduce_plane(w, m0);
                             sm90::tma_store_wait_read<0>();
                         }
                         __syncwarp();

@@ -380,14 +380,14 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
                 return e;
         }
         if constexpr (CAN80) {
-            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm, pairs)
-                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm, pairs))
-                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
+            e = t80 ? (p.window_right >= 0 ? launch_bwd_ws<T, DQK, DV, 80, true>(p, ctas, nb, use_list, nsm, dev, pairs)
+                                           : launch_bwd_ws<T, DQK, DV, 80>(p, ctas, nb, use_list, nsm, dev, pairs))
+                    : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, dev, pairs);
         } else if constexpr (CAN128) {
-            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm, pairs)
-                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
+            e = t128 ? launch_bwd_ws<T, DQK, DV, 128>(p, ctas, nb, use_list, nsm, dev, pairs)
+                     : launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, dev, pairs);
         } else {
-            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, pairs);
+            e = launch_bwd_ws<T, DQK, DV, W::WBM>(p, ctas, nb, use_list, nsm, dev, pairs);
         }
         if (e != cudaSuccess)
             return e;

@@ -63,6 +63,7 @@
 #pragma once
 
 #include "bwd_common.cuh"
+#include "launch_cache.cuh"
 #include "sm90_prim.cuh"
 
 namespace fa4cp {
@@ -2320,9 +2321,11 @@ static auto bwd_ws_pick(int var, bool *pairs) -> decltype(&bwd_ws_kernel<T, DQK,
 // already built); the tensor maps are made here, once per call.  nsm: the
 // device's SMs (the kv-head sections of the closed-form order, bwd_ws_work).
 // dp: dq_accum in DP's planes (launch_bwd's rule, bwd_dq_planes), which
-// this kernel must then write.
+// this kernel must then write.  dev: the current device (the kernels'
+// shared-memory attribute is set once per kernel and device,
+// launch_cache.cuh).
 template <typename T, int DQK, int DV, int WBM, bool WIN = false>
-cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm, bool dp) {
+cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool use_list, int nsm, int dev, bool dp) {
     using C = BwdWsCfg<T, DQK, DV, WBM>;
     if (p.total_k == 0) // every sequence has no keys: no KV block, nothing to write
         return cudaSuccess;
@@ -2385,13 +2388,33 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     bool pairs = false;
     auto kern = p.deterministic ? bwd_ws_pick<T, DQK, DV, WBM, true, WIN>(var, &pairs)
                                 : bwd_ws_pick<T, DQK, DV, WBM, false, WIN>(var, &pairs);
-    if ((e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM)) != cudaSuccess)
-        return e;
     if (pairs != dp) // (bwd_dq_planes promised the planes' kernel, or the other layout)
         return cudaErrorInvalidValue;
-    kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv, (int)R,
-                                                                     nb, use_list, tma_stats, nsm);
-    return cudaGetLastError();
+    // the attribute once per (kernel, device), as the forward's
+    // (launch_cache.cuh; 0.3 us of the host's a call, H200 host 2026-11-30)
+    static FuncSmemTable smem_tab;
+    FuncSmemCache *sc = func_smem_slot(smem_tab, (const void *)kern);
+    bool cached = false;
+    auto allow = [&]() {
+        return sc ? func_smem_once(*sc, (const void *)kern, C::SMEM, dev, &cached)
+                  : cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, C::SMEM);
+    };
+    if ((e = allow()) != cudaSuccess)
+        return e;
+    auto launch = [&]() {
+        kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv,
+                                                                         (int)R, nb, use_list, tma_stats, nsm);
+        return cudaGetLastError();
+    };
+    e = launch();
+    if (e != cudaSuccess && cached) {
+        // the cached attribute may be stale (a cudaDeviceReset): set it and try once more
+        func_smem_forget(*sc, dev);
+        if ((e = allow()) != cudaSuccess)
+            return e;
+        e = launch();
+    }
+    return e;
 }
 
 } // namespace fa4cp

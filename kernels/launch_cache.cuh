@@ -71,4 +71,28 @@ inline void func_smem_forget(FuncSmemCache &c, int dev) {
         c.smem[dev].store(0, std::memory_order_relaxed);
 }
 
+// One FuncSmemCache per kernel of a launcher that picks among several
+// instantiations at run time (the backward's variants, bwd_ws_pick): slots
+// keyed by the kernel's address, claimed by compare-and-swap.  A full table
+// gives nullptr: the caller then sets the attribute every call.
+struct FuncSmemTable {
+    static constexpr int N = 32;
+    std::atomic<const void *> key[N]; // nullptr: free (static: zero-initialised)
+    FuncSmemCache c[N];
+};
+inline FuncSmemCache *func_smem_slot(FuncSmemTable &t, const void *kern) {
+    for (int i = 0; i < FuncSmemTable::N; ++i) {
+        const void *k = t.key[i].load(std::memory_order_acquire);
+        if (k == nullptr) {
+            const void *expect = nullptr;
+            if (t.key[i].compare_exchange_strong(expect, kern, std::memory_order_acq_rel) || expect == kern)
+                return &t.c[i];
+            continue; // another kernel took the slot first
+        }
+        if (k == kern)
+            return &t.c[i];
+    }
+    return nullptr;
+}
+
 } // namespace fa4cp

@@ -264,7 +264,7 @@ __global__ void __launch_bounds__(MAXT) sched_bwd_kernel(const fa4cp_kparams p, 
                 tm = max(tm, __shfl_xor_sync(0xffffffffu, tm, o));
             }
             if (lane == 0)
-                *hs_out = bwd_head_section(tm, (long long)ts, nsm);
+                *hs_out = bwd_head_section(tm, (long long)ts, nsm, bwd_det_g(p));
         }
     }
     __syncthreads();

@@ -84,6 +84,12 @@ __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob,
     return bwd_walk_steps(i_min, i_max, BI, bwd_walk_aligned(p, p.deterministic));
 }
 
+// bwd_head_section's det_g of a call: G = heads / kv_heads when
+// deterministic (FA4CP_CUDA_TUNING 2^40: 0), else 0.
+__host__ __device__ __forceinline__ int bwd_det_g(const fa4cp_kparams &p) {
+    return p.deterministic && p.kv_heads > 0 && !(p.tuning & 1099511627776LL) ? p.heads / p.kv_heads : 0;
+}
+
 // The backward's kv-head sections (bwd_ws_work, bwd_ws_kernel.cuh): the CTAs
 // take the entries of hs kv heads at a time, entry (longest first) then kv
 // head, and the next hs heads after them.  hs = 1 keeps the CTAs running at
@@ -97,10 +103,33 @@ __device__ __forceinline__ int entry_cost(const fa4cp_kparams &p, int b, int ob,
 // took 0.41 ms instead of 0.50; at x = 1.02-1.54 hs = 2 was 3-5 % slower on
 // the FA4 varlen batch and d128 S8k causal (B = 4), 1-4 % faster at S16k-32k
 // causal (B <= 2): there the tail is small and L2 decides.
-__host__ __device__ __forceinline__ int bwd_head_section(long long longest, long long sum, int nsm) {
-    if (sum <= 0 || longest <= 0 || nsm <= 0 || longest * nsm <= 2 * sum)
-        return 1;
-    const long long hs = (longest * nsm + sum - 1) / sum;
+//
+// det_g > 0 (the deterministic backward, G query heads a kv head; costs in
+// steps of one query head, so a CTA's entry takes G times its cost): hs is
+// also at least ceil(nsm / (longest * G)).  A query tile's dQ additions go
+// from KV block to KV block in order, each passing the turn on after its
+// reduction has completed (about a step); with the entries of one (sequence,
+// kv head) in a row, the CTAs start about (longest * G) / nsm steps apart
+// (one every time an SM frees), so where a CTA takes fewer steps than there
+// are SMs, a chain's KV blocks start faster than their turns come and wait;
+// hs heads interleaved start each chain's blocks hs times slower.  Measured
+// on an H200 (2026-11-30 05:59, ncu, main kernel cycles, deterministic, hs
+// forced to k): d128 S4k dense (52 steps, 132 SMs) 9.00 M at k = 1 (the
+// old rule), 8.56 M at 2, 8.61 at 3, 8.55 at 4, 8.64 at 6, 8.77 at 8, 8.99
+// at 16 (the normal kernel: 7.46 M); S8k dense (103 steps) 16.75 / 16.67 /
+// 16.90 / 17.25 M at k = 1 / 2 / 4 / 8, S8k causal 8.95 / 8.94 / 9.10 / 9.64
+// M, FA4's varlen batch (up to 150 steps) 17.58 / 18.36 / 18.83 / 19.20 M,
+// S16k dense 32.79 / 33.02 / 33.50 / 34.04 M: wider sections cost L2 where
+// the chains keep up.  FA4CP_CUDA_TUNING 1099511627776 (2^40): without it.
+__host__ __device__ __forceinline__ int bwd_head_section(long long longest, long long sum, int nsm,
+                                                         int det_g = 0) {
+    long long hs = 1;
+    if (sum > 0 && longest > 0 && nsm > 0 && longest * nsm > 2 * sum)
+        hs = (longest * nsm + sum - 1) / sum;
+    if (det_g > 0 && longest > 0 && nsm > 0) {
+        const long long steps = longest * det_g, d = (nsm + steps - 1) / steps;
+        hs = d > hs ? d : hs;
+    }
     return hs > (1 << 20) ? (1 << 20) : (int)hs;
 }
 

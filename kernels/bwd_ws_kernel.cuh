@@ -261,6 +261,9 @@ __device__ __forceinline__ int opaque_int(int x) {
 // linear costs of a causal or dense sequence).  FA4CP_CUDA_TUNING 65536:
 // one section (the kv head fastest); 16777216: sections of one head (the
 // kv head slowest).
+// Deterministic, the sections are at least nsm / (the longest entry's steps)
+// heads wide (bwd_head_section's det_g), so that the KV blocks of one query
+// tile's chain do not start faster than its turns pass on.
 // The deterministic order stays deadlock-free: the KV blocks of a (sequence,
 // head) still take their tickets in ascending order.
 template <int WBM, int WBN, bool DET>
@@ -281,7 +284,7 @@ __device__ __forceinline__ bool bwd_ws_work(const fa4cp_kparams &p, int max_nb, 
         } else if (closed) {
             const long long c0 = max(entry_cost<true>(p, 0, 0, WBN, WBM), 0);
             const long long c1 = max(entry_cost<true>(p, 0, ne - 1, WBN, WBM), 0);
-            hs = bwd_head_section(c0, (c0 + c1) * ne / 2, nsm);
+            hs = bwd_head_section(c0, (c0 + c1) * ne / 2, nsm, bwd_det_g(p));
         } else {
             hs = p.sched[p.sched_cap - 1];
         }

@@ -140,7 +140,14 @@ typedef struct fa4cp_kparams {
      * to a multiple of 8: bwd_walk_start, attn_sched.cuh; the work list
      * counts the same steps), 137438953472 (2^37) its windowed (causal)
      * 80-row d128 kernel takes every exponential by MUFU.EX2 (else PXW: PX's
-     * quarter by ex2_poly in its steps without the element mask) */
+     * quarter by ex2_poly in its steps without the element mask),
+     * 274877906944 (2^38) the 80-row d128 backward's old loop (else SN: the
+     * next step's S^T issued at the end of a step), 549755813888 (2^39) the
+     * deterministic 80-row writer's old order (else DT: both planes'
+     * reductions once the turn has come), 1099511627776 (2^40) the
+     * deterministic backward's kv-head sections by the normal rule alone
+     * (else at least nsm / (the longest entry's steps) heads:
+     * bwd_head_section, attn_sched.cuh) */
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

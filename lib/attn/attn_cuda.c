@@ -103,6 +103,110 @@ out:
     return st;
 }
 
+/* Small workspaces kept per stream.  The forward's work list (and a backward
+ * chain's semaphores and list) is a few KB, but a stream-ordered allocation
+ * and free of it cost the host ~4.7 us a call (H200 host, 2026-11-30), and a
+ * forward that runs alone waits for that before its kernel starts (a CP
+ * step's forward is ~0.11 ms).  So each (device, stream) keeps one buffer
+ * from the pool, grown (stream-ordered free of the old one, then a new
+ * allocation, on that stream) when a call needs more: the calls on one
+ * stream run in its order, so they can share it.  A slot's lock is held
+ * from taking the buffer to the call's last launch, so that a call on
+ * another thread cannot free it in between.  Not for a stream being
+ * captured (its graph could be replayed on another stream: those calls
+ * allocate per call, as does a call once every slot is taken: slots are
+ * never given back, streams are known by cudaStreamGetId, which is never
+ * reused). */
+#define WS_SLOTS 64
+#define WS_SMALL_MAX ((size_t)1 << 20)
+typedef struct ws_slot {
+    pthread_mutex_t lock;
+    int dev; /* -1: free */
+    unsigned long long sid;
+    void *ptr;
+    size_t bytes;
+} ws_slot;
+static ws_slot ws_slots[WS_SLOTS];
+static pthread_mutex_t ws_table_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+static void ws_init(void) {
+    for (int i = 0; i < WS_SLOTS; ++i) {
+        pthread_mutex_init(&ws_slots[i].lock, NULL);
+        ws_slots[i].dev = -1;
+    }
+}
+
+/* A workspace of `bytes` for a call on stream s: the stream's kept buffer
+ * (*slot >= 0: its lock is held, ws_release gives it back) or, where none
+ * can be kept, a pool allocation (*slot = -1: free it with free_async). */
+static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *slot) {
+    fa4cp_status st = FA4CP_OK;
+    cudaMemPool_t pool = NULL;
+    enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    unsigned long long sid = 0;
+    int dev = 0, i = -1;
+    ws_slot *w = NULL;
+    *out = NULL;
+    *slot = -1;
+    FA4CP_TRY(workspace_pool(&pool));
+    CUDA_CHECK(cudaGetDevice(&dev));
+    if (bytes <= WS_SMALL_MAX && cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
+        cudaStreamGetId(s, &sid) == cudaSuccess) {
+        pthread_once(&ws_once, ws_init);
+        pthread_mutex_lock(&ws_table_lock);
+        for (int j = 0; j < WS_SLOTS; ++j) {
+            if (ws_slots[j].dev == dev && ws_slots[j].sid == sid) {
+                i = j;
+                break;
+            }
+            if (ws_slots[j].dev < 0) { /* the first free slot: this stream's */
+                ws_slots[j].dev = dev;
+                ws_slots[j].sid = sid;
+                i = j;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&ws_table_lock);
+    }
+    if (i < 0) {
+        CUDA_CHECK(cudaMallocFromPoolAsync(out, bytes, pool, s));
+        goto out;
+    }
+    w = &ws_slots[i];
+    pthread_mutex_lock(&w->lock);
+    if (w->bytes < bytes) {
+        size_t nb = 4096;
+        while (nb < bytes)
+            nb <<= 1;
+        if (w->ptr) {
+            cudaError_t e = cudaFreeAsync(w->ptr, s);
+            w->ptr = NULL;
+            w->bytes = 0;
+            if (e != cudaSuccess) {
+                pthread_mutex_unlock(&w->lock);
+                FA4CP_FAIL(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaFreeAsync failed: %s", __FILE__, __LINE__,
+                           cudaGetErrorString(e));
+            }
+        }
+        cudaError_t e = cudaMallocFromPoolAsync(&w->ptr, nb, pool, s);
+        if (e != cudaSuccess) {
+            w->ptr = NULL;
+            pthread_mutex_unlock(&w->lock);
+            FA4CP_FAIL(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaMallocFromPoolAsync failed: %s", __FILE__,
+                       __LINE__, cudaGetErrorString(e));
+        }
+        w->bytes = nb;
+    }
+    *out = w->ptr;
+    *slot = i;
+out:
+    return st;
+}
+
+/* The end of a call that took a workspace: a kept buffer's lock is released,
+ * a pool allocation freed (stream-ordered, after the call's kernels). */
+static fa4cp_status ws_release(void *ptr, int slot, cudaStream_t s, fa4cp_status st);
+
 static int misaligned(const void *p) { return ((uintptr_t)p & 15u) != 0; }
 
 /* Checks of the cuda backend (before any launch). */
@@ -263,15 +367,10 @@ static int64_t sched_entries(const fa4cp_kparams *p) {
     return (int64_t)p->batch * blocks + 2;
 }
 
-/* The work list (the forward's only workspace). */
-static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s) {
-    fa4cp_status st = FA4CP_OK;
-    cudaMemPool_t pool = NULL;
+/* The work list (the forward's only workspace; ws_acquire's slot). */
+static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s, int *slot) {
     p->sched_cap = sched_entries(p);
-    FA4CP_TRY(workspace_pool(&pool));
-    CUDA_CHECK(cudaMallocFromPoolAsync((void **)&p->sched, (size_t)p->sched_cap * sizeof(int), pool, s));
-out:
-    return st;
+    return ws_acquire(s, (size_t)p->sched_cap * sizeof(int), (void **)&p->sched, slot);
 }
 
 static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
@@ -284,9 +383,18 @@ static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
     return st;
 }
 
+static fa4cp_status ws_release(void *ptr, int slot, cudaStream_t s, fa4cp_status st) {
+    if (slot >= 0) {
+        pthread_mutex_unlock(&ws_slots[slot].lock);
+        return st;
+    }
+    return free_async(ptr, s, st);
+}
+
 fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a) {
     fa4cp_status st = FA4CP_OK;
     fa4cp_kparams p;
+    int slot = -1;
     p.sched = NULL;
     FA4CP_TRY(check_args(a, 0));
     if (a->total_q >= ((int64_t)1 << 30) || a->total_k >= ((int64_t)1 << 30))
@@ -298,10 +406,10 @@ fa4cp_status fa4cp_attn_cuda_fwd(const fa4cp_attn_args *a) {
     FA4CP_TRY(make_params(a, &p));
     if (a->batch == 0 || a->total_q == 0)
         goto out;
-    FA4CP_TRY(alloc_sched(&p, (cudaStream_t)a->stream));
+    FA4CP_TRY(alloc_sched(&p, (cudaStream_t)a->stream, &slot));
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_fwd(&p));
 out:
-    return free_async(p.sched, a ? (cudaStream_t)a->stream : NULL, st);
+    return ws_release(p.sched, slot, a ? (cudaStream_t)a->stream : NULL, st);
 }
 
 static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
@@ -314,6 +422,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     fa4cp_kparams p;
     cudaStream_t s = NULL;
     char *ws = NULL;
+    int slot = -1;
     FA4CP_TRY(check_args(a, 1));
     FA4CP_TRY(device_ok());
     FA4CP_TRY(make_params(a, &p));
@@ -349,9 +458,14 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         p.sched_cap = sched_entries(&p);
         const size_t o_sem = chain ? 0 : align256(o_acc + n_acc), o_sched = align256(o_sem + n_sem);
         const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
-        cudaMemPool_t pool = NULL;
-        FA4CP_TRY(workspace_pool(&pool));
-        CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
+        /* (a chain's workspace is small: kept per stream, ws_acquire) */
+        if (chain) {
+            FA4CP_TRY(ws_acquire(s, total, (void **)&ws, &slot));
+        } else {
+            cudaMemPool_t pool = NULL;
+            FA4CP_TRY(workspace_pool(&pool));
+            CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
+        }
         char *acc = chain ? (char *)a->dq_carry : ws;
         p.dsum = rows ? (float *)acc : NULL;
         p.dq_accum = rows ? (float *)(acc + o_acc) : NULL;
@@ -363,5 +477,5 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
     }
     CUDA_CHECK((cudaError_t)fa4cp_kernel_attn_bwd(&p));
 out:
-    return free_async(ws, s, st);
+    return ws_release(ws, slot, s, st);
 }

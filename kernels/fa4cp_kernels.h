@@ -56,6 +56,11 @@ typedef struct fa4cp_kparams {
      * needs the list; NULL: the backward falls back to a fixed tile order) */
     int *sched;
     int64_t sched_cap;
+    /* the forward's tile counter, if not NULL (else sched[sched_cap - 1],
+     * zeroed before each launch): 0 at launch, and the forward's kernel
+     * leaves it 0 (the CTA that takes the last ticket resets it), so that a
+     * counter kept across the calls on one stream needs no memset */
+    int *fwd_ctr;
     /* FA4CP_CUDA_TUNING, for timing experiments only (0 = the defaults; every
      * setting gives correct results): 1 no m-block stagger in the backward,
      * 64 fixed tile order instead of the work list (the deterministic

@@ -134,7 +134,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     if (!p.sched || entries + 2 > p.sched_cap)
         return cudaErrorInvalidValue;
     const int theads = pack ? p.kv_heads : p.heads; // tile heads
-    int *ctr = p.sched + p.sched_cap - 1;
+    int *ctr = p.fwd_ctr ? p.fwd_ctr : p.sched + p.sched_cap - 1;
     int64_t longest = p.max_sq > p.max_sk ? p.max_sq : p.max_sk;
     int64_t R = 256;
     while (R < longest)
@@ -206,7 +206,7 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
     if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
         return e;
     if (closed) {
-        if ((e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
+        if (!p.fwd_ctr && (e = cudaMemsetAsync(ctr, 0, sizeof(int), stream)) != cudaSuccess)
             return e;
     } else {
         sched_kernel<false><<<1, SCHED_THREADS, 0, stream>>>(p, max_mb, pt, C::BN, p.sched, ctr);

@@ -190,6 +190,15 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
         ++tcount;
         if (!valid)
             break;
+        // the next tile: every valid tile is followed by one ticket, so the
+        // tickets are 0 .. tiles - 1 and the CTA that takes the last one
+        // leaves the counter 0 for the next call (FwdSched::ctr)
+        auto next_tile = [&]() {
+            const int t = atomicAdd(sc.ctr, 1);
+            if (t == n_entries * sc.heads - 1)
+                atomicExch(sc.ctr, 0);
+            return t + (int)gridDim.x;
+        };
         const FwdTile ft = fwd_decode(sc, n_entries, tile);
         const SeqInfo si = seq_info(p, ft.b);
         const Mask mk{(int64_t)si.sk - si.sq, p.window_left, p.window_right, si.sk};
@@ -239,7 +248,7 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                     load_k(n);
                     load_v(n);
                 }
-                tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
+                tile = next_tile();
             } else { // V lags K by one block: K(n) reaches the consumers earlier
                 for (int n = fb.n_hi - 1; n >= fb.n_lo; --n) {
                     load_k(n);
@@ -248,11 +257,11 @@ __device__ __forceinline__ void fwd_producer(const fa4cp_kparams &p, const FwdSc
                 // the next tile, fetched after the last K load (FA3's place:
                 // the consumers are still on this tile's last blocks; held
                 // from the tile's start it would cost the producer a register)
-                tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
+                tile = next_tile();
                 load_v(fb.n_lo);
             }
         } else {
-            tile = atomicAdd(sc.ctr, 1) + (int)gridDim.x;
+            tile = next_tile();
         }
     }
 }

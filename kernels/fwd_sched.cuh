@@ -15,7 +15,8 @@
 // handed to the consumer warpgroups through a two-slot ring in shared memory
 // (tile_full / tile_empty mbarriers); -1 ends the loop.
 // One sequence: no list, its order in closed form (FwdSched::bm), the
-// counter zeroed by a memset.
+// counter zeroed by a memset, or kept 0 across the calls on one stream
+// (fa4cp_kparams::fwd_ctr): the CTA that takes the last ticket resets it.
 //
 // GQA packing (fwd_ws_kernel<C, false, true>, chosen per call by the
 // launcher, fwd_kernel.cuh): a tile is (sequence b, packed block mb, KV head

@@ -105,9 +105,11 @@ out:
 
 /* Small workspaces kept per stream.  The forward's work list (and a backward
  * chain's semaphores and list) is a few KB, but a stream-ordered allocation
- * and free of it cost the host ~4.7 us a call (H200 host, 2026-11-30), and a
- * forward that runs alone waits for that before its kernel starts (a CP
- * step's forward is ~0.11 ms).  So each (device, stream) keeps one buffer
+ * and free of it cost the host 1.6 us a call and the forward's tile counter
+ * a memset (1.6 us more, and an operation on the GPU) (H200 host,
+ * 2026-11-30 06:14), and a forward that runs alone waits for that before
+ * its kernel starts (a CP step's forward is ~0.11 ms).  So each (device,
+ * stream) keeps one buffer
  * from the pool, grown (stream-ordered free of the old one, then a new
  * allocation, on that stream) when a call needs more: the calls on one
  * stream run in its order, so they can share it.  A slot's lock is held
@@ -138,8 +140,13 @@ static void ws_init(void) {
 
 /* A workspace of `bytes` for a call on stream s: the stream's kept buffer
  * (*slot >= 0: its lock is held, ws_release gives it back) or, where none
- * can be kept, a pool allocation (*slot = -1: free it with free_async). */
-static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *slot) {
+ * can be kept, a pool allocation (*slot = -1: free it with free_async).
+ * A kept buffer's first WS_CTR bytes are the forward's tile counter
+ * (fa4cp_kparams::fwd_ctr: zeroed when the buffer is made, and every
+ * forward leaves it 0), *ctr if ctr is not NULL; the workspace follows
+ * them.  A pool allocation: *ctr = NULL. */
+#define WS_CTR 256
+static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *slot, int **ctr) {
     fa4cp_status st = FA4CP_OK;
     cudaMemPool_t pool = NULL;
     enum cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
@@ -148,6 +155,8 @@ static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *sl
     ws_slot *w = NULL;
     *out = NULL;
     *slot = -1;
+    if (ctr)
+        *ctr = NULL;
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaGetDevice(&dev));
     if (bytes <= WS_SMALL_MAX && cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
@@ -174,9 +183,9 @@ static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *sl
     }
     w = &ws_slots[i];
     pthread_mutex_lock(&w->lock);
-    if (w->bytes < bytes) {
+    if (w->bytes < WS_CTR + bytes) {
         size_t nb = 4096;
-        while (nb < bytes)
+        while (nb < WS_CTR + bytes)
             nb <<= 1;
         if (w->ptr) {
             cudaError_t e = cudaFreeAsync(w->ptr, s);
@@ -189,16 +198,22 @@ static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *sl
             }
         }
         cudaError_t e = cudaMallocFromPoolAsync(&w->ptr, nb, pool, s);
+        if (e == cudaSuccess)
+            e = cudaMemsetAsync(w->ptr, 0, WS_CTR, s);
         if (e != cudaSuccess) {
+            if (w->ptr)
+                (void)cudaFreeAsync(w->ptr, s);
             w->ptr = NULL;
             pthread_mutex_unlock(&w->lock);
-            FA4CP_FAIL(FA4CP_ERR_CUDA, "cuda attention: %s:%d: cudaMallocFromPoolAsync failed: %s", __FILE__,
+            FA4CP_FAIL(FA4CP_ERR_CUDA, "cuda attention: %s:%d: workspace allocation failed: %s", __FILE__,
                        __LINE__, cudaGetErrorString(e));
         }
         w->bytes = nb;
     }
-    *out = w->ptr;
+    *out = (char *)w->ptr + WS_CTR;
     *slot = i;
+    if (ctr)
+        *ctr = (int *)w->ptr;
 out:
     return st;
 }
@@ -312,6 +327,7 @@ static fa4cp_status make_params(const fa4cp_attn_args *a, fa4cp_kparams *p) {
     p->dsum = NULL;
     p->sched = NULL;
     p->sched_cap = 0;
+    p->fwd_ctr = NULL;
     p->deterministic = a->deterministic != 0;
     p->chain = 0;
     {
@@ -367,10 +383,11 @@ static int64_t sched_entries(const fa4cp_kparams *p) {
     return (int64_t)p->batch * blocks + 2;
 }
 
-/* The work list (the forward's only workspace; ws_acquire's slot). */
+/* The work list (the forward's only workspace; ws_acquire's slot) and,
+ * with a kept buffer, the tile counter. */
 static fa4cp_status alloc_sched(fa4cp_kparams *p, cudaStream_t s, int *slot) {
     p->sched_cap = sched_entries(p);
-    return ws_acquire(s, (size_t)p->sched_cap * sizeof(int), (void **)&p->sched, slot);
+    return ws_acquire(s, (size_t)p->sched_cap * sizeof(int), (void **)&p->sched, slot, &p->fwd_ctr);
 }
 
 static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
@@ -460,7 +477,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
         /* (a chain's workspace is small: kept per stream, ws_acquire) */
         if (chain) {
-            FA4CP_TRY(ws_acquire(s, total, (void **)&ws, &slot));
+            FA4CP_TRY(ws_acquire(s, total, (void **)&ws, &slot, NULL));
         } else {
             cudaMemPool_t pool = NULL;
             FA4CP_TRY(workspace_pool(&pool));

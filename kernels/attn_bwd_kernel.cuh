@@ -40,6 +40,7 @@ namespace fa4cp {
 // threads 0 .. nsem - 1 the semaphores of a deterministic call (nsem = 0
 // otherwise), so that no memset runs before this kernel.
 template <typename T, int DQK, int DV> __global__ void bwd_preprocess_kernel(const fa4cp_kparams p, int64_t nsem) {
+    sm90::grid_dep_wait(); // (launch_pdl)
     constexpr int L = DV / 8;
     constexpr int LP = L <= 4 ? 4 : L <= 8 ? 8 : L <= 16 ? 16 : 32;
     static_assert(L <= 32, "head_dim_v up to 256");
@@ -97,6 +98,7 @@ template <typename T, int DQK, int DV> __global__ void bwd_preprocess_kernel(con
 // hold, 16b + 4j + (0..3) and 8 further (8 bytes each).
 template <typename T, int DQK, int DV>
 __global__ void bwd_finish_kernel(const fa4cp_kparams p, int64_t dq_blocks, bool pairs) {
+    sm90::grid_dep_wait(); // (launch_pdl)
     const uint4 zero = make_uint4(0, 0, 0, 0);
     if ((int64_t)blockIdx.x >= dq_blocks) {
         const int64_t wid = (((int64_t)blockIdx.x - dq_blocks) * blockDim.x + threadIdx.x) >> 5;
@@ -325,8 +327,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     if (first && (p.total_q > 0 || nsem > 0)) {
         constexpr int LP = DV / 8 <= 4 ? 4 : DV / 8 <= 8 ? 8 : DV / 8 <= 16 ? 16 : 32;
         const int64_t th = p.total_q * p.heads * LP;
-        bwd_preprocess_kernel<T, DQK, DV><<<blocks_for(th > nsem ? th : nsem, 256), 256, 0, s>>>(p, nsem);
-        if ((e = cudaGetLastError()) != cudaSuccess)
+        if ((e = launch_pdl(bwd_preprocess_kernel<T, DQK, DV>, (unsigned)blocks_for(th > nsem ? th : nsem, 256), 256,
+                            0, s, pdl_on(p.tuning), p, nsem)) != cudaSuccess)
             return e;
     } else if (nsem > 0) {
         if ((e = cudaMemsetAsync(p.dq_sem, 0, (size_t)nsem * sizeof(int), s)) != cudaSuccess)
@@ -399,8 +401,8 @@ template <typename T, int DQK, int DV> cudaError_t launch_bwd(const fa4cp_kparam
     if (fin_blocks > 0x7fffffffLL)
         return cudaErrorInvalidConfiguration;
     if (fin_blocks > 0) {
-        bwd_finish_kernel<T, DQK, DV><<<(unsigned)fin_blocks, 256, 0, s>>>(p, dq_blocks, pairs);
-        if ((e = cudaGetLastError()) != cudaSuccess)
+        if ((e = launch_pdl(bwd_finish_kernel<T, DQK, DV>, (unsigned)fin_blocks, 256, 0, s, pdl_on(p.tuning), p,
+                            dq_blocks, pairs)) != cudaSuccess)
             return e;
     }
     return cudaSuccess;

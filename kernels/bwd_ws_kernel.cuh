@@ -1321,6 +1321,7 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                   const __grid_constant__ CUtensorMap tmDsum, const __grid_constant__ CUtensorMap tmdK,
                   const __grid_constant__ CUtensorMap tmdV, int R, int max_nb, bool use_list, bool tma_stats,
                   int nsm) {
+    sm90::grid_dep_wait(); // (launch_pdl)
     using C = BwdWsCfg<T, DQK, DV, WBM_>;
     constexpr bool SP = VAR & BWD_SP, SI = VAR & BWD_SI, EP = VAR & BWD_EP, ST = VAR & BWD_ST, PP = VAR & BWD_PP;
     constexpr bool ET = VAR & BWD_ET, DP = VAR & BWD_DP, PX = VAR & BWD_PX, PH = VAR & BWD_PH, SN = VAR & BWD_SN;
@@ -2405,13 +2406,13 @@ cudaError_t launch_bwd_ws(const fa4cp_kparams &p, long long ctas, int nb, bool u
     if ((e = allow()) != cudaSuccess)
         return e;
     auto launch = [&]() {
-        kern<<<(unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream>>>(p, tq, tk, tv, tdo, tlse, tdsum, tdk, tdv,
-                                                                         (int)R, nb, use_list, tma_stats, nsm);
-        return cudaGetLastError();
+        return launch_pdl(kern, (unsigned)ctas, C::NT, C::SMEM, (cudaStream_t)p.stream, pdl_on(p.tuning), p, tq, tk,
+                          tv, tdo, tlse, tdsum, tdk, tdv, (int)R, nb, use_list, tma_stats, nsm);
     };
     e = launch();
     if (e != cudaSuccess && cached) {
         // the cached attribute may be stale (a cudaDeviceReset): set it and try once more
+        (void)cudaGetLastError();
         func_smem_forget(*sc, dev);
         if ((e = allow()) != cudaSuccess)
             return e;

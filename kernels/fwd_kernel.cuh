@@ -17,6 +17,7 @@ __global__ void __launch_bounds__(C::NT, 1)
     fwd_ws_kernel(const fa4cp_kparams p, const __grid_constant__ CUtensorMap tmQ,
                   const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
                   const __grid_constant__ CUtensorMap tmO, const FwdSched sc, int R) {
+    sm90::grid_dep_wait(); // (launch_pdl)
     extern __shared__ __align__(1024) unsigned char smem_raw[];
     unsigned char *base =
         reinterpret_cast<unsigned char *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~(uintptr_t)1023);
@@ -213,15 +214,15 @@ template <class C, bool PK = false> static cudaError_t launch_fwd_ws(const fa4cp
         if ((e = cudaGetLastError()) != cudaSuccess)
             return e;
     }
-    kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
-    e = cudaGetLastError();
+    const bool pdl = pdl_on(p.tuning);
+    e = launch_pdl(kern, grid, C::NT, smem, stream, pdl, p, tq, tk, tv, to, sc, (int)R);
     if (e != cudaSuccess && cached) {
         // the cached attribute may be stale (a cudaDeviceReset): set it and try once more
+        (void)cudaGetLastError();
         func_smem_forget(sm_c, dev);
         if ((e = func_smem_once(sm_c, (const void *)kern, smem, dev, &cached)) != cudaSuccess)
             return e;
-        kern<<<grid, C::NT, smem, stream>>>(p, tq, tk, tv, to, sc, (int)R);
-        e = cudaGetLastError();
+        e = launch_pdl(kern, grid, C::NT, smem, stream, pdl, p, tq, tk, tv, to, sc, (int)R);
     }
     return e;
 }

@@ -19,6 +19,7 @@
 #include <cuda_runtime.h>
 #include <cudaTypedefs.h>
 #include <stdint.h>
+#include <utility>
 
 namespace fa4cp {
 
@@ -93,6 +94,35 @@ inline FuncSmemCache *func_smem_slot(FuncSmemTable &t, const void *kern) {
             return &t.c[i];
     }
     return nullptr;
+}
+
+// PDL (programmatic dependent launch; FA4CP_CUDA_TUNING 2^41: off): the
+// attention calls' kernels are launched with programmatic stream
+// serialisation, so that the driver launches each behind the kernel before
+// it in the stream as that one's CTAs exit, instead of after its completion
+// has been seen: the kernel's CTAs are on the SMs, waiting in
+// sm90::grid_dep_wait (their first statement) until that grid's writes are
+// visible.  No early trigger (griddepcontrol.launch_dependents): the next
+// kernel's CTAs do not take SMs while this one still has CTAs to start.  A
+// CP step's backward is 3 kernels of 0.3 ms together, its forward one of
+// 0.11 ms, and the gaps between them were what the steps' sum lost against
+// one call (bench_cp, ratio_iso).
+inline bool pdl_on(long long tuning) { return !(tuning & 2199023255552LL); }
+
+template <typename... KArgs, typename... Args>
+inline cudaError_t launch_pdl(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, bool pdl,
+                              Args &&...args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, std::forward<Args>(args)...);
 }
 
 } // namespace fa4cp

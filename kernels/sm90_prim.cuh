@@ -33,6 +33,12 @@ __device__ __forceinline__ uint32_t smem_addr(const void *p) {
 
 // ---------------------------------------------------------------- mbarrier
 
+// PDL: wait until the grid this one was launched behind (programmatic stream
+// serialisation, launch_pdl in launch_cache.cuh) has completed and its
+// writes are visible; a no-op in a grid launched without it.  Every kernel
+// launched by launch_pdl calls it before its first global memory access.
+__device__ __forceinline__ void grid_dep_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
+
 __device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 }

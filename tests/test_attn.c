@@ -1687,9 +1687,12 @@ static void causal_tile_cases(test_rng *r)
  * stores, dqa_col order), PX off (17179869184: dense), PH (34359738368:
  * half of them by polynomial, dense), PXW off (137438953472: causal), SN
  * off (274877906944: the next step's S^T issued at the loop's top, not at
- * the end of a step) and DT off (549755813888: the deterministic dQ writer
- * reads each plane out before the next one's reduction); a dense varlen
- * batch with GQA and padding rows, and a causal sequence. */
+ * the end of a step), DT off (549755813888: the deterministic dQ writer
+ * reads each plane out before the next one's reduction), DH off
+ * (1099511627776: the deterministic work order's kv-head sections by the
+ * normal rule alone; these short sequences otherwise interleave every kv
+ * head) and PDL off (2199023255552: plain launches); a dense varlen batch
+ * with GQA and padding rows, and a causal sequence. */
 static void bwd80_variant_cases(test_rng *r)
 {
     static const long long vars[] = {0,
@@ -1698,7 +1701,9 @@ static void bwd80_variant_cases(test_rng *r)
                                      34359738368LL,
                                      137438953472LL,
                                      274877906944LL,
-                                     549755813888LL};
+                                     549755813888LL,
+                                     1099511627776LL,
+                                     2199023255552LL};
     long long base;
     char *saved = tuning_save(&base);
     for (int k = 0; k < 2; k++) {
@@ -1715,7 +1720,8 @@ static void bwd80_variant_cases(test_rng *r)
         seq_table(&c, r, 613, 613);
         char desc[256];
         const int good = bwd_modes_under(&c, r, base, vars, sizeof vars / sizeof vars[0], saved, desc, sizeof desc);
-        ok(good, "d128 80-row backward variants, %s: DP, PX, PXW, SN and DT on and off, PH, both modes match the reference",
+        ok(good, "d128 80-row backward variants, %s: DP, PX, PXW, SN, DT, DH and PDL on and off, PH, both modes match the "
+                 "reference",
            desc);
     }
     set_tuning(saved);

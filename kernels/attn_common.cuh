@@ -1,9 +1,5 @@
-// attn_common.cuh - helpers shared by the attention kernels (sm_90a).
-//
-// Tiles live in shared memory as rows of D 16-bit elements, cut into 16-byte
-// chunks; chunk c of row r sits at chunk (c ^ (r & 7)) so that ldmatrix on 8
-// consecutive rows of one logical chunk hits 8 different bank groups.
-// Matrix products use mma.sync.m16n8k16 (fp32 accumulation).
+// attn_common.cuh - helpers shared by the attention kernels (sm_90a): types,
+// packing, shared-memory addresses, the per-sequence geometry and the mask.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -44,22 +40,6 @@ template <> __device__ __forceinline__ float2 unpack2<__half>(uint32_t v) {
     return __half22float2(*reinterpret_cast<__half2 *>(&v));
 }
 
-// D = A(16x16) * B(16x8) + D, fp32 accumulators.
-template <typename T>
-__device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0, uint32_t b1) {
-    if constexpr (MmaType<T>::fp16) {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    } else {
-        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-    }
-}
-
 __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -68,48 +48,6 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t *r, uint32_t addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t *r, uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
-// 16-byte async copy global -> shared; src_bytes 0 fills the chunk with zeros.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, int src_bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-// Element offset of (row, col) in a swizzled tile of COLS columns (col % 8 == 0
-// for 16-byte accesses; any col for element accesses).
-template <int COLS> __device__ __forceinline__ int swz(int row, int col) {
-    return row * COLS + ((((col >> 3) ^ (row & 7))) << 3) + (col & 7);
-}
-
-// Load ROWS x D rows [r0, r0+ROWS) of a THD tensor (row stride `stride`
-// elements, already offset to the head) into a swizzled tile; rows at or past
-// `nvalid` are zero-filled (never read).
-template <typename T, int ROWS, int D, int NT>
-__device__ __forceinline__ void load_tile(T *smem, const T *gbase, int64_t stride, int r0,
-                                          int nvalid, int tid) {
-    constexpr int CPR = D / 8; // chunks per row
-    constexpr int TOTAL = ROWS * CPR;
-    static_assert(TOTAL % NT == 0, "tile chunks must divide evenly among threads");
-#pragma unroll
-    for (int it = 0; it < TOTAL / NT; ++it) {
-        int idx = it * NT + tid;
-        int row = idx / CPR;
-        int c = idx % CPR;
-        int grow = r0 + row;
-        bool ok = grow < nvalid;
-        const T *src = gbase + (ok ? (int64_t)grow * stride + c * 8 : 0);
-        cp_async16(smem_u32(smem + swz<D>(row, c * 8)), src, ok ? 16 : 0);
-    }
 }
 
 // Per-sequence geometry.

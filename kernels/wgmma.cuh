@@ -14,26 +14,6 @@ template <int ROWS> __device__ __forceinline__ int pnl(int row, int col) {
     return (col >> 6) * ROWS * 64 + row * 64 + ((((col & 63) >> 3) ^ (row & 7)) << 3) + (col & 7);
 }
 
-// Load ROWS x D rows [r0, r0+ROWS) of a THD tensor into a panelled tile
-// (rows at or past nvalid are zero-filled).
-template <typename T, int ROWS, int D, int NT>
-__device__ __forceinline__ void load_tile_pn(T *smem, const T *gbase, int64_t stride, int r0,
-                                             int nvalid, int tid) {
-    constexpr int CPR = D / 8;
-    constexpr int TOTAL = ROWS * CPR;
-    static_assert(TOTAL % NT == 0, "tile chunks must divide evenly among threads");
-#pragma unroll
-    for (int it = 0; it < TOTAL / NT; ++it) {
-        int idx = it * NT + tid;
-        int row = idx / CPR;
-        int c = idx % CPR;
-        int grow = r0 + row;
-        bool ok = grow < nvalid;
-        const T *src = gbase + (ok ? (int64_t)grow * stride + c * 8 : 0);
-        cp_async16(smem_u32(smem + pnl<ROWS>(row, c * 8)), src, ok ? 16 : 0);
-    }
-}
-
 // Shared-memory matrix descriptor of a swizzled layout with RB-byte panel
 // rows: RB 128 (64-column panels, 128-byte swizzle, layout type 1) or 64
 // (32-column panels, 64-byte swizzle, type 2).  K-major: sbo = 8 rows;

@@ -152,7 +152,9 @@ typedef struct fa4cp_kparams {
      * reductions once the turn has come), 1099511627776 (2^40) the
      * deterministic backward's kv-head sections by the normal rule alone
      * (else at least nsm / (the longest entry's steps) heads:
-     * bwd_head_section, attn_sched.cuh) */
+     * bwd_head_section, attn_sched.cuh), 2199023255552 (2^41) the attention
+     * kernels launched without programmatic dependent launch (else PDL:
+     * launch_pdl, launch_cache.cuh) */
     long long tuning; /* 64 bits: FA4CP_CUDA_TUNING read by strtoll */
     void *stream; /* cudaStream_t */
 } fa4cp_kparams;

@@ -118,7 +118,8 @@ out:
  * captured (its graph could be replayed on another stream: those calls
  * allocate per call, as does a call once every slot is taken: slots are
  * never given back, streams are known by cudaStreamGetId, which is never
- * reused). */
+ * reused), nor for the handle cudaStreamPerThread (a stream of each
+ * thread's own: allocated per call too, not to rest on its id). */
 #define WS_SLOTS 64
 #define WS_SMALL_MAX ((size_t)1 << 20)
 typedef struct ws_slot {
@@ -159,8 +160,8 @@ static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *sl
         *ctr = NULL;
     FA4CP_TRY(workspace_pool(&pool));
     CUDA_CHECK(cudaGetDevice(&dev));
-    if (bytes <= WS_SMALL_MAX && cudaStreamIsCapturing(s, &cs) == cudaSuccess && cs == cudaStreamCaptureStatusNone &&
-        cudaStreamGetId(s, &sid) == cudaSuccess) {
+    if (bytes <= WS_SMALL_MAX && s != cudaStreamPerThread && cudaStreamIsCapturing(s, &cs) == cudaSuccess &&
+        cs == cudaStreamCaptureStatusNone && cudaStreamGetId(s, &sid) == cudaSuccess) {
         pthread_once(&ws_once, ws_init);
         pthread_mutex_lock(&ws_table_lock);
         for (int j = 0; j < WS_SLOTS; ++j) {

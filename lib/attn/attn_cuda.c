@@ -109,10 +109,11 @@ out:
  * a memset (1.6 us more, and an operation on the GPU) (H200 host,
  * 2026-11-30 06:14), and a forward that runs alone waits for that before
  * its kernel starts (a CP step's forward is ~0.11 ms).  So each (device,
- * stream) keeps one buffer
- * from the pool, grown (stream-ordered free of the old one, then a new
- * allocation, on that stream) when a call needs more: the calls on one
- * stream run in its order, so they can share it.  A slot's lock is held
+ * stream) keeps one buffer from the pool, grown (stream-ordered free of the
+ * old one, then a new allocation, on that stream) when a call needs more:
+ * the calls on one stream run in its order, so they can share it.  A
+ * workspace over WS_SMALL_MAX (a backward's dq_accum) is allocated per
+ * call.  A slot's lock is held
  * from taking the buffer to the call's last launch, so that a call on
  * another thread cannot free it in between.  Not for a stream being
  * captured (its graph could be replayed on another stream: those calls
@@ -218,10 +219,6 @@ static fa4cp_status ws_acquire(cudaStream_t s, size_t bytes, void **out, int *sl
 out:
     return st;
 }
-
-/* The end of a call that took a workspace: a kept buffer's lock is released,
- * a pool allocation freed (stream-ordered, after the call's kernels). */
-static fa4cp_status ws_release(void *ptr, int slot, cudaStream_t s, fa4cp_status st);
 
 static int misaligned(const void *p) { return ((uintptr_t)p & 15u) != 0; }
 
@@ -401,6 +398,9 @@ static fa4cp_status free_async(void *ptr, cudaStream_t s, fa4cp_status st) {
     return st;
 }
 
+/* The end of a call that took a workspace (ws_acquire): a kept buffer's lock
+ * is released, a pool allocation freed (stream-ordered, after the call's
+ * kernels). */
 static fa4cp_status ws_release(void *ptr, int slot, cudaStream_t s, fa4cp_status st) {
     if (slot >= 0) {
         pthread_mutex_unlock(&ws_slots[slot].lock);
@@ -459,8 +459,9 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         goto out;
     }
     {
-        /* The workspace in one pool allocation (one allocation and one free a
-         * call instead of four of each), each part 256-byte aligned: Dsum
+        /* The workspace in one piece (ws_acquire: the stream's kept buffer
+         * where it is small, else one pool allocation and free a call
+         * instead of four of each), each part 256-byte aligned: Dsum
          * [heads][total_q] and dq_accum [heads][total_q][head_dim] (fp32, with
          * queries), the deterministic call's semaphores (also without
          * queries: the main kernel's CTAs take tickets from them), the work
@@ -476,14 +477,7 @@ fa4cp_status fa4cp_attn_cuda_bwd(const fa4cp_attn_args *a) {
         p.sched_cap = sched_entries(&p);
         const size_t o_sem = chain ? 0 : align256(o_acc + n_acc), o_sched = align256(o_sem + n_sem);
         const size_t total = o_sched + (size_t)p.sched_cap * sizeof(int);
-        /* (a chain's workspace is small: kept per stream, ws_acquire) */
-        if (chain) {
-            FA4CP_TRY(ws_acquire(s, total, (void **)&ws, &slot, NULL));
-        } else {
-            cudaMemPool_t pool = NULL;
-            FA4CP_TRY(workspace_pool(&pool));
-            CUDA_CHECK(cudaMallocFromPoolAsync((void **)&ws, total, pool, s));
-        }
+        FA4CP_TRY(ws_acquire(s, total, (void **)&ws, &slot, NULL));
         char *acc = chain ? (char *)a->dq_carry : ws;
         p.dsum = rows ? (float *)acc : NULL;
         p.dq_accum = rows ? (float *)(acc + o_acc) : NULL;

@@ -1646,30 +1646,8 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                 for (int it = 0; it < iters; ++it) {
                     int *sem = nullptr;
                     const int m0 = st.m0(gi, WBM);
-                    if (dt) {
-#pragma unroll
-                        for (int w = 0; w < 2; ++w) {
-                            sm90::named_sync(C::BAR_DQ_FULL + w, 160);
-                            if (lane == 0) {
-                                if (w == 0)
-                                    sem = turn(st, m0);
-                                reduce_plane(w, m0);
-                            }
-                        }
-                        if (lane == 0)
-                            sm90::tma_store_wait_read<0>();
-                        __syncwarp();
-                        if (it + 1 < iters) {
-                            sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
-                            sm90::named_arrive(C::BAR_DQ_EMPTY + 1, 160);
-                        }
-                        if (lane == 0) {
-                            sm90::tma_store_wait<0>(); // both reductions have completed
-                            sem_release_add(sem);
-                        }
-                        st.next(gi);
-                        continue;
-                    }
+                    // each plane handed back once read (DT: both after
+                    // both reductions have gone out)
 #pragma unroll
                     for (int w = 0; w < 2; ++w) {
                         sm90::named_sync(C::BAR_DQ_FULL + w, 160);
@@ -1677,11 +1655,15 @@ __global__ void __launch_bounds__(BwdWsCfg<T, DQK, DV, WBM_>::NT, 1)
                             if (w == 0)
                                 sem = turn(st, m0);
                             reduce_plane(w, m0);
-                            sm90::tma_store_wait_read<0>();
+                            if (!dt || w == 1)
+                                sm90::tma_store_wait_read<0>();
                         }
                         __syncwarp();
-                        if (it + 1 < iters)
+                        if (it + 1 < iters && (!dt || w == 1)) {
+                            if (dt)
+                                sm90::named_arrive(C::BAR_DQ_EMPTY + 0, 160);
                             sm90::named_arrive(C::BAR_DQ_EMPTY + w, 160);
+                        }
                     }
                     if constexpr (DET) {
                         if (lane == 0) {

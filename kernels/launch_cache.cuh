@@ -2,6 +2,8 @@
 // from the driver once per device (or per kernel and device) instead of per
 // call: a CP step's call is short (0.1 ms forward), and what the host spends
 // before its kernel starts is time the GPU waits when the call runs alone.
+// Also the launch itself with programmatic dependent launch (launch_pdl, at
+// the end), for the same short calls.
 //
 // Thread-safe without locks: the CP executor calls from several threads on
 // one device.  Each cache slot is an atomic int written with the value the
